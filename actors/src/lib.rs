@@ -1,0 +1,3 @@
+//! actors.
+
+pub mod mesh;

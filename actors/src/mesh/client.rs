@@ -1,0 +1,205 @@
+//! The cloneable handle through which the rest of jobmesh talks to the mesh.
+
+use std::{sync::Arc, time::Duration};
+
+use libp2p::{Multiaddr, PeerId, gossipsub::MessageId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    error::{ClientError, ProbeError},
+    event_loop::Shared,
+    transport::Traffic,
+};
+
+/// The application's verdict on a received gossip message (see
+/// [`MeshEvent::Message`](super::MeshEvent::Message)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// Valid: deliver and forward to the mesh.
+    Accept,
+    /// Objectively invalid (bad signature, non-member, not an assigned observer): drop and
+    /// penalise the propagation source's gossipsub score.
+    Reject,
+    /// Not useful (stale, duplicate vote): drop without penalty and without forwarding.
+    Ignore,
+}
+
+impl From<Validation> for libp2p::gossipsub::MessageAcceptance {
+    fn from(v: Validation) -> Self {
+        match v {
+            Validation::Accept => Self::Accept,
+            Validation::Reject => Self::Reject,
+            Validation::Ignore => Self::Ignore,
+        }
+    }
+}
+
+/// A successful probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeReply {
+    /// Round-trip time from sending the request to decoding the answer, including opening
+    /// the stream (and dialling, if the peer was not connected).
+    pub rtt: Duration,
+    /// The responder's incarnation, so refutations are seen by the prober.
+    pub incarnation: u64,
+}
+
+/// Counters shared with the event loop; reading them needs no round trip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MeshStats {
+    /// Bytes on the wire (TCP, under encryption).
+    pub traffic: Traffic,
+    /// Events dropped because the event channel was full.
+    pub dropped_events: u64,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+/// A request from a [`Client`] to the event loop; each carries the sender of its answer.
+#[derive(Debug)]
+pub(crate) enum Command {
+    ListenAddrs(Reply<Vec<Multiaddr>>),
+    Dial(Multiaddr, Reply<Result<PeerId, ClientError>>),
+    Disconnect(PeerId, Reply<bool>),
+    Subscribe(String, Reply<Result<bool, ClientError>>),
+    Publish(String, Vec<u8>, Reply<Result<MessageId, ClientError>>),
+    ReportValidation(MessageId, PeerId, Validation, Reply<bool>),
+    SetAppScore(PeerId, f64, Reply<bool>),
+    PeerScore(PeerId, Reply<Option<f64>>),
+    SetIncarnation(u64, Reply<()>),
+    Probe(PeerId, Reply<Result<ProbeReply, ProbeError>>),
+    ConnectedPeers(Reply<Vec<PeerId>>),
+    MeshPeers(String, Reply<Vec<PeerId>>),
+    Shutdown(Reply<()>),
+}
+
+/// Handle to a running mesh node. Cheap to clone; every method sends one command over a
+/// bounded channel (so a flood of callers is back-pressured) and awaits its own answer.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) sender: mpsc::Sender<Command>,
+    pub(crate) local_peer_id: PeerId,
+    pub(crate) probe_timeout: Duration,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Client {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.sender
+            .send(make(tx))
+            .await
+            .map_err(|_| ClientError::EventLoopGone)?;
+        rx.await.map_err(|_| ClientError::EventLoopGone)
+    }
+
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Wire traffic and dropped-event counters.
+    pub fn stats(&self) -> MeshStats {
+        self.shared.stats()
+    }
+
+    /// Addresses this node listens on, each ending in `/p2p/<local peer id>` so they can be
+    /// handed to another node's `bootstrap` or [`Client::dial`]. Waits for the first listener
+    /// to be bound if none is yet.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, ClientError> {
+        self.call(Command::ListenAddrs).await
+    }
+
+    /// Dials `addr` and resolves once a connection is established, with the remote peer id.
+    /// If `addr` ends in `/p2p/<peer id>`, the remote must prove that identity; already being
+    /// connected to it counts as success.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, ClientError> {
+        self.call(|r| Command::Dial(addr, r)).await?
+    }
+
+    /// Closes all connections to `peer` (for example after it was evicted). Returns whether
+    /// it was connected.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<bool, ClientError> {
+        self.call(|r| Command::Disconnect(peer, r)).await
+    }
+
+    /// Joins a gossipsub topic (with jobmesh's scoring parameters). Returns `false` if
+    /// already subscribed.
+    pub async fn subscribe(&self, topic: impl Into<String>) -> Result<bool, ClientError> {
+        let topic = topic.into();
+        self.call(|r| Command::Subscribe(topic, r)).await?
+    }
+
+    /// Publishes `data` on `topic`, signed with the node key. Fails if the payload exceeds
+    /// `max_message_size`, if no peer is subscribed to the topic yet, or if the same payload
+    /// was published recently (message ids are content hashes).
+    pub async fn publish(
+        &self,
+        topic: impl Into<String>,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<MessageId, ClientError> {
+        let (topic, data) = (topic.into(), data.into());
+        self.call(|r| Command::Publish(topic, data, r)).await?
+    }
+
+    /// Reports the verdict on a message received as
+    /// [`MeshEvent::Message`](super::MeshEvent::Message); must be called once per message.
+    /// `propagation_source` is the peer that forwarded it. Returns `false` if the message had
+    /// already left the cache (then nothing is forwarded or penalised).
+    pub async fn report_validation(
+        &self,
+        message_id: MessageId,
+        propagation_source: PeerId,
+        verdict: Validation,
+    ) -> Result<bool, ClientError> {
+        self.call(|r| Command::ReportValidation(message_id, propagation_source, verdict, r))
+            .await
+    }
+
+    /// Sets the gossipsub application-specific score of `peer` (weight 1, so the value is
+    /// added to its score as-is; below -10 it gets no gossip, below -80 it is graylisted).
+    /// Returns `false` if the peer is unknown to gossipsub.
+    pub async fn set_app_score(&self, peer: PeerId, score: f64) -> Result<bool, ClientError> {
+        self.call(|r| Command::SetAppScore(peer, score, r)).await
+    }
+
+    /// The gossipsub score of `peer` as seen locally, if it is known.
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, ClientError> {
+        self.call(|r| Command::PeerScore(peer, r)).await
+    }
+
+    /// Sets the incarnation sent in probes and probe answers.
+    pub async fn set_incarnation(&self, incarnation: u64) -> Result<(), ClientError> {
+        self.call(|r| Command::SetIncarnation(incarnation, r)).await
+    }
+
+    /// Probes `peer` directly (dialling it if needed). Fails within the configured probe
+    /// timeout if the peer does not answer.
+    pub async fn probe(&self, peer: PeerId) -> Result<ProbeReply, ProbeError> {
+        let (tx, rx) = oneshot::channel();
+        let send = self.sender.send(Command::Probe(peer, tx));
+        // The request-response timeout covers the stream; this one also covers a slow dial
+        // and a full command channel, so the caller's bound always holds.
+        let answer = tokio::time::timeout(self.probe_timeout, async {
+            send.await.map_err(|_| ProbeError::EventLoopGone)?;
+            rx.await.map_err(|_| ProbeError::EventLoopGone)?
+        });
+        answer.await.unwrap_or(Err(ProbeError::Timeout(peer)))
+    }
+
+    /// Peers with at least one established connection.
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, ClientError> {
+        self.call(Command::ConnectedPeers).await
+    }
+
+    /// Peers in the local gossipsub mesh of `topic` (diagnostics and tests).
+    pub async fn mesh_peers(&self, topic: impl Into<String>) -> Result<Vec<PeerId>, ClientError> {
+        let topic = topic.into();
+        self.call(|r| Command::MeshPeers(topic, r)).await
+    }
+
+    /// Stops the event loop, closing all connections, and waits until it has stopped.
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        self.call(Command::Shutdown).await
+    }
+}

@@ -1,0 +1,708 @@
+//! The event loop: sole owner of the [`Swarm`], driven by swarm events, client commands and
+//! the peer-exchange timer. Stays sequential: one task per node is plenty for membership
+//! traffic, and it keeps every piece of state single-owner.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify,
+    multiaddr::Protocol,
+    request_response::{self, OutboundFailure, OutboundRequestId},
+    swarm::{ConnectionId, SwarmEvent, dial_opts::DialOpts},
+};
+use rand::seq::IteratorRandom;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    behaviour::{MeshBehaviour, MeshBehaviourEvent},
+    client::{Command, MeshStats, ProbeReply},
+    error::{ClientError, ProbeError},
+    peer_exchange::{self, PeerRecord},
+    probe::{self, InboundProbe, ProbeRequest, ProbeResponse},
+    transport::TrafficCounters,
+};
+
+/// Listen addresses reported per identified peer that we keep for re-dialling and peer
+/// exchange; identify allows a peer to list arbitrarily many.
+const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// What the mesh observed. Delivered on a bounded channel; when the application falls
+/// behind, events are dropped (and counted in [`MeshStats::dropped_events`]) instead of
+/// stalling the swarm, because a stalled swarm would also stall the very commands the
+/// application may be awaiting. A dropped gossip message is reported `Ignore` to gossipsub.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeshEvent {
+    /// A new listen address, ending in `/p2p/<local peer id>`.
+    ListenAddr(Multiaddr),
+    /// First connection to `peer` established.
+    PeerConnected {
+        /// The remote peer.
+        peer: PeerId,
+        /// Its address on this connection.
+        address: Multiaddr,
+        /// Whether we dialled.
+        outbound: bool,
+    },
+    /// Last connection to `peer` closed.
+    PeerDisconnected {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// The peer told us about itself (identify).
+    PeerIdentified {
+        /// The remote peer.
+        peer: PeerId,
+        /// Its identify protocol version (`/jobmesh/1.0.0` for jobmesh nodes).
+        protocol_version: String,
+        /// Its software.
+        agent_version: String,
+        /// Its listen addresses (truncated to a few).
+        listen_addrs: Vec<Multiaddr>,
+    },
+    /// A remote peer joined a topic.
+    Subscribed {
+        /// The remote peer.
+        peer: PeerId,
+        /// The topic name.
+        topic: String,
+    },
+    /// A gossip message with a valid signature, awaiting the application's verdict via
+    /// [`Client::report_validation`](super::Client::report_validation). It is neither
+    /// forwarded nor penalised until then.
+    Message {
+        /// The peer that forwarded it to us; pass it to `report_validation`.
+        propagation_source: PeerId,
+        /// The author (signer).
+        author: Option<PeerId>,
+        /// The content id; pass it to `report_validation`.
+        message_id: gossipsub::MessageId,
+        /// The topic name.
+        topic: String,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// A peer probed us; it was answered with our incarnation already.
+    ProbeRequest {
+        /// The prober.
+        peer: PeerId,
+        /// The prober's incarnation.
+        incarnation: u64,
+    },
+    /// A peer sent bytes that do not decode: a junk probe request, or an undecodable probe
+    /// or peer-exchange answer. The stream was dropped; the connection and other peers are
+    /// unaffected. A fact for scoring. (Junk peer-exchange *requests* are only logged:
+    /// request-response does not say who sent them.)
+    MalformedInput {
+        /// The sender.
+        peer: PeerId,
+        /// The protocol name.
+        protocol: &'static str,
+        /// The decoding error.
+        reason: String,
+    },
+}
+
+/// State shared between the event loop and every [`Client`](super::Client) without
+/// messages: plain counters.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub(crate) traffic: Arc<TrafficCounters>,
+    dropped_events: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn stats(&self) -> MeshStats {
+        MeshStats {
+            traffic: self.traffic.snapshot(),
+            dropped_events: self.dropped_events.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct PendingProbe {
+    peer: PeerId,
+    nonce: u64,
+    sent: Instant,
+    reply: oneshot::Sender<Result<ProbeReply, ProbeError>>,
+}
+
+/// What identify told us about a connected peer.
+struct PeerInfo {
+    addrs: Vec<Multiaddr>,
+    speaks_peer_exchange: bool,
+}
+
+/// Owns the swarm; run it with [`EventLoop::run`] (as [`spawn_mesh`](super::spawn_mesh) does).
+pub struct EventLoop {
+    swarm: Swarm<MeshBehaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<MeshEvent>,
+    shared: Arc<Shared>,
+    max_message_size: usize,
+    max_connections: usize,
+    peer_exchange_interval: Option<Duration>,
+    incarnation: u64,
+    listen_addrs: Vec<Multiaddr>,
+    /// Listeners not yet closed; `Swarm::listeners` only lists already bound addresses.
+    open_listeners: usize,
+    /// `listen_addrs` callers that arrived before any listener was bound.
+    pending_listen_addrs: Vec<oneshot::Sender<Vec<Multiaddr>>>,
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, ClientError>>)>,
+    pending_probes: HashMap<OutboundRequestId, PendingProbe>,
+    identified: HashMap<PeerId, PeerInfo>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<MeshBehaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<MeshEvent>,
+        shared: Arc<Shared>,
+        cfg: &super::MeshConfig,
+    ) -> Self {
+        Self {
+            swarm,
+            commands,
+            events,
+            shared,
+            max_message_size: cfg.max_message_size,
+            max_connections: cfg.max_connections as usize,
+            peer_exchange_interval: cfg.peer_exchange_interval,
+            incarnation: 0,
+            listen_addrs: Vec::new(),
+            open_listeners: cfg.listen.len(),
+            pending_listen_addrs: Vec::new(),
+            pending_dials: HashMap::new(),
+            pending_probes: HashMap::new(),
+            identified: HashMap::new(),
+        }
+    }
+
+    /// Runs until [`Client::shutdown`](super::Client::shutdown) or until every client is
+    /// dropped. Dropping the swarm closes all connections.
+    pub async fn run(mut self) {
+        let period = self
+            .peer_exchange_interval
+            .unwrap_or(Duration::from_secs(3600));
+        let mut exchange_timer =
+            tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        exchange_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown(reply)) => {
+                        drop(self.swarm);
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                _ = exchange_timer.tick(), if self.peer_exchange_interval.is_some() => {
+                    self.exchange_with_random_peer();
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: MeshEvent) -> bool {
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(?event, "mesh event channel full, dropping event");
+                false
+            }
+            // Nobody listens; that is the application's choice.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let swarm = &mut self.swarm;
+        match command {
+            Command::ListenAddrs(reply) => {
+                if self.listen_addrs.is_empty() && self.open_listeners > 0 {
+                    self.pending_listen_addrs.push(reply);
+                } else {
+                    let _ = reply.send(self.listen_addrs.clone());
+                }
+            }
+            Command::Dial(addr, reply) => self.dial(addr, reply),
+            Command::Disconnect(peer, reply) => {
+                let _ = reply.send(swarm.disconnect_peer_id(peer).is_ok());
+            }
+            Command::Subscribe(topic, reply) => {
+                let _ = reply.send(subscribe(&mut swarm.behaviour_mut().gossipsub, &topic));
+            }
+            Command::Publish(topic, data, reply) => {
+                let result = if data.len() > self.max_message_size {
+                    Err(ClientError::TooLarge {
+                        size: data.len(),
+                        limit: self.max_message_size,
+                    })
+                } else {
+                    swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .publish(gossipsub::IdentTopic::new(&topic), data)
+                        .map_err(|e| ClientError::Publish {
+                            topic,
+                            reason: e.to_string(),
+                        })
+                };
+                let _ = reply.send(result);
+            }
+            Command::ReportValidation(id, source, verdict, reply) => {
+                let found = swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, verdict.into());
+                let _ = reply.send(found);
+            }
+            Command::SetAppScore(peer, score, reply) => {
+                let set = swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .set_application_score(&peer, score);
+                let _ = reply.send(set);
+            }
+            Command::PeerScore(peer, reply) => {
+                let _ = reply.send(swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::SetIncarnation(incarnation, reply) => {
+                self.incarnation = incarnation;
+                let _ = reply.send(());
+            }
+            Command::Probe(peer, reply) => {
+                if peer == *swarm.local_peer_id() {
+                    let _ = reply.send(Err(ProbeError::SelfProbe));
+                    return;
+                }
+                let nonce = rand::random();
+                let request_id = swarm.behaviour_mut().probe.send_request(
+                    &peer,
+                    Ok(ProbeRequest {
+                        nonce,
+                        incarnation: self.incarnation,
+                    }),
+                );
+                self.pending_probes.insert(
+                    request_id,
+                    PendingProbe {
+                        peer,
+                        nonce,
+                        sent: Instant::now(),
+                        reply,
+                    },
+                );
+            }
+            Command::ConnectedPeers(reply) => {
+                let _ = reply.send(swarm.connected_peers().copied().collect());
+            }
+            Command::MeshPeers(topic, reply) => {
+                let hash = gossipsub::IdentTopic::new(topic).hash();
+                let peers = swarm.behaviour().gossipsub.mesh_peers(&hash).copied();
+                let _ = reply.send(peers.collect());
+            }
+            // Handled in `run`, which must drop the swarm before answering.
+            Command::Shutdown(_) => unreachable!("shutdown is handled by the run loop"),
+        }
+    }
+
+    fn dial(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, ClientError>>) {
+        let opts = match split_peer_id(&addr) {
+            Some((peer, transport_addr)) => DialOpts::peer_id(peer)
+                .addresses(vec![transport_addr])
+                .build(),
+            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
+        let target = opts.get_peer_id();
+        let connection_id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.pending_dials.insert(connection_id, (addr, reply));
+            }
+            // The default dial condition refuses when already connected: that is success.
+            Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                let _ = reply.send(target.ok_or(ClientError::Dial {
+                    addr,
+                    reason: "dial condition false".into(),
+                }));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(ClientError::Dial {
+                    addr,
+                    reason: e.to_string(),
+                }));
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<MeshBehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Gossipsub(e)) => self.on_gossipsub(e),
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Probe(e)) => self.on_probe(e),
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Peers(e)) => self.on_peer_exchange(e),
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(e)) => self.on_identify(e),
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Limits(never)) => match never {},
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                tracing::info!(%full, "listening");
+                self.listen_addrs.push(full.clone());
+                for reply in self.pending_listen_addrs.drain(..) {
+                    let _ = reply.send(self.listen_addrs.clone());
+                }
+                self.emit(MeshEvent::ListenAddr(full));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let full = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                self.listen_addrs.retain(|a| *a != full);
+            }
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                tracing::warn!(?reason, "listener closed");
+                self.open_listeners = self.open_listeners.saturating_sub(1);
+                // Do not leave `listen_addrs` callers waiting for a listener that is gone.
+                if self.open_listeners == 0 {
+                    for reply in self.pending_listen_addrs.drain(..) {
+                        let _ = reply.send(self.listen_addrs.clone());
+                    }
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if num_established.get() == 1 {
+                    self.emit(MeshEvent::PeerConnected {
+                        peer: peer_id,
+                        address: endpoint.get_remote_address().clone(),
+                        outbound: endpoint.is_dialer(),
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.identified.remove(&peer_id);
+                self.emit(MeshEvent::PeerDisconnected { peer: peer_id });
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                if let Some((addr, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(ClientError::Dial {
+                        addr,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!(%error, "incoming connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let delivered = self.emit(MeshEvent::Message {
+                    propagation_source,
+                    author: message.source,
+                    message_id: message_id.clone(),
+                    topic: message.topic.into_string(),
+                    data: message.data,
+                });
+                if !delivered {
+                    // Nobody will validate it: free the cache slot, forward nothing, blame no one.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                self.emit(MeshEvent::Subscribed {
+                    peer: peer_id,
+                    topic: topic.into_string(),
+                });
+            }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                tracing::warn!(%peer_id, ?failed_messages, "slow gossipsub peer");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_probe(&mut self, event: request_response::Event<InboundProbe, ProbeResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request: Err(junk), ..
+                } => {
+                    // Dropping the channel resets the stream; the connection stays up.
+                    self.emit(MeshEvent::MalformedInput {
+                        peer,
+                        protocol: probe::PROTOCOL_NAME,
+                        reason: junk.to_string(),
+                    });
+                }
+                request_response::Message::Request {
+                    request: Ok(request),
+                    channel,
+                    ..
+                } => {
+                    let answer = ProbeResponse {
+                        nonce: request.nonce,
+                        incarnation: self.incarnation,
+                    };
+                    // Fails only if the stream is already gone; the prober will time out.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .probe
+                        .send_response(channel, answer);
+                    self.emit(MeshEvent::ProbeRequest {
+                        peer,
+                        incarnation: request.incarnation,
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let Some(pending) = self.pending_probes.remove(&request_id) else {
+                        return;
+                    };
+                    let result = if response.nonce == pending.nonce {
+                        Ok(ProbeReply {
+                            rtt: pending.sent.elapsed(),
+                            incarnation: response.incarnation,
+                        })
+                    } else {
+                        Err(ProbeError::NonceMismatch(pending.peer))
+                    };
+                    let _ = pending.reply.send(result);
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let OutboundFailure::Io(e) = &error {
+                    self.report_malformed(peer, probe::PROTOCOL_NAME, e);
+                }
+                let Some(pending) = self.pending_probes.remove(&request_id) else {
+                    return;
+                };
+                let error = match error {
+                    OutboundFailure::DialFailure => ProbeError::Unreachable(peer),
+                    OutboundFailure::Timeout => ProbeError::Timeout(peer),
+                    OutboundFailure::ConnectionClosed => ProbeError::ConnectionClosed(peer),
+                    OutboundFailure::UnsupportedProtocols => ProbeError::Unsupported(peer),
+                    OutboundFailure::Io(e) => ProbeError::Io {
+                        peer,
+                        reason: e.to_string(),
+                    },
+                };
+                let _ = pending.reply.send(Err(error));
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.on_inbound_failure(peer, probe::PROTOCOL_NAME, error);
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Inbound read errors are not reported by request-response (see `probe.rs`); what
+    /// reaches us here are failures after the request was read, which are not the peer's
+    /// fault in a way worth reporting.
+    fn on_inbound_failure(
+        &mut self,
+        peer: PeerId,
+        protocol: &'static str,
+        error: request_response::InboundFailure,
+    ) {
+        tracing::debug!(%peer, protocol, %error, "inbound request failed");
+    }
+
+    /// An answer that does not decode is a fact about the peer.
+    fn report_malformed(&mut self, peer: PeerId, protocol: &'static str, error: &std::io::Error) {
+        if error.kind() == std::io::ErrorKind::InvalidData {
+            self.emit(MeshEvent::MalformedInput {
+                peer,
+                protocol,
+                reason: error.to_string(),
+            });
+        }
+    }
+
+    fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = event else {
+            return;
+        };
+        let addrs: Vec<Multiaddr> = info
+            .listen_addrs
+            .into_iter()
+            .take(MAX_ADDRS_PER_PEER)
+            .collect();
+        for addr in &addrs {
+            self.swarm.add_peer_address(peer_id, addr.clone());
+        }
+        let speaks_peer_exchange = info.protocols.contains(&peer_exchange::PROTOCOL);
+        let first_time = self
+            .identified
+            .insert(
+                peer_id,
+                PeerInfo {
+                    addrs: addrs.clone(),
+                    speaks_peer_exchange,
+                },
+            )
+            .is_none();
+        if first_time && speaks_peer_exchange && self.peer_exchange_interval.is_some() {
+            self.swarm.behaviour_mut().peers.send_request(&peer_id, ());
+        }
+        self.emit(MeshEvent::PeerIdentified {
+            peer: peer_id,
+            protocol_version: info.protocol_version,
+            agent_version: info.agent_version,
+            listen_addrs: addrs,
+        });
+    }
+
+    fn exchange_with_random_peer(&mut self) {
+        let peer = self
+            .identified
+            .iter()
+            .filter(|(_, info)| info.speaks_peer_exchange)
+            .map(|(peer, _)| *peer)
+            .choose(&mut rand::rng());
+        if let Some(peer) = peer {
+            self.swarm.behaviour_mut().peers.send_request(&peer, ());
+        }
+    }
+
+    fn on_peer_exchange(&mut self, event: request_response::Event<(), Vec<PeerRecord>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { channel, .. } => {
+                    let records: Vec<PeerRecord> = self
+                        .identified
+                        .iter()
+                        .filter(|(p, info)| **p != peer && !info.addrs.is_empty())
+                        .take(peer_exchange::MAX_PEERS)
+                        .map(|(p, info)| PeerRecord {
+                            peer: *p,
+                            addrs: info.addrs.clone(),
+                        })
+                        .collect();
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .peers
+                        .send_response(channel, records);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.dial_unknown_peers(response);
+                }
+            },
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.on_inbound_failure(peer, peer_exchange::PROTOCOL_NAME, error);
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "peer exchange failed");
+                if let OutboundFailure::Io(e) = &error {
+                    self.report_malformed(peer, peer_exchange::PROTOCOL_NAME, e);
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn dial_unknown_peers(&mut self, records: Vec<PeerRecord>) {
+        let local = *self.swarm.local_peer_id();
+        for record in records {
+            if self.swarm.network_info().num_peers() >= self.max_connections {
+                return;
+            }
+            if record.peer == local
+                || record.addrs.is_empty()
+                || self.swarm.is_connected(&record.peer)
+            {
+                continue;
+            }
+            // Default condition: skipped if a dial to that peer is already in flight.
+            let opts = DialOpts::peer_id(record.peer)
+                .addresses(record.addrs)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(peer = %record.peer, %e, "peer exchange dial refused");
+            }
+        }
+    }
+}
+
+/// Splits `/…/p2p/<id>` into the id and the transport part.
+fn split_peer_id(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut transport = addr.clone();
+    match transport.pop() {
+        Some(Protocol::P2p(peer)) => Some((peer, transport)),
+        _ => None,
+    }
+}
+
+/// Subscribes and installs the topic's score parameters (without them, invalid messages on
+/// the topic would cost the sender nothing).
+pub(crate) fn subscribe(
+    gossipsub: &mut gossipsub::Behaviour,
+    topic: &str,
+) -> Result<bool, ClientError> {
+    let ident = gossipsub::IdentTopic::new(topic);
+    let err = |reason: String| ClientError::Subscribe {
+        topic: topic.to_string(),
+        reason,
+    };
+    gossipsub
+        .set_topic_params(ident.clone(), super::config::topic_score_params())
+        .map_err(|e| err(e.to_string()))?;
+    gossipsub.subscribe(&ident).map_err(|e| err(e.to_string()))
+}

@@ -1,0 +1,122 @@
+//! The libp2p network layer of the MeshActor: transport, behaviours, identity, and a
+//! `Client`/`EventLoop` pair in the shape of rust-libp2p's file-sharing example.
+//!
+//! This layer moves bytes and reports facts; it knows nothing about membership or votes.
+//! The Membership actor glues it to the sans-IO protocol core: it feeds [`MeshEvent`]s into
+//! the core, and turns the core's outputs into [`Client`] calls (publish, probe,
+//! report_validation, set_app_score).
+//!
+//! Stack: TCP (+ QUIC with the `quic` feature) / noise / yamux, with
+//! - identify (`/jobmesh/1.0.0`), to learn listen addresses,
+//! - gossipsub with strict signing, application validation and peer scoring,
+//! - `/jobmesh/probe/1`, a request-response probe carrying nonce and incarnation,
+//! - `/jobmesh/peers/1`, a bounded peer exchange so joining one member reaches all,
+//! - connection limits.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use jobmesh_actors::mesh::{MeshConfig, load_or_create_keypair, spawn_mesh};
+//! let key = load_or_create_keypair("/var/lib/jobmesh/node.key")?;
+//! let config = MeshConfig { topics: vec!["jobmesh/membership/1".into()], ..Default::default() };
+//! let (client, mut events, _task) = spawn_mesh(key, config)?;
+//! println!("join me at {:?}", client.listen_addrs().await?);
+//! while let Some(event) = events.recv().await { println!("{event:?}"); }
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod behaviour;
+mod client;
+mod config;
+mod error;
+mod event_loop;
+mod identity;
+pub mod peer_exchange;
+pub mod probe;
+mod transport;
+
+use std::sync::Arc;
+
+use libp2p::{SwarmBuilder, identity::Keypair};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+pub use behaviour::IDENTIFY_PROTOCOL;
+pub use client::{Client, MeshStats, ProbeReply, Validation};
+pub use config::{GossipTuning, MeshConfig, message_id};
+pub use error::{ClientError, IdentityError, MeshError, ProbeError};
+pub use event_loop::{EventLoop, MeshEvent};
+pub use identity::load_or_create_keypair;
+pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId};
+pub use transport::{Traffic, TrafficCounters};
+
+use behaviour::MeshBehaviour;
+use event_loop::Shared;
+
+/// Builds the swarm, binds the listen addresses, joins the topics, dials the bootstrap
+/// peers, and returns the client, the event receiver, and the [`EventLoop`] to run.
+///
+/// Listen failures are errors; an unreachable bootstrap peer is not (it may be down while
+/// this node restarts); watch for [`MeshEvent::PeerConnected`], or call [`Client::dial`]
+/// to learn the outcome of a join.
+pub fn build_mesh(
+    keypair: Keypair,
+    config: MeshConfig,
+) -> Result<(Client, mpsc::Receiver<MeshEvent>, EventLoop), MeshError> {
+    config.validate()?;
+    let shared = Arc::new(Shared::default());
+    let transport = transport::build(&keypair, shared.traffic.clone(), config.handshake_timeout)?;
+    let behaviour = MeshBehaviour::new(&keypair, &config)?;
+    let local_peer_id = keypair.public().to_peer_id();
+
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(|_| transport)
+        .unwrap_or_else(|never| match never {})
+        .with_behaviour(|_| behaviour)
+        .unwrap_or_else(|never| match never {})
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .build();
+
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| MeshError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    for topic in &config.topics {
+        event_loop::subscribe(&mut swarm.behaviour_mut().gossipsub, topic).map_err(|e| {
+            MeshError::Subscribe {
+                topic: topic.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+    }
+    for addr in &config.bootstrap {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, %e, "cannot dial bootstrap peer");
+        }
+    }
+
+    let (command_tx, command_rx) = mpsc::channel(config.command_buffer);
+    let (event_tx, event_rx) = mpsc::channel(config.event_buffer);
+    let client = Client {
+        sender: command_tx,
+        local_peer_id,
+        probe_timeout: config.probe_timeout,
+        shared: shared.clone(),
+    };
+    let event_loop = EventLoop::new(swarm, command_rx, event_tx, shared, &config);
+    Ok((client, event_rx, event_loop))
+}
+
+/// [`build_mesh`], then runs the event loop on the current tokio runtime.
+/// Must be called from within a tokio runtime.
+pub fn spawn_mesh(
+    keypair: Keypair,
+    config: MeshConfig,
+) -> Result<(Client, mpsc::Receiver<MeshEvent>, JoinHandle<()>), MeshError> {
+    let (client, events, event_loop) = build_mesh(keypair, config)?;
+    Ok((client, events, tokio::spawn(event_loop.run())))
+}

@@ -1,0 +1,185 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use jobmesh::job::JobState;
+
+/// jobmesh: a distributed job runtime. Run `jobmesh node` to start a node on the
+/// embedded SQLite store, then `jobmesh submit` jobs to it from another terminal.
+#[derive(Debug, Parser)]
+#[command(name = "jobmesh", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file (TOML). Without one, built-in defaults apply; JOBMESH__SECTION__KEY
+    /// environment variables override either.
+    #[arg(long, short, global = true, env = "JOBMESH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Start a node: workers, scheduler and (with --listen) the mesh.
+    Node(NodeArgs),
+    /// Submit one job (or --count copies, or a workflow file).
+    Submit(SubmitArgs),
+    /// Inspect and cancel jobs.
+    #[command(subcommand)]
+    Jobs(JobsVerb),
+    /// The dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqVerb),
+    /// Print lifecycle events; --follow keeps watching.
+    Events(EventsArgs),
+    /// Benchmark: enqueue and drain no-op jobs on the configured store.
+    Bench(BenchArgs),
+}
+
+/// `jobmesh node`
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Worker actors (overrides workers.concurrency).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Queues to work (comma-separated; overrides workers.queues).
+    #[arg(long, value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Exit once no job is left to run (useful in scripts and tests).
+    #[arg(long)]
+    pub exit_when_idle: bool,
+}
+
+/// `jobmesh submit`
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Job kind (`noop`, `sleep`, `fail`, `panic`, `exec`, `http`, ...). Not used with --workflow.
+    #[arg(required_unless_present = "workflow")]
+    pub kind: Option<String>,
+    /// JSON payload (default `{}`); `-` reads it from stdin.
+    pub payload: Option<String>,
+    /// Queue.
+    #[arg(long, short, default_value = jobmesh::job::DEFAULT_QUEUE)]
+    pub queue: String,
+    /// Priority, -100..=100; higher runs first.
+    #[arg(long, short, default_value_t = 0, allow_hyphen_values = true)]
+    pub priority: i16,
+    /// Run no earlier than this long from now (e.g. `30s`, `5m`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub delay: Option<Duration>,
+    /// Attempts before the job is dead-lettered.
+    #[arg(long, default_value_t = jobmesh::job::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+    /// Timeout of each attempt (e.g. `30s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// At most one unfinished job with this key.
+    #[arg(long)]
+    pub unique_key: Option<String>,
+    /// Run only after these jobs succeeded (repeatable).
+    #[arg(long = "after", value_name = "JOB_ID")]
+    pub after: Vec<i64>,
+    /// Keep waiting (instead of being discarded) if a parent is dead-lettered.
+    #[arg(long)]
+    pub hold_on_parent_failure: bool,
+    /// Submit this many copies.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Submit a workflow (TOML file of named steps with `after` lists) instead of one job.
+    #[arg(long, conflicts_with_all = ["kind", "payload", "count"])]
+    pub workflow: Option<PathBuf>,
+}
+
+/// `jobmesh jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsVerb {
+    /// List jobs.
+    List {
+        /// Only this state.
+        #[arg(long, short)]
+        state: Option<JobState>,
+        /// Only this queue.
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// Only this kind.
+        #[arg(long, short)]
+        kind: Option<String>,
+        /// Only ids above this (paging).
+        #[arg(long)]
+        after: Option<i64>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one job.
+    Show {
+        /// Job id.
+        id: i64,
+    },
+    /// Cancel a job that has not finished.
+    Cancel {
+        /// Job id.
+        id: i64,
+    },
+    /// Counts by queue and state.
+    Stats,
+}
+
+/// `jobmesh dlq ...`
+#[derive(Debug, Subcommand)]
+pub enum DlqVerb {
+    /// List dead-lettered jobs.
+    List {
+        /// Only this queue.
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Send dead-lettered jobs back to their queues with fresh attempts.
+    Redrive {
+        /// These jobs.
+        ids: Vec<i64>,
+        /// Every dead-lettered job.
+        #[arg(long, conflicts_with_all = ["ids", "queue"])]
+        all: bool,
+        /// Every dead-lettered job of this queue.
+        #[arg(long, short, conflicts_with = "ids")]
+        queue: Option<String>,
+    },
+}
+
+/// `jobmesh events`
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep watching for new events.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Start after this sequence number (default: the last 20 events).
+    #[arg(long)]
+    pub after: Option<i64>,
+}
+
+/// `jobmesh bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Jobs to enqueue and drain.
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: u32,
+    /// Worker actors.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: u32,
+    /// Single jobs submitted one at a time afterwards to measure pickup latency.
+    #[arg(long, default_value_t = 500)]
+    pub latency_samples: u32,
+    /// Use a fresh SQLite file in a temporary directory instead of the configured store.
+    #[arg(long)]
+    pub scratch: bool,
+}

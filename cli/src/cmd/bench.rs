@@ -1,0 +1,162 @@
+//! `jobmesh bench`: enqueue and drain no-op jobs, then measure pickup latency, the
+//! same way the peer scripts in `../shared/peers` measure BullMQ and graphile-worker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use jobmesh::clock::{Clock, SystemClock};
+use jobmesh::config::Config;
+use jobmesh::event::EventKind;
+use jobmesh::job::{JobState, NewJob, NodeId};
+use jobmesh::payload::PayloadRules;
+use jobmesh::store::SharedStore;
+use jobmesh::store::sqlite::SqliteStore;
+use jobmesh_actors::{Node, NodeOptions};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+use crate::args::BenchArgs;
+use crate::setup;
+
+const ENQUEUE_BATCH: usize = 1000;
+const LATENCY_KIND: &str = "bench_latency";
+
+/// Runs the verb and prints one JSON line like the peer scripts.
+pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    let _scratch_dir;
+    let store: SharedStore = if args.scratch {
+        let dir = tempfile::tempdir().context("creating a scratch directory")?;
+        let store = SqliteStore::open(&dir.path().join("bench.db")).await?;
+        _scratch_dir = dir;
+        Arc::new(store)
+    } else {
+        setup::open_store(&config).await?
+    };
+    let queue = format!("bench{}", SystemClock.now().0);
+
+    let t0 = Instant::now();
+    let mut pending = args.jobs as usize;
+    while pending > 0 {
+        let n = pending.min(ENQUEUE_BATCH);
+        let jobs = (0..n)
+            .map(|_| bench_job("noop", json!({}), &queue))
+            .collect();
+        store.enqueue(jobs, SystemClock.now()).await?;
+        pending -= n;
+    }
+    let enqueue_s = t0.elapsed().as_secs_f64();
+
+    let (lat_tx, mut lat_rx) = mpsc::channel::<f64>(args.latency_samples.max(1) as usize);
+    let mut registry = setup::registry(&config)?;
+    registry.register_fn(LATENCY_KIND, PayloadRules::default(), move |ctx| {
+        let tx = lat_tx.clone();
+        async move {
+            let sent = ctx
+                .job
+                .payload
+                .get("t_us")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            let _ = tx.try_send((now_us().saturating_sub(sent)) as f64 / 1000.0);
+            Ok(None)
+        }
+    });
+    let mut workers = config.workers.clone();
+    workers.concurrency = args.concurrency;
+    workers.queues = vec![queue.clone()];
+    let node = Node::start(NodeOptions {
+        node_id: NodeId(format!("bench-{}", std::process::id())),
+        workers,
+        retry: config.retry.clone(),
+        store: store.clone(),
+        registry,
+        clock: Arc::new(SystemClock),
+    })
+    .await?;
+
+    let t1 = Instant::now();
+    wait_drained(&node, &store, &queue, args.jobs as u64).await?;
+    let drain_s = t1.elapsed().as_secs_f64();
+
+    let mut lat = Vec::with_capacity(args.latency_samples as usize);
+    for _ in 0..args.latency_samples {
+        node.submit(vec![bench_job(
+            LATENCY_KIND,
+            json!({"t_us": now_us()}),
+            &queue,
+        )])
+        .await?;
+        match tokio::time::timeout(Duration::from_secs(5), lat_rx.recv()).await {
+            Ok(Some(ms)) => lat.push(ms),
+            _ => anyhow::bail!("a latency probe job did not run within 5 s"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    node.shutdown(Duration::from_secs(5)).await?;
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((p * lat.len() as f64) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let line = json!({
+        "system": format!("jobmesh+{}", store.backend()),
+        "N": args.jobs,
+        "CONC": args.concurrency,
+        "enqueue_per_s": (args.jobs as f64 / enqueue_s).round(),
+        "drain_per_s": (args.jobs as f64 / drain_s).round(),
+        "pickup_ms": { "p50": round3(pct(0.50)), "p99": round3(pct(0.99)), "n": lat.len() },
+    });
+    println!("{line}");
+    Ok(())
+}
+
+fn bench_job(kind: &str, payload: serde_json::Value, queue: &str) -> NewJob {
+    let mut job = NewJob::new(kind, payload);
+    job.queue = queue.to_string();
+    job
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Waits until `n` jobs of `queue` succeeded: counts success events, and re-reads the
+/// store's counts whenever events were missed or nothing arrived for a while.
+async fn wait_drained(node: &Node, store: &SharedStore, queue: &str, n: u64) -> anyhow::Result<()> {
+    let mut events = node.subscribe();
+    let mut seen = 0u64;
+    loop {
+        let recount = match tokio::time::timeout(Duration::from_millis(250), events.recv()).await {
+            Ok(Ok(e)) => {
+                if e.kind == EventKind::JobSucceeded {
+                    seen += 1;
+                }
+                seen >= n
+            }
+            Ok(Err(RecvError::Lagged(_))) | Err(_) => true,
+            Ok(Err(RecvError::Closed)) => anyhow::bail!("node stopped during the benchmark"),
+        };
+        if recount {
+            let counts = store.counts().await?;
+            let done = counts
+                .get(queue)
+                .and_then(|m| m.get(&JobState::Succeeded))
+                .copied()
+                .unwrap_or(0);
+            if done >= n {
+                return Ok(());
+            }
+            seen = done;
+        }
+    }
+}

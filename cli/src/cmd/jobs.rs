@@ -1,0 +1,71 @@
+//! `jobmesh jobs`: list, show, cancel, stats.
+
+use anyhow::bail;
+use jobmesh::clock::{Clock, SystemClock};
+use jobmesh::config::Config;
+use jobmesh::job::{JobId, JobState};
+use jobmesh::store::{CancelOutcome, JobFilter};
+
+use crate::args::JobsVerb;
+use crate::{output, setup};
+
+/// Runs the verb.
+pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<()> {
+    let store = setup::open_store(&config).await?;
+    match verb {
+        JobsVerb::List {
+            state,
+            queue,
+            kind,
+            after,
+            limit,
+        } => {
+            let filter = JobFilter {
+                state,
+                queue,
+                kind,
+                after: after.map(JobId),
+                limit,
+            };
+            let jobs = store.list_jobs(&filter).await?;
+            if json {
+                return output::json(&jobs);
+            }
+            output::table(&output::JOB_HEADERS, &output::job_rows(&jobs));
+        }
+        JobsVerb::Show { id } => {
+            let Some(job) = store.get_job(JobId(id)).await? else {
+                bail!("job {id} not found")
+            };
+            output::json(&job)?;
+        }
+        JobsVerb::Cancel { id } => match store.cancel(JobId(id), SystemClock.now()).await? {
+            CancelOutcome::Cancelled => println!("job {id} cancelled"),
+            CancelOutcome::AlreadyFinished(state) => {
+                println!("job {id} had already finished ({state}); nothing changed")
+            }
+        },
+        JobsVerb::Stats => {
+            let counts = store.counts().await?;
+            if json {
+                return output::json(&counts);
+            }
+            let mut headers = vec!["QUEUE"];
+            headers.extend(JobState::ALL.iter().map(|s| s.as_str()));
+            let rows: Vec<Vec<String>> = counts
+                .iter()
+                .map(|(queue, by_state)| {
+                    let mut row = vec![queue.clone()];
+                    row.extend(
+                        JobState::ALL
+                            .iter()
+                            .map(|s| by_state.get(s).copied().unwrap_or(0).to_string()),
+                    );
+                    row
+                })
+                .collect();
+            output::table(&headers, &rows);
+        }
+    }
+    Ok(())
+}

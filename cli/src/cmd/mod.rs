@@ -1,0 +1,8 @@
+//! One module per verb.
+
+pub mod bench;
+pub mod dlq;
+pub mod events;
+pub mod jobs;
+pub mod node;
+pub mod submit;

@@ -1,0 +1,103 @@
+//! Retry delays: polynomial backoff with jitter, as River and Sidekiq do
+//! (`attempt^4` seconds by default), so that a burst of failures spreads out.
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// How long to wait before attempt `n + 1` after attempt `n` failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// The delay grows as `attempt ^ exponent` units.
+    pub exponent: u32,
+    /// The unit of the polynomial.
+    #[serde(with = "humantime_serde")]
+    pub unit: Duration,
+    /// Delays never exceed this (before jitter).
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Up to this fraction of the delay is added at random, in `0.0..=1.0`.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            exponent: 4,
+            unit: Duration::from_secs(1),
+            max_delay: Duration::from_secs(24 * 3600),
+            jitter: 0.1,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the next attempt, after `attempt` (1-based) failed.
+    pub fn delay(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
+        let base = self.base_delay(attempt);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        if jitter == 0.0 || base.is_zero() {
+            return base;
+        }
+        base + base.mul_f64(rng.random_range(0.0..jitter))
+    }
+
+    /// The delay without jitter: `min(unit * attempt^exponent, max_delay)`.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let factor = (attempt.max(1) as u64).saturating_pow(self.exponent);
+        let factor = u32::try_from(factor).unwrap_or(u32::MAX);
+        self.unit.saturating_mul(factor).min(self.max_delay)
+    }
+
+    /// Checks the policy's fields, naming the one that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(format!(
+                "retry.jitter must be within 0.0..=1.0, got {}",
+                self.jitter
+            ));
+        }
+        if self.unit.is_zero() && self.exponent > 0 {
+            return Err("retry.unit must be greater than zero".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn grows_polynomially_and_caps() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.base_delay(1), Duration::from_secs(1));
+        assert_eq!(p.base_delay(2), Duration::from_secs(16));
+        assert_eq!(p.base_delay(3), Duration::from_secs(81));
+        assert_eq!(p.base_delay(1000), p.max_delay);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_varies() {
+        let p = RetryPolicy::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        let delays: Vec<_> = (0..100).map(|_| p.delay(3, &mut rng)).collect();
+        let base = p.base_delay(3);
+        assert!(delays.iter().all(|d| *d >= base && *d < base.mul_f64(1.1)));
+        let distinct: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 50, "jitter should spread delays");
+    }
+
+    #[test]
+    fn rejects_bad_jitter() {
+        let p = RetryPolicy {
+            jitter: 1.5,
+            ..Default::default()
+        };
+        assert!(p.validate().unwrap_err().contains("retry.jitter"));
+    }
+}

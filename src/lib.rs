@@ -1,0 +1,16 @@
+//! jobmesh core: the job model and its state machine, retry policy, workflows,
+//! payload validation, handlers, lifecycle events and the stores.
+//!
+//! Nothing here spawns actors or owns sockets except the store backends' connection
+//! pools; the ractor layer lives in `jobmesh-actors`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod dag;
+pub mod event;
+pub mod handler;
+pub mod job;
+pub mod payload;
+pub mod store;

@@ -1,0 +1,205 @@
+//! The store: where jobs, leases and lifecycle events live.
+//!
+//! One trait, several backends: SQLite (the embedded default), Postgres (the system of
+//! record in production) and Redis (the hot dispatch path). Backends apply transitions;
+//! they do not decide them. Every finish is guarded by the lease token, and every
+//! transition writes its lifecycle event in the same transaction.
+
+pub mod conformance;
+mod error;
+pub mod sqlite;
+
+pub use error::StoreError;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::event::{LifecycleEvent, StoredEvent};
+use crate::job::{
+    ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease, NewJob,
+    NodeId,
+};
+
+/// A store shared between actors.
+pub type SharedStore = Arc<dyn Store>;
+
+/// What became of one submitted job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", content = "id", rename_all = "snake_case")]
+pub enum EnqueueOutcome {
+    /// Stored as a new job.
+    Inserted(JobId),
+    /// An unfinished job with the same unique key exists; nothing was stored.
+    Duplicate(JobId),
+}
+
+impl EnqueueOutcome {
+    /// The id of the new or existing job.
+    pub fn id(self) -> JobId {
+        match self {
+            EnqueueOutcome::Inserted(id) | EnqueueOutcome::Duplicate(id) => id,
+        }
+    }
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The job is now cancelled (a running attempt's lease was revoked).
+    Cancelled,
+    /// The job had already finished in the given state; nothing changed.
+    AlreadyFinished(JobState),
+}
+
+/// A job that was taken back from a lost lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RescuedJob {
+    /// The job.
+    pub id: JobId,
+    /// The attempt that was interrupted.
+    pub attempt: u32,
+    /// Where it went: `available` to run again at once, or `discarded` when out of attempts.
+    pub state: JobState,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobFilter {
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only ids greater than this (paging).
+    pub after: Option<JobId>,
+    /// At most this many, ordered by id.
+    pub limit: u32,
+}
+
+impl Default for JobFilter {
+    fn default() -> Self {
+        Self {
+            state: None,
+            queue: None,
+            kind: None,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+/// A dead-lettered job with why and when it was discarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The job (state `discarded`).
+    pub job: Job,
+    /// Why it was discarded.
+    pub reason: String,
+    /// When.
+    pub discarded_at: Millis,
+}
+
+/// Which dead-lettered jobs to send back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redrive {
+    /// These jobs.
+    Ids(Vec<JobId>),
+    /// Every job in the dead-letter queue of this queue.
+    Queue(String),
+    /// Every dead-lettered job.
+    All,
+}
+
+/// Job counts by queue and state.
+pub type Counts = BTreeMap<String, BTreeMap<JobState, u64>>;
+
+/// The operations every backend provides.
+///
+/// All writes are idempotent under retry where the caller can repeat them (claims are
+/// not: a repeated claim takes new jobs). Methods taking `now` use it for every
+/// timestamp they write, so tests can drive time.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Stores new jobs in one transaction. Jobs with unmet dependencies wait; jobs with
+    /// a future `run_at` are scheduled; a unique key that is taken yields
+    /// [`EnqueueOutcome::Duplicate`]. A dependency on an unknown job fails the batch.
+    async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Millis,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError>;
+
+    /// Leases up to `req.limit` available jobs from `req.queues`, highest priority first,
+    /// then oldest `run_at`, then lowest id. Each claim bumps the job's lease token and
+    /// attempt and writes a `job.claimed` event.
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Applies finished attempts in one transaction, each only if its lease token is
+    /// still current; returns one result per completion, in order. Success releases
+    /// waiting children whose parents have all succeeded; a discard applies the
+    /// children's parent-failure policy.
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<CompletionResult>, StoreError>;
+
+    /// Extends leases that are still current to `until`; `false` where the lease was
+    /// lost (rescued, revoked, cancelled), which tells the worker to abandon the job.
+    async fn extend_leases(&self, leases: &[Lease], until: Millis)
+    -> Result<Vec<bool>, StoreError>;
+
+    /// Cancels a job that has not finished; a running attempt loses its lease.
+    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError>;
+
+    /// Moves scheduled and retryable jobs whose `run_at` has come to `available`.
+    async fn promote_due(&self, now: Millis) -> Result<u64, StoreError>;
+
+    /// The earliest `run_at` among scheduled and retryable jobs, to sleep until.
+    async fn next_due(&self) -> Result<Option<Millis>, StoreError>;
+
+    /// Takes back running jobs whose lease expired before `now`: the lease token is
+    /// bumped and the job runs again at once, or is discarded when out of attempts.
+    async fn rescue_expired(&self, now: Millis) -> Result<Vec<RescuedJob>, StoreError>;
+
+    /// Revokes every lease held by `node` (it was evicted, or restarted after a crash)
+    /// the same way [`Store::rescue_expired`] does; `detail` is kept with each
+    /// `job.rescued` event (for an eviction, the certificate).
+    async fn revoke_node(
+        &self,
+        node: &NodeId,
+        now: Millis,
+        detail: serde_json::Value,
+    ) -> Result<Vec<RescuedJob>, StoreError>;
+
+    /// One job by id.
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs matching a filter, ordered by id.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
+
+    /// Job counts by queue and state.
+    async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// The dead-letter queue, oldest first.
+    async fn dead_letters(
+        &self,
+        queue: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Sends dead-lettered jobs back to their queues with fresh attempts; returns their ids.
+    async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError>;
+
+    /// Persists events that are not part of a job transition (worker and node events).
+    async fn record_events(&self, events: Vec<LifecycleEvent>) -> Result<(), StoreError>;
+
+    /// Events with a sequence number above `after`, oldest first.
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+}

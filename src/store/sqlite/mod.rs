@@ -1,0 +1,1028 @@
+//! The embedded default: one SQLite file, no servers.
+//!
+//! One writer connection (SQLite has a single writer; a pool of writers would only
+//! trade SQLITE_BUSY errors) and a small pool of readers over WAL. Every write runs in
+//! a `BEGIN IMMEDIATE` transaction, so the write lock is taken up front and two
+//! processes sharing the file (a node and the CLI) wait for each other instead of
+//! failing on lock upgrade. Hot paths (enqueue, claim, success) are set-based: one
+//! statement per batch, reading its rows from a JSON array through `json_each`, because
+//! each statement costs a round trip to sqlx's SQLite worker thread.
+
+mod rows;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use self::rows::{InsertRow, SuccessRow, job_columns, policy_name, to_json};
+use super::{
+    CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, Store,
+    StoreError,
+};
+use crate::clock::Millis;
+use crate::event::{EventKind, LifecycleEvent, StoredEvent};
+use crate::job::{
+    ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease, NewJob,
+    NodeId, Outcome, WorkerId,
+};
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// How long a connection waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Invalid(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let cannot_open = |e: sqlx::Error| {
+            StoreError::Invalid(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
+        };
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(cannot_open)?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(cannot_open)?;
+        Ok(Self { write, read })
+    }
+
+    /// Closes both pools, waiting for running statements.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+async fn events(tx: &mut Tx, events: &[LifecycleEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "at": e.at.0, "k": e.kind.as_str(), "j": e.job.map(|j| j.0), "a": e.attempt,
+                "w": e.worker.as_ref().map(|w| &w.0), "n": e.node.as_ref().map(|n| &n.0),
+                "d": if e.detail.is_null() { None } else { Some(e.detail.to_string()) },
+            })
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node, detail)
+         SELECT value->>'at', value->>'k', value->>'j', value->>'a', value->>'w', value->>'n', value->>'d'
+         FROM json_each(?1) ORDER BY key",
+    )
+    .bind(to_json(&rows))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn execution(tx: &mut Tx, c: &Completion, outcome: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO job_executions (job, attempt, worker, node, started_at, finished_at, outcome, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(c.lease.job.0)
+    .bind(c.lease.attempt as i64)
+    .bind(&c.lease.worker.0)
+    .bind(&c.lease.node.0)
+    .bind(c.started_at.0)
+    .bind(c.finished_at.0)
+    .bind(outcome)
+    .bind(c.outcome.error())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn dead_letter(tx: &mut Tx, ids: &[i64], now: Millis) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO dead_letter_queue (job, queue, reason, discarded_at)
+         SELECT id, queue, coalesce(last_error, 'discarded'), ?1 FROM jobs WHERE id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(now.0)
+    .bind(to_json(&ids))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Applies the parent-failure policy of the waiting children of `parents`, transitively:
+/// `discard` children are dead-lettered (and their own children considered in turn),
+/// `hold` children keep waiting.
+async fn cascade_discard(tx: &mut Tx, parents: Vec<i64>, now: Millis) -> Result<(), StoreError> {
+    let mut frontier = parents;
+    while !frontier.is_empty() {
+        let discarded: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'discarded', finished_at = ?1,
+                 last_error = 'a parent job was discarded or cancelled'
+             WHERE state = 'waiting' AND on_parent_failure = 'discard'
+               AND id IN (SELECT child FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?2)))
+             RETURNING id, attempt",
+        )
+        .bind(now.0)
+        .bind(to_json(&frontier))
+        .fetch_all(&mut **tx)
+        .await?;
+        let ids: Vec<i64> = discarded.iter().map(|(id, _)| *id).collect();
+        dead_letter(tx, &ids, now).await?;
+        let evs: Vec<_> = discarded
+            .iter()
+            .map(|&(id, attempt)| {
+                LifecycleEvent::new(EventKind::JobDiscarded, now)
+                    .job(JobId(id), Some(attempt as u32))
+                    .detail(json!({"reason": "parent discarded or cancelled"}))
+            })
+            .collect();
+        events(tx, &evs).await?;
+        frontier = ids;
+    }
+    Ok(())
+}
+
+/// Releases waiting children of newly succeeded `parents` whose parents have all succeeded.
+async fn release_children(tx: &mut Tx, parents: &[i64], now: Millis) -> Result<(), StoreError> {
+    let parents = to_json(&parents);
+    let has_children: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?1)))",
+    )
+    .bind(&parents)
+    .fetch_one(&mut **tx)
+    .await?;
+    if !has_children {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE jobs SET pending_parents = pending_parents - (
+             SELECT count(*) FROM job_dependencies d
+             WHERE d.child = jobs.id AND d.parent IN (SELECT value FROM json_each(?1)))
+         WHERE state = 'waiting'
+           AND id IN (SELECT child FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?1)))",
+    )
+    .bind(&parents)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE jobs SET state = CASE WHEN run_at > ?2 THEN 'scheduled' ELSE 'available' END
+         WHERE state = 'waiting' AND pending_parents <= 0
+           AND id IN (SELECT child FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?1)))",
+    )
+    .bind(&parents)
+    .bind(now.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What a set of lost leases became; shared by expiry rescue and node revocation.
+async fn after_rescue(
+    tx: &mut Tx,
+    rescued: Vec<(i64, i64, String)>,
+    now: Millis,
+    detail: serde_json::Value,
+) -> Result<Vec<RescuedJob>, StoreError> {
+    let mut out = Vec::with_capacity(rescued.len());
+    let mut discarded = Vec::new();
+    let mut evs = Vec::new();
+    for (id, attempt, state) in rescued {
+        let state = rows::state(&state)?;
+        evs.push(
+            LifecycleEvent::new(EventKind::JobRescued, now)
+                .job(JobId(id), Some(attempt as u32))
+                .detail(json!({"to": state.as_str(), "why": detail})),
+        );
+        if state == JobState::Discarded {
+            discarded.push(id);
+            evs.push(
+                LifecycleEvent::new(EventKind::JobDiscarded, now)
+                    .job(JobId(id), Some(attempt as u32)),
+            );
+        }
+        out.push(RescuedJob {
+            id: JobId(id),
+            attempt: attempt as u32,
+            state,
+        });
+    }
+    events(tx, &evs).await?;
+    if !discarded.is_empty() {
+        dead_letter(tx, &discarded, now).await?;
+        cascade_discard(tx, discarded, now).await?;
+    }
+    Ok(out)
+}
+
+impl SqliteStore {
+    /// Inserts a run of jobs with no unique key and no parents in one statement.
+    async fn insert_plain(
+        tx: &mut Tx,
+        jobs: &[&NewJob],
+        now: Millis,
+        out: &mut Vec<EnqueueOutcome>,
+    ) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<InsertRow> = jobs
+            .iter()
+            .map(|j| {
+                let run_at = j.run_at.unwrap_or(now);
+                InsertRow {
+                    q: &j.queue,
+                    k: &j.kind,
+                    p: &j.payload,
+                    pr: j.priority,
+                    s: if run_at > now {
+                        "scheduled"
+                    } else {
+                        "available"
+                    },
+                    m: j.max_attempts,
+                    r: run_at.0,
+                    t: j.timeout.map(|t| t.as_millis() as i64),
+                    pf: policy_name(j.on_parent_failure),
+                }
+            })
+            .collect();
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (queue, kind, payload, priority, state, max_attempts, run_at, created_at, timeout_ms,
+                               on_parent_failure)
+             SELECT value->>'q', value->>'k', value->'p', value->>'pr', value->>'s', value->>'m', value->>'r', ?1,
+                    value->>'t', value->>'pf'
+             FROM json_each(?2) ORDER BY key
+             RETURNING id",
+        )
+        .bind(now.0)
+        .bind(to_json(&rows))
+        .fetch_all(&mut **tx)
+        .await?;
+        // Rowids are handed out in insertion order, so sorted ids line up with the rows.
+        ids.sort_unstable();
+        sqlx::query(
+            "INSERT INTO lifecycle_events (at, kind, job, attempt)
+             SELECT ?1, 'job.enqueued', value, 0 FROM json_each(?2) ORDER BY key",
+        )
+        .bind(now.0)
+        .bind(to_json(&ids))
+        .execute(&mut **tx)
+        .await?;
+        out.extend(
+            ids.into_iter()
+                .map(|id| EnqueueOutcome::Inserted(JobId(id))),
+        );
+        Ok(())
+    }
+
+    /// Inserts one job that has a unique key or parents.
+    async fn insert_linked(
+        tx: &mut Tx,
+        job: &NewJob,
+        parents: Vec<i64>,
+        now: Millis,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        if let Some(key) = &job.unique_key {
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE unique_key = ?1 AND state NOT IN ('succeeded', 'discarded', 'cancelled')",
+            )
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(id) = existing {
+                return Ok(EnqueueOutcome::Duplicate(JobId(id)));
+            }
+        }
+        let states: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(to_json(&parents))
+        .fetch_all(&mut **tx)
+        .await?;
+        let known: HashMap<i64, JobState> = states
+            .into_iter()
+            .map(|(id, s)| Ok((id, rows::state(&s)?)))
+            .collect::<Result<_, StoreError>>()?;
+        if let Some(missing) = parents.iter().find(|p| !known.contains_key(p)) {
+            return Err(StoreError::Invalid(format!(
+                "job depends on unknown job {missing}"
+            )));
+        }
+        let pending = known
+            .values()
+            .filter(|s| **s != JobState::Succeeded)
+            .count() as i64;
+        let parent_failed = known
+            .values()
+            .any(|s| matches!(s, JobState::Discarded | JobState::Cancelled));
+        let run_at = job.run_at.unwrap_or(now);
+        let state =
+            if parent_failed && job.on_parent_failure == crate::job::ParentFailurePolicy::Discard {
+                JobState::Discarded
+            } else if pending > 0 {
+                JobState::Waiting
+            } else if run_at > now {
+                JobState::Scheduled
+            } else {
+                JobState::Available
+            };
+        let discarded = state == JobState::Discarded;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (queue, kind, payload, priority, state, max_attempts, run_at, created_at, timeout_ms,
+                               unique_key, on_parent_failure, pending_parents, finished_at, last_error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             RETURNING id",
+        )
+        .bind(&job.queue)
+        .bind(&job.kind)
+        .bind(job.payload.to_string())
+        .bind(job.priority as i64)
+        .bind(state.as_str())
+        .bind(job.max_attempts as i64)
+        .bind(run_at.0)
+        .bind(now.0)
+        .bind(job.timeout.map(|t| t.as_millis() as i64))
+        .bind(&job.unique_key)
+        .bind(policy_name(job.on_parent_failure))
+        .bind(pending)
+        .bind(discarded.then_some(now.0))
+        .bind(discarded.then_some("a parent job was discarded or cancelled"))
+        .fetch_one(&mut **tx)
+        .await?;
+        if !parents.is_empty() {
+            sqlx::query(
+                "INSERT OR IGNORE INTO job_dependencies (parent, child) SELECT value, ?1 FROM json_each(?2)",
+            )
+            .bind(id)
+            .bind(to_json(&parents))
+            .execute(&mut **tx)
+            .await?;
+        }
+        let mut evs =
+            vec![LifecycleEvent::new(EventKind::JobEnqueued, now).job(JobId(id), Some(0))];
+        if discarded {
+            dead_letter(tx, &[id], now).await?;
+            evs.push(
+                LifecycleEvent::new(EventKind::JobDiscarded, now)
+                    .job(JobId(id), Some(0))
+                    .detail(json!({"reason": "parent discarded or cancelled"})),
+            );
+        }
+        events(tx, &evs).await?;
+        Ok(EnqueueOutcome::Inserted(JobId(id)))
+    }
+
+    /// Applies successes in one statement; returns the ids applied.
+    async fn apply_successes(
+        tx: &mut Tx,
+        batch: &[&Completion],
+        now: Millis,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Duplicates of one (job, token) in a batch would record the execution twice.
+        let mut seen = HashSet::with_capacity(batch.len());
+        let rows: Vec<SuccessRow> = batch
+            .iter()
+            .filter(|c| seen.insert((c.lease.job.0, c.lease.token.0)))
+            .map(|c| SuccessRow {
+                id: c.lease.job.0,
+                tok: c.lease.token.0,
+                a: c.lease.attempt,
+                w: &c.lease.worker.0,
+                n: &c.lease.node.0,
+                s: c.started_at.0,
+                f: c.finished_at.0,
+                o: match &c.outcome {
+                    Outcome::Succeeded { output } => output.as_ref(),
+                    _ => None,
+                },
+            })
+            .collect();
+        let rows = to_json(&rows);
+        // The lease token is unchanged by this update, so (id, token) names the applied entry.
+        let applied: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'succeeded', finished_at = c.f, output = c.o, lease_expires_at = NULL
+             FROM (SELECT value->>'id' AS id, value->>'tok' AS tok, value->>'f' AS f, value->'o' AS o
+                   FROM json_each(?1)) AS c
+             WHERE jobs.id = c.id AND jobs.lease_token = c.tok AND jobs.state = 'running'
+             RETURNING jobs.id, jobs.lease_token",
+        )
+        .bind(&rows)
+        .fetch_all(&mut **tx)
+        .await?;
+        if applied.is_empty() {
+            return Ok(applied);
+        }
+        let ids: Vec<i64> = applied.iter().map(|(id, _)| *id).collect();
+        let applied_json = to_json(
+            &applied
+                .iter()
+                .map(|(id, tok)| format!("{id}:{tok}"))
+                .collect::<Vec<_>>(),
+        );
+        sqlx::query(
+            "INSERT INTO job_executions (job, attempt, worker, node, started_at, finished_at, outcome)
+             SELECT value->>'id', value->>'a', value->>'w', value->>'n', value->>'s', value->>'f', 'succeeded'
+             FROM json_each(?1) WHERE (value->>'id') || ':' || (value->>'tok') IN (SELECT value FROM json_each(?2))
+             ORDER BY key",
+        )
+        .bind(&rows)
+        .bind(&applied_json)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+             SELECT value->>'f', 'job.succeeded', value->>'id', value->>'a', value->>'w', value->>'n'
+             FROM json_each(?1) WHERE (value->>'id') || ':' || (value->>'tok') IN (SELECT value FROM json_each(?2))
+             ORDER BY key",
+        )
+        .bind(&rows)
+        .bind(&applied_json)
+        .execute(&mut **tx)
+        .await?;
+        release_children(tx, &ids, now).await?;
+        Ok(applied)
+    }
+
+    /// Applies one failed or cancelled attempt; returns whether its lease was current.
+    async fn apply_failure(tx: &mut Tx, c: &Completion) -> Result<bool, StoreError> {
+        let job = c.lease.job;
+        let attempt = Some(c.lease.attempt);
+        let at = c.finished_at;
+        let base = |kind| {
+            LifecycleEvent::new(kind, at)
+                .job(job, attempt)
+                .worker(c.lease.worker.clone())
+                .node(c.lease.node.clone())
+        };
+        let (applied, outcome, evs) = match &c.outcome {
+            Outcome::Succeeded { .. } => unreachable!("successes are applied in bulk"),
+            Outcome::Retry { error, run_at } => {
+                let n = sqlx::query(
+                    "UPDATE jobs SET state = 'retryable', run_at = ?1, last_error = ?2, lease_expires_at = NULL
+                     WHERE id = ?3 AND lease_token = ?4 AND state = 'running'",
+                )
+                .bind(run_at.0)
+                .bind(error)
+                .bind(job.0)
+                .bind(c.lease.token.0)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                let evs = vec![
+                    base(EventKind::JobFailed).detail(json!({"error": error})),
+                    base(EventKind::JobRetryScheduled).detail(json!({"run_at": run_at.0})),
+                ];
+                (n == 1, "failed", evs)
+            }
+            Outcome::Discard { error } | Outcome::Cancelled { reason: error } => {
+                let cancelled = matches!(c.outcome, Outcome::Cancelled { .. });
+                let n = sqlx::query(
+                    "UPDATE jobs SET state = ?1, finished_at = ?2, last_error = ?3, lease_expires_at = NULL
+                     WHERE id = ?4 AND lease_token = ?5 AND state = 'running'",
+                )
+                .bind(if cancelled { "cancelled" } else { "discarded" })
+                .bind(at.0)
+                .bind(error)
+                .bind(job.0)
+                .bind(c.lease.token.0)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                let evs = if cancelled {
+                    vec![base(EventKind::JobCancelled).detail(json!({"reason": error}))]
+                } else {
+                    vec![
+                        base(EventKind::JobFailed).detail(json!({"error": error})),
+                        base(EventKind::JobDiscarded).detail(json!({"reason": error})),
+                    ]
+                };
+                if n == 1 && !cancelled {
+                    dead_letter(tx, &[job.0], at).await?;
+                }
+                if n == 1 {
+                    cascade_discard(tx, vec![job.0], at).await?;
+                }
+                (
+                    n == 1,
+                    if cancelled { "cancelled" } else { "discarded" },
+                    evs,
+                )
+            }
+        };
+        if applied {
+            execution(tx, c, outcome).await?;
+            events(tx, &evs).await?;
+        }
+        Ok(applied)
+    }
+
+    async fn fetch_jobs(
+        &self,
+        sql: &'static str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+        ) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = bind(sqlx::query(sql)).fetch_all(&self.read).await?;
+        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>, _>>()?;
+        self.fill_parents(&mut jobs).await?;
+        Ok(jobs)
+    }
+
+    async fn fill_parents(&self, jobs: &mut [Job]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id.0).collect();
+        let links: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT child, parent FROM job_dependencies WHERE child IN (SELECT value FROM json_each(?1))
+             ORDER BY child, parent",
+        )
+        .bind(to_json(&ids))
+        .fetch_all(&self.read)
+        .await?;
+        let mut by_child: HashMap<i64, Vec<JobId>> = HashMap::new();
+        for (child, parent) in links {
+            by_child.entry(child).or_default().push(JobId(parent));
+        }
+        for j in jobs {
+            j.depends_on = by_child.remove(&j.id.0).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Millis,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        for (i, j) in jobs.iter().enumerate() {
+            if let Some(&p) = j.depends_on_index.iter().find(|&&p| p >= i) {
+                return Err(StoreError::Invalid(format!(
+                    "job {i} of the batch depends on batch job {p}, which does not come before it"
+                )));
+            }
+        }
+        let mut tx = self.begin().await?;
+        let mut out: Vec<EnqueueOutcome> = Vec::with_capacity(jobs.len());
+        let mut plain: Vec<&NewJob> = Vec::new();
+        for job in &jobs {
+            let linked = job.unique_key.is_some()
+                || !job.depends_on.is_empty()
+                || !job.depends_on_index.is_empty();
+            if !linked {
+                plain.push(job);
+                continue;
+            }
+            Self::insert_plain(&mut tx, &plain, now, &mut out).await?;
+            plain.clear();
+            let mut parents: Vec<i64> = job.depends_on.iter().map(|p| p.0).collect();
+            parents.extend(job.depends_on_index.iter().map(|&i| out[i].id().0));
+            parents.sort_unstable();
+            parents.dedup();
+            let outcome = Self::insert_linked(&mut tx, job, parents, now).await?;
+            out.push(outcome);
+        }
+        Self::insert_plain(&mut tx, &plain, now, &mut out).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+        if req.limit == 0 || req.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expires = req.now.plus(req.lease_for);
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(concat!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+                 lease_owner = ?1, lease_node = ?2, lease_expires_at = ?3
+             WHERE id IN (SELECT id FROM jobs WHERE state = 'available'
+                            AND queue IN (SELECT value FROM json_each(?4))
+                          ORDER BY priority DESC, run_at, id LIMIT ?5)
+             RETURNING ",
+            job_columns!()
+        ))
+        .bind(&req.worker.0)
+        .bind(&req.node.0)
+        .bind(expires.0)
+        .bind(to_json(&req.queues))
+        .bind(req.limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>, _>>()?;
+        if jobs.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id.0).collect();
+        sqlx::query(
+            "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+             SELECT ?1, 'job.claimed', id, attempt, lease_owner, lease_node FROM jobs
+             WHERE id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(req.now.0)
+        .bind(to_json(&ids))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs
+            .into_iter()
+            .map(|job| {
+                let lease = Lease {
+                    job: job.id,
+                    token: job.lease_token,
+                    worker: req.worker.clone(),
+                    node: req.node.clone(),
+                    attempt: job.attempt,
+                    expires_at: expires,
+                };
+                ClaimedJob { job, lease }
+            })
+            .collect())
+    }
+
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<CompletionResult>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = batch
+            .iter()
+            .map(|c| c.finished_at)
+            .max()
+            .unwrap_or_default();
+        let mut tx = self.begin().await?;
+        let successes: Vec<&Completion> = batch
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Succeeded { .. }))
+            .collect();
+        let mut applied: HashSet<(i64, i64)> = Self::apply_successes(&mut tx, &successes, now)
+            .await?
+            .into_iter()
+            .collect();
+        let mut results = Vec::with_capacity(batch.len());
+        for c in &batch {
+            let ok = match c.outcome {
+                // A duplicate success in one batch applies once: the first matching entry wins.
+                // A duplicate of an applied success in the same batch is refused: the first wins.
+                Outcome::Succeeded { .. } => applied.remove(&(c.lease.job.0, c.lease.token.0)),
+                _ => Self::apply_failure(&mut tx, c).await?,
+            };
+            results.push(if ok {
+                CompletionResult::Applied
+            } else {
+                CompletionResult::StaleLease
+            });
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[Lease],
+        until: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<_> = leases
+            .iter()
+            .map(|l| json!({"id": l.job.0, "tok": l.token.0}))
+            .collect();
+        let mut tx = self.begin().await?;
+        let extended: Vec<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_expires_at = ?1
+             FROM (SELECT value->>'id' AS id, value->>'tok' AS tok FROM json_each(?2)) AS l
+             WHERE jobs.id = l.id AND jobs.lease_token = l.tok AND jobs.state = 'running'
+             RETURNING jobs.id",
+        )
+        .bind(until.0)
+        .bind(to_json(&rows))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(leases.iter().map(|l| extended.contains(&l.job.0)).collect())
+    }
+
+    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let state = rows::state(&state.ok_or(StoreError::NotFound(id))?)?;
+        if state.is_final() {
+            return Ok(CancelOutcome::AlreadyFinished(state));
+        }
+        let attempt: i64 = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?1, lease_expires_at = NULL,
+                 lease_token = lease_token + 1, last_error = coalesce(last_error, 'cancelled')
+             WHERE id = ?2 RETURNING attempt",
+        )
+        .bind(now.0)
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let ev = LifecycleEvent::new(EventKind::JobCancelled, now)
+            .job(id, Some(attempt as u32))
+            .detail(json!({"from": state.as_str()}));
+        events(&mut tx, &[ev]).await?;
+        cascade_discard(&mut tx, vec![id.0], now).await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled)
+    }
+
+    async fn promote_due(&self, now: Millis) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE jobs SET state = 'available' WHERE state IN ('scheduled', 'retryable') AND run_at <= ?1")
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        let t: Option<i64> = sqlx::query_scalar(
+            "SELECT min(run_at) FROM jobs WHERE state IN ('scheduled', 'retryable')",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(t.map(Millis))
+    }
+
+    async fn rescue_expired(&self, now: Millis) -> Result<Vec<RescuedJob>, StoreError> {
+        let mut tx = self.begin().await?;
+        let rescued: Vec<(i64, i64, String)> = sqlx::query_as(
+            "UPDATE jobs SET lease_token = lease_token + 1, lease_expires_at = NULL,
+                 state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
+                 run_at = CASE WHEN attempt < max_attempts THEN ?1 ELSE run_at END,
+                 finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ?1 END,
+                 last_error = 'lease expired: the worker stopped renewing it'
+             WHERE state = 'running' AND lease_expires_at < ?1
+             RETURNING id, attempt, state",
+        )
+        .bind(now.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let out = after_rescue(&mut tx, rescued, now, json!("lease expired")).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn revoke_node(
+        &self,
+        node: &NodeId,
+        now: Millis,
+        detail: serde_json::Value,
+    ) -> Result<Vec<RescuedJob>, StoreError> {
+        let mut tx = self.begin().await?;
+        let rescued: Vec<(i64, i64, String)> = sqlx::query_as(
+            "UPDATE jobs SET lease_token = lease_token + 1, lease_expires_at = NULL,
+                 state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
+                 run_at = CASE WHEN attempt < max_attempts THEN ?1 ELSE run_at END,
+                 finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ?1 END,
+                 last_error = 'lease revoked: node ' || ?2 || ' lost it'
+             WHERE state = 'running' AND lease_node = ?2
+             RETURNING id, attempt, state",
+        )
+        .bind(now.0)
+        .bind(&node.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let out = after_rescue(&mut tx, rescued, now, detail).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let mut jobs = self
+            .fetch_jobs(
+                concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1"),
+                |q| q.bind(id.0),
+            )
+            .await?;
+        Ok(jobs.pop())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let state = filter.state.map(|s| s.as_str());
+        let queue = filter.queue.clone();
+        let kind = filter.kind.clone();
+        self.fetch_jobs(
+            concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2)
+                   AND (?3 IS NULL OR kind = ?3) AND id > ?4 ORDER BY id LIMIT ?5"
+            ),
+            |q| {
+                q.bind(state)
+                    .bind(queue)
+                    .bind(kind)
+                    .bind(filter.after.map(|a| a.0).unwrap_or(0))
+                    .bind(filter.limit as i64)
+            },
+        )
+        .await
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
+                .fetch_all(&self.read)
+                .await?;
+        let mut counts: Counts = BTreeMap::new();
+        for (queue, state, n) in rows {
+            counts
+                .entry(queue)
+                .or_default()
+                .insert(rows::state(&state)?, n as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn dead_letters(
+        &self,
+        queue: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT dlq_reason, dlq_at, ",
+            job_columns!(),
+            " FROM jobs JOIN (SELECT job AS dlq_job, queue AS dlq_queue, reason AS dlq_reason, discarded_at AS dlq_at
+                              FROM dead_letter_queue) ON id = dlq_job
+              WHERE (?1 IS NULL OR dlq_queue = ?1) ORDER BY dlq_at, dlq_job LIMIT ?2"
+        ))
+        .bind(queue)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    job: rows::job(r)?,
+                    reason: r.try_get("dlq_reason").map_err(|e| {
+                        StoreError::Corrupt(format!("dead_letter_queue.reason: {e}"))
+                    })?,
+                    discarded_at: Millis(r.try_get("dlq_at").map_err(|e| {
+                        StoreError::Corrupt(format!("dead_letter_queue.discarded_at: {e}"))
+                    })?),
+                })
+            })
+            .collect()
+    }
+
+    async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
+        let (ids, queue, all) = match which {
+            Redrive::Ids(ids) => (
+                Some(to_json(&ids.iter().map(|i| i.0).collect::<Vec<_>>())),
+                None,
+                false,
+            ),
+            Redrive::Queue(q) => (None, Some(q), false),
+            Redrive::All => (None, None, true),
+        };
+        let mut tx = self.begin().await?;
+        let redriven: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET state = CASE WHEN pending_parents > 0 THEN 'waiting' ELSE 'available' END,
+                 attempt = 0, run_at = ?1, finished_at = NULL, lease_token = lease_token + 1
+             WHERE state = 'discarded' AND id IN (
+                 SELECT job FROM dead_letter_queue
+                 WHERE ?4 OR (?2 IS NOT NULL AND job IN (SELECT value FROM json_each(?2))) OR queue = ?3)
+             RETURNING id, lease_token",
+        )
+        .bind(now.0)
+        .bind(ids)
+        .bind(queue)
+        .bind(all)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ids: Vec<i64> = redriven.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        sqlx::query("DELETE FROM dead_letter_queue WHERE job IN (SELECT value FROM json_each(?1))")
+            .bind(to_json(&ids))
+            .execute(&mut *tx)
+            .await?;
+        let evs: Vec<_> = ids
+            .iter()
+            .map(|&id| LifecycleEvent::new(EventKind::JobRedriven, now).job(JobId(id), Some(0)))
+            .collect();
+        events(&mut tx, &evs).await?;
+        tx.commit().await?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn record_events(&self, evs: Vec<LifecycleEvent>) -> Result<(), StoreError> {
+        if evs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        events(&mut tx, &evs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<(
+            i64,
+            i64,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT seq, at, kind, job, attempt, worker, node, detail FROM lifecycle_events
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
+                let kind = EventKind::from_str(&kind)
+                    .map_err(|e| StoreError::Corrupt(format!("lifecycle_events.kind: {e}")))?;
+                let detail = match detail {
+                    Some(d) => serde_json::from_str(&d).map_err(|e| {
+                        StoreError::Corrupt(format!("lifecycle_events.detail: {e}"))
+                    })?,
+                    None => serde_json::Value::Null,
+                };
+                Ok(StoredEvent {
+                    seq,
+                    event: LifecycleEvent {
+                        at: Millis(at),
+                        kind,
+                        job: job.map(JobId),
+                        attempt: attempt.map(|a| a as u32),
+                        worker: worker.map(WorkerId),
+                        node: node.map(NodeId),
+                        detail,
+                    },
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,124 @@
+//! Decoding SQLite rows into the job model, and the JSON shapes that set-based
+//! statements read through `json_each`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::clock::Millis;
+use crate::job::{Job, JobId, JobState, LeaseToken, NodeId, ParentFailurePolicy, WorkerId};
+use crate::store::StoreError;
+
+/// The columns of `jobs`, in the order [`job`] decodes them.
+macro_rules! job_columns {
+    () => {
+        "id, queue, kind, payload, priority, state, attempt, max_attempts, run_at, created_at, finished_at, \
+         timeout_ms, unique_key, lease_token, lease_owner, lease_node, lease_expires_at, last_error, output, \
+         on_parent_failure"
+    };
+}
+pub(crate) use job_columns;
+
+fn col<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("jobs.{name}: {e}")))
+}
+
+fn json_col(row: &SqliteRow, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    let text: Option<String> = col(row, name)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("jobs.{name}: {e}")))
+    })
+    .transpose()
+}
+
+/// Parses a stored state name.
+pub fn state(text: &str) -> Result<JobState, StoreError> {
+    text.parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("jobs.state: {e}")))
+}
+
+/// Decodes a row selected with [`job_columns`]; `depends_on` is left empty.
+pub fn job(row: &SqliteRow) -> Result<Job, StoreError> {
+    let policy: String = col(row, "on_parent_failure")?;
+    let timeout: Option<i64> = col(row, "timeout_ms")?;
+    Ok(Job {
+        id: JobId(col(row, "id")?),
+        queue: col(row, "queue")?,
+        kind: col(row, "kind")?,
+        payload: json_col(row, "payload")?.unwrap_or(serde_json::Value::Null),
+        priority: col::<i64>(row, "priority")? as i16,
+        state: state(&col::<String>(row, "state")?)?,
+        attempt: col::<i64>(row, "attempt")? as u32,
+        max_attempts: col::<i64>(row, "max_attempts")? as u32,
+        run_at: Millis(col(row, "run_at")?),
+        created_at: Millis(col(row, "created_at")?),
+        finished_at: col::<Option<i64>>(row, "finished_at")?.map(Millis),
+        timeout: timeout.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        unique_key: col(row, "unique_key")?,
+        lease_token: LeaseToken(col(row, "lease_token")?),
+        lease_owner: col::<Option<String>>(row, "lease_owner")?.map(WorkerId),
+        lease_node: col::<Option<String>>(row, "lease_node")?.map(NodeId),
+        lease_expires_at: col::<Option<i64>>(row, "lease_expires_at")?.map(Millis),
+        last_error: col(row, "last_error")?,
+        output: json_col(row, "output")?,
+        depends_on: Vec::new(),
+        on_parent_failure: match policy.as_str() {
+            "hold" => ParentFailurePolicy::Hold,
+            "discard" => ParentFailurePolicy::Discard,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "jobs.on_parent_failure: unknown policy `{other}`"
+                )));
+            }
+        },
+    })
+}
+
+/// The stored name of a parent-failure policy.
+pub fn policy_name(p: ParentFailurePolicy) -> &'static str {
+    match p {
+        ParentFailurePolicy::Discard => "discard",
+        ParentFailurePolicy::Hold => "hold",
+    }
+}
+
+/// A new job as the bulk insert reads it.
+#[derive(Serialize)]
+pub struct InsertRow<'a> {
+    pub q: &'a str,
+    pub k: &'a str,
+    pub p: &'a serde_json::Value,
+    pub pr: i16,
+    pub s: &'static str,
+    pub m: u32,
+    pub r: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub t: Option<i64>,
+    pub pf: &'static str,
+}
+
+/// A successful attempt as the bulk completion reads it.
+#[derive(Serialize)]
+pub struct SuccessRow<'a> {
+    pub id: i64,
+    pub tok: i64,
+    pub a: u32,
+    pub w: &'a str,
+    pub n: &'a str,
+    pub s: i64,
+    pub f: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub o: Option<&'a serde_json::Value>,
+}
+
+/// Serialises a value for `json_each`.
+pub fn to_json<T: Serialize>(v: &T) -> String {
+    // Serialising plain structs, numbers and `serde_json::Value`s cannot fail.
+    serde_json::to_string(v).expect("serialisable")
+}

@@ -1,0 +1,796 @@
+//! The built-in handlers against real processes and a real local HTTP server.
+//!
+//! Nothing here waits for a fixed time: waits are for a condition (a process shows up,
+//! a process is gone) with a generous deadline that only bounds a failing test.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use jobmesh::clock::Millis;
+use jobmesh::config::{ExecSection, HttpSection};
+use jobmesh::handler::{HandlerError, HandlerOutput, JobContext, Registry, builtin};
+use jobmesh::job::{Job, JobId, JobState, LeaseToken, NewJob, ParentFailurePolicy};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Bounds every condition wait; a healthy run needs milliseconds.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn registry_with(allow: &[&str], max_output_bytes: usize, hosts: &[&str]) -> Registry {
+    builtin::registry(
+        &ExecSection {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            max_output_bytes,
+        },
+        &HttpSection {
+            allow_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            max_response_bytes: 64,
+        },
+    )
+}
+
+fn exec_registry(allow: &[&str]) -> Registry {
+    registry_with(allow, 64 * 1024, &[])
+}
+
+fn job(kind: &str, payload: Value, attempt: u32) -> JobContext {
+    JobContext {
+        job: Job {
+            id: JobId(1),
+            queue: "default".into(),
+            kind: kind.into(),
+            payload,
+            priority: 0,
+            state: JobState::Running,
+            attempt,
+            max_attempts: 25,
+            run_at: Millis(0),
+            created_at: Millis(0),
+            finished_at: None,
+            timeout: None,
+            unique_key: None,
+            lease_token: LeaseToken(attempt as i64),
+            lease_owner: None,
+            lease_node: None,
+            lease_expires_at: None,
+            last_error: None,
+            output: None,
+            depends_on: Vec::new(),
+            on_parent_failure: ParentFailurePolicy::Discard,
+        },
+        timeout: Duration::from_secs(30),
+    }
+}
+
+/// Validates like a submit would, then runs attempt `attempt`.
+async fn run_at(
+    r: &Registry,
+    kind: &str,
+    payload: Value,
+    attempt: u32,
+) -> Result<HandlerOutput, HandlerError> {
+    r.validate(&NewJob::new(kind, payload.clone()))
+        .unwrap_or_else(|e| panic!("payload refused at submit: {e}"));
+    r.get(kind)
+        .unwrap()
+        .handler
+        .run(job(kind, payload, attempt))
+        .await
+}
+
+async fn run(r: &Registry, kind: &str, payload: Value) -> Result<HandlerOutput, HandlerError> {
+    run_at(r, kind, payload, 1).await
+}
+
+/// The submit-time refusal message for `payload`.
+fn refusal(r: &Registry, kind: &str, payload: Value) -> String {
+    r.validate(&NewJob::new(kind, payload))
+        .expect_err("payload should be refused")
+        .to_string()
+}
+
+// ---------------------------------------------------------------- payload validation
+
+#[test]
+fn malformed_payloads_are_refused_naming_the_field() {
+    let r = registry_with(&["echo"], 1024, &[]);
+    let cases = [
+        ("noop", json!([]), "payload: expected object, got array"),
+        (
+            "sleep",
+            json!({"ms": "x"}),
+            "payload.ms: expected integer, got string",
+        ),
+        ("sleep", json!({}), "payload: missing required field `ms`"),
+        (
+            "sleep",
+            json!({"ms": 1.5}),
+            "payload.ms: expected integer, got number",
+        ),
+        (
+            "sleep",
+            json!({"ms": -1}),
+            "payload.ms: must be at least 0, got -1",
+        ),
+        (
+            "sleep",
+            json!({"ms": 3_600_001}),
+            "payload.ms: must be at most 3600000, got 3600001",
+        ),
+        (
+            "sleep",
+            json!({"ms": 1, "extra": true}),
+            "payload: unknown field `extra` (allowed: ms)",
+        ),
+        (
+            "fail",
+            json!({"retryable": "no"}),
+            "payload.retryable: expected boolean, got string",
+        ),
+        (
+            "fail",
+            json!({"times": -2}),
+            "payload.times: must be at least 0, got -2",
+        ),
+        (
+            "fail",
+            json!({"message": 7}),
+            "payload.message: expected string, got integer",
+        ),
+        (
+            "panic",
+            json!({"retryable": true}),
+            "payload: unknown field `retryable` (allowed: message, times)",
+        ),
+        (
+            "exec",
+            json!({}),
+            "payload: missing required field `command`",
+        ),
+        (
+            "exec",
+            json!({"command": "echo", "args": "hi"}),
+            "payload.args: expected array, got string",
+        ),
+        (
+            "exec",
+            json!({"command": "echo", "args": ["a", 2]}),
+            "payload.args[1]: expected string, got integer",
+        ),
+        (
+            "exec",
+            json!({"command": "echo", "env": {"A": 1}}),
+            "payload.env.A: expected string, got integer",
+        ),
+        (
+            "exec",
+            json!({"command": "echo", "stdin": ["x"]}),
+            "payload.stdin: expected string, got array",
+        ),
+        (
+            "exec",
+            json!({"command": "echo", "shell": true}),
+            "payload: unknown field `shell` (allowed: args, command, cwd, env, stdin)",
+        ),
+        ("http", json!({}), "payload: missing required field `url`"),
+        (
+            "http",
+            json!({"url": "http://x/", "method": "PATCH"}),
+            "payload.method: must be one of \"POST\", \"PUT\", \"GET\", \"DELETE\"",
+        ),
+        (
+            "http",
+            json!({"url": "not a url"}),
+            "payload.url: `not a url`: relative URL without a base",
+        ),
+        (
+            "http",
+            json!({"url": "ftp://x/"}),
+            "payload.url: scheme `ftp` is not allowed (only http and https)",
+        ),
+        (
+            "http",
+            json!({"url": "http://x/", "headers": {"X-A": true}}),
+            "payload.headers.X-A: expected string, got boolean",
+        ),
+    ];
+    for (kind, payload, want) in cases {
+        let got = refusal(&r, kind, payload.clone());
+        assert_eq!(
+            got,
+            format!("invalid payload for kind `{kind}`: {want}"),
+            "{kind} {payload}"
+        );
+    }
+}
+
+#[test]
+fn well_formed_payloads_pass() {
+    let r = registry_with(&["echo", "/bin/cat"], 1024, &[]);
+    let cases = [
+        ("noop", json!({})),
+        ("noop", json!({"bench": 17})),
+        ("sleep", json!({"ms": 0})),
+        ("fail", json!({})),
+        (
+            "fail",
+            json!({"message": "m", "retryable": false, "times": 2}),
+        ),
+        ("panic", json!({"times": 1})),
+        (
+            "exec",
+            json!({"command": "echo", "args": ["a"], "env": {"A": "b"}, "stdin": "", "cwd": "/"}),
+        ),
+        ("exec", json!({"command": "/bin/cat"})),
+        (
+            "http",
+            json!({"url": "https://example.com/hook", "body": [1, {"a": null}]}),
+        ),
+        (
+            "http",
+            json!({"url": "http://x/", "method": "GET", "headers": {"X-A": "1"}}),
+        ),
+    ];
+    for (kind, payload) in cases {
+        let v = r.validate(&NewJob::new(kind, payload.clone()));
+        assert!(v.is_ok(), "{kind} {payload}: {}", v.unwrap_err());
+    }
+}
+
+// ---------------------------------------------------------------- noop, sleep, fail, panic
+
+#[tokio::test]
+async fn noop_succeeds_without_output() {
+    let r = exec_registry(&[]);
+    assert_eq!(run(&r, "noop", json!({})).await, Ok(None));
+}
+
+#[tokio::test]
+async fn sleep_waits_at_least_ms() {
+    let r = exec_registry(&[]);
+    let start = Instant::now();
+    assert_eq!(run(&r, "sleep", json!({"ms": 30})).await, Ok(None));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+}
+
+#[tokio::test]
+async fn fail_fails_retryably_by_default_and_permanently_on_request() {
+    let r = exec_registry(&[]);
+    let e = run(&r, "fail", json!({"message": "boom"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e, HandlerError::Retryable("boom".into()));
+    let e = run(&r, "fail", json!({"retryable": false}))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e:?}");
+    assert!(e.to_string().contains("attempt 1"), "{e}");
+}
+
+#[tokio::test]
+async fn fail_with_times_recovers_after_n_attempts() {
+    let r = exec_registry(&[]);
+    let p = json!({"times": 2});
+    assert!(run_at(&r, "fail", p.clone(), 1).await.is_err());
+    assert!(run_at(&r, "fail", p.clone(), 2).await.is_err());
+    assert_eq!(run_at(&r, "fail", p.clone(), 3).await, Ok(None));
+    assert_eq!(run_at(&r, "fail", json!({"times": 0}), 1).await, Ok(None));
+}
+
+#[tokio::test]
+async fn panic_panics_until_times_is_used_up() {
+    let r = exec_registry(&[]);
+    let handler = r.get("panic").unwrap().handler.clone();
+    let p = json!({"message": "kaboom", "times": 1});
+    let h = handler.clone();
+    let ctx = job("panic", p.clone(), 1);
+    let joined = tokio::spawn(async move { h.run(ctx).await }).await;
+    let err = joined.expect_err("attempt 1 must panic");
+    assert!(err.is_panic());
+    let msg = err.into_panic();
+    let msg = msg
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| msg.downcast_ref::<&str>().copied());
+    assert_eq!(msg, Some("kaboom"));
+    assert_eq!(handler.run(job("panic", p, 2)).await, Ok(None));
+}
+
+// ---------------------------------------------------------------- exec
+
+fn exec_output(out: HandlerOutput) -> (i64, String, String, bool) {
+    let v = out.expect("exec returns output");
+    (
+        v["exit_code"].as_i64().unwrap(),
+        v["stdout"].as_str().unwrap().to_string(),
+        v["stderr"].as_str().unwrap().to_string(),
+        v["truncated"].as_bool().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn exec_runs_a_program_and_captures_its_output() {
+    let r = exec_registry(&["/bin/echo"]);
+    let out = run(
+        &r,
+        "exec",
+        json!({"command": "/bin/echo", "args": ["hello", "world"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out,
+        Some(json!({"exit_code": 0, "stdout": "hello world\n", "stderr": "", "truncated": false}))
+    );
+}
+
+#[tokio::test]
+async fn exec_passes_arguments_literally_without_a_shell() {
+    let r = exec_registry(&["echo"]);
+    let args = [
+        "a; touch /tmp/jobmesh-pwned",
+        "$(id)",
+        "`id`",
+        "*",
+        "x | y",
+        "'q'",
+    ];
+    let (code, stdout, _, _) = exec_output(
+        run(&r, "exec", json!({"command": "echo", "args": args}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(stdout, format!("{}\n", args.join(" ")));
+}
+
+#[tokio::test]
+async fn exec_feeds_stdin() {
+    let r = exec_registry(&["cat"]);
+    let input = "line one\nline two with ünïcödé\n";
+    let (_, stdout, _, _) = exec_output(
+        run(&r, "exec", json!({"command": "cat", "stdin": input}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(stdout, input);
+}
+
+#[tokio::test]
+async fn exec_without_stdin_gives_the_program_an_empty_one() {
+    // `cat` with no input must see EOF at once rather than hang on an inherited stdin.
+    let r = exec_registry(&["cat"]);
+    let (_, stdout, _, _) = exec_output(run(&r, "exec", json!({"command": "cat"})).await.unwrap());
+    assert_eq!(stdout, "");
+}
+
+#[tokio::test]
+async fn exec_sets_env_and_cwd_and_withholds_the_workers_environment() {
+    let r = exec_registry(&["printenv", "pwd"]);
+    let (_, stdout, _, _) = exec_output(
+        run(
+            &r,
+            "exec",
+            json!({"command": "printenv", "args": ["JOBMESH_GREETING"], "env": {"JOBMESH_GREETING": "hi there"}}),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(stdout, "hi there\n");
+
+    // Cargo sets this for the test process; a job must not see the worker's variables.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let e = run(
+        &r,
+        "exec",
+        json!({"command": "printenv", "args": ["CARGO_MANIFEST_DIR"]}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().canonicalize().unwrap();
+    let (_, stdout, _, _) = exec_output(
+        run(
+            &r,
+            "exec",
+            json!({"command": "pwd", "cwd": cwd.to_str().unwrap()}),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(stdout.trim_end(), cwd.to_str().unwrap());
+}
+
+#[tokio::test]
+async fn exec_non_zero_exit_is_retryable_and_quotes_stderr() {
+    let r = exec_registry(&["false", "/bin/sh"]);
+    let e = run(&r, "exec", json!({"command": "false"}))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(e.to_string().contains("exit status: 1"), "{e}");
+
+    let script = "echo progress; echo 'disk full on /data' >&2; exit 3";
+    let e = run(
+        &r,
+        "exec",
+        json!({"command": "/bin/sh", "args": ["-c", script]}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("exit status: 3"), "{msg}");
+    assert!(msg.ends_with("disk full on /data"), "{msg}");
+}
+
+#[tokio::test]
+async fn exec_missing_program_is_permanent() {
+    let r = exec_registry(&["jobmesh-no-such-program", "/nonexistent/tool"]);
+    for command in ["jobmesh-no-such-program", "/nonexistent/tool"] {
+        let e = run(&r, "exec", json!({"command": command}))
+            .await
+            .unwrap_err();
+        assert!(!e.is_retryable(), "{command}: {e:?}");
+        assert!(e.to_string().contains(command), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn exec_missing_cwd_is_permanent() {
+    let r = exec_registry(&["echo"]);
+    let e = run(
+        &r,
+        "exec",
+        json!({"command": "echo", "cwd": "/nonexistent/dir"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e,
+        HandlerError::Permanent("cwd `/nonexistent/dir` is not a directory".into())
+    );
+}
+
+#[tokio::test]
+async fn exec_truncates_output_and_still_drains_the_program() {
+    // `seq` writes ~590 KB, far more than a pipe buffer: the program only finishes if
+    // the handler keeps reading past the limit.
+    let r = registry_with(&["seq"], 1000, &[]);
+    let (code, stdout, stderr, truncated) = exec_output(
+        run(
+            &r,
+            "exec",
+            json!({"command": "seq", "args": ["1", "100000"]}),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(code, 0);
+    assert!(truncated);
+    assert_eq!(stdout.len(), 1000);
+    assert!(stdout.starts_with("1\n2\n3\n"), "{stdout}");
+    assert_eq!(stderr, "");
+
+    let (_, stdout, _, truncated) = exec_output(
+        run(&r, "exec", json!({"command": "seq", "args": ["1", "3"]}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((stdout.as_str(), truncated), ("1\n2\n3\n", false));
+}
+
+#[tokio::test]
+async fn exec_refuses_commands_off_the_allowlist_at_submit_and_at_run_time() {
+    let r = exec_registry(&["echo"]);
+    assert_eq!(
+        refusal(&r, "exec", json!({"command": "rm", "args": ["-rf", "/"]})),
+        "invalid payload for kind `exec`: payload.command: command `rm` is not in exec.allow (allowed: echo)"
+    );
+    // The allowlist names exact programs: another path to the same name is refused.
+    assert!(
+        refusal(&r, "exec", json!({"command": "/tmp/echo"}))
+            .contains("command `/tmp/echo` is not in exec.allow")
+    );
+    assert!(
+        refusal(&exec_registry(&[]), "exec", json!({"command": "echo"}))
+            .contains("exec.allow is empty")
+    );
+
+    // A job stored under an older, wider allowlist is refused when it runs.
+    let e = r
+        .get("exec")
+        .unwrap()
+        .handler
+        .run(job("exec", json!({"command": "rm", "args": ["x"]}), 1))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e:?}");
+    assert!(e.to_string().contains("not in exec.allow"), "{e}");
+}
+
+#[tokio::test]
+async fn exec_allowlist_survives_config_rules_replacing_the_schema() {
+    let mut r = exec_registry(&["echo"]);
+    r.set_rules("exec", Default::default()).unwrap();
+    assert!(refusal(&r, "exec", json!({"command": "rm"})).contains("not in exec.allow"));
+}
+
+/// The pid of a live `sleep` process whose first argument is `arg`, if any.
+fn find_sleep(arg: &str) -> Option<u32> {
+    let want = format!("sleep\0{arg}\0");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        (cmdline.ends_with(&want) && alive(pid)).then_some(pid)
+    })
+}
+
+/// Whether `pid` is a running (not exited, not zombie) process.
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself hold spaces.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}
+
+#[tokio::test]
+async fn exec_timeout_kills_the_child() {
+    let r = exec_registry(&["sleep"]);
+    // A duration no other process on the machine is sleeping, so /proc finds ours.
+    let arg = format!(
+        "{}.{:09}",
+        600 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let run = run(&r, "exec", json!({"command": "sleep", "args": [arg]}));
+    let seen = async {
+        let start = Instant::now();
+        loop {
+            if let Some(pid) = find_sleep(&arg) {
+                return pid;
+            }
+            assert!(start.elapsed() < DEADLINE, "the child never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    // The worker enforces a job's timeout by dropping the handler's future; losing the
+    // race here drops it the same way, once the child is known to be running.
+    let pid = tokio::select! {
+        r = run => panic!("sleep finished early: {r:?}"),
+        pid = seen => pid,
+    };
+    let start = Instant::now();
+    while alive(pid) {
+        assert!(start.elapsed() < DEADLINE, "child {pid} outlived its job");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // And through a real tokio timeout, as the worker applies it.
+    let r2 = exec_registry(&["sleep"]);
+    let started = Instant::now();
+    let res = tokio::time::timeout(
+        Duration::from_millis(200),
+        self::run(&r2, "exec", json!({"command": "sleep", "args": ["30"]})),
+    )
+    .await;
+    assert!(res.is_err(), "must time out: {res:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+// ---------------------------------------------------------------- http
+
+/// A request as the test server saw it.
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1:0. The path picks the answer: `/status/N`
+/// answers N, `/big` answers 1000 bytes, anything else 200 `ok`. Every request is
+/// reported on the channel.
+async fn server() -> (String, mpsc::Receiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let mut first = lines.next().unwrap().split(' ');
+                let method = first.next().unwrap().to_string();
+                let path = first.next().unwrap().to_string();
+                let headers: BTreeMap<String, String> = lines
+                    .filter_map(|l| l.split_once(": "))
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                    .collect();
+                let len: usize = headers
+                    .get("content-length")
+                    .map_or(0, |v| v.parse().unwrap());
+                while buf.len() < head_end + len {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "client closed mid-body");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = buf[head_end..head_end + len].to_vec();
+                let (status, reply) = match path.strip_prefix("/status/") {
+                    Some(code) => (code.parse::<u16>().unwrap(), format!("status {code} body")),
+                    None if path == "/big" => (200, "x".repeat(1000)),
+                    None => (200, "ok".to_string()),
+                };
+                tx.send(Seen {
+                    method,
+                    path,
+                    headers,
+                    body,
+                })
+                .await
+                .unwrap();
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                sock.write_all(resp.as_bytes()).await.unwrap();
+            });
+        }
+    });
+    (base, rx)
+}
+
+#[tokio::test]
+async fn http_posts_the_json_body_with_headers() {
+    let (base, mut seen) = server().await;
+    let r = exec_registry(&[]);
+    let body = json!({"event": "done", "n": [1, 2, 3]});
+    let out = run(
+        &r,
+        "http",
+        json!({"url": format!("{base}/hook"), "headers": {"X-Token": "abc"}, "body": body}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out,
+        Some(json!({"status": 200, "body": "ok", "truncated": false}))
+    );
+    let req = seen.recv().await.unwrap();
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/hook");
+    assert_eq!(req.headers.get("x-token").map(String::as_str), Some("abc"));
+    assert_eq!(
+        req.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    assert_eq!(serde_json::from_slice::<Value>(&req.body).unwrap(), body);
+}
+
+#[tokio::test]
+async fn http_uses_the_requested_method() {
+    let (base, mut seen) = server().await;
+    let r = exec_registry(&[]);
+    for method in ["GET", "PUT", "DELETE"] {
+        run(
+            &r,
+            "http",
+            json!({"url": format!("{base}/m"), "method": method}),
+        )
+        .await
+        .unwrap();
+        let req = seen.recv().await.unwrap();
+        assert_eq!(req.method, method);
+        assert!(req.body.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn http_status_classes() {
+    let (base, _seen) = server().await;
+    let r = exec_registry(&[]);
+    for (code, retryable) in [
+        (500, true),
+        (503, true),
+        (429, true),
+        (404, false),
+        (400, false),
+    ] {
+        let e = run(&r, "http", json!({"url": format!("{base}/status/{code}")}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.is_retryable(), retryable, "{code}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("returned {code}")), "{msg}");
+        assert!(msg.ends_with(&format!("status {code} body")), "{msg}");
+    }
+}
+
+#[tokio::test]
+async fn http_truncates_the_response_body() {
+    let (base, _seen) = server().await;
+    // registry_with keeps 64 bytes of a response.
+    let r = exec_registry(&[]);
+    let out = run(
+        &r,
+        "http",
+        json!({"url": format!("{base}/big"), "method": "GET"}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out["body"], json!("x".repeat(64)));
+    assert_eq!(out["truncated"], json!(true));
+}
+
+#[tokio::test]
+async fn http_unreachable_port_is_retryable() {
+    // Bind then drop: the port was free a moment ago and nothing listens on it now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = exec_registry(&[]);
+    let e = run(
+        &r,
+        "http",
+        json!({"url": format!("http://127.0.0.1:{port}/")}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+}
+
+#[tokio::test]
+async fn http_allow_hosts_refuses_other_hosts_at_submit_and_at_run_time() {
+    let (base, mut seen) = server().await;
+    let r = registry_with(&[], 1024, &["hooks.example.com"]);
+    let url = format!("{base}/hook");
+    assert_eq!(
+        refusal(&r, "http", json!({"url": url})),
+        "invalid payload for kind `http`: payload.url: host `127.0.0.1` is not in http.allow_hosts (allowed: hooks.example.com)"
+    );
+    let e = r
+        .get("http")
+        .unwrap()
+        .handler
+        .run(job("http", json!({"url": url}), 1))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e:?}");
+    assert!(e.to_string().contains("not in http.allow_hosts"), "{e}");
+    assert!(
+        seen.try_recv().is_err(),
+        "the refused call must not be made"
+    );
+
+    // Allowed by host (any port) it goes through.
+    let r = registry_with(&[], 1024, &["127.0.0.1"]);
+    run(&r, "http", json!({"url": url})).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().path, "/hook");
+}
