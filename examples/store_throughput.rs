@@ -10,12 +10,18 @@ use jobmesh::store::sqlite::SqliteStore;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100_000);
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(&dir.path().join("t.db")).await?;
     let t = Instant::now();
     for _ in 0..n / 1000 {
-        let jobs = (0..1000).map(|_| NewJob::new("noop", serde_json::json!({}))).collect();
+        let jobs = (0..1000)
+            .map(|_| NewJob::new("noop", serde_json::json!({})))
+            .collect();
         store.enqueue(jobs, SystemClock.now()).await?;
     }
     let enq = t.elapsed();

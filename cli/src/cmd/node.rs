@@ -51,14 +51,26 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         config.workers.queues.join(", ")
     );
     if args.exit_when_idle {
-        wait_idle(&node, &*store).await?;
+        tokio::select! {
+            r = wait_idle(&node, &*store) => r?,
+            why = node.failed() => return fail(node, why).await,
+        }
         println!("no jobs left to run; stopping");
     } else {
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            why = node.failed() => return fail(node, why).await,
+        }
         println!("stopping: waiting up to {SHUTDOWN_GRACE:?} for running jobs");
     }
     node.shutdown(SHUTDOWN_GRACE).await?;
     Ok(())
+}
+
+/// Flushes what a failed node's writers hold, then reports the failure.
+async fn fail(node: Node, why: String) -> anyhow::Result<()> {
+    node.shutdown(SHUTDOWN_GRACE).await?;
+    anyhow::bail!("node failed: {why}")
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,108 @@
+//! The completer: finished attempts reach the store in batches, one transaction for
+//! everything that queued while the previous batch was being written. The store applies
+//! each only if its lease is still current, so a late or duplicate completion is refused
+//! and nothing is recorded twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobmesh::event::{EventKind, LifecycleEvent};
+use jobmesh::job::{Completion, CompletionResult, Outcome};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::next_batch;
+use crate::context::{Counters, Ctx};
+
+/// Starts the completer on `rx`; it drains what is queued and ends when `close` fires.
+pub(crate) fn start(
+    ctx: Arc<Ctx>,
+    mut rx: mpsc::Receiver<Completion>,
+    close: CancellationToken,
+) -> JoinHandle<()> {
+    let max = ctx.workers.complete_batch.max(1) as usize;
+    tokio::spawn(async move {
+        loop {
+            let batch = tokio::select! {
+                b = next_batch(&mut rx, max) => b,
+                _ = close.cancelled() => {
+                    let mut rest = Vec::new();
+                    while let Ok(c) = rx.try_recv() {
+                        rest.push(c);
+                    }
+                    for chunk in rest.chunks(max) {
+                        apply(&ctx, chunk.to_vec()).await;
+                    }
+                    return;
+                }
+            };
+            match batch {
+                Some(batch) => apply(&ctx, batch).await,
+                None => return,
+            }
+        }
+    })
+}
+
+/// Writes one batch, retrying while the store is unreachable: progress pauses, nothing
+/// is dropped (a node that dies meanwhile has its leases rescued instead).
+async fn apply(ctx: &Ctx, batch: Vec<Completion>) {
+    let mut delay = Duration::from_millis(20);
+    let results = loop {
+        match ctx.store.complete(batch.clone()).await {
+            Ok(r) => break r,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, n = batch.len(), "completing jobs failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                // Not retryable (a bug or a corrupt row): the leases will lapse and the
+                // jobs run again elsewhere, which at-least-once allows.
+                tracing::error!(error = %e, n = batch.len(), "completions refused by the store");
+                return;
+            }
+        }
+    };
+    for (c, r) in batch.into_iter().zip(results) {
+        match r {
+            CompletionResult::Applied => {
+                Counters::bump(&ctx.counters.completed);
+                for e in events_of(&c) {
+                    ctx.events.publish(e);
+                }
+            }
+            CompletionResult::StaleLease => {
+                Counters::bump(&ctx.counters.stale);
+                tracing::info!(job = %c.lease.job, token = c.lease.token.0,
+                    "completion refused: the lease was lost (rescued, revoked or cancelled)");
+            }
+        }
+    }
+}
+
+/// The live events of an applied completion, as the store recorded them.
+fn events_of(c: &Completion) -> Vec<LifecycleEvent> {
+    let base = |kind| {
+        LifecycleEvent::new(kind, c.finished_at)
+            .job(c.lease.job, Some(c.lease.attempt))
+            .worker(c.lease.worker.clone())
+            .node(c.lease.node.clone())
+    };
+    match &c.outcome {
+        Outcome::Succeeded { .. } => vec![base(EventKind::JobSucceeded)],
+        Outcome::Retry { error, run_at } => vec![
+            base(EventKind::JobFailed).detail(json!({ "error": error })),
+            base(EventKind::JobRetryScheduled).detail(json!({ "run_at": run_at.0 })),
+        ],
+        Outcome::Discard { error } => vec![
+            base(EventKind::JobFailed).detail(json!({ "error": error })),
+            base(EventKind::JobDiscarded).detail(json!({ "reason": error })),
+        ],
+        Outcome::Cancelled { reason } => {
+            vec![base(EventKind::JobCancelled).detail(json!({ "reason": reason }))]
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! What every actor of a node shares: the store, the handlers, the clock, the settings,
+//! the running-attempt table and the channels to the completer and the event sink.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jobmesh::clock::{Clock, Millis};
+use jobmesh::config::WorkersSection;
+use jobmesh::handler::Registry;
+use jobmesh::job::{Completion, NodeId, RetryPolicy, WorkerId};
+use jobmesh::store::SharedStore;
+use tokio::sync::mpsc;
+
+use crate::event_sink::EventSink;
+use crate::inflight::InFlight;
+
+/// Counters a node keeps about itself.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Attempts handed to workers.
+    pub started: AtomicU64,
+    /// Attempts whose completion the store applied.
+    pub completed: AtomicU64,
+    /// Completions the store refused because the lease had moved on.
+    pub stale: AtomicU64,
+    /// Worker crashes.
+    pub crashes: AtomicU64,
+    /// Worker restarts.
+    pub restarts: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to a counter.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of a node's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStats {
+    /// Attempts handed to workers.
+    pub started: u64,
+    /// Attempts whose completion the store applied.
+    pub completed: u64,
+    /// Completions refused as stale.
+    pub stale: u64,
+    /// Worker crashes.
+    pub crashes: u64,
+    /// Worker restarts.
+    pub restarts: u64,
+    /// Attempts running now.
+    pub running: u64,
+}
+
+/// The node's shared context.
+pub(crate) struct Ctx {
+    pub node: NodeId,
+    pub store: SharedStore,
+    pub registry: Arc<Registry>,
+    pub clock: Arc<dyn Clock>,
+    pub workers: WorkersSection,
+    pub retry: RetryPolicy,
+    pub inflight: InFlight,
+    pub completions: mpsc::Sender<Completion>,
+    pub events: EventSink,
+    pub counters: Counters,
+}
+
+impl Ctx {
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// The id of worker `slot`.
+    pub fn worker_id(&self, slot: usize) -> WorkerId {
+        WorkerId(format!("{}/w{slot}", self.node))
+    }
+
+    /// The lease holder name the dispatcher claims under.
+    pub fn pool_id(&self) -> WorkerId {
+        WorkerId(format!("{}/pool", self.node))
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        let c = &self.counters;
+        NodeStats {
+            started: c.started.load(Ordering::Relaxed),
+            completed: c.completed.load(Ordering::Relaxed),
+            stale: c.stale.load(Ordering::Relaxed),
+            crashes: c.crashes.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
+            running: self.inflight.busy() as u64,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Maintenance: every poll interval it promotes due scheduled/retryable jobs, rescues
+//! jobs whose lease lapsed (a crashed node's), and every third of a lease it extends the
+//! leases of attempts running here, interrupting those whose lease was lost (cancelled,
+//! revoked, rescued).
+
+use std::sync::Arc;
+
+use jobmesh::clock::Millis;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::context::Ctx;
+use crate::dispatcher::DispatchMsg;
+
+/// Messages to the maintenance actor.
+pub enum MaintenanceMsg {
+    /// Do a round.
+    Tick,
+}
+
+/// The maintenance actor.
+pub(crate) struct Maintenance;
+
+/// Its state.
+pub(crate) struct MaintenanceState {
+    ctx: Arc<Ctx>,
+    dispatcher: ActorRef<DispatchMsg>,
+    last_extend: Millis,
+}
+
+impl Actor for Maintenance {
+    type Msg = MaintenanceMsg;
+    type State = MaintenanceState;
+    type Arguments = (Arc<Ctx>, ActorRef<DispatchMsg>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (ctx, dispatcher): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let every = ctx.workers.poll_interval.min(ctx.workers.lease / 3);
+        myself.send_interval(every, || MaintenanceMsg::Tick);
+        myself.cast(MaintenanceMsg::Tick)?;
+        Ok(MaintenanceState {
+            last_extend: ctx.now(),
+            ctx,
+            dispatcher,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _msg: Self::Msg,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ctx = &s.ctx;
+        let now = ctx.now();
+        let mut wake = false;
+        match ctx.store.promote_due(now).await {
+            Ok(n) => wake |= n > 0,
+            Err(e) => tracing::warn!(error = %e, "promoting due jobs failed"),
+        }
+        match ctx.store.rescue_expired(now).await {
+            Ok(rescued) if !rescued.is_empty() => {
+                tracing::info!(n = rescued.len(), "rescued jobs whose lease lapsed");
+                wake = true;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "rescuing expired leases failed"),
+        }
+        if wake {
+            s.dispatcher.cast(DispatchMsg::Wake).ok();
+        }
+        let lease_ms = ctx.workers.lease.as_millis() as i64;
+        if now.0 - s.last_extend.0 >= lease_ms / 3 {
+            s.last_extend = now;
+            extend(ctx, now).await;
+        }
+        Ok(())
+    }
+}
+
+async fn extend(ctx: &Ctx, now: Millis) {
+    let leases = ctx.inflight.leases();
+    if leases.is_empty() {
+        return;
+    }
+    match ctx
+        .store
+        .extend_leases(&leases, now.plus(ctx.workers.lease))
+        .await
+    {
+        Ok(kept) => {
+            for (lease, kept) in leases.iter().zip(kept) {
+                if !kept {
+                    ctx.inflight.interrupt(lease.job, Some(lease.token));
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "extending leases failed; will retry"),
+    }
+}

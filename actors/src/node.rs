@@ -1,0 +1,269 @@
+//! [`Node`]: one process's job runtime. It starts the supervision tree, takes
+//! submissions, streams lifecycle events and stops gracefully.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jobmesh::clock::Clock;
+use jobmesh::config::WorkersSection;
+use jobmesh::event::{EventKind, LifecycleEvent};
+use jobmesh::handler::Registry;
+use jobmesh::job::{Completion, JobId, NewJob, NodeId, Outcome, RetryPolicy};
+use jobmesh::store::{CancelOutcome, EnqueueOutcome, SharedStore};
+use ractor::{Actor, ActorRef};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::completer;
+use crate::context::{Counters, Ctx, NodeStats};
+use crate::dispatcher::DispatchMsg;
+use crate::error::NodeError;
+use crate::event_sink::EventSink;
+use crate::inflight::InFlight;
+use crate::node_supervisor::{NodeMsg, NodeSupervisor};
+
+/// How long background writers get to flush at shutdown.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a node needs to start.
+pub struct NodeOptions {
+    /// The node's name; leases it holds carry it.
+    pub node_id: NodeId,
+    /// Workers, queues, leases, batching and restart policy.
+    pub workers: WorkersSection,
+    /// Retry backoff for failed attempts.
+    pub retry: RetryPolicy,
+    /// Where jobs live.
+    pub store: SharedStore,
+    /// Handlers by kind (also validates submissions).
+    pub registry: Registry,
+    /// The clock (a manual one in tests).
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A running node.
+pub struct Node {
+    ctx: Arc<Ctx>,
+    supervisor: ActorRef<NodeMsg>,
+    supervisor_task: Mutex<Option<JoinHandle<()>>>,
+    dispatcher: ActorRef<DispatchMsg>,
+    close: CancellationToken,
+    writers: Mutex<Vec<JoinHandle<()>>>,
+    fatal: watch::Receiver<Option<String>>,
+}
+
+impl Node {
+    /// Starts a node: revokes leases left by an earlier run under the same name (it
+    /// crashed: those attempts are dead), then starts the supervision tree.
+    pub async fn start(opts: NodeOptions) -> Result<Node, NodeError> {
+        if opts.workers.concurrency == 0 {
+            return Err(NodeError::Options(
+                "workers.concurrency must be at least 1".into(),
+            ));
+        }
+        if opts.workers.queues.is_empty() {
+            return Err(NodeError::Options(
+                "workers.queues must name a queue".into(),
+            ));
+        }
+        let now = opts.clock.now();
+        let revoked = opts
+            .store
+            .revoke_node(
+                &opts.node_id,
+                now,
+                json!({ "reason": "node restarted; its previous run's leases are void" }),
+            )
+            .await?;
+        if !revoked.is_empty() {
+            tracing::info!(
+                n = revoked.len(),
+                "rescued jobs left running by this node's last run"
+            );
+        }
+        let close = CancellationToken::new();
+        let (events, sink_task) = EventSink::start(opts.store.clone(), close.clone());
+        let (completions, completions_rx) =
+            mpsc::channel(4 * opts.workers.complete_batch.max(1) as usize);
+        let ctx = Arc::new(Ctx {
+            inflight: InFlight::new(opts.workers.concurrency as usize),
+            node: opts.node_id,
+            store: opts.store,
+            registry: Arc::new(opts.registry),
+            clock: opts.clock,
+            workers: opts.workers,
+            retry: opts.retry,
+            completions,
+            events,
+            counters: Counters::default(),
+        });
+        let completer_task = completer::start(ctx.clone(), completions_rx, close.clone());
+        ctx.events
+            .emit(
+                LifecycleEvent::new(EventKind::NodeJoined, now)
+                    .node(ctx.node.clone())
+                    .detail(json!({
+                        "backend": ctx.store.backend(),
+                        "concurrency": ctx.workers.concurrency,
+                        "queues": ctx.workers.queues,
+                        "revoked": revoked.len(),
+                    })),
+            )
+            .await;
+        let (fatal_tx, fatal) = watch::channel(None);
+        let (supervisor, task) = Actor::spawn(None, NodeSupervisor, (ctx.clone(), fatal_tx))
+            .await
+            .map_err(|e| NodeError::Actor(e.to_string()))?;
+        let dispatcher = ractor::call!(supervisor, NodeMsg::Dispatcher)
+            .map_err(|e| NodeError::Actor(e.to_string()))?;
+        Ok(Node {
+            ctx,
+            supervisor,
+            supervisor_task: Mutex::new(Some(task)),
+            dispatcher,
+            close,
+            writers: Mutex::new(vec![sink_task, completer_task]),
+            fatal,
+        })
+    }
+
+    /// The node's name.
+    pub fn id(&self) -> &NodeId {
+        &self.ctx.node
+    }
+
+    /// The store the node runs on.
+    pub fn store(&self) -> &SharedStore {
+        &self.ctx.store
+    }
+
+    /// Validates every job against the registry (kind, payload, options), stores the
+    /// batch in one transaction and wakes the dispatcher. One invalid job refuses the
+    /// whole batch, naming it.
+    pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>, NodeError> {
+        for (index, job) in jobs.iter().enumerate() {
+            self.ctx
+                .registry
+                .validate(job)
+                .map_err(|error| NodeError::Refused { index, error })?;
+        }
+        let out = self.ctx.store.enqueue(jobs, self.ctx.now()).await?;
+        self.dispatcher.cast(DispatchMsg::Wake).ok();
+        Ok(out)
+    }
+
+    /// Cancels a job; if it runs on this node its attempt is interrupted at once
+    /// (elsewhere, at that node's next lease extension).
+    pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, NodeError> {
+        let out = self.ctx.store.cancel(id, self.ctx.now()).await?;
+        if out == CancelOutcome::Cancelled {
+            self.ctx.inflight.interrupt(id, None);
+        }
+        Ok(out)
+    }
+
+    /// Live lifecycle events of this node (job outcomes, worker and node events).
+    /// A slow receiver sees `Lagged` and can re-read the store's event log.
+    pub fn subscribe(&self) -> broadcast::Receiver<LifecycleEvent> {
+        self.ctx.events.subscribe()
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> NodeStats {
+        self.ctx.stats()
+    }
+
+    /// Resolves when the node fails for good (its supervision tree gave up), with why.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.fatal.clone();
+        match rx.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone().unwrap_or_default(),
+            Err(_) => "node supervisor gone".into(),
+        }
+    }
+
+    /// Stops gracefully: stops claiming, hands back jobs claimed but not started, lets
+    /// running attempts finish for up to `grace` (then fails them as retryable so they
+    /// run again at once), stops the actors and flushes completions and events.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), NodeError> {
+        let now = self.ctx.now();
+        let unstarted =
+            ractor::call_t!(self.dispatcher, DispatchMsg::Drain, 5_000).unwrap_or_default();
+        for job in unstarted {
+            let c = Completion {
+                lease: job.lease,
+                outcome: Outcome::Retry {
+                    error: "handed back unstarted: node shutting down".into(),
+                    run_at: now,
+                },
+                started_at: now,
+                finished_at: now,
+            };
+            let _ = self.ctx.completions.send(c).await;
+        }
+        if tokio::time::timeout(grace, self.ctx.inflight.wait_empty())
+            .await
+            .is_err()
+        {
+            self.hand_back_running().await;
+        }
+        let task = self.supervisor_task.lock().unwrap().take();
+        self.supervisor.stop(Some("node shutdown".into()));
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let now = self.ctx.now();
+        for slot in 0..self.ctx.workers.concurrency as usize {
+            self.ctx
+                .events
+                .emit(
+                    LifecycleEvent::new(EventKind::WorkerStopped, now)
+                        .worker(self.ctx.worker_id(slot))
+                        .node(self.ctx.node.clone()),
+                )
+                .await;
+        }
+        self.ctx
+            .events
+            .emit(LifecycleEvent::new(EventKind::NodeLeft, now).node(self.ctx.node.clone()))
+            .await;
+        self.close.cancel();
+        let writers = std::mem::take(&mut *self.writers.lock().unwrap());
+        for w in writers {
+            if tokio::time::timeout(FLUSH_TIMEOUT, w).await.is_err() {
+                tracing::warn!("a writer did not flush within {FLUSH_TIMEOUT:?}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops at once with no clean-up, as a crash would: leases stay with this node
+    /// until they lapse or the node restarts under the same name.
+    pub fn abort(self) {
+        self.supervisor.kill();
+        for w in self.writers.lock().unwrap().drain(..) {
+            w.abort();
+        }
+    }
+
+    async fn hand_back_running(&self) {
+        let now = self.ctx.now();
+        for slot in 0..self.ctx.workers.concurrency as usize {
+            if let Some(r) = self.ctx.inflight.take(slot) {
+                r.cancel.cancel();
+                let c = Completion {
+                    lease: r.lease,
+                    outcome: Outcome::Retry {
+                        error: "interrupted: node shutting down".into(),
+                        run_at: now,
+                    },
+                    started_at: r.started_at,
+                    finished_at: now,
+                };
+                let _ = self.ctx.completions.send(c).await;
+            }
+        }
+    }
+}

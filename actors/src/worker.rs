@@ -1,0 +1,125 @@
+//! A worker: runs one attempt at a time. A handler that returns an error fails the
+//! attempt (retry or dead-letter by the job's policy); a handler that panics crashes the
+//! worker, and its supervisor fails the attempt and restarts it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobmesh::handler::{HandlerError, JobContext};
+use jobmesh::job::{ClaimedJob, Completion, Outcome, decide_failure};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::context::Ctx;
+use crate::dispatcher::DispatchMsg;
+
+/// Messages to a worker.
+pub enum WorkerMsg {
+    /// Run this attempt; the dispatcher already put it in the worker's in-flight slot.
+    Run(ClaimedJob),
+}
+
+/// The worker actor.
+pub(crate) struct Worker;
+
+/// A worker's fixed wiring.
+pub(crate) struct WorkerArgs {
+    pub slot: usize,
+    pub ctx: Arc<Ctx>,
+    pub dispatcher: ActorRef<DispatchMsg>,
+}
+
+impl Actor for Worker {
+    type Msg = WorkerMsg;
+    type State = WorkerArgs;
+    type Arguments = WorkerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: WorkerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let WorkerMsg::Run(claimed) = msg;
+        run_attempt(state, claimed).await;
+        Ok(())
+    }
+}
+
+async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob) {
+    let ctx = &w.ctx;
+    let ClaimedJob { job, lease } = claimed;
+    let started_at = ctx.now();
+    let cancel = ctx.inflight.token(w.slot);
+    let timeout = job.timeout.unwrap_or(ctx.workers.default_timeout);
+    let result = match ctx.registry.get(&job.kind) {
+        // Another node may know the kind: fail retryably, dead-letter when out of tries.
+        None => Err(HandlerError::Retryable(format!(
+            "no handler for kind `{}` on node `{}`",
+            job.kind, ctx.node
+        ))),
+        Some(reg) => {
+            let run = reg.handler.run(JobContext {
+                job: job.clone(),
+                timeout,
+            });
+            tokio::select! {
+                r = run => r,
+                _ = tokio::time::sleep(timeout) => Err(HandlerError::Retryable(format!(
+                    "timed out after {}", humantime_ms(timeout)
+                ))),
+                _ = cancel.cancelled() => {
+                    // The lease is gone (cancelled, revoked, rescued): the store refuses
+                    // any completion, so just free the slot.
+                    tracing::info!(job = %job.id, "attempt interrupted: lease lost or job cancelled");
+                    ctx.inflight.take(w.slot);
+                    w.dispatcher.cast(DispatchMsg::Idle(w.slot)).ok();
+                    return;
+                }
+            }
+        }
+    };
+    let now = ctx.now();
+    let outcome = match result {
+        Ok(output) => Outcome::Succeeded { output },
+        Err(e) => {
+            let retryable = e.is_retryable();
+            decide_failure(
+                lease.attempt,
+                job.max_attempts,
+                e.to_string(),
+                retryable,
+                &ctx.retry,
+                now,
+                &mut rand::rng(),
+            )
+        }
+    };
+    let completion = Completion {
+        lease,
+        outcome,
+        started_at,
+        finished_at: now,
+    };
+    // Bounded: a slow store slows the workers instead of growing a queue.
+    if ctx.completions.send(completion).await.is_err() {
+        tracing::warn!(job = %job.id, "completer closed; the lease will lapse and the job rerun");
+    }
+    ctx.inflight.take(w.slot);
+    w.dispatcher.cast(DispatchMsg::Idle(w.slot)).ok();
+}
+
+fn humantime_ms(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
