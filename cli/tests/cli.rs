@@ -287,8 +287,12 @@ fn tour_1000_jobs_some_failing_some_panicking_end_succeeded_or_dead_lettered() {
         .lines()
         .filter(|l| l.contains("\"worker.crashed\""))
         .count();
+    // One crash per panicking attempt. Each crash is followed by a restart, except
+    // that a worker crashing again soon restarts after a backoff, which the node's
+    // stop can pre-empt: at most one pending restart per worker (8).
+    assert_eq!(crashes, 40, "one crash per panicking attempt");
     assert!(
-        crashes >= 40 && restarts >= 40,
+        restarts <= crashes && restarts + 8 >= crashes,
         "crashes {crashes}, restarts {restarts}"
     );
 }

@@ -28,10 +28,11 @@ pub async fn run(config: Config, args: EventsArgs, json: bool) -> anyhow::Result
         if let Some(last) = batch.last() {
             after = last.seq;
         }
-        if !args.follow {
+        let drained = batch.len() < 1000;
+        if drained && !args.follow {
             return Ok(());
         }
-        if batch.is_empty() {
+        if drained {
             tokio::select! {
                 _ = tokio::time::sleep(FOLLOW_POLL) => {}
                 _ = tokio::signal::ctrl_c() => return Ok(()),
