@@ -160,11 +160,15 @@ async fn listen_wakes_on_promotion_retry_rescue_and_release() {
     let mut later = on("delayed");
     later.run_at = Some(T0.plus(Duration::from_secs(60)));
     s.enqueue(vec![later], T0).await.unwrap();
-    s.promote_due(T0.plus(Duration::from_secs(60))).await.unwrap();
+    s.promote_due(T0.plus(Duration::from_secs(60)))
+        .await
+        .unwrap();
     assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("delayed".into()));
 
     // A retry wakes when promoted, a lost lease when rescued.
-    s.enqueue(vec![on("default"), on("default")], T0).await.unwrap();
+    s.enqueue(vec![on("default"), on("default")], T0)
+        .await
+        .unwrap();
     assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("default".into()));
     let cs = s.claim(&request("n1", 2, T0)).await.unwrap();
     assert_eq!(cs.len(), 2);

@@ -285,7 +285,9 @@ async fn after_rescue(
         );
         if state == JobState::Discarded {
             discarded.push(id);
-            evs.push(LifecycleEvent::new(EventKind::JobDiscarded, now).job(JobId(id), Some(attempt)));
+            evs.push(
+                LifecycleEvent::new(EventKind::JobDiscarded, now).job(JobId(id), Some(attempt)),
+            );
         } else {
             queues.insert(queue);
         }
@@ -328,7 +330,7 @@ impl PostgresStore {
     /// Inserts a run of jobs with no unique key and no parents in one statement, with
     /// their events and the wake-up of their queues.
     async fn insert_plain(
-        tx: &mut Tx,
+        conn: &mut PgConnection,
         jobs: &[&NewJob],
         now: Millis,
         out: &mut Vec<EnqueueOutcome>,
@@ -389,12 +391,15 @@ impl PostgresStore {
                 .map(|j| policy_name(j.on_parent_failure))
                 .collect::<Vec<_>>(),
         )
-        .fetch_all(&mut **tx)
+        .fetch_all(conn)
         .await?;
         // One statement draws its ids from the sequence in insertion order, so sorted
         // ids line up with the rows.
         ids.sort_unstable();
-        out.extend(ids.into_iter().map(|id| EnqueueOutcome::Inserted(JobId(id))));
+        out.extend(
+            ids.into_iter()
+                .map(|id| EnqueueOutcome::Inserted(JobId(id))),
+        );
         Ok(())
     }
 
@@ -569,15 +574,24 @@ impl Store for PostgresStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
         let mut out: Vec<EnqueueOutcome> = Vec::with_capacity(jobs.len());
+        let linked = |job: &NewJob| {
+            job.unique_key.is_some()
+                || !job.depends_on.is_empty()
+                || !job.depends_on_index.is_empty()
+        };
+        if !jobs.iter().any(linked) {
+            // One statement is its own transaction: skip BEGIN and COMMIT round trips.
+            let mut conn = self.pool.acquire().await?;
+            let plain: Vec<&NewJob> = jobs.iter().collect();
+            Self::insert_plain(&mut conn, &plain, now, &mut out).await?;
+            return Ok(out);
+        }
+        let mut tx = self.pool.begin().await?;
         let mut plain: Vec<&NewJob> = Vec::new();
         let mut queues = BTreeSet::new();
         for job in &jobs {
-            let linked = job.unique_key.is_some()
-                || !job.depends_on.is_empty()
-                || !job.depends_on_index.is_empty();
-            if !linked {
+            if !linked(job) {
                 plain.push(job);
                 continue;
             }
