@@ -387,3 +387,40 @@ async fn bad_schema_names_are_refused_before_connecting() {
         assert!(matches!(err, StoreError::Invalid(_)), "{bad}: {err}");
     }
 }
+
+#[tokio::test]
+async fn claim_across_queues_follows_priority_and_skips_other_queues() {
+    let s = store().await;
+    let mut a = on("a");
+    a.priority = 0;
+    let mut b = on("b");
+    b.priority = 5;
+    let mut c = on("c");
+    c.priority = 10;
+    let ids: Vec<_> = s
+        .enqueue(vec![a.clone(), b, c, a], T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id())
+        .collect();
+    let mut req = request("n1", 1, T0);
+    req.queues = vec!["a".into(), "b".into(), "a".into()];
+    let first = s.claim(&req).await.unwrap();
+    assert_eq!(
+        first.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        [ids[1]],
+        "highest priority of the claimed queues"
+    );
+    req.limit = 10;
+    let rest = s.claim(&req).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        [ids[0], ids[3]],
+        "queue `c` is not claimed"
+    );
+    assert_eq!(
+        s.get_job(ids[2]).await.unwrap().unwrap().state,
+        JobState::Available
+    );
+}
