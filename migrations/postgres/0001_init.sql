@@ -36,9 +36,12 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim ON jobs (queue, priority DESC, run_at, id) WHERE state = 'available';
 -- Promotion of delayed and retrying jobs.
 CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('scheduled', 'retryable');
--- Rescue of lapsed leases and revocation of a node's leases.
-CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE state = 'running';
-CREATE INDEX jobs_lease_node ON jobs (lease_node) WHERE state = 'running';
+-- Rescue of lapsed leases, and revocation of a node's leases (a scan of the running
+-- jobs). `lease_expires_at` is set exactly while a job runs. The predicate deliberately
+-- avoids `state = 'running'`: a partial index on that predicate (whose statistics lag
+-- behind a busy queue) tempted the planner to find completed jobs by scanning every
+-- running job once per batch entry instead of by primary key.
+CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 -- At most one unfinished job per unique key (as River).
 CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
     WHERE unique_key IS NOT NULL AND state NOT IN ('succeeded', 'discarded', 'cancelled');
@@ -154,12 +157,9 @@ DECLARE
     v_failed   bigint[];   -- discarded or cancelled jobs with children
     v_wake     text[];
 BEGIN
-    WITH c AS (
-        SELECT * FROM unnest(p_job, p_token, p_attempt, p_worker, p_node, p_started, p_finished,
-                             p_outcome, p_error, p_run_at, p_output)
-            WITH ORDINALITY AS c(job, token, attempt, worker, node, started, finished, outcome,
-                                 error, run_at, output, ord)
-    ), upd AS (
+    -- Written so that no step joins on estimates: the batch is read once, each job is
+    -- found by primary key, and later steps read what the UPDATE returned.
+    WITH upd AS (
         UPDATE jobs j SET
             state = CASE c.outcome WHEN 'succeeded' THEN 'succeeded' WHEN 'retry' THEN 'retryable'
                                    WHEN 'discard' THEN 'discarded' ELSE 'cancelled' END,
@@ -168,36 +168,39 @@ BEGIN
             output = CASE WHEN c.outcome = 'succeeded' THEN c.output ELSE j.output END,
             last_error = CASE WHEN c.outcome = 'succeeded' THEN j.last_error ELSE c.error END,
             lease_expires_at = NULL
-        FROM c
+        FROM unnest(p_job, p_token, p_attempt, p_worker, p_node, p_started, p_finished,
+                    p_outcome, p_error, p_run_at, p_output)
+             WITH ORDINALITY AS c(job, token, attempt, worker, node, started, finished, outcome,
+                                  error, run_at, output, ord)
         WHERE j.id = c.job AND j.lease_token = c.token AND j.state = 'running'
-        RETURNING c.ord, j.id, j.queue, j.has_children, c.outcome
+        RETURNING c.ord, c.job AS id, c.attempt, c.worker, c.node, c.started, c.finished, c.outcome,
+                  c.error, c.run_at, j.queue, j.has_children
     ), exe AS (
         INSERT INTO job_executions (job, attempt, worker, node, started_at, finished_at, outcome, error)
-        SELECT c.job, c.attempt, c.worker, c.node, c.started, c.finished,
-               CASE c.outcome WHEN 'retry' THEN 'failed' WHEN 'discard' THEN 'discarded' ELSE c.outcome END,
-               c.error
-        FROM c JOIN upd USING (ord) ORDER BY ord
+        SELECT id, attempt, worker, node, started, finished,
+               CASE outcome WHEN 'retry' THEN 'failed' WHEN 'discard' THEN 'discarded' ELSE outcome END,
+               error
+        FROM upd ORDER BY ord
     ), ev AS (
         INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node, detail)
         SELECT at, kind, job, attempt, worker, node, detail FROM (
-            SELECT c.ord, 0 AS sub, c.finished AS at, 'job.succeeded' AS kind, c.job, c.attempt,
-                   c.worker, c.node, NULL::jsonb AS detail
-            FROM c JOIN upd USING (ord) WHERE c.outcome = 'succeeded'
+            SELECT ord, 0 AS sub, finished AS at, 'job.succeeded' AS kind, id AS job, attempt,
+                   worker, node, NULL::jsonb AS detail
+            FROM upd WHERE outcome = 'succeeded'
             UNION ALL
-            SELECT c.ord, e.sub, c.finished, e.kind, c.job, c.attempt, c.worker, c.node, e.detail
-            FROM c JOIN upd USING (ord)
+            SELECT u.ord, e.sub, u.finished, e.kind, u.id, u.attempt, u.worker, u.node, e.detail
+            FROM upd u
             CROSS JOIN LATERAL (VALUES
-                (0, 'job.failed', jsonb_build_object('error', c.error), c.outcome IN ('retry', 'discard')),
-                (1, 'job.retry_scheduled', jsonb_build_object('run_at', c.run_at), c.outcome = 'retry'),
-                (1, 'job.discarded', jsonb_build_object('reason', c.error), c.outcome = 'discard'),
-                (0, 'job.cancelled', jsonb_build_object('reason', c.error), c.outcome = 'cancelled')
+                (0, 'job.failed', jsonb_build_object('error', u.error), u.outcome IN ('retry', 'discard')),
+                (1, 'job.retry_scheduled', jsonb_build_object('run_at', u.run_at), u.outcome = 'retry'),
+                (1, 'job.discarded', jsonb_build_object('reason', u.error), u.outcome = 'discard'),
+                (0, 'job.cancelled', jsonb_build_object('reason', u.error), u.outcome = 'cancelled')
             ) AS e(sub, kind, detail, keep)
-            WHERE c.outcome <> 'succeeded' AND e.keep
+            WHERE u.outcome <> 'succeeded' AND e.keep
         ) evs ORDER BY ord, sub
     ), dlq AS (
         INSERT INTO dead_letter_queue (job, queue, reason, discarded_at)
-        SELECT c.job, upd.queue, coalesce(c.error, 'discarded'), c.finished
-        FROM c JOIN upd USING (ord) WHERE c.outcome = 'discard'
+        SELECT id, queue, coalesce(error, 'discarded'), finished FROM upd WHERE outcome = 'discard'
         ON CONFLICT (job) DO UPDATE SET queue = EXCLUDED.queue, reason = EXCLUDED.reason,
             discarded_at = EXCLUDED.discarded_at
     )

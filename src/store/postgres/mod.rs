@@ -890,7 +890,7 @@ impl Store for PostgresStore {
                  run_at = CASE WHEN attempt < max_attempts THEN $1 ELSE run_at END,
                  finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $1 END,
                  last_error = 'lease revoked: node ' || $2 || ' lost it'
-             WHERE state = 'running' AND lease_node = $2
+             WHERE state = 'running' AND lease_expires_at IS NOT NULL AND lease_node = $2
              RETURNING id, attempt, state, queue",
         )
         .bind(now.0)
