@@ -424,3 +424,41 @@ async fn claim_across_queues_follows_priority_and_skips_other_queues() {
         JobState::Available
     );
 }
+
+#[tokio::test]
+async fn a_lost_listener_connection_reports_lagged_and_recovers() {
+    let s = store().await;
+    let mut w = s.listen(&["default".into()]).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE query = 'LISTEN \"' || $1 || '\"') AS t",
+    )
+    .bind(s.channel())
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "exactly this store's listener connection");
+    // Whatever was notified while the connection was down is gone: the receiver is told
+    // to poll every queue.
+    loop {
+        match next_wakeup(&mut w).await {
+            Wakeup::Lagged => break,
+            Wakeup::Queue(q) => panic!("unexpected wake-up for {q}"),
+        }
+    }
+    // The listener reconnects and LISTENs again on its own; once it has, enqueues wake it.
+    // (Each round waits on the wake-up with a timeout; nothing sleeps.)
+    for round in 0.. {
+        assert!(round < 20, "the listener never came back");
+        s.enqueue(vec![on("default")], T0).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(500), w.recv()).await {
+            Ok(Some(Wakeup::Queue(q))) => {
+                assert_eq!(q, "default");
+                break;
+            }
+            Ok(Some(Wakeup::Lagged)) | Err(_) => continue,
+            Ok(None) => panic!("the listener stopped"),
+        }
+    }
+}
