@@ -9,7 +9,10 @@
 //! - A batch of completions is one round trip: `jm_complete` (see the migration) applies
 //!   every entry whose lease token is still current, with its execution row, events,
 //!   dead-letter entry, released children and discard cascade, in one transaction.
-//! - Enqueue inserts a batch with one statement reading `unnest`ed arrays.
+//! - Enqueue inserts a batch with one statement reading `unnest`ed arrays (rather than
+//!   `COPY`, which cannot return the new ids or write the `job.enqueued` events in the
+//!   same statement); a batch without unique keys or parents is a single autocommit
+//!   statement, one round trip.
 //! - Unique keys are a partial unique index over unfinished jobs (as River), so two
 //!   nodes enqueueing the same key race safely.
 //! - Every transition that makes jobs available (enqueue, promotion, rescue, redrive,
@@ -18,6 +21,12 @@
 //!
 //! Each store lives in one schema (`search_path`), so several stores can share a
 //! database; tests use one schema each.
+//!
+//! Known limits: `lifecycle_events.seq` is drawn before commit, so a reader of
+//! [`Store::events_after`] can see seq `n + 1` before a slower transaction commits `n`;
+//! a tailing reader should re-read a short window behind its cursor. Two batches
+//! releasing the same children in opposite orders can deadlock; Postgres aborts one
+//! (SQLSTATE `40P01`) and the caller may retry it.
 
 mod listen;
 mod rows;
