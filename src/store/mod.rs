@@ -7,6 +7,9 @@
 
 pub mod conformance;
 mod error;
+/// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
+/// batched completion and LISTEN/NOTIFY wake-ups.
+pub mod postgres;
 pub mod sqlite;
 
 pub use error::StoreError;

@@ -1,0 +1,84 @@
+//! Decoding Postgres rows into the job model.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::clock::Millis;
+use crate::job::{Job, JobId, JobState, LeaseToken, NodeId, ParentFailurePolicy, WorkerId};
+use crate::store::StoreError;
+
+/// The columns of `jobs`, in the order [`job`] decodes them.
+macro_rules! job_columns {
+    () => {
+        "id, queue, kind, payload, priority, state, attempt, max_attempts, run_at, created_at, finished_at, \
+         timeout_ms, unique_key, lease_token, lease_owner, lease_node, lease_expires_at, last_error, output, \
+         on_parent_failure"
+    };
+}
+pub(crate) use job_columns;
+
+fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("jobs.{name}: {e}")))
+}
+
+/// Parses a stored state name.
+pub fn state(text: &str) -> Result<JobState, StoreError> {
+    text.parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("jobs.state: {e}")))
+}
+
+/// Converts a stored non-negative count (attempts) to the model's type.
+fn count(v: i32, name: &str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("jobs.{name}: negative value {v}")))
+}
+
+/// Decodes a row selected with [`job_columns`]; `depends_on` is left empty.
+pub fn job(row: &PgRow) -> Result<Job, StoreError> {
+    let policy: String = col(row, "on_parent_failure")?;
+    let timeout: Option<i64> = col(row, "timeout_ms")?;
+    Ok(Job {
+        id: JobId(col(row, "id")?),
+        queue: col(row, "queue")?,
+        kind: col(row, "kind")?,
+        payload: col(row, "payload")?,
+        priority: col(row, "priority")?,
+        state: state(&col::<String>(row, "state")?)?,
+        attempt: count(col(row, "attempt")?, "attempt")?,
+        max_attempts: count(col(row, "max_attempts")?, "max_attempts")?,
+        run_at: Millis(col(row, "run_at")?),
+        created_at: Millis(col(row, "created_at")?),
+        finished_at: col::<Option<i64>>(row, "finished_at")?.map(Millis),
+        timeout: timeout.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        unique_key: col(row, "unique_key")?,
+        lease_token: LeaseToken(col(row, "lease_token")?),
+        lease_owner: col::<Option<String>>(row, "lease_owner")?.map(WorkerId),
+        lease_node: col::<Option<String>>(row, "lease_node")?.map(NodeId),
+        lease_expires_at: col::<Option<i64>>(row, "lease_expires_at")?.map(Millis),
+        last_error: col(row, "last_error")?,
+        output: col(row, "output")?,
+        depends_on: Vec::new(),
+        on_parent_failure: match policy.as_str() {
+            "hold" => ParentFailurePolicy::Hold,
+            "discard" => ParentFailurePolicy::Discard,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "jobs.on_parent_failure: unknown policy `{other}`"
+                )));
+            }
+        },
+    })
+}
+
+/// The stored name of a parent-failure policy.
+pub fn policy_name(p: ParentFailurePolicy) -> &'static str {
+    match p {
+        ParentFailurePolicy::Discard => "discard",
+        ParentFailurePolicy::Hold => "hold",
+    }
+}

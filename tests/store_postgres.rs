@@ -1,0 +1,459 @@
+//! The Postgres backend against the store conformance suite, plus Postgres specifics:
+//! LISTEN/NOTIFY wake-ups, the unique-key index under concurrency, batched completion
+//! with stale and fresh tokens, and many concurrent claimers.
+//!
+//! Needs a Postgres server: `JOBMESH_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`. Each test gets a schema of its own,
+//! so the tests run in parallel against one database.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jobmesh::clock::Millis;
+use jobmesh::job::{
+    ClaimRequest, ClaimedJob, Completion, CompletionResult, JobState, NewJob, NodeId, Outcome,
+    WorkerId,
+};
+use jobmesh::store::postgres::{PostgresStore, Wakeup, Wakeups};
+use jobmesh::store::{EnqueueOutcome, SharedStore, Store, StoreError};
+use serde_json::json;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const T0: Millis = Millis(1_700_000_000_000);
+/// Generous: a wake-up normally arrives within milliseconds; this only bounds a failure.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Test schemas older than this are dropped by later runs.
+const STALE_SCHEMA_SECS: u64 = 3600;
+
+fn url() -> String {
+    std::env::var("JOBMESH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A store in a new schema `jm_test_<unix secs>_<random>`.
+async fn store() -> PostgresStore {
+    let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
+    let url = url();
+    let s = PostgresStore::connect(&url, Some(&schema))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach Postgres at {url} ({e}). These tests need a running server: \
+                 `apt-get install postgresql` and start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect 15 main start`, or point \
+                 JOBMESH_TEST_POSTGRES_URL at one."
+            )
+        });
+    drop_stale_schemas(&s).await;
+    s
+}
+
+/// Removes schemas left by test runs more than an hour old (tests never drop their own:
+/// the conformance suite holds the store until the end of each case).
+async fn drop_stale_schemas(s: &PostgresStore) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'jm\\_test\\_%'",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    let cutoff = unix_secs().saturating_sub(STALE_SCHEMA_SECS);
+    for name in names {
+        let born = name
+            .split('_')
+            .nth(2)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        let plain = name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if born < cutoff && plain {
+            // Another run may be dropping it too; either way it goes.
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+            )))
+            .execute(s.pool())
+            .await;
+        }
+    }
+}
+
+async fn fresh() -> SharedStore {
+    Arc::new(store().await)
+}
+
+jobmesh::store_conformance_tests!(fresh);
+
+fn request(node: &str, limit: u32, now: Millis) -> ClaimRequest {
+    ClaimRequest {
+        queues: vec!["default".into()],
+        worker: WorkerId(format!("{node}/w0")),
+        node: NodeId(node.into()),
+        limit,
+        lease_for: Duration::from_secs(30),
+        now,
+    }
+}
+
+fn done(c: &ClaimedJob, outcome: Outcome) -> Completion {
+    Completion {
+        lease: c.lease.clone(),
+        outcome,
+        started_at: T0,
+        finished_at: T0,
+    }
+}
+
+fn ok(c: &ClaimedJob) -> Completion {
+    done(c, Outcome::Succeeded { output: None })
+}
+
+fn on(queue: &str) -> NewJob {
+    let mut j = NewJob::new("noop", json!({}));
+    j.queue = queue.into();
+    j
+}
+
+async fn next_wakeup(w: &mut Wakeups) -> Wakeup {
+    tokio::time::timeout(WAKE_TIMEOUT, w.recv())
+        .await
+        .expect("no wake-up within the timeout")
+        .expect("the listener stopped")
+}
+
+#[tokio::test]
+async fn listen_wakes_on_enqueue_for_its_queues_only() {
+    let s = store().await;
+    let mut w = s.listen(&["default".into()]).await.unwrap();
+    // Another queue first: filtered out, so the first wake-up must name `default`.
+    s.enqueue(vec![on("other")], T0).await.unwrap();
+    s.enqueue(vec![on("default")], T0).await.unwrap();
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("default".into()));
+    let claimed = s.claim(&request("n1", 10, T0)).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the woken claimer finds the job");
+}
+
+#[tokio::test]
+async fn listen_is_scoped_to_the_store_schema() {
+    let mine = store().await;
+    let theirs = store().await;
+    let mut w = mine.listen(&[]).await.unwrap();
+    // Notifications are database-wide; the per-schema channel keeps them apart. If the
+    // other store's commit leaked through, it would arrive first (commit order).
+    theirs.enqueue(vec![on("theirs")], T0).await.unwrap();
+    mine.enqueue(vec![on("mine")], T0).await.unwrap();
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("mine".into()));
+}
+
+#[tokio::test]
+async fn listen_wakes_on_promotion_retry_rescue_and_release() {
+    let s = store().await;
+    let mut w = s.listen(&[]).await.unwrap();
+    // A delayed job wakes nobody until promoted.
+    let mut later = on("delayed");
+    later.run_at = Some(T0.plus(Duration::from_secs(60)));
+    s.enqueue(vec![later], T0).await.unwrap();
+    s.promote_due(T0.plus(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("delayed".into()));
+
+    // A retry wakes when promoted, a lost lease when rescued.
+    s.enqueue(vec![on("default"), on("default")], T0)
+        .await
+        .unwrap();
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("default".into()));
+    let cs = s.claim(&request("n1", 2, T0)).await.unwrap();
+    assert_eq!(cs.len(), 2);
+    let retry_at = T0.plus(Duration::from_secs(1));
+    s.complete(vec![done(
+        &cs[0],
+        Outcome::Retry {
+            error: "boom".into(),
+            run_at: retry_at,
+        },
+    )])
+    .await
+    .unwrap();
+    s.promote_due(retry_at).await.unwrap();
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("default".into()));
+    s.revoke_node(&NodeId("n1".into()), T0, json!("test"))
+        .await
+        .unwrap();
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("default".into()));
+
+    // A child released by its parent's success wakes its queue.
+    let [parent] = s.enqueue(vec![on("parents")], T0).await.unwrap()[..] else {
+        unreachable!()
+    };
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("parents".into()));
+    let mut child = on("children");
+    child.depends_on = vec![parent.id()];
+    s.enqueue(vec![child], T0).await.unwrap();
+    let mut req = request("n2", 1, T0);
+    req.queues = vec!["parents".into()];
+    let p = s.claim(&req).await.unwrap().remove(0);
+    assert_eq!(
+        s.complete(vec![ok(&p)]).await.unwrap(),
+        [CompletionResult::Applied]
+    );
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("children".into()));
+}
+
+#[tokio::test]
+async fn unique_key_admits_one_of_many_concurrent_enqueues() {
+    let s = Arc::new(store().await);
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut j = NewJob::new("report", json!({}));
+            j.unique_key = Some("daily-report".into());
+            s.enqueue(vec![j], T0).await.unwrap().remove(0)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let inserted: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o, EnqueueOutcome::Inserted(_)))
+        .collect();
+    assert_eq!(inserted.len(), 1, "{outcomes:?}");
+    let id = inserted[0].id();
+    assert!(outcomes.iter().all(|o| o.id() == id), "{outcomes:?}");
+
+    // The index itself refuses a second unfinished row, whatever the code path.
+    let err = sqlx::query(
+        "INSERT INTO jobs (queue, kind, payload, state, max_attempts, run_at, created_at, unique_key)
+         VALUES ('default', 'report', '{}', 'scheduled', 1, 0, 0, 'daily-report')",
+    )
+    .execute(s.pool())
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|d| d.code()).as_deref(),
+        Some("23505"),
+        "{err}"
+    );
+    // A finished job frees the key.
+    let c = s.claim(&request("n1", 1, T0)).await.unwrap().remove(0);
+    s.complete(vec![ok(&c)]).await.unwrap();
+    let mut j = NewJob::new("report", json!({}));
+    j.unique_key = Some("daily-report".into());
+    assert!(matches!(
+        s.enqueue(vec![j], T0).await.unwrap()[0],
+        EnqueueOutcome::Inserted(n) if n != id
+    ));
+}
+
+#[tokio::test]
+async fn batched_completion_applies_fresh_tokens_and_refuses_stale_ones() {
+    let s = store().await;
+    s.enqueue((0..10).map(|_| on("default")).collect(), T0)
+        .await
+        .unwrap();
+    let zombies = s.claim(&request("n1", 5, T0)).await.unwrap();
+    let others = s.claim(&request("n2", 5, T0)).await.unwrap();
+    s.revoke_node(&NodeId("n1".into()), T0, json!("evicted"))
+        .await
+        .unwrap();
+    let fresh = s.claim(&request("n3", 5, T0)).await.unwrap();
+    assert_eq!(fresh.len(), 5);
+    // Interleave stale and current leases, with every kind of outcome, in one batch.
+    let mut batch = Vec::new();
+    for (i, (z, f)) in zombies.iter().zip(&fresh).enumerate() {
+        batch.push(ok(z));
+        batch.push(match i {
+            0 => done(
+                f,
+                Outcome::Retry {
+                    error: "flaky".into(),
+                    run_at: T0.plus(Duration::from_secs(5)),
+                },
+            ),
+            1 => done(
+                f,
+                Outcome::Discard {
+                    error: "bad".into(),
+                },
+            ),
+            _ => ok(f),
+        });
+    }
+    batch.extend(others.iter().map(ok));
+    batch.push(ok(&others[0])); // a duplicate of a current lease: applied once
+    let results = s.complete(batch.clone()).await.unwrap();
+    let expected: Vec<CompletionResult> = (0..10)
+        .map(|i| {
+            if i % 2 == 0 {
+                CompletionResult::StaleLease
+            } else {
+                CompletionResult::Applied
+            }
+        })
+        .chain([CompletionResult::Applied; 5])
+        .chain([CompletionResult::StaleLease])
+        .collect();
+    assert_eq!(results, expected);
+
+    let executions: i64 = sqlx::query_scalar("SELECT count(*) FROM job_executions")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(executions, 10, "only applied entries record an execution");
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        states,
+        [
+            ("discarded".to_string(), 1),
+            ("retryable".to_string(), 1),
+            ("succeeded".to_string(), 8)
+        ]
+    );
+    assert_eq!(s.dead_letters(None, 10).await.unwrap()[0].reason, "bad");
+    // The same batch again: everything is stale now.
+    let again = s.complete(batch).await.unwrap();
+    assert!(again.iter().all(|r| *r == CompletionResult::StaleLease));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_claimers_never_share_a_job() {
+    let s = Arc::new(store().await);
+    let total = 3000;
+    for _ in 0..3 {
+        s.enqueue((0..1000).map(|_| on("default")).collect(), T0)
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..12 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s
+                    .claim(&request(&format!("n{w}"), 1 + w % 16, T0))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                let r = s.complete(got.iter().map(ok).collect()).await.unwrap();
+                assert!(r.iter().all(|r| *r == CompletionResult::Applied));
+                mine.extend(got.into_iter().map(|c| c.job.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for id in t.await.unwrap() {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), total);
+    // Each job was leased exactly once: one claim event, one execution, token 1.
+    let (claims, execs, max_token): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM lifecycle_events WHERE kind = 'job.claimed'),
+                (SELECT count(*) FROM job_executions),
+                (SELECT max(lease_token) FROM jobs)",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!((claims, execs, max_token), (total as i64, total as i64, 1));
+    assert_eq!(
+        s.counts().await.unwrap()["default"][&JobState::Succeeded],
+        total as u64
+    );
+}
+
+#[tokio::test]
+async fn bad_schema_names_are_refused_before_connecting() {
+    for bad in ["Robert'); DROP TABLE jobs;--", "", "1abc", "has space"] {
+        let err = PostgresStore::connect(&url(), Some(bad)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn claim_across_queues_follows_priority_and_skips_other_queues() {
+    let s = store().await;
+    let mut a = on("a");
+    a.priority = 0;
+    let mut b = on("b");
+    b.priority = 5;
+    let mut c = on("c");
+    c.priority = 10;
+    let ids: Vec<_> = s
+        .enqueue(vec![a.clone(), b, c, a], T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id())
+        .collect();
+    let mut req = request("n1", 1, T0);
+    req.queues = vec!["a".into(), "b".into(), "a".into()];
+    let first = s.claim(&req).await.unwrap();
+    assert_eq!(
+        first.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        [ids[1]],
+        "highest priority of the claimed queues"
+    );
+    req.limit = 10;
+    let rest = s.claim(&req).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        [ids[0], ids[3]],
+        "queue `c` is not claimed"
+    );
+    assert_eq!(
+        s.get_job(ids[2]).await.unwrap().unwrap().state,
+        JobState::Available
+    );
+}
+
+#[tokio::test]
+async fn a_lost_listener_connection_reports_lagged_and_recovers() {
+    let s = store().await;
+    let mut w = s.listen(&["default".into()]).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE query = 'LISTEN \"' || $1 || '\"') AS t",
+    )
+    .bind(s.channel())
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "exactly this store's listener connection");
+    // Whatever was notified while the connection was down is gone: the receiver is told
+    // to poll every queue.
+    assert_eq!(next_wakeup(&mut w).await, Wakeup::Lagged);
+    // The listener reconnects and LISTENs again on its own; once it has, enqueues wake it.
+    // (Each round waits on the wake-up with a timeout; nothing sleeps.)
+    for round in 0.. {
+        assert!(round < 20, "the listener never came back");
+        s.enqueue(vec![on("default")], T0).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(500), w.recv()).await {
+            Ok(Some(Wakeup::Queue(q))) => {
+                assert_eq!(q, "default");
+                break;
+            }
+            Ok(Some(Wakeup::Lagged)) | Err(_) => continue,
+            Ok(None) => panic!("the listener stopped"),
+        }
+    }
+}
