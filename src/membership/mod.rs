@@ -915,11 +915,11 @@ impl Membership {
         if broadcast {
             self.outputs
                 .push(Output::Broadcast(encode(&Message::Certificate(cert.clone()))));
+            self.cert_resent.insert(subject, now);
         }
         self.view.evict(cert.clone());
         self.peers.remove(&subject);
         self.tally.forget(&subject);
-        self.cert_resent.insert(subject, now);
         self.outputs.push(Output::Event(MembershipEvent::Evicted {
             subject,
             incarnation,
