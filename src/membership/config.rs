@@ -144,7 +144,11 @@ mod tests {
         assert!(MembershipConfig::new(peers(4), 1).validate().is_ok());
         assert_eq!(
             MembershipConfig::new(peers(3), 1).validate(),
-            Err(ConfigError::TooFewMembers { n: 3, f: 1, need: 4 })
+            Err(ConfigError::TooFewMembers {
+                n: 3,
+                f: 1,
+                need: 4
+            })
         );
         assert!(MembershipConfig::new(peers(1), 0).validate().is_ok());
     }
@@ -153,7 +157,10 @@ mod tests {
     fn requires_enough_observers() {
         let mut c = MembershipConfig::new(peers(10), 1);
         c.monitoring = Monitoring::Observers { k: 3 };
-        assert!(matches!(c.validate(), Err(ConfigError::TooFewObservers { .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooFewObservers { .. })
+        ));
         c.monitoring = Monitoring::Observers { k: 4 };
         assert!(c.validate().is_ok());
     }
@@ -162,6 +169,9 @@ mod tests {
     fn rejects_zero_timings() {
         let mut c = MembershipConfig::new(peers(4), 1);
         c.probe_timeout = Duration::ZERO;
-        assert_eq!(c.validate(), Err(ConfigError::InvalidSetting("probe_timeout")));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::InvalidSetting("probe_timeout"))
+        );
     }
 }

@@ -110,6 +110,10 @@ pub enum IgnoreReason {
     /// The certificate's eviction was already applied.
     #[error("already applied")]
     AlreadyApplied,
+    /// A certificate valid under the sender's view but not ours (a signer was evicted
+    /// since, or observers differ): not the sender's fault, not applied.
+    #[error("certificate not valid in the local view")]
+    ViewMismatch,
 }
 
 /// Why a [`Certificate`](super::Certificate) does not verify.

@@ -52,8 +52,8 @@ pub use phi::{PhiAccrual, deviation_for_phi};
 pub use view::{MemberInfo, View};
 pub use vote::{SignedVote, Verdict, Vote, VoteTally};
 pub use wire::{
-    Heartbeat, MAX_MESSAGE_BYTES, MEMBERSHIP_TOPIC, Message, SignedHeartbeat, WIRE_VERSION,
-    decode, encode, public_key_of,
+    Heartbeat, MAX_MESSAGE_BYTES, MEMBERSHIP_TOPIC, Message, SignedHeartbeat, WIRE_VERSION, decode,
+    encode, public_key_of,
 };
 
 use crate::clock::Millis;
@@ -172,6 +172,8 @@ pub enum MembershipEvent {
 struct PeerState {
     detector: PhiAccrual,
     suspected: bool,
+    /// When local suspicion began: quorum evidence for a vote must be newer.
+    suspected_since: Millis,
     probe_deadline: Option<Millis>,
     probe_failed: bool,
     last_rtt: Option<Duration>,
@@ -324,13 +326,13 @@ impl Membership {
             };
             if !ps.suspected && ps.detector.phi(now) >= self.config.phi_threshold {
                 ps.suspected = true;
+                ps.suspected_since = now;
                 ps.probe_failed = false;
                 let incarnation = self.view.get(subject).map_or(0, |m| m.incarnation);
-                self.outputs
-                    .push(Output::Event(MembershipEvent::Suspected {
-                        peer: *subject,
-                        incarnation,
-                    }));
+                self.outputs.push(Output::Event(MembershipEvent::Suspected {
+                    peer: *subject,
+                    incarnation,
+                }));
                 self.start_probe(*subject, now);
             }
         }
@@ -376,10 +378,8 @@ impl Membership {
             let was_suspected = std::mem::replace(&mut ps.suspected, false);
             let withdrawn = ps.down_vote.take();
             if was_suspected {
-                self.outputs.push(Output::Event(MembershipEvent::Alive {
-                    peer,
-                    incarnation,
-                }));
+                self.outputs
+                    .push(Output::Event(MembershipEvent::Alive { peer, incarnation }));
             }
             if let Some((inc, _, _)) = withdrawn {
                 self.cast(peer, inc, Verdict::Up, now);
@@ -448,7 +448,8 @@ impl Membership {
         self.peers.get(peer).and_then(|p| p.last_rtt)
     }
 
-    /// Whether this node saw a quorum at its last tick (it votes Down only then).
+    /// Whether this node saw a quorum of its view alive (by phi) at its last tick. Down
+    /// votes further require quorum evidence newer than the suspicion they act on.
     pub fn has_quorum(&self) -> bool {
         self.quorum
     }
@@ -548,10 +549,14 @@ impl Membership {
                         incarnation,
                     }));
                 }
-            } else if ps.suspected && ps.probe_deadline.is_none() {
-                // A heartbeat is second-hand: confirm with our own probe before
-                // clearing suspicion or withdrawing a vote.
-                self.start_probe(member, now);
+            } else if ps.suspected {
+                // The subject spoke after our probe failed: that failure is stale
+                // evidence. A heartbeat is second-hand, so confirm with our own probe
+                // before clearing suspicion or withdrawing a vote.
+                ps.probe_failed = false;
+                if ps.probe_deadline.is_none() {
+                    self.start_probe(member, now);
+                }
             }
         }
         self.adopt_epoch(now);
@@ -648,15 +653,16 @@ impl Membership {
             if cert.incarnation != self.incarnation {
                 return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
             }
-            if let Err(e) = self.verify_certificate(&cert) {
-                return Acceptance::Reject(RejectReason::BadCertificate(e));
+            if let Err(verdict) = self.verify_certificate(&cert) {
+                return verdict;
             }
             self.bump_incarnation(cert.incarnation);
             self.view.advance_epoch_to(cert.epoch.saturating_add(1));
-            self.outputs.push(Output::Event(MembershipEvent::SelfEvicted {
-                certificate: cert,
-                incarnation: self.incarnation,
-            }));
+            self.outputs
+                .push(Output::Event(MembershipEvent::SelfEvicted {
+                    certificate: cert,
+                    incarnation: self.incarnation,
+                }));
             self.broadcast_heartbeat();
             self.on_epoch_change(now);
             return Acceptance::Accept;
@@ -674,8 +680,8 @@ impl Membership {
             }
             Some(_) => {}
         }
-        if let Err(e) = self.verify_certificate(&cert) {
-            return Acceptance::Reject(RejectReason::BadCertificate(e));
+        if let Err(verdict) = self.verify_certificate(&cert) {
+            return verdict;
         }
         self.apply_eviction(cert, false, now);
         Acceptance::Accept
@@ -683,7 +689,21 @@ impl Membership {
 
     // ----- protocol steps -------------------------------------------------------------
 
-    fn verify_certificate(&self, cert: &Certificate) -> Result<(), CertificateError> {
+    /// Verifies a certificate against the local view. `Err(Reject)` if it is invalid
+    /// under any view we could share with the sender (a signer never was a member, bad
+    /// signature, duplicates, too few); `Err(Ignore)` if it is valid only counting
+    /// signers that are no longer members or observers here.
+    fn verify_certificate(&self, cert: &Certificate) -> Result<(), Acceptance> {
+        let known = |p: &PeerId| {
+            self.view.is_member(p)
+                || self.view.eviction(p).is_some()
+                || self.config.allowlist.contains(p)
+        };
+        let f = self.config.f;
+        let cached = |sv: &SignedVote| self.tally.contains(sv);
+        if let Err(e) = cert.verify_cached(known, f, cached) {
+            return Err(Acceptance::Reject(RejectReason::BadCertificate(e)));
+        }
         let observers = match self.config.monitoring {
             Monitoring::AllToAll => None,
             Monitoring::Observers { .. } => Some(self.view.observers_of(
@@ -692,14 +712,13 @@ impl Membership {
                 self.config.monitoring,
             )),
         };
-        cert.verify_cached(
-            |p| match &observers {
-                Some(obs) => obs.contains(p),
-                None => self.view.is_member(p),
-            },
-            self.config.f,
-            |sv| self.tally.contains(sv),
-        )
+        let strict = |p: &PeerId| match &observers {
+            Some(obs) => obs.contains(p),
+            None => self.view.is_member(p),
+        };
+        // Signatures were checked above: only membership is rechecked.
+        cert.verify_cached(strict, f, |_| true)
+            .map_err(|_| Acceptance::Ignore(IgnoreReason::ViewMismatch))
     }
 
     /// Starts tracking a member's liveness.
@@ -716,6 +735,7 @@ impl Membership {
                     c.acceptable_pause,
                 ),
                 suspected: false,
+                suspected_since: now,
                 probe_deadline: None,
                 probe_failed: false,
                 last_rtt: None,
@@ -809,7 +829,7 @@ impl Membership {
     fn update_quorum(&mut self, now: Millis) {
         let live = self.live_count(now);
         let view = self.view.len();
-        let quorum = 2 * live > view && live >= self.config.certificate_threshold();
+        let quorum = self.is_quorum(live);
         if quorum != self.quorum {
             self.quorum = quorum;
             let event = if quorum {
@@ -821,26 +841,52 @@ impl Membership {
         }
     }
 
+    /// Members (self included) heard from after `since`.
+    fn live_since(&self, since: Millis) -> usize {
+        1 + self
+            .peers
+            .iter()
+            .filter(|(p, ps)| self.view.is_member(p) && ps.detector.last_arrival() > since)
+            .count()
+    }
+
+    /// Whether `live` members form a quorum of the view: more than half, at least 2f+1.
+    fn is_quorum(&self, live: usize) -> bool {
+        2 * live > self.view.len() && live >= self.config.certificate_threshold()
+    }
+
     /// Votes Down about `subject` if every condition holds: monitored, suspected, our
-    /// own probe failed, we are healthy and see a quorum, no standing vote.
+    /// own probe failed, we are healthy, no standing vote, and we heard from a quorum
+    /// of the view *after* we began suspecting (and recently). Evidence older than the
+    /// suspicion does not count: at the onset of a partition the other side's members
+    /// still look alive for a moment, and counting them would let a minority vote.
     fn try_vote_down(&mut self, subject: PeerId, now: Millis) {
         if self.local_health >= self.config.abstain_health || !self.monitored.contains(&subject) {
-            return;
-        }
-        self.update_quorum(now);
-        if !self.quorum {
             return;
         }
         let Some(incarnation) = self.view.get(&subject).map(|m| m.incarnation) else {
             return;
         };
         let epoch = self.view.epoch();
+        let Some(ps) = self.peers.get(&subject) else {
+            return;
+        };
+        if !(ps.suspected && ps.probe_failed)
+            || ps.down_vote.is_some()
+            || ps.detector.phi(now) < self.config.phi_threshold
+        {
+            return;
+        }
+        let recent = Millis(
+            now.0
+                .saturating_sub(2 * self.config.heartbeat_interval.as_millis() as i64),
+        );
+        if !self.is_quorum(self.live_since(ps.suspected_since.max(recent))) {
+            return;
+        }
         let Some(ps) = self.peers.get_mut(&subject) else {
             return;
         };
-        if !(ps.suspected && ps.probe_failed) || ps.down_vote.is_some() {
-            return;
-        }
         ps.down_vote = Some((incarnation, epoch, now));
         self.cast(subject, incarnation, Verdict::Down, now);
         self.check_certificate(subject, incarnation, epoch, now);
@@ -848,10 +894,7 @@ impl Membership {
 
     /// Signs, records and broadcasts our vote.
     fn cast(&mut self, subject: PeerId, incarnation: u64, verdict: Verdict, now: Millis) {
-        self.vote_seq = self
-            .vote_seq
-            .saturating_add(1)
-            .max(now.0.max(0) as u64);
+        self.vote_seq = self.vote_seq.saturating_add(1).max(now.0.max(0) as u64);
         let vote = Vote {
             subject,
             epoch: self.view.epoch(),
@@ -882,9 +925,11 @@ impl Membership {
         }
         let observers = match self.config.monitoring {
             Monitoring::AllToAll => None,
-            Monitoring::Observers { .. } => {
-                Some(self.view.observers_of(&subject, epoch, self.config.monitoring))
-            }
+            Monitoring::Observers { .. } => Some(self.view.observers_of(
+                &subject,
+                epoch,
+                self.config.monitoring,
+            )),
         };
         let mut votes: Vec<SignedVote> = self
             .tally
@@ -914,7 +959,9 @@ impl Membership {
         let incarnation = cert.incarnation;
         if broadcast {
             self.outputs
-                .push(Output::Broadcast(encode(&Message::Certificate(cert.clone()))));
+                .push(Output::Broadcast(encode(&Message::Certificate(
+                    cert.clone(),
+                ))));
             self.cert_resent.insert(subject, now);
         }
         self.view.evict(cert.clone());
@@ -987,6 +1034,9 @@ impl Membership {
                 }
                 if let Some((_, _, sent)) = ps.down_vote {
                     next = next.min(sent.plus(self.config.revote_interval));
+                } else if ps.suspected && ps.probe_failed {
+                    // Waiting for fresh quorum evidence: look again soon.
+                    next = next.min(now.plus(self.config.heartbeat_interval / 5));
                 }
             }
         }

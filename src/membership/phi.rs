@@ -99,7 +99,11 @@ impl PhiAccrual {
         let mean = self.mean() + self.acceptable_pause;
         let std = self.std_dev();
         let phi = phi_of_deviation((elapsed - mean) / std);
-        if phi.is_finite() { phi.max(0.0) } else { f64::MAX }
+        if phi.is_finite() {
+            phi.max(0.0)
+        } else {
+            f64::MAX
+        }
     }
 
     /// Earliest time at which phi reaches the threshold whose normalised deviation is

@@ -26,7 +26,9 @@ fn heartbeat(i: u8, incarnation: u64, seq: u64, epoch: u64) -> Vec<u8> {
         epoch,
         join: None,
     };
-    encode(&Message::Heartbeat(SignedHeartbeat::sign(hb, &key(i)).unwrap()))
+    encode(&Message::Heartbeat(
+        SignedHeartbeat::sign(hb, &key(i)).unwrap(),
+    ))
 }
 
 fn vote(observer: u8, subject: PeerId, incarnation: u64, verdict: Verdict, seq: u64) -> SignedVote {
@@ -78,7 +80,10 @@ fn first_tick_heartbeats_and_sets_timer() {
     m.handle_tick(Millis(1000));
     let out = m.drain_outputs();
     assert!(out.iter().any(|o| matches!(o, Output::Broadcast(_))));
-    assert!(out.iter().any(|o| matches!(o, Output::SetTimer(t) if *t > Millis(1000))));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::SetTimer(t) if *t > Millis(1000)))
+    );
 }
 
 #[test]
@@ -121,7 +126,10 @@ fn votes_replayed_forged_and_from_non_members() {
     let mut m = node(0, 4, 1, Millis(0));
     let subject = id(3);
     let v = vote(1, subject, 0, Verdict::Down, 1);
-    assert_eq!(m.handle_message(id(1), &vote_bytes(&v), Millis(1)), Acceptance::Accept);
+    assert_eq!(
+        m.handle_message(id(1), &vote_bytes(&v), Millis(1)),
+        Acceptance::Accept
+    );
     assert_eq!(
         m.handle_message(id(1), &vote_bytes(&v), Millis(2)),
         Acceptance::Ignore(IgnoreReason::Replay)
@@ -152,12 +160,18 @@ fn certificate_from_votes_evicts_and_is_gossiped() {
     let subject = id(3);
     for obs in [1, 2] {
         let v = vote(obs, subject, 0, Verdict::Down, 1);
-        assert_eq!(m.handle_message(id(obs), &vote_bytes(&v), Millis(1)), Acceptance::Accept);
+        assert_eq!(
+            m.handle_message(id(obs), &vote_bytes(&v), Millis(1)),
+            Acceptance::Accept
+        );
     }
     assert!(m.is_member(&subject), "2f votes are not enough");
     // A withdrawn vote does not count: observer 2 withdraws, then a third Down arrives.
     let up = vote(2, subject, 0, Verdict::Up, 2);
-    assert_eq!(m.handle_message(id(2), &vote_bytes(&up), Millis(2)), Acceptance::Accept);
+    assert_eq!(
+        m.handle_message(id(2), &vote_bytes(&up), Millis(2)),
+        Acceptance::Accept
+    );
     // Replaying observer 2's older Down after its Up is ignored.
     let old = vote(2, subject, 0, Verdict::Down, 1);
     assert_eq!(
@@ -167,7 +181,10 @@ fn certificate_from_votes_evicts_and_is_gossiped() {
     // Node 0 cannot vote here (it has not probed), so a certificate needs all three of
     // 1, 2 and another: 2 votes Down again with a newer seq.
     let again = vote(2, subject, 0, Verdict::Down, 3);
-    assert_eq!(m.handle_message(id(2), &vote_bytes(&again), Millis(4)), Acceptance::Accept);
+    assert_eq!(
+        m.handle_message(id(2), &vote_bytes(&again), Millis(4)),
+        Acceptance::Accept
+    );
     assert!(m.is_member(&subject), "still 2 of 3");
     m.drain_outputs();
     // A certificate padded with a non-member's vote does not verify.
@@ -198,15 +215,20 @@ fn certificate_from_votes_evicts_and_is_gossiped() {
         ],
     };
     assert_eq!(
-        m.handle_message(id(2), &encode(&Message::Certificate(cert.clone())), Millis(6)),
+        m.handle_message(
+            id(2),
+            &encode(&Message::Certificate(cert.clone())),
+            Millis(6)
+        ),
         Acceptance::Accept
     );
     assert!(!m.is_member(&subject));
     assert_eq!(m.epoch(), 1);
     let evs = events(&mut m);
-    assert!(evs
-        .iter()
-        .any(|e| matches!(e, MembershipEvent::Evicted { subject: s, .. } if *s == subject)));
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, MembershipEvent::Evicted { subject: s, .. } if *s == subject))
+    );
     // Applying twice changes nothing.
     assert_eq!(
         m.handle_message(id(2), &encode(&Message::Certificate(cert)), Millis(7)),
@@ -241,7 +263,10 @@ fn suspicion_probe_vote_and_refutation() {
         }
         m.handle_tick(Millis(t));
         for o in m.drain_outputs() {
-            if let Output::Event(MembershipEvent::VoteCast { subject, verdict, .. }) = o {
+            if let Output::Event(MembershipEvent::VoteCast {
+                subject, verdict, ..
+            }) = o
+            {
                 assert_eq!(subject, target);
                 assert_eq!(verdict, Verdict::Down);
                 voted = true;
@@ -250,7 +275,11 @@ fn suspicion_probe_vote_and_refutation() {
     }
     assert!(voted, "a silent member is voted Down");
     assert!(m.is_suspected(&target));
-    assert!(t - 5000 < 3000, "vote {} ms after the last heartbeat", t - 5000);
+    assert!(
+        t - 5000 < 3000,
+        "vote {} ms after the last heartbeat",
+        t - 5000
+    );
     // Target refutes with a higher incarnation: suspicion cancelled.
     let acc = m.handle_message(target, &heartbeat(3, 2, 1, 0), Millis(t + 10));
     assert_eq!(acc, Acceptance::Accept);
@@ -273,7 +302,10 @@ fn down_vote_about_self_bumps_incarnation() {
     m.drain_outputs();
     let before = m.incarnation();
     let v = vote(1, m.me(), before, Verdict::Down, 1);
-    assert_eq!(m.handle_message(id(1), &vote_bytes(&v), Millis(200)), Acceptance::Accept);
+    assert_eq!(
+        m.handle_message(id(1), &vote_bytes(&v), Millis(200)),
+        Acceptance::Accept
+    );
     assert!(m.incarnation() > before);
     let out = m.drain_outputs();
     assert!(out.iter().any(|o| matches!(o, Output::Broadcast(_))));
@@ -301,12 +333,19 @@ fn own_certificate_makes_node_rejoin_higher() {
     };
     m.drain_outputs();
     assert_eq!(
-        m.handle_message(id(0), &encode(&Message::Certificate(cert.clone())), Millis(200)),
+        m.handle_message(
+            id(0),
+            &encode(&Message::Certificate(cert.clone())),
+            Millis(200)
+        ),
         Acceptance::Accept
     );
     assert!(m.incarnation() > inc);
     let evs = events(&mut m);
-    assert!(evs.iter().any(|e| matches!(e, MembershipEvent::SelfEvicted { .. })));
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, MembershipEvent::SelfEvicted { .. }))
+    );
 
     // A peer that evicted it readmits it only with the higher incarnation.
     let mut peer = node(0, 4, 1, Millis(0));
@@ -320,10 +359,11 @@ fn own_certificate_makes_node_rejoin_higher() {
         Acceptance::Ignore(IgnoreReason::StaleIncarnation)
     );
     // It shows the stale node its certificate.
-    assert!(peer
-        .drain_outputs()
-        .iter()
-        .any(|o| matches!(o, Output::Broadcast(_))));
+    assert!(
+        peer.drain_outputs()
+            .iter()
+            .any(|o| matches!(o, Output::Broadcast(_)))
+    );
     assert_eq!(
         peer.handle_message(me, &heartbeat(3, m.incarnation(), 1, 1), Millis(320)),
         Acceptance::Accept
@@ -374,8 +414,9 @@ fn overloaded_observer_abstains() {
     }
     let _ = t;
     assert!(m.is_suspected(&id(3)));
-    assert!(!m
-        .drain_outputs()
-        .iter()
-        .any(|o| matches!(o, Output::Event(MembershipEvent::VoteCast { .. }))));
+    assert!(
+        !m.drain_outputs()
+            .iter()
+            .any(|o| matches!(o, Output::Event(MembershipEvent::VoteCast { .. })))
+    );
 }

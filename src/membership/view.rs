@@ -139,7 +139,12 @@ impl View {
     /// The observers of `subject` at `epoch` under `monitoring`: every other member, or
     /// the `k` members with the highest rendezvous score `hash(epoch, subject, member)`.
     /// Every node with the same member set computes the same observers.
-    pub fn observers_of(&self, subject: &PeerId, epoch: u64, monitoring: Monitoring) -> Vec<PeerId> {
+    pub fn observers_of(
+        &self,
+        subject: &PeerId,
+        epoch: u64,
+        monitoring: Monitoring,
+    ) -> Vec<PeerId> {
         let others = self.members.keys().filter(|p| *p != subject).copied();
         match monitoring {
             Monitoring::AllToAll => others.collect(),
@@ -204,7 +209,11 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 7);
         assert!(!a.contains(&ps[3]));
-        assert_ne!(a, v.observers_of(&ps[3], 2, m), "epoch reshuffles observers");
+        assert_ne!(
+            a,
+            v.observers_of(&ps[3], 2, m),
+            "epoch reshuffles observers"
+        );
         assert_eq!(v.observers_of(&ps[3], 1, Monitoring::AllToAll).len(), 49);
     }
 
@@ -213,7 +222,11 @@ mod tests {
         let ps = peers(4);
         let mut v = View::new(ps.clone());
         v.get_mut(&ps[1]).unwrap().epoch = 100;
-        assert_eq!(v.reported_epoch(&ps[0], 2), 0, "one liar cannot move the epoch");
+        assert_eq!(
+            v.reported_epoch(&ps[0], 2),
+            0,
+            "one liar cannot move the epoch"
+        );
         v.get_mut(&ps[2]).unwrap().epoch = 5;
         assert_eq!(v.reported_epoch(&ps[0], 2), 5);
     }

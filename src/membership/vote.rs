@@ -61,7 +61,12 @@ impl SignedVote {
 
     /// Checks the signature against the observer's peer id.
     pub fn verify(&self) -> Result<(), RejectReason> {
-        verify(&self.vote.observer, DOMAIN_VOTE, &self.vote, &self.signature)
+        verify(
+            &self.vote.observer,
+            DOMAIN_VOTE,
+            &self.vote,
+            &self.signature,
+        )
     }
 }
 

@@ -214,7 +214,10 @@ mod tests {
     #[test]
     fn peer_id_embeds_key() {
         let key = Keypair::generate_ed25519();
-        assert_eq!(public_key_of(&key.public().to_peer_id()), Some(key.public()));
+        assert_eq!(
+            public_key_of(&key.public().to_peer_id()),
+            Some(key.public())
+        );
     }
 
     #[test]
