@@ -414,7 +414,7 @@ proptest! {
         }
         sim.run_for(Duration::from_secs(15));
         let majority = n - minority;
-        let can_evict = majority >= 2 * f + 1;
+        let can_evict = majority > 2 * f;
         for (_, by, subject) in sim.evictions() {
             let s = sim.index[&subject];
             prop_assert!(s < minority, "majority member {} evicted by {}", s, by);
