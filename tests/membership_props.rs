@@ -344,12 +344,21 @@ impl Sim {
     }
 }
 
+/// Cases per property: 12 by default (simulations are not free), more with
+/// `MEMBERSHIP_PROPTEST_CASES=200`.
+fn cases() -> u32 {
+    std::env::var("MEMBERSHIP_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
 fn max_f(n: usize) -> usize {
     (n - 1) / 3
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// At most f liars broadcasting Down votes (and forged certificates) about a healthy
     /// node never evict it; the target refutes by bumping its incarnation.

@@ -46,7 +46,7 @@ pub struct MembershipConfig {
     pub min_std_dev: Duration,
     /// Extra delay tolerated beyond the mean interval (GC pauses, scheduling).
     pub acceptable_pause: Duration,
-    /// Arrival intervals remembered per peer.
+    /// Arrival intervals remembered per peer (1 to 10 000).
     pub phi_window: usize,
     /// Local health score (Lifeguard LHM) at or above which this node abstains from
     /// voting Down: an overloaded observer's suspicions are not trustworthy.
@@ -57,6 +57,12 @@ pub struct MembershipConfig {
     /// How often a standing Down vote is re-broadcast while the subject stays suspected
     /// and uncertified (covers lost gossip and epoch changes).
     pub revote_interval: Duration,
+    /// A Down vote needs a quorum of the view heard within this window before the
+    /// failed probe. Must exceed the largest gap between a live member's heartbeats
+    /// (interval, jitter, delay) and stay below the time from a member's silence to a
+    /// failed probe (suspicion delay plus probe timeout) minus a heartbeat interval, so
+    /// that at a partition's onset the other side no longer counts.
+    pub quorum_window: Duration,
     /// If ticks arrive this much later than requested, the node was paused: arrival
     /// history is no evidence about peers, so detectors restart.
     pub pause_reset: Duration,
@@ -80,6 +86,7 @@ impl MembershipConfig {
             abstain_health: 4,
             epoch_window: 4,
             revote_interval: Duration::from_millis(1000),
+            quorum_window: Duration::from_millis(650),
             pause_reset: Duration::from_millis(2000),
         }
     }
@@ -112,6 +119,7 @@ impl MembershipConfig {
             ("probe_timeout", self.probe_timeout),
             ("min_std_dev", self.min_std_dev),
             ("revote_interval", self.revote_interval),
+            ("quorum_window", self.quorum_window),
             ("pause_reset", self.pause_reset),
         ] {
             if d.is_zero() {
@@ -121,7 +129,10 @@ impl MembershipConfig {
         if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
             return Err(ConfigError::InvalidSetting("phi_threshold"));
         }
-        if self.phi_window == 0 {
+        if self.quorum_window < self.heartbeat_interval {
+            return Err(ConfigError::InvalidSetting("quorum_window"));
+        }
+        if self.phi_window == 0 || self.phi_window > 10_000 {
             return Err(ConfigError::InvalidSetting("phi_window"));
         }
         Ok(())

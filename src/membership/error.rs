@@ -36,8 +36,8 @@ pub enum ConfigError {
     /// The local peer is neither on the allowlist nor holds a join certificate.
     #[error("the local peer is not admitted: not on the allowlist and no join certificate")]
     NotAdmitted,
-    /// A duration or threshold is zero or not finite.
-    #[error("invalid setting {0}: must be positive and finite")]
+    /// A duration or threshold is zero, not finite, or inconsistent with another.
+    #[error("invalid setting {0}: out of range (see MembershipConfig)")]
     InvalidSetting(&'static str),
 }
 

@@ -9,6 +9,22 @@
 //! after each input drains [`drain_outputs`](Membership::drain_outputs): messages to
 //! broadcast, probes to send, the next timer, and events.
 //!
+//! Driving it (what the actor does):
+//! 1. `Membership::new(config, keypair, join_cert, seed, clock.now())`; subscribe to
+//!    [`MEMBERSHIP_TOPIC`] with gossipsub in `ValidationMode::Strict` and
+//!    `validate_messages()`; drain outputs.
+//! 2. On a gossipsub message: `handle_message(source, &data, now)` with the message's
+//!    authenticated `source`, then report the [`Acceptance`] (Accept / Ignore / Reject)
+//!    through `report_message_validation_result`; drain outputs.
+//! 3. On [`Output::SetTimer`]: keep one timer (replace the previous one); when it fires,
+//!    `handle_tick(now)`; drain outputs.
+//! 4. On [`Output::Probe`]: send a request-response ping to the peer; on the answer call
+//!    `probe_result(peer, true, rtt, now)` (failures may be reported with `false` or
+//!    left to the built-in timeout). Answer other nodes' probes directly in the driver.
+//! 5. Feed the node's own load into [`local_health`](Membership::local_health).
+//! 6. On [`Output::Broadcast`]: publish on the topic. On [`Output::Event`]: act (e.g.
+//!    [`MembershipEvent::Evicted`] revokes leases and persists the certificate).
+//!
 //! Protocol, in short:
 //! - Members (allowlisted or holding a [`JoinCertificate`]) broadcast signed heartbeats
 //!   with their incarnation. Every node runs a phi-accrual detector per member over
@@ -172,10 +188,11 @@ pub enum MembershipEvent {
 struct PeerState {
     detector: PhiAccrual,
     suspected: bool,
-    /// When local suspicion began: quorum evidence for a vote must be newer.
-    suspected_since: Millis,
     probe_deadline: Option<Millis>,
-    probe_failed: bool,
+    /// When our last direct probe of this peer failed.
+    last_failure: Option<Millis>,
+    /// Whether we saw a quorum when the pending probe was sent.
+    quorum_at_send: bool,
     last_rtt: Option<Duration>,
     /// Our standing Down vote: (incarnation, epoch, when last sent).
     down_vote: Option<(u64, u64, Millis)>,
@@ -196,6 +213,8 @@ pub struct Membership {
     monitored: Vec<PeerId>,
     probe_order: Vec<PeerId>,
     tally: VoteTally,
+    /// Observers per (subject, epoch) under sampled monitoring; cleared on view change.
+    observer_cache: BTreeMap<(PeerId, u64), Vec<PeerId>>,
     cert_resent: BTreeMap<PeerId, Millis>,
     local_health: u32,
     suspicion_deviation: f64,
@@ -254,6 +273,7 @@ impl Membership {
             monitored: Vec::new(),
             probe_order: Vec::new(),
             tally: VoteTally::new(),
+            observer_cache: BTreeMap::new(),
             cert_resent: BTreeMap::new(),
             local_health: 0,
             last_tick: None,
@@ -311,10 +331,11 @@ impl Membership {
         }
 
         // Probes that timed out count as failed.
-        for ps in self.peers.values_mut() {
+        let mut failed = Vec::new();
+        for (p, ps) in self.peers.iter_mut() {
             if ps.probe_deadline.is_some_and(|d| d <= now) {
                 ps.probe_deadline = None;
-                ps.probe_failed = true;
+                failed.push(*p);
             }
         }
 
@@ -326,8 +347,6 @@ impl Membership {
             };
             if !ps.suspected && ps.detector.phi(now) >= self.config.phi_threshold {
                 ps.suspected = true;
-                ps.suspected_since = now;
-                ps.probe_failed = false;
                 let incarnation = self.view.get(subject).map_or(0, |m| m.incarnation);
                 self.outputs.push(Output::Event(MembershipEvent::Suspected {
                     peer: *subject,
@@ -339,20 +358,21 @@ impl Membership {
 
         self.update_quorum(now);
 
+        for peer in failed {
+            self.on_probe_failed(peer, now);
+        }
+
+        // Keep probing suspects: every Down vote (first, refreshed, or re-cast after an
+        // epoch change) rests on a probe failure of that moment.
+        let reprobe = self.config.probe_interval.min(self.config.revote_interval);
         for subject in &monitored {
-            let Some(ps) = self.peers.get(subject) else {
-                continue;
-            };
-            let revote = ps
-                .down_vote
-                .is_some_and(|(_, _, sent)| now >= sent.plus(self.config.revote_interval));
-            if revote {
-                if let Some(ps) = self.peers.get_mut(subject) {
-                    ps.down_vote = None;
-                }
-                self.try_vote_down(*subject, now);
-            } else if ps.suspected && ps.probe_failed && ps.down_vote.is_none() {
-                self.try_vote_down(*subject, now);
+            let due = self.peers.get(subject).is_some_and(|ps| {
+                ps.suspected
+                    && ps.probe_deadline.is_none()
+                    && ps.last_failure.is_none_or(|f| now >= f.plus(reprobe))
+            });
+            if due {
+                self.start_probe(*subject, now);
             }
         }
 
@@ -374,7 +394,6 @@ impl Membership {
         if ok {
             ps.last_rtt = Some(rtt);
             ps.detector.heartbeat(now);
-            ps.probe_failed = false;
             let was_suspected = std::mem::replace(&mut ps.suspected, false);
             let withdrawn = ps.down_vote.take();
             if was_suspected {
@@ -385,10 +404,7 @@ impl Membership {
                 self.cast(peer, inc, Verdict::Up, now);
             }
         } else if was_pending {
-            ps.probe_failed = true;
-            if ps.suspected && ps.down_vote.is_none() {
-                self.try_vote_down(peer, now);
-            }
+            self.on_probe_failed(peer, now);
         }
         self.schedule_timer(now);
     }
@@ -541,7 +557,6 @@ impl Membership {
             if refuted {
                 let was = ps.suspected || ps.down_vote.is_some();
                 ps.suspected = false;
-                ps.probe_failed = false;
                 ps.down_vote = None;
                 if was {
                     self.outputs.push(Output::Event(MembershipEvent::Refuted {
@@ -549,14 +564,10 @@ impl Membership {
                         incarnation,
                     }));
                 }
-            } else if ps.suspected {
-                // The subject spoke after our probe failed: that failure is stale
-                // evidence. A heartbeat is second-hand, so confirm with our own probe
-                // before clearing suspicion or withdrawing a vote.
-                ps.probe_failed = false;
-                if ps.probe_deadline.is_none() {
-                    self.start_probe(member, now);
-                }
+            } else if ps.suspected && ps.probe_deadline.is_none() {
+                // A heartbeat is second-hand: confirm with our own probe before
+                // clearing suspicion or withdrawing a vote.
+                self.start_probe(member, now);
             }
         }
         self.adopt_epoch(now);
@@ -578,7 +589,9 @@ impl Membership {
             return Acceptance::Reject(RejectReason::SelfVote);
         }
         if !self.view.is_member(&v.observer) {
-            if self.view.eviction(&v.observer).is_some() {
+            // An ex-member, or (with a cluster key) possibly a joiner we have not
+            // heard yet: our view may lag, so not the sender's fault.
+            if self.view.eviction(&v.observer).is_some() || self.config.cluster_key.is_some() {
                 return Acceptance::Ignore(IgnoreReason::NotMember);
             }
             return Acceptance::Reject(RejectReason::NonMemberVoter(v.observer.to_string()));
@@ -600,11 +613,8 @@ impl Membership {
         let Some(known) = self.view.get(&v.subject).map(|m| m.incarnation) else {
             return Acceptance::Ignore(IgnoreReason::UnknownSubject);
         };
-        if let Monitoring::Observers { .. } = self.config.monitoring
-            && !self
-                .view
-                .observers_of(&v.subject, v.epoch, self.config.monitoring)
-                .contains(&v.observer)
+        if let Some(observers) = self.observers(&v.subject, v.epoch)
+            && !observers.contains(&v.observer)
         {
             // Only objectively wrong if we agree on the epoch (and so on the set).
             return if v.epoch == epoch {
@@ -693,9 +703,11 @@ impl Membership {
     /// under any view we could share with the sender (a signer never was a member, bad
     /// signature, duplicates, too few); `Err(Ignore)` if it is valid only counting
     /// signers that are no longer members or observers here.
-    fn verify_certificate(&self, cert: &Certificate) -> Result<(), Acceptance> {
+    fn verify_certificate(&mut self, cert: &Certificate) -> Result<(), Acceptance> {
+        // With a cluster key, an unknown signer may be a joiner we have not heard yet.
+        let open = self.config.cluster_key.is_some();
         let known = |p: &PeerId| {
-            self.view.is_member(p)
+            open || self.view.is_member(p)
                 || self.view.eviction(p).is_some()
                 || self.config.allowlist.contains(p)
         };
@@ -704,14 +716,7 @@ impl Membership {
         if let Err(e) = cert.verify_cached(known, f, cached) {
             return Err(Acceptance::Reject(RejectReason::BadCertificate(e)));
         }
-        let observers = match self.config.monitoring {
-            Monitoring::AllToAll => None,
-            Monitoring::Observers { .. } => Some(self.view.observers_of(
-                &cert.subject,
-                cert.epoch,
-                self.config.monitoring,
-            )),
-        };
+        let observers = self.observers(&cert.subject, cert.epoch);
         let strict = |p: &PeerId| match &observers {
             Some(obs) => obs.contains(p),
             None => self.view.is_member(p),
@@ -735,17 +740,38 @@ impl Membership {
                     c.acceptable_pause,
                 ),
                 suspected: false,
-                suspected_since: now,
                 probe_deadline: None,
-                probe_failed: false,
+                last_failure: None,
+                quorum_at_send: false,
                 last_rtt: None,
                 down_vote: None,
             },
         );
     }
 
+    /// The assigned observers of `subject` at `epoch` under sampled monitoring (`None`
+    /// for all-to-all), cached: computing them hashes every member.
+    fn observers(&mut self, subject: &PeerId, epoch: u64) -> Option<Vec<PeerId>> {
+        if self.config.monitoring == Monitoring::AllToAll {
+            return None;
+        }
+        if let Some(obs) = self.observer_cache.get(&(*subject, epoch)) {
+            return Some(obs.clone());
+        }
+        let obs = self
+            .view
+            .observers_of(subject, epoch, self.config.monitoring);
+        // Bound the cache: a few epochs' worth of subjects.
+        if self.observer_cache.len() >= 4 * self.view.len().max(16) {
+            self.observer_cache.clear();
+        }
+        self.observer_cache.insert((*subject, epoch), obs.clone());
+        Some(obs)
+    }
+
     /// Recomputes which members this node observes (after view or epoch changes).
     fn refresh_monitoring(&mut self) {
+        self.observer_cache.clear();
         let epoch = self.view.epoch();
         let me = self.me;
         let monitoring = self.config.monitoring;
@@ -793,12 +819,28 @@ impl Membership {
 
     fn start_probe(&mut self, peer: PeerId, now: Millis) {
         let timeout = self.config.probe_timeout;
-        if let Some(ps) = self.peers.get_mut(&peer)
-            && ps.probe_deadline.is_none()
+        if self
+            .peers
+            .get(&peer)
+            .is_none_or(|ps| ps.probe_deadline.is_some())
         {
+            return;
+        }
+        let quorum = self.quorum_heard(now);
+        if let Some(ps) = self.peers.get_mut(&peer) {
             ps.probe_deadline = Some(now.plus(timeout));
+            ps.quorum_at_send = quorum;
             self.outputs.push(Output::Probe(peer));
         }
+    }
+
+    /// Whether a quorum of the view was heard within `quorum_window` before `now`.
+    fn quorum_heard(&self, now: Millis) -> bool {
+        let since = Millis(
+            now.0
+                .saturating_sub(self.config.quorum_window.as_millis() as i64),
+        );
+        self.is_quorum(self.live_since(since))
     }
 
     /// SWIM-style: probe monitored peers one at a time in a shuffled round.
@@ -841,12 +883,12 @@ impl Membership {
         }
     }
 
-    /// Members (self included) heard from after `since`.
+    /// Members (self included) heard from at or after `since`.
     fn live_since(&self, since: Millis) -> usize {
         1 + self
             .peers
             .iter()
-            .filter(|(p, ps)| self.view.is_member(p) && ps.detector.last_arrival() > since)
+            .filter(|(p, ps)| self.view.is_member(p) && ps.detector.last_arrival() >= since)
             .count()
     }
 
@@ -855,12 +897,21 @@ impl Membership {
         2 * live > self.view.len() && live >= self.config.certificate_threshold()
     }
 
-    /// Votes Down about `subject` if every condition holds: monitored, suspected, our
-    /// own probe failed, we are healthy, no standing vote, and we heard from a quorum
-    /// of the view *after* we began suspecting (and recently). Evidence older than the
-    /// suspicion does not count: at the onset of a partition the other side's members
-    /// still look alive for a moment, and counting them would let a minority vote.
-    fn try_vote_down(&mut self, subject: PeerId, now: Millis) {
+    /// Our direct probe of `subject` just failed. Votes Down if every condition holds:
+    /// monitored, suspected (phi still over the threshold), we are healthy, no current
+    /// vote (or it is due for refresh or from an older epoch or incarnation), and a
+    /// quorum of the view was heard within `quorum_window` both before the probe was
+    /// sent and before it failed: we stayed connected to a quorum throughout.
+    ///
+    /// The vote is decided at the instant of failure, never later, so the quorum
+    /// evidence and the failure describe the same moment: at the onset of a partition
+    /// the other side has been silent for longer than the window at failure time
+    /// (suspicion takes longer than a heartbeat interval); when a partition heals while
+    /// a probe is in flight, the probe was sent without a quorum and does not count.
+    fn on_probe_failed(&mut self, subject: PeerId, now: Millis) {
+        if let Some(ps) = self.peers.get_mut(&subject) {
+            ps.last_failure = Some(now);
+        }
         if self.local_health >= self.config.abstain_health || !self.monitored.contains(&subject) {
             return;
         }
@@ -871,23 +922,22 @@ impl Membership {
         let Some(ps) = self.peers.get(&subject) else {
             return;
         };
-        if !(ps.suspected && ps.probe_failed)
-            || ps.down_vote.is_some()
+        let vote_due = ps.down_vote.is_none_or(|(inc, e, sent)| {
+            inc != incarnation || e != epoch || now >= sent.plus(self.config.revote_interval)
+        });
+        if !ps.suspected
+            || !vote_due
+            || !ps.quorum_at_send
             || ps.detector.phi(now) < self.config.phi_threshold
         {
             return;
         }
-        let recent = Millis(
-            now.0
-                .saturating_sub(2 * self.config.heartbeat_interval.as_millis() as i64),
-        );
-        if !self.is_quorum(self.live_since(ps.suspected_since.max(recent))) {
+        if !self.quorum_heard(now) {
             return;
         }
-        let Some(ps) = self.peers.get_mut(&subject) else {
-            return;
-        };
-        ps.down_vote = Some((incarnation, epoch, now));
+        if let Some(ps) = self.peers.get_mut(&subject) {
+            ps.down_vote = Some((incarnation, epoch, now));
+        }
         self.cast(subject, incarnation, Verdict::Down, now);
         self.check_certificate(subject, incarnation, epoch, now);
     }
@@ -923,14 +973,7 @@ impl Membership {
         if self.view.get(&subject).map(|m| m.incarnation) != Some(incarnation) {
             return;
         }
-        let observers = match self.config.monitoring {
-            Monitoring::AllToAll => None,
-            Monitoring::Observers { .. } => Some(self.view.observers_of(
-                &subject,
-                epoch,
-                self.config.monitoring,
-            )),
-        };
+        let observers = self.observers(&subject, epoch);
         let mut votes: Vec<SignedVote> = self
             .tally
             .downs(&subject, incarnation, epoch)
@@ -975,8 +1018,9 @@ impl Membership {
         self.on_epoch_change(now);
     }
 
-    /// After the epoch moved: recompute observers and re-cast standing Down votes at the
-    /// new epoch so the votes for one subject converge on one epoch.
+    /// After the epoch moved: recompute observers and probe the subjects of standing
+    /// Down votes at once, so a failure re-casts them at the new epoch and the votes for
+    /// one subject converge on one epoch.
     fn on_epoch_change(&mut self, now: Millis) {
         self.refresh_monitoring();
         let standing: Vec<PeerId> = self
@@ -986,10 +1030,7 @@ impl Membership {
             .map(|(p, _)| *p)
             .collect();
         for subject in standing {
-            if let Some(ps) = self.peers.get_mut(&subject) {
-                ps.down_vote = None;
-            }
-            self.try_vote_down(subject, now);
+            self.start_probe(subject, now);
         }
     }
 
@@ -1032,11 +1073,9 @@ impl Membership {
                 if !ps.suspected {
                     next = next.min(ps.detector.suspect_at(y));
                 }
-                if let Some((_, _, sent)) = ps.down_vote {
-                    next = next.min(sent.plus(self.config.revote_interval));
-                } else if ps.suspected && ps.probe_failed {
-                    // Waiting for fresh quorum evidence: look again soon.
-                    next = next.min(now.plus(self.config.heartbeat_interval / 5));
+                if ps.suspected && ps.probe_deadline.is_none() {
+                    let reprobe = self.config.probe_interval.min(self.config.revote_interval);
+                    next = next.min(ps.last_failure.map_or(now, |f| f.plus(reprobe)));
                 }
             }
         }
