@@ -319,6 +319,8 @@ impl Membership {
             // not the peers'. Restart their clocks rather than accuse them.
             for ps in self.peers.values_mut() {
                 ps.detector.reset_last(now);
+                // A probe that "timed out" while we were paused proves nothing.
+                ps.probe_deadline = None;
             }
         }
         self.last_tick = Some(now);

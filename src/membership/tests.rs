@@ -420,3 +420,71 @@ fn overloaded_observer_abstains() {
             .any(|o| matches!(o, Output::Event(MembershipEvent::VoteCast { .. })))
     );
 }
+
+#[test]
+fn old_and_future_epochs_are_ignored() {
+    let mut m = node(0, 4, 1, Millis(0));
+    let subject = id(3);
+    let mut future = vote(1, subject, 0, Verdict::Down, 1);
+    future.vote.epoch = 50;
+    let future = SignedVote::sign(future.vote, &key(1)).unwrap();
+    assert_eq!(
+        m.handle_message(id(1), &vote_bytes(&future), Millis(1)),
+        Acceptance::Ignore(IgnoreReason::StaleEpoch)
+    );
+    // One member reporting epoch 10 does not move us (f = 1); two do.
+    m.handle_message(id(1), &heartbeat(1, 1, 1, 10), Millis(2));
+    assert_eq!(m.epoch(), 0);
+    m.handle_message(id(2), &heartbeat(2, 1, 1, 10), Millis(3));
+    assert_eq!(m.epoch(), 10);
+    let old = vote(2, subject, 0, Verdict::Down, 5);
+    assert_eq!(
+        m.handle_message(id(2), &vote_bytes(&old), Millis(4)),
+        Acceptance::Ignore(IgnoreReason::StaleEpoch)
+    );
+}
+
+#[test]
+fn sampled_monitoring_rejects_unassigned_observers() {
+    let mut cfg = config(10, 1);
+    cfg.monitoring = Monitoring::Observers { k: 4 };
+    let mut m = Membership::new(cfg, key(0), None, 1, Millis(0)).unwrap();
+    assert!(m.monitored().len() < 9, "observes a sample, not everyone");
+    let subject = id(5);
+    let observers = m
+        .view()
+        .observers_of(&subject, 0, Monitoring::Observers { k: 4 });
+    assert_eq!(observers.len(), 4);
+    let outsider = (1..10u8)
+        .find(|i| *i != 5 && !observers.contains(&id(*i)))
+        .unwrap();
+    let insider = (1..10u8).find(|i| observers.contains(&id(*i))).unwrap();
+    let v = vote(outsider, subject, 0, Verdict::Down, 1);
+    assert!(matches!(
+        m.handle_message(id(outsider), &vote_bytes(&v), Millis(1)),
+        Acceptance::Reject(RejectReason::NotAssignedObserver(_))
+    ));
+    let v = vote(insider, subject, 0, Verdict::Down, 1);
+    assert_eq!(
+        m.handle_message(id(insider), &vote_bytes(&v), Millis(1)),
+        Acceptance::Accept
+    );
+}
+
+#[test]
+fn paused_node_does_not_accuse() {
+    let mut m = node(0, 4, 1, Millis(0));
+    for round in 1..=10u64 {
+        let t = round as i64 * 500;
+        for p in 1..=3u8 {
+            m.handle_message(id(p), &heartbeat(p, 1, round, 0), Millis(t));
+        }
+        m.handle_tick(Millis(t));
+    }
+    m.drain_outputs();
+    // Ten seconds without a tick (SIGSTOP): nobody is suspected on resume.
+    m.handle_tick(Millis(15_000));
+    for p in 1..=3u8 {
+        assert!(!m.is_suspected(&id(p)));
+    }
+}
