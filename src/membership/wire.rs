@@ -59,7 +59,7 @@ pub struct Heartbeat {
 pub struct SignedHeartbeat {
     /// The statement.
     pub heartbeat: Heartbeat,
-    /// Signature by `heartbeat.member` over [`DOMAIN_HEARTBEAT`] and the statement.
+    /// Signature by `heartbeat.member` over the heartbeat domain tag and the statement.
     pub signature: Vec<u8>,
 }
 
