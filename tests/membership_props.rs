@@ -446,6 +446,12 @@ proptest! {
         prop_assert!(sim.honest_rejected.is_empty(), "{:?}", sim.honest_rejected);
     }
 
+}
+
+proptest! {
+    // Cheap properties (no simulation): many cases.
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
     /// Certificates with fewer than 2f+1 distinct signers, or padded with duplicates,
     /// never verify.
     #[test]
@@ -624,4 +630,32 @@ fn cost_per_message_100_nodes() {
         n - 1
     );
     assert_eq!(evicted, n - 1);
+}
+
+/// A crashed and evicted node that restarts rejoins with a higher incarnation.
+#[test]
+fn restarted_node_rejoins() {
+    let mut sim = Sim::new(5, 1, 11);
+    sim.run_for(Duration::from_secs(3));
+    let old_incarnation = sim.node(4).incarnation();
+    sim.crash(4);
+    sim.run_for(Duration::from_secs(5));
+    let id4 = sim.ids[4];
+    for i in 0..4 {
+        assert!(!sim.node(i).is_member(&id4));
+    }
+    sim.start(4);
+    sim.run_for(Duration::from_secs(5));
+    assert!(sim.node(4).incarnation() > old_incarnation);
+    for i in 0..5 {
+        for j in 0..5 {
+            assert!(sim.node(i).is_member(&sim.ids[j]), "{i} lacks {j}");
+        }
+    }
+    let joined = sim
+        .events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, MembershipEvent::Joined { peer, .. } if *peer == id4))
+        .count();
+    assert_eq!(joined, 4, "each survivor readmits it once");
 }
