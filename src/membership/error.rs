@@ -114,6 +114,10 @@ pub enum IgnoreReason {
     /// since, or observers differ): not the sender's fault, not applied.
     #[error("certificate not valid in the local view")]
     ViewMismatch,
+    /// A certificate containing a Down vote its observer has since withdrawn with an Up
+    /// vote we saw: stale evidence, not applied.
+    #[error("certificate contains a withdrawn vote")]
+    Withdrawn,
 }
 
 /// Why a [`Certificate`](super::Certificate) does not verify.

@@ -725,7 +725,11 @@ impl Membership {
         };
         // Signatures were checked above: only membership is rechecked.
         cert.verify_cached(strict, f, |_| true)
-            .map_err(|_| Acceptance::Ignore(IgnoreReason::ViewMismatch))
+            .map_err(|_| Acceptance::Ignore(IgnoreReason::ViewMismatch))?;
+        if cert.votes.iter().any(|sv| self.tally.withdrawn(sv)) {
+            return Err(Acceptance::Ignore(IgnoreReason::Withdrawn));
+        }
+        Ok(())
     }
 
     /// Starts tracking a member's liveness.

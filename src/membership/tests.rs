@@ -488,3 +488,29 @@ fn paused_node_does_not_accuse() {
         assert!(!m.is_suspected(&id(p)));
     }
 }
+
+#[test]
+fn certificate_with_withdrawn_vote_is_not_applied() {
+    let mut m = node(0, 4, 1, Millis(0));
+    let subject = id(3);
+    let up = vote(1, subject, 0, Verdict::Up, 5);
+    assert_eq!(
+        m.handle_message(id(1), &vote_bytes(&up), Millis(1)),
+        Acceptance::Accept
+    );
+    let cert = Certificate {
+        subject,
+        incarnation: 0,
+        epoch: 0,
+        votes: vec![
+            vote(0, subject, 0, Verdict::Down, 1),
+            vote(1, subject, 0, Verdict::Down, 1),
+            vote(2, subject, 0, Verdict::Down, 1),
+        ],
+    };
+    assert_eq!(
+        m.handle_message(id(2), &encode(&Message::Certificate(cert)), Millis(2)),
+        Acceptance::Ignore(IgnoreReason::Withdrawn)
+    );
+    assert!(m.is_member(&subject));
+}

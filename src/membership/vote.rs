@@ -105,6 +105,16 @@ impl VoteTally {
             .is_some_and(|v| v == vote)
     }
 
+    /// Whether the observer of `vote` has since withdrawn it: its latest recorded vote
+    /// about the subject is a newer Up. Certificates built from withdrawn votes (by a
+    /// collector that hoarded old Downs) are not applied.
+    pub fn withdrawn(&self, vote: &SignedVote) -> bool {
+        self.latest
+            .get(&vote.vote.subject)
+            .and_then(|m| m.get(&vote.vote.observer))
+            .is_some_and(|v| v.vote.verdict == Verdict::Up && v.vote.order() > vote.vote.order())
+    }
+
     /// Current Down votes about `subject` for `incarnation` at `epoch`, one per observer.
     pub fn downs(&self, subject: &PeerId, incarnation: u64, epoch: u64) -> Vec<SignedVote> {
         self.latest
