@@ -12,5 +12,6 @@ pub mod dag;
 pub mod event;
 pub mod handler;
 pub mod job;
+pub mod membership;
 pub mod payload;
 pub mod store;

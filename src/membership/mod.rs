@@ -1,0 +1,1097 @@
+//! Membership and Byzantine-tolerant health voting as a sans-IO state machine.
+//!
+//! A [`Membership`] owns no sockets, timers or clocks. The driver (the ractor
+//! `Membership` actor, or the deterministic simulator) feeds it inputs —
+//! [`handle_message`](Membership::handle_message) for bytes received on
+//! [`MEMBERSHIP_TOPIC`], [`handle_tick`](Membership::handle_tick) when the last requested
+//! timer fires, [`probe_result`](Membership::probe_result) for direct probes it was asked
+//! to send, [`local_health`](Membership::local_health) for the node's own load — and
+//! after each input drains [`drain_outputs`](Membership::drain_outputs): messages to
+//! broadcast, probes to send, the next timer, and events.
+//!
+//! Driving it (what the actor does):
+//! 1. `Membership::new(config, keypair, join_cert, seed, clock.now())`; subscribe to
+//!    [`MEMBERSHIP_TOPIC`] with gossipsub in `ValidationMode::Strict` and
+//!    `validate_messages()`; drain outputs.
+//! 2. On a gossipsub message: `handle_message(source, &data, now)` with the message's
+//!    authenticated `source`, then report the [`Acceptance`] (Accept / Ignore / Reject)
+//!    through `report_message_validation_result`; drain outputs.
+//! 3. On [`Output::SetTimer`]: keep one timer (replace the previous one); when it fires,
+//!    `handle_tick(now)`; drain outputs.
+//! 4. On [`Output::Probe`]: send a request-response ping to the peer; on the answer call
+//!    `probe_result(peer, true, rtt, now)` (failures may be reported with `false` or
+//!    left to the built-in timeout). Answer other nodes' probes directly in the driver.
+//! 5. Feed the node's own load into [`local_health`](Membership::local_health).
+//! 6. On [`Output::Broadcast`]: publish on the topic. On [`Output::Event`]: act (e.g.
+//!    [`MembershipEvent::Evicted`] revokes leases and persists the certificate).
+//!
+//! Protocol, in short:
+//! - Members (allowlisted or holding a [`JoinCertificate`]) broadcast signed heartbeats
+//!   with their incarnation. Every node runs a phi-accrual detector per member over
+//!   heartbeat and probe-success arrivals.
+//! - An observer (every other member, or K pseudo-random ones per subject) that
+//!   suspects a subject probes it directly; if the probe fails, and the observer is
+//!   healthy and sees a quorum of the last view, it broadcasts a signed Down vote.
+//! - `2f + 1` distinct Down votes for the same (subject, incarnation, epoch) form a
+//!   [`Certificate`]; any node evicts on a valid certificate, even without having voted.
+//!   Eviction increments the view epoch.
+//! - A live subject that sees Down votes about itself bumps its incarnation and
+//!   broadcasts a heartbeat (refutation); votes about older incarnations are stale. An
+//!   evicted node that sees its own certificate bumps its incarnation and re-announces;
+//!   members readmit it only with an incarnation above the evicted one.
+//!
+//! Safety argument: with at most `f` Byzantine members, a certificate contains at least
+//! `f + 1` honest Down votes, and an honest node votes Down only after its own probe
+//! failed while it saw a quorum (more than half of its view and at least `2f + 1`
+//! members) alive, so `f` liars alone never evict and a minority side never does.
+
+mod certificate;
+mod config;
+mod error;
+mod phi;
+mod view;
+mod vote;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use libp2p::identity::{KeyType, Keypair, PeerId};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+pub use certificate::{Certificate, JoinCertificate};
+pub use config::{MembershipConfig, Monitoring};
+pub use error::{CertificateError, ConfigError, IgnoreReason, RejectReason};
+pub use phi::{PhiAccrual, deviation_for_phi};
+pub use view::{MemberInfo, View};
+pub use vote::{SignedVote, Verdict, Vote, VoteTally};
+pub use wire::{
+    Heartbeat, MAX_MESSAGE_BYTES, MEMBERSHIP_TOPIC, Message, SignedHeartbeat, WIRE_VERSION, decode,
+    encode, public_key_of,
+};
+
+use crate::clock::Millis;
+
+/// The verdict on one received message, for gossipsub validation
+/// (`report_message_validation_result`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Valid and new: propagate.
+    Accept,
+    /// Valid but stale, duplicate or irrelevant: do not propagate, do not penalise.
+    Ignore(IgnoreReason),
+    /// Objectively invalid: do not propagate and penalise the sender's score.
+    Reject(RejectReason),
+}
+
+/// What the protocol asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Publish these bytes on [`MEMBERSHIP_TOPIC`].
+    Broadcast(Vec<u8>),
+    /// Send a direct probe to this peer and report with
+    /// [`probe_result`](Membership::probe_result). A probe not reported within the
+    /// configured timeout counts as failed.
+    Probe(PeerId),
+    /// Call [`handle_tick`](Membership::handle_tick) at this time. Replaces any earlier
+    /// timer: the driver keeps one.
+    SetTimer(Millis),
+    /// Something the rest of the node should know.
+    Event(MembershipEvent),
+}
+
+/// Membership changes and protocol milestones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// A peer was admitted (allowlisted or by join certificate) or readmitted after an
+    /// eviction with a higher incarnation.
+    Joined {
+        /// The member.
+        peer: PeerId,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// The local detector suspects a monitored peer; a direct probe follows.
+    Suspected {
+        /// The suspect.
+        peer: PeerId,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// A suspected peer answered our own direct probe: suspicion cleared.
+    Alive {
+        /// The peer.
+        peer: PeerId,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// A suspected peer announced a higher incarnation: suspicion cancelled.
+    Refuted {
+        /// The peer.
+        peer: PeerId,
+        /// Its new incarnation.
+        incarnation: u64,
+    },
+    /// This node cast a vote.
+    VoteCast {
+        /// The subject.
+        subject: PeerId,
+        /// The subject's incarnation voted on.
+        incarnation: u64,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// A member was evicted on a valid certificate: revoke its leases (bump fencing),
+    /// re-queue its jobs and persist the certificate with the event.
+    Evicted {
+        /// The evicted member.
+        subject: PeerId,
+        /// The incarnation evicted.
+        incarnation: u64,
+        /// The proof.
+        certificate: Certificate,
+    },
+    /// This node saw Down votes about its current incarnation and refuted them by
+    /// bumping its incarnation.
+    SelfRefuted {
+        /// The new incarnation.
+        incarnation: u64,
+    },
+    /// This node learned it was evicted; it re-announces itself with a higher
+    /// incarnation. Leases it held are void: stop running jobs.
+    SelfEvicted {
+        /// The certificate that evicted it.
+        certificate: Certificate,
+        /// The incarnation it rejoins with.
+        incarnation: u64,
+    },
+    /// This node no longer sees a quorum of its view alive: it stops voting Down.
+    QuorumLost {
+        /// Members it sees alive (itself included).
+        live: usize,
+        /// Members in its view.
+        view: usize,
+    },
+    /// This node sees a quorum again.
+    QuorumRegained {
+        /// Members it sees alive (itself included).
+        live: usize,
+        /// Members in its view.
+        view: usize,
+    },
+}
+
+/// Local knowledge about one other member.
+#[derive(Debug, Clone)]
+struct PeerState {
+    detector: PhiAccrual,
+    suspected: bool,
+    probe_deadline: Option<Millis>,
+    /// When our last direct probe of this peer failed.
+    last_failure: Option<Millis>,
+    /// Whether we saw a quorum when the pending probe was sent.
+    quorum_at_send: bool,
+    last_rtt: Option<Duration>,
+    /// Our standing Down vote: (incarnation, epoch, when last sent).
+    down_vote: Option<(u64, u64, Millis)>,
+}
+
+/// The membership protocol state of one node. See the module documentation.
+#[derive(Debug)]
+pub struct Membership {
+    config: MembershipConfig,
+    keypair: Keypair,
+    me: PeerId,
+    join: Option<JoinCertificate>,
+    incarnation: u64,
+    heartbeat_seq: u64,
+    vote_seq: u64,
+    view: View,
+    peers: BTreeMap<PeerId, PeerState>,
+    monitored: Vec<PeerId>,
+    probe_order: Vec<PeerId>,
+    tally: VoteTally,
+    /// Observers per (subject, epoch) under sampled monitoring; cleared on view change.
+    observer_cache: BTreeMap<(PeerId, u64), Vec<PeerId>>,
+    cert_resent: BTreeMap<PeerId, Millis>,
+    local_health: u32,
+    suspicion_deviation: f64,
+    next_heartbeat: Millis,
+    next_probe: Millis,
+    last_tick: Option<Millis>,
+    timer: Option<Millis>,
+    quorum: bool,
+    rng: StdRng,
+    outputs: Vec<Output>,
+}
+
+impl Membership {
+    /// A node with identity `keypair` (ed25519) starting at `now`. `join` is its join
+    /// certificate if it is not allowlisted. `seed` drives the only randomness
+    /// (heartbeat jitter, probe order): same seed and inputs, same outputs.
+    ///
+    /// The initial incarnation and vote counter are `now` in milliseconds, so a
+    /// restarted node always announces a higher incarnation than before its crash
+    /// (assuming the wall clock does not go back).
+    pub fn new(
+        config: MembershipConfig,
+        keypair: Keypair,
+        join: Option<JoinCertificate>,
+        seed: u64,
+        now: Millis,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if keypair.key_type() != KeyType::Ed25519 {
+            return Err(ConfigError::NotEd25519);
+        }
+        let me = keypair.public().to_peer_id();
+        let admitted = config.allowlist.contains(&me)
+            || match (&join, &config.cluster_key) {
+                (Some(jc), Some(key)) => jc.peer == me && jc.verify(key, now),
+                _ => false,
+            };
+        if !admitted {
+            return Err(ConfigError::NotAdmitted);
+        }
+        let mut view = View::new(config.allowlist.iter().copied());
+        let incarnation = now.0.max(0) as u64;
+        view.admit(me, incarnation);
+        let mut m = Self {
+            suspicion_deviation: deviation_for_phi(config.phi_threshold),
+            next_heartbeat: now,
+            next_probe: now.plus(config.probe_interval),
+            keypair,
+            me,
+            join,
+            incarnation,
+            heartbeat_seq: 0,
+            vote_seq: incarnation,
+            view,
+            peers: BTreeMap::new(),
+            monitored: Vec::new(),
+            probe_order: Vec::new(),
+            tally: VoteTally::new(),
+            observer_cache: BTreeMap::new(),
+            cert_resent: BTreeMap::new(),
+            local_health: 0,
+            last_tick: None,
+            timer: None,
+            quorum: true,
+            rng: StdRng::seed_from_u64(seed),
+            outputs: Vec::new(),
+            config,
+        };
+        let others: Vec<PeerId> = m.view.members().map(|(p, _)| *p).collect();
+        for p in others {
+            if p != me {
+                m.track(p, now);
+            }
+        }
+        m.refresh_monitoring();
+        m.schedule_timer(now);
+        Ok(m)
+    }
+
+    // ----- inputs -------------------------------------------------------------------
+
+    /// Handles bytes received on [`MEMBERSHIP_TOPIC`] whose (authenticated) source is
+    /// `from`. Never panics. Report the result to gossipsub.
+    pub fn handle_message(&mut self, from: PeerId, bytes: &[u8], now: Millis) -> Acceptance {
+        let result = match decode(bytes) {
+            Err(e) => Acceptance::Reject(e),
+            Ok(Message::Heartbeat(h)) => self.on_heartbeat(from, h, now),
+            Ok(Message::Vote(v)) => self.on_vote(from, v, now),
+            Ok(Message::Certificate(c)) => self.on_certificate(c, now),
+        };
+        self.schedule_timer(now);
+        result
+    }
+
+    /// Handles the timer requested by the last [`Output::SetTimer`] (calling it more
+    /// often is harmless).
+    pub fn handle_tick(&mut self, now: Millis) {
+        if let Some(last) = self.last_tick
+            && now.since(last) > self.config.pause_reset
+        {
+            // We were paused (GC, SIGSTOP, overload): the silence we measured is ours,
+            // not the peers'. Restart their clocks rather than accuse them.
+            for ps in self.peers.values_mut() {
+                ps.detector.reset_last(now);
+                // A probe that "timed out" while we were paused proves nothing.
+                ps.probe_deadline = None;
+            }
+        }
+        self.last_tick = Some(now);
+
+        if now >= self.next_heartbeat {
+            self.broadcast_heartbeat();
+            let base = self.config.heartbeat_interval.as_millis() as i64;
+            let jitter = self.rng.random_range(-(base / 10)..=(base / 10));
+            self.next_heartbeat = Millis(now.0.saturating_add((base + jitter).max(1)));
+        }
+
+        // Probes that timed out count as failed.
+        let mut failed = Vec::new();
+        for (p, ps) in self.peers.iter_mut() {
+            if ps.probe_deadline.is_some_and(|d| d <= now) {
+                ps.probe_deadline = None;
+                failed.push(*p);
+            }
+        }
+
+        // Suspicion of monitored peers.
+        let monitored = self.monitored.clone();
+        for subject in &monitored {
+            let Some(ps) = self.peers.get_mut(subject) else {
+                continue;
+            };
+            if !ps.suspected && ps.detector.phi(now) >= self.config.phi_threshold {
+                ps.suspected = true;
+                let incarnation = self.view.get(subject).map_or(0, |m| m.incarnation);
+                self.outputs.push(Output::Event(MembershipEvent::Suspected {
+                    peer: *subject,
+                    incarnation,
+                }));
+                self.start_probe(*subject, now);
+            }
+        }
+
+        self.update_quorum(now);
+
+        for peer in failed {
+            self.on_probe_failed(peer, now);
+        }
+
+        // Keep probing suspects: every Down vote (first, refreshed, or re-cast after an
+        // epoch change) rests on a probe failure of that moment.
+        let reprobe = self.config.probe_interval.min(self.config.revote_interval);
+        for subject in &monitored {
+            let due = self.peers.get(subject).is_some_and(|ps| {
+                ps.suspected
+                    && ps.probe_deadline.is_none()
+                    && ps.last_failure.is_none_or(|f| now >= f.plus(reprobe))
+            });
+            if due {
+                self.start_probe(*subject, now);
+            }
+        }
+
+        if now >= self.next_probe {
+            self.round_robin_probe(now);
+            self.next_probe = now.plus(self.config.probe_interval);
+        }
+        self.schedule_timer(now);
+    }
+
+    /// Reports the outcome of a direct probe requested by [`Output::Probe`]. Success is
+    /// fresh first-hand evidence: it clears suspicion and withdraws our Down vote.
+    pub fn probe_result(&mut self, peer: PeerId, ok: bool, rtt: Duration, now: Millis) {
+        let incarnation = self.view.get(&peer).map_or(0, |m| m.incarnation);
+        let Some(ps) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let was_pending = ps.probe_deadline.take().is_some();
+        if ok {
+            ps.last_rtt = Some(rtt);
+            ps.detector.heartbeat(now);
+            let was_suspected = std::mem::replace(&mut ps.suspected, false);
+            let withdrawn = ps.down_vote.take();
+            if was_suspected {
+                self.outputs
+                    .push(Output::Event(MembershipEvent::Alive { peer, incarnation }));
+            }
+            if let Some((inc, _, _)) = withdrawn {
+                self.cast(peer, inc, Verdict::Up, now);
+            }
+        } else if was_pending {
+            self.on_probe_failed(peer, now);
+        }
+        self.schedule_timer(now);
+    }
+
+    /// Sets the local health score (Lifeguard's local health multiplier: 0 is healthy,
+    /// higher means this node is slow: missed ticks, full queues, late probe answers).
+    /// At or above the configured threshold the node abstains from Down votes.
+    pub fn local_health(&mut self, score: u32) {
+        self.local_health = score;
+    }
+
+    /// Takes the outputs produced so far. Drain after every input: the queue is not
+    /// otherwise bounded.
+    pub fn drain_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    // ----- queries ------------------------------------------------------------------
+
+    /// This node's peer id.
+    pub fn me(&self) -> PeerId {
+        self.me
+    }
+
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The view epoch (number of evictions applied, or adopted from f+1 members).
+    pub fn epoch(&self) -> u64 {
+        self.view.epoch()
+    }
+
+    /// The current view.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Whether `peer` is a member in the local view.
+    pub fn is_member(&self, peer: &PeerId) -> bool {
+        self.view.is_member(peer)
+    }
+
+    /// Whether the local detector suspects `peer`.
+    pub fn is_suspected(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.suspected)
+    }
+
+    /// Suspicion level of `peer` at `now`.
+    pub fn phi(&self, peer: &PeerId, now: Millis) -> Option<f64> {
+        self.peers.get(peer).map(|p| p.detector.phi(now))
+    }
+
+    /// Last round-trip time of a successful probe to `peer`.
+    pub fn rtt(&self, peer: &PeerId) -> Option<Duration> {
+        self.peers.get(peer).and_then(|p| p.last_rtt)
+    }
+
+    /// Whether this node saw a quorum of its view alive (by phi) at its last tick. Down
+    /// votes further require quorum evidence newer than the suspicion they act on.
+    pub fn has_quorum(&self) -> bool {
+        self.quorum
+    }
+
+    /// The certificate by which `peer` was evicted, if it is currently evicted.
+    pub fn eviction(&self, peer: &PeerId) -> Option<&Certificate> {
+        if self.view.is_member(peer) {
+            return None;
+        }
+        self.view.eviction(peer).map(|(_, c)| c)
+    }
+
+    /// Peers this node observes (probes and votes about).
+    pub fn monitored(&self) -> &[PeerId] {
+        &self.monitored
+    }
+
+    // ----- message handlers -----------------------------------------------------------
+
+    fn on_heartbeat(&mut self, from: PeerId, sh: SignedHeartbeat, now: Millis) -> Acceptance {
+        let hb = &sh.heartbeat;
+        let member = hb.member;
+        if member != from {
+            return Acceptance::Reject(RejectReason::SignerMismatch {
+                from: from.to_string(),
+                signer: member.to_string(),
+            });
+        }
+        if member == self.me {
+            return Acceptance::Ignore(IgnoreReason::Own);
+        }
+        // Cheap staleness checks before the signature.
+        if let Some(info) = self.view.get(&member)
+            && (hb.incarnation < info.incarnation
+                || (hb.incarnation == info.incarnation
+                    && info.heartbeat_seq.is_some_and(|s| hb.seq <= s)))
+        {
+            return Acceptance::Ignore(IgnoreReason::Replay);
+        }
+        let evicted_at = if self.view.is_member(&member) {
+            None
+        } else {
+            self.view.eviction(&member).map(|(inc, _)| *inc)
+        };
+        if let Some(inc) = evicted_at
+            && hb.incarnation <= inc
+        {
+            self.remind_evicted(member, now);
+            return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
+        }
+        if let Err(e) = sh.verify() {
+            return Acceptance::Reject(e);
+        }
+        if !self.view.is_member(&member) {
+            // New or readmitted: check admission.
+            let allowlisted = self.config.allowlist.contains(&member);
+            if !allowlisted {
+                match (&hb.join, &self.config.cluster_key) {
+                    (Some(jc), Some(key)) => {
+                        if jc.peer != member || !jc.verify(key, now) {
+                            return Acceptance::Reject(RejectReason::BadJoinCertificate);
+                        }
+                    }
+                    (Some(_), None) | (None, _) => {
+                        return Acceptance::Ignore(IgnoreReason::NotMember);
+                    }
+                }
+            }
+            self.view.admit(member, hb.incarnation);
+            self.track(member, now);
+            self.refresh_monitoring();
+            self.outputs.push(Output::Event(MembershipEvent::Joined {
+                peer: member,
+                incarnation: hb.incarnation,
+            }));
+        }
+        let (incarnation, seq, epoch) = (hb.incarnation, hb.seq, hb.epoch);
+        let mut refuted = false;
+        if let Some(info) = self.view.get_mut(&member) {
+            if incarnation > info.incarnation {
+                info.incarnation = incarnation;
+                refuted = true;
+            }
+            info.heartbeat_seq = Some(seq);
+            info.epoch = epoch;
+        }
+        if let Some(ps) = self.peers.get_mut(&member) {
+            ps.detector.heartbeat(now);
+            if refuted {
+                let was = ps.suspected || ps.down_vote.is_some();
+                ps.suspected = false;
+                ps.down_vote = None;
+                if was {
+                    self.outputs.push(Output::Event(MembershipEvent::Refuted {
+                        peer: member,
+                        incarnation,
+                    }));
+                }
+            } else if ps.suspected && ps.probe_deadline.is_none() {
+                // A heartbeat is second-hand: confirm with our own probe before
+                // clearing suspicion or withdrawing a vote.
+                self.start_probe(member, now);
+            }
+        }
+        self.adopt_epoch(now);
+        Acceptance::Accept
+    }
+
+    fn on_vote(&mut self, from: PeerId, sv: SignedVote, now: Millis) -> Acceptance {
+        let v = &sv.vote;
+        if v.observer != from {
+            return Acceptance::Reject(RejectReason::SignerMismatch {
+                from: from.to_string(),
+                signer: v.observer.to_string(),
+            });
+        }
+        if v.observer == self.me {
+            return Acceptance::Ignore(IgnoreReason::Own);
+        }
+        if v.subject == v.observer {
+            return Acceptance::Reject(RejectReason::SelfVote);
+        }
+        if !self.view.is_member(&v.observer) {
+            // An ex-member, or (with a cluster key) possibly a joiner we have not
+            // heard yet: our view may lag, so not the sender's fault.
+            if self.view.eviction(&v.observer).is_some() || self.config.cluster_key.is_some() {
+                return Acceptance::Ignore(IgnoreReason::NotMember);
+            }
+            return Acceptance::Reject(RejectReason::NonMemberVoter(v.observer.to_string()));
+        }
+        let epoch = self.view.epoch();
+        let w = self.config.epoch_window;
+        if v.epoch.saturating_add(w) < epoch || v.epoch > epoch.saturating_add(w) {
+            return Acceptance::Ignore(IgnoreReason::StaleEpoch);
+        }
+        if self.tally.contains(&sv) {
+            return Acceptance::Ignore(IgnoreReason::Replay);
+        }
+        if let Err(e) = sv.verify() {
+            return Acceptance::Reject(e);
+        }
+        if v.subject == self.me {
+            return self.on_vote_about_me(&sv, now);
+        }
+        let Some(known) = self.view.get(&v.subject).map(|m| m.incarnation) else {
+            return Acceptance::Ignore(IgnoreReason::UnknownSubject);
+        };
+        if let Some(observers) = self.observers(&v.subject, v.epoch)
+            && !observers.contains(&v.observer)
+        {
+            // Only objectively wrong if we agree on the epoch (and so on the set).
+            return if v.epoch == epoch {
+                Acceptance::Reject(RejectReason::NotAssignedObserver(v.observer.to_string()))
+            } else {
+                Acceptance::Ignore(IgnoreReason::StaleEpoch)
+            };
+        }
+        if v.incarnation < known {
+            return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
+        }
+        let (subject, incarnation, vepoch, verdict) =
+            (v.subject, v.incarnation, v.epoch, v.verdict);
+        if let Err(reason) = self.tally.record(sv) {
+            return Acceptance::Ignore(reason);
+        }
+        if verdict == Verdict::Down {
+            self.check_certificate(subject, incarnation, vepoch, now);
+        }
+        Acceptance::Accept
+    }
+
+    fn on_vote_about_me(&mut self, sv: &SignedVote, _now: Millis) -> Acceptance {
+        let v = &sv.vote;
+        if v.incarnation < self.incarnation {
+            return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
+        }
+        if v.incarnation > self.incarnation {
+            // Nobody honest knows a newer incarnation of us than we do.
+            return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
+        }
+        if v.verdict == Verdict::Down {
+            self.bump_incarnation(self.incarnation);
+            self.outputs
+                .push(Output::Event(MembershipEvent::SelfRefuted {
+                    incarnation: self.incarnation,
+                }));
+            self.broadcast_heartbeat();
+        }
+        Acceptance::Accept
+    }
+
+    fn on_certificate(&mut self, cert: Certificate, now: Millis) -> Acceptance {
+        let subject = cert.subject;
+        if subject == self.me {
+            if cert.incarnation != self.incarnation {
+                return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
+            }
+            if let Err(verdict) = self.verify_certificate(&cert) {
+                return verdict;
+            }
+            self.bump_incarnation(cert.incarnation);
+            self.view.advance_epoch_to(cert.epoch.saturating_add(1));
+            self.outputs
+                .push(Output::Event(MembershipEvent::SelfEvicted {
+                    certificate: cert,
+                    incarnation: self.incarnation,
+                }));
+            self.broadcast_heartbeat();
+            self.on_epoch_change(now);
+            return Acceptance::Accept;
+        }
+        match self.view.get(&subject) {
+            None => {
+                return if self.view.eviction(&subject).is_some() {
+                    Acceptance::Ignore(IgnoreReason::AlreadyApplied)
+                } else {
+                    Acceptance::Ignore(IgnoreReason::UnknownSubject)
+                };
+            }
+            Some(info) if info.incarnation > cert.incarnation => {
+                return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
+            }
+            Some(_) => {}
+        }
+        if let Err(verdict) = self.verify_certificate(&cert) {
+            return verdict;
+        }
+        self.apply_eviction(cert, false, now);
+        Acceptance::Accept
+    }
+
+    // ----- protocol steps -------------------------------------------------------------
+
+    /// Verifies a certificate against the local view. `Err(Reject)` if it is invalid
+    /// under any view we could share with the sender (a signer never was a member, bad
+    /// signature, duplicates, too few); `Err(Ignore)` if it is valid only counting
+    /// signers that are no longer members or observers here.
+    fn verify_certificate(&mut self, cert: &Certificate) -> Result<(), Acceptance> {
+        // With a cluster key, an unknown signer may be a joiner we have not heard yet.
+        let open = self.config.cluster_key.is_some();
+        let known = |p: &PeerId| {
+            open || self.view.is_member(p)
+                || self.view.eviction(p).is_some()
+                || self.config.allowlist.contains(p)
+        };
+        let f = self.config.f;
+        let cached = |sv: &SignedVote| self.tally.contains(sv);
+        if let Err(e) = cert.verify_cached(known, f, cached) {
+            return Err(Acceptance::Reject(RejectReason::BadCertificate(e)));
+        }
+        let observers = self.observers(&cert.subject, cert.epoch);
+        let strict = |p: &PeerId| match &observers {
+            Some(obs) => obs.contains(p),
+            None => self.view.is_member(p),
+        };
+        // Signatures were checked above: only membership is rechecked.
+        cert.verify_cached(strict, f, |_| true)
+            .map_err(|_| Acceptance::Ignore(IgnoreReason::ViewMismatch))?;
+        if cert.votes.iter().any(|sv| self.tally.withdrawn(sv)) {
+            return Err(Acceptance::Ignore(IgnoreReason::Withdrawn));
+        }
+        Ok(())
+    }
+
+    /// Starts tracking a member's liveness.
+    fn track(&mut self, peer: PeerId, now: Millis) {
+        let c = &self.config;
+        self.peers.insert(
+            peer,
+            PeerState {
+                detector: PhiAccrual::new(
+                    now,
+                    c.heartbeat_interval,
+                    c.phi_window,
+                    c.min_std_dev,
+                    c.acceptable_pause,
+                ),
+                suspected: false,
+                probe_deadline: None,
+                last_failure: None,
+                quorum_at_send: false,
+                last_rtt: None,
+                down_vote: None,
+            },
+        );
+    }
+
+    /// The assigned observers of `subject` at `epoch` under sampled monitoring (`None`
+    /// for all-to-all), cached: computing them hashes every member.
+    fn observers(&mut self, subject: &PeerId, epoch: u64) -> Option<Vec<PeerId>> {
+        if self.config.monitoring == Monitoring::AllToAll {
+            return None;
+        }
+        if let Some(obs) = self.observer_cache.get(&(*subject, epoch)) {
+            return Some(obs.clone());
+        }
+        let obs = self
+            .view
+            .observers_of(subject, epoch, self.config.monitoring);
+        // Bound the cache: a few epochs' worth of subjects.
+        if self.observer_cache.len() >= 4 * self.view.len().max(16) {
+            self.observer_cache.clear();
+        }
+        self.observer_cache.insert((*subject, epoch), obs.clone());
+        Some(obs)
+    }
+
+    /// Recomputes which members this node observes (after view or epoch changes).
+    fn refresh_monitoring(&mut self) {
+        self.observer_cache.clear();
+        let epoch = self.view.epoch();
+        let me = self.me;
+        let monitoring = self.config.monitoring;
+        self.monitored = self
+            .view
+            .members()
+            .map(|(p, _)| *p)
+            .filter(|p| *p != me)
+            .filter(|p| match monitoring {
+                Monitoring::AllToAll => true,
+                Monitoring::Observers { .. } => {
+                    self.view.observers_of(p, epoch, monitoring).contains(&me)
+                }
+            })
+            .collect();
+        self.probe_order.retain(|p| self.monitored.contains(p));
+    }
+
+    fn bump_incarnation(&mut self, above: u64) {
+        self.incarnation = self.incarnation.max(above).saturating_add(1);
+        self.heartbeat_seq = 0;
+        let me = self.me;
+        let inc = self.incarnation;
+        if let Some(info) = self.view.get_mut(&me) {
+            info.incarnation = inc;
+        } else {
+            self.view.admit(me, inc);
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        self.heartbeat_seq = self.heartbeat_seq.saturating_add(1);
+        let hb = Heartbeat {
+            member: self.me,
+            incarnation: self.incarnation,
+            seq: self.heartbeat_seq,
+            epoch: self.view.epoch(),
+            join: self.join.clone(),
+        };
+        if let Some(sh) = SignedHeartbeat::sign(hb, &self.keypair) {
+            self.outputs
+                .push(Output::Broadcast(encode(&Message::Heartbeat(sh))));
+        }
+    }
+
+    fn start_probe(&mut self, peer: PeerId, now: Millis) {
+        let timeout = self.config.probe_timeout;
+        if self
+            .peers
+            .get(&peer)
+            .is_none_or(|ps| ps.probe_deadline.is_some())
+        {
+            return;
+        }
+        let quorum = self.quorum_heard(now);
+        if let Some(ps) = self.peers.get_mut(&peer) {
+            ps.probe_deadline = Some(now.plus(timeout));
+            ps.quorum_at_send = quorum;
+            self.outputs.push(Output::Probe(peer));
+        }
+    }
+
+    /// Whether a quorum of the view was heard within `quorum_window` before `now`.
+    fn quorum_heard(&self, now: Millis) -> bool {
+        let since = Millis(
+            now.0
+                .saturating_sub(self.config.quorum_window.as_millis() as i64),
+        );
+        self.is_quorum(self.live_since(since))
+    }
+
+    /// SWIM-style: probe monitored peers one at a time in a shuffled round.
+    fn round_robin_probe(&mut self, now: Millis) {
+        if self.probe_order.is_empty() {
+            self.probe_order = self.monitored.clone();
+            self.probe_order.shuffle(&mut self.rng);
+        }
+        if let Some(peer) = self.probe_order.pop() {
+            self.start_probe(peer, now);
+        }
+    }
+
+    /// Live members (self included, by phi) and whether they form a quorum of the view:
+    /// more than half, and at least `2f + 1`.
+    fn live_count(&self, now: Millis) -> usize {
+        1 + self
+            .peers
+            .iter()
+            .filter(|(p, ps)| {
+                self.view.is_member(p)
+                    && !ps.suspected
+                    && ps.detector.phi(now) < self.config.phi_threshold
+            })
+            .count()
+    }
+
+    fn update_quorum(&mut self, now: Millis) {
+        let live = self.live_count(now);
+        let view = self.view.len();
+        let quorum = self.is_quorum(live);
+        if quorum != self.quorum {
+            self.quorum = quorum;
+            let event = if quorum {
+                MembershipEvent::QuorumRegained { live, view }
+            } else {
+                MembershipEvent::QuorumLost { live, view }
+            };
+            self.outputs.push(Output::Event(event));
+        }
+    }
+
+    /// Members (self included) heard from at or after `since`.
+    fn live_since(&self, since: Millis) -> usize {
+        1 + self
+            .peers
+            .iter()
+            .filter(|(p, ps)| self.view.is_member(p) && ps.detector.last_arrival() >= since)
+            .count()
+    }
+
+    /// Whether `live` members form a quorum of the view: more than half, at least 2f+1.
+    fn is_quorum(&self, live: usize) -> bool {
+        2 * live > self.view.len() && live >= self.config.certificate_threshold()
+    }
+
+    /// Our direct probe of `subject` just failed. Votes Down if every condition holds:
+    /// monitored, suspected (phi still over the threshold), we are healthy, no current
+    /// vote (or it is due for refresh or from an older epoch or incarnation), and a
+    /// quorum of the view was heard within `quorum_window` both before the probe was
+    /// sent and before it failed: we stayed connected to a quorum throughout.
+    ///
+    /// The vote is decided at the instant of failure, never later, so the quorum
+    /// evidence and the failure describe the same moment: at the onset of a partition
+    /// the other side has been silent for longer than the window at failure time
+    /// (suspicion takes longer than a heartbeat interval); when a partition heals while
+    /// a probe is in flight, the probe was sent without a quorum and does not count.
+    fn on_probe_failed(&mut self, subject: PeerId, now: Millis) {
+        if let Some(ps) = self.peers.get_mut(&subject) {
+            ps.last_failure = Some(now);
+        }
+        if self.local_health >= self.config.abstain_health || !self.monitored.contains(&subject) {
+            return;
+        }
+        let Some(incarnation) = self.view.get(&subject).map(|m| m.incarnation) else {
+            return;
+        };
+        let epoch = self.view.epoch();
+        let Some(ps) = self.peers.get(&subject) else {
+            return;
+        };
+        let vote_due = ps.down_vote.is_none_or(|(inc, e, sent)| {
+            inc != incarnation || e != epoch || now >= sent.plus(self.config.revote_interval)
+        });
+        if !ps.suspected
+            || !vote_due
+            || !ps.quorum_at_send
+            || ps.detector.phi(now) < self.config.phi_threshold
+        {
+            return;
+        }
+        if !self.quorum_heard(now) {
+            return;
+        }
+        if let Some(ps) = self.peers.get_mut(&subject) {
+            ps.down_vote = Some((incarnation, epoch, now));
+        }
+        self.cast(subject, incarnation, Verdict::Down, now);
+        self.check_certificate(subject, incarnation, epoch, now);
+    }
+
+    /// Signs, records and broadcasts our vote.
+    fn cast(&mut self, subject: PeerId, incarnation: u64, verdict: Verdict, now: Millis) {
+        self.vote_seq = self.vote_seq.saturating_add(1).max(now.0.max(0) as u64);
+        let vote = Vote {
+            subject,
+            epoch: self.view.epoch(),
+            observer: self.me,
+            incarnation,
+            verdict,
+            seq: self.vote_seq,
+        };
+        let Some(sv) = SignedVote::sign(vote, &self.keypair) else {
+            return;
+        };
+        // Our own vote is always newer than our previous one.
+        let _ = self.tally.record(sv.clone());
+        self.outputs
+            .push(Output::Broadcast(encode(&Message::Vote(sv))));
+        self.outputs.push(Output::Event(MembershipEvent::VoteCast {
+            subject,
+            incarnation,
+            verdict,
+        }));
+    }
+
+    /// Assembles and applies a certificate if `2f + 1` current observers' Down votes
+    /// agree on (subject, incarnation, epoch).
+    fn check_certificate(&mut self, subject: PeerId, incarnation: u64, epoch: u64, now: Millis) {
+        if self.view.get(&subject).map(|m| m.incarnation) != Some(incarnation) {
+            return;
+        }
+        let observers = self.observers(&subject, epoch);
+        let mut votes: Vec<SignedVote> = self
+            .tally
+            .downs(&subject, incarnation, epoch)
+            .into_iter()
+            .filter(|sv| match &observers {
+                Some(obs) => obs.contains(&sv.vote.observer),
+                None => self.view.is_member(&sv.vote.observer),
+            })
+            .collect();
+        let need = self.config.certificate_threshold();
+        if votes.len() < need {
+            return;
+        }
+        votes.truncate(need);
+        let cert = Certificate {
+            subject,
+            incarnation,
+            epoch,
+            votes,
+        };
+        self.apply_eviction(cert, true, now);
+    }
+
+    fn apply_eviction(&mut self, cert: Certificate, broadcast: bool, now: Millis) {
+        let subject = cert.subject;
+        let incarnation = cert.incarnation;
+        if broadcast {
+            self.outputs
+                .push(Output::Broadcast(encode(&Message::Certificate(
+                    cert.clone(),
+                ))));
+            self.cert_resent.insert(subject, now);
+        }
+        self.view.evict(cert.clone());
+        self.peers.remove(&subject);
+        self.tally.forget(&subject);
+        self.outputs.push(Output::Event(MembershipEvent::Evicted {
+            subject,
+            incarnation,
+            certificate: cert,
+        }));
+        self.on_epoch_change(now);
+    }
+
+    /// After the epoch moved: recompute observers and probe the subjects of standing
+    /// Down votes at once, so a failure re-casts them at the new epoch and the votes for
+    /// one subject converge on one epoch.
+    fn on_epoch_change(&mut self, now: Millis) {
+        self.refresh_monitoring();
+        let standing: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, ps)| ps.down_vote.is_some())
+            .map(|(p, _)| *p)
+            .collect();
+        for subject in standing {
+            self.start_probe(subject, now);
+        }
+    }
+
+    /// Adopts the highest epoch reported by at least `f + 1` members (so at least one
+    /// honest member reached it): catches up after missed certificates.
+    fn adopt_epoch(&mut self, now: Millis) {
+        let e = self.view.reported_epoch(&self.me, self.config.f + 1);
+        if e > self.view.epoch() {
+            self.view.advance_epoch_to(e);
+            self.on_epoch_change(now);
+        }
+    }
+
+    /// An evicted peer still announces its evicted incarnation: show it its certificate
+    /// (at most once per revote interval) so it bumps its incarnation and rejoins.
+    fn remind_evicted(&mut self, peer: PeerId, now: Millis) {
+        let due = self
+            .cert_resent
+            .get(&peer)
+            .is_none_or(|t| now >= t.plus(self.config.revote_interval));
+        if !due {
+            return;
+        }
+        if let Some((_, cert)) = self.view.eviction(&peer) {
+            let bytes = encode(&Message::Certificate(cert.clone()));
+            self.outputs.push(Output::Broadcast(bytes));
+            self.cert_resent.insert(peer, now);
+        }
+    }
+
+    /// Requests a wake-up at the earliest pending deadline.
+    fn schedule_timer(&mut self, now: Millis) {
+        let y = self.suspicion_deviation;
+        let mut next = self.next_heartbeat.min(self.next_probe);
+        for subject in &self.monitored {
+            if let Some(ps) = self.peers.get(subject) {
+                if let Some(d) = ps.probe_deadline {
+                    next = next.min(d);
+                }
+                if !ps.suspected {
+                    next = next.min(ps.detector.suspect_at(y));
+                }
+                if ps.suspected && ps.probe_deadline.is_none() {
+                    let reprobe = self.config.probe_interval.min(self.config.revote_interval);
+                    next = next.min(ps.last_failure.map_or(now, |f| f.plus(reprobe)));
+                }
+            }
+        }
+        let next = next.max(Millis(now.0.saturating_add(1)));
+        if self.timer != Some(next) {
+            self.timer = Some(next);
+            self.outputs.push(Output::SetTimer(next));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
