@@ -1,8 +1,11 @@
-//! The dispatcher: claims jobs for idle workers and hands them out. It claims only as
-//! many jobs as there are free workers (a claimed job has used an attempt, so it must not
-//! sit in a buffer), one claim at a time, and claims again at once while claims come
-//! back full. Wakes: a local submit, a worker going idle, the maintenance tick promoting
-//! due jobs, and a poll fallback for jobs submitted by other processes.
+//! The dispatcher: claims jobs for idle workers and hands them out.
+//!
+//! One claim is in flight at a time, run as a task so hand-outs go on meanwhile; it asks
+//! for the free workers plus a prefetch of up to `concurrency` more, so workers finishing
+//! short jobs find the next one waiting instead of waiting for a store round trip. Jobs
+//! still buffered when the node stops are released (their attempt is given back). Wakes:
+//! a local submit, a worker going idle, maintenance promoting due jobs, and a poll
+//! fallback for jobs submitted by other processes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,8 +26,11 @@ pub enum DispatchMsg {
     Idle(usize),
     /// There may be work: claim if a worker is free.
     Wake,
-    /// Stop claiming for good; reply with jobs claimed but not yet handed out.
-    Drain(RpcReplyPort<Vec<ClaimedJob>>),
+    /// A claim came back: the jobs, or why it failed; and how many were asked for.
+    Claimed(Result<Vec<ClaimedJob>, String>, usize),
+    /// Stop claiming for good, release the jobs claimed but not handed out, and reply
+    /// with how many were released.
+    Drain(RpcReplyPort<usize>),
 }
 
 /// The dispatcher actor.
@@ -36,7 +42,9 @@ pub(crate) struct DispatchState {
     workers: Vec<Option<ActorRef<WorkerMsg>>>,
     idle: Vec<usize>,
     buffer: VecDeque<ClaimedJob>,
+    claiming: bool,
     draining: bool,
+    drain_reply: Option<(RpcReplyPort<usize>, usize)>,
 }
 
 impl Actor for Dispatcher {
@@ -57,13 +65,15 @@ impl Actor for Dispatcher {
             workers: vec![None; n],
             idle: Vec::with_capacity(n),
             buffer: VecDeque::new(),
+            claiming: false,
             draining: false,
+            drain_reply: None,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -84,46 +94,94 @@ impl Actor for Dispatcher {
                 }
             }
             DispatchMsg::Wake => {}
+            DispatchMsg::Claimed(result, _asked) if s.draining => {
+                s.claiming = false;
+                let late = result.unwrap_or_default();
+                let released = s.release(late).await;
+                if let Some((reply, before)) = s.drain_reply.take() {
+                    let _ = reply.send(before + released);
+                }
+                return Ok(());
+            }
+            DispatchMsg::Claimed(result, asked) => {
+                s.claiming = false;
+                match result {
+                    Ok(jobs) => {
+                        let full = jobs.len() == asked;
+                        s.buffer.extend(jobs);
+                        s.hand_out();
+                        if full {
+                            s.maybe_claim(&myself);
+                        }
+                        return Ok(());
+                    }
+                    // The store is down or busy: keep the node up, retry on the next wake.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming jobs failed; will retry");
+                        return Ok(());
+                    }
+                }
+            }
             DispatchMsg::Drain(reply) => {
                 s.draining = true;
-                let _ = reply.send(s.buffer.drain(..).collect());
+                let unstarted: Vec<_> = s.buffer.drain(..).collect();
+                let released = s.release(unstarted).await;
+                if s.claiming {
+                    s.drain_reply = Some((reply, released));
+                } else {
+                    let _ = reply.send(released);
+                }
                 return Ok(());
             }
         }
         s.hand_out();
-        // Claim while there are free workers and claims come back full.
-        while !s.draining && s.idle.len() > s.buffer.len() {
-            let want = (s.idle.len() - s.buffer.len()).min(s.ctx.workers.claim_batch as usize);
-            let got = s.claim(want as u32).await;
-            s.hand_out();
-            if got < want {
-                break;
-            }
-        }
+        s.maybe_claim(&myself);
         Ok(())
     }
 }
 
 impl DispatchState {
-    async fn claim(&mut self, limit: u32) -> usize {
+    /// Starts a claim for the free workers plus prefetch, unless one is in flight.
+    fn maybe_claim(&mut self, myself: &ActorRef<DispatchMsg>) {
+        if self.draining || self.claiming {
+            return;
+        }
+        let prefetch = self.ctx.workers.concurrency as usize;
+        let want = (self.idle.len() + prefetch).saturating_sub(self.buffer.len());
+        if self.idle.is_empty() || want == 0 {
+            return;
+        }
+        let limit = want.min(self.ctx.workers.claim_batch.max(1) as usize);
         let ctx = &self.ctx;
         let req = ClaimRequest {
             queues: ctx.workers.queues.clone(),
             worker: ctx.pool_id(),
             node: ctx.node.clone(),
-            limit,
+            limit: limit as u32,
             lease_for: ctx.workers.lease,
             now: ctx.now(),
         };
-        match ctx.store.claim(&req).await {
-            Ok(jobs) => {
-                let n = jobs.len();
-                self.buffer.extend(jobs);
-                n
-            }
+        self.claiming = true;
+        let store = ctx.store.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = store.claim(&req).await.map_err(|e| e.to_string());
+            // If the dispatcher is gone the node is stopping; the leases lapse and the
+            // jobs are rescued, as after a crash.
+            let _ = me.cast(DispatchMsg::Claimed(result, limit));
+        });
+    }
+
+    /// Gives claimed-but-unstarted jobs back to the store; how many were released.
+    async fn release(&self, jobs: Vec<ClaimedJob>) -> usize {
+        if jobs.is_empty() {
+            return 0;
+        }
+        let leases: Vec<_> = jobs.into_iter().map(|j| j.lease).collect();
+        match self.ctx.store.release(&leases, self.ctx.now()).await {
+            Ok(r) => r.into_iter().filter(|&b| b).count(),
             Err(e) => {
-                // The store is down or busy: keep the node up, try again on the next wake.
-                tracing::warn!(error = %e, "claiming jobs failed; will retry");
+                tracing::warn!(error = %e, n = leases.len(), "releasing unstarted jobs failed; their leases will lapse");
                 0
             }
         }

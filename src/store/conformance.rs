@@ -532,6 +532,28 @@ pub async fn extend_leases(s: &dyn Store) {
     );
 }
 
+/// Releasing unstarted jobs returns their attempt and kills the old lease.
+pub async fn release_unstarted(s: &dyn Store) {
+    ids(s, vec![job("a"), job("b")], T0).await;
+    let cs = claim(s, 2, T0).await;
+    s.complete(vec![ok(&cs[1], T0)]).await.unwrap();
+    let r = s
+        .release(&[cs[0].lease.clone(), cs[1].lease.clone()], T0)
+        .await
+        .unwrap();
+    assert_eq!(r, [true, false], "a finished job is not released");
+    let j = s.get_job(cs[0].job.id).await.unwrap().unwrap();
+    assert_eq!((j.state, j.attempt), (JobState::Available, 0));
+    assert_eq!(
+        s.complete(vec![ok(&cs[0], T0)]).await.unwrap(),
+        [CompletionResult::StaleLease],
+        "the released lease is dead"
+    );
+    let again = claim(s, 1, T0).await.remove(0);
+    assert_eq!((again.job.id, again.lease.attempt), (cs[0].job.id, 1));
+    assert!(again.lease.token > cs[0].lease.token);
+}
+
 /// Counts, filters, paging and the event log.
 pub async fn listing_and_events(s: &dyn Store) {
     let mut other = job("x");
@@ -646,7 +668,8 @@ macro_rules! store_conformance_tests {
             claim_order, claim_sets_lease, delayed_jobs, success_and_exactly_once,
             stale_lease_is_refused_after_rescue, retry_cycle, dead_letter_and_redrive, cancel, unique_keys,
             dependencies_release_on_success, dependencies_by_batch_index, unknown_parent_stores_nothing,
-            dependencies_parent_failure, revoke_node_and_expiry, extend_leases, listing_and_events);
+            dependencies_parent_failure, revoke_node_and_expiry, extend_leases, release_unstarted,
+            listing_and_events);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

@@ -158,6 +158,12 @@ pub trait Store: Send + Sync + 'static {
     async fn extend_leases(&self, leases: &[Lease], until: Millis)
     -> Result<Vec<bool>, StoreError>;
 
+    /// Gives back leased jobs whose attempt never started (a node stopping with claimed
+    /// jobs in hand): where the lease is still current the job is available again at
+    /// `now`, the attempt the claim counted is returned, and the token is bumped so the
+    /// old lease is dead. `false` where the lease was already lost.
+    async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError>;
+
     /// Cancels a job that has not finished; a running attempt loses its lease.
     async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError>;
 

@@ -814,6 +814,42 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let released: Vec<(i64, i32, String)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'available', attempt = attempt - 1,
+                 lease_token = lease_token + 1, lease_expires_at = NULL, run_at = $1
+             FROM unnest($2::bigint[], $3::bigint[]) AS l(id, tok)
+             WHERE jobs.id = l.id AND jobs.lease_token = l.tok AND jobs.state = 'running'
+             RETURNING jobs.id, jobs.attempt, jobs.queue",
+        )
+        .bind(now.0)
+        .bind(leases.iter().map(|l| l.job.0).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.token.0).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let evs: Vec<_> = released
+            .iter()
+            .map(|(id, attempt, _)| {
+                LifecycleEvent::new(EventKind::JobRescued, now)
+                    .job(JobId(*id), Some((*attempt).max(0) as u32))
+                    .detail(json!({"to": "available", "why": "released unstarted"}))
+            })
+            .collect();
+        events(&mut tx, &evs).await?;
+        wake(
+            &mut tx,
+            released.iter().map(|(_, _, q)| q.clone()).collect(),
+        )
+        .await?;
+        tx.commit().await?;
+        let ids: HashSet<i64> = released.iter().map(|(id, _, _)| *id).collect();
+        Ok(leases.iter().map(|l| ids.contains(&l.job.0)).collect())
+    }
+
     async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let state: Option<String> =

@@ -762,6 +762,42 @@ impl Store for SqliteStore {
         Ok(leases.iter().map(|l| extended.contains(&l.job.0)).collect())
     }
 
+    async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<_> = leases
+            .iter()
+            .map(|l| json!({"id": l.job.0, "tok": l.token.0}))
+            .collect();
+        let mut tx = self.begin().await?;
+        let released: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'available', attempt = attempt - 1,
+                 lease_token = lease_token + 1, lease_expires_at = NULL, run_at = ?1
+             FROM (SELECT value->>'id' AS id, value->>'tok' AS tok FROM json_each(?2)) AS l
+             WHERE jobs.id = l.id AND jobs.lease_token = l.tok AND jobs.state = 'running'
+             RETURNING jobs.id, jobs.attempt",
+        )
+        .bind(now.0)
+        .bind(to_json(&rows))
+        .fetch_all(&mut *tx)
+        .await?;
+        let evs: Vec<_> = released
+            .iter()
+            .map(|&(id, attempt)| {
+                LifecycleEvent::new(EventKind::JobRescued, now)
+                    .job(JobId(id), Some(attempt as u32))
+                    .detail(json!({"to": "available", "why": "released unstarted"}))
+            })
+            .collect();
+        events(&mut tx, &evs).await?;
+        tx.commit().await?;
+        Ok(leases
+            .iter()
+            .map(|l| released.iter().any(|&(id, _)| id == l.job.0))
+            .collect())
+    }
+
     async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
