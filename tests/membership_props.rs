@@ -600,38 +600,6 @@ fn sampled_observers_evict_crashed_node() {
     assert!(sim.honest_rejected.is_empty(), "{:?}", sim.honest_rejected);
 }
 
-/// Cost per delivered message in a 100-node cluster with sampled observers (run with
-/// `--ignored --nocapture`; a debug build, so an upper bound).
-#[test]
-#[ignore]
-fn cost_per_message_100_nodes() {
-    let n = 100;
-    let seed = 3;
-    let keys: Vec<Keypair> = (0..n).map(|i| keypair(seed, i)).collect();
-    let mut config = MembershipConfig::new(keys.iter().map(|k| k.public().to_peer_id()), 3);
-    config.monitoring = jobmesh::membership::Monitoring::Observers { k: 10 };
-    let mut sim = Sim::with_config(config, keys, seed);
-    let started = std::time::Instant::now();
-    sim.run_for(Duration::from_secs(3));
-    sim.crash(n - 1);
-    sim.run_for(Duration::from_secs(5));
-    let elapsed = started.elapsed();
-    let crashed = sim.ids[n - 1];
-    let evicted = sim
-        .alive()
-        .iter()
-        .filter(|i| !sim.node(**i).is_member(&crashed))
-        .count();
-    eprintln!(
-        "100 nodes, K=10: {} deliveries in {:?} = {:.1} us/message; {evicted}/{} evicted the crashed node",
-        sim.messages,
-        elapsed,
-        elapsed.as_secs_f64() * 1e6 / sim.messages as f64,
-        n - 1
-    );
-    assert_eq!(evicted, n - 1);
-}
-
 /// A crashed and evicted node that restarts rejoins with a higher incarnation.
 #[test]
 fn restarted_node_rejoins() {

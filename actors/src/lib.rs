@@ -6,6 +6,7 @@
 //! ├── WorkerSupervisor    restarts crashed workers (OTP-style budget and backoff)
 //! │   └── Worker × concurrency
 //! └── Maintenance         promotes due jobs, rescues lapsed leases, extends leases
+//! Membership (mesh mode)  drives the voting protocol over the libp2p mesh
 //! completer, event sink   batched writers (tasks) behind bounded channels
 //! ```
 //!
@@ -21,6 +22,7 @@ mod error;
 mod event_sink;
 mod inflight;
 mod maintenance;
+mod membership;
 pub mod mesh;
 mod node;
 mod node_supervisor;
@@ -30,4 +32,5 @@ mod worker_supervisor;
 
 pub use context::NodeStats;
 pub use error::NodeError;
-pub use node::{Node, NodeOptions};
+pub use membership::{MeshStatus, PeerStatus};
+pub use node::{MeshOptions, Node, NodeOptions};

@@ -17,6 +17,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::completer;
+use crate::membership::{MembershipActor, MembershipArgs, MembershipMsg, MeshStatus};
+use crate::mesh::{Client, MeshConfig, spawn_mesh};
+use jobmesh::membership::{MEMBERSHIP_TOPIC, Membership, MembershipConfig};
 use crate::context::{Counters, Ctx, NodeStats};
 use crate::dispatcher::DispatchMsg;
 use crate::error::NodeError;
@@ -43,8 +46,29 @@ pub struct NodeOptions {
     pub clock: Arc<dyn Clock>,
 }
 
+/// What a node needs to join a mesh.
+pub struct MeshOptions {
+    /// The node's identity; its peer id becomes its node id (leases carry it).
+    pub keypair: libp2p::identity::Keypair,
+    /// Listen and bootstrap addresses and gossip tuning; the membership topic is added.
+    pub mesh: MeshConfig,
+    /// Members (allowlist), f and the detector's timings.
+    pub membership: MembershipConfig,
+    /// Seed of the protocol's randomness (probe order, jitter).
+    pub seed: u64,
+}
+
+/// The mesh side of a node.
+struct MeshParts {
+    client: Client,
+    membership: ActorRef<MembershipMsg>,
+    status: Arc<Mutex<MeshStatus>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
 /// A running node.
 pub struct Node {
+    mesh: Option<MeshParts>,
     ctx: Arc<Ctx>,
     supervisor: ActorRef<NodeMsg>,
     supervisor_task: Mutex<Option<JoinHandle<()>>>,
@@ -119,6 +143,7 @@ impl Node {
         let dispatcher = ractor::call!(supervisor, NodeMsg::Dispatcher)
             .map_err(|e| NodeError::Actor(e.to_string()))?;
         Ok(Node {
+            mesh: None,
             ctx,
             supervisor,
             supervisor_task: Mutex::new(Some(task)),
@@ -127,6 +152,76 @@ impl Node {
             writers: Mutex::new(vec![sink_task, completer_task]),
             fatal,
         })
+    }
+
+    /// Starts a node that joins a libp2p mesh: its node id is its peer id, it gossips
+    /// heartbeats and votes on the membership topic, and when a certificate evicts a
+    /// member it revokes that member's leases so its jobs run again at once.
+    pub async fn start_meshed(mut opts: NodeOptions, mesh: MeshOptions) -> Result<Node, NodeError> {
+        let me = mesh.keypair.public().to_peer_id();
+        opts.node_id = NodeId(me.to_string());
+        let clock = opts.clock.clone();
+        let core = Membership::new(
+            mesh.membership.clone(),
+            mesh.keypair.clone(),
+            None,
+            mesh.seed,
+            clock.now(),
+        )
+        .map_err(|e| NodeError::Options(format!("membership: {e}")))?;
+        let mut node = Node::start(opts).await?;
+        let mut config = mesh.mesh;
+        if !config.topics.iter().any(|t| t == MEMBERSHIP_TOPIC) {
+            config.topics.push(MEMBERSHIP_TOPIC.to_string());
+        }
+        config.probe_timeout = mesh.membership.probe_timeout;
+        let (client, mut events, loop_task) = match spawn_mesh(mesh.keypair, config) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = node.shutdown(Duration::from_secs(1)).await;
+                return Err(NodeError::Options(format!("mesh: {e}")));
+            }
+        };
+        let status = Arc::new(Mutex::new(MeshStatus::default()));
+        let args = MembershipArgs {
+            core,
+            client: client.clone(),
+            ctx: node.ctx.clone(),
+            status: status.clone(),
+            allowlist: mesh.membership.allowlist.iter().copied().collect(),
+        };
+        let (membership, _) = Actor::spawn(None, MembershipActor, args)
+            .await
+            .map_err(|e| NodeError::Actor(e.to_string()))?;
+        let pump = {
+            let membership = membership.clone();
+            tokio::spawn(async move {
+                while let Some(e) = events.recv().await {
+                    if membership.cast(MembershipMsg::Mesh(e)).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        node.mesh = Some(MeshParts {
+            client,
+            membership,
+            status,
+            tasks: vec![loop_task, pump],
+        });
+        Ok(node)
+    }
+
+    /// The mesh client, when the node joined a mesh.
+    pub fn mesh(&self) -> Option<&Client> {
+        self.mesh.as_ref().map(|m| &m.client)
+    }
+
+    /// The membership as this node sees it, when it joined a mesh.
+    pub fn mesh_status(&self) -> Option<MeshStatus> {
+        self.mesh
+            .as_ref()
+            .map(|m| m.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// The node's name.
@@ -198,6 +293,10 @@ impl Node {
         {
             self.hand_back_running().await;
         }
+        if let Some(m) = &self.mesh {
+            m.membership.stop(Some("node shutdown".into()));
+            let _ = m.client.shutdown().await;
+        }
         let task = self.supervisor_task.lock().unwrap().take();
         self.supervisor.stop(Some("node shutdown".into()));
         if let Some(task) = task {
@@ -231,6 +330,12 @@ impl Node {
     /// Stops at once with no clean-up, as a crash would: leases stay with this node
     /// until they lapse or the node restarts under the same name.
     pub fn abort(self) {
+        if let Some(m) = &self.mesh {
+            m.membership.kill();
+            for t in &m.tasks {
+                t.abort();
+            }
+        }
         self.supervisor.kill();
         for w in self.writers.lock().unwrap().drain(..) {
             w.abort();
