@@ -7,6 +7,9 @@
 
 pub mod conformance;
 mod error;
+/// Redis hot path: priority dispatch with fenced leases, heartbeats, job-state hashes
+/// and the live event stream, rebuildable from the SQL system of record.
+pub mod redis;
 pub mod sqlite;
 
 pub use error::StoreError;
