@@ -220,7 +220,7 @@ impl RedisDispatch {
 
 /// `[id, token, id, token, ...]` as pairs.
 fn pairs(flat: &[i64]) -> Result<Vec<(JobId, LeaseToken)>, StoreError> {
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err(StoreError::Corrupt("odd id/token reply".into()));
     }
     Ok(flat
