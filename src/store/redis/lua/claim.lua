@@ -43,6 +43,15 @@ elseif limit > 0 then
   end
 end
 
+-- A queue with no job left needs no wake tokens: drop stale ones so that blocked
+-- claimers do not wake for jobs that others already took.
+for i = 8, #ARGV do
+  local q = ARGV[i]
+  if redis.call('ZCARD', k_ready(q)) == 0 and redis.call('ZCARD', k_delayed(q)) == 0 then
+    redis.call('DEL', k_wake(q))
+  end
+end
+
 local out = { next_due }
 for _, id in ipairs(picked) do
   local h = k_job(id)
