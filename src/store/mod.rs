@@ -10,6 +10,9 @@ mod error;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
+/// Redis hot path: priority dispatch with fenced leases, heartbeats, job-state hashes
+/// and the live event stream, rebuildable from the SQL system of record.
+pub mod redis;
 pub mod sqlite;
 
 pub use error::StoreError;
