@@ -105,6 +105,7 @@ impl Actor for Dispatcher {
             }
             DispatchMsg::Claimed(result, asked) => {
                 s.claiming = false;
+                tracing::trace!(node = %s.ctx.node, asked, got = ?result.as_ref().map(|j| j.len()), "claimed");
                 match result {
                     Ok(jobs) => {
                         let full = jobs.len() == asked;
@@ -162,6 +163,7 @@ impl DispatchState {
             now: ctx.now(),
         };
         self.claiming = true;
+        tracing::trace!(node = %ctx.node, limit, idle = self.idle.len(), "claiming");
         let store = ctx.store.clone();
         let me = myself.clone();
         tokio::spawn(async move {

@@ -41,6 +41,8 @@ pub struct PeerStatus {
     pub phi: Option<f64>,
     /// Last probe round trip, in milliseconds.
     pub rtt_ms: Option<f64>,
+    /// Whether this node ever heard from it.
+    pub heard: bool,
     /// Signers of the eviction certificate, if it was evicted.
     pub evicted_by: Vec<String>,
 }
@@ -189,7 +191,8 @@ impl MembershipState {
                     if let Some(t) = self.timer.take() {
                         t.abort();
                     }
-                    let delay = Duration::from_millis(at.0.saturating_sub(self.ctx.now().0).max(0) as u64);
+                    let delay =
+                        Duration::from_millis(at.0.saturating_sub(self.ctx.now().0).max(0) as u64);
                     let me = myself.clone();
                     self.timer = Some(tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
@@ -259,7 +262,10 @@ impl MembershipState {
             MembershipEvent::SelfEvicted { incarnation, .. } => {
                 // Our leases were revoked: stop running what we hold; the store refuses
                 // our completions anyway.
-                tracing::warn!(incarnation, "this node was evicted; dropping its running attempts and rejoining");
+                tracing::warn!(
+                    incarnation,
+                    "this node was evicted; dropping its running attempts and rejoining"
+                );
                 for lease in self.ctx.inflight.leases() {
                     self.ctx.inflight.interrupt(lease.job, Some(lease.token));
                 }
@@ -287,6 +293,7 @@ impl MembershipState {
                 incarnation: info.incarnation,
                 phi: self.core.phi(peer, now).filter(|p| p.is_finite()),
                 rtt_ms: self.core.rtt(peer).map(|d| d.as_secs_f64() * 1000.0),
+                heard: self.core.heard(peer),
                 evicted_by: Vec::new(),
             })
             .collect();
@@ -298,7 +305,12 @@ impl MembershipState {
                     incarnation: *incarnation,
                     phi: None,
                     rtt_ms: None,
-                    evicted_by: cert.votes.iter().map(|v| v.vote.observer.to_string()).collect(),
+                    heard: false,
+                    evicted_by: cert
+                        .votes
+                        .iter()
+                        .map(|v| v.vote.observer.to_string())
+                        .collect(),
                 });
             }
         }

@@ -17,15 +17,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::completer;
-use crate::membership::{MembershipActor, MembershipArgs, MembershipMsg, MeshStatus};
-use crate::mesh::{Client, MeshConfig, spawn_mesh};
-use jobmesh::membership::{MEMBERSHIP_TOPIC, Membership, MembershipConfig};
 use crate::context::{Counters, Ctx, NodeStats};
 use crate::dispatcher::DispatchMsg;
 use crate::error::NodeError;
 use crate::event_sink::EventSink;
 use crate::inflight::InFlight;
+use crate::membership::{MembershipActor, MembershipArgs, MembershipMsg, MeshStatus};
+use crate::mesh::{Client, MeshConfig, spawn_mesh};
 use crate::node_supervisor::{NodeMsg, NodeSupervisor};
+use jobmesh::membership::{MEMBERSHIP_TOPIC, Membership, MembershipConfig};
 
 /// How long background writers get to flush at shutdown.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);

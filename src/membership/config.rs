@@ -66,6 +66,9 @@ pub struct MembershipConfig {
     /// If ticks arrive this much later than requested, the node was paused: arrival
     /// history is no evidence about peers, so detectors restart.
     pub pause_reset: Duration,
+    /// How long a member never heard from is given to appear before it can be
+    /// suspected (start-up, joins).
+    pub join_grace: Duration,
 }
 
 impl MembershipConfig {
@@ -88,6 +91,7 @@ impl MembershipConfig {
             revote_interval: Duration::from_millis(1000),
             quorum_window: Duration::from_millis(650),
             pause_reset: Duration::from_millis(2000),
+            join_grace: Duration::from_secs(10),
         }
     }
 

@@ -187,6 +187,12 @@ pub enum MembershipEvent {
 #[derive(Debug, Clone)]
 struct PeerState {
     detector: PhiAccrual,
+    /// Whether we ever heard from it (heartbeat or probe answer). A member never heard
+    /// is not suspected before `join_grace` has passed: at start-up silence means "not
+    /// connected yet", not "dead" (lease expiry still rescues a node that never came).
+    heard: bool,
+    /// When we started tracking it.
+    added_at: Millis,
     suspected: bool,
     probe_deadline: Option<Millis>,
     /// When our last direct probe of this peer failed.
@@ -347,7 +353,8 @@ impl Membership {
             let Some(ps) = self.peers.get_mut(subject) else {
                 continue;
             };
-            if !ps.suspected && ps.detector.phi(now) >= self.config.phi_threshold {
+            let in_grace = !ps.heard && now < ps.added_at.plus(self.config.join_grace);
+            if !ps.suspected && !in_grace && ps.detector.phi(now) >= self.config.phi_threshold {
                 ps.suspected = true;
                 let incarnation = self.view.get(subject).map_or(0, |m| m.incarnation);
                 self.outputs.push(Output::Event(MembershipEvent::Suspected {
@@ -395,6 +402,7 @@ impl Membership {
         let was_pending = ps.probe_deadline.take().is_some();
         if ok {
             ps.last_rtt = Some(rtt);
+            ps.heard = true;
             ps.detector.heartbeat(now);
             let was_suspected = std::mem::replace(&mut ps.suspected, false);
             let withdrawn = ps.down_vote.take();
@@ -449,6 +457,12 @@ impl Membership {
     /// Whether `peer` is a member in the local view.
     pub fn is_member(&self, peer: &PeerId) -> bool {
         self.view.is_member(peer)
+    }
+
+    /// Whether we ever heard from `peer` (heartbeat or probe answer).
+    /// Whether the local detector suspects `peer`.
+    pub fn heard(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|ps| ps.heard)
     }
 
     /// Whether the local detector suspects `peer`.
@@ -555,6 +569,7 @@ impl Membership {
             info.epoch = epoch;
         }
         if let Some(ps) = self.peers.get_mut(&member) {
+            ps.heard = true;
             ps.detector.heartbeat(now);
             if refuted {
                 let was = ps.suspected || ps.down_vote.is_some();
@@ -738,6 +753,8 @@ impl Membership {
         self.peers.insert(
             peer,
             PeerState {
+                heard: false,
+                added_at: now,
                 detector: PhiAccrual::new(
                     now,
                     c.heartbeat_interval,
