@@ -20,9 +20,9 @@ use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
-use self::rows::{InsertRow, SuccessRow, job_columns, policy_name, to_json};
+use self::rows::{InsertRow, SuccessRow, job_array, job_columns, policy_name, to_json};
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, Store,
     StoreError,
@@ -35,6 +35,21 @@ use crate::job::{
 };
 
 type Tx = Transaction<'static, Sqlite>;
+
+/// Rows per multi-row `VALUES` statement.
+const MAX_VALUES_ROWS: usize = 256;
+
+/// Row counts are padded (with NULL rows the statement skips) to a power of two, so a
+/// handful of distinct statements cover every batch size and stay in the statement cache.
+fn padded(n: usize) -> usize {
+    n.next_power_of_two()
+}
+
+/// `n` parenthesised rows of `width` placeholders: `(?,?),(?,?)`.
+fn placeholders(n: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(","));
+    vec![row; n].join(",")
+}
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +75,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .row_buffer_size(1024);
         let cannot_open = |e: sqlx::Error| {
             StoreError::Invalid(format!(
                 "cannot open SQLite database {}: {e}",
@@ -72,6 +88,7 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(cannot_open)?;
@@ -441,48 +458,95 @@ impl SqliteStore {
                 },
             })
             .collect();
-        let rows = to_json(&rows);
         // The lease token is unchanged by this update, so (id, token) names the applied entry.
-        let applied: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE jobs SET state = 'succeeded', finished_at = c.f, output = c.o, lease_expires_at = NULL
-             FROM (SELECT value->>'id' AS id, value->>'tok' AS tok, value->>'f' AS f, value->'o' AS o
-                   FROM json_each(?1)) AS c
-             WHERE jobs.id = c.id AND jobs.lease_token = c.tok AND jobs.state = 'running'
-             RETURNING jobs.id, jobs.lease_token",
-        )
-        .bind(&rows)
-        .fetch_all(&mut **tx)
-        .await?;
+        let mut applied: Vec<(i64, i64)> = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(MAX_VALUES_ROWS) {
+            let n = padded(chunk.len());
+            let sql = format!(
+                "UPDATE jobs SET state = 'succeeded', finished_at = c.column3, output = c.column4,
+                     lease_expires_at = NULL
+                 FROM (VALUES {}) AS c
+                 WHERE jobs.id = c.column1 AND jobs.lease_token = c.column2 AND jobs.state = 'running'
+                 RETURNING jobs.id, jobs.lease_token",
+                placeholders(n, 4)
+            );
+            let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.id)
+                    .bind(r.tok)
+                    .bind(r.f)
+                    .bind(r.o.map(|o| o.to_string()));
+            }
+            for _ in chunk.len()..n {
+                q = q
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<String>);
+            }
+            applied.extend(q.fetch_all(&mut **tx).await?);
+        }
         if applied.is_empty() {
             return Ok(applied);
         }
         let ids: Vec<i64> = applied.iter().map(|(id, _)| *id).collect();
-        let applied_json = to_json(
-            &applied
-                .iter()
-                .map(|(id, tok)| format!("{id}:{tok}"))
-                .collect::<Vec<_>>(),
-        );
-        sqlx::query(
-            "INSERT INTO job_executions (job, attempt, worker, node, started_at, finished_at, outcome)
-             SELECT value->>'id', value->>'a', value->>'w', value->>'n', value->>'s', value->>'f', 'succeeded'
-             FROM json_each(?1) WHERE (value->>'id') || ':' || (value->>'tok') IN (SELECT value FROM json_each(?2))
-             ORDER BY key",
-        )
-        .bind(&rows)
-        .bind(&applied_json)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
-             SELECT value->>'f', 'job.succeeded', value->>'id', value->>'a', value->>'w', value->>'n'
-             FROM json_each(?1) WHERE (value->>'id') || ':' || (value->>'tok') IN (SELECT value FROM json_each(?2))
-             ORDER BY key",
-        )
-        .bind(&rows)
-        .bind(&applied_json)
-        .execute(&mut **tx)
-        .await?;
+        let done: HashSet<(i64, i64)> = applied.iter().copied().collect();
+        let rows: Vec<&SuccessRow> = rows
+            .iter()
+            .filter(|r| done.contains(&(r.id, r.tok)))
+            .collect();
+        for chunk in rows.chunks(MAX_VALUES_ROWS) {
+            let n = padded(chunk.len());
+            let sql = format!(
+                "INSERT INTO job_executions (job, attempt, worker, node, started_at, finished_at, outcome)
+                 SELECT column1, column2, column3, column4, column5, column6, 'succeeded'
+                 FROM (VALUES {}) WHERE column1 IS NOT NULL",
+                placeholders(n, 6)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.id)
+                    .bind(r.a as i64)
+                    .bind(r.w)
+                    .bind(r.n)
+                    .bind(r.s)
+                    .bind(r.f);
+            }
+            for _ in chunk.len()..n {
+                q = q
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<&str>)
+                    .bind(None::<&str>)
+                    .bind(None::<i64>)
+                    .bind(None::<i64>);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        for chunk in rows.chunks(MAX_VALUES_ROWS) {
+            let n = padded(chunk.len());
+            let sql = format!(
+                "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+                 SELECT column1, 'job.succeeded', column2, column3, column4, column5
+                 FROM (VALUES {}) WHERE column1 IS NOT NULL",
+                placeholders(n, 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q.bind(r.f).bind(r.id).bind(r.a as i64).bind(r.w).bind(r.n);
+            }
+            for _ in chunk.len()..n {
+                q = q
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<&str>)
+                    .bind(None::<&str>);
+            }
+            q.execute(&mut **tx).await?;
+        }
         release_children(tx, &ids, now).await?;
         Ok(applied)
     }
@@ -645,37 +709,51 @@ impl Store for SqliteStore {
         }
         let expires = req.now.plus(req.lease_for);
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(concat!(
-            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
-                 lease_owner = ?1, lease_node = ?2, lease_expires_at = ?3
-             WHERE id IN (SELECT id FROM jobs WHERE state = 'available'
-                            AND queue IN (SELECT value FROM json_each(?4))
-                          ORDER BY priority DESC, run_at, id LIMIT ?5)
-             RETURNING ",
-            job_columns!()
-        ))
-        .bind(&req.worker.0)
-        .bind(&req.node.0)
-        .bind(expires.0)
+        // Pick, lease, log and read back the batch with one value crossing from SQLite's
+        // thread per statement (ids in, one JSON array out), not one row per job.
+        let ids: String = sqlx::query_scalar(
+            "SELECT json_group_array(id) FROM (
+                 SELECT id FROM jobs WHERE state = 'available'
+                   AND queue IN (SELECT value FROM json_each(?1))
+                 ORDER BY priority DESC, run_at, id LIMIT ?2)",
+        )
         .bind(to_json(&req.queues))
         .bind(req.limit as i64)
-        .fetch_all(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>, _>>()?;
-        if jobs.is_empty() {
+        if ids == "[]" {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = jobs.iter().map(|j| j.id.0).collect();
+        sqlx::query(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+                 lease_owner = ?1, lease_node = ?2, lease_expires_at = ?3
+             WHERE id IN (SELECT value FROM json_each(?4)) AND state = 'available'",
+        )
+        .bind(&req.worker.0)
+        .bind(&req.node.0)
+        .bind(expires.0)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
              SELECT ?1, 'job.claimed', id, attempt, lease_owner, lease_node FROM jobs
              WHERE id IN (SELECT value FROM json_each(?2))",
         )
         .bind(req.now.0)
-        .bind(to_json(&ids))
+        .bind(&ids)
         .execute(&mut *tx)
         .await?;
+        let claimed: String = sqlx::query_scalar(concat!(
+            "SELECT json_group_array(",
+            job_array!(),
+            ") FROM jobs WHERE id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(&ids)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut jobs = rows::jobs_from_array(&claimed)?;
         tx.commit().await?;
         jobs.sort_by(|a, b| {
             b.priority
