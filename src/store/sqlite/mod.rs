@@ -200,18 +200,10 @@ async fn cascade_discard(tx: &mut Tx, parents: Vec<i64>, now: Millis) -> Result<
     Ok(())
 }
 
-/// Releases waiting children of newly succeeded `parents` whose parents have all succeeded.
+/// Releases waiting children of newly succeeded `parents` whose parents have all succeeded
+/// (the caller checked that some of them have children).
 async fn release_children(tx: &mut Tx, parents: &[i64], now: Millis) -> Result<(), StoreError> {
     let parents = to_json(&parents);
-    let has_children: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?1)))",
-    )
-    .bind(&parents)
-    .fetch_one(&mut **tx)
-    .await?;
-    if !has_children {
-        return Ok(());
-    }
     sqlx::query(
         "UPDATE jobs SET pending_parents = pending_parents - (
              SELECT count(*) FROM job_dependencies d
@@ -496,58 +488,51 @@ impl SqliteStore {
             .iter()
             .filter(|r| done.contains(&(r.id, r.tok)))
             .collect();
+        // Both records and the check for waiting children go in one command (a round
+        // trip to SQLite's thread each saved); positional parameters run on from one
+        // statement to the next.
+        let mut has_children = false;
         for chunk in rows.chunks(MAX_VALUES_ROWS) {
             let n = padded(chunk.len());
             let sql = format!(
                 "INSERT INTO job_executions (job, attempt, worker, node, started_at, finished_at, outcome)
                  SELECT column1, column2, column3, column4, column5, column6, 'succeeded'
-                 FROM (VALUES {}) WHERE column1 IS NOT NULL",
-                placeholders(n, 6)
+                 FROM (VALUES {rows}) WHERE column1 IS NOT NULL;
+                 INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+                 SELECT column6, 'job.succeeded', column1, column2, column3, column4
+                 FROM (VALUES {rows}) WHERE column1 IS NOT NULL;
+                 SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?)))",
+                rows = placeholders(n, 6)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                q = q
-                    .bind(r.id)
-                    .bind(r.a as i64)
-                    .bind(r.w)
-                    .bind(r.n)
-                    .bind(r.s)
-                    .bind(r.f);
+            let mut q = sqlx::query_scalar::<_, bool>(AssertSqlSafe(sql));
+            // The same rows twice: once per insert.
+            for _ in 0..2 {
+                for r in chunk {
+                    q = q
+                        .bind(r.id)
+                        .bind(r.a as i64)
+                        .bind(r.w)
+                        .bind(r.n)
+                        .bind(r.s)
+                        .bind(r.f);
+                }
+                for _ in chunk.len()..n {
+                    q = q
+                        .bind(None::<i64>)
+                        .bind(None::<i64>)
+                        .bind(None::<&str>)
+                        .bind(None::<&str>)
+                        .bind(None::<i64>)
+                        .bind(None::<i64>);
+                }
             }
-            for _ in chunk.len()..n {
-                q = q
-                    .bind(None::<i64>)
-                    .bind(None::<i64>)
-                    .bind(None::<&str>)
-                    .bind(None::<&str>)
-                    .bind(None::<i64>)
-                    .bind(None::<i64>);
-            }
-            q.execute(&mut **tx).await?;
+            let chunk_ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
+            q = q.bind(to_json(&chunk_ids));
+            has_children |= q.fetch_one(&mut **tx).await?;
         }
-        for chunk in rows.chunks(MAX_VALUES_ROWS) {
-            let n = padded(chunk.len());
-            let sql = format!(
-                "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
-                 SELECT column1, 'job.succeeded', column2, column3, column4, column5
-                 FROM (VALUES {}) WHERE column1 IS NOT NULL",
-                placeholders(n, 5)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                q = q.bind(r.f).bind(r.id).bind(r.a as i64).bind(r.w).bind(r.n);
-            }
-            for _ in chunk.len()..n {
-                q = q
-                    .bind(None::<i64>)
-                    .bind(None::<i64>)
-                    .bind(None::<i64>)
-                    .bind(None::<&str>)
-                    .bind(None::<&str>);
-            }
-            q.execute(&mut **tx).await?;
+        if has_children {
+            release_children(tx, &ids, now).await?;
         }
-        release_children(tx, &ids, now).await?;
         Ok(applied)
     }
 
@@ -725,31 +710,25 @@ impl Store for SqliteStore {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        sqlx::query(
+        // Lease, log and read back in one command. Parameters are positional: each
+        // statement takes the next ones in order (numbered ones would not run on).
+        let claimed: String = sqlx::query_scalar(concat!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
-                 lease_owner = ?1, lease_node = ?2, lease_expires_at = ?3
-             WHERE id IN (SELECT value FROM json_each(?4)) AND state = 'available'",
-        )
+                 lease_owner = ?, lease_node = ?, lease_expires_at = ?
+             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'available';
+             INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+             SELECT ?, 'job.claimed', id, attempt, lease_owner, lease_node FROM jobs
+             WHERE id IN (SELECT value FROM json_each(?));
+             SELECT json_group_array(",
+            job_array!(),
+            ") FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+        ))
         .bind(&req.worker.0)
         .bind(&req.node.0)
         .bind(expires.0)
         .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
-             SELECT ?1, 'job.claimed', id, attempt, lease_owner, lease_node FROM jobs
-             WHERE id IN (SELECT value FROM json_each(?2))",
-        )
         .bind(req.now.0)
         .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        let claimed: String = sqlx::query_scalar(concat!(
-            "SELECT json_group_array(",
-            job_array!(),
-            ") FROM jobs WHERE id IN (SELECT value FROM json_each(?1))"
-        ))
         .bind(&ids)
         .fetch_one(&mut *tx)
         .await?;
