@@ -5,8 +5,12 @@
 //! a `BEGIN IMMEDIATE` transaction, so the write lock is taken up front and two
 //! processes sharing the file (a node and the CLI) wait for each other instead of
 //! failing on lock upgrade. Hot paths (enqueue, claim, success) are set-based: one
-//! statement per batch, reading its rows from a JSON array through `json_each`, because
-//! each statement costs a round trip to sqlx's SQLite worker thread.
+//! statement per batch, because each command costs a round trip to sqlx's SQLite worker
+//! thread (and the wake-ups of two threads). Claims pass ids as a scalar JSON array and
+//! bring the batch back as one JSON value, not one row per job; successes bind their
+//! rows as a multi-row `VALUES` list (extracting fields from `json_each` objects cost
+//! more than the writes); several statements share one command where no answer is
+//! needed in between.
 
 mod rows;
 
