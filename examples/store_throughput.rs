@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let mut pending = Vec::new();
     let mut done = 0;
+    let (mut claim_t, mut complete_t) = (Duration::ZERO, Duration::ZERO);
     loop {
         let req = ClaimRequest {
             queues: vec!["default".into()],
@@ -37,7 +38,9 @@ async fn main() -> anyhow::Result<()> {
             lease_for: Duration::from_secs(30),
             now: SystemClock.now(),
         };
+        let tc = Instant::now();
         let got = store.claim(&req).await?;
+        claim_t += tc.elapsed();
         if got.is_empty() && pending.is_empty() {
             break;
         }
@@ -50,15 +53,19 @@ async fn main() -> anyhow::Result<()> {
         }));
         if pending.len() >= 512 || !pending.is_empty() {
             done += pending.len();
+            let tc = Instant::now();
             store.complete(std::mem::take(&mut pending)).await?;
+            complete_t += tc.elapsed();
         }
     }
     let drain = t.elapsed();
     println!(
-        "{{\"jobs\": {done}, \"enqueue_per_s\": {:.0}, \"claim_complete_per_s\": {:.0}, \"end_to_end_per_s\": {:.0}}}",
+        "{{\"jobs\": {done}, \"enqueue_per_s\": {:.0}, \"claim_complete_per_s\": {:.0}, \"end_to_end_per_s\": {:.0}, \"claim_us_per_job\": {:.2}, \"complete_us_per_job\": {:.2}}}",
         n as f64 / enq.as_secs_f64(),
         done as f64 / drain.as_secs_f64(),
-        n as f64 / (enq + drain).as_secs_f64()
+        n as f64 / (enq + drain).as_secs_f64(),
+        claim_t.as_secs_f64() * 1e6 / done.max(1) as f64,
+        complete_t.as_secs_f64() * 1e6 / done.max(1) as f64,
     );
     Ok(())
 }

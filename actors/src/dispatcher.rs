@@ -1,20 +1,29 @@
 //! The dispatcher: claims jobs for idle workers and hands them out.
 //!
 //! One claim is in flight at a time, run as a task so hand-outs go on meanwhile; it asks
-//! for the free workers plus a prefetch of up to `concurrency` more, so workers finishing
-//! short jobs find the next one waiting instead of waiting for a store round trip. Jobs
+//! for the free workers plus a prefetch, so workers finishing short jobs find the next one
+//! waiting instead of waiting for a store round trip. The prefetch is `concurrency`, or
+//! more when jobs are short: as many as were handed out over the last [`PREFETCH_SPAN`]
+//! (up to `claim_batch`), so a buffered job waits about that long at most while its lease
+//! runs, yet a stream of tiny jobs is claimed in big batches (each claim is a store
+//! transaction: few big ones drain far faster than many small ones). Jobs
 //! still buffered when the node stops are released (their attempt is given back). Wakes:
 //! a local submit, a worker going idle, maintenance promoting due jobs, and a poll
 //! fallback for jobs submitted by other processes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use jobmesh::job::{ClaimRequest, ClaimedJob};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::{Counters, Ctx};
 use crate::worker::WorkerMsg;
+
+/// How much work the prefetch may hold, in time at the recent hand-out rate; kept far
+/// below any lease (at least 100 ms) so buffered jobs start long before theirs lapses.
+const PREFETCH_SPAN: Duration = Duration::from_millis(20);
 
 /// Messages to the dispatcher.
 pub enum DispatchMsg {
@@ -45,6 +54,50 @@ pub(crate) struct DispatchState {
     claiming: bool,
     draining: bool,
     drain_reply: Option<(RpcReplyPort<usize>, usize)>,
+    /// Hand-outs in the current and the previous [`PREFETCH_SPAN`].
+    handed: HandOutRate,
+}
+
+/// Hand-outs counted per [`PREFETCH_SPAN`]: the current span and the last full one.
+struct HandOutRate {
+    since: Instant,
+    current: usize,
+    previous: usize,
+}
+
+impl HandOutRate {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= PREFETCH_SPAN {
+            // A span with nothing handed out in between resets the rate.
+            self.previous = if elapsed >= 2 * PREFETCH_SPAN {
+                0
+            } else {
+                self.current
+            };
+            self.current = 0;
+            self.since = now;
+        }
+    }
+
+    fn count(&mut self, now: Instant) {
+        self.roll(now);
+        self.current += 1;
+    }
+
+    /// Hand-outs over about the last span.
+    fn recent(&mut self, now: Instant) -> usize {
+        self.roll(now);
+        self.previous.max(self.current)
+    }
 }
 
 impl Actor for Dispatcher {
@@ -68,7 +121,26 @@ impl Actor for Dispatcher {
             claiming: false,
             draining: false,
             drain_reply: None,
+            handed: HandOutRate::new(),
         })
+    }
+
+    /// Stopped without a drain (the node is failing): give the buffer back all the same,
+    /// so those jobs run again at once instead of after their leases lapse.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let unstarted: Vec<_> = s.buffer.drain(..).collect();
+        let released = s.release(unstarted).await;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "dispatcher stopped: released jobs claimed but not started"
+            );
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -105,7 +177,6 @@ impl Actor for Dispatcher {
             }
             DispatchMsg::Claimed(result, asked) => {
                 s.claiming = false;
-                tracing::trace!(node = %s.ctx.node, asked, got = ?result.as_ref().map(|j| j.len()), "claimed");
                 match result {
                     Ok(jobs) => {
                         let full = jobs.len() == asked;
@@ -147,7 +218,7 @@ impl DispatchState {
         if self.draining || self.claiming {
             return;
         }
-        let prefetch = self.ctx.workers.concurrency as usize;
+        let prefetch = self.prefetch();
         let want = (self.idle.len() + prefetch).saturating_sub(self.buffer.len());
         if self.idle.is_empty() || want == 0 {
             return;
@@ -163,15 +234,30 @@ impl DispatchState {
             now: ctx.now(),
         };
         self.claiming = true;
-        tracing::trace!(node = %ctx.node, limit, idle = self.idle.len(), "claiming");
-        let store = ctx.store.clone();
+        let ctx = ctx.clone();
         let me = myself.clone();
         tokio::spawn(async move {
-            let result = store.claim(&req).await.map_err(|e| e.to_string());
-            // If the dispatcher is gone the node is stopping; the leases lapse and the
-            // jobs are rescued, as after a crash.
-            let _ = me.cast(DispatchMsg::Claimed(result, limit));
+            let result = ctx.store.claim(&req).await.map_err(|e| e.to_string());
+            // If the dispatcher is gone the node is stopping: give the jobs back (if that
+            // fails too, their leases lapse and they are rescued, as after a crash).
+            if let Err(ractor::MessagingErr::SendErr(DispatchMsg::Claimed(Ok(jobs), _))) =
+                me.cast(DispatchMsg::Claimed(result, limit))
+                && !jobs.is_empty()
+            {
+                let leases: Vec<_> = jobs.into_iter().map(|j| j.lease).collect();
+                if let Err(e) = ctx.store.release(&leases, ctx.now()).await {
+                    tracing::warn!(error = %e, n = leases.len(), "releasing a late claim failed; its leases will lapse");
+                }
+            }
         });
+    }
+
+    /// How many claimed jobs to keep ready beyond the idle workers: `concurrency`, or what
+    /// the workers took over the last [`PREFETCH_SPAN`] when that is more, up to a claim.
+    fn prefetch(&mut self) -> usize {
+        let w = &self.ctx.workers;
+        let recent = self.handed.recent(Instant::now());
+        (w.concurrency as usize).max(recent.min(w.claim_batch as usize))
     }
 
     /// Gives claimed-but-unstarted jobs back to the store; how many were released.
@@ -202,6 +288,7 @@ impl DispatchState {
                 .inflight
                 .start(slot, &job.job, job.lease.clone(), self.ctx.now());
             Counters::bump(&self.ctx.counters.started);
+            self.handed.count(Instant::now());
             if let Err(e) = worker.cast(WorkerMsg::Run(job)) {
                 // The worker died since its last message: take the job back for the next.
                 tracing::warn!(slot, "worker gone while handing out a job");

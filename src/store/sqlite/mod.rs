@@ -5,8 +5,12 @@
 //! a `BEGIN IMMEDIATE` transaction, so the write lock is taken up front and two
 //! processes sharing the file (a node and the CLI) wait for each other instead of
 //! failing on lock upgrade. Hot paths (enqueue, claim, success) are set-based: one
-//! statement per batch, reading its rows from a JSON array through `json_each`, because
-//! each statement costs a round trip to sqlx's SQLite worker thread.
+//! statement per batch, because each command costs a round trip to sqlx's SQLite worker
+//! thread (and the wake-ups of two threads). Claims pass ids as a scalar JSON array and
+//! bring the batch back as one JSON value, not one row per job; successes bind their
+//! rows as a multi-row `VALUES` list (extracting fields from `json_each` objects cost
+//! more than the writes); several statements share one command where no answer is
+//! needed in between.
 
 mod rows;
 
@@ -20,9 +24,9 @@ use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
-use self::rows::{InsertRow, SuccessRow, job_columns, policy_name, to_json};
+use self::rows::{InsertRow, SuccessRow, job_array, job_columns, policy_name, to_json};
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, Store,
     StoreError,
@@ -35,6 +39,21 @@ use crate::job::{
 };
 
 type Tx = Transaction<'static, Sqlite>;
+
+/// Rows per multi-row `VALUES` statement.
+const MAX_VALUES_ROWS: usize = 256;
+
+/// Row counts are padded (with NULL rows the statement skips) to a power of two, so a
+/// handful of distinct statements cover every batch size and stay in the statement cache.
+fn padded(n: usize) -> usize {
+    n.next_power_of_two()
+}
+
+/// `n` parenthesised rows of `width` placeholders: `(?,?),(?,?)`.
+fn placeholders(n: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(","));
+    vec![row; n].join(",")
+}
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +79,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .row_buffer_size(1024);
         let cannot_open = |e: sqlx::Error| {
             StoreError::Invalid(format!(
                 "cannot open SQLite database {}: {e}",
@@ -72,6 +92,7 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(cannot_open)?;
@@ -183,18 +204,10 @@ async fn cascade_discard(tx: &mut Tx, parents: Vec<i64>, now: Millis) -> Result<
     Ok(())
 }
 
-/// Releases waiting children of newly succeeded `parents` whose parents have all succeeded.
+/// Releases waiting children of newly succeeded `parents` whose parents have all succeeded
+/// (the caller checked that some of them have children).
 async fn release_children(tx: &mut Tx, parents: &[i64], now: Millis) -> Result<(), StoreError> {
     let parents = to_json(&parents);
-    let has_children: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?1)))",
-    )
-    .bind(&parents)
-    .fetch_one(&mut **tx)
-    .await?;
-    if !has_children {
-        return Ok(());
-    }
     sqlx::query(
         "UPDATE jobs SET pending_parents = pending_parents - (
              SELECT count(*) FROM job_dependencies d
@@ -441,49 +454,89 @@ impl SqliteStore {
                 },
             })
             .collect();
-        let rows = to_json(&rows);
         // The lease token is unchanged by this update, so (id, token) names the applied entry.
-        let applied: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE jobs SET state = 'succeeded', finished_at = c.f, output = c.o, lease_expires_at = NULL
-             FROM (SELECT value->>'id' AS id, value->>'tok' AS tok, value->>'f' AS f, value->'o' AS o
-                   FROM json_each(?1)) AS c
-             WHERE jobs.id = c.id AND jobs.lease_token = c.tok AND jobs.state = 'running'
-             RETURNING jobs.id, jobs.lease_token",
-        )
-        .bind(&rows)
-        .fetch_all(&mut **tx)
-        .await?;
+        let mut applied: Vec<(i64, i64)> = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(MAX_VALUES_ROWS) {
+            let n = padded(chunk.len());
+            let sql = format!(
+                "UPDATE jobs SET state = 'succeeded', finished_at = c.column3, output = c.column4,
+                     lease_expires_at = NULL
+                 FROM (VALUES {}) AS c
+                 WHERE jobs.id = c.column1 AND jobs.lease_token = c.column2 AND jobs.state = 'running'
+                 RETURNING jobs.id, jobs.lease_token",
+                placeholders(n, 4)
+            );
+            let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.id)
+                    .bind(r.tok)
+                    .bind(r.f)
+                    .bind(r.o.map(|o| o.to_string()));
+            }
+            for _ in chunk.len()..n {
+                q = q
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<String>);
+            }
+            applied.extend(q.fetch_all(&mut **tx).await?);
+        }
         if applied.is_empty() {
             return Ok(applied);
         }
         let ids: Vec<i64> = applied.iter().map(|(id, _)| *id).collect();
-        let applied_json = to_json(
-            &applied
-                .iter()
-                .map(|(id, tok)| format!("{id}:{tok}"))
-                .collect::<Vec<_>>(),
-        );
-        sqlx::query(
-            "INSERT INTO job_executions (job, attempt, worker, node, started_at, finished_at, outcome)
-             SELECT value->>'id', value->>'a', value->>'w', value->>'n', value->>'s', value->>'f', 'succeeded'
-             FROM json_each(?1) WHERE (value->>'id') || ':' || (value->>'tok') IN (SELECT value FROM json_each(?2))
-             ORDER BY key",
-        )
-        .bind(&rows)
-        .bind(&applied_json)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
-             SELECT value->>'f', 'job.succeeded', value->>'id', value->>'a', value->>'w', value->>'n'
-             FROM json_each(?1) WHERE (value->>'id') || ':' || (value->>'tok') IN (SELECT value FROM json_each(?2))
-             ORDER BY key",
-        )
-        .bind(&rows)
-        .bind(&applied_json)
-        .execute(&mut **tx)
-        .await?;
-        release_children(tx, &ids, now).await?;
+        let done: HashSet<(i64, i64)> = applied.iter().copied().collect();
+        let rows: Vec<&SuccessRow> = rows
+            .iter()
+            .filter(|r| done.contains(&(r.id, r.tok)))
+            .collect();
+        // Both records and the check for waiting children go in one command (a round
+        // trip to SQLite's thread each saved); positional parameters run on from one
+        // statement to the next.
+        let mut has_children = false;
+        for chunk in rows.chunks(MAX_VALUES_ROWS) {
+            let n = padded(chunk.len());
+            let sql = format!(
+                "INSERT INTO job_executions (job, attempt, worker, node, started_at, finished_at, outcome)
+                 SELECT column1, column2, column3, column4, column5, column6, 'succeeded'
+                 FROM (VALUES {rows}) WHERE column1 IS NOT NULL;
+                 INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+                 SELECT column6, 'job.succeeded', column1, column2, column3, column4
+                 FROM (VALUES {rows}) WHERE column1 IS NOT NULL;
+                 SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?)))",
+                rows = placeholders(n, 6)
+            );
+            let mut q = sqlx::query_scalar::<_, bool>(AssertSqlSafe(sql));
+            // The same rows twice: once per insert.
+            for _ in 0..2 {
+                for r in chunk {
+                    q = q
+                        .bind(r.id)
+                        .bind(r.a as i64)
+                        .bind(r.w)
+                        .bind(r.n)
+                        .bind(r.s)
+                        .bind(r.f);
+                }
+                for _ in chunk.len()..n {
+                    q = q
+                        .bind(None::<i64>)
+                        .bind(None::<i64>)
+                        .bind(None::<&str>)
+                        .bind(None::<&str>)
+                        .bind(None::<i64>)
+                        .bind(None::<i64>);
+                }
+            }
+            let chunk_ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
+            q = q.bind(to_json(&chunk_ids));
+            has_children |= q.fetch_one(&mut **tx).await?;
+        }
+        if has_children {
+            release_children(tx, &ids, now).await?;
+        }
         Ok(applied)
     }
 
@@ -645,37 +698,45 @@ impl Store for SqliteStore {
         }
         let expires = req.now.plus(req.lease_for);
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(concat!(
+        // Pick, lease, log and read back the batch with one value crossing from SQLite's
+        // thread per statement (ids in, one JSON array out), not one row per job.
+        let ids: String = sqlx::query_scalar(
+            "SELECT json_group_array(id) FROM (
+                 SELECT id FROM jobs WHERE state = 'available'
+                   AND queue IN (SELECT value FROM json_each(?1))
+                 ORDER BY priority DESC, run_at, id LIMIT ?2)",
+        )
+        .bind(to_json(&req.queues))
+        .bind(req.limit as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        if ids == "[]" {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        // Lease, log and read back in one command. Parameters are positional: each
+        // statement takes the next ones in order (numbered ones would not run on).
+        let claimed: String = sqlx::query_scalar(concat!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
-                 lease_owner = ?1, lease_node = ?2, lease_expires_at = ?3
-             WHERE id IN (SELECT id FROM jobs WHERE state = 'available'
-                            AND queue IN (SELECT value FROM json_each(?4))
-                          ORDER BY priority DESC, run_at, id LIMIT ?5)
-             RETURNING ",
-            job_columns!()
+                 lease_owner = ?, lease_node = ?, lease_expires_at = ?
+             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'available';
+             INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+             SELECT ?, 'job.claimed', id, attempt, lease_owner, lease_node FROM jobs
+             WHERE id IN (SELECT value FROM json_each(?));
+             SELECT json_group_array(",
+            job_array!(),
+            ") FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
         ))
         .bind(&req.worker.0)
         .bind(&req.node.0)
         .bind(expires.0)
-        .bind(to_json(&req.queues))
-        .bind(req.limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>, _>>()?;
-        if jobs.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = jobs.iter().map(|j| j.id.0).collect();
-        sqlx::query(
-            "INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
-             SELECT ?1, 'job.claimed', id, attempt, lease_owner, lease_node FROM jobs
-             WHERE id IN (SELECT value FROM json_each(?2))",
-        )
+        .bind(&ids)
         .bind(req.now.0)
-        .bind(to_json(&ids))
-        .execute(&mut *tx)
+        .bind(&ids)
+        .bind(&ids)
+        .fetch_one(&mut *tx)
         .await?;
+        let mut jobs = rows::jobs_from_array(&claimed)?;
         tx.commit().await?;
         jobs.sort_by(|a, b| {
             b.priority

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -37,6 +37,90 @@ fn json_col(row: &SqliteRow, name: &str) -> Result<Option<serde_json::Value>, St
     .transpose()
 }
 
+/// The columns of `jobs` as one JSON array per row, in the order [`JobArray`] reads
+/// them: a whole claim comes back as a single `json_group_array` value instead of one
+/// row (and one channel hop from SQLite's thread) per job.
+macro_rules! job_array {
+    () => {
+        "json_array(id, queue, kind, json(payload), priority, state, attempt, max_attempts, run_at, \
+         created_at, finished_at, timeout_ms, unique_key, lease_token, lease_owner, lease_node, \
+         lease_expires_at, last_error, output, on_parent_failure)"
+    };
+}
+pub(crate) use job_array;
+
+/// One element of a [`job_array`] aggregate.
+#[derive(Deserialize)]
+struct JobArray(
+    i64,
+    String,
+    String,
+    serde_json::Value,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// Decodes a `json_group_array` of [`job_array`]s; `depends_on` is left empty.
+pub fn jobs_from_array(text: &str) -> Result<Vec<Job>, StoreError> {
+    let rows: Vec<JobArray> = serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("jobs (as JSON): {e}")))?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Job {
+                id: JobId(r.0),
+                queue: r.1,
+                kind: r.2,
+                payload: r.3,
+                priority: r.4 as i16,
+                state: state(&r.5)?,
+                attempt: r.6 as u32,
+                max_attempts: r.7 as u32,
+                run_at: Millis(r.8),
+                created_at: Millis(r.9),
+                finished_at: r.10.map(Millis),
+                timeout: r.11.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                unique_key: r.12,
+                lease_token: LeaseToken(r.13),
+                lease_owner: r.14.map(WorkerId),
+                lease_node: r.15.map(NodeId),
+                lease_expires_at: r.16.map(Millis),
+                last_error: r.17,
+                output: r
+                    .18
+                    .map(|t| serde_json::from_str(&t))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("jobs.output: {e}")))?,
+                depends_on: Vec::new(),
+                on_parent_failure: policy(&r.19)?,
+            })
+        })
+        .collect()
+}
+
+fn policy(name: &str) -> Result<ParentFailurePolicy, StoreError> {
+    match name {
+        "hold" => Ok(ParentFailurePolicy::Hold),
+        "discard" => Ok(ParentFailurePolicy::Discard),
+        other => Err(StoreError::Corrupt(format!(
+            "jobs.on_parent_failure: unknown policy `{other}`"
+        ))),
+    }
+}
+
 /// Parses a stored state name.
 pub fn state(text: &str) -> Result<JobState, StoreError> {
     text.parse()
@@ -68,15 +152,7 @@ pub fn job(row: &SqliteRow) -> Result<Job, StoreError> {
         last_error: col(row, "last_error")?,
         output: json_col(row, "output")?,
         depends_on: Vec::new(),
-        on_parent_failure: match policy.as_str() {
-            "hold" => ParentFailurePolicy::Hold,
-            "discard" => ParentFailurePolicy::Discard,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "jobs.on_parent_failure: unknown policy `{other}`"
-                )));
-            }
-        },
+        on_parent_failure: self::policy(&policy)?,
     })
 }
 
