@@ -36,6 +36,69 @@ pub struct Config {
     pub http: HttpSection,
     /// Payload rules per kind, overriding the built-in ones.
     pub kinds: BTreeMap<String, PayloadRules>,
+    /// The libp2p mesh and its health voting.
+    pub mesh: MeshSection,
+}
+
+/// `[mesh]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshSection {
+    /// Join a mesh (also turned on by `jobmesh node --listen/--join`).
+    pub enabled: bool,
+    /// The node's ed25519 identity; created on first start. Default `<data_dir>/node.key`.
+    pub key_file: Option<PathBuf>,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Multiaddrs of members to join (ending in `/p2p/<peer id>`).
+    pub join: Vec<String>,
+    /// Peer ids admitted as members and voters (this node's included); `jobmesh mesh id`
+    /// prints a node's id.
+    pub members: Vec<String>,
+    /// Byzantine members tolerated; needs at least `3f + 1` members.
+    pub f: usize,
+}
+
+impl Default for MeshSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            key_file: None,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            join: Vec::new(),
+            members: Vec::new(),
+            f: 1,
+        }
+    }
+}
+
+impl MeshSection {
+    /// Checks addresses, peer ids and `n >= 3f + 1`.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, addrs) in [("mesh.listen", &self.listen), ("mesh.join", &self.join)] {
+            for a in addrs {
+                a.parse::<libp2p::Multiaddr>()
+                    .map_err(|e| format!("{key}: `{a}` is not a multiaddr: {e}"))?;
+            }
+        }
+        for m in &self.members {
+            m.parse::<libp2p::PeerId>()
+                .map_err(|e| format!("mesh.members: `{m}` is not a peer id: {e}"))?;
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        let need = 3 * self.f + 1;
+        if self.members.len() < need {
+            return Err(format!(
+                "mesh.members lists {} peer ids; tolerating f = {} Byzantine members needs at least {need} \
+                 (`jobmesh mesh id` prints a node's peer id)",
+                self.members.len(),
+                self.f
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[node]`
@@ -296,6 +359,7 @@ impl Config {
             return Err("workers.restart.window must be greater than zero".into());
         }
         self.retry.validate()?;
+        self.mesh.validate()?;
         match self.store.backend {
             Backend::Sqlite => {}
             Backend::Postgres if self.store.postgres_url.is_none() => {
@@ -309,6 +373,19 @@ impl Config {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The node's identity key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.mesh
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("node.key"))
+    }
+
+    /// Where a running mesh node writes its view for `jobmesh mesh peers`.
+    pub fn mesh_status_path(&self) -> PathBuf {
+        self.node.data_dir.join("mesh-status.json")
     }
 
     /// The SQLite file this config points at.

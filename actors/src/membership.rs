@@ -11,7 +11,7 @@ use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::job::NodeId;
 use jobmesh::membership::{Acceptance, MEMBERSHIP_TOPIC, Membership, MembershipEvent, Output};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -29,12 +29,12 @@ pub enum MembershipMsg {
 }
 
 /// One member as `jobmesh mesh peers` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerStatus {
     /// Its peer id (also its node id in the store).
     pub peer: String,
     /// `self`, `alive`, `suspected` or `evicted`.
-    pub state: &'static str,
+    pub state: String,
     /// Its incarnation as last seen.
     pub incarnation: u64,
     /// The local suspicion level (phi accrual), if there are samples.
@@ -43,12 +43,14 @@ pub struct PeerStatus {
     pub rtt_ms: Option<f64>,
     /// Whether this node ever heard from it.
     pub heard: bool,
+    /// Down votes about its current incarnation this node holds (2f+1 evict).
+    pub down_votes: usize,
     /// Signers of the eviction certificate, if it was evicted.
     pub evicted_by: Vec<String>,
 }
 
 /// The mesh as this node sees it.
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct MeshStatus {
     /// This node's peer id.
     pub me: String,
@@ -60,6 +62,12 @@ pub struct MeshStatus {
     pub quorum: bool,
     /// Every member of the view, and evicted ones.
     pub members: Vec<PeerStatus>,
+    /// Bytes received on the mesh since start (all connections).
+    pub bytes_in: u64,
+    /// Bytes sent on the mesh since start.
+    pub bytes_out: u64,
+    /// When this snapshot was taken (ms since the epoch).
+    pub at_ms: i64,
 }
 
 /// The membership actor.
@@ -289,11 +297,13 @@ impl MembershipState {
                     "suspected"
                 } else {
                     "alive"
-                },
+                }
+                .to_string(),
                 incarnation: info.incarnation,
                 phi: self.core.phi(peer, now).filter(|p| p.is_finite()),
                 rtt_ms: self.core.rtt(peer).map(|d| d.as_secs_f64() * 1000.0),
                 heard: self.core.heard(peer),
+                down_votes: self.core.down_votes(peer),
                 evicted_by: Vec::new(),
             })
             .collect();
@@ -301,11 +311,12 @@ impl MembershipState {
             if let Some((incarnation, cert)) = self.core.view().eviction(peer) {
                 members.push(PeerStatus {
                     peer: peer.to_string(),
-                    state: "evicted",
+                    state: "evicted".to_string(),
                     incarnation: *incarnation,
                     phi: None,
                     rtt_ms: None,
                     heard: false,
+                    down_votes: cert.votes.len(),
                     evicted_by: cert
                         .votes
                         .iter()
@@ -315,7 +326,11 @@ impl MembershipState {
             }
         }
         members.sort_by(|a, b| a.peer.cmp(&b.peer));
+        let traffic = self.client.stats().traffic;
         MeshStatus {
+            bytes_in: traffic.bytes_in,
+            bytes_out: traffic.bytes_out,
+            at_ms: now.0,
             me: me.to_string(),
             incarnation: self.core.incarnation(),
             epoch: self.core.epoch(),

@@ -224,6 +224,17 @@ impl Node {
             .map(|m| m.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
+    /// A snapshot source of the membership view that outlives borrows of the node (for
+    /// a task that publishes it, such as the binary's status file).
+    pub fn mesh_status_source(&self) -> impl Fn() -> Option<MeshStatus> + Send + 'static {
+        let status = self.mesh.as_ref().map(|m| m.status.clone());
+        move || {
+            status
+                .as_ref()
+                .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        }
+    }
+
     /// The node's name.
     pub fn id(&self) -> &NodeId {
         &self.ctx.node

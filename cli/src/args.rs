@@ -40,6 +40,18 @@ pub enum Verb {
     Events(EventsArgs),
     /// Benchmark: enqueue and drain no-op jobs on the configured store.
     Bench(BenchArgs),
+    /// The mesh: this node's identity, the members a running node sees.
+    #[command(subcommand)]
+    Mesh(MeshVerb),
+}
+
+/// `jobmesh mesh ...`
+#[derive(Debug, Subcommand)]
+pub enum MeshVerb {
+    /// Print this node's peer id (creating its key file if needed), for `mesh.members`.
+    Id,
+    /// Members as the running node sees them: state, incarnation, phi, evictions.
+    Peers,
 }
 
 /// `jobmesh node`
@@ -54,6 +66,12 @@ pub struct NodeArgs {
     /// Exit once no job is left to run (useful in scripts and tests).
     #[arg(long)]
     pub exit_when_idle: bool,
+    /// Join the mesh listening on this multiaddr (repeatable; overrides mesh.listen).
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// Join the mesh through this member's multiaddr (repeatable; adds to mesh.join).
+    #[arg(long)]
+    pub join: Vec<String>,
 }
 
 /// `jobmesh submit`

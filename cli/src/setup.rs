@@ -34,7 +34,17 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 .with_context(|| format!("opening SQLite store {}", path.display()))?;
             Ok(std::sync::Arc::new(store))
         }
-        other => anyhow::bail!("store backend {other:?} is not available in this build yet"),
+        Backend::Postgres => {
+            let url = config.store.postgres_url.as_deref().unwrap_or_default();
+            let store = jobmesh::store::postgres::PostgresStore::connect(url, None)
+                .await
+                .context("connecting to Postgres (store.postgres_url)")?;
+            Ok(std::sync::Arc::new(store))
+        }
+        Backend::RedisPostgres => anyhow::bail!(
+            "store backend redis_postgres is not wired into the node yet: use postgres (the \
+             Redis dispatch layer exists as a library, jobmesh::store::redis)"
+        ),
     }
 }
 

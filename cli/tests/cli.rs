@@ -296,3 +296,27 @@ fn tour_1000_jobs_some_failing_some_panicking_end_succeeded_or_dead_lettered() {
         "crashes {crashes}, restarts {restarts}"
     );
 }
+
+#[test]
+fn mesh_identity_is_stable_and_bad_mesh_options_are_refused() {
+    let sb = Sandbox::new("");
+    let id = sb.ok(&["mesh", "id"]);
+    assert!(id.trim().starts_with("12D3KooW"), "{id}");
+    assert_eq!(
+        sb.ok(&["mesh", "id"]),
+        id,
+        "the key file keeps the identity"
+    );
+    let err = sb.err(&["node", "--join", "not-an-address"]);
+    assert!(
+        err.contains("mesh.join: `not-an-address` is not a multiaddr"),
+        "{err}"
+    );
+    let err = sb.err(&["node", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert!(
+        err.contains("tolerating f = 1 Byzantine members needs at least 4"),
+        "{err}"
+    );
+    let err = sb.err(&["mesh", "peers"]);
+    assert!(err.contains("no mesh status"), "{err}");
+}

@@ -459,6 +459,12 @@ impl Membership {
         self.view.is_member(peer)
     }
 
+    /// Down votes we hold about `peer`'s current incarnation at the current epoch.
+    pub fn down_votes(&self, peer: &PeerId) -> usize {
+        let incarnation = self.view.get(peer).map_or(0, |m| m.incarnation);
+        self.tally.downs(peer, incarnation, self.view.epoch()).len()
+    }
+
     /// Whether we ever heard from `peer` (heartbeat or probe answer).
     /// Whether the local detector suspects `peer`.
     pub fn heard(&self, peer: &PeerId) -> bool {

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod dlq;
 pub mod events;
 pub mod jobs;
+pub mod mesh;
 pub mod node;
 pub mod submit;

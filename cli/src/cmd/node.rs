@@ -3,11 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use jobmesh::clock::SystemClock;
 use jobmesh::config::Config;
 use jobmesh::job::{JobState, NodeId};
+use jobmesh::membership::MembershipConfig;
 use jobmesh::store::Store;
-use jobmesh_actors::{Node, NodeOptions};
+use jobmesh_actors::mesh::{MeshConfig, Multiaddr, PeerId, load_or_create_keypair};
+use jobmesh_actors::{MeshOptions, Node, NodeOptions};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::args::NodeArgs;
@@ -32,15 +35,39 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     let registry = setup::registry(&config)?;
     let store = setup::open_store(&config).await?;
     let node_id = NodeId(config.node.name.clone());
-    let node = Node::start(NodeOptions {
+    if !args.listen.is_empty() {
+        config.mesh.listen = args.listen.clone();
+    }
+    config.mesh.join.extend(args.join.iter().cloned());
+    config.mesh.enabled |= !args.listen.is_empty() || !args.join.is_empty();
+    config
+        .mesh
+        .validate()
+        .map_err(|m| anyhow::anyhow!("invalid mesh options: {m}"))?;
+    let options = NodeOptions {
         node_id: node_id.clone(),
         workers: config.workers.clone(),
         retry: config.retry.clone(),
         store: store.clone(),
         registry,
         clock: Arc::new(SystemClock),
-    })
-    .await?;
+    };
+    let node = if config.mesh.enabled {
+        let node = Node::start_meshed(options, mesh_options(&config)?).await?;
+        let client = node.mesh().expect("meshed node");
+        println!("peer id {}", client.local_peer_id());
+        for addr in client.listen_addrs().await? {
+            println!("listening on {addr}");
+        }
+        node
+    } else {
+        Node::start(options).await?
+    };
+    let _status_writer = config
+        .mesh
+        .enabled
+        .then(|| write_mesh_status(&node, config.mesh_status_path()));
+    let node_id = node.id().clone();
     let where_ = match config.store.backend {
         jobmesh::config::Backend::Sqlite => format!("sqlite {}", config.sqlite_path().display()),
         other => format!("{other:?}"),
@@ -65,6 +92,74 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     }
     node.shutdown(SHUTDOWN_GRACE).await?;
     Ok(())
+}
+
+/// The mesh settings from the config.
+fn mesh_options(config: &Config) -> anyhow::Result<MeshOptions> {
+    let key_path = config.key_path();
+    if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let keypair = load_or_create_keypair(&key_path)
+        .with_context(|| format!("node key {}", key_path.display()))?;
+    let parse = |a: &String| a.parse::<Multiaddr>().map_err(anyhow::Error::from);
+    let members = config
+        .mesh
+        .members
+        .iter()
+        .map(|m| m.parse::<PeerId>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let me = keypair.public().to_peer_id();
+    anyhow::ensure!(
+        members.contains(&me),
+        "mesh.members does not list this node's peer id {me}: add it (every member lists all members)"
+    );
+    Ok(MeshOptions {
+        mesh: MeshConfig {
+            listen: config
+                .mesh
+                .listen
+                .iter()
+                .map(parse)
+                .collect::<anyhow::Result<_>>()?,
+            bootstrap: config
+                .mesh
+                .join
+                .iter()
+                .map(parse)
+                .collect::<anyhow::Result<_>>()?,
+            ..MeshConfig::default()
+        },
+        membership: MembershipConfig::new(members, config.mesh.f),
+        seed: rand_seed(),
+        keypair,
+    })
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id())
+}
+
+/// Writes the node's view of the mesh for `jobmesh mesh peers` every second.
+fn write_mesh_status(node: &Node, path: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
+    let status = node.mesh_status_source();
+    tokio::spawn(async move {
+        loop {
+            if let Some(s) = status() {
+                let tmp = path.with_extension("json.tmp");
+                if let Ok(text) = serde_json::to_string_pretty(&s)
+                    && std::fs::write(&tmp, text).is_ok()
+                {
+                    let _ = std::fs::rename(&tmp, &path);
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }
 
 /// Flushes what a failed node's writers hold, then reports the failure.
