@@ -514,3 +514,36 @@ fn certificate_with_withdrawn_vote_is_not_applied() {
     );
     assert!(m.is_member(&subject));
 }
+
+#[test]
+fn a_member_never_heard_is_not_suspected_during_join_grace() {
+    let mut m = node(0, 4, 1, Millis(0));
+    let silent = id(3);
+    let grace = m.config.join_grace.as_millis() as i64;
+    let mut t = 0;
+    let mut round = 0u64;
+    let mut suspected_at = None;
+    while t < grace + 5_000 && suspected_at.is_none() {
+        t += 100;
+        if t % 500 == 0 {
+            round += 1;
+            for p in 1..=2u8 {
+                m.handle_message(id(p), &heartbeat(p, 1, round, 0), Millis(t));
+            }
+        }
+        m.handle_tick(Millis(t));
+        let suspected = events(&mut m)
+            .into_iter()
+            .any(|e| matches!(e, MembershipEvent::Suspected { peer, .. } if peer == silent));
+        if suspected {
+            suspected_at = Some(t);
+        }
+    }
+    let at = suspected_at.expect("suspected once the grace is over");
+    assert!(
+        at >= grace,
+        "suspected at {at} ms, before the {grace} ms grace"
+    );
+    assert!(!m.heard(&silent));
+    assert!(m.heard(&id(1)));
+}
