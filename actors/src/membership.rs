@@ -90,7 +90,18 @@ pub(crate) struct MembershipState {
     status: Arc<Mutex<MeshStatus>>,
     allowlist: Vec<PeerId>,
     timer: Option<JoinHandle<()>>,
+    /// When the pending timer should fire; how late it fires measures our own health.
+    timer_due: Option<jobmesh::clock::Millis>,
+    /// Lifeguard-style local health: grows while our timers fire late (we are
+    /// overloaded or paused), shrinks while they are punctual. At the core's threshold
+    /// this node abstains from Down votes: its silence is its own fault, not the peers'.
+    health: u32,
 }
+
+/// Timer lateness that counts against local health.
+const LATE: i64 = 250;
+/// Highest local health score kept.
+const MAX_HEALTH: u32 = 8;
 
 impl Actor for MembershipActor {
     type Msg = MembershipMsg;
@@ -109,6 +120,8 @@ impl Actor for MembershipActor {
             status: args.status,
             allowlist: args.allowlist,
             timer: None,
+            timer_due: None,
+            health: 0,
         };
         let now = s.ctx.now();
         s.core.handle_tick(now);
@@ -135,7 +148,17 @@ impl Actor for MembershipActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = s.ctx.now();
         match msg {
-            MembershipMsg::Tick => s.core.handle_tick(now),
+            MembershipMsg::Tick => {
+                if let Some(due) = s.timer_due.take() {
+                    s.health = if now.0 - due.0 > LATE {
+                        (s.health + 1).min(MAX_HEALTH)
+                    } else {
+                        s.health.saturating_sub(1)
+                    };
+                    s.core.local_health(s.health);
+                }
+                s.core.handle_tick(now)
+            }
             MembershipMsg::Probed(peer, ok, rtt) => s.core.probe_result(peer, ok, rtt, now),
             MembershipMsg::Mesh(MeshEvent::Message {
                 propagation_source,
