@@ -38,6 +38,8 @@ pub struct Config {
     pub kinds: BTreeMap<String, PayloadRules>,
     /// The libp2p mesh and its health voting.
     pub mesh: MeshSection,
+    /// How long finished work is kept.
+    pub retention: crate::store::retention::Retention,
 }
 
 /// `[mesh]`
@@ -360,6 +362,7 @@ impl Config {
         }
         self.retry.validate()?;
         self.mesh.validate()?;
+        self.retention.validate()?;
         match self.store.backend {
             Backend::Sqlite => {}
             Backend::Postgres if self.store.postgres_url.is_none() => {

@@ -65,6 +65,7 @@ pub(crate) struct Ctx {
     pub completions: mpsc::Sender<Completion>,
     pub events: EventSink,
     pub counters: Counters,
+    pub retention: Option<jobmesh::store::retention::Retention>,
 }
 
 impl Ctx {

@@ -25,7 +25,11 @@ pub(crate) struct MaintenanceState {
     ctx: Arc<Ctx>,
     dispatcher: ActorRef<DispatchMsg>,
     last_extend: Millis,
+    next_purge: Millis,
 }
+
+/// Leader-lease role of the node that purges.
+const PURGE_ROLE: &str = "maintenance";
 
 impl Actor for Maintenance {
     type Msg = MaintenanceMsg;
@@ -42,6 +46,7 @@ impl Actor for Maintenance {
         myself.cast(MaintenanceMsg::Tick)?;
         Ok(MaintenanceState {
             last_extend: ctx.now(),
+            next_purge: ctx.now(),
             ctx,
             dispatcher,
         })
@@ -76,6 +81,12 @@ impl Actor for Maintenance {
             s.last_extend = now;
             extend(ctx, now).await;
         }
+        if let Some(retention) = &ctx.retention
+            && now >= s.next_purge
+        {
+            s.next_purge = now.plus(retention.interval);
+            purge(ctx, retention, now).await;
+        }
         Ok(())
     }
 }
@@ -98,5 +109,21 @@ async fn extend(ctx: &Ctx, now: Millis) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "extending leases failed; will retry"),
+    }
+}
+
+/// Purges expired work if this node holds (or takes) the maintenance leader lease,
+/// so one node at a time does it. The lease outlives a few intervals so a leader that
+/// dies is replaced within three of them.
+async fn purge(ctx: &Ctx, retention: &jobmesh::store::retention::Retention, now: Millis) {
+    let ttl = retention.interval * 3;
+    match ctx.store.try_lead(PURGE_ROLE, &ctx.node, ttl, now).await {
+        Ok(true) => match ctx.store.purge(retention, now).await {
+            Ok(p) if p != Default::default() => tracing::info!(?p, "purged expired work"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+        },
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "leader lease check failed"),
     }
 }

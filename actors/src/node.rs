@@ -44,6 +44,9 @@ pub struct NodeOptions {
     pub registry: Registry,
     /// The clock (a manual one in tests).
     pub clock: Arc<dyn Clock>,
+    /// Retention enforced by whichever node holds the maintenance leader lease;
+    /// `None`: this node never purges.
+    pub retention: Option<jobmesh::store::retention::Retention>,
 }
 
 /// What a node needs to join a mesh.
@@ -122,6 +125,7 @@ impl Node {
             completions,
             events,
             counters: Counters::default(),
+            retention: opts.retention,
         });
         let completer_task = completer::start(ctx.clone(), completions_rx, close.clone());
         ctx.events

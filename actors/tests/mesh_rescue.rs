@@ -46,6 +46,7 @@ async fn start(
             store: store.clone(),
             registry,
             clock: Arc::new(SystemClock),
+            retention: None,
         },
         MeshOptions {
             keypair: keys[i].clone(),

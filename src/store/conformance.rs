@@ -554,6 +554,66 @@ pub async fn release_unstarted(s: &dyn Store) {
     assert!(again.lease.token > cs[0].lease.token);
 }
 
+/// Retention removes only finished work older than its namespace's TTL, with its
+/// events; the leader lease keeps others out until it lapses.
+pub async fn retention_and_leader_lease(s: &dyn Store) {
+    use crate::store::retention::Retention;
+    let hour = Duration::from_secs(3600);
+    let r = Retention {
+        finished_jobs: hour,
+        dead_letters: hour * 2,
+        coordination: hour,
+        ..Retention::default()
+    };
+    let ids = ids(s, vec![job("a"), job("b"), job("c"), job("d")], T0).await;
+    let cs = claim(s, 3, T0).await;
+    let discard = Outcome::Discard {
+        error: "broken".into(),
+    };
+    s.complete(vec![ok(&cs[0], T0), done(&cs[1], discard, T0)])
+        .await
+        .unwrap();
+    let p = s.purge(&r, T0.plus(hour / 2)).await.unwrap();
+    assert_eq!(
+        (p.jobs, p.dead_letters),
+        (0, 0),
+        "nothing is old enough yet"
+    );
+    let p = s.purge(&r, T0.plus(hour + hour / 2)).await.unwrap();
+    assert_eq!((p.jobs, p.dead_letters), (1, 0));
+    assert!(p.events >= 3, "the job's events go with it: {p:?}");
+    assert!(s.get_job(ids[0]).await.unwrap().is_none());
+    assert!(event_kinds(s, ids[0]).await.is_empty());
+    assert_eq!(state(s, ids[1]).await, JobState::Discarded);
+    assert_eq!(
+        state(s, ids[2]).await,
+        JobState::Running,
+        "unfinished jobs stay"
+    );
+    assert_eq!(state(s, ids[3]).await, JobState::Available);
+    let p = s.purge(&r, T0.plus(hour * 3)).await.unwrap();
+    assert_eq!((p.jobs, p.dead_letters), (0, 1));
+    assert!(s.dead_letters(None, 10).await.unwrap().is_empty());
+    assert_eq!(state(s, ids[2]).await, JobState::Running);
+
+    let (a, b) = (NodeId("a".into()), NodeId("b".into()));
+    let ttl = Duration::from_secs(10);
+    let at = |secs: u64| T0.plus(Duration::from_secs(secs));
+    assert!(s.try_lead("maintenance", &a, ttl, at(0)).await.unwrap());
+    assert!(!s.try_lead("maintenance", &b, ttl, at(5)).await.unwrap());
+    assert!(
+        s.try_lead("maintenance", &a, ttl, at(5)).await.unwrap(),
+        "renewal"
+    );
+    assert!(!s.try_lead("maintenance", &b, ttl, at(14)).await.unwrap());
+    assert!(
+        s.try_lead("maintenance", &b, ttl, at(16)).await.unwrap(),
+        "lapsed"
+    );
+    assert!(!s.try_lead("maintenance", &a, ttl, at(17)).await.unwrap());
+    assert!(s.try_lead("other-role", &a, ttl, at(17)).await.unwrap());
+}
+
 /// Counts, filters, paging and the event log.
 pub async fn listing_and_events(s: &dyn Store) {
     let mut other = job("x");
@@ -669,7 +729,7 @@ macro_rules! store_conformance_tests {
             stale_lease_is_refused_after_rescue, retry_cycle, dead_letter_and_redrive, cancel, unique_keys,
             dependencies_release_on_success, dependencies_by_batch_index, unknown_parent_stores_nothing,
             dependencies_parent_failure, revoke_node_and_expiry, extend_leases, release_unstarted,
-            listing_and_events);
+            retention_and_leader_lease, listing_and_events);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

@@ -13,6 +13,7 @@ pub mod postgres;
 /// Redis hot path: priority dispatch with fenced leases, heartbeats, job-state hashes
 /// and the live event stream, rebuildable from the SQL system of record.
 pub mod redis;
+pub mod retention;
 pub mod sqlite;
 
 pub use error::StoreError;
@@ -208,6 +209,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sends dead-lettered jobs back to their queues with fresh attempts; returns their ids.
     async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError>;
+
+    /// Removes what outlived `retention` (finished jobs with their executions, links and
+    /// events; dead letters; node and worker events; lapsed leader leases), at most
+    /// `retention.batch` jobs per namespace per call. Unfinished jobs are never touched.
+    async fn purge(
+        &self,
+        retention: &retention::Retention,
+        now: Millis,
+    ) -> Result<retention::Purged, StoreError>;
+
+    /// Takes or renews the leader lease of `role` for `holder` until `now + ttl`;
+    /// `true` if `holder` leads. Another holder gets it only once it lapsed.
+    async fn try_lead(
+        &self,
+        role: &str,
+        holder: &NodeId,
+        ttl: std::time::Duration,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
 
     /// Persists events that are not part of a job transition (worker and node events).
     async fn record_events(&self, events: Vec<LifecycleEvent>) -> Result<(), StoreError>;

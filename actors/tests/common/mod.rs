@@ -73,6 +73,7 @@ pub async fn node(
         store: store.clone(),
         registry,
         clock: Arc::new(SystemClock),
+        retention: None,
     })
     .await
     .unwrap()

@@ -73,6 +73,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         store: store.clone(),
         registry,
         clock: Arc::new(SystemClock),
+        retention: None,
     })
     .await?;
 

@@ -51,6 +51,7 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         store: store.clone(),
         registry,
         clock: Arc::new(SystemClock),
+        retention: Some(config.retention.clone()),
     };
     let node = if config.mesh.enabled {
         let node = Node::start_meshed(options, mesh_options(&config)?).await?;

@@ -859,6 +859,97 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    async fn purge(
+        &self,
+        retention: &super::retention::Retention,
+        now: Millis,
+    ) -> Result<super::retention::Purged, StoreError> {
+        let finished_before = now.0 - retention.finished_jobs.as_millis() as i64;
+        let dead_before = now.0 - retention.dead_letters.as_millis() as i64;
+        let leases_before = now.0 - retention.coordination.as_millis() as i64;
+        let mut tx = self.begin().await?;
+        let finished: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled') AND finished_at < ?1
+             LIMIT ?2",
+        )
+        .bind(finished_before)
+        .bind(retention.batch as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let dead: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'discarded' AND finished_at < ?1 LIMIT ?2",
+        )
+        .bind(dead_before)
+        .bind(retention.batch as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<i64> = finished.iter().chain(&dead).copied().collect();
+        let mut events = 0;
+        if !ids.is_empty() {
+            let ids = to_json(&ids);
+            for sql in [
+                "DELETE FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?1))
+                    OR child IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM job_executions WHERE job IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM dead_letter_queue WHERE job IN (SELECT value FROM json_each(?1))",
+            ] {
+                sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
+            }
+            events += sqlx::query(
+                "DELETE FROM lifecycle_events WHERE job IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1))")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+        }
+        events += sqlx::query("DELETE FROM lifecycle_events WHERE job IS NULL AND at < ?1")
+            .bind(finished_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let leases = sqlx::query("DELETE FROM leader_leases WHERE expires_at < ?1")
+            .bind(leases_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(super::retention::Purged {
+            jobs: finished.len() as u64,
+            dead_letters: dead.len() as u64,
+            events,
+            leases,
+        })
+    }
+
+    async fn try_lead(
+        &self,
+        role: &str,
+        holder: &NodeId,
+        ttl: Duration,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let led: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leader_leases (role, holder, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leader_leases.holder = excluded.holder OR leader_leases.expires_at < ?4
+             RETURNING holder",
+        )
+        .bind(role)
+        .bind(&holder.0)
+        .bind(now.plus(ttl).0)
+        .bind(now.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(led.is_some())
+    }
+
     async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
