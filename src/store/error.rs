@@ -38,10 +38,17 @@ impl StoreError {
                         | sqlx::Error::PoolClosed
                         | sqlx::Error::Protocol(_)
                 ) || e.as_database_error().is_some_and(|d| {
-                    // SQLite busy/locked, Postgres connection and shutdown classes.
+                    // SQLite busy/locked; Postgres serialization failure and deadlock
+                    // (the transaction was rolled back whole), shutdown and connection classes.
                     matches!(
                         d.code().as_deref(),
-                        Some("5") | Some("6") | Some("57P01") | Some("57P02") | Some("57P03")
+                        Some("5")
+                            | Some("6")
+                            | Some("40001")
+                            | Some("40P01")
+                            | Some("57P01")
+                            | Some("57P02")
+                            | Some("57P03")
                     ) || d.code().is_some_and(|c| c.starts_with("08"))
                 })
             }
