@@ -2,9 +2,10 @@
 //! persisted to the durable record and published to live watchers.
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::clock::Millis;
-use crate::job::{JobId, NodeId, WorkerId};
+use crate::job::{Completion, JobId, NodeId, Outcome, WorkerId};
 
 /// What happened. Serialised as its dotted name (`job.succeeded`), as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -179,6 +180,31 @@ impl LifecycleEvent {
     pub fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
         self
+    }
+
+    /// The events an applied completion records: what stores write with the
+    /// transition and what a node publishes live.
+    pub fn of_completion(c: &Completion) -> Vec<LifecycleEvent> {
+        let base = |kind| {
+            LifecycleEvent::new(kind, c.finished_at)
+                .job(c.lease.job, Some(c.lease.attempt))
+                .worker(c.lease.worker.clone())
+                .node(c.lease.node.clone())
+        };
+        match &c.outcome {
+            Outcome::Succeeded { .. } => vec![base(EventKind::JobSucceeded)],
+            Outcome::Retry { error, run_at } => vec![
+                base(EventKind::JobFailed).detail(json!({ "error": error })),
+                base(EventKind::JobRetryScheduled).detail(json!({ "run_at": run_at.0 })),
+            ],
+            Outcome::Discard { error } => vec![
+                base(EventKind::JobFailed).detail(json!({ "error": error })),
+                base(EventKind::JobDiscarded).detail(json!({ "reason": error })),
+            ],
+            Outcome::Cancelled { reason } => {
+                vec![base(EventKind::JobCancelled).detail(json!({ "reason": reason }))]
+            }
+        }
     }
 }
 

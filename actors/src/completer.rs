@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobmesh::event::{EventKind, LifecycleEvent};
-use jobmesh::job::{Completion, CompletionResult, Outcome};
-use serde_json::json;
+use jobmesh::event::LifecycleEvent;
+use jobmesh::job::{Completion, CompletionResult};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +69,7 @@ async fn apply(ctx: &Ctx, batch: Vec<Completion>) {
         match r {
             CompletionResult::Applied => {
                 Counters::bump(&ctx.counters.completed);
-                for e in events_of(&c) {
+                for e in LifecycleEvent::of_completion(&c) {
                     ctx.events.publish(e);
                 }
             }
@@ -79,30 +78,6 @@ async fn apply(ctx: &Ctx, batch: Vec<Completion>) {
                 tracing::info!(job = %c.lease.job, token = c.lease.token.0,
                     "completion refused: the lease was lost (rescued, revoked or cancelled)");
             }
-        }
-    }
-}
-
-/// The live events of an applied completion, as the store recorded them.
-fn events_of(c: &Completion) -> Vec<LifecycleEvent> {
-    let base = |kind| {
-        LifecycleEvent::new(kind, c.finished_at)
-            .job(c.lease.job, Some(c.lease.attempt))
-            .worker(c.lease.worker.clone())
-            .node(c.lease.node.clone())
-    };
-    match &c.outcome {
-        Outcome::Succeeded { .. } => vec![base(EventKind::JobSucceeded)],
-        Outcome::Retry { error, run_at } => vec![
-            base(EventKind::JobFailed).detail(json!({ "error": error })),
-            base(EventKind::JobRetryScheduled).detail(json!({ "run_at": run_at.0 })),
-        ],
-        Outcome::Discard { error } => vec![
-            base(EventKind::JobFailed).detail(json!({ "error": error })),
-            base(EventKind::JobDiscarded).detail(json!({ "reason": error })),
-        ],
-        Outcome::Cancelled { reason } => {
-            vec![base(EventKind::JobCancelled).detail(json!({ "reason": reason }))]
         }
     }
 }

@@ -543,15 +543,8 @@ impl SqliteStore {
     /// Applies one failed or cancelled attempt; returns whether its lease was current.
     async fn apply_failure(tx: &mut Tx, c: &Completion) -> Result<bool, StoreError> {
         let job = c.lease.job;
-        let attempt = Some(c.lease.attempt);
         let at = c.finished_at;
-        let base = |kind| {
-            LifecycleEvent::new(kind, at)
-                .job(job, attempt)
-                .worker(c.lease.worker.clone())
-                .node(c.lease.node.clone())
-        };
-        let (applied, outcome, evs) = match &c.outcome {
+        let (applied, outcome) = match &c.outcome {
             Outcome::Succeeded { .. } => unreachable!("successes are applied in bulk"),
             Outcome::Retry { error, run_at } => {
                 let n = sqlx::query(
@@ -565,11 +558,7 @@ impl SqliteStore {
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
-                let evs = vec![
-                    base(EventKind::JobFailed).detail(json!({"error": error})),
-                    base(EventKind::JobRetryScheduled).detail(json!({"run_at": run_at.0})),
-                ];
-                (n == 1, "failed", evs)
+                (n == 1, "failed")
             }
             Outcome::Discard { error } | Outcome::Cancelled { reason: error } => {
                 let cancelled = matches!(c.outcome, Outcome::Cancelled { .. });
@@ -585,30 +574,18 @@ impl SqliteStore {
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
-                let evs = if cancelled {
-                    vec![base(EventKind::JobCancelled).detail(json!({"reason": error}))]
-                } else {
-                    vec![
-                        base(EventKind::JobFailed).detail(json!({"error": error})),
-                        base(EventKind::JobDiscarded).detail(json!({"reason": error})),
-                    ]
-                };
                 if n == 1 && !cancelled {
                     dead_letter(tx, &[job.0], at).await?;
                 }
                 if n == 1 {
                     cascade_discard(tx, vec![job.0], at).await?;
                 }
-                (
-                    n == 1,
-                    if cancelled { "cancelled" } else { "discarded" },
-                    evs,
-                )
+                (n == 1, if cancelled { "cancelled" } else { "discarded" })
             }
         };
         if applied {
             execution(tx, c, outcome).await?;
-            events(tx, &evs).await?;
+            events(tx, &LifecycleEvent::of_completion(c)).await?;
         }
         Ok(applied)
     }
