@@ -77,8 +77,9 @@ impl InFlight {
 
     /// Empties a slot, returning what ran there.
     pub fn take(&self, slot: usize) -> Option<Running> {
-        let taken = self.slots()[slot].take();
-        if taken.is_some() && self.busy() == 0 {
+        let mut slots = self.slots();
+        let taken = slots[slot].take();
+        if taken.is_some() && slots.iter().all(Option::is_none) {
             self.inner.emptied.notify_waiters();
         }
         taken

@@ -96,6 +96,8 @@ pub(crate) struct MembershipState {
     /// overloaded or paused), shrinks while they are punctual. At the core's threshold
     /// this node abstains from Down votes: its silence is its own fault, not the peers'.
     health: u32,
+    /// The incarnation the mesh answers probes with, to update it only when it changes.
+    announced: Option<u64>,
 }
 
 /// Timer lateness that counts against local health.
@@ -122,6 +124,7 @@ impl Actor for MembershipActor {
             timer: None,
             timer_due: None,
             health: 0,
+            announced: None,
         };
         let now = s.ctx.now();
         s.core.handle_tick(now);
@@ -233,7 +236,12 @@ impl MembershipState {
                 Output::Event(e) => self.on_event(e).await,
             }
         }
-        let _ = self.client.set_incarnation(self.core.incarnation()).await;
+        let incarnation = self.core.incarnation();
+        if self.announced != Some(incarnation)
+            && self.client.set_incarnation(incarnation).await.is_ok()
+        {
+            self.announced = Some(incarnation);
+        }
         let snapshot = self.snapshot();
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
