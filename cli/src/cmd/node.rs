@@ -29,23 +29,18 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     if !args.queues.is_empty() {
         config.workers.queues = args.queues.clone();
     }
-    config
-        .validate()
-        .map_err(|m| anyhow::anyhow!("invalid options: {m}"))?;
-    let registry = setup::registry(&config)?;
-    let store = setup::open_store(&config).await?;
-    let node_id = NodeId(config.node.name.clone());
     if !args.listen.is_empty() {
         config.mesh.listen = args.listen.clone();
     }
     config.mesh.join.extend(args.join.iter().cloned());
     config.mesh.enabled |= !args.listen.is_empty() || !args.join.is_empty();
     config
-        .mesh
         .validate()
-        .map_err(|m| anyhow::anyhow!("invalid mesh options: {m}"))?;
+        .map_err(|m| anyhow::anyhow!("invalid options: {m}"))?;
+    let registry = setup::registry(&config)?;
+    let store = setup::open_store(&config).await?;
     let options = NodeOptions {
-        node_id: node_id.clone(),
+        node_id: NodeId(config.node.name.clone()),
         workers: config.workers.clone(),
         retry: config.retry.clone(),
         store: store.clone(),
