@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::next_batch;
+use crate::batch::{next_batch, retry_transient};
 use crate::context::{Counters, Ctx};
 
 /// Starts the completer on `rx`; it drains what is queued and ends when `close` fires.
@@ -48,23 +48,17 @@ pub(crate) fn start(
 /// Writes one batch, retrying while the store is unreachable: progress pauses, nothing
 /// is dropped (a node that dies meanwhile has its leases rescued instead).
 async fn apply(ctx: &Ctx, batch: Vec<Completion>) {
-    let mut delay = Duration::from_millis(20);
-    let results = loop {
-        match ctx.store.complete(batch.clone()).await {
-            Ok(r) => break r,
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, n = batch.len(), "completing jobs failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
+    let write = || ctx.store.complete(batch.clone());
+    let results =
+        match retry_transient("completing jobs", None, Duration::from_millis(20), write).await {
+            Ok(r) => r,
             Err(e) => {
                 // Not retryable (a bug or a corrupt row): the leases will lapse and the
                 // jobs run again elsewhere, which at-least-once allows.
                 tracing::error!(error = %e, n = batch.len(), "completions refused by the store");
                 return;
             }
-        }
-    };
+        };
     for (c, r) in batch.into_iter().zip(results) {
         match r {
             CompletionResult::Applied => {

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::next_batch;
+use crate::batch::{next_batch, retry_transient};
 
 /// Events waiting to be persisted; a full buffer makes emitters wait (backpressure).
 const PERSIST_BUFFER: usize = 4096;
@@ -74,20 +74,19 @@ async fn persist_batch(store: &SharedStore, batch: Vec<LifecycleEvent>) {
     if batch.is_empty() {
         return;
     }
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..20 {
-        match store.record_events(batch.clone()).await {
-            Ok(()) => return,
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "recording events failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, n = batch.len(), "events not recorded");
-                return;
-            }
+    let write = || store.record_events(batch.clone());
+    match retry_transient(
+        "recording events",
+        Some(20),
+        Duration::from_millis(50),
+        write,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(e) if e.is_transient() => {
+            tracing::error!(error = %e, n = batch.len(), "events not recorded: store unreachable")
         }
+        Err(e) => tracing::error!(error = %e, n = batch.len(), "events not recorded"),
     }
-    tracing::error!(n = batch.len(), "events not recorded: store unreachable");
 }
