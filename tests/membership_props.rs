@@ -29,6 +29,8 @@ enum Delivery {
         to: usize,
         from: usize,
         bytes: Vec<u8>,
+        /// A liveness frame on the direct stream (else gossip).
+        direct: bool,
     },
     ProbeOk {
         to: usize,
@@ -161,6 +163,7 @@ impl Sim {
                         to,
                         from,
                         bytes: bytes.clone(),
+                        direct: false,
                     },
                 );
             }
@@ -183,6 +186,23 @@ impl Sim {
                         continue;
                     }
                     self.broadcast(i, bytes);
+                }
+                Output::Send { to, bytes } => {
+                    let j = self.index[&to];
+                    if self.nodes[j].is_some() && self.connected(i, j) {
+                        let at = now.plus(self.latency());
+                        self.messages += 1;
+                        self.bytes += bytes.len() as u64;
+                        self.schedule(
+                            at,
+                            Delivery::Msg {
+                                to: j,
+                                from: i,
+                                bytes,
+                                direct: true,
+                            },
+                        );
+                    }
                 }
                 Output::Probe(peer) => {
                     let j = self.index[&peer];
@@ -280,11 +300,20 @@ impl Sim {
                     break;
                 };
                 match self.pending.remove(&id) {
-                    Some(Delivery::Msg { to, from, bytes }) => {
+                    Some(Delivery::Msg {
+                        to,
+                        from,
+                        bytes,
+                        direct,
+                    }) => {
                         let from_id = self.ids[from];
                         let honest = !self.liars.contains_key(&from);
                         if let Some(node) = self.nodes[to].as_mut() {
-                            let acc = node.handle_message(from_id, &bytes, now);
+                            let acc = if direct {
+                                node.handle_direct(from_id, &bytes, now)
+                            } else {
+                                node.handle_message(from_id, &bytes, now)
+                            };
                             if let Acceptance::Reject(r) = acc
                                 && honest
                             {

@@ -234,6 +234,7 @@ impl MembershipState {
                     }));
                 }
                 Output::Event(e) => self.on_event(e).await,
+                Output::Send { .. } => {}
             }
         }
         let incarnation = self.core.incarnation();
