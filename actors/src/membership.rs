@@ -192,6 +192,16 @@ impl Actor for MembershipActor {
                     .report_validation(message_id, propagation_source, verdict)
                     .await;
             }
+            MembershipMsg::Mesh(MeshEvent::Direct { peer, data }) => {
+                if let Acceptance::Reject(why) = s.core.handle_direct(peer, &data, now) {
+                    tracing::debug!(%peer, ?why, "rejected direct frame");
+                }
+            }
+            MembershipMsg::Mesh(MeshEvent::Subscribed { topic, .. })
+                if topic == MEMBERSHIP_TOPIC =>
+            {
+                s.core.announce(now);
+            }
             MembershipMsg::Mesh(_) => return Ok(()),
         }
         s.flush(&myself).await;
@@ -234,7 +244,10 @@ impl MembershipState {
                     }));
                 }
                 Output::Event(e) => self.on_event(e).await,
-                Output::Send { .. } => {}
+                Output::Send { to, bytes } => {
+                    // Best effort: a dropped frame is a missed arrival, as on the wire.
+                    self.client.send_direct(to, bytes);
+                }
             }
         }
         let incarnation = self.core.incarnation();
@@ -294,6 +307,7 @@ impl MembershipState {
                         tracing::error!(%subject, error = %e, "evicted node's leases not revoked; lease expiry will rescue them");
                     }
                 }
+                self.client.forget_direct(&subject);
                 let ev = LifecycleEvent::new(EventKind::NodeEvicted, now)
                     .node(node_of(&subject))
                     .detail(detail);
