@@ -522,6 +522,9 @@ proptest! {
         }
         let acc = m.handle_message(ids[1], &input, Millis(10));
         prop_assert!(acc != Acceptance::Accept);
+        // Direct frames are unsigned (the connection authenticates the sender), so a
+        // random frame may decode; it must never panic.
+        let _ = m.handle_direct(ids[1], &input, Millis(15));
         m.handle_tick(Millis(20));
         let _ = m.drain_outputs();
     }

@@ -76,8 +76,8 @@ pub use phi::{PhiAccrual, deviation_for_phi};
 pub use view::{MemberInfo, View};
 pub use vote::{SignedVote, Verdict, Vote, VoteTally};
 pub use wire::{
-    Heartbeat, Liveness, MAX_LIVENESS_BYTES, MAX_MESSAGE_BYTES, MEMBERSHIP_TOPIC, Message,
-    SignedHeartbeat, WIRE_VERSION, decode, decode_liveness, encode, encode_liveness, public_key_of,
+    Direct, Heartbeat, Liveness, MAX_DIRECT_BYTES, MAX_MESSAGE_BYTES, MEMBERSHIP_TOPIC, Message,
+    SignedHeartbeat, WIRE_VERSION, decode, decode_direct, encode, encode_direct, public_key_of,
 };
 
 use crate::clock::Millis;
@@ -99,10 +99,10 @@ pub enum Acceptance {
 pub enum Output {
     /// Publish these bytes on [`MEMBERSHIP_TOPIC`].
     Broadcast(Vec<u8>),
-    /// Send these bytes (a liveness frame) straight to this peer over a direct,
-    /// authenticated stream; the receiver hands them to
-    /// [`handle_direct`](Membership::handle_direct). Best effort: drop rather than queue
-    /// when the link is slow, a late frame is worth nothing.
+    /// Send these bytes (a [`Direct`] frame: liveness, or an evicted node's certificate)
+    /// straight to this peer over a direct, authenticated stream; the receiver hands them
+    /// to [`handle_direct`](Membership::handle_direct). Best effort: drop rather than
+    /// queue when the link is slow, a late frame is worth nothing.
     Send {
         /// The observer to send to.
         to: PeerId,
@@ -455,9 +455,10 @@ impl Membership {
     /// by the connection). Never panics. The verdict is for the driver's logs and
     /// scoring; direct frames are not forwarded.
     pub fn handle_direct(&mut self, from: PeerId, bytes: &[u8], now: Millis) -> Acceptance {
-        let result = match decode_liveness(bytes) {
+        let result = match decode_direct(bytes) {
             Err(e) => Acceptance::Reject(e),
-            Ok(frame) => self.on_liveness(from, frame, now),
+            Ok(Direct::Liveness(frame)) => self.on_liveness(from, frame, now),
+            Ok(Direct::Certificate(cert)) => self.on_certificate(cert, now),
         };
         self.schedule_timer(now);
         result
@@ -958,11 +959,11 @@ impl Membership {
     /// Sends a liveness frame to every observer of this node.
     fn send_liveness(&mut self) {
         self.liveness_seq = self.liveness_seq.saturating_add(1);
-        let bytes = encode_liveness(&Liveness {
+        let bytes = encode_direct(&Direct::Liveness(Liveness {
             incarnation: self.incarnation,
             seq: self.liveness_seq,
             epoch: self.view.epoch(),
-        });
+        }));
         for to in &self.observers_of_me {
             self.outputs.push(Output::Send {
                 to: *to,
@@ -1228,8 +1229,8 @@ impl Membership {
             return;
         }
         if let Some((_, cert)) = self.view.eviction(&peer) {
-            let bytes = encode(&Message::Certificate(cert.clone()));
-            self.outputs.push(Output::Broadcast(bytes));
+            let bytes = encode_direct(&Direct::Certificate(cert.clone()));
+            self.outputs.push(Output::Send { to: peer, bytes });
             self.cert_resent.insert(peer, now);
         }
     }

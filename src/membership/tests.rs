@@ -358,12 +358,23 @@ fn own_certificate_makes_node_rejoin_higher() {
         peer.handle_message(me, &heartbeat(3, inc, 5, 1), Millis(310)),
         Acceptance::Ignore(IgnoreReason::StaleIncarnation)
     );
-    // It shows the stale node its certificate.
-    assert!(
-        peer.drain_outputs()
-            .iter()
-            .any(|o| matches!(o, Output::Broadcast(_)))
+    // It shows the stale node its certificate, point to point (gossip would drop a
+    // republished message id as a duplicate).
+    let shown = peer
+        .drain_outputs()
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Send { to, bytes } if to == me => Some(bytes),
+            _ => None,
+        })
+        .expect("certificate sent to the evicted node");
+    assert!(matches!(decode_direct(&shown), Ok(Direct::Certificate(_))));
+    // A stale liveness frame gets the same answer, at most once per revote interval.
+    assert_eq!(
+        peer.handle_direct(me, &liveness(inc, 9), Millis(315)),
+        Acceptance::Ignore(IgnoreReason::StaleIncarnation)
     );
+    assert!(sends(&peer.drain_outputs()).is_empty());
     assert_eq!(
         peer.handle_message(me, &heartbeat(3, m.incarnation(), 1, 1), Millis(320)),
         Acceptance::Accept
@@ -549,11 +560,11 @@ fn a_member_never_heard_is_not_suspected_during_join_grace() {
 }
 
 fn liveness(incarnation: u64, seq: u64) -> Vec<u8> {
-    encode_liveness(&Liveness {
+    encode_direct(&Direct::Liveness(Liveness {
         incarnation,
         seq,
         epoch: 0,
-    })
+    }))
 }
 
 fn sends(out: &[Output]) -> Vec<PeerId> {

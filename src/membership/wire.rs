@@ -98,7 +98,7 @@ pub enum Message {
 /// A liveness frame, sent every heartbeat interval straight to each observer of the
 /// sender over a persistent direct stream (not gossiped). It carries no signature: the
 /// stream's connection is authenticated (noise), so the sender is known first-hand, and
-/// nothing relays it. Encoded as [`WIRE_VERSION`] then bincode: 12 to 20 bytes.
+/// nothing relays it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Liveness {
     /// The sender's incarnation; a higher one than known refutes suspicion.
@@ -109,11 +109,25 @@ pub struct Liveness {
     pub epoch: u64,
 }
 
-/// Largest accepted liveness frame (three varint u64s and the version byte).
-pub const MAX_LIVENESS_BYTES: usize = 32;
+/// What travels on a direct stream between two nodes (never relayed, so unsigned
+/// frames are as trustworthy as the authenticated connection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direct {
+    /// "I am alive", to each of the sender's observers every heartbeat interval.
+    Liveness(Liveness),
+    /// The certificate that evicted the receiver, shown to it point to point when it
+    /// still speaks with its evicted incarnation. (Not gossiped: every node already
+    /// saw that message id, and gossipsub drops a republished duplicate.)
+    Certificate(Certificate),
+}
 
-/// Encodes a liveness frame: version byte then bincode.
-pub fn encode_liveness(frame: &Liveness) -> Vec<u8> {
+/// Largest accepted direct frame (a certificate of about a hundred votes fits); the
+/// mesh frames these with a two-byte length.
+pub const MAX_DIRECT_BYTES: usize = 60_000;
+
+/// Encodes a direct frame: version byte then bincode. A liveness frame is 13 to 21
+/// bytes.
+pub fn encode_direct(frame: &Direct) -> Vec<u8> {
     let mut out = vec![WIRE_VERSION];
     if let Ok(body) = bincode::serde::encode_to_vec(frame, config()) {
         out.extend_from_slice(&body);
@@ -121,16 +135,16 @@ pub fn encode_liveness(frame: &Liveness) -> Vec<u8> {
     out
 }
 
-/// Decodes a liveness frame with the same rules as [`decode`]. Never panics.
-pub fn decode_liveness(bytes: &[u8]) -> Result<Liveness, RejectReason> {
+/// Decodes a direct frame with the same rules as [`decode`]. Never panics.
+pub fn decode_direct(bytes: &[u8]) -> Result<Direct, RejectReason> {
     let (&version, body) = bytes.split_first().ok_or(RejectReason::Empty)?;
     if version != WIRE_VERSION {
         return Err(RejectReason::WrongVersion(version));
     }
-    if bytes.len() > MAX_LIVENESS_BYTES {
-        return Err(RejectReason::Undecodable("liveness frame too large".into()));
+    if bytes.len() > MAX_DIRECT_BYTES {
+        return Err(RejectReason::Undecodable("direct frame too large".into()));
     }
-    let (frame, used): (Liveness, usize) = bincode::serde::decode_from_slice(body, config())
+    let (frame, used): (Direct, usize) = bincode::serde::decode_from_slice(body, config())
         .map_err(|e| RejectReason::Undecodable(e.to_string()))?;
     if used != body.len() {
         return Err(RejectReason::Undecodable("trailing bytes".into()));
@@ -282,15 +296,16 @@ mod tests {
             seq: u64::MAX,
             epoch: 3,
         };
-        let bytes = encode_liveness(&frame);
-        assert!(bytes.len() <= 20, "liveness frame is {} bytes", bytes.len());
-        assert_eq!(decode_liveness(&bytes), Ok(frame));
+        let bytes = encode_direct(&Direct::Liveness(frame));
+        assert!(bytes.len() <= 21, "liveness frame is {} bytes", bytes.len());
+        assert_eq!(decode_direct(&bytes), Ok(Direct::Liveness(frame)));
         let mut long = bytes.clone();
         long.push(0);
-        assert!(decode_liveness(&long).is_err());
-        assert!(decode_liveness(&bytes[..bytes.len() - 1]).is_err());
-        assert_eq!(decode_liveness(&[]), Err(RejectReason::Empty));
-        assert!(decode_liveness(&[9, 1, 1, 1]).is_err());
+        assert!(decode_direct(&long).is_err());
+        assert!(decode_direct(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(decode_direct(&[]), Err(RejectReason::Empty));
+        assert!(decode_direct(&[9, 1, 1, 1]).is_err());
+        assert!(decode_direct(&[1, 7, 1, 1]).is_err());
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl Client {
         answer.await.unwrap_or(Err(ProbeError::Timeout(peer)))
     }
 
-    /// Sends a small frame (1 to 255 bytes) to `peer` on its persistent direct stream
+    /// Sends a frame (1 to [`MAX_FRAME`](super::direct::MAX_FRAME) bytes) to `peer` on its persistent direct stream
     /// (`/jobmesh/direct/1`), opening or reopening the stream as needed; the peer
     /// receives it as [`MeshEvent::Direct`](super::MeshEvent::Direct). Best effort and
     /// non-blocking: returns `false` if the frame was dropped (link queue full, too many

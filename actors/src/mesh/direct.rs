@@ -3,9 +3,9 @@
 //! message relayed several times, or a request-response stream negotiated per frame.
 //!
 //! Wire format of `/jobmesh/direct/1`: the dialler opens one stream and writes frames,
-//! each one length byte (1 to 255) followed by that many bytes; the listener only
-//! reads. A zero length, a read error or the end of the stream ends it; the dialler
-//! opens a new one with its next frame. The bytes are opaque here (the membership core
+//! each a big-endian two-byte length (1 to [`MAX_FRAME`]) followed by that many bytes;
+//! the listener only reads. A zero or oversized length, a read error or the end of the
+//! stream ends it; the dialler opens a new one with its next frame. The bytes are opaque here (the membership core
 //! encodes them); the sender is the connection's authenticated peer.
 //!
 //! Frames are best effort and never queue behind a slow link: each peer has a queue of
@@ -24,8 +24,8 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/jobmesh/direct/1");
-/// Largest frame.
-pub const MAX_FRAME: usize = 255;
+/// Largest frame (the membership core's largest direct frame fits).
+pub const MAX_FRAME: usize = 60_000;
 /// Frames queued per peer before new ones are dropped.
 pub const QUEUE: usize = 4;
 /// After failing to open a stream to a peer, frames to it are dropped for this long
@@ -125,8 +125,8 @@ async fn write_loop(
         };
         retry_at = None;
         loop {
-            let mut buf = Vec::with_capacity(frame.len() + 1);
-            buf.push(frame.len() as u8);
+            let mut buf = Vec::with_capacity(frame.len() + 2);
+            buf.extend_from_slice(&(frame.len() as u16).to_be_bytes());
             buf.extend_from_slice(&frame);
             let written = async {
                 stream.write_all(&buf).await?;
@@ -188,16 +188,20 @@ where
     D: Fn(PeerId, Vec<u8>) -> bool,
     M: FnOnce(PeerId, String),
 {
-    let mut len = [0u8; 1];
+    let mut len = [0u8; 2];
     loop {
         if stream.read_exact(&mut len).await.is_err() {
             return;
         }
-        if len[0] == 0 {
-            malformed(peer, "zero-length direct frame".to_string());
+        let len = u16::from_be_bytes(len) as usize;
+        if len == 0 || len > MAX_FRAME {
+            malformed(
+                peer,
+                format!("direct frame of {len} bytes (1 to {MAX_FRAME})"),
+            );
             return;
         }
-        let mut frame = vec![0u8; len[0] as usize];
+        let mut frame = vec![0u8; len];
         if stream.read_exact(&mut frame).await.is_err() {
             return;
         }
