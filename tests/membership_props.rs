@@ -151,22 +151,28 @@ impl Sim {
     }
 
     fn broadcast(&mut self, from: usize, bytes: Vec<u8>) {
-        let now = self.now();
         for to in 0..self.nodes.len() {
-            if to != from && self.nodes[to].is_some() && self.connected(from, to) {
-                let at = now.plus(self.latency());
-                self.messages += 1;
-                self.bytes += bytes.len() as u64;
-                self.schedule(
-                    at,
-                    Delivery::Msg {
-                        to,
-                        from,
-                        bytes: bytes.clone(),
-                        direct: false,
-                    },
-                );
+            if to != from {
+                self.deliver(from, to, bytes.clone(), false);
             }
+        }
+    }
+
+    /// Delivers `bytes` after a random latency if `to` is up and linked to `from`.
+    fn deliver(&mut self, from: usize, to: usize, bytes: Vec<u8>, direct: bool) {
+        if self.nodes[to].is_some() && self.connected(from, to) {
+            let at = self.now().plus(self.latency());
+            self.messages += 1;
+            self.bytes += bytes.len() as u64;
+            self.schedule(
+                at,
+                Delivery::Msg {
+                    to,
+                    from,
+                    bytes,
+                    direct,
+                },
+            );
         }
     }
 
@@ -189,20 +195,7 @@ impl Sim {
                 }
                 Output::Send { to, bytes } => {
                     let j = self.index[&to];
-                    if self.nodes[j].is_some() && self.connected(i, j) {
-                        let at = now.plus(self.latency());
-                        self.messages += 1;
-                        self.bytes += bytes.len() as u64;
-                        self.schedule(
-                            at,
-                            Delivery::Msg {
-                                to: j,
-                                from: i,
-                                bytes,
-                                direct: true,
-                            },
-                        );
-                    }
+                    self.deliver(i, j, bytes, true);
                 }
                 Output::Probe(peer) => {
                     let j = self.index[&peer];

@@ -85,6 +85,23 @@ async fn start_with(
     .unwrap()
 }
 
+/// The success report of `job` by `node` under the lease it was claimed with.
+fn late_success(job: &Job, node: &NodeId) -> Completion {
+    Completion {
+        lease: Lease {
+            job: job.id,
+            token: job.lease_token,
+            worker: WorkerId(format!("{node}/pool")),
+            node: node.clone(),
+            attempt: job.attempt,
+            expires_at: job.lease_expires_at.unwrap(),
+        },
+        outcome: Outcome::Succeeded { output: None },
+        started_at: job.run_at,
+        finished_at: SystemClock.now(),
+    }
+}
+
 /// Waits until every node has heard heartbeats from every other (phi known for all).
 async fn until_meshed(nodes: &[Node]) {
     let count = nodes.len();
@@ -187,22 +204,11 @@ async fn a_crashed_node_is_evicted_by_certificate_and_its_jobs_rescued() {
     );
 
     // The victim's late completion is refused: its lease was revoked.
-    let j = &victim_jobs[0];
-    let late = Completion {
-        lease: Lease {
-            job: j.id,
-            token: j.lease_token,
-            worker: WorkerId(format!("{victim_id}/pool")),
-            node: victim_id.clone(),
-            attempt: j.attempt,
-            expires_at: j.lease_expires_at.unwrap(),
-        },
-        outcome: Outcome::Succeeded { output: None },
-        started_at: j.run_at,
-        finished_at: j.run_at,
-    };
     assert_eq!(
-        store.complete(vec![late]).await.unwrap(),
+        store
+            .complete(vec![late_success(&victim_jobs[0], &victim_id)])
+            .await
+            .unwrap(),
         [CompletionResult::StaleLease]
     );
 
@@ -321,21 +327,11 @@ async fn a_partitioned_node_is_evicted_then_rejoins_with_a_higher_incarnation() 
     );
 
     // Alive but cut off, the victim finishes its attempt late: refused.
-    let late = Completion {
-        lease: Lease {
-            job: held_job.id,
-            token: held_job.lease_token,
-            worker: WorkerId(format!("{victim_id}/pool")),
-            node: victim_id.clone(),
-            attempt: held_job.attempt,
-            expires_at: held_job.lease_expires_at.unwrap(),
-        },
-        outcome: Outcome::Succeeded { output: None },
-        started_at: held_job.run_at,
-        finished_at: SystemClock.now(),
-    };
     assert_eq!(
-        store.complete(vec![late]).await.unwrap(),
+        store
+            .complete(vec![late_success(&held_job, &victim_id)])
+            .await
+            .unwrap(),
         [CompletionResult::StaleLease]
     );
 

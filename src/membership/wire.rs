@@ -128,57 +128,54 @@ pub const MAX_DIRECT_BYTES: usize = 60_000;
 /// Encodes a direct frame: version byte then bincode. A liveness frame is 13 to 21
 /// bytes.
 pub fn encode_direct(frame: &Direct) -> Vec<u8> {
-    let mut out = vec![WIRE_VERSION];
-    if let Ok(body) = bincode::serde::encode_to_vec(frame, config()) {
-        out.extend_from_slice(&body);
-    }
-    out
+    encode_versioned(frame)
 }
 
 /// Decodes a direct frame with the same rules as [`decode`]. Never panics.
 pub fn decode_direct(bytes: &[u8]) -> Result<Direct, RejectReason> {
-    let (&version, body) = bytes.split_first().ok_or(RejectReason::Empty)?;
-    if version != WIRE_VERSION {
-        return Err(RejectReason::WrongVersion(version));
-    }
-    if bytes.len() > MAX_DIRECT_BYTES {
-        return Err(RejectReason::Undecodable("direct frame too large".into()));
-    }
-    let (frame, used): (Direct, usize) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| RejectReason::Undecodable(e.to_string()))?;
-    if used != body.len() {
-        return Err(RejectReason::Undecodable("trailing bytes".into()));
-    }
-    Ok(frame)
+    decode_versioned(bytes, MAX_DIRECT_BYTES)
 }
 
 /// Encodes a message: version byte then bincode.
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let mut out = vec![WIRE_VERSION];
-    // Encoding our own in-memory types into a Vec cannot fail; an empty body would be
-    // rejected by every receiver rather than misread.
-    if let Ok(body) = bincode::serde::encode_to_vec(msg, config()) {
-        out.extend_from_slice(&body);
-    }
-    out
+    encode_versioned(msg)
 }
 
 /// Decodes a message, rejecting unknown versions, oversized or malformed input and
 /// trailing bytes. Never panics.
 pub fn decode(bytes: &[u8]) -> Result<Message, RejectReason> {
+    decode_versioned(bytes, MAX_MESSAGE_BYTES)
+}
+
+/// [`WIRE_VERSION`] then the bincode of `value`.
+fn encode_versioned<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    // Encoding our own in-memory types into a Vec cannot fail; an empty body would be
+    // rejected by every receiver rather than misread.
+    if let Ok(body) = bincode::serde::encode_to_vec(value, config()) {
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// Dispatches on the version byte (a later format keeps readers for earlier ones
+/// here), bounds the body to `max` bytes and rejects trailing bytes.
+fn decode_versioned<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, RejectReason> {
     let (&version, body) = bytes.split_first().ok_or(RejectReason::Empty)?;
     match version {
         WIRE_VERSION => {
-            if body.len() > MAX_MESSAGE_BYTES {
+            if body.len() > max {
                 return Err(RejectReason::Undecodable("message too large".into()));
             }
-            let (msg, used): (Message, usize) =
-                bincode::serde::decode_from_slice(body, config())
-                    .map_err(|e| RejectReason::Undecodable(e.to_string()))?;
+            let (value, used): (T, usize) = bincode::serde::decode_from_slice(body, config())
+                .map_err(|e| RejectReason::Undecodable(e.to_string()))?;
             if used != body.len() {
                 return Err(RejectReason::Undecodable("trailing bytes".into()));
             }
-            Ok(msg)
+            Ok(value)
         }
         other => Err(RejectReason::WrongVersion(other)),
     }
