@@ -37,7 +37,7 @@ impl Shared {
             return Ok(Vec::new());
         }
         if self.redis_is_down() {
-            return self.pg.claim(req).await;
+            return self.fallback(req, req.limit, Vec::new()).await;
         }
         let mut queues = req.queues.clone();
         queues.sort_unstable();
