@@ -165,7 +165,8 @@ pub struct StoreSection {
     pub postgres_url: Option<String>,
     /// Redis URL.
     pub redis_url: Option<String>,
-    /// Prefix of every Redis key, so several clusters can share a server.
+    /// Prefix of every Redis key, so several clusters can share a server (default
+    /// `jobmesh`).
     pub redis_prefix: Option<String>,
 }
 
@@ -390,6 +391,9 @@ impl Config {
                 if self.store.postgres_url.is_none() || self.store.redis_url.is_none() =>
             {
                 return Err("store.backend = \"redis_postgres\" needs store.postgres_url and store.redis_url".into());
+            }
+            Backend::RedisPostgres if self.store.redis_prefix.as_deref() == Some("") => {
+                return Err("store.redis_prefix must not be empty".into());
             }
             _ => {}
         }
