@@ -126,7 +126,16 @@ pub(crate) struct MembershipState {
     heard: VecDeque<Vec<u8>>,
     lie_ticker: Option<JoinHandle<()>>,
     lies: u64,
+    /// Objectively invalid input per peer outside gossip (junk direct frames and
+    /// probes), which gossipsub's own invalid-message penalty does not see.
+    penalties: std::collections::HashMap<PeerId, u32>,
 }
+
+/// Gossipsub application score taken per invalid direct input (below -10 a peer gets no
+/// gossip from us, below -80 it is graylisted).
+const PENALTY: f64 = -20.0;
+/// Peers remembered with penalties (bounded, like everything fed by the network).
+const MAX_PENALISED: usize = 1024;
 
 /// Interval between a Byzantine member's lies.
 const LIE_EVERY: Duration = Duration::from_millis(500);
@@ -165,6 +174,7 @@ impl Actor for MembershipActor {
             heard: VecDeque::new(),
             lie_ticker: None,
             lies: 0,
+            penalties: std::collections::HashMap::new(),
         };
         if s.faults_rx.is_some() {
             let me = myself.clone();
@@ -263,12 +273,22 @@ impl Actor for MembershipActor {
             MembershipMsg::Mesh(MeshEvent::Direct { peer, data }) => {
                 if let Acceptance::Reject(why) = s.core.handle_direct(peer, &data, now) {
                     tracing::debug!(%peer, ?why, "rejected direct frame");
+                    s.penalise(peer).await;
                 }
             }
             MembershipMsg::Mesh(MeshEvent::Subscribed { topic, .. })
                 if topic == MEMBERSHIP_TOPIC =>
             {
                 s.core.announce(now);
+            }
+            MembershipMsg::Mesh(MeshEvent::MalformedInput {
+                peer,
+                protocol,
+                reason,
+            }) => {
+                tracing::debug!(%peer, protocol, reason, "malformed input");
+                s.penalise(peer).await;
+                return Ok(());
             }
             MembershipMsg::Mesh(_) | MembershipMsg::Delayed(_) | MembershipMsg::Lie => {
                 return Ok(());
@@ -286,6 +306,18 @@ impl MembershipState {
             // No peer yet, or the mesh is stopping.
             tracing::debug!(error = %e, "membership broadcast not sent");
         }
+    }
+
+    /// Lowers `peer`'s gossipsub score for objectively invalid input that gossipsub did
+    /// not see (direct frames, probes), so a junk sender ends up graylisted.
+    async fn penalise(&mut self, peer: PeerId) {
+        if !self.penalties.contains_key(&peer) && self.penalties.len() >= MAX_PENALISED {
+            return;
+        }
+        let n = self.penalties.entry(peer).or_insert(0);
+        *n = n.saturating_add(1);
+        let score = (PENALTY * f64::from(*n)).max(-1000.0);
+        let _ = self.client.set_app_score(peer, score).await;
     }
 
     /// Takes up a changed faults document (chaos runs).

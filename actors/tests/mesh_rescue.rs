@@ -452,3 +452,94 @@ async fn a_node_with_a_join_certificate_is_admitted() {
         n.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junk_flooding_member_loses_score_and_nobody_is_evicted() {
+    let (store, _dir) = store().await;
+    let keys: Vec<Keypair> = (0..N).map(|_| Keypair::generate_ed25519()).collect();
+    let membership = MembershipConfig::new(keys.iter().map(|k| k.public().to_peer_id()), 1);
+    let junker = keys[N - 1].public().to_peer_id();
+    let (control, rx) = watch::channel(ActiveFaults::default());
+    let first = start_with(
+        0,
+        &keys[0],
+        &store,
+        vec![],
+        builtins(),
+        membership.clone(),
+        None,
+        None,
+    )
+    .await;
+    let addr = first.mesh().unwrap().listen_addrs().await.unwrap()[0].clone();
+    let mut nodes = vec![first];
+    for (i, key) in keys.iter().enumerate().take(N - 1).skip(1) {
+        nodes.push(
+            start_with(
+                i,
+                key,
+                &store,
+                vec![addr.clone()],
+                builtins(),
+                membership.clone(),
+                None,
+                None,
+            )
+            .await,
+        );
+    }
+    nodes.push(
+        start_with(
+            N - 1,
+            &keys[N - 1],
+            &store,
+            vec![addr],
+            builtins(),
+            membership,
+            None,
+            Some(rx),
+        )
+        .await,
+    );
+    until_meshed(&nodes).await;
+    let mut events = nodes[0].subscribe();
+
+    let mut f = ActiveFaults::default();
+    f.byzantine = Some(jobmesh_actors::faults::Byzantine::Junk);
+    control.send(f).unwrap();
+    // Scores change inside gossipsub without an event; poll, bounded by a deadline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = nodes[0].mesh().unwrap();
+    loop {
+        let score = client.peer_score(junker).await.unwrap().unwrap_or(0.0);
+        if score < -10.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "junk sender still scored {score}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for honest in &keys[1..N - 1] {
+        let s = client
+            .peer_score(honest.public().to_peer_id())
+            .await
+            .unwrap()
+            .unwrap_or(0.0);
+        assert!(s >= 0.0, "an honest member lost score: {s}");
+    }
+
+    // The cluster still runs jobs, and nobody was evicted.
+    nodes[0].submit(jobs("noop", json!({}), 20)).await.unwrap();
+    let c = until_finished(&store, &mut events, 20).await;
+    assert_eq!(c.get(&JobState::Succeeded), Some(&20), "{c:?}");
+    let log = store.events_after(0, 100_000).await.unwrap();
+    assert!(
+        !log.iter().any(|e| e.event.kind == EventKind::NodeEvicted),
+        "junk must not evict anyone"
+    );
+    for n in nodes {
+        n.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
