@@ -504,9 +504,12 @@ async fn a_junk_flooding_member_loses_score_and_nobody_is_evicted() {
     until_meshed(&nodes).await;
     let mut events = nodes[0].subscribe();
 
-    let mut f = ActiveFaults::default();
-    f.byzantine = Some(jobmesh_actors::faults::Byzantine::Junk);
-    control.send(f).unwrap();
+    control
+        .send(ActiveFaults {
+            byzantine: Some(jobmesh_actors::faults::Byzantine::Junk),
+            ..ActiveFaults::default()
+        })
+        .unwrap();
     // Scores change inside gossipsub without an event; poll, bounded by a deadline.
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = nodes[0].mesh().unwrap();
