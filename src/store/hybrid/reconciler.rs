@@ -109,6 +109,9 @@ impl Shared {
                 tracing::debug!(error = %e, "Redis unreachable; dispatch falls back to Postgres")
             }
         }
+        if !self.config.relay {
+            return;
+        }
         if let Err(e) = self.relay_events().await {
             tracing::debug!(error = %e, "relaying events to the Redis stream failed; will retry");
         }
