@@ -336,3 +336,20 @@ async fn scheduled_jobs_and_released_children_are_pushed() {
     assert!(got.iter().any(|c| c.job.id == l.id()));
     cleanup(&s).await;
 }
+
+#[tokio::test]
+async fn a_prefix_of_another_postgres_store_is_refused() {
+    let a = store().await;
+    let prefix = a.redis().keys().prefix().to_string();
+    let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
+    let err = HybridStore::connect(
+        &pg_url(),
+        Some(&schema),
+        &redis_url(),
+        HybridConfig::new(prefix),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("another Postgres store"), "{err}");
+    cleanup(&a).await;
+}

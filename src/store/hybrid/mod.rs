@@ -486,6 +486,45 @@ impl Store for HybridStore {
 }
 
 impl Shared {
+    /// Claims the Redis prefix for this Postgres store, or refuses a prefix that holds
+    /// another store's dispatch state: job ids of two stores would collide, and one
+    /// store's stale entries could hide the other's jobs from dispatch.
+    pub(super) async fn check_origin(&self) -> Result<(), StoreError> {
+        let fresh = format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        sqlx::query("INSERT INTO store_identity (id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(&fresh)
+            .execute(self.pg.pool())
+            .await?;
+        let ours: String = sqlx::query_scalar("SELECT id FROM store_identity")
+            .fetch_one(self.pg.pool())
+            .await?;
+        let key = self.redis.keys().origin();
+        let mut conn = self.redis.conn();
+        let (theirs,): (String,) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&ours)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await?;
+        if theirs != ours {
+            return Err(StoreError::Invalid(format!(
+                "Redis prefix `{}` holds the dispatch state of another Postgres store \
+                 (identity {theirs}, this one is {ours}): use another store.redis_prefix, or \
+                 delete the prefix's keys if that store is gone",
+                self.redis.keys().prefix()
+            )));
+        }
+        Ok(())
+    }
+
     /// [`Shared::push_ids`] after a commit: a failure is the reconciler's to repair.
     async fn push_after_commit(&self, ids: &[i64], now: Millis) {
         if let Err(e) = self.push_ids(ids, now).await {
