@@ -92,7 +92,8 @@ pub struct HybridConfig {
     pub redis_retry: Duration,
     /// Whether the background task copies lifecycle events into the Redis stream.
     pub relay: bool,
-    /// Events per relay batch (one Postgres read, one Redis `MULTI`).
+    /// Events per relay batch (one Postgres read, one Redis `MULTI`). A `MULTI` holds
+    /// Redis while it runs, so batches stay small enough not to stall claims.
     pub relay_batch: u32,
     /// Most relay batches per pump round.
     pub relay_rounds: u32,
@@ -112,8 +113,8 @@ impl HybridConfig {
             reconcile_page: 5000,
             redis_retry: Duration::from_secs(1),
             relay: true,
-            relay_batch: 5000,
-            relay_rounds: 10,
+            relay_batch: 1000,
+            relay_rounds: 50,
         }
     }
 }
