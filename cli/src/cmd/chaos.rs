@@ -61,8 +61,13 @@ async fn run_one(a: ChaosRunArgs, json: bool) -> anyhow::Result<()> {
         progress: !json,
         sabotage: a.sabotage_lose_job,
     };
-    // The seed first, so that even a run that dies half-way can be replayed.
-    eprintln!("seed = {seed}");
+    // The seed first, so that even a run that dies half-way can be replayed (on stderr
+    // with --json, which keeps stdout for the report).
+    if json {
+        eprintln!("seed = {seed}");
+    } else {
+        println!("seed = {seed}");
+    }
     let replay = opts.replay();
     let report = match jobmesh_sim::chaos::run(&opts).await {
         Ok(r) => r,

@@ -69,6 +69,7 @@ pub struct AppliedFault {
     /// When (ms since the Unix epoch).
     pub at_ms: i64,
     /// The fault.
+    #[serde(flatten)]
     pub fault: Fault,
 }
 
