@@ -59,6 +59,12 @@ pub struct MeshSection {
     pub members: Vec<String>,
     /// Byzantine members tolerated; needs at least `3f + 1` members.
     pub f: usize,
+    /// The cluster key's id (`jobmesh mesh cluster-key` prints it): peers holding a join
+    /// certificate it signed are admitted besides `members`.
+    pub cluster_key: Option<String>,
+    /// This node's join certificate (`jobmesh mesh issue-join` writes one), if it is
+    /// admitted by the cluster key rather than listed in `members`.
+    pub join_certificate: Option<PathBuf>,
 }
 
 impl Default for MeshSection {
@@ -70,6 +76,8 @@ impl Default for MeshSection {
             join: Vec::new(),
             members: Vec::new(),
             f: 1,
+            cluster_key: None,
+            join_certificate: None,
         }
     }
 }
@@ -87,11 +95,21 @@ impl MeshSection {
             m.parse::<libp2p::PeerId>()
                 .map_err(|e| format!("mesh.members: `{m}` is not a peer id: {e}"))?;
         }
+        if let Some(k) = &self.cluster_key {
+            k.parse::<libp2p::PeerId>()
+                .map_err(|e| format!("mesh.cluster_key: `{k}` is not a cluster key id: {e}"))?;
+        }
+        if self.join_certificate.is_some() && self.cluster_key.is_none() {
+            return Err(
+                "mesh.join_certificate needs mesh.cluster_key (the key that signed it)".into(),
+            );
+        }
         if !self.enabled {
             return Ok(());
         }
         let need = 3 * self.f + 1;
-        if self.members.len() < need {
+        // With a cluster key, further members join by certificate.
+        if self.cluster_key.is_none() && self.members.len() < need {
             return Err(format!(
                 "mesh.members lists {} peer ids; tolerating f = {} Byzantine members needs at least {need} \
                  (`jobmesh mesh id` prints a node's peer id)",
@@ -147,7 +165,8 @@ pub struct StoreSection {
     pub postgres_url: Option<String>,
     /// Redis URL.
     pub redis_url: Option<String>,
-    /// Prefix of every Redis key, so several clusters can share a server.
+    /// Prefix of every Redis key, so several clusters can share a server (default
+    /// `jobmesh`).
     pub redis_prefix: Option<String>,
 }
 
@@ -372,6 +391,9 @@ impl Config {
                 if self.store.postgres_url.is_none() || self.store.redis_url.is_none() =>
             {
                 return Err("store.backend = \"redis_postgres\" needs store.postgres_url and store.redis_url".into());
+            }
+            Backend::RedisPostgres if self.store.redis_prefix.as_deref() == Some("") => {
+                return Err("store.redis_prefix must not be empty".into());
             }
             _ => {}
         }

@@ -29,6 +29,8 @@ enum Delivery {
         to: usize,
         from: usize,
         bytes: Vec<u8>,
+        /// A liveness frame on the direct stream (else gossip).
+        direct: bool,
     },
     ProbeOk {
         to: usize,
@@ -149,21 +151,28 @@ impl Sim {
     }
 
     fn broadcast(&mut self, from: usize, bytes: Vec<u8>) {
-        let now = self.now();
         for to in 0..self.nodes.len() {
-            if to != from && self.nodes[to].is_some() && self.connected(from, to) {
-                let at = now.plus(self.latency());
-                self.messages += 1;
-                self.bytes += bytes.len() as u64;
-                self.schedule(
-                    at,
-                    Delivery::Msg {
-                        to,
-                        from,
-                        bytes: bytes.clone(),
-                    },
-                );
+            if to != from {
+                self.deliver(from, to, bytes.clone(), false);
             }
+        }
+    }
+
+    /// Delivers `bytes` after a random latency if `to` is up and linked to `from`.
+    fn deliver(&mut self, from: usize, to: usize, bytes: Vec<u8>, direct: bool) {
+        if self.nodes[to].is_some() && self.connected(from, to) {
+            let at = self.now().plus(self.latency());
+            self.messages += 1;
+            self.bytes += bytes.len() as u64;
+            self.schedule(
+                at,
+                Delivery::Msg {
+                    to,
+                    from,
+                    bytes,
+                    direct,
+                },
+            );
         }
     }
 
@@ -183,6 +192,10 @@ impl Sim {
                         continue;
                     }
                     self.broadcast(i, bytes);
+                }
+                Output::Send { to, bytes } => {
+                    let j = self.index[&to];
+                    self.deliver(i, j, bytes, true);
                 }
                 Output::Probe(peer) => {
                     let j = self.index[&peer];
@@ -280,11 +293,20 @@ impl Sim {
                     break;
                 };
                 match self.pending.remove(&id) {
-                    Some(Delivery::Msg { to, from, bytes }) => {
+                    Some(Delivery::Msg {
+                        to,
+                        from,
+                        bytes,
+                        direct,
+                    }) => {
                         let from_id = self.ids[from];
                         let honest = !self.liars.contains_key(&from);
                         if let Some(node) = self.nodes[to].as_mut() {
-                            let acc = node.handle_message(from_id, &bytes, now);
+                            let acc = if direct {
+                                node.handle_direct(from_id, &bytes, now)
+                            } else {
+                                node.handle_message(from_id, &bytes, now)
+                            };
                             if let Acceptance::Reject(r) = acc
                                 && honest
                             {
@@ -493,6 +515,9 @@ proptest! {
         }
         let acc = m.handle_message(ids[1], &input, Millis(10));
         prop_assert!(acc != Acceptance::Accept);
+        // Direct frames are unsigned (the connection authenticates the sender), so a
+        // random frame may decode; it must never panic.
+        let _ = m.handle_direct(ids[1], &input, Millis(15));
         m.handle_tick(Millis(20));
         let _ = m.drain_outputs();
     }

@@ -20,6 +20,7 @@ mod context;
 mod dispatcher;
 mod error;
 mod event_sink;
+pub mod faults;
 mod inflight;
 mod maintenance;
 mod membership;

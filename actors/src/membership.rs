@@ -4,18 +4,28 @@
 //! (fencing: its late completions are refused) so its jobs run again at once, and is
 //! recorded with its certificate as a `node.evicted` event.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::job::NodeId;
-use jobmesh::membership::{Acceptance, MEMBERSHIP_TOPIC, Membership, MembershipEvent, Output};
+use jobmesh::membership::{
+    Acceptance, MEMBERSHIP_TOPIC, Membership, MembershipEvent, Message, Output, SignedVote,
+    Verdict, Vote, decode, encode,
+};
+use libp2p::identity::Keypair;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rand::rngs::StdRng;
+use rand::seq::IteratorRandom;
+use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::context::Ctx;
+use crate::faults::{ActiveFaults, Byzantine};
 use crate::mesh::{Client, MeshEvent, PeerId, Validation};
 
 /// Messages to the membership actor.
@@ -26,6 +36,10 @@ pub enum MembershipMsg {
     Tick,
     /// A direct probe finished.
     Probed(PeerId, bool, Duration),
+    /// A mesh event held back by an injected delay: handled without further faults.
+    Delayed(MeshEvent),
+    /// Time for a Byzantine member's next lie (chaos runs only).
+    Lie,
 }
 
 /// One member as `jobmesh mesh peers` shows it.
@@ -80,6 +94,10 @@ pub(crate) struct MembershipArgs {
     pub ctx: Arc<Ctx>,
     pub status: Arc<Mutex<MeshStatus>>,
     pub allowlist: Vec<PeerId>,
+    /// The node key: a Byzantine member signs its lies with it.
+    pub keypair: Keypair,
+    /// Injected faults (chaos runs), if the node is under chaos control.
+    pub faults: Option<watch::Receiver<ActiveFaults>>,
 }
 
 /// Its state.
@@ -98,7 +116,31 @@ pub(crate) struct MembershipState {
     health: u32,
     /// The incarnation the mesh answers probes with, to update it only when it changes.
     announced: Option<u64>,
+    keypair: Keypair,
+    faults_rx: Option<watch::Receiver<ActiveFaults>>,
+    /// The faults in force (none outside chaos runs).
+    faults: ActiveFaults,
+    /// Randomness of injected loss and of lies.
+    rng: StdRng,
+    /// Recent gossip, for a Byzantine replayer.
+    heard: VecDeque<Vec<u8>>,
+    lie_ticker: Option<JoinHandle<()>>,
+    lies: u64,
+    /// Objectively invalid input per peer outside gossip (junk direct frames and
+    /// probes), which gossipsub's own invalid-message penalty does not see.
+    penalties: std::collections::HashMap<PeerId, u32>,
 }
+
+/// Gossipsub application score taken per invalid direct input (below -10 a peer gets no
+/// gossip from us, below -80 it is graylisted).
+const PENALTY: f64 = -20.0;
+/// Peers remembered with penalties (bounded, like everything fed by the network).
+const MAX_PENALISED: usize = 1024;
+
+/// Interval between a Byzantine member's lies.
+const LIE_EVERY: Duration = Duration::from_millis(500);
+/// Gossip kept for replay.
+const REPLAY_BUFFER: usize = 64;
 
 /// Timer lateness that counts against local health.
 const LATE: i64 = 250;
@@ -125,7 +167,27 @@ impl Actor for MembershipActor {
             timer_due: None,
             health: 0,
             announced: None,
+            keypair: args.keypair,
+            faults_rx: args.faults,
+            faults: ActiveFaults::default(),
+            rng: StdRng::from_rng(&mut rand::rng()),
+            heard: VecDeque::new(),
+            lie_ticker: None,
+            lies: 0,
+            penalties: std::collections::HashMap::new(),
         };
+        if s.faults_rx.is_some() {
+            let me = myself.clone();
+            s.lie_ticker = Some(tokio::spawn(async move {
+                let mut every = tokio::time::interval(LIE_EVERY);
+                loop {
+                    every.tick().await;
+                    if me.cast(MembershipMsg::Lie).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
         let now = s.ctx.now();
         s.core.handle_tick(now);
         s.flush(&myself).await;
@@ -137,7 +199,7 @@ impl Actor for MembershipActor {
         _myself: ActorRef<Self::Msg>,
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = s.timer.take() {
+        for t in [s.timer.take(), s.lie_ticker.take()].into_iter().flatten() {
             t.abort();
         }
         Ok(())
@@ -150,6 +212,22 @@ impl Actor for MembershipActor {
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let now = s.ctx.now();
+        s.refresh_faults();
+        let msg = match msg {
+            MembershipMsg::Mesh(event) => match s.inject(&myself, event).await {
+                Some(event) => MembershipMsg::Mesh(event),
+                None => return Ok(()),
+            },
+            MembershipMsg::Delayed(event) => MembershipMsg::Mesh(event),
+            MembershipMsg::Probed(peer, _, _) if s.faults.drop_from.contains(&peer) => {
+                MembershipMsg::Probed(peer, false, Duration::ZERO)
+            }
+            MembershipMsg::Lie => {
+                s.lie(now).await;
+                return Ok(());
+            }
+            other => other,
+        };
         match msg {
             MembershipMsg::Tick => {
                 if let Some(due) = s.timer_due.take() {
@@ -192,7 +270,29 @@ impl Actor for MembershipActor {
                     .report_validation(message_id, propagation_source, verdict)
                     .await;
             }
-            MembershipMsg::Mesh(_) => return Ok(()),
+            MembershipMsg::Mesh(MeshEvent::Direct { peer, data }) => {
+                if let Acceptance::Reject(why) = s.core.handle_direct(peer, &data, now) {
+                    tracing::debug!(%peer, ?why, "rejected direct frame");
+                    s.penalise(peer).await;
+                }
+            }
+            MembershipMsg::Mesh(MeshEvent::Subscribed { topic, .. })
+                if topic == MEMBERSHIP_TOPIC =>
+            {
+                s.core.announce(now);
+            }
+            MembershipMsg::Mesh(MeshEvent::MalformedInput {
+                peer,
+                protocol,
+                reason,
+            }) => {
+                tracing::debug!(%peer, protocol, reason, "malformed input");
+                s.penalise(peer).await;
+                return Ok(());
+            }
+            MembershipMsg::Mesh(_) | MembershipMsg::Delayed(_) | MembershipMsg::Lie => {
+                return Ok(());
+            }
         }
         s.flush(&myself).await;
         Ok(())
@@ -200,15 +300,197 @@ impl Actor for MembershipActor {
 }
 
 impl MembershipState {
+    /// Publishes on the membership topic; gossip is best effort.
+    async fn publish(&self, bytes: Vec<u8>) {
+        if let Err(e) = self.client.publish(MEMBERSHIP_TOPIC, bytes).await {
+            // No peer yet, or the mesh is stopping.
+            tracing::debug!(error = %e, "membership broadcast not sent");
+        }
+    }
+
+    /// Lowers `peer`'s gossipsub score for objectively invalid input that gossipsub did
+    /// not see (direct frames, probes), so a junk sender ends up graylisted.
+    async fn penalise(&mut self, peer: PeerId) {
+        if !self.penalties.contains_key(&peer) && self.penalties.len() >= MAX_PENALISED {
+            return;
+        }
+        let n = self.penalties.entry(peer).or_insert(0);
+        *n = n.saturating_add(1);
+        let score = (PENALTY * f64::from(*n)).max(-1000.0);
+        let _ = self.client.set_app_score(peer, score).await;
+    }
+
+    /// Takes up a changed faults document (chaos runs).
+    fn refresh_faults(&mut self) {
+        let Some(rx) = self.faults_rx.as_mut() else {
+            return;
+        };
+        if !rx.has_changed().unwrap_or(false) {
+            return;
+        }
+        self.faults = rx.borrow_and_update().clone();
+        tracing::warn!(faults = ?self.faults, "chaos: injected faults changed");
+        let silent = self.faults.byzantine == Some(Byzantine::Withhold);
+        self.client
+            .set_probe_filter(self.faults.drop_from.clone(), silent);
+    }
+
+    /// Applies injected drop, loss and delay to an incoming mesh event; `None` if it was
+    /// dropped or held back (it then returns as [`MembershipMsg::Delayed`]).
+    async fn inject(
+        &mut self,
+        myself: &ActorRef<MembershipMsg>,
+        event: MeshEvent,
+    ) -> Option<MeshEvent> {
+        if self.faults_rx.is_none() {
+            return Some(event);
+        }
+        let sender = match &event {
+            MeshEvent::Message {
+                propagation_source,
+                data,
+                ..
+            } => {
+                if self.faults.byzantine == Some(Byzantine::Replay) {
+                    if self.heard.len() >= REPLAY_BUFFER {
+                        self.heard.pop_front();
+                    }
+                    self.heard.push_back(data.clone());
+                }
+                *propagation_source
+            }
+            MeshEvent::Direct { peer, .. } => *peer,
+            _ => return Some(event),
+        };
+        let f = &self.faults;
+        let dropped =
+            f.drop_from.contains(&sender) || (f.loss > 0.0 && self.rng.random_bool(f.loss));
+        if dropped {
+            if let MeshEvent::Message {
+                message_id,
+                propagation_source,
+                ..
+            } = event
+            {
+                let _ = self
+                    .client
+                    .report_validation(message_id, propagation_source, Validation::Ignore)
+                    .await;
+            }
+            return None;
+        }
+        if !f.delay.is_zero() {
+            let (me, delay) = (myself.clone(), f.delay);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = me.cast(MembershipMsg::Delayed(event));
+            });
+            return None;
+        }
+        Some(event)
+    }
+
+    /// Signs a vote as this node.
+    fn forge(&mut self, subject: PeerId, verdict: Verdict, seq: u64) -> Option<Vec<u8>> {
+        let incarnation = self.core.view().get(&subject)?.incarnation;
+        let vote = Vote {
+            subject,
+            epoch: self.core.epoch(),
+            observer: self.core.me(),
+            incarnation,
+            verdict,
+            seq,
+        };
+        let sv = SignedVote::sign(vote, &self.keypair)?;
+        Some(encode(&Message::Vote(sv)))
+    }
+
+    /// A withholder drops its own votes; an equivocator sends each vote together with
+    /// its opposite under the same sequence number. Other messages pass.
+    async fn misbehave_on_vote(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let Ok(Message::Vote(sv)) = decode(&bytes) else {
+            return Some(bytes);
+        };
+        if self.faults.byzantine == Some(Byzantine::Withhold) {
+            return None;
+        }
+        let v = sv.vote;
+        let opposite = match v.verdict {
+            Verdict::Up => Verdict::Down,
+            Verdict::Down => Verdict::Up,
+        };
+        if let Some(twin) = self.forge(v.subject, opposite, v.seq) {
+            self.publish(twin).await;
+        }
+        Some(bytes)
+    }
+
+    /// One round of the configured Byzantine behaviour.
+    async fn lie(&mut self, now: jobmesh::clock::Millis) {
+        let Some(behaviour) = self.faults.byzantine else {
+            return;
+        };
+        self.lies += 1;
+        let me = self.core.me();
+        let others: Vec<PeerId> = self
+            .core
+            .view()
+            .members()
+            .map(|(p, _)| *p)
+            .filter(|p| *p != me)
+            .collect();
+        let seq = (now.0.max(0) as u64).saturating_mul(16) + (self.lies % 16);
+        match behaviour {
+            Byzantine::FalseDown => {
+                for subject in others {
+                    if let Some(bytes) = self.forge(subject, Verdict::Down, seq) {
+                        self.publish(bytes).await;
+                    }
+                }
+            }
+            Byzantine::Equivocate => {
+                if let Some(subject) = others.iter().copied().choose(&mut self.rng) {
+                    for verdict in [Verdict::Down, Verdict::Up] {
+                        if let Some(bytes) = self.forge(subject, verdict, seq) {
+                            self.publish(bytes).await;
+                        }
+                    }
+                }
+            }
+            Byzantine::Replay => {
+                if let Some(old) = self.heard.iter().choose(&mut self.rng).cloned() {
+                    self.publish(old).await;
+                }
+            }
+            Byzantine::Junk => {
+                for _ in 0..4 {
+                    let mut junk = vec![0u8; self.rng.random_range(1..=200)];
+                    self.rng.fill_bytes(&mut junk);
+                    self.publish(junk.clone()).await;
+                    if let Some(peer) = others.iter().copied().choose(&mut self.rng) {
+                        self.client.send_direct(peer, junk);
+                    }
+                }
+            }
+            Byzantine::Withhold => {}
+        }
+    }
+
     /// Carries out what the core asked for, then refreshes the status snapshot.
     async fn flush(&mut self, myself: &ActorRef<MembershipMsg>) {
         for out in self.core.drain_outputs() {
             match out {
                 Output::Broadcast(bytes) => {
-                    if let Err(e) = self.client.publish(MEMBERSHIP_TOPIC, bytes).await {
-                        // No peer yet, or the mesh is stopping: gossip is best effort.
-                        tracing::debug!(error = %e, "membership broadcast not sent");
-                    }
+                    let bytes = match self.faults.byzantine {
+                        Some(Byzantine::Withhold | Byzantine::Equivocate) => {
+                            match self.misbehave_on_vote(bytes).await {
+                                Some(b) => b,
+                                None => continue,
+                            }
+                        }
+                        _ => bytes,
+                    };
+                    self.publish(bytes).await;
                 }
                 Output::Probe(peer) => {
                     let client = self.client.clone();
@@ -234,6 +516,10 @@ impl MembershipState {
                     }));
                 }
                 Output::Event(e) => self.on_event(e).await,
+                Output::Send { to, bytes } => {
+                    // Best effort: a dropped frame is a missed arrival, as on the wire.
+                    self.client.send_direct(to, bytes);
+                }
             }
         }
         let incarnation = self.core.incarnation();
@@ -293,6 +579,7 @@ impl MembershipState {
                         tracing::error!(%subject, error = %e, "evicted node's leases not revoked; lease expiry will rescue them");
                     }
                 }
+                self.client.forget_direct(&subject);
                 let ev = LifecycleEvent::new(EventKind::NodeEvicted, now)
                     .node(node_of(&subject))
                     .detail(detail);

@@ -21,11 +21,12 @@ use crate::context::{Counters, Ctx, NodeStats};
 use crate::dispatcher::DispatchMsg;
 use crate::error::NodeError;
 use crate::event_sink::EventSink;
+use crate::faults::ActiveFaults;
 use crate::inflight::InFlight;
 use crate::membership::{MembershipActor, MembershipArgs, MembershipMsg, MeshStatus};
 use crate::mesh::{Client, MeshConfig, spawn_mesh};
 use crate::node_supervisor::{NodeMsg, NodeSupervisor};
-use jobmesh::membership::{MEMBERSHIP_TOPIC, Membership, MembershipConfig};
+use jobmesh::membership::{JoinCertificate, MEMBERSHIP_TOPIC, Membership, MembershipConfig};
 
 /// How long background writers get to flush at shutdown.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +60,11 @@ pub struct MeshOptions {
     pub membership: MembershipConfig,
     /// Seed of the protocol's randomness (probe order, jitter).
     pub seed: u64,
+    /// Join certificate signed by the cluster key, for a node admitted that way rather
+    /// than by the allowlist (`membership.cluster_key` must be set).
+    pub join: Option<JoinCertificate>,
+    /// Injected faults for chaos runs (see [`crate::faults`]); `None` in production.
+    pub faults: Option<watch::Receiver<ActiveFaults>>,
 }
 
 /// The mesh side of a node.
@@ -168,7 +174,7 @@ impl Node {
         let core = Membership::new(
             mesh.membership.clone(),
             mesh.keypair.clone(),
-            None,
+            mesh.join.clone(),
             mesh.seed,
             clock.now(),
         )
@@ -179,7 +185,7 @@ impl Node {
             config.topics.push(MEMBERSHIP_TOPIC.to_string());
         }
         config.probe_timeout = mesh.membership.probe_timeout;
-        let (client, mut events, loop_task) = match spawn_mesh(mesh.keypair, config) {
+        let (client, mut events, loop_task) = match spawn_mesh(mesh.keypair.clone(), config) {
             Ok(m) => m,
             Err(e) => {
                 let _ = node.shutdown(Duration::from_secs(1)).await;
@@ -193,6 +199,8 @@ impl Node {
             ctx: node.ctx.clone(),
             status: status.clone(),
             allowlist: mesh.membership.allowlist.iter().copied().collect(),
+            keypair: mesh.keypair,
+            faults: mesh.faults,
         };
         let (membership, _) = Actor::spawn(None, MembershipActor, args)
             .await

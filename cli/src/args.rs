@@ -111,6 +111,29 @@ pub enum MeshVerb {
     Id,
     /// Members as the running node sees them: state, incarnation, phi, evictions.
     Peers,
+    /// Create a cluster key (ed25519) that signs join certificates, and print its id
+    /// for `mesh.cluster_key`. Refuses to overwrite an existing file.
+    ClusterKey {
+        /// Where to write the key (keep it secret; only the issuer needs it).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a join certificate admitting a peer id (printed by `jobmesh mesh id` on the
+    /// joiner) and write it for the joiner's `mesh.join_certificate`.
+    IssueJoin {
+        /// The cluster key file (`jobmesh mesh cluster-key --out ...`).
+        #[arg(long)]
+        cluster_key_file: PathBuf,
+        /// The peer id to admit.
+        #[arg(long)]
+        peer: String,
+        /// How long the certificate admits, e.g. 30d, 12h, 90m.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+        /// Where to write the certificate (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `jobmesh node`
@@ -131,6 +154,10 @@ pub struct NodeArgs {
     /// Join the mesh through this member's multiaddr (repeatable; adds to mesh.join).
     #[arg(long)]
     pub join: Vec<String>,
+    /// Chaos runs: watch this JSON file for injected faults (drop_from, delay_ms, loss,
+    /// byzantine); see `jobmesh chaos`. Never use in production.
+    #[arg(long)]
+    pub chaos_control: Option<PathBuf>,
 }
 
 /// `jobmesh submit`

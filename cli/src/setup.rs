@@ -24,6 +24,9 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path, std::env::vars())?)
 }
 
+/// Redis key prefix when `store.redis_prefix` is not set.
+const DEFAULT_REDIS_PREFIX: &str = "jobmesh";
+
 /// Opens (and migrates) the store the config names.
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
     match config.store.backend {
@@ -41,10 +44,24 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 .context("connecting to Postgres (store.postgres_url)")?;
             Ok(std::sync::Arc::new(store))
         }
-        Backend::RedisPostgres => anyhow::bail!(
-            "store backend redis_postgres is not wired into the node yet: use postgres (the \
-             Redis dispatch layer exists as a library, jobmesh::store::redis)"
-        ),
+        Backend::RedisPostgres => {
+            let pg = config.store.postgres_url.as_deref().unwrap_or_default();
+            let redis = config.store.redis_url.as_deref().unwrap_or_default();
+            let prefix = config
+                .store
+                .redis_prefix
+                .as_deref()
+                .unwrap_or(DEFAULT_REDIS_PREFIX);
+            let store = jobmesh::store::hybrid::HybridStore::connect(
+                pg,
+                None,
+                redis,
+                jobmesh::store::hybrid::HybridConfig::new(prefix),
+            )
+            .await
+            .context("connecting to Postgres (store.postgres_url) and Redis (store.redis_url)")?;
+            Ok(std::sync::Arc::new(store))
+        }
     }
 }
 

@@ -320,3 +320,62 @@ fn mesh_identity_is_stable_and_bad_mesh_options_are_refused() {
     let err = sb.err(&["mesh", "peers"]);
     assert!(err.contains("no mesh status"), "{err}");
 }
+
+#[test]
+fn join_certificates_are_issued_checked_and_chaos_control_needs_a_mesh() {
+    let sb = Sandbox::new("");
+    let key = sb.dir.path().join("cluster.key");
+    let key_arg = key.to_str().unwrap();
+    let cluster = sb.ok(&["mesh", "cluster-key", "--out", key_arg]);
+    assert!(cluster.trim().starts_with("12D3KooW"), "{cluster}");
+    let err = sb.err(&["mesh", "cluster-key", "--out", key_arg]);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+
+    let me = sb.ok(&["mesh", "id"]);
+    let cert = sb.dir.path().join("me.cert");
+    let cert_arg = cert.to_str().unwrap();
+    let common = [
+        "mesh",
+        "issue-join",
+        "--cluster-key-file",
+        key_arg,
+        "--out",
+        cert_arg,
+    ];
+    let err = sb.err(&[&common[..], &["--peer", "nope"]].concat());
+    assert!(err.contains("--peer `nope` is not a peer id"), "{err}");
+    let err = sb.err(&[&common[..], &["--peer", me.trim(), "--valid-for", "soon"]].concat());
+    assert!(err.contains("--valid-for"), "{err}");
+    sb.ok(&[&common[..], &["--peer", me.trim(), "--valid-for", "2h"]].concat());
+    let issued: jobmesh::membership::JoinCertificate =
+        serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    assert_eq!(issued.peer.to_string(), me.trim());
+    let cluster_key = jobmesh::membership::public_key_of(&cluster.trim().parse().unwrap()).unwrap();
+    let now = jobmesh::clock::Millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
+    assert!(issued.verify(&cluster_key, now));
+    assert!(!issued.verify(&cluster_key, now.plus(Duration::from_secs(3 * 3600))));
+
+    // A certificate for another node is refused at start, naming both ids.
+    let other = Sandbox::new(&format!(
+        "[mesh]\nmembers = [\"{}\"]\nf = 0\ncluster_key = \"{}\"\njoin_certificate = \"{}\"\n",
+        cluster.trim(),
+        cluster.trim(),
+        cert_arg
+    ));
+    let err = other.err(&["node", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert!(err.contains("not this node"), "{err}");
+    let bad = Sandbox::new("[mesh]\njoin_certificate = \"x.cert\"\n");
+    let err = bad.err(&["node"]);
+    assert!(
+        err.contains("mesh.join_certificate needs mesh.cluster_key"),
+        "{err}"
+    );
+
+    let err = sb.err(&["node", "--chaos-control", "faults.json"]);
+    assert!(err.contains("--chaos-control injects mesh faults"), "{err}");
+}

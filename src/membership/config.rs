@@ -33,9 +33,16 @@ pub struct MembershipConfig {
     pub cluster_key: Option<PublicKey>,
     /// How observers are chosen.
     pub monitoring: Monitoring,
-    /// Interval between own heartbeats.
+    /// Interval between liveness frames sent directly to each of this node's observers
+    /// (the arrivals its observers' phi detectors measure).
     pub heartbeat_interval: Duration,
-    /// Interval between round-robin direct probes of monitored peers.
+    /// Interval between signed heartbeats gossiped to every member (admission, epoch and
+    /// incarnation announcements). One is also sent at once on every incarnation change
+    /// and when the driver calls [`announce`](super::Membership::announce) (a new peer
+    /// subscribed); the periodic one only covers lost gossip, so it can be slow.
+    pub announce_interval: Duration,
+    /// Interval between round-robin direct probes of monitored peers (RTT measurement
+    /// and a second liveness path; suspects are re-probed every `revote_interval`).
     pub probe_interval: Duration,
     /// A direct probe without an answer after this long counts as failed.
     pub probe_timeout: Duration,
@@ -80,7 +87,8 @@ impl MembershipConfig {
             cluster_key: None,
             monitoring: Monitoring::AllToAll,
             heartbeat_interval: Duration::from_millis(500),
-            probe_interval: Duration::from_millis(1000),
+            announce_interval: Duration::from_secs(20),
+            probe_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_millis(300),
             phi_threshold: 8.0,
             min_std_dev: Duration::from_millis(100),
@@ -119,6 +127,7 @@ impl MembershipConfig {
         }
         for (name, d) in [
             ("heartbeat_interval", self.heartbeat_interval),
+            ("announce_interval", self.announce_interval),
             ("probe_interval", self.probe_interval),
             ("probe_timeout", self.probe_timeout),
             ("min_std_dev", self.min_std_dev),

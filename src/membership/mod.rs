@@ -15,20 +15,28 @@
 //!    `validate_messages()`; drain outputs.
 //! 2. On a gossipsub message: `handle_message(source, &data, now)` with the message's
 //!    authenticated `source`, then report the [`Acceptance`] (Accept / Ignore / Reject)
-//!    through `report_message_validation_result`; drain outputs.
+//!    through `report_message_validation_result`; drain outputs. When a peer subscribes
+//!    to the topic, call [`announce`](Membership::announce).
 //! 3. On [`Output::SetTimer`]: keep one timer (replace the previous one); when it fires,
 //!    `handle_tick(now)`; drain outputs.
-//! 4. On [`Output::Probe`]: send a request-response ping to the peer; on the answer call
+//! 4. On [`Output::Send`]: write the frame to the peer on a persistent direct stream;
+//!    frames arriving on such streams go to [`handle_direct`](Membership::handle_direct).
+//! 5. On [`Output::Probe`]: send a request-response ping to the peer; on the answer call
 //!    `probe_result(peer, true, rtt, now)` (failures may be reported with `false` or
 //!    left to the built-in timeout). Answer other nodes' probes directly in the driver.
-//! 5. Feed the node's own load into [`local_health`](Membership::local_health).
-//! 6. On [`Output::Broadcast`]: publish on the topic. On [`Output::Event`]: act (e.g.
+//! 6. Feed the node's own load into [`local_health`](Membership::local_health).
+//! 7. On [`Output::Broadcast`]: publish on the topic. On [`Output::Event`]: act (e.g.
 //!    [`MembershipEvent::Evicted`] revokes leases and persists the certificate).
 //!
 //! Protocol, in short:
-//! - Members (allowlisted or holding a [`JoinCertificate`]) broadcast signed heartbeats
-//!   with their incarnation. Every node runs a phi-accrual detector per member over
-//!   heartbeat and probe-success arrivals.
+//! - Members (allowlisted or holding a [`JoinCertificate`]) gossip signed heartbeats
+//!   with their incarnation: at start, on every incarnation change, when a peer
+//!   subscribes, and every `announce_interval`. Liveness itself travels as tiny
+//!   unsigned frames ([`Liveness`]) every `heartbeat_interval`, straight to each
+//!   observer over an authenticated stream: gossiping it would cost every node
+//!   O(n) signed messages per interval, several times over. Every observer runs a
+//!   phi-accrual detector per monitored member over liveness, heartbeat and
+//!   probe-success arrivals.
 //! - An observer (every other member, or K pseudo-random ones per subject) that
 //!   suspects a subject probes it directly; if the probe fails, and the observer is
 //!   healthy and sees a quorum of the last view, it broadcasts a signed Down vote.
@@ -68,8 +76,8 @@ pub use phi::{PhiAccrual, deviation_for_phi};
 pub use view::{MemberInfo, View};
 pub use vote::{SignedVote, Verdict, Vote, VoteTally};
 pub use wire::{
-    Heartbeat, MAX_MESSAGE_BYTES, MEMBERSHIP_TOPIC, Message, SignedHeartbeat, WIRE_VERSION, decode,
-    encode, public_key_of,
+    Direct, Heartbeat, Liveness, MAX_DIRECT_BYTES, MAX_MESSAGE_BYTES, MEMBERSHIP_TOPIC, Message,
+    SignedHeartbeat, WIRE_VERSION, decode, decode_direct, encode, encode_direct, public_key_of,
 };
 
 use crate::clock::Millis;
@@ -91,6 +99,16 @@ pub enum Acceptance {
 pub enum Output {
     /// Publish these bytes on [`MEMBERSHIP_TOPIC`].
     Broadcast(Vec<u8>),
+    /// Send these bytes (a [`Direct`] frame: liveness, or an evicted node's certificate)
+    /// straight to this peer over a direct, authenticated stream; the receiver hands them
+    /// to [`handle_direct`](Membership::handle_direct). Best effort: drop rather than
+    /// queue when the link is slow, a late frame is worth nothing.
+    Send {
+        /// The observer to send to.
+        to: PeerId,
+        /// The encoded frame.
+        bytes: Vec<u8>,
+    },
     /// Send a direct probe to this peer and report with
     /// [`probe_result`](Membership::probe_result). A probe not reported within the
     /// configured timeout counts as failed.
@@ -199,6 +217,8 @@ struct PeerState {
     last_failure: Option<Millis>,
     /// Whether we saw a quorum when the pending probe was sent.
     quorum_at_send: bool,
+    /// The last liveness frame accepted from it: (incarnation, seq).
+    liveness: Option<(u64, u64)>,
     last_rtt: Option<Duration>,
     /// Our standing Down vote: (incarnation, epoch, when last sent).
     down_vote: Option<(u64, u64, Millis)>,
@@ -217,6 +237,11 @@ pub struct Membership {
     view: View,
     peers: BTreeMap<PeerId, PeerState>,
     monitored: Vec<PeerId>,
+    /// The members that observe this node: liveness frames go to them.
+    observers_of_me: Vec<PeerId>,
+    /// Counter of liveness frames sent (never reset: receivers order by
+    /// (incarnation, seq)).
+    liveness_seq: u64,
     probe_order: Vec<PeerId>,
     tally: VoteTally,
     /// Observers per (subject, epoch) under sampled monitoring; cleared on view change.
@@ -225,6 +250,7 @@ pub struct Membership {
     local_health: u32,
     suspicion_deviation: f64,
     next_heartbeat: Millis,
+    next_announce: Millis,
     next_probe: Millis,
     last_tick: Option<Millis>,
     timer: Option<Millis>,
@@ -267,6 +293,7 @@ impl Membership {
         let mut m = Self {
             suspicion_deviation: deviation_for_phi(config.phi_threshold),
             next_heartbeat: now,
+            next_announce: now,
             next_probe: now.plus(config.probe_interval),
             keypair,
             me,
@@ -277,6 +304,8 @@ impl Membership {
             view,
             peers: BTreeMap::new(),
             monitored: Vec::new(),
+            observers_of_me: Vec::new(),
+            liveness_seq: 0,
             probe_order: Vec::new(),
             tally: VoteTally::new(),
             observer_cache: BTreeMap::new(),
@@ -332,10 +361,13 @@ impl Membership {
         self.last_tick = Some(now);
 
         if now >= self.next_heartbeat {
-            self.broadcast_heartbeat();
+            self.send_liveness();
             let base = self.config.heartbeat_interval.as_millis() as i64;
             let jitter = self.rng.random_range(-(base / 10)..=(base / 10));
             self.next_heartbeat = Millis(now.0.saturating_add((base + jitter).max(1)));
+        }
+        if now >= self.next_announce {
+            self.announce(now);
         }
 
         // Probes that timed out count as failed.
@@ -416,6 +448,28 @@ impl Membership {
         } else if was_pending {
             self.on_probe_failed(peer, now);
         }
+        self.schedule_timer(now);
+    }
+
+    /// Handles a frame received on the direct liveness stream from `from` (authenticated
+    /// by the connection). Never panics. The verdict is for the driver's logs and
+    /// scoring; direct frames are not forwarded.
+    pub fn handle_direct(&mut self, from: PeerId, bytes: &[u8], now: Millis) -> Acceptance {
+        let result = match decode_direct(bytes) {
+            Err(e) => Acceptance::Reject(e),
+            Ok(Direct::Liveness(frame)) => self.on_liveness(from, frame, now),
+            Ok(Direct::Certificate(cert)) => self.on_certificate(cert, now),
+        };
+        self.schedule_timer(now);
+        result
+    }
+
+    /// Gossips a signed heartbeat now (and restarts the announce interval). The driver
+    /// calls it when a peer subscribes to the membership topic, so a joiner learns about
+    /// this node at once rather than at the next periodic announcement.
+    pub fn announce(&mut self, now: Millis) {
+        self.broadcast_heartbeat();
+        self.next_announce = now.plus(self.config.announce_interval);
         self.schedule_timer(now);
     }
 
@@ -565,13 +619,55 @@ impl Membership {
             }));
         }
         let (incarnation, seq, epoch) = (hb.incarnation, hb.seq, hb.epoch);
+        self.alive(member, incarnation, epoch, now);
+        if let Some(info) = self.view.get_mut(&member) {
+            info.heartbeat_seq = Some(seq);
+        }
+        Acceptance::Accept
+    }
+
+    fn on_liveness(&mut self, from: PeerId, frame: Liveness, now: Millis) -> Acceptance {
+        if from == self.me {
+            return Acceptance::Ignore(IgnoreReason::Own);
+        }
+        let Some(known) = self.view.get(&from).map(|m| m.incarnation) else {
+            // Admission needs the signed heartbeat (allowlist or join certificate). An
+            // evicted node still using its evicted incarnation is shown its certificate.
+            if let Some((inc, _)) = self.view.eviction(&from)
+                && frame.incarnation <= *inc
+            {
+                self.remind_evicted(from, now);
+                return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
+            }
+            return Acceptance::Ignore(IgnoreReason::NotMember);
+        };
+        if frame.incarnation < known {
+            return Acceptance::Ignore(IgnoreReason::StaleIncarnation);
+        }
+        let last = self.peers.get(&from).and_then(|ps| ps.liveness);
+        if last.is_some_and(|l| (frame.incarnation, frame.seq) <= l) {
+            return Acceptance::Ignore(IgnoreReason::Replay);
+        }
+        if let Some(ps) = self.peers.get_mut(&from) {
+            ps.liveness = Some((frame.incarnation, frame.seq));
+        }
+        self.alive(from, frame.incarnation, frame.epoch, now);
+        Acceptance::Accept
+    }
+
+    /// First-hand or signed evidence that `member` (already in the view) is alive at
+    /// `incarnation`: feeds its detector, records its epoch, and a higher incarnation
+    /// refutes suspicion of the old one. A suspect's evidence that is not a refutation
+    /// is confirmed by our own probe before suspicion is cleared.
+    fn alive(&mut self, member: PeerId, incarnation: u64, epoch: u64, now: Millis) {
         let mut refuted = false;
         if let Some(info) = self.view.get_mut(&member) {
             if incarnation > info.incarnation {
                 info.incarnation = incarnation;
+                // Announcement counters restart with each incarnation.
+                info.heartbeat_seq = None;
                 refuted = true;
             }
-            info.heartbeat_seq = Some(seq);
             info.epoch = epoch;
         }
         if let Some(ps) = self.peers.get_mut(&member) {
@@ -594,7 +690,6 @@ impl Membership {
             }
         }
         self.adopt_epoch(now);
-        Acceptance::Accept
     }
 
     fn on_vote(&mut self, from: PeerId, sv: SignedVote, now: Millis) -> Acceptance {
@@ -772,6 +867,7 @@ impl Membership {
                 probe_deadline: None,
                 last_failure: None,
                 quorum_at_send: false,
+                liveness: None,
                 last_rtt: None,
                 down_vote: None,
             },
@@ -817,6 +913,20 @@ impl Membership {
             })
             .collect();
         self.probe_order.retain(|p| self.monitored.contains(p));
+        self.observers_of_me = match monitoring {
+            Monitoring::AllToAll => self
+                .view
+                .members()
+                .map(|(p, _)| *p)
+                .filter(|p| *p != me)
+                .collect(),
+            Monitoring::Observers { .. } => self
+                .view
+                .observers_of(&me, epoch, monitoring)
+                .into_iter()
+                .filter(|p| *p != me)
+                .collect(),
+        };
     }
 
     fn bump_incarnation(&mut self, above: u64) {
@@ -843,6 +953,22 @@ impl Membership {
         if let Some(sh) = SignedHeartbeat::sign(hb, &self.keypair) {
             self.outputs
                 .push(Output::Broadcast(encode(&Message::Heartbeat(sh))));
+        }
+    }
+
+    /// Sends a liveness frame to every observer of this node.
+    fn send_liveness(&mut self) {
+        self.liveness_seq = self.liveness_seq.saturating_add(1);
+        let bytes = encode_direct(&Direct::Liveness(Liveness {
+            incarnation: self.incarnation,
+            seq: self.liveness_seq,
+            epoch: self.view.epoch(),
+        }));
+        for to in &self.observers_of_me {
+            self.outputs.push(Output::Send {
+                to: *to,
+                bytes: bytes.clone(),
+            });
         }
     }
 
@@ -883,23 +1009,27 @@ impl Membership {
         }
     }
 
-    /// Live members (self included, by phi) and whether they form a quorum of the view:
-    /// more than half, and at least `2f + 1`.
+    /// The members whose liveness this node measures, for its quorum judgement: the
+    /// whole view with all-to-all monitoring, the monitored sample otherwise (liveness
+    /// frames only reach a subject's observers, so other members' detectors only see
+    /// the slow announcements).
+    fn quorum_peers(&self) -> impl Iterator<Item = (&PeerId, &PeerState)> {
+        self.monitored
+            .iter()
+            .filter_map(|p| self.peers.get(p).map(|ps| (p, ps)))
+    }
+
+    /// Live members (self included, by phi) among [`quorum_peers`](Self::quorum_peers).
     fn live_count(&self, now: Millis) -> usize {
         1 + self
-            .peers
-            .iter()
-            .filter(|(p, ps)| {
-                self.view.is_member(p)
-                    && !ps.suspected
-                    && ps.detector.phi(now) < self.config.phi_threshold
-            })
+            .quorum_peers()
+            .filter(|(_, ps)| !ps.suspected && ps.detector.phi(now) < self.config.phi_threshold)
             .count()
     }
 
     fn update_quorum(&mut self, now: Millis) {
         let live = self.live_count(now);
-        let view = self.view.len();
+        let view = self.quorum_base();
         let quorum = self.is_quorum(live);
         if quorum != self.quorum {
             self.quorum = quorum;
@@ -915,15 +1045,30 @@ impl Membership {
     /// Members (self included) heard from at or after `since`.
     fn live_since(&self, since: Millis) -> usize {
         1 + self
-            .peers
-            .iter()
-            .filter(|(p, ps)| self.view.is_member(p) && ps.detector.last_arrival() >= since)
+            .quorum_peers()
+            .filter(|(_, ps)| ps.detector.last_arrival() >= since)
             .count()
     }
 
-    /// Whether `live` members form a quorum of the view: more than half, at least 2f+1.
+    /// How many members a quorum is a majority of: the view, or with sampled
+    /// monitoring the monitored sample plus this node.
+    fn quorum_base(&self) -> usize {
+        match self.config.monitoring {
+            Monitoring::AllToAll => self.view.len(),
+            Monitoring::Observers { .. } => self.monitored.len() + 1,
+        }
+    }
+
+    /// Whether `live` members form a quorum: more than half of the
+    /// [`quorum_base`](Self::quorum_base), and with all-to-all monitoring at least
+    /// `2f + 1`. (A sample may hold fewer than `2f + 1` members; its majority is the
+    /// statistical stand-in for the view's.)
     fn is_quorum(&self, live: usize) -> bool {
-        2 * live > self.view.len() && live >= self.config.certificate_threshold()
+        let majority = 2 * live > self.quorum_base();
+        match self.config.monitoring {
+            Monitoring::AllToAll => majority && live >= self.config.certificate_threshold(),
+            Monitoring::Observers { .. } => majority,
+        }
     }
 
     /// Our direct probe of `subject` just failed. Votes Down if every condition holds:
@@ -1084,8 +1229,8 @@ impl Membership {
             return;
         }
         if let Some((_, cert)) = self.view.eviction(&peer) {
-            let bytes = encode(&Message::Certificate(cert.clone()));
-            self.outputs.push(Output::Broadcast(bytes));
+            let bytes = encode_direct(&Direct::Certificate(cert.clone()));
+            self.outputs.push(Output::Send { to: peer, bytes });
             self.cert_resent.insert(peer, now);
         }
     }
@@ -1093,7 +1238,10 @@ impl Membership {
     /// Requests a wake-up at the earliest pending deadline.
     fn schedule_timer(&mut self, now: Millis) {
         let y = self.suspicion_deviation;
-        let mut next = self.next_heartbeat.min(self.next_probe);
+        let mut next = self
+            .next_heartbeat
+            .min(self.next_probe)
+            .min(self.next_announce);
         for subject in &self.monitored {
             if let Some(ps) = self.peers.get(subject) {
                 if let Some(d) = ps.probe_deadline {

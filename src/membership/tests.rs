@@ -358,12 +358,23 @@ fn own_certificate_makes_node_rejoin_higher() {
         peer.handle_message(me, &heartbeat(3, inc, 5, 1), Millis(310)),
         Acceptance::Ignore(IgnoreReason::StaleIncarnation)
     );
-    // It shows the stale node its certificate.
-    assert!(
-        peer.drain_outputs()
-            .iter()
-            .any(|o| matches!(o, Output::Broadcast(_)))
+    // It shows the stale node its certificate, point to point (gossip would drop a
+    // republished message id as a duplicate).
+    let shown = peer
+        .drain_outputs()
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Send { to, bytes } if to == me => Some(bytes),
+            _ => None,
+        })
+        .expect("certificate sent to the evicted node");
+    assert!(matches!(decode_direct(&shown), Ok(Direct::Certificate(_))));
+    // A stale liveness frame gets the same answer, at most once per revote interval.
+    assert_eq!(
+        peer.handle_direct(me, &liveness(inc, 9), Millis(315)),
+        Acceptance::Ignore(IgnoreReason::StaleIncarnation)
     );
+    assert!(sends(&peer.drain_outputs()).is_empty());
     assert_eq!(
         peer.handle_message(me, &heartbeat(3, m.incarnation(), 1, 1), Millis(320)),
         Acceptance::Accept
@@ -546,4 +557,131 @@ fn a_member_never_heard_is_not_suspected_during_join_grace() {
     );
     assert!(!m.heard(&silent));
     assert!(m.heard(&id(1)));
+}
+
+fn liveness(incarnation: u64, seq: u64) -> Vec<u8> {
+    encode_direct(&Direct::Liveness(Liveness {
+        incarnation,
+        seq,
+        epoch: 0,
+    }))
+}
+
+fn sends(out: &[Output]) -> Vec<PeerId> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn liveness_goes_direct_to_observers_and_announcements_are_slow() {
+    let mut m = node(0, 4, 1, Millis(0));
+    m.handle_tick(Millis(0));
+    let out = m.drain_outputs();
+    let mut to = sends(&out);
+    to.sort();
+    let mut others: Vec<PeerId> = (1..4).map(id).collect();
+    others.sort();
+    assert_eq!(to, others, "all-to-all: every other member observes us");
+    assert!(out.iter().any(|o| matches!(o, Output::Broadcast(_))));
+    // Later ticks within the announce interval send liveness only.
+    let mut broadcasts = 0;
+    let mut frames = 0;
+    for t in (500..10_000).step_by(100) {
+        m.handle_tick(Millis(t));
+        let out = m.drain_outputs();
+        frames += sends(&out).len();
+        broadcasts += out
+            .iter()
+            .filter(|o| matches!(o, Output::Broadcast(_)))
+            .count();
+    }
+    assert_eq!(broadcasts, 0, "no gossip between announcements");
+    assert!(
+        frames >= 3 * 17,
+        "about one frame per observer per 500 ms, got {frames}"
+    );
+    // A peer subscribing triggers an announcement.
+    m.announce(Millis(10_000));
+    assert!(
+        m.drain_outputs()
+            .iter()
+            .any(|o| matches!(o, Output::Broadcast(_)))
+    );
+}
+
+#[test]
+fn sampled_monitoring_sends_liveness_only_to_assigned_observers() {
+    let mut c = config(20, 1);
+    c.monitoring = Monitoring::Observers { k: 4 };
+    let mut m = Membership::new(c, key(0), None, 7, Millis(0)).unwrap();
+    m.handle_tick(Millis(0));
+    let to = sends(&m.drain_outputs());
+    let expected = m
+        .view()
+        .observers_of(&id(0), 0, Monitoring::Observers { k: 4 });
+    assert_eq!(to.len(), 4);
+    assert!(to.iter().all(|p| expected.contains(p)));
+}
+
+#[test]
+fn liveness_frames_keep_a_member_unsuspected_and_are_checked() {
+    let mut m = node(0, 4, 1, Millis(0));
+    assert_eq!(
+        m.handle_message(id(1), &heartbeat(1, 5, 1, 0), Millis(0)),
+        Acceptance::Accept
+    );
+    let mut seq = 0;
+    for t in (500..20_000).step_by(500) {
+        seq += 1;
+        assert_eq!(
+            m.handle_direct(id(1), &liveness(5, seq), Millis(t)),
+            Acceptance::Accept
+        );
+        m.handle_tick(Millis(t));
+        m.drain_outputs();
+    }
+    assert!(!m.is_suspected(&id(1)), "frames alone keep it alive");
+    // Replays, older incarnations, strangers and junk are not evidence.
+    assert_eq!(
+        m.handle_direct(id(1), &liveness(5, seq), Millis(20_000)),
+        Acceptance::Ignore(IgnoreReason::Replay)
+    );
+    assert_eq!(
+        m.handle_direct(id(1), &liveness(4, seq + 1), Millis(20_000)),
+        Acceptance::Ignore(IgnoreReason::StaleIncarnation)
+    );
+    assert_eq!(
+        m.handle_direct(id(9), &liveness(1, 1), Millis(20_000)),
+        Acceptance::Ignore(IgnoreReason::NotMember)
+    );
+    assert!(matches!(
+        m.handle_direct(id(1), &[1, 0xff, 0xff], Millis(20_000)),
+        Acceptance::Reject(_)
+    ));
+    // A higher incarnation, first-hand, refutes; the next signed announcement of that
+    // incarnation (its counter restarted) is still accepted.
+    assert_eq!(
+        m.handle_direct(id(1), &liveness(6, 1), Millis(20_100)),
+        Acceptance::Accept
+    );
+    assert_eq!(m.view().get(&id(1)).map(|i| i.incarnation), Some(6));
+    assert_eq!(
+        m.handle_message(id(1), &heartbeat(1, 6, 1, 0), Millis(20_200)),
+        Acceptance::Accept
+    );
+}
+
+#[test]
+fn a_member_only_announcing_is_suspected_without_liveness() {
+    let mut m = node(0, 4, 1, Millis(0));
+    m.handle_message(id(1), &heartbeat(1, 5, 1, 0), Millis(0));
+    for t in (100..5_000).step_by(100) {
+        m.handle_tick(Millis(t));
+        m.drain_outputs();
+    }
+    assert!(m.is_suspected(&id(1)));
 }

@@ -95,33 +95,87 @@ pub enum Message {
     Certificate(Certificate),
 }
 
+/// A liveness frame, sent every heartbeat interval straight to each observer of the
+/// sender over a persistent direct stream (not gossiped). It carries no signature: the
+/// stream's connection is authenticated (noise), so the sender is known first-hand, and
+/// nothing relays it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    /// The sender's incarnation; a higher one than known refutes suspicion.
+    pub incarnation: u64,
+    /// Counter across the sender's lifetime, so stale or replayed frames are ignored.
+    pub seq: u64,
+    /// The sender's view epoch (as in [`Heartbeat::epoch`]).
+    pub epoch: u64,
+}
+
+/// What travels on a direct stream between two nodes (never relayed, so unsigned
+/// frames are as trustworthy as the authenticated connection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direct {
+    /// "I am alive", to each of the sender's observers every heartbeat interval.
+    Liveness(Liveness),
+    /// The certificate that evicted the receiver, shown to it point to point when it
+    /// still speaks with its evicted incarnation. (Not gossiped: every node already
+    /// saw that message id, and gossipsub drops a republished duplicate.)
+    Certificate(Certificate),
+}
+
+/// Largest accepted direct frame (a certificate of about a hundred votes fits); the
+/// mesh frames these with a two-byte length.
+pub const MAX_DIRECT_BYTES: usize = 60_000;
+
+/// Encodes a direct frame: version byte then bincode. A liveness frame is 13 to 21
+/// bytes.
+pub fn encode_direct(frame: &Direct) -> Vec<u8> {
+    encode_versioned(frame)
+}
+
+/// Decodes a direct frame with the same rules as [`decode`]. Never panics.
+pub fn decode_direct(bytes: &[u8]) -> Result<Direct, RejectReason> {
+    decode_versioned(bytes, MAX_DIRECT_BYTES)
+}
+
 /// Encodes a message: version byte then bincode.
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let mut out = vec![WIRE_VERSION];
-    // Encoding our own in-memory types into a Vec cannot fail; an empty body would be
-    // rejected by every receiver rather than misread.
-    if let Ok(body) = bincode::serde::encode_to_vec(msg, config()) {
-        out.extend_from_slice(&body);
-    }
-    out
+    encode_versioned(msg)
 }
 
 /// Decodes a message, rejecting unknown versions, oversized or malformed input and
 /// trailing bytes. Never panics.
 pub fn decode(bytes: &[u8]) -> Result<Message, RejectReason> {
+    decode_versioned(bytes, MAX_MESSAGE_BYTES)
+}
+
+/// [`WIRE_VERSION`] then the bincode of `value`.
+fn encode_versioned<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    // Encoding our own in-memory types into a Vec cannot fail; an empty body would be
+    // rejected by every receiver rather than misread.
+    if let Ok(body) = bincode::serde::encode_to_vec(value, config()) {
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// Dispatches on the version byte (a later format keeps readers for earlier ones
+/// here), bounds the body to `max` bytes and rejects trailing bytes.
+fn decode_versioned<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, RejectReason> {
     let (&version, body) = bytes.split_first().ok_or(RejectReason::Empty)?;
     match version {
         WIRE_VERSION => {
-            if body.len() > MAX_MESSAGE_BYTES {
+            if body.len() > max {
                 return Err(RejectReason::Undecodable("message too large".into()));
             }
-            let (msg, used): (Message, usize) =
-                bincode::serde::decode_from_slice(body, config())
-                    .map_err(|e| RejectReason::Undecodable(e.to_string()))?;
+            let (value, used): (T, usize) = bincode::serde::decode_from_slice(body, config())
+                .map_err(|e| RejectReason::Undecodable(e.to_string()))?;
             if used != body.len() {
                 return Err(RejectReason::Undecodable("trailing bytes".into()));
             }
-            Ok(msg)
+            Ok(value)
         }
         other => Err(RejectReason::WrongVersion(other)),
     }
@@ -230,6 +284,25 @@ mod tests {
         assert_eq!(decode(&v2), Err(RejectReason::WrongVersion(2)));
         bytes.push(0);
         assert!(matches!(decode(&bytes), Err(RejectReason::Undecodable(_))));
+    }
+
+    #[test]
+    fn liveness_roundtrip_is_tiny_and_strict() {
+        let frame = Liveness {
+            incarnation: 1_764_000_000_000,
+            seq: u64::MAX,
+            epoch: 3,
+        };
+        let bytes = encode_direct(&Direct::Liveness(frame));
+        assert!(bytes.len() <= 21, "liveness frame is {} bytes", bytes.len());
+        assert_eq!(decode_direct(&bytes), Ok(Direct::Liveness(frame)));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(decode_direct(&long).is_err());
+        assert!(decode_direct(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(decode_direct(&[]), Err(RejectReason::Empty));
+        assert!(decode_direct(&[9, 1, 1, 1]).is_err());
+        assert!(decode_direct(&[1, 7, 1, 1]).is_err());
     }
 
     #[test]

@@ -7,6 +7,9 @@
 
 pub mod conformance;
 mod error;
+/// The production mode: Postgres as the system of record, Redis for dispatch and the
+/// live event stream, with a reconciler that rebuilds Redis from Postgres.
+pub mod hybrid;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;

@@ -38,6 +38,8 @@ pub(crate) struct MeshBehaviour {
     pub(crate) probe: request_response::Behaviour<ProbeCodec>,
     /// Peer exchange, present even when the local node never asks, so others can.
     pub(crate) peers: request_response::Behaviour<PeerExchangeCodec>,
+    /// Persistent direct streams (`/jobmesh/direct/1`) for liveness frames.
+    pub(crate) stream: libp2p_stream::Behaviour,
 }
 
 impl MeshBehaviour {
@@ -89,6 +91,7 @@ impl MeshBehaviour {
             gossipsub,
             probe,
             peers,
+            stream: libp2p_stream::Behaviour::new(),
         })
     }
 }

@@ -81,6 +81,7 @@ pub struct Client {
     pub(crate) local_peer_id: PeerId,
     pub(crate) probe_timeout: Duration,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) links: super::direct::SharedLinks,
 }
 
 impl Client {
@@ -185,6 +186,26 @@ impl Client {
             rx.await.map_err(|_| ProbeError::EventLoopGone)?
         });
         answer.await.unwrap_or(Err(ProbeError::Timeout(peer)))
+    }
+
+    /// Sends a frame (1 to [`MAX_FRAME`](super::direct::MAX_FRAME) bytes) to `peer` on its persistent direct stream
+    /// (`/jobmesh/direct/1`), opening or reopening the stream as needed; the peer
+    /// receives it as [`MeshEvent::Direct`](super::MeshEvent::Direct). Best effort and
+    /// non-blocking: returns `false` if the frame was dropped (link queue full, too many
+    /// links, bad size). Must be called within a tokio runtime.
+    pub fn send_direct(&self, peer: PeerId, frame: Vec<u8>) -> bool {
+        self.links.send(peer, frame)
+    }
+
+    /// Closes the direct link to `peer` (for example after it was evicted).
+    pub fn forget_direct(&self, peer: &PeerId) {
+        self.links.forget(peer);
+    }
+
+    /// Fault injection and Byzantine behaviour for chaos runs: probes from `blocked`
+    /// peers go unanswered, and with `silent` no probe is answered at all.
+    pub fn set_probe_filter(&self, blocked: std::collections::HashSet<PeerId>, silent: bool) {
+        self.shared.set_probe_filter(blocked, silent);
     }
 
     /// Peers with at least one established connection.

@@ -3,7 +3,7 @@
 //! traffic, and it keeps every piece of state single-owner.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     behaviour::{MeshBehaviour, MeshBehaviourEvent},
     client::{Command, MeshStats, ProbeReply},
+    direct::Readers,
     error::{ClientError, ProbeError},
     peer_exchange::{self, PeerRecord},
     probe::{self, InboundProbe, ProbeRequest, ProbeResponse},
@@ -89,6 +90,13 @@ pub enum MeshEvent {
         /// The payload.
         data: Vec<u8>,
     },
+    /// A frame arrived on a peer's direct stream (see [`Client::send_direct`](super::Client::send_direct)).
+    Direct {
+        /// The sender (authenticated by the connection).
+        peer: PeerId,
+        /// The frame.
+        data: Vec<u8>,
+    },
     /// A peer probed us; it was answered with our incarnation already.
     ProbeRequest {
         /// The prober.
@@ -116,9 +124,25 @@ pub enum MeshEvent {
 pub struct Shared {
     pub(crate) traffic: Arc<TrafficCounters>,
     dropped_events: AtomicU64,
+    /// Chaos: peers whose probes go unanswered, and whether none are answered.
+    probe_filter: std::sync::Mutex<(HashSet<PeerId>, bool)>,
 }
 
 impl Shared {
+    pub(crate) fn set_probe_filter(&self, blocked: HashSet<PeerId>, silent: bool) {
+        *self.probe_filter.lock().unwrap_or_else(|p| p.into_inner()) = (blocked, silent);
+    }
+
+    fn answers_probe(&self, peer: &PeerId) -> bool {
+        let f = self.probe_filter.lock().unwrap_or_else(|p| p.into_inner());
+        !f.1 && !f.0.contains(peer)
+    }
+
+    /// Counts an event dropped because the channel was full.
+    fn dropped(&self) {
+        self.dropped_events.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn stats(&self) -> MeshStats {
         MeshStats {
             traffic: self.traffic.snapshot(),
@@ -158,6 +182,8 @@ pub struct EventLoop {
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, ClientError>>)>,
     pending_probes: HashMap<OutboundRequestId, PendingProbe>,
     identified: HashMap<PeerId, PeerInfo>,
+    incoming: libp2p_stream::IncomingStreams,
+    readers: Readers,
 }
 
 impl EventLoop {
@@ -166,6 +192,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<MeshEvent>,
         shared: Arc<Shared>,
+        incoming: libp2p_stream::IncomingStreams,
         cfg: &super::MeshConfig,
     ) -> Self {
         Self {
@@ -183,7 +210,38 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             pending_probes: HashMap::new(),
             identified: HashMap::new(),
+            incoming,
+            readers: Readers::default(),
         }
+    }
+
+    /// Reads a peer's direct stream in a task of its own; frames become
+    /// [`MeshEvent::Direct`].
+    fn on_direct_stream(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        let (events, shared) = (self.events.clone(), self.shared.clone());
+        let (events2, shared2) = (self.events.clone(), self.shared.clone());
+        self.readers.accept(
+            peer,
+            stream,
+            move |peer, data| match events.try_send(MeshEvent::Direct { peer, data }) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    shared.dropped();
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+            move |peer, reason| {
+                let event = MeshEvent::MalformedInput {
+                    peer,
+                    protocol: "/jobmesh/direct/1",
+                    reason,
+                };
+                if events2.try_send(event).is_err() {
+                    shared2.dropped();
+                }
+            },
+        );
     }
 
     /// Runs until [`Client::shutdown`](super::Client::shutdown) or until every client is
@@ -200,13 +258,18 @@ impl EventLoop {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(reply)) => {
+                        self.readers.stop();
                         drop(self.swarm);
                         let _ = reply.send(());
                         return;
                     }
                     Some(command) => self.on_command(command),
-                    None => return,
+                    None => {
+                        self.readers.stop();
+                        return;
+                    }
                 },
+                Some((peer, stream)) = self.incoming.next() => self.on_direct_stream(peer, stream),
                 _ = exchange_timer.tick(), if self.peer_exchange_interval.is_some() => {
                     self.exchange_with_random_peer();
                 }
@@ -218,7 +281,7 @@ impl EventLoop {
         match self.events.try_send(event) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(event)) => {
-                self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
+                self.shared.dropped();
                 tracing::warn!(?event, "mesh event channel full, dropping event");
                 false
             }
@@ -488,6 +551,10 @@ impl EventLoop {
                     channel,
                     ..
                 } => {
+                    if !self.shared.answers_probe(&peer) {
+                        // Chaos: dropping the channel resets the stream unanswered.
+                        return;
+                    }
                     let answer = ProbeResponse {
                         nonce: request.nonce,
                         incarnation: self.incarnation,

@@ -11,6 +11,7 @@
 //! - gossipsub with strict signing, application validation and peer scoring,
 //! - `/jobmesh/probe/1`, a request-response probe carrying nonce and incarnation,
 //! - `/jobmesh/peers/1`, a bounded peer exchange so joining one member reaches all,
+//! - `/jobmesh/direct/1`, one persistent stream per peer for liveness frames,
 //! - connection limits.
 //!
 //! ```no_run
@@ -28,6 +29,7 @@
 mod behaviour;
 mod client;
 mod config;
+pub mod direct;
 mod error;
 mod event_loop;
 mod identity;
@@ -66,6 +68,15 @@ pub fn build_mesh(
     let shared = Arc::new(Shared::default());
     let transport = transport::build(&keypair, shared.traffic.clone(), config.handshake_timeout)?;
     let behaviour = MeshBehaviour::new(&keypair, &config)?;
+    let mut control = behaviour.stream.new_control();
+    let incoming = control
+        .accept(direct::PROTOCOL)
+        .map_err(|e| MeshError::Gossipsub(format!("direct protocol: {e}")))?;
+    let links = Arc::new(direct::DirectLinks::new(
+        control,
+        config.max_connections as usize,
+        config.probe_timeout,
+    ));
     let local_peer_id = keypair.public().to_peer_id();
 
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -106,8 +117,9 @@ pub fn build_mesh(
         local_peer_id,
         probe_timeout: config.probe_timeout,
         shared: shared.clone(),
+        links,
     };
-    let event_loop = EventLoop::new(swarm, command_rx, event_tx, shared, &config);
+    let event_loop = EventLoop::new(swarm, command_rx, event_tx, shared, incoming, &config);
     Ok((client, event_rx, event_loop))
 }
 

@@ -1,9 +1,11 @@
-//! `jobmesh mesh id|peers`.
+//! `jobmesh mesh id|peers|cluster-key|issue-join`.
 
 use anyhow::Context;
+use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::config::Config;
+use jobmesh::membership::JoinCertificate;
 use jobmesh_actors::MeshStatus;
-use jobmesh_actors::mesh::load_or_create_keypair;
+use jobmesh_actors::mesh::{PeerId, load_or_create_keypair};
 
 use crate::args::MeshVerb;
 
@@ -19,6 +21,44 @@ pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<(
             let key = load_or_create_keypair(&path)
                 .with_context(|| format!("node key {}", path.display()))?;
             println!("{}", key.public().to_peer_id());
+        }
+        MeshVerb::ClusterKey { out } => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists: refusing to overwrite a cluster key",
+                out.display()
+            );
+            let key = load_or_create_keypair(&out)
+                .with_context(|| format!("cluster key {}", out.display()))?;
+            println!("{}", key.public().to_peer_id());
+            eprintln!(
+                "set mesh.cluster_key = \"{}\" on every member; keep {} secret",
+                key.public().to_peer_id(),
+                out.display()
+            );
+        }
+        MeshVerb::IssueJoin {
+            cluster_key_file,
+            peer,
+            valid_for,
+            out,
+        } => {
+            anyhow::ensure!(
+                cluster_key_file.exists(),
+                "no cluster key at {}: create one with `jobmesh mesh cluster-key --out ...`",
+                cluster_key_file.display()
+            );
+            let cluster = load_or_create_keypair(&cluster_key_file)
+                .with_context(|| format!("cluster key {}", cluster_key_file.display()))?;
+            let peer: PeerId = peer
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--peer `{peer}` is not a peer id: {e}"))?;
+            let expires = SystemClock.now().plus(valid_for);
+            let cert = JoinCertificate::issue(&cluster, peer, expires)
+                .context("signing the join certificate")?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&cert)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", out.display());
         }
         MeshVerb::Peers => {
             let path = config.mesh_status_path();

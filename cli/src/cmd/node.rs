@@ -7,11 +7,13 @@ use anyhow::Context;
 use jobmesh::clock::SystemClock;
 use jobmesh::config::Config;
 use jobmesh::job::{JobState, NodeId};
-use jobmesh::membership::MembershipConfig;
+use jobmesh::membership::{JoinCertificate, MembershipConfig, public_key_of};
 use jobmesh::store::Store;
+use jobmesh_actors::faults::ActiveFaults;
 use jobmesh_actors::mesh::{MeshConfig, Multiaddr, PeerId, load_or_create_keypair};
 use jobmesh_actors::{MeshOptions, Node, NodeOptions};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 use crate::args::NodeArgs;
 use crate::setup;
@@ -37,6 +39,10 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|m| anyhow::anyhow!("invalid options: {m}"))?;
+    anyhow::ensure!(
+        args.chaos_control.is_none() || config.mesh.enabled,
+        "--chaos-control injects mesh faults: it needs --listen/--join (or mesh.enabled)"
+    );
     let registry = setup::registry(&config)?;
     let store = setup::open_store(&config).await?;
     let options = NodeOptions {
@@ -49,7 +55,8 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         retention: Some(config.retention.clone()),
     };
     let node = if config.mesh.enabled {
-        let node = Node::start_meshed(options, mesh_options(&config)?).await?;
+        let faults = args.chaos_control.clone().map(watch_faults);
+        let node = Node::start_meshed(options, mesh_options(&config, faults)?).await?;
         let client = node.mesh().expect("meshed node");
         println!("peer id {}", client.local_peer_id());
         for addr in client.listen_addrs().await? {
@@ -91,7 +98,10 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
 }
 
 /// The mesh settings from the config.
-fn mesh_options(config: &Config) -> anyhow::Result<MeshOptions> {
+fn mesh_options(
+    config: &Config,
+    faults: Option<watch::Receiver<ActiveFaults>>,
+) -> anyhow::Result<MeshOptions> {
     let key_path = config.key_path();
     if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -106,10 +116,39 @@ fn mesh_options(config: &Config) -> anyhow::Result<MeshOptions> {
         .map(|m| m.parse::<PeerId>())
         .collect::<Result<Vec<_>, _>>()?;
     let me = keypair.public().to_peer_id();
+    let cluster_key =
+        match &config.mesh.cluster_key {
+            Some(k) => {
+                let id: PeerId = k.parse()?;
+                Some(public_key_of(&id).with_context(|| {
+                    format!("mesh.cluster_key `{k}` does not embed an ed25519 key")
+                })?)
+            }
+            None => None,
+        };
+    let join = match &config.mesh.join_certificate {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading join certificate {}", path.display()))?;
+            let cert: JoinCertificate = serde_json::from_str(&text)
+                .with_context(|| format!("join certificate {} is malformed", path.display()))?;
+            anyhow::ensure!(
+                cert.peer == me,
+                "join certificate {} admits {}, not this node ({me})",
+                path.display(),
+                cert.peer
+            );
+            Some(cert)
+        }
+        None => None,
+    };
     anyhow::ensure!(
-        members.contains(&me),
-        "mesh.members does not list this node's peer id {me}: add it (every member lists all members)"
+        members.contains(&me) || join.is_some(),
+        "mesh.members does not list this node's peer id {me}: add it (every member lists all members), \
+         or give it a mesh.join_certificate"
     );
+    let mut membership = MembershipConfig::new(members, config.mesh.f);
+    membership.cluster_key = cluster_key;
     Ok(MeshOptions {
         mesh: MeshConfig {
             listen: config
@@ -126,9 +165,11 @@ fn mesh_options(config: &Config) -> anyhow::Result<MeshOptions> {
                 .collect::<anyhow::Result<_>>()?,
             ..MeshConfig::default()
         },
-        membership: MembershipConfig::new(members, config.mesh.f),
+        membership,
         seed: rand_seed(),
         keypair,
+        join,
+        faults,
     })
 }
 
@@ -205,4 +246,39 @@ async fn wait_idle(node: &Node, store: &dyn Store) -> anyhow::Result<()> {
             _ = tokio::time::sleep(IDLE_CHECK) => {}
         }
     }
+}
+
+/// How often `--chaos-control` is re-read.
+const CHAOS_POLL: Duration = Duration::from_millis(100);
+
+/// Watches the chaos control file: each change (by modification time or length) is
+/// parsed and, if valid, put in force; an invalid one is reported and ignored (the
+/// faults in force stay). A missing file means no faults.
+fn watch_faults(path: std::path::PathBuf) -> watch::Receiver<ActiveFaults> {
+    let (tx, rx) = watch::channel(ActiveFaults::default());
+    tokio::spawn(async move {
+        let mut seen: Option<(std::time::SystemTime, u64)> = None;
+        loop {
+            let stamp = std::fs::metadata(&path)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len()));
+            if stamp != seen {
+                seen = stamp;
+                let parsed = match std::fs::read_to_string(&path) {
+                    Ok(text) => ActiveFaults::parse(&text).map_err(|e| e.to_string()),
+                    Err(_) => Ok(ActiveFaults::default()),
+                };
+                match parsed {
+                    Ok(faults) => {
+                        if tx.send(faults).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => eprintln!("{}: {e}; keeping the faults in force", path.display()),
+                }
+            }
+            tokio::time::sleep(CHAOS_POLL).await;
+        }
+    });
+    rx
 }

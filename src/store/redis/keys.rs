@@ -17,6 +17,8 @@
 //! P:nodes, P:workers     zset    heartbeat registries: member by expiry (server ms)
 //! P:state:<id>           hash    current state of a job (`state`), expires per namespace
 //! P:events               stream  lifecycle events, trimmed to about `stream_maxlen`
+//! P:events:relayed       string  last SQL event seq copied into the stream (hybrid store)
+//! P:events:relay_lock    string  which hybrid store instance relays events now (expires)
 //! ```
 //!
 //! The Lua scripts build the job keys from the prefix the same way (`lua/common.lua`);
@@ -114,6 +116,16 @@ impl Keys {
     /// The lifecycle event stream.
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
+    }
+
+    /// The last SQL event sequence number relayed into the stream.
+    pub fn relay_cursor(&self) -> String {
+        format!("{}:events:relayed", self.prefix)
+    }
+
+    /// Held (with an expiry) by the one store instance relaying events into the stream.
+    pub fn relay_lock(&self) -> String {
+        format!("{}:events:relay_lock", self.prefix)
     }
 }
 

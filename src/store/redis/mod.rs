@@ -25,11 +25,13 @@ mod rebuild;
 mod scripts;
 mod state;
 mod stream;
+mod take;
 
 pub use claimer::{ClaimSpec, Claimer};
 pub use keys::Keys;
 pub use rebuild::{Generation, RebuildReport};
 pub use stream::{EventCursor, EventTail, StreamEvent};
+pub use take::Taken;
 
 use std::time::Duration;
 

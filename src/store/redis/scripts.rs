@@ -29,6 +29,7 @@ pub(crate) struct Scripts {
     pub revoke: Script,
     pub remove: Script,
     pub restore_lease: Script,
+    pub take: Script,
     pub heartbeat: Script,
     pub alive: Script,
 }
@@ -43,6 +44,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     revoke: job_script!("revoke.lua"),
     remove: job_script!("remove.lua"),
     restore_lease: job_script!("restore_lease.lua"),
+    take: job_script!("take.lua"),
     heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
     alive: Script::new(include_str!("lua/alive.lua")),
 });

@@ -47,8 +47,47 @@ impl RedisDispatch {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let key = self.keys.events();
         let mut pipe = redis::pipe();
+        self.xadd_all(&mut pipe, events, false)?;
+        let ids: Vec<String> = pipe.query_async(&mut self.conn()).await?;
+        Ok(ids.into_iter().map(EventCursor).collect())
+    }
+
+    /// Appends events copied from the SQL record and, in the same `MULTI`, records `seq`
+    /// (the last one's sequence number) as the relay position, so a relay that stops
+    /// between the two never copies a batch twice.
+    pub async fn publish_relayed(
+        &self,
+        events: &[LifecycleEvent],
+        seq: i64,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.xadd_all(&mut pipe, events, true)?;
+        pipe.cmd("SET")
+            .arg(self.keys.relay_cursor())
+            .arg(seq)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    /// The relay position set by [`RedisDispatch::publish_relayed`], `None` if unset (never
+    /// relayed, or Redis lost its data).
+    pub async fn relayed_seq(&self) -> Result<Option<i64>, StoreError> {
+        Ok(redis::cmd("GET")
+            .arg(self.keys.relay_cursor())
+            .query_async(&mut self.conn())
+            .await?)
+    }
+
+    fn xadd_all(
+        &self,
+        pipe: &mut redis::Pipeline,
+        events: &[LifecycleEvent],
+        ignore_replies: bool,
+    ) -> Result<(), StoreError> {
+        let key = self.keys.events();
         for e in events {
             let json = serde_json::to_string(e)
                 .map_err(|err| StoreError::Invalid(format!("event not encodable: {err}")))?;
@@ -64,9 +103,11 @@ impl RedisDispatch {
                 .arg(e.kind.as_str())
                 .arg("e")
                 .arg(json);
+            if ignore_replies {
+                pipe.ignore();
+            }
         }
-        let ids: Vec<String> = pipe.query_async(&mut self.conn()).await?;
-        Ok(ids.into_iter().map(EventCursor).collect())
+        Ok(())
     }
 
     /// Up to `count` events after `after`. With `block`, waits up to that long for the

@@ -7,8 +7,13 @@ for i = 4, #ARGV, 5 do
   local id, q, pri = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local run_at, epoch = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
   local h = k_job(id)
-  local v = redis.call('HMGET', h, 'st', 'tok')
+  local v = redis.call('HMGET', h, 'st', 'tok', 'q')
   local st, tok = v[1], tonumber(v[2] or '0')
+  -- A record whose queue entry is gone (a key lost on its own) does not count as queued.
+  if (st == 'ready' and not redis.call('ZSCORE', k_ready(v[3]), id))
+      or (st == 'delayed' and not redis.call('ZSCORE', k_delayed(v[3]), id)) then
+    st = nil
+  end
   if st == 'ready' or st == 'delayed' or st == 'leased' or (st and epoch < tok) then
     out[#out + 1] = 0
   else

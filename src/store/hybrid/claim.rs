@@ -1,0 +1,184 @@
+//! Claims: ids from Redis, confirmed by Postgres in one statement; Postgres alone when
+//! Redis cannot answer for the queues.
+
+use std::sync::atomic::Ordering;
+
+use crate::job::{ClaimRequest, ClaimedJob, JobId, Lease};
+use crate::store::{Store, StoreError};
+
+use super::Shared;
+use super::rows::{self, job_columns};
+
+/// Most take-and-confirm rounds per claim: later rounds run only when Postgres refused
+/// ids Redis handed out (stale entries), so two rounds are rare and three very rare.
+const CLAIM_ROUNDS: usize = 3;
+
+/// Leases the taken jobs that are still `available`, with their `job.claimed` events.
+/// `$1` worker, `$2` node, `$3` lease expiry, `$4` ids, `$5` now.
+const CONFIRM: &str = concat!(
+    "WITH claimed AS (
+         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+             lease_owner = $1, lease_node = $2, lease_expires_at = $3
+         WHERE id = ANY ($4) AND state = 'available'
+         RETURNING has_children, ",
+    job_columns!(),
+    "
+     ), ev AS (
+         INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+         SELECT $5, 'job.claimed', id, attempt, $1, $2 FROM claimed ORDER BY id
+     )
+     SELECT * FROM claimed"
+);
+
+impl Shared {
+    /// See [`crate::store::Store::claim`] and the module doc of [`super`].
+    pub(super) async fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+        if req.limit == 0 || req.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.redis_is_down() {
+            return self.fallback(req, req.limit, Vec::new()).await;
+        }
+        let mut queues = req.queues.clone();
+        queues.sort_unstable();
+        queues.dedup();
+        let mut out: Vec<ClaimedJob> = Vec::new();
+        for _ in 0..CLAIM_ROUNDS {
+            let want = req.limit - out.len() as u32;
+            let taken = match self.redis.take(&queues, want, req.now).await {
+                Ok(t) => t,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "Redis unreachable; claiming from Postgres");
+                    self.redis_failed(&e);
+                    self.mark_dirty();
+                    return self.fallback(req, want, out).await;
+                }
+                Err(e) => return Err(e),
+            };
+            if !taken.has_generation {
+                // Redis lost its data (or was never built): what it holds says nothing
+                // about what Postgres has ready. Rebuild soon; meanwhile Postgres decides.
+                self.mark_dirty();
+                if taken.ids.is_empty() {
+                    return self.fallback(req, want, out).await;
+                }
+            }
+            let got = taken.ids.len();
+            match self.confirm(req, &taken.ids).await {
+                Ok(confirmed) => out.extend(confirmed),
+                Err(e) => {
+                    // The taken ids left Redis but may still be available in Postgres:
+                    // the reconciler puts them back once Postgres answers.
+                    self.mark_dirty();
+                    if out.is_empty() {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "confirming a claim failed; returning the jobs confirmed so far");
+                    break;
+                }
+            }
+            if got < want as usize || out.len() as u32 >= req.limit {
+                break;
+            }
+        }
+        Ok(self.finish_claim(out))
+    }
+
+    /// Claims `want` more jobs from Postgres alone (`FOR UPDATE SKIP LOCKED`).
+    async fn fallback(
+        &self,
+        req: &ClaimRequest,
+        want: u32,
+        mut out: Vec<ClaimedJob>,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        self.fallback_claims.fetch_add(1, Ordering::Relaxed);
+        let rest = ClaimRequest {
+            limit: want,
+            ..req.clone()
+        };
+        match self.pg.claim(&rest).await {
+            Ok(more) => {
+                self.note_parents(&more).await;
+                out.extend(more);
+            }
+            Err(e) if out.is_empty() => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "claiming from Postgres failed"),
+        }
+        Ok(self.finish_claim(out))
+    }
+
+    /// Remembers which of jobs claimed through the Postgres store have children (it
+    /// does not say), so that completing them pushes the children they release. If
+    /// this fails, the periodic reconcile pushes those children instead.
+    async fn note_parents(&self, claimed: &[ClaimedJob]) {
+        if claimed.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = claimed.iter().map(|c| c.job.id.0).collect();
+        let parents: Result<Vec<i64>, _> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY ($1) AND has_children")
+                .bind(&ids)
+                .fetch_all(self.pg.pool())
+                .await;
+        match parents {
+            Ok(p) if !p.is_empty() => self
+                .parents
+                .lock()
+                .expect("parents lock")
+                .extend(p.into_iter().map(JobId)),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "looking up parents of claimed jobs failed"),
+        }
+    }
+
+    /// Leases the taken ids that Postgres still holds as available.
+    async fn confirm(
+        &self,
+        req: &ClaimRequest,
+        ids: &[JobId],
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let expires = req.now.plus(req.lease_for);
+        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        let found = sqlx::query(CONFIRM)
+            .bind(&req.worker.0)
+            .bind(&req.node.0)
+            .bind(expires.0)
+            .bind(&ids)
+            .bind(req.now.0)
+            .fetch_all(self.pg.pool())
+            .await?;
+        let mut out = Vec::with_capacity(found.len());
+        let mut parents = Vec::new();
+        for row in &found {
+            let job = rows::job(row)?;
+            if rows::has_children(row)? {
+                parents.push(job.id);
+            }
+            let lease = Lease {
+                job: job.id,
+                token: job.lease_token,
+                worker: req.worker.clone(),
+                node: req.node.clone(),
+                attempt: job.attempt,
+                expires_at: expires,
+            };
+            out.push(ClaimedJob { job, lease });
+        }
+        if !parents.is_empty() {
+            self.parents.lock().expect("parents lock").extend(parents);
+        }
+        Ok(out)
+    }
+
+    /// Dispatch order, as every backend returns claims.
+    fn finish_claim(&self, mut out: Vec<ClaimedJob>) -> Vec<ClaimedJob> {
+        out.sort_by(|a, b| {
+            b.job
+                .priority
+                .cmp(&a.job.priority)
+                .then(a.job.run_at.cmp(&b.job.run_at))
+                .then(a.job.id.cmp(&b.job.id))
+        });
+        out
+    }
+}

@@ -1,0 +1,99 @@
+//! Telling Redis about jobs that became ready, after Postgres committed them.
+//!
+//! The "outbox" of this store is the `jobs` table itself: a job whose row says
+//! `available` must be in its queue's ready ZSET, and nothing else is. Every write path
+//! that makes jobs available pushes them right after its commit; a push that fails
+//! (Redis down, timed out) is not an error of the write (the job is stored, and the
+//! caller must not retry and store it twice) but marks the dispatch index dirty, which
+//! makes the reconciler put every available job back as soon as Redis answers. A node
+//! that dies between a commit and its push leaves the job to the periodic reconcile of
+//! any node: a delay of at most one reconcile interval, never a loss.
+
+use std::sync::atomic::Ordering;
+
+use crate::clock::Millis;
+use crate::job::{JobId, LeaseToken, Priority};
+use crate::store::StoreError;
+use crate::store::redis::ReadyJob;
+
+use super::Shared;
+
+/// A ready job as read from Postgres: `(id, queue, priority, run_at, lease_token)`.
+pub(super) type ReadyRow = (i64, String, i16, i64, i64);
+
+/// Converts rows to pushes, in dispatch order (priority, then `run_at`, then id), so that
+/// Redis's push order (its tie-break within a priority) follows `run_at` as Postgres does.
+pub(super) fn ready_jobs(mut rows: Vec<ReadyRow>) -> Vec<ReadyJob> {
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.3.cmp(&b.3)).then(a.0.cmp(&b.0)));
+    rows.into_iter()
+        .map(|(id, queue, priority, run_at, token)| ReadyJob {
+            id: JobId(id),
+            queue,
+            priority: priority as Priority,
+            run_at: Millis(run_at),
+            epoch: LeaseToken(token),
+        })
+        .collect()
+}
+
+impl Shared {
+    /// Pushes jobs Postgres has committed as available. Never fails: a failed push marks
+    /// the index dirty for the reconciler (see the module doc).
+    pub(super) async fn push_ready(&self, jobs: Vec<ReadyJob>, now: Millis) {
+        if jobs.is_empty() {
+            return;
+        }
+        if self.redis_is_down() {
+            self.mark_dirty();
+            return;
+        }
+        if let Err(e) = self.redis.push(&jobs, now).await {
+            tracing::warn!(error = %e, n = jobs.len(), "pushing ready jobs to Redis failed; the reconciler will");
+            self.redis_failed(&e);
+            self.mark_dirty();
+        }
+    }
+
+    /// Pushes those of `ids` that Postgres now holds as available (one query).
+    pub(super) async fn push_ids(&self, ids: &[i64], now: Millis) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<ReadyRow> = sqlx::query_as(
+            "SELECT id, queue, priority, run_at, lease_token FROM jobs
+             WHERE id = ANY ($1) AND state = 'available'",
+        )
+        .bind(ids)
+        .fetch_all(self.pg.pool())
+        .await?;
+        self.push_ready(ready_jobs(rows), now).await;
+        Ok(())
+    }
+
+    /// Pushes the waiting children of `parents` that their success made available.
+    pub(super) async fn push_released_children(
+        &self,
+        parents: &[i64],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        if parents.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<ReadyRow> = sqlx::query_as(
+            "SELECT j.id, j.queue, j.priority, j.run_at, j.lease_token
+             FROM job_dependencies d JOIN jobs j ON j.id = d.child
+             WHERE d.parent = ANY ($1) AND j.state = 'available'",
+        )
+        .bind(parents)
+        .fetch_all(self.pg.pool())
+        .await?;
+        self.push_ready(ready_jobs(rows), now).await;
+        Ok(())
+    }
+
+    /// Records that Redis may be missing ready jobs; the reconciler clears it.
+    pub(super) fn mark_dirty(&self) {
+        self.dirty.fetch_add(1, Ordering::SeqCst);
+        self.kick.notify_one();
+    }
+}

@@ -1,0 +1,129 @@
+//! The reconciler: makes Redis's ready ZSETs hold every job Postgres holds as
+//! `available`, and the pump that runs it (with the event relay) in the background.
+//!
+//! A reconcile pages through the available jobs (by id) and pushes them with
+//! [`crate::store::redis::RedisDispatch::rebuild`], which queues what Redis lacks and
+//! leaves alone what it has, then sets the generation marker if it is missing. It runs:
+//! at connect; whenever the generation marker is missing or differs from the one this
+//! store last saw (Redis was flushed, restarted empty, or failed over); whenever a push
+//! after a commit failed (the dirty counter moved); and every `reconcile_interval`
+//! regardless, to pick up jobs whose push was lost with a crashed node.
+//!
+//! A reconcile may push a job that a concurrent claim has just taken: that stale id is
+//! dropped by the next claim's Postgres confirmation (the job is no longer
+//! `available`), so reconciling needs no lock against claims.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::clock::{Clock, SystemClock};
+use crate::store::StoreError;
+
+use super::Shared;
+use super::outbox::{ReadyRow, ready_jobs};
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Available jobs read from Postgres.
+    pub scanned: usize,
+    /// Of those, jobs Redis lacked and now has.
+    pub queued: usize,
+}
+
+impl Shared {
+    /// One full reconcile (see the module doc). Reconciles of one store do not overlap.
+    pub(super) async fn reconcile(&self) -> Result<ReconcileReport, StoreError> {
+        let _one = self.reconcile_lock.lock().await;
+        // Failures reported from here on need another round; earlier ones are covered.
+        let dirty_at_start = self.dirty.load(Ordering::SeqCst);
+        let mut report = ReconcileReport::default();
+        let mut after = 0i64;
+        let page = i64::from(self.config.reconcile_page.max(1));
+        let mut generation;
+        loop {
+            let rows: Vec<ReadyRow> = sqlx::query_as(
+                "SELECT id, queue, priority, run_at, lease_token FROM jobs
+                 WHERE state = 'available' AND id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after)
+            .bind(page)
+            .fetch_all(self.pg.pool())
+            .await?;
+            let full = rows.len() as i64 == page;
+            if let Some(last) = rows.iter().map(|r| r.0).max() {
+                after = last;
+            }
+            report.scanned += rows.len();
+            let r = self
+                .redis
+                .rebuild(&ready_jobs(rows), &[], SystemClock.now())
+                .await
+                .inspect_err(|e| self.redis_failed(e))?;
+            report.queued += r.queued;
+            generation = Some(r.generation);
+            if !full {
+                break;
+            }
+        }
+        self.redis_ok();
+        *self.generation.lock().expect("generation lock") = generation;
+        self.clean.store(dirty_at_start, Ordering::SeqCst);
+        *self.last_reconcile.lock().expect("reconcile time lock") = Instant::now();
+        if report.queued > 0 {
+            tracing::info!(?report, "reconciled Redis with Postgres");
+        }
+        Ok(report)
+    }
+
+    /// Whether a reconcile is due: the index is dirty, the generation marker is missing
+    /// or changed, or the periodic interval passed. Checking costs one Redis `GET`.
+    async fn reconcile_due(&self) -> Result<bool, StoreError> {
+        let now = self
+            .redis
+            .generation()
+            .await
+            .inspect_err(|e| self.redis_failed(e))?;
+        self.redis_ok();
+        let seen = self.generation.lock().expect("generation lock").clone();
+        let dirty = self.dirty.load(Ordering::SeqCst) != self.clean.load(Ordering::SeqCst);
+        let stale = self
+            .last_reconcile
+            .lock()
+            .expect("reconcile time lock")
+            .elapsed()
+            >= self.config.reconcile_interval;
+        Ok(dirty || stale || now.is_none() || now != seen)
+    }
+
+    /// One round of background work: reconcile if due, then relay events.
+    async fn pump_round(&self) {
+        match self.reconcile_due().await {
+            Ok(true) => {
+                if let Err(e) = self.reconcile().await {
+                    tracing::warn!(error = %e, "reconciling Redis with Postgres failed; will retry");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "Redis unreachable; dispatch falls back to Postgres")
+            }
+        }
+        if let Err(e) = self.relay_events().await {
+            tracing::debug!(error = %e, "relaying events to the Redis stream failed; will retry");
+        }
+    }
+}
+
+/// Runs [`Shared::pump_round`] every `pump_interval`, or at once when kicked (connect
+/// has just reconciled, so the first round waits too). Ends when the store is dropped.
+pub(super) async fn pump(shared: std::sync::Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(s.config.pump_interval) => {}
+            _ = s.kick.notified() => {}
+        }
+        s.pump_round().await;
+    }
+}

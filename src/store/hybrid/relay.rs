@@ -1,0 +1,84 @@
+//! The event relay: copies the lifecycle events Postgres recorded (every job transition
+//! writes its event in its own transaction, and worker and node events are written in
+//! batches by `record_events`) into the Redis stream for live watchers, in batches.
+//!
+//! Postgres is the record; the stream is a bounded live feed. One store instance at a
+//! time relays (a lock key with an expiry, renewed by the holder), from the position
+//! kept in Redis beside the stream and advanced in the same `MULTI` as the `XADD`s, so a
+//! batch is copied once. When the position is missing (first start, or Redis lost its
+//! data) the relay starts after the newest event: the stream resumes live, and what
+//! happened meanwhile is in Postgres (`jobmesh events`).
+//!
+//! Known limit (that of `events_after` on Postgres): an event's `seq` is drawn before its
+//! transaction commits, so a slow transaction can commit seq `n` after the relay passed
+//! `n + 1`; that event stays in Postgres but is missing from the stream.
+
+use crate::store::{Store, StoreError};
+
+use super::Shared;
+
+impl Shared {
+    /// Copies up to `relay_rounds` batches of new events into the stream if this
+    /// instance holds (or takes) the relay lock; returns how many were copied.
+    pub(super) async fn relay_events(&self) -> Result<usize, StoreError> {
+        if self.redis_is_down() || !self.hold_relay_lock().await? {
+            return Ok(0);
+        }
+        let mut after = match self.redis.relayed_seq().await? {
+            Some(seq) => seq,
+            None => {
+                let newest: Option<i64> =
+                    sqlx::query_scalar("SELECT max(seq) FROM lifecycle_events")
+                        .fetch_one(self.pg.pool())
+                        .await?;
+                let newest = newest.unwrap_or(0);
+                self.redis.publish_relayed(&[], newest).await?;
+                newest
+            }
+        };
+        let mut copied = 0;
+        for _ in 0..self.config.relay_rounds {
+            let batch = self.pg.events_after(after, self.config.relay_batch).await?;
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                break;
+            };
+            let events: Vec<_> = batch.into_iter().map(|e| e.event).collect();
+            self.redis.publish_relayed(&events, last).await?;
+            copied += events.len();
+            after = last;
+            if events.len() < self.config.relay_batch as usize {
+                break;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Takes the relay lock, or renews it if this instance holds it.
+    async fn hold_relay_lock(&self) -> Result<bool, StoreError> {
+        let key = self.redis.keys().relay_lock();
+        let ttl_ms = (self.config.pump_interval.as_millis() as u64 * 5).max(1000);
+        let mut conn = self.redis.conn();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&self.instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await?;
+        if taken.is_some() {
+            return Ok(true);
+        }
+        // Renew only if the holder is this instance (a compare-and-expire).
+        let renewed: i64 = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+               return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+        )
+        .key(&key)
+        .arg(&self.instance)
+        .arg(ttl_ms)
+        .invoke_async(&mut conn)
+        .await?;
+        Ok(renewed == 1)
+    }
+}

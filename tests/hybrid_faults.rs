@@ -1,0 +1,532 @@
+//! Fault tests of the production mode (Postgres record + Redis dispatch), each through a
+//! real node (actors, workers, batched completion): Redis flushed mid-drain, Redis
+//! killed and restarted mid-run, Postgres stopped and restarted mid-run. After each,
+//! every job must have succeeded exactly once: one recorded success (execution row and
+//! `job.succeeded` event) per job, none lost.
+//!
+//! Servers that a fault would hurt are started here from the system binaries, on free
+//! ports: `redis-server` (package `redis-server`) for the Redis faults, and a Postgres
+//! cluster (`initdb`/`pg_ctl` from package `postgresql`) in a temporary directory for
+//! the Postgres fault. A missing binary fails the test with the package to install.
+//! The Redis faults keep their records in the machine's Postgres (a schema each); the
+//! Postgres fault uses the machine's Redis under a key prefix of its own.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jobmesh::clock::SystemClock;
+use jobmesh::config::{Config, WorkersSection};
+use jobmesh::job::{JobId, NewJob, NodeId};
+use jobmesh::store::hybrid::{HybridConfig, HybridStore};
+use jobmesh::store::{SharedStore, Store};
+use jobmesh_actors::{Node, NodeOptions};
+use serde_json::json;
+use tokio::time::Instant;
+
+/// Jobs per run, and how long each runs: long enough that a fault lands mid-run.
+const JOBS: usize = 2000;
+const JOB_MS: u64 = 5;
+const CONCURRENCY: u32 = 8;
+/// Generous bounds on cross-process effects (normally seconds).
+const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
+
+fn pg_url() -> String {
+    std::env::var("JOBMESH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn schema() -> String {
+    format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>())
+}
+
+fn config(prefix: &str) -> HybridConfig {
+    let mut c = HybridConfig::new(prefix);
+    c.pump_interval = Duration::from_millis(50);
+    c.reconcile_interval = Duration::from_secs(5);
+    c
+}
+
+/// A `redis-server` of this test's own: no persistence, so a kill loses everything.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-server ({e}): install it with `apt-get install redis-server`"
+                )
+            });
+        let s = Self {
+            port,
+            child: Some(child),
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url()).unwrap();
+        loop {
+            if let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server on port {} did not come up",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn cmd(&self, name: &str) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut c = client.get_connection().unwrap();
+        let _: () = redis::cmd(name).query(&mut c).unwrap();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Postgres cluster of this test's own, in a temporary directory, on a free port.
+struct PgCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    running: bool,
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin`, or a failure naming the package.
+fn pg_bin() -> PathBuf {
+    let mut bins: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    bins.sort();
+    bins.pop().map(|(_, b)| b).unwrap_or_else(|| {
+        panic!(
+            "no Postgres server binaries (/usr/lib/postgresql/*/bin/initdb): install them with \
+             `apt-get install postgresql`"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl PgCluster {
+    fn start() -> Self {
+        let bin = pg_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let s = Self {
+            bin,
+            dir,
+            port: free_port(),
+            running: false,
+        };
+        if is_root() {
+            // Postgres refuses to run as root: the cluster belongs to `postgres`.
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(s.dir.path()));
+        }
+        let data = s.data();
+        run(&mut s.as_owner(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
+        ));
+        let mut s = s;
+        s.start_server();
+        s
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn as_owner(&self, tool: &str, args: &[&str]) -> Command {
+        let exe = self.bin.join(tool);
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        c
+    }
+
+    fn start_server(&mut self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        run(&mut self.as_owner(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        ));
+        self.running = true;
+    }
+
+    fn stop(&mut self, mode: &str) {
+        run(&mut self.as_owner(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                mode,
+                "-w",
+                "stop",
+            ],
+        ));
+        self.running = false;
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self
+                .as_owner(
+                    "pg_ctl",
+                    &[
+                        "-D",
+                        self.data().to_str().unwrap(),
+                        "-m",
+                        "immediate",
+                        "stop",
+                    ],
+                )
+                .status();
+        }
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn job() -> NewJob {
+    NewJob::new("sleep", json!({ "ms": JOB_MS }))
+}
+
+async fn start_node(store: SharedStore) -> Node {
+    let config = Config::default();
+    let workers = WorkersSection {
+        concurrency: CONCURRENCY,
+        poll_interval: Duration::from_millis(50),
+        ..WorkersSection::default()
+    };
+    Node::start(NodeOptions {
+        node_id: NodeId(format!("fault-{:08x}", rand::random::<u32>())),
+        workers,
+        retry: config.retry.clone(),
+        store,
+        registry: jobmesh::handler::builtin::registry(&config.exec, &config.http),
+        clock: Arc::new(SystemClock),
+        retention: None,
+    })
+    .await
+    .expect("node starts")
+}
+
+async fn enqueue(store: &dyn Store) -> Vec<JobId> {
+    let mut ids = Vec::with_capacity(JOBS);
+    for chunk in 0..JOBS.div_ceil(500) {
+        let n = (JOBS - chunk * 500).min(500);
+        let out = store
+            .enqueue(
+                (0..n).map(|_| job()).collect(),
+                jobmesh::clock::Clock::now(&SystemClock),
+            )
+            .await
+            .unwrap();
+        ids.extend(out.into_iter().map(|o| o.id()));
+    }
+    ids
+}
+
+/// Recorded successes, counted in Postgres (which stays reachable through `pool`).
+async fn succeeded(pool: &sqlx::PgPool) -> Option<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded'")
+        .fetch_one(pool)
+        .await
+        .ok()
+}
+
+/// Polls Postgres until at least `n` jobs succeeded (a cross-process effect), failing
+/// after `deadline`.
+async fn wait_succeeded(pool: &sqlx::PgPool, n: i64, deadline: Duration, what: &str) -> i64 {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(done) = succeeded(pool).await
+            && done >= n
+        {
+            return done;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the store until `id` succeeded (the node is alive and dispatching).
+async fn wait_state(store: &dyn Store, id: JobId) {
+    let until = Instant::now() + DRAIN_DEADLINE;
+    loop {
+        if let Ok(Some(j)) = store.get_job(id).await
+            && j.state == jobmesh::job::JobState::Succeeded
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "job {id}, submitted after the fault, did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every job succeeded, with exactly one execution row and one `job.succeeded` event.
+async fn assert_exactly_once(pool: &sqlx::PgPool, ids: &[JobId]) {
+    let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+    let bad: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT j.id, j.state,
+                (SELECT count(*) FROM job_executions e WHERE e.job = j.id AND e.outcome = 'succeeded'),
+                (SELECT count(*) FROM lifecycle_events v WHERE v.job = j.id AND v.kind = 'job.succeeded')
+         FROM jobs j WHERE j.id = ANY ($1)",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|(_, state, execs, evs)| state != "succeeded" || *execs != 1 || *evs != 1)
+    .collect();
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY ($1)")
+        .bind(&ids)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(found as usize, ids.len(), "jobs went missing");
+    assert!(
+        bad.is_empty(),
+        "{} jobs not recorded exactly once (id, state, executions, events), e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+/// FLUSHALL in the middle of a drain: the reconciler rebuilds Redis from Postgres, every
+/// job completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_mid_drain_loses_nothing_and_duplicates_nothing() {
+    let redis = RedisServer::start(free_port());
+    let store = Arc::new(
+        HybridStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
+            .await
+            .expect("connect"),
+    );
+    let pool = store.postgres().pool().clone();
+    let ids = enqueue(&*store).await;
+    let before = store.redis().generation().await.unwrap();
+    let node = start_node(store.clone()).await;
+    let at = wait_succeeded(&pool, (JOBS / 4) as i64, DRAIN_DEADLINE, "a quarter done").await;
+    redis.cmd("FLUSHALL");
+    eprintln!("flushed Redis with {at} of {JOBS} jobs done");
+    assert!(
+        (at as usize) < JOBS,
+        "the drain finished before the flush; the test proves nothing"
+    );
+    wait_succeeded(&pool, JOBS as i64, DRAIN_DEADLINE, "every job").await;
+    let after = store.redis().generation().await.unwrap();
+    assert!(
+        after.is_some() && after != before,
+        "Redis was rebuilt under a new generation"
+    );
+    eprintln!("claims from Postgres alone: {}", store.fallback_claims());
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_exactly_once(&pool, &ids).await;
+}
+
+/// Redis killed (no persistence: it comes back empty) and restarted mid-run: claims go to
+/// Postgres meanwhile, the node stays up, every job completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_run() {
+    let port = free_port();
+    let mut redis = RedisServer::start(port);
+    let store = Arc::new(
+        HybridStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
+            .await
+            .expect("connect"),
+    );
+    let pool = store.postgres().pool().clone();
+    let ids = enqueue(&*store).await;
+    let node = start_node(store.clone()).await;
+    let at = wait_succeeded(&pool, (JOBS / 5) as i64, DRAIN_DEADLINE, "a fifth done").await;
+    redis.kill();
+    eprintln!("killed Redis with {at} of {JOBS} jobs done");
+    assert!((at as usize) < JOBS, "the drain finished before the kill");
+    // Progress without Redis: claims fall back to Postgres.
+    let want = (at + (JOBS / 5) as i64).min(JOBS as i64);
+    let during = wait_succeeded(&pool, want, DRAIN_DEADLINE, "progress while Redis is down").await;
+    assert!(store.fallback_claims() > 0, "claims went to Postgres");
+    let redis = RedisServer::start(port);
+    eprintln!(
+        "restarted Redis with {during} jobs done, after {} claims from Postgres alone",
+        store.fallback_claims()
+    );
+    wait_succeeded(&pool, JOBS as i64, DRAIN_DEADLINE, "every job").await;
+    // The node is alive and dispatches through the restarted (and rebuilt) Redis.
+    let late = node.submit(vec![job()]).await.unwrap()[0].id();
+    wait_state(&*store, late).await;
+    let until = Instant::now() + DRAIN_DEADLINE;
+    while store.redis().generation().await.ok().flatten().is_none() {
+        assert!(
+            Instant::now() < until,
+            "the restarted Redis was not rebuilt"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_exactly_once(&pool, &ids).await;
+    drop(redis);
+}
+
+/// Postgres stopped mid-run and started again: the node pauses (its writes fail as
+/// transient errors and are retried), resumes, and every job completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_restarted_mid_run() {
+    let mut pg = PgCluster::start();
+    let prefix = format!("jmtest:pgfault:{:016x}", rand::random::<u64>());
+    let store = Arc::new(
+        HybridStore::connect(
+            &pg.url(),
+            Some("jm_fault"),
+            "redis://127.0.0.1:6379/",
+            config(&prefix),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("connect to own Postgres and the machine's Redis: {e}")),
+    );
+    let pool = store.postgres().pool().clone();
+    let ids = enqueue(&*store).await;
+    let node = start_node(store.clone()).await;
+    let at = wait_succeeded(&pool, (JOBS / 5) as i64, DRAIN_DEADLINE, "a fifth done").await;
+    pg.stop("fast");
+    eprintln!("stopped Postgres with {at} of {JOBS} jobs done");
+    assert!((at as usize) < JOBS, "the drain finished before the outage");
+    // The outage lasts a while (its length is the fault, not a synchronisation).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.start_server();
+    wait_succeeded(&pool, JOBS as i64, DRAIN_DEADLINE, "every job").await;
+    // The node came through: a job submitted now runs.
+    let late = node.submit(vec![job()]).await.unwrap()[0].id();
+    wait_state(&*store, late).await;
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_exactly_once(&pool, &ids).await;
+    // Tidy the shared Redis.
+    let mut conn = redis::Client::open("redis://127.0.0.1:6379/")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,338 @@
+//! The production mode (Postgres record + Redis dispatch) against the store conformance
+//! suite, plus what is particular to it: claims go through Redis, a flushed Redis is
+//! rebuilt from Postgres, stale Redis entries are refused by Postgres, events reach the
+//! Redis stream, and a Redis that cannot answer hands claims to Postgres.
+//!
+//! Needs the machine's Postgres (`JOBMESH_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and Redis (`JOBMESH_TEST_REDIS_URL`,
+//! default `redis://127.0.0.1:6379/`). Each test gets a Postgres schema and a Redis key
+//! prefix of its own, so tests run in parallel; nothing here flushes the shared Redis
+//! (the fault tests in `hybrid_faults.rs` start servers of their own for that).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jobmesh::clock::Millis;
+use jobmesh::event::EventKind;
+use jobmesh::job::{ClaimRequest, JobId, JobState, NewJob, NodeId, WorkerId};
+use jobmesh::store::hybrid::{HybridConfig, HybridStore};
+use jobmesh::store::redis::EventCursor;
+use jobmesh::store::{SharedStore, Store};
+use serde_json::json;
+
+const T0: Millis = Millis(1_700_000_000_000);
+
+fn pg_url() -> String {
+    std::env::var("JOBMESH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("JOBMESH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A store in a new schema `jm_test_<unix secs>_<random>` (the Postgres tests drop such
+/// schemas once they are an hour old) with a new Redis prefix.
+async fn store_with(config: impl FnOnce(&mut HybridConfig)) -> HybridStore {
+    let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
+    let mut c = HybridConfig::new(format!("jmtest:hy:{:016x}", rand::random::<u64>()));
+    config(&mut c);
+    let (pg, redis) = (pg_url(), redis_url());
+    HybridStore::connect(&pg, Some(&schema), &redis, c)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach Postgres at {pg} or Redis at {redis} ({e}). These tests need both \
+                 servers: `apt-get install postgresql redis-server`, start them (`.ci/run` \
+                 does), or point JOBMESH_TEST_POSTGRES_URL / JOBMESH_TEST_REDIS_URL at them."
+            )
+        })
+}
+
+async fn store() -> HybridStore {
+    store_with(|_| {}).await
+}
+
+/// A store whose background task stays out of the way (unless kicked), for tests that
+/// drive reconciling and relaying themselves.
+async fn quiet() -> HybridStore {
+    store_with(|c| c.pump_interval = Duration::from_secs(3600)).await
+}
+
+async fn fresh() -> SharedStore {
+    Arc::new(store().await)
+}
+
+jobmesh::store_conformance_tests!(fresh);
+
+/// Deletes every Redis key under the store's prefix.
+async fn cleanup(s: &HybridStore) {
+    let mut conn = raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", s.redis().keys().prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+fn request(limit: u32, now: Millis) -> ClaimRequest {
+    ClaimRequest {
+        queues: vec!["default".into()],
+        worker: WorkerId("n1/w0".into()),
+        node: NodeId("n1".into()),
+        limit,
+        lease_for: Duration::from_secs(30),
+        now,
+    }
+}
+
+fn noop() -> NewJob {
+    NewJob::new("noop", json!({}))
+}
+
+async fn ready_len(s: &HybridStore, queue: &str) -> usize {
+    redis::cmd("ZCARD")
+        .arg(s.redis().keys().ready(queue))
+        .query_async(&mut raw().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn enqueue_pushes_to_redis_and_claims_take_from_it() {
+    let s = store().await;
+    let ids: Vec<JobId> = s
+        .enqueue((0..10).map(|_| noop()).collect(), T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id())
+        .collect();
+    assert_eq!(
+        ready_len(&s, "default").await,
+        10,
+        "enqueue pushed every job"
+    );
+    let claimed = s.claim(&request(4, T0)).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        ids[..4]
+    );
+    assert_eq!(
+        ready_len(&s, "default").await,
+        6,
+        "the claim took from Redis"
+    );
+    assert_eq!(s.fallback_claims(), 0, "no claim needed Postgres alone");
+    cleanup(&s).await;
+}
+
+#[tokio::test]
+async fn stale_redis_entries_are_refused_by_postgres() {
+    let s = store().await;
+    let ids: Vec<JobId> = s
+        .enqueue((0..3).map(|_| noop()).collect(), T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id())
+        .collect();
+    // Cancel behind the store's back (another process, say): Redis still lists the job.
+    sqlx::query("UPDATE jobs SET state = 'cancelled' WHERE id = $1")
+        .bind(ids[0].0)
+        .execute(s.postgres().pool())
+        .await
+        .unwrap();
+    let claimed = s.claim(&request(2, T0)).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        ids[1..],
+        "the refused id is dropped and the claim takes the next one"
+    );
+    assert_eq!(
+        s.get_job(ids[0]).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    cleanup(&s).await;
+}
+
+#[tokio::test]
+async fn a_flushed_prefix_is_rebuilt_and_nothing_is_claimed_twice() {
+    let s = quiet().await;
+    s.enqueue((0..50).map(|_| noop()).collect(), T0)
+        .await
+        .unwrap();
+    let first = s.claim(&request(10, T0)).await.unwrap();
+    // Lose every key of this store, as a FLUSHALL would (this prefix only: the server
+    // is shared).
+    cleanup(&s).await;
+    assert!(s.redis().generation().await.unwrap().is_none());
+    // While the marker is missing a claim asks Postgres, so work goes on.
+    let during = s.claim(&request(10, T0)).await.unwrap();
+    assert_eq!(during.len(), 10);
+    assert!(s.fallback_claims() >= 1);
+    s.reconcile().await.unwrap();
+    // At least the 30 still available jobs are back; a reconcile racing the Postgres
+    // claim above may also have pushed some of its 10, which claims then refuse.
+    assert!(ready_len(&s, "default").await >= 30);
+    assert!(s.redis().generation().await.unwrap().is_some());
+    let mut seen: std::collections::HashSet<JobId> =
+        first.iter().chain(&during).map(|c| c.job.id).collect();
+    loop {
+        let got = s.claim(&request(7, T0)).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for c in got {
+            assert!(seen.insert(c.job.id), "job {} claimed twice", c.job.id);
+        }
+    }
+    assert_eq!(seen.len(), 50);
+    cleanup(&s).await;
+}
+
+#[tokio::test]
+async fn the_background_task_rebuilds_after_a_flush() {
+    let s = store_with(|c| c.pump_interval = Duration::from_millis(20)).await;
+    s.enqueue((0..5).map(|_| noop()).collect(), T0)
+        .await
+        .unwrap();
+    cleanup(&s).await;
+    // Polling Redis for a cross-task effect, with a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ready_len(&s, "default").await < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pump did not rebuild Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cleanup(&s).await;
+}
+
+#[tokio::test]
+async fn lifecycle_events_reach_the_redis_stream() {
+    let s = quiet().await;
+    // Take the relay role and its position before anything happens.
+    s.relay_events().await.unwrap();
+    let [id] = s.enqueue(vec![noop()], T0).await.unwrap()[..] else {
+        unreachable!()
+    };
+    let c = s.claim(&request(1, T0)).await.unwrap().remove(0);
+    s.complete(vec![jobmesh::job::Completion {
+        lease: c.lease.clone(),
+        outcome: jobmesh::job::Outcome::Succeeded { output: None },
+        started_at: T0,
+        finished_at: T0,
+    }])
+    .await
+    .unwrap();
+    s.record_events(vec![
+        jobmesh::event::LifecycleEvent::new(EventKind::NodeJoined, T0).node(NodeId("n1".into())),
+    ])
+    .await
+    .unwrap();
+    while s.relay_events().await.unwrap() > 0 {}
+    let got = s
+        .redis()
+        .read(&EventCursor::start(), 100, None)
+        .await
+        .unwrap();
+    let kinds: Vec<EventKind> = got.iter().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::JobEnqueued,
+            EventKind::JobClaimed,
+            EventKind::JobSucceeded,
+            EventKind::NodeJoined
+        ]
+    );
+    assert_eq!(got[0].event.job, Some(id.id()));
+    cleanup(&s).await;
+}
+
+/// An empty Redis that still has its generation marker is trusted (no Postgres claim);
+/// what it lost comes back with the next reconcile. (A Redis that cannot answer at all
+/// is in `hybrid_faults.rs`, with a server of its own.)
+#[tokio::test]
+async fn an_empty_redis_with_its_marker_is_trusted_until_reconciled() {
+    let s = store().await;
+    s.enqueue(vec![noop()], T0).await.unwrap();
+    // Lose the queue key alone (its job records stay) but keep the marker: Redis is
+    // trusted, the job waits for the reconciler, whose push sees the record without
+    // its queue entry and queues it again.
+    let _: () = redis::cmd("DEL")
+        .arg(s.redis().keys().ready("default"))
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert!(s.claim(&request(1, T0)).await.unwrap().is_empty());
+    s.reconcile().await.unwrap();
+    assert_eq!(s.claim(&request(1, T0)).await.unwrap().len(), 1);
+    cleanup(&s).await;
+}
+
+#[tokio::test]
+async fn scheduled_jobs_and_released_children_are_pushed() {
+    let s = store().await;
+    let mut later = noop();
+    later.run_at = Some(T0.plus(Duration::from_secs(60)));
+    let [p, l] = s.enqueue(vec![noop(), later], T0).await.unwrap()[..] else {
+        unreachable!()
+    };
+    let mut child = noop();
+    child.depends_on = vec![p.id()];
+    s.enqueue(vec![child], T0).await.unwrap();
+    assert_eq!(
+        ready_len(&s, "default").await,
+        1,
+        "only the parent is ready"
+    );
+    let c = s.claim(&request(5, T0)).await.unwrap().remove(0);
+    s.complete(vec![jobmesh::job::Completion {
+        lease: c.lease.clone(),
+        outcome: jobmesh::job::Outcome::Succeeded { output: None },
+        started_at: T0,
+        finished_at: T0,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(ready_len(&s, "default").await, 1, "the released child");
+    assert_eq!(
+        s.promote_due(T0.plus(Duration::from_secs(60)))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(ready_len(&s, "default").await, 2, "and the promoted job");
+    let got = s
+        .claim(&request(5, T0.plus(Duration::from_secs(60))))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().any(|c| c.job.id == l.id()));
+    cleanup(&s).await;
+}
