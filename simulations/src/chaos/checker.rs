@@ -328,7 +328,7 @@ pub fn check(h: &History, cfg: &CheckConfig) -> Verdict {
     for w in h
         .windows
         .iter()
-        .filter(|w| w.why == "killed" || w.why == "paused")
+        .filter(|w| matches!(w.why.as_str(), "killed" | "paused" | "partitioned"))
     {
         let until = w.to_ms.unwrap_or(h.end_ms).saturating_add(cfg.grace_ms);
         if let Some(e) = evictions.iter().find(|e| {

@@ -123,7 +123,11 @@ pub fn table(r: &Report) -> String {
     };
     row("false evictions", c.false_evictions.to_string(), &inv);
     let q = |p| quantile(&v.detection_ms, p).map_or("-".to_string(), |ms| format!("{ms} ms"));
-    row("detection p50", q(0.5), "crash to eviction");
+    row(
+        "detection p50",
+        q(0.5),
+        "kill, pause or cut-off to eviction",
+    );
     row("detection p99", q(0.99), "");
     let live = v
         .liveness
