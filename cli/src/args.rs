@@ -43,6 +43,65 @@ pub enum Verb {
     /// The mesh: this node's identity, the members a running node sees.
     #[command(subcommand)]
     Mesh(MeshVerb),
+    /// Chaos: run a real local cluster under a workload and injected faults, then check
+    /// that no job was lost or recorded twice (`jobmesh chaos list` shows the scenarios).
+    Chaos(ChaosArgs),
+}
+
+/// `jobmesh chaos`: `run` and `list`, or the short forms `jobmesh chaos --scenario ...`
+/// and `jobmesh chaos --list`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ChaosArgs {
+    /// Run or list.
+    #[command(subcommand)]
+    pub verb: Option<ChaosVerb>,
+    /// List the scenarios (same as `jobmesh chaos list`).
+    #[arg(long, conflicts_with = "scenario")]
+    pub list: bool,
+    /// The run options (same as `jobmesh chaos run`).
+    #[command(flatten)]
+    pub run: ChaosRunArgs,
+}
+
+/// `jobmesh chaos ...`
+#[derive(Debug, Subcommand)]
+pub enum ChaosVerb {
+    /// Run one scenario.
+    Run(ChaosRunArgs),
+    /// List the scenarios.
+    List,
+}
+
+/// `jobmesh chaos run`
+#[derive(Debug, Args)]
+pub struct ChaosRunArgs {
+    /// Scenario (`jobmesh chaos list` shows them).
+    #[arg(long, short)]
+    pub scenario: Option<String>,
+    /// Nodes in the cluster (f = (nodes - 1) / 3 Byzantine members are tolerated).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Byzantine members (default: f for the Byzantine scenarios, else 0).
+    #[arg(long)]
+    pub byzantine: Option<usize>,
+    /// Jobs the workload submits at a steady rate over the run.
+    #[arg(long, default_value_t = 300)]
+    pub jobs: u64,
+    /// Seed of the fault schedule and the job mix (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Length of the fault phase (faults in the first 70%, heal at 75%).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Directory for the cluster's files and the reports (default
+    /// `chaos-runs/<scenario>-n<nodes>-s<seed>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Self-test of the checker: delete one acknowledged job from the store behind
+    /// the cluster's back; the run must then fail.
+    #[arg(long, hide = true)]
+    pub sabotage_lose_job: bool,
 }
 
 /// `jobmesh mesh ...`

@@ -35,5 +35,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Events(a) => cmd::events::run(config, a, json).await,
         Verb::Bench(a) => cmd::bench::run(config, a).await,
         Verb::Mesh(v) => cmd::mesh::run(config, v, json).await,
+        Verb::Chaos(a) => cmd::chaos::run(a, json).await,
     }
 }

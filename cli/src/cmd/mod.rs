@@ -1,6 +1,7 @@
 //! One module per verb.
 
 pub mod bench;
+pub mod chaos;
 pub mod dlq;
 pub mod events;
 pub mod jobs;

@@ -1,0 +1,106 @@
+//! `jobmesh chaos`: a thin front to the chaos engine in `jobmesh_sim::chaos`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use jobmesh_sim::chaos::scenario::{Availability, SCENARIOS};
+use jobmesh_sim::chaos::{Options, report};
+
+use crate::args::{ChaosArgs, ChaosRunArgs, ChaosVerb};
+
+/// Runs the verb. A run whose invariants do not all hold is an error (non-zero exit),
+/// after the report was printed and written.
+pub async fn run(args: ChaosArgs, json: bool) -> anyhow::Result<()> {
+    match args.verb {
+        Some(ChaosVerb::List) => list(json),
+        Some(ChaosVerb::Run(a)) => run_one(a, json).await,
+        None if args.list => list(json),
+        None => run_one(args.run, json).await,
+    }
+}
+
+fn list(json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(SCENARIOS)?);
+        return Ok(());
+    }
+    println!("{:<22} {:<14} about", "scenario", "availability");
+    for s in SCENARIOS {
+        let availability = match s.availability {
+            Availability::Ready => "ready",
+            Availability::NeedsControl => "needs-control",
+            Availability::NotYet => "not yet",
+        };
+        println!("{:<22} {availability:<14} {}", s.name, s.about);
+    }
+    println!(
+        "\nneeds-control: the nodes must accept --chaos-control (network and Byzantine faults)"
+    );
+    Ok(())
+}
+
+async fn run_one(a: ChaosRunArgs, json: bool) -> anyhow::Result<()> {
+    let scenario = a.scenario.context(
+        "give --scenario NAME (`jobmesh chaos list` shows them), e.g. \
+         `jobmesh chaos --scenario kill-restart --nodes 4 --jobs 300`",
+    )?;
+    let seed = a.seed.unwrap_or_else(random_seed);
+    let bin = std::env::current_exe().context("finding the jobmesh binary to run nodes with")?;
+    let out = a.out.unwrap_or_else(|| {
+        PathBuf::from("chaos-runs").join(format!("{scenario}-n{}-s{seed}", a.nodes))
+    });
+    let opts = Options {
+        scenario,
+        nodes: a.nodes,
+        byzantine: a.byzantine,
+        jobs: a.jobs,
+        seed,
+        duration: a.duration,
+        out,
+        bin,
+        progress: !json,
+        sabotage: a.sabotage_lose_job,
+    };
+    // The seed first, so that even a run that dies half-way can be replayed (on stderr
+    // with --json, which keeps stdout for the report).
+    if json {
+        eprintln!("seed = {seed}");
+    } else {
+        println!("seed = {seed}");
+    }
+    let replay = opts.replay();
+    let report = match jobmesh_sim::chaos::run(&opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("seed = {seed}\nreplay: {replay}");
+            return Err(e.into());
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report::table(&report));
+        println!(
+            "written: {0}/report.json, {0}/timeline.svg, {0}/history.json",
+            opts.out.display()
+        );
+    }
+    if !report.passed {
+        eprintln!("seed = {seed}\nreplay: {replay}");
+        anyhow::bail!(
+            "{} invariant(s) violated: {}",
+            report.verdict.violations.len(),
+            report.verdict.violations.join("; ")
+        );
+    }
+    Ok(())
+}
+
+fn random_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    // Keep seeds short enough to type.
+    (t ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000
+}

@@ -1,0 +1,62 @@
+//! `jobmesh chaos`: real local clusters under a workload and injected faults, checked
+//! afterwards like Jepsen's total-queue.
+//!
+//! - [`scenario`]: the named scenarios as seeded schedules of `(at, Fault)` steps;
+//! - [`cluster`]: node processes of the `jobmesh` binary on loopback sharing one
+//!   SQLite file, with kill -9, restart, SIGSTOP and SIGCONT;
+//! - [`faults`]: the `--chaos-control` file each node polls (partitions, one-way links,
+//!   delay and loss, Byzantine behaviour) and the fault windows;
+//! - [`workload`]: steady submissions, every attempt and acknowledgement recorded;
+//! - [`history`] and [`checker`]: what happened, and the pure invariant check;
+//! - [`report`]: table, JSON, SVG timeline and progress line;
+//! - [`runner`]: one run from options to report.
+
+pub mod checker;
+pub mod cluster;
+pub mod faults;
+pub mod history;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod workload;
+
+pub use runner::{Options, run};
+
+/// What can go wrong running a scenario (a violated invariant is not an error: it is
+/// in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    /// Bad options; the message says which and why.
+    #[error("{message}")]
+    Options {
+        /// What is wrong.
+        message: String,
+    },
+    /// The scenario needs something this build does not have.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A node could not be set up or started.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The shared store failed.
+    #[error("store: {0}")]
+    Store(#[from] jobmesh::store::StoreError),
+}
+
+impl ChaosError {
+    /// An IO error with what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        ChaosError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
