@@ -7,7 +7,7 @@ use crate::job::{ClaimRequest, ClaimedJob, JobId, Lease};
 use crate::store::{Store, StoreError};
 
 use super::Shared;
-use super::rows::{self, job_columns};
+use crate::store::postgres::rows::{self, job_columns};
 
 /// Most take-and-confirm rounds per claim: later rounds run only when Postgres refused
 /// ids Redis handed out (stale entries), so two rounds are rare and three very rare.

@@ -49,7 +49,6 @@ mod claim;
 mod outbox;
 mod reconciler;
 mod relay;
-mod rows;
 
 pub use reconciler::ReconcileReport;
 

@@ -29,7 +29,7 @@
 //! (SQLSTATE `40P01`) and the caller may retry it.
 
 mod listen;
-mod rows;
+pub(crate) mod rows;
 
 pub use listen::{WAKEUP_BUFFER, Wakeup, Wakeups};
 

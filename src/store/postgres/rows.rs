@@ -82,3 +82,8 @@ pub fn policy_name(p: ParentFailurePolicy) -> &'static str {
         ParentFailurePolicy::Hold => "hold",
     }
 }
+
+/// Whether a claimed row has children (selected as `has_children`).
+pub(crate) fn has_children(row: &PgRow) -> Result<bool, StoreError> {
+    col(row, "has_children")
+}
