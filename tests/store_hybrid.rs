@@ -269,6 +269,13 @@ async fn lifecycle_events_reach_the_redis_stream() {
         ]
     );
     assert_eq!(got[0].event.job, Some(id.id()));
+
+    // The relay position is one snapshot: the newest entry, and the SQL sequence number
+    // of the last event copied (what `jobmesh events --follow` hands over at).
+    let (cursor, seq) = s.redis().relay_position().await.unwrap();
+    assert_eq!(cursor, got.last().unwrap().cursor);
+    let record = s.events_after(0, 100).await.unwrap();
+    assert_eq!(seq, Some(record.last().unwrap().seq));
     cleanup(&s).await;
 }
 

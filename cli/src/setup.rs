@@ -78,3 +78,25 @@ pub fn registry(config: &Config) -> anyhow::Result<Registry> {
     }
     Ok(registry)
 }
+
+/// The Redis event stream to follow in production mode (`None` in other modes, or when
+/// `store.redis_event_stream` is off).
+pub async fn event_stream(
+    config: &Config,
+) -> anyhow::Result<Option<jobmesh::store::redis::RedisDispatch>> {
+    if config.store.backend != Backend::RedisPostgres
+        || !config.store.redis_event_stream.unwrap_or(true)
+    {
+        return Ok(None);
+    }
+    let url = config.store.redis_url.as_deref().unwrap_or_default();
+    let prefix = config
+        .store
+        .redis_prefix
+        .as_deref()
+        .unwrap_or(DEFAULT_REDIS_PREFIX);
+    let redis = jobmesh::store::redis::RedisDispatch::connect(url, prefix)
+        .await
+        .context("connecting to Redis (store.redis_url) for the event stream")?;
+    Ok(Some(redis))
+}

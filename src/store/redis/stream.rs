@@ -146,6 +146,32 @@ impl RedisDispatch {
             .map_or_else(EventCursor::start, |e| EventCursor(e.id)))
     }
 
+    /// Where the relay stands, read atomically (one `MULTI`): the newest stream entry and
+    /// the sequence number of the last event relayed (`None` if never relayed, or lost).
+    /// Every SQL event up to that number is in the stream at or before that entry, and
+    /// every later one will follow it, so a reader can print the SQL record up to the
+    /// number and then tail the stream from the entry without a gap or a repeat.
+    pub async fn relay_position(&self) -> Result<(EventCursor, Option<i64>), StoreError> {
+        let (reply, seq): (StreamRangeReply, Option<i64>) = redis::pipe()
+            .atomic()
+            .cmd("XREVRANGE")
+            .arg(self.keys.events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("GET")
+            .arg(self.keys.relay_cursor())
+            .query_async(&mut self.conn())
+            .await?;
+        let cursor = reply
+            .ids
+            .into_iter()
+            .next()
+            .map_or_else(EventCursor::start, |e| EventCursor(e.id));
+        Ok((cursor, seq))
+    }
+
     /// A follower of the stream on a connection of its own, starting after `after`
     /// (`None`: after the newest entry now, so only new events). The position is fixed
     /// when this returns, so an event published afterwards is always seen.
