@@ -456,7 +456,7 @@ fn old_and_future_epochs_are_ignored() {
 }
 
 #[test]
-fn sampled_monitoring_rejects_unassigned_observers() {
+fn sampled_monitoring_counts_only_assigned_observers() {
     let mut cfg = config(10, 1);
     cfg.monitoring = Monitoring::Observers { k: 4 };
     let mut m = Membership::new(cfg, key(0), None, 1, Millis(0)).unwrap();
@@ -470,16 +470,19 @@ fn sampled_monitoring_rejects_unassigned_observers() {
         .find(|i| *i != 5 && !observers.contains(&id(*i)))
         .unwrap();
     let insider = (1..10u8).find(|i| observers.contains(&id(*i))).unwrap();
+    // Ignored, not penalised: the sender's view may differ at the same epoch number.
     let v = vote(outsider, subject, 0, Verdict::Down, 1);
-    assert!(matches!(
+    assert_eq!(
         m.handle_message(id(outsider), &vote_bytes(&v), Millis(1)),
-        Acceptance::Reject(RejectReason::NotAssignedObserver(_))
-    ));
+        Acceptance::Ignore(IgnoreReason::ViewMismatch)
+    );
+    assert_eq!(m.down_votes(&subject), 0);
     let v = vote(insider, subject, 0, Verdict::Down, 1);
     assert_eq!(
         m.handle_message(id(insider), &vote_bytes(&v), Millis(1)),
         Acceptance::Accept
     );
+    assert_eq!(m.down_votes(&subject), 1);
 }
 
 #[test]
