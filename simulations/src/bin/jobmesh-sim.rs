@@ -36,6 +36,12 @@ struct Args {
     /// Crashes in the `crash` scenario.
     #[arg(long, default_value_t = 3)]
     crashes: usize,
+    /// Seconds between those crashes.
+    #[arg(long, default_value_t = 4)]
+    crash_gap: u64,
+    /// Seconds after the last fault for things to settle.
+    #[arg(long, default_value_t = 10)]
+    settle: u64,
     /// Base delivery loss probability (scenarios may change it).
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -68,6 +74,8 @@ fn main() -> anyhow::Result<()> {
     let timing = Timing {
         warmup: Duration::from_secs(args.warmup),
         crashes: args.crashes,
+        crash_gap: Duration::from_secs(args.crash_gap),
+        settle: Duration::from_secs(args.settle),
         ..Timing::default()
     };
     let mut reports: Vec<Report> = Vec::new();

@@ -47,12 +47,15 @@ const CAPTURE: usize = 256;
 /// A replayed message is at least this old.
 const REPLAY_AGE: Duration = Duration::from_secs(2);
 
+/// A gossip message a replaying liar received: (when, author, bytes).
+type Captured = (Millis, usize, Rc<[u8]>);
+
 /// The liars of a world and their memory.
 #[derive(Debug, Default)]
 pub(crate) struct Liars {
     by_node: BTreeMap<usize, Behaviour>,
     /// Per replaying liar: (received at, author, bytes).
-    captured: BTreeMap<usize, VecDeque<(Millis, usize, Rc<[u8]>)>>,
+    captured: BTreeMap<usize, VecDeque<Captured>>,
     seq: u64,
 }
 
@@ -125,7 +128,7 @@ pub(crate) fn act(world: &mut World) {
             Behaviour::Replay => {
                 let now = world.now();
                 let picked = world.liars.captured.get(&i).and_then(|ring| {
-                    let old: Vec<&(Millis, usize, Rc<[u8]>)> = ring
+                    let old: Vec<&Captured> = ring
                         .iter()
                         .filter(|(at, _, _)| now.since(*at) >= REPLAY_AGE)
                         .collect();

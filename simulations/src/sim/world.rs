@@ -243,7 +243,7 @@ impl World {
             membership,
             now: start,
             start,
-            rng: StdRng::seed_from_u64(config.seed ^ 0x5eed_0f_a11),
+            rng: StdRng::seed_from_u64(config.seed ^ 0x0005_eed0_fa11),
             index: ids.iter().enumerate().map(|(i, p)| (*p, i)).collect(),
             nodes: (0..n)
                 .map(|_| Node {
