@@ -9,7 +9,7 @@ fn opt(v: Option<u64>) -> String {
 /// Renders reports as a markdown table, one row per run.
 pub fn render(reports: &[Report]) -> String {
     let mut out = String::from(
-        "| scenario | N | f | monitoring | seed | crashes | detect p50/p99 ms | all-applied p50/p99 ms | converge p50/max ms | false evictions | evictions | honest rejects | msgs/node/s | bytes/node/s | sim s | wall s | trace hash |\n\
+        "| scenario | N | f | monitoring | seed | crashes | detect p50/p99 ms | per-node applied p50/p99 ms | converge p50/max ms | false evictions | evictions | honest rejects | msgs/node/s | bytes/node/s | sim s | setup+run wall s | trace hash |\n\
          |---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in reports {
@@ -23,7 +23,7 @@ pub fn render(reports: &[Report]) -> String {
             String::new()
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {}{} | {}/{} | {}/{} | {}/{} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.1} | {} |\n",
+            "| {} | {} | {} | {} | {} | {}{} | {}/{} | {}/{} | {}/{} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0}+{:.0} | {} |\n",
             r.scenario,
             r.config.nodes,
             r.config.f,
@@ -43,6 +43,7 @@ pub fn render(reports: &[Report]) -> String {
             m.msgs_per_node_s,
             m.bytes_per_node_s,
             r.sim_secs,
+            r.setup_secs,
             r.wall_secs,
             &r.trace_hash[..8],
         ));
