@@ -168,6 +168,10 @@ pub struct StoreSection {
     /// Prefix of every Redis key, so several clusters can share a server (default
     /// `jobmesh`).
     pub redis_prefix: Option<String>,
+    /// `redis_postgres` only: copy lifecycle events into the Redis stream for live
+    /// watchers (default `true`). Postgres records every event either way; the copy costs
+    /// CPU on Postgres, Redis and the node.
+    pub redis_event_stream: Option<bool>,
 }
 
 /// `[workers]`

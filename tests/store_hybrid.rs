@@ -235,8 +235,6 @@ async fn the_background_task_rebuilds_after_a_flush() {
 #[tokio::test]
 async fn lifecycle_events_reach_the_redis_stream() {
     let s = quiet().await;
-    // Take the relay role and its position before anything happens.
-    s.relay_events().await.unwrap();
     let [id] = s.enqueue(vec![noop()], T0).await.unwrap()[..] else {
         unreachable!()
     };
@@ -335,4 +333,21 @@ async fn scheduled_jobs_and_released_children_are_pushed() {
     assert_eq!(got.len(), 2);
     assert!(got.iter().any(|c| c.job.id == l.id()));
     cleanup(&s).await;
+}
+
+#[tokio::test]
+async fn a_prefix_of_another_postgres_store_is_refused() {
+    let a = store().await;
+    let prefix = a.redis().keys().prefix().to_string();
+    let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
+    let err = HybridStore::connect(
+        &pg_url(),
+        Some(&schema),
+        &redis_url(),
+        HybridConfig::new(prefix),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("another Postgres store"), "{err}");
+    cleanup(&a).await;
 }

@@ -52,6 +52,10 @@ pub(crate) struct DispatchState {
     idle: Vec<usize>,
     buffer: VecDeque<ClaimedJob>,
     claiming: bool,
+    /// A wake arrived while a claim was in flight: new jobs may have been enqueued after
+    /// the claim read the queue, so claim again when it returns, even if it came back
+    /// short (otherwise they wait for the next poll).
+    woken_while_claiming: bool,
     draining: bool,
     drain_reply: Option<(RpcReplyPort<usize>, usize)>,
     /// Hand-outs in the current and the previous [`PREFETCH_SPAN`].
@@ -119,6 +123,7 @@ impl Actor for Dispatcher {
             idle: Vec::with_capacity(n),
             buffer: VecDeque::new(),
             claiming: false,
+            woken_while_claiming: false,
             draining: false,
             drain_reply: None,
             handed: HandOutRate::new(),
@@ -165,7 +170,11 @@ impl Actor for Dispatcher {
                     s.idle.push(slot);
                 }
             }
-            DispatchMsg::Wake => {}
+            DispatchMsg::Wake => {
+                if s.claiming {
+                    s.woken_while_claiming = true;
+                }
+            }
             DispatchMsg::Claimed(result, _asked) if s.draining => {
                 s.claiming = false;
                 let late = result.unwrap_or_default();
@@ -180,9 +189,10 @@ impl Actor for Dispatcher {
                 match result {
                     Ok(jobs) => {
                         let full = jobs.len() == asked;
+                        let woken = std::mem::take(&mut s.woken_while_claiming);
                         s.buffer.extend(jobs);
                         s.hand_out();
-                        if full {
+                        if full || woken {
                             s.maybe_claim(&myself);
                         }
                         return Ok(());
@@ -234,6 +244,7 @@ impl DispatchState {
             now: ctx.now(),
         };
         self.claiming = true;
+        self.woken_while_claiming = false;
         let ctx = ctx.clone();
         let me = myself.clone();
         tokio::spawn(async move {

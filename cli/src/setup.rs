@@ -56,7 +56,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 pg,
                 None,
                 redis,
-                jobmesh::store::hybrid::HybridConfig::new(prefix),
+                jobmesh::store::hybrid::HybridConfig {
+                    relay: config.store.redis_event_stream.unwrap_or(true),
+                    ..jobmesh::store::hybrid::HybridConfig::new(prefix)
+                },
             )
             .await
             .context("connecting to Postgres (store.postgres_url) and Redis (store.redis_url)")?;

@@ -15,11 +15,17 @@ const CLAIM_ROUNDS: usize = 3;
 
 /// Leases the taken jobs that are still `available`, with their `job.claimed` events.
 /// `$1` worker, `$2` node, `$3` lease expiry, `$4` ids, `$5` now.
+///
+/// The ids are joined from `unnest` rather than tested with `id = ANY ($4)`: with the
+/// latter Postgres ANDs the primary key with the partial `jobs_claim` index, reading
+/// every available job per claim (a drain that slows as the backlog grows); the join
+/// finds each job by primary key.
 const CONFIRM: &str = concat!(
     "WITH claimed AS (
          UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
              lease_owner = $1, lease_node = $2, lease_expires_at = $3
-         WHERE id = ANY ($4) AND state = 'available'
+         FROM unnest($4::bigint[]) AS t(pick)
+         WHERE jobs.id = t.pick AND jobs.state = 'available'
          RETURNING has_children, ",
     job_columns!(),
     "
@@ -36,7 +42,7 @@ impl Shared {
         if req.limit == 0 || req.queues.is_empty() {
             return Ok(Vec::new());
         }
-        if self.redis_is_down() {
+        if self.redis_is_down() || self.pg_is_down() {
             return self.fallback(req, req.limit, Vec::new()).await;
         }
         let mut queues = req.queues.clone();
@@ -70,6 +76,7 @@ impl Shared {
                     // The taken ids left Redis but may still be available in Postgres:
                     // the reconciler puts them back once Postgres answers.
                     self.mark_dirty();
+                    self.pg_failed(&e);
                     if out.is_empty() {
                         return Err(e);
                     }

@@ -34,13 +34,16 @@
 //! - **Postgres down: operations fail with transient errors** ([`StoreError::is_transient`])
 //!   and the node retries them (its completer and event sink back off and retry; its
 //!   dispatcher claims again on the next wake). Ids taken from Redis for a claim that
-//!   Postgres could not confirm are put back by the reconciler.
+//!   Postgres could not confirm are put back by the reconciler, and for `redis_retry`
+//!   after such a failure claims leave Redis alone (they go to Postgres, which fails
+//!   fast or, once it is back, answers), so an outage does not empty Redis.
 //! - **Events**: Postgres records each event in the transaction of its change; the
 //!   [`relay`] copies them into the Redis stream in batches from a background task, so
 //!   publishing never sits on the hot path.
 //!
 //! The background task (the "pump", every `pump_interval`) runs the reconciler check and
-//! the event relay; it stops when the store is dropped.
+//! the event relay (unless [`HybridConfig::relay`] is off); it stops when the store is
+//! dropped.
 
 mod claim;
 mod outbox;
@@ -84,9 +87,13 @@ pub struct HybridConfig {
     pub reconcile_interval: Duration,
     /// Available jobs read per reconcile query.
     pub reconcile_page: u32,
-    /// After a Redis failure, claims go straight to Postgres for this long.
+    /// After a Redis failure (or a Postgres failure to confirm a claim), claims go
+    /// straight to Postgres for this long.
     pub redis_retry: Duration,
-    /// Events per relay batch (one Postgres read, one Redis `MULTI`).
+    /// Whether the background task copies lifecycle events into the Redis stream.
+    pub relay: bool,
+    /// Events per relay batch (one Postgres read, one Redis `MULTI`). A `MULTI` holds
+    /// Redis while it runs, so batches stay small enough not to stall claims.
     pub relay_batch: u32,
     /// Most relay batches per pump round.
     pub relay_rounds: u32,
@@ -105,8 +112,9 @@ impl HybridConfig {
             reconcile_interval: Duration::from_secs(30),
             reconcile_page: 5000,
             redis_retry: Duration::from_secs(1),
-            relay_batch: 5000,
-            relay_rounds: 10,
+            relay: true,
+            relay_batch: 1000,
+            relay_rounds: 50,
         }
     }
 }
@@ -142,6 +150,9 @@ struct Shared {
     instance: String,
     /// Until when claims skip Redis (after a Redis failure).
     redis_down_until: Mutex<Option<Instant>>,
+    /// Until when claims skip Redis because Postgres failed to confirm a claim: taking
+    /// ids that cannot be confirmed would only empty Redis for the reconciler to refill.
+    pg_down_until: Mutex<Option<Instant>>,
     /// Counts reasons to reconcile (failed pushes, lost data); `clean` is the count the
     /// last reconcile covered. Counters rather than a flag, so that a failure during a
     /// reconcile is not cleared by it.
@@ -178,6 +189,21 @@ impl Shared {
     fn redis_ok(&self) {
         *self.redis_down_until.lock().expect("redis state lock") = None;
     }
+
+    fn pg_is_down(&self) -> bool {
+        self.pg_down_until
+            .lock()
+            .expect("postgres state lock")
+            .is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Notes a Postgres failure to confirm a claim (transient ones only).
+    fn pg_failed(&self, e: &StoreError) {
+        if e.is_transient() {
+            *self.pg_down_until.lock().expect("postgres state lock") =
+                Some(Instant::now() + self.config.redis_retry);
+        }
+    }
 }
 
 impl HybridStore {
@@ -207,6 +233,7 @@ impl HybridStore {
             config,
             instance: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             redis_down_until: Mutex::new(None),
+            pg_down_until: Mutex::new(None),
             dirty: AtomicU64::new(0),
             clean: AtomicU64::new(0),
             generation: Mutex::new(None),
@@ -460,6 +487,45 @@ impl Store for HybridStore {
 }
 
 impl Shared {
+    /// Claims the Redis prefix for this Postgres store, or refuses a prefix that holds
+    /// another store's dispatch state: job ids of two stores would collide, and one
+    /// store's stale entries could hide the other's jobs from dispatch.
+    pub(super) async fn check_origin(&self) -> Result<(), StoreError> {
+        let fresh = format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        sqlx::query("INSERT INTO store_identity (id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(&fresh)
+            .execute(self.pg.pool())
+            .await?;
+        let ours: String = sqlx::query_scalar("SELECT id FROM store_identity")
+            .fetch_one(self.pg.pool())
+            .await?;
+        let key = self.redis.keys().origin();
+        let mut conn = self.redis.conn();
+        let (theirs,): (String,) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&ours)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await?;
+        if theirs != ours {
+            return Err(StoreError::Invalid(format!(
+                "Redis prefix `{}` holds the dispatch state of another Postgres store \
+                 (identity {theirs}, this one is {ours}): use another store.redis_prefix, or \
+                 delete the prefix's keys if that store is gone",
+                self.redis.keys().prefix()
+            )));
+        }
+        Ok(())
+    }
+
     /// [`Shared::push_ids`] after a commit: a failure is the reconciler's to repair.
     async fn push_after_commit(&self, ids: &[i64], now: Millis) {
         if let Err(e) = self.push_ids(ids, now).await {

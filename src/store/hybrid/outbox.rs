@@ -60,8 +60,10 @@ impl Shared {
             return Ok(());
         }
         let rows: Vec<ReadyRow> = sqlx::query_as(
-            "SELECT id, queue, priority, run_at, lease_token FROM jobs
-             WHERE id = ANY ($1) AND state = 'available'",
+            // Joined from `unnest` so each job is found by primary key (see the claim).
+            "SELECT j.id, j.queue, j.priority, j.run_at, j.lease_token
+             FROM unnest($1::bigint[]) AS t(pick) JOIN jobs j ON j.id = t.pick
+             WHERE j.state = 'available'",
         )
         .bind(ids)
         .fetch_all(self.pg.pool())
@@ -81,8 +83,10 @@ impl Shared {
         }
         let rows: Vec<ReadyRow> = sqlx::query_as(
             "SELECT j.id, j.queue, j.priority, j.run_at, j.lease_token
-             FROM job_dependencies d JOIN jobs j ON j.id = d.child
-             WHERE d.parent = ANY ($1) AND j.state = 'available'",
+             FROM unnest($1::bigint[]) AS p(parent)
+             JOIN job_dependencies d ON d.parent = p.parent
+             JOIN jobs j ON j.id = d.child
+             WHERE j.state = 'available'",
         )
         .bind(parents)
         .fetch_all(self.pg.pool())

@@ -1,7 +1,8 @@
 //! The reconciler: makes Redis's ready ZSETs hold every job Postgres holds as
 //! `available`, and the pump that runs it (with the event relay) in the background.
 //!
-//! A reconcile pages through the available jobs (by id) and pushes them with
+//! A reconcile first makes sure the Redis prefix belongs to this Postgres store (see
+//! `store_identity`), then pages through the available jobs (by id) and pushes them with
 //! [`crate::store::redis::RedisDispatch::rebuild`], which queues what Redis lacks and
 //! leaves alone what it has, then sets the generation marker if it is missing. It runs:
 //! at connect; whenever the generation marker is missing or differs from the one this
@@ -35,6 +36,10 @@ impl Shared {
     /// One full reconcile (see the module doc). Reconciles of one store do not overlap.
     pub(super) async fn reconcile(&self) -> Result<ReconcileReport, StoreError> {
         let _one = self.reconcile_lock.lock().await;
+        // Also after a flush: the prefix is this store's before anything is pushed.
+        self.check_origin()
+            .await
+            .inspect_err(|e| self.redis_failed(e))?;
         // Failures reported from here on need another round; earlier ones are covered.
         let dirty_at_start = self.dirty.load(Ordering::SeqCst);
         let mut report = ReconcileReport::default();
@@ -108,6 +113,9 @@ impl Shared {
             Err(e) => {
                 tracing::debug!(error = %e, "Redis unreachable; dispatch falls back to Postgres")
             }
+        }
+        if !self.config.relay {
+            return;
         }
         if let Err(e) = self.relay_events().await {
             tracing::debug!(error = %e, "relaying events to the Redis stream failed; will retry");

@@ -6,8 +6,9 @@
 //! time relays (a lock key with an expiry, renewed by the holder), from the position
 //! kept in Redis beside the stream and advanced in the same `MULTI` as the `XADD`s, so a
 //! batch is copied once. When the position is missing (first start, or Redis lost its
-//! data) the relay starts after the newest event: the stream resumes live, and what
-//! happened meanwhile is in Postgres (`jobmesh events`).
+//! data) the relay starts `stream_maxlen` events before the newest, which refills the
+//! stream with about what it would hold had it never been lost; older events are in
+//! Postgres (`jobmesh events`).
 //!
 //! Known limit (that of `events_after` on Postgres): an event's `seq` is drawn before its
 //! transaction commits, so a slow transaction can commit seq `n` after the relay passed
@@ -31,9 +32,11 @@ impl Shared {
                     sqlx::query_scalar("SELECT max(seq) FROM lifecycle_events")
                         .fetch_one(self.pg.pool())
                         .await?;
-                let newest = newest.unwrap_or(0);
-                self.redis.publish_relayed(&[], newest).await?;
-                newest
+                // Start a stream's worth back: about what a never-flushed stream would hold.
+                let maxlen = i64::try_from(self.redis.config().stream_maxlen).unwrap_or(i64::MAX);
+                let start = newest.unwrap_or(0).saturating_sub(maxlen).max(0);
+                self.redis.publish_relayed(&[], start).await?;
+                start
             }
         };
         let mut copied = 0;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! P:gen                  string  generation marker, set by `rebuild`; gone = Redis lost its data
+//! P:origin               string  identity of the SQL store this prefix belongs to (hybrid store)
 //! P:seq                  string  counter giving ready jobs their FIFO order
 //! P:queues               set     queue names ever pushed to
 //! P:q:<queue>:ready      zset    due jobs; score (32767 - priority) * 2^37 + seq, lowest first
@@ -51,6 +52,11 @@ impl Keys {
     /// The generation marker.
     pub fn generation(&self) -> String {
         format!("{}:gen", self.prefix)
+    }
+
+    /// The identity of the SQL store whose dispatch state lives under this prefix.
+    pub fn origin(&self) -> String {
+        format!("{}:origin", self.prefix)
     }
 
     /// The set of known queue names.
