@@ -69,11 +69,17 @@ async fn run_one(a: ChaosRunArgs, json: bool) -> anyhow::Result<()> {
         println!("seed = {seed}");
     }
     let replay = opts.replay();
-    let report = match jobmesh_sim::chaos::run(&opts).await {
+    // On Ctrl-C the run is dropped, and with it the cluster, whose node processes are
+    // killed on drop: nothing is left running.
+    let result = tokio::select! {
+        r = jobmesh_sim::chaos::run(&opts) => r.map_err(anyhow::Error::from),
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; the cluster's nodes were stopped")),
+    };
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("seed = {seed}\nreplay: {replay}");
-            return Err(e.into());
+            return Err(e);
         }
     };
     if json {

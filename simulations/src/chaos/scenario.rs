@@ -263,13 +263,13 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "postgres-outage",
-        about: "not yet: needs the Postgres + Redis node mode (another engineer's work)",
+        about: "not yet: the chaos runner does not drive the Postgres + Redis backend yet",
         availability: Availability::NotYet,
         byzantine: false,
     },
     Scenario {
         name: "redis-flush",
-        about: "not yet: needs the Postgres + Redis node mode (another engineer's work)",
+        about: "not yet: the chaos runner does not drive the Postgres + Redis backend yet",
         availability: Availability::NotYet,
         byzantine: false,
     },
