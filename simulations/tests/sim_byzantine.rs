@@ -110,3 +110,28 @@ fn one_way_cuts_to_f_observers_evict_nobody() {
     assert_eq!(m.false_evictions, 0, "{m:?}");
     assert_eq!((m.undetected, m.unconverged), (0, 0), "{m:?}");
 }
+
+/// Protocol finding (reported to the lead, not fixed here): under sampled monitoring,
+/// after a partition heals, the evicted minority member is readmitted without an epoch
+/// change while the minority moves to a later epoch, so honest nodes at equal epochs
+/// hold different member sets, compute different observers, and reject each other's
+/// votes as `NotAssignedObserver` (penalised). Also only 1 of the 10 cut-off nodes is
+/// evicted in 15 s (slow detection after an epoch change). Run with `--ignored`.
+#[test]
+#[ignore = "protocol core bug: honest votes rejected after a partition heals under sampled monitoring"]
+fn partition_heal_under_sampling_rejects_no_honest_votes() {
+    use jobmesh::membership::Monitoring;
+    let mut config = SimConfig::new(40, 7);
+    config.f = 2;
+    config.monitoring = Monitoring::Observers { k: 7 };
+    let mut world = World::new(config).expect("valid");
+    let scenario = Scenario::new("partition", S(60))
+        .at(S(25), Op::Partition(vec![(0..10).collect()]))
+        .at(S(40), Op::Heal);
+    let m = world.run(&scenario).expect("runs").metrics;
+    assert_eq!(m.honest_rejects, 0, "{:?}", m.reject_samples);
+    assert_eq!(
+        m.evictions, 10,
+        "the majority evicts the whole minority: {m:?}"
+    );
+}

@@ -102,6 +102,8 @@ struct Crash {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     n: usize,
+    /// Start of the run (reject samples print times relative to it).
+    start: Millis,
     window: (Millis, Millis),
     window_traffic: Traffic,
     total_traffic: Traffic,
@@ -121,10 +123,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder for `n` nodes measuring traffic within `window`.
+    /// A recorder for `n` nodes measuring traffic within `window` (whose start is taken
+    /// as the start of the run).
     pub fn new(n: usize, window: (Millis, Millis), gossip_amplification: f64) -> Self {
         Self {
             n,
+            start: window.0,
             window,
             window_traffic: Traffic::default(),
             total_traffic: Traffic::default(),
@@ -225,8 +229,10 @@ impl Recorder {
     pub fn honest_reject(&mut self, now: Millis, from: usize, to: usize, reason: String) {
         self.honest_rejects += 1;
         if self.reject_samples.len() < 10 {
-            self.reject_samples
-                .push(format!("t={} {from}->{to}: {reason}", now.0));
+            self.reject_samples.push(format!(
+                "t={} ms {from}->{to}: {reason}",
+                now.0 - self.start.0
+            ));
         }
     }
 
