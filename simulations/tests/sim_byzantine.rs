@@ -111,14 +111,13 @@ fn one_way_cuts_to_f_observers_evict_nobody() {
     assert_eq!((m.undetected, m.unconverged), (0, 0), "{m:?}");
 }
 
-/// Protocol finding (reported to the lead, not fixed here): under sampled monitoring,
-/// after a partition heals, the evicted minority member is readmitted without an epoch
-/// change while the minority moves to a later epoch, so honest nodes at equal epochs
-/// hold different member sets, compute different observers, and reject each other's
-/// votes as `NotAssignedObserver` (penalised). Also only 1 of the 10 cut-off nodes is
-/// evicted in 15 s (slow detection after an epoch change). Run with `--ignored`.
+/// Under sampled monitoring, after a partition heals, honest nodes can sit at the same
+/// epoch number with different member sets (the evicted minority is readmitted without
+/// an epoch change while the minority moved on), so they compute different observers:
+/// such votes are ignored, never rejected (penalised), and the majority still evicts the
+/// whole minority in time (fresh detectors for newly observed members). Both were
+/// protocol bugs this simulator found.
 #[test]
-#[ignore = "protocol core bug: honest votes rejected after a partition heals under sampled monitoring"]
 fn partition_heal_under_sampling_rejects_no_honest_votes() {
     use jobmesh::membership::Monitoring;
     let mut config = SimConfig::new(40, 7);
