@@ -54,11 +54,11 @@ impl World {
         self.trace.note(now, &format!("{op:?}"));
         match op {
             Op::Crash(i) => {
-                if self.nodes[i].core.take().is_some() {
+                if let Some(core) = self.nodes[i].core.take() {
                     self.nodes[i].life += 1;
                     self.nodes[i].timer_gen += 1;
                     let live = self.live();
-                    self.recorder.crashed(now, i, live);
+                    self.recorder.crashed(now, i, core.incarnation(), live);
                 }
             }
             Op::Restart(i) => {
