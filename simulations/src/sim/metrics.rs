@@ -91,6 +91,9 @@ pub enum Kind {
 struct Crash {
     node: usize,
     at: Millis,
+    /// The incarnation it crashed at: certificates about it (or older ones) are
+    /// expected; about a later incarnation (after a restart) they are not.
+    incarnation: u64,
     /// Nodes live when it crashed (the subject excluded).
     live: Vec<usize>,
     /// Node -> time it applied an eviction of the crashed node.
@@ -175,11 +178,13 @@ impl Recorder {
         }
     }
 
-    /// A node crashed at `now`; `live` are the other nodes live at that moment.
-    pub fn crashed(&mut self, now: Millis, node: usize, live: Vec<usize>) {
+    /// A node crashed at `now` at `incarnation`; `live` are the other nodes live at
+    /// that moment.
+    pub fn crashed(&mut self, now: Millis, node: usize, incarnation: u64, live: Vec<usize>) {
         self.crashes.push(Crash {
             node,
             at: now,
+            incarnation,
             live,
             applied: BTreeMap::new(),
             restarted: None,
@@ -211,7 +216,7 @@ impl Recorder {
             .crashes
             .iter_mut()
             .rev()
-            .find(|c| c.node == subject && c.at <= now);
+            .find(|c| c.node == subject && c.at <= now && incarnation <= c.incarnation);
         match crash {
             Some(c) => {
                 c.applied.entry(by).or_insert(now);
@@ -403,7 +408,7 @@ mod tests {
     #[test]
     fn false_and_expected_evictions() {
         let mut r = Recorder::new(4, (Millis(0), Millis(10)), 1.0);
-        r.crashed(Millis(5), 3, vec![0, 1, 2]);
+        r.crashed(Millis(5), 3, 1, vec![0, 1, 2]);
         r.evicted(Millis(8), 0, 3, 1);
         r.evicted(Millis(9), 1, 3, 1);
         r.excuse([2]);

@@ -19,10 +19,12 @@
 //! assert_eq!(report.metrics.detection.count, 1);
 //! assert_eq!(report.metrics.false_evictions, 0);
 //! ```
+#![deny(missing_docs)]
 
 pub mod byzantine;
 pub mod metrics;
 pub mod network;
+mod ops;
 pub mod scenario;
 pub mod table;
 pub mod trace;

@@ -14,12 +14,11 @@ use jobmesh::membership::{
 };
 use libp2p::identity::{Keypair, PeerId};
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::SimError;
-use super::byzantine::{Behaviour, Liars};
+use super::byzantine::Liars;
 use super::metrics::{Kind, Measurements, Milestone, Recorder};
 use super::network::{Network, NetworkConfig};
 use super::scenario::{Op, Scenario};
@@ -108,7 +107,7 @@ pub fn keypair(seed: u64, i: usize) -> Keypair {
 
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
-enum Event {
+pub(crate) enum Event {
     /// Bytes arrive at `to` (if it is still in life `life`).
     Deliver {
         to: usize,
@@ -174,8 +173,8 @@ pub(crate) struct Node {
     /// Bumped on crash and restart: deliveries addressed to an earlier life are lost
     /// (the connection they travelled on is gone).
     pub(crate) life: u32,
-    timer_gen: u64,
-    restarts: u64,
+    pub(crate) timer_gen: u64,
+    pub(crate) restarts: u64,
 }
 
 /// A simulated cluster.
@@ -194,7 +193,7 @@ pub struct World {
     /// The links; scenarios change them.
     pub network: Network,
     pub(crate) liars: Liars,
-    lie_scheduled: bool,
+    pub(crate) lie_scheduled: bool,
     pub(crate) recorder: Recorder,
     pub(crate) trace: Trace,
     steps: Vec<Op>,
@@ -431,7 +430,7 @@ impl World {
         self.run_until(end);
     }
 
-    fn push(&mut self, at: Millis, event: Event) {
+    pub(crate) fn push(&mut self, at: Millis, event: Event) {
         self.seq += 1;
         self.queue.push(Scheduled {
             at,
@@ -685,125 +684,6 @@ impl World {
             MembershipEvent::SelfEvicted { .. } => self.recorder.milestone(Milestone::SelfEvicted),
             MembershipEvent::Joined { .. } => self.recorder.milestone(Milestone::Joined),
             _ => {}
-        }
-    }
-
-    // ----- node lifecycle and scenario operations -------------------------------------
-
-    fn boot(&mut self, i: usize) -> Result<(), SimError> {
-        let node = &mut self.nodes[i];
-        let seed = self.config.seed
-            ^ (i as u64).wrapping_mul(0x9e37_79b9)
-            ^ node.restarts.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let core = Membership::new(
-            self.membership.clone(),
-            self.keys[i].clone(),
-            None,
-            seed,
-            self.now,
-        )?;
-        node.core = Some(core);
-        node.life += 1;
-        node.timer_gen += 1;
-        self.flush(i);
-        Ok(())
-    }
-
-    fn check_op(&self, op: &Op) -> Result<(), SimError> {
-        let n = self.len();
-        let bad = |i: usize| (i >= n).then_some(SimError::NoSuchNode { index: i, n });
-        let err = match op {
-            Op::Crash(i) | Op::Restart(i) | Op::SetHealth(i, _) => bad(*i),
-            Op::Byzantine(i, b) => bad(*i).or_else(|| match b {
-                Behaviour::FalseAccuse { target } | Behaviour::Equivocate { target } => {
-                    bad(*target)
-                }
-                _ => None,
-            }),
-            Op::CutLink { from, to } | Op::RestoreLink { from, to } => bad(*from).or(bad(*to)),
-            Op::Partition(groups) => groups.iter().flatten().find_map(|i| bad(*i)),
-            Op::Heal | Op::SetLoss(_) | Op::SetLatency(_) => None,
-        };
-        err.map_or(Ok(()), Err)
-    }
-
-    fn do_op(&mut self, op: Op) {
-        let now = self.now;
-        self.trace.note(now, &format!("{op:?}"));
-        match op {
-            Op::Crash(i) => {
-                if self.nodes[i].core.take().is_some() {
-                    self.nodes[i].life += 1;
-                    self.nodes[i].timer_gen += 1;
-                    let live = self.live();
-                    self.recorder.crashed(now, i, live);
-                }
-            }
-            Op::Restart(i) => {
-                if self.nodes[i].core.is_none() {
-                    self.nodes[i].restarts += 1;
-                    // A valid config was validated at start: booting cannot fail.
-                    if self.boot(i).is_ok() {
-                        self.recorder.restarted(now, i);
-                        self.subscribed(i);
-                    }
-                }
-            }
-            Op::Partition(groups) => {
-                self.network.partition(&groups);
-                let n = self.len();
-                let mut sizes = std::collections::BTreeMap::<u32, usize>::new();
-                for j in 0..n {
-                    *sizes.entry(self.network.side_of(j)).or_default() += 1;
-                }
-                // Minority sides may be evicted by a majority side, if there is one.
-                if sizes.values().any(|s| 2 * s > n) {
-                    let minority: Vec<usize> = (0..n)
-                        .filter(|j| 2 * sizes[&self.network.side_of(*j)] < n)
-                        .collect();
-                    self.recorder.excuse(minority);
-                }
-            }
-            // No re-announcements on healing (pessimistic): evicted nodes learn their
-            // certificates when their liveness frames reach an observer again.
-            Op::Heal => self.network.heal(),
-            Op::CutLink { from, to } => self.network.remove_link(from, to),
-            Op::RestoreLink { from, to } => self.network.add_link(from, to),
-            Op::SetLoss(p) => self.network.set_loss(p),
-            Op::SetLatency(l) => self.network.set_latency(l),
-            Op::SetHealth(i, score) => {
-                if let Some(core) = self.nodes[i].core.as_mut() {
-                    core.local_health(score);
-                }
-            }
-            Op::Byzantine(i, behaviour) => {
-                self.liars.add(i, behaviour);
-                if !self.lie_scheduled {
-                    self.lie_scheduled = true;
-                    self.push(now, Event::Lie);
-                }
-            }
-        }
-    }
-
-    /// Node `i` subscribed to the topic: the peers that see it (`subscribe_fanout` of
-    /// them, at random) announce themselves to it.
-    fn subscribed(&mut self, i: usize) {
-        let peers: Vec<usize> = self
-            .live()
-            .into_iter()
-            .filter(|j| *j != i && self.network.same_side(i, *j))
-            .collect();
-        let chosen: Vec<usize> = match self.config.subscribe_fanout {
-            None => peers,
-            Some(k) => peers.choose_multiple(&mut self.rng, k).copied().collect(),
-        };
-        let now = self.now;
-        for j in chosen {
-            if let Some(core) = self.nodes[j].core.as_mut() {
-                core.announce(now);
-                self.flush(j);
-            }
         }
     }
 }
