@@ -4,6 +4,4 @@
 #[deny(missing_docs)]
 #[forbid(unsafe_code)]
 pub mod chaos;
-#[deny(missing_docs)]
-#[forbid(unsafe_code)]
 pub mod sim;
