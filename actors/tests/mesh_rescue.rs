@@ -237,6 +237,44 @@ async fn a_crashed_node_is_evicted_by_certificate_and_its_jobs_rescued() {
     }
 }
 
+/// Starts nodes 0 to N-2 (all but the last key) joined through node 0, with the builtin
+/// handlers and no faults; returns them and node 0's address for the last one to join.
+async fn start_first_four(
+    keys: &[Keypair],
+    store: &jobmesh::store::SharedStore,
+    membership: &MembershipConfig,
+) -> (Vec<Node>, libp2p::Multiaddr) {
+    let first = start_with(
+        0,
+        &keys[0],
+        store,
+        vec![],
+        builtins(),
+        membership.clone(),
+        None,
+        None,
+    )
+    .await;
+    let addr = first.mesh().unwrap().listen_addrs().await.unwrap()[0].clone();
+    let mut nodes = vec![first];
+    for (i, key) in keys.iter().enumerate().take(N - 1).skip(1) {
+        nodes.push(
+            start_with(
+                i,
+                key,
+                store,
+                vec![addr.clone()],
+                builtins(),
+                membership.clone(),
+                None,
+                None,
+            )
+            .await,
+        );
+    }
+    (nodes, addr)
+}
+
 /// Cuts `victim` off from everyone (both directions) or heals, through each node's
 /// fault control.
 fn partition(controls: &[watch::Sender<ActiveFaults>], keys: &[Keypair], victim: usize, cut: bool) {
@@ -374,35 +412,8 @@ async fn a_node_with_a_join_certificate_is_admitted() {
     let expires = SystemClock.now().plus(Duration::from_secs(3600));
     let cert = JoinCertificate::issue(&cluster, joiner, expires).unwrap();
 
-    let first = start_with(
-        0,
-        &keys[0],
-        &store,
-        vec![],
-        builtins(),
-        membership.clone(),
-        None,
-        None,
-    )
-    .await;
-    let addr = first.mesh().unwrap().listen_addrs().await.unwrap()[0].clone();
-    let mut events = first.subscribe();
-    let mut nodes = vec![first];
-    for (i, key) in keys.iter().enumerate().take(N - 1).skip(1) {
-        nodes.push(
-            start_with(
-                i,
-                key,
-                &store,
-                vec![addr.clone()],
-                builtins(),
-                membership.clone(),
-                None,
-                None,
-            )
-            .await,
-        );
-    }
+    let (mut nodes, addr) = start_first_four(&keys, &store, &membership).await;
+    let mut events = nodes[0].subscribe();
     // A stranger without a certificate is refused at start.
     let stranger = Keypair::generate_ed25519();
     let refused = Node::start_meshed(
@@ -460,34 +471,7 @@ async fn a_junk_flooding_member_loses_score_and_nobody_is_evicted() {
     let membership = MembershipConfig::new(keys.iter().map(|k| k.public().to_peer_id()), 1);
     let junker = keys[N - 1].public().to_peer_id();
     let (control, rx) = watch::channel(ActiveFaults::default());
-    let first = start_with(
-        0,
-        &keys[0],
-        &store,
-        vec![],
-        builtins(),
-        membership.clone(),
-        None,
-        None,
-    )
-    .await;
-    let addr = first.mesh().unwrap().listen_addrs().await.unwrap()[0].clone();
-    let mut nodes = vec![first];
-    for (i, key) in keys.iter().enumerate().take(N - 1).skip(1) {
-        nodes.push(
-            start_with(
-                i,
-                key,
-                &store,
-                vec![addr.clone()],
-                builtins(),
-                membership.clone(),
-                None,
-                None,
-            )
-            .await,
-        );
-    }
+    let (mut nodes, addr) = start_first_four(&keys, &store, &membership).await;
     nodes.push(
         start_with(
             N - 1,
