@@ -11,9 +11,12 @@
 //! The Redis faults keep their records in the machine's Postgres (a schema each); the
 //! Postgres fault uses the machine's Redis under a key prefix of its own.
 
-use std::net::TcpListener;
+mod common;
+
+use common::{RedisServer, free_port};
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,14 +41,6 @@ fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -62,75 +57,6 @@ fn config(prefix: &str) -> HybridConfig {
     c.pump_interval = Duration::from_millis(50);
     c.reconcile_interval = Duration::from_secs(5);
     c
-}
-
-/// A `redis-server` of this test's own: no persistence, so a kill loses everything.
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-server ({e}): install it with `apt-get install redis-server`"
-                )
-            });
-        let s = Self {
-            port,
-            child: Some(child),
-        };
-        s.wait_ready();
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let client = redis::Client::open(self.url()).unwrap();
-        loop {
-            if let Ok(mut c) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server on port {} did not come up",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn cmd(&self, name: &str) {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut c = client.get_connection().unwrap();
-        let _: () = redis::cmd(name).query(&mut c).unwrap();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A Postgres cluster of this test's own, in a temporary directory, on a free port.

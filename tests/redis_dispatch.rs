@@ -2,9 +2,11 @@
 //! its own `redis-server`). Every test works under a random key prefix, so tests run in
 //! parallel and beside other users of the server, and deletes its keys when it passes.
 
+mod common;
+
+use common::{RedisServer, free_port};
+
 use std::collections::HashSet;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -652,79 +654,10 @@ async fn a_blocked_claimer_wakes_on_push_and_when_a_delayed_job_is_due() {
     cleanup(&d).await;
 }
 
-/// A `redis-server` of this test's own, killed on drop.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run `redis-server` ({e}): install it, e.g. `apt-get install -y redis-server`"
-                )
-            });
-        Self {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Waits until the server answers PING (bounded).
-    async fn ready(&self) {
-        let client = redis::Client::open(self.url()).unwrap();
-        for _ in 0..200 {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("redis-server on port {} did not come up", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_fail_transiently_while_redis_is_down_and_recover_after() {
     let port = free_port();
-    let mut server = OwnRedis::start(port);
-    server.ready().await;
+    let mut server = RedisServer::start(port);
     let mut config = RedisDispatchConfig::new(prefix());
     config.response_timeout = Duration::from_millis(500);
     config.connection_timeout = Duration::from_millis(200);
@@ -760,8 +693,7 @@ async fn operations_fail_transiently_while_redis_is_down_and_recover_after() {
         assert!(err.is_transient(), "{err:?} is not transient");
     }
 
-    let server = OwnRedis::start(port);
-    server.ready().await;
+    let server = RedisServer::start(port);
     // The manager reconnects on the next calls; a few may still see the old failure.
     let mut recovered = None;
     for _ in 0..50 {

@@ -85,6 +85,29 @@ async fn start_with(
     .unwrap()
 }
 
+/// Builtins plus a `hold` kind that finishes at once.
+fn finishing_registry() -> jobmesh::handler::Registry {
+    let mut r = builtins();
+    r.register_fn("hold", PayloadRules::default(), |_ctx| async { Ok(None) });
+    r
+}
+
+/// Builtins plus a `hold` kind that reports each job it starts on the returned channel
+/// (of `capacity`) and then never finishes: the node sits on its lease.
+fn holding_registry(capacity: usize) -> (jobmesh::handler::Registry, mpsc::Receiver<Job>) {
+    let (held_tx, held) = mpsc::channel::<Job>(capacity);
+    let mut r = builtins();
+    r.register_fn("hold", PayloadRules::default(), move |ctx| {
+        let held = held_tx.clone();
+        async move {
+            let _ = held.send(ctx.job.clone()).await;
+            std::future::pending::<()>().await;
+            Ok(None)
+        }
+    });
+    (r, held)
+}
+
 /// The success report of `job` by `node` under the lease it was claimed with.
 fn late_success(job: &Job, node: &NodeId) -> Completion {
     Completion {
@@ -144,21 +167,7 @@ async fn a_crashed_node_is_evicted_by_certificate_and_its_jobs_rescued() {
     let victim_id = NodeId(keys[N - 1].public().to_peer_id().to_string());
 
     // Survivors run `hold` jobs at once; the victim sits on them until it dies.
-    let survivor_registry = || {
-        let mut r = builtins();
-        r.register_fn("hold", PayloadRules::default(), |_ctx| async { Ok(None) });
-        r
-    };
-    let (held_tx, mut held) = mpsc::channel::<Job>(64);
-    let mut victim_registry = builtins();
-    victim_registry.register_fn("hold", PayloadRules::default(), move |ctx| {
-        let held = held_tx.clone();
-        async move {
-            let _ = held.send(ctx.job.clone()).await;
-            std::future::pending::<()>().await;
-            Ok(None)
-        }
-    });
+    let (victim_registry, mut held) = holding_registry(64);
 
     // The victim starts first and takes every job before the others exist.
     let victim = start(N - 1, &keys, &store, vec![], victim_registry).await;
@@ -175,7 +184,7 @@ async fn a_crashed_node_is_evicted_by_certificate_and_its_jobs_rescued() {
     let addr = victim.mesh().unwrap().listen_addrs().await.unwrap()[0].clone();
     let mut nodes = Vec::new();
     for i in 0..N - 1 {
-        nodes.push(start(i, &keys, &store, vec![addr.clone()], survivor_registry()).await);
+        nodes.push(start(i, &keys, &store, vec![addr.clone()], finishing_registry()).await);
     }
     nodes.push(victim);
     until_meshed(&nodes).await;
@@ -303,16 +312,7 @@ async fn a_partitioned_node_is_evicted_then_rejoins_with_a_higher_incarnation() 
         .unzip();
     let membership = MembershipConfig::new(keys.iter().map(|k| k.public().to_peer_id()), 1);
 
-    let (held_tx, mut held) = mpsc::channel::<Job>(8);
-    let mut victim_registry = builtins();
-    victim_registry.register_fn("hold", PayloadRules::default(), move |ctx| {
-        let held = held_tx.clone();
-        async move {
-            let _ = held.send(ctx.job.clone()).await;
-            std::future::pending::<()>().await;
-            Ok(None)
-        }
-    });
+    let (victim_registry, mut held) = holding_registry(8);
     let mut receivers = receivers.into_iter();
     let victim = start_with(
         N - 1,
@@ -331,15 +331,13 @@ async fn a_partitioned_node_is_evicted_then_rejoins_with_a_higher_incarnation() 
     let addr = victim.mesh().unwrap().listen_addrs().await.unwrap()[0].clone();
     let mut nodes = Vec::new();
     for (i, rx) in receivers.enumerate() {
-        let mut r = builtins();
-        r.register_fn("hold", PayloadRules::default(), |_ctx| async { Ok(None) });
         nodes.push(
             start_with(
                 i,
                 &keys[i],
                 &store,
                 vec![addr.clone()],
-                r,
+                finishing_registry(),
                 membership.clone(),
                 None,
                 Some(rx),
