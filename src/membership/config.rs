@@ -13,8 +13,9 @@ use super::error::ConfigError;
 pub enum Monitoring {
     /// Every member observes every other member (K = n - 1). Right for small n.
     AllToAll,
-    /// `k` pseudo-random observers per subject, chosen by rendezvous hashing seeded by
-    /// `(epoch, subject, observer)` so every member computes the same set. For large n.
+    /// `k` pseudo-random observers per subject, its successors on `k` rings ordered by
+    /// `hash(epoch, ring, member)` (Rapid-style, see [`Assignment`](super::Assignment)),
+    /// so every member computes the same set. For large n.
     Observers {
         /// Observers per subject; must be at least `3f + 1`.
         k: usize,

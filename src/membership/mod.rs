@@ -53,6 +53,7 @@
 //! failed while it saw a quorum (more than half of its view and at least `2f + 1`
 //! members) alive, so `f` liars alone never evict and a minority side never does.
 
+mod assign;
 mod certificate;
 mod config;
 mod error;
@@ -69,6 +70,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+pub use assign::Assignment;
 pub use certificate::{Certificate, JoinCertificate};
 pub use config::{MembershipConfig, Monitoring};
 pub use error::{CertificateError, ConfigError, IgnoreReason, RejectReason};
@@ -244,8 +246,9 @@ pub struct Membership {
     liveness_seq: u64,
     probe_order: Vec<PeerId>,
     tally: VoteTally,
-    /// Observers per (subject, epoch) under sampled monitoring; cleared on view change.
-    observer_cache: BTreeMap<(PeerId, u64), Vec<PeerId>>,
+    /// Ring assignments per epoch under sampled monitoring, of the current member set;
+    /// cleared on view change.
+    assignments: BTreeMap<u64, Assignment>,
     cert_resent: BTreeMap<PeerId, Millis>,
     local_health: u32,
     suspicion_deviation: f64,
@@ -308,7 +311,7 @@ impl Membership {
             liveness_seq: 0,
             probe_order: Vec::new(),
             tally: VoteTally::new(),
-            observer_cache: BTreeMap::new(),
+            assignments: BTreeMap::new(),
             cert_resent: BTreeMap::new(),
             local_health: 0,
             last_tick: None,
@@ -878,23 +881,24 @@ impl Membership {
     }
 
     /// The assigned observers of `subject` at `epoch` under sampled monitoring (`None`
-    /// for all-to-all), cached: computing them hashes every member.
+    /// for all-to-all), from the cached ring assignment of that epoch.
     fn observers(&mut self, subject: &PeerId, epoch: u64) -> Option<Vec<PeerId>> {
-        if self.config.monitoring == Monitoring::AllToAll {
+        let Monitoring::Observers { k } = self.config.monitoring else {
             return None;
+        };
+        Some(self.assignment(epoch, k).observers_of(subject))
+    }
+
+    /// The ring assignment of the current members at `epoch`, built once per view.
+    /// Votes can name a few recent epochs, so a few are kept.
+    fn assignment(&mut self, epoch: u64, k: usize) -> &Assignment {
+        if !self.assignments.contains_key(&epoch) && self.assignments.len() >= 4 {
+            self.assignments.clear();
         }
-        if let Some(obs) = self.observer_cache.get(&(*subject, epoch)) {
-            return Some(obs.clone());
-        }
-        let obs = self
-            .view
-            .observers_of(subject, epoch, self.config.monitoring);
-        // Bound the cache: a few epochs' worth of subjects.
-        if self.observer_cache.len() >= 4 * self.view.len().max(16) {
-            self.observer_cache.clear();
-        }
-        self.observer_cache.insert((*subject, epoch), obs.clone());
-        Some(obs)
+        let view = &self.view;
+        self.assignments
+            .entry(epoch)
+            .or_insert_with(|| view.assignment(epoch, k))
     }
 
     /// Recomputes which members this node observes (after view or epoch changes). A
@@ -903,23 +907,27 @@ impl Membership {
     /// observers), and a detector trained on those intervals would take tens of seconds
     /// to notice a crash.
     fn refresh_monitoring(&mut self, now: Millis) {
-        self.observer_cache.clear();
+        self.assignments.clear();
         let before = std::mem::take(&mut self.monitored);
         let epoch = self.view.epoch();
         let me = self.me;
-        let monitoring = self.config.monitoring;
-        self.monitored = self
-            .view
-            .members()
-            .map(|(p, _)| *p)
-            .filter(|p| *p != me)
-            .filter(|p| match monitoring {
-                Monitoring::AllToAll => true,
-                Monitoring::Observers { .. } => {
-                    self.view.observers_of(p, epoch, monitoring).contains(&me)
-                }
-            })
-            .collect();
+        let (monitored, observers_of_me) = match self.config.monitoring {
+            Monitoring::AllToAll => {
+                let others: Vec<PeerId> = self
+                    .view
+                    .members()
+                    .map(|(p, _)| *p)
+                    .filter(|p| *p != me)
+                    .collect();
+                (others.clone(), others)
+            }
+            Monitoring::Observers { k } => {
+                let a = self.assignment(epoch, k);
+                (a.observed_by(&me), a.observers_of(&me))
+            }
+        };
+        self.monitored = monitored;
+        self.observers_of_me = observers_of_me;
         let c = &self.config;
         for p in self.monitored.iter().filter(|p| !before.contains(p)) {
             if let Some(ps) = self.peers.get_mut(p) {
@@ -933,20 +941,6 @@ impl Membership {
             }
         }
         self.probe_order.retain(|p| self.monitored.contains(p));
-        self.observers_of_me = match monitoring {
-            Monitoring::AllToAll => self
-                .view
-                .members()
-                .map(|(p, _)| *p)
-                .filter(|p| *p != me)
-                .collect(),
-            Monitoring::Observers { .. } => self
-                .view
-                .observers_of(&me, epoch, monitoring)
-                .into_iter()
-                .filter(|p| *p != me)
-                .collect(),
-        };
     }
 
     fn bump_incarnation(&mut self, above: u64) {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use libp2p::identity::PeerId;
 
+use super::assign::Assignment;
 use super::certificate::Certificate;
 use super::config::Monitoring;
 
@@ -137,50 +138,29 @@ impl View {
     }
 
     /// The observers of `subject` at `epoch` under `monitoring`: every other member, or
-    /// the `k` members with the highest rendezvous score `hash(epoch, subject, member)`.
-    /// Every node with the same member set computes the same observers.
+    /// its `k` observers on the epoch's rings (see [`Assignment`]). Every node with the
+    /// same member set computes the same observers.
     pub fn observers_of(
         &self,
         subject: &PeerId,
         epoch: u64,
         monitoring: Monitoring,
     ) -> Vec<PeerId> {
-        let others = self.members.keys().filter(|p| *p != subject).copied();
         match monitoring {
-            Monitoring::AllToAll => others.collect(),
-            Monitoring::Observers { k } => {
-                let subject_bytes = subject.to_bytes();
-                let mut scored: Vec<(u64, PeerId)> = others
-                    .map(|p| (rendezvous(epoch, &subject_bytes, &p.to_bytes()), p))
-                    .collect();
-                scored.sort_unstable_by(|a, b| b.cmp(a));
-                scored.into_iter().take(k).map(|(_, p)| p).collect()
-            }
+            Monitoring::AllToAll => self
+                .members
+                .keys()
+                .filter(|p| *p != subject)
+                .copied()
+                .collect(),
+            Monitoring::Observers { k } => self.assignment(epoch, k).observers_of(subject),
         }
     }
-}
 
-/// Stable 64-bit hash of (epoch, subject, observer): FNV-1a then a splitmix64 finish.
-/// Deliberately not `std`'s hasher, whose output may change between Rust releases and
-/// so between nodes.
-fn rendezvous(epoch: u64, subject: &[u8], observer: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // Length separator so concatenations cannot collide.
-        h ^= bytes.len() as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    };
-    eat(&epoch.to_le_bytes());
-    eat(subject);
-    eat(observer);
-    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    /// The ring assignment of the current members at `epoch`, `k` observers each.
+    pub fn assignment(&self, epoch: u64, k: usize) -> Assignment {
+        Assignment::rings(self.members.keys().copied(), epoch, k)
+    }
 }
 
 #[cfg(test)]
