@@ -40,7 +40,10 @@ pub struct MembershipConfig {
     /// Interval between signed heartbeats gossiped to every member (admission, epoch and
     /// incarnation announcements). One is also sent at once on every incarnation change
     /// and when the driver calls [`announce`](super::Membership::announce) (a new peer
-    /// subscribed); the periodic one only covers lost gossip, so it can be slow.
+    /// subscribed); the periodic one only covers lost gossip, so it can be slow. Above
+    /// [`ANNOUNCE_FULL_RATE_MEMBERS`](super::ANNOUNCE_FULL_RATE_MEMBERS) members it is
+    /// stretched by `members / 100`, keeping the announcements each node receives per
+    /// second bounded.
     pub announce_interval: Duration,
     /// Interval between round-robin direct probes of monitored peers (RTT measurement
     /// and a second liveness path; suspects are re-probed every `revote_interval`).

@@ -31,7 +31,8 @@
 //! Protocol, in short:
 //! - Members (allowlisted or holding a [`JoinCertificate`]) gossip signed heartbeats
 //!   with their incarnation: at start, on every incarnation change, when a peer
-//!   subscribes, and every `announce_interval`. Liveness itself travels as tiny
+//!   subscribes, and every `announce_interval` (stretched in proportion above
+//!   [`ANNOUNCE_FULL_RATE_MEMBERS`] members). Liveness itself travels as tiny
 //!   unsigned frames ([`Liveness`]) every `heartbeat_interval`, straight to each
 //!   observer over an authenticated stream: gossiping it would cost every node
 //!   O(n) signed messages per interval, several times over. Every observer runs a
@@ -83,6 +84,10 @@ pub use wire::{
 };
 
 use crate::clock::Millis;
+
+/// Up to this many members every node announces itself every `announce_interval`;
+/// above it the interval grows with the view (see `Membership::announce_every`).
+pub const ANNOUNCE_FULL_RATE_MEMBERS: usize = 100;
 
 /// The verdict on one received message, for gossipsub validation
 /// (`report_message_validation_result`).
@@ -254,6 +259,8 @@ pub struct Membership {
     suspicion_deviation: f64,
     next_heartbeat: Millis,
     next_announce: Millis,
+    /// Whether this node has announced itself at least once.
+    announced: bool,
     next_probe: Millis,
     last_tick: Option<Millis>,
     timer: Option<Millis>,
@@ -297,6 +304,7 @@ impl Membership {
             suspicion_deviation: deviation_for_phi(config.phi_threshold),
             next_heartbeat: now,
             next_announce: now,
+            announced: false,
             next_probe: now.plus(config.probe_interval),
             keypair,
             me,
@@ -472,8 +480,26 @@ impl Membership {
     /// this node at once rather than at the next periodic announcement.
     pub fn announce(&mut self, now: Millis) {
         self.broadcast_heartbeat();
-        self.next_announce = now.plus(self.config.announce_interval);
+        let every = self.announce_every();
+        // The first periodic announcement comes after a random part of the interval,
+        // so nodes started together do not announce in bursts.
+        let wait = if self.announced {
+            every
+        } else {
+            every.mul_f64(self.rng.random_range(0.0..1.0))
+        };
+        self.announced = true;
+        self.next_announce = now.plus(wait);
         self.schedule_timer(now);
+    }
+
+    /// The periodic announcement interval at the current view size: `announce_interval`
+    /// up to [`ANNOUNCE_FULL_RATE_MEMBERS`] members, stretched in proportion above, so
+    /// each node receives a bounded number of periodic announcements per second (and
+    /// checks as many signatures) however large the view grows.
+    fn announce_every(&self) -> Duration {
+        let scale = (self.view.len() as f64 / ANNOUNCE_FULL_RATE_MEMBERS as f64).max(1.0);
+        self.config.announce_interval.mul_f64(scale)
     }
 
     /// Sets the local health score (Lifeguard's local health multiplier: 0 is healthy,

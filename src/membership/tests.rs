@@ -590,10 +590,11 @@ fn liveness_goes_direct_to_observers_and_announcements_are_slow() {
     others.sort();
     assert_eq!(to, others, "all-to-all: every other member observes us");
     assert!(out.iter().any(|o| matches!(o, Output::Broadcast(_))));
-    // Later ticks within the announce interval send liveness only.
+    // Later ticks send liveness frames; the signed announcement comes once per
+    // interval (the first after a random phase), so twice in 40 s.
     let mut broadcasts = 0;
     let mut frames = 0;
-    for t in (500..10_000).step_by(100) {
+    for t in (100..=40_000).step_by(100) {
         m.handle_tick(Millis(t));
         let out = m.drain_outputs();
         frames += sends(&out).len();
@@ -602,13 +603,13 @@ fn liveness_goes_direct_to_observers_and_announcements_are_slow() {
             .filter(|o| matches!(o, Output::Broadcast(_)))
             .count();
     }
-    assert_eq!(broadcasts, 0, "no gossip between announcements");
+    assert_eq!(broadcasts, 2, "gossip only at announcements");
     assert!(
-        frames >= 3 * 17,
-        "about one frame per observer per 500 ms, got {frames}"
+        frames >= 3 * 70,
+        "about one frame per observer per 500 ms (ticks every 100 ms), got {frames}"
     );
     // A peer subscribing triggers an announcement.
-    m.announce(Millis(10_000));
+    m.announce(Millis(40_000));
     assert!(
         m.drain_outputs()
             .iter()
@@ -687,4 +688,43 @@ fn a_member_only_announcing_is_suspected_without_liveness() {
         m.drain_outputs();
     }
     assert!(m.is_suspected(&id(1)));
+}
+
+/// Times (ms) at which `m` gossips its own signed heartbeat, ticking every 100 ms.
+fn own_announcements(m: &mut Membership, from: i64, to: i64) -> Vec<i64> {
+    let me = m.me();
+    let mut at = Vec::new();
+    for t in (from..to).step_by(100) {
+        m.handle_tick(Millis(t));
+        for o in m.drain_outputs() {
+            if let Output::Broadcast(bytes) = o
+                && let Ok(Message::Heartbeat(sh)) = decode(&bytes)
+                && sh.heartbeat.member == me
+            {
+                at.push(t);
+            }
+        }
+    }
+    at
+}
+
+#[test]
+fn periodic_announcements_stretch_with_the_view() {
+    // At start, then after a random phase, then every interval.
+    let gaps = |at: &[i64]| at.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>();
+    let mut small = node(0, 4, 1, Millis(0));
+    let at = own_announcements(&mut small, 0, 80_000);
+    assert_eq!(at[0], 0);
+    assert!(at[1] <= 20_000, "random first phase, got {at:?}");
+    assert!(at.len() >= 4, "{at:?}");
+    assert!(gaps(&at[1..]).iter().all(|g| *g == 20_000), "{at:?}");
+    // 250 members: 2.5 times the interval, so each node still receives about 100
+    // periodic announcements per interval.
+    let mut c = config(250, 3);
+    c.monitoring = Monitoring::Observers { k: 10 };
+    let mut big = Membership::new(c, key(0), None, 7, Millis(0)).unwrap();
+    let at = own_announcements(&mut big, 0, 160_000);
+    assert!(at[1] <= 50_000, "{at:?}");
+    assert!(at.len() >= 3, "{at:?}");
+    assert!(gaps(&at[1..]).iter().all(|g| *g == 50_000), "{at:?}");
 }
