@@ -232,6 +232,7 @@ impl Sim {
             let vote = Vote {
                 subject,
                 epoch: node.epoch(),
+                view: node.view().digest(),
                 observer: self.ids[i],
                 incarnation,
                 verdict: Verdict::Down,
@@ -483,7 +484,7 @@ proptest! {
         let members = keys.iter().map(|k| k.public().to_peer_id()).collect();
         let subject = keys[0].public().to_peer_id();
         let down = |k: &Keypair| SignedVote::sign(Vote {
-            subject, epoch: 1, observer: k.public().to_peer_id(), incarnation: 5,
+            subject, epoch: 1, view: 0, observer: k.public().to_peer_id(), incarnation: 5,
             verdict: Verdict::Down, seq: 1,
         }, k).unwrap();
         let h = 2 * f + 1;
@@ -530,7 +531,7 @@ proptest! {
         let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
         let mut m = Membership::new(MembershipConfig::new(ids.clone(), 1), keys[0].clone(), None, 1, Millis(0)).unwrap();
         let down = |k: &Keypair| SignedVote::sign(Vote {
-            subject: ids[3], epoch: 0, observer: k.public().to_peer_id(), incarnation: 0,
+            subject: ids[3], epoch: 0, view: 0, observer: k.public().to_peer_id(), incarnation: 0,
             verdict: Verdict::Down, seq: 1,
         }, k).unwrap();
         let msg = if cert {

@@ -396,6 +396,7 @@ impl MembershipState {
         let vote = Vote {
             subject,
             epoch: self.core.epoch(),
+            view: self.core.view().digest(),
             observer: self.core.me(),
             incarnation,
             verdict,

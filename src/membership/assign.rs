@@ -123,12 +123,17 @@ impl Assignment {
     }
 }
 
-/// Stable 64-bit hash of (epoch, ring, member): FNV-1a then a splitmix64 finish.
-/// Deliberately not `std`'s hasher, whose output may change between Rust releases and
-/// so between nodes.
+/// Position of `member` on ring `ring` at `epoch`.
 fn ring_hash(epoch: u64, ring: u64, member: &[u8]) -> u64 {
+    stable_hash([&epoch.to_le_bytes()[..], &ring.to_le_bytes()[..], member])
+}
+
+/// Stable 64-bit hash of a sequence of byte strings: FNV-1a with a length separator
+/// after each part, then a splitmix64 finish. Deliberately not `std`'s hasher, whose
+/// output may change between Rust releases and so between nodes.
+pub(super) fn stable_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
+    for bytes in parts {
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -136,10 +141,7 @@ fn ring_hash(epoch: u64, ring: u64, member: &[u8]) -> u64 {
         // Length separator so concatenations cannot collide.
         h ^= bytes.len() as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    };
-    eat(&epoch.to_le_bytes());
-    eat(&ring.to_le_bytes());
-    eat(member);
+    }
     let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -139,6 +139,7 @@ mod tests {
             Vote {
                 subject,
                 epoch: 3,
+                view: 0,
                 observer: key.public().to_peer_id(),
                 incarnation: 9,
                 verdict: Verdict::Down,

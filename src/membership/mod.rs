@@ -251,9 +251,9 @@ pub struct Membership {
     liveness_seq: u64,
     probe_order: Vec<PeerId>,
     tally: VoteTally,
-    /// Ring assignments per epoch under sampled monitoring, of the current member set;
-    /// cleared on view change.
-    assignments: BTreeMap<u64, Assignment>,
+    /// Ring assignments under sampled monitoring by (epoch, member-set digest); a few
+    /// recent epochs' worth.
+    assignments: BTreeMap<(u64, u64), Assignment>,
     cert_resent: BTreeMap<PeerId, Millis>,
     local_health: u32,
     suspicion_deviation: f64,
@@ -763,10 +763,16 @@ impl Membership {
         if let Some(observers) = self.observers(&v.subject, v.epoch)
             && !observers.contains(&v.observer)
         {
-            // Not counted, but not penalised either: the epoch is a count of evictions,
-            // and after a partition heals two honest nodes can sit at the same epoch
-            // number with different member sets, so different observer assignments (the
-            // deterministic simulator found honest votes rejected this way).
+            // Same epoch and member set: the voter knew it was not assigned.
+            if v.epoch == epoch && v.view == self.view.digest() {
+                return Acceptance::Reject(RejectReason::NotAssignedObserver(
+                    v.observer.to_string(),
+                ));
+            }
+            // Otherwise not counted, but not penalised either: the epoch is a count of
+            // evictions, and after a partition heals two honest nodes can sit at the same
+            // epoch number with different member sets, so different observer assignments
+            // (the deterministic simulator found honest votes rejected this way).
             return Acceptance::Ignore(if v.epoch == epoch {
                 IgnoreReason::ViewMismatch
             } else {
@@ -871,9 +877,21 @@ impl Membership {
             Some(obs) => obs.contains(p),
             None => self.view.is_member(p),
         };
-        // Signatures were checked above: only membership is rechecked.
-        cert.verify_cached(strict, f, |_| true)
-            .map_err(|_| Acceptance::Ignore(IgnoreReason::ViewMismatch))?;
+        // Signatures were checked above: only membership is rechecked. A certificate
+        // whose votes all name our epoch and member set was assembled under our very
+        // assignment, so failing it is the sender's fault; otherwise views differ.
+        let ours = (self.view.epoch(), self.view.digest());
+        let same_view = cert
+            .votes
+            .iter()
+            .all(|sv| (sv.vote.epoch, sv.vote.view) == ours);
+        cert.verify_cached(strict, f, |_| true).map_err(|e| {
+            if same_view {
+                Acceptance::Reject(RejectReason::BadCertificate(e))
+            } else {
+                Acceptance::Ignore(IgnoreReason::ViewMismatch)
+            }
+        })?;
         if cert.votes.iter().any(|sv| self.tally.withdrawn(sv)) {
             return Err(Acceptance::Ignore(IgnoreReason::Withdrawn));
         }
@@ -915,15 +933,16 @@ impl Membership {
         Some(self.assignment(epoch, k).observers_of(subject))
     }
 
-    /// The ring assignment of the current members at `epoch`, built once per view.
-    /// Votes can name a few recent epochs, so a few are kept.
+    /// The ring assignment of the current members at `epoch`, built once per member set
+    /// and epoch. Votes can name a few recent epochs, so a few are kept.
     fn assignment(&mut self, epoch: u64, k: usize) -> &Assignment {
-        if !self.assignments.contains_key(&epoch) && self.assignments.len() >= 4 {
+        let key = (epoch, self.view.digest());
+        if !self.assignments.contains_key(&key) && self.assignments.len() >= 4 {
             self.assignments.clear();
         }
         let view = &self.view;
         self.assignments
-            .entry(epoch)
+            .entry(key)
             .or_insert_with(|| view.assignment(epoch, k))
     }
 
@@ -933,7 +952,6 @@ impl Membership {
     /// observers), and a detector trained on those intervals would take tens of seconds
     /// to notice a crash.
     fn refresh_monitoring(&mut self, now: Millis) {
-        self.assignments.clear();
         let before = std::mem::take(&mut self.monitored);
         let epoch = self.view.epoch();
         let me = self.me;
@@ -1162,6 +1180,7 @@ impl Membership {
         let vote = Vote {
             subject,
             epoch: self.view.epoch(),
+            view: self.view.digest(),
             observer: self.me,
             incarnation,
             verdict,

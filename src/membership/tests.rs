@@ -36,6 +36,8 @@ fn vote(observer: u8, subject: PeerId, incarnation: u64, verdict: Verdict, seq: 
         Vote {
             subject,
             epoch: 0,
+            // An unknown member set: receivers treat the vote as from another view.
+            view: 0,
             observer: id(observer),
             incarnation,
             verdict,
@@ -477,6 +479,50 @@ fn sampled_monitoring_counts_only_assigned_observers() {
         Acceptance::Ignore(IgnoreReason::ViewMismatch)
     );
     assert_eq!(m.down_votes(&subject), 0);
+    // A vote naming our epoch and member set: the voter knew it was not assigned.
+    let digest = m.view().digest();
+    let same_view = |observer: u8, seq: u64| {
+        let mut v = vote(observer, subject, 0, Verdict::Down, seq).vote;
+        v.view = digest;
+        SignedVote::sign(v, &key(observer)).unwrap()
+    };
+    let forged = same_view(outsider, 2);
+    assert!(matches!(
+        m.handle_message(id(outsider), &vote_bytes(&forged), Millis(1)),
+        Acceptance::Reject(RejectReason::NotAssignedObserver(_))
+    ));
+    // So is a certificate assembled under our view from non-assigned observers.
+    let outsiders: Vec<u8> = (1..10u8)
+        .filter(|i| *i != 5 && !observers.contains(&id(*i)))
+        .take(3)
+        .collect();
+    let cert = |votes: Vec<SignedVote>| Certificate {
+        subject,
+        incarnation: 0,
+        epoch: 0,
+        votes,
+    };
+    let bad = cert(outsiders.iter().map(|o| same_view(*o, 3)).collect());
+    assert!(matches!(
+        m.handle_message(id(outsider), &encode(&Message::Certificate(bad)), Millis(1)),
+        Acceptance::Reject(RejectReason::BadCertificate(_))
+    ));
+    // Under another view it may be honest: ignored.
+    let other = cert(
+        outsiders
+            .iter()
+            .map(|o| vote(*o, subject, 0, Verdict::Down, 4))
+            .collect(),
+    );
+    assert_eq!(
+        m.handle_message(
+            id(outsider),
+            &encode(&Message::Certificate(other)),
+            Millis(1)
+        ),
+        Acceptance::Ignore(IgnoreReason::ViewMismatch)
+    );
+    assert!(m.view().is_member(&subject));
     let v = vote(insider, subject, 0, Verdict::Down, 1);
     assert_eq!(
         m.handle_message(id(insider), &vote_bytes(&v), Millis(1)),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use libp2p::identity::PeerId;
 
-use super::assign::Assignment;
+use super::assign::{Assignment, stable_hash};
 use super::certificate::Certificate;
 use super::config::Monitoring;
 
@@ -26,12 +26,14 @@ pub struct View {
     epoch: u64,
     members: BTreeMap<PeerId, MemberInfo>,
     evicted: BTreeMap<PeerId, (u64, Certificate)>,
+    /// [`View::digest`], kept up to date by every change of the member set.
+    digest: u64,
 }
 
 impl View {
     /// A view at epoch 0 of the given members, all at incarnation 0.
     pub fn new(members: impl IntoIterator<Item = PeerId>) -> Self {
-        Self {
+        let mut view = Self {
             epoch: 0,
             members: members
                 .into_iter()
@@ -47,7 +49,22 @@ impl View {
                 })
                 .collect(),
             evicted: BTreeMap::new(),
-        }
+            digest: 0,
+        };
+        view.rehash();
+        view
+    }
+
+    /// A 64-bit digest of the member set (not of incarnations or the epoch). Two views
+    /// with the same digest and epoch compute the same observer assignment, so a vote
+    /// that names both can be checked objectively.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    fn rehash(&mut self) {
+        let ids: Vec<Vec<u8>> = self.members.keys().map(|p| p.to_bytes()).collect();
+        self.digest = stable_hash(ids.iter().map(Vec::as_slice));
     }
 
     /// The view epoch.
@@ -111,12 +128,14 @@ impl View {
                 epoch: 0,
             },
         );
+        self.rehash();
     }
 
     /// Applies an eviction: removes the subject, remembers the certificate (to show to
     /// the subject if it comes back unaware) and increments the epoch.
     pub fn evict(&mut self, cert: Certificate) {
         self.members.remove(&cert.subject);
+        self.rehash();
         self.evicted
             .insert(cert.subject, (cert.incarnation, cert.clone()));
         self.epoch = self.epoch.saturating_add(1);
@@ -195,6 +214,21 @@ mod tests {
             "epoch reshuffles observers"
         );
         assert_eq!(v.observers_of(&ps[3], 1, Monitoring::AllToAll).len(), 49);
+    }
+
+    #[test]
+    fn digest_follows_the_member_set_only() {
+        let ps = peers(6);
+        let v = View::new(ps.clone());
+        let mut w = View::new(ps.iter().rev().copied());
+        assert_eq!(v.digest(), w.digest(), "order does not matter");
+        w.get_mut(&ps[0]).unwrap().incarnation = 9;
+        w.advance_epoch_to(3);
+        assert_eq!(v.digest(), w.digest(), "nor incarnations nor the epoch");
+        let mut x = View::new(ps[..5].iter().copied());
+        assert_ne!(v.digest(), x.digest());
+        x.admit(ps[5], 1);
+        assert_eq!(v.digest(), x.digest(), "admit rehashes");
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub struct Vote {
     pub subject: PeerId,
     /// View epoch of the observer when voting.
     pub epoch: u64,
+    /// [`View::digest`](super::View::digest) of the observer's member set when voting:
+    /// a receiver whose view has the same digest and epoch knows the observer
+    /// assignment the voter used, so a vote from a non-assigned observer is then
+    /// objectively invalid rather than a difference of views.
+    pub view: u64,
     /// The voting member (the signer).
     pub observer: PeerId,
     /// The subject's incarnation the verdict is about; newer incarnations refute it.
@@ -158,6 +163,7 @@ mod tests {
             Vote {
                 subject,
                 epoch: 0,
+                view: 0,
                 observer: key.public().to_peer_id(),
                 incarnation: 1,
                 verdict,

@@ -201,10 +201,12 @@ fn liar_vote(
     let core = world.core(i)?;
     let incarnation = core.view().get(&subject).map(|m| m.incarnation)?;
     let epoch = core.epoch();
+    let view = core.view().digest();
     let seq = seq.unwrap_or_else(|| world.liars.next_seq());
     let vote = Vote {
         subject,
         epoch,
+        view,
         observer: world.id(i),
         incarnation,
         verdict,
