@@ -65,7 +65,16 @@ pub struct MeshSection {
     /// This node's join certificate (`jobmesh mesh issue-join` writes one), if it is
     /// admitted by the cluster key rather than listed in `members`.
     pub join_certificate: Option<PathBuf>,
+    /// Observers per member: each member is watched (liveness frames, probes, votes) by
+    /// this many others, its successors on as many pseudo-random rings; at least
+    /// `3f + 1`. Unset: every member watches every other below
+    /// [`SAMPLED_MONITORING_FROM`] members, and `max(10, 3f + 1)` observe each from
+    /// there on.
+    pub observers: Option<usize>,
 }
+
+/// From this many members on, an unset `mesh.observers` means sampled monitoring.
+pub const SAMPLED_MONITORING_FROM: usize = 32;
 
 impl Default for MeshSection {
     fn default() -> Self {
@@ -78,13 +87,35 @@ impl Default for MeshSection {
             f: 1,
             cluster_key: None,
             join_certificate: None,
+            observers: None,
         }
     }
 }
 
 impl MeshSection {
-    /// Checks addresses, peer ids and `n >= 3f + 1`.
+    /// How many observers watch each member in a view of `members`, or `None` when
+    /// every member watches every other (also when `observers` covers everyone).
+    pub fn observers_for(&self, members: usize) -> Option<usize> {
+        let k = match self.observers {
+            Some(k) => k,
+            None if members < SAMPLED_MONITORING_FROM => return None,
+            None => 10.max(3 * self.f + 1),
+        };
+        (k + 1 < members).then_some(k)
+    }
+
+    /// Checks addresses, peer ids, `n >= 3f + 1` and `observers >= 3f + 1`.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(k) = self.observers
+            && k < 3 * self.f + 1
+        {
+            return Err(format!(
+                "mesh.observers = {k}: tolerating f = {} Byzantine members needs at least {} \
+                 observers per member (3f + 1)",
+                self.f,
+                3 * self.f + 1
+            ));
+        }
         for (key, addrs) in [("mesh.listen", &self.listen), ("mesh.join", &self.join)] {
             for a in addrs {
                 a.parse::<libp2p::Multiaddr>()
@@ -507,6 +538,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("JOBMESH__WORKERS__LEASE"), "{err}");
+    }
+
+    #[test]
+    fn observers_default_to_all_to_all_for_small_meshes() {
+        let mut m = MeshSection::default();
+        assert_eq!(m.observers_for(5), None);
+        assert_eq!(m.observers_for(31), None);
+        assert_eq!(m.observers_for(32), Some(10));
+        m.f = 4;
+        assert_eq!(m.observers_for(100), Some(13), "at least 3f + 1");
+        m.f = 1;
+        m.observers = Some(4);
+        assert_eq!(m.observers_for(7), Some(4));
+        assert_eq!(
+            m.observers_for(5),
+            None,
+            "4 observers of 5 members is everyone"
+        );
+        assert!(m.validate().is_ok());
+        m.observers = Some(3);
+        let err = m.validate().unwrap_err();
+        assert!(
+            err.contains("mesh.observers = 3") && err.contains("at least 4"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use jobmesh::clock::Clock;
 use jobmesh::clock::SystemClock;
 use jobmesh::event::EventKind;
 use jobmesh::job::{Completion, CompletionResult, Job, JobState, Lease, NodeId, Outcome, WorkerId};
-use jobmesh::membership::{JoinCertificate, MembershipConfig};
+use jobmesh::membership::{JoinCertificate, MembershipConfig, Monitoring, View};
 use jobmesh::payload::PayloadRules;
 use jobmesh_actors::faults::ActiveFaults;
 use jobmesh_actors::mesh::MeshConfig;
@@ -529,6 +529,71 @@ async fn a_junk_flooding_member_loses_score_and_nobody_is_evicted() {
     assert!(
         !log.iter().any(|e| e.event.kind == EventKind::NodeEvicted),
         "junk must not evict anyone"
+    );
+    for n in nodes {
+        n.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+/// Seven nodes that each watch only a sample (4 observers per member, from rings): a
+/// crashed node is evicted by a certificate signed by its assigned observers only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_sampled_monitoring_a_crash_is_evicted_by_its_assigned_observers() {
+    const M: usize = 7;
+    let (store, _dir) = store().await;
+    let keys: Vec<Keypair> = (0..M).map(|_| Keypair::generate_ed25519()).collect();
+    let mut membership = MembershipConfig::new(keys.iter().map(|k| k.public().to_peer_id()), 1);
+    membership.monitoring = Monitoring::Observers { k: 4 };
+    let node = |i: usize, bootstrap: Vec<libp2p::Multiaddr>| {
+        start_with(
+            i,
+            &keys[i],
+            &store,
+            bootstrap,
+            builtins(),
+            membership.clone(),
+            None,
+            None,
+        )
+    };
+    let first = node(0, vec![]).await;
+    let addr = first.mesh().unwrap().listen_addrs().await.unwrap()[0].clone();
+    let mut nodes = vec![first];
+    for i in 1..M {
+        nodes.push(node(i, vec![addr.clone()]).await);
+    }
+    until_meshed(&nodes).await;
+
+    let victim_peer = keys[M - 1].public().to_peer_id();
+    let observers = View::new(membership.allowlist.iter().copied()).observers_of(
+        &victim_peer,
+        0,
+        membership.monitoring,
+    );
+    assert_eq!(observers.len(), 4, "a sample of the other six");
+    let victim = nodes.pop().unwrap();
+    let mut events = nodes[0].subscribe();
+    let crashed = Instant::now();
+    victim.abort();
+
+    let evicted = next_event(&mut events, EventKind::NodeEvicted).await;
+    println!(
+        "crash-to-eviction {:?} (7 nodes, 4 observers each)",
+        crashed.elapsed()
+    );
+    assert_eq!(evicted.node, Some(NodeId(victim_peer.to_string())));
+    let signers: Vec<&str> = evicted.detail["signers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert!(signers.len() >= 3, "2f+1 = 3 signatures: {signers:?}");
+    assert!(
+        signers
+            .iter()
+            .all(|s| observers.iter().any(|o| o.to_string() == *s)),
+        "only assigned observers sign: {signers:?}, observers {observers:?}"
     );
     for n in nodes {
         n.shutdown(Duration::from_secs(5)).await.unwrap();

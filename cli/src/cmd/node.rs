@@ -7,7 +7,7 @@ use anyhow::Context;
 use jobmesh::clock::SystemClock;
 use jobmesh::config::Config;
 use jobmesh::job::{JobState, NodeId};
-use jobmesh::membership::{JoinCertificate, MembershipConfig, public_key_of};
+use jobmesh::membership::{JoinCertificate, MembershipConfig, Monitoring, public_key_of};
 use jobmesh::store::Store;
 use jobmesh_actors::faults::ActiveFaults;
 use jobmesh_actors::mesh::{MeshConfig, Multiaddr, PeerId, load_or_create_keypair};
@@ -149,6 +149,9 @@ fn mesh_options(
     );
     let mut membership = MembershipConfig::new(members, config.mesh.f);
     membership.cluster_key = cluster_key;
+    if let Some(k) = config.mesh.observers_for(membership.allowlist.len()) {
+        membership.monitoring = Monitoring::Observers { k };
+    }
     Ok(MeshOptions {
         mesh: MeshConfig {
             listen: config
