@@ -77,16 +77,22 @@ impl Stores {
         &self.redis_url
     }
 
-    /// The `[store]` section of a node's config: production mode, through the proxies
-    /// when there are any.
-    pub fn node_section(&self) -> String {
-        let (pg, redis) = match &self.proxies {
+    /// What the nodes connect to (Postgres, Redis): the proxies when there are any,
+    /// else the servers.
+    pub fn node_urls(&self) -> (String, String) {
+        match &self.proxies {
             Some((p, r)) => (
                 format!("postgres://postgres@127.0.0.1:{}/postgres", p.port()),
                 format!("redis://127.0.0.1:{}/", r.port()),
             ),
             None => (self.pg_url.clone(), self.redis_url.clone()),
-        };
+        }
+    }
+
+    /// The `[store]` section of a node's config: production mode on
+    /// [`Stores::node_urls`].
+    pub fn node_section(&self) -> String {
+        let (pg, redis) = self.node_urls();
         format!(
             "[store]\nbackend = \"redis_postgres\"\npostgres_url = \"{pg}\"\nredis_url = \"{redis}\"\nredis_prefix = \"{REDIS_PREFIX}\"\n"
         )
