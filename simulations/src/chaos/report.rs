@@ -29,6 +29,10 @@ pub struct Report {
     pub seed: u64,
     /// Length of the fault phase, ms.
     pub duration_ms: u64,
+    /// The nodes' store: `sqlite` (one shared file) or `redis_postgres` (the run's own
+    /// Postgres and Redis; the history was read from Postgres).
+    #[serde(default)]
+    pub store: String,
     /// The command that replays this run.
     pub replay: String,
     /// The schedule.
@@ -62,14 +66,15 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "scenario {}  nodes {}  byzantine {} (f = {})  jobs {}  seed {}  duration {:?}",
+        "scenario {}  nodes {}  byzantine {} (f = {})  jobs {}  seed {}  duration {:?}  store {}",
         r.scenario,
         r.nodes,
         r.byzantine,
         r.f,
         r.jobs,
         r.seed,
-        Duration::from_millis(r.duration_ms)
+        Duration::from_millis(r.duration_ms),
+        r.store
     );
     let faults: Vec<String> = r
         .applied
@@ -378,6 +383,7 @@ mod tests {
             f: 0,
             jobs: 10,
             seed: 1,
+            store: "sqlite".into(),
             duration_ms: 10_000,
             replay: "jobmesh chaos --scenario kill-restart".into(),
             plan: Plan {

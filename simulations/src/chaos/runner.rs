@@ -206,6 +206,12 @@ pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
         jobs: opts.jobs,
         seed: opts.seed,
         duration_ms: opts.duration.as_millis() as u64,
+        store: if s.production {
+            "redis_postgres"
+        } else {
+            "sqlite"
+        }
+        .to_string(),
         replay: opts.replay(),
         plan,
         cluster: history.nodes.clone(),
