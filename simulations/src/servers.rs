@@ -81,11 +81,7 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>, ServerError> {
 
 /// Whether this process runs as root (Postgres then needs another owner).
 pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    nix::unistd::geteuid().is_root()
 }
 
 /// A `redis-server` of our own without persistence, killed on drop.
@@ -408,10 +404,15 @@ impl Drop for PgCluster {
 
 fn run(cmd: &mut Command) -> Result<(), ServerError> {
     let what = format!("{cmd:?}");
+    let program = cmd.get_program().to_string_lossy().into_owned();
     let out = cmd.output().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ServerError::Missing {
-            binary: format!("{:?}", cmd.get_program()),
-            install: "apt-get install -y postgresql util-linux",
+            install: match program.as_str() {
+                "runuser" => "apt-get install -y util-linux",
+                "chown" => "apt-get install -y coreutils",
+                _ => "apt-get install -y postgresql",
+            },
+            binary: program,
         },
         _ => ServerError::Io {
             what: format!("running {what}"),

@@ -50,8 +50,9 @@ pub enum ChaosError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A store server of the run could not be started or driven.
-    #[error("store server: {0}")]
+    /// A store server of the run could not be started or driven (the message names the
+    /// server, and the package to install when it is missing).
+    #[error(transparent)]
     Server(#[from] crate::servers::ServerError),
     /// The shared store failed.
     #[error("store: {0}")]
