@@ -28,9 +28,12 @@ const MARKER: &str = ".jobmesh-chaos";
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
 /// Sleep jobs per node submitted after the heal, so that every node gets work.
 const BURST_PER_NODE: u64 = 12;
-/// How long one progress poll of the store may take: during a store outage it fails
-/// or hangs, and the schedule must go on.
+/// How long one progress poll of the store may take while faults are applied: during
+/// a store outage it fails or hangs, and the schedule must go on.
 const POLL_DEADLINE: Duration = Duration::from_millis(500);
+/// The same during the drain, when every fault has healed and only a slow answer from
+/// a loaded store is to be waited out.
+const DRAIN_POLL_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The runner's own connection to the cluster's store: it submits the workload and
 /// reads the record afterwards.
@@ -183,11 +186,6 @@ pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
     )
     .await;
     cluster.stop().await;
-    // A run that failed half-way may have left a store down: the record is read after
-    // every fault healed.
-    if let Some(st) = &stores {
-        st.apply(&Fault::HealAll).await?;
-    }
     let mut history = result?;
     let (jobs, events) = read_store(store.record()).await?;
     store.close().await;
@@ -438,7 +436,7 @@ impl Progress {
         store: &dyn Store,
     ) -> Result<(), ChaosError> {
         loop {
-            self.tick(cluster, store).await?;
+            self.tick(cluster, store, POLL_DEADLINE).await?;
             let now = Instant::now();
             if now >= deadline {
                 return Ok(());
@@ -452,7 +450,9 @@ impl Progress {
     async fn drain(&mut self, cluster: &mut Cluster, store: &dyn Store) -> Result<(), ChaosError> {
         let deadline = Instant::now() + DRAIN_DEADLINE;
         loop {
-            if self.tick(cluster, store).await? == 0 || Instant::now() > deadline {
+            if self.tick(cluster, store, DRAIN_POLL_DEADLINE).await? == 0
+                || Instant::now() > deadline
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -460,7 +460,12 @@ impl Progress {
     }
 
     /// Notes exits, prints, and returns how many jobs are still to run.
-    async fn tick(&mut self, cluster: &mut Cluster, store: &dyn Store) -> Result<u64, ChaosError> {
+    async fn tick(
+        &mut self,
+        cluster: &mut Cluster,
+        store: &dyn Store,
+        poll_deadline: Duration,
+    ) -> Result<u64, ChaosError> {
         for i in cluster.crashed() {
             self.exits.push(format!(
                 "{} exited on its own at +{:.1}s (see {})",
@@ -471,7 +476,7 @@ impl Progress {
         }
         // Another process owns the store's state: a failed or slow poll (an outage
         // is a scheduled fault) counts as "not drained yet".
-        let counts = match tokio::time::timeout(POLL_DEADLINE, store.counts()).await {
+        let counts = match tokio::time::timeout(poll_deadline, store.counts()).await {
             Ok(Ok(counts)) => counts,
             Ok(Err(_)) | Err(_) => return Ok(u64::MAX),
         };
