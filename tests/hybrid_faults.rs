@@ -5,18 +5,17 @@
 //! `job.succeeded` event) per job, none lost.
 //!
 //! Servers that a fault would hurt are started here from the system binaries, on free
-//! ports: `redis-server` (package `redis-server`) for the Redis faults, and a Postgres
-//! cluster (`initdb`/`pg_ctl` from package `postgresql`) in a temporary directory for
-//! the Postgres fault. A missing binary fails the test with the package to install.
+//! ports (`tests/common`, over `jobmesh_sim::servers`, which the chaos runner's store
+//! scenarios use too): `redis-server` (package `redis-server`) for the Redis faults, and
+//! a Postgres cluster (`initdb`/`pg_ctl` from package `postgresql`) in a temporary
+//! directory for the Postgres fault. A missing binary fails the test with the package to install.
 //! The Redis faults keep their records in the machine's Postgres (a schema each); the
 //! Postgres fault uses the machine's Redis under a key prefix of its own.
 
 mod common;
 
-use common::{RedisServer, free_port};
+use common::{PgCluster, RedisServer, StopMode, free_port};
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,166 +56,6 @@ fn config(prefix: &str) -> HybridConfig {
     c.pump_interval = Duration::from_millis(50);
     c.reconcile_interval = Duration::from_secs(5);
     c
-}
-
-/// A Postgres cluster of this test's own, in a temporary directory, on a free port.
-struct PgCluster {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-    running: bool,
-}
-
-/// The newest `/usr/lib/postgresql/<version>/bin`, or a failure naming the package.
-fn pg_bin() -> PathBuf {
-    let mut bins: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    bins.sort();
-    bins.pop().map(|(_, b)| b).unwrap_or_else(|| {
-        panic!(
-            "no Postgres server binaries (/usr/lib/postgresql/*/bin/initdb): install them with \
-             `apt-get install postgresql`"
-        )
-    })
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-impl PgCluster {
-    fn start() -> Self {
-        let bin = pg_bin();
-        let dir = tempfile::tempdir().unwrap();
-        let s = Self {
-            bin,
-            dir,
-            port: free_port(),
-            running: false,
-        };
-        if is_root() {
-            // Postgres refuses to run as root: the cluster belongs to `postgres`.
-            run(Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(s.dir.path()));
-        }
-        let data = s.data();
-        run(&mut s.as_owner(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-            ],
-        ));
-        let mut s = s;
-        s.start_server();
-        s
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn as_owner(&self, tool: &str, args: &[&str]) -> Command {
-        let exe = self.bin.join(tool);
-        let mut c = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        };
-        c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        c
-    }
-
-    fn start_server(&mut self) {
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("log");
-        run(&mut self.as_owner(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data().to_str().unwrap(),
-                "-o",
-                &opts,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        ));
-        self.running = true;
-    }
-
-    fn stop(&mut self, mode: &str) {
-        run(&mut self.as_owner(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data().to_str().unwrap(),
-                "-m",
-                mode,
-                "-w",
-                "stop",
-            ],
-        ));
-        self.running = false;
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        if self.running {
-            let _ = self
-                .as_owner(
-                    "pg_ctl",
-                    &[
-                        "-D",
-                        self.data().to_str().unwrap(),
-                        "-m",
-                        "immediate",
-                        "stop",
-                    ],
-                )
-                .status();
-        }
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn job() -> NewJob {
@@ -425,7 +264,7 @@ async fn postgres_stopped_and_restarted_mid_run() {
     let ids = enqueue(&*store).await;
     let node = start_node(store.clone()).await;
     let at = wait_succeeded(&pool, (JOBS / 5) as i64, DRAIN_DEADLINE, "a fifth done").await;
-    pg.stop("fast");
+    pg.stop(StopMode::Fast);
     eprintln!("stopped Postgres with {at} of {JOBS} jobs done");
     assert!((at as usize) < JOBS, "the drain finished before the outage");
     // The outage lasts a while (its length is the fault, not a synchronisation).

@@ -118,7 +118,10 @@ fn scenarios_are_listed_and_bad_options_are_refused_with_the_reason() {
             "pause",
             "partition",
             "byzantine-mixed",
+            "postgres-outage",
+            "redis-outage",
             "redis-flush",
+            "store-slowness",
         ] {
             assert!(s.contains(name), "{name} not listed:\n{s}");
         }
@@ -129,7 +132,10 @@ fn scenarios_are_listed_and_bad_options_are_refused_with_the_reason() {
             &["--scenario", "kil-restart"],
             "unknown scenario `kil-restart`",
         ),
-        (&["--scenario", "redis-flush"], "not available yet"),
+        (
+            &["--scenario", "redis-flush", "--sabotage-lose-job"],
+            "use it with a SQLite scenario",
+        ),
         (
             &["--scenario", "byzantine-false-down", "--byzantine", "0"],
             "needs Byzantine members",

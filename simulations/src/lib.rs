@@ -4,4 +4,7 @@
 #[deny(missing_docs)]
 #[forbid(unsafe_code)]
 pub mod chaos;
+#[deny(missing_docs)]
+#[forbid(unsafe_code)]
+pub mod servers;
 pub mod sim;

@@ -1,94 +1,69 @@
-//! Helpers shared by the integration tests that start servers of their own.
+//! Helpers shared by the integration tests that start servers of their own: panicking
+//! fronts to `jobmesh_sim::servers`, the launcher the chaos runner's store scenarios use
+//! too (one implementation of "a private redis-server / Postgres cluster on a free
+//! port", including Postgres as root through `runuser -u postgres`).
 // Each test binary uses the part it needs.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use jobmesh_sim::servers;
+
+pub use jobmesh_sim::servers::StopMode;
 
 /// A port free at the time of asking (bind to 0, read it, release it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    servers::free_port().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A `redis-server` of the test's own, without persistence (a kill loses everything),
 /// killed on drop.
-pub struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
+pub struct RedisServer(servers::RedisServer);
 
 impl RedisServer {
     /// Starts it on `port` and waits until it answers PING (bounded); a missing binary
     /// fails the test naming the package to install.
     pub fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run `redis-server` ({e}): install it, e.g. `apt-get install -y redis-server`"
-                )
-            });
-        let s = Self {
-            port,
-            child: Some(child),
-        };
-        s.wait_ready();
-        s
+        Self(servers::RedisServer::start(port, None).unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// Its URL.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let client = redis::Client::open(self.url()).unwrap();
-        loop {
-            if let Ok(mut c) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not come up",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0.url()
     }
 
     /// SIGKILLs it and waits for it to exit.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
+        self.0.kill().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Runs one argument-less command (`FLUSHALL`, ...).
     pub fn cmd(&self, name: &str) {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut c = client.get_connection().unwrap();
-        let _: () = redis::cmd(name).query(&mut c).unwrap();
+        self.0.command(name).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+/// A Postgres cluster of the test's own (`initdb` + `pg_ctl` from the newest
+/// `/usr/lib/postgresql/*/bin`) in a temporary directory, on a free port; stopped on
+/// drop. A missing binary fails the test naming the package to install.
+pub struct PgCluster(servers::PgCluster);
+
+impl PgCluster {
+    /// Creates and starts it.
+    pub fn start() -> Self {
+        Self(servers::PgCluster::start().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        self.0.url()
+    }
+
+    /// Starts the server again after [`PgCluster::stop`].
+    pub fn start_server(&mut self) {
+        self.0.start_server().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Stops the server (`pg_ctl stop -m <mode> -w`).
+    pub fn stop(&mut self, mode: StopMode) {
+        self.0.stop(mode).unwrap_or_else(|e| panic!("{e}"));
     }
 }

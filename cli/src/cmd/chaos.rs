@@ -24,17 +24,24 @@ fn list(json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(SCENARIOS)?);
         return Ok(());
     }
-    println!("{:<22} {:<14} about", "scenario", "availability");
+    println!(
+        "{:<22} {:<14} {:<10} about",
+        "scenario", "availability", "stores"
+    );
     for s in SCENARIOS {
         let availability = match s.availability {
             Availability::Ready => "ready",
             Availability::NeedsControl => "needs-control",
             Availability::NotYet => "not yet",
         };
-        println!("{:<22} {availability:<14} {}", s.name, s.about);
+        let stores = if s.production { "pg+redis" } else { "sqlite" };
+        println!("{:<22} {availability:<14} {stores:<10} {}", s.name, s.about);
     }
     println!(
-        "\nneeds-control: the nodes must accept --chaos-control (network and Byzantine faults)"
+        "\nneeds-control: the nodes must accept --chaos-control (network and Byzantine faults)\n\
+         pg+redis: production mode (backend redis_postgres) on a Postgres and a redis-server of\n\
+         the run's own, started from the system binaries (initdb/pg_ctl, redis-server) on free\n\
+         ports; the machine's shared servers are not touched"
     );
     Ok(())
 }

@@ -94,42 +94,34 @@ pub async fn supports_control(bin: &Path) -> Result<bool, ChaosError> {
     Ok(String::from_utf8_lossy(&out.stdout).contains("--chaos-control"))
 }
 
-/// Picks `n` free loopback ports (held together so they differ, then released).
-fn free_ports(n: usize) -> Result<Vec<u16>, ChaosError> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ChaosError::io("reserving loopback ports", e))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| ChaosError::io("reserving loopback ports", e))
-}
-
 impl Cluster {
     /// Writes the configs of `n` nodes tolerating `f` liars under `dir` and reads their
-    /// peer ids; `control` passes each node its `--chaos-control` file.
+    /// peer ids; `control` passes each node its `--chaos-control` file; `store` is the
+    /// nodes' `[store]` section (`None`: one SQLite file shared by all).
     pub async fn create(
         bin: &Path,
         dir: &Path,
         n: usize,
         f: usize,
         control: bool,
+        store: Option<&str>,
     ) -> Result<Self, ChaosError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ChaosError::io(format!("creating {}", dir.display()), e))?;
         let shared = dir.join("shared.db");
-        let ports = free_ports(n)?;
+        let ports = crate::servers::free_ports(n)?;
         let mut nodes = Vec::with_capacity(n);
         for (i, port) in ports.into_iter().enumerate() {
             let name = format!("n{}", i + 1);
             let config = dir.join(format!("{name}.toml"));
             let data_dir = dir.join(&name);
+            let store = match store {
+                Some(section) => section.to_string(),
+                None => format!("[store]\nsqlite_path = \"{}\"\n", shared.display()),
+            };
             let text = format!(
-                "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n[store]\nsqlite_path = \"{}\"\n{NODE_SETTINGS}",
+                "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n{store}{NODE_SETTINGS}",
                 data_dir.display(),
-                shared.display()
             );
             write(&config, &text)?;
             let out = Command::new(bin)

@@ -84,6 +84,14 @@ impl Network {
             | Fault::Restart { .. }
             | Fault::Pause { .. }
             | Fault::Resume { .. } => {}
+            // Store faults act on the servers, not on the nodes' control files.
+            Fault::PostgresStop
+            | Fault::PostgresStart
+            | Fault::RedisKill
+            | Fault::RedisRestart
+            | Fault::RedisFlush
+            | Fault::SlowStores { .. }
+            | Fault::FastStores => {}
         }
         (0..self.controls.len())
             .filter(|&i| self.controls[i] != before[i])
@@ -133,7 +141,15 @@ impl WindowLog {
                 }
             }
             Fault::Byzantine { node, .. } => self.open(*node, "byzantine", now_ms),
+            // No node is at fault when a link or a store is: evicting one for it is false.
             Fault::OneWay { .. } | Fault::Lossy { .. } => {}
+            Fault::PostgresStop
+            | Fault::PostgresStart
+            | Fault::RedisKill
+            | Fault::RedisRestart
+            | Fault::RedisFlush
+            | Fault::SlowStores { .. }
+            | Fault::FastStores => {}
             Fault::HealAll => {
                 for w in &mut self.windows {
                     w.to_ms.get_or_insert(now_ms);

@@ -3,7 +3,9 @@
 //!
 //! - [`scenario`]: the named scenarios as seeded schedules of `(at, Fault)` steps;
 //! - [`cluster`]: node processes of the `jobmesh` binary on loopback sharing one
-//!   SQLite file, with kill -9, restart, SIGSTOP and SIGCONT;
+//!   SQLite file (or the run's own Postgres + Redis), with kill -9, restart, SIGSTOP and SIGCONT;
+//! - [`stores`] and [`proxy`]: the production-mode runs' own Postgres and Redis (from
+//!   [`crate::servers`]), their faults (outage, kill, flush) and slow links;
 //! - [`faults`]: the `--chaos-control` file each node polls (partitions, one-way links,
 //!   delay and loss, Byzantine behaviour) and the fault windows;
 //! - [`workload`]: steady submissions, every attempt and acknowledgement recorded;
@@ -15,9 +17,11 @@ pub mod checker;
 pub mod cluster;
 pub mod faults;
 pub mod history;
+pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod stores;
 pub mod workload;
 
 pub use runner::{Options, run};
@@ -46,6 +50,10 @@ pub enum ChaosError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A store server of the run could not be started or driven (the message names the
+    /// server, and the package to install when it is missing).
+    #[error(transparent)]
+    Server(#[from] crate::servers::ServerError),
     /// The shared store failed.
     #[error("store: {0}")]
     Store(#[from] jobmesh::store::StoreError),

@@ -29,6 +29,10 @@ pub struct Report {
     pub seed: u64,
     /// Length of the fault phase, ms.
     pub duration_ms: u64,
+    /// The nodes' store: `sqlite` (one shared file) or `redis_postgres` (the run's own
+    /// Postgres and Redis; the history was read from Postgres).
+    #[serde(default)]
+    pub store: String,
     /// The command that replays this run.
     pub replay: String,
     /// The schedule.
@@ -62,14 +66,15 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "scenario {}  nodes {}  byzantine {} (f = {})  jobs {}  seed {}  duration {:?}",
+        "scenario {}  nodes {}  byzantine {} (f = {})  jobs {}  seed {}  duration {:?}  store {}",
         r.scenario,
         r.nodes,
         r.byzantine,
         r.f,
         r.jobs,
         r.seed,
-        Duration::from_millis(r.duration_ms)
+        Duration::from_millis(r.duration_ms),
+        r.store
     );
     let faults: Vec<String> = r
         .applied
@@ -224,12 +229,82 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A span during which a store was down or slow, or the instant of a flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpan {
+    /// `postgres` or `redis`.
+    pub store: &'static str,
+    /// Start, ms since the start of the workload.
+    pub from_ms: i64,
+    /// End, ms since the start (equal to `from_ms` for a flush).
+    pub to_ms: i64,
+    /// `stopped`, `killed`, `slow +N ms` or `FLUSHALL`.
+    pub what: String,
+}
+
+/// The store faults of a run as spans, from the applied faults (a span still open at
+/// the end of the run ends there).
+pub fn store_spans(r: &Report) -> Vec<StoreSpan> {
+    let mut out = Vec::new();
+    // Open spans: (index in `out`).
+    let mut open: Vec<usize> = Vec::new();
+    let start = |out: &mut Vec<StoreSpan>, store, at, what: String| {
+        out.push(StoreSpan {
+            store,
+            from_ms: at,
+            to_ms: at,
+            what,
+        });
+        out.len() - 1
+    };
+    let close =
+        |out: &mut Vec<StoreSpan>, open: &mut Vec<usize>, at, pick: &dyn Fn(&StoreSpan) -> bool| {
+            open.retain(|&i| {
+                if pick(&out[i]) {
+                    out[i].to_ms = at;
+                    false
+                } else {
+                    true
+                }
+            });
+        };
+    for a in &r.applied {
+        let at = a.at_ms;
+        match &a.fault {
+            Fault::PostgresStop => open.push(start(&mut out, "postgres", at, "stopped".into())),
+            Fault::RedisKill => open.push(start(&mut out, "redis", at, "killed".into())),
+            Fault::RedisFlush => {
+                start(&mut out, "redis", at, "FLUSHALL".into());
+            }
+            Fault::SlowStores {
+                postgres_ms,
+                redis_ms,
+            } => {
+                for (store, ms) in [("postgres", postgres_ms), ("redis", redis_ms)] {
+                    if *ms > 0 {
+                        open.push(start(&mut out, store, at, format!("slow +{ms} ms")));
+                    }
+                }
+            }
+            Fault::PostgresStart => close(&mut out, &mut open, at, &|s| s.what == "stopped"),
+            Fault::RedisRestart => close(&mut out, &mut open, at, &|s| s.what == "killed"),
+            Fault::FastStores => close(&mut out, &mut open, at, &|s| s.what.starts_with("slow")),
+            Fault::HealAll => close(&mut out, &mut open, at, &|_| true),
+            _ => {}
+        }
+    }
+    close(&mut out, &mut open, r.end_ms, &|_| true);
+    out
+}
+
 /// The SVG timeline: completions per second, nodes up, fault windows and evictions per
-/// node, the heal.
+/// node, store outages, slow links and flushes (production scenarios), the heal.
 pub fn svg(r: &Report) -> String {
     const L: f64 = 70.0;
     const W: f64 = 820.0;
-    let rows = r.nodes as f64;
+    let spans = store_spans(r);
+    let store_rows = if spans.is_empty() { 0 } else { 2 };
+    let rows = (r.nodes + store_rows) as f64;
     let height = 300.0 + rows * 16.0 + 40.0;
     let end = r.end_ms.max(1) as f64;
     let x = |ms: f64| L + W * (ms / end).clamp(0.0, 1.0);
@@ -336,6 +411,33 @@ pub fn svg(r: &Report) -> String {
             );
         }
     }
+    // Store rows under the nodes.
+    for (k, store) in ["postgres", "redis"].iter().enumerate().take(store_rows) {
+        let y = top3 + (r.nodes + k) as f64 * 16.0;
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{}" text-anchor="end">{store}</text><line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>"##,
+            L - 4.0,
+            y + 10.0,
+            y + 6.0,
+            L + W,
+            y + 6.0
+        );
+        for sp in spans.iter().filter(|sp| sp.store == *store) {
+            let (a, b) = (x(sp.from_ms as f64), x(sp.to_ms as f64));
+            let color = match sp.what.as_str() {
+                "FLUSHALL" => "black",
+                w if w.starts_with("slow") => "#f5a623",
+                _ => "#d0021b",
+            };
+            let _ = writeln!(
+                s,
+                r#"<rect x="{a:.1}" y="{y}" width="{:.1}" height="12" fill="{color}" opacity="0.7"><title>{}</title></rect>"#,
+                (b - a).max(3.0),
+                esc(&sp.what)
+            );
+        }
+    }
     // Heal line and time axis.
     let bottom = top3 + rows * 16.0 + 4.0;
     let hx = x(r.heal_ms as f64);
@@ -358,8 +460,13 @@ pub fn svg(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        r##"<text x="{L}" y="{}" fill="#555">red: killed, orange: paused, purple: partitioned, grey: byzantine; triangles: evictions (red: false)</text>"##,
-        bottom + 32.0
+        r##"<text x="{L}" y="{}" fill="#555">red: killed, orange: paused, purple: partitioned, grey: byzantine; triangles: evictions (red: false){}</text>"##,
+        bottom + 32.0,
+        if store_rows > 0 {
+            "; stores: red down, orange slow, black FLUSHALL"
+        } else {
+            ""
+        }
     );
     s.push_str("</svg>\n");
     s
@@ -378,6 +485,7 @@ mod tests {
             f: 0,
             jobs: 10,
             seed: 1,
+            store: "sqlite".into(),
             duration_ms: 10_000,
             replay: "jobmesh chaos --scenario kill-restart".into(),
             plan: Plan {
@@ -437,6 +545,46 @@ mod tests {
         assert!(svg.contains("<title>killed</title>"));
         assert!(svg.contains("<title>evicted</title>"));
         assert!(svg.contains(">heal</text>"));
+    }
+
+    #[test]
+    fn store_faults_become_spans_and_rows_of_the_svg() {
+        let mut r = report();
+        let f = |at_ms, fault| AppliedFault { at_ms, fault };
+        r.applied = vec![
+            f(1000, Fault::PostgresStop),
+            f(2000, Fault::RedisFlush),
+            f(3000, Fault::PostgresStart),
+            f(
+                4000,
+                Fault::SlowStores {
+                    postgres_ms: 0,
+                    redis_ms: 80,
+                },
+            ),
+            f(5000, Fault::FastStores),
+            f(6000, Fault::RedisKill),
+            f(7500, Fault::HealAll),
+        ];
+        let spans: Vec<(&str, i64, i64, String)> = store_spans(&r)
+            .into_iter()
+            .map(|s| (s.store, s.from_ms, s.to_ms, s.what))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                ("postgres", 1000, 3000, "stopped".to_string()),
+                ("redis", 2000, 2000, "FLUSHALL".to_string()),
+                ("redis", 4000, 5000, "slow +80 ms".to_string()),
+                ("redis", 6000, 7500, "killed".to_string()),
+            ]
+        );
+        let doc = svg(&r);
+        assert!(doc.contains(">postgres</text>") && doc.contains(">redis</text>"));
+        assert!(doc.contains("<title>FLUSHALL</title>") && doc.contains("black FLUSHALL"));
+        // A SQLite run has no store rows.
+        assert!(store_spans(&report()).is_empty());
+        assert!(!svg(&report()).contains(">redis</text>"));
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobmesh::job::JobState;
-use jobmesh::store::Store;
+use jobmesh::store::hybrid::{HybridConfig, HybridStore};
 use jobmesh::store::sqlite::SqliteStore;
+use jobmesh::store::{SharedStore, Store};
 use tokio::time::Instant;
 
 use super::ChaosError;
@@ -18,6 +19,7 @@ use super::faults::{FaultWindow, Network, WindowLog};
 use super::history::{AppliedFault, History, NodeInfo, read_store};
 use super::report::{self, Report, svg, table};
 use super::scenario::{self, Fault, Plan};
+use super::stores::{REDIS_PREFIX, Stores};
 use super::workload::{Attempts, Workload};
 
 /// Marks a directory as a chaos run's, so a later run may replace it.
@@ -26,6 +28,46 @@ const MARKER: &str = ".jobmesh-chaos";
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
 /// Sleep jobs per node submitted after the heal, so that every node gets work.
 const BURST_PER_NODE: u64 = 12;
+/// How long one progress poll of the store may take while faults are applied: during
+/// a store outage it fails or hangs, and the schedule must go on.
+const POLL_DEADLINE: Duration = Duration::from_millis(500);
+/// The same during the drain, when every fault has healed and only a slow answer from
+/// a loaded store is to be waited out.
+const DRAIN_POLL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The runner's own connection to the cluster's store: it submits the workload and
+/// reads the record afterwards.
+enum RunStore {
+    /// The SQLite file the nodes share.
+    Sqlite(Arc<SqliteStore>),
+    /// Production mode: Postgres + Redis, as a client would use them; the record is
+    /// Postgres.
+    Production(Arc<HybridStore>),
+}
+
+impl RunStore {
+    fn shared(&self) -> SharedStore {
+        match self {
+            RunStore::Sqlite(s) => s.clone(),
+            RunStore::Production(s) => s.clone(),
+        }
+    }
+
+    /// The durable record the history is read from.
+    fn record(&self) -> &dyn Store {
+        match self {
+            RunStore::Sqlite(s) => &**s,
+            RunStore::Production(s) => s.postgres(),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            RunStore::Sqlite(s) => s.close().await,
+            RunStore::Production(s) => s.postgres().close().await,
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -96,17 +138,60 @@ pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
             opts.bin.display()
         )));
     }
+    if opts.sabotage && s.production {
+        return Err(ChaosError::Unsupported(
+            "--sabotage-lose-job edits the SQLite file: use it with a SQLite scenario".into(),
+        ));
+    }
     prepare_dir(&opts.out)?;
     let f = scenario::tolerated(opts.nodes);
-    let mut cluster =
-        Cluster::create(&opts.bin, &opts.out.join("cluster"), opts.nodes, f, control).await?;
+    // Production scenarios get servers of their own, dropped (stopped) with the run.
+    let stores = if s.production {
+        Some(Stores::start(&opts.out.join("servers"), plan.needs_proxy()).await?)
+    } else {
+        None
+    };
+    let section = stores.as_ref().map(Stores::node_section);
+    let mut cluster = Cluster::create(
+        &opts.bin,
+        &opts.out.join("cluster"),
+        opts.nodes,
+        f,
+        control,
+        section.as_deref(),
+    )
+    .await?;
+    let store = match &stores {
+        Some(st) => {
+            let config = HybridConfig {
+                // The nodes relay events to the stream; the runner only submits.
+                relay: false,
+                ..HybridConfig::new(REDIS_PREFIX)
+            };
+            RunStore::Production(Arc::new(
+                HybridStore::connect(st.postgres_url(), None, st.redis_url(), config).await?,
+            ))
+        }
+        None => RunStore::Sqlite(Arc::new(SqliteStore::open(&cluster.sqlite_path()).await?)),
+    };
     cluster.start_all().await?;
-    let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(&cluster.sqlite_path()).await?);
-    let result = drive(opts, &plan, liars, f, &mut cluster, store.clone()).await;
+    let result = drive(
+        opts,
+        &plan,
+        liars,
+        f,
+        &mut cluster,
+        store.shared(),
+        stores.as_ref(),
+    )
+    .await;
     cluster.stop().await;
     let mut history = result?;
-    let (jobs, events) = read_store(&*store).await?;
+    let (jobs, events) = read_store(store.record()).await?;
     store.close().await;
+    if let Some(st) = &stores {
+        st.keep_logs();
+    }
     history.jobs = jobs;
     history.events = events;
     let verdict = check(&history, &CheckConfig::default());
@@ -119,6 +204,12 @@ pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
         jobs: opts.jobs,
         seed: opts.seed,
         duration_ms: opts.duration.as_millis() as u64,
+        store: if s.production {
+            "redis_postgres"
+        } else {
+            "sqlite"
+        }
+        .to_string(),
         replay: opts.replay(),
         plan,
         cluster: history.nodes.clone(),
@@ -161,7 +252,8 @@ async fn drive(
     liars: usize,
     f: usize,
     cluster: &mut Cluster,
-    store: Arc<SqliteStore>,
+    store: SharedStore,
+    stores: Option<&Stores>,
 ) -> Result<History, ChaosError> {
     let mut history = History {
         nodes: cluster
@@ -194,6 +286,14 @@ async fn drive(
             .wait_until(start + step.at, cluster, &*store)
             .await?;
         apply(&step.fault, cluster, &mut network).await?;
+        if let Some(st) = stores {
+            st.apply(&step.fault).await?;
+        } else if step.fault.is_store() {
+            return Err(ChaosError::Unsupported(format!(
+                "`{}` needs the production-mode stores",
+                step.fault.label()
+            )));
+        }
         let at = now_ms();
         windows.apply(&step.fault, at);
         if step.fault == Fault::HealAll {
@@ -255,6 +355,14 @@ async fn apply(
         | Fault::OneWay { .. }
         | Fault::Lossy { .. }
         | Fault::Byzantine { .. } => {}
+        // The stores' part is applied by `Stores::apply`.
+        Fault::PostgresStop
+        | Fault::PostgresStart
+        | Fault::RedisKill
+        | Fault::RedisRestart
+        | Fault::RedisFlush
+        | Fault::SlowStores { .. }
+        | Fault::FastStores => {}
     }
     Ok(())
 }
@@ -328,7 +436,7 @@ impl Progress {
         store: &dyn Store,
     ) -> Result<(), ChaosError> {
         loop {
-            self.tick(cluster, store).await?;
+            self.tick(cluster, store, POLL_DEADLINE).await?;
             let now = Instant::now();
             if now >= deadline {
                 return Ok(());
@@ -342,7 +450,9 @@ impl Progress {
     async fn drain(&mut self, cluster: &mut Cluster, store: &dyn Store) -> Result<(), ChaosError> {
         let deadline = Instant::now() + DRAIN_DEADLINE;
         loop {
-            if self.tick(cluster, store).await? == 0 || Instant::now() > deadline {
+            if self.tick(cluster, store, DRAIN_POLL_DEADLINE).await? == 0
+                || Instant::now() > deadline
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -350,7 +460,12 @@ impl Progress {
     }
 
     /// Notes exits, prints, and returns how many jobs are still to run.
-    async fn tick(&mut self, cluster: &mut Cluster, store: &dyn Store) -> Result<u64, ChaosError> {
+    async fn tick(
+        &mut self,
+        cluster: &mut Cluster,
+        store: &dyn Store,
+        poll_deadline: Duration,
+    ) -> Result<u64, ChaosError> {
         for i in cluster.crashed() {
             self.exits.push(format!(
                 "{} exited on its own at +{:.1}s (see {})",
@@ -359,7 +474,12 @@ impl Progress {
                 cluster.nodes[i].log.display()
             ));
         }
-        let counts = store.counts().await?;
+        // Another process owns the store's state: a failed or slow poll (an outage
+        // is a scheduled fault) counts as "not drained yet".
+        let counts = match tokio::time::timeout(poll_deadline, store.counts()).await {
+            Ok(Ok(counts)) => counts,
+            Ok(Err(_)) | Err(_) => return Ok(u64::MAX),
+        };
         let (mut active, mut done) = (0, 0);
         for (state, n) in counts.values().flat_map(|by| by.iter()) {
             match state {

@@ -96,8 +96,31 @@ pub enum Fault {
         /// What it does.
         mode: ByzantineMode,
     },
+    /// The cluster's Postgres is stopped (`pg_ctl stop -m fast`: connections closed,
+    /// new ones refused).
+    PostgresStop,
+    /// The cluster's Postgres is started again (same data, same port).
+    PostgresStart,
+    /// The cluster's redis-server is killed (SIGKILL; no persistence: it loses
+    /// everything).
+    RedisKill,
+    /// redis-server is started again on the same port, empty.
+    RedisRestart,
+    /// `FLUSHALL` on the cluster's Redis.
+    RedisFlush,
+    /// The nodes' links to the stores turn slow: every chunk of their Postgres and Redis
+    /// traffic is held this long (each way) by the runner's proxy.
+    SlowStores {
+        /// Added delay on the Postgres link (0: none).
+        postgres_ms: u64,
+        /// Added delay on the Redis link (0: none).
+        redis_ms: u64,
+    },
+    /// The store links are fast again.
+    FastStores,
     /// Every network fault and Byzantine behaviour ends; paused nodes resume and killed
-    /// nodes restart. Each schedule ends with one: liveness is judged after it.
+    /// nodes restart; stopped or killed stores start again and slow links turn fast.
+    /// Each schedule ends with one: liveness is judged after it.
     HealAll,
 }
 
@@ -110,6 +133,20 @@ impl Fault {
                 | Fault::OneWay { .. }
                 | Fault::Lossy { .. }
                 | Fault::Byzantine { .. }
+        )
+    }
+
+    /// Whether it acts on the stores (the production-mode servers) rather than on nodes.
+    pub fn is_store(&self) -> bool {
+        matches!(
+            self,
+            Fault::PostgresStop
+                | Fault::PostgresStart
+                | Fault::RedisKill
+                | Fault::RedisRestart
+                | Fault::RedisFlush
+                | Fault::SlowStores { .. }
+                | Fault::FastStores
         )
     }
 
@@ -128,6 +165,16 @@ impl Fault {
             Fault::OneWay { from, to } => format!("drop {}->{}", n(from), n(to)),
             Fault::Lossy { delay_ms, loss } => format!("lossy {delay_ms}ms {:.0}%", loss * 100.0),
             Fault::Byzantine { node, mode } => format!("{} {}", n(node), mode.as_str()),
+            Fault::PostgresStop => "postgres stop".to_string(),
+            Fault::PostgresStart => "postgres start".to_string(),
+            Fault::RedisKill => "kill -9 redis".to_string(),
+            Fault::RedisRestart => "restart redis".to_string(),
+            Fault::RedisFlush => "redis FLUSHALL".to_string(),
+            Fault::SlowStores {
+                postgres_ms,
+                redis_ms,
+            } => format!("slow stores pg +{postgres_ms}ms redis +{redis_ms}ms"),
+            Fault::FastStores => "stores fast".to_string(),
             Fault::HealAll => "heal".to_string(),
         }
     }
@@ -174,6 +221,18 @@ impl Plan {
         self.steps.last().map_or(Duration::ZERO, |s| s.at)
     }
 
+    /// Whether any step acts on the stores: the run needs its own Postgres and Redis.
+    pub fn needs_stores(&self) -> bool {
+        self.steps.iter().any(|s| s.fault.is_store())
+    }
+
+    /// Whether the nodes' store links must pass through the runner's slowing proxy.
+    pub fn needs_proxy(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.fault, Fault::SlowStores { .. }))
+    }
+
     /// Whether any step needs the nodes' `--chaos-control` file.
     pub fn needs_control(&self) -> bool {
         self.steps.iter().any(|s| s.fault.needs_control())
@@ -203,6 +262,10 @@ pub struct Scenario {
     pub availability: Availability,
     /// Whether it needs Byzantine members (`--byzantine` >= 1).
     pub byzantine: bool,
+    /// Whether it runs on the production mode (`redis_postgres`) with a Postgres and a
+    /// redis-server of its own, started from the system binaries; else on one SQLite
+    /// file.
+    pub production: bool,
 }
 
 /// Every scenario, in the order `jobmesh chaos list` shows them.
@@ -212,66 +275,91 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "kill -9 one node at a time and restart it 2-3.5 s later",
         availability: Availability::Ready,
         byzantine: false,
+        production: false,
     },
     Scenario {
         name: "pause",
         about: "SIGSTOP one node at a time for 2.5-4.5 s, then SIGCONT",
         availability: Availability::Ready,
         byzantine: false,
+        production: false,
     },
     Scenario {
         name: "worker-panic",
         about: "a quarter of the jobs panic their worker on the first attempt; one kill -9 on top",
         availability: Availability::Ready,
         byzantine: false,
+        production: false,
     },
     Scenario {
         name: "partition",
         about: "a minority (< n/2) is cut off from the majority for 4-6 s, twice",
         availability: Availability::NeedsControl,
         byzantine: false,
+        production: false,
     },
     Scenario {
         name: "one-way",
         about: "one-way link losses between seeded pairs of nodes",
         availability: Availability::NeedsControl,
         byzantine: false,
+        production: false,
     },
     Scenario {
         name: "lossy",
         about: "every node's membership traffic delayed 20-80 ms and 10-30% of it dropped",
         availability: Availability::NeedsControl,
         byzantine: false,
+        production: false,
     },
     Scenario {
         name: "byzantine-false-down",
         about: "F liars vote Down on healthy members; one honest node is killed meanwhile",
         availability: Availability::NeedsControl,
         byzantine: true,
+        production: false,
     },
     Scenario {
         name: "byzantine-mixed",
         about: "F liars, each false-down, withhold, equivocate or replay (switching), plus a pause",
         availability: Availability::NeedsControl,
         byzantine: true,
+        production: false,
     },
     Scenario {
         name: "junk-flood",
         about: "F members flood malformed messages on the membership topic",
         availability: Availability::NeedsControl,
         byzantine: true,
+        production: false,
     },
     Scenario {
         name: "postgres-outage",
-        about: "not yet: the chaos runner does not drive the Postgres + Redis backend yet",
-        availability: Availability::NotYet,
+        about: "production mode: the cluster's Postgres stopped (fast) for 2-3.5 s, up to twice",
+        availability: Availability::Ready,
         byzantine: false,
+        production: true,
+    },
+    Scenario {
+        name: "redis-outage",
+        about: "production mode: redis-server killed (SIGKILL) for 2-3.5 s, restarted empty on its port, up to twice",
+        availability: Availability::Ready,
+        byzantine: false,
+        production: true,
     },
     Scenario {
         name: "redis-flush",
-        about: "not yet: the chaos runner does not drive the Postgres + Redis backend yet",
-        availability: Availability::NotYet,
+        about: "production mode: FLUSHALL on the cluster's Redis mid-run, once or twice",
+        availability: Availability::Ready,
         byzantine: false,
+        production: true,
+    },
+    Scenario {
+        name: "store-slowness",
+        about: "production mode: the nodes' Postgres and/or Redis links delayed 50-200 ms per chunk for 2-3.5 s, up to twice",
+        availability: Availability::Ready,
+        byzantine: false,
+        production: true,
     },
 ];
 
@@ -473,6 +561,48 @@ pub fn plan(
                 ));
             }
         }
+        "postgres-outage" => {
+            for (a, b) in windows(&mut rng, 2000, 3500).into_iter().take(2) {
+                steps.push(step(a, Fault::PostgresStop));
+                steps.push(step(b, Fault::PostgresStart));
+            }
+        }
+        "redis-outage" => {
+            for (a, b) in windows(&mut rng, 2000, 3500).into_iter().take(2) {
+                steps.push(step(a, Fault::RedisKill));
+                steps.push(step(b, Fault::RedisRestart));
+            }
+        }
+        "redis-flush" => {
+            // The first flush in the first half of the fault phase, a second one (every
+            // other seed, roughly) in the second half.
+            let mid = start + (end - start) / 2;
+            let at = |rng: &mut StdRng, from: Duration, to: Duration| {
+                from + Duration::from_millis(rng.random_range(0..=(to - from).as_millis() as u64))
+            };
+            steps.push(step(at(&mut rng, start, mid), Fault::RedisFlush));
+            if rng.random_bool(0.5) {
+                steps.push(step(at(&mut rng, mid, end), Fault::RedisFlush));
+            }
+        }
+        "store-slowness" => {
+            for (a, b) in windows(&mut rng, 2000, 3500).into_iter().take(2) {
+                // Postgres, Redis or both; never neither.
+                let (postgres_ms, redis_ms) = match rng.random_range(0..3) {
+                    0 => (rng.random_range(50..=200), 0),
+                    1 => (0, rng.random_range(50..=200)),
+                    _ => (rng.random_range(50..=200), rng.random_range(50..=200)),
+                };
+                steps.push(step(
+                    a,
+                    Fault::SlowStores {
+                        postgres_ms,
+                        redis_ms,
+                    },
+                ));
+                steps.push(step(b, Fault::FastStores));
+            }
+        }
         other => return bad(format!("scenario `{other}` has no schedule")),
     }
     // In a short run a recovery may fall after the heal: the heal does it anyway.
@@ -541,12 +671,92 @@ mod tests {
         let err = |r: Result<Plan, ChaosError>| r.unwrap_err().to_string();
         assert!(err(plan(get("byzantine-mixed"), 4, 0, d, 1)).contains("--byzantine"));
         assert!(err(plan(get("pause"), 2, 0, d, 1)).contains("at least 3"));
-        assert!(err(plan(get("redis-flush"), 4, 0, d, 1)).contains("not available yet"));
         assert!(
             find("kil-restart")
                 .unwrap_err()
                 .to_string()
                 .contains("kill-restart")
         );
+    }
+
+    /// The store scenarios: production mode, only store faults, each outage or slow
+    /// window closed before the heal, at most two of them, and every one in the fault
+    /// phase.
+    #[test]
+    fn store_plans_pair_their_faults_inside_the_fault_phase() {
+        for name in [
+            "postgres-outage",
+            "redis-outage",
+            "redis-flush",
+            "store-slowness",
+        ] {
+            let s = get(name);
+            assert!(s.production && !s.byzantine, "{name}");
+            for seed in 0..50 {
+                for secs in [8, 20] {
+                    let d = Duration::from_secs(secs);
+                    let p = plan(s, 3, 0, d, seed).unwrap();
+                    assert!(p.needs_stores() && !p.needs_control(), "{name}");
+                    assert_eq!(p.needs_proxy(), name == "store-slowness");
+                    assert_eq!(p.heal_at(), d * 3 / 4, "{name}");
+                    let faults: Vec<&Fault> = p.steps.iter().map(|s| &s.fault).collect();
+                    let (body, last) = faults.split_at(faults.len() - 1);
+                    assert_eq!(last, [&Fault::HealAll]);
+                    assert!(body.iter().all(|f| f.is_store()), "{name} {faults:?}");
+                    assert!(
+                        p.steps[..body.len()].iter().all(|s| s.at < d * 7 / 10),
+                        "{name} seed {seed}"
+                    );
+                    // Down/up (or slow/fast) alternate, starting down and ending up.
+                    let mut down = false;
+                    let mut windows = 0;
+                    for f in body {
+                        match f {
+                            Fault::PostgresStop | Fault::RedisKill | Fault::SlowStores { .. } => {
+                                assert!(!down, "{name} seed {seed}: {faults:?}");
+                                down = true;
+                                windows += 1;
+                            }
+                            Fault::PostgresStart | Fault::RedisRestart | Fault::FastStores => {
+                                assert!(down, "{name} seed {seed}: {faults:?}");
+                                down = false;
+                            }
+                            Fault::RedisFlush => windows += 1,
+                            other => panic!("{name}: unexpected {other:?}"),
+                        }
+                    }
+                    assert!(!down && (1..=2).contains(&windows), "{name} {faults:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn store_plans_vary_with_the_seed_and_slow_at_least_one_link() {
+        let d = Duration::from_secs(20);
+        let flushes = |seed| {
+            plan(get("redis-flush"), 4, 0, d, seed)
+                .unwrap()
+                .steps
+                .iter()
+                .filter(|s| s.fault == Fault::RedisFlush)
+                .count()
+        };
+        let counts: Vec<usize> = (0..20).map(flushes).collect();
+        assert!(counts.contains(&1) && counts.contains(&2), "{counts:?}");
+        for seed in 0..50 {
+            for st in plan(get("store-slowness"), 4, 0, d, seed).unwrap().steps {
+                if let Fault::SlowStores {
+                    postgres_ms,
+                    redis_ms,
+                } = st.fault
+                {
+                    assert!(postgres_ms + redis_ms > 0);
+                    assert!(postgres_ms <= 200 && redis_ms <= 200);
+                }
+            }
+        }
+        let a = plan(get("postgres-outage"), 4, 0, d, 1).unwrap();
+        assert!((2..30).any(|s| plan(get("postgres-outage"), 4, 0, d, s).unwrap() != a));
     }
 }
