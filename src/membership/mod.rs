@@ -760,8 +760,10 @@ impl Membership {
         let Some(known) = self.view.get(&v.subject).map(|m| m.incarnation) else {
             return Acceptance::Ignore(IgnoreReason::UnknownSubject);
         };
-        if let Some(observers) = self.observers(&v.subject, v.epoch)
-            && !observers.contains(&v.observer)
+        if let Monitoring::Observers { k } = self.config.monitoring
+            && !self
+                .assignment(v.epoch, k)
+                .observes(&v.observer, &v.subject)
         {
             // Same epoch and member set: the voter knew it was not assigned.
             if v.epoch == epoch && v.view == self.view.digest() {
