@@ -92,16 +92,20 @@ fn finishing_registry() -> jobmesh::handler::Registry {
     r
 }
 
-/// Builtins plus a `hold` kind that reports each job it starts on the returned channel
+/// Builtins plus a `hold` kind that reports each first attempt it starts on the returned channel
 /// (of `capacity`) and then never finishes: the node sits on its lease.
 fn holding_registry(capacity: usize) -> (jobmesh::handler::Registry, mpsc::Receiver<Job>) {
     let (held_tx, held) = mpsc::channel::<Job>(capacity);
     let mut r = builtins();
+    // Only first attempts are held: a node cut off from the mesh but not from the store
+    // may claim its own rescued jobs again, and those must finish.
     r.register_fn("hold", PayloadRules::default(), move |ctx| {
         let held = held_tx.clone();
         async move {
-            let _ = held.send(ctx.job.clone()).await;
-            std::future::pending::<()>().await;
+            if ctx.job.attempt == 1 {
+                let _ = held.send(ctx.job.clone()).await;
+                std::future::pending::<()>().await;
+            }
             Ok(None)
         }
     });
