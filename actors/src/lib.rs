@@ -28,6 +28,7 @@ pub mod mesh;
 mod node;
 mod node_supervisor;
 pub mod restart;
+mod wakeups;
 mod worker;
 mod worker_supervisor;
 

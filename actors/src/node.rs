@@ -26,6 +26,7 @@ use crate::inflight::InFlight;
 use crate::membership::{MembershipActor, MembershipArgs, MembershipMsg, MeshStatus};
 use crate::mesh::{Client, MeshConfig, spawn_mesh};
 use crate::node_supervisor::{NodeMsg, NodeSupervisor};
+use crate::wakeups;
 use jobmesh::membership::{JoinCertificate, MEMBERSHIP_TOPIC, Membership, MembershipConfig};
 
 /// How long background writers get to flush at shutdown.
@@ -83,6 +84,8 @@ pub struct Node {
     supervisor_task: Mutex<Option<JoinHandle<()>>>,
     dispatcher: ActorRef<DispatchMsg>,
     close: CancellationToken,
+    /// Tasks that end when `close` fires (the event sink and completer flush first; the
+    /// wake-up forwarder just stops); shutdown waits for them.
     writers: Mutex<Vec<JoinHandle<()>>>,
     fatal: watch::Receiver<Option<String>>,
 }
@@ -152,6 +155,16 @@ impl Node {
             .map_err(|e| NodeError::Actor(e.to_string()))?;
         let dispatcher = ractor::call!(supervisor, NodeMsg::Dispatcher)
             .map_err(|e| NodeError::Actor(e.to_string()))?;
+        let mut writers = vec![sink_task, completer_task];
+        writers.extend(
+            wakeups::start(
+                &ctx.store,
+                &ctx.workers.queues,
+                dispatcher.clone(),
+                close.clone(),
+            )
+            .await,
+        );
         Ok(Node {
             mesh: None,
             ctx,
@@ -159,7 +172,7 @@ impl Node {
             supervisor_task: Mutex::new(Some(task)),
             dispatcher,
             close,
-            writers: Mutex::new(vec![sink_task, completer_task]),
+            writers: Mutex::new(writers),
             fatal,
         })
     }

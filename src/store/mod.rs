@@ -20,6 +20,7 @@ pub mod retention;
 pub mod sqlite;
 
 pub use error::StoreError;
+pub use postgres::{Wakeup, Wakeups};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -237,4 +238,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events with a sequence number above `after`, oldest first.
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Wake-ups when jobs may have become available on `queues`, committed by any
+    /// process (another node, `jobmesh submit`, an application enqueueing directly), so a
+    /// node claims at once instead of at its next poll. Hints only: a claimer keeps its
+    /// poll. `None` where the backend has no such signal (the default), and for
+    /// `redis_postgres`, whose jobs reach Redis after the Postgres commit that would
+    /// notify.
+    async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
+        let _ = queues;
+        Ok(None)
+    }
 }

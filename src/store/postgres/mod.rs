@@ -1168,6 +1168,10 @@ impl Store for PostgresStore {
         events(&mut conn, &evs).await
     }
 
+    async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
+        self.listen(queues).await.map(Some)
+    }
+
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         #[allow(clippy::type_complexity)]
         let rows: Vec<(
