@@ -20,6 +20,8 @@ use jobmesh::store::redis::EventCursor;
 use jobmesh::store::{SharedStore, Store};
 use serde_json::json;
 
+mod common;
+
 const T0: Millis = Millis(1_700_000_000_000);
 
 fn pg_url() -> String {
@@ -357,4 +359,13 @@ async fn a_prefix_of_another_postgres_store_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("another Postgres store"), "{err}");
     cleanup(&a).await;
+}
+
+/// A node in production mode hears jobs pushed by another process through the Redis
+/// wake lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_jobs_enqueued_by_other_processes_without_waiting_for_its_poll() {
+    let s = Arc::new(store().await);
+    common::a_node_wakes_for_jobs_enqueued_elsewhere(s.clone()).await;
+    cleanup(&s).await;
 }

@@ -19,6 +19,8 @@ use jobmesh::store::postgres::{PostgresStore, Wakeup, Wakeups};
 use jobmesh::store::{EnqueueOutcome, SharedStore, Store, StoreError};
 use serde_json::json;
 
+mod common;
+
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const T0: Millis = Millis(1_700_000_000_000);
 /// Generous: a wake-up normally arrives within milliseconds; this only bounds a failure.
@@ -458,64 +460,8 @@ async fn a_lost_listener_connection_reports_lagged_and_recovers() {
     }
 }
 
-/// A node on Postgres hears jobs committed by another process through LISTEN/NOTIFY: with
-/// a poll interval of an hour, a job enqueued straight into the store (as `jobmesh
-/// submit` or an application does) still runs at once.
+/// A node on Postgres hears jobs committed by another process through LISTEN/NOTIFY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_starts_jobs_enqueued_by_other_processes_without_waiting_for_its_poll() {
-    use jobmesh::clock::{Clock, SystemClock};
-    use jobmesh::config::{Config, WorkersSection};
-    use jobmesh::event::EventKind;
-    use jobmesh_actors::{Node, NodeOptions};
-
-    let s = store().await;
-    let producer: SharedStore = Arc::new(s.clone());
-    let config = Config::default();
-    let node = Node::start(NodeOptions {
-        node_id: NodeId("listener".into()),
-        workers: WorkersSection {
-            concurrency: 2,
-            poll_interval: Duration::from_secs(3600),
-            ..WorkersSection::default()
-        },
-        retry: config.retry.clone(),
-        store: Arc::new(s),
-        registry: jobmesh::handler::builtin::registry(&config.exec, &config.http),
-        clock: Arc::new(SystemClock),
-        retention: None,
-    })
-    .await
-    .unwrap();
-    let mut events = node.subscribe();
-    // A first job through the node itself (a local wake): once it has succeeded the
-    // workers are up and the claims that followed it found nothing, so a job enqueued
-    // from outside can only be found through a wake-up.
-    let warm = node
-        .submit(vec![NewJob::new("noop", json!({}))])
-        .await
-        .unwrap()[0]
-        .id();
-    loop {
-        let e = events.recv().await.unwrap();
-        if e.kind == EventKind::JobSucceeded && e.job == Some(warm) {
-            break;
-        }
-    }
-    let out = producer
-        .enqueue(vec![NewJob::new("noop", json!({}))], SystemClock.now())
-        .await
-        .unwrap();
-    let id = out[0].id();
-    let done = tokio::time::timeout(WAKE_TIMEOUT, async {
-        loop {
-            let e = events.recv().await.unwrap();
-            if e.kind == EventKind::JobSucceeded && e.job == Some(id) {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("the job enqueued by another process did not run: no wake-up reached the node");
-    assert_eq!(done.node.as_ref().map(|n| n.0.as_str()), Some("listener"));
-    node.shutdown(Duration::from_secs(5)).await.unwrap();
+    common::a_node_wakes_for_jobs_enqueued_elsewhere(Arc::new(store().await)).await;
 }

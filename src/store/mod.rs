@@ -242,9 +242,8 @@ pub trait Store: Send + Sync + 'static {
     /// Wake-ups when jobs may have become available on `queues`, committed by any
     /// process (another node, `jobmesh submit`, an application enqueueing directly), so a
     /// node claims at once instead of at its next poll. Hints only: a claimer keeps its
-    /// poll. `None` where the backend has no such signal (the default), and for
-    /// `redis_postgres`, whose jobs reach Redis after the Postgres commit that would
-    /// notify.
+    /// poll. Postgres: LISTEN/NOTIFY; `redis_postgres`: the Redis wake lists; `None`
+    /// where the backend has no such signal (the default; SQLite is one process).
     async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
         let _ = queues;
         Ok(None)

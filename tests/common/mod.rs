@@ -1,7 +1,7 @@
-//! Helpers shared by the integration tests that start servers of their own: panicking
-//! fronts to `jobmesh_sim::servers`, the launcher the chaos runner's store scenarios use
-//! too (one implementation of "a private redis-server / Postgres cluster on a free
-//! port", including Postgres as root through `runuser -u postgres`).
+//! Helpers shared by the integration tests: panicking fronts to `jobmesh_sim::servers`,
+//! the launcher the chaos runner's store scenarios use too (one implementation of "a
+//! private redis-server / Postgres cluster on a free port", including Postgres as root
+//! through `runuser -u postgres`), and node checks run against more than one backend.
 // Each test binary uses the part it needs.
 #![allow(dead_code)]
 
@@ -66,4 +66,64 @@ impl PgCluster {
     pub fn stop(&mut self, mode: StopMode) {
         self.0.stop(mode).unwrap_or_else(|e| panic!("{e}"));
     }
+}
+
+/// A node whose poll interval is an hour still runs at once a job that another process
+/// enqueued straight into `store` (as `jobmesh submit` or an application does): the
+/// backend's wake-ups reach its dispatcher.
+pub async fn a_node_wakes_for_jobs_enqueued_elsewhere(store: jobmesh::store::SharedStore) {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use jobmesh::clock::{Clock, SystemClock};
+    use jobmesh::config::{Config, WorkersSection};
+    use jobmesh::event::EventKind;
+    use jobmesh::job::{JobId, NewJob, NodeId};
+    use jobmesh_actors::{Node, NodeOptions};
+    use serde_json::json;
+
+    /// Bounds a failure only: a wake-up normally arrives within milliseconds.
+    const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    let config = Config::default();
+    let node = Node::start(NodeOptions {
+        node_id: NodeId("listener".into()),
+        workers: WorkersSection {
+            concurrency: 2,
+            poll_interval: Duration::from_secs(3600),
+            ..WorkersSection::default()
+        },
+        retry: config.retry.clone(),
+        store: store.clone(),
+        registry: jobmesh::handler::builtin::registry(&config.exec, &config.http),
+        clock: Arc::new(SystemClock),
+        retention: None,
+    })
+    .await
+    .unwrap();
+    let mut events = node.subscribe();
+    let mut succeeded = async |id: JobId| loop {
+        let e = events.recv().await.unwrap();
+        if e.kind == EventKind::JobSucceeded && e.job == Some(id) {
+            return e;
+        }
+    };
+    // A first job through the node itself (a local wake): once it has succeeded the
+    // workers are up and the claims that followed it found nothing, so a job enqueued
+    // from outside can only be found through a wake-up.
+    let warm = node
+        .submit(vec![NewJob::new("noop", json!({}))])
+        .await
+        .unwrap()[0]
+        .id();
+    succeeded(warm).await;
+    let out = store
+        .enqueue(vec![NewJob::new("noop", json!({}))], SystemClock.now())
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(WAKE_TIMEOUT, succeeded(out[0].id()))
+        .await
+        .expect("the job enqueued by another process did not run: no wake-up reached the node");
+    assert_eq!(done.node, Some(NodeId("listener".into())));
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
 }

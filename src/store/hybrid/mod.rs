@@ -61,7 +61,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::postgres::PostgresStore;
+use super::postgres::{PostgresStore, Wakeups};
 use super::redis::{Generation, ReadyJob, RedisDispatch, RedisDispatchConfig};
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, Store,
@@ -482,6 +482,12 @@ impl Store for HybridStore {
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.shared.pg.events_after(after, limit).await
+    }
+
+    /// From the Redis wake lists: a job reaches Redis after the Postgres commit, so a
+    /// Postgres NOTIFY could wake a claimer before there is anything to take.
+    async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
+        self.shared.redis.wakeups(queues).await.map(Some)
     }
 }
 

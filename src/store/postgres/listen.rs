@@ -65,6 +65,36 @@ impl Wakeups {
     }
 }
 
+impl Wakeups {
+    /// Wake-ups fed by a backend's own task (`feed`, given the sending side), for
+    /// signals other than LISTEN. The task is aborted when the [`Wakeups`] is dropped.
+    pub(crate) fn spawn<F, Fut>(feed: F) -> Self
+    where
+        F: FnOnce(WakeupSender) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(WAKEUP_BUFFER);
+        let task = tokio::spawn(feed(WakeupSender(Outbox { tx, lagged: false })));
+        Self { rx, task }
+    }
+}
+
+/// The sending side of a [`Wakeups`] built with [`Wakeups::spawn`].
+pub(crate) struct WakeupSender(Outbox);
+
+impl WakeupSender {
+    /// Delivers without blocking (folding into [`Wakeup::Lagged`] when the receiver is
+    /// behind); `false` once the receiver is gone.
+    pub(crate) fn deliver(&mut self, w: Wakeup) -> bool {
+        self.0.deliver(w)
+    }
+
+    /// Whether the receiver is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.tx.is_closed()
+    }
+}
+
 impl Drop for Wakeups {
     fn drop(&mut self) {
         self.task.abort();

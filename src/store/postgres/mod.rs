@@ -31,6 +31,7 @@
 mod listen;
 pub(crate) mod rows;
 
+pub(crate) use listen::WakeupSender;
 pub use listen::{WAKEUP_BUFFER, Wakeup, Wakeups};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -26,6 +26,7 @@ mod scripts;
 mod state;
 mod stream;
 mod take;
+mod wake;
 
 pub use claimer::{ClaimSpec, Claimer};
 pub use keys::Keys;
