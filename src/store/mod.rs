@@ -18,9 +18,10 @@ pub mod postgres;
 pub mod redis;
 pub mod retention;
 pub mod sqlite;
+mod wakeup;
 
 pub use error::StoreError;
-pub use postgres::{Wakeup, Wakeups};
+pub use wakeup::{WAKEUP_BUFFER, Wakeup, Wakeups};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -61,11 +61,11 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::postgres::{PostgresStore, Wakeups};
+use super::postgres::PostgresStore;
 use super::redis::{Generation, ReadyJob, RedisDispatch, RedisDispatchConfig};
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, Store,
-    StoreError, retention,
+    StoreError, Wakeups, retention,
 };
 use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};

@@ -31,8 +31,8 @@
 mod listen;
 pub(crate) mod rows;
 
-pub(crate) use listen::WakeupSender;
-pub use listen::{WAKEUP_BUFFER, Wakeup, Wakeups};
+// Re-exported where they were first defined, so `store::postgres::Wakeups` still names them.
+pub use super::wakeup::{WAKEUP_BUFFER, Wakeup, Wakeups};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
@@ -221,7 +221,7 @@ impl PostgresStore {
             .idle_timeout(None)
             .connect_with(self.options.clone())
             .await?;
-        Wakeups::start(pool, &self.channel, queues).await
+        listen::start(pool, &self.channel, queues).await
     }
 
     /// Closes the pool, waiting for running statements.

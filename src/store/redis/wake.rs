@@ -9,12 +9,10 @@ use redis::aio::ConnectionManager;
 
 use super::RedisDispatch;
 use crate::store::StoreError;
-use crate::store::postgres::{Wakeup, WakeupSender, Wakeups};
+use crate::store::wakeup::{Backoff, Wakeup, WakeupSender, Wakeups};
 
 /// How long one `BLPOP` blocks: the task notices a dropped receiver at least this often.
 const BLOCK: Duration = Duration::from_secs(1);
-/// Longest pause between retries while Redis is unreachable.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 impl RedisDispatch {
     /// Wake-ups for `queues` (at least one), on a connection of its own. Hints only:
@@ -35,7 +33,7 @@ impl RedisDispatch {
 
 async fn forward(mut conn: ConnectionManager, keys: Vec<(String, String)>, mut out: WakeupSender) {
     let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new();
     while !out.is_closed() {
         let popped: Result<Option<(String, String)>, _> = redis::cmd("BLPOP")
             .arg(&names)
@@ -44,15 +42,13 @@ async fn forward(mut conn: ConnectionManager, keys: Vec<(String, String)>, mut o
             .await;
         let delivered = match popped {
             Ok(Some((key, _))) => {
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 let queue = keys.iter().find(|(k, _)| *k == key).map(|(_, q)| q.clone());
                 out.deliver(queue.map_or(Wakeup::Lagged, Wakeup::Queue))
             }
             Ok(None) => true,
             Err(e) => {
-                tracing::warn!(error = %e, "waiting on Redis wake lists failed; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.failed("waiting on Redis wake lists", &e).await;
                 out.deliver(Wakeup::Lagged)
             }
         };
