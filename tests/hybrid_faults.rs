@@ -2,7 +2,8 @@
 //! real node (actors, workers, batched completion): Redis flushed mid-drain, Redis
 //! killed and restarted mid-run, Postgres stopped and restarted mid-run. After each,
 //! every job must have succeeded exactly once: one recorded success (execution row and
-//! `job.succeeded` event) per job, none lost.
+//! `job.succeeded` event) per job, none lost. And wake-ups subscribed while Redis is
+//! down arrive once it is back.
 //!
 //! Servers that a fault would hurt are started here from the system binaries, on free
 //! ports (`tests/common`, over `jobmesh_sim::servers`, which the chaos runner's store
@@ -23,7 +24,7 @@ use jobmesh::clock::SystemClock;
 use jobmesh::config::{Config, WorkersSection};
 use jobmesh::job::{JobId, NewJob, NodeId};
 use jobmesh::store::hybrid::{HybridConfig, HybridStore};
-use jobmesh::store::{SharedStore, Store};
+use jobmesh::store::{SharedStore, Store, Wakeup};
 use jobmesh_actors::{Node, NodeOptions};
 use serde_json::json;
 use tokio::time::Instant;
@@ -294,4 +295,53 @@ async fn postgres_stopped_and_restarted_mid_run() {
             .await
             .unwrap();
     }
+}
+
+/// Wake-ups subscribed while Redis is down (as a node starting during an outage does,
+/// the store having connected before it) reach the Redis wake lists once Redis is back:
+/// a job enqueued then arrives as a wake-up for its queue. Only a `BLPOP` that popped a
+/// token names a queue (retries deliver `Lagged`), so this needs the task's own
+/// connection to have come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_subscribed_during_a_redis_outage_arrive_once_redis_is_back() {
+    /// Bounds a failure only: the task retries at least every 2 s.
+    const WAKE_TIMEOUT: Duration = Duration::from_secs(20);
+    let port = free_port();
+    let mut redis = RedisServer::start(port);
+    let store = HybridStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
+        .await
+        .expect("connect");
+    redis.kill();
+    let mut wakeups = store
+        .wakeups(&["default".into()])
+        .await
+        .expect("subscribing needs no Redis")
+        .expect("the production mode has wake-ups");
+    let _redis = RedisServer::start(port);
+    // The store's own connection is back once the reconciler has rebuilt Redis, so the
+    // enqueue below reaches the wake lists.
+    let until = Instant::now() + DRAIN_DEADLINE;
+    while store.redis().generation().await.ok().flatten().is_none() {
+        assert!(
+            Instant::now() < until,
+            "the restarted Redis was not rebuilt"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store
+        .enqueue(vec![job()], jobmesh::clock::Clock::now(&SystemClock))
+        .await
+        .unwrap();
+    let woken = tokio::time::timeout(WAKE_TIMEOUT, async {
+        loop {
+            match wakeups.recv().await {
+                Some(Wakeup::Queue(q)) => return q,
+                Some(Wakeup::Lagged) => continue,
+                None => panic!("the wake-up task stopped"),
+            }
+        }
+    })
+    .await
+    .expect("no wake-up for the queue: the task never reached the restarted Redis");
+    assert_eq!(woken, "default");
 }

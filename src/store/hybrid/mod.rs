@@ -487,7 +487,7 @@ impl Store for HybridStore {
     /// From the Redis wake lists: a job reaches Redis after the Postgres commit, so a
     /// Postgres NOTIFY could wake a claimer before there is anything to take.
     async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
-        self.shared.redis.wakeups(queues).await.map(Some)
+        self.shared.redis.wakeups(queues).map(Some)
     }
 }
 
