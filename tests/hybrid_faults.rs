@@ -139,6 +139,19 @@ async fn wait_state(store: &dyn Store, id: JobId) {
     }
 }
 
+/// Polls until the reconciler has rebuilt a restarted (empty) Redis: its generation
+/// marker is back.
+async fn wait_rebuilt(store: &HybridStore) {
+    let until = Instant::now() + DRAIN_DEADLINE;
+    while store.redis().generation().await.ok().flatten().is_none() {
+        assert!(
+            Instant::now() < until,
+            "the restarted Redis was not rebuilt"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every job succeeded, with exactly one execution row and one `job.succeeded` event.
 async fn assert_exactly_once(pool: &sqlx::PgPool, ids: &[JobId]) {
     let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
@@ -232,14 +245,7 @@ async fn redis_killed_and_restarted_mid_run() {
     // The node is alive and dispatches through the restarted (and rebuilt) Redis.
     let late = node.submit(vec![job()]).await.unwrap()[0].id();
     wait_state(&*store, late).await;
-    let until = Instant::now() + DRAIN_DEADLINE;
-    while store.redis().generation().await.ok().flatten().is_none() {
-        assert!(
-            Instant::now() < until,
-            "the restarted Redis was not rebuilt"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_rebuilt(&store).await;
     node.shutdown(Duration::from_secs(5)).await.unwrap();
     assert_exactly_once(&pool, &ids).await;
     drop(redis);
@@ -320,14 +326,7 @@ async fn wake_ups_subscribed_during_a_redis_outage_arrive_once_redis_is_back() {
     let _redis = RedisServer::start(port);
     // The store's own connection is back once the reconciler has rebuilt Redis, so the
     // enqueue below reaches the wake lists.
-    let until = Instant::now() + DRAIN_DEADLINE;
-    while store.redis().generation().await.ok().flatten().is_none() {
-        assert!(
-            Instant::now() < until,
-            "the restarted Redis was not rebuilt"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_rebuilt(&store).await;
     store
         .enqueue(vec![job()], jobmesh::clock::Clock::now(&SystemClock))
         .await
