@@ -9,7 +9,7 @@ use jobmesh::store::StoreError;
 use tokio::sync::mpsc;
 
 /// Longest pause between retries of a write.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 /// Runs `op` until it succeeds or fails for good. Transient store errors (an outage) are
 /// retried after a delay doubling from `first` up to 2 s, at most `attempts` tries in

@@ -1,13 +1,19 @@
-//! Maintenance: every poll interval it promotes due scheduled/retryable jobs, rescues
-//! jobs whose lease lapsed (a crashed node's), and every third of a lease it extends the
-//! leases of attempts running here, interrupting those whose lease was lost (cancelled,
-//! revoked, rescued).
+//! Maintenance: every third of a lease it extends the leases of attempts running here,
+//! interrupting those whose lease was lost (cancelled, revoked, rescued); every poll
+//! interval it promotes due scheduled/retryable jobs and rescues jobs whose lease lapsed
+//! (a crashed node's). Own leases are renewed first, a failed renewal is retried on the
+//! next round, and after a store outage rescues wait out a grace ([`RescueGate`]), so
+//! leases that ran out while nobody could renew them are not taken from live holders.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jobmesh::clock::Millis;
+use jobmesh::job::RescueGate;
+use jobmesh::store::StoreError;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use crate::batch::MAX_RETRY_DELAY;
 use crate::context::Ctx;
 use crate::dispatcher::DispatchMsg;
 
@@ -24,8 +30,10 @@ pub(crate) struct Maintenance;
 pub(crate) struct MaintenanceState {
     ctx: Arc<Ctx>,
     dispatcher: ActorRef<DispatchMsg>,
+    /// When this node's leases were last renewed (or the node started).
     last_extend: Millis,
     next_purge: Millis,
+    rescue: RescueGate,
 }
 
 /// Leader-lease role of the node that purges.
@@ -47,6 +55,11 @@ impl Actor for Maintenance {
         Ok(MaintenanceState {
             last_extend: ctx.now(),
             next_purge: ctx.now(),
+            rescue: RescueGate::new(
+                rescue_grace(ctx.workers.lease),
+                silence(ctx.workers.lease),
+                ctx.now(),
+            ),
             ctx,
             dispatcher,
         })
@@ -60,26 +73,46 @@ impl Actor for Maintenance {
     ) -> Result<(), ActorProcessingErr> {
         let ctx = &s.ctx;
         let now = ctx.now();
+        let lease_ms = ctx.workers.lease.as_millis() as i64;
+        if now.0 - s.last_extend.0 >= lease_ms / 3 {
+            match extend(ctx, now).await {
+                Ok(asked_store) => {
+                    s.last_extend = now;
+                    if asked_store {
+                        s.rescue.store_answered(ctx.now());
+                    }
+                }
+                // Not marking `last_extend`: the next round tries again.
+                Err(e) => seen_failure(&mut s.rescue, &e),
+            }
+        }
         let mut wake = false;
         match ctx.store.promote_due(now).await {
-            Ok(n) => wake |= n > 0,
-            Err(e) => tracing::warn!(error = %e, "promoting due jobs failed"),
-        }
-        match ctx.store.rescue_expired(now).await {
-            Ok(rescued) if !rescued.is_empty() => {
-                tracing::info!(n = rescued.len(), "rescued jobs whose lease lapsed");
-                wake = true;
+            Ok(n) => {
+                s.rescue.store_answered(ctx.now());
+                wake |= n > 0;
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "rescuing expired leases failed"),
+            Err(e) => {
+                seen_failure(&mut s.rescue, &e);
+                tracing::warn!(error = %e, "promoting due jobs failed");
+            }
+        }
+        let now = ctx.now();
+        if s.rescue.may_rescue(now) {
+            match ctx.store.rescue_expired(now).await {
+                Ok(rescued) if !rescued.is_empty() => {
+                    tracing::info!(n = rescued.len(), "rescued jobs whose lease lapsed");
+                    wake = true;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    seen_failure(&mut s.rescue, &e);
+                    tracing::warn!(error = %e, "rescuing expired leases failed");
+                }
+            }
         }
         if wake {
             s.dispatcher.cast(DispatchMsg::Wake).ok();
-        }
-        let lease_ms = ctx.workers.lease.as_millis() as i64;
-        if now.0 - s.last_extend.0 >= lease_ms / 3 {
-            s.last_extend = now;
-            extend(ctx, now).await;
         }
         if let Some(retention) = &ctx.retention
             && now >= s.next_purge
@@ -91,10 +124,33 @@ impl Actor for Maintenance {
     }
 }
 
-async fn extend(ctx: &Ctx, now: Millis) {
+/// How long rescues wait after this node saw the store come back: a full lease, so every
+/// live holder gets one to renew, and never less than two of the completer's longest
+/// retry pauses, so outcomes finished during the outage are recorded first.
+fn rescue_grace(lease: Duration) -> Duration {
+    lease.max(2 * MAX_RETRY_DELAY)
+}
+
+/// How long without a store answer counts as an outage: a renewal period (holders could
+/// not renew either), but at least a second, so that a busy machine's slow round is not
+/// taken for one.
+fn silence(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_secs(1))
+}
+
+/// Reports a failed store call to the gate if it was an outage (not a refused request).
+fn seen_failure(gate: &mut RescueGate, e: &StoreError) {
+    if e.is_transient() {
+        gate.store_failed();
+    }
+}
+
+/// Renews the leases of the attempts running here, interrupting those that were lost;
+/// whether there were any (and so the store was asked).
+async fn extend(ctx: &Ctx, now: Millis) -> Result<bool, StoreError> {
     let leases = ctx.inflight.leases();
     if leases.is_empty() {
-        return;
+        return Ok(false);
     }
     match ctx
         .store
@@ -107,8 +163,12 @@ async fn extend(ctx: &Ctx, now: Millis) {
                     ctx.inflight.interrupt(lease.job, Some(lease.token));
                 }
             }
+            Ok(true)
         }
-        Err(e) => tracing::warn!(error = %e, "extending leases failed; will retry"),
+        Err(e) => {
+            tracing::warn!(error = %e, "extending leases failed; will retry");
+            Err(e)
+        }
     }
 }
 

@@ -5,10 +5,12 @@
 
 mod backoff;
 mod outcome;
+mod rescue;
 mod state;
 
 pub use backoff::RetryPolicy;
 pub use outcome::{Completion, CompletionResult, Outcome, decide_failure};
+pub use rescue::RescueGate;
 pub use state::JobState;
 
 use serde::{Deserialize, Serialize};
