@@ -55,11 +55,7 @@ impl Actor for Maintenance {
         Ok(MaintenanceState {
             last_extend: ctx.now(),
             next_purge: ctx.now(),
-            rescue: RescueGate::new(
-                rescue_grace(ctx.workers.lease),
-                silence(ctx.workers.lease),
-                ctx.now(),
-            ),
+            rescue: RescueGate::new(rescue_grace(ctx.workers.lease), silence(every), ctx.now()),
             ctx,
             dispatcher,
         })
@@ -131,11 +127,13 @@ fn rescue_grace(lease: Duration) -> Duration {
     lease.max(2 * MAX_RETRY_DELAY)
 }
 
-/// How long without a store answer counts as an outage: a renewal period (holders could
-/// not renew either), but at least a second, so that a busy machine's slow round is not
-/// taken for one.
-fn silence(lease: Duration) -> Duration {
-    (lease / 3).max(Duration::from_secs(1))
+/// How long without a store answer counts as an outage, given the round interval
+/// `every` (at most a third of a lease): two rounds, but at least a second, so that a
+/// busy machine's slow round is not taken for one. Silence is measured between answers,
+/// which normally come a round apart. A lease can only lapse unrenewed during an outage
+/// of two thirds of a lease or more, and two rounds are never longer than that.
+fn silence(every: Duration) -> Duration {
+    (2 * every).max(Duration::from_secs(1))
 }
 
 /// Reports a failed store call to the gate if it was an outage (not a refused request).
@@ -185,5 +183,37 @@ async fn purge(ctx: &Ctx, retention: &jobmesh::store::retention::Retention, now:
         },
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "leader lease check failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With the poll interval at or above a third of the lease, rounds come a renewal
+    /// period apart: answers that far apart (and a little more, for the round's own
+    /// work) must not read as an outage, or rescues would be held back for good.
+    #[test]
+    fn answers_a_round_apart_never_hold_rescues_back() {
+        let lease = Duration::from_secs(30);
+        let every = lease / 3;
+        let mut gate = RescueGate::new(rescue_grace(lease), silence(every), Millis(0));
+        let round = every.as_millis() as i64 + 250;
+        for i in 1..=10 {
+            let at = Millis(i * round);
+            gate.store_answered(at);
+            assert!(gate.may_rescue(at), "round {i}");
+        }
+    }
+
+    #[test]
+    fn an_outage_long_enough_to_lapse_a_lease_is_seen_as_one() {
+        let lease = Duration::from_secs(30);
+        let every = Duration::from_millis(500);
+        let mut gate = RescueGate::new(rescue_grace(lease), silence(every), Millis(0));
+        // Renewed at 0, the lease lapses at 30 s; the store answers again at 31 s.
+        gate.store_answered(Millis(31_000));
+        assert!(!gate.may_rescue(Millis(31_000)));
+        assert!(gate.may_rescue(Millis(61_000)));
     }
 }
