@@ -369,3 +369,99 @@ async fn a_node_starts_jobs_enqueued_by_other_processes_without_waiting_for_its_
     common::a_node_wakes_for_jobs_enqueued_elsewhere(s.clone()).await;
     cleanup(&s).await;
 }
+
+/// Bounds a failure only: heartbeats and relayed states arrive within a few rounds.
+const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Polls `check` until it holds, failing with `what` after [`LIVE_TIMEOUT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + LIVE_TIMEOUT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {LIVE_TIMEOUT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A handler that reports each job it starts and then waits for a permit.
+fn gated(
+    registry: &mut jobmesh::handler::Registry,
+) -> (
+    tokio::sync::mpsc::Receiver<JobId>,
+    Arc<tokio::sync::Semaphore>,
+) {
+    let (started_tx, started) = tokio::sync::mpsc::channel::<JobId>(8);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    registry.register_fn(
+        "gated",
+        jobmesh::payload::PayloadRules::default(),
+        move |ctx| {
+            let started = started_tx.clone();
+            let gate = g.clone();
+            async move {
+                let _ = started.send(ctx.job.id).await;
+                gate.acquire().await.unwrap().forget();
+                Ok(None)
+            }
+        },
+    );
+    (started, gate)
+}
+
+/// A node in production mode shows itself and its worker slots in the Redis heartbeat
+/// registries while it runs, and drops out of them once their TTL passes after it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_node_is_live_in_redis() {
+    use jobmesh::clock::SystemClock;
+    use jobmesh::config::{Config, WorkersSection};
+    use jobmesh_actors::{Node, NodeOptions};
+
+    let s = Arc::new(store().await);
+    let config = Config::default();
+    let mut registry = jobmesh::handler::builtin::registry(&config.exec, &config.http);
+    let (mut started, gate) = gated(&mut registry);
+    let node = Node::start(NodeOptions {
+        node_id: NodeId("hb".into()),
+        workers: WorkersSection {
+            concurrency: 2,
+            poll_interval: Duration::from_millis(100),
+            ..WorkersSection::default()
+        },
+        retry: config.retry.clone(),
+        store: s.clone(),
+        registry,
+        clock: Arc::new(SystemClock),
+        retention: None,
+    })
+    .await
+    .unwrap();
+    let id = node
+        .submit(vec![NewJob::new("gated", json!({}))])
+        .await
+        .unwrap()[0]
+        .id();
+    assert_eq!(started.recv().await, Some(id));
+
+    let r = s.redis();
+    eventually("the node and its two workers are live", async || {
+        r.alive_nodes().await.unwrap() == [NodeId("hb".into())]
+            && r.alive_workers().await.unwrap()
+                == [WorkerId("hb/w0".into()), WorkerId("hb/w1".into())]
+    })
+    .await;
+
+    gate.add_permits(1);
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+    eventually("the stopped node's heartbeats expire", async || {
+        r.alive_nodes().await.unwrap().is_empty() && r.alive_workers().await.unwrap().is_empty()
+    })
+    .await;
+    cleanup(&s).await;
+}

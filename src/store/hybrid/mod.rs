@@ -71,7 +71,7 @@ use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease, NewJob,
-    NodeId, Outcome,
+    NodeId, Outcome, WorkerId,
 };
 
 /// Settings of a [`HybridStore`].
@@ -488,6 +488,26 @@ impl Store for HybridStore {
     /// Postgres NOTIFY could wake a claimer before there is anything to take.
     async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
         self.shared.redis.wakeups(queues).map(Some)
+    }
+
+    /// Into the Redis heartbeat registries, one pipeline per round. Skipped while Redis
+    /// is marked down (claims go to Postgres then); a failure marks it down like a failed
+    /// claim and is returned for the caller to log: nothing else depends on it.
+    async fn heartbeat(
+        &self,
+        node: &NodeId,
+        workers: &[WorkerId],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let s = &self.shared;
+        if s.redis_is_down() {
+            return Ok(());
+        }
+        let result = s.redis.heartbeat_members(node, workers, ttl).await;
+        if let Err(e) = &result {
+            s.redis_failed(e);
+        }
+        result
     }
 }
 
