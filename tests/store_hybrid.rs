@@ -416,9 +416,10 @@ fn gated(
 }
 
 /// A node in production mode shows itself and its worker slots in the Redis heartbeat
-/// registries while it runs, and drops out of them once their TTL passes after it stops.
+/// registries while it runs, and drops out of them once their TTL passes after it stops;
+/// the state hash of the job it runs follows the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_node_is_live_in_redis() {
+async fn a_running_node_and_its_job_are_live_in_redis() {
     use jobmesh::clock::SystemClock;
     use jobmesh::config::{Config, WorkersSection};
     use jobmesh_actors::{Node, NodeOptions};
@@ -457,11 +458,70 @@ async fn a_running_node_is_live_in_redis() {
     })
     .await;
 
+    eventually("the running job's state hash says running", async || {
+        r.get_state(id).await.unwrap() == Some(JobState::Running)
+    })
+    .await;
+
     gate.add_permits(1);
+    eventually("the finished job's state hash says succeeded", async || {
+        r.get_state(id).await.unwrap() == Some(JobState::Succeeded)
+    })
+    .await;
     node.shutdown(Duration::from_secs(5)).await.unwrap();
     eventually("the stopped node's heartbeats expire", async || {
         r.alive_nodes().await.unwrap().is_empty() && r.alive_workers().await.unwrap().is_empty()
     })
     .await;
+    cleanup(&s).await;
+}
+
+/// The state hashes follow every transition through the store API: those with an event
+/// through the relay, promotion and released children after their commit.
+#[tokio::test]
+async fn job_state_hashes_follow_each_transition() {
+    let s = store().await;
+    let r = s.redis();
+    let state_is = async |id: JobId, want: JobState| {
+        eventually(&format!("job {id} reads {want:?}"), async || {
+            r.get_state(id).await.unwrap() == Some(want)
+        })
+        .await;
+    };
+    let mut later = noop();
+    later.run_at = Some(T0.plus(Duration::from_secs(60)));
+    let out = s.enqueue(vec![noop(), later], T0).await.unwrap();
+    let (now_id, later_id) = (out[0].id(), out[1].id());
+    let mut child = noop();
+    child.depends_on = vec![now_id];
+    let child_id = s.enqueue(vec![child], T0).await.unwrap()[0].id();
+    state_is(now_id, JobState::Available).await;
+    state_is(later_id, JobState::Scheduled).await;
+    state_is(child_id, JobState::Waiting).await;
+
+    let claimed = s.claim(&request(1, T0)).await.unwrap();
+    assert_eq!(claimed[0].job.id, now_id);
+    state_is(now_id, JobState::Running).await;
+    let done = jobmesh::job::Completion {
+        lease: claimed[0].lease.clone(),
+        outcome: jobmesh::job::Outcome::Succeeded { output: None },
+        started_at: T0,
+        finished_at: T0,
+    };
+    s.complete(vec![done]).await.unwrap();
+    state_is(now_id, JobState::Succeeded).await;
+    state_is(child_id, JobState::Available).await;
+
+    assert_eq!(
+        s.promote_due(T0.plus(Duration::from_secs(61)))
+            .await
+            .unwrap(),
+        1
+    );
+    state_is(later_id, JobState::Available).await;
+    s.cancel(later_id, T0.plus(Duration::from_secs(62)))
+        .await
+        .unwrap();
+    state_is(later_id, JobState::Cancelled).await;
     cleanup(&s).await;
 }

@@ -89,7 +89,8 @@ pub struct HybridConfig {
     /// After a Redis failure (or a Postgres failure to confirm a claim), claims go
     /// straight to Postgres for this long.
     pub redis_retry: Duration,
-    /// Whether the background task copies lifecycle events into the Redis stream.
+    /// Whether the background task copies lifecycle events into the Redis stream (and
+    /// with them sets the job-state hashes; see [`relay`]).
     pub relay: bool,
     /// Events per relay batch (one Postgres read, one Redis `MULTI`). A `MULTI` holds
     /// Redis while it runs, so batches stay small enough not to stall claims.
@@ -402,7 +403,9 @@ impl Store for HybridStore {
         .fetch_all(s.pg.pool())
         .await?;
         let n = rows.len() as u64;
+        let ids: Vec<JobId> = rows.iter().map(|r| JobId(r.0)).collect();
         s.push_ready(outbox::ready_jobs(rows), now).await;
+        s.note_available(&ids).await;
         Ok(n)
     }
 
