@@ -420,29 +420,11 @@ fn gated(
 /// the state hash of the job it runs follows the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_node_and_its_job_are_live_in_redis() {
-    use jobmesh::clock::SystemClock;
-    use jobmesh::config::{Config, WorkersSection};
-    use jobmesh_actors::{Node, NodeOptions};
-
     let s = Arc::new(store().await);
-    let config = Config::default();
+    let config = jobmesh::config::Config::default();
     let mut registry = jobmesh::handler::builtin::registry(&config.exec, &config.http);
     let (mut started, gate) = gated(&mut registry);
-    let node = Node::start(NodeOptions {
-        node_id: NodeId("hb".into()),
-        workers: WorkersSection {
-            concurrency: 2,
-            poll_interval: Duration::from_millis(100),
-            ..WorkersSection::default()
-        },
-        retry: config.retry.clone(),
-        store: s.clone(),
-        registry,
-        clock: Arc::new(SystemClock),
-        retention: None,
-    })
-    .await
-    .unwrap();
+    let node = common::start_node(s.clone(), "hb", Duration::from_millis(100), registry).await;
     let id = node
         .submit(vec![NewJob::new("gated", json!({}))])
         .await
