@@ -369,3 +369,141 @@ async fn a_node_starts_jobs_enqueued_by_other_processes_without_waiting_for_its_
     common::a_node_wakes_for_jobs_enqueued_elsewhere(s.clone()).await;
     cleanup(&s).await;
 }
+
+/// Bounds a failure only: heartbeats and relayed states arrive within a few rounds.
+const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Polls `check` until it holds, failing with `what` after [`LIVE_TIMEOUT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + LIVE_TIMEOUT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {LIVE_TIMEOUT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A handler that reports each job it starts and then waits for a permit.
+fn gated(
+    registry: &mut jobmesh::handler::Registry,
+) -> (
+    tokio::sync::mpsc::Receiver<JobId>,
+    Arc<tokio::sync::Semaphore>,
+) {
+    let (started_tx, started) = tokio::sync::mpsc::channel::<JobId>(8);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    registry.register_fn(
+        "gated",
+        jobmesh::payload::PayloadRules::default(),
+        move |ctx| {
+            let started = started_tx.clone();
+            let gate = g.clone();
+            async move {
+                let _ = started.send(ctx.job.id).await;
+                gate.acquire().await.unwrap().forget();
+                Ok(None)
+            }
+        },
+    );
+    (started, gate)
+}
+
+/// A node in production mode shows itself and its worker slots in the Redis heartbeat
+/// registries while it runs, and drops out of them once their TTL passes after it stops;
+/// the state hash of the job it runs follows the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_node_and_its_job_are_live_in_redis() {
+    let s = Arc::new(store().await);
+    let config = jobmesh::config::Config::default();
+    let mut registry = jobmesh::handler::builtin::registry(&config.exec, &config.http);
+    let (mut started, gate) = gated(&mut registry);
+    let node = common::start_node(s.clone(), "hb", Duration::from_millis(100), registry).await;
+    let id = node
+        .submit(vec![NewJob::new("gated", json!({}))])
+        .await
+        .unwrap()[0]
+        .id();
+    assert_eq!(started.recv().await, Some(id));
+
+    let r = s.redis();
+    eventually("the node and its two workers are live", async || {
+        r.alive_nodes().await.unwrap() == [NodeId("hb".into())]
+            && r.alive_workers().await.unwrap()
+                == [WorkerId("hb/w0".into()), WorkerId("hb/w1".into())]
+    })
+    .await;
+
+    eventually("the running job's state hash says running", async || {
+        r.get_state(id).await.unwrap() == Some(JobState::Running)
+    })
+    .await;
+
+    gate.add_permits(1);
+    eventually("the finished job's state hash says succeeded", async || {
+        r.get_state(id).await.unwrap() == Some(JobState::Succeeded)
+    })
+    .await;
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+    eventually("the stopped node's heartbeats expire", async || {
+        r.alive_nodes().await.unwrap().is_empty() && r.alive_workers().await.unwrap().is_empty()
+    })
+    .await;
+    cleanup(&s).await;
+}
+
+/// The state hashes follow every transition through the store API: those with an event
+/// through the relay, promotion and released children after their commit.
+#[tokio::test]
+async fn job_state_hashes_follow_each_transition() {
+    let s = store().await;
+    let r = s.redis();
+    let state_is = async |id: JobId, want: JobState| {
+        eventually(&format!("job {id} reads {want:?}"), async || {
+            r.get_state(id).await.unwrap() == Some(want)
+        })
+        .await;
+    };
+    let mut later = noop();
+    later.run_at = Some(T0.plus(Duration::from_secs(60)));
+    let out = s.enqueue(vec![noop(), later], T0).await.unwrap();
+    let (now_id, later_id) = (out[0].id(), out[1].id());
+    let mut child = noop();
+    child.depends_on = vec![now_id];
+    let child_id = s.enqueue(vec![child], T0).await.unwrap()[0].id();
+    state_is(now_id, JobState::Available).await;
+    state_is(later_id, JobState::Scheduled).await;
+    state_is(child_id, JobState::Waiting).await;
+
+    let claimed = s.claim(&request(1, T0)).await.unwrap();
+    assert_eq!(claimed[0].job.id, now_id);
+    state_is(now_id, JobState::Running).await;
+    let done = jobmesh::job::Completion {
+        lease: claimed[0].lease.clone(),
+        outcome: jobmesh::job::Outcome::Succeeded { output: None },
+        started_at: T0,
+        finished_at: T0,
+    };
+    s.complete(vec![done]).await.unwrap();
+    state_is(now_id, JobState::Succeeded).await;
+    state_is(child_id, JobState::Available).await;
+
+    assert_eq!(
+        s.promote_due(T0.plus(Duration::from_secs(61)))
+            .await
+            .unwrap(),
+        1
+    );
+    state_is(later_id, JobState::Available).await;
+    s.cancel(later_id, T0.plus(Duration::from_secs(62)))
+        .await
+        .unwrap();
+    state_is(later_id, JobState::Cancelled).await;
+    cleanup(&s).await;
+}

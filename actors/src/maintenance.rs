@@ -49,7 +49,7 @@ impl Actor for Maintenance {
         myself: ActorRef<Self::Msg>,
         (ctx, dispatcher): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let every = ctx.workers.poll_interval.min(ctx.workers.lease / 3);
+        let every = round_interval(&ctx);
         myself.send_interval(every, || MaintenanceMsg::Tick);
         myself.cast(MaintenanceMsg::Tick)?;
         Ok(MaintenanceState {
@@ -110,6 +110,7 @@ impl Actor for Maintenance {
         if wake {
             s.dispatcher.cast(DispatchMsg::Wake).ok();
         }
+        heartbeat(ctx).await;
         if let Some(retention) = &ctx.retention
             && now >= s.next_purge
         {
@@ -118,6 +119,32 @@ impl Actor for Maintenance {
         }
         Ok(())
     }
+}
+
+/// Tells the store this node and its worker slots are alive for a few rounds (where the
+/// backend keeps a registry: Redis in `redis_postgres`). Workers are named per slot,
+/// `<node>/w<slot>`, as in their lifecycle events; every slot is reported, a slot being
+/// restarted is still one of the node's workers. Best-effort: nothing in the node
+/// depends on it, so a failure is only logged.
+async fn heartbeat(ctx: &Ctx) {
+    let workers: Vec<_> = (0..ctx.workers.concurrency as usize)
+        .map(|slot| ctx.worker_id(slot))
+        .collect();
+    let ttl = heartbeat_ttl(round_interval(ctx));
+    if let Err(e) = ctx.store.heartbeat(&ctx.node, &workers, ttl).await {
+        tracing::debug!(error = %e, "recording the node's heartbeat failed");
+    }
+}
+
+/// The interval between maintenance rounds.
+fn round_interval(ctx: &Ctx) -> Duration {
+    ctx.workers.poll_interval.min(ctx.workers.lease / 3)
+}
+
+/// How long a heartbeat lasts: three rounds, so one slow or failed round does not make
+/// the node look gone, but at least a second.
+fn heartbeat_ttl(round: Duration) -> Duration {
+    (round * 3).max(Duration::from_secs(1))
 }
 
 /// How long rescues wait after this node saw the store come back: a full lease, so every

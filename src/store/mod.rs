@@ -33,7 +33,7 @@ use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease, NewJob,
-    NodeId,
+    NodeId, WorkerId,
 };
 
 /// A store shared between actors.
@@ -248,5 +248,22 @@ pub trait Store: Send + Sync + 'static {
     async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
         let _ = queues;
         Ok(None)
+    }
+
+    /// Records that `node` and its `workers` are alive for the next `ttl` (a node calls
+    /// this every maintenance round), so operators and dashboards can list the live
+    /// members. `redis_postgres`: heartbeat keys and registries in Redis, best-effort
+    /// like the rest of its Redis side. The default does nothing: SQLite and Postgres keep
+    /// no registry, because nothing decides on it (an absent node is detected by its
+    /// lapsed leases in the store and by the mesh's votes), and a table written by every
+    /// node every round would only add write load to the system of record.
+    async fn heartbeat(
+        &self,
+        node: &NodeId,
+        workers: &[WorkerId],
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let _ = (node, workers, ttl);
+        Ok(())
     }
 }

@@ -72,35 +72,26 @@ impl PgCluster {
 /// enqueued straight into `store` (as `jobmesh submit` or an application does): the
 /// backend's wake-ups reach its dispatcher.
 pub async fn a_node_wakes_for_jobs_enqueued_elsewhere(store: jobmesh::store::SharedStore) {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use jobmesh::clock::{Clock, SystemClock};
-    use jobmesh::config::{Config, WorkersSection};
+    use jobmesh::config::Config;
     use jobmesh::event::EventKind;
     use jobmesh::job::{JobId, NewJob, NodeId};
-    use jobmesh_actors::{Node, NodeOptions};
     use serde_json::json;
 
     /// Bounds a failure only: a wake-up normally arrives within milliseconds.
     const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
     let config = Config::default();
-    let node = Node::start(NodeOptions {
-        node_id: NodeId("listener".into()),
-        workers: WorkersSection {
-            concurrency: 2,
-            poll_interval: Duration::from_secs(3600),
-            ..WorkersSection::default()
-        },
-        retry: config.retry.clone(),
-        store: store.clone(),
-        registry: jobmesh::handler::builtin::registry(&config.exec, &config.http),
-        clock: Arc::new(SystemClock),
-        retention: None,
-    })
-    .await
-    .unwrap();
+    let registry = jobmesh::handler::builtin::registry(&config.exec, &config.http);
+    let node = start_node(
+        store.clone(),
+        "listener",
+        Duration::from_secs(3600),
+        registry,
+    )
+    .await;
     let mut events = node.subscribe();
     let mut succeeded = async |id: JobId| loop {
         let e = events.recv().await.unwrap();
@@ -126,4 +117,31 @@ pub async fn a_node_wakes_for_jobs_enqueued_elsewhere(store: jobmesh::store::Sha
         .expect("the job enqueued by another process did not run: no wake-up reached the node");
     assert_eq!(done.node, Some(NodeId("listener".into())));
     node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A node named `name` on `store` with two workers that poll every `poll`, default retry
+/// settings and no retention.
+pub async fn start_node(
+    store: jobmesh::store::SharedStore,
+    name: &str,
+    poll: std::time::Duration,
+    registry: jobmesh::handler::Registry,
+) -> jobmesh_actors::Node {
+    use jobmesh::config::{Config, WorkersSection};
+
+    jobmesh_actors::Node::start(jobmesh_actors::NodeOptions {
+        node_id: jobmesh::job::NodeId(name.into()),
+        workers: WorkersSection {
+            concurrency: 2,
+            poll_interval: poll,
+            ..WorkersSection::default()
+        },
+        retry: Config::default().retry,
+        store,
+        registry,
+        clock: std::sync::Arc::new(jobmesh::clock::SystemClock),
+        retention: None,
+    })
+    .await
+    .unwrap()
 }

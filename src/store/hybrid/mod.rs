@@ -71,7 +71,7 @@ use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease, NewJob,
-    NodeId, Outcome,
+    NodeId, Outcome, WorkerId,
 };
 
 /// Settings of a [`HybridStore`].
@@ -89,7 +89,8 @@ pub struct HybridConfig {
     /// After a Redis failure (or a Postgres failure to confirm a claim), claims go
     /// straight to Postgres for this long.
     pub redis_retry: Duration,
-    /// Whether the background task copies lifecycle events into the Redis stream.
+    /// Whether the background task copies lifecycle events into the Redis stream (and
+    /// with them sets the job-state hashes; see [`relay`]).
     pub relay: bool,
     /// Events per relay batch (one Postgres read, one Redis `MULTI`). A `MULTI` holds
     /// Redis while it runs, so batches stay small enough not to stall claims.
@@ -402,7 +403,9 @@ impl Store for HybridStore {
         .fetch_all(s.pg.pool())
         .await?;
         let n = rows.len() as u64;
+        let ids: Vec<JobId> = rows.iter().map(|r| JobId(r.0)).collect();
         s.push_ready(outbox::ready_jobs(rows), now).await;
+        s.note_available(&ids).await;
         Ok(n)
     }
 
@@ -488,6 +491,26 @@ impl Store for HybridStore {
     /// Postgres NOTIFY could wake a claimer before there is anything to take.
     async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
         self.shared.redis.wakeups(queues).map(Some)
+    }
+
+    /// Into the Redis heartbeat registries, one pipeline per round. Skipped while Redis
+    /// is marked down (claims go to Postgres then); a failure marks it down like a failed
+    /// claim and is returned for the caller to log: nothing else depends on it.
+    async fn heartbeat(
+        &self,
+        node: &NodeId,
+        workers: &[WorkerId],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let s = &self.shared;
+        if s.redis_is_down() {
+            return Ok(());
+        }
+        let result = s.redis.heartbeat_members(node, workers, ttl).await;
+        if let Err(e) = &result {
+            s.redis_failed(e);
+        }
+        result
     }
 }
 

@@ -91,7 +91,9 @@ impl Shared {
         .bind(parents)
         .fetch_all(self.pg.pool())
         .await?;
+        let ids: Vec<JobId> = rows.iter().map(|r| JobId(r.0)).collect();
         self.push_ready(ready_jobs(rows), now).await;
+        self.note_available(&ids).await;
         Ok(())
     }
 

@@ -10,10 +10,20 @@
 //! stream with about what it would hold had it never been lost; older events are in
 //! Postgres (`jobmesh events`).
 //!
+//! With each batch the relay sets the current-state hashes (`P:state:<id>`) of the jobs
+//! it concerns, read from Postgres, so they follow every transition that records an
+//! event off the hot path; the two transitions without one (due jobs promoted, children
+//! released) set theirs after their commit ([`Shared::note_available`]).
+//!
 //! Known limit (that of `events_after` on Postgres): an event's `seq` is drawn before its
 //! transaction commits, so a slow transaction can commit seq `n` after the relay passed
 //! `n + 1`; that event stays in Postgres but is missing from the stream.
 
+use std::collections::BTreeSet;
+
+use crate::event::LifecycleEvent;
+use crate::job::{JobId, JobState};
+use crate::store::postgres::rows;
 use crate::store::{Store, StoreError};
 
 use super::Shared;
@@ -46,6 +56,9 @@ impl Shared {
                 break;
             };
             let events: Vec<_> = batch.into_iter().map(|e| e.event).collect();
+            // States first: a failure leaves the position where it was, so the next
+            // round sets them again with the batch.
+            self.relay_states(&events).await?;
             self.redis.publish_relayed(&events, last).await?;
             copied += events.len();
             after = last;
@@ -54,6 +67,43 @@ impl Shared {
             }
         }
         Ok(copied)
+    }
+
+    /// Sets the state hashes of the jobs `events` concern to their state in Postgres now
+    /// (one query by primary key, one Redis pipeline). The current state rather than one
+    /// derived from each event: an enqueue event does not say whether the job waits,
+    /// is scheduled or is available, and a relay that lags behind must not set a state
+    /// the job has since left. Jobs purged meanwhile are skipped.
+    async fn relay_states(&self, events: &[LifecycleEvent]) -> Result<(), StoreError> {
+        let ids: BTreeSet<i64> = events.iter().filter_map(|e| e.job).map(|j| j.0).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT j.id, j.state FROM unnest($1::bigint[]) AS t(pick) JOIN jobs j ON j.id = t.pick",
+        )
+        .bind(ids.into_iter().collect::<Vec<_>>())
+        .fetch_all(self.pg.pool())
+        .await?;
+        let states = rows
+            .into_iter()
+            .map(|(id, state)| Ok((JobId(id), rows::state(&state)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.redis.set_state(&states).await
+    }
+
+    /// Sets the state hashes of jobs that became available without an event (due
+    /// scheduled and retryable jobs, children released by their parents' success), which
+    /// the relay would not see. Best-effort, like every write to Redis after a commit.
+    pub(super) async fn note_available(&self, ids: &[JobId]) {
+        if ids.is_empty() || self.redis_is_down() {
+            return;
+        }
+        let states: Vec<_> = ids.iter().map(|id| (*id, JobState::Available)).collect();
+        if let Err(e) = self.redis.set_state(&states).await {
+            tracing::debug!(error = %e, n = ids.len(), "setting job state hashes failed");
+            self.redis_failed(&e);
+        }
     }
 
     /// Takes the relay lock, or renews it if this instance holds it.

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use redis::Cmd;
+
 use super::scripts::{self, SCRIPTS};
 use super::{RedisDispatch, duration_ms};
 use crate::job::{NodeId, WorkerId};
@@ -37,6 +39,25 @@ impl RedisDispatch {
         .await
     }
 
+    /// Records that `node` and its `workers` are alive for the next `ttl`, in one
+    /// pipeline (one round trip; each member's heartbeat is atomic, the round is not).
+    pub async fn heartbeat_members(
+        &self,
+        node: &NodeId,
+        workers: &[WorkerId],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let nodes = self.keys.nodes();
+        let registry = self.keys.workers();
+        let mut cmds = Vec::with_capacity(workers.len() + 1);
+        cmds.push(self.heartbeat_cmd(&self.keys.node_heartbeat(node), &nodes, &node.0, ttl)?);
+        for w in workers {
+            cmds.push(self.heartbeat_cmd(&self.keys.worker_heartbeat(w), &registry, &w.0, ttl)?);
+        }
+        scripts::run_pipelined(&mut self.conn(), &SCRIPTS.heartbeat, &cmds).await?;
+        Ok(())
+    }
+
     /// Nodes whose last heartbeat has not expired, sorted by name.
     pub async fn alive_nodes(&self) -> Result<Vec<NodeId>, StoreError> {
         let mut names = self.alive(&self.keys.nodes()).await?;
@@ -58,13 +79,25 @@ impl RedisDispatch {
         member: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let cmd = self.heartbeat_cmd(key, registry, member, ttl)?;
+        let _now: i64 = scripts::run(&mut self.conn(), &SCRIPTS.heartbeat, &cmd).await?;
+        Ok(())
+    }
+
+    /// One heartbeat script call: `member` alive in `registry` (key `key`) for `ttl`.
+    fn heartbeat_cmd(
+        &self,
+        key: &str,
+        registry: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Cmd, StoreError> {
         super::dispatch::check_name("heartbeat member", member)?;
         let mut cmd = scripts::evalsha(&SCRIPTS.heartbeat, &[key, registry]);
         cmd.arg(member)
             .arg(duration_ms(ttl))
             .arg(duration_ms(self.config.coordination_ttl));
-        let _now: i64 = scripts::run(&mut self.conn(), &SCRIPTS.heartbeat, &cmd).await?;
-        Ok(())
+        Ok(cmd)
     }
 
     async fn alive(&self, registry: &str) -> Result<Vec<String>, StoreError> {
