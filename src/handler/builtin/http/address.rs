@@ -253,7 +253,7 @@ impl AddressPolicy {
     /// Whether `host` (a name, not an address) was opened by name.
     pub fn host_opened(&self, host: &str) -> bool {
         let host = normalize_host(host);
-        self.hosts.iter().any(|h| *h == host)
+        self.hosts.contains(&host)
     }
 
     /// Checks one address a connection would use. `host` is the name it was resolved
