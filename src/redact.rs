@@ -13,7 +13,8 @@
 //!   (`Name: value` to the end of the line, or a quoted value), and after `Bearer`;
 //! - the value of any key whose name ends in `password`, `passwd`, `secret`, `token`,
 //!   `api_key`, `apikey`, `api-key` or `private_key`, in `key=value`, `key: value` and
-//!   JSON `"key": "value"` forms (so `?token=...` in a query string too);
+//!   JSON `"key": "value"` forms (so `?token=...` in a query string too; not
+//!   `key = value`, which is code such as SQL in a debug log, far more often than not);
 //! - with a [`Redactor`], every occurrence of the values it was given (at least
 //!   [`MIN_SECRET_CHARS`] characters long: shorter ones would mask ordinary text).
 
@@ -244,17 +245,16 @@ fn mask_keyed_values(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The value after `name` when followed by `:` or `=` (optionally behind the name's
-/// closing quote and around spaces), as a byte range of `text`.
+/// The value after `name` when followed by `:` or `=` (right after the name or its
+/// closing quote, optionally followed by spaces), as a byte range of `text`.
 fn value_after_separator(text: &str, name_end: usize, end: ValueEnd) -> Option<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut j = name_end;
     if j < bytes.len() && (bytes[j] == b'"' || bytes[j] == b'\'') {
         j += 1;
     }
-    while j < bytes.len() && bytes[j] == b' ' {
-        j += 1;
-    }
+    // No space before the separator: `token=x`, `Token: x` and `"token": "x"` carry
+    // values; `lease_token = lease_token + 1` (SQL in a debug log) is code.
     if j >= bytes.len() || !(bytes[j] == b':' || bytes[j] == b'=') {
         return None;
     }
@@ -349,8 +349,12 @@ mod tests {
             redact("PASSWORD=hunter2 API_KEY: k-1 Api-Key=z"),
             "PASSWORD=*** API_KEY: *** Api-Key=***"
         );
-        // Prose that merely names a secret is left alone.
+        // Prose that merely names a secret is left alone, and so is code.
         assert_eq!(redact("the token expired"), "the token expired");
+        assert_eq!(
+            redact("SET lease_token = lease_token + 1"),
+            "SET lease_token = lease_token + 1"
+        );
         // Idempotent.
         let once = redact("password=x token=y").into_owned();
         assert_eq!(redact(&once), once);
