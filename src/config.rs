@@ -279,8 +279,18 @@ impl Default for RestartSection {
 #[serde(default, deny_unknown_fields)]
 pub struct ExecSection {
     /// Programs the `exec` kind may run (names looked up on PATH, or absolute paths).
-    /// Empty: `exec` refuses everything.
+    /// Empty: `exec` refuses everything. Submitters choose the arguments and stdin of
+    /// whatever is listed: list no shells, interpreters or programs that read or write
+    /// files named by their arguments.
     pub allow: Vec<String>,
+    /// Environment variables a program may see besides the fixed
+    /// [`EXEC_BASE_ENV`](crate::handler::builtin::exec::EXEC_BASE_ENV): each is passed
+    /// through from the node's environment, and a job's `env` may set only these. Names
+    /// that change which code runs (`PATH`, `LD_*`, `BASH_FUNC_*` ...) are refused.
+    pub env_allow: Vec<String>,
+    /// Names on `env_allow` whose values are secrets: masked in every error and output
+    /// the job records.
+    pub env_secret: Vec<String>,
     /// Captured stdout/stderr kept per stream, in bytes.
     pub max_output_bytes: usize,
 }
@@ -289,8 +299,17 @@ impl Default for ExecSection {
     fn default() -> Self {
         Self {
             allow: Vec::new(),
+            env_allow: Vec::new(),
+            env_secret: Vec::new(),
             max_output_bytes: 64 * 1024,
         }
+    }
+}
+
+impl ExecSection {
+    /// Checks the allowlists; the error names the key and the entry.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::handler::builtin::exec::validate_config(self)
     }
 }
 
@@ -298,8 +317,18 @@ impl Default for ExecSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSection {
-    /// Hosts the `http` kind may call; empty allows any host.
+    /// Hosts the `http` kind may call (`host` on any port, or `host:port`); empty allows
+    /// any host that passes the address rules.
     pub allow_hosts: Vec<String>,
+    /// Internal targets opened up: addresses (`10.0.0.7`), networks (`10.0.0.0/8`,
+    /// `fd00::/8`) or host names (`internal.example`, matched exactly, case-insensitively).
+    /// Without an entry, loopback, private, link-local, unique-local, shared (CGNAT),
+    /// multicast, broadcast, unspecified, documentation and cloud-metadata addresses are
+    /// refused, whatever name leads to them.
+    pub allow_private: Vec<String>,
+    /// Header names whose values are secrets besides `Authorization`,
+    /// `Proxy-Authorization` and `Cookie`: masked in every error and output the job records.
+    pub secret_headers: Vec<String>,
     /// Response body kept, in bytes.
     pub max_response_bytes: usize,
 }
@@ -308,8 +337,17 @@ impl Default for HttpSection {
     fn default() -> Self {
         Self {
             allow_hosts: Vec::new(),
+            allow_private: Vec::new(),
+            secret_headers: Vec::new(),
             max_response_bytes: 64 * 1024,
         }
+    }
+}
+
+impl HttpSection {
+    /// Checks the allowlists; the error names the key and the entry.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::handler::builtin::http::validate_config(self)
     }
 }
 
@@ -415,6 +453,8 @@ impl Config {
             return Err("workers.restart.window must be greater than zero".into());
         }
         self.retry.validate()?;
+        self.exec.validate()?;
+        self.http.validate()?;
         self.mesh.validate()?;
         self.retention.validate()?;
         match self.store.backend {

@@ -14,4 +14,5 @@ pub mod handler;
 pub mod job;
 pub mod membership;
 pub mod payload;
+pub mod redact;
 pub mod store;

@@ -2,6 +2,10 @@
 //!
 //! Nothing here waits for a fixed time: waits are for a condition (a process shows up,
 //! a process is gone) with a generous deadline that only bounds a failing test.
+//!
+//! The test server listens on loopback, which the `http` kind refuses by default: the
+//! registries here open `127.0.0.1` with `http.allow_private` explicitly, except where a
+//! test checks that refusal.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -18,17 +22,32 @@ use tokio::sync::mpsc;
 /// Bounds every condition wait; a healthy run needs milliseconds.
 const DEADLINE: Duration = Duration::from_secs(20);
 
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Built-in kinds allowing the programs `allow`, the hosts `hosts`, and loopback
+/// (`127.0.0.1`, where the test server runs) opened as an internal target.
 fn registry_with(allow: &[&str], max_output_bytes: usize, hosts: &[&str]) -> Registry {
     builtin::registry(
         &ExecSection {
-            allow: allow.iter().map(|s| s.to_string()).collect(),
+            allow: strings(allow),
+            env_allow: strings(&["JOBMESH_GREETING"]),
             max_output_bytes,
+            ..ExecSection::default()
         },
         &HttpSection {
-            allow_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            allow_hosts: strings(hosts),
+            allow_private: strings(&["127.0.0.1"]),
             max_response_bytes: 64,
+            ..HttpSection::default()
         },
     )
+}
+
+/// Built-in kinds with `http` configured as given and `exec` off.
+fn http_registry(http: HttpSection) -> Registry {
+    builtin::registry(&ExecSection::default(), &http)
 }
 
 fn exec_registry(allow: &[&str]) -> Registry {
@@ -221,7 +240,7 @@ fn well_formed_payloads_pass() {
         ("panic", json!({"times": 1})),
         (
             "exec",
-            json!({"command": "echo", "args": ["a"], "env": {"A": "b"}, "stdin": "", "cwd": "/"}),
+            json!({"command": "echo", "args": ["a"], "env": {"JOBMESH_GREETING": "b"}, "stdin": "", "cwd": "/"}),
         ),
         ("exec", json!({"command": "/bin/cat"})),
         (
@@ -599,8 +618,9 @@ struct Seen {
 }
 
 /// A minimal HTTP/1.1 server on 127.0.0.1:0. The path picks the answer: `/status/N`
-/// answers N, `/big` answers 1000 bytes, anything else 200 `ok`. Every request is
-/// reported on the channel.
+/// answers N, `/big` answers 1000 bytes, `/to/URL` redirects (302) to URL, `/echo/N`
+/// answers N with the request's `authorization` header as the body, anything else 200
+/// `ok`. Every request is reported on the channel.
 async fn server() -> (String, mpsc::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -639,10 +659,19 @@ async fn server() -> (String, mpsc::Receiver<Seen>) {
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let body = buf[head_end..head_end + len].to_vec();
-                let (status, reply) = match path.strip_prefix("/status/") {
-                    Some(code) => (code.parse::<u16>().unwrap(), format!("status {code} body")),
-                    None if path == "/big" => (200, "x".repeat(1000)),
-                    None => (200, "ok".to_string()),
+                let mut location = String::new();
+                let (status, reply) = if let Some(code) = path.strip_prefix("/status/") {
+                    (code.parse::<u16>().unwrap(), format!("status {code} body"))
+                } else if let Some(code) = path.strip_prefix("/echo/") {
+                    let auth = headers.get("authorization").cloned().unwrap_or_default();
+                    (code.parse::<u16>().unwrap(), format!("you sent {auth}"))
+                } else if let Some(to) = path.strip_prefix("/to/") {
+                    location = format!("location: {to}\r\n");
+                    (302, String::new())
+                } else if path == "/big" {
+                    (200, "x".repeat(1000))
+                } else {
+                    (200, "ok".to_string())
                 };
                 tx.send(Seen {
                     method,
@@ -653,7 +682,7 @@ async fn server() -> (String, mpsc::Receiver<Seen>) {
                 .await
                 .unwrap();
                 let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    "HTTP/1.1 {status} X\r\n{location}content-length: {}\r\nconnection: close\r\n\r\n{reply}",
                     reply.len()
                 );
                 sock.write_all(resp.as_bytes()).await.unwrap();
@@ -793,4 +822,444 @@ async fn http_allow_hosts_refuses_other_hosts_at_submit_and_at_run_time() {
     let r = registry_with(&[], 1024, &["127.0.0.1"]);
     run(&r, "http", json!({"url": url})).await.unwrap();
     assert_eq!(seen.recv().await.unwrap().path, "/hook");
+}
+
+// ---------------------------------------------------------------- http: internal targets
+
+/// Runs the handler directly (as a job stored under an older configuration would run),
+/// skipping the submit-time check.
+async fn run_unchecked(
+    r: &Registry,
+    kind: &str,
+    payload: Value,
+) -> Result<HandlerOutput, HandlerError> {
+    r.get(kind)
+        .unwrap()
+        .handler
+        .run(job(kind, payload, 1))
+        .await
+}
+
+#[tokio::test]
+async fn http_refuses_loopback_by_default_in_every_spelling() {
+    let (base, mut seen) = server().await;
+    let port = base.rsplit(':').next().unwrap();
+    let r = http_registry(HttpSection::default());
+    for host in [
+        "127.0.0.1",
+        "2130706433",
+        "0x7f.1",
+        "0177.0.0.1",
+        "127.1",
+        "127.0.0.1.",
+        "0",
+        "0.0.0.0",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "localhost",
+        "localhost.",
+        "LocalHost",
+    ] {
+        let url = format!("http://{host}:{port}/hook");
+        let refused = refusal(&r, "http", json!({"url": url}));
+        assert!(
+            refused.starts_with("invalid payload for kind `http`: payload.url: ")
+                && refused.contains("refused (http.allow_private opens internal targets)"),
+            "{host}: {refused}"
+        );
+        // And at run time, for a job stored before the rule existed.
+        let e = run_unchecked(&r, "http", json!({"url": url}))
+            .await
+            .unwrap_err();
+        assert!(!e.is_retryable(), "{host}: {e:?}");
+        assert!(e.to_string().contains("refused"), "{host}: {e}");
+    }
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://10.0.0.1/",
+    ] {
+        assert!(
+            refusal(&r, "http", json!({"url": url})).contains("refused"),
+            "{url}"
+        );
+    }
+    assert!(
+        seen.try_recv().is_err(),
+        "no refused call may reach the server"
+    );
+}
+
+#[tokio::test]
+async fn http_checks_the_addresses_a_name_resolves_to_when_connecting() {
+    // `127.0.0.2` opened: names of the local machine pass the early check, so the
+    // resolver alone stands between `localhost` (127.0.0.1 and ::1) and the server.
+    let (base, mut seen) = server().await;
+    let port = base.rsplit(':').next().unwrap();
+    let r = http_registry(HttpSection {
+        allow_private: strings(&["127.0.0.2"]),
+        ..HttpSection::default()
+    });
+    let url = format!("http://localhost:{port}/hook");
+    let e = run(&r, "http", json!({"url": url})).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("`localhost` resolves to"), "{msg}");
+    assert!(msg.contains("is a loopback address: refused"), "{msg}");
+    assert!(
+        seen.try_recv().is_err(),
+        "the refused call must not be made"
+    );
+
+    // Opened by name, the same URL goes through.
+    let r = http_registry(HttpSection {
+        allow_private: strings(&["localhost"]),
+        ..HttpSection::default()
+    });
+    run(&r, "http", json!({"url": url})).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().path, "/hook");
+}
+
+#[tokio::test]
+async fn http_opt_in_opens_exactly_what_it_names() {
+    let (base, mut seen) = server().await;
+    let port = base.rsplit(':').next().unwrap();
+    let opened = |entries: &[&str]| {
+        http_registry(HttpSection {
+            allow_private: strings(entries),
+            ..HttpSection::default()
+        })
+    };
+    for entries in [&["127.0.0.1"][..], &["127.0.0.0/8"], &["::ffff:127.0.0.1"]] {
+        let r = opened(entries);
+        run(
+            &r,
+            "http",
+            json!({"url": format!("http://127.0.0.1:{port}/in")}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{entries:?}: {e}"));
+        assert_eq!(seen.recv().await.unwrap().path, "/in");
+    }
+    // Another internal network opens nothing here.
+    let r = opened(&["10.0.0.0/8"]);
+    assert!(
+        refusal(
+            &r,
+            "http",
+            json!({"url": format!("http://127.0.0.1:{port}/")})
+        )
+        .contains("loopback")
+    );
+}
+
+#[tokio::test]
+async fn http_redirects_are_capped_and_stay_on_the_opened_host() {
+    let (base, mut seen) = server().await;
+    let port = base.rsplit(':').next().unwrap();
+    let r = exec_registry(&[]); // 127.0.0.1 opened
+    // On the same host: followed.
+    let out = run(
+        &r,
+        "http",
+        json!({"url": format!("{base}/to/{base}/landed"), "method": "GET"}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out["status"], json!(200));
+    assert_eq!(
+        seen.recv().await.unwrap().path,
+        format!("/to/{base}/landed")
+    );
+    assert_eq!(seen.recv().await.unwrap().path, "/landed");
+
+    // From the opened server to a forbidden address or another host: refused, the
+    // target never contacted.
+    for to in [
+        format!("http://localhost:{port}/x"),
+        format!("http://[::1]:{port}/x"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://127.0.0.2:{port}/x"),
+    ] {
+        let e = run(
+            &r,
+            "http",
+            json!({"url": format!("{base}/to/{to}"), "method": "GET"}),
+        )
+        .await
+        .unwrap_err();
+        assert!(!e.is_retryable(), "{to}: {e:?}");
+        assert!(e.to_string().contains("refused"), "{to}: {e}");
+        assert!(seen.recv().await.unwrap().path.starts_with("/to/"));
+        assert!(seen.try_recv().is_err(), "{to} must not be called");
+    }
+
+    // A loop gives up after the cap.
+    let hop = |n: usize| (0..n).fold("/landed".to_string(), |to, _| format!("/to/{base}{to}"));
+    let e = run(
+        &r,
+        "http",
+        json!({"url": format!("{base}{}", hop(5)), "method": "GET"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("more than 3 redirects"), "{e}");
+}
+
+#[tokio::test]
+async fn http_refuses_host_hop_by_hop_and_metadata_headers() {
+    let r = exec_registry(&[]);
+    for name in [
+        "Host",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Metadata-Flavor",
+        "X-aws-ec2-metadata-token",
+    ] {
+        let got = refusal(
+            &r,
+            "http",
+            json!({"url": "https://example.com/", "headers": {name: "x"}}),
+        );
+        assert!(
+            got.starts_with(&format!(
+                "invalid payload for kind `http`: payload.headers.{name}: may not be set: "
+            )),
+            "{got}"
+        );
+    }
+}
+
+/// Set in the child process of `http_never_uses_a_proxy_from_the_environment`.
+const PROXY_CHILD: &str = "JOBMESH_TEST_PROXY_CHILD";
+
+#[tokio::test]
+async fn http_never_uses_a_proxy_from_the_environment() {
+    // A proxy would connect on the node's behalf to addresses the resolver never sees.
+    // The environment is set by starting this test again in a child process (changing
+    // it here would race the other tests' threads).
+    let Ok(proxy) = std::env::var(PROXY_CHILD) else {
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", proxy.local_addr().unwrap());
+        let (tx, mut used) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = proxy.accept().await {
+                tx.send(()).await.unwrap();
+                let reply =
+                    "HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nproxied";
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "http_never_uses_a_proxy_from_the_environment",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(PROXY_CHILD, &addr)
+            .env("HTTP_PROXY", &addr)
+            .env("http_proxy", &addr)
+            .env("ALL_PROXY", &addr)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&child.stdout);
+        assert!(
+            child.status.success(),
+            "child failed:\n{out}\n{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        assert!(out.contains("1 passed"), "the child ran no test:\n{out}");
+        assert!(used.try_recv().is_err(), "the proxy was used");
+        return;
+    };
+    assert_eq!(std::env::var("HTTP_PROXY").unwrap(), proxy);
+    let r = exec_registry(&[]);
+    // Through the proxy this would succeed ("proxied"); directly, the name does not exist.
+    let e = run(
+        &r,
+        "http",
+        json!({"url": "http://no-such-host.invalid/", "method": "GET"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("no-such-host.invalid"), "{e}");
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[tokio::test]
+async fn http_errors_and_output_never_quote_credentials() {
+    let (base, _seen) = server().await;
+    let with_user = base.replace("http://", "http://alice:secretpw@");
+    let r = http_registry(HttpSection {
+        allow_private: strings(&["127.0.0.1"]),
+        secret_headers: strings(&["X-Api-Key"]),
+        max_response_bytes: 1024,
+        ..HttpSection::default()
+    });
+    let headers = json!({"Authorization": "Bearer secretpw-token", "X-Api-Key": "secretpw-key"});
+    // A failing call whose response body echoes the Authorization header back.
+    let e = run(
+        &r,
+        "http",
+        json!({"url": format!("{with_user}/echo/500"), "headers": headers}),
+    )
+    .await
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("returned 500"), "{msg}");
+    assert!(msg.contains("http://127.0.0.1"), "{msg}");
+    assert!(!msg.contains("secretpw") && !msg.contains("alice"), "{msg}");
+    // A succeeding one: the output is part of the record too.
+    let out = run(
+        &r,
+        "http",
+        json!({"url": format!("{with_user}/echo/200"), "headers": headers}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out["body"], json!("you sent ***"));
+    // A connection error names the URL without its credentials.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = run(
+        &r,
+        "http",
+        json!({"url": format!("http://alice:secretpw@127.0.0.1:{port}/")}),
+    )
+    .await
+    .unwrap_err();
+    assert!(!e.to_string().contains("secretpw"), "{e}");
+}
+
+// ---------------------------------------------------------------- exec: environment
+
+fn env_registry(allow: &[&str], env_allow: &[&str], env_secret: &[&str]) -> Registry {
+    builtin::registry(
+        &ExecSection {
+            allow: strings(allow),
+            env_allow: strings(env_allow),
+            env_secret: strings(env_secret),
+            ..ExecSection::default()
+        },
+        &HttpSection::default(),
+    )
+}
+
+fn env_lines(out: HandlerOutput) -> Vec<String> {
+    let (_, stdout, _, _) = exec_output(out);
+    let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn exec_gives_programs_only_the_fixed_environment_and_the_allowlist() {
+    // Cargo sets these for the test process, as a node's environment holds its store
+    // URLs and tokens.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let r = env_registry(&["env"], &[], &[]);
+    let out = run(&r, "exec", json!({"command": "env"})).await.unwrap();
+    assert_eq!(env_lines(out), ["LANG=C.UTF-8", "PATH=/usr/bin:/bin"]);
+
+    // A name on exec.env_allow passes through from the node; a job may set it too.
+    let r = env_registry(&["env"], &["CARGO_PKG_NAME"], &[]);
+    let out = run(&r, "exec", json!({"command": "env"})).await.unwrap();
+    assert_eq!(
+        env_lines(out),
+        [
+            "CARGO_PKG_NAME=jobmesh",
+            "LANG=C.UTF-8",
+            "PATH=/usr/bin:/bin"
+        ]
+    );
+    let out = run(
+        &r,
+        "exec",
+        json!({"command": "env", "env": {"CARGO_PKG_NAME": "mine"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        env_lines(out),
+        ["CARGO_PKG_NAME=mine", "LANG=C.UTF-8", "PATH=/usr/bin:/bin"]
+    );
+}
+
+#[tokio::test]
+async fn exec_refuses_exported_shell_functions_and_loader_variables() {
+    // A bash script on the allowlist that calls `date`: an exported function named
+    // `date` in its environment would run instead.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("stamp.sh");
+    std::fs::write(&script, "#!/bin/bash\ndate +%Y >/dev/null\necho stamped\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let script = script.to_str().unwrap();
+    let r = env_registry(&[script], &["TZ"], &[]);
+    let out = run(&r, "exec", json!({"command": script})).await.unwrap();
+    assert_eq!(exec_output(out).1, "stamped\n");
+    for (name, value) in [
+        ("BASH_FUNC_date%%", "() { echo PWNED; }"),
+        ("BASH_FUNC_date()", "() { echo PWNED; }"),
+        ("BASH_ENV", "/tmp/evil"),
+        ("LD_PRELOAD", "/tmp/evil.so"),
+        ("PATH", "/tmp"),
+    ] {
+        let payload = json!({"command": script, "env": {name: value}});
+        let got = refusal(&r, "exec", payload.clone());
+        assert!(
+            got.starts_with(&format!(
+                "invalid payload for kind `exec`: payload.env.{name}: "
+            )),
+            "{got}"
+        );
+        // At run time too (a job stored under an older configuration).
+        let e = run_unchecked(&r, "exec", payload).await.unwrap_err();
+        assert!(!e.is_retryable(), "{name}: {e:?}");
+        assert!(!e.to_string().contains("PWNED"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn exec_masks_secret_environment_values_in_errors_and_output() {
+    let r = env_registry(
+        &["printenv", "/bin/sh"],
+        &["JOBMESH_TOKEN"],
+        &["JOBMESH_TOKEN"],
+    );
+    let env = json!({"JOBMESH_TOKEN": "secretpw-1234"});
+    let out = run(
+        &r,
+        "exec",
+        json!({"command": "printenv", "args": ["JOBMESH_TOKEN"], "env": env}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(exec_output(out).1, "***\n");
+    let e = run(
+        &r,
+        "exec",
+        json!({"command": "/bin/sh", "args": ["-c", "echo \"bad token $JOBMESH_TOKEN\" >&2; exit 1"], "env": env}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().ends_with("bad token ***"), "{e}");
 }

@@ -15,7 +15,9 @@ pub fn init_tracing(node: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every log line passes through the redactor: no URL credentials or
+        // `Authorization` values in the log, whichever library wrote the line.
+        .with_writer(|| jobmesh::redact::RedactingWriter::new(std::io::stderr()))
         .init();
 }
 

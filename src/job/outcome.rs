@@ -70,6 +70,11 @@ pub enum CompletionResult {
 
 /// Decides what a failed attempt becomes: a retry after a jittered backoff while
 /// attempts remain and the error is retryable, else a discard into the dead-letter queue.
+///
+/// Every failed attempt's error passes through here on its way to `last_error`, the
+/// `job.failed` event and the event stream, so this is where credentials a handler
+/// quoted (a URL's `user:password@`, an `Authorization` value) are masked
+/// ([`crate::redact`]).
 pub fn decide_failure(
     attempt: u32,
     max_attempts: u32,
@@ -79,6 +84,7 @@ pub fn decide_failure(
     now: Millis,
     rng: &mut impl Rng,
 ) -> Outcome {
+    let error = crate::redact::redact(&error).into_owned();
     if !retryable {
         return Outcome::Discard { error };
     }
@@ -98,6 +104,26 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    #[test]
+    fn failure_errors_are_redacted() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let error = "GET http://u:secretpw@h/: 401, Authorization: Bearer t0k".to_string();
+        for (attempt, retryable) in [(1, true), (3, true), (1, false)] {
+            let out = decide_failure(
+                attempt,
+                3,
+                error.clone(),
+                retryable,
+                &RetryPolicy::default(),
+                Millis(0),
+                &mut rng,
+            );
+            let e = out.error().unwrap();
+            assert!(!e.contains("secretpw") && !e.contains("t0k"), "{e}");
+            assert!(e.starts_with("GET http://***@h/: 401"), "{e}");
+        }
+    }
 
     #[test]
     fn retries_until_attempts_run_out() {

@@ -3,6 +3,13 @@
 //! The program is started directly with its argv, so `;`, `$(...)`, globs and quotes in
 //! arguments reach it literally. The allowlist (`[exec] allow`) is checked when the job
 //! is submitted and again when it runs (the configuration may have changed in between).
+//!
+//! Whoever submits a job chooses the program's arguments and stdin: an allowlisted
+//! program is only as safe as everything it can be told to do (see the README's
+//! "Security" section). The environment is an allowlist too: the program sees
+//! [`EXEC_BASE_ENV`] plus the variables named in `exec.env_allow`, nothing else from
+//! the node, and a job's `env` may set only names on that list, so no submitter can
+//! hand a shell exported functions (`BASH_FUNC_*`), a loader (`LD_PRELOAD`) or a `PATH`.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,6 +27,7 @@ use super::{check_string_map, decode, invalid, string, tail, utf8_head};
 use crate::config::ExecSection;
 use crate::handler::{Handler, HandlerError, HandlerOutput, JobContext, Registry};
 use crate::payload::{JsonType, PayloadError, PayloadRules, Schema};
+use crate::redact::Redactor;
 
 /// Longest command, argument, `cwd` or environment value accepted, in characters.
 const MAX_ARG_CHARS: usize = 64 * 1024;
@@ -27,10 +35,85 @@ const MAX_ARG_CHARS: usize = 64 * 1024;
 const MAX_ARGS: usize = 1024;
 /// Characters of stderr quoted in the error of a failed run.
 const STDERR_TAIL_CHARS: usize = 500;
-/// Variables of the worker's own environment a program sees. Everything else (the
-/// node's database URLs, tokens ...) is withheld: an allowlisted `env` or `printenv`
-/// would otherwise hand the node's secrets to whoever may submit jobs.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"];
+/// The environment every program gets, whatever the node's: a `PATH` of the system
+/// directories and a UTF-8 locale. Everything else of the node's (its database URLs,
+/// tokens ...) is withheld unless `exec.env_allow` names it.
+pub const EXEC_BASE_ENV: &[(&str, &str)] = &[("PATH", "/usr/bin:/bin"), ("LANG", "C.UTF-8")];
+
+/// Variables that change which code a program runs or how a shell parses: never on
+/// `exec.env_allow`, whatever the operator writes, since a submitter could set them.
+const CODE_VARIABLES: &[&str] = &[
+    "PATH",
+    "BASH_ENV",
+    "ENV",
+    "IFS",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "GCONV_PATH",
+    "NODE_OPTIONS",
+    "PYTHONSTARTUP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PERL5OPT",
+    "PERL5LIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+];
+
+/// Prefixes of such variables (loaders, exported shell functions).
+const CODE_PREFIXES: &[&str] = &["LD_", "DYLD_", "BASH_FUNC_"];
+
+/// Checks `[exec]`: programs are bare names or absolute paths, `env_allow` holds plain
+/// variable names none of which loads code, and `env_secret` names are on `env_allow`.
+pub fn validate_config(c: &ExecSection) -> Result<(), String> {
+    for a in &c.allow {
+        if a.is_empty() || a.contains('\0') || (a.contains('/') && !Path::new(a).is_absolute()) {
+            return Err(format!(
+                "exec.allow: `{a}` must be a bare program name or an absolute path"
+            ));
+        }
+    }
+    for name in &c.env_allow {
+        if !plain_variable_name(name) {
+            return Err(format!(
+                "exec.env_allow: `{name}` is not a variable name (letters, digits and `_`, \
+                 not starting with a digit)"
+            ));
+        }
+        if loads_code(name) {
+            return Err(format!(
+                "exec.env_allow: `{name}` may not be passed: it changes which code a program runs"
+            ));
+        }
+    }
+    for name in &c.env_secret {
+        if !c.env_allow.contains(name) {
+            return Err(format!(
+                "exec.env_secret: `{name}` is not on exec.env_allow"
+            ));
+        }
+    }
+    if c.max_output_bytes == 0 {
+        return Err("exec.max_output_bytes must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn plain_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn loads_code(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    CODE_VARIABLES.contains(&upper.as_str()) || CODE_PREFIXES.iter().any(|p| upper.starts_with(p))
+}
 
 pub(super) fn register(r: &mut Registry, config: &ExecSection) {
     let handler = ExecHandler::new(config);
@@ -112,7 +195,7 @@ impl ExecHandler {
             no_nul(&format!("payload.args[{i}]"), a)?;
         }
         for (k, v) in &p.env {
-            check_env_name(k)?;
+            self.check_env_name(k)?;
             no_nul(&format!("payload.env.{k}"), v)?;
         }
         if let Some(cwd) = &p.cwd {
@@ -147,7 +230,83 @@ impl ExecHandler {
         ))
     }
 
+    /// Environment names a job may set: plain names on `exec.env_allow`. Anything else
+    /// (`BASH_FUNC_x%%`, `LD_PRELOAD`, `PATH` ...) could make an allowlisted program run
+    /// other code.
+    fn check_env_name(&self, name: &str) -> Result<(), PayloadError> {
+        let path = format!("payload.env.{name}");
+        if !plain_variable_name(name) {
+            return Err(invalid(
+                path,
+                "variable names are letters, digits and `_`, not starting with a digit",
+            ));
+        }
+        if self.config.env_allow.iter().any(|a| a == name) {
+            return Ok(());
+        }
+        let allowed = if self.config.env_allow.is_empty() {
+            "none: exec.env_allow is empty".to_string()
+        } else {
+            self.config.env_allow.join(", ")
+        };
+        Err(invalid(
+            path,
+            format!("`{name}` is not in exec.env_allow (allowed: {allowed})"),
+        ))
+    }
+
+    /// The child's whole environment: the fixed base, the node's values of
+    /// `env_allow`, then the job's own values (which the check kept to `env_allow`).
+    fn environment(&self, p: &ExecPayload) -> BTreeMap<String, OsString> {
+        let mut env: BTreeMap<String, OsString> = EXEC_BASE_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        for name in &self.config.env_allow {
+            if let Some(v) = std::env::var_os(name) {
+                env.insert(name.clone(), v);
+            }
+        }
+        for (k, v) in &p.env {
+            env.insert(k.clone(), OsString::from(v));
+        }
+        env
+    }
+
+    /// The values of this run that must not reach the record: those of `env_secret`.
+    fn secrets(&self, p: &ExecPayload) -> Redactor {
+        let mut r = Redactor::new();
+        for name in &self.config.env_secret {
+            if let Ok(v) = std::env::var(name) {
+                r.add(v);
+            }
+            if let Some(v) = p.env.get(name) {
+                r.add(v.as_str());
+            }
+        }
+        r
+    }
+
     async fn exec(&self, p: ExecPayload) -> Result<HandlerOutput, HandlerError> {
+        let secrets = self.secrets(&p);
+        let redacted = |e: HandlerError| match e {
+            HandlerError::Retryable(m) => HandlerError::Retryable(secrets.redact(&m)),
+            HandlerError::Permanent(m) => HandlerError::Permanent(secrets.redact(&m)),
+        };
+        let mut out = self.run_program(p).await.map_err(redacted)?;
+        if !secrets.is_empty()
+            && let Some(Value::Object(fields)) = out.as_mut()
+        {
+            for stream in ["stdout", "stderr"] {
+                if let Some(Value::String(text)) = fields.get_mut(stream) {
+                    *text = secrets.redact(text);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run_program(&self, p: ExecPayload) -> Result<HandlerOutput, HandlerError> {
         self.check_payload(&p)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let program = resolve(&p.command).ok_or_else(|| {
@@ -169,12 +328,7 @@ impl ExecHandler {
         let mut cmd = Command::new(&program);
         cmd.args(&p.args)
             .env_clear()
-            .envs(
-                INHERITED_ENV
-                    .iter()
-                    .filter_map(|k| Some((k, std::env::var_os(k)?))),
-            )
-            .envs(&p.env)
+            .envs(self.environment(&p))
             .stdin(if p.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -244,26 +398,6 @@ impl Handler for ExecHandler {
 fn no_nul(path: &str, s: &str) -> Result<(), PayloadError> {
     if s.contains('\0') {
         return Err(invalid(path, "must not contain a NUL character"));
-    }
-    Ok(())
-}
-
-/// Environment names must be usable, and must not load code into the program: with
-/// `LD_PRELOAD` and friends a submitter could run anything through an allowlisted one.
-fn check_env_name(name: &str) -> Result<(), PayloadError> {
-    let path = format!("payload.env.{name}");
-    if name.is_empty() || name.contains(['=', '\0']) {
-        return Err(invalid(
-            path,
-            "variable names must be non-empty, without `=` or NUL",
-        ));
-    }
-    let upper = name.to_ascii_uppercase();
-    if upper.starts_with("LD_") || upper.starts_with("DYLD_") {
-        return Err(invalid(
-            path,
-            format!("`{name}` may not be set: it changes which code the program loads"),
-        ));
     }
     Ok(())
 }
@@ -343,19 +477,36 @@ mod tests {
     fn handler(allow: &[&str]) -> ExecHandler {
         ExecHandler::new(&ExecSection {
             allow: allow.iter().map(|s| s.to_string()).collect(),
+            env_allow: vec!["GREETING".into()],
             max_output_bytes: 1024,
+            ..ExecSection::default()
         })
     }
 
     #[test]
-    fn refuses_relative_paths_and_loader_variables() {
+    fn refuses_relative_paths_and_variables_off_the_allowlist() {
         let h = handler(&["./tool", "echo"]);
         let e = h.check(&json!({"command": "./tool"})).unwrap_err();
         assert!(e.to_string().contains("bare program name"), "{e}");
         let e = h
             .check(&json!({"command": "echo", "env": {"LD_PRELOAD": "/tmp/x.so"}}))
             .unwrap_err();
-        assert!(e.to_string().starts_with("payload.env.LD_PRELOAD:"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "payload.env.LD_PRELOAD: `LD_PRELOAD` is not in exec.env_allow (allowed: GREETING)"
+        );
+        let e = h
+            .check(&json!({"command": "echo", "env": {"BASH_FUNC_x%%": "() { id; }"}}))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("payload.env.BASH_FUNC_x%%: variable names are"),
+            "{e}"
+        );
+        assert!(
+            h.check(&json!({"command": "echo", "env": {"GREETING": "hi"}}))
+                .is_ok()
+        );
         let e = h
             .check(&json!({"command": "echo", "args": ["a\u{0}b"]}))
             .unwrap_err();
@@ -363,6 +514,39 @@ mod tests {
             e.to_string(),
             "payload.args[0]: must not contain a NUL character"
         );
+    }
+
+    #[test]
+    fn config_refuses_code_loading_variables() {
+        let with = |env_allow: &[&str], env_secret: &[&str]| ExecSection {
+            env_allow: env_allow.iter().map(|s| s.to_string()).collect(),
+            env_secret: env_secret.iter().map(|s| s.to_string()).collect(),
+            ..ExecSection::default()
+        };
+        for bad in [
+            "PATH",
+            "LD_PRELOAD",
+            "ld_library_path",
+            "BASH_ENV",
+            "BASH_FUNC_f",
+        ] {
+            let e = validate_config(&with(&[bad], &[])).unwrap_err();
+            assert!(
+                e.starts_with(&format!("exec.env_allow: `{bad}` may not be passed")),
+                "{e}"
+            );
+        }
+        let e = validate_config(&with(&["BASH_FUNC_f%%"], &[])).unwrap_err();
+        assert!(e.contains("is not a variable name"), "{e}");
+        let e = validate_config(&with(&["TZ"], &["TOKEN"])).unwrap_err();
+        assert_eq!(e, "exec.env_secret: `TOKEN` is not on exec.env_allow");
+        assert!(validate_config(&with(&["TZ", "TOKEN"], &["TOKEN"])).is_ok());
+        let e = validate_config(&ExecSection {
+            allow: vec!["bin/tool".into()],
+            ..ExecSection::default()
+        })
+        .unwrap_err();
+        assert!(e.starts_with("exec.allow: `bin/tool`"), "{e}");
     }
 
     #[test]
