@@ -13,6 +13,15 @@ use serde_json::Value;
 /// Payloads larger than this (serialised) are refused unless a kind sets its own limit.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
+/// Deepest nesting of arrays and objects a payload may have: a scalar is depth 0, `[]`
+/// and `{"a": 1}` depth 1, `{"a": [1]}` depth 2.
+///
+/// Every store decodes JSON with serde_json, which gives up past 128 levels; a payload
+/// stored deeper would be accepted at submit and then be unreadable at claim. The limit
+/// leaves ample headroom below that (the stores wrap a payload in a few levels of their
+/// own when they read a batch back) and is far beyond what a real job needs.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
 /// A JSON type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -253,8 +262,9 @@ impl PayloadRules {
         }
     }
 
-    /// Checks size, then schema.
+    /// Checks structure (see [`check_structure`]), size, then schema.
     pub fn validate(&self, payload: &Value) -> Result<(), PayloadError> {
+        check_structure(payload, "payload")?;
         let size = serde_json::to_vec(payload)
             .map(|b| b.len())
             .unwrap_or(usize::MAX);
@@ -292,9 +302,94 @@ pub enum PayloadError {
     },
 }
 
-/// Parses a payload given as text.
+/// Parses a payload given as text, refusing what [`check_structure`] refuses.
 pub fn parse(text: &str) -> Result<Value, PayloadError> {
-    serde_json::from_str(text).map_err(|e| PayloadError::NotJson(e.to_string()))
+    let value = serde_json::from_str(text).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    check_structure(&value, "payload")?;
+    Ok(value)
+}
+
+/// Checks what every store must be able to hold and read back, whatever the kind's
+/// rules: nesting no deeper than [`MAX_PAYLOAD_DEPTH`], and no NUL character in any
+/// string or object key (Postgres cannot store one; SQLite would, so the stores would
+/// disagree). `root` names the value in errors (`payload`, `output`); the error names
+/// the path where the limit was crossed or the NUL found, as `payload.a.b[2]`.
+///
+/// Iterative, so that the check itself cannot overflow the stack on a value built in
+/// code (a parsed one is already bounded by serde_json's own recursion limit).
+pub fn check_structure(value: &Value, root: &str) -> Result<(), PayloadError> {
+    let mut stack: Vec<(&Value, String, usize)> = vec![(value, root.to_string(), 1)];
+    while let Some((v, path, depth)) = stack.pop() {
+        let deeper = |path: &str| {
+            Err(PayloadError::Invalid {
+                path: path.to_string(),
+                message: format!("nested deeper than {MAX_PAYLOAD_DEPTH} levels"),
+            })
+        };
+        match v {
+            Value::String(s) if s.contains('\0') => return Err(nul(&path, "string".into())),
+            Value::Array(items) => {
+                if depth > MAX_PAYLOAD_DEPTH {
+                    return deeper(&path);
+                }
+                for (i, x) in items.iter().enumerate().rev() {
+                    stack.push((x, format!("{path}[{i}]"), depth + 1));
+                }
+            }
+            Value::Object(map) => {
+                if depth > MAX_PAYLOAD_DEPTH {
+                    return deeper(&path);
+                }
+                let mut children = Vec::with_capacity(map.len());
+                for (k, x) in map {
+                    if k.contains('\0') {
+                        return Err(nul(&path, format!("key {k:?}")));
+                    }
+                    children.push((x, format!("{path}.{k}"), depth + 1));
+                }
+                stack.extend(children.into_iter().rev());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Makes a value that a handler or the node produced (an output, an event detail)
+/// storable on every store instead of refusing it (the attempt it records has already
+/// run): each NUL character in a string or key becomes U+FFFD, and a value nested
+/// deeper than [`MAX_PAYLOAD_DEPTH`] is replaced whole by a string saying so.
+pub fn make_storable(value: &mut Value) {
+    if let Err(PayloadError::Invalid { path, message }) = check_structure(value, "output")
+        && message.starts_with("nested deeper")
+    {
+        *value = Value::String(format!("(not stored: {path} is {message})"));
+        return;
+    }
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    *map = std::mem::take(map)
+                        .into_iter()
+                        .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v))
+                        .collect();
+                }
+                stack.extend(map.values_mut());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn nul(path: &str, what: String) -> PayloadError {
+    PayloadError::Invalid {
+        path: path.to_string(),
+        message: format!("{what} contains a NUL character (\\u0000), which no store can hold"),
+    }
 }
 
 #[cfg(test)]
@@ -391,5 +486,65 @@ mod tests {
         .unwrap();
         assert!(rules.validate(&json!({"url": "http://x"})).is_ok());
         assert!(rules.validate(&json!({"uri": "http://x"})).is_err());
+    }
+
+    /// `{"a": {"a": ... 1}}` with `n` objects.
+    fn nested(n: usize) -> Value {
+        (0..n).fold(json!(1), |v, _| json!({ "a": v }))
+    }
+
+    #[test]
+    fn refuses_payloads_nested_too_deep_naming_the_path() {
+        let rules = PayloadRules::default();
+        rules.validate(&nested(MAX_PAYLOAD_DEPTH)).unwrap();
+        let err = rules.validate(&nested(MAX_PAYLOAD_DEPTH + 1)).unwrap_err();
+        let path = format!("payload{}", ".a".repeat(MAX_PAYLOAD_DEPTH));
+        assert_eq!(
+            err.to_string(),
+            format!("{path}: nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+        );
+        // Arrays count too, and `parse` refuses what `validate` refuses.
+        let text = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("payload[0][0]"), "{err}");
+        assert!(err.contains("nested deeper than 64 levels"), "{err}");
+        // A payload serde_json itself cannot read is refused as not JSON, never accepted.
+        let text = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(parse(&text), Err(PayloadError::NotJson(_))));
+    }
+
+    #[test]
+    fn refuses_nul_in_strings_and_keys_naming_the_path() {
+        let rules = PayloadRules::default();
+        let err = rules
+            .validate(&json!({"a": {"b": ["x", "y", "z\u{0}"]}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("payload.a.b[2]: string contains a NUL"),
+            "{err}"
+        );
+        let err = parse(r#"{"a": {"k\u0000": 1}}"#).unwrap_err().to_string();
+        assert!(
+            err.starts_with("payload.a: key \"k\\0\" contains a NUL"),
+            "{err}"
+        );
+        assert!(parse(r#""\u0000""#).is_err());
+        parse(r#"{"a": "\\u0000 spelled out is fine"}"#).unwrap();
+    }
+
+    #[test]
+    fn make_storable_scrubs_nul_and_replaces_what_is_too_deep() {
+        let mut v = json!({"a\u{0}": ["x\u{0}y", {"k": "\u{0}"}]});
+        make_storable(&mut v);
+        assert_eq!(v, json!({"a\u{FFFD}": ["x\u{FFFD}y", {"k": "\u{FFFD}"}]}));
+        check_structure(&v, "output").unwrap();
+        let mut deep = nested(MAX_PAYLOAD_DEPTH + 1);
+        make_storable(&mut deep);
+        let text = deep.as_str().unwrap();
+        assert!(text.starts_with("(not stored: output.a.a"), "{text}");
+        let mut fine = nested(3);
+        make_storable(&mut fine);
+        assert_eq!(fine, nested(3));
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jobmesh::clock::Millis;
 use jobmesh::event::EventKind;
 use jobmesh::job::{ClaimRequest, JobId, JobState, NewJob, NodeId, WorkerId};
+use jobmesh::store::conformance::Spoil;
 use jobmesh::store::hybrid::{HybridConfig, HybridStore};
 use jobmesh::store::redis::EventCursor;
 use jobmesh::store::{SharedStore, Store};
@@ -72,7 +73,38 @@ async fn fresh() -> SharedStore {
     Arc::new(store().await)
 }
 
-jobmesh::store_conformance_tests!(fresh);
+/// Damages a job's row by raw SQL, as another version or a hand-written statement could:
+/// variant 0 stores a payload 200 levels deep (Postgres takes it, serde_json cannot read
+/// it back), variant 1 an output that deep. Redis still lists the
+/// job: the claim takes it from there and Postgres's row decides.
+fn spoiler(pool: sqlx::PgPool) -> Spoil {
+    Box::new(move |id, variant| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+            let sql = match variant {
+                0 => "UPDATE jobs SET payload = $1::jsonb WHERE id = $2",
+                _ => "UPDATE jobs SET output = $1::jsonb WHERE id = $2",
+            };
+            let n = sqlx::query(sql)
+                .bind(deep)
+                .bind(id.0)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected();
+            assert_eq!(n, 1);
+        })
+    })
+}
+
+async fn spoilable() -> (SharedStore, Spoil) {
+    let s = store().await;
+    let spoil = spoiler(s.postgres().pool().clone());
+    (Arc::new(s), spoil)
+}
+
+jobmesh::store_conformance_tests!(fresh, spoilable);
 
 /// Deletes every Redis key under the store's prefix.
 async fn cleanup(s: &HybridStore) {
@@ -505,5 +537,60 @@ async fn job_state_hashes_follow_each_transition() {
         .await
         .unwrap();
     state_is(later_id, JobState::Cancelled).await;
+    cleanup(&s).await;
+}
+
+/// An entry of the event stream this version cannot decode (another version's, or one
+/// added by hand) is left out of reads and tails, which go on past it instead of failing
+/// on it for ever.
+#[tokio::test]
+async fn an_undecodable_stream_entry_is_skipped() {
+    use jobmesh::event::LifecycleEvent;
+
+    let s = quiet().await;
+    let d = s.redis();
+    let first = LifecycleEvent::new(EventKind::NodeJoined, T0).node(NodeId("n1".into()));
+    let last = LifecycleEvent::new(EventKind::NodeLeft, T0).node(NodeId("n1".into()));
+    d.publish(std::slice::from_ref(&first)).await.unwrap();
+    let mut conn = raw().await;
+    let mut bad_id = String::new();
+    for (v, e) in [("1", "{not json"), ("99", "{}")] {
+        bad_id = redis::cmd("XADD")
+            .arg(d.keys().events())
+            .arg("*")
+            .arg("v")
+            .arg(v)
+            .arg("e")
+            .arg(e)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let mut tail = d
+        .tail(Some(EventCursor::start()))
+        .await
+        .unwrap()
+        .with_block(Duration::from_millis(100));
+    let got = tail.next_batch().await.unwrap();
+    assert_eq!(
+        got.into_iter().map(|e| e.event).collect::<Vec<_>>(),
+        vec![first.clone()]
+    );
+    assert_eq!(
+        tail.cursor().0,
+        bad_id,
+        "the tail moved past the bad entries"
+    );
+    d.publish(std::slice::from_ref(&last)).await.unwrap();
+    let got = tail.next_batch().await.unwrap();
+    assert_eq!(
+        got.into_iter().map(|e| e.event).collect::<Vec<_>>(),
+        vec![last.clone()]
+    );
+    let read = d.read(&EventCursor::start(), 100, None).await.unwrap();
+    assert_eq!(
+        read.into_iter().map(|e| e.event).collect::<Vec<_>>(),
+        vec![first, last]
+    );
     cleanup(&s).await;
 }

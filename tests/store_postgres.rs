@@ -15,6 +15,7 @@ use jobmesh::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, JobState, NewJob, NodeId, Outcome,
     WorkerId,
 };
+use jobmesh::store::conformance::Spoil;
 use jobmesh::store::postgres::{PostgresStore, Wakeup, Wakeups};
 use jobmesh::store::{EnqueueOutcome, SharedStore, Store, StoreError};
 use serde_json::json;
@@ -91,7 +92,37 @@ async fn fresh() -> SharedStore {
     Arc::new(store().await)
 }
 
-jobmesh::store_conformance_tests!(fresh);
+/// Damages a job's row by raw SQL, as another version or a hand-written statement could:
+/// variant 0 stores a payload 200 levels deep (Postgres takes it, serde_json cannot read
+/// it back), variant 1 an output that deep.
+fn spoiler(pool: sqlx::PgPool) -> Spoil {
+    Box::new(move |id, variant| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+            let sql = match variant {
+                0 => "UPDATE jobs SET payload = $1::jsonb WHERE id = $2",
+                _ => "UPDATE jobs SET output = $1::jsonb WHERE id = $2",
+            };
+            let n = sqlx::query(sql)
+                .bind(deep)
+                .bind(id.0)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected();
+            assert_eq!(n, 1);
+        })
+    })
+}
+
+async fn spoilable() -> (SharedStore, Spoil) {
+    let s = store().await;
+    let spoil = spoiler(s.pool().clone());
+    (Arc::new(s), spoil)
+}
+
+jobmesh::store_conformance_tests!(fresh, spoilable);
 
 fn request(node: &str, limit: u32, now: Millis) -> ClaimRequest {
     ClaimRequest {

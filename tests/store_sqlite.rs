@@ -1,11 +1,15 @@
 //! The SQLite backend against the store conformance suite, plus SQLite specifics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jobmesh::clock::Millis;
 use jobmesh::job::{ClaimRequest, JobState, NewJob, NodeId, WorkerId};
+use jobmesh::store::conformance::Spoil;
 use jobmesh::store::sqlite::SqliteStore;
 use jobmesh::store::{SharedStore, Store};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 
 async fn fresh() -> SharedStore {
     // The directory must outlive the store; leaking it keeps the file for the test's life.
@@ -17,7 +21,40 @@ async fn fresh() -> SharedStore {
     )
 }
 
-jobmesh::store_conformance_tests!(fresh);
+/// A store and a way to damage its rows by raw SQL, as another version or a hand-written
+/// statement could: variant 0 stores a payload 200 levels deep (valid JSON that
+/// serde_json cannot read), variant 1 a payload that is not JSON at all.
+async fn spoilable() -> (SharedStore, Spoil) {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let path = dir.path().join("jobs.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let spoil: Spoil = Box::new(move |id, variant| {
+        let path = path.clone();
+        Box::pin(async move {
+            let mut conn = SqliteConnectOptions::new()
+                .filename(&path)
+                .busy_timeout(Duration::from_secs(10))
+                .connect()
+                .await
+                .unwrap();
+            let payload = match variant {
+                0 => format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+                _ => "{\"truncated\": ".to_string(),
+            };
+            let n = sqlx::query("UPDATE jobs SET payload = ?1 WHERE id = ?2")
+                .bind(payload)
+                .bind(id.0)
+                .execute(&mut conn)
+                .await
+                .unwrap()
+                .rows_affected();
+            assert_eq!(n, 1);
+        })
+    });
+    (Arc::new(store), spoil)
+}
+
+jobmesh::store_conformance_tests!(fresh, spoilable);
 
 #[tokio::test]
 async fn jobs_and_leases_survive_reopen() {
@@ -75,4 +112,114 @@ async fn unusable_path_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not-a-dir"), "{err}");
+}
+
+/// A new database file (and the `-wal` and `-shm` files beside it) is readable by its
+/// owner only: it holds every payload.
+#[cfg(unix)]
+#[tokio::test]
+async fn new_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    // A write, so the WAL and shared-memory files exist.
+    s.enqueue(vec![NewJob::new("noop", serde_json::json!({}))], Millis(1))
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for name in ["jobs.db", "jobs.db-wal", "jobs.db-shm"] {
+        let file = dir.path().join(name);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the database and its WAL exist");
+    s.close().await;
+}
+
+/// End to end through a node: a job whose row cannot be decoded (written by hand in SQL
+/// here) is dead-lettered with the reason, and the node keeps running the jobs of every
+/// queue it works, beside it and after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_keeps_running_after_an_undecodable_row() {
+    use jobmesh::clock::{Clock, SystemClock};
+    use jobmesh::config::{Config, WorkersSection};
+    use jobmesh::event::EventKind;
+    use jobmesh::job::JobId;
+
+    /// Bounds a failure only: the jobs normally run within milliseconds.
+    const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+    let (store, spoil) = spoilable().await;
+    let on = |queue: &str| {
+        let mut j = NewJob::new("noop", serde_json::json!({}));
+        j.queue = queue.into();
+        j
+    };
+    // Stored and spoiled before the node starts, so its first claim meets the bad row.
+    let bad = store
+        .enqueue(vec![on("default")], SystemClock.now())
+        .await
+        .unwrap()[0]
+        .id();
+    spoil(bad, 0).await;
+    let config = Config::default();
+    let node = jobmesh_actors::Node::start(jobmesh_actors::NodeOptions {
+        node_id: NodeId("survivor".into()),
+        workers: WorkersSection {
+            concurrency: 2,
+            queues: vec!["default".into(), "other".into()],
+            poll_interval: Duration::from_millis(50),
+            ..WorkersSection::default()
+        },
+        retry: config.retry.clone(),
+        store: store.clone(),
+        registry: jobmesh::handler::builtin::registry(&config.exec, &config.http),
+        clock: Arc::new(SystemClock),
+        retention: None,
+    })
+    .await
+    .unwrap();
+    let mut events = node.subscribe();
+    let good: Vec<JobId> = node
+        .submit(vec![on("default"), on("other"), on("default"), on("other")])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id())
+        .collect();
+    let mut pending: std::collections::HashSet<JobId> = good.iter().copied().collect();
+    tokio::time::timeout(RUN_TIMEOUT, async {
+        while !pending.is_empty() {
+            let e = events.recv().await.unwrap();
+            if e.kind == EventKind::JobSucceeded {
+                pending.remove(&e.job.unwrap());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("jobs on both queues must run beside a bad row"));
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts["default"][&JobState::Discarded], 1, "{counts:?}");
+    assert_eq!(counts["default"][&JobState::Succeeded], 2, "{counts:?}");
+    assert_eq!(counts["other"][&JobState::Succeeded], 2, "{counts:?}");
+    let reason = store
+        .events_after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event.job == Some(bad) && e.event.kind == EventKind::JobDiscarded)
+        .expect("the bad job has a job.discarded event")
+        .event
+        .detail["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("undecodable row: "), "{reason}");
+    assert!(reason.contains("recursion limit"), "{reason}");
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -125,6 +125,29 @@ impl NewJob {
     }
 }
 
+impl NewJob {
+    /// Checks what every store needs to hold this job and read it back, whatever its
+    /// kind and whichever path submitted it: no NUL character in the queue, kind or
+    /// unique key, and a payload that passes [`crate::payload::check_structure`]. The
+    /// error names the field (`unique_key`, `payload.a.b[2]`). The stores call this
+    /// (through [`crate::store::check_new_jobs`]) before writing anything.
+    pub fn check_storable(&self) -> Result<(), String> {
+        let fields = [
+            ("queue", Some(&self.queue)),
+            ("kind", Some(&self.kind)),
+            ("unique_key", self.unique_key.as_ref()),
+        ];
+        for (name, value) in fields {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(format!(
+                    "{name}: contains a NUL character (\\u0000), which no store can hold"
+                ));
+            }
+        }
+        crate::payload::check_structure(&self.payload, "payload").map_err(|e| e.to_string())
+    }
+}
+
 /// Name of the queue used when none is given.
 pub const DEFAULT_QUEUE: &str = "default";
 /// Attempts allowed when none is given (as River).

@@ -32,9 +32,127 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};
 use crate::job::{
-    ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease, NewJob,
-    NodeId, WorkerId,
+    ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease,
+    LeaseToken, NewJob, NodeId, Outcome, WorkerId,
 };
+
+/// Checks a batch before any store writes it: each job passes
+/// [`NewJob::check_storable`], and each in-batch parent comes before its child. Every
+/// backend calls this first, so a job is refused with the same error on every store.
+pub fn check_new_jobs(jobs: &[NewJob]) -> Result<(), StoreError> {
+    for (i, j) in jobs.iter().enumerate() {
+        j.check_storable()
+            .map_err(|e| StoreError::Invalid(format!("job {i} of the batch: {e}")))?;
+        if let Some(&p) = j.depends_on_index.iter().find(|&&p| p >= i) {
+            return Err(StoreError::Invalid(format!(
+                "job {i} of the batch depends on batch job {p}, which does not come before it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Makes what a finished attempt reports storable on every store (see
+/// [`crate::payload::make_storable`]): a NUL in an error or output would make Postgres
+/// refuse the whole completion batch, and an output too deep would be unreadable later.
+/// The attempt has run, so its record is kept with the offending characters replaced
+/// rather than refused.
+pub(crate) fn storable_completions(batch: &mut [Completion]) {
+    for c in batch {
+        match &mut c.outcome {
+            Outcome::Succeeded { output: Some(o) } => crate::payload::make_storable(o),
+            Outcome::Succeeded { output: None } => {}
+            Outcome::Retry { error, .. }
+            | Outcome::Discard { error }
+            | Outcome::Cancelled { reason: error } => scrub_nul(error),
+        }
+    }
+}
+
+/// The same for events recorded outside a transition (worker and node events).
+pub(crate) fn storable_events(events: &mut [LifecycleEvent]) {
+    for e in events {
+        crate::payload::make_storable(&mut e.detail);
+        for s in [
+            e.worker.as_mut().map(|w| &mut w.0),
+            e.node.as_mut().map(|n| &mut n.0),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            scrub_nul(s);
+        }
+    }
+}
+
+fn scrub_nul(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
+/// A claimed job whose row this version cannot decode (written by another version, or
+/// by hand in SQL). The claim that took it dead-letters it at once, under the lease it
+/// has just taken (so the fencing rules hold: the discard applies only if that lease is
+/// still current), with the decode error as the reason, and hands out the rest of its
+/// batch: one bad row never stops a queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Undecodable {
+    /// The job.
+    pub id: JobId,
+    /// The lease token the claim gave it.
+    pub token: LeaseToken,
+    /// The attempt the claim counted.
+    pub attempt: u32,
+    /// Why it cannot be decoded.
+    pub reason: String,
+}
+
+impl Undecodable {
+    /// The reason to record for a decode error (without the "corrupt row" prefix).
+    pub(crate) fn reason_of(e: &StoreError) -> String {
+        match e {
+            StoreError::Corrupt(m) => m.clone(),
+            e => e.to_string(),
+        }
+    }
+
+    /// The discard to apply for it, as if the claiming worker had reported it.
+    pub(crate) fn completion(&self, req: &ClaimRequest) -> Completion {
+        Completion {
+            lease: Lease {
+                job: self.id,
+                token: self.token,
+                worker: req.worker.clone(),
+                node: req.node.clone(),
+                attempt: self.attempt,
+                expires_at: req.now.plus(req.lease_for),
+            },
+            outcome: Outcome::Discard {
+                error: format!("undecodable row: {}", self.reason),
+            },
+            started_at: req.now,
+            finished_at: req.now,
+        }
+    }
+}
+
+/// Keeps the rows of a listing that decode and leaves out, with a warning naming each,
+/// those that do not, so that one bad row does not fail the whole listing (`what`
+/// names the listing in the warning).
+pub(crate) fn skip_undecodable<T>(
+    what: &str,
+    rows: impl IntoIterator<Item = Result<T, StoreError>>,
+) -> Vec<T> {
+    rows.into_iter()
+        .filter_map(|r| {
+            r.inspect_err(
+                |e| tracing::warn!(error = %e, "{what}: leaving out a row that cannot be decoded"),
+            )
+            .ok()
+        })
+        .collect()
+}
 
 /// A store shared between actors.
 pub type SharedStore = Arc<dyn Store>;

@@ -59,6 +59,12 @@ impl Shared {
                     self.mark_dirty();
                     return self.fallback(req, want, out).await;
                 }
+                Err(e @ StoreError::Corrupt(_)) => {
+                    // Something in Redis this version cannot read: Postgres decides, so
+                    // one bad entry does not stop the queues.
+                    tracing::warn!(error = %e, "Redis answered a take with something unreadable; claiming from Postgres");
+                    return self.fallback(req, want, out).await;
+                }
                 Err(e) => return Err(e),
             };
             if !taken.has_generation {
@@ -156,8 +162,15 @@ impl Shared {
             .await?;
         let mut out = Vec::with_capacity(found.len());
         let mut parents = Vec::new();
+        let mut bad = Vec::new();
         for row in &found {
-            let job = rows::job(row)?;
+            let job = match rows::claimed(row)? {
+                Ok(job) => job,
+                Err(u) => {
+                    bad.push(u);
+                    continue;
+                }
+            };
             if rows::has_children(row)? {
                 parents.push(job.id);
             }
@@ -174,6 +187,9 @@ impl Shared {
         if !parents.is_empty() {
             self.parents.lock().expect("parents lock").extend(parents);
         }
+        // Through the Postgres store: a discard releases no children to push, and the
+        // relay sets the state hashes from its events.
+        self.pg.discard_undecodable(req, &bad).await;
         Ok(out)
     }
 

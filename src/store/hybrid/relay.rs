@@ -85,10 +85,11 @@ impl Shared {
         .bind(ids.into_iter().collect::<Vec<_>>())
         .fetch_all(self.pg.pool())
         .await?;
-        let states = rows
-            .into_iter()
-            .map(|(id, state)| Ok((JobId(id), rows::state(&state)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let states = crate::store::skip_undecodable(
+            "relayed job states",
+            rows.into_iter()
+                .map(|(id, state)| Ok((JobId(id), rows::state(&state)?))),
+        );
         self.redis.set_state(&states).await
     }
 

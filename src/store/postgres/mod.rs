@@ -45,7 +45,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, Transaction};
 use self::rows::{job_columns, policy_name};
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, Store,
-    StoreError,
+    StoreError, Undecodable,
 };
 use crate::clock::Millis;
 use crate::event::{EventKind, LifecycleEvent, StoredEvent};
@@ -584,9 +584,26 @@ impl PostgresStore {
         ) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<Vec<Job>, StoreError> {
         let rows = bind(sqlx::query(sql)).fetch_all(&self.pool).await?;
-        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = super::skip_undecodable("jobs", rows.iter().map(rows::job_named));
         self.fill_parents(&mut jobs).await?;
         Ok(jobs)
+    }
+
+    /// Dead-letters claimed jobs whose rows cannot be decoded (see [`Undecodable`]),
+    /// under the leases the claim gave them. Best-effort: the claim has committed and its
+    /// other jobs must run; if this fails, the leases lapse and a later claim (after the
+    /// rescue) tries again.
+    pub(crate) async fn discard_undecodable(&self, req: &ClaimRequest, bad: &[Undecodable]) {
+        if bad.is_empty() {
+            return;
+        }
+        for u in bad {
+            tracing::warn!(job = %u.id, reason = %u.reason, "dead-lettering a job whose row cannot be decoded");
+        }
+        let batch = bad.iter().map(|u| u.completion(req)).collect();
+        if let Err(e) = self.complete(batch).await {
+            tracing::warn!(error = %e, "dead-lettering undecodable jobs failed; their leases will lapse");
+        }
     }
 
     async fn fill_parents(&self, jobs: &mut [Job]) -> Result<(), StoreError> {
@@ -622,13 +639,7 @@ impl Store for PostgresStore {
         jobs: Vec<NewJob>,
         now: Millis,
     ) -> Result<Vec<EnqueueOutcome>, StoreError> {
-        for (i, j) in jobs.iter().enumerate() {
-            if let Some(&p) = j.depends_on_index.iter().find(|&&p| p >= i) {
-                return Err(StoreError::Invalid(format!(
-                    "job {i} of the batch depends on batch job {p}, which does not come before it"
-                )));
-            }
-        }
+        super::check_new_jobs(&jobs)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -691,7 +702,15 @@ impl Store for PostgresStore {
             .bind(req.now.0)
             .fetch_all(&self.pool)
             .await?;
-        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut bad = Vec::new();
+        for row in &rows {
+            match rows::claimed(row)? {
+                Ok(job) => jobs.push(job),
+                Err(u) => bad.push(u),
+            }
+        }
+        self.discard_undecodable(req, &bad).await;
         jobs.sort_by(|a, b| {
             b.priority
                 .cmp(&a.priority)
@@ -714,10 +733,14 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<CompletionResult>, StoreError> {
+    async fn complete(
+        &self,
+        mut batch: Vec<Completion>,
+    ) -> Result<Vec<CompletionResult>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        super::storable_completions(&mut batch);
         // A repeated (job, token) in one batch applies once: the first entry wins.
         let mut seen = HashSet::with_capacity(batch.len());
         let sent: Vec<&Completion> = batch
@@ -1035,13 +1058,20 @@ impl Store for PostgresStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let mut jobs = self
-            .fetch_jobs(
-                concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1"),
-                |q| q.bind(id.0),
-            )
-            .await?;
-        Ok(jobs.pop())
+        // One job: a row that cannot be decoded is this call's error, not left out.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut jobs = [rows::job_named(&row)?];
+        self.fill_parents(&mut jobs).await?;
+        let [job] = jobs;
+        Ok(Some(job))
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
@@ -1072,11 +1102,14 @@ impl Store for PostgresStore {
                 .fetch_all(&self.pool)
                 .await?;
         let mut counts: Counts = BTreeMap::new();
-        for (queue, state, n) in rows {
+        let rows = rows
+            .into_iter()
+            .map(|(queue, state, n)| Ok((queue, rows::state(&state)?, n)));
+        for (queue, state, n) in super::skip_undecodable("counts", rows) {
             counts
                 .entry(queue)
                 .or_default()
-                .insert(rows::state(&state)?, n.max(0) as u64);
+                .insert(state, n.max(0) as u64);
         }
         Ok(counts)
     }
@@ -1097,20 +1130,18 @@ impl Store for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut dead = rows
-            .iter()
-            .map(|r| {
-                Ok(DeadLetter {
-                    job: rows::job(r)?,
-                    reason: r.try_get("dlq_reason").map_err(|e| {
-                        StoreError::Corrupt(format!("dead_letter_queue.reason: {e}"))
-                    })?,
-                    discarded_at: Millis(r.try_get("dlq_at").map_err(|e| {
-                        StoreError::Corrupt(format!("dead_letter_queue.discarded_at: {e}"))
-                    })?),
-                })
+        let dead = rows.iter().map(|r| {
+            Ok(DeadLetter {
+                job: rows::job_named(r)?,
+                reason: r
+                    .try_get("dlq_reason")
+                    .map_err(|e| StoreError::Corrupt(format!("dead_letter_queue.reason: {e}")))?,
+                discarded_at: Millis(r.try_get("dlq_at").map_err(|e| {
+                    StoreError::Corrupt(format!("dead_letter_queue.discarded_at: {e}"))
+                })?),
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        });
+        let mut dead = super::skip_undecodable("dead letters", dead);
         let mut jobs: Vec<Job> = dead.iter().map(|d| d.job.clone()).collect();
         self.fill_parents(&mut jobs).await?;
         for (d, j) in dead.iter_mut().zip(jobs) {
@@ -1161,10 +1192,11 @@ impl Store for PostgresStore {
         Ok(ids.into_iter().map(JobId).collect())
     }
 
-    async fn record_events(&self, evs: Vec<LifecycleEvent>) -> Result<(), StoreError> {
+    async fn record_events(&self, mut evs: Vec<LifecycleEvent>) -> Result<(), StoreError> {
         if evs.is_empty() {
             return Ok(());
         }
+        super::storable_events(&mut evs);
         let mut conn = self.pool.acquire().await?;
         events(&mut conn, &evs).await
     }
@@ -1183,19 +1215,23 @@ impl Store for PostgresStore {
             Option<i32>,
             Option<String>,
             Option<String>,
-            Option<serde_json::Value>,
+            Option<String>,
         )> = sqlx::query_as(
-            "SELECT seq, at, kind, job, attempt, worker, node, detail FROM lifecycle_events
+            // The detail as text, parsed row by row: one unreadable detail must not fail
+            // the batch (decoding jsonb into a tuple would).
+            "SELECT seq, at, kind, job, attempt, worker, node, detail::text FROM lifecycle_events
                  WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
+        let events = rows
+            .into_iter()
             .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
-                let kind = EventKind::from_str(&kind)
-                    .map_err(|e| StoreError::Corrupt(format!("lifecycle_events.kind: {e}")))?;
+                let kind = EventKind::from_str(&kind).map_err(|e| {
+                    StoreError::Corrupt(format!("lifecycle_events.kind of event {seq}: {e}"))
+                })?;
                 Ok(StoredEvent {
                     seq,
                     event: LifecycleEvent {
@@ -1205,10 +1241,16 @@ impl Store for PostgresStore {
                         attempt: attempt.map(|a| a.max(0) as u32),
                         worker: worker.map(WorkerId),
                         node: node.map(NodeId),
-                        detail: detail.unwrap_or(serde_json::Value::Null),
+                        // An unreadable detail is marked as such; the event is kept.
+                        detail: match detail {
+                            Some(d) => serde_json::from_str(&d).unwrap_or_else(|e| {
+                                json!({ "undecodable": format!("lifecycle_events.detail: {e}") })
+                            }),
+                            None => serde_json::Value::Null,
+                        },
                     },
                 })
-            })
-            .collect()
+            });
+        Ok(super::skip_undecodable("events", events))
     }
 }

@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 
 use crate::clock::Millis;
 use crate::job::{Job, JobId, JobState, LeaseToken, NodeId, ParentFailurePolicy, WorkerId};
-use crate::store::StoreError;
+use crate::store::{StoreError, Undecodable};
 
 /// The columns of `jobs`, in the order [`job`] decodes them.
 macro_rules! job_columns {
@@ -73,6 +73,29 @@ pub fn job(row: &PgRow) -> Result<Job, StoreError> {
             }
         },
     })
+}
+
+/// [`job`], with the job's id in the error.
+pub fn job_named(row: &PgRow) -> Result<Job, StoreError> {
+    job(row).map_err(|e| {
+        let id = row.try_get::<i64, _>("id").unwrap_or_default();
+        StoreError::Corrupt(format!("job {id}: {}", Undecodable::reason_of(&e)))
+    })
+}
+
+/// Decodes a claimed row: the job, or what is needed to dead-letter it when the row
+/// cannot be decoded (see [`Undecodable`]). Fails only if not even the job's id, lease
+/// token and attempt can be read.
+pub(crate) fn claimed(row: &PgRow) -> Result<Result<Job, Undecodable>, StoreError> {
+    match job(row) {
+        Ok(job) => Ok(Ok(job)),
+        Err(e) => Ok(Err(Undecodable {
+            id: JobId(col(row, "id")?),
+            token: LeaseToken(col(row, "lease_token")?),
+            attempt: count(col(row, "attempt")?, "attempt")?,
+            reason: Undecodable::reason_of(&e),
+        })),
+    }
 }
 
 /// The stored name of a parent-failure policy.

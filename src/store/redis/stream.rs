@@ -120,10 +120,16 @@ impl RedisDispatch {
         block: Option<Duration>,
     ) -> Result<Vec<StreamEvent>, StoreError> {
         match block {
-            None => xread(&mut self.conn(), &self.keys.events(), after, count, None).await,
+            None => Ok(
+                xread(&mut self.conn(), &self.keys.events(), after, count, None)
+                    .await?
+                    .0,
+            ),
             Some(d) => {
                 let mut conn = self.dedicated_connection().await?;
-                xread(&mut conn, &self.keys.events(), after, count, Some(d)).await
+                Ok(xread(&mut conn, &self.keys.events(), after, count, Some(d))
+                    .await?
+                    .0)
             }
         }
     }
@@ -222,7 +228,7 @@ impl EventTail {
 
     /// The next events, waiting up to the block time for the first; empty when none came.
     pub async fn next_batch(&mut self) -> Result<Vec<StreamEvent>, StoreError> {
-        let batch = xread(
+        let (batch, last) = xread(
             &mut self.conn,
             &self.key,
             &self.cursor,
@@ -230,8 +236,9 @@ impl EventTail {
             Some(self.block),
         )
         .await?;
-        if let Some(last) = batch.last() {
-            self.cursor = last.cursor.clone();
+        // Past the last entry read, decoded or not: a bad entry is not read again.
+        if let Some(last) = last {
+            self.cursor = last;
         }
         Ok(batch)
     }
@@ -256,13 +263,14 @@ impl EventTail {
     }
 }
 
+/// Up to `count` decodable events after `after`, and the cursor of the last entry read.
 async fn xread(
     conn: &mut ConnectionManager,
     key: &str,
     after: &EventCursor,
     count: usize,
     block: Option<Duration>,
-) -> Result<Vec<StreamEvent>, StoreError> {
+) -> Result<(Vec<StreamEvent>, Option<EventCursor>), StoreError> {
     let mut cmd = redis::cmd("XREAD");
     cmd.arg("COUNT").arg(count.max(1));
     if let Some(d) = block {
@@ -271,12 +279,15 @@ async fn xread(
     }
     cmd.arg("STREAMS").arg(key).arg(&after.0);
     let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
-    reply
+    let entries: Vec<StreamId> = reply
         .into_iter()
         .flat_map(|r| r.keys)
         .flat_map(|k| k.ids)
-        .map(decode)
-        .collect()
+        .collect();
+    let last = entries.last().map(|e| EventCursor(e.id.clone()));
+    // An entry this version cannot decode is left out (with a warning), not the batch.
+    let events = crate::store::skip_undecodable("event stream", entries.into_iter().map(decode));
+    Ok((events, last))
 }
 
 fn decode(entry: StreamId) -> Result<StreamEvent, StoreError> {

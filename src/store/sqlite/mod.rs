@@ -73,6 +73,7 @@ impl SqliteStore {
                 StoreError::Invalid(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
+        create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -113,6 +114,27 @@ impl SqliteStore {
 
     async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Creates the database file, if it does not exist, readable and writable by its owner
+/// only (it holds every payload, like the node key its secret). Created here rather than
+/// by SQLite, whose files get the process umask, with the mode given to the `open` call
+/// itself, so there is no moment at which the file is readable by others. SQLite gives
+/// the `-wal` and `-shm` files it creates later the mode of the database file. An empty
+/// file is an empty database to SQLite. An existing file is left as it is.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Invalid(format!(
+            "cannot create SQLite database {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -598,7 +620,7 @@ impl SqliteStore {
         ) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
     ) -> Result<Vec<Job>, StoreError> {
         let rows = bind(sqlx::query(sql)).fetch_all(&self.read).await?;
-        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = super::skip_undecodable("jobs", rows.iter().map(rows::job_named));
         self.fill_parents(&mut jobs).await?;
         Ok(jobs)
     }
@@ -637,13 +659,7 @@ impl Store for SqliteStore {
         jobs: Vec<NewJob>,
         now: Millis,
     ) -> Result<Vec<EnqueueOutcome>, StoreError> {
-        for (i, j) in jobs.iter().enumerate() {
-            if let Some(&p) = j.depends_on_index.iter().find(|&&p| p >= i) {
-                return Err(StoreError::Invalid(format!(
-                    "job {i} of the batch depends on batch job {p}, which does not come before it"
-                )));
-            }
-        }
+        super::check_new_jobs(&jobs)?;
         let mut tx = self.begin().await?;
         let mut out: Vec<EnqueueOutcome> = Vec::with_capacity(jobs.len());
         let mut plain: Vec<&NewJob> = Vec::new();
@@ -713,7 +729,13 @@ impl Store for SqliteStore {
         .bind(&ids)
         .fetch_one(&mut *tx)
         .await?;
-        let mut jobs = rows::jobs_from_array(&claimed)?;
+        let (mut jobs, bad) = rows::jobs_from_array(&claimed)?;
+        // Rows this version cannot read are dead-lettered in the claim's own transaction,
+        // under the lease it has just given them; the rest of the batch runs.
+        for u in &bad {
+            tracing::warn!(job = %u.id, reason = %u.reason, "dead-lettering a job whose row cannot be decoded");
+            Self::apply_failure(&mut tx, &u.completion(req)).await?;
+        }
         tx.commit().await?;
         jobs.sort_by(|a, b| {
             b.priority
@@ -737,10 +759,14 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<CompletionResult>, StoreError> {
+    async fn complete(
+        &self,
+        mut batch: Vec<Completion>,
+    ) -> Result<Vec<CompletionResult>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        super::storable_completions(&mut batch);
         let now = batch
             .iter()
             .map(|c| c.finished_at)
@@ -1020,13 +1046,20 @@ impl Store for SqliteStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let mut jobs = self
-            .fetch_jobs(
-                concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1"),
-                |q| q.bind(id.0),
-            )
-            .await?;
-        Ok(jobs.pop())
+        // One job: a row that cannot be decoded is this call's error, not left out.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = ?1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut jobs = [rows::job_named(&row)?];
+        self.fill_parents(&mut jobs).await?;
+        let [job] = jobs;
+        Ok(Some(job))
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
@@ -1057,11 +1090,11 @@ impl Store for SqliteStore {
                 .fetch_all(&self.read)
                 .await?;
         let mut counts: Counts = BTreeMap::new();
-        for (queue, state, n) in rows {
-            counts
-                .entry(queue)
-                .or_default()
-                .insert(rows::state(&state)?, n as u64);
+        let rows = rows
+            .into_iter()
+            .map(|(queue, state, n)| Ok((queue, rows::state(&state)?, n)));
+        for (queue, state, n) in super::skip_undecodable("counts", rows) {
+            counts.entry(queue).or_default().insert(state, n as u64);
         }
         Ok(counts)
     }
@@ -1082,19 +1115,18 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeadLetter {
-                    job: rows::job(r)?,
-                    reason: r.try_get("dlq_reason").map_err(|e| {
-                        StoreError::Corrupt(format!("dead_letter_queue.reason: {e}"))
-                    })?,
-                    discarded_at: Millis(r.try_get("dlq_at").map_err(|e| {
-                        StoreError::Corrupt(format!("dead_letter_queue.discarded_at: {e}"))
-                    })?),
-                })
+        let dead = rows.iter().map(|r| {
+            Ok(DeadLetter {
+                job: rows::job_named(r)?,
+                reason: r
+                    .try_get("dlq_reason")
+                    .map_err(|e| StoreError::Corrupt(format!("dead_letter_queue.reason: {e}")))?,
+                discarded_at: Millis(r.try_get("dlq_at").map_err(|e| {
+                    StoreError::Corrupt(format!("dead_letter_queue.discarded_at: {e}"))
+                })?),
             })
-            .collect()
+        });
+        Ok(super::skip_undecodable("dead letters", dead))
     }
 
     async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
@@ -1137,10 +1169,11 @@ impl Store for SqliteStore {
         Ok(ids.into_iter().map(JobId).collect())
     }
 
-    async fn record_events(&self, evs: Vec<LifecycleEvent>) -> Result<(), StoreError> {
+    async fn record_events(&self, mut evs: Vec<LifecycleEvent>) -> Result<(), StoreError> {
         if evs.is_empty() {
             return Ok(());
         }
+        super::storable_events(&mut evs);
         let mut tx = self.begin().await?;
         events(&mut tx, &evs).await?;
         tx.commit().await?;
@@ -1165,14 +1198,17 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;
-        rows.into_iter()
+        let events = rows
+            .into_iter()
             .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
-                let kind = EventKind::from_str(&kind)
-                    .map_err(|e| StoreError::Corrupt(format!("lifecycle_events.kind: {e}")))?;
+                let kind = EventKind::from_str(&kind).map_err(|e| {
+                    StoreError::Corrupt(format!("lifecycle_events.kind of event {seq}: {e}"))
+                })?;
+                // A detail that cannot be read is marked as such; the event itself is kept.
                 let detail = match detail {
-                    Some(d) => serde_json::from_str(&d).map_err(|e| {
-                        StoreError::Corrupt(format!("lifecycle_events.detail: {e}"))
-                    })?,
+                    Some(d) => serde_json::from_str(&d).unwrap_or_else(
+                        |e| json!({ "undecodable": format!("lifecycle_events.detail: {e}") }),
+                    ),
                     None => serde_json::Value::Null,
                 };
                 Ok(StoredEvent {
@@ -1187,7 +1223,7 @@ impl Store for SqliteStore {
                         detail,
                     },
                 })
-            })
-            .collect()
+            });
+        Ok(super::skip_undecodable("events", events))
     }
 }

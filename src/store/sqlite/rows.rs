@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::clock::Millis;
 use crate::job::{Job, JobId, JobState, LeaseToken, NodeId, ParentFailurePolicy, WorkerId};
-use crate::store::StoreError;
+use crate::store::{StoreError, Undecodable};
 
 /// The columns of `jobs`, in the order [`job`] decodes them.
 macro_rules! job_columns {
@@ -39,23 +40,27 @@ fn json_col(row: &SqliteRow, name: &str) -> Result<Option<serde_json::Value>, St
 
 /// The columns of `jobs` as one JSON array per row, in the order [`JobArray`] reads
 /// them: a whole claim comes back as a single `json_group_array` value instead of one
-/// row (and one channel hop from SQLite's thread) per job.
+/// row (and one channel hop from SQLite's thread) per job. A payload that is not valid
+/// JSON comes back as `null` with the flag at the end false, instead of failing the
+/// statement (and with it the batch).
 macro_rules! job_array {
     () => {
-        "json_array(id, queue, kind, json(payload), priority, state, attempt, max_attempts, run_at, \
-         created_at, finished_at, timeout_ms, unique_key, lease_token, lease_owner, lease_node, \
-         lease_expires_at, last_error, output, on_parent_failure)"
+        "json_array(id, queue, kind, CASE WHEN json_valid(payload) THEN json(payload) END, priority, \
+         state, attempt, max_attempts, run_at, created_at, finished_at, timeout_ms, unique_key, \
+         lease_token, lease_owner, lease_node, lease_expires_at, last_error, output, on_parent_failure, \
+         json_valid(payload))"
     };
 }
 pub(crate) use job_array;
 
-/// One element of a [`job_array`] aggregate.
+/// One element of a [`job_array`] aggregate. The payload is kept raw and parsed on its
+/// own, so a payload too deep (or otherwise unreadable) fails only its job.
 #[derive(Deserialize)]
 struct JobArray(
     i64,
     String,
     String,
-    serde_json::Value,
+    Option<Box<RawValue>>,
     i64,
     String,
     i64,
@@ -72,43 +77,96 @@ struct JobArray(
     Option<String>,
     Option<String>,
     String,
+    i64,
 );
 
-/// Decodes a `json_group_array` of [`job_array`]s; `depends_on` is left empty.
-pub fn jobs_from_array(text: &str) -> Result<Vec<Job>, StoreError> {
-    let rows: Vec<JobArray> = serde_json::from_str(text)
+/// Decodes a `json_group_array` of [`job_array`]s; `depends_on` is left empty. Elements
+/// that cannot be decoded come back as [`Undecodable`], the rest as jobs.
+pub fn jobs_from_array(text: &str) -> Result<(Vec<Job>, Vec<Undecodable>), StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("jobs (as JSON): {e}"));
+    let mut jobs = Vec::new();
+    let mut bad = Vec::new();
+    // The common case in one pass; element by element only when that fails.
+    let rows: Vec<JobArray> = match serde_json::from_str(text) {
+        Ok(rows) => rows,
+        Err(_) => {
+            let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(corrupt)?;
+            let mut rows = Vec::with_capacity(elements.len());
+            for el in elements {
+                match serde_json::from_str::<JobArray>(el.get()) {
+                    Ok(r) => rows.push(r),
+                    Err(e) => bad.push(undecodable(el.get(), &format!("jobs: {e}"))?),
+                }
+            }
+            rows
+        }
+    };
+    for r in rows {
+        let (id, attempt, token) = (r.0, r.6, r.13);
+        match job_from_array(r) {
+            Ok(job) => jobs.push(job),
+            Err(e) => bad.push(Undecodable {
+                id: JobId(id),
+                token: LeaseToken(token),
+                attempt: attempt as u32,
+                reason: Undecodable::reason_of(&e),
+            }),
+        }
+    }
+    Ok((jobs, bad))
+}
+
+/// The identity of an element that does not decode as a [`JobArray`].
+fn undecodable(element: &str, reason: &str) -> Result<Undecodable, StoreError> {
+    let fields: Vec<&RawValue> = serde_json::from_str(element)
         .map_err(|e| StoreError::Corrupt(format!("jobs (as JSON): {e}")))?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(Job {
-                id: JobId(r.0),
-                queue: r.1,
-                kind: r.2,
-                payload: r.3,
-                priority: r.4 as i16,
-                state: state(&r.5)?,
-                attempt: r.6 as u32,
-                max_attempts: r.7 as u32,
-                run_at: Millis(r.8),
-                created_at: Millis(r.9),
-                finished_at: r.10.map(Millis),
-                timeout: r.11.map(|ms| Duration::from_millis(ms.max(0) as u64)),
-                unique_key: r.12,
-                lease_token: LeaseToken(r.13),
-                lease_owner: r.14.map(WorkerId),
-                lease_node: r.15.map(NodeId),
-                lease_expires_at: r.16.map(Millis),
-                last_error: r.17,
-                output: r
-                    .18
-                    .map(|t| serde_json::from_str(&t))
-                    .transpose()
-                    .map_err(|e| StoreError::Corrupt(format!("jobs.output: {e}")))?,
-                depends_on: Vec::new(),
-                on_parent_failure: policy(&r.19)?,
-            })
-        })
-        .collect()
+    let int = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| serde_json::from_str::<i64>(f.get()).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("jobs (as JSON): column {i}: {reason}")))
+    };
+    Ok(Undecodable {
+        id: JobId(int(0)?),
+        token: LeaseToken(int(13)?),
+        attempt: int(6)? as u32,
+        reason: reason.to_string(),
+    })
+}
+
+fn job_from_array(r: JobArray) -> Result<Job, StoreError> {
+    let payload = match r.3 {
+        Some(p) if r.20 != 0 => serde_json::from_str(p.get())
+            .map_err(|e| StoreError::Corrupt(format!("jobs.payload: {e}")))?,
+        _ => return Err(StoreError::Corrupt("jobs.payload: not valid JSON".into())),
+    };
+    Ok(Job {
+        id: JobId(r.0),
+        queue: r.1,
+        kind: r.2,
+        payload,
+        priority: r.4 as i16,
+        state: state(&r.5)?,
+        attempt: r.6 as u32,
+        max_attempts: r.7 as u32,
+        run_at: Millis(r.8),
+        created_at: Millis(r.9),
+        finished_at: r.10.map(Millis),
+        timeout: r.11.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        unique_key: r.12,
+        lease_token: LeaseToken(r.13),
+        lease_owner: r.14.map(WorkerId),
+        lease_node: r.15.map(NodeId),
+        lease_expires_at: r.16.map(Millis),
+        last_error: r.17,
+        output: r
+            .18
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("jobs.output: {e}")))?,
+        depends_on: Vec::new(),
+        on_parent_failure: policy(&r.19)?,
+    })
 }
 
 fn policy(name: &str) -> Result<ParentFailurePolicy, StoreError> {
@@ -153,6 +211,14 @@ pub fn job(row: &SqliteRow) -> Result<Job, StoreError> {
         output: json_col(row, "output")?,
         depends_on: Vec::new(),
         on_parent_failure: self::policy(&policy)?,
+    })
+}
+
+/// [`job`], with the job's id in the error.
+pub fn job_named(row: &SqliteRow) -> Result<Job, StoreError> {
+    job(row).map_err(|e| {
+        let id = row.try_get::<i64, _>("id").unwrap_or_default();
+        StoreError::Corrupt(format!("job {id}: {}", Undecodable::reason_of(&e)))
     })
 }
 
