@@ -225,7 +225,7 @@ fn deep_nesting_in_the_file_is_an_error_not_a_stack_overflow() {
 fn deep_overrides_are_an_error_not_a_stack_overflow() {
     let key = format!("{ENV_PREFIX}{}", vec!["A"; DEEP].join("__"));
     let result = Config::load(None, [(key, "1".to_string())]);
-    let err = result.err().expect("a 100k-deep override loaded");
+    let err = result.expect_err("a 100k-deep override loaded");
     assert!(
         err.to_string().contains("has 100000 levels, more than 64"),
         "{err}"
@@ -234,7 +234,7 @@ fn deep_overrides_are_an_error_not_a_stack_overflow() {
     let deep_value = "[".repeat(DEEP);
     for key in ["JOBMESH__WORKERS__QUEUES", "JOBMESH__KINDS__NOOP__SCHEMA"] {
         let result = Config::load(None, [(key.to_string(), deep_value.clone())]);
-        assert_loads_or_clear(Err(result.err().expect("a 100k-deep value loaded")));
+        assert_loads_or_clear(Err(result.expect_err("a 100k-deep value loaded")));
     }
 }
 

@@ -75,22 +75,24 @@ fn key() -> impl Strategy<Value = String> {
 /// Strings worth trying in a field: plausible values, control characters, NUL.
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
-        proptest::sample::select(&[
-            "echo",
-            "/bin/true",
-            "http://example.com/x",
-            "http://127.0.0.1:1/",
-            "http://user:pw@example.com/",
-            "file:///etc/passwd",
-            "GET",
-            "POST",
-            "PATH",
-            "LD_PRELOAD",
-            "Host",
-            "a\u{0}b",
-            "",
-            "\u{202e}",
-        ][..])
+        proptest::sample::select(
+            &[
+                "echo",
+                "/bin/true",
+                "http://example.com/x",
+                "http://127.0.0.1:1/",
+                "http://user:pw@example.com/",
+                "file:///etc/passwd",
+                "GET",
+                "POST",
+                "PATH",
+                "LD_PRELOAD",
+                "Host",
+                "a\u{0}b",
+                "",
+                "\u{202e}",
+            ][..]
+        )
         .prop_map(str::to_string),
         any::<String>(),
     ]
@@ -101,11 +103,22 @@ fn number() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        proptest::sample::select(&[
-            0.0, -0.0, 3_600_000.0, 3_600_001.0, 4_294_967_295.0, 4_294_967_296.0, 1e300, -1e300,
-            0.5, f64::EPSILON,
-        ][..])
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        proptest::sample::select(
+            &[
+                0.0,
+                -0.0,
+                3_600_000.0,
+                3_600_001.0,
+                4_294_967_295.0,
+                4_294_967_296.0,
+                1e300,
+                -1e300,
+                0.5,
+                f64::EPSILON,
+            ][..]
+        )
         .prop_map(|f| json!(f)),
     ]
 }
@@ -132,8 +145,31 @@ fn jsonish_text() -> impl Strategy<Value = String> {
     proptest::collection::vec(
         proptest::sample::select(
             &[
-                "[", "]", "{", "}", "\"", ":", ",", "0", "1", "-", ".", "e", "E", "+", "true",
-                "false", "null", "\\", "\\u0000", "\\ud800", "\\u", "a", " ", "\u{0}", "9999999999999999999999",
+                "[",
+                "]",
+                "{",
+                "}",
+                "\"",
+                ":",
+                ",",
+                "0",
+                "1",
+                "-",
+                ".",
+                "e",
+                "E",
+                "+",
+                "true",
+                "false",
+                "null",
+                "\\",
+                "\\u0000",
+                "\\ud800",
+                "\\u",
+                "a",
+                " ",
+                "\u{0}",
+                "9999999999999999999999",
             ][..],
         ),
         0..80,
@@ -247,8 +283,14 @@ fn a_hundred_thousand_levels_of_nesting_is_an_error_not_a_stack_overflow() {
         nested("{\"a\":", deep, None),
         format!("{}1{}", nested("{\"a\":", deep, None), "}".repeat(deep)),
         nested("[{\"a\":", deep, None),
-        format!(r#"{{"command":"echo","args":{}}}"#, nested("[", deep, Some("]"))),
-        format!(r#"{{"url":"http://x","body":{}}}"#, nested("[", deep, Some("]"))),
+        format!(
+            r#"{{"command":"echo","args":{}}}"#,
+            nested("[", deep, Some("]"))
+        ),
+        format!(
+            r#"{{"url":"http://x","body":{}}}"#,
+            nested("[", deep, Some("]"))
+        ),
     ];
     for text in cases {
         let err = payload::parse(&text).expect_err("a 100k-deep payload was accepted");
@@ -284,10 +326,19 @@ fn odd_numbers_get_clear_errors() {
     // Whole-looking floats are not integers; the path names the field.
     let r = &registries()[0];
     for (text, want) in [
-        (r#"{"ms": 1E+2}"#, "payload.ms: expected integer, got number"),
-        (r#"{"ms": 18446744073709551616}"#, "payload.ms: expected integer, got number"),
+        (
+            r#"{"ms": 1E+2}"#,
+            "payload.ms: expected integer, got number",
+        ),
+        (
+            r#"{"ms": 18446744073709551616}"#,
+            "payload.ms: expected integer, got number",
+        ),
         (r#"{"ms": -1}"#, "payload.ms: must be at least 0, got -1"),
-        (r#"{"times": 4294967296}"#, "payload.times: must be at most 4294967295, got 4294967296"),
+        (
+            r#"{"times": 4294967296}"#,
+            "payload.times: must be at most 4294967295, got 4294967296",
+        ),
     ] {
         let kind = if text.contains("ms") { "sleep" } else { "fail" };
         let err = r
@@ -325,7 +376,12 @@ fn schemas_from_rules_never_panic_on_mismatched_values() {
         "#,
     )
     .unwrap();
-    for v in [json!([]), json!([{}]), json!({"": 1}), json!("x".repeat(100))] {
+    for v in [
+        json!([]),
+        json!([{}]),
+        json!({"": 1}),
+        json!("x".repeat(100)),
+    ] {
         if let Err(e) = rules.validate(&v) {
             assert_clear(&e);
         }

@@ -10,9 +10,9 @@ use std::cell::Cell;
 
 use jobmesh::clock::Millis;
 use jobmesh::membership::{
-    Certificate, Direct, Heartbeat, JoinCertificate, Liveness, MAX_DIRECT_BYTES,
-    MAX_MESSAGE_BYTES, Message, RejectReason, SignedHeartbeat, SignedVote, Verdict, Vote,
-    WIRE_VERSION, decode, decode_direct, encode, encode_direct,
+    Certificate, Direct, Heartbeat, JoinCertificate, Liveness, MAX_DIRECT_BYTES, MAX_MESSAGE_BYTES,
+    Message, RejectReason, SignedHeartbeat, SignedVote, Verdict, Vote, WIRE_VERSION, decode,
+    decode_direct, encode, encode_direct,
 };
 use libp2p::identity::Keypair;
 use proptest::prelude::*;
@@ -85,7 +85,7 @@ fn vote(observer: &Keypair, subject: &Keypair, seq: u64) -> SignedVote {
             view: 0xdead_beef,
             observer: observer.public().to_peer_id(),
             incarnation: 9,
-            verdict: if seq % 2 == 0 {
+            verdict: if seq.is_multiple_of(2) {
                 Verdict::Down
             } else {
                 Verdict::Up
@@ -278,7 +278,11 @@ fn claimed_huge_lengths_fail_at_once_without_allocating_them() {
         ]
         .map(|full| {
             let mut bytes = full[..full.len() - 65].to_vec();
-            assert_eq!(full[full.len() - 65], 64, "a 64-byte ed25519 signature ends it");
+            assert_eq!(
+                full[full.len() - 65],
+                64,
+                "a 64-byte ed25519 signature ends it"
+            );
             bytes.extend(varint_u64(claim));
             bytes.extend_from_slice(&[0; 10]);
             bytes

@@ -34,11 +34,8 @@ fn step(name: impl Into<String>, after: Vec<String>) -> WorkflowStep {
 fn graph() -> impl Strategy<Value = Vec<WorkflowStep>> {
     let name = (0u8..14).prop_map(|i| format!("s{i}"));
     let parent = (0u8..16).prop_map(|i| format!("s{i}"));
-    proptest::collection::vec(
-        (name, proptest::collection::vec(parent, 0..4)),
-        0..14,
-    )
-    .prop_map(|steps| steps.into_iter().map(|(n, a)| step(n, a)).collect())
+    proptest::collection::vec((name, proptest::collection::vec(parent, 0..4)), 0..14)
+        .prop_map(|steps| steps.into_iter().map(|(n, a)| step(n, a)).collect())
 }
 
 /// Unique names, known parents, and a bias towards forward edges, so most graphs get
@@ -55,7 +52,11 @@ fn named_graph() -> impl Strategy<Value = Vec<WorkflowStep>> {
             let mut after: Vec<Vec<String>> = vec![Vec::new(); n];
             for (a, b, backwards) in edges {
                 // Mostly lower -> higher (acyclic); sometimes any direction.
-                let (parent, child) = if backwards == 0 || a < b { (a, b) } else { (b, a) };
+                let (parent, child) = if backwards == 0 || a < b {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
                 after[child].push(format!("s{parent}"));
             }
             after
@@ -71,7 +72,12 @@ fn named_graph() -> impl Strategy<Value = Vec<WorkflowStep>> {
 fn has_cycle(steps: &[WorkflowStep]) -> bool {
     let mut parents: BTreeMap<&str, BTreeSet<&str>> = steps
         .iter()
-        .map(|s| (s.name.as_str(), s.after.iter().map(String::as_str).collect()))
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.after.iter().map(String::as_str).collect(),
+            )
+        })
         .collect();
     loop {
         let free: Vec<&str> = parents
@@ -113,8 +119,10 @@ fn check(steps: Vec<WorkflowStep>) {
                 .map(|(i, (n, _))| (n.as_str(), i))
                 .collect();
             for (pos, (name, job)) in planned.iter().enumerate() {
-                let want: BTreeSet<usize> =
-                    after[name.as_str()].iter().map(|p| position[p.as_str()]).collect();
+                let want: BTreeSet<usize> = after[name.as_str()]
+                    .iter()
+                    .map(|p| position[p.as_str()])
+                    .collect();
                 let got: BTreeSet<usize> = job.depends_on_index.iter().copied().collect();
                 assert_eq!(got, want, "{name}'s links");
                 assert!(got.iter().all(|&p| p < pos), "{name} runs before a parent");
@@ -138,7 +146,10 @@ fn check(steps: Vec<WorkflowStep>) {
             for pair in path.windows(2) {
                 assert!(after[pair[1].as_str()].contains(&pair[0]), "{e}");
             }
-            assert!(e.to_string().starts_with("workflow has a dependency cycle: "));
+            assert!(
+                e.to_string()
+                    .starts_with("workflow has a dependency cycle: ")
+            );
         }
     }
 }
@@ -160,7 +171,11 @@ proptest! {
 fn chain(n: usize) -> Vec<WorkflowStep> {
     (0..n)
         .map(|i| {
-            let after = if i == 0 { vec![] } else { vec![format!("s{}", i - 1)] };
+            let after = if i == 0 {
+                vec![]
+            } else {
+                vec![format!("s{}", i - 1)]
+            };
             step(format!("s{i}"), after)
         })
         .collect()

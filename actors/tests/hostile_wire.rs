@@ -37,7 +37,10 @@ fn addr() -> impl Strategy<Value = Multiaddr> {
         |(ip, port, form, host)| {
             let text = match form {
                 0 => format!("/ip4/{}.{}.{}.{}/tcp/{port}", ip[0], ip[1], ip[2], ip[3]),
-                1 => format!("/ip6/::{:x}/udp/{port}/quic-v1", u16::from_be_bytes([ip[0], ip[1]])),
+                1 => format!(
+                    "/ip6/::{:x}/udp/{port}/quic-v1",
+                    u16::from_be_bytes([ip[0], ip[1]])
+                ),
                 _ => format!("/dns/{host}/tcp/{port}"),
             };
             text.parse().expect("a well-formed multiaddr")

@@ -274,7 +274,10 @@ mod hostile {
         match (bad_len, report) {
             (None, None) => {}
             (Some(len), Some(why)) => {
-                assert_eq!(why, format!("direct frame of {len} bytes (1 to {MAX_FRAME})"));
+                assert_eq!(
+                    why,
+                    format!("direct frame of {len} bytes (1 to {MAX_FRAME})")
+                );
             }
             (want, got) => panic!("malformed report {got:?}, expected one for {want:?}"),
         }
