@@ -187,6 +187,9 @@ fn assert_clear(err: &PayloadError) {
             assert!(path.starts_with("payload"), "path `{path}` for {message}");
             assert!(!message.is_empty());
         }
+        // Reasons added later (depth, NUL) are checked by their text above.
+        #[allow(unreachable_patterns)]
+        _ => {}
     }
 }
 
@@ -293,8 +296,9 @@ fn a_hundred_thousand_levels_of_nesting_is_an_error_not_a_stack_overflow() {
         ),
     ];
     for text in cases {
+        // Refused by the JSON parser's own depth limit today; a stricter limit in
+        // `parse` may refuse it with its own reason: either way an error, no overflow.
         let err = payload::parse(&text).expect_err("a 100k-deep payload was accepted");
-        assert!(matches!(err, PayloadError::NotJson(_)), "{err:?}");
         assert_clear(&err);
     }
 }
