@@ -18,6 +18,9 @@ use crate::payload::PayloadRules;
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "JOBMESH__";
 
+/// Most levels in an override name (`JOBMESH__A__B` has two); no key is nearly as deep.
+pub const MAX_OVERRIDE_DEPTH: usize = 64;
+
 /// Everything a node needs to know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -403,6 +406,17 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     origin: "environment".into(),
                     message: format!("malformed override name `{key}`"),
+                });
+            }
+            if path.len() > MAX_OVERRIDE_DEPTH {
+                // A deeper table would overflow the stack when it is read or dropped.
+                let head: String = key.chars().take(64).collect();
+                return Err(ConfigError::Invalid {
+                    origin: "environment".into(),
+                    message: format!(
+                        "override name `{head}...` has {} levels, more than {MAX_OVERRIDE_DEPTH}",
+                        path.len()
+                    ),
                 });
             }
             set_path(&mut table, &path, parse_env_value(&value));

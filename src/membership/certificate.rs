@@ -23,6 +23,7 @@ pub struct Certificate {
     /// The epoch all the votes were cast at.
     pub epoch: u64,
     /// Down votes, one per observer.
+    #[serde(deserialize_with = "super::wire::decoded_seq")]
     pub votes: Vec<SignedVote>,
 }
 
@@ -93,6 +94,7 @@ pub struct JoinCertificate {
     /// The certificate admits only before this time.
     pub expires: Millis,
     /// Cluster key's signature over the join domain tag and `{peer, expires}`.
+    #[serde(deserialize_with = "super::wire::decoded_seq")]
     pub signature: Vec<u8>,
 }
 

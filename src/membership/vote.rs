@@ -54,6 +54,7 @@ pub struct SignedVote {
     /// The statement.
     pub vote: Vote,
     /// Signature by `vote.observer` over the vote domain tag and the statement.
+    #[serde(deserialize_with = "super::wire::decoded_seq")]
     pub signature: Vec<u8>,
 }
 

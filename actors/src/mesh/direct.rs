@@ -183,8 +183,9 @@ impl Readers {
     }
 }
 
-async fn read_loop<D, M>(peer: PeerId, mut stream: libp2p::Stream, deliver: D, malformed: M)
+async fn read_loop<S, D, M>(peer: PeerId, mut stream: S, deliver: D, malformed: M)
 where
+    S: futures::AsyncRead + Unpin,
     D: Fn(PeerId, Vec<u8>) -> bool,
     M: FnOnce(PeerId, String),
 {
@@ -213,3 +214,133 @@ where
 
 /// Shared handle type.
 pub(crate) type SharedLinks = Arc<DirectLinks>;
+
+#[cfg(test)]
+mod hostile {
+    //! The reader against arbitrary byte streams (any stream type reads the same way).
+    use std::sync::{Arc, Mutex};
+
+    use futures::{executor::block_on, io::Cursor};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What [`read_loop`] made of `stream`: delivered frames, the malformed-frame
+    /// report if any, and how many bytes it consumed.
+    fn read_all(stream: Vec<u8>) -> (Vec<Vec<u8>>, Option<String>, u64) {
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let report = Arc::new(Mutex::new(None));
+        let mut io = Cursor::new(stream);
+        let peer = PeerId::random();
+        let sink = frames.clone();
+        let bad = report.clone();
+        block_on(read_loop(
+            peer,
+            &mut io,
+            move |_, f| {
+                sink.lock().unwrap().push(f);
+                true
+            },
+            move |_, why| *bad.lock().unwrap() = Some(why),
+        ));
+        let frames = frames.lock().unwrap().clone();
+        let report = report.lock().unwrap().clone();
+        (frames, report, io.position())
+    }
+
+    /// The format spelled out independently: length-prefixed frames until the stream
+    /// ends, a frame is cut short, or a length is zero or over [`MAX_FRAME`].
+    fn expected(stream: &[u8]) -> (Vec<Vec<u8>>, Option<usize>) {
+        let mut frames = Vec::new();
+        let mut rest = stream;
+        while rest.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+            if len == 0 || len > MAX_FRAME {
+                return (frames, Some(len));
+            }
+            if rest.len() < 2 + len {
+                break;
+            }
+            frames.push(rest[2..2 + len].to_vec());
+            rest = &rest[2 + len..];
+        }
+        (frames, None)
+    }
+
+    fn check(stream: Vec<u8>) {
+        let (want, bad_len) = expected(&stream);
+        let (got, report, _) = read_all(stream);
+        assert_eq!(got, want);
+        match (bad_len, report) {
+            (None, None) => {}
+            (Some(len), Some(why)) => {
+                assert_eq!(
+                    why,
+                    format!("direct frame of {len} bytes (1 to {MAX_FRAME})")
+                );
+            }
+            (want, got) => panic!("malformed report {got:?}, expected one for {want:?}"),
+        }
+    }
+
+    /// Frames of the given lengths (each filled with its index), length-prefixed.
+    fn framed(lens: &[u16]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend(std::iter::repeat_n(i as u8, usize::from(len)));
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_streams_are_framed_or_refused(
+            stream in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            check(stream);
+        }
+
+        #[test]
+        fn valid_streams_with_damage_are_framed_or_refused(
+            lens in proptest::collection::vec(prop_oneof![1u16..40, Just(0), Just(u16::MAX)], 0..6),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut stream = framed(&lens);
+            if !stream.is_empty() {
+                for (at, v) in edits {
+                    let i = at.index(stream.len());
+                    stream[i] = v;
+                }
+                stream.truncate(cut.index(stream.len() + 1));
+            }
+            check(stream);
+        }
+    }
+
+    #[test]
+    fn oversized_claims_stop_before_reading_the_body() {
+        // 65 535 claimed, 10 bytes present: refused on the prefix alone.
+        let mut stream = u16::MAX.to_be_bytes().to_vec();
+        stream.extend_from_slice(&[7; 10]);
+        let (frames, report, consumed) = read_all(stream);
+        assert!(frames.is_empty());
+        assert_eq!(consumed, 2);
+        assert_eq!(
+            report.as_deref(),
+            Some("direct frame of 65535 bytes (1 to 60000)")
+        );
+    }
+
+    #[test]
+    fn a_frame_cut_short_ends_the_stream_quietly() {
+        let mut stream = framed(&[3, 5]);
+        stream.truncate(stream.len() - 1);
+        let (frames, report, _) = read_all(stream);
+        assert_eq!(frames, vec![vec![0u8; 3]]);
+        assert_eq!(report, None);
+    }
+}
