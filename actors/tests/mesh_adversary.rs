@@ -51,7 +51,12 @@ const WINDOW: Duration = Duration::from_secs(6);
 /// Jobs submitted while under attack.
 const JOBS: usize = 40;
 
-async fn start(i: usize, keys: &[Keypair], store: &jobmesh::store::SharedStore, bootstrap: Vec<Multiaddr>) -> Node {
+async fn start(
+    i: usize,
+    keys: &[Keypair],
+    store: &jobmesh::store::SharedStore,
+    bootstrap: Vec<Multiaddr>,
+) -> Node {
     let membership = MembershipConfig::new(keys.iter().map(|k| k.public().to_peer_id()), 1);
     Node::start_meshed(
         NodeOptions {
@@ -80,7 +85,10 @@ async fn start(i: usize, keys: &[Keypair], store: &jobmesh::store::SharedStore, 
 }
 
 /// Starts `N` members joined through the first; returns them once everyone heard everyone.
-async fn mesh(keys: &[Keypair], store: &jobmesh::store::SharedStore) -> (Vec<Node>, Vec<Multiaddr>) {
+async fn mesh(
+    keys: &[Keypair],
+    store: &jobmesh::store::SharedStore,
+) -> (Vec<Node>, Vec<Multiaddr>) {
     let first = start(0, keys, store, vec![]).await;
     let addr = first.mesh().unwrap().listen_addrs().await.unwrap()[0].clone();
     let mut nodes = vec![first];
@@ -94,7 +102,11 @@ async fn mesh(keys: &[Keypair], store: &jobmesh::store::SharedStore) -> (Vec<Nod
         let ready = nodes.iter().all(|n| {
             let s = n.mesh_status().unwrap();
             s.members.len() == N
-                && s.members.iter().filter(|m| m.state == "alive" && m.heard).count() == N - 1
+                && s.members
+                    .iter()
+                    .filter(|m| m.state == "alive" && m.heard)
+                    .count()
+                    == N - 1
         });
         if ready {
             break;
@@ -134,7 +146,12 @@ impl request_response::Codec for RawCodec {
         self.read_request(p, io).await
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
     where
         T: futures::AsyncWrite + Unpin + Send,
     {
@@ -142,7 +159,12 @@ impl request_response::Codec for RawCodec {
         io.close().await
     }
 
-    async fn write_response<T>(&mut self, p: &StreamProtocol, io: &mut T, res: Vec<u8>) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
     where
         T: futures::AsyncWrite + Unpin + Send,
     {
@@ -178,7 +200,10 @@ fn attacker_swarm(key: Keypair) -> Swarm<Attacker> {
             let rr = |p: &'static str| {
                 request_response::Behaviour::with_codec(
                     RawCodec,
-                    [(StreamProtocol::new(p), request_response::ProtocolSupport::Outbound)],
+                    [(
+                        StreamProtocol::new(p),
+                        request_response::ProtocolSupport::Outbound,
+                    )],
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(2))
                         .with_max_concurrent_streams(1024),
@@ -322,7 +347,11 @@ async fn churn(addrs: Vec<Multiaddr>, until: Instant, done: Arc<Done>) {
     let mut i = 0usize;
     while Instant::now() < until {
         i += 1;
-        let key = if i % 2 == 0 { fixed.clone() } else { Keypair::generate_ed25519() };
+        let key = if i % 2 == 0 {
+            fixed.clone()
+        } else {
+            Keypair::generate_ed25519()
+        };
         let mut swarm = attacker_swarm(key);
         let _ = swarm.dial(addrs[i % addrs.len()].clone());
         let attempt = tokio::time::timeout(Duration::from_millis(500), async {
@@ -364,7 +393,10 @@ async fn an_outsider_flooding_the_mesh_costs_members_nothing_that_grows_with_its
     let quiet = stats(&nodes);
 
     let mut events = nodes[0].subscribe();
-    nodes[0].submit(jobs("noop", json!({}), JOBS)).await.unwrap();
+    nodes[0]
+        .submit(jobs("noop", json!({}), JOBS))
+        .await
+        .unwrap();
 
     let done = Arc::new(Done::default());
     let until = Instant::now() + WINDOW;
@@ -392,8 +424,14 @@ async fn an_outsider_flooding_the_mesh_costs_members_nothing_that_grows_with_its
         d(&done.connections),
         d(&done.identities),
     );
-    assert!(d(&done.subscription_changes) >= 400, "the attack must be real");
-    assert!(d(&done.connections) >= 20, "the attack must churn connections");
+    assert!(
+        d(&done.subscription_changes) >= 400,
+        "the attack must be real"
+    );
+    assert!(
+        d(&done.connections) >= 20,
+        "the attack must churn connections"
+    );
 
     for (i, ((b, q), a)) in before.iter().zip(&quiet).zip(&attacked).enumerate() {
         let published_quiet = q.published - b.published;
@@ -416,14 +454,20 @@ async fn an_outsider_flooding_the_mesh_costs_members_nothing_that_grows_with_its
             work_attacked <= work_quiet * 2 + 100,
             "node {i} processed {work_attacked} events under attack, {work_quiet} when quiet"
         );
-        assert_eq!(a.dropped_events, b.dropped_events, "node {i} dropped events");
+        assert_eq!(
+            a.dropped_events, b.dropped_events,
+            "node {i} dropped events"
+        );
         assert!(
             a.outsider_connections <= MeshConfig::default().max_outsider_connections as u64,
             "node {i} holds {} outsider connections",
             a.outsider_connections
         );
     }
-    let refused: u64 = attacked.iter().map(|s| s.refused.subscriptions + s.refused.connections).sum();
+    let refused: u64 = attacked
+        .iter()
+        .map(|s| s.refused.subscriptions + s.refused.connections)
+        .sum();
     assert!(refused > 0, "the budgets were not even reached");
 
     // Every job finished once.
@@ -431,7 +475,10 @@ async fn an_outsider_flooding_the_mesh_costs_members_nothing_that_grows_with_its
     assert_eq!(c.get(&JobState::Succeeded), Some(&(JOBS as u64)), "{c:?}");
     let log = store.events_after(0, 100_000).await.unwrap();
     let mut per_job = BTreeMap::new();
-    for e in log.iter().filter(|e| e.event.kind == EventKind::JobSucceeded) {
+    for e in log
+        .iter()
+        .filter(|e| e.event.kind == EventKind::JobSucceeded)
+    {
         *per_job.entry(e.event.job.unwrap()).or_insert(0) += 1;
     }
     assert_eq!(per_job.len(), JOBS);
@@ -440,15 +487,25 @@ async fn an_outsider_flooding_the_mesh_costs_members_nothing_that_grows_with_its
     // Nobody honest was suspected or evicted, and every view is whole.
     let bad: Vec<_> = log
         .iter()
-        .filter(|e| matches!(e.event.kind, EventKind::NodeSuspected | EventKind::NodeEvicted))
+        .filter(|e| {
+            matches!(
+                e.event.kind,
+                EventKind::NodeSuspected | EventKind::NodeEvicted
+            )
+        })
         .map(|e| (e.event.kind, e.event.node.clone()))
         .collect();
-    assert!(bad.is_empty(), "honest members suspected or evicted: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "honest members suspected or evicted: {bad:?}"
+    );
     for n in &nodes {
         let s = n.mesh_status().unwrap();
         assert_eq!(s.members.len(), N, "{s:?}");
         assert!(
-            s.members.iter().all(|m| m.state == "alive" || m.state == "self"),
+            s.members
+                .iter()
+                .all(|m| m.state == "alive" || m.state == "self"),
             "{s:?}"
         );
     }
@@ -467,7 +524,9 @@ async fn peer_exchange_hands_out_members_only_and_ping_is_answered() {
     // An outsider that listens and tells node 0 its address through identify.
     let mut outsider = attacker_swarm(Keypair::generate_ed25519());
     let outsider_id = *outsider.local_peer_id();
-    outsider.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    outsider
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
     outsider.dial(addrs[0].clone()).unwrap();
     // Wait until node 0 has its identify info and answered a probe after it.
     let deadline = Duration::from_secs(30);
@@ -475,25 +534,34 @@ async fn peer_exchange_hands_out_members_only_and_ping_is_answered() {
         let (mut sent, mut pinged) = (false, false);
         while !(sent && pinged) {
             match outsider.select_next_some().await {
-                SwarmEvent::Behaviour(AttackerEvent::Identify(identify::Event::Sent { .. })) => {
-                    sent = true
-                }
+                SwarmEvent::Behaviour(AttackerEvent::Identify(identify::Event::Sent {
+                    ..
+                })) => sent = true,
                 // Standard libp2p ping is answered.
-                SwarmEvent::Behaviour(AttackerEvent::Ping(ping::Event { result: Ok(_), .. })) => {
-                    pinged = true
-                }
+                SwarmEvent::Behaviour(AttackerEvent::Ping(ping::Event {
+                    result: Ok(_), ..
+                })) => pinged = true,
                 _ => {}
             }
         }
     })
     .await
     .expect("outsider identified itself and was answered a ping");
-    let probe = probe::ProbeFrame::Request(probe::ProbeRequest { nonce: 7, incarnation: 0 }).encode().to_vec();
-    outsider.behaviour_mut().probe.send_request(&members[0], probe);
+    let probe = probe::ProbeFrame::Request(probe::ProbeRequest {
+        nonce: 7,
+        incarnation: 0,
+    })
+    .encode()
+    .to_vec();
+    outsider
+        .behaviour_mut()
+        .probe
+        .send_request(&members[0], probe);
     tokio::time::timeout(deadline, async {
         loop {
-            if let SwarmEvent::Behaviour(AttackerEvent::Probe(request_response::Event::Message { .. })) =
-                outsider.select_next_some().await
+            if let SwarmEvent::Behaviour(AttackerEvent::Probe(request_response::Event::Message {
+                ..
+            })) = outsider.select_next_some().await
             {
                 return;
             }
@@ -509,7 +577,10 @@ async fn peer_exchange_hands_out_members_only_and_ping_is_answered() {
         loop {
             match asker.select_next_some().await {
                 SwarmEvent::ConnectionEstablished { .. } => {
-                    asker.behaviour_mut().peers.send_request(&members[0], vec![peer_exchange::VERSION]);
+                    asker
+                        .behaviour_mut()
+                        .peers
+                        .send_request(&members[0], vec![peer_exchange::VERSION]);
                 }
                 SwarmEvent::Behaviour(AttackerEvent::Peers(request_response::Event::Message {
                     message: request_response::Message::Response { response, .. },
@@ -526,7 +597,10 @@ async fn peer_exchange_hands_out_members_only_and_ping_is_answered() {
         .into_iter()
         .map(|r| r.peer)
         .collect();
-    assert!(!listed.contains(&outsider_id), "an outsider was handed out: {listed:?}");
+    assert!(
+        !listed.contains(&outsider_id),
+        "an outsider was handed out: {listed:?}"
+    );
     let mut expected: Vec<PeerId> = members[1..].to_vec();
     expected.sort();
     let mut got = listed.clone();

@@ -1,16 +1,10 @@
 //! The composed [`NetworkBehaviour`] of a jobmesh node.
 
-use std::{
-    iter,
-    sync::Arc,
-    time::Duration,
-};
+use std::{iter, sync::Arc, time::Duration};
 
 use libp2p::{
     connection_limits::{self, ConnectionLimits},
-    gossipsub::{
-        self, AllowAllSubscriptionFilter, IdentityTransform, MaxCountSubscriptionFilter,
-    },
+    gossipsub::{self, AllowAllSubscriptionFilter, IdentityTransform, MaxCountSubscriptionFilter},
     identify,
     identity::Keypair,
     ping,

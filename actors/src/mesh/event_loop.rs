@@ -85,7 +85,11 @@ impl Default for Budgets {
                 Rate::new(2.0, 8.0),
                 Rate::new(1.0, 4.0),
             ),
-            messages: KindBudget::new(Input::Message, Rate::new(200.0, 400.0), Rate::new(5.0, 10.0)),
+            messages: KindBudget::new(
+                Input::Message,
+                Rate::new(200.0, 400.0),
+                Rate::new(5.0, 10.0),
+            ),
             probes: KindBudget::new(Input::Probe, Rate::new(20.0, 40.0), Rate::new(2.0, 5.0)),
             peer_exchange: KindBudget::new(
                 Input::PeerExchange,
@@ -569,7 +573,9 @@ impl EventLoop {
             }
             Command::ReportValidation(id, source, verdict, reply) => {
                 if verdict == super::Validation::Reject {
-                    self.shared.rejected_messages.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .rejected_messages
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 let found = swarm
                     .behaviour_mut()
@@ -752,12 +758,12 @@ impl EventLoop {
             } => {
                 let delivered = self.charge(|b| &mut b.messages, propagation_source)
                     && self.emit(MeshEvent::Message {
-                    propagation_source,
-                    author: message.source,
-                    message_id: message_id.clone(),
-                    topic: message.topic.into_string(),
-                    data: message.data,
-                });
+                        propagation_source,
+                        author: message.source,
+                        message_id: message_id.clone(),
+                        topic: message.topic.into_string(),
+                        data: message.data,
+                    });
                 if !delivered {
                     // Nobody will validate it: free the cache slot, forward nothing, blame no
                     // one (an over-budget sender is dealt with by `charge`).
@@ -775,8 +781,7 @@ impl EventLoop {
                 // Gossipsub raises this for every subscribe request, repeats included:
                 // charged per peer, and only members' reach the application (which
                 // announces itself to new subscribers).
-                if self.charge(|b| &mut b.subscriptions, peer_id)
-                    && self.shared.is_member(&peer_id)
+                if self.charge(|b| &mut b.subscriptions, peer_id) && self.shared.is_member(&peer_id)
                 {
                     self.emit(MeshEvent::Subscribed {
                         peer: peer_id,
@@ -910,7 +915,8 @@ impl EventLoop {
 
     /// An answer that does not decode is a fact about the peer.
     fn report_malformed(&mut self, peer: PeerId, protocol: &'static str, error: &std::io::Error) {
-        if error.kind() == std::io::ErrorKind::InvalidData && self.charge(|b| &mut b.malformed, peer)
+        if error.kind() == std::io::ErrorKind::InvalidData
+            && self.charge(|b| &mut b.malformed, peer)
         {
             self.emit(MeshEvent::MalformedInput {
                 peer,
@@ -1071,10 +1077,7 @@ fn split_peer_id(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
 
 /// Subscribes and installs the topic's score parameters (without them, invalid messages on
 /// the topic would cost the sender nothing).
-pub(crate) fn subscribe(
-    gossipsub: &mut Gossipsub,
-    topic: &str,
-) -> Result<bool, ClientError> {
+pub(crate) fn subscribe(gossipsub: &mut Gossipsub, topic: &str) -> Result<bool, ClientError> {
     let ident = gossipsub::IdentTopic::new(topic);
     let err = |reason: String| ClientError::Subscribe {
         topic: topic.to_string(),
