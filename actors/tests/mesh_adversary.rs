@@ -312,7 +312,7 @@ async fn wave(addrs: &[Multiaddr], members: &[PeerId], until: Instant, done: &Do
                     done.subscription_changes.fetch_add(1, Ordering::Relaxed);
                 }
                 // Junk, and now and then an oversized message.
-                let mut junk = vec![0u8; if seq % 20 == 0 { 200 * 1024 } else { rng.random_range(1..300) }];
+                let mut junk = vec![0u8; if seq.is_multiple_of(20) { 200 * 1024 } else { rng.random_range(1..300) }];
                 rng.fill_bytes(&mut junk);
                 if b.gossipsub.publish(topic.clone(), junk).is_ok() {
                     done.publishes.fetch_add(1, Ordering::Relaxed);
@@ -347,7 +347,7 @@ async fn churn(addrs: Vec<Multiaddr>, until: Instant, done: Arc<Done>) {
     let mut i = 0usize;
     while Instant::now() < until {
         i += 1;
-        let key = if i % 2 == 0 {
+        let key = if i.is_multiple_of(2) {
             fixed.clone()
         } else {
             Keypair::generate_ed25519()

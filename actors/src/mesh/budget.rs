@@ -125,6 +125,28 @@ impl<K: Eq + Hash + Clone> PeerBudget<K> {
     }
 }
 
+/// One token bucket on its own (e.g. the streams of one connection).
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    rate: Rate,
+    bucket: Bucket,
+}
+
+impl TokenBucket {
+    /// A full bucket of `rate`.
+    pub(crate) fn new(rate: Rate, now: Instant) -> Self {
+        Self {
+            rate,
+            bucket: Bucket::full(rate, now),
+        }
+    }
+
+    /// Charges one unit; `false` if the bucket is empty.
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        self.bucket.take(self.rate, now)
+    }
+}
+
 /// Lets one log line through per `every`, and says how many were held back meanwhile, so
 /// a flood of bad input costs one line per interval instead of one per input.
 #[derive(Debug)]
@@ -223,6 +245,15 @@ mod tests {
             b.try_take(&k, t1);
         }
         assert!(b.len() <= 4, "{} buckets", b.len());
+    }
+
+    #[test]
+    fn a_lone_bucket_refills() {
+        let t0 = Instant::now();
+        let mut g = TokenBucket::new(Rate::new(10.0, 2.0), t0);
+        assert!(g.try_take(t0) && g.try_take(t0));
+        assert!(!g.try_take(t0));
+        assert!(g.try_take(t0 + 100 * MS));
     }
 
     #[test]

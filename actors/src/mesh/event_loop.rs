@@ -228,9 +228,15 @@ pub(crate) enum Input {
     Malformed,
     /// A connection (refused by the gate).
     Connection,
+    /// An inbound stream (of any protocol) over the connection's budget.
+    Stream,
 }
 
-const INPUTS: usize = 8;
+const INPUTS: usize = 9;
+
+/// Outsiders banned at once, at most (the map of bans is bounded like every map fed by
+/// the network).
+const MAX_BANS: usize = 1024;
 
 /// Inputs dropped because their sender was over budget (or, for streams and peer
 /// exchange, not a member), by kind. Work refused is work an outsider did not cause.
@@ -252,6 +258,9 @@ pub struct RefusedInputs {
     pub malformed: u64,
     /// Connections refused by the gate (handshake budget, outsider cap, churn, ban).
     pub connections: u64,
+    /// Inbound streams over their connection's budget: a member's are reset, an
+    /// outsider's connection is closed.
+    pub streams: u64,
 }
 
 /// State shared between the event loop and every [`Client`](super::Client) without
@@ -265,6 +274,8 @@ pub struct Shared {
     published: AtomicU64,
     rejected_messages: AtomicU64,
     bans: AtomicU64,
+    /// Banned outsiders and when their ban ends.
+    banned: std::sync::Mutex<HashMap<PeerId, Instant>>,
     refused: [AtomicU64; INPUTS],
     /// The peers the application counts as members; `None` until it says, and then
     /// everyone is treated as one (a bare mesh without membership has no outsiders).
@@ -308,6 +319,44 @@ impl Shared {
         self.delivered_events.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Refuses `peer` until `now + BAN` unless it is a member; `true` if newly banned.
+    pub(crate) fn ban(&self, peer: PeerId, now: Instant) -> bool {
+        if self.is_member(&peer) {
+            return false;
+        }
+        let mut bans = self.banned.lock().unwrap_or_else(|p| p.into_inner());
+        if bans.get(&peer).is_some_and(|until| *until > now) {
+            return false;
+        }
+        if bans.len() >= MAX_BANS {
+            bans.retain(|_, until| *until > now);
+        }
+        if bans.len() >= MAX_BANS {
+            // Still full of live bans: drop the one ending first.
+            if let Some(first) = bans.iter().min_by_key(|(_, u)| **u).map(|(p, _)| *p) {
+                bans.remove(&first);
+            }
+        }
+        bans.insert(peer, now + super::gate::BAN);
+        self.bans.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether `peer` is banned at `now`.
+    pub(crate) fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
+        self.banned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .is_some_and(|until| *until > now)
+    }
+
+    /// Bans held (expired ones included until pruned).
+    #[cfg(test)]
+    pub(crate) fn ban_count(&self) -> usize {
+        self.banned.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Counts one input of `kind` refused.
     pub(crate) fn refused(&self, kind: Input) {
         self.refused[kind as usize].fetch_add(1, Ordering::Relaxed);
@@ -332,6 +381,7 @@ impl Shared {
                 direct_streams: r(Input::DirectStream),
                 malformed: r(Input::Malformed),
                 connections: r(Input::Connection),
+                streams: r(Input::Stream),
             },
         }
     }
@@ -433,13 +483,9 @@ impl EventLoop {
 
     /// Disconnects an outsider and refuses it for a while.
     fn ban(&mut self, peer: PeerId, now: Instant) {
-        let gate = &mut self.swarm.behaviour_mut().gate;
-        if gate.is_banned(&peer, now) {
-            return;
+        if self.shared.ban(peer, now) {
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
-        gate.ban(peer, now);
-        self.shared.bans.fetch_add(1, Ordering::Relaxed);
-        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     /// Reads a peer's direct stream in a task of its own; frames become

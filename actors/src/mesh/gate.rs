@@ -44,7 +44,7 @@ const HANDSHAKES_PER_IP: Rate = Rate::new(20.0, 40.0);
 const OUTSIDER_CONNECTS: Rate = Rate::new(0.5, 3.0);
 /// How long a banned outsider is refused.
 pub(crate) const BAN: Duration = Duration::from_secs(60);
-/// Remote IPs, outsiders and bans remembered (each map is bounded).
+/// Remote IPs and outsiders remembered (each map is bounded).
 const REMEMBERED: usize = 1024;
 
 /// Why a connection was refused.
@@ -68,8 +68,6 @@ pub(crate) struct Gate {
     connects: PeerBudget<PeerId>,
     /// Established outsider connections.
     outsiders: HashMap<ConnectionId, PeerId>,
-    /// Banned peers and when their ban ends.
-    bans: HashMap<PeerId, Instant>,
 }
 
 impl Gate {
@@ -80,30 +78,7 @@ impl Gate {
             handshakes: PeerBudget::new(HANDSHAKES_PER_IP, REMEMBERED),
             connects: PeerBudget::new(OUTSIDER_CONNECTS, REMEMBERED),
             outsiders: HashMap::new(),
-            bans: HashMap::new(),
         }
-    }
-
-    /// Refuses `peer`'s connections until `now + BAN` (members are never banned).
-    pub(crate) fn ban(&mut self, peer: PeerId, now: Instant) {
-        if self.shared.is_member(&peer) {
-            return;
-        }
-        if self.bans.len() >= REMEMBERED {
-            self.bans.retain(|_, until| *until > now);
-        }
-        if self.bans.len() >= REMEMBERED {
-            // Still full of live bans: drop the one ending first.
-            if let Some(first) = self.bans.iter().min_by_key(|(_, u)| **u).map(|(p, _)| *p) {
-                self.bans.remove(&first);
-            }
-        }
-        self.bans.insert(peer, now + BAN);
-    }
-
-    /// Whether `peer` is banned at `now`.
-    pub(crate) fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
-        self.bans.get(peer).is_some_and(|until| *until > now)
     }
 
     fn refuse(&self, why: Refused) -> ConnectionDenied {
@@ -119,7 +94,7 @@ impl Gate {
             return Ok(());
         }
         let now = Instant::now();
-        if self.is_banned(&peer, now) {
+        if self.shared.is_banned(&peer, now) {
             return Err(self.refuse(Refused::Banned(peer)));
         }
         if self.outsiders.len() >= self.max_outsiders {
@@ -246,22 +221,23 @@ mod tests {
         let admitted = (0..100).filter(|_| g.admit(churner, true).is_ok()).count();
         assert_eq!(admitted, 3, "burst only");
         let other = PeerId::random();
-        g.ban(other, Instant::now());
+        assert!(g.shared.ban(other, Instant::now()));
+        assert!(!g.shared.ban(other, Instant::now()), "counted once");
         assert!(g.admit(other, false).is_err(), "banned both ways");
-        assert!(g.is_banned(&other, Instant::now()));
-        assert!(!g.is_banned(&other, Instant::now() + BAN + Duration::from_secs(1)));
+        let later = Instant::now() + BAN + Duration::from_secs(1);
+        assert!(!g.shared.is_banned(&other, later));
     }
 
     #[test]
     fn bans_stay_bounded_and_members_are_not_banned() {
         let member = PeerId::random();
-        let mut g = gate(&[member], 16);
-        g.ban(member, Instant::now());
-        assert!(!g.is_banned(&member, Instant::now()));
-        for _ in 0..REMEMBERED + 50 {
-            g.ban(PeerId::random(), Instant::now());
+        let g = gate(&[member], 16);
+        assert!(!g.shared.ban(member, Instant::now()));
+        assert!(!g.shared.is_banned(&member, Instant::now()));
+        for _ in 0..2000 {
+            g.shared.ban(PeerId::random(), Instant::now());
         }
-        assert!(g.bans.len() <= REMEMBERED);
+        assert!(g.shared.ban_count() <= 1024);
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub fn build_mesh(
 ) -> Result<(Client, mpsc::Receiver<MeshEvent>, EventLoop), MeshError> {
     config.validate()?;
     let shared = Arc::new(Shared::default());
-    let transport = transport::build(&keypair, shared.traffic.clone(), config.handshake_timeout)?;
+    let transport = transport::build(&keypair, shared.clone(), config.handshake_timeout)?;
     let behaviour = MeshBehaviour::new(&keypair, &config, shared.clone())?;
     let mut control = behaviour.stream.new_control();
     let incoming = control
