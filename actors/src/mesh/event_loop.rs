@@ -40,6 +40,9 @@ const MAX_ADDRS_PER_PEER: usize = 8;
 /// bounded by the connection limits, so this is never the binding limit in practice).
 const BUDGET_PEERS: usize = 1024;
 
+/// How often connected outsiders are checked for a graylisting gossipsub score.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Per-peer budgets of one input kind: one rate for members, a tighter one for outsiders.
 ///
 /// Gossipsub's own defences (strict signing, peer scoring, the graylist) still apply and
@@ -481,6 +484,29 @@ impl EventLoop {
         false
     }
 
+    /// Bans connected outsiders that gossipsub graylisted. Gossipsub then drops their
+    /// messages, but still decodes (and checks the signature of, and logs a WARN for each
+    /// bad) message they send first: only closing the connection ends that work.
+    fn ban_graylisted_outsiders(&mut self) {
+        let now = Instant::now();
+        let graylisted: Vec<PeerId> = self
+            .swarm
+            .connected_peers()
+            .filter(|p| !self.shared.is_member(p))
+            .filter(|p| {
+                self.swarm
+                    .behaviour()
+                    .gossipsub
+                    .peer_score(p)
+                    .is_some_and(|s| s < super::config::peer_score_thresholds().graylist_threshold)
+            })
+            .copied()
+            .collect();
+        for peer in graylisted {
+            self.ban(peer, now);
+        }
+    }
+
     /// Disconnects an outsider and refuses it for a while.
     fn ban(&mut self, peer: PeerId, now: Instant) {
         if self.shared.ban(peer, now) {
@@ -537,6 +563,8 @@ impl EventLoop {
         let mut exchange_timer =
             tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         exchange_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep_timer = tokio::time::interval(SWEEP_EVERY);
+        sweep_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -557,6 +585,7 @@ impl EventLoop {
                 _ = exchange_timer.tick(), if self.peer_exchange_interval.is_some() => {
                     self.exchange_with_random_peer();
                 }
+                _ = sweep_timer.tick() => self.ban_graylisted_outsiders(),
             }
         }
     }
