@@ -42,7 +42,7 @@ use libp2p::{
     StreamProtocol, Swarm, SwarmBuilder, gossipsub, identify, identity::Keypair, noise, ping,
     request_response, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux,
 };
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 const N: usize = 4;
@@ -260,13 +260,11 @@ fn forged_vote(attacker: &Keypair, subject: PeerId, observer: PeerId, seq: u64) 
 /// every member has closed on it (a ban), then gives up its identity.
 async fn wave(addrs: &[Multiaddr], members: &[PeerId], until: Instant, done: &Done) {
     let key = Keypair::generate_ed25519();
-    let me = key.public().to_peer_id();
     done.identities.fetch_add(1, Ordering::Relaxed);
     let mut swarm = attacker_swarm(key.clone());
     for a in addrs {
         let _ = swarm.dial(a.clone());
     }
-    let topic = gossipsub::IdentTopic::new(MEMBERSHIP_TOPIC);
     let mut tick = tokio::time::interval(Duration::from_millis(2));
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
     let mut subscribed = false;
@@ -300,43 +298,66 @@ async fn wave(addrs: &[Multiaddr], members: &[PeerId], until: Instant, done: &Do
                 if connected == 0 {
                     continue;
                 }
-                let b = swarm.behaviour_mut();
-                // Subscription churn: every change is an RPC to every connected member.
-                for _ in 0..4 {
-                    if subscribed {
-                        b.gossipsub.unsubscribe(&topic);
-                    } else {
-                        let _ = b.gossipsub.subscribe(&topic);
-                    }
-                    subscribed = !subscribed;
-                    done.subscription_changes.fetch_add(1, Ordering::Relaxed);
-                }
-                // Junk, and now and then an oversized message.
-                let mut junk = vec![0u8; if seq.is_multiple_of(20) { 200 * 1024 } else { rng.random_range(1..300) }];
-                rng.fill_bytes(&mut junk);
-                if b.gossipsub.publish(topic.clone(), junk).is_ok() {
-                    done.publishes.fetch_add(1, Ordering::Relaxed);
-                }
-                // Forged votes about a member, as ourselves and as another member.
                 seq += 1;
-                let subject = members[(seq as usize) % members.len()];
-                let observer = members[(seq as usize + 1) % members.len()];
-                for (o, tag) in [(me, 0), (observer, 1)] {
-                    if b.gossipsub.publish(topic.clone(), forged_vote(&key, subject, o, seq * 2 + tag)).is_ok() {
-                        done.forged_votes.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                // Probes (valid and junk) and peer-exchange requests to every member.
-                for m in members {
-                    let valid = probe::ProbeFrame::Request(probe::ProbeRequest { nonce: seq, incarnation: 0 }).encode().to_vec();
-                    b.probe.send_request(m, valid);
-                    b.probe.send_request(m, vec![0xde, 0xad]);
-                    b.peers.send_request(m, vec![peer_exchange::VERSION]);
-                    done.probes.fetch_add(2, Ordering::Relaxed);
-                    done.peer_exchanges.fetch_add(1, Ordering::Relaxed);
-                }
+                hammer(swarm.behaviour_mut(), &key, members, seq, &mut subscribed, &mut rng, done);
             }
         }
+    }
+}
+
+/// One round of the attack from one identity, to every member it is connected to.
+fn hammer(
+    b: &mut Attacker,
+    key: &Keypair,
+    members: &[PeerId],
+    seq: u64,
+    subscribed: &mut bool,
+    rng: &mut impl Rng,
+    done: &Done,
+) {
+    let topic = gossipsub::IdentTopic::new(MEMBERSHIP_TOPIC);
+    // Subscription churn: every change is an RPC to every connected member.
+    for _ in 0..4 {
+        if *subscribed {
+            b.gossipsub.unsubscribe(&topic);
+        } else {
+            let _ = b.gossipsub.subscribe(&topic);
+        }
+        *subscribed = !*subscribed;
+        done.subscription_changes.fetch_add(1, Ordering::Relaxed);
+    }
+    // Junk, and now and then an oversized message.
+    let len = if seq.is_multiple_of(20) {
+        200 * 1024
+    } else {
+        rng.random_range(1..300)
+    };
+    let mut junk = vec![0u8; len];
+    rng.fill_bytes(&mut junk);
+    if b.gossipsub.publish(topic.clone(), junk).is_ok() {
+        done.publishes.fetch_add(1, Ordering::Relaxed);
+    }
+    // Forged votes about a member, as ourselves and as another member.
+    let me = key.public().to_peer_id();
+    let subject = members[(seq as usize) % members.len()];
+    let observer = members[(seq as usize + 1) % members.len()];
+    for (o, tag) in [(me, 0), (observer, 1)] {
+        let vote = forged_vote(key, subject, o, seq * 2 + tag);
+        if b.gossipsub.publish(topic.clone(), vote).is_ok() {
+            done.forged_votes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // Probes (valid and junk) and peer-exchange requests to every member.
+    for m in members {
+        let valid = probe::ProbeFrame::Request(probe::ProbeRequest {
+            nonce: seq,
+            incarnation: 0,
+        });
+        b.probe.send_request(m, valid.encode().to_vec());
+        b.probe.send_request(m, vec![0xde, 0xad]);
+        b.peers.send_request(m, vec![peer_exchange::VERSION]);
+        done.probes.fetch_add(2, Ordering::Relaxed);
+        done.peer_exchanges.fetch_add(1, Ordering::Relaxed);
     }
 }
 
