@@ -80,6 +80,16 @@ pub struct MeshStatus {
     pub bytes_in: u64,
     /// Bytes sent on the mesh since start.
     pub bytes_out: u64,
+    /// Inputs refused by the per-peer budgets and the connection gate since start, all
+    /// kinds together (see `MeshStats::refused` for the split).
+    #[serde(default)]
+    pub refused_inputs: u64,
+    /// Outsiders banned since start.
+    #[serde(default)]
+    pub bans: u64,
+    /// Connections with outsiders held now.
+    #[serde(default)]
+    pub outsider_connections: u64,
     /// When this snapshot was taken (ms since the epoch).
     pub at_ms: i64,
 }
@@ -714,10 +724,22 @@ impl MembershipState {
             }
         }
         members.sort_by(|a, b| a.peer.cmp(&b.peer));
-        let traffic = self.client.stats().traffic;
+        let stats = self.client.stats();
+        let r = stats.refused;
         MeshStatus {
-            bytes_in: traffic.bytes_in,
-            bytes_out: traffic.bytes_out,
+            bytes_in: stats.traffic.bytes_in,
+            bytes_out: stats.traffic.bytes_out,
+            refused_inputs: r.subscriptions
+                + r.messages
+                + r.probes
+                + r.peer_exchange
+                + r.identify
+                + r.direct_streams
+                + r.malformed
+                + r.connections
+                + r.streams,
+            bans: stats.bans,
+            outsider_connections: stats.outsider_connections,
             at_ms: now.0,
             me: me.to_string(),
             incarnation: self.core.incarnation(),
