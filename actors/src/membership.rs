@@ -80,6 +80,16 @@ pub struct MeshStatus {
     pub bytes_in: u64,
     /// Bytes sent on the mesh since start.
     pub bytes_out: u64,
+    /// Inputs refused by the per-peer budgets and the connection gate since start, all
+    /// kinds together (see `MeshStats::refused` for the split).
+    #[serde(default)]
+    pub refused_inputs: u64,
+    /// Outsiders banned since start.
+    #[serde(default)]
+    pub bans: u64,
+    /// Connections with outsiders held now.
+    #[serde(default)]
+    pub outsider_connections: u64,
     /// When this snapshot was taken (ms since the epoch).
     pub at_ms: i64,
 }
@@ -129,7 +139,17 @@ pub(crate) struct MembershipState {
     /// Objectively invalid input per peer outside gossip (junk direct frames and
     /// probes), which gossipsub's own invalid-message penalty does not see.
     penalties: std::collections::HashMap<PeerId, u32>,
+    /// When this node last announced itself because of each member (its subscription or
+    /// admission): at most once per peer per [`ANNOUNCE_AGAIN_AFTER`].
+    announced_for: std::collections::HashMap<PeerId, std::time::Instant>,
+    /// The view digest the mesh was last told the members of.
+    members_told: Option<u64>,
 }
+
+/// A member's subscription (or admission) makes this node announce itself at once, at most
+/// once per member per this long; others wait for the periodic announcement. Outsiders'
+/// subscriptions never reach this actor.
+const ANNOUNCE_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
 /// Gossipsub application score taken per invalid direct input (below -10 a peer gets no
 /// gossip from us, below -80 it is graylisted).
@@ -175,6 +195,8 @@ impl Actor for MembershipActor {
             lie_ticker: None,
             lies: 0,
             penalties: std::collections::HashMap::new(),
+            announced_for: std::collections::HashMap::new(),
+            members_told: None,
         };
         if s.faults_rx.is_some() {
             let me = myself.clone();
@@ -276,10 +298,12 @@ impl Actor for MembershipActor {
                     s.penalise(peer).await;
                 }
             }
-            MembershipMsg::Mesh(MeshEvent::Subscribed { topic, .. })
+            MembershipMsg::Mesh(MeshEvent::Subscribed { peer, topic })
                 if topic == MEMBERSHIP_TOPIC =>
             {
-                s.core.announce(now);
+                if !s.announce_for(peer, now) {
+                    return Ok(());
+                }
             }
             MembershipMsg::Mesh(MeshEvent::MalformedInput {
                 peer,
@@ -306,6 +330,45 @@ impl MembershipState {
             // No peer yet, or the mesh is stopping.
             tracing::debug!(error = %e, "membership broadcast not sent");
         }
+    }
+
+    /// Announces this node because of `peer` (it subscribed, or was admitted), if it is a
+    /// member and this was not done for it lately; returns whether it announced. The cost
+    /// of announcements is so bounded by the number of members, not by anyone's rate.
+    fn announce_for(&mut self, peer: PeerId, now: jobmesh::clock::Millis) -> bool {
+        if !self.core.is_member(&peer) || peer == self.core.me() {
+            return false;
+        }
+        let at = std::time::Instant::now();
+        if self
+            .announced_for
+            .get(&peer)
+            .is_some_and(|last| at.duration_since(*last) < ANNOUNCE_AGAIN_AFTER)
+        {
+            return false;
+        }
+        // Bounded by the view: forget peers that are no longer members.
+        let core = &self.core;
+        self.announced_for.retain(|p, _| core.is_member(p));
+        self.announced_for.insert(peer, at);
+        self.core.announce(now);
+        true
+    }
+
+    /// Tells the mesh who the members are (allowlist and current view), when it changed:
+    /// everyone else is an outsider there.
+    fn tell_members(&mut self) {
+        let digest = self.core.view().digest();
+        if self.members_told == Some(digest) {
+            return;
+        }
+        self.members_told = Some(digest);
+        let members = self
+            .allowlist
+            .iter()
+            .copied()
+            .chain(self.core.view().members().map(|(p, _)| *p));
+        self.client.set_members(members);
     }
 
     /// Lowers `peer`'s gossipsub score for objectively invalid input that gossipsub did
@@ -479,7 +542,28 @@ impl MembershipState {
 
     /// Carries out what the core asked for, then refreshes the status snapshot.
     async fn flush(&mut self, myself: &ActorRef<MembershipMsg>) {
-        for out in self.core.drain_outputs() {
+        // Outputs may produce outputs (an admission announces this node): drain until none.
+        loop {
+            let outputs = self.core.drain_outputs();
+            if outputs.is_empty() {
+                break;
+            }
+            self.carry_out(outputs, myself).await;
+        }
+        self.tell_members();
+        let incarnation = self.core.incarnation();
+        if self.announced != Some(incarnation)
+            && self.client.set_incarnation(incarnation).await.is_ok()
+        {
+            self.announced = Some(incarnation);
+        }
+        let snapshot = self.snapshot();
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    /// Carries out one batch of the core's outputs.
+    async fn carry_out(&mut self, outputs: Vec<Output>, myself: &ActorRef<MembershipMsg>) {
+        for out in outputs {
             match out {
                 Output::Broadcast(bytes) => {
                     let bytes = match self.faults.byzantine {
@@ -523,14 +607,6 @@ impl MembershipState {
                 }
             }
         }
-        let incarnation = self.core.incarnation();
-        if self.announced != Some(incarnation)
-            && self.client.set_incarnation(incarnation).await.is_ok()
-        {
-            self.announced = Some(incarnation);
-        }
-        let snapshot = self.snapshot();
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
 
     async fn on_event(&mut self, e: MembershipEvent) {
@@ -538,6 +614,9 @@ impl MembershipState {
         let node_of = |p: &PeerId| NodeId(p.to_string());
         match e {
             MembershipEvent::Joined { peer, incarnation } => {
+                // The newcomer hears this node at once rather than at the next periodic
+                // announcement (its subscription came while it was still an outsider).
+                self.announce_for(peer, now);
                 let ev = LifecycleEvent::new(EventKind::NodeJoined, now)
                     .node(node_of(&peer))
                     .detail(json!({ "incarnation": incarnation, "seen_by": self.ctx.node }));
@@ -645,10 +724,22 @@ impl MembershipState {
             }
         }
         members.sort_by(|a, b| a.peer.cmp(&b.peer));
-        let traffic = self.client.stats().traffic;
+        let stats = self.client.stats();
+        let r = stats.refused;
         MeshStatus {
-            bytes_in: traffic.bytes_in,
-            bytes_out: traffic.bytes_out,
+            bytes_in: stats.traffic.bytes_in,
+            bytes_out: stats.traffic.bytes_out,
+            refused_inputs: r.subscriptions
+                + r.messages
+                + r.probes
+                + r.peer_exchange
+                + r.identify
+                + r.direct_streams
+                + r.malformed
+                + r.connections
+                + r.streams,
+            bans: stats.bans,
+            outsider_connections: stats.outsider_connections,
             at_ms: now.0,
             me: me.to_string(),
             incarnation: self.core.incarnation(),

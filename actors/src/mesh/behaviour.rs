@@ -1,11 +1,13 @@
 //! The composed [`NetworkBehaviour`] of a jobmesh node.
 
-use std::iter;
+use std::{iter, sync::Arc, time::Duration};
 
 use libp2p::{
     connection_limits::{self, ConnectionLimits},
-    gossipsub, identify,
+    gossipsub::{self, AllowAllSubscriptionFilter, IdentityTransform, MaxCountSubscriptionFilter},
+    identify,
     identity::Keypair,
+    ping,
     request_response::{self, ProtocolSupport},
     swarm::NetworkBehaviour,
 };
@@ -13,6 +15,8 @@ use libp2p::{
 use super::{
     config::{self, MeshConfig},
     error::MeshError,
+    event_loop::Shared,
+    gate::Gate,
     peer_exchange::{self, PeerExchangeCodec},
     probe::{self, ProbeCodec},
 };
@@ -24,26 +28,61 @@ pub const IDENTIFY_PROTOCOL: &str = "/jobmesh/1.0.0";
 /// Most probe (and peer-exchange) streams open at once per connection.
 const MAX_CONCURRENT_STREAMS: usize = 32;
 
-/// The protocols a jobmesh node speaks. Ping is left out: probes measure liveness and RTT
-/// already, and every extra periodic protocol costs steady bandwidth.
+/// Topics one peer may be subscribed to at once, as this node keeps track (gossipsub keeps
+/// per-peer topic sets; a peer naming thousands of topics would grow them).
+const MAX_TOPICS_PER_PEER: usize = 16;
+
+/// Our own pings: one when a connection opens, then hourly. Ping is offered so libp2p
+/// tooling can reach a node; liveness is measured by probes and direct frames, so our
+/// own pings would only cost bandwidth.
+const PING_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The gossipsub of a jobmesh node: incoming subscriptions capped at
+/// [`MAX_TOPICS_PER_PEER`] per peer. Gossipsub raises `Subscribed` for every subscribe
+/// request, repeated ones too, and before its graylist check (a custom filter cannot drop
+/// repeats: the subscription type is private to the crate), so the event loop budgets
+/// those events per peer and passes members' only.
+pub(crate) type Gossipsub = gossipsub::Behaviour<IdentityTransform, SubscriptionGuard>;
+
+/// See [`Gossipsub`].
+pub(crate) type SubscriptionGuard = MaxCountSubscriptionFilter<AllowAllSubscriptionFilter>;
+
+fn subscription_guard() -> SubscriptionGuard {
+    MaxCountSubscriptionFilter {
+        filter: AllowAllSubscriptionFilter {},
+        max_subscribed_topics: MAX_TOPICS_PER_PEER,
+        max_subscriptions_per_request: MAX_TOPICS_PER_PEER,
+    }
+}
+
+/// The protocols a jobmesh node speaks.
 #[derive(NetworkBehaviour)]
 pub(crate) struct MeshBehaviour {
+    /// Caps and budgets outsiders' connections (first, so a refused connection costs
+    /// nothing further).
+    pub(crate) gate: Gate,
     /// Rejects connections over the configured bounds before any handler is created.
     pub(crate) limits: connection_limits::Behaviour,
     /// Learns peers' listen addresses (for re-dialling and peer exchange) and protocols.
     pub(crate) identify: identify::Behaviour,
     /// Signed, application-validated, scored pub/sub.
-    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) gossipsub: Gossipsub,
     /// Direct probes.
     pub(crate) probe: request_response::Behaviour<ProbeCodec>,
     /// Peer exchange, present even when the local node never asks, so others can.
     pub(crate) peers: request_response::Behaviour<PeerExchangeCodec>,
     /// Persistent direct streams (`/jobmesh/direct/1`) for liveness frames.
     pub(crate) stream: libp2p_stream::Behaviour,
+    /// Answers `/ipfs/ping/1.0.0` (one echo per ping: no amplification).
+    pub(crate) ping: ping::Behaviour,
 }
 
 impl MeshBehaviour {
-    pub(crate) fn new(keypair: &Keypair, cfg: &MeshConfig) -> Result<Self, MeshError> {
+    pub(crate) fn new(
+        keypair: &Keypair,
+        cfg: &MeshConfig,
+        shared: Arc<Shared>,
+    ) -> Result<Self, MeshError> {
         let limits = connection_limits::Behaviour::new(
             ConnectionLimits::default()
                 .with_max_established(Some(cfg.max_connections))
@@ -62,9 +101,10 @@ impl MeshBehaviour {
                 .with_cache_size(cfg.max_connections as usize),
         );
 
-        let mut gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = Gossipsub::new_with_subscription_filter(
             gossipsub::MessageAuthenticity::Signed(keypair.clone()),
             cfg.gossipsub_config()?,
+            subscription_guard(),
         )
         .map_err(|e| MeshError::Gossipsub(e.to_string()))?;
         gossipsub
@@ -86,12 +126,14 @@ impl MeshBehaviour {
         );
 
         Ok(Self {
+            gate: Gate::new(shared, cfg.max_outsider_connections as usize),
             limits,
             identify,
             gossipsub,
             probe,
             peers,
             stream: libp2p_stream::Behaviour::new(),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
         })
     }
 }

@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     error::{ClientError, ProbeError},
-    event_loop::Shared,
+    event_loop::{RefusedInputs, Shared},
     transport::Traffic,
 };
 
@@ -51,6 +51,18 @@ pub struct MeshStats {
     pub traffic: Traffic,
     /// Events dropped because the event channel was full.
     pub dropped_events: u64,
+    /// Events handed to the application (the work the mesh asked of it).
+    pub delivered_events: u64,
+    /// Connections with outsiders held now (at most `max_outsider_connections`).
+    pub outsider_connections: u64,
+    /// Gossip messages this node published (authored) since start.
+    pub published: u64,
+    /// Gossip messages the application rejected (invalid: bad signature, non-member).
+    pub rejected_messages: u64,
+    /// Outsiders banned for going over an input budget.
+    pub bans: u64,
+    /// Inputs refused by the per-peer budgets and the connection gate, by kind.
+    pub refused: RefusedInputs,
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -186,6 +198,14 @@ impl Client {
             rx.await.map_err(|_| ProbeError::EventLoopGone)?
         });
         answer.await.unwrap_or(Err(ProbeError::Timeout(peer)))
+    }
+
+    /// Names the members (allowlist and admitted peers). From then on, every other peer is
+    /// an outsider: its connections are capped, its inputs budgeted tightly, it gets no
+    /// direct stream, no peer exchange and no subscription events, and it is never handed
+    /// to anyone by peer exchange. Until called, every peer is treated as a member.
+    pub fn set_members(&self, members: impl IntoIterator<Item = PeerId>) {
+        self.shared.set_members(members);
     }
 
     /// Sends a frame (1 to [`MAX_FRAME`](super::direct::MAX_FRAME) bytes) to `peer` on its persistent direct stream

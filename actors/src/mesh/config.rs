@@ -32,6 +32,10 @@ pub struct MeshConfig {
     pub max_connections: u32,
     /// Most connections still in the handshake, per direction.
     pub max_pending_connections: u32,
+    /// Most connections held at once with outsiders (peers that are not members, see
+    /// [`Client::set_members`](super::Client::set_members)): joiners on their way in, and
+    /// anyone else. Members are not counted.
+    pub max_outsider_connections: u32,
     /// Capacity of the command channel (client -> event loop).
     pub command_buffer: usize,
     /// Capacity of the event channel (event loop -> application). When full, events are
@@ -56,6 +60,7 @@ impl Default for MeshConfig {
             peer_exchange_interval: Some(Duration::from_secs(30)),
             max_connections: 256,
             max_pending_connections: 32,
+            max_outsider_connections: 16,
             command_buffer: 64,
             event_buffer: 1024,
             idle_connection_timeout: Duration::from_secs(300),

@@ -22,7 +22,8 @@ use rand::seq::IteratorRandom;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    behaviour::{MeshBehaviour, MeshBehaviourEvent},
+    behaviour::{Gossipsub, MeshBehaviour, MeshBehaviourEvent},
+    budget::{LogLimiter, PeerBudget, Rate},
     client::{Command, MeshStats, ProbeReply},
     direct::Readers,
     error::{ClientError, ProbeError},
@@ -34,6 +35,99 @@ use super::{
 /// Listen addresses reported per identified peer that we keep for re-dialling and peer
 /// exchange; identify allows a peer to list arbitrarily many.
 const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// Peers remembered per budget (each budget's map is bounded; connected peers are
+/// bounded by the connection limits, so this is never the binding limit in practice).
+const BUDGET_PEERS: usize = 1024;
+
+/// How often connected outsiders are checked for a graylisting gossipsub score.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Per-peer budgets of one input kind: one rate for members, a tighter one for outsiders.
+///
+/// Gossipsub's own defences (strict signing, peer scoring, the graylist) still apply and
+/// still matter: they decide what is forwarded and who is heard. But they cost nothing
+/// to a peer that sends requests that are not messages (subscription churn is handled
+/// before the graylist check), they start from a neutral score for every new identity,
+/// and they do not cover the other protocols at all. These budgets bound the work any one
+/// peer can cause, whatever it sends, before anything reaches the application.
+struct KindBudget {
+    kind: Input,
+    member: PeerBudget<PeerId>,
+    outsider: PeerBudget<PeerId>,
+}
+
+impl KindBudget {
+    fn new(kind: Input, member: Rate, outsider: Rate) -> Self {
+        Self {
+            kind,
+            member: PeerBudget::new(member, BUDGET_PEERS),
+            outsider: PeerBudget::new(outsider, BUDGET_PEERS),
+        }
+    }
+}
+
+/// Every budgeted input kind. Members' rates are far above what an honest member sends
+/// (a few subscriptions at connect, a few probes and gossip messages per second);
+/// outsiders' rates fit a joiner (one heartbeat, a probe or two, one peer exchange).
+struct Budgets {
+    subscriptions: KindBudget,
+    messages: KindBudget,
+    probes: KindBudget,
+    peer_exchange: KindBudget,
+    identify: KindBudget,
+    direct_streams: KindBudget,
+    malformed: KindBudget,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            subscriptions: KindBudget::new(
+                Input::Subscription,
+                Rate::new(2.0, 8.0),
+                Rate::new(1.0, 4.0),
+            ),
+            messages: KindBudget::new(
+                Input::Message,
+                Rate::new(200.0, 400.0),
+                Rate::new(5.0, 10.0),
+            ),
+            probes: KindBudget::new(Input::Probe, Rate::new(20.0, 40.0), Rate::new(2.0, 5.0)),
+            peer_exchange: KindBudget::new(
+                Input::PeerExchange,
+                Rate::new(1.0, 4.0),
+                Rate::new(0.1, 2.0),
+            ),
+            identify: KindBudget::new(Input::Identify, Rate::new(1.0, 4.0), Rate::new(0.5, 2.0)),
+            direct_streams: KindBudget::new(
+                Input::DirectStream,
+                Rate::new(2.0, 8.0),
+                // Outsiders get no direct stream at all; see `on_direct_stream`.
+                Rate::new(0.0, 0.0),
+            ),
+            malformed: KindBudget::new(Input::Malformed, Rate::new(5.0, 10.0), Rate::new(2.0, 5.0)),
+        }
+    }
+}
+
+/// One log line per second per kind of trouble, with the count of lines held back.
+struct Logs {
+    refused: LogLimiter,
+    full: LogLimiter,
+    slow: LogLimiter,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        let every = Duration::from_secs(1);
+        Self {
+            refused: LogLimiter::new(every),
+            full: LogLimiter::new(every),
+            slow: LogLimiter::new(every),
+        }
+    }
+}
 
 /// What the mesh observed. Delivered on a bounded channel; when the application falls
 /// behind, events are dropped (and counted in [`MeshStats::dropped_events`]) instead of
@@ -118,12 +212,77 @@ pub enum MeshEvent {
     },
 }
 
+/// The kinds of inbound input that are budgeted per peer, for the refusal counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// A gossipsub subscription change.
+    Subscription,
+    /// A gossip message awaiting validation.
+    Message,
+    /// A probe request.
+    Probe,
+    /// A peer-exchange request (or an answer from a non-member).
+    PeerExchange,
+    /// An identify report.
+    Identify,
+    /// An inbound direct stream.
+    DirectStream,
+    /// A malformed input report (only the first few per peer become events).
+    Malformed,
+    /// A connection (refused by the gate).
+    Connection,
+    /// An inbound stream (of any protocol) over the connection's budget.
+    Stream,
+}
+
+const INPUTS: usize = 9;
+
+/// Outsiders banned at once, at most (the map of bans is bounded like every map fed by
+/// the network).
+const MAX_BANS: usize = 1024;
+
+/// Inputs dropped because their sender was over budget (or, for streams and peer
+/// exchange, not a member), by kind. Work refused is work an outsider did not cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusedInputs {
+    /// Subscription changes not reported to the application.
+    pub subscriptions: u64,
+    /// Gossip messages dropped (reported `Ignore`) before validation.
+    pub messages: u64,
+    /// Probe requests left unanswered.
+    pub probes: u64,
+    /// Peer-exchange requests unanswered, or answers from non-members not used.
+    pub peer_exchange: u64,
+    /// Identify reports ignored.
+    pub identify: u64,
+    /// Inbound direct streams closed.
+    pub direct_streams: u64,
+    /// Malformed-input reports not passed on (the input was dropped all the same).
+    pub malformed: u64,
+    /// Connections refused by the gate (handshake budget, outsider cap, churn, ban).
+    pub connections: u64,
+    /// Inbound streams over their connection's budget: a member's are reset, an
+    /// outsider's connection is closed.
+    pub streams: u64,
+}
+
 /// State shared between the event loop and every [`Client`](super::Client) without
-/// messages: plain counters.
+/// messages: plain counters, and who the members are.
 #[derive(Debug, Default)]
 pub struct Shared {
     pub(crate) traffic: Arc<TrafficCounters>,
     dropped_events: AtomicU64,
+    delivered_events: AtomicU64,
+    pub(crate) outsider_connections: AtomicU64,
+    published: AtomicU64,
+    rejected_messages: AtomicU64,
+    bans: AtomicU64,
+    /// Banned outsiders and when their ban ends.
+    banned: std::sync::Mutex<HashMap<PeerId, Instant>>,
+    refused: [AtomicU64; INPUTS],
+    /// The peers the application counts as members; `None` until it says, and then
+    /// everyone is treated as one (a bare mesh without membership has no outsiders).
+    members: std::sync::RwLock<Option<HashSet<PeerId>>>,
     /// Chaos: peers whose probes go unanswered, and whether none are answered.
     probe_filter: std::sync::Mutex<(HashSet<PeerId>, bool)>,
 }
@@ -138,15 +297,95 @@ impl Shared {
         !f.1 && !f.0.contains(peer)
     }
 
+    /// Replaces the member set (see [`Client::set_members`](super::Client::set_members)).
+    pub(crate) fn set_members(&self, members: impl IntoIterator<Item = PeerId>) {
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(members.into_iter().collect());
+    }
+
+    /// Whether `peer` counts as a member (everyone does until a member set is given).
+    pub(crate) fn is_member(&self, peer: &PeerId) -> bool {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|m| m.contains(peer))
+    }
+
     /// Counts an event dropped because the channel was full.
     fn dropped(&self) {
         self.dropped_events.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts an event handed to the application.
+    fn delivered(&self) {
+        self.delivered_events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refuses `peer` until `now + BAN` unless it is a member; `true` if newly banned.
+    pub(crate) fn ban(&self, peer: PeerId, now: Instant) -> bool {
+        if self.is_member(&peer) {
+            return false;
+        }
+        let mut bans = self.banned.lock().unwrap_or_else(|p| p.into_inner());
+        if bans.get(&peer).is_some_and(|until| *until > now) {
+            return false;
+        }
+        if bans.len() >= MAX_BANS {
+            bans.retain(|_, until| *until > now);
+        }
+        if bans.len() >= MAX_BANS {
+            // Still full of live bans: drop the one ending first.
+            if let Some(first) = bans.iter().min_by_key(|(_, u)| **u).map(|(p, _)| *p) {
+                bans.remove(&first);
+            }
+        }
+        bans.insert(peer, now + super::gate::BAN);
+        self.bans.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether `peer` is banned at `now`.
+    pub(crate) fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
+        self.banned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .is_some_and(|until| *until > now)
+    }
+
+    /// Bans held (expired ones included until pruned).
+    #[cfg(test)]
+    pub(crate) fn ban_count(&self) -> usize {
+        self.banned.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Counts one input of `kind` refused.
+    pub(crate) fn refused(&self, kind: Input) {
+        self.refused[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn stats(&self) -> MeshStats {
+        let r = |k: Input| self.refused[k as usize].load(Ordering::Relaxed);
         MeshStats {
             traffic: self.traffic.snapshot(),
             dropped_events: self.dropped_events.load(Ordering::Relaxed),
+            delivered_events: self.delivered_events.load(Ordering::Relaxed),
+            outsider_connections: self.outsider_connections.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed),
+            rejected_messages: self.rejected_messages.load(Ordering::Relaxed),
+            bans: self.bans.load(Ordering::Relaxed),
+            refused: RefusedInputs {
+                subscriptions: r(Input::Subscription),
+                messages: r(Input::Message),
+                probes: r(Input::Probe),
+                peer_exchange: r(Input::PeerExchange),
+                identify: r(Input::Identify),
+                direct_streams: r(Input::DirectStream),
+                malformed: r(Input::Malformed),
+                connections: r(Input::Connection),
+                streams: r(Input::Stream),
+            },
         }
     }
 }
@@ -184,6 +423,8 @@ pub struct EventLoop {
     identified: HashMap<PeerId, PeerInfo>,
     incoming: libp2p_stream::IncomingStreams,
     readers: Readers,
+    budgets: Budgets,
+    logs: Logs,
 }
 
 impl EventLoop {
@@ -212,19 +453,88 @@ impl EventLoop {
             identified: HashMap::new(),
             incoming,
             readers: Readers::default(),
+            budgets: Budgets::default(),
+            logs: Logs::default(),
+        }
+    }
+
+    /// Charges one input to `peer`. Over budget, the input is dropped and counted; an
+    /// outsider is also disconnected and banned for a while, so its flood ends at the
+    /// gate instead of costing a budget check per input.
+    fn charge(&mut self, which: fn(&mut Budgets) -> &mut KindBudget, peer: PeerId) -> bool {
+        let now = Instant::now();
+        let member = self.shared.is_member(&peer);
+        let budget = which(&mut self.budgets);
+        let kind = budget.kind;
+        let ok = if member {
+            budget.member.try_take(&peer, now)
+        } else {
+            budget.outsider.try_take(&peer, now)
+        };
+        if ok {
+            return true;
+        }
+        self.shared.refused(kind);
+        if !member {
+            self.ban(peer, now);
+        }
+        if let Some(held_back) = self.logs.refused.allow(now) {
+            tracing::warn!(%peer, member, ?kind, held_back, "input over budget, dropped");
+        }
+        false
+    }
+
+    /// Bans connected outsiders that gossipsub graylisted. Gossipsub then drops their
+    /// messages, but still decodes (and checks the signature of, and logs a WARN for each
+    /// bad) message they send first: only closing the connection ends that work.
+    fn ban_graylisted_outsiders(&mut self) {
+        let now = Instant::now();
+        let graylisted: Vec<PeerId> = self
+            .swarm
+            .connected_peers()
+            .filter(|p| !self.shared.is_member(p))
+            .filter(|p| {
+                self.swarm
+                    .behaviour()
+                    .gossipsub
+                    .peer_score(p)
+                    .is_some_and(|s| s < super::config::peer_score_thresholds().graylist_threshold)
+            })
+            .copied()
+            .collect();
+        for peer in graylisted {
+            self.ban(peer, now);
+        }
+    }
+
+    /// Disconnects an outsider and refuses it for a while.
+    fn ban(&mut self, peer: PeerId, now: Instant) {
+        if self.shared.ban(peer, now) {
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
     /// Reads a peer's direct stream in a task of its own; frames become
     /// [`MeshEvent::Direct`].
     fn on_direct_stream(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        // Liveness frames are between members; an outsider's stream is closed unread.
+        if !self.shared.is_member(&peer) {
+            self.shared.refused(Input::DirectStream);
+            return;
+        }
+        if !self.charge(|b| &mut b.direct_streams, peer) {
+            return;
+        }
         let (events, shared) = (self.events.clone(), self.shared.clone());
         let (events2, shared2) = (self.events.clone(), self.shared.clone());
         self.readers.accept(
             peer,
             stream,
             move |peer, data| match events.try_send(MeshEvent::Direct { peer, data }) {
-                Ok(()) => true,
+                Ok(()) => {
+                    shared.delivered();
+                    true
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     shared.dropped();
                     true
@@ -253,6 +563,8 @@ impl EventLoop {
         let mut exchange_timer =
             tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         exchange_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep_timer = tokio::time::interval(SWEEP_EVERY);
+        sweep_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -273,16 +585,22 @@ impl EventLoop {
                 _ = exchange_timer.tick(), if self.peer_exchange_interval.is_some() => {
                     self.exchange_with_random_peer();
                 }
+                _ = sweep_timer.tick() => self.ban_graylisted_outsiders(),
             }
         }
     }
 
-    fn emit(&self, event: MeshEvent) -> bool {
+    fn emit(&mut self, event: MeshEvent) -> bool {
         match self.events.try_send(event) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(event)) => {
+            Ok(()) => {
+                self.shared.delivered();
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
                 self.shared.dropped();
-                tracing::warn!(?event, "mesh event channel full, dropping event");
+                if let Some(held_back) = self.logs.full.allow(Instant::now()) {
+                    tracing::warn!(held_back, "mesh event channel full, dropping events");
+                }
                 false
             }
             // Nobody listens; that is the application's choice.
@@ -323,9 +641,17 @@ impl EventLoop {
                             reason: e.to_string(),
                         })
                 };
+                if result.is_ok() {
+                    self.shared.published.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = reply.send(result);
             }
             Command::ReportValidation(id, source, verdict, reply) => {
+                if verdict == super::Validation::Reject {
+                    self.shared
+                        .rejected_messages
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 let found = swarm
                     .behaviour_mut()
                     .gossipsub
@@ -418,6 +744,9 @@ impl EventLoop {
             SwarmEvent::Behaviour(MeshBehaviourEvent::Peers(e)) => self.on_peer_exchange(e),
             SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(e)) => self.on_identify(e),
             SwarmEvent::Behaviour(MeshBehaviourEvent::Limits(never)) => match never {},
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Gate(never)) => match never {},
+            // Our own pings' results: liveness is the probes' job.
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Ping(_)) => {}
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address
                     .with_p2p(*self.swarm.local_peer_id())
@@ -455,7 +784,9 @@ impl EventLoop {
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
-                if num_established.get() == 1 {
+                // Outsiders' comings and goings are not the application's business (and an
+                // outsider churning connections must not fill the event channel).
+                if num_established.get() == 1 && self.shared.is_member(&peer_id) {
                     self.emit(MeshEvent::PeerConnected {
                         peer: peer_id,
                         address: endpoint.get_remote_address().clone(),
@@ -469,7 +800,9 @@ impl EventLoop {
                 ..
             } => {
                 self.identified.remove(&peer_id);
-                self.emit(MeshEvent::PeerDisconnected { peer: peer_id });
+                if self.shared.is_member(&peer_id) {
+                    self.emit(MeshEvent::PeerDisconnected { peer: peer_id });
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
@@ -498,15 +831,17 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let delivered = self.emit(MeshEvent::Message {
-                    propagation_source,
-                    author: message.source,
-                    message_id: message_id.clone(),
-                    topic: message.topic.into_string(),
-                    data: message.data,
-                });
+                let delivered = self.charge(|b| &mut b.messages, propagation_source)
+                    && self.emit(MeshEvent::Message {
+                        propagation_source,
+                        author: message.source,
+                        message_id: message_id.clone(),
+                        topic: message.topic.into_string(),
+                        data: message.data,
+                    });
                 if !delivered {
-                    // Nobody will validate it: free the cache slot, forward nothing, blame no one.
+                    // Nobody will validate it: free the cache slot, forward nothing, blame no
+                    // one (an over-budget sender is dealt with by `charge`).
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
@@ -518,16 +853,30 @@ impl EventLoop {
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
-                self.emit(MeshEvent::Subscribed {
-                    peer: peer_id,
-                    topic: topic.into_string(),
-                });
+                // Gossipsub raises this for every subscribe request, repeats included:
+                // charged per peer, and only members' reach the application (which
+                // announces itself to new subscribers).
+                if self.charge(|b| &mut b.subscriptions, peer_id) && self.shared.is_member(&peer_id)
+                {
+                    self.emit(MeshEvent::Subscribed {
+                        peer: peer_id,
+                        topic: topic.into_string(),
+                    });
+                } else if !self.shared.is_member(&peer_id) {
+                    self.shared.refused(Input::Subscription);
+                }
+            }
+            gossipsub::Event::Unsubscribed { peer_id, .. } => {
+                // Not reported, but churn is churn.
+                self.charge(|b| &mut b.subscriptions, peer_id);
             }
             gossipsub::Event::SlowPeer {
                 peer_id,
                 failed_messages,
             } => {
-                tracing::warn!(%peer_id, ?failed_messages, "slow gossipsub peer");
+                if let Some(held_back) = self.logs.slow.allow(Instant::now()) {
+                    tracing::warn!(%peer_id, ?failed_messages, held_back, "slow gossipsub peer");
+                }
             }
             _ => {}
         }
@@ -540,11 +889,13 @@ impl EventLoop {
                     request: Err(junk), ..
                 } => {
                     // Dropping the channel resets the stream; the connection stays up.
-                    self.emit(MeshEvent::MalformedInput {
-                        peer,
-                        protocol: probe::PROTOCOL_NAME,
-                        reason: junk.to_string(),
-                    });
+                    if self.charge(|b| &mut b.malformed, peer) {
+                        self.emit(MeshEvent::MalformedInput {
+                            peer,
+                            protocol: probe::PROTOCOL_NAME,
+                            reason: junk.to_string(),
+                        });
+                    }
                 }
                 request_response::Message::Request {
                     request: Ok(request),
@@ -553,6 +904,10 @@ impl EventLoop {
                 } => {
                     if !self.shared.answers_probe(&peer) {
                         // Chaos: dropping the channel resets the stream unanswered.
+                        return;
+                    }
+                    if !self.charge(|b| &mut b.probes, peer) {
+                        // Unanswered: the stream resets; an honest prober retries later.
                         return;
                     }
                     let answer = ProbeResponse {
@@ -565,10 +920,12 @@ impl EventLoop {
                         .behaviour_mut()
                         .probe
                         .send_response(channel, answer);
-                    self.emit(MeshEvent::ProbeRequest {
-                        peer,
-                        incarnation: request.incarnation,
-                    });
+                    if self.shared.is_member(&peer) {
+                        self.emit(MeshEvent::ProbeRequest {
+                            peer,
+                            incarnation: request.incarnation,
+                        });
+                    }
                 }
                 request_response::Message::Response {
                     request_id,
@@ -633,7 +990,9 @@ impl EventLoop {
 
     /// An answer that does not decode is a fact about the peer.
     fn report_malformed(&mut self, peer: PeerId, protocol: &'static str, error: &std::io::Error) {
-        if error.kind() == std::io::ErrorKind::InvalidData {
+        if error.kind() == std::io::ErrorKind::InvalidData
+            && self.charge(|b| &mut b.malformed, peer)
+        {
             self.emit(MeshEvent::MalformedInput {
                 peer,
                 protocol,
@@ -646,13 +1005,22 @@ impl EventLoop {
         let identify::Event::Received { peer_id, info, .. } = event else {
             return;
         };
+        // Identify pushes can come at any rate; each one stored would be work.
+        if !self.charge(|b| &mut b.identify, peer_id) {
+            return;
+        }
+        let member = self.shared.is_member(&peer_id);
         let addrs: Vec<Multiaddr> = info
             .listen_addrs
             .into_iter()
             .take(MAX_ADDRS_PER_PEER)
             .collect();
-        for addr in &addrs {
-            self.swarm.add_peer_address(peer_id, addr.clone());
+        // Only members' addresses are kept for re-dialling: behaviours keep addresses per
+        // peer, and outsiders can make up any number of identities.
+        if member {
+            for addr in &addrs {
+                self.swarm.add_peer_address(peer_id, addr.clone());
+            }
         }
         let speaks_peer_exchange = info.protocols.contains(&peer_exchange::PROTOCOL);
         let first_time = self
@@ -665,6 +1033,9 @@ impl EventLoop {
                 },
             )
             .is_none();
+        if !member {
+            return;
+        }
         if first_time && speaks_peer_exchange && self.peer_exchange_interval.is_some() {
             self.swarm.behaviour_mut().peers.send_request(&peer_id, ());
         }
@@ -680,7 +1051,7 @@ impl EventLoop {
         let peer = self
             .identified
             .iter()
-            .filter(|(_, info)| info.speaks_peer_exchange)
+            .filter(|(peer, info)| info.speaks_peer_exchange && self.shared.is_member(peer))
             .map(|(peer, _)| *peer)
             .choose(&mut rand::rng());
         if let Some(peer) = peer {
@@ -692,10 +1063,18 @@ impl EventLoop {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { channel, .. } => {
+                    if !self.charge(|b| &mut b.peer_exchange, peer) {
+                        return;
+                    }
+                    // Members only: an outsider connected to this node must not be handed
+                    // to every member (who would all dial it). A joiner asking gets the
+                    // members, which it needs to reach them.
                     let records: Vec<PeerRecord> = self
                         .identified
                         .iter()
-                        .filter(|(p, info)| **p != peer && !info.addrs.is_empty())
+                        .filter(|(p, info)| {
+                            **p != peer && !info.addrs.is_empty() && self.shared.is_member(p)
+                        })
                         .take(peer_exchange::MAX_PEERS)
                         .map(|(p, info)| PeerRecord {
                             peer: *p,
@@ -709,7 +1088,21 @@ impl EventLoop {
                         .send_response(channel, records);
                 }
                 request_response::Message::Response { response, .. } => {
-                    self.dial_unknown_peers(response);
+                    // Only a member's answer is used, and only the members in it: what
+                    // we dial is what our own view admits.
+                    if !self.shared.is_member(&peer) {
+                        self.shared.refused(Input::PeerExchange);
+                        return;
+                    }
+                    let before = response.len();
+                    let members: Vec<PeerRecord> = response
+                        .into_iter()
+                        .filter(|r| self.shared.is_member(&r.peer))
+                        .collect();
+                    if members.len() < before {
+                        self.shared.refused(Input::PeerExchange);
+                    }
+                    self.dial_unknown_peers(members);
                 }
             },
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -759,10 +1152,7 @@ fn split_peer_id(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
 
 /// Subscribes and installs the topic's score parameters (without them, invalid messages on
 /// the topic would cost the sender nothing).
-pub(crate) fn subscribe(
-    gossipsub: &mut gossipsub::Behaviour,
-    topic: &str,
-) -> Result<bool, ClientError> {
+pub(crate) fn subscribe(gossipsub: &mut Gossipsub, topic: &str) -> Result<bool, ClientError> {
     let ident = gossipsub::IdentTopic::new(topic);
     let err = |reason: String| ClientError::Subscribe {
         topic: topic.to_string(),

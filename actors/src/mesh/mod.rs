@@ -12,7 +12,15 @@
 //! - `/jobmesh/probe/1`, a request-response probe carrying nonce and incarnation,
 //! - `/jobmesh/peers/1`, a bounded peer exchange so joining one member reaches all,
 //! - `/jobmesh/direct/1`, one persistent stream per peer for liveness frames,
-//! - connection limits.
+//! - `/ipfs/ping/1.0.0`, so ordinary libp2p tooling can ping a node,
+//! - connection limits, and a gate that caps and budgets connections of outsiders.
+//!
+//! Outsiders: once the application names the members ([`Client::set_members`]), every
+//! inbound input (subscription changes, gossip, probes, peer exchange, identify, direct
+//! streams, connections) is charged to its sender's token bucket before it causes any
+//! work; an outsider over budget is disconnected and banned for a minute, a member over
+//! budget only has the excess dropped. Direct streams and peer exchange are for members
+//! only, and peer exchange hands out members only.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,11 +35,13 @@
 #![deny(missing_docs)]
 
 mod behaviour;
+mod budget;
 mod client;
 mod config;
 pub mod direct;
 mod error;
 mod event_loop;
+mod gate;
 mod identity;
 pub mod peer_exchange;
 pub mod probe;
@@ -46,7 +56,7 @@ pub use behaviour::IDENTIFY_PROTOCOL;
 pub use client::{Client, MeshStats, ProbeReply, Validation};
 pub use config::{GossipTuning, MeshConfig, message_id};
 pub use error::{ClientError, IdentityError, MeshError, ProbeError};
-pub use event_loop::{EventLoop, MeshEvent};
+pub use event_loop::{EventLoop, MeshEvent, RefusedInputs};
 pub use identity::load_or_create_keypair;
 pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId};
 pub use transport::{Traffic, TrafficCounters};
@@ -66,8 +76,8 @@ pub fn build_mesh(
 ) -> Result<(Client, mpsc::Receiver<MeshEvent>, EventLoop), MeshError> {
     config.validate()?;
     let shared = Arc::new(Shared::default());
-    let transport = transport::build(&keypair, shared.traffic.clone(), config.handshake_timeout)?;
-    let behaviour = MeshBehaviour::new(&keypair, &config)?;
+    let transport = transport::build(&keypair, shared.clone(), config.handshake_timeout)?;
+    let behaviour = MeshBehaviour::new(&keypair, &config, shared.clone())?;
     let mut control = behaviour.stream.new_control();
     let incoming = control
         .accept(direct::PROTOCOL)

@@ -1,5 +1,13 @@
 //! The TCP transport stack, with a byte counter under the encryption so the mesh can report
-//! what it really costs on the wire (the target is <= 1 KB/s per node at steady state).
+//! what it really costs on the wire (the target is <= 1 KB/s per node at steady state), and
+//! a budget on inbound streams per connection above the muxer.
+//!
+//! Why a stream budget here: every protocol handler (identify, ping, gossipsub, probes,
+//! peer exchange, direct links) accepts inbound streams on its own, and some answer them
+//! without the application seeing anything (identify answers every request). Counting
+//! streams where the muxer hands them out bounds all of them at once: an inbound stream
+//! over budget is reset before protocol negotiation, so it costs a yamux frame and nothing
+//! more, and an outsider over budget loses the connection and is banned for a while.
 
 use std::{
     io,
@@ -15,10 +23,103 @@ use std::{
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::{
     PeerId, Transport,
-    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade},
+    core::{
+        muxing::{StreamMuxer, StreamMuxerBox, StreamMuxerEvent, SubstreamBox},
+        transport::Boxed,
+        upgrade,
+    },
     identity::Keypair,
     noise, tcp, yamux,
 };
+
+use super::{
+    budget::{Rate, TokenBucket},
+    event_loop::{Input, Shared},
+};
+
+/// Inbound streams per connection of a member: far above what membership needs (one
+/// gossipsub stream, one direct link, a probe every few seconds) so only abuse is cut.
+const MEMBER_STREAMS: Rate = Rate::new(32.0, 64.0);
+/// Inbound streams per connection of an outsider: enough for identify, ping, gossipsub
+/// and a few probes or a peer exchange on the way in.
+const OUTSIDER_STREAMS: Rate = Rate::new(2.0, 16.0);
+
+/// A muxer whose inbound streams are charged to the connection's budget (see the module
+/// docs).
+struct Budgeted {
+    inner: StreamMuxerBox,
+    peer: PeerId,
+    shared: Arc<Shared>,
+    member: TokenBucket,
+    outsider: TokenBucket,
+}
+
+impl StreamMuxer for Budgeted {
+    type Substream = SubstreamBox;
+    type Error = io::Error;
+
+    fn poll_inbound(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        let this = &mut *self;
+        loop {
+            let stream = match Pin::new(&mut this.inner).poll_inbound(cx) {
+                Poll::Ready(Ok(s)) => s,
+                other => return other,
+            };
+            let now = std::time::Instant::now();
+            if this.shared.is_member(&this.peer) {
+                if this.member.try_take(now) {
+                    return Poll::Ready(Ok(stream));
+                }
+                // A member over budget loses the stream, not the connection: closing it
+                // could make others suspect the member.
+                this.shared.refused(Input::Stream);
+                drop(stream);
+                continue;
+            }
+            if this.outsider.try_take(now) {
+                return Poll::Ready(Ok(stream));
+            }
+            this.shared.refused(Input::Stream);
+            this.shared.ban(this.peer, now);
+            return Poll::Ready(Err(io::Error::other(
+                "outsider opened streams over its budget",
+            )));
+        }
+    }
+
+    fn poll_outbound(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        Pin::new(&mut self.inner).poll_outbound(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
+/// Wraps an authenticated connection's muxer in its stream budget.
+fn budgeted(peer: PeerId, muxer: StreamMuxerBox, shared: Arc<Shared>) -> StreamMuxerBox {
+    let now = std::time::Instant::now();
+    StreamMuxerBox::new(Budgeted {
+        inner: muxer,
+        peer,
+        shared,
+        member: TokenBucket::new(MEMBER_STREAMS, now),
+        outsider: TokenBucket::new(OUTSIDER_STREAMS, now),
+    })
+}
 
 /// Bytes moved by all TCP connections of one node, counted below noise and yamux.
 /// QUIC connections (feature `quic`) are not counted.
@@ -97,9 +198,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
 /// `quic` feature is on.
 pub(crate) fn build(
     keypair: &Keypair,
-    counters: Arc<TrafficCounters>,
+    shared: Arc<Shared>,
     handshake_timeout: Duration,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let counters = shared.traffic.clone();
     // Nagle would hold small probe frames back for up to 40 ms; probes measure RTT.
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
         .map(move |stream, _| Counting {
@@ -117,16 +219,22 @@ pub(crate) fn build(
         let quic = libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(keypair));
         Ok(quic
             .or_transport(tcp)
-            .map(|either, _| match either {
-                Either::Left((peer, conn)) => (peer, StreamMuxerBox::new(conn)),
-                Either::Right((peer, conn)) => (peer, StreamMuxerBox::new(conn)),
+            .map(move |either, _| {
+                let (peer, conn) = match either {
+                    Either::Left((peer, conn)) => (peer, StreamMuxerBox::new(conn)),
+                    Either::Right((peer, conn)) => (peer, StreamMuxerBox::new(conn)),
+                };
+                (peer, budgeted(peer, conn, shared.clone()))
             })
             .boxed())
     }
     #[cfg(not(feature = "quic"))]
     {
         Ok(tcp
-            .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+            .map(move |(peer, conn), _| {
+                let conn = StreamMuxerBox::new(conn);
+                (peer, budgeted(peer, conn, shared.clone()))
+            })
             .boxed())
     }
 }
