@@ -9,13 +9,20 @@ use jobmesh::store::SharedStore;
 use jobmesh::store::sqlite::SqliteStore;
 
 /// Logs go to stderr; `RUST_LOG` overrides the level (info for nodes, warn otherwise).
+/// Colour only on a terminal: a log redirected to a file or a collector stays plain.
 pub fn init_tracing(node: bool) {
+    use std::io::IsTerminal as _;
     let default = if node { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        // By default a failed log write is reported with `eprintln!`, which panics
+        // when stderr is a closed pipe (`jobmesh node 2>&1 | head`) and takes the
+        // logging task down with it. A log line that cannot be written is dropped.
+        .log_internal_errors(false)
         .init();
 }
 

@@ -125,6 +125,39 @@ impl NewJob {
     }
 }
 
+/// The furthest ahead a job may be scheduled: ten years (of 365.25 days) from now.
+/// Anything later is almost surely a typo (`8000y`), and bounding it keeps every time
+/// the store holds within what i64 milliseconds and RFC 3339 can express.
+pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400 + 10 * 86_400 / 4);
+/// The longest per-attempt timeout a job may ask for (ten years, as [`MAX_DELAY`]).
+pub const MAX_TIMEOUT: Duration = MAX_DELAY;
+
+impl NewJob {
+    /// Checks the job's times and durations against [`MAX_DELAY`] and [`MAX_TIMEOUT`],
+    /// naming the field that is out of range. `now` is the submitter's clock.
+    pub fn check_bounds(&self, now: Millis) -> Result<(), String> {
+        if let Some(t) = self.timeout
+            && t > MAX_TIMEOUT
+        {
+            return Err(format!(
+                "timeout must be at most 10 years ({} s), got {} s",
+                MAX_TIMEOUT.as_secs(),
+                t.as_secs()
+            ));
+        }
+        if let Some(at) = self.run_at {
+            let latest = now.checked_plus(MAX_DELAY);
+            if at.0 < 0 || latest.is_none_or(|l| at > l) {
+                return Err(format!(
+                    "run_at must be between the Unix epoch and 10 years from now, got {} ms",
+                    at.0
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Name of the queue used when none is given.
 pub const DEFAULT_QUEUE: &str = "default";
 /// Attempts allowed when none is given (as River).
@@ -218,4 +251,26 @@ pub struct ClaimRequest {
     pub lease_for: Duration,
     /// The claim's notion of now.
     pub now: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Millis = Millis(1_700_000_000_000);
+
+    #[test]
+    fn times_and_timeouts_beyond_ten_years_are_refused_by_field() {
+        let mut job = NewJob::new("noop", serde_json::json!({}));
+        job.run_at = Some(NOW.plus(MAX_DELAY));
+        job.timeout = Some(MAX_TIMEOUT);
+        assert_eq!(job.check_bounds(NOW), Ok(()));
+        job.run_at = Some(NOW.plus(MAX_DELAY + Duration::from_millis(1)));
+        assert!(job.check_bounds(NOW).unwrap_err().starts_with("run_at "));
+        job.run_at = Some(Millis(-1));
+        assert!(job.check_bounds(NOW).unwrap_err().starts_with("run_at "));
+        job.run_at = None;
+        job.timeout = Some(Duration::from_secs(u64::MAX));
+        assert!(job.check_bounds(NOW).unwrap_err().starts_with("timeout "));
+    }
 }
