@@ -23,6 +23,13 @@ impl Millis {
         )
     }
 
+    /// This instant plus a duration, or `None` if the sum does not fit in i64
+    /// milliseconds.
+    pub fn checked_plus(self, d: Duration) -> Option<Millis> {
+        let ms = i64::try_from(d.as_millis()).ok()?;
+        self.0.checked_add(ms).map(Millis)
+    }
+
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
     pub fn since(self, earlier: Millis) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
@@ -50,7 +57,7 @@ impl Clock for SystemClock {
         let d = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        Millis(d.as_millis() as i64)
+        Millis(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 }
 
@@ -66,7 +73,12 @@ impl ManualClock {
 
     /// Moves the clock forward by `d`.
     pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(ms))
+            });
     }
 
     /// Sets the clock to `t`.

@@ -373,7 +373,10 @@ async fn the_maintenance_leader_purges_finished_jobs_past_retention() {
     .unwrap();
     let mut events = node.subscribe();
     let mut waiting = NewJob::new("noop", json!({}));
-    waiting.run_at = Some(jobmesh::clock::Millis(i64::MAX / 2));
+    waiting.run_at = Some(
+        jobmesh::clock::Clock::now(&jobmesh::clock::SystemClock)
+            .plus(Duration::from_secs(365 * 86_400)),
+    );
     node.submit(vec![waiting]).await.unwrap();
     node.submit(jobs("noop", json!({}), 10)).await.unwrap();
     for _ in 0..10 {

@@ -6,16 +6,31 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use jobmesh::job::JobState;
 
-/// jobmesh: a distributed job runtime. Run `jobmesh node` to start a node on the
-/// embedded SQLite store, then `jobmesh submit` jobs to it from another terminal.
+/// jobmesh: a runtime for background jobs. Nodes claim jobs from a shared store
+/// (embedded SQLite, Postgres, or Postgres with Redis), run them with retries, a
+/// dead-letter queue and workflows, and (with --listen/--join) watch each other as a
+/// Byzantine-tolerant mesh.
 #[derive(Debug, Parser)]
-#[command(name = "jobmesh", version, about, propagate_version = true)]
+#[command(
+    name = "jobmesh",
+    version,
+    propagate_version = true,
+    after_help = "Start here:\n  \
+        jobmesh node                              run a node on ./data/jobmesh.db (Ctrl-C stops it)\n  \
+        jobmesh submit sleep '{\"ms\": 200}'        submit a job (from another terminal)\n  \
+        jobmesh jobs list                         see what ran\n  \
+        jobmesh dlq list                          jobs that ran out of attempts\n  \
+        jobmesh events --follow                   watch lifecycle events\n\n\
+        `jobmesh help VERB` shows a verb's options."
+)]
 pub struct Cli {
     /// Config file (TOML). Without one, built-in defaults apply; JOBMESH__SECTION__KEY
     /// environment variables override either.
     #[arg(long, short, global = true, env = "JOBMESH_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Print machine-readable JSON instead of tables.
+    /// Print machine-readable JSON instead of tables: times as milliseconds since the
+    /// Unix epoch, durations as milliseconds (`timeout_ms`); `events` prints JSON lines
+    /// (one event per line). `node` refuses it; `bench` always prints JSON.
     #[arg(long, global = true)]
     pub json: bool,
     /// What to do.
@@ -36,7 +51,7 @@ pub enum Verb {
     /// The dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqVerb),
-    /// Print lifecycle events; --follow keeps watching.
+    /// Print lifecycle events (with --json: JSON lines); --follow keeps watching.
     Events(EventsArgs),
     /// Benchmark: enqueue and drain no-op jobs on the configured store.
     Bench(BenchArgs),
@@ -145,7 +160,9 @@ pub struct NodeArgs {
     /// Queues to work (comma-separated; overrides workers.queues).
     #[arg(long, value_delimiter = ',')]
     pub queues: Vec<String>,
-    /// Exit once no job is left to run (useful in scripts and tests).
+    /// Exit once no job on this node's queues can run now: none available, none due,
+    /// none running here, no retry due within a minute. Jobs delayed into the future,
+    /// waiting on parents, or on other queues do not keep it up.
     #[arg(long)]
     pub exit_when_idle: bool,
     /// Join the mesh listening on this multiaddr (repeatable; overrides mesh.listen).
@@ -174,13 +191,13 @@ pub struct SubmitArgs {
     /// Priority, -100..=100; higher runs first.
     #[arg(long, short, default_value_t = 0, allow_hyphen_values = true)]
     pub priority: i16,
-    /// Run no earlier than this long from now (e.g. `30s`, `5m`).
+    /// Run no earlier than this long from now (e.g. `30s`, `5m`; at most 10 years).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub delay: Option<Duration>,
     /// Attempts before the job is dead-lettered.
     #[arg(long, default_value_t = jobmesh::job::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
-    /// Timeout of each attempt (e.g. `30s`).
+    /// Timeout of each attempt (e.g. `30s`; at most 10 years).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
     /// At most one unfinished job with this key.
@@ -192,7 +209,10 @@ pub struct SubmitArgs {
     /// Keep waiting (instead of being discarded) if a parent is dead-lettered.
     #[arg(long)]
     pub hold_on_parent_failure: bool,
-    /// Submit this many copies.
+    /// Submit this many copies. They are streamed to the store in transactions of 1000
+    /// (memory stays flat for any N): each batch is stored whole or not at all, the set
+    /// is not one transaction. Whatever happens (done, a failed batch, Ctrl-C), it
+    /// prints how many were stored and their id range.
     #[arg(long, default_value_t = 1)]
     pub count: u32,
     /// Submit a workflow (TOML file of named steps with `after` lists) instead of one job.

@@ -9,8 +9,17 @@ use jobmesh::store::SharedStore;
 use jobmesh::store::sqlite::SqliteStore;
 
 /// Logs go to stderr; `RUST_LOG` overrides the level (info for nodes, warn otherwise).
+/// Colour only on a terminal: a log redirected to a file or a collector stays plain.
 pub fn init_tracing(node: bool) {
-    let default = if node { "info" } else { "warn" };
+    use std::io::IsTerminal as _;
+    // gossipsub logs one WARN per invalid message it receives, which an outsider
+    // controls; the mesh counts and rate-limits those itself (`mesh peers`), so the
+    // library's own lines are kept to errors unless RUST_LOG asks for more.
+    let default = if node {
+        "info,libp2p_gossipsub=error"
+    } else {
+        "warn,libp2p_gossipsub=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -18,6 +27,11 @@ pub fn init_tracing(node: bool) {
         // Every log line passes through the redactor: no URL credentials or
         // `Authorization` values in the log, whichever library wrote the line.
         .with_writer(|| jobmesh::redact::RedactingWriter::new(std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
+        // By default a failed log write is reported with `eprintln!`, which panics
+        // when stderr is a closed pipe (`jobmesh node 2>&1 | head`) and takes the
+        // logging task down with it. A log line that cannot be written is dropped.
+        .log_internal_errors(false)
         .init();
 }
 

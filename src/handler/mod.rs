@@ -248,6 +248,10 @@ pub fn validate_options(job: &NewJob) -> Result<(), SubmitError> {
     if job.timeout.is_some_and(|t| t.is_zero()) {
         return bad("timeout must be greater than zero".into());
     }
+    // Times are bounded against the wall clock: every submitter's `run_at` is wall time.
+    use crate::clock::Clock as _;
+    job.check_bounds(crate::clock::SystemClock.now())
+        .map_err(SubmitError::Options)?;
     if job
         .unique_key
         .as_ref()

@@ -62,6 +62,20 @@ impl RetryPolicy {
         if self.unit.is_zero() && self.exponent > 0 {
             return Err("retry.unit must be greater than zero".into());
         }
+        // A retry is scheduled like a delayed job: the same ten-year bound keeps its
+        // `run_at` within what the store and the printers can hold.
+        for (key, d) in [
+            ("retry.unit", self.unit),
+            ("retry.max_delay", self.max_delay),
+        ] {
+            if d > super::MAX_DELAY {
+                return Err(format!(
+                    "{key} must be at most 10 years ({} s), got {} s",
+                    super::MAX_DELAY.as_secs(),
+                    d.as_secs()
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -90,6 +104,20 @@ mod tests {
         assert!(delays.iter().all(|d| *d >= base && *d < base.mul_f64(1.1)));
         let distinct: std::collections::HashSet<_> = delays.iter().collect();
         assert!(distinct.len() > 50, "jitter should spread delays");
+    }
+
+    #[test]
+    fn rejects_delays_beyond_ten_years() {
+        let p = RetryPolicy {
+            max_delay: Duration::from_secs(11 * 366 * 86_400),
+            ..Default::default()
+        };
+        assert!(p.validate().unwrap_err().contains("retry.max_delay"));
+        let p = RetryPolicy {
+            unit: Duration::MAX,
+            ..Default::default()
+        };
+        assert!(p.validate().unwrap_err().contains("retry.unit"));
     }
 
     #[test]

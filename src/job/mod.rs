@@ -128,7 +128,7 @@ impl NewJob {
 impl NewJob {
     /// Checks what every store needs to hold this job and read it back, whatever its
     /// kind and whichever path submitted it: no NUL character in the queue, kind or
-    /// unique key, and a payload that passes [`crate::payload::check_structure`]. The
+    /// unique key, a timeout within [`MAX_TIMEOUT`], and a payload that passes [`crate::payload::check_structure`]. The
     /// error names the field (`unique_key`, `payload.a.b[2]`). The stores call this
     /// (through [`crate::store::check_new_jobs`]) before writing anything.
     pub fn check_storable(&self) -> Result<(), String> {
@@ -137,6 +137,15 @@ impl NewJob {
             ("kind", Some(&self.kind)),
             ("unique_key", self.unique_key.as_ref()),
         ];
+        if let Some(t) = self.timeout
+            && t > MAX_TIMEOUT
+        {
+            return Err(format!(
+                "timeout: must be at most 10 years ({} s), got {} s",
+                MAX_TIMEOUT.as_secs(),
+                t.as_secs()
+            ));
+        }
         for (name, value) in fields {
             if value.is_some_and(|v| v.contains('\0')) {
                 return Err(format!(
@@ -145,6 +154,39 @@ impl NewJob {
             }
         }
         crate::payload::check_structure(&self.payload, "payload").map_err(|e| e.to_string())
+    }
+}
+
+/// The furthest ahead a job may be scheduled: ten years (of 365.25 days) from now.
+/// Anything later is almost surely a typo (`8000y`), and bounding it keeps every time
+/// the store holds within what i64 milliseconds and RFC 3339 can express.
+pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400 + 10 * 86_400 / 4);
+/// The longest per-attempt timeout a job may ask for (ten years, as [`MAX_DELAY`]).
+pub const MAX_TIMEOUT: Duration = MAX_DELAY;
+
+impl NewJob {
+    /// Checks the job's times and durations against [`MAX_DELAY`] and [`MAX_TIMEOUT`],
+    /// naming the field that is out of range. `now` is the submitter's clock.
+    pub fn check_bounds(&self, now: Millis) -> Result<(), String> {
+        if let Some(t) = self.timeout
+            && t > MAX_TIMEOUT
+        {
+            return Err(format!(
+                "timeout must be at most 10 years ({} s), got {} s",
+                MAX_TIMEOUT.as_secs(),
+                t.as_secs()
+            ));
+        }
+        if let Some(at) = self.run_at {
+            let latest = now.checked_plus(MAX_DELAY);
+            if at.0 < 0 || latest.is_none_or(|l| at > l) {
+                return Err(format!(
+                    "run_at must be between the Unix epoch and 10 years from now, got {} ms",
+                    at.0
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -241,4 +283,26 @@ pub struct ClaimRequest {
     pub lease_for: Duration,
     /// The claim's notion of now.
     pub now: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Millis = Millis(1_700_000_000_000);
+
+    #[test]
+    fn times_and_timeouts_beyond_ten_years_are_refused_by_field() {
+        let mut job = NewJob::new("noop", serde_json::json!({}));
+        job.run_at = Some(NOW.plus(MAX_DELAY));
+        job.timeout = Some(MAX_TIMEOUT);
+        assert_eq!(job.check_bounds(NOW), Ok(()));
+        job.run_at = Some(NOW.plus(MAX_DELAY + Duration::from_millis(1)));
+        assert!(job.check_bounds(NOW).unwrap_err().starts_with("run_at "));
+        job.run_at = Some(Millis(-1));
+        assert!(job.check_bounds(NOW).unwrap_err().starts_with("run_at "));
+        job.run_at = None;
+        job.timeout = Some(Duration::from_secs(u64::MAX));
+        assert!(job.check_bounds(NOW).unwrap_err().starts_with("timeout "));
+    }
 }

@@ -110,7 +110,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         "drain_per_s": (args.jobs as f64 / drain_s).round(),
         "pickup_ms": { "p50": round3(pct(0.50)), "p99": round3(pct(0.99)), "n": lat.len() },
     });
-    println!("{line}");
+    crate::output::outln!("{line}")?;
     Ok(())
 }
 

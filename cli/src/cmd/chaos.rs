@@ -7,6 +7,7 @@ use jobmesh_sim::chaos::scenario::{Availability, SCENARIOS};
 use jobmesh_sim::chaos::{Options, report};
 
 use crate::args::{ChaosArgs, ChaosRunArgs, ChaosVerb};
+use crate::output::outln;
 
 /// Runs the verb. A run whose invariants do not all hold is an error (non-zero exit),
 /// after the report was printed and written.
@@ -21,13 +22,15 @@ pub async fn run(args: ChaosArgs, json: bool) -> anyhow::Result<()> {
 
 fn list(json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(SCENARIOS)?);
+        outln!("{}", serde_json::to_string_pretty(SCENARIOS)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<22} {:<14} {:<10} about",
-        "scenario", "availability", "stores"
-    );
+        "scenario",
+        "availability",
+        "stores"
+    )?;
     for s in SCENARIOS {
         let availability = match s.availability {
             Availability::Ready => "ready",
@@ -35,14 +38,14 @@ fn list(json: bool) -> anyhow::Result<()> {
             Availability::NotYet => "not yet",
         };
         let stores = if s.production { "pg+redis" } else { "sqlite" };
-        println!("{:<22} {availability:<14} {stores:<10} {}", s.name, s.about);
+        outln!("{:<22} {availability:<14} {stores:<10} {}", s.name, s.about)?;
     }
-    println!(
+    outln!(
         "\nneeds-control: the nodes must accept --chaos-control (network and Byzantine faults)\n\
          pg+redis: production mode (backend redis_postgres) on a Postgres and a redis-server of\n\
          the run's own, started from the system binaries (initdb/pg_ctl, redis-server) on free\n\
          ports; the machine's shared servers are not touched"
-    );
+    )?;
     Ok(())
 }
 
@@ -73,7 +76,7 @@ async fn run_one(a: ChaosRunArgs, json: bool) -> anyhow::Result<()> {
     if json {
         eprintln!("seed = {seed}");
     } else {
-        println!("seed = {seed}");
+        outln!("seed = {seed}")?;
     }
     let replay = opts.replay();
     // On Ctrl-C the run is dropped, and with it the cluster, whose node processes are
@@ -90,13 +93,13 @@ async fn run_one(a: ChaosRunArgs, json: bool) -> anyhow::Result<()> {
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report::table(&report));
-        println!(
+        outln!("{}", report::table(&report).trim_end())?;
+        outln!(
             "written: {0}/report.json, {0}/timeline.svg, {0}/history.json",
             opts.out.display()
-        );
+        )?;
     }
     if !report.passed {
         eprintln!("seed = {seed}\nreplay: {replay}");

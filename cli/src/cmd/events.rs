@@ -8,7 +8,8 @@ use jobmesh::event::{LifecycleEvent, StoredEvent};
 use jobmesh::store::redis::RedisDispatch;
 
 use crate::args::EventsArgs;
-use crate::{output, setup};
+use crate::output::{self, outln};
+use crate::setup;
 
 /// How often `--follow` asks the store for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -104,8 +105,7 @@ async fn last_seq(store: &dyn jobmesh::store::Store) -> anyhow::Result<i64> {
 
 fn print(e: &StoredEvent, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(e)?);
-        return Ok(());
+        return output::json_line(e);
     }
     print_event(&e.event, Some(e.seq), false)
 }
@@ -114,8 +114,7 @@ fn print(e: &StoredEvent, json: bool) -> anyhow::Result<()> {
 /// stream have none, and print `-`).
 fn print_event(ev: &LifecycleEvent, seq: Option<i64>, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(ev)?);
-        return Ok(());
+        return output::json_line(ev);
     }
     let mut subject = Vec::new();
     if let Some(j) = ev.job {
@@ -136,13 +135,13 @@ fn print_event(ev: &LifecycleEvent, seq: Option<i64>, json: bool) -> anyhow::Res
         output::truncate(&ev.detail.to_string(), 100)
     };
     let seq = seq.map_or_else(|| "-".to_string(), |s| s.to_string());
-    println!(
+    outln!(
         "{:>8}  {}  {:<20} {} {}",
         seq,
         output::time(ev.at),
         ev.kind,
         subject.join(" "),
         detail
-    );
+    )?;
     Ok(())
 }

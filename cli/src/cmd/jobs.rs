@@ -7,7 +7,8 @@ use jobmesh::job::{JobId, JobState};
 use jobmesh::store::{CancelOutcome, JobFilter};
 
 use crate::args::JobsVerb;
-use crate::{output, setup};
+use crate::output::{self, outln};
+use crate::setup;
 
 /// Runs the verb.
 pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<()> {
@@ -29,22 +30,35 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
             };
             let jobs = store.list_jobs(&filter).await?;
             if json {
-                return output::json(&jobs);
+                let rows = jobs
+                    .iter()
+                    .map(output::job_json)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                return output::json(&rows);
             }
-            output::table(&output::JOB_HEADERS, &output::job_rows(&jobs));
+            output::table(&output::JOB_HEADERS, &output::job_rows(&jobs))?;
         }
         JobsVerb::Show { id } => {
             let Some(job) = store.get_job(JobId(id)).await? else {
                 bail!("job {id} not found")
             };
-            output::json(&job)?;
-        }
-        JobsVerb::Cancel { id } => match store.cancel(JobId(id), SystemClock.now()).await? {
-            CancelOutcome::Cancelled => println!("job {id} cancelled"),
-            CancelOutcome::AlreadyFinished(state) => {
-                println!("job {id} had already finished ({state}); nothing changed")
+            if json {
+                return output::json(&output::job_json(&job)?);
             }
-        },
+            output::job_details(&job)?;
+        }
+        JobsVerb::Cancel { id } => {
+            let outcome = store.cancel(JobId(id), SystemClock.now()).await?;
+            if json {
+                return output::json(&serde_json::json!({"id": id, "outcome": outcome}));
+            }
+            match outcome {
+                CancelOutcome::Cancelled => outln!("job {id} cancelled")?,
+                CancelOutcome::AlreadyFinished(state) => {
+                    outln!("job {id} had already finished ({state}); nothing changed")?
+                }
+            }
+        }
         JobsVerb::Stats => {
             let counts = store.counts().await?;
             if json {
@@ -64,7 +78,7 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
                     row
                 })
                 .collect();
-            output::table(&headers, &rows);
+            output::table(&headers, &rows)?;
         }
     }
     Ok(())

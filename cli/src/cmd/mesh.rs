@@ -8,6 +8,7 @@ use jobmesh_actors::MeshStatus;
 use jobmesh_actors::mesh::{PeerId, load_or_create_keypair};
 
 use crate::args::MeshVerb;
+use crate::output::{self, outln};
 
 /// Runs the verb.
 pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<()> {
@@ -20,7 +21,11 @@ pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<(
             }
             let key = load_or_create_keypair(&path)
                 .with_context(|| format!("node key {}", path.display()))?;
-            println!("{}", key.public().to_peer_id());
+            let id = key.public().to_peer_id();
+            if json {
+                return output::json(&serde_json::json!({"peer_id": id.to_string()}));
+            }
+            outln!("{id}")?;
         }
         MeshVerb::ClusterKey { out } => {
             anyhow::ensure!(
@@ -30,7 +35,12 @@ pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<(
             );
             let key = load_or_create_keypair(&out)
                 .with_context(|| format!("cluster key {}", out.display()))?;
-            println!("{}", key.public().to_peer_id());
+            let id = key.public().to_peer_id();
+            if json {
+                output::json(&serde_json::json!({"peer_id": id.to_string(), "path": out}))?;
+            } else {
+                outln!("{id}")?;
+            }
             eprintln!(
                 "set mesh.cluster_key = \"{}\" on every member; keep {} secret",
                 key.public().to_peer_id(),
@@ -58,7 +68,14 @@ pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<(
                 .context("signing the join certificate")?;
             std::fs::write(&out, serde_json::to_vec_pretty(&cert)?)
                 .with_context(|| format!("writing {}", out.display()))?;
-            println!("{}", out.display());
+            if json {
+                return output::json(&serde_json::json!({
+                    "path": out,
+                    "peer": cert.peer.to_string(),
+                    "expires_at": expires,
+                }));
+            }
+            outln!("{}", out.display())?;
         }
         MeshVerb::Peers => {
             let path = config.mesh_status_path();
@@ -71,10 +88,9 @@ pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<(
             let status: MeshStatus = serde_json::from_str(&text)
                 .with_context(|| format!("unreadable mesh status {}", path.display()))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-                return Ok(());
+                return output::json(&status);
             }
-            println!(
+            outln!(
                 "me {} incarnation {} epoch {} quorum {} traffic in {} B out {} B",
                 status.me,
                 status.incarnation,
@@ -82,15 +98,20 @@ pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<(
                 status.quorum,
                 status.bytes_in,
                 status.bytes_out
-            );
-            println!(
+            )?;
+            outln!(
                 "{:<54} {:<10} {:>15} {:>7} {:>8} {:>5}  evicted by",
-                "peer", "state", "incarnation", "phi", "rtt ms", "downs"
-            );
+                "peer",
+                "state",
+                "incarnation",
+                "phi",
+                "rtt ms",
+                "downs"
+            )?;
             for m in &status.members {
                 let phi = m.phi.map_or("-".into(), |p| format!("{p:.2}"));
                 let rtt = m.rtt_ms.map_or("-".into(), |r| format!("{r:.2}"));
-                println!(
+                outln!(
                     "{:<54} {:<10} {:>15} {:>7} {:>8} {:>5}  {}",
                     m.peer,
                     m.state,
@@ -99,7 +120,7 @@ pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<(
                     rtt,
                     m.down_votes,
                     m.evicted_by.join(",")
-                );
+                )?;
             }
         }
     }

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use jobmesh::clock::SystemClock;
+use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::config::Config;
-use jobmesh::job::{JobState, NodeId};
+use jobmesh::job::{Job, JobState, NodeId};
 use jobmesh::membership::{JoinCertificate, MembershipConfig, Monitoring, public_key_of};
-use jobmesh::store::Store;
+use jobmesh::store::{JobFilter, Store};
 use jobmesh_actors::faults::ActiveFaults;
 use jobmesh_actors::mesh::{MeshConfig, Multiaddr, PeerId, load_or_create_keypair};
 use jobmesh_actors::{MeshOptions, Node, NodeOptions};
@@ -58,9 +58,9 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         let faults = args.chaos_control.clone().map(watch_faults);
         let node = Node::start_meshed(options, mesh_options(&config, faults)?).await?;
         let client = node.mesh().expect("meshed node");
-        println!("peer id {}", client.local_peer_id());
+        say(format_args!("peer id {}", client.local_peer_id()));
         for addr in client.listen_addrs().await? {
-            println!("listening on {addr}");
+            say(format_args!("listening on {addr}"));
         }
         node
     } else {
@@ -75,26 +75,34 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         jobmesh::config::Backend::Sqlite => format!("sqlite {}", config.sqlite_path().display()),
         other => format!("{other:?}"),
     };
-    println!(
+    say(format_args!(
         "jobmesh node `{node_id}` running on {where_} with {} workers on queues [{}]; Ctrl-C to stop",
         config.workers.concurrency,
         config.workers.queues.join(", ")
-    );
+    ));
     if args.exit_when_idle {
         tokio::select! {
-            r = wait_idle(&node, &*store) => r?,
+            r = wait_idle(&node, &*store, &config.workers.queues, &node_id) => r?,
             why = node.failed() => return fail(node, why).await,
         }
-        println!("no jobs left to run; stopping");
+        say(format_args!("no jobs left to run; stopping"));
     } else {
         tokio::select! {
             _ = wait_for_signal() => {}
             why = node.failed() => return fail(node, why).await,
         }
-        println!("stopping: waiting up to {SHUTDOWN_GRACE:?} for running jobs");
+        say(format_args!(
+            "stopping: waiting up to {SHUTDOWN_GRACE:?} for running jobs"
+        ));
     }
     node.shutdown(SHUTDOWN_GRACE).await?;
     Ok(())
+}
+
+/// One status line on stdout. A closed stdout (`jobmesh node | head -1`) is ignored:
+/// the node's work is running jobs, and it must still shut down cleanly.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = crate::output::outln!("{line}");
 }
 
 /// The mesh settings from the config.
@@ -222,31 +230,98 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Returns once no job is available, running, scheduled or retryable.
-async fn wait_idle(node: &Node, store: &dyn Store) -> anyhow::Result<()> {
+/// A retry due within this long still keeps `--exit-when-idle` up: it is this node's
+/// work in progress (a failed attempt backing off), not work planned for later.
+const RETRY_HORIZON: Duration = Duration::from_secs(60);
+
+/// Returns once no job on `queues` can run now (see [`busy`]).
+async fn wait_idle(
+    node: &Node,
+    store: &dyn Store,
+    queues: &[String],
+    me: &NodeId,
+) -> anyhow::Result<()> {
     let mut events = node.subscribe();
     loop {
-        let counts = store.counts().await?;
-        let active: u64 = counts
-            .values()
-            .flat_map(|by_state| by_state.iter())
-            .filter(|(s, _)| {
-                matches!(
-                    s,
-                    JobState::Available
-                        | JobState::Running
-                        | JobState::Scheduled
-                        | JobState::Retryable
-                )
-            })
-            .map(|(_, n)| n)
-            .sum();
-        if active == 0 {
+        if !busy(store, queues, me, SystemClock.now()).await? {
             return Ok(());
         }
         tokio::select! {
             r = events.recv() => if let Err(RecvError::Closed) = r { anyhow::bail!("node stopped unexpectedly") },
             _ = tokio::time::sleep(IDLE_CHECK) => {}
+        }
+    }
+}
+
+/// Whether a job on `queues` can run now: one is available; one runs under this
+/// node's lease, or under an expired lease that a rescue will hand back; a delayed
+/// job is due; a retry is due within [`RETRY_HORIZON`]. Jobs delayed further, waiting
+/// on parents, running on other live nodes, or on other queues do not count.
+async fn busy(
+    store: &dyn Store,
+    queues: &[String],
+    me: &NodeId,
+    now: Millis,
+) -> anyhow::Result<bool> {
+    let counts = store.counts().await?;
+    let count = |q: &String, s: JobState| {
+        counts
+            .get(q)
+            .and_then(|by_state| by_state.get(&s))
+            .copied()
+            .unwrap_or(0)
+    };
+    if queues.iter().any(|q| count(q, JobState::Available) > 0) {
+        return Ok(true);
+    }
+    let mine =
+        |j: &Job| j.lease_node.as_ref() == Some(me) || j.lease_expires_at.is_none_or(|t| t <= now);
+    let retry_until = now.plus(RETRY_HORIZON);
+    // The store's earliest scheduled/retryable time, over all queues: when nothing is
+    // due soon, the (possibly many) delayed jobs need not be listed.
+    let due_soon = store.next_due().await?.is_some_and(|t| t <= retry_until);
+    for q in queues {
+        if count(q, JobState::Running) > 0 && any_job(store, q, JobState::Running, &mine).await? {
+            return Ok(true);
+        }
+        if due_soon
+            && count(q, JobState::Scheduled) > 0
+            && any_job(store, q, JobState::Scheduled, &|j| j.run_at <= now).await?
+        {
+            return Ok(true);
+        }
+        if due_soon
+            && count(q, JobState::Retryable) > 0
+            && any_job(store, q, JobState::Retryable, &|j| j.run_at <= retry_until).await?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a job of `queue` in `state` matches `pred`, paging through them by id.
+async fn any_job(
+    store: &dyn Store,
+    queue: &str,
+    state: JobState,
+    pred: &dyn Fn(&Job) -> bool,
+) -> anyhow::Result<bool> {
+    const PAGE: u32 = 1000;
+    let mut filter = JobFilter {
+        state: Some(state),
+        queue: Some(queue.to_string()),
+        limit: PAGE,
+        ..JobFilter::default()
+    };
+    loop {
+        let page = store.list_jobs(&filter).await?;
+        if page.iter().any(pred) {
+            return Ok(true);
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => filter.after = Some(last.id),
+            _ => return Ok(false),
         }
     }
 }

@@ -1,33 +1,36 @@
 //! `jobmesh submit`: validate and enqueue jobs.
+//!
+//! `--count N` streams: one job is built and validated, then copies go to the store in
+//! transactions of [`BATCH`], so memory stays flat whatever N is. Each batch is
+//! all-or-nothing; the whole set is not. So every way out (done, a batch that failed,
+//! Ctrl-C or SIGTERM between batches) says how many jobs were stored and their ids.
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::config::Config;
 use jobmesh::dag::{self, WorkflowStep};
 use jobmesh::job::{JobId, NewJob, ParentFailurePolicy};
-use jobmesh::store::EnqueueOutcome;
+use jobmesh::store::{EnqueueOutcome, SharedStore};
 use serde::Deserialize;
 
 use crate::args::SubmitArgs;
-use crate::{output, setup};
+use crate::output::{self, outln};
+use crate::setup;
 
 /// Jobs per enqueue transaction.
-const BATCH: usize = 1000;
+pub const BATCH: u32 = 1000;
 
 /// Runs the verb.
 pub async fn run(config: Config, args: SubmitArgs, json: bool) -> anyhow::Result<()> {
     let registry = setup::registry(&config)?;
     let jobs: Vec<(String, NewJob)> = match &args.workflow {
         Some(path) => workflow(path)?,
-        None => {
-            let job = single(&args)?;
-            (0..args.count)
-                .map(|i| (i.to_string(), job.clone()))
-                .collect()
-        }
+        None => vec![("0".to_string(), single(&args)?)],
     };
     for (name, job) in &jobs {
         registry
@@ -35,23 +38,121 @@ pub async fn run(config: Config, args: SubmitArgs, json: bool) -> anyhow::Result
             .with_context(|| format!("job `{name}` refused"))?;
     }
     let store = setup::open_store(&config).await?;
-    let now = SystemClock.now();
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    if args.workflow.is_some() {
-        // A workflow links parents by batch index: it must go in one transaction.
-        outcomes = store
-            .enqueue(jobs.iter().map(|(_, j)| j.clone()).collect(), now)
-            .await?;
-    } else {
-        for chunk in jobs.chunks(BATCH) {
-            outcomes.extend(
-                store
-                    .enqueue(chunk.iter().map(|(_, j)| j.clone()).collect(), now)
-                    .await?,
-            );
+    if args.workflow.is_none() && args.count > 1 {
+        return submit_copies(&store, &jobs[0].1, args.count, json).await;
+    }
+    // One job, or a workflow, which links parents by batch index: one transaction.
+    let outcomes = store
+        .enqueue(
+            jobs.iter().map(|(_, j)| j.clone()).collect(),
+            SystemClock.now(),
+        )
+        .await?;
+    report(&jobs, &outcomes, json)
+}
+
+/// Jobs stored so far by a streaming submit.
+#[derive(Debug, Default)]
+struct Stored {
+    count: u64,
+    ids: Option<(JobId, JobId)>,
+}
+
+impl Stored {
+    fn add(&mut self, outcomes: &[EnqueueOutcome]) {
+        for o in outcomes {
+            if let EnqueueOutcome::Inserted(id) = o {
+                self.count += 1;
+                self.ids = Some(match self.ids {
+                    None => (*id, *id),
+                    Some((lo, hi)) => (lo.min(*id), hi.max(*id)),
+                });
+            }
         }
     }
-    report(&jobs, &outcomes, json)
+
+    /// `stored 2000 of 5000 jobs (ids 1..=2000)`.
+    fn summary(&self, of: u32) -> String {
+        let ids = match self.ids {
+            Some((lo, hi)) => format!(" (ids {lo}..={hi})"),
+            None => String::new(),
+        };
+        format!("stored {} of {of} jobs{ids}", self.count)
+    }
+}
+
+/// Submits `count` copies of `job` in batches of [`BATCH`], stopping between batches
+/// on SIGINT/SIGTERM. The batch in flight when a signal arrives is let finish, so the
+/// count reported is exact.
+async fn submit_copies(
+    store: &SharedStore,
+    job: &NewJob,
+    count: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let stop = stop_on_signal()?;
+    let mut stored = Stored::default();
+    let mut sent = 0u32;
+    while sent < count {
+        if stop.load(Ordering::SeqCst) {
+            bail!(
+                "interrupted: {}; the rest were not submitted",
+                stored.summary(count)
+            );
+        }
+        let n = BATCH.min(count - sent);
+        let batch = vec![job.clone(); n as usize];
+        match store.enqueue(batch, SystemClock.now()).await {
+            Ok(outcomes) => stored.add(&outcomes),
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "{}; a batch of {n} failed and the rest were not submitted",
+                    stored.summary(count)
+                )));
+            }
+        }
+        sent += n;
+    }
+    if json {
+        let (first, last) = stored.ids.unzip();
+        return output::json(&serde_json::json!({
+            "stored": stored.count,
+            "first_id": first,
+            "last_id": last,
+        }));
+    }
+    outln!("{}", stored.summary(count))?;
+    Ok(())
+}
+
+/// A flag raised by the first SIGINT (Ctrl-C) or SIGTERM. The handlers are installed
+/// before the first batch, so a signal never kills the process mid-way unreported.
+fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    Ok(stop)
 }
 
 fn single(args: &SubmitArgs) -> anyhow::Result<NewJob> {
@@ -72,6 +173,14 @@ fn single(args: &SubmitArgs) -> anyhow::Result<NewJob> {
     }
     if args.unique_key.is_some() && args.count > 1 {
         bail!("--unique-key with --count > 1 would submit duplicates of one key; submit one job");
+    }
+    if let Some(d) = args.delay
+        && d > jobmesh::job::MAX_DELAY
+    {
+        bail!(
+            "--delay {} is beyond the 10-year bound on run_at",
+            humantime::format_duration(d)
+        );
     }
     let mut job = NewJob::new(kind, payload);
     job.queue = args.queue.clone();
@@ -171,19 +280,6 @@ fn report(
             .collect();
         return output::json(&rows);
     }
-    if outcomes.len() > 20 {
-        let dups = outcomes
-            .iter()
-            .filter(|o| matches!(o, EnqueueOutcome::Duplicate(_)))
-            .count();
-        let first = outcomes.first().map(|o| o.id().0).unwrap_or_default();
-        let last = outcomes.last().map(|o| o.id().0).unwrap_or_default();
-        println!(
-            "submitted {} jobs (ids {first}..={last}), {dups} duplicates",
-            outcomes.len() - dups
-        );
-        return Ok(());
-    }
     for ((name, job), o) in jobs.iter().zip(outcomes) {
         let what = match o {
             EnqueueOutcome::Inserted(id) => format!("job {id} submitted"),
@@ -192,9 +288,9 @@ fn report(
             }
         };
         if jobs.len() > 1 {
-            println!("{name} ({}): {what}", job.kind);
+            outln!("{name} ({}): {what}", job.kind)?;
         } else {
-            println!("{what}");
+            outln!("{what}")?;
         }
     }
     Ok(())
