@@ -59,9 +59,11 @@ type Tx = Transaction<'static, Postgres>;
 /// How long the first connection may take before the server counts as unreachable.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Opens and closes one connection, so a server that cannot be reached fails the caller
-/// within [`CONNECT_TIMEOUT`] with the reason. Errors name the host, port and database,
-/// never the user or password.
+/// Opens and closes one connection, so a server that cannot be reached, or refuses the
+/// login or database, fails the caller within [`CONNECT_TIMEOUT`] with the reason (the
+/// pool would retry a refused connection until its 30 s time-out). A server that is
+/// merely busy (too many clients, starting up) passes: the pool waits for it as before.
+/// Errors name the host, port and database, never the user or password.
 async fn probe_connection(options: &PgConnectOptions) -> Result<(), StoreError> {
     use sqlx::Connection;
     let target = format!(
@@ -90,6 +92,13 @@ async fn probe_connection(options: &PgConnectOptions) -> Result<(), StoreError> 
                 _ => e.to_string(),
             };
             Err(unreachable(e.kind(), reason))
+        }
+        // The server answered but cannot take a connection yet (too many clients,
+        // starting up): reachable, so the pool's own bounded wait applies.
+        Ok(Err(sqlx::Error::Database(e)))
+            if matches!(e.code().as_deref(), Some("53300" | "57P03")) =>
+        {
+            Ok(())
         }
         // Refused logins and missing databases: the server's own message names the
         // user or database, never the password.
