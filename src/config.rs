@@ -377,6 +377,9 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads `path` (or the defaults when `None`) and applies the overrides in `env`.
+    ///
+    /// Every error names the key that is wrong (`workers.concurrency: invalid type: …`)
+    /// and where its value came from: the file, or the environment override that set it.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -396,7 +399,8 @@ impl Config {
             }
             None => (toml::Table::new(), "defaults".to_string()),
         };
-        let mut overridden = Vec::new();
+        // Each override as (dotted key path, variable name), to say which one set a bad value.
+        let mut overrides: Vec<(String, String)> = Vec::new();
         for (key, value) in env {
             let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -420,73 +424,221 @@ impl Config {
                 });
             }
             set_path(&mut table, &path, parse_env_value(&value));
-            overridden.push(key);
+            overrides.push((path.join("."), key));
         }
-        let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    origin: if overridden.is_empty() {
-                        origin.clone()
+        let blame = |key: &str| -> String {
+            let vars: Vec<&str> = overrides
+                .iter()
+                .filter(|(p, _)| key_within(key, p))
+                .map(|(_, var)| var.as_str())
+                .collect();
+            if vars.is_empty() {
+                origin.clone()
+            } else {
+                format!("environment override {}", vars.join(", "))
+            }
+        };
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| {
+                let key = e.path().to_string();
+                let message = friendlier(e.inner().message());
+                ConfigError::Invalid {
+                    origin: blame(&key),
+                    // `.` is the root: an unknown section names itself in the message.
+                    message: if key == "." {
+                        message
                     } else {
-                        format!("{origin} (with overrides {})", overridden.join(", "))
+                        format!("{key}: {message}")
                     },
-                    message: e.message().to_string(),
-                })?;
+                }
+            },
+        )?;
         config
-            .validate()
-            .map_err(|message| ConfigError::Invalid { origin, message })?;
+            .validate_all()
+            .map_err(|problems| ConfigError::Invalid {
+                origin: problems
+                    .iter()
+                    .map(|p| blame(&p.key))
+                    .find(|o| *o != origin)
+                    .unwrap_or_else(|| origin.clone()),
+                message: problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
         Ok(config)
     }
 
-    /// Checks values that parse but make no sense.
+    /// Checks values that parse but make no sense; the message names every key that is
+    /// wrong.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_all().map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn validate_all(&self) -> Result<(), Vec<Problem>> {
+        let mut c = Checks::default();
         let w = &self.workers;
-        if w.concurrency == 0 || w.concurrency > 10_000 {
-            return Err(format!(
-                "workers.concurrency must be within 1..=10000, got {}",
-                w.concurrency
-            ));
-        }
+        c.within("workers.concurrency", w.concurrency, 1, MAX_CONCURRENCY);
         if w.queues.is_empty() {
-            return Err("workers.queues must name at least one queue".into());
+            c.fail("workers.queues", "must name at least one queue".into());
         }
-        if w.lease < Duration::from_millis(100) {
-            return Err(format!(
-                "workers.lease must be at least 100ms, got {:?}",
-                w.lease
-            ));
+        for q in &w.queues {
+            if let Err(e) = crate::job::check_queue_name(q) {
+                c.fail("workers.queues", e);
+            }
         }
-        if w.claim_batch == 0 || w.complete_batch == 0 {
-            return Err("workers.claim_batch and workers.complete_batch must be at least 1".into());
+        c.duration(
+            "workers.lease",
+            w.lease,
+            Duration::from_millis(100),
+            MAX_LEASE,
+        );
+        c.duration(
+            "workers.poll_interval",
+            w.poll_interval,
+            Duration::from_millis(1),
+            MAX_POLL_INTERVAL,
+        );
+        c.duration(
+            "workers.default_timeout",
+            w.default_timeout,
+            Duration::from_millis(1),
+            MAX_DURATION,
+        );
+        c.within("workers.claim_batch", w.claim_batch, 1, MAX_BATCH);
+        c.within("workers.complete_batch", w.complete_batch, 1, MAX_BATCH);
+        let r = &w.restart;
+        c.within(
+            "workers.restart.max_restarts",
+            r.max_restarts,
+            0,
+            MAX_RESTARTS,
+        );
+        c.duration(
+            "workers.restart.window",
+            r.window,
+            Duration::from_millis(1),
+            MAX_DURATION,
+        );
+        c.duration(
+            "workers.restart.backoff_min",
+            r.backoff_min,
+            Duration::ZERO,
+            MAX_RESTART_BACKOFF,
+        );
+        c.duration(
+            "workers.restart.backoff_max",
+            r.backoff_max,
+            Duration::ZERO,
+            MAX_RESTART_BACKOFF,
+        );
+        if r.backoff_min > r.backoff_max {
+            c.fail(
+                "workers.restart.backoff_min",
+                format!(
+                    "must not exceed workers.restart.backoff_max ({}), got {}",
+                    human(r.backoff_max),
+                    human(r.backoff_min)
+                ),
+            );
         }
-        if w.poll_interval.is_zero() {
-            return Err("workers.poll_interval must be greater than zero".into());
+        c.external("retry", self.retry.validate());
+        c.duration("retry.unit", self.retry.unit, Duration::ZERO, MAX_DURATION);
+        c.duration(
+            "retry.max_delay",
+            self.retry.max_delay,
+            Duration::ZERO,
+            MAX_DURATION,
+        );
+        c.within(
+            "exec.max_output_bytes",
+            self.exec.max_output_bytes,
+            1,
+            MAX_OUTPUT_BYTES,
+        );
+        c.within(
+            "http.max_response_bytes",
+            self.http.max_response_bytes,
+            1,
+            MAX_OUTPUT_BYTES,
+        );
+        let m = &self.mesh;
+        // Bounded first: `mesh.validate` computes `3f + 1`.
+        let f_ok = c.within("mesh.f", m.f, 0, MAX_MESH_F);
+        let observers_ok = m
+            .observers
+            .is_none_or(|k| c.within("mesh.observers", k, 1, MAX_MESH_OBSERVERS));
+        if f_ok && observers_ok {
+            c.external("mesh", m.validate());
         }
-        if w.restart.window.is_zero() {
-            return Err("workers.restart.window must be greater than zero".into());
+        let t = &self.retention;
+        c.duration(
+            "retention.finished_jobs",
+            t.finished_jobs,
+            Duration::from_secs(1),
+            MAX_DURATION,
+        );
+        c.duration(
+            "retention.dead_letters",
+            t.dead_letters,
+            Duration::from_secs(1),
+            MAX_DURATION,
+        );
+        c.duration(
+            "retention.coordination",
+            t.coordination,
+            Duration::from_secs(1),
+            MAX_DURATION,
+        );
+        c.duration(
+            "retention.interval",
+            t.interval,
+            Duration::from_millis(1),
+            MAX_DURATION,
+        );
+        c.within("retention.batch", t.batch, 1, MAX_BATCH);
+        c.external("retention", t.validate());
+        if self.node.name.is_empty() {
+            c.fail("node.name", "must not be empty".into());
         }
-        self.retry.validate()?;
-        self.exec.validate()?;
-        self.http.validate()?;
-        self.mesh.validate()?;
-        self.retention.validate()?;
-        match self.store.backend {
+        c.external("exec", self.exec.validate());
+        c.external("http", self.http.validate());
+        let st = &self.store;
+        for (key, url) in [
+            ("store.postgres_url", &st.postgres_url),
+            ("store.redis_url", &st.redis_url),
+        ] {
+            if url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+                c.fail(key, "must not be empty (leave it out instead)".into());
+            }
+        }
+        if st.redis_prefix.as_deref() == Some("") {
+            c.fail("store.redis_prefix", "must not be empty".into());
+        }
+        match st.backend {
             Backend::Sqlite => {}
-            Backend::Postgres if self.store.postgres_url.is_none() => {
-                return Err("store.backend = \"postgres\" needs store.postgres_url (or JOBMESH__STORE__POSTGRES_URL)".into());
-            }
-            Backend::RedisPostgres
-                if self.store.postgres_url.is_none() || self.store.redis_url.is_none() =>
-            {
-                return Err("store.backend = \"redis_postgres\" needs store.postgres_url and store.redis_url".into());
-            }
-            Backend::RedisPostgres if self.store.redis_prefix.as_deref() == Some("") => {
-                return Err("store.redis_prefix must not be empty".into());
+            Backend::Postgres if st.postgres_url.is_none() => c.fail(
+                "store.postgres_url",
+                "store.backend = \"postgres\" needs store.postgres_url (or JOBMESH__STORE__POSTGRES_URL)"
+                    .into(),
+            ),
+            Backend::RedisPostgres if st.postgres_url.is_none() || st.redis_url.is_none() => {
+                c.fail(
+                    "store.redis_url",
+                    "store.backend = \"redis_postgres\" needs store.postgres_url and store.redis_url"
+                        .into(),
+                )
             }
             _ => {}
         }
-        Ok(())
+        c.finish()
     }
 
     /// The node's identity key file.
@@ -532,6 +684,139 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
         at = entry.as_table_mut().expect("just made a table");
     }
     at.insert(last.clone(), value);
+}
+
+/// Most worker actors on one node.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+/// Most jobs per claim, completions per transaction, or jobs per retention purge.
+pub const MAX_BATCH: u32 = 10_000;
+/// Longest configurable duration (about 10 years): durations are added to timestamps in
+/// milliseconds, and anything longer is a typo rather than a policy.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Longest lease: a lost worker's jobs wait this long before they are rescued.
+pub const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
+/// Longest fallback poll interval.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
+/// Most restarts allowed within `workers.restart.window`.
+pub const MAX_RESTARTS: u32 = 1_000_000;
+/// Longest delay between worker restarts.
+pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(3600);
+/// Largest output (`exec`) or response (`http`) kept per job, in bytes.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
+/// Most Byzantine members tolerated (`mesh.f`).
+pub const MAX_MESH_F: usize = 1_000;
+/// Most observers per member (`mesh.observers`).
+pub const MAX_MESH_OBSERVERS: usize = 10_000;
+
+/// One refused value: the key and what is wrong with it.
+#[derive(Debug)]
+struct Problem {
+    key: String,
+    message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Messages of the sections' own validators already start with their key.
+        if self.message.starts_with(&self.key) {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Collects every refused value, so one run of the loader reports all of them.
+#[derive(Default)]
+struct Checks(Vec<Problem>);
+
+impl Checks {
+    fn fail(&mut self, key: &str, message: String) {
+        self.0.push(Problem {
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    /// `min..=max`; returns whether it was.
+    fn within<T: PartialOrd + std::fmt::Display>(
+        &mut self,
+        key: &str,
+        v: T,
+        min: T,
+        max: T,
+    ) -> bool {
+        let ok = min <= v && v <= max;
+        if !ok {
+            self.fail(key, format!("must be within {min}..={max}, got {v}"));
+        }
+        ok
+    }
+
+    fn duration(&mut self, key: &str, v: Duration, min: Duration, max: Duration) {
+        if v < min {
+            let floor = if min == Duration::from_millis(1) {
+                "greater than zero".to_string()
+            } else {
+                format!("at least {}", human(min))
+            };
+            self.fail(key, format!("must be {floor}, got {}", human(v)));
+        } else if v > max {
+            self.fail(
+                key,
+                format!("must be at most {}, got {}", human(max), human(v)),
+            );
+        }
+    }
+
+    /// A section's own validator, whose message names its key (`retry.jitter must …`).
+    fn external(&mut self, section: &str, result: Result<(), String>) {
+        if let Err(message) = result {
+            let key = message
+                .split([' ', ':'])
+                .next()
+                .filter(|k| k.starts_with(section))
+                .unwrap_or(section)
+                .to_string();
+            self.0.push(Problem { key, message });
+        }
+    }
+
+    fn finish(self) -> Result<(), Vec<Problem>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+fn human(d: Duration) -> String {
+    humantime_serde::re::humantime::format_duration(d).to_string()
+}
+
+/// Whether `key` (a deserializer path such as `workers.queues[0]`) lies within `prefix`.
+fn key_within(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        // An override of a whole section (`JOBMESH__WORKERS='{…}'`) or of the key itself.
+        || prefix.strip_prefix(key).is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// serde's wording for Rust integer types, in words a config file's reader uses.
+fn friendlier(message: &str) -> String {
+    let mut m = message.to_string();
+    for (rust, words) in [
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    m
 }
 
 #[cfg(test)]
@@ -581,7 +866,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("workers.concurrency must be within 1..=10000"),
+            err.contains("workers.concurrency: must be within 1..=10000"),
             "{err}"
         );
         let err = Config::load(Some(file("[store]\nbackend = \"postgres\"\n").path()), [])
@@ -617,6 +902,376 @@ mod tests {
             err.contains("mesh.observers = 3") && err.contains("at least 4"),
             "{err}"
         );
+    }
+
+    /// Loads `text` as a config file and returns the error message.
+    fn refused(text: &str) -> String {
+        match Config::load(Some(file(text).path()), []) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        for (text, expected) in [
+            (
+                "[workers]\nconcurrency = \"x\"\n",
+                "workers.concurrency: invalid type: string \"x\", expected a non-negative integer",
+            ),
+            (
+                "[workers]\nconcurrency = -1\n",
+                "workers.concurrency: invalid value",
+            ),
+            (
+                "[workers]\nqueues = \"default\"\n",
+                "workers.queues: invalid type",
+            ),
+            (
+                "[workers]\nqueues = [\"a\", 5]\n",
+                "workers.queues[1]: invalid type",
+            ),
+            ("[workers]\nlease = 30\n", "workers.lease: invalid type"),
+            ("[workers]\nlease = \"soon\"\n", "workers.lease: "),
+            (
+                "[workers.restart]\nwindow = true\n",
+                "workers.restart.window: invalid type",
+            ),
+            ("[retry]\njitter = \"lots\"\n", "retry.jitter: invalid type"),
+            (
+                "[exec]\nmax_output_bytes = \"1k\"\n",
+                "exec.max_output_bytes: invalid type",
+            ),
+            ("[mesh]\nf = 1.5\n", "mesh.f: invalid type"),
+            (
+                "[store]\nbackend = \"mysql\"\n",
+                "store.backend: unknown variant `mysql`",
+            ),
+            ("[retention]\nbatch = []\n", "retention.batch: invalid type"),
+            (
+                "[kinds.http]\nmax_bytes = \"big\"\n",
+                "kinds.http.max_bytes: invalid type",
+            ),
+        ] {
+            let err = refused(text);
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn override_type_errors_name_the_key_and_the_variable() {
+        let f = file("[workers]\nconcurrency = 4\n");
+        for (var, value, expected) in [
+            (
+                "JOBMESH__WORKERS__CONCURRENCY",
+                "many",
+                "workers.concurrency: invalid type",
+            ),
+            ("JOBMESH__WORKERS__LEASE", "soon", "workers.lease: "),
+            (
+                "JOBMESH__WORKERS__RESTART__WINDOW",
+                "7",
+                "workers.restart.window: invalid type",
+            ),
+            (
+                "JOBMESH__RETRY__EXPONENT",
+                "[1]",
+                "retry.exponent: invalid type",
+            ),
+        ] {
+            let err = Config::load(Some(f.path()), [(var.to_string(), value.to_string())])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{var}: {err}");
+            assert!(
+                err.contains(&format!("environment override {var}")),
+                "{var}: {err}"
+            );
+        }
+        // A bad value in the file is blamed on the file even when other keys are overridden.
+        let f = file("[workers]\nconcurrency = \"x\"\n");
+        let err = Config::load(
+            Some(f.path()),
+            [("JOBMESH__NODE__NAME".to_string(), "n1".to_string())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+        assert!(!err.contains("JOBMESH__NODE__NAME"), "{err}");
+    }
+
+    #[test]
+    fn nonsense_values_are_refused_with_their_key() {
+        for (text, expected) in [
+            // Queue names follow the submit rule.
+            (
+                "[workers]\nqueues = [\"\"]\n",
+                "workers.queues: queue name ``",
+            ),
+            (
+                "[workers]\nqueues = [\"a b\"]\n",
+                "workers.queues: queue name `a b`",
+            ),
+            (
+                "[workers]\nqueues = [\"ok\", \"sp/am\"]\n",
+                "queue name `sp/am`",
+            ),
+            (
+                "[workers]\nqueues = []\n",
+                "workers.queues: must name at least one queue",
+            ),
+            // Durations that must be positive, and bounded.
+            (
+                "[workers]\ndefault_timeout = \"0s\"\n",
+                "workers.default_timeout: must be greater than zero",
+            ),
+            (
+                "[workers]\npoll_interval = \"0s\"\n",
+                "workers.poll_interval: must be greater than zero",
+            ),
+            (
+                "[workers]\nlease = \"10ms\"\n",
+                "workers.lease: must be at least 100ms",
+            ),
+            (
+                "[workers]\nlease = \"30days\"\n",
+                "workers.lease: must be at most 1day",
+            ),
+            (
+                "[workers]\ndefault_timeout = \"8000y\"\n",
+                "workers.default_timeout: must be at most",
+            ),
+            (
+                "[workers.restart]\nwindow = \"0s\"\n",
+                "workers.restart.window: must be greater than zero",
+            ),
+            (
+                "[workers.restart]\nbackoff_min = \"10s\"\nbackoff_max = \"1s\"\n",
+                "workers.restart.backoff_min: must not exceed workers.restart.backoff_max",
+            ),
+            (
+                "[retention]\nfinished_jobs = \"0s\"\n",
+                "retention.finished_jobs: must be at least 1s",
+            ),
+            (
+                "[retention]\ndead_letters = \"0s\"\n",
+                "retention.dead_letters: must be at least 1s",
+            ),
+            (
+                "[retention]\ncoordination = \"0s\"\n",
+                "retention.coordination: must be at least 1s",
+            ),
+            (
+                "[retention]\ninterval = \"0s\"\n",
+                "retention.interval: must be greater than zero",
+            ),
+            (
+                "[retry]\nmax_delay = \"100y\"\n",
+                "retry.max_delay: must be at most",
+            ),
+            // Batch sizes.
+            (
+                "[workers]\nclaim_batch = 0\n",
+                "workers.claim_batch: must be within 1..=10000, got 0",
+            ),
+            (
+                "[workers]\nclaim_batch = 4000000000\n",
+                "workers.claim_batch: must be within 1..=10000",
+            ),
+            (
+                "[workers]\ncomplete_batch = 0\n",
+                "workers.complete_batch: must be within 1..=10000",
+            ),
+            (
+                "[workers]\ncomplete_batch = 1000000\n",
+                "workers.complete_batch: must be within 1..=10000",
+            ),
+            (
+                "[retention]\nbatch = 0\n",
+                "retention.batch: must be within 1..=10000",
+            ),
+            (
+                "[workers]\nconcurrency = 100000\n",
+                "workers.concurrency: must be within 1..=10000",
+            ),
+            // Output limits.
+            (
+                "[exec]\nmax_output_bytes = 0\n",
+                "exec.max_output_bytes: must be within 1..=67108864, got 0",
+            ),
+            (
+                "[exec]\nmax_output_bytes = 1000000000000\n",
+                "exec.max_output_bytes: must be within",
+            ),
+            (
+                "[http]\nmax_response_bytes = 0\n",
+                "http.max_response_bytes: must be within 1..=67108864",
+            ),
+            // Retry policy.
+            (
+                "[retry]\nexponent = 1000\n",
+                "retry.exponent must be within 0..=10, got 1000",
+            ),
+            (
+                "[retry]\njitter = 2.0\n",
+                "retry.jitter must be within 0.0..=1.0",
+            ),
+            (
+                "[retry]\njitter = nan\n",
+                "retry.jitter must be within 0.0..=1.0",
+            ),
+            (
+                "[retry]\nunit = \"0s\"\n",
+                "retry.unit must be greater than zero",
+            ),
+            // Mesh numbers (a huge f must not overflow 3f + 1).
+            (
+                "[mesh]\nf = 9223372036854775807\n",
+                "mesh.f: must be within 0..=1000",
+            ),
+            (
+                "[mesh]\nobservers = 0\n",
+                "mesh.observers: must be within 1..=10000",
+            ),
+            (
+                "[mesh]\nobservers = 2\n",
+                "mesh.observers = 2: tolerating f = 1",
+            ),
+            ("[mesh]\nenabled = true\n", "mesh.members lists 0 peer ids"),
+            // Store and node.
+            (
+                "[store]\npostgres_url = \" \"\n",
+                "store.postgres_url: must not be empty",
+            ),
+            (
+                "[store]\nredis_prefix = \"\"\n",
+                "store.redis_prefix: must not be empty",
+            ),
+            ("[node]\nname = \"\"\n", "node.name: must not be empty"),
+        ] {
+            let err = refused(text);
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_refused_value_is_reported_at_once() {
+        let err = refused("[workers]\nclaim_batch = 0\n[exec]\nmax_output_bytes = 0\n");
+        assert!(
+            err.contains("workers.claim_batch") && err.contains("exec.max_output_bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn override_value_errors_name_the_variable() {
+        let err = Config::load(
+            None,
+            [(
+                "JOBMESH__WORKERS__QUEUES".to_string(),
+                "[\"no spaces please\"]".to_string(),
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("environment override JOBMESH__WORKERS__QUEUES")
+                && err.contains("queue name `no spaces please`"),
+            "{err}"
+        );
+    }
+
+    /// `config/node.toml`, which documents every key.
+    fn documented() -> (PathBuf, String) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        (path, text)
+    }
+
+    #[test]
+    fn documented_config_equals_the_defaults() {
+        let (path, text) = documented();
+        let mut loaded = Config::load(Some(&path), []).unwrap();
+        // The keys the quick tour needs, which the file lists in its header.
+        let tour_keys = ["exec.allow"];
+        for key in tour_keys {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("#   ") && l.contains(key)),
+                "config/node.toml must list `{key}` among the keys that differ from the defaults"
+            );
+        }
+        assert!(
+            !loaded.exec.allow.is_empty(),
+            "the quick tour runs `echo` through exec"
+        );
+        loaded.exec.allow = Config::default().exec.allow;
+        assert_eq!(loaded, Config::default());
+    }
+
+    #[test]
+    fn documented_config_lists_every_key() {
+        let (_, text) = documented();
+        // Sections as written, with their set and commented-out keys.
+        let mut keys: Vec<(String, String, bool)> = Vec::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let code = line.trim_start_matches(['#', ' ']);
+            let commented = line.starts_with('#');
+            if let Some(name) = code.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                if !commented {
+                    section = name.to_string();
+                }
+                continue;
+            }
+            if let Some((key, _)) = code.split_once(" = ")
+                && !key.contains(' ')
+            {
+                keys.push((section.clone(), key.to_string(), commented));
+            }
+        }
+        // JSON keeps `None` fields (as null), so optional keys are listed too.
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut missing = Vec::new();
+        walk(&defaults, "", &mut |path, value| {
+            let (section, key) = path.rsplit_once('.').unwrap_or(("", path));
+            let found = keys
+                .iter()
+                .find(|(s, k, _)| s == section && k == key)
+                .map(|(_, _, commented)| *commented);
+            match found {
+                // Keys without a default value are documented as comments.
+                Some(commented) if commented == value.is_null() => {}
+                _ if section.is_empty() && value.as_object().is_some_and(|o| o.is_empty()) => {
+                    // `[kinds]` is an empty map: an example table suffices.
+                    if !text.contains(&format!("# [{key}.")) {
+                        missing.push(path.to_string());
+                    }
+                }
+                _ => missing.push(path.to_string()),
+            }
+        });
+        assert!(
+            missing.is_empty(),
+            "config/node.toml does not document (set, or commented out when unset by default): {missing:?}"
+        );
+    }
+
+    /// Calls `f` with the dotted path of every leaf (non-table value) of `v`.
+    fn walk(v: &serde_json::Value, prefix: &str, f: &mut impl FnMut(&str, &serde_json::Value)) {
+        match v.as_object() {
+            Some(o) if !o.is_empty() => {
+                for (k, child) in o {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(child, &path, f);
+                }
+            }
+            _ => f(prefix, v),
+        }
     }
 
     #[test]

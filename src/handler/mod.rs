@@ -233,18 +233,7 @@ pub fn validate_options(job: &NewJob) -> Result<(), SubmitError> {
             job.priority
         ));
     }
-    if job.queue.is_empty()
-        || job.queue.len() > 128
-        || !job
-            .queue
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-    {
-        return bad(format!(
-            "queue name `{}` must be 1-128 characters of letters, digits, - _ . :",
-            job.queue
-        ));
-    }
+    crate::job::check_queue_name(&job.queue).map_err(SubmitError::Options)?;
     if job.timeout.is_some_and(|t| t.is_zero()) {
         return bad("timeout must be greater than zero".into());
     }

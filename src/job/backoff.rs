@@ -6,6 +6,10 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// Largest `exponent`: polynomial growth beyond this saturates at `max_delay` within a
+/// few attempts, so a larger value is a mistake rather than a policy.
+pub const MAX_RETRY_EXPONENT: u32 = 10;
+
 /// How long to wait before attempt `n + 1` after attempt `n` failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +61,12 @@ impl RetryPolicy {
             return Err(format!(
                 "retry.jitter must be within 0.0..=1.0, got {}",
                 self.jitter
+            ));
+        }
+        if self.exponent > MAX_RETRY_EXPONENT {
+            return Err(format!(
+                "retry.exponent must be within 0..={MAX_RETRY_EXPONENT}, got {}",
+                self.exponent
             ));
         }
         if self.unit.is_zero() && self.exponent > 0 {

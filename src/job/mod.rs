@@ -192,6 +192,28 @@ impl NewJob {
 
 /// Name of the queue used when none is given.
 pub const DEFAULT_QUEUE: &str = "default";
+
+/// Longest queue name, in bytes.
+pub const MAX_QUEUE_NAME: usize = 128;
+
+/// Checks a queue name: 1 to [`MAX_QUEUE_NAME`] characters of ASCII letters, digits and
+/// `- _ . :`. One rule for submits and for the queues a node works (`workers.queues`),
+/// so a node can never be configured to wait on a queue no job can be submitted to.
+pub fn check_queue_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_QUEUE_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "queue name `{}` must be 1-{MAX_QUEUE_NAME} characters of letters, digits, - _ . :",
+            name.escape_debug()
+        ))
+    }
+}
 /// Attempts allowed when none is given (as River).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
 

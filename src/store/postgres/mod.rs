@@ -56,6 +56,61 @@ use crate::job::{
 
 type Tx = Transaction<'static, Postgres>;
 
+/// How long the first connection may take before the server counts as unreachable.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens and closes one connection, so a server that cannot be reached, or refuses the
+/// login or database, fails the caller within [`CONNECT_TIMEOUT`] with the reason (the
+/// pool would retry a refused connection until its 30 s time-out). A server that is
+/// merely busy (too many clients, starting up) passes: the pool waits for it as before.
+/// Errors name the host, port and database, never the user or password.
+async fn probe_connection(options: &PgConnectOptions) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let target = format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    );
+    let unreachable = |kind: std::io::ErrorKind, reason: String| {
+        StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+            kind,
+            format!("cannot connect to Postgres at {target}: {reason}"),
+        )))
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Err(_) => Err(unreachable(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        )),
+        Ok(Err(sqlx::Error::Io(e))) => {
+            let reason = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "connection refused (is Postgres running and listening on that port?)"
+                        .to_string()
+                }
+                _ => e.to_string(),
+            };
+            Err(unreachable(e.kind(), reason))
+        }
+        // The server answered but cannot take a connection yet (too many clients,
+        // starting up): reachable, so the pool's own bounded wait applies.
+        Ok(Err(sqlx::Error::Database(e)))
+            if matches!(e.code().as_deref(), Some("53300" | "57P03")) =>
+        {
+            Ok(())
+        }
+        // Refused logins and missing databases: the server's own message names the
+        // user or database, never the password.
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(conn)) => {
+            // Closing is a courtesy; the pool opens its own connections.
+            let _ = conn.close().await;
+            Ok(())
+        }
+    }
+}
+
 /// Connections in the pool when [`PostgresStore::connect`] is used.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
@@ -160,6 +215,10 @@ impl PostgresStore {
             }
             None => options,
         };
+        // The pool retries refused connections until its acquire time-out (30 s), which
+        // hides the cause behind "pool timed out"; one plain connection first reports an
+        // unreachable server, an unknown host or a refused login at once.
+        probe_connection(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .connect_with(options.clone())

@@ -1,0 +1,334 @@
+//! The README's quick tour, pasted line by line: every command of its `sh` blocks runs
+//! against a node started as the tour says (in a scratch copy of the repository's
+//! `config/`), exits 0, and the `exec` job and the workflow it submits succeed rather
+//! than being dead-lettered. The README is the script, so a tour edited into something
+//! that fails, fails here.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jobmesh::job::{Job, JobState};
+use jobmesh::store::sqlite::SqliteStore;
+use jobmesh::store::{JobFilter, Store};
+
+/// What the tour's commands are written with; the test runs the debug binary instead.
+const CARGO_RUN: &str = "cargo run --release -- ";
+
+/// The signal Ctrl-C sends.
+const SIGINT: i32 = 2;
+
+/// How long one command may take (generous: the machine may be loaded).
+const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
+
+/// One line of a tour block.
+#[derive(Debug)]
+enum Step {
+    /// `export NAME=value`: applies to the rest of the block (one terminal).
+    Export(String, String),
+    /// `cargo run --release -- <rest>`: the arguments, quoted as in a shell.
+    Run(String),
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The `sh` blocks of the README's "Quick tour" section, as lines.
+fn tour_blocks() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("\n## Quick tour\n")
+        .expect("README has a Quick tour section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |i| i + 1)];
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in section.lines() {
+        match (&mut current, line.trim()) {
+            (None, "```sh") => current = Some(Vec::new()),
+            (Some(_), "```") => blocks.push(current.take().unwrap()),
+            (Some(block), l) => block.push(l.to_string()),
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+/// The steps of one block; anything else than an export or a `cargo run` fails the test,
+/// so the tour never holds a command this test silently skips.
+fn steps(block: &[String]) -> Vec<Step> {
+    block
+        .iter()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            if let Some(assignment) = l.strip_prefix("export ") {
+                let assignment = assignment.split(" #").next().unwrap().trim();
+                let (name, value) = assignment.split_once('=').expect("export NAME=value");
+                Step::Export(name.to_string(), value.to_string())
+            } else if let Some(rest) = l.strip_prefix(CARGO_RUN) {
+                Step::Run(rest.to_string())
+            } else {
+                panic!("the quick tour has a line this test cannot run: {l}")
+            }
+        })
+        .collect()
+}
+
+/// One terminal: its working directory and exported variables.
+struct Terminal {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Terminal {
+    /// The command of a tour line, through `sh` so quoting and trailing comments read as
+    /// they would when pasted.
+    fn command(&self, rest: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("exec \"$JOBMESH_TOUR_BIN\" {rest}"))
+            .env("JOBMESH_TOUR_BIN", env!("CARGO_BIN_EXE_jobmesh"))
+            .env_remove("JOBMESH_CONFIG")
+            .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.dir);
+        c
+    }
+}
+
+/// Lines of a child's stdout, read on a thread so that waits can have a deadline.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for `child` to exit, at most `deadline`.
+fn wait_output(child: Child, deadline: Duration, what: &str) -> Output {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(deadline)
+        .unwrap_or_else(|_| panic!("`{what}` did not finish within {deadline:?}"))
+        .unwrap()
+}
+
+/// Asks a process to stop as Ctrl-C would.
+fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -INT {}", child.id());
+}
+
+/// Kills the node if the test fails half-way.
+struct NodeGuard(Option<Child>);
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Jobs of `kind`, once none of them is still to run; fails at once on a dead letter.
+async fn finished_jobs(store: &SqliteStore, kind: &str, want: usize) -> Vec<Job> {
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    loop {
+        let jobs = store
+            .list_jobs(&JobFilter {
+                kind: Some(kind.to_string()),
+                limit: 1000,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        if let Some(dead) = jobs.iter().find(|j| j.state == JobState::Discarded) {
+            panic!(
+                "the tour's {kind} job {} was dead-lettered: {:?}",
+                dead.id, dead.last_error
+            );
+        }
+        if jobs.len() >= want && jobs.iter().all(|j| j.state == JobState::Succeeded) {
+            return jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{kind} jobs not all succeeded within {COMMAND_DEADLINE:?}: {:?}",
+            jobs.iter().map(|j| (j.id, j.state)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_tour_passes_when_pasted_line_by_line() {
+    let blocks = tour_blocks();
+    assert_eq!(
+        blocks.len(),
+        2,
+        "the tour is two terminals: the node's block and the commands' block"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("config")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), config.join(entry.file_name())).unwrap();
+    }
+
+    // First terminal: exports, then the node.
+    let mut node_terminal = Terminal {
+        dir: dir.path().to_path_buf(),
+        env: Vec::new(),
+    };
+    let mut node = NodeGuard(None);
+    for step in steps(&blocks[0]) {
+        match step {
+            Step::Export(k, v) => node_terminal.env.push((k, v)),
+            Step::Run(rest) => {
+                assert!(node.0.is_none(), "one node in the first terminal");
+                assert!(
+                    rest.starts_with("node"),
+                    "the first terminal runs a node: {rest}"
+                );
+                let child = node_terminal
+                    .command(&rest)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap();
+                node.0 = Some(child);
+            }
+        }
+    }
+    let lines = stdout_lines(node.0.as_mut().expect("the first terminal starts a node"));
+    let banner = lines
+        .recv_timeout(COMMAND_DEADLINE)
+        .expect("the node announces itself");
+    assert!(banner.contains("running on sqlite"), "{banner}");
+
+    // Second terminal: every line, in order.
+    let mut terminal = Terminal {
+        dir: dir.path().to_path_buf(),
+        env: Vec::new(),
+    };
+    let mut ran = 0;
+    for step in steps(&blocks[1]) {
+        let rest = match step {
+            Step::Export(k, v) => {
+                terminal.env.push((k, v));
+                continue;
+            }
+            Step::Run(rest) => rest,
+        };
+        ran += 1;
+        if rest.contains("--follow") {
+            // Never ends by itself: wait for the first event, then Ctrl-C.
+            let mut child = terminal
+                .command(&rest)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let events = stdout_lines(&mut child);
+            let first = events.recv_timeout(COMMAND_DEADLINE);
+            interrupt(&child);
+            let out = wait_output(child, COMMAND_DEADLINE, &rest);
+            assert!(
+                first.is_ok(),
+                "`{rest}` printed no event: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Ctrl-C may land before the verb listens for it: ended by the signal is as
+            // good as a clean exit; an error exit is not.
+            assert!(
+                out.status.success() || out.status.signal() == Some(SIGINT),
+                "`{rest}` failed after Ctrl-C ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        }
+        let child = terminal
+            .command(&rest)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_output(child, COMMAND_DEADLINE, &rest);
+        assert!(
+            out.status.success(),
+            "tour line `{CARGO_RUN}{rest}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(ran >= 10, "the tour ran only {ran} commands");
+
+    // The node works the exec job and the workflow (whose first step is exec too).
+    let store = SqliteStore::open(&dir.path().join("data").join("jobmesh.db"))
+        .await
+        .unwrap();
+    let exec = finished_jobs(&store, "exec", 2).await;
+    let echoed: Vec<String> = exec.iter().map(|j| format!("{:?}", j.output)).collect();
+    assert!(
+        echoed.iter().any(|o| o.contains("hello")) && echoed.iter().any(|o| o.contains("fetching")),
+        "the exec job and the workflow's fetch step ran echo: {echoed:?}"
+    );
+    let report = store
+        .list_jobs(&JobFilter {
+            kind: Some("noop".into()),
+            limit: 2000,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.depends_on.len() == 2)
+        .expect("the workflow's report step");
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    loop {
+        let job = store.get_job(report.id).await.unwrap().unwrap();
+        match job.state {
+            JobState::Succeeded => break,
+            JobState::Discarded | JobState::Cancelled => {
+                panic!(
+                    "the workflow's last step ended {:?}: {:?}",
+                    job.state, job.last_error
+                )
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workflow did not finish: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Ctrl-C in the first terminal stops the node cleanly.
+    let child = node.0.take().unwrap();
+    interrupt(&child);
+    let out = wait_output(child, COMMAND_DEADLINE, "node");
+    assert!(out.status.success(), "the node exited with {}", out.status);
+}
