@@ -1,15 +1,16 @@
 //! The dispatcher: claims jobs for idle workers and hands them out.
 //!
-//! One claim is in flight at a time, run as a task so hand-outs go on meanwhile; it asks
-//! for the free workers plus a prefetch, so workers finishing short jobs find the next one
-//! waiting instead of waiting for a store round trip. The prefetch is `concurrency`, or
-//! more when jobs are short: as many as were handed out over the last [`PREFETCH_SPAN`]
-//! (up to `claim_batch`), so a buffered job waits about that long at most while its lease
-//! runs, yet a stream of tiny jobs is claimed in big batches (each claim is a store
-//! transaction: few big ones drain far faster than many small ones). Jobs
-//! still buffered when the node stops are released (their attempt is given back). Wakes:
-//! a local submit, a worker going idle, maintenance promoting due jobs, and a poll
-//! fallback for jobs submitted by other processes.
+//! One claim is in flight at a time, run as a task so hand-outs go on meanwhile. It asks
+//! for the free workers plus a prefetch sized by the measured run time ([`Prefetch`]): a
+//! stream of tiny jobs is claimed in big batches (each claim is a store transaction: few
+//! big ones drain far faster than many small ones), while long jobs are claimed only for
+//! workers that can start them now, so they stay `available` for other nodes with idle
+//! workers (and a node that dies holds only what it was running). A claimed job that
+//! waited longer than [`HOLD_LIMIT`] for a worker (the run time changed under the
+//! estimate) is given back to the store for any node to take. Jobs still buffered when
+//! the node stops are released too (their attempt is given back). Wakes: a local submit,
+//! a worker going idle, maintenance promoting or rescuing jobs, store wake-ups, and a
+//! poll fallback for jobs submitted by other processes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,11 +20,12 @@ use jobmesh::job::{ClaimRequest, ClaimedJob};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::{Counters, Ctx};
+use crate::prefetch::Prefetch;
 use crate::worker::WorkerMsg;
 
-/// How much work the prefetch may hold, in time at the recent hand-out rate; kept far
-/// below any lease (at least 100 ms) so buffered jobs start long before theirs lapses.
-const PREFETCH_SPAN: Duration = Duration::from_millis(20);
+/// How long a claimed job may wait here for a worker before it is given back to the
+/// store: ten times the prefetch span, so only a wrong run-time estimate triggers it.
+pub(crate) const HOLD_LIMIT: Duration = Duration::from_millis(200);
 
 /// Messages to the dispatcher.
 pub enum DispatchMsg {
@@ -50,7 +52,10 @@ pub(crate) struct DispatchState {
     ctx: Arc<Ctx>,
     workers: Vec<Option<ActorRef<WorkerMsg>>>,
     idle: Vec<usize>,
-    buffer: VecDeque<ClaimedJob>,
+    /// When each slot was handed its running attempt (for the run-time estimate).
+    started: Vec<Option<Instant>>,
+    /// Claimed jobs not handed out yet, with when they were claimed.
+    buffer: VecDeque<(Instant, ClaimedJob)>,
     claiming: bool,
     /// A wake arrived while a claim was in flight: new jobs may have been enqueued after
     /// the claim read the queue, so claim again when it returns, even if it came back
@@ -58,50 +63,8 @@ pub(crate) struct DispatchState {
     woken_while_claiming: bool,
     draining: bool,
     drain_reply: Option<(RpcReplyPort<usize>, usize)>,
-    /// Hand-outs in the current and the previous [`PREFETCH_SPAN`].
-    handed: HandOutRate,
-}
-
-/// Hand-outs counted per [`PREFETCH_SPAN`]: the current span and the last full one.
-struct HandOutRate {
-    since: Instant,
-    current: usize,
-    previous: usize,
-}
-
-impl HandOutRate {
-    fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            current: 0,
-            previous: 0,
-        }
-    }
-
-    fn roll(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.since);
-        if elapsed >= PREFETCH_SPAN {
-            // A span with nothing handed out in between resets the rate.
-            self.previous = if elapsed >= 2 * PREFETCH_SPAN {
-                0
-            } else {
-                self.current
-            };
-            self.current = 0;
-            self.since = now;
-        }
-    }
-
-    fn count(&mut self, now: Instant) {
-        self.roll(now);
-        self.current += 1;
-    }
-
-    /// Hand-outs over about the last span.
-    fn recent(&mut self, now: Instant) -> usize {
-        self.roll(now);
-        self.previous.max(self.current)
-    }
+    /// The measured run time, which sizes the prefetch.
+    prefetch: Prefetch,
 }
 
 impl Actor for Dispatcher {
@@ -121,12 +84,13 @@ impl Actor for Dispatcher {
             ctx,
             workers: vec![None; n],
             idle: Vec::with_capacity(n),
+            started: vec![None; n],
             buffer: VecDeque::new(),
             claiming: false,
             woken_while_claiming: false,
             draining: false,
             drain_reply: None,
-            handed: HandOutRate::new(),
+            prefetch: Prefetch::default(),
         })
     }
 
@@ -137,7 +101,7 @@ impl Actor for Dispatcher {
         _myself: ActorRef<Self::Msg>,
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let unstarted: Vec<_> = s.buffer.drain(..).collect();
+        let unstarted: Vec<_> = s.buffer.drain(..).map(|(_, j)| j).collect();
         let released = s.release(unstarted).await;
         if released > 0 {
             tracing::info!(
@@ -163,9 +127,13 @@ impl Actor for Dispatcher {
             }
             DispatchMsg::WorkerDown(slot) => {
                 s.workers[slot] = None;
+                s.started[slot] = None;
                 s.idle.retain(|&i| i != slot);
             }
             DispatchMsg::Idle(slot) => {
+                if let Some(at) = s.started[slot].take() {
+                    s.prefetch.finished(at.elapsed());
+                }
                 if s.workers[slot].is_some() && !s.idle.contains(&slot) {
                     s.idle.push(slot);
                 }
@@ -174,6 +142,7 @@ impl Actor for Dispatcher {
                 if s.claiming {
                     s.woken_while_claiming = true;
                 }
+                s.give_back_held().await;
             }
             DispatchMsg::Claimed(result, _asked) if s.draining => {
                 s.claiming = false;
@@ -190,7 +159,8 @@ impl Actor for Dispatcher {
                     Ok(jobs) => {
                         let full = jobs.len() == asked;
                         let woken = std::mem::take(&mut s.woken_while_claiming);
-                        s.buffer.extend(jobs);
+                        let now = Instant::now();
+                        s.buffer.extend(jobs.into_iter().map(|j| (now, j)));
                         s.hand_out();
                         if full || woken {
                             s.maybe_claim(&myself);
@@ -206,7 +176,7 @@ impl Actor for Dispatcher {
             }
             DispatchMsg::Drain(reply) => {
                 s.draining = true;
-                let unstarted: Vec<_> = s.buffer.drain(..).collect();
+                let unstarted: Vec<_> = s.buffer.drain(..).map(|(_, j)| j).collect();
                 let released = s.release(unstarted).await;
                 if s.claiming {
                     s.drain_reply = Some((reply, released));
@@ -223,14 +193,16 @@ impl Actor for Dispatcher {
 }
 
 impl DispatchState {
-    /// Starts a claim for the free workers plus prefetch, unless one is in flight.
+    /// Starts a claim for the free workers plus the prefetch, unless one is in flight.
     fn maybe_claim(&mut self, myself: &ActorRef<DispatchMsg>) {
         if self.draining || self.claiming {
             return;
         }
-        let prefetch = self.prefetch();
-        let want = (self.idle.len() + prefetch).saturating_sub(self.buffer.len());
-        if self.idle.is_empty() || want == 0 {
+        if self.idle.is_empty() {
+            return;
+        }
+        let want = (self.idle.len() + self.prefetch_allowance()).saturating_sub(self.buffer.len());
+        if want == 0 {
             return;
         }
         let limit = want.min(self.ctx.workers.claim_batch.max(1) as usize);
@@ -263,12 +235,46 @@ impl DispatchState {
         });
     }
 
-    /// How many claimed jobs to keep ready beyond the idle workers: `concurrency`, or what
-    /// the workers took over the last [`PREFETCH_SPAN`] when that is more, up to a claim.
-    fn prefetch(&mut self) -> usize {
+    /// How many claimed jobs to keep ready beyond the idle workers (see [`Prefetch`]).
+    fn prefetch_allowance(&self) -> usize {
         let w = &self.ctx.workers;
-        let recent = self.handed.recent(Instant::now());
-        (w.concurrency as usize).max(recent.min(w.claim_batch as usize))
+        let now = Instant::now();
+        let (n, total) = self
+            .started
+            .iter()
+            .flatten()
+            .fold((0u32, Duration::ZERO), |(n, t), at| {
+                (n + 1, t + now.saturating_duration_since(*at))
+            });
+        let running_age = (n > 0).then(|| total / n);
+        self.prefetch
+            .allowance(w.concurrency as usize, running_age, w.claim_batch as usize)
+    }
+
+    /// Gives back to the store the claimed jobs that waited longer than [`HOLD_LIMIT`]
+    /// with no worker free here, so a node with idle workers can start them (the store
+    /// wakes the others where it can). Only a wrong run-time estimate leaves jobs that
+    /// long: e.g. a switch from tiny jobs to long ones within one prefetch.
+    async fn give_back_held(&mut self) {
+        if self.draining || !self.idle.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let held = self
+            .buffer
+            .iter()
+            .take_while(|(at, _)| now.saturating_duration_since(*at) >= HOLD_LIMIT)
+            .count();
+        if held == 0 {
+            return;
+        }
+        let jobs: Vec<_> = self.buffer.drain(..held).map(|(_, j)| j).collect();
+        let released = self.release(jobs).await;
+        tracing::info!(
+            held,
+            released,
+            "gave back claimed jobs that waited too long for a worker"
+        );
     }
 
     /// Gives claimed-but-unstarted jobs back to the store; how many were released.
@@ -292,21 +298,22 @@ impl DispatchState {
             let Some(worker) = self.workers[slot].clone() else {
                 continue;
             };
-            let Some(job) = self.buffer.pop_front() else {
+            let Some((claimed_at, job)) = self.buffer.pop_front() else {
                 return;
             };
             self.ctx
                 .inflight
                 .start(slot, &job.job, job.lease.clone(), self.ctx.now());
             Counters::bump(&self.ctx.counters.started);
-            self.handed.count(Instant::now());
+            self.started[slot] = Some(Instant::now());
             if let Err(e) = worker.cast(WorkerMsg::Run(job)) {
                 // The worker died since its last message: take the job back for the next.
                 tracing::warn!(slot, "worker gone while handing out a job");
                 self.ctx.inflight.take(slot);
                 self.workers[slot] = None;
+                self.started[slot] = None;
                 if let ractor::MessagingErr::SendErr(WorkerMsg::Run(job)) = e {
-                    self.buffer.push_front(job);
+                    self.buffer.push_front((claimed_at, job));
                 }
             }
         }

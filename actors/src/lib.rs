@@ -27,6 +27,7 @@ mod membership;
 pub mod mesh;
 mod node;
 mod node_supervisor;
+mod prefetch;
 pub mod restart;
 mod wakeups;
 mod worker;
