@@ -18,7 +18,9 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors quote what they could not use (a config line, a URL): its
+            // credentials stay out of the terminal and the logs that capture it.
+            eprintln!("error: {}", jobmesh::redact::redact(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }
