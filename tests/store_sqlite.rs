@@ -23,7 +23,8 @@ async fn fresh() -> SharedStore {
 
 /// A store and a way to damage its rows by raw SQL, as another version or a hand-written
 /// statement could: variant 0 stores a payload 200 levels deep (valid JSON that
-/// serde_json cannot read), variant 1 a payload that is not JSON at all.
+/// serde_json cannot read), variant 1 a payload that is not JSON at all, variant 2 an
+/// event kind this version does not know on the job's events.
 async fn spoilable() -> (SharedStore, Spoil) {
     let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
     let path = dir.path().join("jobs.db");
@@ -37,12 +38,22 @@ async fn spoilable() -> (SharedStore, Spoil) {
                 .connect()
                 .await
                 .unwrap();
-            let payload = match variant {
-                0 => format!("{}1{}", "[".repeat(200), "]".repeat(200)),
-                _ => "{\"truncated\": ".to_string(),
+            let (sql, value) = match variant {
+                0 => (
+                    "UPDATE jobs SET payload = ?1 WHERE id = ?2",
+                    format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+                ),
+                1 => (
+                    "UPDATE jobs SET payload = ?1 WHERE id = ?2",
+                    "{\"truncated\": ".to_string(),
+                ),
+                _ => (
+                    "UPDATE lifecycle_events SET kind = ?1 WHERE job = ?2",
+                    "job.from_the_future".to_string(),
+                ),
             };
-            let n = sqlx::query("UPDATE jobs SET payload = ?1 WHERE id = ?2")
-                .bind(payload)
+            let n = sqlx::query(sql)
+                .bind(value)
                 .bind(id.0)
                 .execute(&mut conn)
                 .await

@@ -23,7 +23,13 @@ async fn main() -> std::process::ExitCode {
         // quietly, as `cat` and `ls` do.
         Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {}", error_text(&e));
+            // Errors quote what they could not use (a config line, a URL): its
+            // credentials stay out of the terminal and the logs that capture it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                jobmesh::redact::redact(&error_text(&e))
+            );
             std::process::ExitCode::FAILURE
         }
     }

@@ -119,6 +119,17 @@ fn bad_configs_and_arguments_name_what_is_wrong() {
 }
 
 #[test]
+fn errors_never_print_the_credentials_of_a_store_url() {
+    // A syntax error's message quotes the offending line of the config file, URL and all.
+    let sb = Sandbox::new(
+        "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://app:hunter22@db.example/jobs\" x\n",
+    );
+    let err = sb.err(&["jobs", "list"]);
+    assert!(err.contains("postgres://***@db.example/jobs"), "{err}");
+    assert!(!err.contains("hunter22"), "{err}");
+}
+
+#[test]
 fn node_runs_submitted_jobs_retries_and_dead_letters() {
     let sb = Sandbox::new("");
     sb.ok(&["submit", "noop", "--count", "50"]);

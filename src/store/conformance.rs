@@ -848,7 +848,8 @@ pub async fn nul_in_results_is_scrubbed(s: &dyn Store) {
 
 /// Rewrites a stored job's row so that this version cannot decode it, as a row written
 /// by another version or by hand in SQL could be: variant 0 and 1 are two different
-/// kinds of damage, chosen by the backend (it needs raw SQL, so each backend's test
+/// kinds of damage to the job's row, chosen by the backend; variant 2 gives the job's
+/// events a kind this version does not know (it needs raw SQL, so each backend's test
 /// binary supplies it).
 pub type Spoil = Box<
     dyn Fn(JobId, u8) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
@@ -935,6 +936,30 @@ pub async fn undecodable_row_fails_only_its_job(s: &dyn Store, spoil: &Spoil) {
     );
 }
 
+/// An event this version cannot decode is left out without making its page look like
+/// the end of the log: `events_after` reads on until it has `limit` events, so readers
+/// that stop at a short page (`jobmesh events`, the tail position) still see what follows.
+pub async fn undecodable_event_does_not_end_a_page(s: &dyn Store, spoil: &Spoil) {
+    let before = s.events_after(0, 100_000).await.unwrap();
+    let base = before.last().map_or(0, |e| e.seq);
+    let jobs = ids(s, vec![job("a"), job("bad"), job("c")], T0).await;
+    spoil(jobs[1], 2).await;
+    let page = s
+        .events_after(base, 2)
+        .await
+        .expect("a page beside a bad event");
+    let got: Vec<Option<JobId>> = page.iter().map(|e| e.event.job).collect();
+    assert_eq!(
+        got,
+        vec![Some(jobs[0]), Some(jobs[2])],
+        "a full page: the bad event is left out and the next one read in its place"
+    );
+    assert!(
+        s.events_after(page[1].seq, 2).await.unwrap().is_empty(),
+        "nothing after the last"
+    );
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each with a fresh store from
 /// `$make` (an async fn returning `SharedStore`). With a second argument (an async fn
 /// returning a fresh `SharedStore` and a [`conformance::Spoil`](crate::store::conformance::Spoil)
@@ -947,6 +972,12 @@ macro_rules! store_conformance_tests {
         async fn undecodable_row_fails_only_its_job() {
             let (store, spoil) = $spoilable().await;
             $crate::store::conformance::undecodable_row_fails_only_its_job(&*store, &spoil).await;
+        }
+        #[tokio::test]
+        async fn undecodable_event_does_not_end_a_page() {
+            let (store, spoil) = $spoilable().await;
+            $crate::store::conformance::undecodable_event_does_not_end_a_page(&*store, &spoil)
+                .await;
         }
     };
     ($make:path) => {

@@ -69,10 +69,14 @@ pub(crate) fn storable_completions(batch: &mut [Completion]) {
     }
 }
 
-/// The same for events recorded outside a transition (worker and node events).
+/// The same for events recorded outside a transition (worker and node events), whose
+/// details also have their credentials masked ([`crate::redact`]): a worker's crash
+/// message is whatever the handler panicked with, a URL with its `user:password@`
+/// included, and the event log is copied to the Redis stream.
 pub(crate) fn storable_events(events: &mut [LifecycleEvent]) {
     for e in events {
         crate::payload::make_storable(&mut e.detail);
+        redact_strings(&mut e.detail);
         for s in [
             e.worker.as_mut().map(|w| &mut w.0),
             e.node.as_mut().map(|n| &mut n.0),
@@ -81,6 +85,23 @@ pub(crate) fn storable_events(events: &mut [LifecycleEvent]) {
         .flatten()
         {
             scrub_nul(s);
+        }
+    }
+}
+
+/// Masks credentials in every string of `value` (keys are names, not values).
+fn redact_strings(value: &mut serde_json::Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(masked) = crate::redact::redact(s) {
+                    *s = masked;
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items.iter_mut()),
+            serde_json::Value::Object(map) => stack.extend(map.values_mut()),
+            _ => {}
         }
     }
 }
@@ -152,6 +173,35 @@ pub(crate) fn skip_undecodable<T>(
             .ok()
         })
         .collect()
+}
+
+/// One page of the event log as a backend read it: the events that decode, how many
+/// rows were read, and the sequence number of the last row read (decoded or not).
+pub(crate) type EventPage = (Vec<StoredEvent>, usize, Option<i64>);
+
+/// [`Store::events_after`] from pages read by `page(after, limit)`: reads on past rows
+/// left out as undecodable until `limit` events are found or the log ends. Readers of
+/// the log (`events`, the relay, the tail position) take a page shorter than they asked
+/// for as the end of the log, so a page that merely left a bad row out must not be one.
+pub(crate) async fn fill_events<F, Fut>(
+    mut after: i64,
+    limit: u32,
+    mut page: F,
+) -> Result<Vec<StoredEvent>, StoreError>
+where
+    F: FnMut(i64, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<EventPage, StoreError>>,
+{
+    let mut out = Vec::new();
+    loop {
+        let want = limit - out.len() as u32;
+        let (events, read, last) = page(after, want).await?;
+        out.extend(events);
+        match last {
+            Some(last) if read == want as usize && out.len() < limit as usize => after = last,
+            _ => return Ok(out),
+        }
+    }
 }
 
 /// A store shared between actors.
@@ -383,5 +433,34 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError> {
         let _ = (node, workers, ttl);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::event::EventKind;
+
+    #[test]
+    fn event_details_are_stored_without_credentials() {
+        // A handler's panic message becomes a `worker.crashed` detail verbatim.
+        let mut evs = [LifecycleEvent::new(EventKind::WorkerCrashed, Millis(0))
+            .worker(WorkerId("n1/w0".into()))
+            .detail(json!({
+                "error": "panicked: GET https://bob:hunter22@api.example/x failed",
+                "nested": [{"header": "Authorization: Bearer tok-123456"}],
+            }))];
+        storable_events(&mut evs);
+        let text = evs[0].detail.to_string();
+        assert!(
+            !text.contains("hunter22") && !text.contains("tok-123456"),
+            "{text}"
+        );
+        assert_eq!(
+            evs[0].detail["error"],
+            "panicked: GET https://***@api.example/x failed"
+        );
     }
 }

@@ -61,6 +61,16 @@ const CODE_VARIABLES: &[&str] = &[
     "RUBYOPT",
     "RUBYLIB",
     "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "PYTHONWARNINGS",
+    "PERL5DB",
+    // The C library and OpenSSL load code or parse attacker-chosen files from these.
+    "GLIBC_TUNABLES",
+    "LOCPATH",
+    "NLSPATH",
+    "OPENSSL_CONF",
+    "OPENSSL_ENGINES",
 ];
 
 /// Prefixes of such variables (loaders, exported shell functions).
@@ -529,6 +539,9 @@ mod tests {
             "ld_library_path",
             "BASH_ENV",
             "BASH_FUNC_f",
+            "GLIBC_TUNABLES",
+            "OPENSSL_CONF",
+            "_JAVA_OPTIONS",
         ] {
             let e = validate_config(&with(&[bad], &[])).unwrap_err();
             assert!(

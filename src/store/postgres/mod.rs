@@ -635,6 +635,59 @@ impl PostgresStore {
         Ok(EnqueueOutcome::Inserted(JobId(id)))
     }
 
+    /// One page of [`Store::events_after`]: the events that decode, how many rows were
+    /// read and the sequence number of the last one (see [`super::fill_events`]).
+    async fn events_page(&self, after: i64, limit: u32) -> Result<super::EventPage, StoreError> {
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            i64,
+            i64,
+            String,
+            Option<i64>,
+            Option<i32>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            // The detail as text, parsed row by row: one unreadable detail must not fail
+            // the batch (decoding jsonb into a tuple would).
+            "SELECT seq, at, kind, job, attempt, worker, node, detail::text FROM lifecycle_events
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let read = rows.len();
+        let last = rows.last().map(|r| r.0);
+        let events = rows
+            .into_iter()
+            .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
+                let kind = EventKind::from_str(&kind).map_err(|e| {
+                    StoreError::Corrupt(format!("lifecycle_events.kind of event {seq}: {e}"))
+                })?;
+                Ok(StoredEvent {
+                    seq,
+                    event: LifecycleEvent {
+                        at: Millis(at),
+                        kind,
+                        job: job.map(JobId),
+                        attempt: attempt.map(|a| a.max(0) as u32),
+                        worker: worker.map(WorkerId),
+                        node: node.map(NodeId),
+                        // An unreadable detail is marked as such; the event is kept.
+                        detail: match detail {
+                            Some(d) => serde_json::from_str(&d).unwrap_or_else(|e| {
+                                json!({ "undecodable": format!("lifecycle_events.detail: {e}") })
+                            }),
+                            None => serde_json::Value::Null,
+                        },
+                    },
+                })
+            });
+        Ok((super::skip_undecodable("events", events), read, last))
+    }
+
     async fn fetch_jobs(
         &self,
         sql: &'static str,
@@ -1265,51 +1318,6 @@ impl Store for PostgresStore {
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        #[allow(clippy::type_complexity)]
-        let rows: Vec<(
-            i64,
-            i64,
-            String,
-            Option<i64>,
-            Option<i32>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
-            // The detail as text, parsed row by row: one unreadable detail must not fail
-            // the batch (decoding jsonb into a tuple would).
-            "SELECT seq, at, kind, job, attempt, worker, node, detail::text FROM lifecycle_events
-                 WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let events = rows
-            .into_iter()
-            .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
-                let kind = EventKind::from_str(&kind).map_err(|e| {
-                    StoreError::Corrupt(format!("lifecycle_events.kind of event {seq}: {e}"))
-                })?;
-                Ok(StoredEvent {
-                    seq,
-                    event: LifecycleEvent {
-                        at: Millis(at),
-                        kind,
-                        job: job.map(JobId),
-                        attempt: attempt.map(|a| a.max(0) as u32),
-                        worker: worker.map(WorkerId),
-                        node: node.map(NodeId),
-                        // An unreadable detail is marked as such; the event is kept.
-                        detail: match detail {
-                            Some(d) => serde_json::from_str(&d).unwrap_or_else(|e| {
-                                json!({ "undecodable": format!("lifecycle_events.detail: {e}") })
-                            }),
-                            None => serde_json::Value::Null,
-                        },
-                    },
-                })
-            });
-        Ok(super::skip_undecodable("events", events))
+        super::fill_events(after, limit, |after, limit| self.events_page(after, limit)).await
     }
 }

@@ -612,6 +612,58 @@ impl SqliteStore {
         Ok(applied)
     }
 
+    /// One page of [`Store::events_after`]: the events that decode, how many rows were
+    /// read and the sequence number of the last one (see [`super::fill_events`]).
+    async fn events_page(&self, after: i64, limit: u32) -> Result<super::EventPage, StoreError> {
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            i64,
+            i64,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT seq, at, kind, job, attempt, worker, node, detail FROM lifecycle_events
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        let read = rows.len();
+        let last = rows.last().map(|r| r.0);
+        let events = rows
+            .into_iter()
+            .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
+                let kind = EventKind::from_str(&kind).map_err(|e| {
+                    StoreError::Corrupt(format!("lifecycle_events.kind of event {seq}: {e}"))
+                })?;
+                // A detail that cannot be read is marked as such; the event itself is kept.
+                let detail = match detail {
+                    Some(d) => serde_json::from_str(&d).unwrap_or_else(
+                        |e| json!({ "undecodable": format!("lifecycle_events.detail: {e}") }),
+                    ),
+                    None => serde_json::Value::Null,
+                };
+                Ok(StoredEvent {
+                    seq,
+                    event: LifecycleEvent {
+                        at: Millis(at),
+                        kind,
+                        job: job.map(JobId),
+                        attempt: attempt.map(|a| a as u32),
+                        worker: worker.map(WorkerId),
+                        node: node.map(NodeId),
+                        detail,
+                    },
+                })
+            });
+        Ok((super::skip_undecodable("events", events), read, last))
+    }
+
     async fn fetch_jobs(
         &self,
         sql: &'static str,
@@ -1181,49 +1233,6 @@ impl Store for SqliteStore {
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<(
-            i64,
-            i64,
-            String,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
-            "SELECT seq, at, kind, job, attempt, worker, node, detail FROM lifecycle_events
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )
-        .bind(after)
-        .bind(limit as i64)
-        .fetch_all(&self.read)
-        .await?;
-        let events = rows
-            .into_iter()
-            .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
-                let kind = EventKind::from_str(&kind).map_err(|e| {
-                    StoreError::Corrupt(format!("lifecycle_events.kind of event {seq}: {e}"))
-                })?;
-                // A detail that cannot be read is marked as such; the event itself is kept.
-                let detail = match detail {
-                    Some(d) => serde_json::from_str(&d).unwrap_or_else(
-                        |e| json!({ "undecodable": format!("lifecycle_events.detail: {e}") }),
-                    ),
-                    None => serde_json::Value::Null,
-                };
-                Ok(StoredEvent {
-                    seq,
-                    event: LifecycleEvent {
-                        at: Millis(at),
-                        kind,
-                        job: job.map(JobId),
-                        attempt: attempt.map(|a| a as u32),
-                        worker: worker.map(WorkerId),
-                        node: node.map(NodeId),
-                        detail,
-                    },
-                })
-            });
-        Ok(super::skip_undecodable("events", events))
+        super::fill_events(after, limit, |after, limit| self.events_page(after, limit)).await
     }
 }
