@@ -10,6 +10,7 @@ mod error;
 /// The production mode: Postgres as the system of record, Redis for dispatch and the
 /// live event stream, with a reconciler that rebuilds Redis from Postgres.
 pub mod hybrid;
+mod open;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
@@ -22,6 +23,7 @@ pub mod sqlite;
 mod wakeup;
 
 pub use error::StoreError;
+pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use wakeup::{WAKEUP_BUFFER, Wakeup, Wakeups};
 
 use std::collections::BTreeMap;
