@@ -6,7 +6,6 @@ use anyhow::Context;
 use jobmesh::config::{Backend, Config};
 use jobmesh::handler::{Registry, builtin};
 use jobmesh::store::SharedStore;
-use jobmesh::store::sqlite::SqliteStore;
 
 /// Logs go to stderr; `RUST_LOG` overrides the level (info for nodes, warn otherwise).
 /// Colour only on a terminal: a log redirected to a file or a collector stays plain.
@@ -40,48 +39,10 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path, std::env::vars())?)
 }
 
-/// Redis key prefix when `store.redis_prefix` is not set.
-const DEFAULT_REDIS_PREFIX: &str = "jobmesh";
-
-/// Opens (and migrates) the store the config names.
+/// Opens (and migrates) the store the config names (see [`jobmesh::store::open`]).
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
-    match config.store.backend {
-        Backend::Sqlite => {
-            let path = config.sqlite_path();
-            let store = SqliteStore::open(&path)
-                .await
-                .with_context(|| format!("opening SQLite store {}", path.display()))?;
-            Ok(std::sync::Arc::new(store))
-        }
-        Backend::Postgres => {
-            let url = config.store.postgres_url.as_deref().unwrap_or_default();
-            let store = jobmesh::store::postgres::PostgresStore::connect(url, None)
-                .await
-                .context("connecting to Postgres (store.postgres_url)")?;
-            Ok(std::sync::Arc::new(store))
-        }
-        Backend::RedisPostgres => {
-            let pg = config.store.postgres_url.as_deref().unwrap_or_default();
-            let redis = config.store.redis_url.as_deref().unwrap_or_default();
-            let prefix = config
-                .store
-                .redis_prefix
-                .as_deref()
-                .unwrap_or(DEFAULT_REDIS_PREFIX);
-            let store = jobmesh::store::hybrid::HybridStore::connect(
-                pg,
-                None,
-                redis,
-                jobmesh::store::hybrid::HybridConfig {
-                    relay: config.store.redis_event_stream.unwrap_or(true),
-                    ..jobmesh::store::hybrid::HybridConfig::new(prefix)
-                },
-            )
-            .await
-            .context("connecting to Postgres (store.postgres_url) and Redis (store.redis_url)")?;
-            Ok(std::sync::Arc::new(store))
-        }
-    }
+    let store = jobmesh::store::open(&config.store, &config.sqlite_path()).await?;
+    Ok(store.shared())
 }
 
 /// The built-in handlers with the config's payload rules applied.
@@ -110,7 +71,7 @@ pub async fn event_stream(
         .store
         .redis_prefix
         .as_deref()
-        .unwrap_or(DEFAULT_REDIS_PREFIX);
+        .unwrap_or(jobmesh::store::DEFAULT_REDIS_PREFIX);
     let redis = jobmesh::store::redis::RedisDispatch::connect(url, prefix)
         .await
         .context("connecting to Redis (store.redis_url) for the event stream")?;

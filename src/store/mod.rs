@@ -1,7 +1,7 @@
 //! The store: where jobs, leases and lifecycle events live.
 //!
 //! One trait, several backends: SQLite (the embedded default), Postgres (the system of
-//! record in production) and Redis (the hot dispatch path). Backends apply transitions;
+//! record in production) and Postgres with Redis in front for dispatch (`hybrid`). Backends apply transitions;
 //! they do not decide them. Every finish is guarded by the lease token, and every
 //! transition writes its lifecycle event in the same transaction.
 
@@ -10,17 +10,20 @@ mod error;
 /// The production mode: Postgres as the system of record, Redis for dispatch and the
 /// live event stream, with a reconciler that rebuilds Redis from Postgres.
 pub mod hybrid;
+mod open;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
-/// Redis hot path: priority dispatch with fenced leases, heartbeats, job-state hashes
-/// and the live event stream, rebuildable from the SQL system of record.
+/// Redis in production mode: the ready index (push, take, remove, rebuild), wake lists,
+/// heartbeats, job-state hashes and the live event stream; no leases, and nothing that
+/// cannot be rebuilt from the SQL system of record.
 pub mod redis;
 pub mod retention;
 pub mod sqlite;
 mod wakeup;
 
 pub use error::StoreError;
+pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use wakeup::{WAKEUP_BUFFER, Wakeup, Wakeups};
 
 use std::collections::BTreeMap;

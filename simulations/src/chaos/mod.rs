@@ -57,6 +57,10 @@ pub enum ChaosError {
     /// The shared store failed.
     #[error("store: {0}")]
     Store(#[from] jobmesh::store::StoreError),
+    /// The run's store could not be opened (the message names the setting, the cause
+    /// follows in the error's source chain).
+    #[error(transparent)]
+    Open(#[from] jobmesh::store::OpenError),
 }
 
 impl ChaosError {

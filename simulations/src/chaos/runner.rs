@@ -3,12 +3,10 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
+use jobmesh::config::{Backend, StoreSection};
 use jobmesh::job::JobState;
-use jobmesh::store::hybrid::{HybridConfig, HybridStore};
-use jobmesh::store::sqlite::SqliteStore;
 use jobmesh::store::{SharedStore, Store};
 use tokio::time::Instant;
 
@@ -34,40 +32,6 @@ const POLL_DEADLINE: Duration = Duration::from_millis(500);
 /// The same during the drain, when every fault has healed and only a slow answer from
 /// a loaded store is to be waited out.
 const DRAIN_POLL_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The runner's own connection to the cluster's store: it submits the workload and
-/// reads the record afterwards.
-enum RunStore {
-    /// The SQLite file the nodes share.
-    Sqlite(Arc<SqliteStore>),
-    /// Production mode: Postgres + Redis, as a client would use them; the record is
-    /// Postgres.
-    Production(Arc<HybridStore>),
-}
-
-impl RunStore {
-    fn shared(&self) -> SharedStore {
-        match self {
-            RunStore::Sqlite(s) => s.clone(),
-            RunStore::Production(s) => s.clone(),
-        }
-    }
-
-    /// The durable record the history is read from.
-    fn record(&self) -> &dyn Store {
-        match self {
-            RunStore::Sqlite(s) => &**s,
-            RunStore::Production(s) => s.postgres(),
-        }
-    }
-
-    async fn close(&self) {
-        match self {
-            RunStore::Sqlite(s) => s.close().await,
-            RunStore::Production(s) => s.postgres().close().await,
-        }
-    }
-}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -161,19 +125,21 @@ pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
         section.as_deref(),
     )
     .await?;
-    let store = match &stores {
-        Some(st) => {
-            let config = HybridConfig {
-                // The nodes relay events to the stream; the runner only submits.
-                relay: false,
-                ..HybridConfig::new(REDIS_PREFIX)
-            };
-            RunStore::Production(Arc::new(
-                HybridStore::connect(st.postgres_url(), None, st.redis_url(), config).await?,
-            ))
-        }
-        None => RunStore::Sqlite(Arc::new(SqliteStore::open(&cluster.sqlite_path()).await?)),
+    let section = match &stores {
+        Some(st) => StoreSection {
+            backend: Backend::RedisPostgres,
+            postgres_url: Some(st.postgres_url().to_string()),
+            redis_url: Some(st.redis_url().to_string()),
+            redis_prefix: Some(REDIS_PREFIX.to_string()),
+            // The nodes relay events to the stream; the runner only submits.
+            redis_event_stream: Some(false),
+            ..StoreSection::default()
+        },
+        None => StoreSection::default(),
     };
+    // The runner opens the cluster's store as a client would; the record it reads the
+    // history from is Postgres in production mode.
+    let store = jobmesh::store::open(&section, &cluster.sqlite_path()).await?;
     cluster.start_all().await?;
     let result = drive(
         opts,

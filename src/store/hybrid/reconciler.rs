@@ -62,7 +62,7 @@ impl Shared {
             report.scanned += rows.len();
             let r = self
                 .redis
-                .rebuild(&ready_jobs(rows), &[], SystemClock.now())
+                .rebuild(&ready_jobs(rows), SystemClock.now())
                 .await
                 .inspect_err(|e| self.redis_failed(e))?;
             report.queued += r.queued;

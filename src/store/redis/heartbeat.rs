@@ -92,7 +92,7 @@ impl RedisDispatch {
         member: &str,
         ttl: Duration,
     ) -> Result<Cmd, StoreError> {
-        super::dispatch::check_name("heartbeat member", member)?;
+        super::index::check_name("heartbeat member", member)?;
         let mut cmd = scripts::evalsha(&SCRIPTS.heartbeat, &[key, registry]);
         cmd.arg(member)
             .arg(duration_ms(ttl))

@@ -8,11 +8,9 @@
 //! P:queues               set     queue names ever pushed to
 //! P:q:<queue>:ready      zset    due jobs; score (32767 - priority) * 2^37 + seq, lowest first
 //! P:q:<queue>:delayed    zset    jobs waiting for run_at; score run_at (ms)
-//! P:q:<queue>:wake       list    wake-up tokens for blocked claimers (bounded)
-//! P:job:<id>             hash    q, pri, tok (last fencing token), st (ready|delayed|leased|done),
-//!                                and while leased node, worker, exp; a done record expires
-//! P:leases               zset    leased job ids by lease expiry (ms)
-//! P:node:<node>:leases   set     job ids leased by a node
+//! P:q:<queue>:wake       list    wake-up tokens for dispatchers waiting on the queue (bounded)
+//! P:job:<id>             hash    q, pri, tok (the SQL lease token pushed with it), st (ready|delayed|done);
+//!                                deleted when taken, a done (removed) record expires
 //! P:hb:node:<node>       string  last heartbeat (server ms), expires after its ttl
 //! P:hb:worker:<worker>   string  same for a worker
 //! P:nodes, P:workers     zset    heartbeat registries: member by expiry (server ms)
@@ -74,24 +72,14 @@ impl Keys {
         format!("{}:q:{queue}:delayed", self.prefix)
     }
 
-    /// A queue's wake-up list for blocked claimers.
+    /// A queue's wake-up list for dispatchers waiting on it.
     pub fn wake(&self, queue: &str) -> String {
         format!("{}:q:{queue}:wake", self.prefix)
     }
 
-    /// A job's dispatch record (queue, priority, token, lease).
+    /// A job's dispatch record (queue, priority, token, state).
     pub fn job(&self, id: JobId) -> String {
         format!("{}:job:{id}", self.prefix)
-    }
-
-    /// Leased jobs by expiry.
-    pub fn leases(&self) -> String {
-        format!("{}:leases", self.prefix)
-    }
-
-    /// The jobs a node holds leases on.
-    pub fn node_leases(&self, node: &NodeId) -> String {
-        format!("{}:node:{node}:leases", self.prefix)
     }
 
     /// A node's heartbeat key.
@@ -144,7 +132,7 @@ mod tests {
         let k = Keys::new("t1");
         assert_eq!(k.ready("default"), "t1:q:default:ready");
         assert_eq!(k.job(JobId(7)), "t1:job:7");
-        assert_eq!(k.node_leases(&NodeId("n".into())), "t1:node:n:leases");
+        assert_eq!(k.node_heartbeat(&NodeId("n".into())), "t1:hb:node:n");
         assert_eq!(k.events(), "t1:events");
     }
 }

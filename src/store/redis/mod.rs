@@ -1,25 +1,28 @@
-//! The Redis hot path: dispatch of ready jobs in front of the SQL system of record.
+//! Redis in production mode: the ready index, wake-ups, the live event stream,
+//! heartbeats and current job-state hashes, in front of the SQL system of record.
 //!
 //! [`RedisDispatch`] keeps, per queue, a priority ZSET of due jobs and a ZSET of delayed
-//! ones; claims, acks, nacks and lease extensions are single Lua scripts, so each is
-//! atomic, and every change to a lease is checked against the job's fencing token: a
-//! worker whose lease was taken back (expired, revoked, removed) can no longer ack,
-//! nack or extend it. Beside dispatch it keeps node and worker heartbeats with TTLs,
-//! current job-state hashes and a bounded stream of lifecycle events for live watchers.
+//! ones. [`RedisDispatch::push`] queues jobs that the system of record made available,
+//! [`RedisDispatch::take`] hands out the best of them (promoting due delayed jobs first)
+//! and forgets them, [`RedisDispatch::remove`] drops cancelled ones; each is one Lua
+//! script, so atomic. Redis holds no lease: the dispatcher ([`crate::store::hybrid`])
+//! confirms every taken job in Postgres, where leases and fencing tokens live, so a
+//! job Redis hands out twice (after a rebuild, say) still runs under one lease.
+//! Every push feeds the queue's wake list, which waiting nodes block on
+//! ([`RedisDispatch::wakeups`]). Beside the index it keeps node and worker heartbeats
+//! with TTLs, current job-state hashes and a bounded stream of lifecycle events for
+//! live watchers.
 //!
-//! Postgres stays authoritative; Redis holds nothing that cannot be rebuilt from it.
-//! A reconciler watches [`RedisDispatch::generation`]: when the marker is gone, Redis
-//! lost its data, and [`RedisDispatch::rebuild`] puts back the ready jobs and live
-//! leases (idempotent: Redis state that is newer, by fencing token, wins). Fencing
-//! tokens issued here are meant to be recorded in SQL and handed back on rebuild
-//! ([`ReadyJob::epoch`], [`RestoredLease::token`]), so tokens keep rising across a flush.
+//! Redis holds nothing that cannot be rebuilt from the system of record. A reconciler
+//! watches [`RedisDispatch::generation`]: when the marker is gone, Redis lost its data,
+//! and [`RedisDispatch::rebuild`] puts back the ready jobs (idempotent: a job already
+//! queued is left alone).
 //!
 //! Times are the caller's (`now` arguments, as in [`crate::store::Store`]), except for
 //! heartbeats, which use the Redis server clock so that all nodes agree on liveness.
 
-mod claimer;
-mod dispatch;
 mod heartbeat;
+mod index;
 pub mod keys;
 mod rebuild;
 mod scripts;
@@ -28,7 +31,6 @@ mod stream;
 mod take;
 mod wake;
 
-pub use claimer::{ClaimSpec, Claimer};
 pub use keys::Keys;
 pub use rebuild::{Generation, RebuildReport};
 pub use stream::{EventCursor, EventTail, StreamEvent};
@@ -40,7 +42,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Script};
 
 use crate::clock::Millis;
-use crate::job::{JobId, LeaseToken, NodeId, Priority, WorkerId};
+use crate::job::{JobId, LeaseToken, Priority};
 use crate::store::StoreError;
 
 /// A job that is ready to be dispatched (now or at `run_at`), as the system of record
@@ -55,9 +57,9 @@ pub struct ReadyJob {
     pub priority: Priority,
     /// When it becomes due; at or before `now` it is ready at once.
     pub run_at: Millis,
-    /// The last fencing token the system of record has seen for this job (0 for a new
-    /// job). Claims issue tokens above it, so a token handed out before Redis was
-    /// flushed is never issued again.
+    /// The job's lease token in the system of record (0 for a new job). A removed
+    /// job's record keeps it for a while, and a push with an older epoch is refused,
+    /// so a late push cannot bring back a job removed after a newer attempt.
     pub epoch: LeaseToken,
 }
 
@@ -74,25 +76,6 @@ impl ReadyJob {
     }
 }
 
-/// A lease that the system of record knows about, to put back after Redis lost it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoredLease {
-    /// The job.
-    pub id: JobId,
-    /// Its queue (where it goes back if the lease lapses).
-    pub queue: String,
-    /// Its priority.
-    pub priority: Priority,
-    /// The token of the lease.
-    pub token: LeaseToken,
-    /// The node holding it.
-    pub node: NodeId,
-    /// The worker holding it.
-    pub worker: WorkerId,
-    /// When it lapses.
-    pub expires: Millis,
-}
-
 /// Settings of a [`RedisDispatch`].
 #[derive(Debug, Clone)]
 pub struct RedisDispatchConfig {
@@ -100,12 +83,12 @@ pub struct RedisDispatchConfig {
     pub prefix: String,
     /// How long a job-state hash lives after its last update (seed: 24 h).
     pub state_ttl: Duration,
-    /// How long coordination records live: a finished job's dispatch record (its last
+    /// How long coordination records live: a removed job's dispatch record (its last
     /// token) and the heartbeat registries (seed: 1 h).
     pub coordination_ttl: Duration,
     /// The event stream is trimmed to about this many entries (`MAXLEN ~`).
     pub stream_maxlen: u64,
-    /// Jobs (or acks, nacks, leases) per script call in a batch; calls are pipelined.
+    /// Jobs per script call in a batch (push, remove, rebuild); calls are pipelined.
     /// Bounds how long one call holds Redis.
     pub script_batch: usize,
     /// A command without an answer after this long fails (a transient error).
@@ -142,7 +125,7 @@ impl RedisDispatchConfig {
     }
 }
 
-/// The Redis dispatch layer. Cheap to clone: clones share one multiplexed connection,
+/// The Redis side of production mode. Cheap to clone: clones share one multiplexed connection,
 /// which reconnects by itself after Redis comes back (operations fail with a transient
 /// [`StoreError::Redis`] meanwhile; see [`StoreError::is_transient`]).
 #[derive(Clone)]

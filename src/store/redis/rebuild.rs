@@ -1,12 +1,9 @@
 //! Rebuilding Redis from the system of record, and the generation marker that tells a
 //! reconciler when that is needed.
 
-use super::{ReadyJob, RedisDispatch, RestoredLease};
+use super::{ReadyJob, RedisDispatch};
 use crate::clock::Millis;
 use crate::store::StoreError;
-
-use super::dispatch::check_name;
-use super::scripts::SCRIPTS;
 
 /// Identifies one life of the Redis data set: set by the first [`RedisDispatch::rebuild`]
 /// and kept until Redis loses its data. A reconciler that remembers the generation it
@@ -20,56 +17,25 @@ pub struct Generation(pub String);
 pub struct RebuildReport {
     /// The generation now in force (new if Redis had none).
     pub generation: Generation,
-    /// Jobs queued by this call (the others were already queued, leased, or newer).
+    /// Jobs queued by this call (the others were already queued, or newer).
     pub queued: usize,
-    /// Leases put back by this call (the others were already known with the same or a
-    /// newer token).
-    pub restored: usize,
 }
 
 impl RedisDispatch {
-    /// Reconstructs dispatch state from the system of record: queues `jobs` (as
-    /// [`RedisDispatch::push`]) and puts back `leased` jobs with their tokens, holders
-    /// and expiries, then sets the generation marker if none is set. Idempotent and safe
-    /// to run while Redis is in use: whatever Redis already holds with the same or a
-    /// newer token is kept, so a repeated or overlapping rebuild changes nothing.
+    /// Reconstructs the ready index from the system of record: queues `jobs` (as
+    /// [`RedisDispatch::push`]), then sets the generation marker if none is set.
+    /// Idempotent and safe to run while Redis is in use: a job already queued is left
+    /// alone, so a repeated or overlapping rebuild changes nothing.
     pub async fn rebuild(
         &self,
         jobs: &[ReadyJob],
-        leased: &[RestoredLease],
         now: Millis,
     ) -> Result<RebuildReport, StoreError> {
-        for l in leased {
-            check_name("queue", &l.queue)?;
-            check_name("node id", &l.node.0)?;
-        }
         let queued = self
             .push(jobs, now)
             .await?
             .into_iter()
             .filter(|q| *q)
-            .count();
-        let calls = leased
-            .chunks(self.config.script_batch)
-            .map(|chunk| {
-                let mut cmd = self.job_call(&SCRIPTS.restore_lease, now);
-                for l in chunk {
-                    cmd.arg(l.id.0)
-                        .arg(&l.queue)
-                        .arg(l.priority)
-                        .arg(l.token.0)
-                        .arg(&l.node.0)
-                        .arg(&l.worker.0)
-                        .arg(l.expires.0);
-                }
-                cmd
-            })
-            .collect::<Vec<_>>();
-        let restored = self
-            .flags(&SCRIPTS.restore_lease, &calls, leased.len())
-            .await?
-            .into_iter()
-            .filter(|r| *r)
             .count();
         let fresh = format!("{:016x}", rand::random::<u64>());
         let (current,): (String,) = redis::pipe()
@@ -85,7 +51,6 @@ impl RedisDispatch {
         Ok(RebuildReport {
             generation: Generation(current),
             queued,
-            restored,
         })
     }
 

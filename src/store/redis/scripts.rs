@@ -21,14 +21,7 @@ macro_rules! job_script {
 /// Every script, hashed once.
 pub(crate) struct Scripts {
     pub push: Script,
-    pub claim: Script,
-    pub ack: Script,
-    pub nack: Script,
-    pub extend: Script,
-    pub expired: Script,
-    pub revoke: Script,
     pub remove: Script,
-    pub restore_lease: Script,
     pub take: Script,
     pub heartbeat: Script,
     pub alive: Script,
@@ -36,14 +29,7 @@ pub(crate) struct Scripts {
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     push: job_script!("push.lua"),
-    claim: job_script!("claim.lua"),
-    ack: job_script!("ack.lua"),
-    nack: job_script!("nack.lua"),
-    extend: job_script!("extend.lua"),
-    expired: job_script!("expired.lua"),
-    revoke: job_script!("revoke.lua"),
     remove: job_script!("remove.lua"),
-    restore_lease: job_script!("restore_lease.lua"),
     take: job_script!("take.lua"),
     heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
     alive: Script::new(include_str!("lua/alive.lua")),

@@ -2,7 +2,7 @@
 //! fencing tokens live in the system of record (see [`crate::store::hybrid`]).
 
 use super::RedisDispatch;
-use super::dispatch::check_name;
+use super::index::check_name;
 use super::scripts::{self, SCRIPTS};
 use crate::clock::Millis;
 use crate::job::JobId;

@@ -2,7 +2,7 @@
 --
 -- Calling convention of every job script:
 --   ARGV[1] key prefix, ARGV[2] now (ms since the epoch, the caller's clock),
---   ARGV[3] how long a finished job's record is kept (ms); script arguments follow.
+--   ARGV[3] how long a removed job's record is kept (ms); script arguments follow.
 -- The key layout mirrors `keys.rs`; change both together.
 -- Job ids stay strings (Lua numbers are doubles); tokens and times fit in 2^53.
 
@@ -10,7 +10,6 @@ local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local DONE_TTL = tonumber(ARGV[3])
 
-local K_LEASES = P .. ':leases'
 local K_SEQ = P .. ':seq'
 local K_QUEUES = P .. ':queues'
 
@@ -23,10 +22,9 @@ local function k_job(id) return P .. ':job:' .. id end
 local function k_ready(q) return P .. ':q:' .. q .. ':ready' end
 local function k_delayed(q) return P .. ':q:' .. q .. ':delayed' end
 local function k_wake(q) return P .. ':q:' .. q .. ':wake' end
-local function k_node(n) return P .. ':node:' .. n .. ':leases' end
 
--- Wakes up to `n` claimers blocked on queue `q` (tokens are only hints: a woken
--- claimer that finds nothing just waits again).
+-- Wakes up to `n` dispatchers blocked on queue `q` (tokens are only hints: a woken
+-- dispatcher that finds nothing just waits again).
 local function wake(q, n)
   if n <= 0 then return end
   local tokens = {}
@@ -42,31 +40,7 @@ local function make_ready(id, h, q, pri)
   redis.call('HSET', h, 'st', 'ready')
 end
 
--- Whether `tok` is the token of the job's current lease.
-local function holds(h, tok)
-  local v = redis.call('HMGET', h, 'st', 'tok')
-  return v[1] == 'leased' and v[2] == tok
-end
-
--- Removes a job's lease from the lease indexes (the caller checked it is leased).
-local function drop_lease(id, h)
-  local node = redis.call('HGET', h, 'node')
-  if node then redis.call('SREM', k_node(node), id) end
-  redis.call('ZREM', K_LEASES, id)
-  redis.call('HDEL', h, 'node', 'worker', 'exp')
-end
-
--- Takes a lease back: the token is bumped (its holder is fenced off) and the job is
--- ready again at once.
-local function requeue_fenced(id, h)
-  drop_lease(id, h)
-  redis.call('HINCRBY', h, 'tok', 1)
-  local v = redis.call('HMGET', h, 'q', 'pri')
-  make_ready(id, h, v[1], v[2] or 0)
-  wake(v[1], 1)
-end
-
--- Marks a job finished in Redis; its record (with the last token) expires later.
+-- Marks a job removed from dispatch; its record (with the last token) expires later.
 local function finish(h)
   redis.call('HSET', h, 'st', 'done')
   redis.call('PEXPIRE', h, DONE_TTL)

@@ -1,6 +1,6 @@
 -- push: ARGV[4..] = groups of (id, queue, priority, run_at, epoch).
--- Returns one 1/0 per job: 1 when queued now, 0 when it was already queued or leased,
--- or when Redis holds a newer token than `epoch` (a record the caller has not seen).
+-- Returns one 1/0 per job: 1 when queued now, 0 when it was already queued, or when
+-- Redis holds a newer token than `epoch` (a removed job's record the push is older than).
 local out = {}
 local woken = {}
 for i = 4, #ARGV, 5 do
@@ -14,7 +14,7 @@ for i = 4, #ARGV, 5 do
       or (st == 'delayed' and not redis.call('ZSCORE', k_delayed(v[3]), id)) then
     st = nil
   end
-  if st == 'ready' or st == 'delayed' or st == 'leased' or (st and epoch < tok) then
+  if st == 'ready' or st == 'delayed' or (st and epoch < tok) then
     out[#out + 1] = 0
   else
     if epoch > tok then tok = epoch end

@@ -3,7 +3,7 @@
 -- up to `limit` ready jobs across the queues, lowest score (highest priority, then
 -- oldest push) first, and forgets them (their records are deleted, no lease is kept
 -- here), so a later push of the same job queues it again.
--- Due delayed jobs are promoted first, as in claim.
+-- Due delayed jobs are promoted first.
 -- Returns { has_generation (1/0), id1, id2, ... }.
 local limit = tonumber(ARGV[4])
 local PROMOTE_BATCH = 1000
@@ -36,6 +36,8 @@ elseif limit > 0 then
   end
 end
 
+-- A queue with no job left needs no wake tokens: drop stale ones so that blocked
+-- dispatchers do not wake for jobs that others already took.
 for i = 6, #ARGV do
   local q = ARGV[i]
   if redis.call('ZCARD', k_ready(q)) == 0 and redis.call('ZCARD', k_delayed(q)) == 0 then

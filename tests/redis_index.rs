@@ -1,4 +1,5 @@
-//! The Redis dispatch layer against a real Redis at 127.0.0.1:6379 (one fault test starts
+//! The Redis side of production mode (ready index, wake lists, event stream, state
+//! hashes, heartbeats) against a real Redis at 127.0.0.1:6379 (one fault test starts
 //! its own `redis-server`). Every test works under a random key prefix, so tests run in
 //! parallel and beside other users of the server, and deletes its keys when it passes.
 
@@ -13,14 +14,11 @@ use futures::StreamExt;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::job::{JobId, JobState, LeaseToken, NodeId, WorkerId};
-use jobmesh::store::StoreError;
-use jobmesh::store::redis::{
-    ClaimSpec, EventCursor, ReadyJob, RedisDispatch, RedisDispatchConfig, RestoredLease,
-};
+use jobmesh::store::redis::{EventCursor, ReadyJob, RedisDispatch, RedisDispatchConfig};
+use jobmesh::store::{StoreError, Wakeup};
 
 const URL: &str = "redis://127.0.0.1:6379/";
 const T0: Millis = Millis(1_700_000_000_000);
-const LEASE: Duration = Duration::from_secs(30);
 
 fn prefix() -> String {
     format!("jmtest:{:016x}", rand::random::<u64>())
@@ -83,27 +81,18 @@ fn job(id: i64, queue: &str, priority: i16, run_at: Millis) -> ReadyJob {
     ReadyJob::new(JobId(id), queue, priority, run_at)
 }
 
-async fn claim(
-    d: &RedisDispatch,
-    queues: &[&str],
-    limit: u32,
-    n: &str,
-    now: Millis,
-) -> Vec<(JobId, LeaseToken)> {
-    d.claim(
-        queues,
-        limit,
-        &node(n),
-        &worker(&format!("{n}/w0")),
-        LEASE,
-        now,
-    )
-    .await
-    .unwrap()
+/// Takes from `queues`, asserting that Redis still has its generation marker.
+async fn take(d: &RedisDispatch, queues: &[&str], limit: u32, now: Millis) -> Vec<i64> {
+    let taken = d.take(queues, limit, now).await.unwrap();
+    assert!(taken.has_generation, "generation marker missing");
+    taken.ids.into_iter().map(|id| id.0).collect()
 }
 
-fn ids(claimed: &[(JobId, LeaseToken)]) -> Vec<i64> {
-    claimed.iter().map(|(id, _)| id.0).collect()
+/// A dispatch whose generation marker is set, as after the reconciler's first rebuild.
+async fn built() -> RedisDispatch {
+    let d = dispatch().await;
+    d.rebuild(&[], T0).await.unwrap();
+    d
 }
 
 async fn job_hash(d: &RedisDispatch, id: i64) -> Vec<(String, String)> {
@@ -118,7 +107,7 @@ async fn job_hash(d: &RedisDispatch, id: i64) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn higher_priority_first_then_fifo_across_queues() {
-    let d = dispatch().await;
+    let d = built().await;
     let jobs = vec![
         job(1, "a", 0, T0),
         job(2, "a", 5, T0),
@@ -131,22 +120,22 @@ async fn higher_priority_first_then_fifo_across_queues() {
     assert_eq!(d.push(&jobs, T0).await.unwrap(), vec![true; 7]);
     let mut order = Vec::new();
     for _ in 0..7 {
-        order.extend(ids(&claim(&d, &["a", "b"], 1, "n1", T0).await));
+        order.extend(take(&d, &["a", "b"], 1, T0).await);
     }
     assert_eq!(order, vec![6, 2, 4, 1, 3, 7, 5]);
-    assert!(claim(&d, &["a", "b"], 10, "n1", T0).await.is_empty());
+    assert!(take(&d, &["a", "b"], 10, T0).await.is_empty());
 
     // One queue, a batch: the same order within it.
     let jobs: Vec<_> = (10..20).map(|i| job(i, "c", (i % 3) as i16, T0)).collect();
     d.push(&jobs, T0).await.unwrap();
-    let got = ids(&claim(&d, &["c"], 100, "n1", T0).await);
+    let got = take(&d, &["c"], 100, T0).await;
     assert_eq!(got, vec![11, 14, 17, 10, 13, 16, 19, 12, 15, 18]);
     cleanup(&d).await;
 }
 
 #[tokio::test]
-async fn push_is_idempotent_for_queued_and_leased_jobs() {
-    let d = dispatch().await;
+async fn push_is_idempotent_and_a_taken_job_can_be_pushed_again() {
+    let d = built().await;
     assert_eq!(
         d.push(&[job(1, "q", 0, T0), job(2, "q", 0, T0)], T0)
             .await
@@ -154,38 +143,24 @@ async fn push_is_idempotent_for_queued_and_leased_jobs() {
         vec![true, true]
     );
     assert_eq!(
-        d.push(&[job(1, "q", 0, T0)], T0).await.unwrap(),
-        vec![false]
+        d.push(&[job(1, "q", 0, T0), job(2, "q", 0, T0)], T0)
+            .await
+            .unwrap(),
+        vec![false, false]
     );
-    let first = claim(&d, &["q"], 1, "n1", T0).await;
-    assert_eq!(ids(&first), vec![1]);
-    // Leased now: pushing it again does nothing.
-    assert_eq!(
-        d.push(&[job(1, "q", 0, T0)], T0).await.unwrap(),
-        vec![false]
-    );
-    assert_eq!(ids(&claim(&d, &["q"], 10, "n1", T0).await), vec![2]);
-    assert!(claim(&d, &["q"], 10, "n1", T0).await.is_empty());
-
-    // Finished in Redis with token 1: a push that has not seen that token is refused,
-    // one that has (the retry the system of record decided) is taken.
-    assert_eq!(d.ack(&first).await.unwrap(), vec![true]);
-    assert_eq!(
-        d.push(&[job(1, "q", 0, T0)], T0).await.unwrap(),
-        vec![false]
-    );
-    let mut retry = job(1, "q", 0, T0);
-    retry.epoch = first[0].1;
-    assert_eq!(d.push(&[retry], T0).await.unwrap(), vec![true]);
-    let again = claim(&d, &["q"], 1, "n1", T0).await;
-    assert_eq!(ids(&again), vec![1]);
-    assert!(again[0].1 > first[0].1);
+    assert_eq!(take(&d, &["q"], 1, T0).await, vec![1]);
+    // Taking forgets the job: Redis keeps no lease and no record of it ...
+    assert!(job_hash(&d, 1).await.is_empty());
+    // ... so the system of record can push it again (a retry), behind job 2.
+    assert_eq!(d.push(&[job(1, "q", 0, T0)], T0).await.unwrap(), vec![true]);
+    assert_eq!(take(&d, &["q"], 10, T0).await, vec![2, 1]);
+    assert!(take(&d, &["q"], 10, T0).await.is_empty());
     cleanup(&d).await;
 }
 
 #[tokio::test]
 async fn delayed_jobs_are_promoted_only_when_due() {
-    let d = dispatch().await;
+    let d = built().await;
     let due = T0.plus(Duration::from_secs(10));
     d.push(
         &[
@@ -196,110 +171,35 @@ async fn delayed_jobs_are_promoted_only_when_due() {
     )
     .await
     .unwrap();
-    assert!(claim(&d, &["q"], 10, "n1", T0).await.is_empty());
-    assert!(
-        claim(&d, &["q"], 10, "n1", Millis(due.0 - 1))
-            .await
-            .is_empty()
-    );
-    assert_eq!(ids(&claim(&d, &["q"], 10, "n1", due).await), vec![1]);
-    assert!(claim(&d, &["q"], 10, "n1", due).await.is_empty());
+    assert!(take(&d, &["q"], 10, T0).await.is_empty());
+    assert!(take(&d, &["q"], 10, Millis(due.0 - 1)).await.is_empty());
+    assert_eq!(take(&d, &["q"], 10, due).await, vec![1]);
+    assert!(take(&d, &["q"], 10, due).await.is_empty());
     assert_eq!(
-        ids(&claim(&d, &["q"], 10, "n1", T0.plus(Duration::from_secs(60))).await),
+        take(&d, &["q"], 10, T0.plus(Duration::from_secs(60))).await,
         vec![2]
     );
     cleanup(&d).await;
 }
 
-#[tokio::test]
-async fn a_stale_token_is_refused_and_changes_nothing() {
-    let d = dispatch().await;
-    d.push(&[job(1, "q", 0, T0)], T0).await.unwrap();
-    let old = claim(&d, &["q"], 1, "n1", T0).await[0];
-    // The lease lapses; the job is taken back and claimed again with a newer token.
-    let later = T0.plus(LEASE).plus(Duration::from_secs(1));
-    assert_eq!(d.expired(later, 100).await.unwrap(), vec![old]);
-    let new = claim(&d, &["q"], 1, "n2", later).await[0];
-    assert_eq!(new.0, old.0);
-    assert!(new.1 > old.1);
-
-    let before = job_hash(&d, 1).await;
-    let far = later.plus(Duration::from_secs(3600));
-    assert_eq!(d.ack(&[old]).await.unwrap(), vec![false]);
-    assert_eq!(
-        d.nack(&[(old.0, old.1, T0)], later).await.unwrap(),
-        vec![false]
-    );
-    assert_eq!(d.extend(&[old], far).await.unwrap(), vec![false]);
-    assert_eq!(
-        d.ack(&[(JobId(999), LeaseToken(1))]).await.unwrap(),
-        vec![false]
-    );
-    assert_eq!(
-        job_hash(&d, 1).await,
-        before,
-        "stale calls changed the lease"
-    );
-    assert!(claim(&d, &["q"], 1, "n1", far).await.is_empty());
-    // A future token is as stale as a past one.
-    assert_eq!(
-        d.ack(&[(new.0, LeaseToken(new.1.0 + 1))]).await.unwrap(),
-        vec![false]
-    );
-
-    // The current holder can extend, nack and then (after claiming again) ack.
-    assert_eq!(d.extend(&[new], far).await.unwrap(), vec![true]);
-    assert!(
-        d.expired(later.plus(LEASE).plus(LEASE), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        d.nack(&[(new.0, new.1, far)], later).await.unwrap(),
-        vec![true]
-    );
-    assert_eq!(
-        d.ack(&[new]).await.unwrap(),
-        vec![false],
-        "nacked lease is gone"
-    );
-    assert!(claim(&d, &["q"], 1, "n1", later).await.is_empty());
-    let third = claim(&d, &["q"], 1, "n1", far).await[0];
-    assert!(third.1 > new.1);
-    assert_eq!(d.ack(&[third, third]).await.unwrap(), vec![true, false]);
-    cleanup(&d).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_claimers_never_get_the_same_job_twice() {
+async fn concurrent_takers_never_get_the_same_job_twice() {
     const JOBS: i64 = 10_000;
-    let d = dispatch().await;
+    let d = built().await;
     let jobs: Vec<_> = (1..=JOBS)
         .map(|i| job(i, "q", (i % 7) as i16, T0))
         .collect();
     assert!(d.push(&jobs, T0).await.unwrap().into_iter().all(|q| q));
     let tasks: Vec<_> = (0..8)
-        .map(|t| {
+        .map(|_| {
             let d = d.clone();
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 loop {
-                    let batch = d
-                        .claim(
-                            &["q"],
-                            37,
-                            &node("n"),
-                            &worker(&format!("n/w{t}")),
-                            LEASE,
-                            T0,
-                        )
-                        .await
-                        .unwrap();
+                    let batch = d.take(&["q"], 37, T0).await.unwrap().ids;
                     if batch.is_empty() {
                         return got;
                     }
-                    assert!(d.ack(&batch).await.unwrap().into_iter().all(|a| a));
                     got.extend(batch);
                 }
             })
@@ -307,9 +207,8 @@ async fn concurrent_claimers_never_get_the_same_job_twice() {
         .collect();
     let mut seen = HashSet::new();
     for t in tasks {
-        for (id, tok) in t.await.unwrap() {
-            assert_eq!(tok, LeaseToken(1));
-            assert!(seen.insert(id), "job {id} was claimed twice");
+        for id in t.await.unwrap() {
+            assert!(seen.insert(id), "job {id} was taken twice");
         }
     }
     assert_eq!(seen.len(), JOBS as usize);
@@ -317,91 +216,39 @@ async fn concurrent_claimers_never_get_the_same_job_twice() {
 }
 
 #[tokio::test]
-async fn expired_and_revoked_leases_are_requeued_and_fenced() {
-    let d = dispatch().await;
-    d.push(&(1..=4).map(|i| job(i, "q", 0, T0)).collect::<Vec<_>>(), T0)
-        .await
-        .unwrap();
-    let short = d
-        .claim(
-            &["q"],
-            2,
-            &node("a"),
-            &worker("a/w0"),
-            Duration::from_secs(1),
-            T0,
-        )
-        .await
-        .unwrap();
-    let long = d
-        .claim(
-            &["q"],
-            2,
-            &node("b"),
-            &worker("b/w0"),
-            Duration::from_secs(600),
-            T0,
-        )
-        .await
-        .unwrap();
-    assert_eq!(ids(&short), vec![1, 2]);
-    assert_eq!(ids(&long), vec![3, 4]);
-
-    // Not yet lapsed at its expiry instant; lapsed just after.
-    assert!(
-        d.expired(T0.plus(Duration::from_secs(1)), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let t1 = T0.plus(Duration::from_millis(1_001));
-    let mut lapsed = d.expired(t1, 1).await.unwrap();
-    lapsed.extend(d.expired(t1, 10).await.unwrap());
-    lapsed.sort();
-    assert_eq!(lapsed, short);
-    assert_eq!(d.ack(&short).await.unwrap(), vec![false, false]);
-
-    let revoked = d.revoke_node(&node("b"), t1).await.unwrap();
-    assert_eq!(
-        revoked.iter().copied().collect::<HashSet<_>>(),
-        [JobId(3), JobId(4)].into()
-    );
-    assert_eq!(d.ack(&long).await.unwrap(), vec![false, false]);
-    assert_eq!(d.extend(&long, t1).await.unwrap(), vec![false, false]);
-    assert!(d.revoke_node(&node("b"), t1).await.unwrap().is_empty());
-
-    let again = claim(&d, &["q"], 10, "c", t1).await;
-    assert_eq!(ids(&again), vec![1, 2, 3, 4]);
-    for (id, tok) in &again {
-        // Claimed once, fenced once, claimed again.
-        assert_eq!(*tok, LeaseToken(3), "job {id}");
-    }
-    assert_eq!(d.ack(&again).await.unwrap(), vec![true; 4]);
-    cleanup(&d).await;
-}
-
-#[tokio::test]
-async fn removed_jobs_leave_dispatch() {
-    let d = dispatch().await;
+async fn removed_jobs_leave_dispatch_and_stale_pushes_stay_out() {
+    let d = built().await;
+    let mut first = job(1, "q", 0, T0);
+    first.epoch = LeaseToken(3);
     d.push(
         &[
-            job(1, "q", 0, T0),
-            job(2, "q", 0, T0.plus(LEASE)),
+            first.clone(),
+            job(2, "q", 0, T0.plus(Duration::from_secs(30))),
             job(3, "q", 0, T0),
         ],
         T0,
     )
     .await
     .unwrap();
-    let leased = claim(&d, &["q"], 1, "n1", T0).await;
-    assert_eq!(ids(&leased), vec![1]);
     assert_eq!(
         d.remove(&[JobId(1), JobId(2), JobId(9)]).await.unwrap(),
         vec![true, true, false]
     );
-    assert_eq!(d.ack(&leased).await.unwrap(), vec![false]);
+    assert_eq!(d.remove(&[JobId(1)]).await.unwrap(), vec![false]);
     let far = T0.plus(Duration::from_secs(3600));
-    assert_eq!(ids(&claim(&d, &["q"], 10, "n1", far).await), vec![3]);
+    assert_eq!(take(&d, &["q"], 10, far).await, vec![3]);
+    assert_eq!(d.remove(&[JobId(3)]).await.unwrap(), vec![false], "taken");
+
+    // The removed job's record keeps its token: a push older than it is refused, one
+    // from the same or a later attempt queues the job again.
+    let mut stale = job(1, "q", 0, T0);
+    stale.epoch = LeaseToken(2);
+    assert_eq!(d.push(&[stale], T0).await.unwrap(), vec![false]);
+    assert!(take(&d, &["q"], 10, far).await.is_empty());
+    let mut newer = job(1, "q", 0, T0);
+    newer.epoch = LeaseToken(4);
+    assert_eq!(d.push(&[newer], T0).await.unwrap(), vec![true]);
+    assert_eq!(take(&d, &["q"], 10, far).await, vec![1]);
     cleanup(&d).await;
 }
 
@@ -548,109 +395,70 @@ async fn heartbeats_expire() {
 }
 
 #[tokio::test]
-async fn rebuild_after_a_flush_restores_jobs_and_leases_idempotently() {
+async fn rebuild_after_a_flush_restores_ready_jobs_idempotently() {
     let d = dispatch().await;
     assert!(d.is_empty().await.unwrap());
+    // Without the marker a take says so: an empty answer means nothing.
+    let taken = d.take(&["q"], 10, T0).await.unwrap();
+    assert!(!taken.has_generation && taken.ids.is_empty());
     let jobs: Vec<_> = (1..=5).map(|i| job(i, "q", 0, T0)).collect();
-    let first = d.rebuild(&jobs, &[], T0).await.unwrap();
+    let first = d.rebuild(&jobs, T0).await.unwrap();
     assert_eq!(first.queued, 5);
     assert!(!d.is_empty().await.unwrap());
-    let leased = claim(&d, &["q"], 2, "n1", T0).await;
-    assert_eq!(ids(&leased), vec![1, 2]);
+    assert_eq!(take(&d, &["q"], 2, T0).await, vec![1, 2]);
 
-    // Redis loses everything; the system of record still has 3 ready jobs and 2 leases
-    // (with the tokens Redis issued, recorded by the outbox).
+    // Redis loses everything; the system of record still has 3 ready jobs.
     cleanup(&d).await;
     assert!(d.is_empty().await.unwrap());
-    assert!(claim(&d, &["q"], 10, "n1", T0).await.is_empty());
-    let restore: Vec<_> = leased
-        .iter()
-        .map(|(id, tok)| RestoredLease {
-            id: *id,
-            queue: "q".into(),
-            priority: 0,
-            token: *tok,
-            node: node("n1"),
-            worker: worker("n1/w0"),
-            expires: T0.plus(LEASE),
-        })
-        .collect();
-    let report = d.rebuild(&jobs[2..], &restore, T0).await.unwrap();
-    assert_eq!((report.queued, report.restored), (3, 2));
+    let report = d.rebuild(&jobs[2..], T0).await.unwrap();
+    assert_eq!(report.queued, 3);
     assert_ne!(report.generation, first.generation);
-    let again = d.rebuild(&jobs[2..], &restore, T0).await.unwrap();
-    assert_eq!((again.queued, again.restored), (0, 0));
+    let again = d.rebuild(&jobs[2..], T0).await.unwrap();
+    assert_eq!(again.queued, 0);
     assert_eq!(again.generation, report.generation);
     assert_eq!(d.generation().await.unwrap(), Some(report.generation));
-
-    // The restored leases work as before: the holder acks one, the other lapses and
-    // comes back with a token above the restored one.
-    assert_eq!(d.ack(&leased[..1]).await.unwrap(), vec![true]);
-    let rest = claim(&d, &["q"], 10, "n1", T0).await;
-    assert_eq!(ids(&rest), vec![3, 4, 5]);
-    assert_eq!(d.ack(&rest).await.unwrap(), vec![true; 3]);
-    let after = T0.plus(LEASE).plus(Duration::from_secs(1));
-    assert_eq!(d.expired(after, 10).await.unwrap(), vec![leased[1]]);
-    let back = claim(&d, &["q"], 10, "n2", after).await;
-    assert_eq!(ids(&back), vec![2]);
-    assert!(back[0].1 > leased[1].1);
-    // A ready job pushed with the epoch of its last lease gets tokens above it.
-    let mut with_epoch = job(42, "q", 0, T0);
-    with_epoch.epoch = LeaseToken(70);
-    d.rebuild(&[with_epoch], &[], T0).await.unwrap();
-    assert_eq!(
-        claim(&d, &["q"], 1, "n1", T0).await,
-        vec![(JobId(42), LeaseToken(71))]
-    );
+    assert_eq!(take(&d, &["q"], 10, T0).await, vec![3, 4, 5]);
     cleanup(&d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blocked_claimer_wakes_on_push_and_when_a_delayed_job_is_due() {
-    let d = dispatch().await;
-    let spec = ClaimSpec {
-        queues: vec!["q".into(), "r".into()],
-        limit: 10,
-        node: node("n1"),
-        worker: worker("n1/w0"),
-        lease_for: LEASE,
-    };
-    let mut claimer = d.claimer(spec).await.unwrap();
-    let waiting = tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        let got = claimer
-            .claim_wait(&SystemClock, Duration::from_secs(20))
-            .await
-            .unwrap();
-        (got, started.elapsed(), claimer)
-    });
+async fn pushes_wake_the_queues_listeners_and_takes_clear_stale_tokens() {
+    let d = built().await;
+    let mut wakeups = d.wakeups(&["q".into(), "r".into()]).unwrap();
     d.push(&[job(1, "r", 0, SystemClock.now())], SystemClock.now())
         .await
         .unwrap();
-    let (got, waited, mut claimer) = waiting.await.unwrap();
-    assert_eq!(ids(&got), vec![1]);
-    assert!(waited < Duration::from_secs(10), "woke after {waited:?}");
+    let woke = tokio::time::timeout(Duration::from_secs(10), wakeups.recv())
+        .await
+        .expect("no wake-up within 10 s");
+    assert_eq!(woke, Some(Wakeup::Queue("r".into())));
 
-    // A delayed job: the claimer sleeps until its run_at, not the full wait.
+    // Tokens left by a burst (on a queue nobody listens to here) are dropped once a
+    // take empties the queue, so idle nodes are not woken for jobs already gone.
+    let wake_len = |queue: &'static str| {
+        let key = d.keys().wake(queue);
+        async move {
+            let n: i64 = redis::cmd("LLEN")
+                .arg(key)
+                .query_async(&mut raw().await)
+                .await
+                .unwrap();
+            n
+        }
+    };
     let now = SystemClock.now();
-    d.push(&[job(2, "q", 0, now.plus(Duration::from_millis(200)))], now)
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let got = claimer
-        .claim_wait(&SystemClock, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert_eq!(ids(&got), vec![2]);
-    assert!(started.elapsed() < Duration::from_secs(10));
-    // Nothing to claim: waits the whole (short) time and returns empty.
-    assert!(
-        claimer
-            .claim_wait(&SystemClock, Duration::from_millis(50))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    d.push(
+        &(2..12).map(|i| job(i, "s", 0, now)).collect::<Vec<_>>(),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(wake_len("s").await, 10);
+    assert_eq!(take(&d, &["s"], 4, now).await.len(), 4);
+    assert_eq!(wake_len("s").await, 10, "jobs are left: tokens stay");
+    assert_eq!(take(&d, &["s"], 100, now).await.len(), 6);
+    assert_eq!(wake_len("s").await, 0);
+    drop(wakeups);
     cleanup(&d).await;
 }
 
@@ -665,26 +473,25 @@ async fn operations_fail_transiently_while_redis_is_down_and_recover_after() {
     let d = RedisDispatch::connect_with(&server.url(), config)
         .await
         .unwrap_or_else(|e| panic!("{}", unreachable_help(&server.url(), &e)));
-    d.rebuild(&[job(1, "q", 0, T0), job(2, "q", 0, T0)], &[], T0)
+    d.rebuild(&[job(1, "q", 0, T0), job(2, "q", 0, T0)], T0)
         .await
         .unwrap();
-    let leased = claim(&d, &["q"], 1, "n1", T0).await;
-    assert_eq!(ids(&leased), vec![1]);
+    assert_eq!(take(&d, &["q"], 1, T0).await, vec![1]);
 
     server.kill();
     for attempt in 0..3 {
         let err = d
-            .claim(&["q"], 1, &node("n1"), &worker("n1/w0"), LEASE, T0)
+            .take(&["q"], 1, T0)
             .await
-            .expect_err("claim succeeded with Redis down");
+            .expect_err("take succeeded with Redis down");
         assert!(
             err.is_transient(),
             "attempt {attempt}: {err:?} is not transient"
         );
         let err = d
-            .ack(&leased)
+            .push(&[job(3, "q", 0, T0)], T0)
             .await
-            .expect_err("ack succeeded with Redis down");
+            .expect_err("push succeeded with Redis down");
         assert!(err.is_transient(), "{err:?} is not transient");
         let err = d
             .publish(&[LifecycleEvent::new(EventKind::NodeSuspected, T0)])
@@ -711,8 +518,8 @@ async fn operations_fail_transiently_while_redis_is_down_and_recover_after() {
     // Without persistence the data is gone, and the missing marker says so.
     assert_eq!(recovered, Some(true), "did not reconnect");
     // Scripts are gone too: they are loaded again on NOSCRIPT.
-    d.rebuild(&[job(2, "q", 0, T0)], &[], T0).await.unwrap();
-    assert_eq!(ids(&claim(&d, &["q"], 10, "n1", T0).await), vec![2]);
+    d.rebuild(&[job(2, "q", 0, T0)], T0).await.unwrap();
+    assert_eq!(take(&d, &["q"], 10, T0).await, vec![2]);
     assert_eq!(d.push(&[job(3, "q", 0, T0)], T0).await.unwrap(), vec![true]);
     drop(server);
 }
