@@ -289,18 +289,7 @@ async fn postgres_stopped_and_restarted_mid_run() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    common::delete_redis_keys(&mut conn, &format!("{prefix}:*")).await;
 }
 
 /// Wake-ups subscribed while Redis is down (as a node starting during an outage does,

@@ -55,18 +55,7 @@ async fn raw() -> redis::aio::MultiplexedConnection {
 async fn cleanup(d: &RedisDispatch) {
     let mut conn = raw().await;
     let pattern = format!("{}:*", d.keys().prefix());
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    common::delete_redis_keys(&mut conn, &pattern).await;
 }
 
 fn node(n: &str) -> NodeId {

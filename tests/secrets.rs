@@ -300,17 +300,6 @@ async fn secrets_stay_out_of_postgres_the_redis_stream_and_the_log() {
         "the stream holds the secret: {text}"
     );
 
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    common::delete_redis_keys(&mut conn, &format!("{prefix}*")).await;
     assert_log_clean();
 }

@@ -114,18 +114,7 @@ jobmesh::store_conformance_tests!(fresh, spoilable);
 /// Deletes every Redis key under the store's prefix.
 async fn cleanup(s: &HybridStore) {
     let mut conn = raw().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", s.redis().keys().prefix()))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    common::delete_redis_keys(&mut conn, &format!("{}:*", s.redis().keys().prefix())).await;
 }
 
 async fn raw() -> redis::aio::MultiplexedConnection {

@@ -145,3 +145,20 @@ pub async fn start_node(
     .await
     .unwrap()
 }
+
+/// Deletes every Redis key matching `pattern` (`KEYS`, then one `DEL`): the clean-up of
+/// tests that share the machine's Redis under a prefix of their own.
+pub async fn delete_redis_keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
