@@ -73,39 +73,11 @@ async fn fresh() -> SharedStore {
     Arc::new(store().await)
 }
 
-/// Damages a job's row by raw SQL, as another version or a hand-written statement could:
-/// variant 0 stores a payload 200 levels deep (Postgres takes it, serde_json cannot read
-/// it back), variant 1 an output that deep, variant 2 an event kind this version does not
-/// know on the job's events. Redis still lists the
-/// job: the claim takes it from there and Postgres's row decides.
-fn spoiler(pool: sqlx::PgPool) -> Spoil {
-    Box::new(move |id, variant| {
-        let pool = pool.clone();
-        Box::pin(async move {
-            let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-            let (sql, value) = match variant {
-                0 => ("UPDATE jobs SET payload = $1::jsonb WHERE id = $2", deep),
-                1 => ("UPDATE jobs SET output = $1::jsonb WHERE id = $2", deep),
-                _ => (
-                    "UPDATE lifecycle_events SET kind = $1 WHERE job = $2",
-                    "job.from_the_future".to_string(),
-                ),
-            };
-            let n = sqlx::query(sql)
-                .bind(value)
-                .bind(id.0)
-                .execute(&pool)
-                .await
-                .unwrap()
-                .rows_affected();
-            assert_eq!(n, 1);
-        })
-    })
-}
-
+// Redis still lists a damaged job: the claim takes it from there and Postgres's row
+// decides.
 async fn spoilable() -> (SharedStore, Spoil) {
     let s = store().await;
-    let spoil = spoiler(s.postgres().pool().clone());
+    let spoil = common::postgres_spoiler(s.postgres().pool().clone());
     (Arc::new(s), spoil)
 }
 

@@ -162,3 +162,32 @@ pub async fn delete_redis_keys(conn: &mut redis::aio::MultiplexedConnection, pat
             .unwrap();
     }
 }
+
+/// Damages a job's row by raw SQL, as another version or a hand-written statement could:
+/// variant 0 stores a payload 200 levels deep (Postgres takes it, serde_json cannot read
+/// it back), variant 1 an output that deep, variant 2 an event kind this version does not
+/// know on the job's events. Shared by the Postgres and the production-mode suites.
+pub fn postgres_spoiler(pool: sqlx::PgPool) -> jobmesh::store::conformance::Spoil {
+    Box::new(move |id, variant| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+            let (sql, value) = match variant {
+                0 => ("UPDATE jobs SET payload = $1::jsonb WHERE id = $2", deep),
+                1 => ("UPDATE jobs SET output = $1::jsonb WHERE id = $2", deep),
+                _ => (
+                    "UPDATE lifecycle_events SET kind = $1 WHERE job = $2",
+                    "job.from_the_future".to_string(),
+                ),
+            };
+            let n = sqlx::query(sql)
+                .bind(value)
+                .bind(id.0)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected();
+            assert_eq!(n, 1);
+        })
+    })
+}
