@@ -128,8 +128,9 @@ impl NewJob {
 impl NewJob {
     /// Checks what every store needs to hold this job and read it back, whatever its
     /// kind and whichever path submitted it: no NUL character in the queue, kind or
-    /// unique key, a timeout within [`MAX_TIMEOUT`], and a payload that passes [`crate::payload::check_structure`]. The
-    /// error names the field (`unique_key`, `payload.a.b[2]`). The stores call this
+    /// unique key, a timeout within [`MAX_TIMEOUT`], and a payload that passes
+    /// [`crate::payload::check_structure`]. The error names the field (`unique_key`,
+    /// `payload.a.b[2]`). The stores call this
     /// (through [`crate::store::check_new_jobs`]) before writing anything.
     pub fn check_storable(&self) -> Result<(), String> {
         let fields = [
@@ -137,15 +138,7 @@ impl NewJob {
             ("kind", Some(&self.kind)),
             ("unique_key", self.unique_key.as_ref()),
         ];
-        if let Some(t) = self.timeout
-            && t > MAX_TIMEOUT
-        {
-            return Err(format!(
-                "timeout: must be at most 10 years ({} s), got {} s",
-                MAX_TIMEOUT.as_secs(),
-                t.as_secs()
-            ));
-        }
+        self.check_timeout()?;
         for (name, value) in fields {
             if value.is_some_and(|v| v.contains('\0')) {
                 return Err(format!(
@@ -165,18 +158,22 @@ pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400 + 10 * 86_
 pub const MAX_TIMEOUT: Duration = MAX_DELAY;
 
 impl NewJob {
-    /// Checks the job's times and durations against [`MAX_DELAY`] and [`MAX_TIMEOUT`],
-    /// naming the field that is out of range. `now` is the submitter's clock.
-    pub fn check_bounds(&self, now: Millis) -> Result<(), String> {
-        if let Some(t) = self.timeout
-            && t > MAX_TIMEOUT
-        {
-            return Err(format!(
+    /// The timeout bound, shared by the submit-time and the store-side checks.
+    fn check_timeout(&self) -> Result<(), String> {
+        match self.timeout {
+            Some(t) if t > MAX_TIMEOUT => Err(format!(
                 "timeout must be at most 10 years ({} s), got {} s",
                 MAX_TIMEOUT.as_secs(),
                 t.as_secs()
-            ));
+            )),
+            _ => Ok(()),
         }
+    }
+
+    /// Checks the job's times and durations against [`MAX_DELAY`] and [`MAX_TIMEOUT`],
+    /// naming the field that is out of range. `now` is the submitter's clock.
+    pub fn check_bounds(&self, now: Millis) -> Result<(), String> {
+        self.check_timeout()?;
         if let Some(at) = self.run_at {
             let latest = now.checked_plus(MAX_DELAY);
             if at.0 < 0 || latest.is_none_or(|l| at > l) {
