@@ -234,7 +234,11 @@ async fn wait_for_signal() {
 /// work in progress (a failed attempt backing off), not work planned for later.
 const RETRY_HORIZON: Duration = Duration::from_secs(60);
 
-/// Returns once no job on `queues` can run now (see [`busy`]).
+/// Returns once no job on `queues` can run now (see [`busy`]), seen by two checks in a
+/// row. One check reads the store in several statements, so a job that moves between
+/// them (a failed attempt becoming a retry, a retry promoted) can be missed by all of
+/// them; the transition's event, or the next tick for a promotion, brings a second
+/// check that sees where it went.
 async fn wait_idle(
     node: &Node,
     store: &dyn Store,
@@ -242,10 +246,13 @@ async fn wait_idle(
     me: &NodeId,
 ) -> anyhow::Result<()> {
     let mut events = node.subscribe();
+    let mut idle_once = false;
     loop {
-        if !busy(store, queues, me, SystemClock.now()).await? {
+        let idle = !busy(store, queues, me, SystemClock.now()).await?;
+        if idle && idle_once {
             return Ok(());
         }
+        idle_once = idle;
         tokio::select! {
             r = events.recv() => if let Err(RecvError::Closed) = r { anyhow::bail!("node stopped unexpectedly") },
             _ = tokio::time::sleep(IDLE_CHECK) => {}
