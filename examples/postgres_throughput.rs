@@ -15,11 +15,11 @@
 //! Prints one JSON line. Postgres URL from `JOBMESH_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`; runs in a fresh schema it drops after.
 
+use jobmesh::store::JobQueue;
 use std::time::{Duration, Instant};
 
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::job::{ClaimRequest, Completion, CompletionResult, NewJob, NodeId, Outcome, WorkerId};
-use jobmesh::store::Store;
 use jobmesh::store::postgres::PostgresStore;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::mpsc;

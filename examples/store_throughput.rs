@@ -1,11 +1,11 @@
 //! Raw store throughput on the embedded SQLite backend, without actors:
 //! `cargo run --release --example store_throughput -- 100000`.
 
+use jobmesh::store::JobQueue;
 use std::time::{Duration, Instant};
 
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::job::{ClaimRequest, Completion, NewJob, NodeId, Outcome, WorkerId};
-use jobmesh::store::Store;
 use jobmesh::store::sqlite::SqliteStore;
 
 #[tokio::main]

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{PgCluster, StopMode};
+use jobmesh::store::JobAdmin;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,6 @@ use jobmesh::clock::SystemClock;
 use jobmesh::config::{Config, WorkersSection};
 use jobmesh::job::{JobId, JobState, NewJob, NodeId};
 use jobmesh::payload::PayloadRules;
-use jobmesh::store::Store;
 use jobmesh::store::postgres::PostgresStore;
 use jobmesh_actors::{Node, NodeOptions};
 use serde_json::json;

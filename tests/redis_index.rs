@@ -1,4 +1,4 @@
-//! The Redis side of production mode (ready index, wake lists, event stream, state
+//! The Redis side of redis_postgres (ready index, wake lists, event stream, state
 //! hashes, heartbeats) against a real Redis at 127.0.0.1:6379 (one fault test starts
 //! its own `redis-server`). Every test works under a random key prefix, so tests run in
 //! parallel and beside other users of the server, and deletes its keys when it passes.

@@ -1,13 +1,13 @@
 //! Credentials a job used never reach the record: a real node runs an `http` job whose
 //! URL carries `alice:secretpw@` and whose `Authorization` header is a bearer token,
 //! against a server that echoes the header back and fails; then every column of every
-//! table of the store, the Redis event stream (production mode) and the node's log
+//! table of the store, the Redis event stream (redis_postgres) and the node's log
 //! (everything at TRACE, through the redacting writer the binary uses) are searched for
 //! the secret. The only place it may remain is the job's own payload, which is the
 //! input the submitter stored.
 //!
 //! The production-mode test needs the machine's Postgres and Redis, like
-//! `store_hybrid.rs` (same environment variables, its own schema and key prefix).
+//! `store_redis_postgres.rs` (same environment variables, its own schema and key prefix).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,7 +18,7 @@ use jobmesh::event::EventKind;
 use jobmesh::handler::builtin;
 use jobmesh::job::{JobId, JobState, NewJob};
 use jobmesh::store::SharedStore;
-use jobmesh::store::hybrid::{HybridConfig, HybridStore};
+use jobmesh::store::redis_postgres::{RedisPostgresConfig, RedisPostgresStore};
 use jobmesh::store::sqlite::SqliteStore;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Row};
@@ -230,14 +230,16 @@ async fn secrets_stay_out_of_postgres_the_redis_stream_and_the_log() {
         .as_secs();
     let schema = format!("jm_test_{secs}_{:016x}", rand::random::<u64>());
     let prefix = format!("jmtest:secrets:{:016x}", rand::random::<u64>());
-    let store = HybridStore::connect(
+    let store = RedisPostgresStore::connect(
         &pg_url(),
         Some(&schema),
         &redis_url(),
-        HybridConfig::new(prefix.clone()),
+        RedisPostgresConfig::new(prefix.clone()),
     )
     .await
-    .unwrap_or_else(|e| panic!("this test needs Postgres and Redis (see store_hybrid.rs): {e}"));
+    .unwrap_or_else(|e| {
+        panic!("this test needs Postgres and Redis (see store_redis_postgres.rs): {e}")
+    });
     let store = Arc::new(store);
     run_secret_job(store.clone()).await;
     // Everything recorded is in the stream before it is searched.

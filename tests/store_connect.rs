@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use jobmesh::store::hybrid::{HybridConfig, HybridStore};
 use jobmesh::store::postgres::PostgresStore;
+use jobmesh::store::redis_postgres::{RedisPostgresConfig, RedisPostgresStore};
 
 /// Far below the pool's 30 s acquire time-out that hid the cause, with room for a loaded
 /// machine.
@@ -69,11 +69,16 @@ async fn production_store_with_redis_on_a_closed_port_is_refused_at_once() {
         .as_secs();
     let schema = format!("jm_test_{secs}_{:016x}", rand::random::<u64>());
     let started = Instant::now();
-    let err = HybridStore::connect(&pg_url(), Some(&schema), &redis, HybridConfig::new(&schema))
-        .await
-        .map(|_| ())
-        .expect_err("nothing listens on the Redis port")
-        .to_string();
+    let err = RedisPostgresStore::connect(
+        &pg_url(),
+        Some(&schema),
+        &redis,
+        RedisPostgresConfig::new(&schema),
+    )
+    .await
+    .map(|_| ())
+    .expect_err("nothing listens on the Redis port")
+    .to_string();
     let took = started.elapsed();
     assert!(took < FAST, "took {took:?}: {err}");
     assert!(err.to_lowercase().contains("connection refused"), "{err}");

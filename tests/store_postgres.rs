@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`. Each test gets a schema of its own,
 //! so the tests run in parallel against one database.
 
+use jobmesh::store::{JobAdmin, JobQueue};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +18,7 @@ use jobmesh::job::{
 };
 use jobmesh::store::conformance::Spoil;
 use jobmesh::store::postgres::{PostgresStore, Wakeup, Wakeups};
-use jobmesh::store::{EnqueueOutcome, SharedStore, Store, StoreError};
+use jobmesh::store::{EnqueueOutcome, SharedStore, StoreError};
 use serde_json::json;
 
 mod common;

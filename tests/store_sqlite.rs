@@ -1,13 +1,14 @@
 //! The SQLite backend against the store conformance suite, plus SQLite specifics.
 
+use jobmesh::store::{JobAdmin, JobQueue};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobmesh::clock::Millis;
 use jobmesh::job::{ClaimRequest, JobState, NewJob, NodeId, WorkerId};
+use jobmesh::store::SharedStore;
 use jobmesh::store::conformance::Spoil;
 use jobmesh::store::sqlite::SqliteStore;
-use jobmesh::store::{SharedStore, Store};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 

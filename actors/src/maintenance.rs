@@ -127,11 +127,14 @@ impl Actor for Maintenance {
 /// restarted is still one of the node's workers. Best-effort: nothing in the node
 /// depends on it, so a failure is only logged.
 async fn heartbeat(ctx: &Ctx) {
+    let Some(registry) = ctx.store.heartbeats() else {
+        return;
+    };
     let workers: Vec<_> = (0..ctx.workers.concurrency as usize)
         .map(|slot| ctx.worker_id(slot))
         .collect();
     let ttl = heartbeat_ttl(round_interval(ctx));
-    if let Err(e) = ctx.store.heartbeat(&ctx.node, &workers, ttl).await {
+    if let Err(e) = registry.heartbeat(&ctx.node, &workers, ttl).await {
         tracing::debug!(error = %e, "recording the node's heartbeat failed");
     }
 }

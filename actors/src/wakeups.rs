@@ -18,8 +18,8 @@ pub(crate) async fn start(
     dispatcher: ActorRef<DispatchMsg>,
     close: CancellationToken,
 ) -> Option<JoinHandle<()>> {
-    let wakeups = match store.wakeups(queues).await {
-        Ok(w) => w?,
+    let wakeups = match store.wakeup_source()?.wakeups(queues).await {
+        Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "subscribing to store wake-ups failed; the node polls for jobs");
             return None;

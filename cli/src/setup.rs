@@ -56,7 +56,7 @@ pub fn registry(config: &Config) -> anyhow::Result<Registry> {
     Ok(registry)
 }
 
-/// The Redis event stream to follow in production mode (`None` in other modes, or when
+/// The Redis event stream to follow on redis_postgres (`None` in other modes, or when
 /// `store.redis_event_stream` is off).
 pub async fn event_stream(
     config: &Config,

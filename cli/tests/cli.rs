@@ -2,6 +2,7 @@
 //! started with no flags works on the embedded store, and a node killed with SIGKILL
 //! mid-run loses no job and records none twice.
 
+use jobmesh::store::{EventLog, JobAdmin};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -9,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use jobmesh::event::EventKind;
 use jobmesh::job::{JobId, JobState};
-use jobmesh::store::Store;
 use jobmesh::store::sqlite::SqliteStore;
 
 fn bin() -> Command {

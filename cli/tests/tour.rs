@@ -4,6 +4,7 @@
 //! than being dead-lettered. The README is the script, so a tour edited into something
 //! that fails, fails here.
 
+use jobmesh::store::JobAdmin;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use jobmesh::job::{Job, JobState};
+use jobmesh::store::JobFilter;
 use jobmesh::store::sqlite::SqliteStore;
-use jobmesh::store::{JobFilter, Store};
 
 /// What the tour's commands are written with; the test runs the debug binary instead.
 const CARGO_RUN: &str = "cargo run --release -- ";

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::hybrid::{HybridConfig, HybridStore};
 use super::postgres::PostgresStore;
+use super::redis_postgres::{RedisPostgresConfig, RedisPostgresStore};
 use super::sqlite::SqliteStore;
 use super::{SharedStore, Store, StoreError};
 use crate::config::{Backend, StoreSection};
@@ -24,7 +24,7 @@ pub enum OpenedStore {
     /// `backend = "postgres"`.
     Postgres(Arc<PostgresStore>),
     /// `backend = "redis_postgres"`: Postgres as the record, Redis in front.
-    Hybrid(Arc<HybridStore>),
+    RedisPostgres(Arc<RedisPostgresStore>),
 }
 
 impl OpenedStore {
@@ -33,7 +33,7 @@ impl OpenedStore {
         match self {
             OpenedStore::Sqlite(s) => s.clone(),
             OpenedStore::Postgres(s) => s.clone(),
-            OpenedStore::Hybrid(s) => s.clone(),
+            OpenedStore::RedisPostgres(s) => s.clone(),
         }
     }
 
@@ -43,7 +43,7 @@ impl OpenedStore {
         match self {
             OpenedStore::Sqlite(s) => &**s,
             OpenedStore::Postgres(s) => &**s,
-            OpenedStore::Hybrid(s) => s.postgres(),
+            OpenedStore::RedisPostgres(s) => s.postgres(),
         }
     }
 
@@ -52,7 +52,7 @@ impl OpenedStore {
         match self {
             OpenedStore::Sqlite(s) => s.close().await,
             OpenedStore::Postgres(s) => s.close().await,
-            OpenedStore::Hybrid(s) => s.postgres().close().await,
+            OpenedStore::RedisPostgres(s) => s.postgres().close().await,
         }
     }
 }
@@ -83,7 +83,7 @@ pub enum OpenError {
     /// Postgres or Redis could not be reached, or the Redis prefix belongs to another
     /// Postgres store.
     #[error("connecting to Postgres (store.postgres_url) and Redis (store.redis_url)")]
-    Hybrid(#[source] StoreError),
+    RedisPostgres(#[source] StoreError),
 }
 
 /// Opens (and migrates) the store `section` names. `sqlite_path` is the file for the
@@ -117,14 +117,14 @@ pub async fn open(section: &StoreSection, sqlite_path: &Path) -> Result<OpenedSt
                 .redis_prefix
                 .as_deref()
                 .unwrap_or(DEFAULT_REDIS_PREFIX);
-            let config = HybridConfig {
+            let config = RedisPostgresConfig {
                 relay: section.redis_event_stream.unwrap_or(true),
-                ..HybridConfig::new(prefix)
+                ..RedisPostgresConfig::new(prefix)
             };
-            let store = HybridStore::connect(pg, None, redis, config)
+            let store = RedisPostgresStore::connect(pg, None, redis, config)
                 .await
-                .map_err(OpenError::Hybrid)?;
-            Ok(OpenedStore::Hybrid(Arc::new(store)))
+                .map_err(OpenError::RedisPostgres)?;
+            Ok(OpenedStore::RedisPostgres(Arc::new(store)))
         }
     }
 }

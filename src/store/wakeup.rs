@@ -1,7 +1,7 @@
 //! Wake-ups: a claimer sleeps until jobs may be available on its queues.
 //!
 //! Backend-neutral: a backend feeds a [`Wakeups`] from a task of its own (Postgres from
-//! LISTEN/NOTIFY, the production mode from the Redis wake lists) through a
+//! LISTEN/NOTIFY, redis_postgres from the Redis wake lists) through a
 //! [`WakeupSender`], and retries its signal with a [`Backoff`] while it is down.
 //!
 //! Wake-ups are hints, not a delivery guarantee: a signal may be lost while its

@@ -42,7 +42,7 @@ fn list(json: bool) -> anyhow::Result<()> {
     }
     outln!(
         "\nneeds-control: the nodes must accept --chaos-control (network and Byzantine faults)\n\
-         pg+redis: production mode (backend redis_postgres) on a Postgres and a redis-server of\n\
+         pg+redis: redis_postgres on a Postgres and a redis-server of\n\
          the run's own, started from the system binaries (initdb/pg_ctl, redis-server) on free\n\
          ports; the machine's shared servers are not touched"
     )?;

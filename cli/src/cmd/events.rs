@@ -1,5 +1,5 @@
 //! `jobmesh events`: print lifecycle events, optionally following new ones (in
-//! production mode from the Redis event stream).
+//! redis_postgres from the Redis event stream).
 
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ pub async fn run(config: Config, args: EventsArgs, json: bool) -> anyhow::Result
     }
 }
 
-/// Production mode: the SQL record up to the relay's position, then the Redis stream
+/// redis_postgres: the SQL record up to the relay's position, then the Redis stream
 /// from there (`XREAD BLOCK`: new events show at once, without polling Postgres).
 async fn follow_redis(
     store: &dyn jobmesh::store::Store,

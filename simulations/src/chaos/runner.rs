@@ -138,7 +138,7 @@ pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
         None => StoreSection::default(),
     };
     // The runner opens the cluster's store as a client would; the record it reads the
-    // history from is Postgres in production mode.
+    // history from is Postgres on redis_postgres.
     let store = jobmesh::store::open(&section, &cluster.sqlite_path()).await?;
     cluster.start_all().await?;
     let result = drive(

@@ -262,7 +262,7 @@ pub struct Scenario {
     pub availability: Availability,
     /// Whether it needs Byzantine members (`--byzantine` >= 1).
     pub byzantine: bool,
-    /// Whether it runs on the production mode (`redis_postgres`) with a Postgres and a
+    /// Whether it runs on redis_postgres (`redis_postgres`) with a Postgres and a
     /// redis-server of its own, started from the system binaries; else on one SQLite
     /// file.
     pub production: bool,
@@ -335,28 +335,28 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "postgres-outage",
-        about: "production mode: the cluster's Postgres stopped (fast) for 2-3.5 s, up to twice",
+        about: "redis_postgres: the cluster's Postgres stopped (fast) for 2-3.5 s, up to twice",
         availability: Availability::Ready,
         byzantine: false,
         production: true,
     },
     Scenario {
         name: "redis-outage",
-        about: "production mode: redis-server killed (SIGKILL) for 2-3.5 s, restarted empty on its port, up to twice",
+        about: "redis_postgres: redis-server killed (SIGKILL) for 2-3.5 s, restarted empty on its port, up to twice",
         availability: Availability::Ready,
         byzantine: false,
         production: true,
     },
     Scenario {
         name: "redis-flush",
-        about: "production mode: FLUSHALL on the cluster's Redis mid-run, once or twice",
+        about: "redis_postgres: FLUSHALL on the cluster's Redis mid-run, once or twice",
         availability: Availability::Ready,
         byzantine: false,
         production: true,
     },
     Scenario {
         name: "store-slowness",
-        about: "production mode: the nodes' Postgres and/or Redis links delayed 50-200 ms per chunk for 2-3.5 s, up to twice",
+        about: "redis_postgres: the nodes' Postgres and/or Redis links delayed 50-200 ms per chunk for 2-3.5 s, up to twice",
         availability: Availability::Ready,
         byzantine: false,
         production: true,
@@ -679,7 +679,7 @@ mod tests {
         );
     }
 
-    /// The store scenarios: production mode, only store faults, each outage or slow
+    /// The store scenarios: redis_postgres, only store faults, each outage or slow
     /// window closed before the heal, at most two of them, and every one in the fault
     /// phase.
     #[test]

@@ -89,7 +89,7 @@ impl Stores {
         }
     }
 
-    /// The `[store]` section of a node's config: production mode on
+    /// The `[store]` section of a node's config: redis_postgres on
     /// [`Stores::node_urls`].
     pub fn node_section(&self) -> String {
         let (pg, redis) = self.node_urls();

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! P:gen                  string  generation marker, set by `rebuild`; gone = Redis lost its data
-//! P:origin               string  identity of the SQL store this prefix belongs to (hybrid store)
+//! P:origin               string  identity of the SQL store this prefix belongs to (redis_postgres store)
 //! P:seq                  string  counter giving ready jobs their FIFO order
 //! P:queues               set     queue names ever pushed to
 //! P:q:<queue>:ready      zset    due jobs; score (32767 - priority) * 2^37 + seq, lowest first
@@ -16,8 +16,8 @@
 //! P:nodes, P:workers     zset    heartbeat registries: member by expiry (server ms)
 //! P:state:<id>           hash    current state of a job (`state`), expires per namespace
 //! P:events               stream  lifecycle events, trimmed to about `stream_maxlen`
-//! P:events:relayed       string  last SQL event seq copied into the stream (hybrid store)
-//! P:events:relay_lock    string  which hybrid store instance relays events now (expires)
+//! P:events:relayed       string  last SQL event seq copied into the stream (redis_postgres store)
+//! P:events:relay_lock    string  which redis_postgres store instance relays events now (expires)
 //! ```
 //!
 //! The Lua scripts build the job keys from the prefix the same way (`lua/common.lua`);

@@ -1,11 +1,11 @@
-//! Redis in production mode: the ready index, wake-ups, the live event stream,
+//! Redis on redis_postgres: the ready index, wake-ups, the live event stream,
 //! heartbeats and current job-state hashes, in front of the SQL system of record.
 //!
 //! [`RedisDispatch`] keeps, per queue, a priority ZSET of due jobs and a ZSET of delayed
 //! ones. [`RedisDispatch::push`] queues jobs that the system of record made available,
 //! [`RedisDispatch::take`] hands out the best of them (promoting due delayed jobs first)
 //! and forgets them, [`RedisDispatch::remove`] drops cancelled ones; each is one Lua
-//! script, so atomic. Redis holds no lease: the dispatcher ([`crate::store::hybrid`])
+//! script, so atomic. Redis holds no lease: the dispatcher ([`crate::store::redis_postgres`])
 //! confirms every taken job in Postgres, where leases and fencing tokens live, so a
 //! job Redis hands out twice (after a rebuild, say) still runs under one lease.
 //! Every push feeds the queue's wake list, which waiting nodes block on
@@ -125,7 +125,7 @@ impl RedisDispatchConfig {
     }
 }
 
-/// The Redis side of production mode. Cheap to clone: clones share one multiplexed connection,
+/// The Redis side of redis_postgres. Cheap to clone: clones share one multiplexed connection,
 /// which reconnects by itself after Redis comes back (operations fail with a transient
 /// [`StoreError::Redis`] meanwhile; see [`StoreError::is_transient`]).
 #[derive(Clone)]

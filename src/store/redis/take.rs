@@ -1,5 +1,5 @@
 //! Taking ready jobs without leasing them in Redis, for a dispatcher whose leases and
-//! fencing tokens live in the system of record (see [`crate::store::hybrid`]).
+//! fencing tokens live in the system of record (see [`crate::store::redis_postgres`]).
 
 use super::RedisDispatch;
 use super::index::check_name;

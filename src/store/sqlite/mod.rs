@@ -28,8 +28,8 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use self::rows::{InsertRow, SuccessRow, job_array, job_columns, policy_name, to_json};
 use super::{
-    CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, Store,
-    StoreError,
+    CancelOutcome, ClaimOrder, Counts, DeadLetter, EnqueueOutcome, EventLog, JobAdmin, JobFilter,
+    JobQueue, Leadership, Redrive, RescuePlan, RescuedJob, Store, StoreError, grant,
 };
 use crate::clock::Millis;
 use crate::event::{EventKind, LifecycleEvent, StoredEvent};
@@ -252,42 +252,32 @@ async fn release_children(tx: &mut Tx, parents: &[i64], now: Millis) -> Result<(
     Ok(())
 }
 
-/// What a set of lost leases became; shared by expiry rescue and node revocation.
+/// Applies what a set of lost leases became ([`RescuePlan`]); shared by expiry rescue
+/// and node revocation. One process, so there is no one to wake.
 async fn after_rescue(
     tx: &mut Tx,
     rescued: Vec<(i64, i64, String)>,
     now: Millis,
     detail: serde_json::Value,
 ) -> Result<Vec<RescuedJob>, StoreError> {
-    let mut out = Vec::with_capacity(rescued.len());
-    let mut discarded = Vec::new();
-    let mut evs = Vec::new();
-    for (id, attempt, state) in rescued {
-        let state = rows::state(&state)?;
-        evs.push(
-            LifecycleEvent::new(EventKind::JobRescued, now)
-                .job(JobId(id), Some(attempt as u32))
-                .detail(json!({"to": state.as_str(), "why": detail})),
-        );
-        if state == JobState::Discarded {
-            discarded.push(id);
-            evs.push(
-                LifecycleEvent::new(EventKind::JobDiscarded, now)
-                    .job(JobId(id), Some(attempt as u32)),
-            );
-        }
-        out.push(RescuedJob {
-            id: JobId(id),
-            attempt: attempt as u32,
-            state,
-        });
+    let rows = rescued
+        .into_iter()
+        .map(|(id, attempt, state)| {
+            let r = RescuedJob {
+                id: JobId(id),
+                attempt: attempt.max(0) as u32,
+                state: rows::state(&state)?,
+            };
+            Ok((r, String::new()))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let plan = RescuePlan::new(rows, now, detail);
+    events(tx, &plan.events).await?;
+    if !plan.discarded.is_empty() {
+        dead_letter(tx, &plan.discarded, now).await?;
+        cascade_discard(tx, plan.discarded, now).await?;
     }
-    events(tx, &evs).await?;
-    if !discarded.is_empty() {
-        dead_letter(tx, &discarded, now).await?;
-        cascade_discard(tx, discarded, now).await?;
-    }
-    Ok(out)
+    Ok(plan.rescued)
 }
 
 impl SqliteStore {
@@ -701,11 +691,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
+impl JobQueue for SqliteStore {
     async fn enqueue(
         &self,
         jobs: Vec<NewJob>,
@@ -789,26 +775,8 @@ impl Store for SqliteStore {
             Self::apply_failure(&mut tx, &u.completion(req)).await?;
         }
         tx.commit().await?;
-        jobs.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.run_at.cmp(&b.run_at))
-                .then(a.id.cmp(&b.id))
-        });
-        Ok(jobs
-            .into_iter()
-            .map(|job| {
-                let lease = Lease {
-                    job: job.id,
-                    token: job.lease_token,
-                    worker: req.worker.clone(),
-                    node: req.node.clone(),
-                    attempt: job.attempt,
-                    expires_at: expires,
-                };
-                ClaimedJob { job, lease }
-            })
-            .collect())
+        jobs.sort_by_key(ClaimOrder::of);
+        Ok(jobs.into_iter().map(|job| grant(job, req)).collect())
     }
 
     async fn complete(
@@ -914,125 +882,6 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn purge(
-        &self,
-        retention: &super::retention::Retention,
-        now: Millis,
-    ) -> Result<super::retention::Purged, StoreError> {
-        let finished_before = now.0 - retention.finished_jobs.as_millis() as i64;
-        let dead_before = now.0 - retention.dead_letters.as_millis() as i64;
-        let leases_before = now.0 - retention.coordination.as_millis() as i64;
-        let mut tx = self.begin().await?;
-        let finished: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled') AND finished_at < ?1
-             LIMIT ?2",
-        )
-        .bind(finished_before)
-        .bind(retention.batch as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let dead: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = 'discarded' AND finished_at < ?1 LIMIT ?2",
-        )
-        .bind(dead_before)
-        .bind(retention.batch as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let ids: Vec<i64> = finished.iter().chain(&dead).copied().collect();
-        let mut events = 0;
-        if !ids.is_empty() {
-            let ids = to_json(&ids);
-            for sql in [
-                "DELETE FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?1))
-                    OR child IN (SELECT value FROM json_each(?1))",
-                "DELETE FROM job_executions WHERE job IN (SELECT value FROM json_each(?1))",
-                "DELETE FROM dead_letter_queue WHERE job IN (SELECT value FROM json_each(?1))",
-            ] {
-                sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
-            }
-            events += sqlx::query(
-                "DELETE FROM lifecycle_events WHERE job IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            sqlx::query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1))")
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?;
-        }
-        events += sqlx::query("DELETE FROM lifecycle_events WHERE job IS NULL AND at < ?1")
-            .bind(finished_before)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let leases = sqlx::query("DELETE FROM leader_leases WHERE expires_at < ?1")
-            .bind(leases_before)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(super::retention::Purged {
-            jobs: finished.len() as u64,
-            dead_letters: dead.len() as u64,
-            events,
-            leases,
-        })
-    }
-
-    async fn try_lead(
-        &self,
-        role: &str,
-        holder: &NodeId,
-        ttl: Duration,
-        now: Millis,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let led: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leader_leases (role, holder, expires_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE leader_leases.holder = excluded.holder OR leader_leases.expires_at < ?4
-             RETURNING holder",
-        )
-        .bind(role)
-        .bind(&holder.0)
-        .bind(now.plus(ttl).0)
-        .bind(now.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(led.is_some())
-    }
-
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let state = rows::state(&state.ok_or(StoreError::NotFound(id))?)?;
-        if state.is_final() {
-            return Ok(CancelOutcome::AlreadyFinished(state));
-        }
-        let attempt: i64 = sqlx::query_scalar(
-            "UPDATE jobs SET state = 'cancelled', finished_at = ?1, lease_expires_at = NULL,
-                 lease_token = lease_token + 1, last_error = coalesce(last_error, 'cancelled')
-             WHERE id = ?2 RETURNING attempt",
-        )
-        .bind(now.0)
-        .bind(id.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        let ev = LifecycleEvent::new(EventKind::JobCancelled, now)
-            .job(id, Some(attempt as u32))
-            .detail(json!({"from": state.as_str()}));
-        events(&mut tx, &[ev]).await?;
-        cascade_discard(&mut tx, vec![id.0], now).await?;
-        tx.commit().await?;
-        Ok(CancelOutcome::Cancelled)
-    }
-
     async fn promote_due(&self, now: Millis) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
         let n = sqlx::query("UPDATE jobs SET state = 'available' WHERE state IN ('scheduled', 'retryable') AND run_at <= ?1")
@@ -1096,7 +945,10 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(out)
     }
+}
 
+#[async_trait]
+impl JobAdmin for SqliteStore {
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         // One job: a row that cannot be decoded is this call's error, not left out.
         let row = sqlx::query(concat!(
@@ -1149,6 +1001,34 @@ impl Store for SqliteStore {
             counts.entry(queue).or_default().insert(state, n as u64);
         }
         Ok(counts)
+    }
+
+    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let state = rows::state(&state.ok_or(StoreError::NotFound(id))?)?;
+        if state.is_final() {
+            return Ok(CancelOutcome::AlreadyFinished(state));
+        }
+        let attempt: i64 = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?1, lease_expires_at = NULL,
+                 lease_token = lease_token + 1, last_error = coalesce(last_error, 'cancelled')
+             WHERE id = ?2 RETURNING attempt",
+        )
+        .bind(now.0)
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let ev = LifecycleEvent::new(EventKind::JobCancelled, now)
+            .job(id, Some(attempt as u32))
+            .detail(json!({"from": state.as_str()}));
+        events(&mut tx, &[ev]).await?;
+        cascade_discard(&mut tx, vec![id.0], now).await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled)
     }
 
     async fn dead_letters(
@@ -1221,6 +1101,76 @@ impl Store for SqliteStore {
         Ok(ids.into_iter().map(JobId).collect())
     }
 
+    async fn purge(
+        &self,
+        retention: &super::retention::Retention,
+        now: Millis,
+    ) -> Result<super::retention::Purged, StoreError> {
+        let finished_before = now.0 - retention.finished_jobs.as_millis() as i64;
+        let dead_before = now.0 - retention.dead_letters.as_millis() as i64;
+        let leases_before = now.0 - retention.coordination.as_millis() as i64;
+        let mut tx = self.begin().await?;
+        let finished: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled') AND finished_at < ?1
+             LIMIT ?2",
+        )
+        .bind(finished_before)
+        .bind(retention.batch as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let dead: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'discarded' AND finished_at < ?1 LIMIT ?2",
+        )
+        .bind(dead_before)
+        .bind(retention.batch as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<i64> = finished.iter().chain(&dead).copied().collect();
+        let mut events = 0;
+        if !ids.is_empty() {
+            let ids = to_json(&ids);
+            for sql in [
+                "DELETE FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?1))
+                    OR child IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM job_executions WHERE job IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM dead_letter_queue WHERE job IN (SELECT value FROM json_each(?1))",
+            ] {
+                sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
+            }
+            events += sqlx::query(
+                "DELETE FROM lifecycle_events WHERE job IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1))")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+        }
+        events += sqlx::query("DELETE FROM lifecycle_events WHERE job IS NULL AND at < ?1")
+            .bind(finished_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let leases = sqlx::query("DELETE FROM leader_leases WHERE expires_at < ?1")
+            .bind(leases_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(super::retention::Purged {
+            jobs: finished.len() as u64,
+            dead_letters: dead.len() as u64,
+            events,
+            leases,
+        })
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
     async fn record_events(&self, mut evs: Vec<LifecycleEvent>) -> Result<(), StoreError> {
         if evs.is_empty() {
             return Ok(());
@@ -1234,5 +1184,38 @@ impl Store for SqliteStore {
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         super::fill_events(after, limit, |after, limit| self.events_page(after, limit)).await
+    }
+}
+
+#[async_trait]
+impl Leadership for SqliteStore {
+    async fn try_lead(
+        &self,
+        role: &str,
+        holder: &NodeId,
+        ttl: Duration,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let led: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leader_leases (role, holder, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leader_leases.holder = excluded.holder OR leader_leases.expires_at < ?4
+             RETURNING holder",
+        )
+        .bind(role)
+        .bind(&holder.0)
+        .bind(now.plus(ttl).0)
+        .bind(now.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(led.is_some())
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 }

@@ -1,5 +1,5 @@
 -- take: ARGV[4] limit, ARGV[5] generation key, ARGV[6..] queues.
--- For a dispatcher whose leases live in the system of record (the hybrid store): takes
+-- For a dispatcher whose leases live in the system of record (the redis_postgres store): takes
 -- up to `limit` ready jobs across the queues, lowest score (highest priority, then
 -- oldest push) first, and forgets them (their records are deleted, no lease is kept
 -- here), so a later push of the same job queues it again.

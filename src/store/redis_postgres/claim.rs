@@ -3,8 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::job::{ClaimRequest, ClaimedJob, JobId, Lease};
-use crate::store::{Store, StoreError};
+use crate::job::{ClaimRequest, ClaimedJob, JobId};
+use crate::store::{ClaimOrder, JobQueue, StoreError, grant};
 
 use super::Shared;
 use crate::store::postgres::rows::{self, job_columns};
@@ -174,15 +174,7 @@ impl Shared {
             if rows::has_children(row)? {
                 parents.push(job.id);
             }
-            let lease = Lease {
-                job: job.id,
-                token: job.lease_token,
-                worker: req.worker.clone(),
-                node: req.node.clone(),
-                attempt: job.attempt,
-                expires_at: expires,
-            };
-            out.push(ClaimedJob { job, lease });
+            out.push(grant(job, req));
         }
         if !parents.is_empty() {
             self.parents.lock().expect("parents lock").extend(parents);
@@ -195,13 +187,7 @@ impl Shared {
 
     /// Dispatch order, as every backend returns claims.
     fn finish_claim(&self, mut out: Vec<ClaimedJob>) -> Vec<ClaimedJob> {
-        out.sort_by(|a, b| {
-            b.job
-                .priority
-                .cmp(&a.job.priority)
-                .then(a.job.run_at.cmp(&b.job.run_at))
-                .then(a.job.id.cmp(&b.job.id))
-        });
+        out.sort_by_key(|c| ClaimOrder::of(&c.job));
         out
     }
 }

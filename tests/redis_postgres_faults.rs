@@ -1,4 +1,4 @@
-//! Fault tests of the production mode (Postgres record + Redis dispatch), each through a
+//! Fault tests of redis_postgres (Postgres record + Redis dispatch), each through a
 //! real node (actors, workers, batched completion): Redis flushed mid-drain, Redis
 //! killed and restarted mid-run, Postgres stopped and restarted mid-run. After each,
 //! every job must have succeeded exactly once: one recorded success (execution row and
@@ -16,6 +16,7 @@
 mod common;
 
 use common::{PgCluster, RedisServer, StopMode, free_port};
+use jobmesh::store::{JobQueue, WakeupSource};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jobmesh::clock::SystemClock;
 use jobmesh::config::{Config, WorkersSection};
 use jobmesh::job::{JobId, NewJob, NodeId};
-use jobmesh::store::hybrid::{HybridConfig, HybridStore};
+use jobmesh::store::redis_postgres::{RedisPostgresConfig, RedisPostgresStore};
 use jobmesh::store::{SharedStore, Store, Wakeup};
 use jobmesh_actors::{Node, NodeOptions};
 use serde_json::json;
@@ -52,8 +53,8 @@ fn schema() -> String {
     format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>())
 }
 
-fn config(prefix: &str) -> HybridConfig {
-    let mut c = HybridConfig::new(prefix);
+fn config(prefix: &str) -> RedisPostgresConfig {
+    let mut c = RedisPostgresConfig::new(prefix);
     c.pump_interval = Duration::from_millis(50);
     c.reconcile_interval = Duration::from_secs(5);
     c
@@ -141,7 +142,7 @@ async fn wait_state(store: &dyn Store, id: JobId) {
 
 /// Polls until the reconciler has rebuilt a restarted (empty) Redis: its generation
 /// marker is back.
-async fn wait_rebuilt(store: &HybridStore) {
+async fn wait_rebuilt(store: &RedisPostgresStore) {
     let until = Instant::now() + DRAIN_DEADLINE;
     while store.redis().generation().await.ok().flatten().is_none() {
         assert!(
@@ -188,7 +189,7 @@ async fn assert_exactly_once(pool: &sqlx::PgPool, ids: &[JobId]) {
 async fn flushall_mid_drain_loses_nothing_and_duplicates_nothing() {
     let redis = RedisServer::start(free_port());
     let store = Arc::new(
-        HybridStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
+        RedisPostgresStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
             .await
             .expect("connect"),
     );
@@ -221,7 +222,7 @@ async fn redis_killed_and_restarted_mid_run() {
     let port = free_port();
     let mut redis = RedisServer::start(port);
     let store = Arc::new(
-        HybridStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
+        RedisPostgresStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
             .await
             .expect("connect"),
     );
@@ -258,7 +259,7 @@ async fn postgres_stopped_and_restarted_mid_run() {
     let mut pg = PgCluster::start();
     let prefix = format!("jmtest:pgfault:{:016x}", rand::random::<u64>());
     let store = Arc::new(
-        HybridStore::connect(
+        RedisPostgresStore::connect(
             &pg.url(),
             Some("jm_fault"),
             "redis://127.0.0.1:6379/",
@@ -303,15 +304,15 @@ async fn wake_ups_subscribed_during_a_redis_outage_arrive_once_redis_is_back() {
     const WAKE_TIMEOUT: Duration = Duration::from_secs(20);
     let port = free_port();
     let mut redis = RedisServer::start(port);
-    let store = HybridStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
-        .await
-        .expect("connect");
+    let store =
+        RedisPostgresStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
+            .await
+            .expect("connect");
     redis.kill();
     let mut wakeups = store
         .wakeups(&["default".into()])
         .await
-        .expect("subscribing needs no Redis")
-        .expect("the production mode has wake-ups");
+        .expect("subscribing needs no Redis");
     let _redis = RedisServer::start(port);
     // The store's own connection is back once the reconciler has rebuilt Redis, so the
     // enqueue below reaches the wake lists.

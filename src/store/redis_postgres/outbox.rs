@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 
 use crate::clock::Millis;
 use crate::job::{JobId, LeaseToken, Priority};
-use crate::store::StoreError;
 use crate::store::redis::ReadyJob;
+use crate::store::{ClaimOrder, StoreError};
 
 use super::Shared;
 
@@ -24,7 +24,7 @@ pub(super) type ReadyRow = (i64, String, i16, i64, i64);
 /// Converts rows to pushes, in dispatch order (priority, then `run_at`, then id), so that
 /// Redis's push order (its tie-break within a priority) follows `run_at` as Postgres does.
 pub(super) fn ready_jobs(mut rows: Vec<ReadyRow>) -> Vec<ReadyJob> {
-    rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.3.cmp(&b.3)).then(a.0.cmp(&b.0)));
+    rows.sort_by_key(|r| ClaimOrder::new(r.2 as Priority, Millis(r.3), JobId(r.0)));
     rows.into_iter()
         .map(|(id, queue, priority, run_at, token)| ReadyJob {
             id: JobId(id),

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use crate::event::LifecycleEvent;
 use crate::job::{JobId, JobState};
 use crate::store::postgres::rows;
-use crate::store::{Store, StoreError};
+use crate::store::{EventLog, StoreError};
 
 use super::Shared;
 

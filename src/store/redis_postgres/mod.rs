@@ -1,4 +1,4 @@
-//! The production mode: Postgres is the system of record, Redis the dispatch index and
+//! redis_postgres, the production store: Postgres is the system of record, Redis the dispatch index and
 //! the live event stream.
 //!
 //! Every state change and lifecycle event is written to Postgres exactly as the
@@ -42,7 +42,7 @@
 //!   publishing never sits on the hot path.
 //!
 //! The background task (the "pump", every `pump_interval`) runs the reconciler check and
-//! the event relay (unless [`HybridConfig::relay`] is off); it stops when the store is
+//! the event relay (unless [`RedisPostgresConfig::relay`] is off); it stops when the store is
 //! dropped.
 
 mod claim;
@@ -64,8 +64,8 @@ use tokio::task::JoinHandle;
 use super::postgres::PostgresStore;
 use super::redis::{Generation, ReadyJob, RedisDispatch, RedisDispatchConfig};
 use super::{
-    CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, Store,
-    StoreError, Wakeups, retention,
+    CancelOutcome, Counts, DeadLetter, EnqueueOutcome, EventLog, Heartbeats, JobAdmin, JobFilter,
+    JobQueue, Leadership, Redrive, RescuedJob, Store, StoreError, WakeupSource, Wakeups, retention,
 };
 use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};
@@ -74,9 +74,9 @@ use crate::job::{
     NodeId, Outcome, WorkerId,
 };
 
-/// Settings of a [`HybridStore`].
+/// Settings of a [`RedisPostgresStore`].
 #[derive(Debug, Clone)]
-pub struct HybridConfig {
+pub struct RedisPostgresConfig {
     /// The Redis dispatch settings (key prefix, timeouts, stream length).
     pub redis: RedisDispatchConfig,
     /// How often the background task checks the generation marker and relays events.
@@ -99,7 +99,7 @@ pub struct HybridConfig {
     pub relay_rounds: u32,
 }
 
-impl HybridConfig {
+impl RedisPostgresConfig {
     /// Defaults with Redis keys under `prefix`. Redis commands time out after 1 s (not
     /// the dispatch library's 5 s) so that a stalled Redis hands claims to Postgres quickly.
     pub fn new(prefix: impl Into<String>) -> Self {
@@ -121,21 +121,21 @@ impl HybridConfig {
 
 /// Postgres as the record, Redis for dispatch and the live event stream (see the module
 /// doc).
-pub struct HybridStore {
+pub struct RedisPostgresStore {
     shared: Arc<Shared>,
     pump: JoinHandle<()>,
 }
 
-impl std::fmt::Debug for HybridStore {
+impl std::fmt::Debug for RedisPostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HybridStore")
+        f.debug_struct("RedisPostgresStore")
             .field("schema", &self.shared.pg.schema())
             .field("redis", &self.shared.redis)
             .finish_non_exhaustive()
     }
 }
 
-impl Drop for HybridStore {
+impl Drop for RedisPostgresStore {
     fn drop(&mut self) {
         self.pump.abort();
     }
@@ -145,7 +145,7 @@ impl Drop for HybridStore {
 struct Shared {
     pg: PostgresStore,
     redis: RedisDispatch,
-    config: HybridConfig,
+    config: RedisPostgresConfig,
     /// Names this instance as the holder of the relay lock.
     instance: String,
     /// Until when claims skip Redis (after a Redis failure).
@@ -206,7 +206,7 @@ impl Shared {
     }
 }
 
-impl HybridStore {
+impl RedisPostgresStore {
     /// Connects to Postgres (`schema` as in [`PostgresStore::connect`]; migrations are
     /// applied) and Redis, reconciles Redis with Postgres once, and starts the
     /// background task. Both servers must be reachable at start.
@@ -214,7 +214,7 @@ impl HybridStore {
         postgres_url: &str,
         schema: Option<&str>,
         redis_url: &str,
-        config: HybridConfig,
+        config: RedisPostgresConfig,
     ) -> Result<Self, StoreError> {
         let pg = PostgresStore::connect(postgres_url, schema).await?;
         let redis = RedisDispatch::connect_with(redis_url, config.redis.clone()).await?;
@@ -225,7 +225,7 @@ impl HybridStore {
     pub async fn from_parts(
         pg: PostgresStore,
         redis: RedisDispatch,
-        config: HybridConfig,
+        config: RedisPostgresConfig,
     ) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared {
             pg,
@@ -277,11 +277,7 @@ impl HybridStore {
 }
 
 #[async_trait]
-impl Store for HybridStore {
-    fn backend(&self) -> &'static str {
-        "redis+postgres"
-    }
-
+impl JobQueue for RedisPostgresStore {
     async fn enqueue(
         &self,
         jobs: Vec<NewJob>,
@@ -380,18 +376,6 @@ impl Store for HybridStore {
         Ok(released)
     }
 
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
-        let s = &self.shared;
-        let outcome = s.pg.cancel(id, now).await?;
-        if outcome == CancelOutcome::Cancelled && !s.redis_is_down() {
-            // Only tidiness: a stale id is refused by the next claim's confirmation anyway.
-            if let Err(e) = s.redis.remove(&[id]).await {
-                tracing::debug!(error = %e, job = %id, "removing a cancelled job from Redis failed");
-            }
-        }
-        Ok(outcome)
-    }
-
     async fn promote_due(&self, now: Millis) -> Result<u64, StoreError> {
         let s = &self.shared;
         let rows: Vec<outbox::ReadyRow> = sqlx::query_as(
@@ -431,7 +415,10 @@ impl Store for HybridStore {
         s.push_rescued(&rescued, now).await;
         Ok(rescued)
     }
+}
 
+#[async_trait]
+impl JobAdmin for RedisPostgresStore {
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         self.shared.pg.get_job(id).await
     }
@@ -442,6 +429,18 @@ impl Store for HybridStore {
 
     async fn counts(&self) -> Result<Counts, StoreError> {
         self.shared.pg.counts().await
+    }
+
+    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
+        let s = &self.shared;
+        let outcome = s.pg.cancel(id, now).await?;
+        if outcome == CancelOutcome::Cancelled && !s.redis_is_down() {
+            // Only tidiness: a stale id is refused by the next claim's confirmation anyway.
+            if let Err(e) = s.redis.remove(&[id]).await {
+                tracing::debug!(error = %e, job = %id, "removing a cancelled job from Redis failed");
+            }
+        }
+        Ok(outcome)
     }
 
     async fn dead_letters(
@@ -467,7 +466,22 @@ impl Store for HybridStore {
     ) -> Result<retention::Purged, StoreError> {
         self.shared.pg.purge(retention, now).await
     }
+}
 
+#[async_trait]
+impl EventLog for RedisPostgresStore {
+    async fn record_events(&self, events: Vec<LifecycleEvent>) -> Result<(), StoreError> {
+        // The relay copies them into the stream with the job events.
+        self.shared.pg.record_events(events).await
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.shared.pg.events_after(after, limit).await
+    }
+}
+
+#[async_trait]
+impl Leadership for RedisPostgresStore {
     async fn try_lead(
         &self,
         role: &str,
@@ -477,22 +491,19 @@ impl Store for HybridStore {
     ) -> Result<bool, StoreError> {
         self.shared.pg.try_lead(role, holder, ttl, now).await
     }
+}
 
-    async fn record_events(&self, events: Vec<LifecycleEvent>) -> Result<(), StoreError> {
-        // The relay copies them into the stream with the job events.
-        self.shared.pg.record_events(events).await
-    }
-
-    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        self.shared.pg.events_after(after, limit).await
-    }
-
+#[async_trait]
+impl WakeupSource for RedisPostgresStore {
     /// From the Redis wake lists: a job reaches Redis after the Postgres commit, so a
     /// Postgres NOTIFY could wake a claimer before there is anything to take.
-    async fn wakeups(&self, queues: &[String]) -> Result<Option<Wakeups>, StoreError> {
-        self.shared.redis.wakeups(queues).map(Some)
+    async fn wakeups(&self, queues: &[String]) -> Result<Wakeups, StoreError> {
+        self.shared.redis.wakeups(queues)
     }
+}
 
+#[async_trait]
+impl Heartbeats for RedisPostgresStore {
     /// Into the Redis heartbeat registries, one pipeline per round. Skipped while Redis
     /// is marked down (claims go to Postgres then); a failure marks it down like a failed
     /// claim and is returned for the caller to log: nothing else depends on it.
@@ -511,6 +522,20 @@ impl Store for HybridStore {
             s.redis_failed(e);
         }
         result
+    }
+}
+
+impl Store for RedisPostgresStore {
+    fn backend(&self) -> &'static str {
+        "redis_postgres"
+    }
+
+    fn wakeup_source(&self) -> Option<&dyn WakeupSource> {
+        Some(self)
+    }
+
+    fn heartbeats(&self) -> Option<&dyn Heartbeats> {
+        Some(self)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The production mode (Postgres record + Redis dispatch) against the store conformance
+//! redis_postgres (Postgres record + Redis dispatch) against the store conformance
 //! suite, plus what is particular to it: claims go through Redis, a flushed Redis is
 //! rebuilt from Postgres, stale Redis entries are refused by Postgres, events reach the
 //! Redis stream, and a Redis that cannot answer hands claims to Postgres.
@@ -7,18 +7,19 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and Redis (`JOBMESH_TEST_REDIS_URL`,
 //! default `redis://127.0.0.1:6379/`). Each test gets a Postgres schema and a Redis key
 //! prefix of its own, so tests run in parallel; nothing here flushes the shared Redis
-//! (the fault tests in `hybrid_faults.rs` start servers of their own for that).
+//! (the fault tests in `redis_postgres_faults.rs` start servers of their own for that).
 
+use jobmesh::store::{EventLog, JobAdmin, JobQueue};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jobmesh::clock::Millis;
 use jobmesh::event::EventKind;
 use jobmesh::job::{ClaimRequest, JobId, JobState, NewJob, NodeId, WorkerId};
+use jobmesh::store::SharedStore;
 use jobmesh::store::conformance::Spoil;
-use jobmesh::store::hybrid::{HybridConfig, HybridStore};
 use jobmesh::store::redis::EventCursor;
-use jobmesh::store::{SharedStore, Store};
+use jobmesh::store::redis_postgres::{RedisPostgresConfig, RedisPostgresStore};
 use serde_json::json;
 
 mod common;
@@ -43,12 +44,12 @@ fn unix_secs() -> u64 {
 
 /// A store in a new schema `jm_test_<unix secs>_<random>` (the Postgres tests drop such
 /// schemas once they are an hour old) with a new Redis prefix.
-async fn store_with(config: impl FnOnce(&mut HybridConfig)) -> HybridStore {
+async fn store_with(config: impl FnOnce(&mut RedisPostgresConfig)) -> RedisPostgresStore {
     let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
-    let mut c = HybridConfig::new(format!("jmtest:hy:{:016x}", rand::random::<u64>()));
+    let mut c = RedisPostgresConfig::new(format!("jmtest:hy:{:016x}", rand::random::<u64>()));
     config(&mut c);
     let (pg, redis) = (pg_url(), redis_url());
-    HybridStore::connect(&pg, Some(&schema), &redis, c)
+    RedisPostgresStore::connect(&pg, Some(&schema), &redis, c)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -59,13 +60,13 @@ async fn store_with(config: impl FnOnce(&mut HybridConfig)) -> HybridStore {
         })
 }
 
-async fn store() -> HybridStore {
+async fn store() -> RedisPostgresStore {
     store_with(|_| {}).await
 }
 
 /// A store whose background task stays out of the way (unless kicked), for tests that
 /// drive reconciling and relaying themselves.
-async fn quiet() -> HybridStore {
+async fn quiet() -> RedisPostgresStore {
     store_with(|c| c.pump_interval = Duration::from_secs(3600)).await
 }
 
@@ -84,7 +85,7 @@ async fn spoilable() -> (SharedStore, Spoil) {
 jobmesh::store_conformance_tests!(fresh, spoilable);
 
 /// Deletes every Redis key under the store's prefix.
-async fn cleanup(s: &HybridStore) {
+async fn cleanup(s: &RedisPostgresStore) {
     let mut conn = raw().await;
     common::delete_redis_keys(&mut conn, &format!("{}:*", s.redis().keys().prefix())).await;
 }
@@ -112,7 +113,7 @@ fn noop() -> NewJob {
     NewJob::new("noop", json!({}))
 }
 
-async fn ready_len(s: &HybridStore, queue: &str) -> usize {
+async fn ready_len(s: &RedisPostgresStore, queue: &str) -> usize {
     redis::cmd("ZCARD")
         .arg(s.redis().keys().ready(queue))
         .query_async(&mut raw().await)
@@ -281,7 +282,7 @@ async fn lifecycle_events_reach_the_redis_stream() {
 
 /// An empty Redis that still has its generation marker is trusted (no Postgres claim);
 /// what it lost comes back with the next reconcile. (A Redis that cannot answer at all
-/// is in `hybrid_faults.rs`, with a server of its own.)
+/// is in `redis_postgres_faults.rs`, with a server of its own.)
 #[tokio::test]
 async fn an_empty_redis_with_its_marker_is_trusted_until_reconciled() {
     let s = store().await;
@@ -347,11 +348,11 @@ async fn a_prefix_of_another_postgres_store_is_refused() {
     let a = store().await;
     let prefix = a.redis().keys().prefix().to_string();
     let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
-    let err = HybridStore::connect(
+    let err = RedisPostgresStore::connect(
         &pg_url(),
         Some(&schema),
         &redis_url(),
-        HybridConfig::new(prefix),
+        RedisPostgresConfig::new(prefix),
     )
     .await
     .unwrap_err();
@@ -359,7 +360,7 @@ async fn a_prefix_of_another_postgres_store_is_refused() {
     cleanup(&a).await;
 }
 
-/// A node in production mode hears jobs pushed by another process through the Redis
+/// A node on redis_postgres hears jobs pushed by another process through the Redis
 /// wake lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_starts_jobs_enqueued_by_other_processes_without_waiting_for_its_poll() {
@@ -413,7 +414,7 @@ fn gated(
     (started, gate)
 }
 
-/// A node in production mode shows itself and its worker slots in the Redis heartbeat
+/// A node on redis_postgres shows itself and its worker slots in the Redis heartbeat
 /// registries while it runs, and drops out of them once their TTL passes after it stops;
 /// the state hash of the job it runs follows the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

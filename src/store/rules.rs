@@ -1,0 +1,266 @@
+//! Decisions every backend applies the same way, made once here: what a batch may hold,
+//! what is stored of a finished attempt, in which order claims are handed out, what a
+//! claim hands out, and what a lost lease becomes. Backends run the SQL (or the Redis
+//! commands) that apply them; they do not decide.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::{RescuedJob, StoreError};
+use crate::clock::Millis;
+use crate::event::{EventKind, LifecycleEvent};
+use crate::job::{
+    ClaimRequest, ClaimedJob, Completion, Job, JobId, JobState, Lease, LeaseToken, NewJob, Outcome,
+    Priority,
+};
+
+/// Checks a batch before any store writes it: each job passes
+/// [`NewJob::check_storable`], and each in-batch parent comes before its child. Every
+/// backend calls this first, so a job is refused with the same error on every store.
+pub fn check_new_jobs(jobs: &[NewJob]) -> Result<(), StoreError> {
+    for (i, j) in jobs.iter().enumerate() {
+        j.check_storable()
+            .map_err(|e| StoreError::Invalid(format!("job {i} of the batch: {e}")))?;
+        if let Some(&p) = j.depends_on_index.iter().find(|&&p| p >= i) {
+            return Err(StoreError::Invalid(format!(
+                "job {i} of the batch depends on batch job {p}, which does not come before it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Makes what a finished attempt reports storable on every store (see
+/// [`crate::payload::make_storable`]): a NUL in an error or output would make Postgres
+/// refuse the whole completion batch, and an output too deep would be unreadable later.
+/// The attempt has run, so its record is kept with the offending characters replaced
+/// rather than refused.
+pub(crate) fn storable_completions(batch: &mut [Completion]) {
+    for c in batch {
+        match &mut c.outcome {
+            Outcome::Succeeded { output: Some(o) } => crate::payload::make_storable(o),
+            Outcome::Succeeded { output: None } => {}
+            Outcome::Retry { error, .. }
+            | Outcome::Discard { error }
+            | Outcome::Cancelled { reason: error } => scrub_nul(error),
+        }
+    }
+}
+
+/// The same for events recorded outside a transition (worker and node events), whose
+/// details also have their credentials masked ([`crate::redact`]): a worker's crash
+/// message is whatever the handler panicked with, a URL with its `user:password@`
+/// included, and the event log is copied to the Redis stream.
+pub(crate) fn storable_events(events: &mut [LifecycleEvent]) {
+    for e in events {
+        crate::payload::make_storable(&mut e.detail);
+        redact_strings(&mut e.detail);
+        for s in [
+            e.worker.as_mut().map(|w| &mut w.0),
+            e.node.as_mut().map(|n| &mut n.0),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            scrub_nul(s);
+        }
+    }
+}
+
+/// Masks credentials in every string of `value` (keys are names, not values).
+fn redact_strings(value: &mut serde_json::Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(masked) = crate::redact::redact(s) {
+                    *s = masked;
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items.iter_mut()),
+            serde_json::Value::Object(map) => stack.extend(map.values_mut()),
+            _ => {}
+        }
+    }
+}
+
+fn scrub_nul(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
+/// A claimed job whose row this version cannot decode (written by another version, or
+/// by hand in SQL). The claim that took it dead-letters it at once, under the lease it
+/// has just taken (so the fencing rules hold: the discard applies only if that lease is
+/// still current), with the decode error as the reason, and hands out the rest of its
+/// batch: one bad row never stops a queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Undecodable {
+    /// The job.
+    pub id: JobId,
+    /// The lease token the claim gave it.
+    pub token: LeaseToken,
+    /// The attempt the claim counted.
+    pub attempt: u32,
+    /// Why it cannot be decoded.
+    pub reason: String,
+}
+
+impl Undecodable {
+    /// The reason to record for a decode error (without the "corrupt row" prefix).
+    pub(crate) fn reason_of(e: &StoreError) -> String {
+        match e {
+            StoreError::Corrupt(m) => m.clone(),
+            e => e.to_string(),
+        }
+    }
+
+    /// The discard to apply for it, as if the claiming worker had reported it.
+    pub(crate) fn completion(&self, req: &ClaimRequest) -> Completion {
+        Completion {
+            lease: lease(self.id, self.token, self.attempt, req),
+            outcome: Outcome::Discard {
+                error: format!("undecodable row: {}", self.reason),
+            },
+            started_at: req.now,
+            finished_at: req.now,
+        }
+    }
+}
+
+/// Dispatch order, the order every backend hands out claims in: highest priority first,
+/// then oldest `run_at`, then lowest id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimOrder {
+    priority: Priority,
+    run_at: Millis,
+    id: JobId,
+}
+
+impl ClaimOrder {
+    /// The order key of a job with these fields.
+    pub(crate) fn new(priority: Priority, run_at: Millis, id: JobId) -> Self {
+        Self {
+            priority,
+            run_at,
+            id,
+        }
+    }
+
+    /// The order key of `job`.
+    pub(crate) fn of(job: &Job) -> Self {
+        Self::new(job.priority, job.run_at, job.id)
+    }
+}
+
+impl Ord for ClaimOrder {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then(self.run_at.cmp(&other.run_at))
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for ClaimOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// What a claim hands out for a job it leased: the job with the lease the claim gave it
+/// (the job's new token and attempt, the claimer's identity, `req.now + req.lease_for`).
+pub(crate) fn grant(job: Job, req: &ClaimRequest) -> ClaimedJob {
+    let lease = lease(job.id, job.lease_token, job.attempt, req);
+    ClaimedJob { job, lease }
+}
+
+/// The lease a claim by `req` gave a job.
+fn lease(job: JobId, token: LeaseToken, attempt: u32, req: &ClaimRequest) -> Lease {
+    Lease {
+        job,
+        token,
+        worker: req.worker.clone(),
+        node: req.node.clone(),
+        attempt,
+        expires_at: req.now.plus(req.lease_for),
+    }
+}
+
+/// What a set of lost leases (expired, or revoked with their node) becomes once a
+/// backend has taken them back and decided each job's next state (available to run
+/// again, or discarded when out of attempts): the events to record, the jobs to
+/// dead-letter (whose waiting children the parent-failure policy then decides), and the
+/// queues that have work again.
+#[derive(Debug, Default)]
+pub(crate) struct RescuePlan {
+    /// The rescued jobs, by id.
+    pub rescued: Vec<RescuedJob>,
+    /// `job.rescued` for each, and `job.discarded` for those out of attempts.
+    pub events: Vec<LifecycleEvent>,
+    /// The jobs discarded: to the dead-letter queue, then their children's policy.
+    pub discarded: Vec<i64>,
+    /// Queues of the jobs available again, to wake.
+    pub queues: BTreeSet<String>,
+}
+
+impl RescuePlan {
+    /// The plan for `rescued`, each with its queue; `detail` is kept with every
+    /// `job.rescued` event (why: "lease expired", or the eviction certificate).
+    pub(crate) fn new(
+        rescued: impl IntoIterator<Item = (RescuedJob, String)>,
+        now: Millis,
+        detail: serde_json::Value,
+    ) -> Self {
+        let mut plan = Self::default();
+        for (r, queue) in rescued {
+            plan.events.push(
+                LifecycleEvent::new(EventKind::JobRescued, now)
+                    .job(r.id, Some(r.attempt))
+                    .detail(json!({"to": r.state.as_str(), "why": detail})),
+            );
+            if r.state == JobState::Discarded {
+                plan.discarded.push(r.id.0);
+                plan.events.push(
+                    LifecycleEvent::new(EventKind::JobDiscarded, now).job(r.id, Some(r.attempt)),
+                );
+            } else {
+                plan.queues.insert(queue);
+            }
+            plan.rescued.push(r);
+        }
+        plan.rescued.sort_by_key(|r| r.id);
+        plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::WorkerId;
+
+    #[test]
+    fn event_details_are_stored_without_credentials() {
+        // A handler's panic message becomes a `worker.crashed` detail verbatim.
+        let mut evs = [LifecycleEvent::new(EventKind::WorkerCrashed, Millis(0))
+            .worker(WorkerId("n1/w0".into()))
+            .detail(json!({
+                "error": "panicked: GET https://bob:hunter22@api.example/x failed",
+                "nested": [{"header": "Authorization: Bearer tok-123456"}],
+            }))];
+        storable_events(&mut evs);
+        let text = evs[0].detail.to_string();
+        assert!(
+            !text.contains("hunter22") && !text.contains("tok-123456"),
+            "{text}"
+        );
+        assert_eq!(
+            evs[0].detail["error"],
+            "panicked: GET https://***@api.example/x failed"
+        );
+    }
+}
