@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use libp2p::identity::{Keypair, PeerId, PublicKey};
 use serde::{Deserialize, Serialize};
 
+use super::crypto::{DOMAIN_JOIN, sign, verify_with_key};
 use super::error::CertificateError;
 use super::vote::{SignedVote, Verdict};
-use super::wire::{DOMAIN_JOIN, sign, verify_with_key};
 use crate::clock::Millis;
 
 /// Proof that `2f + 1` distinct members saw `subject` at `incarnation` down at `epoch`.
@@ -23,7 +23,7 @@ pub struct Certificate {
     /// The epoch all the votes were cast at.
     pub epoch: u64,
     /// Down votes, one per observer.
-    #[serde(deserialize_with = "super::wire::decoded_seq")]
+    #[serde(deserialize_with = "super::bounded::decoded_seq")]
     pub votes: Vec<SignedVote>,
 }
 
@@ -94,7 +94,7 @@ pub struct JoinCertificate {
     /// The certificate admits only before this time.
     pub expires: Millis,
     /// Cluster key's signature over the join domain tag and `{peer, expires}`.
-    #[serde(deserialize_with = "super::wire::decoded_seq")]
+    #[serde(deserialize_with = "super::bounded::decoded_seq")]
     pub signature: Vec<u8>,
 }
 

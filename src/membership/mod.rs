@@ -55,8 +55,10 @@
 //! members) alive, so `f` liars alone never evict and a minority side never does.
 
 mod assign;
+mod bounded;
 mod certificate;
 mod config;
+mod crypto;
 mod error;
 mod phi;
 mod view;
@@ -74,13 +76,14 @@ use rand::{Rng, SeedableRng};
 pub use assign::Assignment;
 pub use certificate::{Certificate, JoinCertificate};
 pub use config::{MembershipConfig, Monitoring};
+pub use crypto::public_key_of;
 pub use error::{CertificateError, ConfigError, IgnoreReason, RejectReason};
 pub use phi::{PhiAccrual, deviation_for_phi};
 pub use view::{MemberInfo, View};
 pub use vote::{SignedVote, Verdict, Vote, VoteTally};
 pub use wire::{
     Direct, Heartbeat, Liveness, MAX_DIRECT_BYTES, MAX_MESSAGE_BYTES, MEMBERSHIP_TOPIC, Message,
-    SignedHeartbeat, WIRE_VERSION, decode, decode_direct, encode, encode_direct, public_key_of,
+    SignedHeartbeat, WIRE_VERSION, decode, decode_direct, encode, encode_direct,
 };
 
 use crate::clock::Millis;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use libp2p::identity::{Keypair, PeerId};
 use serde::{Deserialize, Serialize};
 
+use super::crypto::{DOMAIN_VOTE, sign, verify};
 use super::error::{IgnoreReason, RejectReason};
-use super::wire::{DOMAIN_VOTE, sign, verify};
 
 /// An observer's opinion of a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub struct SignedVote {
     /// The statement.
     pub vote: Vote,
     /// Signature by `vote.observer` over the vote domain tag and the statement.
-    #[serde(deserialize_with = "super::wire::decoded_seq")]
+    #[serde(deserialize_with = "super::bounded::decoded_seq")]
     pub signature: Vec<u8>,
 }
 

@@ -1,4 +1,4 @@
-//! Versioned binary encoding of membership messages and the signing rules.
+//! Versioned binary encoding of membership messages.
 //!
 //! A message is one version byte followed by the bincode (standard config) encoding of
 //! [`Message`]. Decoding dispatches on the version byte so that a later format can keep
@@ -6,16 +6,15 @@
 //! [`WIRE_VERSION`]. Decoding is bounded ([`MAX_MESSAGE_BYTES`]) and rejects trailing
 //! bytes, so any byte string either decodes to exactly one message or is rejected.
 //!
-//! Signatures cover a domain tag plus the canonical bincode encoding of the signed
-//! statement, so a signature over a vote can never be replayed as a heartbeat. Signers
-//! are identified by their ed25519 peer id, which embeds the public key (identity
-//! multihash): messages need not carry keys and verification needs no key exchange.
+//! The signing rules live in `crypto.rs` (shared with votes and certificates, which
+//! this module encodes), the allocation-bounded decoding of sequences in `bounded.rs`.
 
 use bincode::config::Config;
-use libp2p::identity::{Keypair, PeerId, PublicKey};
+use libp2p::identity::{Keypair, PeerId};
 use serde::{Deserialize, Serialize};
 
 use super::certificate::{Certificate, JoinCertificate};
+use super::crypto::{DOMAIN_HEARTBEAT, sign, verify};
 use super::error::RejectReason;
 use super::vote::SignedVote;
 
@@ -27,11 +26,6 @@ pub const MEMBERSHIP_TOPIC: &str = "jobmesh/membership/1";
 
 /// Largest accepted message (a certificate of a few hundred votes fits).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-
-/// Domain tags separating the kinds of signed statements.
-pub(crate) const DOMAIN_HEARTBEAT: &[u8] = b"jobmesh/membership/heartbeat/1";
-pub(crate) const DOMAIN_VOTE: &[u8] = b"jobmesh/membership/vote/1";
-pub(crate) const DOMAIN_JOIN: &[u8] = b"jobmesh/membership/join/1";
 
 fn config() -> impl Config {
     bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
@@ -60,7 +54,7 @@ pub struct SignedHeartbeat {
     /// The statement.
     pub heartbeat: Heartbeat,
     /// Signature by `heartbeat.member` over the heartbeat domain tag and the statement.
-    #[serde(deserialize_with = "decoded_seq")]
+    #[serde(deserialize_with = "super::bounded::decoded_seq")]
     pub signature: Vec<u8>,
 }
 
@@ -182,87 +176,6 @@ fn decode_versioned<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Deserializes a sequence growing only with the elements actually decoded: serde sizes
-/// a `Vec` from the claimed length before reading any element (up to 1 MiB), so a
-/// 10-byte frame claiming 2^64 votes or signature bytes would allocate 1 MiB at once.
-/// Used on every `Vec` field of the wire types; the encoding is unchanged.
-pub(crate) fn decoded_seq<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct Grow<T>(std::marker::PhantomData<T>);
-
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Grow<T> {
-        type Value = Vec<T>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a sequence")
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(item) = seq.next_element()? {
-                out.push(item);
-            }
-            Ok(out)
-        }
-    }
-
-    deserializer.deserialize_seq(Grow(std::marker::PhantomData))
-}
-
-/// The public key embedded in a peer id (identity multihash of a protobuf-encoded key,
-/// as libp2p uses for ed25519). `None` for hashed (e.g. RSA) peer ids.
-pub fn public_key_of(peer: &PeerId) -> Option<PublicKey> {
-    let mh = peer.as_ref();
-    if mh.code() != 0 {
-        return None;
-    }
-    PublicKey::try_decode_protobuf(mh.digest()).ok()
-}
-
-/// The bytes a signature covers: domain tag then canonical encoding.
-pub(crate) fn signing_bytes<T: Serialize>(domain: &[u8], value: &T) -> Option<Vec<u8>> {
-    let body = bincode::serde::encode_to_vec(value, bincode::config::standard()).ok()?;
-    let mut out = Vec::with_capacity(domain.len() + body.len());
-    out.extend_from_slice(domain);
-    out.extend_from_slice(&body);
-    Some(out)
-}
-
-/// Signs `value` under `domain`.
-pub(crate) fn sign<T: Serialize>(key: &Keypair, domain: &[u8], value: &T) -> Option<Vec<u8>> {
-    key.sign(&signing_bytes(domain, value)?).ok()
-}
-
-/// Verifies that `signer` signed `value` under `domain`.
-pub(crate) fn verify<T: Serialize>(
-    signer: &PeerId,
-    domain: &[u8],
-    value: &T,
-    signature: &[u8],
-) -> Result<(), RejectReason> {
-    let key = public_key_of(signer).ok_or(RejectReason::UnverifiableSigner)?;
-    verify_with_key(&key, domain, value, signature)
-}
-
-/// Verifies a signature against a known key.
-pub(crate) fn verify_with_key<T: Serialize>(
-    key: &PublicKey,
-    domain: &[u8],
-    value: &T,
-    signature: &[u8],
-) -> Result<(), RejectReason> {
-    let bytes =
-        signing_bytes(domain, value).ok_or(RejectReason::Undecodable("unencodable".into()))?;
-    if key.verify(&bytes, signature) {
-        Ok(())
-    } else {
-        Err(RejectReason::BadSignature)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,15 +207,6 @@ mod tests {
         };
         assert!(h.verify().is_ok());
         assert!(bytes.len() < 160, "heartbeat is {} bytes", bytes.len());
-    }
-
-    #[test]
-    fn peer_id_embeds_key() {
-        let key = Keypair::generate_ed25519();
-        assert_eq!(
-            public_key_of(&key.public().to_peer_id()),
-            Some(key.public())
-        );
     }
 
     #[test]
