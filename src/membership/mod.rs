@@ -54,6 +54,7 @@
 //! failed while it saw a quorum (more than half of its view and at least `2f + 1`
 //! members) alive, so `f` liars alone never evict and a minority side never does.
 
+pub mod adversary;
 mod assign;
 mod bounded;
 mod certificate;
