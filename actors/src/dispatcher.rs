@@ -21,7 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::{Counters, Ctx};
 use crate::prefetch::Prefetch;
-use crate::worker::WorkerMsg;
+use crate::worker::{WorkerMsg, WorkerReport};
 
 /// How long a claimed job may wait here for a worker before it is given back to the
 /// store: ten times the prefetch span, so only a wrong run-time estimate triggers it.
@@ -42,6 +42,27 @@ pub enum DispatchMsg {
     /// Stop claiming for good, release the jobs claimed but not handed out, and reply
     /// with how many were released.
     Drain(RpcReplyPort<usize>),
+}
+
+impl From<WorkerReport> for DispatchMsg {
+    fn from(report: WorkerReport) -> Self {
+        match report {
+            WorkerReport::Idle(slot) => DispatchMsg::Idle(slot),
+        }
+    }
+}
+
+impl TryFrom<DispatchMsg> for WorkerReport {
+    type Error = DispatchMsg;
+
+    /// Gives back a report that could not be delivered (as ractor's derived references
+    /// need to).
+    fn try_from(msg: DispatchMsg) -> Result<Self, DispatchMsg> {
+        match msg {
+            DispatchMsg::Idle(slot) => Ok(WorkerReport::Idle(slot)),
+            other => Err(other),
+        }
+    }
 }
 
 /// The dispatcher actor.

@@ -7,15 +7,24 @@ use std::time::Duration;
 
 use jobmesh::handler::{HandlerError, JobContext};
 use jobmesh::job::{ClaimedJob, Completion, Outcome, decide_failure};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 
 use crate::context::Ctx;
-use crate::dispatcher::DispatchMsg;
 
 /// Messages to a worker.
 pub enum WorkerMsg {
     /// Run this attempt; the dispatcher already put it in the worker's in-flight slot.
     Run(ClaimedJob),
+}
+
+/// What a worker tells whoever hands it work. The worker owns this type and sees its
+/// receiver only as a [`DerivedActorRef`], so it does not depend on the dispatcher (the
+/// dispatcher converts it into its own message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerReport {
+    /// The worker of this slot is done with its attempt (finished or interrupted) and
+    /// takes the next one.
+    Idle(usize),
 }
 
 /// The worker actor.
@@ -25,7 +34,8 @@ pub(crate) struct Worker;
 pub(crate) struct WorkerArgs {
     pub slot: usize,
     pub ctx: Arc<Ctx>,
-    pub dispatcher: ActorRef<DispatchMsg>,
+    /// Where reports go (the dispatcher).
+    pub reports: DerivedActorRef<WorkerReport>,
 }
 
 impl Actor for Worker {
@@ -80,7 +90,7 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob) {
                     // any completion, so just free the slot.
                     tracing::info!(job = %job.id, "attempt interrupted: lease lost or job cancelled");
                     ctx.inflight.take(w.slot);
-                    w.dispatcher.cast(DispatchMsg::Idle(w.slot)).ok();
+                    w.reports.send_message(WorkerReport::Idle(w.slot)).ok();
                     return;
                 }
             }
@@ -113,7 +123,7 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob) {
         tracing::warn!(job = %job.id, "completer closed; the lease will lapse and the job rerun");
     }
     ctx.inflight.take(w.slot);
-    w.dispatcher.cast(DispatchMsg::Idle(w.slot)).ok();
+    w.reports.send_message(WorkerReport::Idle(w.slot)).ok();
 }
 
 fn humantime_ms(d: Duration) -> String {

@@ -147,7 +147,7 @@ impl WorkerSupervisorState {
         let args = WorkerArgs {
             slot,
             ctx: self.ctx.clone(),
-            dispatcher: self.dispatcher.clone(),
+            reports: self.dispatcher.get_derived(),
         };
         let (worker, _) = Actor::spawn_linked(None, Worker, args, myself.get_cell()).await?;
         self.workers[slot] = Some(worker.clone());
