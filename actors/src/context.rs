@@ -27,6 +27,8 @@ pub struct Counters {
     pub crashes: AtomicU64,
     /// Worker restarts.
     pub restarts: AtomicU64,
+    /// Voter restarts (after a crash).
+    pub voter_restarts: AtomicU64,
 }
 
 impl Counters {
@@ -49,6 +51,8 @@ pub struct NodeStats {
     pub crashes: u64,
     /// Worker restarts.
     pub restarts: u64,
+    /// Voter restarts (after a crash; mesh mode).
+    pub voter_restarts: u64,
     /// Attempts running now.
     pub running: u64,
 }
@@ -91,6 +95,7 @@ impl Ctx {
             stale: c.stale.load(Ordering::Relaxed),
             crashes: c.crashes.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),
+            voter_restarts: c.voter_restarts.load(Ordering::Relaxed),
             running: self.inflight.busy() as u64,
         }
     }

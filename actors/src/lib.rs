@@ -5,35 +5,38 @@
 //! ├── Dispatcher          claims jobs for idle workers
 //! ├── WorkerSupervisor    restarts crashed workers (OTP-style budget and backoff)
 //! │   └── Worker × concurrency
-//! └── Maintenance         promotes due jobs, rescues lapsed leases, extends leases
-//! Membership (mesh mode)  drives the voting protocol over the libp2p mesh
+//! ├── Maintenance         promotes due jobs, rescues lapsed leases, extends leases
+//! └── Voter (mesh mode)   drives the health-voting protocol over the libp2p mesh;
+//!                         restarted with a fresh core after a crash
 //! completer, event sink   batched writers (tasks) behind bounded channels
 //! ```
 //!
-//! [`Node`] is the handle an application or the binary holds.
+//! [`Node`] is the handle an application or the binary holds. With the cargo feature
+//! `chaos`, [`chaos`] injects faults into the voter's traffic (chaos runs only).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod batch;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 mod completer;
 mod context;
 mod dispatcher;
 mod error;
 mod event_sink;
-pub mod faults;
 mod inflight;
 mod maintenance;
-mod membership;
 pub mod mesh;
 mod node;
 mod node_supervisor;
 mod prefetch;
 pub mod restart;
+mod voter;
 mod wakeups;
 mod worker;
 mod worker_supervisor;
 
 pub use context::NodeStats;
 pub use error::NodeError;
-pub use membership::{MeshStatus, PeerStatus};
 pub use node::{MeshOptions, Node, NodeOptions};
+pub use voter::{MeshStatus, PeerStatus};

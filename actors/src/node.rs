@@ -21,11 +21,10 @@ use crate::context::{Counters, Ctx, NodeStats};
 use crate::dispatcher::DispatchMsg;
 use crate::error::NodeError;
 use crate::event_sink::EventSink;
-use crate::faults::ActiveFaults;
 use crate::inflight::InFlight;
-use crate::membership::{MembershipActor, MembershipArgs, MembershipMsg, MeshStatus};
 use crate::mesh::{Client, MeshConfig, spawn_mesh};
-use crate::node_supervisor::{NodeMsg, NodeSupervisor};
+use crate::node_supervisor::{CurrentVoter, NodeMsg, NodeSupervisor};
+use crate::voter::{Interceptor, MeshStatus, Untouched, VoterSpec, pump};
 use crate::wakeups;
 use jobmesh::membership::{JoinCertificate, MEMBERSHIP_TOPIC, Membership, MembershipConfig};
 
@@ -64,15 +63,15 @@ pub struct MeshOptions {
     /// Join certificate signed by the cluster key, for a node admitted that way rather
     /// than by the allowlist (`membership.cluster_key` must be set).
     pub join: Option<JoinCertificate>,
-    /// Injected faults for chaos runs (see [`crate::faults`]); `None` in production.
-    pub faults: Option<watch::Receiver<ActiveFaults>>,
 }
 
 /// The mesh side of a node.
 struct MeshParts {
     client: Client,
-    membership: ActorRef<MembershipMsg>,
+    /// The voter running now (the node supervisor restarts it after a crash).
+    voter: CurrentVoter,
     status: Arc<Mutex<MeshStatus>>,
+    /// The event loop and the pump from the mesh to the voter.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -180,16 +179,28 @@ impl Node {
     /// Starts a node that joins a libp2p mesh: its node id is its peer id, it gossips
     /// heartbeats and votes on the membership topic, and when a certificate evicts a
     /// member it revokes that member's leases so its jobs run again at once.
-    pub async fn start_meshed(mut opts: NodeOptions, mesh: MeshOptions) -> Result<Node, NodeError> {
+    pub async fn start_meshed(opts: NodeOptions, mesh: MeshOptions) -> Result<Node, NodeError> {
+        Node::start_meshed_with(opts, mesh, |_, _| Untouched).await
+    }
+
+    /// [`Node::start_meshed`] with the voter's traffic passing the interceptor `make`
+    /// builds from the mesh client and the node key (a chaos build's fault injector;
+    /// production passes [`Untouched`]).
+    pub(crate) async fn start_meshed_with<I: Interceptor>(
+        mut opts: NodeOptions,
+        mesh: MeshOptions,
+        make: impl FnOnce(&Client, &libp2p::identity::Keypair) -> I,
+    ) -> Result<Node, NodeError> {
         let me = mesh.keypair.public().to_peer_id();
         opts.node_id = NodeId(me.to_string());
-        let clock = opts.clock.clone();
-        let core = Membership::new(
+        // Refuse bad membership settings (and a key that is not a member) before anything
+        // starts; the voter builds its own core.
+        Membership::new(
             mesh.membership.clone(),
             mesh.keypair.clone(),
             mesh.join.clone(),
             mesh.seed,
-            clock.now(),
+            opts.clock.now(),
         )
         .map_err(|e| NodeError::Options(format!("membership: {e}")))?;
         let mut node = Node::start(opts).await?;
@@ -198,39 +209,41 @@ impl Node {
             config.topics.push(MEMBERSHIP_TOPIC.to_string());
         }
         config.probe_timeout = mesh.membership.probe_timeout;
-        let (client, mut events, loop_task) = match spawn_mesh(mesh.keypair.clone(), config) {
+        let (client, events, loop_task) = match spawn_mesh(mesh.keypair.clone(), config) {
             Ok(m) => m,
             Err(e) => {
                 let _ = node.shutdown(Duration::from_secs(1)).await;
                 return Err(NodeError::Options(format!("mesh: {e}")));
             }
         };
+        let interceptor = Arc::new(make(&client, &mesh.keypair));
+        let events = interceptor.incoming(events);
         let status = Arc::new(Mutex::new(MeshStatus::default()));
-        let args = MembershipArgs {
-            core,
+        let spec = VoterSpec {
+            config: mesh.membership,
+            keypair: mesh.keypair,
+            join: mesh.join,
+            seed: mesh.seed,
             client: client.clone(),
+            interceptor,
             ctx: node.ctx.clone(),
             status: status.clone(),
-            allowlist: mesh.membership.allowlist.iter().copied().collect(),
-            keypair: mesh.keypair,
-            faults: mesh.faults,
         };
-        let (membership, _) = Actor::spawn(None, MembershipActor, args)
-            .await
-            .map_err(|e| NodeError::Actor(e.to_string()))?;
-        let pump = {
-            let membership = membership.clone();
-            tokio::spawn(async move {
-                while let Some(e) = events.recv().await {
-                    if membership.cast(MembershipMsg::Mesh(e)).is_err() {
-                        break;
-                    }
-                }
-            })
+        let started = ractor::call!(node.supervisor, NodeMsg::StartVoter, Box::new(spec))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let voter = match started {
+            Ok(v) => v,
+            Err(e) => {
+                loop_task.abort();
+                let _ = node.shutdown(Duration::from_secs(1)).await;
+                return Err(NodeError::Actor(format!("voter: {e}")));
+            }
         };
+        let pump = pump(events, voter.clone(), client.clone());
         node.mesh = Some(MeshParts {
             client,
-            membership,
+            voter,
             status,
             tasks: vec![loop_task, pump],
         });
@@ -330,7 +343,10 @@ impl Node {
             self.hand_back_running().await;
         }
         if let Some(m) = &self.mesh {
-            m.membership.stop(Some("node shutdown".into()));
+            let voter = m.voter.borrow().clone();
+            if let Some(v) = voter {
+                v.stop(Some("node shutdown".into()));
+            }
             let _ = m.client.shutdown().await;
         }
         let task = self.supervisor_task.lock().unwrap().take();
@@ -367,7 +383,10 @@ impl Node {
     /// until they lapse or the node restarts under the same name.
     pub fn abort(self) {
         if let Some(m) = &self.mesh {
-            m.membership.kill();
+            let voter = m.voter.borrow().clone();
+            if let Some(v) = voter {
+                v.kill();
+            }
             for t in &m.tasks {
                 t.abort();
             }

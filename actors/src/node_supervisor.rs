@@ -1,7 +1,8 @@
-//! The root of a node's tree: the dispatcher, the worker supervisor and maintenance.
-//! A worker pool that exhausted its restart budget is restarted whole (with fresh
-//! budgets) a few times; past that, or if the dispatcher fails, the node reports itself
-//! failed, and the process (or its host) decides what happens next.
+//! The root of a node's tree: the dispatcher, the worker supervisor, maintenance and, in
+//! mesh mode, the voter. A worker pool that exhausted its restart budget is restarted
+//! whole (with fresh budgets) a few times; a crashed voter is restarted with a fresh
+//! protocol core, within its own budget. Past a budget, or if the dispatcher fails, the
+//! node reports itself failed, and the process (or its host) decides what happens next.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,20 +11,47 @@ use jobmesh::config::RestartSection;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
+use crate::context::Counters;
+
 use crate::context::Ctx;
 use crate::dispatcher::{DispatchMsg, Dispatcher};
 use crate::maintenance::{Maintenance, MaintenanceMsg};
 use crate::restart::{RestartBudget, RestartDecision};
+use crate::voter::{StartVoter, VoterMsg};
 use crate::worker_supervisor::{WorkerSupervisor, WorkerSupervisorArgs, WorkerSupervisorMsg};
 
 /// Pool restarts allowed within [`POOL_WINDOW`] before the node gives up.
 const POOL_RESTARTS: u32 = 3;
 const POOL_WINDOW: Duration = Duration::from_secs(60);
+/// Voter restarts allowed within [`VOTER_WINDOW`]: a voter that keeps crashing would
+/// keep announcing new incarnations, so past this the node fails instead.
+const VOTER_RESTARTS: u32 = 5;
+const VOTER_WINDOW: Duration = Duration::from_secs(60);
+
+/// Where the node and the mesh's event pump find the voter running now (`None` while
+/// it restarts, and after it stopped).
+pub(crate) type CurrentVoter = watch::Receiver<Option<ActorRef<VoterMsg>>>;
 
 /// Messages to the node supervisor.
 pub enum NodeMsg {
     /// Reply with the dispatcher.
     Dispatcher(RpcReplyPort<ActorRef<DispatchMsg>>),
+    /// Start the voter and keep it running; reply with where to find it, or why it did
+    /// not start.
+    StartVoter(
+        Box<dyn StartVoter>,
+        RpcReplyPort<Result<CurrentVoter, String>>,
+    ),
+}
+
+/// The supervised voter.
+struct VoterChild {
+    start: Box<dyn StartVoter>,
+    actor: ActorRef<VoterMsg>,
+    /// Lives started so far (each restart is a fresh core with its own seed).
+    lives: u64,
+    budget: RestartBudget,
+    current: watch::Sender<Option<ActorRef<VoterMsg>>>,
 }
 
 /// The node supervisor actor.
@@ -36,6 +64,7 @@ pub(crate) struct NodeSupervisorState {
     pool: ActorRef<WorkerSupervisorMsg>,
     maintenance: ActorRef<MaintenanceMsg>,
     pool_budget: RestartBudget,
+    voter: Option<VoterChild>,
     fatal: watch::Sender<Option<String>>,
 }
 
@@ -66,6 +95,7 @@ impl Actor for NodeSupervisor {
             dispatcher,
             pool,
             maintenance,
+            voter: None,
             fatal,
         })
     }
@@ -81,12 +111,40 @@ impl Actor for NodeSupervisor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let NodeMsg::Dispatcher(reply) = msg;
-        let _ = reply.send(state.dispatcher.clone());
+        match msg {
+            NodeMsg::Dispatcher(reply) => {
+                let _ = reply.send(state.dispatcher.clone());
+            }
+            NodeMsg::StartVoter(start, reply) => {
+                let started = match &state.voter {
+                    Some(_) => Err("the voter runs already".to_string()),
+                    None => match start.start(myself.get_cell(), 0).await {
+                        Ok(actor) => {
+                            let (current, found) = watch::channel(Some(actor.clone()));
+                            state.voter = Some(VoterChild {
+                                start,
+                                actor,
+                                lives: 1,
+                                budget: RestartBudget::new(RestartSection {
+                                    max_restarts: VOTER_RESTARTS,
+                                    window: VOTER_WINDOW,
+                                    backoff_min: Duration::from_millis(100),
+                                    backoff_max: Duration::from_secs(2),
+                                }),
+                                current,
+                            });
+                            Ok(found)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                };
+                let _ = reply.send(started);
+            }
+        }
         Ok(())
     }
 
@@ -96,10 +154,21 @@ impl Actor for NodeSupervisor {
         evt: SupervisionEvent,
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let SupervisionEvent::ActorFailed(cell, err) = evt else {
-            return Ok(());
+        let (cell, err) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err),
+            SupervisionEvent::ActorTerminated(cell, ..) => {
+                // A voter stopped on purpose (node shutdown) is not restarted.
+                if let Some(v) = s.voter.take_if(|v| v.actor.get_id() == cell.get_id()) {
+                    let _ = v.current.send(None);
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
         };
         let id = cell.get_id();
+        if s.voter.as_ref().is_some_and(|v| v.actor.get_id() == id) {
+            return s.restart_voter(&myself, err.to_string()).await;
+        }
         if id == s.pool.get_id() {
             match s.pool_budget.on_failure(s.ctx.now()) {
                 RestartDecision::RestartAfter(d) => {
@@ -137,6 +206,41 @@ impl Actor for NodeSupervisor {
 }
 
 impl NodeSupervisorState {
+    /// Restarts the crashed voter within its budget, or fails the node past it.
+    async fn restart_voter(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        err: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(v) = self.voter.as_mut() else {
+            return Ok(());
+        };
+        let _ = v.current.send(None);
+        match v.budget.on_failure(self.ctx.now()) {
+            RestartDecision::RestartAfter(d) => {
+                tracing::warn!(error = %err, "voter failed; restarting it with a fresh core in {d:?}");
+                tokio::time::sleep(d).await;
+                match v.start.start(myself.get_cell(), v.lives).await {
+                    Ok(actor) => {
+                        v.lives += 1;
+                        v.actor = actor.clone();
+                        let _ = v.current.send(Some(actor));
+                        Counters::bump(&self.ctx.counters.voter_restarts);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.give_up(myself, format!("voter does not restart: {e}"))
+                            .await
+                    }
+                }
+            }
+            RestartDecision::Escalate => {
+                self.give_up(myself, format!("voter keeps failing: {err}"))
+                    .await
+            }
+        }
+    }
+
     async fn give_up(
         &mut self,
         myself: &ActorRef<NodeMsg>,

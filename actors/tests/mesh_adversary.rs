@@ -77,7 +77,6 @@ async fn start(
             membership,
             seed: i as u64,
             join: None,
-            faults: None,
         },
     )
     .await

@@ -15,8 +15,8 @@ use libp2p::{
 use super::{
     config::{self, MeshConfig},
     error::MeshError,
-    event_loop::Shared,
     gate::Gate,
+    ledger::MeshLedger,
     peer_exchange::{self, PeerExchangeCodec},
     probe::{self, ProbeCodec},
 };
@@ -81,7 +81,7 @@ impl MeshBehaviour {
     pub(crate) fn new(
         keypair: &Keypair,
         cfg: &MeshConfig,
-        shared: Arc<Shared>,
+        ledger: Arc<MeshLedger>,
     ) -> Result<Self, MeshError> {
         let limits = connection_limits::Behaviour::new(
             ConnectionLimits::default()
@@ -126,7 +126,7 @@ impl MeshBehaviour {
         );
 
         Ok(Self {
-            gate: Gate::new(shared, cfg.max_outsider_connections as usize),
+            gate: Gate::new(ledger, cfg.max_outsider_connections as usize),
             limits,
             identify,
             gossipsub,

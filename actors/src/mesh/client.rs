@@ -6,84 +6,10 @@ use libp2p::{Multiaddr, PeerId, gossipsub::MessageId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    command::{Command, ProbeReply, Reply, Validation},
     error::{ClientError, ProbeError},
-    event_loop::{RefusedInputs, Shared},
-    transport::Traffic,
+    ledger::{MeshLedger, MeshStats},
 };
-
-/// The application's verdict on a received gossip message (see
-/// [`MeshEvent::Message`](super::MeshEvent::Message)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Validation {
-    /// Valid: deliver and forward to the mesh.
-    Accept,
-    /// Objectively invalid (bad signature, non-member, not an assigned observer): drop and
-    /// penalise the propagation source's gossipsub score.
-    Reject,
-    /// Not useful (stale, duplicate vote): drop without penalty and without forwarding.
-    Ignore,
-}
-
-impl From<Validation> for libp2p::gossipsub::MessageAcceptance {
-    fn from(v: Validation) -> Self {
-        match v {
-            Validation::Accept => Self::Accept,
-            Validation::Reject => Self::Reject,
-            Validation::Ignore => Self::Ignore,
-        }
-    }
-}
-
-/// A successful probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProbeReply {
-    /// Round-trip time from sending the request to decoding the answer, including opening
-    /// the stream (and dialling, if the peer was not connected).
-    pub rtt: Duration,
-    /// The responder's incarnation, so refutations are seen by the prober.
-    pub incarnation: u64,
-}
-
-/// Counters shared with the event loop; reading them needs no round trip.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MeshStats {
-    /// Bytes on the wire (TCP, under encryption).
-    pub traffic: Traffic,
-    /// Events dropped because the event channel was full.
-    pub dropped_events: u64,
-    /// Events handed to the application (the work the mesh asked of it).
-    pub delivered_events: u64,
-    /// Connections with outsiders held now (at most `max_outsider_connections`).
-    pub outsider_connections: u64,
-    /// Gossip messages this node published (authored) since start.
-    pub published: u64,
-    /// Gossip messages the application rejected (invalid: bad signature, non-member).
-    pub rejected_messages: u64,
-    /// Outsiders banned for going over an input budget.
-    pub bans: u64,
-    /// Inputs refused by the per-peer budgets and the connection gate, by kind.
-    pub refused: RefusedInputs,
-}
-
-type Reply<T> = oneshot::Sender<T>;
-
-/// A request from a [`Client`] to the event loop; each carries the sender of its answer.
-#[derive(Debug)]
-pub(crate) enum Command {
-    ListenAddrs(Reply<Vec<Multiaddr>>),
-    Dial(Multiaddr, Reply<Result<PeerId, ClientError>>),
-    Disconnect(PeerId, Reply<bool>),
-    Subscribe(String, Reply<Result<bool, ClientError>>),
-    Publish(String, Vec<u8>, Reply<Result<MessageId, ClientError>>),
-    ReportValidation(MessageId, PeerId, Validation, Reply<bool>),
-    SetAppScore(PeerId, f64, Reply<bool>),
-    PeerScore(PeerId, Reply<Option<f64>>),
-    SetIncarnation(u64, Reply<()>),
-    Probe(PeerId, Reply<Result<ProbeReply, ProbeError>>),
-    ConnectedPeers(Reply<Vec<PeerId>>),
-    MeshPeers(String, Reply<Vec<PeerId>>),
-    Shutdown(Reply<()>),
-}
 
 /// Handle to a running mesh node. Cheap to clone; every method sends one command over a
 /// bounded channel (so a flood of callers is back-pressured) and awaits its own answer.
@@ -92,7 +18,7 @@ pub struct Client {
     pub(crate) sender: mpsc::Sender<Command>,
     pub(crate) local_peer_id: PeerId,
     pub(crate) probe_timeout: Duration,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) ledger: Arc<MeshLedger>,
     pub(crate) links: super::direct::SharedLinks,
 }
 
@@ -113,7 +39,7 @@ impl Client {
 
     /// Wire traffic and dropped-event counters.
     pub fn stats(&self) -> MeshStats {
-        self.shared.stats()
+        self.ledger.stats()
     }
 
     /// Addresses this node listens on, each ending in `/p2p/<local peer id>` so they can be
@@ -205,7 +131,7 @@ impl Client {
     /// direct stream, no peer exchange and no subscription events, and it is never handed
     /// to anyone by peer exchange. Until called, every peer is treated as a member.
     pub fn set_members(&self, members: impl IntoIterator<Item = PeerId>) {
-        self.shared.set_members(members);
+        self.ledger.set_members(members);
     }
 
     /// Sends a frame (1 to [`MAX_FRAME`](super::direct::MAX_FRAME) bytes) to `peer` on its persistent direct stream
@@ -220,12 +146,6 @@ impl Client {
     /// Closes the direct link to `peer` (for example after it was evicted).
     pub fn forget_direct(&self, peer: &PeerId) {
         self.links.forget(peer);
-    }
-
-    /// Fault injection and Byzantine behaviour for chaos runs: probes from `blocked`
-    /// peers go unanswered, and with `silent` no probe is answered at all.
-    pub fn set_probe_filter(&self, blocked: std::collections::HashSet<PeerId>, silent: bool) {
-        self.shared.set_probe_filter(blocked, silent);
     }
 
     /// Peers with at least one established connection.

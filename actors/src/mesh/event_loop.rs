@@ -3,11 +3,8 @@
 //! traffic, and it keeps every piece of state single-owner.
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    collections::HashMap,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -24,12 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     behaviour::{Gossipsub, MeshBehaviour, MeshBehaviourEvent},
     budget::{LogLimiter, PeerBudget, Rate},
-    client::{Command, MeshStats, ProbeReply},
+    command::{Command, ProbeReply, Validation},
     direct::Readers,
     error::{ClientError, ProbeError},
+    ledger::{Input, MeshLedger},
     peer_exchange::{self, PeerRecord},
     probe::{self, InboundProbe, ProbeRequest, ProbeResponse},
-    transport::TrafficCounters,
 };
 
 /// Listen addresses reported per identified peer that we keep for re-dialling and peer
@@ -212,184 +209,6 @@ pub enum MeshEvent {
     },
 }
 
-/// The kinds of inbound input that are budgeted per peer, for the refusal counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Input {
-    /// A gossipsub subscription change.
-    Subscription,
-    /// A gossip message awaiting validation.
-    Message,
-    /// A probe request.
-    Probe,
-    /// A peer-exchange request (or an answer from a non-member).
-    PeerExchange,
-    /// An identify report.
-    Identify,
-    /// An inbound direct stream.
-    DirectStream,
-    /// A malformed input report (only the first few per peer become events).
-    Malformed,
-    /// A connection (refused by the gate).
-    Connection,
-    /// An inbound stream (of any protocol) over the connection's budget.
-    Stream,
-}
-
-const INPUTS: usize = 9;
-
-/// Outsiders banned at once, at most (the map of bans is bounded like every map fed by
-/// the network).
-const MAX_BANS: usize = 1024;
-
-/// Inputs dropped because their sender was over budget (or, for streams and peer
-/// exchange, not a member), by kind. Work refused is work an outsider did not cause.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RefusedInputs {
-    /// Subscription changes not reported to the application.
-    pub subscriptions: u64,
-    /// Gossip messages dropped (reported `Ignore`) before validation.
-    pub messages: u64,
-    /// Probe requests left unanswered.
-    pub probes: u64,
-    /// Peer-exchange requests unanswered, or answers from non-members not used.
-    pub peer_exchange: u64,
-    /// Identify reports ignored.
-    pub identify: u64,
-    /// Inbound direct streams closed.
-    pub direct_streams: u64,
-    /// Malformed-input reports not passed on (the input was dropped all the same).
-    pub malformed: u64,
-    /// Connections refused by the gate (handshake budget, outsider cap, churn, ban).
-    pub connections: u64,
-    /// Inbound streams over their connection's budget: a member's are reset, an
-    /// outsider's connection is closed.
-    pub streams: u64,
-}
-
-/// State shared between the event loop and every [`Client`](super::Client) without
-/// messages: plain counters, and who the members are.
-#[derive(Debug, Default)]
-pub struct Shared {
-    pub(crate) traffic: Arc<TrafficCounters>,
-    dropped_events: AtomicU64,
-    delivered_events: AtomicU64,
-    pub(crate) outsider_connections: AtomicU64,
-    published: AtomicU64,
-    rejected_messages: AtomicU64,
-    bans: AtomicU64,
-    /// Banned outsiders and when their ban ends.
-    banned: std::sync::Mutex<HashMap<PeerId, Instant>>,
-    refused: [AtomicU64; INPUTS],
-    /// The peers the application counts as members; `None` until it says, and then
-    /// everyone is treated as one (a bare mesh without membership has no outsiders).
-    members: std::sync::RwLock<Option<HashSet<PeerId>>>,
-    /// Chaos: peers whose probes go unanswered, and whether none are answered.
-    probe_filter: std::sync::Mutex<(HashSet<PeerId>, bool)>,
-}
-
-impl Shared {
-    pub(crate) fn set_probe_filter(&self, blocked: HashSet<PeerId>, silent: bool) {
-        *self.probe_filter.lock().unwrap_or_else(|p| p.into_inner()) = (blocked, silent);
-    }
-
-    fn answers_probe(&self, peer: &PeerId) -> bool {
-        let f = self.probe_filter.lock().unwrap_or_else(|p| p.into_inner());
-        !f.1 && !f.0.contains(peer)
-    }
-
-    /// Replaces the member set (see [`Client::set_members`](super::Client::set_members)).
-    pub(crate) fn set_members(&self, members: impl IntoIterator<Item = PeerId>) {
-        *self.members.write().unwrap_or_else(|p| p.into_inner()) =
-            Some(members.into_iter().collect());
-    }
-
-    /// Whether `peer` counts as a member (everyone does until a member set is given).
-    pub(crate) fn is_member(&self, peer: &PeerId) -> bool {
-        self.members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_none_or(|m| m.contains(peer))
-    }
-
-    /// Counts an event dropped because the channel was full.
-    fn dropped(&self) {
-        self.dropped_events.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts an event handed to the application.
-    fn delivered(&self) {
-        self.delivered_events.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Refuses `peer` until `now + BAN` unless it is a member; `true` if newly banned.
-    pub(crate) fn ban(&self, peer: PeerId, now: Instant) -> bool {
-        if self.is_member(&peer) {
-            return false;
-        }
-        let mut bans = self.banned.lock().unwrap_or_else(|p| p.into_inner());
-        if bans.get(&peer).is_some_and(|until| *until > now) {
-            return false;
-        }
-        if bans.len() >= MAX_BANS {
-            bans.retain(|_, until| *until > now);
-        }
-        if bans.len() >= MAX_BANS {
-            // Still full of live bans: drop the one ending first.
-            if let Some(first) = bans.iter().min_by_key(|(_, u)| **u).map(|(p, _)| *p) {
-                bans.remove(&first);
-            }
-        }
-        bans.insert(peer, now + super::gate::BAN);
-        self.bans.fetch_add(1, Ordering::Relaxed);
-        true
-    }
-
-    /// Whether `peer` is banned at `now`.
-    pub(crate) fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
-        self.banned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(peer)
-            .is_some_and(|until| *until > now)
-    }
-
-    /// Bans held (expired ones included until pruned).
-    #[cfg(test)]
-    pub(crate) fn ban_count(&self) -> usize {
-        self.banned.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Counts one input of `kind` refused.
-    pub(crate) fn refused(&self, kind: Input) {
-        self.refused[kind as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn stats(&self) -> MeshStats {
-        let r = |k: Input| self.refused[k as usize].load(Ordering::Relaxed);
-        MeshStats {
-            traffic: self.traffic.snapshot(),
-            dropped_events: self.dropped_events.load(Ordering::Relaxed),
-            delivered_events: self.delivered_events.load(Ordering::Relaxed),
-            outsider_connections: self.outsider_connections.load(Ordering::Relaxed),
-            published: self.published.load(Ordering::Relaxed),
-            rejected_messages: self.rejected_messages.load(Ordering::Relaxed),
-            bans: self.bans.load(Ordering::Relaxed),
-            refused: RefusedInputs {
-                subscriptions: r(Input::Subscription),
-                messages: r(Input::Message),
-                probes: r(Input::Probe),
-                peer_exchange: r(Input::PeerExchange),
-                identify: r(Input::Identify),
-                direct_streams: r(Input::DirectStream),
-                malformed: r(Input::Malformed),
-                connections: r(Input::Connection),
-                streams: r(Input::Stream),
-            },
-        }
-    }
-}
-
 struct PendingProbe {
     peer: PeerId,
     nonce: u64,
@@ -408,7 +227,7 @@ pub struct EventLoop {
     swarm: Swarm<MeshBehaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<MeshEvent>,
-    shared: Arc<Shared>,
+    ledger: Arc<MeshLedger>,
     max_message_size: usize,
     max_connections: usize,
     peer_exchange_interval: Option<Duration>,
@@ -432,7 +251,7 @@ impl EventLoop {
         swarm: Swarm<MeshBehaviour>,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<MeshEvent>,
-        shared: Arc<Shared>,
+        ledger: Arc<MeshLedger>,
         incoming: libp2p_stream::IncomingStreams,
         cfg: &super::MeshConfig,
     ) -> Self {
@@ -440,7 +259,7 @@ impl EventLoop {
             swarm,
             commands,
             events,
-            shared,
+            ledger,
             max_message_size: cfg.max_message_size,
             max_connections: cfg.max_connections as usize,
             peer_exchange_interval: cfg.peer_exchange_interval,
@@ -463,7 +282,7 @@ impl EventLoop {
     /// gate instead of costing a budget check per input.
     fn charge(&mut self, which: fn(&mut Budgets) -> &mut KindBudget, peer: PeerId) -> bool {
         let now = Instant::now();
-        let member = self.shared.is_member(&peer);
+        let member = self.ledger.is_member(&peer);
         let budget = which(&mut self.budgets);
         let kind = budget.kind;
         let ok = if member {
@@ -474,7 +293,7 @@ impl EventLoop {
         if ok {
             return true;
         }
-        self.shared.refused(kind);
+        self.ledger.refused(kind);
         if !member {
             self.ban(peer, now);
         }
@@ -492,7 +311,7 @@ impl EventLoop {
         let graylisted: Vec<PeerId> = self
             .swarm
             .connected_peers()
-            .filter(|p| !self.shared.is_member(p))
+            .filter(|p| !self.ledger.is_member(p))
             .filter(|p| {
                 self.swarm
                     .behaviour()
@@ -509,7 +328,7 @@ impl EventLoop {
 
     /// Disconnects an outsider and refuses it for a while.
     fn ban(&mut self, peer: PeerId, now: Instant) {
-        if self.shared.ban(peer, now) {
+        if self.ledger.ban(peer, now) {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
@@ -518,25 +337,25 @@ impl EventLoop {
     /// [`MeshEvent::Direct`].
     fn on_direct_stream(&mut self, peer: PeerId, stream: libp2p::Stream) {
         // Liveness frames are between members; an outsider's stream is closed unread.
-        if !self.shared.is_member(&peer) {
-            self.shared.refused(Input::DirectStream);
+        if !self.ledger.is_member(&peer) {
+            self.ledger.refused(Input::DirectStream);
             return;
         }
         if !self.charge(|b| &mut b.direct_streams, peer) {
             return;
         }
-        let (events, shared) = (self.events.clone(), self.shared.clone());
-        let (events2, shared2) = (self.events.clone(), self.shared.clone());
+        let (events, ledger) = (self.events.clone(), self.ledger.clone());
+        let (events2, ledger2) = (self.events.clone(), self.ledger.clone());
         self.readers.accept(
             peer,
             stream,
             move |peer, data| match events.try_send(MeshEvent::Direct { peer, data }) {
                 Ok(()) => {
-                    shared.delivered();
+                    ledger.delivered();
                     true
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    shared.dropped();
+                    ledger.dropped();
                     true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -548,7 +367,7 @@ impl EventLoop {
                     reason,
                 };
                 if events2.try_send(event).is_err() {
-                    shared2.dropped();
+                    ledger2.dropped();
                 }
             },
         );
@@ -593,11 +412,11 @@ impl EventLoop {
     fn emit(&mut self, event: MeshEvent) -> bool {
         match self.events.try_send(event) {
             Ok(()) => {
-                self.shared.delivered();
+                self.ledger.delivered();
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.dropped();
+                self.ledger.dropped();
                 if let Some(held_back) = self.logs.full.allow(Instant::now()) {
                     tracing::warn!(held_back, "mesh event channel full, dropping events");
                 }
@@ -642,13 +461,13 @@ impl EventLoop {
                         })
                 };
                 if result.is_ok() {
-                    self.shared.published.fetch_add(1, Ordering::Relaxed);
+                    self.ledger.published.fetch_add(1, Ordering::Relaxed);
                 }
                 let _ = reply.send(result);
             }
             Command::ReportValidation(id, source, verdict, reply) => {
-                if verdict == super::Validation::Reject {
-                    self.shared
+                if verdict == Validation::Reject {
+                    self.ledger
                         .rejected_messages
                         .fetch_add(1, Ordering::Relaxed);
                 }
@@ -786,7 +605,7 @@ impl EventLoop {
                 }
                 // Outsiders' comings and goings are not the application's business (and an
                 // outsider churning connections must not fill the event channel).
-                if num_established.get() == 1 && self.shared.is_member(&peer_id) {
+                if num_established.get() == 1 && self.ledger.is_member(&peer_id) {
                     self.emit(MeshEvent::PeerConnected {
                         peer: peer_id,
                         address: endpoint.get_remote_address().clone(),
@@ -800,7 +619,7 @@ impl EventLoop {
                 ..
             } => {
                 self.identified.remove(&peer_id);
-                if self.shared.is_member(&peer_id) {
+                if self.ledger.is_member(&peer_id) {
                     self.emit(MeshEvent::PeerDisconnected { peer: peer_id });
                 }
             }
@@ -856,14 +675,14 @@ impl EventLoop {
                 // Gossipsub raises this for every subscribe request, repeats included:
                 // charged per peer, and only members' reach the application (which
                 // announces itself to new subscribers).
-                if self.charge(|b| &mut b.subscriptions, peer_id) && self.shared.is_member(&peer_id)
+                if self.charge(|b| &mut b.subscriptions, peer_id) && self.ledger.is_member(&peer_id)
                 {
                     self.emit(MeshEvent::Subscribed {
                         peer: peer_id,
                         topic: topic.into_string(),
                     });
-                } else if !self.shared.is_member(&peer_id) {
-                    self.shared.refused(Input::Subscription);
+                } else if !self.ledger.is_member(&peer_id) {
+                    self.ledger.refused(Input::Subscription);
                 }
             }
             gossipsub::Event::Unsubscribed { peer_id, .. } => {
@@ -902,10 +721,6 @@ impl EventLoop {
                     channel,
                     ..
                 } => {
-                    if !self.shared.answers_probe(&peer) {
-                        // Chaos: dropping the channel resets the stream unanswered.
-                        return;
-                    }
                     if !self.charge(|b| &mut b.probes, peer) {
                         // Unanswered: the stream resets; an honest prober retries later.
                         return;
@@ -920,7 +735,7 @@ impl EventLoop {
                         .behaviour_mut()
                         .probe
                         .send_response(channel, answer);
-                    if self.shared.is_member(&peer) {
+                    if self.ledger.is_member(&peer) {
                         self.emit(MeshEvent::ProbeRequest {
                             peer,
                             incarnation: request.incarnation,
@@ -1009,7 +824,7 @@ impl EventLoop {
         if !self.charge(|b| &mut b.identify, peer_id) {
             return;
         }
-        let member = self.shared.is_member(&peer_id);
+        let member = self.ledger.is_member(&peer_id);
         let addrs: Vec<Multiaddr> = info
             .listen_addrs
             .into_iter()
@@ -1051,7 +866,7 @@ impl EventLoop {
         let peer = self
             .identified
             .iter()
-            .filter(|(peer, info)| info.speaks_peer_exchange && self.shared.is_member(peer))
+            .filter(|(peer, info)| info.speaks_peer_exchange && self.ledger.is_member(peer))
             .map(|(peer, _)| *peer)
             .choose(&mut rand::rng());
         if let Some(peer) = peer {
@@ -1073,7 +888,7 @@ impl EventLoop {
                         .identified
                         .iter()
                         .filter(|(p, info)| {
-                            **p != peer && !info.addrs.is_empty() && self.shared.is_member(p)
+                            **p != peer && !info.addrs.is_empty() && self.ledger.is_member(p)
                         })
                         .take(peer_exchange::MAX_PEERS)
                         .map(|(p, info)| PeerRecord {
@@ -1090,17 +905,17 @@ impl EventLoop {
                 request_response::Message::Response { response, .. } => {
                     // Only a member's answer is used, and only the members in it: what
                     // we dial is what our own view admits.
-                    if !self.shared.is_member(&peer) {
-                        self.shared.refused(Input::PeerExchange);
+                    if !self.ledger.is_member(&peer) {
+                        self.ledger.refused(Input::PeerExchange);
                         return;
                     }
                     let before = response.len();
                     let members: Vec<PeerRecord> = response
                         .into_iter()
-                        .filter(|r| self.shared.is_member(&r.peer))
+                        .filter(|r| self.ledger.is_member(&r.peer))
                         .collect();
                     if members.len() < before {
-                        self.shared.refused(Input::PeerExchange);
+                        self.ledger.refused(Input::PeerExchange);
                     }
                     self.dial_unknown_peers(members);
                 }

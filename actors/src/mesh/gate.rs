@@ -19,7 +19,7 @@ use std::{
     net::IpAddr,
     sync::{Arc, atomic::Ordering},
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use libp2p::{
@@ -35,15 +35,13 @@ use libp2p::{
 
 use super::{
     budget::{PeerBudget, Rate},
-    event_loop::{Input, Shared},
+    ledger::{Input, MeshLedger},
 };
 
 /// Inbound handshakes per remote IP: members reconnect rarely, so this only bites churn.
 const HANDSHAKES_PER_IP: Rate = Rate::new(20.0, 40.0);
 /// New connections per outsider identity.
 const OUTSIDER_CONNECTS: Rate = Rate::new(0.5, 3.0);
-/// How long a banned outsider is refused.
-pub(crate) const BAN: Duration = Duration::from_secs(60);
 /// Remote IPs and outsiders remembered (each map is bounded).
 const REMEMBERED: usize = 1024;
 
@@ -62,7 +60,7 @@ pub(crate) enum Refused {
 
 /// The gate behaviour; see the module docs.
 pub(crate) struct Gate {
-    shared: Arc<Shared>,
+    ledger: Arc<MeshLedger>,
     max_outsiders: usize,
     handshakes: PeerBudget<IpAddr>,
     connects: PeerBudget<PeerId>,
@@ -71,9 +69,9 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    pub(crate) fn new(shared: Arc<Shared>, max_outsiders: usize) -> Self {
+    pub(crate) fn new(ledger: Arc<MeshLedger>, max_outsiders: usize) -> Self {
         Self {
-            shared,
+            ledger,
             max_outsiders,
             handshakes: PeerBudget::new(HANDSHAKES_PER_IP, REMEMBERED),
             connects: PeerBudget::new(OUTSIDER_CONNECTS, REMEMBERED),
@@ -82,7 +80,7 @@ impl Gate {
     }
 
     fn refuse(&self, why: Refused) -> ConnectionDenied {
-        self.shared.refused(Input::Connection);
+        self.ledger.refused(Input::Connection);
         tracing::debug!(%why, "connection refused");
         ConnectionDenied::new(why)
     }
@@ -90,11 +88,11 @@ impl Gate {
     /// The checks for an established connection of `peer`; `inbound` ones are also held
     /// to the reconnect budget.
     fn admit(&mut self, peer: PeerId, inbound: bool) -> Result<(), ConnectionDenied> {
-        if self.shared.is_member(&peer) {
+        if self.ledger.is_member(&peer) {
             return Ok(());
         }
         let now = Instant::now();
-        if self.shared.is_banned(&peer, now) {
+        if self.ledger.is_banned(&peer, now) {
             return Err(self.refuse(Refused::Banned(peer)));
         }
         if self.outsiders.len() >= self.max_outsiders {
@@ -163,7 +161,7 @@ impl NetworkBehaviour for Gate {
                 peer_id,
                 connection_id,
                 ..
-            }) if !self.shared.is_member(&peer_id) => {
+            }) if !self.ledger.is_member(&peer_id) => {
                 self.outsiders.insert(connection_id, peer_id);
             }
             FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. }) => {
@@ -171,7 +169,7 @@ impl NetworkBehaviour for Gate {
             }
             _ => return,
         }
-        self.shared
+        self.ledger
             .outsider_connections
             .store(self.outsiders.len() as u64, Ordering::Relaxed);
     }
@@ -193,11 +191,14 @@ impl NetworkBehaviour for Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use crate::mesh::ledger::BAN;
 
     fn gate(members: &[PeerId], max: usize) -> Gate {
-        let shared = Arc::new(Shared::default());
-        shared.set_members(members.iter().copied());
-        Gate::new(shared, max)
+        let ledger = Arc::new(MeshLedger::default());
+        ledger.set_members(members.iter().copied());
+        Gate::new(ledger, max)
     }
 
     #[test]
@@ -211,7 +212,7 @@ mod tests {
         }
         assert!(g.admit(PeerId::random(), true).is_err(), "cap reached");
         assert!(g.admit(member, true).is_ok(), "members pass the cap");
-        assert_eq!(g.shared.stats().refused.connections, 1);
+        assert_eq!(g.ledger.stats().refused.connections, 1);
     }
 
     #[test]
@@ -221,23 +222,23 @@ mod tests {
         let admitted = (0..100).filter(|_| g.admit(churner, true).is_ok()).count();
         assert_eq!(admitted, 3, "burst only");
         let other = PeerId::random();
-        assert!(g.shared.ban(other, Instant::now()));
-        assert!(!g.shared.ban(other, Instant::now()), "counted once");
+        assert!(g.ledger.ban(other, Instant::now()));
+        assert!(!g.ledger.ban(other, Instant::now()), "counted once");
         assert!(g.admit(other, false).is_err(), "banned both ways");
         let later = Instant::now() + BAN + Duration::from_secs(1);
-        assert!(!g.shared.is_banned(&other, later));
+        assert!(!g.ledger.is_banned(&other, later));
     }
 
     #[test]
     fn bans_stay_bounded_and_members_are_not_banned() {
         let member = PeerId::random();
         let g = gate(&[member], 16);
-        assert!(!g.shared.ban(member, Instant::now()));
-        assert!(!g.shared.is_banned(&member, Instant::now()));
+        assert!(!g.ledger.ban(member, Instant::now()));
+        assert!(!g.ledger.is_banned(&member, Instant::now()));
         for _ in 0..2000 {
-            g.shared.ban(PeerId::random(), Instant::now());
+            g.ledger.ban(PeerId::random(), Instant::now());
         }
-        assert!(g.shared.ban_count() <= 1024);
+        assert!(g.ledger.ban_count() <= 1024);
     }
 
     #[test]
@@ -256,7 +257,7 @@ mod tests {
 
     #[test]
     fn without_a_member_list_everyone_is_a_member() {
-        let mut g = Gate::new(Arc::new(Shared::default()), 0);
+        let mut g = Gate::new(Arc::new(MeshLedger::default()), 0);
         assert!(g.admit(PeerId::random(), true).is_ok());
     }
 }

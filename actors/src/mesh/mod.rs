@@ -37,12 +37,14 @@
 mod behaviour;
 mod budget;
 mod client;
+mod command;
 mod config;
 pub mod direct;
 mod error;
 mod event_loop;
 mod gate;
 mod identity;
+mod ledger;
 pub mod peer_exchange;
 pub mod probe;
 mod transport;
@@ -53,16 +55,17 @@ use libp2p::{SwarmBuilder, identity::Keypair};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use behaviour::IDENTIFY_PROTOCOL;
-pub use client::{Client, MeshStats, ProbeReply, Validation};
+pub use client::Client;
+pub use command::{ProbeReply, Validation};
 pub use config::{GossipTuning, MeshConfig, message_id};
 pub use error::{ClientError, IdentityError, MeshError, ProbeError};
-pub use event_loop::{EventLoop, MeshEvent, RefusedInputs};
+pub use event_loop::{EventLoop, MeshEvent};
 pub use identity::load_or_create_keypair;
+pub use ledger::{MeshStats, RefusedInputs, Traffic, TrafficCounters};
 pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId};
-pub use transport::{Traffic, TrafficCounters};
 
 use behaviour::MeshBehaviour;
-use event_loop::Shared;
+use ledger::MeshLedger;
 
 /// Builds the swarm, binds the listen addresses, joins the topics, dials the bootstrap
 /// peers, and returns the client, the event receiver, and the [`EventLoop`] to run.
@@ -75,9 +78,9 @@ pub fn build_mesh(
     config: MeshConfig,
 ) -> Result<(Client, mpsc::Receiver<MeshEvent>, EventLoop), MeshError> {
     config.validate()?;
-    let shared = Arc::new(Shared::default());
-    let transport = transport::build(&keypair, shared.clone(), config.handshake_timeout)?;
-    let behaviour = MeshBehaviour::new(&keypair, &config, shared.clone())?;
+    let ledger = Arc::new(MeshLedger::default());
+    let transport = transport::build(&keypair, ledger.clone(), config.handshake_timeout)?;
+    let behaviour = MeshBehaviour::new(&keypair, &config, ledger.clone())?;
     let mut control = behaviour.stream.new_control();
     let incoming = control
         .accept(direct::PROTOCOL)
@@ -126,10 +129,10 @@ pub fn build_mesh(
         sender: command_tx,
         local_peer_id,
         probe_timeout: config.probe_timeout,
-        shared: shared.clone(),
+        ledger: ledger.clone(),
         links,
     };
-    let event_loop = EventLoop::new(swarm, command_rx, event_tx, shared, incoming, &config);
+    let event_loop = EventLoop::new(swarm, command_rx, event_tx, ledger, incoming, &config);
     Ok((client, event_rx, event_loop))
 }
 

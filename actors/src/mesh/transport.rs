@@ -12,10 +12,7 @@
 use std::{
     io,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     task::{Context, Poll},
     time::Duration,
 };
@@ -34,7 +31,7 @@ use libp2p::{
 
 use super::{
     budget::{Rate, TokenBucket},
-    event_loop::{Input, Shared},
+    ledger::{Input, MeshLedger, TrafficCounters},
 };
 
 /// Inbound streams per connection of a member: far above what membership needs (one
@@ -49,7 +46,7 @@ const OUTSIDER_STREAMS: Rate = Rate::new(2.0, 16.0);
 struct Budgeted {
     inner: StreamMuxerBox,
     peer: PeerId,
-    shared: Arc<Shared>,
+    ledger: Arc<MeshLedger>,
     member: TokenBucket,
     outsider: TokenBucket,
 }
@@ -69,21 +66,21 @@ impl StreamMuxer for Budgeted {
                 other => return other,
             };
             let now = std::time::Instant::now();
-            if this.shared.is_member(&this.peer) {
+            if this.ledger.is_member(&this.peer) {
                 if this.member.try_take(now) {
                     return Poll::Ready(Ok(stream));
                 }
                 // A member over budget loses the stream, not the connection: closing it
                 // could make others suspect the member.
-                this.shared.refused(Input::Stream);
+                this.ledger.refused(Input::Stream);
                 drop(stream);
                 continue;
             }
             if this.outsider.try_take(now) {
                 return Poll::Ready(Ok(stream));
             }
-            this.shared.refused(Input::Stream);
-            this.shared.ban(this.peer, now);
+            this.ledger.refused(Input::Stream);
+            this.ledger.ban(this.peer, now);
             return Poll::Ready(Err(io::Error::other(
                 "outsider opened streams over its budget",
             )));
@@ -110,42 +107,15 @@ impl StreamMuxer for Budgeted {
 }
 
 /// Wraps an authenticated connection's muxer in its stream budget.
-fn budgeted(peer: PeerId, muxer: StreamMuxerBox, shared: Arc<Shared>) -> StreamMuxerBox {
+fn budgeted(peer: PeerId, muxer: StreamMuxerBox, ledger: Arc<MeshLedger>) -> StreamMuxerBox {
     let now = std::time::Instant::now();
     StreamMuxerBox::new(Budgeted {
         inner: muxer,
         peer,
-        shared,
+        ledger,
         member: TokenBucket::new(MEMBER_STREAMS, now),
         outsider: TokenBucket::new(OUTSIDER_STREAMS, now),
     })
-}
-
-/// Bytes moved by all TCP connections of one node, counted below noise and yamux.
-/// QUIC connections (feature `quic`) are not counted.
-#[derive(Debug, Default)]
-pub struct TrafficCounters {
-    inbound: AtomicU64,
-    outbound: AtomicU64,
-}
-
-/// A snapshot of [`TrafficCounters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    /// Bytes received since start.
-    pub bytes_in: u64,
-    /// Bytes sent since start.
-    pub bytes_out: u64,
-}
-
-impl TrafficCounters {
-    /// Reads both counters.
-    pub fn snapshot(&self) -> Traffic {
-        Traffic {
-            bytes_in: self.inbound.load(Ordering::Relaxed),
-            bytes_out: self.outbound.load(Ordering::Relaxed),
-        }
-    }
 }
 
 /// A stream wrapper adding every byte read or written to shared counters.
@@ -198,10 +168,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
 /// `quic` feature is on.
 pub(crate) fn build(
     keypair: &Keypair,
-    shared: Arc<Shared>,
+    ledger: Arc<MeshLedger>,
     handshake_timeout: Duration,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    let counters = shared.traffic.clone();
+    let counters = ledger.traffic.clone();
     // Nagle would hold small probe frames back for up to 40 ms; probes measure RTT.
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
         .map(move |stream, _| Counting {
@@ -224,7 +194,7 @@ pub(crate) fn build(
                     Either::Left((peer, conn)) => (peer, StreamMuxerBox::new(conn)),
                     Either::Right((peer, conn)) => (peer, StreamMuxerBox::new(conn)),
                 };
-                (peer, budgeted(peer, conn, shared.clone()))
+                (peer, budgeted(peer, conn, ledger.clone()))
             })
             .boxed())
     }
@@ -233,7 +203,7 @@ pub(crate) fn build(
         Ok(tcp
             .map(move |(peer, conn), _| {
                 let conn = StreamMuxerBox::new(conn);
-                (peer, budgeted(peer, conn, shared.clone()))
+                (peer, budgeted(peer, conn, ledger.clone()))
             })
             .boxed())
     }

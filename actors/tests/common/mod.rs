@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod mesh;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,11 +9,9 @@ use jobmesh::config::Config;
 use jobmesh::job::{Job, JobState, NodeId};
 use jobmesh::membership::{JoinCertificate, MembershipConfig, Monitoring, public_key_of};
 use jobmesh::store::{JobFilter, Store};
-use jobmesh_actors::faults::ActiveFaults;
 use jobmesh_actors::mesh::{MeshConfig, Multiaddr, PeerId, load_or_create_keypair};
 use jobmesh_actors::{MeshOptions, Node, NodeOptions};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::watch;
 
 use crate::args::NodeArgs;
 use crate::setup;
@@ -39,6 +37,7 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|m| anyhow::anyhow!("invalid options: {m}"))?;
+    let chaos = crate::cmd::chaos::node_control(args.chaos_control.clone())?;
     anyhow::ensure!(
         args.chaos_control.is_none() || config.mesh.enabled,
         "--chaos-control injects mesh faults: it needs --listen/--join (or mesh.enabled)"
@@ -55,8 +54,7 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         retention: Some(config.retention.clone()),
     };
     let node = if config.mesh.enabled {
-        let faults = args.chaos_control.clone().map(watch_faults);
-        let node = Node::start_meshed(options, mesh_options(&config, faults)?).await?;
+        let node = chaos.start_meshed(options, mesh_options(&config)?).await?;
         let client = node.mesh().expect("meshed node");
         say(format_args!("peer id {}", client.local_peer_id()));
         for addr in client.listen_addrs().await? {
@@ -106,10 +104,7 @@ fn say(line: std::fmt::Arguments<'_>) {
 }
 
 /// The mesh settings from the config.
-fn mesh_options(
-    config: &Config,
-    faults: Option<watch::Receiver<ActiveFaults>>,
-) -> anyhow::Result<MeshOptions> {
+fn mesh_options(config: &Config) -> anyhow::Result<MeshOptions> {
     let key_path = config.key_path();
     if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -180,7 +175,6 @@ fn mesh_options(
         seed: rand_seed(),
         keypair,
         join,
-        faults,
     })
 }
 
@@ -331,39 +325,4 @@ async fn any_job(
             _ => return Ok(false),
         }
     }
-}
-
-/// How often `--chaos-control` is re-read.
-const CHAOS_POLL: Duration = Duration::from_millis(100);
-
-/// Watches the chaos control file: each change (by modification time or length) is
-/// parsed and, if valid, put in force; an invalid one is reported and ignored (the
-/// faults in force stay). A missing file means no faults.
-fn watch_faults(path: std::path::PathBuf) -> watch::Receiver<ActiveFaults> {
-    let (tx, rx) = watch::channel(ActiveFaults::default());
-    tokio::spawn(async move {
-        let mut seen: Option<(std::time::SystemTime, u64)> = None;
-        loop {
-            let stamp = std::fs::metadata(&path)
-                .ok()
-                .map(|m| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len()));
-            if stamp != seen {
-                seen = stamp;
-                let parsed = match std::fs::read_to_string(&path) {
-                    Ok(text) => ActiveFaults::parse(&text).map_err(|e| e.to_string()),
-                    Err(_) => Ok(ActiveFaults::default()),
-                };
-                match parsed {
-                    Ok(faults) => {
-                        if tx.send(faults).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => eprintln!("{}: {e}; keeping the faults in force", path.display()),
-                }
-            }
-            tokio::time::sleep(CHAOS_POLL).await;
-        }
-    });
-    rx
 }
