@@ -7,7 +7,7 @@ use jobmesh::event::EventKind;
 use jobmesh::job::JobState;
 use jobmesh_sim::chaos::checker::{CheckConfig, check};
 use jobmesh_sim::chaos::history::{Attempt, EventRecord, History, JobRecord, NodeInfo};
-use jobmesh_sim::chaos::scenario::{Availability, SCENARIOS, find, plan};
+use jobmesh_sim::chaos::plan::{Availability, SCENARIOS, find, plan};
 
 #[test]
 fn a_seed_replays_the_same_schedule_for_every_scenario() {

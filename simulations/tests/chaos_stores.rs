@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use jobmesh_sim::chaos::scenario::Fault;
+use jobmesh_sim::chaos::plan::Fault;
 use jobmesh_sim::chaos::stores::Stores;
 use sqlx::postgres::PgPoolOptions;
 use tokio::time::Instant;

@@ -25,7 +25,7 @@ fn f_false_accusers_evict_nobody_healthy() {
     let liars = scenario
         .steps
         .iter()
-        .filter(|s| matches!(s.op, Op::Byzantine(..)))
+        .filter(|s| matches!(s.op, Op::Byzantine { .. }))
         .count();
     assert_eq!(liars, 3);
     let r = world.run(&scenario).expect("runs");
@@ -71,7 +71,7 @@ fn more_than_f_liars_can_evict() {
     let mut world = World::new(SimConfig::new(7, 14)).expect("valid");
     let mut scenario = Scenario::new("too-many-liars", S(10));
     for l in 0..5 {
-        scenario = scenario.at(S(1), Op::Byzantine(l, Behaviour::FalseAccuse { target: 6 }));
+        scenario = scenario.at(S(1), Op::liar_against(l, Behaviour::FalseDown, 6));
     }
     let m = world.run(&scenario).expect("runs").metrics;
     assert!(m.false_evictions > 0, "5 liars > f = 2 evict: {m:?}");

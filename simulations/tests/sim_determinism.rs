@@ -10,8 +10,8 @@ fn run(seed: u64) -> (String, u64) {
     let mut world = World::new(config).expect("valid config");
     let s = Duration::from_secs;
     let scenario = Scenario::new("determinism", s(14))
-        .at(s(1), Op::Byzantine(0, Behaviour::FalseAccuse { target: 1 }))
-        .at(s(1), Op::Byzantine(2, Behaviour::Junk))
+        .at(s(1), Op::liar_against(0, Behaviour::FalseDown, 1))
+        .at(s(1), Op::liar(2, Behaviour::Junk))
         .at(s(3), Op::Crash(6))
         .at(s(9), Op::Restart(6));
     let report = world.run(&scenario).expect("runs");

@@ -83,7 +83,7 @@ mod runner {
     use std::path::PathBuf;
 
     use anyhow::Context;
-    use jobmesh_sim::chaos::scenario::{Availability, SCENARIOS};
+    use jobmesh_sim::chaos::plan::{Availability, SCENARIOS};
     use jobmesh_sim::chaos::{Options, report};
 
     use crate::args::{ChaosArgs, ChaosRunArgs, ChaosVerb};
@@ -120,7 +120,7 @@ mod runner {
             outln!("{:<22} {availability:<14} {stores:<10} {}", s.name, s.about)?;
         }
         outln!(
-            "\nneeds-control: the nodes must accept --chaos-control (network and Byzantine faults)\n\
+            "\nneeds-control: network and Byzantine faults, through each node's --chaos-control file\n\
              pg+redis: redis_postgres on a Postgres and a redis-server of\n\
              the run's own, started from the system binaries (initdb/pg_ctl, redis-server) on free\n\
              ports; the machine's shared servers are not touched"

@@ -11,9 +11,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use jobmesh_actors::chaos::Faults;
+
 use super::ChaosError;
-use super::faults::{Control, write_control};
-use super::scenario::NodeIx;
+use super::plan::NodeIx;
 
 /// Worker settings of the chaos nodes: few workers and small claim batches so that
 /// work spreads over every node, short leases so that the lease backstop (for nodes
@@ -84,16 +85,6 @@ pub struct Cluster {
     pub nodes: Vec<ClusterNode>,
 }
 
-/// Whether this `jobmesh` binary's nodes accept `--chaos-control`.
-pub async fn supports_control(bin: &Path) -> Result<bool, ChaosError> {
-    let out = Command::new(bin)
-        .args(["node", "--help"])
-        .output()
-        .await
-        .map_err(|e| ChaosError::io(format!("running {} node --help", bin.display()), e))?;
-    Ok(String::from_utf8_lossy(&out.stdout).contains("--chaos-control"))
-}
-
 impl Cluster {
     /// Writes the configs of `n` nodes tolerating `f` liars under `dir` and reads their
     /// peer ids; `control` passes each node its `--chaos-control` file; `store` is the
@@ -158,7 +149,8 @@ impl Cluster {
             text.push_str(&mesh);
             write(&node.config, &text)?;
             if control {
-                write_control(&node.control, &Control::default())
+                Faults::default()
+                    .write(&node.control)
                     .map_err(|e| ChaosError::io("writing a control file", e))?;
             }
         }
@@ -360,8 +352,9 @@ impl Cluster {
     }
 
     /// Writes a node's control file.
-    pub fn set_control(&self, i: NodeIx, control: &Control) -> Result<(), ChaosError> {
-        write_control(&self.nodes[i].control, control)
+    pub fn set_control(&self, i: NodeIx, control: &Faults) -> Result<(), ChaosError> {
+        control
+            .write(&self.nodes[i].control)
             .map_err(|e| ChaosError::io("writing a control file", e))
     }
 

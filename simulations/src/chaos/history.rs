@@ -8,8 +8,8 @@ use jobmesh::store::{JobFilter, Store};
 use serde::{Deserialize, Serialize};
 
 use super::ChaosError;
-use super::faults::FaultWindow;
-use super::scenario::{Fault, NodeIx};
+use super::plan::{Fault, NodeIx};
+use super::windows::FaultWindow;
 
 /// One submission by the workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

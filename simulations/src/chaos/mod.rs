@@ -1,13 +1,15 @@
 //! `jobmesh chaos`: real local clusters under a workload and injected faults, checked
 //! afterwards like Jepsen's total-queue.
 //!
-//! - [`scenario`]: the named scenarios as seeded schedules of `(at, Fault)` steps;
+//! - [`plan`]: the named scenarios and their plans, seeded schedules of `(at, Fault)`
+//!   steps;
 //! - [`cluster`]: node processes of the `jobmesh` binary on loopback sharing one
 //!   SQLite file (or the run's own Postgres + Redis), with kill -9, restart, SIGSTOP and SIGCONT;
 //! - [`stores`] and [`proxy`]: the production-mode runs' own Postgres and Redis (from
 //!   [`crate::servers`]), their faults (outage, kill, flush) and slow links;
-//! - [`faults`]: the `--chaos-control` file each node polls (partitions, one-way links,
-//!   delay and loss, Byzantine behaviour) and the fault windows;
+//! - [`control`]: the chaos control document each node polls (partitions, one-way
+//!   links, delay and loss, Byzantine behaviour), per node; [`windows`]: when a node
+//!   was rightly unreachable;
 //! - [`workload`]: steady submissions, every attempt and acknowledgement recorded;
 //! - [`history`] and [`checker`]: what happened, and the pure invariant check;
 //! - [`report`]: table, JSON, SVG timeline and progress line;
@@ -15,13 +17,14 @@
 
 pub mod checker;
 pub mod cluster;
-pub mod faults;
+pub mod control;
 pub mod history;
+pub mod plan;
 pub mod proxy;
 pub mod report;
 pub mod runner;
-pub mod scenario;
 pub mod stores;
+pub mod windows;
 pub mod workload;
 
 pub use runner::{Options, run};

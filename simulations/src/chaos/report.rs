@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::checker::{Verdict, quantile};
-use super::faults::FaultWindow;
 use super::history::{AppliedFault, NodeInfo};
-use super::scenario::{Fault, Plan};
+use super::plan::{Fault, Plan};
+use super::windows::FaultWindow;
 
 /// Everything a run produced, as written to `report.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

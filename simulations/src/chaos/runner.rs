@@ -12,12 +12,13 @@ use tokio::time::Instant;
 
 use super::ChaosError;
 use super::checker::{CheckConfig, check};
-use super::cluster::{Cluster, NodeState, now_ms, supports_control};
-use super::faults::{FaultWindow, Network, WindowLog};
+use super::cluster::{Cluster, NodeState, now_ms};
+use super::control::Controls;
 use super::history::{AppliedFault, History, NodeInfo, read_store};
+use super::plan::{self, Fault, Plan};
 use super::report::{self, Report, svg, table};
-use super::scenario::{self, Fault, Plan};
 use super::stores::{REDIS_PREFIX, Stores};
+use super::windows::{FaultWindow, WindowLog};
 use super::workload::{Attempts, Workload};
 
 /// Marks a directory as a chaos run's, so a later run may replace it.
@@ -61,9 +62,9 @@ pub struct Options {
 impl Options {
     /// The Byzantine members this run has.
     pub fn liars(&self) -> Result<usize, ChaosError> {
-        let s = scenario::find(&self.scenario)?;
+        let s = plan::find(&self.scenario)?;
         Ok(self.byzantine.unwrap_or(if s.byzantine {
-            scenario::tolerated(self.nodes).max(1)
+            plan::tolerated(self.nodes).max(1)
         } else {
             0
         }))
@@ -85,30 +86,24 @@ impl Options {
 
 /// Runs a scenario; the report says whether every invariant held.
 pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
-    let s = scenario::find(&opts.scenario)?;
+    let s = plan::find(&opts.scenario)?;
     let liars = opts.liars()?;
     if opts.jobs == 0 {
         return Err(ChaosError::Options {
             message: "--jobs must be at least 1".into(),
         });
     }
-    let plan = scenario::plan(s, opts.nodes, liars, opts.duration, opts.seed)?;
-    let control = supports_control(&opts.bin).await?;
-    if plan.needs_control() && !control {
-        return Err(ChaosError::Unsupported(format!(
-            "scenario `{}` injects network or Byzantine faults through the node's \
-             --chaos-control file, which this jobmesh binary ({}) does not have yet",
-            s.name,
-            opts.bin.display()
-        )));
-    }
+    let plan = plan::plan(s, opts.nodes, liars, opts.duration, opts.seed)?;
+    // Nodes get a control file only when the plan has faults for it: the others run
+    // as production nodes do, without a fault injector.
+    let control = plan.needs_control();
     if opts.sabotage && s.production {
         return Err(ChaosError::Unsupported(
             "--sabotage-lose-job edits the SQLite file: use it with a SQLite scenario".into(),
         ));
     }
     prepare_dir(&opts.out)?;
-    let f = scenario::tolerated(opts.nodes);
+    let f = plan::tolerated(opts.nodes);
     // Production scenarios get servers of their own, dropped (stopped) with the run.
     let stores = if s.production {
         Some(Stores::start(&opts.out.join("servers"), plan.needs_proxy()).await?)
@@ -235,7 +230,7 @@ async fn drive(
         ..History::default()
     };
     debug_assert_eq!(plan.liars.len(), liars);
-    let mut network = Network::new(history.nodes.iter().map(|n| n.peer_id.clone()).collect());
+    let mut controls = Controls::new(history.nodes.iter().map(|n| n.peer_id.clone()).collect());
     let mut windows = WindowLog::default();
     let mut workload = Workload::new(store.clone(), opts.seed, plan.panic_share);
     let attempts = workload.attempts();
@@ -251,7 +246,7 @@ async fn drive(
         progress
             .wait_until(start + step.at, cluster, &*store)
             .await?;
-        apply(&step.fault, cluster, &mut network).await?;
+        apply(&step.fault, cluster, &mut controls).await?;
         if let Some(st) = stores {
             st.apply(&step.fault).await?;
         } else if step.fault.is_store() {
@@ -297,10 +292,10 @@ async fn drive(
 async fn apply(
     fault: &Fault,
     cluster: &mut Cluster,
-    network: &mut Network,
+    controls: &mut Controls,
 ) -> Result<(), ChaosError> {
-    for i in network.apply(fault) {
-        cluster.set_control(i, network.control(i))?;
+    for i in controls.apply(fault) {
+        cluster.set_control(i, controls.control(i))?;
     }
     match fault {
         Fault::Kill { node } => cluster.kill(*node).await?,

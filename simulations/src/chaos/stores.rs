@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::servers::{PgCluster, RedisServer, ServerError, StopMode, free_port};
 
 use super::ChaosError;
+use super::plan::Fault;
 use super::proxy::Proxy;
-use super::scenario::Fault;
 
 /// The Redis key prefix of the chaos cluster (the server is the run's own).
 pub const REDIS_PREFIX: &str = "jobmesh";

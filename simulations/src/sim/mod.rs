@@ -3,8 +3,10 @@
 //! Many nodes, each running the real sans-IO [`Membership`](jobmesh::membership::Membership),
 //! exchange bytes over a simulated network ([`network`]) driven by one event loop
 //! ([`world`]) with a virtual clock and one seeded RNG: the same seed gives the same
-//! trace ([`trace`]). Scenarios ([`scenario`]) crash, restart, partition and cut
-//! links, change loss and latency, and turn members Byzantine ([`byzantine`]);
+//! trace ([`trace`]). Scenarios ([`script`], and the named ones in [`builtin`])
+//! crash, restart, partition and cut links, change loss and latency, and turn members
+//! Byzantine: liars follow the protocol core's adversary model
+//! ([`jobmesh::membership::adversary`], which the real-cluster chaos runs use too);
 //! [`metrics`] turns what happened into detection latency, convergence, false
 //! evictions and traffic per node.
 //!
@@ -21,19 +23,21 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod byzantine;
+pub mod builtin;
+mod liars;
 pub mod metrics;
 pub mod network;
 mod ops;
-pub mod scenario;
+pub mod script;
 pub mod table;
 pub mod trace;
 pub mod world;
 
-pub use byzantine::Behaviour;
+pub use builtin::{BUILTINS, Timing};
+pub use jobmesh::membership::adversary::Behaviour;
 pub use metrics::{Measurements, Summary, Traffic};
 pub use network::{Latency, Network, NetworkConfig};
-pub use scenario::{BUILTINS, Op, Scenario, Step, Timing};
+pub use script::{Op, Scenario, Step};
 pub use trace::{Trace, TraceRecord};
 pub use world::{Report, SimConfig, World, describe_monitoring, keypair};
 

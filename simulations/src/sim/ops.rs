@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use jobmesh::membership::Membership;
+use jobmesh::membership::adversary::Adversary;
 use rand::seq::IndexedRandom;
 
 use super::SimError;
-use super::byzantine::Behaviour;
-use super::scenario::Op;
+use super::script::Op;
 use super::world::{Event, World};
 
 impl World {
@@ -36,12 +36,7 @@ impl World {
         let bad = |i: usize| (i >= n).then_some(SimError::NoSuchNode { index: i, n });
         let err = match op {
             Op::Crash(i) | Op::Restart(i) | Op::SetHealth(i, _) => bad(*i),
-            Op::Byzantine(i, b) => bad(*i).or_else(|| match b {
-                Behaviour::FalseAccuse { target } | Behaviour::Equivocate { target } => {
-                    bad(*target)
-                }
-                _ => None,
-            }),
+            Op::Byzantine { node, target, .. } => bad(*node).or_else(|| target.and_then(bad)),
             Op::CutLink { from, to } | Op::RestoreLink { from, to } => bad(*from).or(bad(*to)),
             Op::Partition(groups) => groups.iter().flatten().find_map(|i| bad(*i)),
             Op::Heal | Op::SetLoss(_) | Op::SetLatency(_) => None,
@@ -98,8 +93,17 @@ impl World {
                     core.local_health(score);
                 }
             }
-            Op::Byzantine(i, behaviour) => {
-                self.liars.add(i, behaviour);
+            Op::Byzantine {
+                node,
+                behaviour,
+                target,
+            } => {
+                let mut liar = Adversary::new(behaviour);
+                if let Some(t) = target {
+                    liar = liar.against(self.ids[t]);
+                }
+                // Replaces an earlier behaviour of the same node.
+                self.liars.insert(node, liar);
                 if !self.lie_scheduled {
                     self.lie_scheduled = true;
                     self.push(now, Event::Lie);

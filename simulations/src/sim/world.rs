@@ -4,11 +4,12 @@
 //! ([`Membership`]); the world only carries bytes between them.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use jobmesh::clock::Millis;
+use jobmesh::membership::adversary::Adversary;
 use jobmesh::membership::{
     Acceptance, Membership, MembershipConfig, MembershipEvent, Monitoring, Output,
 };
@@ -18,10 +19,9 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::SimError;
-use super::byzantine::Liars;
 use super::metrics::{Kind, Measurements, Milestone, Recorder};
 use super::network::{Network, NetworkConfig};
-use super::scenario::{Op, Scenario};
+use super::script::{Op, Scenario};
 use super::trace::{Trace, TraceRecord};
 
 /// Settings of a simulated cluster.
@@ -192,7 +192,8 @@ pub struct World {
     seq: u64,
     /// The links; scenarios change them.
     pub network: Network,
-    pub(crate) liars: Liars,
+    /// The Byzantine members by node, each with the core's adversary model.
+    pub(crate) liars: BTreeMap<usize, Adversary>,
     pub(crate) lie_scheduled: bool,
     pub(crate) recorder: Recorder,
     pub(crate) trace: Trace,
@@ -261,7 +262,7 @@ impl World {
             queue: BinaryHeap::new(),
             seq: 0,
             network: Network::new(n, &config.network),
-            liars: Liars::default(),
+            liars: BTreeMap::new(),
             lie_scheduled: false,
             recorder: Recorder::new(n, (start, start), config.gossip_amplification),
             trace: Trace::new(start, config.keep_trace),
@@ -453,8 +454,10 @@ impl World {
                 if self.nodes[to].life != life {
                     return;
                 }
-                if kind == Kind::Gossip {
-                    self.liars.observe(to, from, &bytes, now);
+                if kind == Kind::Gossip
+                    && let Some(liar) = self.liars.get_mut(&to)
+                {
+                    liar.observe(self.ids[from], &bytes, now);
                 }
                 let from_id = self.ids[from];
                 let Some(core) = self.nodes[to].core.as_mut() else {
@@ -523,7 +526,7 @@ impl World {
                 self.do_op(op);
             }
             Event::Lie => {
-                super::byzantine::act(self);
+                self.liars_act();
                 let next = now.plus(self.config.lie_interval);
                 self.push(next, Event::Lie);
             }
@@ -543,7 +546,7 @@ impl World {
                 self.trace
                     .record(now, i, &o, |p| index.get(p).copied().unwrap_or(usize::MAX));
             }
-            if self.liars.suppresses(i, &o) {
+            if self.liars.get(&i).is_some_and(|l| l.withholds(&o)) {
                 continue;
             }
             match o {

@@ -1,8 +1,8 @@
 //! Hand-made histories, good and bad.
 
 use super::*;
-use crate::chaos::faults::FaultWindow;
 use crate::chaos::history::{Attempt, EventRecord, JobRecord, NodeInfo};
+use crate::chaos::windows::FaultWindow;
 
 const T0: i64 = 1_000_000;
 const HEAL: i64 = T0 + 10_000;

@@ -1,72 +1,15 @@
-//! Scenarios: a small list of timed operations (as chitchat's scenario tests), and the
-//! named built-in ones the binary runs.
+//! The named built-in scenarios the binary runs, placed for a given world (its size, `f`
+//! and monitoring decide who lies and who is cut off).
 
 use std::time::Duration;
 
 use jobmesh::membership::Monitoring;
-use serde::Serialize;
+use jobmesh::membership::adversary::Behaviour;
 
 use super::SimError;
-use super::byzantine::Behaviour;
 use super::network::Latency;
+use super::script::{Op, Scenario};
 use super::world::World;
-
-/// One change to the world.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Op {
-    /// Kill node i (kill -9: state lost, in-flight messages to it lost).
-    Crash(usize),
-    /// Start node i again with fresh state (a higher incarnation).
-    Restart(usize),
-    /// Split the network: each group becomes a side, unlisted nodes form side 0.
-    Partition(Vec<Vec<usize>>),
-    /// Remove every partition.
-    Heal,
-    /// Cut the direct link from -> to (one way).
-    CutLink {
-        /// Sender side of the link.
-        from: usize,
-        /// Receiver side.
-        to: usize,
-    },
-    /// Restore a cut link.
-    RestoreLink {
-        /// Sender side of the link.
-        from: usize,
-        /// Receiver side.
-        to: usize,
-    },
-    /// Set the delivery loss probability.
-    SetLoss(f64),
-    /// Set the hop latency.
-    SetLatency(Latency),
-    /// Set node i's local health score (Lifeguard): high scores abstain from voting.
-    SetHealth(usize, u32),
-    /// Make node i a liar.
-    Byzantine(usize, Behaviour),
-}
-
-/// An operation at an offset from the start of the run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Step {
-    /// When.
-    pub at: Duration,
-    /// What.
-    pub op: Op,
-}
-
-/// A named list of steps, how long to run, and the steady traffic window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Scenario {
-    /// Name (printed and in the replay command).
-    pub name: String,
-    /// The steps, in any order (they are scheduled by time).
-    pub steps: Vec<Step>,
-    /// Total simulated time.
-    pub duration: Duration,
-    /// Traffic is measured over [start, end) of this window.
-    pub window: (Duration, Duration),
-}
 
 /// Names of the built-in scenarios.
 pub const BUILTINS: &[(&str, &str)] = &[
@@ -126,28 +69,6 @@ impl Default for Timing {
 }
 
 impl Scenario {
-    /// An empty scenario running for `duration`, measuring traffic over all of it.
-    pub fn new(name: &str, duration: Duration) -> Self {
-        Self {
-            name: name.to_string(),
-            steps: Vec::new(),
-            duration,
-            window: (Duration::ZERO, duration),
-        }
-    }
-
-    /// Adds a step at `at`.
-    pub fn at(mut self, at: Duration, op: Op) -> Self {
-        self.steps.push(Step { at, op });
-        self
-    }
-
-    /// Sets the traffic window.
-    pub fn window(mut self, from: Duration, to: Duration) -> Self {
-        self.window = (from, to);
-        self
-    }
-
     /// The built-in scenario `name` for `world` (its size, `f` and monitoring decide
     /// who lies and who is cut off).
     pub fn builtin(name: &str, world: &World, t: Timing) -> Result<Self, SimError> {
@@ -174,10 +95,7 @@ impl Scenario {
                 let liars = observers_of(world, victim, f, &[other]);
                 let mut s = base(w + t.settle).at(w, Op::Crash(other));
                 for l in liars {
-                    s = s.at(
-                        secs(1),
-                        Op::Byzantine(l, Behaviour::FalseAccuse { target: victim }),
-                    );
+                    s = s.at(secs(1), Op::liar_against(l, Behaviour::FalseDown, victim));
                 }
                 s
             }
@@ -185,20 +103,16 @@ impl Scenario {
                 let liars = observers_of(world, victim, f, &[]);
                 let mut s = base(w + t.settle).at(w, Op::Crash(victim));
                 for l in liars {
-                    s = s.at(secs(1), Op::Byzantine(l, Behaviour::Withhold));
+                    s = s.at(secs(1), Op::liar(l, Behaviour::Withhold));
                 }
                 s
             }
             "byzantine" => {
                 let liars = observers_of(world, victim, f, &[other]);
-                let kinds = [
-                    Behaviour::Equivocate { target: victim },
-                    Behaviour::Junk,
-                    Behaviour::Replay,
-                ];
+                let kinds = [Behaviour::Equivocate, Behaviour::Junk, Behaviour::Replay];
                 let mut s = base(w + t.settle).at(w, Op::Crash(other));
                 for (j, l) in liars.into_iter().enumerate() {
-                    s = s.at(secs(1), Op::Byzantine(l, kinds[j % kinds.len()]));
+                    s = s.at(secs(1), Op::liar_against(l, kinds[j % kinds.len()], victim));
                 }
                 s
             }

@@ -1,5 +1,5 @@
-//! The named scenarios: each is a seeded schedule of fault steps, a plain list of
-//! `(at, Fault)` that the runner replays against a real cluster.
+//! The named chaos scenarios and their plans: each plan is a seeded schedule of fault
+//! steps, a plain list of `(at, Fault)` that the runner replays against a real cluster.
 //!
 //! A schedule is a pure function of (scenario, nodes, liars, duration, seed), so the
 //! same command line replays the same faults at the same offsets (the cluster's own
@@ -12,39 +12,12 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use jobmesh::membership::adversary::Behaviour;
+
 use super::ChaosError;
 
 /// A node of the cluster, by index (`n1` is index 0).
 pub type NodeIx = usize;
-
-/// What a Byzantine member does (the node's `--chaos-control` contract).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ByzantineMode {
-    /// Votes Down on healthy members.
-    FalseDown,
-    /// Never votes and never answers probes.
-    Withhold,
-    /// Votes Up and Down for the same subject.
-    Equivocate,
-    /// Re-sends old captured messages.
-    Replay,
-    /// Floods malformed messages on the membership topic.
-    Junk,
-}
-
-impl ByzantineMode {
-    /// The name the control file uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ByzantineMode::FalseDown => "false-down",
-            ByzantineMode::Withhold => "withhold",
-            ByzantineMode::Equivocate => "equivocate",
-            ByzantineMode::Replay => "replay",
-            ByzantineMode::Junk => "junk",
-        }
-    }
-}
 
 /// One fault (or the end of one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,8 +66,8 @@ pub enum Fault {
     Byzantine {
         /// Which node.
         node: NodeIx,
-        /// What it does.
-        mode: ByzantineMode,
+        /// What it does (the protocol core's adversary model, as the simulator's liars).
+        mode: Behaviour,
     },
     /// The cluster's Postgres is stopped (`pg_ctl stop -m fast`: connections closed,
     /// new ones refused).
@@ -164,7 +137,7 @@ impl Fault {
             ),
             Fault::OneWay { from, to } => format!("drop {}->{}", n(from), n(to)),
             Fault::Lossy { delay_ms, loss } => format!("lossy {delay_ms}ms {:.0}%", loss * 100.0),
-            Fault::Byzantine { node, mode } => format!("{} {}", n(node), mode.as_str()),
+            Fault::Byzantine { node, mode } => format!("{} {mode}", n(node)),
             Fault::PostgresStop => "postgres stop".to_string(),
             Fault::PostgresStart => "postgres start".to_string(),
             Fault::RedisKill => "kill -9 redis".to_string(),
@@ -507,7 +480,7 @@ pub fn plan(
                     Duration::ZERO,
                     Fault::Byzantine {
                         node,
-                        mode: ByzantineMode::FalseDown,
+                        mode: Behaviour::FalseDown,
                     },
                 ));
             }
@@ -520,19 +493,19 @@ pub fn plan(
             ));
         }
         "byzantine-mixed" => {
-            const MODES: [ByzantineMode; 4] = [
-                ByzantineMode::FalseDown,
-                ByzantineMode::Withhold,
-                ByzantineMode::Equivocate,
-                ByzantineMode::Replay,
+            const MODES: [Behaviour; 4] = [
+                Behaviour::FalseDown,
+                Behaviour::Withhold,
+                Behaviour::Equivocate,
+                Behaviour::Replay,
             ];
             // Each liar switches to another behaviour every few seconds; the first
             // switch is at once.
-            let mut current: Vec<Option<ByzantineMode>> = vec![None; liar_set.len()];
+            let mut current: Vec<Option<Behaviour>> = vec![None; liar_set.len()];
             let mut t = Duration::ZERO;
             while t < end {
                 for (k, &node) in liar_set.iter().enumerate() {
-                    let others: Vec<ByzantineMode> = MODES
+                    let others: Vec<Behaviour> = MODES
                         .into_iter()
                         .filter(|m| Some(*m) != current[k])
                         .collect();
@@ -556,7 +529,7 @@ pub fn plan(
                     start,
                     Fault::Byzantine {
                         node,
-                        mode: ByzantineMode::Junk,
+                        mode: Behaviour::Junk,
                     },
                 ));
             }
@@ -623,140 +596,4 @@ fn step(at: Duration, fault: Fault) -> Step {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn get(name: &str) -> &'static Scenario {
-        find(name).unwrap()
-    }
-
-    #[test]
-    fn same_seed_same_plan_other_seed_other_plan() {
-        let d = Duration::from_secs(20);
-        let a = plan(get("kill-restart"), 5, 0, d, 7).unwrap();
-        assert_eq!(a, plan(get("kill-restart"), 5, 0, d, 7).unwrap());
-        let differs = (8..20).any(|s| plan(get("kill-restart"), 5, 0, d, s).unwrap() != a);
-        assert!(differs, "seeds should change the schedule");
-    }
-
-    #[test]
-    fn every_available_plan_ends_healed_and_keeps_kills_paired() {
-        for s in SCENARIOS
-            .iter()
-            .filter(|s| s.availability != Availability::NotYet)
-        {
-            for (seed, secs) in (0..40).zip([8, 15].into_iter().cycle()) {
-                let liars = usize::from(s.byzantine);
-                let p = plan(s, 4, liars, Duration::from_secs(secs), seed).unwrap();
-                assert_eq!(p.steps.last().unwrap().fault, Fault::HealAll, "{}", s.name);
-                assert!(p.steps.windows(2).all(|w| w[0].at <= w[1].at));
-                // Never more than one node down at a time (n = 4 tolerates one).
-                let mut down = 0i32;
-                for st in &p.steps {
-                    match st.fault {
-                        Fault::Kill { .. } | Fault::Pause { .. } => down += 1,
-                        Fault::Restart { .. } | Fault::Resume { .. } => down -= 1,
-                        _ => {}
-                    }
-                    assert!((0..=1).contains(&down), "{} seed {seed}", s.name);
-                }
-                assert_eq!(p.liars.len(), liars);
-            }
-        }
-    }
-
-    #[test]
-    fn bad_options_are_refused_with_the_reason() {
-        let d = Duration::from_secs(20);
-        let err = |r: Result<Plan, ChaosError>| r.unwrap_err().to_string();
-        assert!(err(plan(get("byzantine-mixed"), 4, 0, d, 1)).contains("--byzantine"));
-        assert!(err(plan(get("pause"), 2, 0, d, 1)).contains("at least 3"));
-        assert!(
-            find("kil-restart")
-                .unwrap_err()
-                .to_string()
-                .contains("kill-restart")
-        );
-    }
-
-    /// The store scenarios: redis_postgres, only store faults, each outage or slow
-    /// window closed before the heal, at most two of them, and every one in the fault
-    /// phase.
-    #[test]
-    fn store_plans_pair_their_faults_inside_the_fault_phase() {
-        for name in [
-            "postgres-outage",
-            "redis-outage",
-            "redis-flush",
-            "store-slowness",
-        ] {
-            let s = get(name);
-            assert!(s.production && !s.byzantine, "{name}");
-            for seed in 0..50 {
-                for secs in [8, 20] {
-                    let d = Duration::from_secs(secs);
-                    let p = plan(s, 3, 0, d, seed).unwrap();
-                    assert!(p.needs_stores() && !p.needs_control(), "{name}");
-                    assert_eq!(p.needs_proxy(), name == "store-slowness");
-                    assert_eq!(p.heal_at(), d * 3 / 4, "{name}");
-                    let faults: Vec<&Fault> = p.steps.iter().map(|s| &s.fault).collect();
-                    let (body, last) = faults.split_at(faults.len() - 1);
-                    assert_eq!(last, [&Fault::HealAll]);
-                    assert!(body.iter().all(|f| f.is_store()), "{name} {faults:?}");
-                    assert!(
-                        p.steps[..body.len()].iter().all(|s| s.at < d * 7 / 10),
-                        "{name} seed {seed}"
-                    );
-                    // Down/up (or slow/fast) alternate, starting down and ending up.
-                    let mut down = false;
-                    let mut windows = 0;
-                    for f in body {
-                        match f {
-                            Fault::PostgresStop | Fault::RedisKill | Fault::SlowStores { .. } => {
-                                assert!(!down, "{name} seed {seed}: {faults:?}");
-                                down = true;
-                                windows += 1;
-                            }
-                            Fault::PostgresStart | Fault::RedisRestart | Fault::FastStores => {
-                                assert!(down, "{name} seed {seed}: {faults:?}");
-                                down = false;
-                            }
-                            Fault::RedisFlush => windows += 1,
-                            other => panic!("{name}: unexpected {other:?}"),
-                        }
-                    }
-                    assert!(!down && (1..=2).contains(&windows), "{name} {faults:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn store_plans_vary_with_the_seed_and_slow_at_least_one_link() {
-        let d = Duration::from_secs(20);
-        let flushes = |seed| {
-            plan(get("redis-flush"), 4, 0, d, seed)
-                .unwrap()
-                .steps
-                .iter()
-                .filter(|s| s.fault == Fault::RedisFlush)
-                .count()
-        };
-        let counts: Vec<usize> = (0..20).map(flushes).collect();
-        assert!(counts.contains(&1) && counts.contains(&2), "{counts:?}");
-        for seed in 0..50 {
-            for st in plan(get("store-slowness"), 4, 0, d, seed).unwrap().steps {
-                if let Fault::SlowStores {
-                    postgres_ms,
-                    redis_ms,
-                } = st.fault
-                {
-                    assert!(postgres_ms + redis_ms > 0);
-                    assert!(postgres_ms <= 200 && redis_ms <= 200);
-                }
-            }
-        }
-        let a = plan(get("postgres-outage"), 4, 0, d, 1).unwrap();
-        assert!((2..30).any(|s| plan(get("postgres-outage"), 4, 0, d, s).unwrap() != a));
-    }
-}
+mod tests;
