@@ -24,6 +24,8 @@
 #![deny(missing_docs)]
 
 pub mod builtin;
+pub mod config;
+mod delivery;
 mod liars;
 pub mod metrics;
 pub mod network;
@@ -34,12 +36,13 @@ pub mod trace;
 pub mod world;
 
 pub use builtin::{BUILTINS, Timing};
+pub use config::{SimConfig, describe_monitoring, keypair};
 pub use jobmesh::membership::adversary::Behaviour;
 pub use metrics::{Measurements, Summary, Traffic};
 pub use network::{Latency, Network, NetworkConfig};
 pub use script::{Op, Scenario, Step};
 pub use trace::{Trace, TraceRecord};
-pub use world::{Report, SimConfig, World, describe_monitoring, keypair};
+pub use world::{Report, World};
 
 use jobmesh::membership::ConfigError;
 

@@ -1,6 +1,7 @@
 //! A readable table of reports (markdown, so it pastes into the README as is).
 
-use super::world::{Report, describe_monitoring};
+use super::config::describe_monitoring;
+use super::world::Report;
 
 fn opt(v: Option<u64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
