@@ -12,7 +12,8 @@
 //! ```
 //!
 //! [`Node`] is the handle an application or the binary holds. With the cargo feature
-//! `chaos`, [`chaos`] injects faults into the voter's traffic (chaos runs only).
+//! `chaos`, the module `chaos` injects faults into the voter's traffic (chaos runs
+//! only); without it no fault code is compiled in.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

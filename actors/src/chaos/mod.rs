@@ -4,7 +4,7 @@
 //!
 //! A node started with `jobmesh node --chaos-control <file>` watches a JSON [`Faults`]
 //! document ([`watch_file`]) and applies it at once. Faults act where the voter meets
-//! the mesh: a [`FaultInjector`](injector) wraps the voter's interceptor (the seam a
+//! the mesh: a fault injector (`injector.rs`) wraps the voter's interceptor (the seam a
 //! production node passes untouched), so partitions, one-way links, delay and loss are
 //! exact per peer without touching the host's network stack:
 //! - `drop_from`: membership traffic whose immediate sender is one of these peers is
