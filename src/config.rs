@@ -43,6 +43,8 @@ pub struct Config {
     pub mesh: MeshSection,
     /// How long finished work is kept.
     pub retention: crate::store::retention::Retention,
+    /// The HTTP API (off unless `listen` is set).
+    pub api: ApiSection,
 }
 
 /// `[mesh]`
@@ -354,6 +356,71 @@ impl HttpSection {
     }
 }
 
+/// `[api]`: the HTTP API served by `jobmesh node` (when `listen` is set) and
+/// `jobmesh api`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address to serve on (`127.0.0.1:7780`); unset, the node serves no API.
+    pub listen: Option<String>,
+    /// Requests from a loopback address without a token may read (jobs, queues,
+    /// events): for a laptop. Writes always need a token.
+    pub allow_anonymous_loopback_read: bool,
+    /// Start on a non-loopback address even when the store holds no live token (by
+    /// default that is refused: an API nobody can use yet is usually a mistake).
+    pub allow_without_tokens: bool,
+    /// Requests per second each token may make on average.
+    pub rate_per_second: u32,
+    /// Requests a token may make at once above its rate.
+    pub burst: u32,
+    /// Largest request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Longest a request (other than the event stream) may take.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Most jobs in one `POST /api/v1/jobs/batch` or workflow.
+    pub max_batch: u32,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            allow_anonymous_loopback_read: false,
+            allow_without_tokens: false,
+            rate_per_second: 100,
+            burst: 200,
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_batch: 1000,
+        }
+    }
+}
+
+impl ApiSection {
+    /// Checks the address and the limits; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(l) = &self.listen {
+            l.parse::<std::net::SocketAddr>().map_err(|_| {
+                format!("api.listen: `{l}` is not an address with a port, e.g. 127.0.0.1:7780")
+            })?;
+        }
+        let within = |key: &str, v: u64, min: u64, max: u64| {
+            if (min..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("api.{key}: must be within {min}..={max}, got {v}"))
+            }
+        };
+        within("rate_per_second", self.rate_per_second.into(), 1, 1_000_000)?;
+        within("burst", self.burst.into(), 1, 1_000_000)?;
+        within("max_body_bytes", self.max_body_bytes as u64, 1024, 1 << 30)?;
+        within("max_batch", self.max_batch.into(), 1, MAX_BATCH.into())?;
+        let ms = u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX);
+        within("request_timeout (ms)", ms, 1, 3_600_000)
+    }
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -610,6 +677,7 @@ impl Config {
         }
         c.external("exec", self.exec.validate());
         c.external("http", self.http.validate());
+        c.external("api", self.api.validate());
         let st = &self.store;
         for (key, url) in [
             ("store.postgres_url", &st.postgres_url),

@@ -22,6 +22,7 @@ pub mod redis_postgres;
 pub mod retention;
 mod rules;
 pub mod sqlite;
+pub mod tokens;
 mod wakeup;
 
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
@@ -31,6 +32,7 @@ pub use rules::check_new_jobs;
 pub(crate) use rules::{
     ClaimOrder, RescuePlan, Undecodable, grant, storable_completions, storable_events,
 };
+pub use tokens::ApiTokens;
 pub use wakeup::{WAKEUP_BUFFER, Wakeup, Wakeups};
 
 use std::collections::BTreeMap;

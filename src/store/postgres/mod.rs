@@ -30,6 +30,7 @@
 
 mod listen;
 pub(crate) mod rows;
+mod tokens;
 
 // Re-exported where they were first defined, so `store::postgres::Wakeups` still names them.
 pub use super::wakeup::{WAKEUP_BUFFER, Wakeup, Wakeups};

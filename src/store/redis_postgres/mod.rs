@@ -49,6 +49,7 @@ mod claim;
 mod outbox;
 mod reconciler;
 mod relay;
+mod tokens;
 
 pub use reconciler::ReconcileReport;
 

@@ -13,6 +13,7 @@
 //! needed in between.
 
 mod rows;
+mod tokens;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
