@@ -61,6 +61,44 @@ pub enum Verb {
     /// Chaos: run a real local cluster under a workload and injected faults, then check
     /// that no job was lost or recorded twice (`jobmesh chaos list` shows the scenarios).
     Chaos(ChaosArgs),
+    /// Serve the HTTP API (`[api]` settings) without running workers.
+    Api(ApiArgs),
+    /// HTTP API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenVerb),
+}
+
+/// `jobmesh api`
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Address to serve on (overrides api.listen; default 127.0.0.1:7780).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// `jobmesh token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenVerb {
+    /// Create a token and print it (once: the store keeps only its hash).
+    Create {
+        /// What it may do: read, enqueue, operate (includes read), admin (everything);
+        /// repeatable or comma-separated.
+        #[arg(long, required = true, value_delimiter = ',')]
+        scope: Vec<jobmesh::store::tokens::Scope>,
+        /// Limit it to these queues (repeatable or comma-separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        queue: Vec<String>,
+        /// Who holds it (shown by `token list`).
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token: requests with it are refused from now on.
+    Revoke {
+        /// Token id (from `token list`).
+        id: i64,
+    },
 }
 
 /// `jobmesh chaos`: `run` and `list`, or the short forms `jobmesh chaos --scenario ...`
@@ -171,6 +209,9 @@ pub struct NodeArgs {
     /// Join the mesh through this member's multiaddr (repeatable; adds to mesh.join).
     #[arg(long)]
     pub join: Vec<String>,
+    /// Serve the HTTP API on this address too (overrides api.listen), e.g. 127.0.0.1:7780.
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<String>,
     /// Chaos runs: watch this JSON file for injected faults (drop_from, delay_ms, loss,
     /// byzantine); see `jobmesh chaos`. Never use in production.
     #[arg(long)]

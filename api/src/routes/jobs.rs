@@ -1,5 +1,6 @@
 //! `/api/v1/jobs`: enqueue one or a batch, read, list, cancel.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -10,7 +11,7 @@ use jobmesh::handler::SubmitError;
 use jobmesh::job::{JobId, NewJob};
 use jobmesh::payload::PayloadError;
 use jobmesh::store::tokens::Scope;
-use jobmesh::store::{CancelOutcome, EnqueueOutcome, JobFilter, StoreError};
+use jobmesh::store::{CancelOutcome, EnqueueOutcome, JobFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -163,46 +164,49 @@ pub async fn enqueue_batch(
             }
         }
         // A parent that does not exist fails the store's whole batch: refuse the jobs
-        // that name it and store the others.
-        loop {
-            let jobs: Vec<NewJob> = accepted.iter().map(|(_, j)| j.clone()).collect();
-            if jobs.is_empty() {
-                break;
-            }
-            match state.store.enqueue(jobs, SystemClock.now()).await {
-                Ok(outcomes) => {
-                    for ((index, _), o) in accepted.iter().zip(outcomes) {
-                        let e = Enqueued::from(o);
-                        items.push(BatchItem {
-                            index: *index,
-                            id: Some(e.id),
-                            outcome: Some(e.outcome),
-                            problem: None,
-                        });
+        // that name one, so the others are stored. (A parent purged between this check
+        // and the enqueue still fails the batch as a whole, storing nothing.)
+        let mut known: HashMap<JobId, bool> = HashMap::new();
+        let mut checked = Vec::with_capacity(accepted.len());
+        for (index, job) in accepted {
+            let mut missing = None;
+            for &parent in &job.depends_on {
+                let exists = match known.get(&parent) {
+                    Some(&e) => e,
+                    None => {
+                        let e = state.store.get_job(parent).await?.is_some();
+                        known.insert(parent, e);
+                        e
                     }
+                };
+                if !exists {
+                    missing = Some(parent);
                     break;
                 }
-                Err(StoreError::NotFound(missing)) => {
-                    let before = accepted.len();
-                    accepted.retain(|(index, job)| {
-                        let names = job.depends_on.contains(&missing);
-                        if names {
-                            items.push(refused(
-                                *index,
-                                Problem::field(
-                                    ProblemKind::NotFound,
-                                    format!("jobs[{index}].depends_on"),
-                                    format!("job {missing} not found"),
-                                ),
-                            ));
-                        }
-                        !names
-                    });
-                    if accepted.len() == before {
-                        return Err(StoreError::NotFound(missing).into());
-                    }
-                }
-                Err(e) => return Err(e.into()),
+            }
+            match missing {
+                Some(parent) => items.push(refused(
+                    index,
+                    Problem::field(
+                        ProblemKind::NotFound,
+                        format!("jobs[{index}].depends_on"),
+                        format!("job {parent} not found"),
+                    ),
+                )),
+                None => checked.push((index, job)),
+            }
+        }
+        if !checked.is_empty() {
+            let jobs: Vec<NewJob> = checked.iter().map(|(_, j)| j.clone()).collect();
+            let outcomes = state.store.enqueue(jobs, SystemClock.now()).await?;
+            for ((index, _), o) in checked.iter().zip(outcomes) {
+                let e = Enqueued::from(o);
+                items.push(BatchItem {
+                    index: *index,
+                    id: Some(e.id),
+                    outcome: Some(e.outcome),
+                    problem: None,
+                });
             }
         }
         items.sort_by_key(|i| i.index);

@@ -36,6 +36,9 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     }
     config.mesh.join.extend(args.join.iter().cloned());
     config.mesh.enabled |= !args.listen.is_empty() || !args.join.is_empty();
+    if let Some(addr) = &args.api {
+        config.api.listen = Some(addr.clone());
+    }
     config
         .validate()
         .map_err(|m| anyhow::anyhow!("invalid options: {m}"))?;
@@ -50,7 +53,7 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         workers: config.workers.clone(),
         retry: config.retry.clone(),
         store: store.clone(),
-        registry,
+        registry: registry.clone(),
         clock: Arc::new(SystemClock),
         retention: Some(config.retention.clone()),
     };
@@ -65,6 +68,13 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         node
     } else {
         Node::start(options).await?
+    };
+    let api = match start_api(&config, &node, registry).await {
+        Ok(api) => api,
+        Err(e) => {
+            node.shutdown(SHUTDOWN_GRACE).await?;
+            return Err(e);
+        }
     };
     let _status_writer = config
         .mesh
@@ -83,20 +93,58 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     if args.exit_when_idle {
         tokio::select! {
             r = wait_idle(&node, &*store, &config.workers.queues, &node_id) => r?,
-            why = node.failed() => return fail(node, why).await,
+            why = node.failed() => return fail(node, api, why).await,
         }
         say(format_args!("no jobs left to run; stopping"));
     } else {
         tokio::select! {
             _ = wait_for_signal() => {}
-            why = node.failed() => return fail(node, why).await,
+            why = node.failed() => return fail(node, api, why).await,
         }
         say(format_args!(
             "stopping: waiting up to {SHUTDOWN_GRACE:?} for running jobs"
         ));
     }
+    stop_api(api).await;
     node.shutdown(SHUTDOWN_GRACE).await?;
     Ok(())
+}
+
+/// Starts the HTTP API when `api.listen` is set, fed the node's own events as hints
+/// for its event streams.
+async fn start_api(
+    config: &Config,
+    node: &Node,
+    registry: jobmesh::handler::Registry,
+) -> anyhow::Result<Option<jobmesh_api::ApiServer>> {
+    if config.api.listen.is_none() {
+        return Ok(None);
+    }
+    let hint = Arc::new(tokio::sync::Notify::new());
+    let mut events = node.subscribe();
+    let wake = hint.clone();
+    tokio::spawn(async move {
+        while !matches!(events.recv().await, Err(RecvError::Closed)) {
+            wake.notify_waiters();
+        }
+    });
+    let server = jobmesh_api::ApiServer::start(
+        node.store().clone(),
+        Arc::new(registry),
+        config.api.clone(),
+        Some(hint),
+    )
+    .await
+    .context("starting the API")?;
+    say(format_args!("API on http://{}", server.local_addr()));
+    Ok(Some(server))
+}
+
+/// Stops the API first: requests in flight finish while the store is still open.
+async fn stop_api(api: Option<jobmesh_api::ApiServer>) {
+    if let Some(api) = api {
+        api.shutdown(crate::cmd::api::API_GRACE).await;
+    }
 }
 
 /// One status line on stdout. A closed stdout (`jobmesh node | head -1`) is ignored:
@@ -211,12 +259,13 @@ fn write_mesh_status(node: &Node, path: std::path::PathBuf) -> tokio::task::Join
 }
 
 /// Flushes what a failed node's writers hold, then reports the failure.
-async fn fail(node: Node, why: String) -> anyhow::Result<()> {
+async fn fail(node: Node, api: Option<jobmesh_api::ApiServer>, why: String) -> anyhow::Result<()> {
+    stop_api(api).await;
     node.shutdown(SHUTDOWN_GRACE).await?;
     anyhow::bail!("node failed: {why}")
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
