@@ -188,7 +188,9 @@ async fn caller(
                 peer,
             });
         }
-        return Err(unauthorized("send the token in the `Authorization` header, scheme `Bearer`"));
+        return Err(unauthorized(
+            "send the token in the `Authorization` header, scheme `Bearer`",
+        ));
     };
     let text = value
         .to_str()
@@ -198,7 +200,9 @@ async fn caller(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .ok_or_else(|| unauthorized("send the token in the `Authorization` header, scheme `Bearer`"))?;
+        .ok_or_else(|| {
+            unauthorized("send the token in the `Authorization` header, scheme `Bearer`")
+        })?;
     let invalid = || unauthorized("the token is not valid");
     let (id, secret) = TokenSecret::parse(text).ok_or_else(invalid)?;
     let (token, hash) = state.store.token(id).await?.ok_or_else(invalid)?;
