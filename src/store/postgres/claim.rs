@@ -1,5 +1,5 @@
-//! Claims and what a claim hands out: taking available jobs, extending current leases,
-//! giving back leases whose attempt never started.
+//! Claims and what a claim hands out: taking available jobs (the best of some queues, or
+//! given ones), extending current leases, giving back leases whose attempt never started.
 
 use std::collections::HashSet;
 
@@ -59,6 +59,38 @@ const CLAIM_QUEUES: &str = claim_sql!(
      ORDER BY j.priority DESC, j.run_at, j.pick
      LIMIT $5"
 );
+
+/// Leases the given jobs that are still `available`, with their `job.claimed` events.
+/// `$1` worker, `$2` node, `$3` lease expiry, `$4` ids, `$5` now.
+///
+/// The ids are joined from `unnest` rather than tested with `id = ANY ($4)`: with the
+/// latter Postgres ANDs the primary key with the partial `jobs_claim` index, reading
+/// every available job per claim (a drain that slows as the backlog grows); the join
+/// finds each job by primary key.
+const CLAIM_IDS: &str = concat!(
+    "WITH claimed AS (
+         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+             lease_owner = $1, lease_node = $2, lease_expires_at = $3
+         FROM unnest($4::bigint[]) AS t(pick)
+         WHERE jobs.id = t.pick AND jobs.state = 'available'
+         RETURNING has_children, ",
+    job_columns!(),
+    "
+     ), ev AS (
+         INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+         SELECT $5, 'job.claimed', id, attempt, $1, $2 FROM claimed ORDER BY id
+     )
+     SELECT * FROM claimed"
+);
+
+/// What a claim of given jobs leased ([`PostgresStore::claim_by_ids`]).
+#[derive(Debug, Default)]
+pub(crate) struct ClaimedIds {
+    /// The jobs leased, in no particular order.
+    pub claimed: Vec<ClaimedJob>,
+    /// Those of them that have children (whose success may release some).
+    pub parents: Vec<JobId>,
+}
 
 impl PostgresStore {
     /// See [`crate::store::JobQueue::claim`].
@@ -169,11 +201,62 @@ impl PostgresStore {
         Ok(leases.iter().map(|l| ids.contains(&l.job.0)).collect())
     }
 
+    /// Leases those of `ids` (picked by an index outside Postgres) that are still
+    /// `available`, as a claim by `req` does; ids that are not (cancelled, already
+    /// running, finished) are left out. One statement for the batch.
+    pub(crate) async fn claim_by_ids(
+        &self,
+        req: &ClaimRequest,
+        ids: &[JobId],
+    ) -> Result<ClaimedIds, StoreError> {
+        let expires = req.now.plus(req.lease_for);
+        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        let found = sqlx::query(CLAIM_IDS)
+            .bind(&req.worker.0)
+            .bind(&req.node.0)
+            .bind(expires.0)
+            .bind(&ids)
+            .bind(req.now.0)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = ClaimedIds {
+            claimed: Vec::with_capacity(found.len()),
+            parents: Vec::new(),
+        };
+        let mut bad = Vec::new();
+        for row in &found {
+            let job = match rows::claimed(row)? {
+                Ok(job) => job,
+                Err(u) => {
+                    bad.push(u);
+                    continue;
+                }
+            };
+            if rows::has_children(row)? {
+                out.parents.push(job.id);
+            }
+            out.claimed.push(grant(job, req));
+        }
+        self.discard_undecodable(req, &bad).await;
+        Ok(out)
+    }
+
+    /// Those of `ids` that have children (one query).
+    pub(crate) async fn parents_among(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        let parents: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY ($1) AND has_children")
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(parents.into_iter().map(JobId).collect())
+    }
+
     /// Dead-letters claimed jobs whose rows cannot be decoded (see [`Undecodable`]),
     /// under the leases the claim gave them. Best-effort: the claim has committed and its
     /// other jobs must run; if this fails, the leases lapse and a later claim (after the
     /// rescue) tries again.
-    pub(crate) async fn discard_undecodable(&self, req: &ClaimRequest, bad: &[Undecodable]) {
+    async fn discard_undecodable(&self, req: &ClaimRequest, bad: &[Undecodable]) {
         if bad.is_empty() {
             return;
         }

@@ -28,6 +28,13 @@ impl EventLog for PostgresStore {
 }
 
 impl PostgresStore {
+    /// The sequence number of the newest event recorded, if any.
+    pub(crate) async fn newest_event_seq(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT max(seq) FROM lifecycle_events")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// One page of [`Store::events_after`]: the events that decode, how many rows were
     /// read and the sequence number of the last one (see [`crate::store::fill_events`]).
     async fn events_page(

@@ -35,10 +35,13 @@ mod enqueue;
 mod events;
 mod leader;
 mod listen;
+mod ready;
 mod rescue;
 mod retention;
-pub(crate) mod rows;
+mod rows;
 mod schedule;
+
+pub(crate) use ready::ReadyRow;
 
 // Re-exported where they were first defined, so `store::postgres::Wakeups` still names them.
 pub use super::wakeup::{WAKEUP_BUFFER, Wakeup, Wakeups};
@@ -203,6 +206,23 @@ impl PostgresStore {
     /// The connection pool (for administration and tests).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// This store's identity, drawn once and kept in the database (`store_identity`), so
+    /// that state kept elsewhere (a Redis prefix) can be tied to this store.
+    pub(crate) async fn identity(&self) -> Result<String, StoreError> {
+        let fresh = format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        sqlx::query("INSERT INTO store_identity (id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(&fresh)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM store_identity")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// The schema holding this store's tables.

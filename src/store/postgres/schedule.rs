@@ -1,5 +1,6 @@
 //! Time: scheduled and retryable jobs becoming available when their `run_at` comes.
 
+use super::ready::{ReadyRow, ReadyTuple};
 use super::{PostgresStore, wake};
 use crate::clock::Millis;
 use crate::store::StoreError;
@@ -19,6 +20,24 @@ impl PostgresStore {
         wake(&mut tx, queues.into_iter().collect()).await?;
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// Promotes as [`crate::store::JobQueue::promote_due`] does, without the `NOTIFY`
+    /// (for a store whose claimers are woken by its own dispatch index), returning the
+    /// promoted jobs for that index. One autocommit statement.
+    pub(crate) async fn promote_due_returning(
+        &self,
+        now: Millis,
+    ) -> Result<Vec<ReadyRow>, StoreError> {
+        let rows: Vec<ReadyTuple> = sqlx::query_as(
+            "UPDATE jobs SET state = 'available'
+             WHERE state IN ('scheduled', 'retryable') AND run_at <= $1
+             RETURNING id, queue, priority, run_at, lease_token",
+        )
+        .bind(now.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(ReadyRow::from_tuple).collect())
     }
 
     /// See [`crate::store::JobQueue::next_due`].

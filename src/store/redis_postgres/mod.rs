@@ -310,7 +310,7 @@ impl JobQueue for RedisPostgresStore {
                     r.id = id;
                     ready.push(r);
                 }
-                None if l => check.push(id.0),
+                None if l => check.push(id),
                 None => {}
             }
         }
@@ -340,7 +340,7 @@ impl JobQueue for RedisPostgresStore {
             if !parents.is_empty() {
                 for ((id, success), r) in sent.iter().zip(&results) {
                     if *r == CompletionResult::Applied && parents.remove(id) && *success {
-                        released.push(id.0);
+                        released.push(*id);
                     }
                 }
             }
@@ -366,11 +366,11 @@ impl JobQueue for RedisPostgresStore {
     async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError> {
         let s = &self.shared;
         let released = s.pg.release(leases, now).await?;
-        let ids: Vec<i64> = leases
+        let ids: Vec<JobId> = leases
             .iter()
             .zip(&released)
             .filter(|(_, r)| **r)
-            .map(|(l, _)| l.job.0)
+            .map(|(l, _)| l.job)
             .collect();
         s.push_after_commit(&ids, now).await;
         Ok(released)
@@ -378,16 +378,9 @@ impl JobQueue for RedisPostgresStore {
 
     async fn promote_due(&self, now: Millis) -> Result<u64, StoreError> {
         let s = &self.shared;
-        let rows: Vec<outbox::ReadyRow> = sqlx::query_as(
-            "UPDATE jobs SET state = 'available'
-             WHERE state IN ('scheduled', 'retryable') AND run_at <= $1
-             RETURNING id, queue, priority, run_at, lease_token",
-        )
-        .bind(now.0)
-        .fetch_all(s.pg.pool())
-        .await?;
+        let rows = s.pg.promote_due_returning(now).await?;
         let n = rows.len() as u64;
-        let ids: Vec<JobId> = rows.iter().map(|r| JobId(r.0)).collect();
+        let ids: Vec<JobId> = rows.iter().map(|r| r.id).collect();
         s.push_ready(outbox::ready_jobs(rows), now).await;
         s.note_available(&ids).await;
         Ok(n)
@@ -454,8 +447,7 @@ impl JobAdmin for RedisPostgresStore {
     async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
         let s = &self.shared;
         let ids = s.pg.redrive(which, now).await?;
-        let raw: Vec<i64> = ids.iter().map(|i| i.0).collect();
-        s.push_after_commit(&raw, now).await;
+        s.push_after_commit(&ids, now).await;
         Ok(ids)
     }
 
@@ -544,18 +536,7 @@ impl Shared {
     /// another store's dispatch state: job ids of two stores would collide, and one
     /// store's stale entries could hide the other's jobs from dispatch.
     pub(super) async fn check_origin(&self) -> Result<(), StoreError> {
-        let fresh = format!(
-            "{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        );
-        sqlx::query("INSERT INTO store_identity (id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(&fresh)
-            .execute(self.pg.pool())
-            .await?;
-        let ours: String = sqlx::query_scalar("SELECT id FROM store_identity")
-            .fetch_one(self.pg.pool())
-            .await?;
+        let ours = self.pg.identity().await?;
         let key = self.redis.keys().origin();
         let mut conn = self.redis.conn();
         let (theirs,): (String,) = redis::pipe()
@@ -580,7 +561,7 @@ impl Shared {
     }
 
     /// [`Shared::push_ids`] after a commit: a failure is the reconciler's to repair.
-    async fn push_after_commit(&self, ids: &[i64], now: Millis) {
+    async fn push_after_commit(&self, ids: &[JobId], now: Millis) {
         if let Err(e) = self.push_ids(ids, now).await {
             tracing::warn!(error = %e, "reading jobs back for Redis failed; the reconciler will push them");
             self.mark_dirty();
@@ -589,10 +570,10 @@ impl Shared {
 
     /// Pushes rescued jobs that run again.
     async fn push_rescued(&self, rescued: &[RescuedJob], now: Millis) {
-        let ids: Vec<i64> = rescued
+        let ids: Vec<JobId> = rescued
             .iter()
             .filter(|r| r.state == JobState::Available)
-            .map(|r| r.id.0)
+            .map(|r| r.id)
             .collect();
         self.push_after_commit(&ids, now).await;
     }
