@@ -3,18 +3,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde_json::json;
 use sqlx::PgConnection;
 
 use super::rows::{self, policy_name};
 use super::{PostgresStore, Tx, attempt_col, dead_letter, events, wake};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
-use crate::job::{JobId, JobState, NewJob, ParentFailurePolicy};
+use crate::job::{JobId, JobState, NewJob};
+use crate::store::rules::Start;
 use crate::store::{EnqueueOutcome, StoreError};
-
-/// Error text of a job discarded because a parent failed (as the SQLite store).
-const PARENT_FAILED: &str = "a parent job was discarded or cancelled";
 
 /// The unfinished job holding a unique key, if any.
 async fn unfinished_with_key(tx: &mut Tx, key: &str) -> Result<Option<i64>, StoreError> {
@@ -113,13 +109,7 @@ impl PostgresStore {
         .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
         .bind(
             jobs.iter()
-                .map(|j| {
-                    if run_at(j) > now {
-                        "scheduled"
-                    } else {
-                        "available"
-                    }
-                })
+                .map(|j| Start::of(j, [], now).state.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
@@ -184,23 +174,8 @@ impl PostgresStore {
                 "job depends on unknown job {missing}"
             )));
         }
-        let pending = known
-            .values()
-            .filter(|s| **s != JobState::Succeeded)
-            .count() as i32;
-        let parent_failed = known
-            .values()
-            .any(|s| matches!(s, JobState::Discarded | JobState::Cancelled));
-        let run_at = job.run_at.unwrap_or(now);
-        let state = if parent_failed && job.on_parent_failure == ParentFailurePolicy::Discard {
-            JobState::Discarded
-        } else if pending > 0 {
-            JobState::Waiting
-        } else if run_at > now {
-            JobState::Scheduled
-        } else {
-            JobState::Available
-        };
+        let start = Start::of(job, known.values().copied(), now);
+        let state = start.state;
         let discarded = state == JobState::Discarded;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO jobs (queue, kind, payload, priority, state, max_attempts, run_at, created_at, timeout_ms,
@@ -217,14 +192,14 @@ impl PostgresStore {
         .bind(job.priority)
         .bind(state.as_str())
         .bind(attempt_col(job.max_attempts))
-        .bind(run_at.0)
+        .bind(job.run_at.unwrap_or(now).0)
         .bind(now.0)
         .bind(job.timeout.map(|t| t.as_millis() as i64))
         .bind(&job.unique_key)
         .bind(policy_name(job.on_parent_failure))
-        .bind(pending)
+        .bind(i32::try_from(start.pending_parents).unwrap_or(i32::MAX))
         .bind(discarded.then_some(now.0))
-        .bind(discarded.then_some(PARENT_FAILED))
+        .bind(discarded.then_some(Start::PARENT_FAILED))
         .fetch_optional(&mut **tx)
         .await?;
         let Some(id) = inserted else {
@@ -248,20 +223,13 @@ impl PostgresStore {
             .execute(&mut **tx)
             .await?;
         }
-        let mut evs =
-            vec![LifecycleEvent::new(EventKind::JobEnqueued, now).job(JobId(id), Some(0))];
         if discarded {
             dead_letter(tx, &[id], now).await?;
-            evs.push(
-                LifecycleEvent::new(EventKind::JobDiscarded, now)
-                    .job(JobId(id), Some(0))
-                    .detail(json!({"reason": "parent discarded or cancelled"})),
-            );
         }
         if state == JobState::Available {
             queues.insert(job.queue.clone());
         }
-        events(tx, &evs).await?;
+        events(tx, &start.events(JobId(id), now)).await?;
         Ok(EnqueueOutcome::Inserted(JobId(id)))
     }
 }

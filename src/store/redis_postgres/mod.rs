@@ -63,6 +63,7 @@ use tokio::task::JoinHandle;
 
 use super::postgres::PostgresStore;
 use super::redis::{Generation, ReadyJob, RedisDispatch, RedisDispatchConfig};
+use super::rules::Start;
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, EventLog, Heartbeats, JobAdmin, JobFilter,
     JobQueue, Leadership, Redrive, RescuedJob, Store, StoreError, WakeupSource, Wakeups, retention,
@@ -288,10 +289,16 @@ impl JobQueue for RedisPostgresStore {
         let plain: Vec<Option<ReadyJob>> = jobs
             .iter()
             .map(|j| {
-                let run_at = j.run_at.unwrap_or(now);
+                // Without parents a job's start depends on its `run_at` alone.
                 let free = j.depends_on.is_empty() && j.depends_on_index.is_empty();
-                (free && run_at <= now)
-                    .then(|| ReadyJob::new(JobId(0), j.queue.clone(), j.priority, run_at))
+                (free && Start::of(j, [], now).state == JobState::Available).then(|| {
+                    ReadyJob::new(
+                        JobId(0),
+                        j.queue.clone(),
+                        j.priority,
+                        j.run_at.unwrap_or(now),
+                    )
+                })
             })
             .collect();
         let linked: Vec<bool> = jobs
