@@ -1,7 +1,10 @@
 //! The production system of record: Postgres via sqlx.
 //!
-//! The row model and the transition rules are those of the SQLite store (the reference);
-//! what differs is how they are applied under concurrency, since many nodes write at once:
+//! The row model is that of the SQLite store, and the decisions (what a batch may hold,
+//! where a new job starts, dispatch order, what a claim hands out, what a lost lease
+//! becomes) are made once in `store::rules` and `crate::job`; this backend applies them
+//! in SQL. What differs from SQLite is how, under concurrency, since many nodes write at
+//! once:
 //!
 //! - A claim is one statement: `SELECT … FOR UPDATE SKIP LOCKED` sized to the free slots,
 //!   the lease update and the `job.claimed` events, so concurrent claimers never wait for
@@ -22,11 +25,34 @@
 //! Each store lives in one schema (`search_path`), so several stores can share a
 //! database; tests use one schema each.
 //!
+//! Layout, one concern per file, each holding the SQL of its concern (a store operation
+//! is added by writing it in the file of its concern; a trait impl cannot be split, so
+//! [`JobQueue`]'s is here and calls the concern files):
+//!
+//! - this file: the store, connecting (probe, schema, migrations), the pool, and the
+//!   helpers every transition shares (append events, `NOTIFY`, dead-letter, the
+//!   parent-failure cascade);
+//! - `enqueue.rs` storing jobs; `claim.rs` claims (of the best available jobs, or of
+//!   given ids), lease extension and release; `complete.rs` completions;
+//!   `schedule.rs` promotion of due jobs; `rescue.rs` expired and revoked leases;
+//! - `admin.rs` (`JobAdmin`) reads, cancel, dead letters; `retention.rs` the purge;
+//!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`);
+//!   `listen.rs` LISTEN/NOTIFY wake-ups;
+//! - `ready.rs` the reads a dispatch index outside Postgres is built from (the production
+//!   store, [`crate::store::redis_postgres`], which runs no SQL of its own but composes
+//!   these `pub(crate)` operations: `claim_by_ids`, `promote_due_returning`,
+//!   `ready_page`, ...);
+//! - `rows.rs` decoding rows into the job model (private to this folder).
+//!
 //! Known limits: `lifecycle_events.seq` is drawn before commit, so a reader of
-//! [`Store::events_after`] can see seq `n + 1` before a slower transaction commits `n`;
-//! a tailing reader should re-read a short window behind its cursor. Two batches
+//! [`crate::store::EventLog::events_after`] can see seq `n + 1` before a slower
+//! transaction commits `n`; a tailing reader should re-read a short window behind its
+//! cursor. Two batches
 //! releasing the same children in opposite orders can deadlock; Postgres aborts one
 //! (SQLSTATE `40P01`) and the caller may retry it.
+//!
+//! [`PostgresStore::listen`]: crate::store::postgres::PostgresStore::listen
+//! [`Wakeups`]: crate::store::Wakeups
 
 mod admin;
 mod claim;
@@ -203,7 +229,8 @@ impl PostgresStore {
         })
     }
 
-    /// The connection pool (for administration and tests).
+    /// The connection pool, for administration and tests (which reach into the tables);
+    /// the stores of this crate run their SQL through the operations of this folder.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -242,7 +269,7 @@ impl PostgresStore {
     /// Wake-ups are hints: they are lost while the listening connection is down and
     /// folded into [`Wakeup::Lagged`] when the receiver falls behind, and a job that
     /// becomes due by time alone (a delayed job, a retry) is announced only when
-    /// [`Store::promote_due`] runs. Claimers must keep a poll fallback.
+    /// [`JobQueue::promote_due`] runs. Claimers must keep a poll fallback.
     pub async fn listen(&self, queues: &[String]) -> Result<Wakeups, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(1)

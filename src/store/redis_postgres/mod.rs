@@ -1,28 +1,36 @@
-//! redis_postgres, the production store: Postgres is the system of record, Redis the dispatch index and
-//! the live event stream.
+//! redis_postgres, the production store: Postgres is the system of record, Redis the
+//! dispatch index and the live event stream.
 //!
-//! Every state change and lifecycle event is written to Postgres exactly as the
-//! [`PostgresStore`] writes it (the same tables, the same lease-token guards, most
-//! operations are the Postgres store's own), so no completion is ever recorded twice
-//! and Postgres alone can answer any question about a job. Redis holds, per queue, a
-//! ready ZSET of the ids Postgres holds as `available`, and a bounded stream of the
-//! lifecycle events.
+//! Every state change and lifecycle event is written to Postgres by the
+//! [`PostgresStore`] itself (the same tables, the same lease-token guards), so no
+//! completion is ever recorded twice and Postgres alone can answer any question about a
+//! job. This store runs no SQL of its own: it composes the Postgres store's operations,
+//! its trait methods and the narrow `pub(crate)` ones written for an index kept outside
+//! Postgres (claim given ids, promote returning the promoted rows, read ready rows by
+//! id, by parent or page by page, read states; see `store/postgres/ready.rs`), with the
+//! Redis calls of [`RedisDispatch`]. Redis holds, per queue, a ready ZSET of the ids
+//! Postgres holds as `available`, and a bounded stream of the lifecycle events.
+//!
+//! Files: this one the store, its settings and the trait impls; `claim.rs` claims
+//! through Redis with the Postgres fallback; `outbox.rs` pushes after commits;
+//! `reconciler.rs` rebuilds Redis and runs the background task; `relay.rs` copies events
+//! and job states into Redis.
 //!
 //! Design choices, and why:
 //!
 //! - **Leases live only in Postgres.** A claim takes ids from Redis
 //!   ([`RedisDispatch::take`], one Lua call, best first across the queues) and confirms
-//!   them in Postgres in one statement for the batch
-//!   (`UPDATE .. WHERE id = ANY($1) AND state = 'available' RETURNING ..`), which bumps the
-//!   fencing token there; ids Postgres refuses (cancelled, already running, stale) are
+//!   them in Postgres in one statement for the batch (`PostgresStore::claim_by_ids`:
+//!   `UPDATE .. WHERE id = <taken id> AND state = 'available' RETURNING ..`), which bumps
+//!   the fencing token there; ids Postgres refuses (cancelled, already running, stale) are
 //!   dropped. Redis keeps no lease and no token of its own: a second lease table with a
 //!   second token sequence would have to be kept in step with Postgres across flushes,
 //!   and the check that matters (is this still the current lease?) is made anyway in
 //!   the Postgres statement that records the outcome. So completion, extension, rescue
 //!   and revocation are pure Postgres operations, and a Redis flush cannot lose a lease.
-//! - **No outbox table**: the `jobs` table is the outbox (see [`outbox`]). Each write that
+//! - **No outbox table**: the `jobs` table is the outbox (see `outbox.rs`). Each write that
 //!   makes jobs available pushes them after its commit; a failed push marks the index
-//!   dirty; the [`reconciler`] re-pushes every available job on a generation change, when
+//!   dirty; the `reconciler.rs` re-pushes every available job on a generation change, when
 //!   dirty, and periodically. A lost push delays a job, it never loses it, and a stale
 //!   entry costs one refused id in a claim. (A trigger-fed outbox table would add a
 //!   write and a delete per job to the hot path for the same guarantee.)
@@ -38,12 +46,17 @@
 //!   after such a failure claims leave Redis alone (they go to Postgres, which fails
 //!   fast or, once it is back, answers), so an outage does not empty Redis.
 //! - **Events**: Postgres records each event in the transaction of its change; the
-//!   [`relay`] copies them into the Redis stream in batches from a background task, so
+//!   `relay.rs` copies them into the Redis stream in batches from a background task, so
 //!   publishing never sits on the hot path.
 //!
 //! The background task (the "pump", every `pump_interval`) runs the reconciler check and
-//! the event relay (unless [`RedisPostgresConfig::relay`] is off); it stops when the store is
-//! dropped.
+//! the event relay (unless [`RedisPostgresConfig::relay`] is off); it stops when the store
+//! is dropped.
+//!
+//! [`PostgresStore`]: crate::store::postgres::PostgresStore
+//! [`RedisDispatch`]: crate::store::redis::RedisDispatch
+//! [`RedisDispatch::take`]: crate::store::redis::RedisDispatch::take
+//! [`RedisPostgresConfig::relay`]: crate::store::redis_postgres::RedisPostgresConfig::relay
 
 mod claim;
 mod outbox;
@@ -91,7 +104,7 @@ pub struct RedisPostgresConfig {
     /// straight to Postgres for this long.
     pub redis_retry: Duration,
     /// Whether the background task copies lifecycle events into the Redis stream (and
-    /// with them sets the job-state hashes; see [`relay`]).
+    /// with them sets the job-state hashes; see `relay.rs`).
     pub relay: bool,
     /// Events per relay batch (one Postgres read, one Redis `MULTI`). A `MULTI` holds
     /// Redis while it runs, so batches stay small enough not to stall claims.
@@ -260,7 +273,7 @@ impl RedisPostgresStore {
     }
 
     /// Puts every job Postgres holds as available into Redis now (the background task
-    /// does this by itself when needed; see [`reconciler`]).
+    /// does this by itself when needed; see `reconciler.rs`).
     pub async fn reconcile(&self) -> Result<ReconcileReport, StoreError> {
         self.shared.reconcile().await
     }
