@@ -13,7 +13,7 @@ use crate::clock::Millis;
 use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, Job, JobId, JobState, Lease, LeaseToken, NewJob, Outcome,
-    Priority,
+    ParentFailurePolicy, Priority,
 };
 
 /// Checks a batch before any store writes it: each job passes
@@ -238,6 +238,66 @@ impl RescuePlan {
     }
 }
 
+/// Where a new job starts, the state every backend stores it in: discarded at once when a
+/// parent already failed and the job's policy is to discard, waiting while a parent has
+/// not succeeded, scheduled until its `run_at`, else available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Start {
+    /// The state the job is stored in.
+    pub state: JobState,
+    /// How many of its parents have not succeeded yet.
+    pub pending_parents: u32,
+}
+
+impl Start {
+    /// The `last_error` of a job discarded at enqueue because a parent failed.
+    pub(crate) const PARENT_FAILED: &'static str = "a parent job was discarded or cancelled";
+
+    /// The start of `job`, given the current states of its parents (none for a job
+    /// without parents).
+    pub(crate) fn of(
+        job: &NewJob,
+        parents: impl IntoIterator<Item = JobState>,
+        now: Millis,
+    ) -> Self {
+        let mut pending_parents = 0;
+        let mut parent_failed = false;
+        for s in parents {
+            if s != JobState::Succeeded {
+                pending_parents += 1;
+            }
+            parent_failed |= matches!(s, JobState::Discarded | JobState::Cancelled);
+        }
+        let state = if parent_failed && job.on_parent_failure == ParentFailurePolicy::Discard {
+            JobState::Discarded
+        } else if pending_parents > 0 {
+            JobState::Waiting
+        } else if job.run_at.unwrap_or(now) > now {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+        Self {
+            state,
+            pending_parents,
+        }
+    }
+
+    /// The events of storing job `id` so: `job.enqueued`, then `job.discarded` when it
+    /// starts discarded.
+    pub(crate) fn events(&self, id: JobId, now: Millis) -> Vec<LifecycleEvent> {
+        let mut evs = vec![LifecycleEvent::new(EventKind::JobEnqueued, now).job(id, Some(0))];
+        if self.state == JobState::Discarded {
+            evs.push(
+                LifecycleEvent::new(EventKind::JobDiscarded, now)
+                    .job(id, Some(0))
+                    .detail(json!({"reason": "parent discarded or cancelled"})),
+            );
+        }
+        evs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +322,47 @@ mod tests {
             evs[0].detail["error"],
             "panicked: GET https://***@api.example/x failed"
         );
+    }
+
+    #[test]
+    fn a_new_job_starts_where_its_parents_and_run_at_say() {
+        use JobState::*;
+        let now = Millis(1_000);
+        let job = NewJob::new("k", json!({}));
+        let start =
+            |job: &NewJob, parents: &[JobState]| Start::of(job, parents.iter().copied(), now);
+        assert_eq!(start(&job, &[]).state, Available);
+        let later = NewJob {
+            run_at: Some(Millis(2_000)),
+            ..job.clone()
+        };
+        assert_eq!(start(&later, &[]).state, Scheduled);
+        assert_eq!(
+            start(&later, &[Succeeded, Running]),
+            Start {
+                state: Waiting,
+                pending_parents: 1
+            }
+        );
+        let failed = start(&later, &[Succeeded, Cancelled]);
+        assert_eq!(failed.state, Discarded);
+        let kinds: Vec<_> = failed
+            .events(JobId(7), now)
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [EventKind::JobEnqueued, EventKind::JobDiscarded]);
+        let hold = NewJob {
+            on_parent_failure: ParentFailurePolicy::Hold,
+            ..later
+        };
+        assert_eq!(
+            start(&hold, &[Discarded]),
+            Start {
+                state: Waiting,
+                pending_parents: 1
+            }
+        );
+        assert_eq!(start(&hold, &[Succeeded]).events(JobId(7), now).len(), 1);
     }
 }
