@@ -103,7 +103,7 @@ async fn probe_connection(options: &PgConnectOptions) -> Result<(), StoreError> 
         options.get_database().unwrap_or("")
     );
     let unreachable = |kind: std::io::ErrorKind, reason: String| {
-        StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+        StoreError::from(sqlx::Error::Io(std::io::Error::new(
             kind,
             format!("cannot connect to Postgres at {target}: {reason}"),
         )))
