@@ -1,14 +1,15 @@
 //! Decisions every backend applies the same way, made once here: what a batch may hold,
-//! what is stored of a finished attempt, in which order claims are handed out, what a
-//! claim hands out, and what a lost lease becomes. Backends run the SQL (or the Redis
+//! where a new job starts (and which jobs of a batch are stored one at a time), what is
+//! stored of a finished attempt, in which order claims are handed out, what a claim
+//! hands out, and what a lost lease becomes. Backends run the SQL (or the Redis
 //! commands) that apply them; they do not decide.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::json;
 
-use super::{RescuedJob, StoreError};
+use super::{EnqueueOutcome, RescuedJob, StoreError};
 use crate::clock::Millis;
 use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{
@@ -30,6 +31,50 @@ pub fn check_new_jobs(jobs: &[NewJob]) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Whether `job` is stored on its own rather than in a run of plain jobs (one statement
+/// for the run): a unique key is checked against the unfinished jobs first, and parents
+/// are read first to decide where the job starts ([`Start`]).
+pub(crate) fn stored_alone(job: &NewJob) -> bool {
+    job.unique_key.is_some() || !job.depends_on.is_empty() || !job.depends_on_index.is_empty()
+}
+
+/// The parents of `job` by id: its `depends_on`, and the jobs of its own batch named by
+/// `depends_on_index` (`stored` holds what the batch's earlier jobs became; a
+/// duplicate's parent is the job that holds the key), sorted and without repeats.
+/// [`check_new_jobs`] has checked that each index comes before the job.
+pub(crate) fn parent_ids(job: &NewJob, stored: &[EnqueueOutcome]) -> Vec<i64> {
+    let mut parents: Vec<i64> = job.depends_on.iter().map(|p| p.0).collect();
+    parents.extend(job.depends_on_index.iter().map(|&i| stored[i].id().0));
+    parents.sort_unstable();
+    parents.dedup();
+    parents
+}
+
+/// The `job.discarded` event of a job discarded because a parent was discarded or
+/// cancelled (at enqueue, or by the cascade; the Postgres migration's
+/// `jm_cascade_discard` writes the same), with [`Start::PARENT_FAILED`] as its
+/// `last_error`.
+pub(crate) fn discarded_with_parent(id: JobId, attempt: u32, now: Millis) -> LifecycleEvent {
+    LifecycleEvent::new(EventKind::JobDiscarded, now)
+        .job(id, Some(attempt))
+        .detail(json!({"reason": "parent discarded or cancelled"}))
+}
+
+/// Refuses a job whose parents are not all known: `states` holds the parents the
+/// backend found (in the transaction that inserts the job), so a parent missing from it
+/// does not exist, and the whole batch is refused with the same error on every store.
+pub(crate) fn check_parents_exist(
+    parents: &[i64],
+    states: &HashMap<i64, JobState>,
+) -> Result<(), StoreError> {
+    match parents.iter().find(|p| !states.contains_key(p)) {
+        Some(missing) => Err(StoreError::Invalid(format!(
+            "job depends on unknown job {missing}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Makes what a finished attempt reports storable on every store (see
@@ -288,11 +333,7 @@ impl Start {
     pub(crate) fn events(&self, id: JobId, now: Millis) -> Vec<LifecycleEvent> {
         let mut evs = vec![LifecycleEvent::new(EventKind::JobEnqueued, now).job(id, Some(0))];
         if self.state == JobState::Discarded {
-            evs.push(
-                LifecycleEvent::new(EventKind::JobDiscarded, now)
-                    .job(id, Some(0))
-                    .detail(json!({"reason": "parent discarded or cancelled"})),
-            );
+            evs.push(discarded_with_parent(id, 0, now));
         }
         evs
     }
@@ -302,6 +343,27 @@ impl Start {
 mod tests {
     use super::*;
     use crate::job::WorkerId;
+
+    #[test]
+    fn parents_by_id_and_batch_index_are_sorted_once() {
+        let mut job = NewJob::new("k", json!({}));
+        job.depends_on = vec![JobId(40), JobId(3)];
+        job.depends_on_index = vec![1, 0];
+        let stored = [
+            EnqueueOutcome::Inserted(JobId(40)),
+            EnqueueOutcome::Duplicate(JobId(7)),
+        ];
+        assert_eq!(parent_ids(&job, &stored), vec![3, 7, 40]);
+        assert!(stored_alone(&job));
+        assert!(!stored_alone(&NewJob::new("k", json!({}))));
+        let known: HashMap<i64, JobState> = [(3, JobState::Succeeded)].into();
+        assert!(check_parents_exist(&[3], &known).is_ok());
+        let err = check_parents_exist(&[3, 7], &known).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains("unknown job 7")),
+            "{err}"
+        );
+    }
 
     #[test]
     fn event_details_are_stored_without_credentials() {

@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::{Row, Sqlite};
 
 use super::SqliteStore;
-use super::complete::cascade_discard;
+use super::discard::cascade_discard;
 use super::events::events;
 use super::rows::{self, job_columns, to_json};
 use crate::clock::Millis;

@@ -6,15 +6,15 @@
 
 use std::collections::HashSet;
 
-use serde_json::json;
 use sqlx::AssertSqlSafe;
 
+use super::discard::{cascade_discard, dead_letter};
 use super::events::events;
 use super::rows::{SuccessRow, to_json};
 use super::{MAX_VALUES_ROWS, SqliteStore, Tx, padded, placeholders};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
-use crate::job::{Completion, CompletionResult, JobId, Outcome};
+use crate::event::LifecycleEvent;
+use crate::job::{Completion, CompletionResult, Outcome};
 use crate::store::StoreError;
 
 async fn execution(tx: &mut Tx, c: &Completion, outcome: &str) -> Result<(), StoreError> {
@@ -32,55 +32,6 @@ async fn execution(tx: &mut Tx, c: &Completion, outcome: &str) -> Result<(), Sto
     .bind(c.outcome.error())
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-pub(super) async fn dead_letter(tx: &mut Tx, ids: &[i64], now: Millis) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT OR REPLACE INTO dead_letter_queue (job, queue, reason, discarded_at)
-         SELECT id, queue, coalesce(last_error, 'discarded'), ?1 FROM jobs WHERE id IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(now.0)
-    .bind(to_json(&ids))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Applies the parent-failure policy of the waiting children of `parents`, transitively:
-/// `discard` children are dead-lettered (and their own children considered in turn),
-/// `hold` children keep waiting.
-pub(super) async fn cascade_discard(
-    tx: &mut Tx,
-    parents: Vec<i64>,
-    now: Millis,
-) -> Result<(), StoreError> {
-    let mut frontier = parents;
-    while !frontier.is_empty() {
-        let discarded: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE jobs SET state = 'discarded', finished_at = ?1,
-                 last_error = 'a parent job was discarded or cancelled'
-             WHERE state = 'waiting' AND on_parent_failure = 'discard'
-               AND id IN (SELECT child FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?2)))
-             RETURNING id, attempt",
-        )
-        .bind(now.0)
-        .bind(to_json(&frontier))
-        .fetch_all(&mut **tx)
-        .await?;
-        let ids: Vec<i64> = discarded.iter().map(|(id, _)| *id).collect();
-        dead_letter(tx, &ids, now).await?;
-        let evs: Vec<_> = discarded
-            .iter()
-            .map(|&(id, attempt)| {
-                LifecycleEvent::new(EventKind::JobDiscarded, now)
-                    .job(JobId(id), Some(attempt as u32))
-                    .detail(json!({"reason": "parent discarded or cancelled"}))
-            })
-            .collect();
-        events(tx, &evs).await?;
-        frontier = ids;
-    }
     Ok(())
 }
 

@@ -1,19 +1,18 @@
 //! Storing new jobs ([`JobQueue::enqueue`]): runs of plain jobs in one statement each,
-//! jobs with a unique key or parents one at a time.
+//! jobs with a unique key or parents one at a time. Where each starts is decided in
+//! `store::rules` ([`Start`]); this applies it.
 //!
 //! [`JobQueue::enqueue`]: crate::store::JobQueue::enqueue
 
 use std::collections::HashMap;
 
-use serde_json::json;
-
-use super::complete::dead_letter;
+use super::discard::dead_letter;
 use super::events::events;
 use super::rows::{self, InsertRow, policy_name, to_json};
 use super::{SqliteStore, Tx};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{JobId, JobState, NewJob};
+use crate::store::rules::{Start, check_parents_exist, parent_ids, stored_alone};
 use crate::store::{EnqueueOutcome, StoreError};
 
 impl SqliteStore {
@@ -28,19 +27,13 @@ impl SqliteStore {
         let mut out: Vec<EnqueueOutcome> = Vec::with_capacity(jobs.len());
         let mut plain: Vec<&NewJob> = Vec::new();
         for job in &jobs {
-            let linked = job.unique_key.is_some()
-                || !job.depends_on.is_empty()
-                || !job.depends_on_index.is_empty();
-            if !linked {
+            if !stored_alone(job) {
                 plain.push(job);
                 continue;
             }
             Self::insert_plain(&mut tx, &plain, now, &mut out).await?;
             plain.clear();
-            let mut parents: Vec<i64> = job.depends_on.iter().map(|p| p.0).collect();
-            parents.extend(job.depends_on_index.iter().map(|&i| out[i].id().0));
-            parents.sort_unstable();
-            parents.dedup();
+            let parents = parent_ids(job, &out);
             let outcome = Self::insert_linked(&mut tx, job, parents, now).await?;
             out.push(outcome);
         }
@@ -68,11 +61,7 @@ impl SqliteStore {
                     k: &j.kind,
                     p: &j.payload,
                     pr: j.priority,
-                    s: if run_at > now {
-                        "scheduled"
-                    } else {
-                        "available"
-                    },
+                    s: Start::of(j, [], now).state.as_str(),
                     m: j.max_attempts,
                     r: run_at.0,
                     t: j.timeout.map(|t| t.as_millis() as i64),
@@ -137,30 +126,9 @@ impl SqliteStore {
             .into_iter()
             .map(|(id, s)| Ok((id, rows::state(&s)?)))
             .collect::<Result<_, StoreError>>()?;
-        if let Some(missing) = parents.iter().find(|p| !known.contains_key(p)) {
-            return Err(StoreError::Invalid(format!(
-                "job depends on unknown job {missing}"
-            )));
-        }
-        let pending = known
-            .values()
-            .filter(|s| **s != JobState::Succeeded)
-            .count() as i64;
-        let parent_failed = known
-            .values()
-            .any(|s| matches!(s, JobState::Discarded | JobState::Cancelled));
-        let run_at = job.run_at.unwrap_or(now);
-        let state =
-            if parent_failed && job.on_parent_failure == crate::job::ParentFailurePolicy::Discard {
-                JobState::Discarded
-            } else if pending > 0 {
-                JobState::Waiting
-            } else if run_at > now {
-                JobState::Scheduled
-            } else {
-                JobState::Available
-            };
-        let discarded = state == JobState::Discarded;
+        check_parents_exist(&parents, &known)?;
+        let start = Start::of(job, known.values().copied(), now);
+        let discarded = start.state == JobState::Discarded;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO jobs (queue, kind, payload, priority, state, max_attempts, run_at, created_at, timeout_ms,
                                unique_key, on_parent_failure, pending_parents, finished_at, last_error)
@@ -171,16 +139,16 @@ impl SqliteStore {
         .bind(&job.kind)
         .bind(job.payload.to_string())
         .bind(job.priority as i64)
-        .bind(state.as_str())
+        .bind(start.state.as_str())
         .bind(job.max_attempts as i64)
-        .bind(run_at.0)
+        .bind(job.run_at.unwrap_or(now).0)
         .bind(now.0)
         .bind(job.timeout.map(|t| t.as_millis() as i64))
         .bind(&job.unique_key)
         .bind(policy_name(job.on_parent_failure))
-        .bind(pending)
+        .bind(i64::from(start.pending_parents))
         .bind(discarded.then_some(now.0))
-        .bind(discarded.then_some("a parent job was discarded or cancelled"))
+        .bind(discarded.then_some(Start::PARENT_FAILED))
         .fetch_one(&mut **tx)
         .await?;
         if !parents.is_empty() {
@@ -192,17 +160,10 @@ impl SqliteStore {
             .execute(&mut **tx)
             .await?;
         }
-        let mut evs =
-            vec![LifecycleEvent::new(EventKind::JobEnqueued, now).job(JobId(id), Some(0))];
         if discarded {
             dead_letter(tx, &[id], now).await?;
-            evs.push(
-                LifecycleEvent::new(EventKind::JobDiscarded, now)
-                    .job(JobId(id), Some(0))
-                    .detail(json!({"reason": "parent discarded or cancelled"})),
-            );
         }
-        events(tx, &evs).await?;
+        events(tx, &start.events(JobId(id), now)).await?;
         Ok(EnqueueOutcome::Inserted(JobId(id)))
     }
 }

@@ -40,7 +40,7 @@ pub(super) async fn events(tx: &mut Tx, events: &[LifecycleEvent]) -> Result<(),
 }
 
 impl SqliteStore {
-    /// One page of [`Store::events_after`]: the events that decode, how many rows were
+    /// One page of [`EventLog::events_after`]: the events that decode, how many rows were
     /// read and the sequence number of the last one (see [`crate::store::fill_events`]).
     async fn events_page(
         &self,

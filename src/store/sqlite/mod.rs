@@ -11,10 +11,41 @@
 //! rows as a multi-row `VALUES` list (extracting fields from `json_each` objects cost
 //! more than the writes); several statements share one command where no answer is
 //! needed in between.
+//!
+//! Errors: a busy or locked database (another process held the write lock past
+//! its busy time-out, 10 s) is a [`StoreError::Conflict`], so callers retry it like any
+//! transient failure.
+//!
+//! # Layout
+//!
+//! One file per concern, each holding the SQL of its operations:
+//!
+//! - `mod.rs`: [`SqliteStore`], opening the file (private mode, migrations), the two
+//!   pools, and the helpers of multi-row statements;
+//! - `enqueue.rs`: storing new jobs; `claim.rs`: claiming, extending and releasing
+//!   leases; `complete.rs`: finished attempts (successes in bulk, the release of waiting
+//!   children, failures); `schedule.rs`: promoting due jobs; `rescue.rs`: lost leases
+//!   (expiry, node revocation);
+//! - `discard.rs`: the dead-letter queue and the parent-failure cascade, applied by
+//!   every transition that discards;
+//! - `admin.rs`: [`JobAdmin`](super::JobAdmin) (reading, counts, cancel, the
+//!   dead-letter queue, redrive), with its purge in `retention.rs`;
+//! - `events.rs`: [`EventLog`](super::EventLog) and the event rows every transition
+//!   writes; `leader.rs`: [`Leadership`](super::Leadership);
+//! - `rows.rs`: decoding rows into the job model, and the JSON shapes statements read.
+//!
+//! A trait impl cannot be split across files, so [`JobQueue`], whose methods belong to
+//! five concerns, has one thin impl here that calls an inherent method in the file of
+//! each concern; capabilities of one concern are implemented whole in their file. The
+//! capability traits are not split further for the sake of file layout: they are what
+//! every backend and every caller shares, and finer traits would only lengthen their
+//! bounds. Decisions (where a new job starts, what a lost lease becomes, claim order)
+//! are made in `store::rules` and applied here.
 
 mod admin;
 mod claim;
 mod complete;
+mod discard;
 mod enqueue;
 mod events;
 mod leader;
