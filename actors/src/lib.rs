@@ -21,6 +21,7 @@ mod dispatcher;
 mod error;
 mod event_sink;
 pub mod faults;
+mod from_config;
 mod inflight;
 mod maintenance;
 mod membership;

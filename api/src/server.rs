@@ -64,13 +64,9 @@ impl ApiServer {
         config: ApiSection,
         events_hint: Option<Arc<Notify>>,
     ) -> Result<ApiServer, StartError> {
-        let text = config
+        let addr: SocketAddr = config
             .listen
-            .as_deref()
             .ok_or_else(|| StartError::Listen("not set".into()))?;
-        let addr: SocketAddr = text
-            .parse()
-            .map_err(|_| StartError::Listen(format!("`{text}` is not an address with a port")))?;
         if !addr.ip().is_loopback()
             && !config.allow_without_tokens
             && !store.has_live_tokens().await?

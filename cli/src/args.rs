@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use jobmesh::job::JobState;
+use jobmesh_actors::mesh::Multiaddr;
 
 /// jobmesh: a runtime for background jobs. Nodes claim jobs from a shared store
 /// (embedded SQLite, Postgres, or Postgres with Redis), run them with retries, a
@@ -72,8 +73,8 @@ pub enum Verb {
 #[derive(Debug, Args)]
 pub struct ApiArgs {
     /// Address to serve on (overrides api.listen; default 127.0.0.1:7780).
-    #[arg(long)]
-    pub listen: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `jobmesh token ...`
@@ -204,14 +205,14 @@ pub struct NodeArgs {
     #[arg(long)]
     pub exit_when_idle: bool,
     /// Join the mesh listening on this multiaddr (repeatable; overrides mesh.listen).
-    #[arg(long)]
-    pub listen: Vec<String>,
+    #[arg(long, value_name = "MULTIADDR", value_parser = jobmesh::config::parse_multiaddr)]
+    pub listen: Vec<Multiaddr>,
     /// Join the mesh through this member's multiaddr (repeatable; adds to mesh.join).
-    #[arg(long)]
-    pub join: Vec<String>,
+    #[arg(long, value_name = "MULTIADDR", value_parser = jobmesh::config::parse_multiaddr)]
+    pub join: Vec<Multiaddr>,
     /// Serve the HTTP API on this address too (overrides api.listen), e.g. 127.0.0.1:7780.
     #[arg(long, value_name = "ADDR")]
-    pub api: Option<String>,
+    pub api: Option<std::net::SocketAddr>,
     /// Chaos runs: watch this JSON file for injected faults (drop_from, delay_ms, loss,
     /// byzantine); see `jobmesh chaos`. Never use in production.
     #[arg(long)]

@@ -24,7 +24,9 @@ fn job(kind: &str) -> NewJob {
     NewJob::new(kind, json!({"k": kind}))
 }
 
-fn request(node: &str, limit: u32, now: Millis) -> ClaimRequest {
+/// A claim by node `node` (worker `<node>/w0`) of up to `limit` jobs of the `default`
+/// queue, with 30 s leases. Shared with the backends' own suites.
+pub fn request(node: &str, limit: u32, now: Millis) -> ClaimRequest {
     ClaimRequest {
         queues: vec!["default".into()],
         worker: WorkerId(format!("{node}/w0")),
@@ -39,7 +41,8 @@ async fn claim(s: &dyn Store, limit: u32, now: Millis) -> Vec<ClaimedJob> {
     s.claim(&request("n1", limit, now)).await.expect("claim")
 }
 
-fn done(c: &ClaimedJob, outcome: Outcome, at: Millis) -> Completion {
+/// The attempt of claim `c`, started and finished at `at`, ending with `outcome`.
+pub fn done(c: &ClaimedJob, outcome: Outcome, at: Millis) -> Completion {
     Completion {
         lease: c.lease.clone(),
         outcome,
@@ -48,7 +51,8 @@ fn done(c: &ClaimedJob, outcome: Outcome, at: Millis) -> Completion {
     }
 }
 
-fn ok(c: &ClaimedJob, at: Millis) -> Completion {
+/// The attempt of claim `c`, succeeded at `at` (output `{"ok": true}`).
+pub fn ok(c: &ClaimedJob, at: Millis) -> Completion {
     done(
         c,
         Outcome::Succeeded {

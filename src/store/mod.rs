@@ -26,7 +26,7 @@ pub mod tokens;
 mod wakeup;
 
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
-pub use error::StoreError;
+pub use error::{BackendError, StoreError};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{

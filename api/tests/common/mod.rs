@@ -91,7 +91,7 @@ impl Harness {
             None
         };
         let mut api = ApiSection {
-            listen: Some("127.0.0.1:0".into()),
+            listen: Some("127.0.0.1:0".parse().expect("address")),
             ..ApiSection::default()
         };
         tweak(&mut api);

@@ -690,7 +690,7 @@ pub async fn tokens_stay_out_of_the_log(store: SharedStore) {
 /// loopback reads work only when enabled, and never write.
 pub async fn startup_rules_and_anonymous_loopback_read(store: SharedStore) {
     let config = |allow: bool| jobmesh::config::ApiSection {
-        listen: Some("0.0.0.0:0".into()),
+        listen: Some("0.0.0.0:0".parse().expect("address")),
         allow_without_tokens: allow,
         ..Default::default()
     };

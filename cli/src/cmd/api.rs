@@ -11,7 +11,9 @@ use crate::args::ApiArgs;
 use crate::setup;
 
 /// Where `jobmesh api` listens when neither --listen nor api.listen says.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7780";
+pub const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 7780),
+);
 /// How long requests in flight may take to finish after a stop signal.
 pub const API_GRACE: Duration = Duration::from_secs(5);
 
@@ -20,14 +22,11 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
     if let Some(l) = args.listen {
         config.api.listen = Some(l);
     }
-    config
-        .api
-        .listen
-        .get_or_insert_with(|| DEFAULT_LISTEN.into());
+    config.api.listen.get_or_insert(DEFAULT_LISTEN);
     config
         .validate()
         .map_err(|m| anyhow::anyhow!("invalid options: {m}"))?;
-    let registry = Arc::new(setup::registry(&config)?);
+    let registry = Arc::new(config.registry()?);
     let store = setup::open_store(&config).await?;
     let server = ApiServer::start(store, registry, config.api.clone(), None)
         .await

@@ -7,10 +7,9 @@ use anyhow::Context;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::config::Config;
 use jobmesh::job::{Job, JobState, NodeId};
-use jobmesh::membership::{JoinCertificate, MembershipConfig, Monitoring, public_key_of};
 use jobmesh::store::{JobFilter, Store};
 use jobmesh_actors::faults::ActiveFaults;
-use jobmesh_actors::mesh::{MeshConfig, Multiaddr, PeerId, load_or_create_keypair};
+use jobmesh_actors::mesh::load_or_create_keypair;
 use jobmesh_actors::{MeshOptions, Node, NodeOptions};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
@@ -37,7 +36,7 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     config.mesh.join.extend(args.join.iter().cloned());
     config.mesh.enabled |= !args.listen.is_empty() || !args.join.is_empty();
     if let Some(addr) = &args.api {
-        config.api.listen = Some(addr.clone());
+        config.api.listen = Some(*addr);
     }
     config
         .validate()
@@ -46,17 +45,14 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         args.chaos_control.is_none() || config.mesh.enabled,
         "--chaos-control injects mesh faults: it needs --listen/--join (or mesh.enabled)"
     );
-    let registry = setup::registry(&config)?;
+    let registry = config.registry()?;
     let store = setup::open_store(&config).await?;
-    let options = NodeOptions {
-        node_id: NodeId(config.node.name.clone()),
-        workers: config.workers.clone(),
-        retry: config.retry.clone(),
-        store: store.clone(),
-        registry: registry.clone(),
-        clock: Arc::new(SystemClock),
-        retention: Some(config.retention.clone()),
-    };
+    let options = NodeOptions::from_config(
+        &config,
+        store.clone(),
+        registry.clone(),
+        Arc::new(SystemClock),
+    );
     let node = if config.mesh.enabled {
         let faults = args.chaos_control.clone().map(watch_faults);
         let node = Node::start_meshed(options, mesh_options(&config, faults)?).await?;
@@ -153,7 +149,8 @@ fn say(line: std::fmt::Arguments<'_>) {
     let _ = crate::output::outln!("{line}");
 }
 
-/// The mesh settings from the config.
+/// The mesh settings from the config (see [`MeshOptions::from_config`]); the node key
+/// and the join certificate are read here, the faults passed through.
 fn mesh_options(
     config: &Config,
     faults: Option<watch::Receiver<ActiveFaults>>,
@@ -164,72 +161,17 @@ fn mesh_options(
     }
     let keypair = load_or_create_keypair(&key_path)
         .with_context(|| format!("node key {}", key_path.display()))?;
-    let parse = |a: &String| a.parse::<Multiaddr>().map_err(anyhow::Error::from);
-    let members = config
-        .mesh
-        .members
-        .iter()
-        .map(|m| m.parse::<PeerId>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let me = keypair.public().to_peer_id();
-    let cluster_key =
-        match &config.mesh.cluster_key {
-            Some(k) => {
-                let id: PeerId = k.parse()?;
-                Some(public_key_of(&id).with_context(|| {
-                    format!("mesh.cluster_key `{k}` does not embed an ed25519 key")
-                })?)
-            }
-            None => None,
-        };
-    let join = match &config.mesh.join_certificate {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading join certificate {}", path.display()))?;
-            let cert: JoinCertificate = serde_json::from_str(&text)
-                .with_context(|| format!("join certificate {} is malformed", path.display()))?;
-            anyhow::ensure!(
-                cert.peer == me,
-                "join certificate {} admits {}, not this node ({me})",
-                path.display(),
-                cert.peer
-            );
-            Some(cert)
-        }
+    let certificate = match &config.mesh.join_certificate {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading join certificate {}", path.display()))?,
+        ),
         None => None,
     };
-    anyhow::ensure!(
-        members.contains(&me) || join.is_some(),
-        "mesh.members does not list this node's peer id {me}: add it (every member lists all members), \
-         or give it a mesh.join_certificate"
-    );
-    let mut membership = MembershipConfig::new(members, config.mesh.f);
-    membership.cluster_key = cluster_key;
-    if let Some(k) = config.mesh.observers_for(membership.allowlist.len()) {
-        membership.monitoring = Monitoring::Observers { k };
-    }
-    Ok(MeshOptions {
-        mesh: MeshConfig {
-            listen: config
-                .mesh
-                .listen
-                .iter()
-                .map(parse)
-                .collect::<anyhow::Result<_>>()?,
-            bootstrap: config
-                .mesh
-                .join
-                .iter()
-                .map(parse)
-                .collect::<anyhow::Result<_>>()?,
-            ..MeshConfig::default()
-        },
-        membership,
-        seed: rand_seed(),
-        keypair,
-        join,
-        faults,
-    })
+    let mut options =
+        MeshOptions::from_config(config, keypair, certificate.as_deref(), rand_seed())?;
+    options.faults = faults;
+    Ok(options)
 }
 
 fn rand_seed() -> u64 {
