@@ -16,7 +16,9 @@
 //!   JSON `"key": "value"` forms (so `?token=...` in a query string too; not
 //!   `key = value`, which is code such as SQL in a debug log, far more often than not);
 //! - with a [`Redactor`], every occurrence of the values it was given (at least
-//!   [`MIN_SECRET_CHARS`] characters long: shorter ones would mask ordinary text).
+//!   [`MIN_SECRET_CHARS`] characters long: shorter ones would mask ordinary text);
+//! - an HTTP API token wherever it appears, recognised by its prefix
+//!   ([`crate::store::tokens::TOKEN_PREFIX`]): `jmt_12_<hex>` becomes `jmt_***`.
 
 use std::borrow::Cow;
 
@@ -49,7 +51,7 @@ const SECRET_KEY_SUFFIXES: &[&str] = &[
 /// `text` with credentials masked (see the module documentation); borrowed when there
 /// was nothing to mask.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let once = mask_keyed_values(&mask_url_userinfo(text)).into_owned();
+    let once = mask_api_tokens(&mask_keyed_values(&mask_url_userinfo(text))).into_owned();
     if once == text {
         Cow::Borrowed(text)
     } else {
@@ -151,6 +153,38 @@ impl<W: std::io::Write> Drop for RedactingWriter<W> {
         let _ = self.pass_on();
         let _ = self.inner.flush();
     }
+}
+
+/// Masks every API token: the prefix stays (so the log still says a token was there),
+/// the id and secret after it go. Only a prefix at the start of a word counts, so
+/// `xjmt_1` in an identifier is left alone.
+fn mask_api_tokens(text: &str) -> Cow<'_, str> {
+    use crate::store::tokens::TOKEN_PREFIX;
+    if !text.contains(TOKEN_PREFIX) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(i) = text[from..].find(TOKEN_PREFIX).map(|i| from + i) {
+        let start = i + TOKEN_PREFIX.len();
+        let word_start = !text[..i].chars().next_back().is_some_and(is_name_char);
+        let len = text[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(text.len() - start);
+        let value = &text[start..start + len];
+        if word_start && !value.is_empty() && value != MASK {
+            out.push_str(&text[copied..start]);
+            out.push_str(MASK);
+            copied = start + len;
+        }
+        from = start + len;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 /// Characters that end a URL's authority (or the URL itself, in prose).
@@ -358,6 +392,23 @@ mod tests {
         // Idempotent.
         let once = redact("password=x token=y").into_owned();
         assert_eq!(redact(&once), once);
+    }
+
+    #[test]
+    fn api_tokens_are_masked_wherever_they_appear() {
+        let token = format!("jmt_12_{}", "ab".repeat(32));
+        assert_eq!(
+            redact(&format!("refused {token}, then \"{token}\"")),
+            "refused jmt_***, then \"jmt_***\""
+        );
+        assert_eq!(
+            redact(&format!("Authorization: Bearer {token}")),
+            "Authorization: ***"
+        );
+        // Not a token: inside a word, or the prefix alone.
+        assert_eq!(redact("xjmt_12 and jmt_ alone"), "xjmt_12 and jmt_ alone");
+        let once = redact(&token).into_owned();
+        assert_eq!(redact(&once), once, "idempotent");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use jobmesh::clock::Millis;
-use jobmesh::config::{ExecSection, HttpSection};
+use jobmesh::config::{AddressPolicy, ExecSection, HttpSection};
 use jobmesh::handler::{HandlerError, HandlerOutput, JobContext, Registry, builtin};
 use jobmesh::job::{Job, JobId, JobState, LeaseToken, NewJob, ParentFailurePolicy};
 use serde_json::{Value, json};
@@ -38,7 +38,7 @@ fn registry_with(allow: &[&str], max_output_bytes: usize, hosts: &[&str]) -> Reg
         },
         &HttpSection {
             allow_hosts: strings(hosts),
-            allow_private: strings(&["127.0.0.1"]),
+            allow_private: AddressPolicy::parse(&["127.0.0.1"]).unwrap(),
             max_response_bytes: 64,
             ..HttpSection::default()
         },
@@ -898,7 +898,7 @@ async fn http_checks_the_addresses_a_name_resolves_to_when_connecting() {
     let (base, mut seen) = server().await;
     let port = base.rsplit(':').next().unwrap();
     let r = http_registry(HttpSection {
-        allow_private: strings(&["127.0.0.2"]),
+        allow_private: AddressPolicy::parse(&["127.0.0.2"]).unwrap(),
         ..HttpSection::default()
     });
     let url = format!("http://localhost:{port}/hook");
@@ -914,7 +914,7 @@ async fn http_checks_the_addresses_a_name_resolves_to_when_connecting() {
 
     // Opened by name, the same URL goes through.
     let r = http_registry(HttpSection {
-        allow_private: strings(&["localhost"]),
+        allow_private: AddressPolicy::parse(&["localhost"]).unwrap(),
         ..HttpSection::default()
     });
     run(&r, "http", json!({"url": url})).await.unwrap();
@@ -927,7 +927,7 @@ async fn http_opt_in_opens_exactly_what_it_names() {
     let port = base.rsplit(':').next().unwrap();
     let opened = |entries: &[&str]| {
         http_registry(HttpSection {
-            allow_private: strings(entries),
+            allow_private: AddressPolicy::parse(entries).unwrap(),
             ..HttpSection::default()
         })
     };
@@ -1102,7 +1102,7 @@ async fn http_errors_and_output_never_quote_credentials() {
     let (base, _seen) = server().await;
     let with_user = base.replace("http://", "http://alice:secretpw@");
     let r = http_registry(HttpSection {
-        allow_private: strings(&["127.0.0.1"]),
+        allow_private: AddressPolicy::parse(&["127.0.0.1"]).unwrap(),
         secret_headers: strings(&["X-Api-Key"]),
         max_response_bytes: 1024,
         ..HttpSection::default()

@@ -44,11 +44,7 @@ async fn dispatch() -> RedisDispatch {
 
 /// A plain connection to look at keys directly.
 async fn raw() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(URL)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    common::redis_conn(URL).await
 }
 
 /// Deletes every key under the dispatch's prefix.

@@ -19,7 +19,7 @@ use common::{PgCluster, RedisServer, StopMode, free_port};
 use jobmesh::store::{JobQueue, WakeupSource};
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jobmesh::clock::SystemClock;
 use jobmesh::config::{Config, WorkersSection};
@@ -36,22 +36,6 @@ const JOB_MS: u64 = 5;
 const CONCURRENCY: u32 = 8;
 /// Generous bounds on cross-process effects (normally seconds).
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
-
-fn pg_url() -> String {
-    std::env::var("JOBMESH_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn schema() -> String {
-    format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>())
-}
 
 fn config(prefix: &str) -> RedisPostgresConfig {
     let mut c = RedisPostgresConfig::new(prefix);
@@ -189,9 +173,14 @@ async fn assert_exactly_once(pool: &sqlx::PgPool, ids: &[JobId]) {
 async fn flushall_mid_drain_loses_nothing_and_duplicates_nothing() {
     let redis = RedisServer::start(free_port());
     let store = Arc::new(
-        RedisPostgresStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
-            .await
-            .expect("connect"),
+        RedisPostgresStore::connect(
+            &common::pg_url(),
+            Some(&common::test_schema()),
+            &redis.url(),
+            config("jmfault"),
+        )
+        .await
+        .expect("connect"),
     );
     let pool = store.postgres().pool().clone();
     let ids = enqueue(&*store).await;
@@ -222,9 +211,14 @@ async fn redis_killed_and_restarted_mid_run() {
     let port = free_port();
     let mut redis = RedisServer::start(port);
     let store = Arc::new(
-        RedisPostgresStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
-            .await
-            .expect("connect"),
+        RedisPostgresStore::connect(
+            &common::pg_url(),
+            Some(&common::test_schema()),
+            &redis.url(),
+            config("jmfault"),
+        )
+        .await
+        .expect("connect"),
     );
     let pool = store.postgres().pool().clone();
     let ids = enqueue(&*store).await;
@@ -304,10 +298,14 @@ async fn wake_ups_subscribed_during_a_redis_outage_arrive_once_redis_is_back() {
     const WAKE_TIMEOUT: Duration = Duration::from_secs(20);
     let port = free_port();
     let mut redis = RedisServer::start(port);
-    let store =
-        RedisPostgresStore::connect(&pg_url(), Some(&schema()), &redis.url(), config("jmfault"))
-            .await
-            .expect("connect");
+    let store = RedisPostgresStore::connect(
+        &common::pg_url(),
+        Some(&common::test_schema()),
+        &redis.url(),
+        config("jmfault"),
+    )
+    .await
+    .expect("connect");
     redis.kill();
     let mut wakeups = store
         .wakeups(&["default".into()])

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jobmesh::config::{ExecSection, HttpSection};
+use jobmesh::config::{AddressPolicy, ExecSection, HttpSection};
 use jobmesh::event::EventKind;
 use jobmesh::handler::builtin;
 use jobmesh::job::{JobId, JobState, NewJob};
@@ -104,7 +104,7 @@ async fn run_secret_job(store: SharedStore) -> JobId {
     let registry = builtin::registry(
         &ExecSection::default(),
         &HttpSection {
-            allow_private: vec!["127.0.0.1".into()],
+            allow_private: AddressPolicy::parse(&["127.0.0.1"]).unwrap(),
             ..HttpSection::default()
         },
     );

@@ -13,11 +13,6 @@ use jobmesh::store::redis_postgres::{RedisPostgresConfig, RedisPostgresStore};
 /// machine.
 const FAST: Duration = Duration::from_secs(10);
 
-fn pg_url() -> String {
-    std::env::var("JOBMESH_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 #[tokio::test]
 async fn postgres_on_a_closed_port_is_refused_at_once_without_credentials() {
     let port = common::free_port();
@@ -40,7 +35,7 @@ async fn postgres_on_a_closed_port_is_refused_at_once_without_credentials() {
 
 #[tokio::test]
 async fn postgres_refusing_the_database_is_reported_at_once() {
-    let mut url = pg_url();
+    let mut url = common::pg_url();
     let slash = url.rfind('/').unwrap();
     url.truncate(slash);
     url.push_str("/jobmesh_no_such_database");
@@ -63,14 +58,10 @@ async fn production_store_with_redis_on_a_closed_port_is_refused_at_once() {
     let port = common::free_port();
     let redis = format!("redis://:hunter2secret@127.0.0.1:{port}/");
     // Named as the other tests' schemas, so that later runs drop it.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let schema = format!("jm_test_{secs}_{:016x}", rand::random::<u64>());
+    let schema = common::test_schema();
     let started = Instant::now();
     let err = RedisPostgresStore::connect(
-        &pg_url(),
+        &common::pg_url(),
         Some(&schema),
         &redis,
         RedisPostgresConfig::new(&schema),

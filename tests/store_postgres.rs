@@ -9,42 +9,25 @@
 use jobmesh::store::{JobAdmin, JobQueue};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use jobmesh::clock::Millis;
-use jobmesh::job::{
-    ClaimRequest, ClaimedJob, Completion, CompletionResult, JobState, NewJob, NodeId, Outcome,
-    WorkerId,
-};
-use jobmesh::store::conformance::Spoil;
+use jobmesh::job::{CompletionResult, JobState, NewJob, NodeId, Outcome};
+use jobmesh::store::conformance::{Spoil, T0, done, ok, request};
 use jobmesh::store::postgres::{PostgresStore, Wakeup, Wakeups};
 use jobmesh::store::{EnqueueOutcome, SharedStore, StoreError};
 use serde_json::json;
 
 mod common;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const T0: Millis = Millis(1_700_000_000_000);
 /// Generous: a wake-up normally arrives within milliseconds; this only bounds a failure.
 const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Test schemas older than this are dropped by later runs.
 const STALE_SCHEMA_SECS: u64 = 3600;
 
-fn url() -> String {
-    std::env::var("JOBMESH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// A store in a new schema `jm_test_<unix secs>_<random>`.
 async fn store() -> PostgresStore {
-    let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
-    let url = url();
+    let schema = common::test_schema();
+    let url = common::pg_url();
     let s = PostgresStore::connect(&url, Some(&schema))
         .await
         .unwrap_or_else(|e| {
@@ -68,7 +51,7 @@ async fn drop_stale_schemas(s: &PostgresStore) {
     .fetch_all(s.pool())
     .await
     .unwrap();
-    let cutoff = unix_secs().saturating_sub(STALE_SCHEMA_SECS);
+    let cutoff = common::unix_secs().saturating_sub(STALE_SCHEMA_SECS);
     for name in names {
         let born = name
             .split('_')
@@ -100,30 +83,6 @@ async fn spoilable() -> (SharedStore, Spoil) {
 }
 
 jobmesh::store_conformance_tests!(fresh, spoilable);
-
-fn request(node: &str, limit: u32, now: Millis) -> ClaimRequest {
-    ClaimRequest {
-        queues: vec!["default".into()],
-        worker: WorkerId(format!("{node}/w0")),
-        node: NodeId(node.into()),
-        limit,
-        lease_for: Duration::from_secs(30),
-        now,
-    }
-}
-
-fn done(c: &ClaimedJob, outcome: Outcome) -> Completion {
-    Completion {
-        lease: c.lease.clone(),
-        outcome,
-        started_at: T0,
-        finished_at: T0,
-    }
-}
-
-fn ok(c: &ClaimedJob) -> Completion {
-    done(c, Outcome::Succeeded { output: None })
-}
 
 fn on(queue: &str) -> NewJob {
     let mut j = NewJob::new("noop", json!({}));
@@ -189,6 +148,7 @@ async fn listen_wakes_on_promotion_retry_rescue_and_release() {
             error: "boom".into(),
             run_at: retry_at,
         },
+        T0,
     )])
     .await
     .unwrap();
@@ -211,7 +171,7 @@ async fn listen_wakes_on_promotion_retry_rescue_and_release() {
     req.queues = vec!["parents".into()];
     let p = s.claim(&req).await.unwrap().remove(0);
     assert_eq!(
-        s.complete(vec![ok(&p)]).await.unwrap(),
+        s.complete(vec![ok(&p, T0)]).await.unwrap(),
         [CompletionResult::Applied]
     );
     assert_eq!(next_wakeup(&mut w).await, Wakeup::Queue("children".into()));
@@ -256,7 +216,7 @@ async fn unique_key_admits_one_of_many_concurrent_enqueues() {
     );
     // A finished job frees the key.
     let c = s.claim(&request("n1", 1, T0)).await.unwrap().remove(0);
-    s.complete(vec![ok(&c)]).await.unwrap();
+    s.complete(vec![ok(&c, T0)]).await.unwrap();
     let mut j = NewJob::new("report", json!({}));
     j.unique_key = Some("daily-report".into());
     assert!(matches!(
@@ -281,7 +241,7 @@ async fn batched_completion_applies_fresh_tokens_and_refuses_stale_ones() {
     // Interleave stale and current leases, with every kind of outcome, in one batch.
     let mut batch = Vec::new();
     for (i, (z, f)) in zombies.iter().zip(&fresh).enumerate() {
-        batch.push(ok(z));
+        batch.push(ok(z, T0));
         batch.push(match i {
             0 => done(
                 f,
@@ -289,18 +249,20 @@ async fn batched_completion_applies_fresh_tokens_and_refuses_stale_ones() {
                     error: "flaky".into(),
                     run_at: T0.plus(Duration::from_secs(5)),
                 },
+                T0,
             ),
             1 => done(
                 f,
                 Outcome::Discard {
                     error: "bad".into(),
                 },
+                T0,
             ),
-            _ => ok(f),
+            _ => ok(f, T0),
         });
     }
-    batch.extend(others.iter().map(ok));
-    batch.push(ok(&others[0])); // a duplicate of a current lease: applied once
+    batch.extend(others.iter().map(|c| ok(c, T0)));
+    batch.push(ok(&others[0], T0)); // a duplicate of a current lease: applied once
     let results = s.complete(batch.clone()).await.unwrap();
     let expected: Vec<CompletionResult> = (0..10)
         .map(|i| {
@@ -361,7 +323,10 @@ async fn many_concurrent_claimers_never_share_a_job() {
                 if got.is_empty() {
                     return mine;
                 }
-                let r = s.complete(got.iter().map(ok).collect()).await.unwrap();
+                let r = s
+                    .complete(got.iter().map(|c| ok(c, T0)).collect())
+                    .await
+                    .unwrap();
                 assert!(r.iter().all(|r| *r == CompletionResult::Applied));
                 mine.extend(got.into_iter().map(|c| c.job.id));
             }
@@ -393,7 +358,9 @@ async fn many_concurrent_claimers_never_share_a_job() {
 #[tokio::test]
 async fn bad_schema_names_are_refused_before_connecting() {
     for bad in ["Robert'); DROP TABLE jobs;--", "", "1abc", "has space"] {
-        let err = PostgresStore::connect(&url(), Some(bad)).await.unwrap_err();
+        let err = PostgresStore::connect(&common::pg_url(), Some(bad))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{bad}: {err}");
     }
 }

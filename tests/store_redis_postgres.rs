@@ -11,44 +11,26 @@
 
 use jobmesh::store::{EventLog, JobAdmin, JobQueue};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jobmesh::clock::Millis;
 use jobmesh::event::EventKind;
 use jobmesh::job::{ClaimRequest, JobId, JobState, NewJob, NodeId, WorkerId};
 use jobmesh::store::SharedStore;
-use jobmesh::store::conformance::Spoil;
+use jobmesh::store::conformance::{self, Spoil, T0, ok};
 use jobmesh::store::redis::EventCursor;
 use jobmesh::store::redis_postgres::{RedisPostgresConfig, RedisPostgresStore};
 use serde_json::json;
 
 mod common;
 
-const T0: Millis = Millis(1_700_000_000_000);
-
-fn pg_url() -> String {
-    std::env::var("JOBMESH_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("JOBMESH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// A store in a new schema `jm_test_<unix secs>_<random>` (the Postgres tests drop such
 /// schemas once they are an hour old) with a new Redis prefix.
 async fn store_with(config: impl FnOnce(&mut RedisPostgresConfig)) -> RedisPostgresStore {
-    let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
+    let schema = common::test_schema();
     let mut c = RedisPostgresConfig::new(format!("jmtest:hy:{:016x}", rand::random::<u64>()));
     config(&mut c);
-    let (pg, redis) = (pg_url(), redis_url());
+    let (pg, redis) = (common::pg_url(), common::redis_url());
     RedisPostgresStore::connect(&pg, Some(&schema), &redis, c)
         .await
         .unwrap_or_else(|e| {
@@ -91,22 +73,12 @@ async fn cleanup(s: &RedisPostgresStore) {
 }
 
 async fn raw() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    common::redis_conn(&common::redis_url()).await
 }
 
+/// A claim by node `n1`.
 fn request(limit: u32, now: Millis) -> ClaimRequest {
-    ClaimRequest {
-        queues: vec!["default".into()],
-        worker: WorkerId("n1/w0".into()),
-        node: NodeId("n1".into()),
-        limit,
-        lease_for: Duration::from_secs(30),
-        now,
-    }
+    conformance::request("n1", limit, now)
 }
 
 fn noop() -> NewJob {
@@ -240,14 +212,7 @@ async fn lifecycle_events_reach_the_redis_stream() {
         unreachable!()
     };
     let c = s.claim(&request(1, T0)).await.unwrap().remove(0);
-    s.complete(vec![jobmesh::job::Completion {
-        lease: c.lease.clone(),
-        outcome: jobmesh::job::Outcome::Succeeded { output: None },
-        started_at: T0,
-        finished_at: T0,
-    }])
-    .await
-    .unwrap();
+    s.complete(vec![ok(&c, T0)]).await.unwrap();
     s.record_events(vec![
         jobmesh::event::LifecycleEvent::new(EventKind::NodeJoined, T0).node(NodeId("n1".into())),
     ])
@@ -318,14 +283,7 @@ async fn scheduled_jobs_and_released_children_are_pushed() {
         "only the parent is ready"
     );
     let c = s.claim(&request(5, T0)).await.unwrap().remove(0);
-    s.complete(vec![jobmesh::job::Completion {
-        lease: c.lease.clone(),
-        outcome: jobmesh::job::Outcome::Succeeded { output: None },
-        started_at: T0,
-        finished_at: T0,
-    }])
-    .await
-    .unwrap();
+    s.complete(vec![ok(&c, T0)]).await.unwrap();
     assert_eq!(ready_len(&s, "default").await, 1, "the released child");
     assert_eq!(
         s.promote_due(T0.plus(Duration::from_secs(60)))
@@ -347,11 +305,11 @@ async fn scheduled_jobs_and_released_children_are_pushed() {
 async fn a_prefix_of_another_postgres_store_is_refused() {
     let a = store().await;
     let prefix = a.redis().keys().prefix().to_string();
-    let schema = format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>());
+    let schema = common::test_schema();
     let err = RedisPostgresStore::connect(
-        &pg_url(),
+        &common::pg_url(),
         Some(&schema),
-        &redis_url(),
+        &common::redis_url(),
         RedisPostgresConfig::new(prefix),
     )
     .await
@@ -483,12 +441,7 @@ async fn job_state_hashes_follow_each_transition() {
     let claimed = s.claim(&request(1, T0)).await.unwrap();
     assert_eq!(claimed[0].job.id, now_id);
     state_is(now_id, JobState::Running).await;
-    let done = jobmesh::job::Completion {
-        lease: claimed[0].lease.clone(),
-        outcome: jobmesh::job::Outcome::Succeeded { output: None },
-        started_at: T0,
-        finished_at: T0,
-    };
+    let done = ok(&claimed[0], T0);
     s.complete(vec![done]).await.unwrap();
     state_is(now_id, JobState::Succeeded).await;
     state_is(child_id, JobState::Available).await;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobmesh::clock::Millis;
-use jobmesh::job::{ClaimRequest, JobState, NewJob, NodeId, WorkerId};
+use jobmesh::job::{JobState, NewJob, NodeId};
 use jobmesh::store::SharedStore;
-use jobmesh::store::conformance::Spoil;
+use jobmesh::store::conformance::{Spoil, request};
 use jobmesh::store::sqlite::SqliteStore;
 use sqlx::ConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -84,15 +84,7 @@ async fn jobs_and_leases_survive_reopen() {
         )
         .await
         .unwrap();
-        let req = ClaimRequest {
-            queues: vec!["default".into()],
-            worker: WorkerId("crashy/w0".into()),
-            node: node.clone(),
-            limit: 4,
-            lease_for: std::time::Duration::from_secs(60),
-            now,
-        };
-        assert_eq!(s.claim(&req).await.unwrap().len(), 4);
+        assert_eq!(s.claim(&request("crashy", 4, now)).await.unwrap().len(), 4);
         s.close().await;
     }
     let s = SqliteStore::open(&path).await.unwrap();

@@ -57,6 +57,7 @@ pub async fn next_batch<T>(rx: &mut mpsc::Receiver<T>, max: usize) -> Option<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jobmesh::store::BackendError;
 
     #[tokio::test]
     async fn takes_what_is_ready_up_to_max_then_ends_when_closed() {
@@ -72,7 +73,12 @@ mod tests {
 
     #[tokio::test]
     async fn transient_errors_are_retried_until_the_attempts_run_out() {
-        let outage = || StoreError::Database(sqlx::Error::PoolTimedOut);
+        let outage = || {
+            StoreError::Unavailable(BackendError::new(
+                "database",
+                std::io::Error::from(std::io::ErrorKind::TimedOut),
+            ))
+        };
         let mut calls = 0;
         let r: Result<(), _> = retry_transient("x", Some(3), Duration::from_millis(1), || {
             calls += 1;

@@ -25,6 +25,7 @@ mod context;
 mod dispatcher;
 mod error;
 mod event_sink;
+mod from_config;
 mod inflight;
 mod maintenance;
 pub mod mesh;

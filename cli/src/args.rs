@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use jobmesh::job::JobState;
+use jobmesh_actors::mesh::Multiaddr;
 
 /// jobmesh: a runtime for background jobs. Nodes claim jobs from a shared store
 /// (embedded SQLite, Postgres, or Postgres with Redis), run them with retries, a
@@ -61,6 +62,44 @@ pub enum Verb {
     /// Chaos: run a real local cluster under a workload and injected faults, then check
     /// that no job was lost or recorded twice (`jobmesh chaos list` shows the scenarios).
     Chaos(ChaosArgs),
+    /// Serve the HTTP API (`[api]` settings) without running workers.
+    Api(ApiArgs),
+    /// HTTP API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenVerb),
+}
+
+/// `jobmesh api`
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Address to serve on (overrides api.listen; default 127.0.0.1:7780).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `jobmesh token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenVerb {
+    /// Create a token and print it (once: the store keeps only its hash).
+    Create {
+        /// What it may do: read, enqueue, operate (includes read), admin (everything);
+        /// repeatable or comma-separated.
+        #[arg(long, required = true, value_delimiter = ',')]
+        scope: Vec<jobmesh::store::tokens::Scope>,
+        /// Limit it to these queues (repeatable or comma-separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        queue: Vec<String>,
+        /// Who holds it (shown by `token list`).
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token: requests with it are refused from now on.
+    Revoke {
+        /// Token id (from `token list`).
+        id: i64,
+    },
 }
 
 /// `jobmesh chaos`: `run` and `list`, or the short forms `jobmesh chaos --scenario ...`
@@ -166,11 +205,14 @@ pub struct NodeArgs {
     #[arg(long)]
     pub exit_when_idle: bool,
     /// Join the mesh listening on this multiaddr (repeatable; overrides mesh.listen).
-    #[arg(long)]
-    pub listen: Vec<String>,
+    #[arg(long, value_name = "MULTIADDR", value_parser = jobmesh::config::parse_multiaddr)]
+    pub listen: Vec<Multiaddr>,
     /// Join the mesh through this member's multiaddr (repeatable; adds to mesh.join).
-    #[arg(long)]
-    pub join: Vec<String>,
+    #[arg(long, value_name = "MULTIADDR", value_parser = jobmesh::config::parse_multiaddr)]
+    pub join: Vec<Multiaddr>,
+    /// Serve the HTTP API on this address too (overrides api.listen), e.g. 127.0.0.1:7780.
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<std::net::SocketAddr>,
     /// Chaos runs: watch this JSON file for injected faults (drop_from, delay_ms, loss,
     /// byzantine); see `jobmesh chaos`. Never use in production.
     #[arg(long)]

@@ -16,7 +16,7 @@ use crate::args::{Cli, Verb};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    setup::init_tracing(matches!(cli.verb, Verb::Node(_)));
+    setup::init_tracing(matches!(cli.verb, Verb::Node(_) | Verb::Api(_)));
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader went away (`jobmesh ... | head -1`): it has what it wanted, so stop
@@ -56,6 +56,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Bench(a) => cmd::bench::run(config, a).await,
         Verb::Mesh(v) => cmd::mesh::run(config, v, json).await,
         Verb::Chaos(a) => cmd::chaos::run(a, json).await,
+        Verb::Api(a) => cmd::api::run(config, a).await,
+        Verb::Token(v) => cmd::token::run(config, v, json).await,
     }
 }
 

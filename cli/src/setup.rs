@@ -1,10 +1,9 @@
-//! Shared start-up: config, logging, opening the store, the handler registry.
+//! Shared start-up: config, logging, opening the store and the event stream.
 
 use std::path::Path;
 
 use anyhow::Context;
 use jobmesh::config::{Backend, Config};
-use jobmesh::handler::{Registry, builtin};
 use jobmesh::store::SharedStore;
 
 /// Logs go to stderr; `RUST_LOG` overrides the level (info for nodes, warn otherwise).
@@ -45,34 +44,17 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
     Ok(store.shared())
 }
 
-/// The built-in handlers with the config's payload rules applied.
-pub fn registry(config: &Config) -> anyhow::Result<Registry> {
-    let mut registry = builtin::registry(&config.exec, &config.http);
-    for (kind, rules) in &config.kinds {
-        registry
-            .set_rules(kind, rules.clone())
-            .with_context(|| format!("config [kinds.{kind}]"))?;
-    }
-    Ok(registry)
-}
-
 /// The Redis event stream to follow on redis_postgres (`None` in other modes, or when
 /// `store.redis_event_stream` is off).
 pub async fn event_stream(
     config: &Config,
 ) -> anyhow::Result<Option<jobmesh::store::redis::RedisDispatch>> {
-    if config.store.backend != Backend::RedisPostgres
-        || !config.store.redis_event_stream.unwrap_or(true)
-    {
+    let store = &config.store;
+    if store.backend != Backend::RedisPostgres || !store.relays_events() {
         return Ok(None);
     }
-    let url = config.store.redis_url.as_deref().unwrap_or_default();
-    let prefix = config
-        .store
-        .redis_prefix
-        .as_deref()
-        .unwrap_or(jobmesh::store::DEFAULT_REDIS_PREFIX);
-    let redis = jobmesh::store::redis::RedisDispatch::connect(url, prefix)
+    let url = store.redis_url.as_deref().unwrap_or_default();
+    let redis = jobmesh::store::redis::RedisDispatch::connect(url, store.redis_prefix_or_default())
         .await
         .context("connecting to Redis (store.redis_url) for the event stream")?;
     Ok(Some(redis))

@@ -320,9 +320,17 @@ fn mesh_identity_is_stable_and_bad_mesh_options_are_refused() {
     );
     let err = sb.err(&["node", "--join", "not-an-address"]);
     assert!(
-        err.contains("mesh.join: `not-an-address` is not a multiaddr"),
+        err.contains("'--join <MULTIADDR>': `not-an-address` is not a multiaddr"),
         "{err}"
     );
+    // In a config file, the key is named; nothing is opened or listened on.
+    let bad = Sandbox::new("[mesh]\nlisten = [\"nonsense\"]\n");
+    let err = bad.err(&["node"]);
+    assert!(
+        err.contains("mesh.listen[0]: `nonsense` is not a multiaddr"),
+        "{err}"
+    );
+    assert!(!bad.db().exists(), "refused before the store is opened");
     let err = sb.err(&["node", "--listen", "/ip4/127.0.0.1/tcp/0"]);
     assert!(
         err.contains("tolerating f = 1 Byzantine members needs at least 4"),

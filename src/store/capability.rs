@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use super::retention;
+use super::tokens::ApiTokens;
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, StoreError,
     Wakeups,
@@ -162,9 +163,10 @@ pub trait Heartbeats: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
-/// Everything a node needs of a store: the four capabilities every backend has, and
+/// Everything a node needs of a store: the capabilities every backend has (the HTTP
+/// API's [`ApiTokens`] among them, since the API serves on every backend), and
 /// accessors for the optional ones.
-pub trait Store: JobQueue + JobAdmin + EventLog + Leadership {
+pub trait Store: JobQueue + JobAdmin + EventLog + Leadership + ApiTokens {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;
 

@@ -24,7 +24,9 @@ fn job(kind: &str) -> NewJob {
     NewJob::new(kind, json!({"k": kind}))
 }
 
-fn request(node: &str, limit: u32, now: Millis) -> ClaimRequest {
+/// A claim by node `node` (worker `<node>/w0`) of up to `limit` jobs of the `default`
+/// queue, with 30 s leases. Shared with the backends' own suites.
+pub fn request(node: &str, limit: u32, now: Millis) -> ClaimRequest {
     ClaimRequest {
         queues: vec!["default".into()],
         worker: WorkerId(format!("{node}/w0")),
@@ -39,7 +41,8 @@ async fn claim(s: &dyn Store, limit: u32, now: Millis) -> Vec<ClaimedJob> {
     s.claim(&request("n1", limit, now)).await.expect("claim")
 }
 
-fn done(c: &ClaimedJob, outcome: Outcome, at: Millis) -> Completion {
+/// The attempt of claim `c`, started and finished at `at`, ending with `outcome`.
+pub fn done(c: &ClaimedJob, outcome: Outcome, at: Millis) -> Completion {
     Completion {
         lease: c.lease.clone(),
         outcome,
@@ -48,7 +51,8 @@ fn done(c: &ClaimedJob, outcome: Outcome, at: Millis) -> Completion {
     }
 }
 
-fn ok(c: &ClaimedJob, at: Millis) -> Completion {
+/// The attempt of claim `c`, succeeded at `at` (output `{"ok": true}`).
+pub fn ok(c: &ClaimedJob, at: Millis) -> Completion {
     done(
         c,
         Outcome::Succeeded {
@@ -960,6 +964,197 @@ pub async fn undecodable_event_does_not_end_a_page(s: &dyn Store, spoil: &Spoil)
     );
 }
 
+/// API tokens: only the hash is kept and it verifies only its own secret; listing,
+/// revoking (at once, first time kept), last use, and hostile names kept as data or
+/// refused by field.
+pub async fn api_tokens(s: &dyn Store) {
+    use super::tokens::{NewApiToken, Scope, TokenId, TokenSecret};
+    assert!(
+        !s.has_live_tokens().await.unwrap(),
+        "a fresh store has no token"
+    );
+    let billing = NewApiToken {
+        name: "billing'); DROP TABLE api_tokens; --".into(),
+        scopes: vec![Scope::Enqueue, Scope::Read],
+        queues: vec!["emails".into(), "sms".into()],
+    };
+    let ops = NewApiToken {
+        name: "ops".into(),
+        scopes: vec![Scope::Admin],
+        queues: vec![],
+    };
+    let (a, b) = (TokenSecret::generate(), TokenSecret::generate());
+    let ida = s.create_token(&billing, &a.hash(), T0).await.unwrap();
+    let idb = s.create_token(&ops, &b.hash(), T0).await.unwrap();
+    assert_ne!(ida, idb);
+    assert!(s.has_live_tokens().await.unwrap());
+    let (token, hash) = s.token(ida).await.unwrap().expect("the new token");
+    assert_eq!(token.name, billing.name, "the name is data, not SQL");
+    assert_eq!(token.scopes, vec![Scope::Read, Scope::Enqueue]);
+    assert_eq!(token.queues, billing.queues);
+    assert_eq!(
+        (token.created_at, token.last_used_at, token.revoked_at),
+        (T0, None, None)
+    );
+    assert!(a.verify(&hash), "the stored hash is the secret's");
+    assert!(!b.verify(&hash), "another secret does not verify");
+    assert!(
+        s.token(TokenId(ida.0 + idb.0 + 1000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let listed: Vec<TokenId> = s
+        .list_tokens()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(listed, vec![ida, idb]);
+
+    s.touch_token(ida, Millis(T0.0 + 5)).await.unwrap();
+    s.touch_token(ida, Millis(T0.0 + 1)).await.unwrap();
+    let (token, _) = s.token(ida).await.unwrap().unwrap();
+    assert_eq!(
+        token.last_used_at,
+        Some(Millis(T0.0 + 5)),
+        "last use never goes back"
+    );
+
+    assert!(s.revoke_token(ida, Millis(T0.0 + 10)).await.unwrap());
+    assert!(s.revoke_token(ida, Millis(T0.0 + 20)).await.unwrap());
+    let (token, _) = s.token(ida).await.unwrap().unwrap();
+    assert_eq!(
+        token.revoked_at,
+        Some(Millis(T0.0 + 10)),
+        "the first revoke counts"
+    );
+    assert!(s.has_live_tokens().await.unwrap(), "ops is still live");
+    assert!(s.revoke_token(idb, T0).await.unwrap());
+    assert!(!s.has_live_tokens().await.unwrap());
+    assert!(!s.revoke_token(TokenId(-1), T0).await.unwrap());
+
+    for (bad, field) in [
+        (
+            NewApiToken {
+                name: "nul\0".into(),
+                ..ops.clone()
+            },
+            "name",
+        ),
+        (
+            NewApiToken {
+                scopes: vec![],
+                ..ops.clone()
+            },
+            "scopes",
+        ),
+        (
+            NewApiToken {
+                queues: vec!["q'; --".into()],
+                ..ops.clone()
+            },
+            "queues",
+        ),
+    ] {
+        let err = s.create_token(&bad, &a.hash(), T0).await.unwrap_err();
+        assert!(
+            matches!(&err, super::StoreError::Invalid(m) if m.starts_with(field)),
+            "{field}: {err}"
+        );
+    }
+    assert_eq!(
+        s.list_tokens().await.unwrap().len(),
+        2,
+        "refused tokens are not stored"
+    );
+}
+
+/// Idempotent answers: a key is reserved once, answered once, and the answer comes
+/// back for the same request; another request with the key is refused; a reservation
+/// whose request died is taken over once stale; answers of a key are per token.
+pub async fn idempotent_answers(s: &dyn Store) {
+    use super::tokens::{NewApiToken, Reservation, Scope, StoredAnswer, TokenSecret};
+    let new = NewApiToken {
+        name: "app".into(),
+        scopes: vec![Scope::Enqueue],
+        queues: vec![],
+    };
+    let t1 = s
+        .create_token(&new, &TokenSecret::generate().hash(), T0)
+        .await
+        .unwrap();
+    let t2 = s
+        .create_token(&new, &TokenSecret::generate().hash(), T0)
+        .await
+        .unwrap();
+    let stale = Millis(T0.0 - 60_000);
+    let key = "order-17';DELETE/**/FROM/**/jobs;--";
+    let reserve = |t, print: &'static str, now: Millis| async move {
+        s.reserve_answer(t, key, print, now, Millis(now.0 - 60_000))
+            .await
+            .unwrap()
+    };
+    assert_eq!(reserve(t1, "f1", T0).await, Reservation::Reserved);
+    assert_eq!(reserve(t1, "f1", T0).await, Reservation::InProgress);
+    assert_eq!(reserve(t1, "f2", T0).await, Reservation::Mismatch);
+    assert_eq!(
+        reserve(t2, "f2", T0).await,
+        Reservation::Reserved,
+        "keys are per token"
+    );
+    let answer = StoredAnswer {
+        status: 201,
+        body: json!({"id": 7, "outcome": "inserted"}),
+    };
+    s.record_answer(t1, key, &answer).await.unwrap();
+    assert_eq!(
+        reserve(t1, "f1", T0).await,
+        Reservation::Answered(answer.clone())
+    );
+    assert_eq!(
+        reserve(t1, "f1", Millis(T0.0 + 3_600_000)).await,
+        Reservation::Answered(answer.clone()),
+        "an answer is never taken over"
+    );
+    assert_eq!(reserve(t1, "f2", T0).await, Reservation::Mismatch);
+    // t2's request died without an answer: a retry within the stale window waits,
+    // a later one takes the key over.
+    assert_eq!(
+        reserve(t2, "f2", Millis(T0.0 + 1000)).await,
+        Reservation::InProgress
+    );
+    assert_eq!(
+        reserve(t2, "f2", Millis(T0.0 + 61_000)).await,
+        Reservation::Reserved
+    );
+    s.forget_answer(t2, key).await.unwrap();
+    s.forget_answer(t1, key).await.unwrap();
+    assert_eq!(
+        reserve(t1, "f1", T0).await,
+        Reservation::Answered(answer),
+        "forgetting drops only unanswered reservations"
+    );
+    assert_eq!(
+        reserve(t2, "f3", T0).await,
+        Reservation::Reserved,
+        "a forgotten key is free"
+    );
+    assert!(
+        s.reserve_answer(t1, "bad key", "f", T0, stale)
+            .await
+            .is_err(),
+        "a key with a space is refused"
+    );
+    assert_eq!(s.purge_answers(Millis(T0.0 + 1)).await.unwrap(), 2);
+    assert_eq!(
+        reserve(t1, "f9", T0).await,
+        Reservation::Reserved,
+        "purged keys are free"
+    );
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each with a fresh store from
 /// `$make` (an async fn returning `SharedStore`). With a second argument (an async fn
 /// returning a fresh `SharedStore` and a [`conformance::Spoil`](crate::store::conformance::Spoil)
@@ -987,7 +1182,7 @@ macro_rules! store_conformance_tests {
             dependencies_release_on_success, dependencies_by_batch_index, unknown_parent_stores_nothing,
             dependencies_parent_failure, revoke_node_and_expiry, extend_leases, release_unstarted,
             retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
-            nul_in_results_is_scrubbed);
+            nul_in_results_is_scrubbed, api_tokens, idempotent_answers);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

@@ -22,15 +22,17 @@ pub mod redis_postgres;
 pub mod retention;
 mod rules;
 pub mod sqlite;
+pub mod tokens;
 mod wakeup;
 
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
-pub use error::StoreError;
+pub use error::{BackendError, StoreError};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{
     ClaimOrder, RescuePlan, Undecodable, grant, storable_completions, storable_events,
 };
+pub use tokens::ApiTokens;
 pub use wakeup::{WAKEUP_BUFFER, Wakeup, Wakeups};
 
 use std::collections::BTreeMap;

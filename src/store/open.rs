@@ -113,13 +113,9 @@ pub async fn open(section: &StoreSection, sqlite_path: &Path) -> Result<OpenedSt
         Backend::RedisPostgres => {
             let pg = required(&section.postgres_url, "postgres_url", "redis_postgres")?;
             let redis = required(&section.redis_url, "redis_url", "redis_postgres")?;
-            let prefix = section
-                .redis_prefix
-                .as_deref()
-                .unwrap_or(DEFAULT_REDIS_PREFIX);
             let config = RedisPostgresConfig {
-                relay: section.redis_event_stream.unwrap_or(true),
-                ..RedisPostgresConfig::new(prefix)
+                relay: section.relays_events(),
+                ..RedisPostgresConfig::new(section.redis_prefix_or_default())
             };
             let store = RedisPostgresStore::connect(pg, None, redis, config)
                 .await

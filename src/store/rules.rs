@@ -1,19 +1,20 @@
 //! Decisions every backend applies the same way, made once here: what a batch may hold,
-//! what is stored of a finished attempt, in which order claims are handed out, what a
-//! claim hands out, and what a lost lease becomes. Backends run the SQL (or the Redis
+//! where a new job starts (and which jobs of a batch are stored one at a time), what is
+//! stored of a finished attempt, in which order claims are handed out, what a claim
+//! hands out, and what a lost lease becomes. Backends run the SQL (or the Redis
 //! commands) that apply them; they do not decide.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::json;
 
-use super::{RescuedJob, StoreError};
+use super::{EnqueueOutcome, RescuedJob, StoreError};
 use crate::clock::Millis;
 use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, Job, JobId, JobState, Lease, LeaseToken, NewJob, Outcome,
-    Priority,
+    ParentFailurePolicy, Priority,
 };
 
 /// Checks a batch before any store writes it: each job passes
@@ -30,6 +31,50 @@ pub fn check_new_jobs(jobs: &[NewJob]) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Whether `job` is stored on its own rather than in a run of plain jobs (one statement
+/// for the run): a unique key is checked against the unfinished jobs first, and parents
+/// are read first to decide where the job starts ([`Start`]).
+pub(crate) fn stored_alone(job: &NewJob) -> bool {
+    job.unique_key.is_some() || !job.depends_on.is_empty() || !job.depends_on_index.is_empty()
+}
+
+/// The parents of `job` by id: its `depends_on`, and the jobs of its own batch named by
+/// `depends_on_index` (`stored` holds what the batch's earlier jobs became; a
+/// duplicate's parent is the job that holds the key), sorted and without repeats.
+/// [`check_new_jobs`] has checked that each index comes before the job.
+pub(crate) fn parent_ids(job: &NewJob, stored: &[EnqueueOutcome]) -> Vec<i64> {
+    let mut parents: Vec<i64> = job.depends_on.iter().map(|p| p.0).collect();
+    parents.extend(job.depends_on_index.iter().map(|&i| stored[i].id().0));
+    parents.sort_unstable();
+    parents.dedup();
+    parents
+}
+
+/// The `job.discarded` event of a job discarded because a parent was discarded or
+/// cancelled (at enqueue, or by the cascade; the Postgres migration's
+/// `jm_cascade_discard` writes the same), with [`Start::PARENT_FAILED`] as its
+/// `last_error`.
+pub(crate) fn discarded_with_parent(id: JobId, attempt: u32, now: Millis) -> LifecycleEvent {
+    LifecycleEvent::new(EventKind::JobDiscarded, now)
+        .job(id, Some(attempt))
+        .detail(json!({"reason": "parent discarded or cancelled"}))
+}
+
+/// Refuses a job whose parents are not all known: `states` holds the parents the
+/// backend found (in the transaction that inserts the job), so a parent missing from it
+/// does not exist, and the whole batch is refused with the same error on every store.
+pub(crate) fn check_parents_exist(
+    parents: &[i64],
+    states: &HashMap<i64, JobState>,
+) -> Result<(), StoreError> {
+    match parents.iter().find(|p| !states.contains_key(p)) {
+        Some(missing) => Err(StoreError::Invalid(format!(
+            "job depends on unknown job {missing}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Makes what a finished attempt reports storable on every store (see
@@ -238,10 +283,87 @@ impl RescuePlan {
     }
 }
 
+/// Where a new job starts, the state every backend stores it in: discarded at once when a
+/// parent already failed and the job's policy is to discard, waiting while a parent has
+/// not succeeded, scheduled until its `run_at`, else available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Start {
+    /// The state the job is stored in.
+    pub state: JobState,
+    /// How many of its parents have not succeeded yet.
+    pub pending_parents: u32,
+}
+
+impl Start {
+    /// The `last_error` of a job discarded at enqueue because a parent failed.
+    pub(crate) const PARENT_FAILED: &'static str = "a parent job was discarded or cancelled";
+
+    /// The start of `job`, given the current states of its parents (none for a job
+    /// without parents).
+    pub(crate) fn of(
+        job: &NewJob,
+        parents: impl IntoIterator<Item = JobState>,
+        now: Millis,
+    ) -> Self {
+        let mut pending_parents = 0;
+        let mut parent_failed = false;
+        for s in parents {
+            if s != JobState::Succeeded {
+                pending_parents += 1;
+            }
+            parent_failed |= matches!(s, JobState::Discarded | JobState::Cancelled);
+        }
+        let state = if parent_failed && job.on_parent_failure == ParentFailurePolicy::Discard {
+            JobState::Discarded
+        } else if pending_parents > 0 {
+            JobState::Waiting
+        } else if job.run_at.unwrap_or(now) > now {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+        Self {
+            state,
+            pending_parents,
+        }
+    }
+
+    /// The events of storing job `id` so: `job.enqueued`, then `job.discarded` when it
+    /// starts discarded.
+    pub(crate) fn events(&self, id: JobId, now: Millis) -> Vec<LifecycleEvent> {
+        let mut evs = vec![LifecycleEvent::new(EventKind::JobEnqueued, now).job(id, Some(0))];
+        if self.state == JobState::Discarded {
+            evs.push(discarded_with_parent(id, 0, now));
+        }
+        evs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::job::WorkerId;
+
+    #[test]
+    fn parents_by_id_and_batch_index_are_sorted_once() {
+        let mut job = NewJob::new("k", json!({}));
+        job.depends_on = vec![JobId(40), JobId(3)];
+        job.depends_on_index = vec![1, 0];
+        let stored = [
+            EnqueueOutcome::Inserted(JobId(40)),
+            EnqueueOutcome::Duplicate(JobId(7)),
+        ];
+        assert_eq!(parent_ids(&job, &stored), vec![3, 7, 40]);
+        assert!(stored_alone(&job));
+        assert!(!stored_alone(&NewJob::new("k", json!({}))));
+        let known: HashMap<i64, JobState> = [(3, JobState::Succeeded)].into();
+        assert!(check_parents_exist(&[3], &known).is_ok());
+        let err = check_parents_exist(&[3, 7], &known).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains("unknown job 7")),
+            "{err}"
+        );
+    }
 
     #[test]
     fn event_details_are_stored_without_credentials() {
@@ -262,5 +384,47 @@ mod tests {
             evs[0].detail["error"],
             "panicked: GET https://***@api.example/x failed"
         );
+    }
+
+    #[test]
+    fn a_new_job_starts_where_its_parents_and_run_at_say() {
+        use JobState::*;
+        let now = Millis(1_000);
+        let job = NewJob::new("k", json!({}));
+        let start =
+            |job: &NewJob, parents: &[JobState]| Start::of(job, parents.iter().copied(), now);
+        assert_eq!(start(&job, &[]).state, Available);
+        let later = NewJob {
+            run_at: Some(Millis(2_000)),
+            ..job.clone()
+        };
+        assert_eq!(start(&later, &[]).state, Scheduled);
+        assert_eq!(
+            start(&later, &[Succeeded, Running]),
+            Start {
+                state: Waiting,
+                pending_parents: 1
+            }
+        );
+        let failed = start(&later, &[Succeeded, Cancelled]);
+        assert_eq!(failed.state, Discarded);
+        let kinds: Vec<_> = failed
+            .events(JobId(7), now)
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [EventKind::JobEnqueued, EventKind::JobDiscarded]);
+        let hold = NewJob {
+            on_parent_failure: ParentFailurePolicy::Hold,
+            ..later
+        };
+        assert_eq!(
+            start(&hold, &[Discarded]),
+            Start {
+                state: Waiting,
+                pending_parents: 1
+            }
+        );
+        assert_eq!(start(&hold, &[Succeeded]).events(JobId(7), now).len(), 1);
     }
 }

@@ -9,6 +9,42 @@ use jobmesh_sim::servers;
 
 pub use jobmesh_sim::servers::StopMode;
 
+/// The machine's Postgres: `JOBMESH_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`.
+pub fn pg_url() -> String {
+    std::env::var("JOBMESH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The machine's Redis: `JOBMESH_TEST_REDIS_URL`, default `redis://127.0.0.1:6379/`.
+pub fn redis_url() -> String {
+    std::env::var("JOBMESH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A new Postgres schema name for one test, `jm_test_<unix secs>_<random>`: tests
+/// sharing a database run in parallel, and the Postgres suite drops such schemas once
+/// they are an hour old (tests never drop their own).
+pub fn test_schema() -> String {
+    format!("jm_test_{}_{:016x}", unix_secs(), rand::random::<u64>())
+}
+
+/// A plain connection to the Redis at `url`, to look at keys directly.
+pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// A port free at the time of asking (bind to 0, read it, release it).
 pub fn free_port() -> u16 {
     servers::free_port().unwrap_or_else(|e| panic!("{e}"))

@@ -49,7 +49,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let enqueue_s = t0.elapsed().as_secs_f64();
 
     let (lat_tx, mut lat_rx) = mpsc::channel::<f64>(args.latency_samples.max(1) as usize);
-    let mut registry = setup::registry(&config)?;
+    let mut registry = config.registry()?;
     registry.register_fn(LATENCY_KIND, PayloadRules::default(), move |ctx| {
         let tx = lat_tx.clone();
         async move {

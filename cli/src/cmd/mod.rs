@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod api;
 pub mod bench;
 pub mod chaos;
 pub mod dlq;
@@ -8,3 +9,4 @@ pub mod jobs;
 pub mod mesh;
 pub mod node;
 pub mod submit;
+pub mod token;

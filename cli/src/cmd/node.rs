@@ -7,9 +7,8 @@ use anyhow::Context;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::config::Config;
 use jobmesh::job::{Job, JobState, NodeId};
-use jobmesh::membership::{JoinCertificate, MembershipConfig, Monitoring, public_key_of};
 use jobmesh::store::{JobFilter, Store};
-use jobmesh_actors::mesh::{MeshConfig, Multiaddr, PeerId, load_or_create_keypair};
+use jobmesh_actors::mesh::load_or_create_keypair;
 use jobmesh_actors::{MeshOptions, Node, NodeOptions};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -34,6 +33,9 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     }
     config.mesh.join.extend(args.join.iter().cloned());
     config.mesh.enabled |= !args.listen.is_empty() || !args.join.is_empty();
+    if let Some(addr) = &args.api {
+        config.api.listen = Some(*addr);
+    }
     config
         .validate()
         .map_err(|m| anyhow::anyhow!("invalid options: {m}"))?;
@@ -42,17 +44,14 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         args.chaos_control.is_none() || config.mesh.enabled,
         "--chaos-control injects mesh faults: it needs --listen/--join (or mesh.enabled)"
     );
-    let registry = setup::registry(&config)?;
+    let registry = config.registry()?;
     let store = setup::open_store(&config).await?;
-    let options = NodeOptions {
-        node_id: NodeId(config.node.name.clone()),
-        workers: config.workers.clone(),
-        retry: config.retry.clone(),
-        store: store.clone(),
-        registry,
-        clock: Arc::new(SystemClock),
-        retention: Some(config.retention.clone()),
-    };
+    let options = NodeOptions::from_config(
+        &config,
+        store.clone(),
+        registry.clone(),
+        Arc::new(SystemClock),
+    );
     let node = if config.mesh.enabled {
         let node = chaos.start_meshed(options, mesh_options(&config)?).await?;
         let client = node.mesh().expect("meshed node");
@@ -63,6 +62,13 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         node
     } else {
         Node::start(options).await?
+    };
+    let api = match start_api(&config, &node, registry).await {
+        Ok(api) => api,
+        Err(e) => {
+            node.shutdown(SHUTDOWN_GRACE).await?;
+            return Err(e);
+        }
     };
     let _status_writer = config
         .mesh
@@ -81,20 +87,58 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     if args.exit_when_idle {
         tokio::select! {
             r = wait_idle(&node, &*store, &config.workers.queues, &node_id) => r?,
-            why = node.failed() => return fail(node, why).await,
+            why = node.failed() => return fail(node, api, why).await,
         }
         say(format_args!("no jobs left to run; stopping"));
     } else {
         tokio::select! {
             _ = wait_for_signal() => {}
-            why = node.failed() => return fail(node, why).await,
+            why = node.failed() => return fail(node, api, why).await,
         }
         say(format_args!(
             "stopping: waiting up to {SHUTDOWN_GRACE:?} for running jobs"
         ));
     }
+    stop_api(api).await;
     node.shutdown(SHUTDOWN_GRACE).await?;
     Ok(())
+}
+
+/// Starts the HTTP API when `api.listen` is set, fed the node's own events as hints
+/// for its event streams.
+async fn start_api(
+    config: &Config,
+    node: &Node,
+    registry: jobmesh::handler::Registry,
+) -> anyhow::Result<Option<jobmesh_api::ApiServer>> {
+    if config.api.listen.is_none() {
+        return Ok(None);
+    }
+    let hint = Arc::new(tokio::sync::Notify::new());
+    let mut events = node.subscribe();
+    let wake = hint.clone();
+    tokio::spawn(async move {
+        while !matches!(events.recv().await, Err(RecvError::Closed)) {
+            wake.notify_waiters();
+        }
+    });
+    let server = jobmesh_api::ApiServer::start(
+        node.store().clone(),
+        Arc::new(registry),
+        config.api.clone(),
+        Some(hint),
+    )
+    .await
+    .context("starting the API")?;
+    say(format_args!("API on http://{}", server.local_addr()));
+    Ok(Some(server))
+}
+
+/// Stops the API first: requests in flight finish while the store is still open.
+async fn stop_api(api: Option<jobmesh_api::ApiServer>) {
+    if let Some(api) = api {
+        api.shutdown(crate::cmd::api::API_GRACE).await;
+    }
 }
 
 /// One status line on stdout. A closed stdout (`jobmesh node | head -1`) is ignored:
@@ -103,7 +147,8 @@ fn say(line: std::fmt::Arguments<'_>) {
     let _ = crate::output::outln!("{line}");
 }
 
-/// The mesh settings from the config.
+/// The mesh settings from the config (see [`MeshOptions::from_config`]); the node key
+/// and the join certificate are read here.
 fn mesh_options(config: &Config) -> anyhow::Result<MeshOptions> {
     let key_path = config.key_path();
     if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -111,71 +156,19 @@ fn mesh_options(config: &Config) -> anyhow::Result<MeshOptions> {
     }
     let keypair = load_or_create_keypair(&key_path)
         .with_context(|| format!("node key {}", key_path.display()))?;
-    let parse = |a: &String| a.parse::<Multiaddr>().map_err(anyhow::Error::from);
-    let members = config
-        .mesh
-        .members
-        .iter()
-        .map(|m| m.parse::<PeerId>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let me = keypair.public().to_peer_id();
-    let cluster_key =
-        match &config.mesh.cluster_key {
-            Some(k) => {
-                let id: PeerId = k.parse()?;
-                Some(public_key_of(&id).with_context(|| {
-                    format!("mesh.cluster_key `{k}` does not embed an ed25519 key")
-                })?)
-            }
-            None => None,
-        };
-    let join = match &config.mesh.join_certificate {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading join certificate {}", path.display()))?;
-            let cert: JoinCertificate = serde_json::from_str(&text)
-                .with_context(|| format!("join certificate {} is malformed", path.display()))?;
-            anyhow::ensure!(
-                cert.peer == me,
-                "join certificate {} admits {}, not this node ({me})",
-                path.display(),
-                cert.peer
-            );
-            Some(cert)
-        }
+    let certificate = match &config.mesh.join_certificate {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading join certificate {}", path.display()))?,
+        ),
         None => None,
     };
-    anyhow::ensure!(
-        members.contains(&me) || join.is_some(),
-        "mesh.members does not list this node's peer id {me}: add it (every member lists all members), \
-         or give it a mesh.join_certificate"
-    );
-    let mut membership = MembershipConfig::new(members, config.mesh.f);
-    membership.cluster_key = cluster_key;
-    if let Some(k) = config.mesh.observers_for(membership.allowlist.len()) {
-        membership.monitoring = Monitoring::Observers { k };
-    }
-    Ok(MeshOptions {
-        mesh: MeshConfig {
-            listen: config
-                .mesh
-                .listen
-                .iter()
-                .map(parse)
-                .collect::<anyhow::Result<_>>()?,
-            bootstrap: config
-                .mesh
-                .join
-                .iter()
-                .map(parse)
-                .collect::<anyhow::Result<_>>()?,
-            ..MeshConfig::default()
-        },
-        membership,
-        seed: rand_seed(),
+    Ok(MeshOptions::from_config(
+        config,
         keypair,
-        join,
-    })
+        certificate.as_deref(),
+        rand_seed(),
+    )?)
 }
 
 fn rand_seed() -> u64 {
@@ -205,12 +198,13 @@ fn write_mesh_status(node: &Node, path: std::path::PathBuf) -> tokio::task::Join
 }
 
 /// Flushes what a failed node's writers hold, then reports the failure.
-async fn fail(node: Node, why: String) -> anyhow::Result<()> {
+async fn fail(node: Node, api: Option<jobmesh_api::ApiServer>, why: String) -> anyhow::Result<()> {
+    stop_api(api).await;
     node.shutdown(SHUTDOWN_GRACE).await?;
     anyhow::bail!("node failed: {why}")
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

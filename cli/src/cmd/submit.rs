@@ -27,7 +27,7 @@ pub const BATCH: u32 = 1000;
 
 /// Runs the verb.
 pub async fn run(config: Config, args: SubmitArgs, json: bool) -> anyhow::Result<()> {
-    let registry = setup::registry(&config)?;
+    let registry = config.registry()?;
     let jobs: Vec<(String, NewJob)> = match &args.workflow {
         Some(path) => workflow(path)?,
         None => vec![("0".to_string(), single(&args)?)],

@@ -127,7 +127,7 @@ impl RedisDispatchConfig {
 
 /// The Redis side of redis_postgres. Cheap to clone: clones share one multiplexed connection,
 /// which reconnects by itself after Redis comes back (operations fail with a transient
-/// [`StoreError::Redis`] meanwhile; see [`StoreError::is_transient`]).
+/// [`StoreError::Unavailable`] meanwhile; see [`StoreError::is_transient`]).
 #[derive(Clone)]
 pub struct RedisDispatch {
     client: redis::Client,

@@ -4,37 +4,13 @@
 use std::sync::atomic::Ordering;
 
 use crate::job::{ClaimRequest, ClaimedJob, JobId};
-use crate::store::{ClaimOrder, JobQueue, StoreError, grant};
+use crate::store::{ClaimOrder, JobQueue, StoreError};
 
 use super::Shared;
-use crate::store::postgres::rows::{self, job_columns};
 
 /// Most take-and-confirm rounds per claim: later rounds run only when Postgres refused
 /// ids Redis handed out (stale entries), so two rounds are rare and three very rare.
 const CLAIM_ROUNDS: usize = 3;
-
-/// Leases the taken jobs that are still `available`, with their `job.claimed` events.
-/// `$1` worker, `$2` node, `$3` lease expiry, `$4` ids, `$5` now.
-///
-/// The ids are joined from `unnest` rather than tested with `id = ANY ($4)`: with the
-/// latter Postgres ANDs the primary key with the partial `jobs_claim` index, reading
-/// every available job per claim (a drain that slows as the backlog grows); the join
-/// finds each job by primary key.
-const CONFIRM: &str = concat!(
-    "WITH claimed AS (
-         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
-             lease_owner = $1, lease_node = $2, lease_expires_at = $3
-         FROM unnest($4::bigint[]) AS t(pick)
-         WHERE jobs.id = t.pick AND jobs.state = 'available'
-         RETURNING has_children, ",
-    job_columns!(),
-    "
-     ), ev AS (
-         INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
-         SELECT $5, 'job.claimed', id, attempt, $1, $2 FROM claimed ORDER BY id
-     )
-     SELECT * FROM claimed"
-);
 
 impl Shared {
     /// See [`crate::store::Store::claim`] and the module doc of [`super`].
@@ -127,18 +103,9 @@ impl Shared {
         if claimed.is_empty() {
             return;
         }
-        let ids: Vec<i64> = claimed.iter().map(|c| c.job.id.0).collect();
-        let parents: Result<Vec<i64>, _> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY ($1) AND has_children")
-                .bind(&ids)
-                .fetch_all(self.pg.pool())
-                .await;
-        match parents {
-            Ok(p) if !p.is_empty() => self
-                .parents
-                .lock()
-                .expect("parents lock")
-                .extend(p.into_iter().map(JobId)),
+        let ids: Vec<JobId> = claimed.iter().map(|c| c.job.id).collect();
+        match self.pg.parents_among(&ids).await {
+            Ok(p) if !p.is_empty() => self.parents.lock().expect("parents lock").extend(p),
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "looking up parents of claimed jobs failed"),
         }
@@ -150,39 +117,16 @@ impl Shared {
         req: &ClaimRequest,
         ids: &[JobId],
     ) -> Result<Vec<ClaimedJob>, StoreError> {
-        let expires = req.now.plus(req.lease_for);
-        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
-        let found = sqlx::query(CONFIRM)
-            .bind(&req.worker.0)
-            .bind(&req.node.0)
-            .bind(expires.0)
-            .bind(&ids)
-            .bind(req.now.0)
-            .fetch_all(self.pg.pool())
-            .await?;
-        let mut out = Vec::with_capacity(found.len());
-        let mut parents = Vec::new();
-        let mut bad = Vec::new();
-        for row in &found {
-            let job = match rows::claimed(row)? {
-                Ok(job) => job,
-                Err(u) => {
-                    bad.push(u);
-                    continue;
-                }
-            };
-            if rows::has_children(row)? {
-                parents.push(job.id);
-            }
-            out.push(grant(job, req));
+        // Undecodable rows are dead-lettered by the Postgres store: a discard releases no
+        // children to push, and the relay sets the state hashes from its events.
+        let confirmed = self.pg.claim_by_ids(req, ids).await?;
+        if !confirmed.parents.is_empty() {
+            self.parents
+                .lock()
+                .expect("parents lock")
+                .extend(confirmed.parents);
         }
-        if !parents.is_empty() {
-            self.parents.lock().expect("parents lock").extend(parents);
-        }
-        // Through the Postgres store: a discard releases no children to push, and the
-        // relay sets the state hashes from its events.
-        self.pg.discard_undecodable(req, &bad).await;
-        Ok(out)
+        Ok(confirmed.claimed)
     }
 
     /// Dispatch order, as every backend returns claims.

@@ -1,28 +1,36 @@
-//! redis_postgres, the production store: Postgres is the system of record, Redis the dispatch index and
-//! the live event stream.
+//! redis_postgres, the production store: Postgres is the system of record, Redis the
+//! dispatch index and the live event stream.
 //!
-//! Every state change and lifecycle event is written to Postgres exactly as the
-//! [`PostgresStore`] writes it (the same tables, the same lease-token guards, most
-//! operations are the Postgres store's own), so no completion is ever recorded twice
-//! and Postgres alone can answer any question about a job. Redis holds, per queue, a
-//! ready ZSET of the ids Postgres holds as `available`, and a bounded stream of the
-//! lifecycle events.
+//! Every state change and lifecycle event is written to Postgres by the
+//! [`PostgresStore`] itself (the same tables, the same lease-token guards), so no
+//! completion is ever recorded twice and Postgres alone can answer any question about a
+//! job. This store runs no SQL of its own: it composes the Postgres store's operations,
+//! its trait methods and the narrow `pub(crate)` ones written for an index kept outside
+//! Postgres (claim given ids, promote returning the promoted rows, read ready rows by
+//! id, by parent or page by page, read states; see `store/postgres/ready.rs`), with the
+//! Redis calls of [`RedisDispatch`]. Redis holds, per queue, a ready ZSET of the ids
+//! Postgres holds as `available`, and a bounded stream of the lifecycle events.
+//!
+//! Files: this one the store, its settings and the trait impls; `claim.rs` claims
+//! through Redis with the Postgres fallback; `outbox.rs` pushes after commits;
+//! `reconciler.rs` rebuilds Redis and runs the background task; `relay.rs` copies events
+//! and job states into Redis.
 //!
 //! Design choices, and why:
 //!
 //! - **Leases live only in Postgres.** A claim takes ids from Redis
 //!   ([`RedisDispatch::take`], one Lua call, best first across the queues) and confirms
-//!   them in Postgres in one statement for the batch
-//!   (`UPDATE .. WHERE id = ANY($1) AND state = 'available' RETURNING ..`), which bumps the
-//!   fencing token there; ids Postgres refuses (cancelled, already running, stale) are
+//!   them in Postgres in one statement for the batch (`PostgresStore::claim_by_ids`:
+//!   `UPDATE .. WHERE id = <taken id> AND state = 'available' RETURNING ..`), which bumps
+//!   the fencing token there; ids Postgres refuses (cancelled, already running, stale) are
 //!   dropped. Redis keeps no lease and no token of its own: a second lease table with a
 //!   second token sequence would have to be kept in step with Postgres across flushes,
 //!   and the check that matters (is this still the current lease?) is made anyway in
 //!   the Postgres statement that records the outcome. So completion, extension, rescue
 //!   and revocation are pure Postgres operations, and a Redis flush cannot lose a lease.
-//! - **No outbox table**: the `jobs` table is the outbox (see [`outbox`]). Each write that
+//! - **No outbox table**: the `jobs` table is the outbox (see `outbox.rs`). Each write that
 //!   makes jobs available pushes them after its commit; a failed push marks the index
-//!   dirty; the [`reconciler`] re-pushes every available job on a generation change, when
+//!   dirty; the `reconciler.rs` re-pushes every available job on a generation change, when
 //!   dirty, and periodically. A lost push delays a job, it never loses it, and a stale
 //!   entry costs one refused id in a claim. (A trigger-fed outbox table would add a
 //!   write and a delete per job to the hot path for the same guarantee.)
@@ -38,17 +46,23 @@
 //!   after such a failure claims leave Redis alone (they go to Postgres, which fails
 //!   fast or, once it is back, answers), so an outage does not empty Redis.
 //! - **Events**: Postgres records each event in the transaction of its change; the
-//!   [`relay`] copies them into the Redis stream in batches from a background task, so
+//!   `relay.rs` copies them into the Redis stream in batches from a background task, so
 //!   publishing never sits on the hot path.
 //!
 //! The background task (the "pump", every `pump_interval`) runs the reconciler check and
-//! the event relay (unless [`RedisPostgresConfig::relay`] is off); it stops when the store is
-//! dropped.
+//! the event relay (unless [`RedisPostgresConfig::relay`] is off); it stops when the store
+//! is dropped.
+//!
+//! [`PostgresStore`]: crate::store::postgres::PostgresStore
+//! [`RedisDispatch`]: crate::store::redis::RedisDispatch
+//! [`RedisDispatch::take`]: crate::store::redis::RedisDispatch::take
+//! [`RedisPostgresConfig::relay`]: crate::store::redis_postgres::RedisPostgresConfig::relay
 
 mod claim;
 mod outbox;
 mod reconciler;
 mod relay;
+mod tokens;
 
 pub use reconciler::ReconcileReport;
 
@@ -63,6 +77,7 @@ use tokio::task::JoinHandle;
 
 use super::postgres::PostgresStore;
 use super::redis::{Generation, ReadyJob, RedisDispatch, RedisDispatchConfig};
+use super::rules::Start;
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, EventLog, Heartbeats, JobAdmin, JobFilter,
     JobQueue, Leadership, Redrive, RescuedJob, Store, StoreError, WakeupSource, Wakeups, retention,
@@ -90,7 +105,7 @@ pub struct RedisPostgresConfig {
     /// straight to Postgres for this long.
     pub redis_retry: Duration,
     /// Whether the background task copies lifecycle events into the Redis stream (and
-    /// with them sets the job-state hashes; see [`relay`]).
+    /// with them sets the job-state hashes; see `relay.rs`).
     pub relay: bool,
     /// Events per relay batch (one Postgres read, one Redis `MULTI`). A `MULTI` holds
     /// Redis while it runs, so batches stay small enough not to stall claims.
@@ -259,7 +274,7 @@ impl RedisPostgresStore {
     }
 
     /// Puts every job Postgres holds as available into Redis now (the background task
-    /// does this by itself when needed; see [`reconciler`]).
+    /// does this by itself when needed; see `reconciler.rs`).
     pub async fn reconcile(&self) -> Result<ReconcileReport, StoreError> {
         self.shared.reconcile().await
     }
@@ -288,10 +303,16 @@ impl JobQueue for RedisPostgresStore {
         let plain: Vec<Option<ReadyJob>> = jobs
             .iter()
             .map(|j| {
-                let run_at = j.run_at.unwrap_or(now);
+                // Without parents a job's start depends on its `run_at` alone.
                 let free = j.depends_on.is_empty() && j.depends_on_index.is_empty();
-                (free && run_at <= now)
-                    .then(|| ReadyJob::new(JobId(0), j.queue.clone(), j.priority, run_at))
+                (free && Start::of(j, [], now).state == JobState::Available).then(|| {
+                    ReadyJob::new(
+                        JobId(0),
+                        j.queue.clone(),
+                        j.priority,
+                        j.run_at.unwrap_or(now),
+                    )
+                })
             })
             .collect();
         let linked: Vec<bool> = jobs
@@ -310,7 +331,7 @@ impl JobQueue for RedisPostgresStore {
                     r.id = id;
                     ready.push(r);
                 }
-                None if l => check.push(id.0),
+                None if l => check.push(id),
                 None => {}
             }
         }
@@ -340,7 +361,7 @@ impl JobQueue for RedisPostgresStore {
             if !parents.is_empty() {
                 for ((id, success), r) in sent.iter().zip(&results) {
                     if *r == CompletionResult::Applied && parents.remove(id) && *success {
-                        released.push(id.0);
+                        released.push(*id);
                     }
                 }
             }
@@ -366,11 +387,11 @@ impl JobQueue for RedisPostgresStore {
     async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError> {
         let s = &self.shared;
         let released = s.pg.release(leases, now).await?;
-        let ids: Vec<i64> = leases
+        let ids: Vec<JobId> = leases
             .iter()
             .zip(&released)
             .filter(|(_, r)| **r)
-            .map(|(l, _)| l.job.0)
+            .map(|(l, _)| l.job)
             .collect();
         s.push_after_commit(&ids, now).await;
         Ok(released)
@@ -378,16 +399,9 @@ impl JobQueue for RedisPostgresStore {
 
     async fn promote_due(&self, now: Millis) -> Result<u64, StoreError> {
         let s = &self.shared;
-        let rows: Vec<outbox::ReadyRow> = sqlx::query_as(
-            "UPDATE jobs SET state = 'available'
-             WHERE state IN ('scheduled', 'retryable') AND run_at <= $1
-             RETURNING id, queue, priority, run_at, lease_token",
-        )
-        .bind(now.0)
-        .fetch_all(s.pg.pool())
-        .await?;
+        let rows = s.pg.promote_due_returning(now).await?;
         let n = rows.len() as u64;
-        let ids: Vec<JobId> = rows.iter().map(|r| JobId(r.0)).collect();
+        let ids: Vec<JobId> = rows.iter().map(|r| r.id).collect();
         s.push_ready(outbox::ready_jobs(rows), now).await;
         s.note_available(&ids).await;
         Ok(n)
@@ -454,8 +468,7 @@ impl JobAdmin for RedisPostgresStore {
     async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
         let s = &self.shared;
         let ids = s.pg.redrive(which, now).await?;
-        let raw: Vec<i64> = ids.iter().map(|i| i.0).collect();
-        s.push_after_commit(&raw, now).await;
+        s.push_after_commit(&ids, now).await;
         Ok(ids)
     }
 
@@ -544,18 +557,7 @@ impl Shared {
     /// another store's dispatch state: job ids of two stores would collide, and one
     /// store's stale entries could hide the other's jobs from dispatch.
     pub(super) async fn check_origin(&self) -> Result<(), StoreError> {
-        let fresh = format!(
-            "{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        );
-        sqlx::query("INSERT INTO store_identity (id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(&fresh)
-            .execute(self.pg.pool())
-            .await?;
-        let ours: String = sqlx::query_scalar("SELECT id FROM store_identity")
-            .fetch_one(self.pg.pool())
-            .await?;
+        let ours = self.pg.identity().await?;
         let key = self.redis.keys().origin();
         let mut conn = self.redis.conn();
         let (theirs,): (String,) = redis::pipe()
@@ -580,7 +582,7 @@ impl Shared {
     }
 
     /// [`Shared::push_ids`] after a commit: a failure is the reconciler's to repair.
-    async fn push_after_commit(&self, ids: &[i64], now: Millis) {
+    async fn push_after_commit(&self, ids: &[JobId], now: Millis) {
         if let Err(e) = self.push_ids(ids, now).await {
             tracing::warn!(error = %e, "reading jobs back for Redis failed; the reconciler will push them");
             self.mark_dirty();
@@ -589,10 +591,10 @@ impl Shared {
 
     /// Pushes rescued jobs that run again.
     async fn push_rescued(&self, rescued: &[RescuedJob], now: Millis) {
-        let ids: Vec<i64> = rescued
+        let ids: Vec<JobId> = rescued
             .iter()
             .filter(|r| r.state == JobState::Available)
-            .map(|r| r.id.0)
+            .map(|r| r.id)
             .collect();
         self.push_after_commit(&ids, now).await;
     }

@@ -12,26 +12,24 @@
 use std::sync::atomic::Ordering;
 
 use crate::clock::Millis;
-use crate::job::{JobId, LeaseToken, Priority};
+use crate::job::JobId;
+use crate::store::postgres::ReadyRow;
 use crate::store::redis::ReadyJob;
 use crate::store::{ClaimOrder, StoreError};
 
 use super::Shared;
 
-/// A ready job as read from Postgres: `(id, queue, priority, run_at, lease_token)`.
-pub(super) type ReadyRow = (i64, String, i16, i64, i64);
-
 /// Converts rows to pushes, in dispatch order (priority, then `run_at`, then id), so that
 /// Redis's push order (its tie-break within a priority) follows `run_at` as Postgres does.
 pub(super) fn ready_jobs(mut rows: Vec<ReadyRow>) -> Vec<ReadyJob> {
-    rows.sort_by_key(|r| ClaimOrder::new(r.2 as Priority, Millis(r.3), JobId(r.0)));
+    rows.sort_by_key(|r| ClaimOrder::new(r.priority, r.run_at, r.id));
     rows.into_iter()
-        .map(|(id, queue, priority, run_at, token)| ReadyJob {
-            id: JobId(id),
-            queue,
-            priority: priority as Priority,
-            run_at: Millis(run_at),
-            epoch: LeaseToken(token),
+        .map(|r| ReadyJob {
+            id: r.id,
+            queue: r.queue,
+            priority: r.priority,
+            run_at: r.run_at,
+            epoch: r.token,
         })
         .collect()
 }
@@ -55,19 +53,11 @@ impl Shared {
     }
 
     /// Pushes those of `ids` that Postgres now holds as available (one query).
-    pub(super) async fn push_ids(&self, ids: &[i64], now: Millis) -> Result<(), StoreError> {
+    pub(super) async fn push_ids(&self, ids: &[JobId], now: Millis) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let rows: Vec<ReadyRow> = sqlx::query_as(
-            // Joined from `unnest` so each job is found by primary key (see the claim).
-            "SELECT j.id, j.queue, j.priority, j.run_at, j.lease_token
-             FROM unnest($1::bigint[]) AS t(pick) JOIN jobs j ON j.id = t.pick
-             WHERE j.state = 'available'",
-        )
-        .bind(ids)
-        .fetch_all(self.pg.pool())
-        .await?;
+        let rows = self.pg.ready_by_ids(ids).await?;
         self.push_ready(ready_jobs(rows), now).await;
         Ok(())
     }
@@ -75,23 +65,14 @@ impl Shared {
     /// Pushes the waiting children of `parents` that their success made available.
     pub(super) async fn push_released_children(
         &self,
-        parents: &[i64],
+        parents: &[JobId],
         now: Millis,
     ) -> Result<(), StoreError> {
         if parents.is_empty() {
             return Ok(());
         }
-        let rows: Vec<ReadyRow> = sqlx::query_as(
-            "SELECT j.id, j.queue, j.priority, j.run_at, j.lease_token
-             FROM unnest($1::bigint[]) AS p(parent)
-             JOIN job_dependencies d ON d.parent = p.parent
-             JOIN jobs j ON j.id = d.child
-             WHERE j.state = 'available'",
-        )
-        .bind(parents)
-        .fetch_all(self.pg.pool())
-        .await?;
-        let ids: Vec<JobId> = rows.iter().map(|r| JobId(r.0)).collect();
+        let rows = self.pg.ready_children(parents).await?;
+        let ids: Vec<JobId> = rows.iter().map(|r| r.id).collect();
         self.push_ready(ready_jobs(rows), now).await;
         self.note_available(&ids).await;
         Ok(())

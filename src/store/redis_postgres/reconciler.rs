@@ -18,10 +18,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::clock::{Clock, SystemClock};
+use crate::job::JobId;
 use crate::store::StoreError;
 
 use super::Shared;
-use super::outbox::{ReadyRow, ready_jobs};
+use super::outbox::ready_jobs;
 
 /// What one reconcile did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,20 +44,13 @@ impl Shared {
         // Failures reported from here on need another round; earlier ones are covered.
         let dirty_at_start = self.dirty.load(Ordering::SeqCst);
         let mut report = ReconcileReport::default();
-        let mut after = 0i64;
-        let page = i64::from(self.config.reconcile_page.max(1));
+        let mut after = JobId(0);
+        let page = self.config.reconcile_page.max(1);
         let mut generation;
         loop {
-            let rows: Vec<ReadyRow> = sqlx::query_as(
-                "SELECT id, queue, priority, run_at, lease_token FROM jobs
-                 WHERE state = 'available' AND id > $1 ORDER BY id LIMIT $2",
-            )
-            .bind(after)
-            .bind(page)
-            .fetch_all(self.pg.pool())
-            .await?;
-            let full = rows.len() as i64 == page;
-            if let Some(last) = rows.iter().map(|r| r.0).max() {
+            let rows = self.pg.ready_page(after, page).await?;
+            let full = rows.len() == page as usize;
+            if let Some(last) = rows.iter().map(|r| r.id).max() {
                 after = last;
             }
             report.scanned += rows.len();

@@ -23,7 +23,6 @@ use std::collections::BTreeSet;
 
 use crate::event::LifecycleEvent;
 use crate::job::{JobId, JobState};
-use crate::store::postgres::rows;
 use crate::store::{EventLog, StoreError};
 
 use super::Shared;
@@ -38,10 +37,7 @@ impl Shared {
         let mut after = match self.redis.relayed_seq().await? {
             Some(seq) => seq,
             None => {
-                let newest: Option<i64> =
-                    sqlx::query_scalar("SELECT max(seq) FROM lifecycle_events")
-                        .fetch_one(self.pg.pool())
-                        .await?;
+                let newest = self.pg.newest_event_seq().await?;
                 // Start a stream's worth back: about what a never-flushed stream would hold.
                 let maxlen = i64::try_from(self.redis.config().stream_maxlen).unwrap_or(i64::MAX);
                 let start = newest.unwrap_or(0).saturating_sub(maxlen).max(0);
@@ -75,21 +71,12 @@ impl Shared {
     /// is scheduled or is available, and a relay that lags behind must not set a state
     /// the job has since left. Jobs purged meanwhile are skipped.
     async fn relay_states(&self, events: &[LifecycleEvent]) -> Result<(), StoreError> {
-        let ids: BTreeSet<i64> = events.iter().filter_map(|e| e.job).map(|j| j.0).collect();
+        let ids: BTreeSet<JobId> = events.iter().filter_map(|e| e.job).collect();
         if ids.is_empty() {
             return Ok(());
         }
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT j.id, j.state FROM unnest($1::bigint[]) AS t(pick) JOIN jobs j ON j.id = t.pick",
-        )
-        .bind(ids.into_iter().collect::<Vec<_>>())
-        .fetch_all(self.pg.pool())
-        .await?;
-        let states = crate::store::skip_undecodable(
-            "relayed job states",
-            rows.into_iter()
-                .map(|(id, state)| Ok((JobId(id), rows::state(&state)?))),
-        );
+        let ids: Vec<JobId> = ids.into_iter().collect();
+        let states = self.pg.states_of(&ids).await?;
         self.redis.set_state(&states).await
     }
 

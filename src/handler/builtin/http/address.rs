@@ -9,6 +9,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// An IP network (`10.0.0.0/8`), or one address (a `/32` or `/128`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -189,11 +191,36 @@ pub fn classify(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// `http.allow_private`, parsed: the internal targets an operator opened up.
+/// `http.allow_private`, parsed: the internal targets an operator opened up. The config
+/// holds it parsed (each entry is checked as the file is read, so a bad one is refused
+/// with its key and index) and writes it back as the entries given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
+    entries: Vec<String>,
     networks: Vec<Network>,
     hosts: Vec<String>,
+}
+
+/// One `allow_private` entry, parsed.
+#[derive(Debug, Clone)]
+enum Opened {
+    Network(Network),
+    Host(String),
+}
+
+impl Opened {
+    fn parse(entry: &str) -> Result<Self, String> {
+        let trimmed = entry.trim();
+        if let Some(net) = Network::parse(trimmed) {
+            Ok(Self::Network(net))
+        } else if is_host_name(trimmed) {
+            Ok(Self::Host(normalize_host(trimmed)))
+        } else {
+            Err(format!(
+                "`{entry}` is not an IP address, a network (like `10.0.0.0/8`) or a host name"
+            ))
+        }
+    }
 }
 
 /// An address a job may not connect to.
@@ -219,22 +246,27 @@ pub fn normalize_host(host: &str) -> String {
 
 impl AddressPolicy {
     /// Parses `http.allow_private`: each entry an address, a network or a host name.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
         let mut policy = Self::default();
         for e in entries {
-            let entry = e.trim();
-            if let Some(net) = Network::parse(entry) {
-                policy.networks.push(net);
-            } else if is_host_name(entry) {
-                policy.hosts.push(normalize_host(entry));
-            } else {
-                return Err(format!(
-                    "http.allow_private: `{e}` is not an IP address, a network (like \
-                     `10.0.0.0/8`) or a host name"
-                ));
-            }
+            let opened =
+                Opened::parse(e.as_ref()).map_err(|m| format!("http.allow_private: {m}"))?;
+            policy.open(e.as_ref(), opened);
         }
         Ok(policy)
+    }
+
+    fn open(&mut self, entry: &str, opened: Opened) {
+        self.entries.push(entry.to_string());
+        match opened {
+            Opened::Network(n) => self.networks.push(n),
+            Opened::Host(h) => self.hosts.push(h),
+        }
+    }
+
+    /// The entries as written.
+    pub fn entries(&self) -> &[String] {
+        &self.entries
     }
 
     /// Whether any loopback address was opened, by network. Names reserved for the local
@@ -281,6 +313,31 @@ impl AddressPolicy {
                 class,
             })
         }
+    }
+}
+
+impl Serialize for AddressPolicy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for AddressPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// One entry, parsed as it is read, so that an error names its index.
+        struct Entry(String, Opened);
+        impl<'de> Deserialize<'de> for Entry {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                let opened = Opened::parse(&raw).map_err(serde::de::Error::custom)?;
+                Ok(Entry(raw, opened))
+            }
+        }
+        let mut policy = Self::default();
+        for Entry(raw, opened) in Vec::<Entry>::deserialize(d)? {
+            policy.open(&raw, opened);
+        }
+        Ok(policy)
     }
 }
 
@@ -372,12 +429,7 @@ mod tests {
 
     #[test]
     fn opt_in_by_network_or_name() {
-        let p = AddressPolicy::parse(&[
-            "127.0.0.1".into(),
-            "10.0.0.0/8".into(),
-            "Internal.Example.".into(),
-        ])
-        .unwrap();
+        let p = AddressPolicy::parse(&["127.0.0.1", "10.0.0.0/8", "Internal.Example."]).unwrap();
         assert!(p.check(None, ip("127.0.0.1")).is_ok());
         assert!(p.check(None, ip("::ffff:127.0.0.1")).is_ok());
         assert!(p.check(None, ip("64:ff9b::a01:203")).is_ok());

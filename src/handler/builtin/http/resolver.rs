@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn opened_names_and_networks_pass() {
-        let p = AddressPolicy::parse(&["db.internal".into(), "10.0.0.0/8".into()]).unwrap();
+        let p = AddressPolicy::parse(&["db.internal", "10.0.0.0/8"]).unwrap();
         assert_eq!(
             filter(&p, "DB.internal.", addrs(&["192.168.3.3"])).unwrap(),
             addrs(&["192.168.3.3"])

@@ -1,0 +1,433 @@
+//! `/api/v1/jobs`: enqueue one or a batch, read, list, cancel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use jobmesh::clock::{Clock, SystemClock};
+use jobmesh::handler::SubmitError;
+use jobmesh::job::{JobId, NewJob};
+use jobmesh::payload::PayloadError;
+use jobmesh::store::tokens::Scope;
+use jobmesh::store::{CancelOutcome, EnqueueOutcome, JobFilter};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::Caller;
+use crate::body::{JsonBody, QueryParams};
+use crate::idempotency::{Answer, answer_once};
+use crate::model::{
+    BatchItem, BatchRequest, BatchResponse, CancelResponse, CancelResult, EnqueueRequest, Enqueued,
+    JobPage, JobView, State as JobStateView,
+};
+use crate::problem::{Problem, ProblemKind};
+use crate::state::AppState;
+
+/// Most jobs one listing returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Checks a job the way `jobmesh submit` does (the kind's payload rules and every job
+/// option, through the same [`jobmesh::handler::Registry::validate`]), plus the queue
+/// against the caller's token. `at` prefixes the field named in a refusal (`jobs[3].`).
+pub(crate) fn check_job(
+    state: &AppState,
+    caller: &Caller,
+    job: &NewJob,
+    at: &str,
+) -> Result<(), Problem> {
+    caller.require_queue(&job.queue, &format!("{at}queue"))?;
+    state
+        .registry
+        .validate(job)
+        .map_err(|e| submit_problem(e, at))?;
+    job.check_storable()
+        .map_err(|m| Problem::new(ProblemKind::JobRefused, m))
+}
+
+fn submit_problem(e: SubmitError, at: &str) -> Problem {
+    let detail = e.to_string();
+    let field = match &e {
+        SubmitError::UnknownKind { .. } => "kind".to_string(),
+        SubmitError::Payload {
+            error: PayloadError::Invalid { path, .. },
+            ..
+        } => path.clone(),
+        SubmitError::Payload { .. } => "payload".to_string(),
+        SubmitError::Options(m) => {
+            const OPTIONS: [&str; 7] = [
+                "max_attempts",
+                "priority",
+                "queue",
+                "timeout",
+                "run_at",
+                "unique_key",
+                "depends_on",
+            ];
+            let first = m.split([' ', ':']).next().unwrap_or_default();
+            OPTIONS
+                .into_iter()
+                .find(|o| *o == first)
+                .map(|o| if o == "timeout" { "timeout_ms" } else { o })
+                .unwrap_or("job")
+                .to_string()
+        }
+    };
+    Problem::field(ProblemKind::JobRefused, format!("{at}{field}"), detail)
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Answer {
+    Ok((
+        status,
+        serde_json::to_value(value)
+            .map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?,
+    ))
+}
+
+/// Enqueue one job.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    request_body = EnqueueRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the first answer")),
+    responses(
+        (status = 201, description = "Stored", body = Enqueued),
+        (status = 200, description = "A duplicate of an unfinished job with the same unique_key; nothing stored", body = Enqueued),
+        (status = "4XX", description = "Refused; nothing stored", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["enqueue"]))
+)]
+pub async fn enqueue(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonBody<EnqueueRequest>,
+) -> Response {
+    let work = async {
+        caller.require(Scope::Enqueue)?;
+        let job = body.value.into_job();
+        check_job(&state, &caller, &job, "")?;
+        let outcome = state.store.enqueue(vec![job], SystemClock.now()).await?;
+        let outcome = *outcome
+            .first()
+            .ok_or_else(|| Problem::new(ProblemKind::Internal, "the store answered nothing"))?;
+        let status = match outcome {
+            EnqueueOutcome::Inserted(_) => StatusCode::CREATED,
+            EnqueueOutcome::Duplicate(_) => StatusCode::OK,
+        };
+        json(status, &Enqueued::from(outcome))
+    };
+    answer_once(
+        &state,
+        &caller,
+        &headers,
+        "POST /api/v1/jobs",
+        &body.digest,
+        work,
+    )
+    .await
+}
+
+/// Enqueue several jobs: each is checked on its own, and a refused one is reported
+/// with its reason while the rest are stored (in one transaction).
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/batch",
+    tag = "jobs",
+    request_body = BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the first answer")),
+    responses(
+        (status = 200, description = "Per-job results", body = BatchResponse),
+        (status = "4XX", description = "The request as a whole was refused; nothing stored", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["enqueue"]))
+)]
+pub async fn enqueue_batch(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonBody<BatchRequest>,
+) -> Response {
+    let work = async {
+        caller.require(Scope::Enqueue)?;
+        let requests = body.value.jobs;
+        check_batch_size(&state, requests.len(), "jobs")?;
+        let mut items: Vec<BatchItem> = Vec::with_capacity(requests.len());
+        let mut accepted: Vec<(usize, NewJob)> = Vec::new();
+        for (index, r) in requests.into_iter().enumerate() {
+            let job = r.into_job();
+            match check_job(&state, &caller, &job, &format!("jobs[{index}].")) {
+                Ok(()) => accepted.push((index, job)),
+                Err(p) => items.push(refused(index, p)),
+            }
+        }
+        // A parent that does not exist fails the store's whole batch: refuse the jobs
+        // that name one, so the others are stored. (A parent purged between this check
+        // and the enqueue still fails the batch as a whole, storing nothing.)
+        let mut known: HashMap<JobId, bool> = HashMap::new();
+        let mut checked = Vec::with_capacity(accepted.len());
+        for (index, job) in accepted {
+            let mut missing = None;
+            for &parent in &job.depends_on {
+                let exists = match known.get(&parent) {
+                    Some(&e) => e,
+                    None => {
+                        let e = state.store.get_job(parent).await?.is_some();
+                        known.insert(parent, e);
+                        e
+                    }
+                };
+                if !exists {
+                    missing = Some(parent);
+                    break;
+                }
+            }
+            match missing {
+                Some(parent) => items.push(refused(
+                    index,
+                    Problem::field(
+                        ProblemKind::NotFound,
+                        format!("jobs[{index}].depends_on"),
+                        format!("job {parent} not found"),
+                    ),
+                )),
+                None => checked.push((index, job)),
+            }
+        }
+        if !checked.is_empty() {
+            let jobs: Vec<NewJob> = checked.iter().map(|(_, j)| j.clone()).collect();
+            let outcomes = state.store.enqueue(jobs, SystemClock.now()).await?;
+            for ((index, _), o) in checked.iter().zip(outcomes) {
+                let e = Enqueued::from(o);
+                items.push(BatchItem {
+                    index: *index,
+                    id: Some(e.id),
+                    outcome: Some(e.outcome),
+                    problem: None,
+                });
+            }
+        }
+        items.sort_by_key(|i| i.index);
+        let refused = items.iter().filter(|i| i.problem.is_some()).count();
+        json(
+            StatusCode::OK,
+            &BatchResponse {
+                accepted: items.len() - refused,
+                refused,
+                items,
+            },
+        )
+    };
+    answer_once(
+        &state,
+        &caller,
+        &headers,
+        "POST /api/v1/jobs/batch",
+        &body.digest,
+        work,
+    )
+    .await
+}
+
+fn refused(index: usize, problem: Problem) -> BatchItem {
+    BatchItem {
+        index,
+        id: None,
+        outcome: None,
+        problem: Some(problem),
+    }
+}
+
+/// Refuses more than `api.max_batch` jobs (413) and an empty list (400).
+pub(crate) fn check_batch_size(state: &AppState, n: usize, field: &str) -> Result<(), Problem> {
+    let max = state.config.max_batch as usize;
+    if n > max {
+        return Err(Problem::field(
+            ProblemKind::BatchTooLarge,
+            field,
+            format!("{n} jobs, over the limit of {max} (api.max_batch)"),
+        ));
+    }
+    if n == 0 {
+        return Err(Problem::field(
+            ProblemKind::InvalidField,
+            field,
+            "name at least one job",
+        ));
+    }
+    Ok(())
+}
+
+/// A job id from the path, refused by name if it is not one.
+pub(crate) fn job_id(text: &str) -> Result<JobId, Problem> {
+    text.parse::<i64>().map(JobId).map_err(|_| {
+        Problem::field(
+            ProblemKind::InvalidField,
+            "id",
+            format!("`{}` is not a job id", text.escape_debug()),
+        )
+    })
+}
+
+/// A job the caller may see, or 404 / 403.
+pub(crate) async fn visible_job(
+    state: &AppState,
+    caller: &Caller,
+    id: JobId,
+) -> Result<jobmesh::job::Job, Problem> {
+    let job = state.store.get_job(id).await?.ok_or_else(|| {
+        Problem::field(ProblemKind::NotFound, "id", format!("job {id} not found"))
+    })?;
+    if !caller.allows_queue(&job.queue) {
+        return Err(Problem::field(
+            ProblemKind::Forbidden,
+            "id",
+            "the token may not act on this job's queue",
+        ));
+    }
+    Ok(job)
+}
+
+/// One job.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub async fn get_job(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<JobView>, Problem> {
+    caller.require(Scope::Read)?;
+    let job = visible_job(&state, &caller, job_id(&id)?).await?;
+    Ok(axum::Json(job.into()))
+}
+
+/// Which jobs to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this queue (required for a token limited to several queues).
+    pub queue: Option<String>,
+    /// Only this state.
+    pub state: Option<JobStateView>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only ids above this (the `next_after` of the previous page).
+    pub after: Option<i64>,
+    /// At most this many (1..=1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// Jobs matching a filter, by id, a page at a time (keyset: pass `next_after` as
+/// `after`; pages never repeat or skip a job).
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub async fn list_jobs(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    QueryParams(p): QueryParams<ListParams>,
+) -> Result<axum::Json<JobPage>, Problem> {
+    caller.require(Scope::Read)?;
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::field(
+            ProblemKind::InvalidField,
+            "limit",
+            format!("must be within 1..={MAX_PAGE}, got {limit}"),
+        ));
+    }
+    let queue = match (p.queue, caller.queues.as_slice()) {
+        (Some(q), _) => {
+            caller.require_queue(&q, "queue")?;
+            Some(q)
+        }
+        (None, []) => None,
+        (None, [only]) => Some(only.clone()),
+        (None, _) => {
+            return Err(Problem::field(
+                ProblemKind::Forbidden,
+                "queue",
+                "the token is limited to several queues: name one",
+            ));
+        }
+    };
+    let filter = JobFilter {
+        state: p.state.map(Into::into),
+        queue,
+        kind: p.kind,
+        after: p.after.map(JobId),
+        limit,
+    };
+    let jobs = state.store.list_jobs(&filter).await?;
+    let next_after = (jobs.len() == limit as usize)
+        .then(|| jobs.last().map(|j| j.id.0))
+        .flatten();
+    Ok(axum::Json(JobPage {
+        jobs: jobs.into_iter().map(Into::into).collect(),
+        next_after,
+    }))
+}
+
+/// Cancel a job that has not finished (a running attempt loses its lease).
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(
+        ("id" = i64, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the first answer"),
+    ),
+    responses(
+        (status = 200, description = "Cancelled, or already finished", body = CancelResponse),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["operate"]))
+)]
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let route = format!("POST /api/v1/jobs/{id}/cancel");
+    let work = async {
+        caller.require(Scope::Operate)?;
+        let id = job_id(&id)?;
+        visible_job(&state, &caller, id).await?;
+        let (outcome, now_state) = match state.store.cancel(id, SystemClock.now()).await? {
+            CancelOutcome::Cancelled => {
+                (CancelResult::Cancelled, jobmesh::job::JobState::Cancelled)
+            }
+            CancelOutcome::AlreadyFinished(s) => (CancelResult::AlreadyFinished, s),
+        };
+        json(
+            StatusCode::OK,
+            &CancelResponse {
+                id: id.0,
+                outcome,
+                state: now_state.into(),
+            },
+        )
+    };
+    answer_once(&state, &caller, &headers, &route, &[0; 32], work).await
+}

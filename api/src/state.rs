@@ -1,0 +1,39 @@
+//! What every handler shares.
+
+use std::sync::{Arc, OnceLock};
+
+use jobmesh::config::ApiSection;
+use jobmesh::handler::Registry;
+use jobmesh::store::SharedStore;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::RateLimits;
+
+/// The server's shared state.
+pub struct AppState {
+    /// The store (only through its traits: every backend serves).
+    pub store: SharedStore,
+    /// The handlers' payload rules: enqueues pass the checks `jobmesh submit` applies.
+    pub registry: Arc<Registry>,
+    /// The `[api]` settings.
+    pub config: ApiSection,
+    /// Per-token rates.
+    pub rates: RateLimits,
+    /// The OpenAPI document, serialised once when the router is built.
+    pub openapi: OnceLock<String>,
+    /// Cancelled when the server stops: open event streams end so shutdown can finish.
+    pub stopping: CancellationToken,
+    /// Woken when new events may be in the store (a node's own events), so event
+    /// streams read at once instead of at their next poll.
+    pub events_hint: Arc<Notify>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.store.backend())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,271 @@
+//! Claims and what a claim hands out: taking available jobs (the best of some queues, or
+//! given ones), extending current leases, giving back leases whose attempt never started.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use super::rows::{self, job_columns};
+use super::{PostgresStore, events, wake};
+use crate::clock::Millis;
+use crate::event::{EventKind, LifecycleEvent};
+use crate::job::{ClaimRequest, ClaimedJob, JobId, Lease};
+use crate::store::{ClaimOrder, JobQueue, StoreError, Undecodable, grant};
+
+/// A claim in one statement: pick (skipping rows that other claimers hold), lease, log.
+/// `$1` worker, `$2` node, `$3` lease expiry, `$4` queue(s), `$5` limit, `$6` now.
+macro_rules! claim_sql {
+    ($picked:literal) => {
+        concat!(
+            "WITH picked AS (",
+            $picked,
+            "), claimed AS (
+                 UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+                     lease_owner = $1, lease_node = $2, lease_expires_at = $3
+                 FROM picked WHERE id = picked.pick
+                 RETURNING ",
+            job_columns!(),
+            "
+             ), ev AS (
+                 INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+                 SELECT $6, 'job.claimed', id, attempt, $1, $2 FROM claimed ORDER BY id
+             )
+             SELECT * FROM claimed"
+        )
+    };
+}
+
+/// One queue: an index scan in dispatch order that stops after `$5` rows. (With
+/// `queue = ANY (array)` Postgres 15 sorts every available job of the queues instead.)
+const CLAIM_ONE_QUEUE: &str = claim_sql!(
+    "SELECT id AS pick FROM jobs
+     WHERE state = 'available' AND queue = $4
+     ORDER BY priority DESC, run_at, id
+     LIMIT $5
+     FOR UPDATE SKIP LOCKED"
+);
+
+/// Several queues: the first `$5` of each (locking them; the surplus is released when
+/// the statement commits), then the first `$5` of those in dispatch order.
+const CLAIM_QUEUES: &str = claim_sql!(
+    "SELECT j.pick FROM unnest($4::text[]) AS q(name)
+     CROSS JOIN LATERAL (
+         SELECT id AS pick, priority, run_at FROM jobs
+         WHERE state = 'available' AND queue = q.name
+         ORDER BY priority DESC, run_at, id
+         LIMIT $5
+         FOR UPDATE SKIP LOCKED
+     ) AS j
+     ORDER BY j.priority DESC, j.run_at, j.pick
+     LIMIT $5"
+);
+
+/// Leases the given jobs that are still `available`, with their `job.claimed` events.
+/// `$1` worker, `$2` node, `$3` lease expiry, `$4` ids, `$5` now.
+///
+/// The ids are joined from `unnest` rather than tested with `id = ANY ($4)`: with the
+/// latter Postgres ANDs the primary key with the partial `jobs_claim` index, reading
+/// every available job per claim (a drain that slows as the backlog grows); the join
+/// finds each job by primary key.
+const CLAIM_IDS: &str = concat!(
+    "WITH claimed AS (
+         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+             lease_owner = $1, lease_node = $2, lease_expires_at = $3
+         FROM unnest($4::bigint[]) AS t(pick)
+         WHERE jobs.id = t.pick AND jobs.state = 'available'
+         RETURNING has_children, ",
+    job_columns!(),
+    "
+     ), ev AS (
+         INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+         SELECT $5, 'job.claimed', id, attempt, $1, $2 FROM claimed ORDER BY id
+     )
+     SELECT * FROM claimed"
+);
+
+/// What a claim of given jobs leased ([`PostgresStore::claim_by_ids`]).
+#[derive(Debug, Default)]
+pub(crate) struct ClaimedIds {
+    /// The jobs leased, in no particular order.
+    pub claimed: Vec<ClaimedJob>,
+    /// Those of them that have children (whose success may release some).
+    pub parents: Vec<JobId>,
+}
+
+impl PostgresStore {
+    /// See [`crate::store::JobQueue::claim`].
+    pub(super) async fn claim_available(
+        &self,
+        req: &ClaimRequest,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        if req.limit == 0 || req.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expires = req.now.plus(req.lease_for);
+        let mut queues = req.queues.clone();
+        queues.sort_unstable();
+        queues.dedup();
+        let one = queues.len() == 1;
+        let query = sqlx::query(if one { CLAIM_ONE_QUEUE } else { CLAIM_QUEUES })
+            .bind(&req.worker.0)
+            .bind(&req.node.0)
+            .bind(expires.0);
+        let query = if one {
+            query.bind(queues.swap_remove(0))
+        } else {
+            query.bind(queues)
+        };
+        let rows = query
+            .bind(i64::from(req.limit))
+            .bind(req.now.0)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut bad = Vec::new();
+        for row in &rows {
+            match rows::claimed(row)? {
+                Ok(job) => jobs.push(job),
+                Err(u) => bad.push(u),
+            }
+        }
+        self.discard_undecodable(req, &bad).await;
+        jobs.sort_by_key(ClaimOrder::of);
+        Ok(jobs.into_iter().map(|job| grant(job, req)).collect())
+    }
+
+    /// See [`crate::store::JobQueue::extend_leases`].
+    pub(super) async fn extend_current(
+        &self,
+        leases: &[Lease],
+        until: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let extended: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET lease_expires_at = $1
+             FROM unnest($2::bigint[], $3::bigint[]) AS l(id, tok)
+             WHERE jobs.id = l.id AND jobs.lease_token = l.tok AND jobs.state = 'running'
+             RETURNING jobs.id, jobs.lease_token",
+        )
+        .bind(until.0)
+        .bind(leases.iter().map(|l| l.job.0).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.token.0).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        let extended: HashSet<(i64, i64)> = extended.into_iter().collect();
+        Ok(leases
+            .iter()
+            .map(|l| extended.contains(&(l.job.0, l.token.0)))
+            .collect())
+    }
+
+    /// See [`crate::store::JobQueue::release`].
+    pub(super) async fn release_unstarted(
+        &self,
+        leases: &[Lease],
+        now: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let released: Vec<(i64, i32, String)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'available', attempt = attempt - 1,
+                 lease_token = lease_token + 1, lease_expires_at = NULL, run_at = $1
+             FROM unnest($2::bigint[], $3::bigint[]) AS l(id, tok)
+             WHERE jobs.id = l.id AND jobs.lease_token = l.tok AND jobs.state = 'running'
+             RETURNING jobs.id, jobs.attempt, jobs.queue",
+        )
+        .bind(now.0)
+        .bind(leases.iter().map(|l| l.job.0).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.token.0).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let evs: Vec<_> = released
+            .iter()
+            .map(|(id, attempt, _)| {
+                LifecycleEvent::new(EventKind::JobRescued, now)
+                    .job(JobId(*id), Some((*attempt).max(0) as u32))
+                    .detail(json!({"to": "available", "why": "released unstarted"}))
+            })
+            .collect();
+        events(&mut tx, &evs).await?;
+        wake(
+            &mut tx,
+            released.iter().map(|(_, _, q)| q.clone()).collect(),
+        )
+        .await?;
+        tx.commit().await?;
+        let ids: HashSet<i64> = released.iter().map(|(id, _, _)| *id).collect();
+        Ok(leases.iter().map(|l| ids.contains(&l.job.0)).collect())
+    }
+
+    /// Leases those of `ids` (picked by an index outside Postgres) that are still
+    /// `available`, as a claim by `req` does; ids that are not (cancelled, already
+    /// running, finished) are left out. One statement for the batch.
+    pub(crate) async fn claim_by_ids(
+        &self,
+        req: &ClaimRequest,
+        ids: &[JobId],
+    ) -> Result<ClaimedIds, StoreError> {
+        let expires = req.now.plus(req.lease_for);
+        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        let found = sqlx::query(CLAIM_IDS)
+            .bind(&req.worker.0)
+            .bind(&req.node.0)
+            .bind(expires.0)
+            .bind(&ids)
+            .bind(req.now.0)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = ClaimedIds {
+            claimed: Vec::with_capacity(found.len()),
+            parents: Vec::new(),
+        };
+        let mut bad = Vec::new();
+        for row in &found {
+            let job = match rows::claimed(row)? {
+                Ok(job) => job,
+                Err(u) => {
+                    bad.push(u);
+                    continue;
+                }
+            };
+            if rows::has_children(row)? {
+                out.parents.push(job.id);
+            }
+            out.claimed.push(grant(job, req));
+        }
+        self.discard_undecodable(req, &bad).await;
+        Ok(out)
+    }
+
+    /// Those of `ids` that have children (one query).
+    pub(crate) async fn parents_among(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        let parents: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY ($1) AND has_children")
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(parents.into_iter().map(JobId).collect())
+    }
+
+    /// Dead-letters claimed jobs whose rows cannot be decoded (see [`Undecodable`]),
+    /// under the leases the claim gave them. Best-effort: the claim has committed and its
+    /// other jobs must run; if this fails, the leases lapse and a later claim (after the
+    /// rescue) tries again.
+    async fn discard_undecodable(&self, req: &ClaimRequest, bad: &[Undecodable]) {
+        if bad.is_empty() {
+            return;
+        }
+        for u in bad {
+            tracing::warn!(job = %u.id, reason = %u.reason, "dead-lettering a job whose row cannot be decoded");
+        }
+        let batch = bad.iter().map(|u| u.completion(req)).collect();
+        if let Err(e) = self.complete(batch).await {
+            tracing::warn!(error = %e, "dead-lettering undecodable jobs failed; their leases will lapse");
+        }
+    }
+}

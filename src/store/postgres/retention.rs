@@ -1,0 +1,72 @@
+//! Retention: removing what outlived its time to live, a batch per transaction.
+
+use super::PostgresStore;
+use crate::clock::Millis;
+use crate::store::StoreError;
+
+impl PostgresStore {
+    /// See [`crate::store::JobAdmin::purge`].
+    pub(super) async fn purge_expired(
+        &self,
+        retention: &crate::store::retention::Retention,
+        now: Millis,
+    ) -> Result<crate::store::retention::Purged, StoreError> {
+        let finished_before = now.0 - retention.finished_jobs.as_millis() as i64;
+        let dead_before = now.0 - retention.dead_letters.as_millis() as i64;
+        let leases_before = now.0 - retention.coordination.as_millis() as i64;
+        let mut tx = self.pool.begin().await?;
+        let finished: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled') AND finished_at < $1
+             LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(finished_before)
+        .bind(retention.batch as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let dead: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'discarded' AND finished_at < $1
+             LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(dead_before)
+        .bind(retention.batch as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<i64> = finished.iter().chain(&dead).copied().collect();
+        let mut events = 0;
+        if !ids.is_empty() {
+            for sql in [
+                "DELETE FROM job_dependencies WHERE parent = ANY($1) OR child = ANY($1)",
+                "DELETE FROM job_executions WHERE job = ANY($1)",
+                "DELETE FROM dead_letter_queue WHERE job = ANY($1)",
+            ] {
+                sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
+            }
+            events += sqlx::query("DELETE FROM lifecycle_events WHERE job = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM jobs WHERE id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+        }
+        events += sqlx::query("DELETE FROM lifecycle_events WHERE job IS NULL AND at < $1")
+            .bind(finished_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let leases = sqlx::query("DELETE FROM leader_leases WHERE expires_at < $1")
+            .bind(leases_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(crate::store::retention::Purged {
+            jobs: finished.len() as u64,
+            dead_letters: dead.len() as u64,
+            events,
+            leases,
+        })
+    }
+}

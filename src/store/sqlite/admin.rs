@@ -1,0 +1,214 @@
+//! What operators do ([`JobAdmin`]): read jobs and counts, cancel, work the
+//! dead-letter queue; purging is in `retention.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use serde_json::json;
+use sqlx::{Row, Sqlite};
+
+use super::SqliteStore;
+use super::discard::cascade_discard;
+use super::events::events;
+use super::rows::{self, job_columns, to_json};
+use crate::clock::Millis;
+use crate::event::{EventKind, LifecycleEvent};
+use crate::job::{Job, JobId};
+use crate::store::retention::{Purged, Retention};
+use crate::store::{CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError};
+
+impl SqliteStore {
+    async fn fetch_jobs(
+        &self,
+        sql: &'static str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+        ) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = bind(sqlx::query(sql)).fetch_all(&self.read).await?;
+        let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
+        self.fill_parents(&mut jobs).await?;
+        Ok(jobs)
+    }
+
+    async fn fill_parents(&self, jobs: &mut [Job]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id.0).collect();
+        let links: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT child, parent FROM job_dependencies WHERE child IN (SELECT value FROM json_each(?1))
+             ORDER BY child, parent",
+        )
+        .bind(to_json(&ids))
+        .fetch_all(&self.read)
+        .await?;
+        let mut by_child: HashMap<i64, Vec<JobId>> = HashMap::new();
+        for (child, parent) in links {
+            by_child.entry(child).or_default().push(JobId(parent));
+        }
+        for j in jobs {
+            j.depends_on = by_child.remove(&j.id.0).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobAdmin for SqliteStore {
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        // One job: a row that cannot be decoded is this call's error, not left out.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = ?1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut jobs = [rows::job_named(&row)?];
+        self.fill_parents(&mut jobs).await?;
+        let [job] = jobs;
+        Ok(Some(job))
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let state = filter.state.map(|s| s.as_str());
+        let queue = filter.queue.clone();
+        let kind = filter.kind.clone();
+        self.fetch_jobs(
+            concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2)
+                   AND (?3 IS NULL OR kind = ?3) AND id > ?4 ORDER BY id LIMIT ?5"
+            ),
+            |q| {
+                q.bind(state)
+                    .bind(queue)
+                    .bind(kind)
+                    .bind(filter.after.map(|a| a.0).unwrap_or(0))
+                    .bind(filter.limit as i64)
+            },
+        )
+        .await
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
+                .fetch_all(&self.read)
+                .await?;
+        let mut counts: Counts = BTreeMap::new();
+        let rows = rows
+            .into_iter()
+            .map(|(queue, state, n)| Ok((queue, rows::state(&state)?, n)));
+        for (queue, state, n) in crate::store::skip_undecodable("counts", rows) {
+            counts.entry(queue).or_default().insert(state, n as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let state = rows::state(&state.ok_or(StoreError::NotFound(id))?)?;
+        if state.is_final() {
+            return Ok(CancelOutcome::AlreadyFinished(state));
+        }
+        let attempt: i64 = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?1, lease_expires_at = NULL,
+                 lease_token = lease_token + 1, last_error = coalesce(last_error, 'cancelled')
+             WHERE id = ?2 RETURNING attempt",
+        )
+        .bind(now.0)
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let ev = LifecycleEvent::new(EventKind::JobCancelled, now)
+            .job(id, Some(attempt as u32))
+            .detail(json!({"from": state.as_str()}));
+        events(&mut tx, &[ev]).await?;
+        cascade_discard(&mut tx, vec![id.0], now).await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled)
+    }
+
+    async fn dead_letters(
+        &self,
+        queue: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT dlq_reason, dlq_at, ",
+            job_columns!(),
+            " FROM jobs JOIN (SELECT job AS dlq_job, queue AS dlq_queue, reason AS dlq_reason, discarded_at AS dlq_at
+                              FROM dead_letter_queue) ON id = dlq_job
+              WHERE (?1 IS NULL OR dlq_queue = ?1) ORDER BY dlq_at, dlq_job LIMIT ?2"
+        ))
+        .bind(queue)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        let dead = rows.iter().map(|r| {
+            Ok(DeadLetter {
+                job: rows::job_named(r)?,
+                reason: r
+                    .try_get("dlq_reason")
+                    .map_err(|e| StoreError::Corrupt(format!("dead_letter_queue.reason: {e}")))?,
+                discarded_at: Millis(r.try_get("dlq_at").map_err(|e| {
+                    StoreError::Corrupt(format!("dead_letter_queue.discarded_at: {e}"))
+                })?),
+            })
+        });
+        Ok(crate::store::skip_undecodable("dead letters", dead))
+    }
+
+    async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
+        let (ids, queue, all) = match which {
+            Redrive::Ids(ids) => (
+                Some(to_json(&ids.iter().map(|i| i.0).collect::<Vec<_>>())),
+                None,
+                false,
+            ),
+            Redrive::Queue(q) => (None, Some(q), false),
+            Redrive::All => (None, None, true),
+        };
+        let mut tx = self.begin().await?;
+        let redriven: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET state = CASE WHEN pending_parents > 0 THEN 'waiting' ELSE 'available' END,
+                 attempt = 0, run_at = ?1, finished_at = NULL, lease_token = lease_token + 1
+             WHERE state = 'discarded' AND id IN (
+                 SELECT job FROM dead_letter_queue
+                 WHERE ?4 OR (?2 IS NOT NULL AND job IN (SELECT value FROM json_each(?2))) OR queue = ?3)
+             RETURNING id, lease_token",
+        )
+        .bind(now.0)
+        .bind(ids)
+        .bind(queue)
+        .bind(all)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ids: Vec<i64> = redriven.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        sqlx::query("DELETE FROM dead_letter_queue WHERE job IN (SELECT value FROM json_each(?1))")
+            .bind(to_json(&ids))
+            .execute(&mut *tx)
+            .await?;
+        let evs: Vec<_> = ids
+            .iter()
+            .map(|&id| LifecycleEvent::new(EventKind::JobRedriven, now).job(JobId(id), Some(0)))
+            .collect();
+        events(&mut tx, &evs).await?;
+        tx.commit().await?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn purge(&self, retention: &Retention, now: Millis) -> Result<Purged, StoreError> {
+        self.purge_expired(retention, now).await
+    }
+}

@@ -1,0 +1,143 @@
+//! Leases: claiming available jobs, extending leases that are still current, and
+//! giving back those whose attempt never started.
+
+use serde_json::json;
+
+use super::SqliteStore;
+use super::events::events;
+use super::rows::{self, job_array, to_json};
+use crate::clock::Millis;
+use crate::event::{EventKind, LifecycleEvent};
+use crate::job::{ClaimRequest, ClaimedJob, JobId, Lease};
+use crate::store::{ClaimOrder, StoreError, grant};
+
+impl SqliteStore {
+    /// See [`crate::store::JobQueue::claim`].
+    pub(super) async fn claim_jobs(
+        &self,
+        req: &ClaimRequest,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        if req.limit == 0 || req.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expires = req.now.plus(req.lease_for);
+        let mut tx = self.begin().await?;
+        // Pick, lease, log and read back the batch with one value crossing from SQLite's
+        // thread per statement (ids in, one JSON array out), not one row per job.
+        let ids: String = sqlx::query_scalar(
+            "SELECT json_group_array(id) FROM (
+                 SELECT id FROM jobs WHERE state = 'available'
+                   AND queue IN (SELECT value FROM json_each(?1))
+                 ORDER BY priority DESC, run_at, id LIMIT ?2)",
+        )
+        .bind(to_json(&req.queues))
+        .bind(req.limit as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        if ids == "[]" {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        // Lease, log and read back in one command. Parameters are positional: each
+        // statement takes the next ones in order (numbered ones would not run on).
+        let claimed: String = sqlx::query_scalar(concat!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+                 lease_owner = ?, lease_node = ?, lease_expires_at = ?
+             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'available';
+             INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
+             SELECT ?, 'job.claimed', id, attempt, lease_owner, lease_node FROM jobs
+             WHERE id IN (SELECT value FROM json_each(?));
+             SELECT json_group_array(",
+            job_array!(),
+            ") FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(&req.worker.0)
+        .bind(&req.node.0)
+        .bind(expires.0)
+        .bind(&ids)
+        .bind(req.now.0)
+        .bind(&ids)
+        .bind(&ids)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (mut jobs, bad) = rows::jobs_from_array(&claimed)?;
+        // Rows this version cannot read are dead-lettered in the claim's own transaction,
+        // under the lease it has just given them; the rest of the batch runs.
+        for u in &bad {
+            tracing::warn!(job = %u.id, reason = %u.reason, "dead-lettering a job whose row cannot be decoded");
+            Self::apply_failure(&mut tx, &u.completion(req)).await?;
+        }
+        tx.commit().await?;
+        jobs.sort_by_key(ClaimOrder::of);
+        Ok(jobs.into_iter().map(|job| grant(job, req)).collect())
+    }
+
+    /// See [`crate::store::JobQueue::extend_leases`].
+    pub(super) async fn renew_leases(
+        &self,
+        leases: &[Lease],
+        until: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<_> = leases
+            .iter()
+            .map(|l| json!({"id": l.job.0, "tok": l.token.0}))
+            .collect();
+        let mut tx = self.begin().await?;
+        let extended: Vec<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_expires_at = ?1
+             FROM (SELECT value->>'id' AS id, value->>'tok' AS tok FROM json_each(?2)) AS l
+             WHERE jobs.id = l.id AND jobs.lease_token = l.tok AND jobs.state = 'running'
+             RETURNING jobs.id",
+        )
+        .bind(until.0)
+        .bind(to_json(&rows))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(leases.iter().map(|l| extended.contains(&l.job.0)).collect())
+    }
+
+    /// See [`crate::store::JobQueue::release`].
+    pub(super) async fn release_unstarted(
+        &self,
+        leases: &[Lease],
+        now: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<_> = leases
+            .iter()
+            .map(|l| json!({"id": l.job.0, "tok": l.token.0}))
+            .collect();
+        let mut tx = self.begin().await?;
+        let released: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'available', attempt = attempt - 1,
+                 lease_token = lease_token + 1, lease_expires_at = NULL, run_at = ?1
+             FROM (SELECT value->>'id' AS id, value->>'tok' AS tok FROM json_each(?2)) AS l
+             WHERE jobs.id = l.id AND jobs.lease_token = l.tok AND jobs.state = 'running'
+             RETURNING jobs.id, jobs.attempt",
+        )
+        .bind(now.0)
+        .bind(to_json(&rows))
+        .fetch_all(&mut *tx)
+        .await?;
+        let evs: Vec<_> = released
+            .iter()
+            .map(|&(id, attempt)| {
+                LifecycleEvent::new(EventKind::JobRescued, now)
+                    .job(JobId(id), Some(attempt as u32))
+                    .detail(json!({"to": "available", "why": "released unstarted"}))
+            })
+            .collect();
+        events(&mut tx, &evs).await?;
+        tx.commit().await?;
+        Ok(leases
+            .iter()
+            .map(|l| released.iter().any(|&(id, _)| id == l.job.0))
+            .collect())
+    }
+}

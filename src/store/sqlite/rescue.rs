@@ -1,0 +1,98 @@
+//! Lost leases: taking back running jobs whose lease expired, or whose node was
+//! evicted or restarted, and applying what they become ([`RescuePlan`]).
+
+use serde_json::json;
+
+use super::discard::{cascade_discard, dead_letter};
+use super::events::events;
+use super::rows;
+use super::{SqliteStore, Tx};
+use crate::clock::Millis;
+use crate::job::{JobId, NodeId};
+use crate::store::{RescuePlan, RescuedJob, StoreError};
+
+/// The start of the statement that takes lost leases back, shared by expiry and
+/// revocation: the token is bumped (so the old holder can finish nothing), and the job
+/// runs again at once (`?1` is now) or, out of attempts, is discarded. Callers add
+/// `last_error` and which leases.
+macro_rules! take_back {
+    () => {
+        "UPDATE jobs SET lease_token = lease_token + 1, lease_expires_at = NULL,
+             state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
+             run_at = CASE WHEN attempt < max_attempts THEN ?1 ELSE run_at END,
+             finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ?1 END, "
+    };
+}
+
+/// Applies what a set of lost leases became ([`RescuePlan`]); shared by expiry rescue
+/// and node revocation. One process, so there is no one to wake.
+async fn after_rescue(
+    tx: &mut Tx,
+    rescued: Vec<(i64, i64, String)>,
+    now: Millis,
+    detail: serde_json::Value,
+) -> Result<Vec<RescuedJob>, StoreError> {
+    let rows = rescued
+        .into_iter()
+        .map(|(id, attempt, state)| {
+            let r = RescuedJob {
+                id: JobId(id),
+                attempt: attempt.max(0) as u32,
+                state: rows::state(&state)?,
+            };
+            Ok((r, String::new()))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let plan = RescuePlan::new(rows, now, detail);
+    events(tx, &plan.events).await?;
+    if !plan.discarded.is_empty() {
+        dead_letter(tx, &plan.discarded, now).await?;
+        cascade_discard(tx, plan.discarded, now).await?;
+    }
+    Ok(plan.rescued)
+}
+
+impl SqliteStore {
+    /// See [`crate::store::JobQueue::rescue_expired`].
+    pub(super) async fn rescue_expired_leases(
+        &self,
+        now: Millis,
+    ) -> Result<Vec<RescuedJob>, StoreError> {
+        let mut tx = self.begin().await?;
+        let rescued: Vec<(i64, i64, String)> = sqlx::query_as(concat!(
+            take_back!(),
+            "last_error = 'lease expired: the worker stopped renewing it'
+                 WHERE state = 'running' AND lease_expires_at < ?1
+                 RETURNING id, attempt, state"
+        ))
+        .bind(now.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let out = after_rescue(&mut tx, rescued, now, json!("lease expired")).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// See [`crate::store::JobQueue::revoke_node`].
+    pub(super) async fn revoke_leases_of(
+        &self,
+        node: &NodeId,
+        now: Millis,
+        detail: serde_json::Value,
+    ) -> Result<Vec<RescuedJob>, StoreError> {
+        let mut tx = self.begin().await?;
+        let rescued: Vec<(i64, i64, String)> = sqlx::query_as(concat!(
+            take_back!(),
+            "last_error = 'lease revoked: node ' || ?2 || ' lost it'
+                 WHERE state = 'running' AND lease_node = ?2
+                 RETURNING id, attempt, state"
+        ))
+        .bind(now.0)
+        .bind(&node.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let out = after_rescue(&mut tx, rescued, now, detail).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
