@@ -3,14 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use serde_json::json;
 use sqlx::{Postgres, Row};
 
 use super::rows::{self, job_columns};
 use super::{PostgresStore, cascade_discard, events, wake};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{Job, JobId};
+use crate::store::rules;
 use crate::store::{
     CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError, retention,
 };
@@ -94,9 +93,7 @@ impl JobAdmin for PostgresStore {
         .bind(id.0)
         .fetch_one(&mut *tx)
         .await?;
-        let ev = LifecycleEvent::new(EventKind::JobCancelled, now)
-            .job(id, Some(attempt.max(0) as u32))
-            .detail(json!({"from": state.as_str()}));
+        let ev = rules::cancelled(id, attempt.max(0) as u32, state, now);
         events(&mut tx, &[ev]).await?;
         cascade_discard(&mut tx, &[id.0], now).await?;
         tx.commit().await?;
@@ -168,7 +165,7 @@ impl JobAdmin for PostgresStore {
             .await?;
         let evs: Vec<_> = ids
             .iter()
-            .map(|&id| LifecycleEvent::new(EventKind::JobRedriven, now).job(JobId(id), Some(0)))
+            .map(|&id| rules::redriven(JobId(id), now))
             .collect();
         events(&mut tx, &evs).await?;
         let queues = redriven

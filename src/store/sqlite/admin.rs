@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use serde_json::json;
 use sqlx::{Row, Sqlite};
 
 use super::SqliteStore;
@@ -12,9 +11,9 @@ use super::discard::cascade_discard;
 use super::events::events;
 use super::rows::{self, job_columns, to_json};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{Job, JobId};
 use crate::store::retention::{Purged, Retention};
+use crate::store::rules;
 use crate::store::{CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError};
 
 impl SqliteStore {
@@ -129,9 +128,7 @@ impl JobAdmin for SqliteStore {
         .bind(id.0)
         .fetch_one(&mut *tx)
         .await?;
-        let ev = LifecycleEvent::new(EventKind::JobCancelled, now)
-            .job(id, Some(attempt as u32))
-            .detail(json!({"from": state.as_str()}));
+        let ev = rules::cancelled(id, attempt as u32, state, now);
         events(&mut tx, &[ev]).await?;
         cascade_discard(&mut tx, vec![id.0], now).await?;
         tx.commit().await?;
@@ -201,7 +198,7 @@ impl JobAdmin for SqliteStore {
             .await?;
         let evs: Vec<_> = ids
             .iter()
-            .map(|&id| LifecycleEvent::new(EventKind::JobRedriven, now).job(JobId(id), Some(0)))
+            .map(|&id| rules::redriven(JobId(id), now))
             .collect();
         events(&mut tx, &evs).await?;
         tx.commit().await?;
