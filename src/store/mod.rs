@@ -1,11 +1,21 @@
 //! The store: where jobs, leases and lifecycle events live.
 //!
-//! One trait, several backends: SQLite (the embedded default), Postgres (the system of
-//! record in production) and Postgres with Redis in front for dispatch (`redis_postgres`). Backends apply transitions;
-//! they do not decide them. Every finish is guarded by the lease token, and every
+//! Small capability traits (`capability.rs`: [`JobQueue`], [`JobAdmin`], [`EventLog`],
+//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them), several
+//! backends, each a folder split by concern: SQLite (the embedded default), Postgres
+//! (the system of record in production) and Postgres with Redis in front for dispatch
+//! (`redis_postgres`, which composes Postgres operations). Backends apply transitions;
+//! they do not decide them: the decisions are made once in `rules.rs` (and what SQL rows
+//! mean in `columns.rs`, `event_log.rs`), and [`conformance`] checks every backend
+//! against the same cases. Every finish is guarded by the lease token, and every
 //! transition writes its lifecycle event in the same transaction.
+//!
+//! To add a store operation: its method on the capability trait, any decision it makes
+//! in `rules.rs`, its SQL (or Redis calls) once per backend in that backend's file for
+//! the concern, and a conformance case, so a backend that disagrees fails its suite.
 
 mod capability;
+mod columns;
 pub mod conformance;
 mod error;
 mod event_log;

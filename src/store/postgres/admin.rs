@@ -1,7 +1,5 @@
 //! What operators do: read jobs and counts, cancel, work the dead-letter queue.
 
-use std::collections::{BTreeMap, HashMap};
-
 use async_trait::async_trait;
 use sqlx::{Postgres, Row};
 
@@ -60,17 +58,7 @@ impl JobAdmin for PostgresStore {
             sqlx::query_as("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
                 .fetch_all(&self.pool)
                 .await?;
-        let mut counts: Counts = BTreeMap::new();
-        let rows = rows
-            .into_iter()
-            .map(|(queue, state, n)| Ok((queue, rows::state(&state)?, n)));
-        for (queue, state, n) in crate::store::skip_undecodable("counts", rows) {
-            counts
-                .entry(queue)
-                .or_default()
-                .insert(state, n.max(0) as u64);
-        }
-        Ok(counts)
+        Ok(crate::store::columns::counts(rows))
     }
 
     async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
@@ -212,13 +200,7 @@ impl PostgresStore {
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_child: HashMap<i64, Vec<JobId>> = HashMap::new();
-        for (child, parent) in links {
-            by_child.entry(child).or_default().push(JobId(parent));
-        }
-        for j in jobs {
-            j.depends_on = by_child.remove(&j.id.0).unwrap_or_default();
-        }
+        crate::store::columns::attach_parents(jobs, links);
         Ok(())
     }
 }

@@ -1,9 +1,9 @@
 //! Lost leases: expired ones rescued, and those of a node revoked.
 
-use super::rows;
 use super::{PostgresStore, Tx, cascade_discard, dead_letter, events, wake};
 use crate::clock::Millis;
-use crate::job::{JobId, NodeId};
+use crate::job::NodeId;
+use crate::store::columns;
 use crate::store::rules::{lease_expired_detail, lease_expired_error, lease_revoked_error};
 use crate::store::{RescuePlan, RescuedJob, StoreError};
 
@@ -32,12 +32,7 @@ async fn after_rescue(
     let rows = rescued
         .into_iter()
         .map(|(id, attempt, state, queue)| {
-            let r = RescuedJob {
-                id: JobId(id),
-                attempt: attempt.max(0) as u32,
-                state: rows::state(&state)?,
-            };
-            Ok((r, queue))
+            Ok((columns::rescued(id, attempt.into(), &state)?, queue))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let plan = RescuePlan::new(rows, now, detail);

@@ -1,8 +1,6 @@
 //! What operators do ([`JobAdmin`]): read jobs and counts, cancel, work the
 //! dead-letter queue; purging is in `retention.rs`.
 
-use std::collections::{BTreeMap, HashMap};
-
 use async_trait::async_trait;
 use sqlx::{Row, Sqlite};
 
@@ -42,13 +40,7 @@ impl SqliteStore {
         .bind(to_json(&ids))
         .fetch_all(&self.read)
         .await?;
-        let mut by_child: HashMap<i64, Vec<JobId>> = HashMap::new();
-        for (child, parent) in links {
-            by_child.entry(child).or_default().push(JobId(parent));
-        }
-        for j in jobs {
-            j.depends_on = by_child.remove(&j.id.0).unwrap_or_default();
-        }
+        crate::store::columns::attach_parents(jobs, links);
         Ok(())
     }
 }
@@ -99,14 +91,7 @@ impl JobAdmin for SqliteStore {
             sqlx::query_as("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
                 .fetch_all(&self.read)
                 .await?;
-        let mut counts: Counts = BTreeMap::new();
-        let rows = rows
-            .into_iter()
-            .map(|(queue, state, n)| Ok((queue, rows::state(&state)?, n)));
-        for (queue, state, n) in crate::store::skip_undecodable("counts", rows) {
-            counts.entry(queue).or_default().insert(state, n as u64);
-        }
-        Ok(counts)
+        Ok(crate::store::columns::counts(rows))
     }
 
     async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {

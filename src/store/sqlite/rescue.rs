@@ -3,10 +3,10 @@
 
 use super::discard::{cascade_discard, dead_letter};
 use super::events::events;
-use super::rows;
 use super::{SqliteStore, Tx};
 use crate::clock::Millis;
-use crate::job::{JobId, NodeId};
+use crate::job::NodeId;
+use crate::store::columns;
 use crate::store::rules::{lease_expired_detail, lease_expired_error, lease_revoked_error};
 use crate::store::{RescuePlan, RescuedJob, StoreError};
 
@@ -33,14 +33,7 @@ async fn after_rescue(
 ) -> Result<Vec<RescuedJob>, StoreError> {
     let rows = rescued
         .into_iter()
-        .map(|(id, attempt, state)| {
-            let r = RescuedJob {
-                id: JobId(id),
-                attempt: attempt.max(0) as u32,
-                state: rows::state(&state)?,
-            };
-            Ok((r, String::new()))
-        })
+        .map(|(id, attempt, state)| Ok((columns::rescued(id, attempt, &state)?, String::new())))
         .collect::<Result<Vec<_>, StoreError>>()?;
     let plan = RescuePlan::new(rows, now, detail);
     events(tx, &plan.events).await?;
