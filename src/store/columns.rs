@@ -57,7 +57,7 @@ pub(crate) fn counts(rows: impl IntoIterator<Item = (String, String, i64)>) -> C
 
 /// Sets each job's `depends_on` from `(child, parent)` rows ordered by child, then
 /// parent (a job without rows has no parents).
-pub(crate) fn attach_parents(jobs: &mut [Job], links: Vec<(i64, i64)>) {
+pub(crate) fn attach_parents(jobs: &mut [&mut Job], links: Vec<(i64, i64)>) {
     let mut by_child: HashMap<i64, Vec<JobId>> = HashMap::new();
     for (child, parent) in links {
         by_child.entry(child).or_default().push(JobId(parent));

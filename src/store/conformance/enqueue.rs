@@ -122,14 +122,18 @@ pub async fn dependencies_parent_failure(s: &dyn Store) {
         "discard cascades to grandchildren"
     );
     assert_eq!(state(s, h).await, JobState::Waiting, "hold keeps waiting");
-    let dead: HashSet<JobId> = s
+    let dead: BTreeMap<JobId, Vec<JobId>> = s
         .dead_letters(None, 10)
         .await
         .unwrap()
         .into_iter()
-        .map(|d| d.job.id)
+        .map(|d| (d.job.id, d.job.depends_on))
         .collect();
-    assert_eq!(dead, HashSet::from([p, d1, d2]));
+    assert_eq!(
+        dead.keys().copied().collect::<HashSet<_>>(),
+        HashSet::from([p, d1, d2])
+    );
+    assert_eq!(dead[&d2], [d1], "a dead letter lists its parents");
     s.redrive(Redrive::Ids(vec![p]), T0).await.unwrap();
     let again = claim(s, 1, T0).await.remove(0);
     assert_eq!(again.job.id, p);

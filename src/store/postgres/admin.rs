@@ -26,7 +26,7 @@ impl JobAdmin for PostgresStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut jobs = [rows::job_named(&row)?];
-        self.fill_parents(&mut jobs).await?;
+        self.fill_parents(jobs.iter_mut().collect()).await?;
         let [job] = jobs;
         Ok(Some(job))
     }
@@ -116,11 +116,8 @@ impl JobAdmin for PostgresStore {
             })
         });
         let mut dead = crate::store::skip_undecodable("dead letters", dead);
-        let mut jobs: Vec<Job> = dead.iter().map(|d| d.job.clone()).collect();
-        self.fill_parents(&mut jobs).await?;
-        for (d, j) in dead.iter_mut().zip(jobs) {
-            d.job = j;
-        }
+        self.fill_parents(dead.iter_mut().map(|d| &mut d.job).collect())
+            .await?;
         Ok(dead)
     }
 
@@ -185,11 +182,12 @@ impl PostgresStore {
     ) -> Result<Vec<Job>, StoreError> {
         let rows = bind(sqlx::query(sql)).fetch_all(&self.pool).await?;
         let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
-        self.fill_parents(&mut jobs).await?;
+        self.fill_parents(jobs.iter_mut().collect()).await?;
         Ok(jobs)
     }
 
-    async fn fill_parents(&self, jobs: &mut [Job]) -> Result<(), StoreError> {
+    /// Sets the `depends_on` of `jobs` (from listings, or inside dead letters).
+    async fn fill_parents(&self, mut jobs: Vec<&mut Job>) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -200,7 +198,7 @@ impl PostgresStore {
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        crate::store::columns::attach_parents(jobs, links);
+        crate::store::columns::attach_parents(&mut jobs, links);
         Ok(())
     }
 }

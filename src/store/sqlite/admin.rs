@@ -24,11 +24,12 @@ impl SqliteStore {
     ) -> Result<Vec<Job>, StoreError> {
         let rows = bind(sqlx::query(sql)).fetch_all(&self.read).await?;
         let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
-        self.fill_parents(&mut jobs).await?;
+        self.fill_parents(jobs.iter_mut().collect()).await?;
         Ok(jobs)
     }
 
-    async fn fill_parents(&self, jobs: &mut [Job]) -> Result<(), StoreError> {
+    /// Sets the `depends_on` of `jobs` (from listings, or inside dead letters).
+    async fn fill_parents(&self, mut jobs: Vec<&mut Job>) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -40,7 +41,7 @@ impl SqliteStore {
         .bind(to_json(&ids))
         .fetch_all(&self.read)
         .await?;
-        crate::store::columns::attach_parents(jobs, links);
+        crate::store::columns::attach_parents(&mut jobs, links);
         Ok(())
     }
 }
@@ -59,7 +60,7 @@ impl JobAdmin for SqliteStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut jobs = [rows::job_named(&row)?];
-        self.fill_parents(&mut jobs).await?;
+        self.fill_parents(jobs.iter_mut().collect()).await?;
         let [job] = jobs;
         Ok(Some(job))
     }
@@ -147,7 +148,10 @@ impl JobAdmin for SqliteStore {
                 })?),
             })
         });
-        Ok(crate::store::skip_undecodable("dead letters", dead))
+        let mut dead = crate::store::skip_undecodable("dead letters", dead);
+        self.fill_parents(dead.iter_mut().map(|d| &mut d.job).collect())
+            .await?;
+        Ok(dead)
     }
 
     async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
