@@ -68,6 +68,19 @@ async fn start_node(store: SharedStore) -> Node {
     .expect("node starts")
 }
 
+/// The store on the shared test Postgres (a fresh schema) and `redis`, a Redis server
+/// the test started for itself.
+async fn connect(redis: &RedisServer) -> RedisPostgresStore {
+    RedisPostgresStore::connect(
+        &common::pg_url(),
+        Some(&common::test_schema()),
+        &redis.url(),
+        config("jmfault"),
+    )
+    .await
+    .expect("connect")
+}
+
 async fn enqueue(store: &dyn Store) -> Vec<JobId> {
     let mut ids = Vec::with_capacity(JOBS);
     for chunk in 0..JOBS.div_ceil(500) {
@@ -172,16 +185,7 @@ async fn assert_exactly_once(pool: &sqlx::PgPool, ids: &[JobId]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_mid_drain_loses_nothing_and_duplicates_nothing() {
     let redis = RedisServer::start(free_port());
-    let store = Arc::new(
-        RedisPostgresStore::connect(
-            &common::pg_url(),
-            Some(&common::test_schema()),
-            &redis.url(),
-            config("jmfault"),
-        )
-        .await
-        .expect("connect"),
-    );
+    let store = Arc::new(connect(&redis).await);
     let pool = store.postgres().pool().clone();
     let ids = enqueue(&*store).await;
     let before = store.redis().generation().await.unwrap();
@@ -210,16 +214,7 @@ async fn flushall_mid_drain_loses_nothing_and_duplicates_nothing() {
 async fn redis_killed_and_restarted_mid_run() {
     let port = free_port();
     let mut redis = RedisServer::start(port);
-    let store = Arc::new(
-        RedisPostgresStore::connect(
-            &common::pg_url(),
-            Some(&common::test_schema()),
-            &redis.url(),
-            config("jmfault"),
-        )
-        .await
-        .expect("connect"),
-    );
+    let store = Arc::new(connect(&redis).await);
     let pool = store.postgres().pool().clone();
     let ids = enqueue(&*store).await;
     let node = start_node(store.clone()).await;
@@ -298,14 +293,7 @@ async fn wake_ups_subscribed_during_a_redis_outage_arrive_once_redis_is_back() {
     const WAKE_TIMEOUT: Duration = Duration::from_secs(20);
     let port = free_port();
     let mut redis = RedisServer::start(port);
-    let store = RedisPostgresStore::connect(
-        &common::pg_url(),
-        Some(&common::test_schema()),
-        &redis.url(),
-        config("jmfault"),
-    )
-    .await
-    .expect("connect");
+    let store = connect(&redis).await;
     redis.kill();
     let mut wakeups = store
         .wakeups(&["default".into()])

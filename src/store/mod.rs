@@ -1,13 +1,24 @@
 //! The store: where jobs, leases and lifecycle events live.
 //!
-//! One trait, several backends: SQLite (the embedded default), Postgres (the system of
-//! record in production) and Postgres with Redis in front for dispatch (`redis_postgres`). Backends apply transitions;
-//! they do not decide them. Every finish is guarded by the lease token, and every
+//! Small capability traits (`capability.rs`: [`JobQueue`], [`JobAdmin`], [`EventLog`],
+//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them), several
+//! backends, each a folder split by concern: SQLite (the embedded default), Postgres
+//! (the system of record in production) and Postgres with Redis in front for dispatch
+//! (`redis_postgres`, which composes Postgres operations). Backends apply transitions;
+//! they do not decide them: the decisions are made once in `rules.rs` (and what SQL rows
+//! mean in `columns.rs`, `event_log.rs`), and [`conformance`] checks every backend
+//! against the same cases. Every finish is guarded by the lease token, and every
 //! transition writes its lifecycle event in the same transaction.
+//!
+//! To add a store operation: its method on the capability trait, any decision it makes
+//! in `rules.rs`, its SQL (or Redis calls) once per backend in that backend's file for
+//! the concern, and a conformance case, so a backend that disagrees fails its suite.
 
 mod capability;
+mod columns;
 pub mod conformance;
 mod error;
+mod event_log;
 mod open;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
@@ -27,6 +38,7 @@ mod wakeup;
 
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
 pub use error::{BackendError, StoreError};
+pub(crate) use event_log::{EventPage, EventRow, fill_events};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{
@@ -41,7 +53,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
-use crate::event::StoredEvent;
 use crate::job::{Job, JobId, JobState};
 
 /// Keeps the rows of a listing that decode and leaves out, with a warning naming each,
@@ -59,35 +70,6 @@ pub(crate) fn skip_undecodable<T>(
             .ok()
         })
         .collect()
-}
-
-/// One page of the event log as a backend read it: the events that decode, how many
-/// rows were read, and the sequence number of the last row read (decoded or not).
-pub(crate) type EventPage = (Vec<StoredEvent>, usize, Option<i64>);
-
-/// [`Store::events_after`] from pages read by `page(after, limit)`: reads on past rows
-/// left out as undecodable until `limit` events are found or the log ends. Readers of
-/// the log (`events`, the relay, the tail position) take a page shorter than they asked
-/// for as the end of the log, so a page that merely left a bad row out must not be one.
-pub(crate) async fn fill_events<F, Fut>(
-    mut after: i64,
-    limit: u32,
-    mut page: F,
-) -> Result<Vec<StoredEvent>, StoreError>
-where
-    F: FnMut(i64, u32) -> Fut,
-    Fut: std::future::Future<Output = Result<EventPage, StoreError>>,
-{
-    let mut out = Vec::new();
-    loop {
-        let want = limit - out.len() as u32;
-        let (events, read, last) = page(after, want).await?;
-        out.extend(events);
-        match last {
-            Some(last) if read == want as usize && out.len() < limit as usize => after = last,
-            _ => return Ok(out),
-        }
-    }
 }
 
 /// A store shared between actors.

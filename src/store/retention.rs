@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Millis;
+
 /// `[retention]`: time to live per namespace (as the design's seed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,6 +51,30 @@ impl Retention {
         }
         Ok(())
     }
+
+    /// The cutoffs of a purge at `now`: what finished, was dead-lettered or lapsed
+    /// before each is past its time to live. Every backend purges by these, so a
+    /// retention setting means the same on every store.
+    pub fn cutoffs(&self, now: Millis) -> Cutoffs {
+        let before = |ttl: Duration| Millis(now.0 - ttl.as_millis() as i64);
+        Cutoffs {
+            finished_before: before(self.finished_jobs),
+            dead_before: before(self.dead_letters),
+            leases_before: before(self.coordination),
+        }
+    }
+}
+
+/// The instants a purge removes records older than (see [`Retention::cutoffs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Succeeded and cancelled jobs finished before this, and node and worker events
+    /// recorded before it.
+    pub finished_before: Millis,
+    /// Dead-lettered jobs discarded before this.
+    pub dead_before: Millis,
+    /// Leader leases that expired before this.
+    pub leases_before: Millis,
 }
 
 /// What one purge removed.
@@ -62,4 +88,23 @@ pub struct Purged {
     pub events: u64,
     /// Lapsed leader leases.
     pub leases: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs_are_now_minus_each_time_to_live() {
+        let r = Retention {
+            finished_jobs: Duration::from_secs(10),
+            dead_letters: Duration::from_secs(20),
+            coordination: Duration::from_secs(3),
+            ..Retention::default()
+        };
+        let c = r.cutoffs(Millis(100_000));
+        assert_eq!(c.finished_before, Millis(90_000));
+        assert_eq!(c.dead_before, Millis(80_000));
+        assert_eq!(c.leases_before, Millis(97_000));
+    }
 }

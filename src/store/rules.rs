@@ -5,7 +5,7 @@
 //! commands) that apply them; they do not decide.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::json;
 
@@ -13,8 +13,8 @@ use super::{EnqueueOutcome, RescuedJob, StoreError};
 use crate::clock::Millis;
 use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{
-    ClaimRequest, ClaimedJob, Completion, Job, JobId, JobState, Lease, LeaseToken, NewJob, Outcome,
-    ParentFailurePolicy, Priority,
+    ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease,
+    LeaseToken, NewJob, Outcome, ParentFailurePolicy, Priority,
 };
 
 /// Checks a batch before any store writes it: each job passes
@@ -92,6 +92,39 @@ pub(crate) fn storable_completions(batch: &mut [Completion]) {
             | Outcome::Cancelled { reason: error } => scrub_nul(error),
         }
     }
+}
+
+/// The entries of a completion batch that a backend applies: the first for each
+/// (job, lease token). A worker may report one attempt twice (a retried flush); the
+/// first report wins, on every store, and later ones get [`completion_results`]'s
+/// `StaleLease`.
+pub(crate) fn first_per_lease(batch: &[Completion]) -> Vec<&Completion> {
+    let mut seen = HashSet::with_capacity(batch.len());
+    batch
+        .iter()
+        .filter(|c| seen.insert((c.lease.job, c.lease.token)))
+        .collect()
+}
+
+/// What each entry of `batch` gets, given the (job, token) pairs the backend applied
+/// (from [`first_per_lease`]): `Applied` for the first entry of an applied pair, and
+/// `StaleLease` for every other entry.
+pub(crate) fn completion_results(
+    batch: &[Completion],
+    applied: &HashSet<(JobId, LeaseToken)>,
+) -> Vec<CompletionResult> {
+    let mut reported = HashSet::with_capacity(applied.len());
+    batch
+        .iter()
+        .map(|c| {
+            let key = (c.lease.job, c.lease.token);
+            if applied.contains(&key) && reported.insert(key) {
+                CompletionResult::Applied
+            } else {
+                CompletionResult::StaleLease
+            }
+        })
+        .collect()
 }
 
 /// The same for events recorded outside a transition (worker and node events), whose
@@ -281,6 +314,52 @@ impl RescuePlan {
         plan.rescued.sort_by_key(|r| r.id);
         plan
     }
+}
+
+/// The `last_error` of a job whose lease expired, as SQL text (a quoted literal), for
+/// the statement that takes expired leases back; a macro so the statement stays one
+/// `&'static str` on every backend.
+macro_rules! lease_expired_error {
+    () => {
+        "'lease expired: the worker stopped renewing it'"
+    };
+}
+pub(crate) use lease_expired_error;
+
+/// The `last_error` of a job whose lease was revoked with its node, as an SQL
+/// expression of the parameter `$node` that holds the node id (`"$2"`, `"?2"`).
+macro_rules! lease_revoked_error {
+    ($node:literal) => {
+        concat!("'lease revoked: node ' || ", $node, " || ' lost it'")
+    };
+}
+pub(crate) use lease_revoked_error;
+
+/// Why expired leases were rescued, kept with each `job.rescued` event (a revoked
+/// node's certificate takes its place for a revocation).
+pub(crate) fn lease_expired_detail() -> serde_json::Value {
+    json!("lease expired")
+}
+
+/// The `job.rescued` event of a job whose claim was given back before it started: it is
+/// available again at once, with its attempt not counted against it.
+pub(crate) fn released_unstarted(id: JobId, attempt: u32, now: Millis) -> LifecycleEvent {
+    LifecycleEvent::new(EventKind::JobRescued, now)
+        .job(id, Some(attempt))
+        .detail(json!({"to": "available", "why": "released unstarted"}))
+}
+
+/// The `job.cancelled` event of a cancel request, naming the state the job was
+/// cancelled from.
+pub(crate) fn cancelled(id: JobId, attempt: u32, from: JobState, now: Millis) -> LifecycleEvent {
+    LifecycleEvent::new(EventKind::JobCancelled, now)
+        .job(id, Some(attempt))
+        .detail(json!({"from": from.as_str()}))
+}
+
+/// The `job.redriven` event of a dead letter sent back to run (its attempts start over).
+pub(crate) fn redriven(id: JobId, now: Millis) -> LifecycleEvent {
+    LifecycleEvent::new(EventKind::JobRedriven, now).job(id, Some(0))
 }
 
 /// Where a new job starts, the state every backend stores it in: discarded at once when a

@@ -1,16 +1,13 @@
 //! What operators do: read jobs and counts, cancel, work the dead-letter queue.
 
-use std::collections::{BTreeMap, HashMap};
-
 use async_trait::async_trait;
-use serde_json::json;
 use sqlx::{Postgres, Row};
 
 use super::rows::{self, job_columns};
 use super::{PostgresStore, cascade_discard, events, wake};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{Job, JobId};
+use crate::store::rules;
 use crate::store::{
     CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError, retention,
 };
@@ -29,7 +26,7 @@ impl JobAdmin for PostgresStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut jobs = [rows::job_named(&row)?];
-        self.fill_parents(&mut jobs).await?;
+        self.fill_parents(jobs.iter_mut().collect()).await?;
         let [job] = jobs;
         Ok(Some(job))
     }
@@ -61,17 +58,7 @@ impl JobAdmin for PostgresStore {
             sqlx::query_as("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
                 .fetch_all(&self.pool)
                 .await?;
-        let mut counts: Counts = BTreeMap::new();
-        let rows = rows
-            .into_iter()
-            .map(|(queue, state, n)| Ok((queue, rows::state(&state)?, n)));
-        for (queue, state, n) in crate::store::skip_undecodable("counts", rows) {
-            counts
-                .entry(queue)
-                .or_default()
-                .insert(state, n.max(0) as u64);
-        }
-        Ok(counts)
+        Ok(crate::store::columns::counts(rows))
     }
 
     async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
@@ -94,9 +81,7 @@ impl JobAdmin for PostgresStore {
         .bind(id.0)
         .fetch_one(&mut *tx)
         .await?;
-        let ev = LifecycleEvent::new(EventKind::JobCancelled, now)
-            .job(id, Some(attempt.max(0) as u32))
-            .detail(json!({"from": state.as_str()}));
+        let ev = rules::cancelled(id, attempt.max(0) as u32, state, now);
         events(&mut tx, &[ev]).await?;
         cascade_discard(&mut tx, &[id.0], now).await?;
         tx.commit().await?;
@@ -131,11 +116,8 @@ impl JobAdmin for PostgresStore {
             })
         });
         let mut dead = crate::store::skip_undecodable("dead letters", dead);
-        let mut jobs: Vec<Job> = dead.iter().map(|d| d.job.clone()).collect();
-        self.fill_parents(&mut jobs).await?;
-        for (d, j) in dead.iter_mut().zip(jobs) {
-            d.job = j;
-        }
+        self.fill_parents(dead.iter_mut().map(|d| &mut d.job).collect())
+            .await?;
         Ok(dead)
     }
 
@@ -168,7 +150,7 @@ impl JobAdmin for PostgresStore {
             .await?;
         let evs: Vec<_> = ids
             .iter()
-            .map(|&id| LifecycleEvent::new(EventKind::JobRedriven, now).job(JobId(id), Some(0)))
+            .map(|&id| rules::redriven(JobId(id), now))
             .collect();
         events(&mut tx, &evs).await?;
         let queues = redriven
@@ -200,11 +182,12 @@ impl PostgresStore {
     ) -> Result<Vec<Job>, StoreError> {
         let rows = bind(sqlx::query(sql)).fetch_all(&self.pool).await?;
         let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
-        self.fill_parents(&mut jobs).await?;
+        self.fill_parents(jobs.iter_mut().collect()).await?;
         Ok(jobs)
     }
 
-    async fn fill_parents(&self, jobs: &mut [Job]) -> Result<(), StoreError> {
+    /// Sets the `depends_on` of `jobs` (from listings, or inside dead letters).
+    async fn fill_parents(&self, mut jobs: Vec<&mut Job>) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -215,13 +198,7 @@ impl PostgresStore {
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_child: HashMap<i64, Vec<JobId>> = HashMap::new();
-        for (child, parent) in links {
-            by_child.entry(child).or_default().push(JobId(parent));
-        }
-        for j in jobs {
-            j.depends_on = by_child.remove(&j.id.0).unwrap_or_default();
-        }
+        crate::store::columns::attach_parents(&mut jobs, links);
         Ok(())
     }
 }

@@ -3,13 +3,11 @@
 
 use std::collections::HashSet;
 
-use serde_json::json;
-
 use super::rows::{self, job_columns};
 use super::{PostgresStore, events, wake};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{ClaimRequest, ClaimedJob, JobId, Lease};
+use crate::store::rules;
 use crate::store::{ClaimOrder, JobQueue, StoreError, Undecodable, grant};
 
 /// A claim in one statement: pick (skipping rows that other claimers hold), lease, log.
@@ -185,9 +183,7 @@ impl PostgresStore {
         let evs: Vec<_> = released
             .iter()
             .map(|(id, attempt, _)| {
-                LifecycleEvent::new(EventKind::JobRescued, now)
-                    .job(JobId(*id), Some((*attempt).max(0) as u32))
-                    .detail(json!({"to": "available", "why": "released unstarted"}))
+                rules::released_unstarted(JobId(*id), (*attempt).max(0) as u32, now)
             })
             .collect();
         events(&mut tx, &evs).await?;

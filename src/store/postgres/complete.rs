@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use super::{PostgresStore, attempt_col};
 use crate::job::{Completion, CompletionResult, JobId, LeaseToken, Outcome};
 use crate::store::StoreError;
+use crate::store::rules::{completion_results, first_per_lease};
 
 /// How a completion is passed to `jm_complete`.
 fn outcome_name(o: &Outcome) -> &'static str {
@@ -26,12 +27,7 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         crate::store::storable_completions(&mut batch);
-        // A repeated (job, token) in one batch applies once: the first entry wins.
-        let mut seen = HashSet::with_capacity(batch.len());
-        let sent: Vec<&Completion> = batch
-            .iter()
-            .filter(|c| seen.insert((c.lease.job, c.lease.token)))
-            .collect();
+        let sent = first_per_lease(&batch);
         let applied: Vec<i64> = sqlx::query_scalar(
             "SELECT * FROM jm_complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
@@ -83,17 +79,6 @@ impl PostgresStore {
             .filter_map(|ord| usize::try_from(ord - 1).ok().and_then(|i| sent.get(i)))
             .map(|c| (c.lease.job, c.lease.token))
             .collect();
-        let mut reported = HashSet::with_capacity(applied.len());
-        Ok(batch
-            .iter()
-            .map(|c| {
-                let key = (c.lease.job, c.lease.token);
-                if applied.contains(&key) && reported.insert(key) {
-                    CompletionResult::Applied
-                } else {
-                    CompletionResult::StaleLease
-                }
-            })
-            .collect())
+        Ok(completion_results(&batch, &applied))
     }
 }

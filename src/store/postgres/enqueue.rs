@@ -9,7 +9,7 @@ use super::rows::{self, policy_name};
 use super::{PostgresStore, Tx, attempt_col, dead_letter, events, wake};
 use crate::clock::Millis;
 use crate::job::{JobId, JobState, NewJob};
-use crate::store::rules::Start;
+use crate::store::rules::{Start, check_parents_exist, parent_ids, stored_alone};
 use crate::store::{EnqueueOutcome, StoreError};
 
 /// The unfinished job holding a unique key, if any.
@@ -35,12 +35,7 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let mut out: Vec<EnqueueOutcome> = Vec::with_capacity(jobs.len());
-        let linked = |job: &NewJob| {
-            job.unique_key.is_some()
-                || !job.depends_on.is_empty()
-                || !job.depends_on_index.is_empty()
-        };
-        if !jobs.iter().any(linked) {
+        if !jobs.iter().any(stored_alone) {
             // One statement is its own transaction: skip BEGIN and COMMIT round trips.
             let mut conn = self.pool.acquire().await?;
             let plain: Vec<&NewJob> = jobs.iter().collect();
@@ -51,16 +46,13 @@ impl PostgresStore {
         let mut plain: Vec<&NewJob> = Vec::new();
         let mut queues = BTreeSet::new();
         for job in &jobs {
-            if !linked(job) {
+            if !stored_alone(job) {
                 plain.push(job);
                 continue;
             }
             Self::insert_plain(&mut tx, &plain, now, &mut out).await?;
             plain.clear();
-            let mut parents: Vec<i64> = job.depends_on.iter().map(|p| p.0).collect();
-            parents.extend(job.depends_on_index.iter().map(|&i| out[i].id().0));
-            parents.sort_unstable();
-            parents.dedup();
+            let parents = parent_ids(job, &out);
             let outcome = Self::insert_linked(&mut tx, job, parents, now, &mut queues).await?;
             out.push(outcome);
         }
@@ -169,11 +161,7 @@ impl PostgresStore {
                 .map(|(id, s)| Ok((id, rows::state(&s)?)))
                 .collect::<Result<_, StoreError>>()?
         };
-        if let Some(missing) = parents.iter().find(|p| !known.contains_key(p)) {
-            return Err(StoreError::Invalid(format!(
-                "job depends on unknown job {missing}"
-            )));
-        }
+        check_parents_exist(&parents, &known)?;
         let start = Start::of(job, known.values().copied(), now);
         let state = start.state;
         let discarded = state == JobState::Discarded;

@@ -1,15 +1,10 @@
 //! The lifecycle event log: events recorded outside a transition, and reading it back.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
-use serde_json::json;
 
 use super::{PostgresStore, events};
-use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent, StoredEvent};
-use crate::job::{JobId, NodeId, WorkerId};
-use crate::store::{EventLog, StoreError};
+use crate::event::{LifecycleEvent, StoredEvent};
+use crate::store::{EventLog, EventRow, StoreError};
 
 #[async_trait]
 impl EventLog for PostgresStore {
@@ -67,27 +62,17 @@ impl PostgresStore {
         let events = rows
             .into_iter()
             .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
-                let kind = EventKind::from_str(&kind).map_err(|e| {
-                    StoreError::Corrupt(format!("lifecycle_events.kind of event {seq}: {e}"))
-                })?;
-                Ok(StoredEvent {
+                EventRow {
                     seq,
-                    event: LifecycleEvent {
-                        at: Millis(at),
-                        kind,
-                        job: job.map(JobId),
-                        attempt: attempt.map(|a| a.max(0) as u32),
-                        worker: worker.map(WorkerId),
-                        node: node.map(NodeId),
-                        // An unreadable detail is marked as such; the event is kept.
-                        detail: match detail {
-                            Some(d) => serde_json::from_str(&d).unwrap_or_else(|e| {
-                                json!({ "undecodable": format!("lifecycle_events.detail: {e}") })
-                            }),
-                            None => serde_json::Value::Null,
-                        },
-                    },
-                })
+                    at,
+                    kind,
+                    job,
+                    attempt: attempt.map(i64::from),
+                    worker,
+                    node,
+                    detail,
+                }
+                .decode()
             });
         Ok((crate::store::skip_undecodable("events", events), read, last))
     }

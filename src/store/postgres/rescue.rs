@@ -1,12 +1,25 @@
 //! Lost leases: expired ones rescued, and those of a node revoked.
 
-use serde_json::json;
-
-use super::rows;
 use super::{PostgresStore, Tx, cascade_discard, dead_letter, events, wake};
 use crate::clock::Millis;
-use crate::job::{JobId, NodeId};
+use crate::job::NodeId;
+use crate::store::columns;
+use crate::store::rules::{lease_expired_detail, lease_expired_error, lease_revoked_error};
 use crate::store::{RescuePlan, RescuedJob, StoreError};
+
+/// The start of the statement that takes lost leases back, shared by expiry and
+/// revocation: the token is bumped (so the old holder can finish nothing), and the job
+/// runs again at once (`$1` is now) or, out of attempts, is discarded. Callers add
+/// `last_error` and which leases.
+macro_rules! take_back {
+    () => {
+        "UPDATE jobs SET lease_token = lease_token + 1, lease_expires_at = NULL,
+                 state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
+                 run_at = CASE WHEN attempt < max_attempts THEN $1 ELSE run_at END,
+                 finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $1 END,
+                 "
+    };
+}
 
 /// Applies what a set of lost leases became ([`RescuePlan`]); shared by expiry rescue
 /// and node revocation.
@@ -19,12 +32,7 @@ async fn after_rescue(
     let rows = rescued
         .into_iter()
         .map(|(id, attempt, state, queue)| {
-            let r = RescuedJob {
-                id: JobId(id),
-                attempt: attempt.max(0) as u32,
-                state: rows::state(&state)?,
-            };
-            Ok((r, queue))
+            Ok((columns::rescued(id, attempt.into(), &state)?, queue))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let plan = RescuePlan::new(rows, now, detail);
@@ -39,19 +47,18 @@ impl PostgresStore {
     /// See [`crate::store::JobQueue::rescue_expired`].
     pub(super) async fn rescue_lapsed(&self, now: Millis) -> Result<Vec<RescuedJob>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rescued: Vec<(i64, i32, String, String)> = sqlx::query_as(
-            "UPDATE jobs SET lease_token = lease_token + 1, lease_expires_at = NULL,
-                 state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
-                 run_at = CASE WHEN attempt < max_attempts THEN $1 ELSE run_at END,
-                 finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $1 END,
-                 last_error = 'lease expired: the worker stopped renewing it'
+        let rescued: Vec<(i64, i32, String, String)> = sqlx::query_as(concat!(
+            take_back!(),
+            "last_error = ",
+            lease_expired_error!(),
+            "
              WHERE state = 'running' AND lease_expires_at < $1
-             RETURNING id, attempt, state, queue",
-        )
+             RETURNING id, attempt, state, queue"
+        ))
         .bind(now.0)
         .fetch_all(&mut *tx)
         .await?;
-        let out = after_rescue(&mut tx, rescued, now, json!("lease expired")).await?;
+        let out = after_rescue(&mut tx, rescued, now, lease_expired_detail()).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -64,15 +71,14 @@ impl PostgresStore {
         detail: serde_json::Value,
     ) -> Result<Vec<RescuedJob>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rescued: Vec<(i64, i32, String, String)> = sqlx::query_as(
-            "UPDATE jobs SET lease_token = lease_token + 1, lease_expires_at = NULL,
-                 state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
-                 run_at = CASE WHEN attempt < max_attempts THEN $1 ELSE run_at END,
-                 finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $1 END,
-                 last_error = 'lease revoked: node ' || $2 || ' lost it'
+        let rescued: Vec<(i64, i32, String, String)> = sqlx::query_as(concat!(
+            take_back!(),
+            "last_error = ",
+            lease_revoked_error!("$2"),
+            "
              WHERE state = 'running' AND lease_expires_at IS NOT NULL AND lease_node = $2
-             RETURNING id, attempt, state, queue",
-        )
+             RETURNING id, attempt, state, queue"
+        ))
         .bind(now.0)
         .bind(&node.0)
         .fetch_all(&mut *tx)

@@ -11,15 +11,13 @@ impl PostgresStore {
         retention: &crate::store::retention::Retention,
         now: Millis,
     ) -> Result<crate::store::retention::Purged, StoreError> {
-        let finished_before = now.0 - retention.finished_jobs.as_millis() as i64;
-        let dead_before = now.0 - retention.dead_letters.as_millis() as i64;
-        let leases_before = now.0 - retention.coordination.as_millis() as i64;
+        let cut = retention.cutoffs(now);
         let mut tx = self.pool.begin().await?;
         let finished: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled') AND finished_at < $1
              LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
-        .bind(finished_before)
+        .bind(cut.finished_before.0)
         .bind(retention.batch as i64)
         .fetch_all(&mut *tx)
         .await?;
@@ -27,7 +25,7 @@ impl PostgresStore {
             "SELECT id FROM jobs WHERE state = 'discarded' AND finished_at < $1
              LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
-        .bind(dead_before)
+        .bind(cut.dead_before.0)
         .bind(retention.batch as i64)
         .fetch_all(&mut *tx)
         .await?;
@@ -52,12 +50,12 @@ impl PostgresStore {
                 .await?;
         }
         events += sqlx::query("DELETE FROM lifecycle_events WHERE job IS NULL AND at < $1")
-            .bind(finished_before)
+            .bind(cut.finished_before.0)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         let leases = sqlx::query("DELETE FROM leader_leases WHERE expires_at < $1")
-            .bind(leases_before)
+            .bind(cut.leases_before.0)
             .execute(&mut *tx)
             .await?
             .rows_affected();

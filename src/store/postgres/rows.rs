@@ -6,7 +6,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::clock::Millis;
-use crate::job::{Job, JobId, JobState, LeaseToken, NodeId, ParentFailurePolicy, WorkerId};
+use crate::job::{Job, JobId, LeaseToken, NodeId, WorkerId};
+use crate::store::columns::{self, job_named as job_named_error};
+pub(crate) use crate::store::columns::{policy_name, state};
 use crate::store::{StoreError, Undecodable};
 
 /// The columns of `jobs`, in the order [`job`] decodes them.
@@ -25,12 +27,6 @@ where
 {
     row.try_get(name)
         .map_err(|e| StoreError::Corrupt(format!("jobs.{name}: {e}")))
-}
-
-/// Parses a stored state name.
-pub fn state(text: &str) -> Result<JobState, StoreError> {
-    text.parse()
-        .map_err(|e: String| StoreError::Corrupt(format!("jobs.state: {e}")))
 }
 
 /// Converts a stored non-negative count (attempts) to the model's type.
@@ -63,24 +59,13 @@ pub fn job(row: &PgRow) -> Result<Job, StoreError> {
         last_error: col(row, "last_error")?,
         output: col(row, "output")?,
         depends_on: Vec::new(),
-        on_parent_failure: match policy.as_str() {
-            "hold" => ParentFailurePolicy::Hold,
-            "discard" => ParentFailurePolicy::Discard,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "jobs.on_parent_failure: unknown policy `{other}`"
-                )));
-            }
-        },
+        on_parent_failure: columns::policy(&policy)?,
     })
 }
 
 /// [`job`], with the job's id in the error.
 pub fn job_named(row: &PgRow) -> Result<Job, StoreError> {
-    job(row).map_err(|e| {
-        let id = row.try_get::<i64, _>("id").unwrap_or_default();
-        StoreError::Corrupt(format!("job {id}: {}", Undecodable::reason_of(&e)))
-    })
+    job(row).map_err(|e| job_named_error(row.try_get::<i64, _>("id").unwrap_or_default(), &e))
 }
 
 /// Decodes a claimed row: the job, or what is needed to dead-letter it when the row
@@ -95,14 +80,6 @@ pub(crate) fn claimed(row: &PgRow) -> Result<Result<Job, Undecodable>, StoreErro
             attempt: count(col(row, "attempt")?, "attempt")?,
             reason: Undecodable::reason_of(&e),
         })),
-    }
-}
-
-/// The stored name of a parent-failure policy.
-pub fn policy_name(p: ParentFailurePolicy) -> &'static str {
-    match p {
-        ParentFailurePolicy::Discard => "discard",
-        ParentFailurePolicy::Hold => "hold",
     }
 }
 

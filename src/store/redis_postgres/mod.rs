@@ -12,9 +12,10 @@
 //! Postgres holds as `available`, and a bounded stream of the lifecycle events.
 //!
 //! Files: this one the store, its settings and the trait impls; `claim.rs` claims
-//! through Redis with the Postgres fallback; `outbox.rs` pushes after commits;
-//! `reconciler.rs` rebuilds Redis and runs the background task; `relay.rs` copies events
-//! and job states into Redis.
+//! through Redis with the Postgres fallback; `outbox.rs` pushes ready jobs after
+//! commits (a failed push marks the index dirty); `reconciler.rs` checks that the Redis
+//! prefix belongs to this store, rebuilds Redis and runs the background task; `relay.rs`
+//! copies events and job states into Redis.
 //!
 //! Design choices, and why:
 //!
@@ -549,53 +550,5 @@ impl Store for RedisPostgresStore {
 
     fn heartbeats(&self) -> Option<&dyn Heartbeats> {
         Some(self)
-    }
-}
-
-impl Shared {
-    /// Claims the Redis prefix for this Postgres store, or refuses a prefix that holds
-    /// another store's dispatch state: job ids of two stores would collide, and one
-    /// store's stale entries could hide the other's jobs from dispatch.
-    pub(super) async fn check_origin(&self) -> Result<(), StoreError> {
-        let ours = self.pg.identity().await?;
-        let key = self.redis.keys().origin();
-        let mut conn = self.redis.conn();
-        let (theirs,): (String,) = redis::pipe()
-            .cmd("SET")
-            .arg(&key)
-            .arg(&ours)
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await?;
-        if theirs != ours {
-            return Err(StoreError::Invalid(format!(
-                "Redis prefix `{}` holds the dispatch state of another Postgres store \
-                 (identity {theirs}, this one is {ours}): use another store.redis_prefix, or \
-                 delete the prefix's keys if that store is gone",
-                self.redis.keys().prefix()
-            )));
-        }
-        Ok(())
-    }
-
-    /// [`Shared::push_ids`] after a commit: a failure is the reconciler's to repair.
-    async fn push_after_commit(&self, ids: &[JobId], now: Millis) {
-        if let Err(e) = self.push_ids(ids, now).await {
-            tracing::warn!(error = %e, "reading jobs back for Redis failed; the reconciler will push them");
-            self.mark_dirty();
-        }
-    }
-
-    /// Pushes rescued jobs that run again.
-    async fn push_rescued(&self, rescued: &[RescuedJob], now: Millis) {
-        let ids: Vec<JobId> = rescued
-            .iter()
-            .filter(|r| r.state == JobState::Available)
-            .map(|r| r.id)
-            .collect();
-        self.push_after_commit(&ids, now).await;
     }
 }

@@ -12,10 +12,10 @@
 use std::sync::atomic::Ordering;
 
 use crate::clock::Millis;
-use crate::job::JobId;
+use crate::job::{JobId, JobState};
 use crate::store::postgres::ReadyRow;
 use crate::store::redis::ReadyJob;
-use crate::store::{ClaimOrder, StoreError};
+use crate::store::{ClaimOrder, RescuedJob, StoreError};
 
 use super::Shared;
 
@@ -82,5 +82,23 @@ impl Shared {
     pub(super) fn mark_dirty(&self) {
         self.dirty.fetch_add(1, Ordering::SeqCst);
         self.kick.notify_one();
+    }
+
+    /// [`Shared::push_ids`] after a commit: a failure is the reconciler's to repair.
+    pub(super) async fn push_after_commit(&self, ids: &[JobId], now: Millis) {
+        if let Err(e) = self.push_ids(ids, now).await {
+            tracing::warn!(error = %e, "reading jobs back for Redis failed; the reconciler will push them");
+            self.mark_dirty();
+        }
+    }
+
+    /// Pushes rescued jobs that run again.
+    pub(super) async fn push_rescued(&self, rescued: &[RescuedJob], now: Millis) {
+        let ids: Vec<JobId> = rescued
+            .iter()
+            .filter(|r| r.state == JobState::Available)
+            .map(|r| r.id)
+            .collect();
+        self.push_after_commit(&ids, now).await;
     }
 }

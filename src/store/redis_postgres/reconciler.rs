@@ -129,3 +129,33 @@ pub(super) async fn pump(shared: std::sync::Weak<Shared>) {
         s.pump_round().await;
     }
 }
+
+impl Shared {
+    /// Claims the Redis prefix for this Postgres store, or refuses a prefix that holds
+    /// another store's dispatch state: job ids of two stores would collide, and one
+    /// store's stale entries could hide the other's jobs from dispatch.
+    pub(super) async fn check_origin(&self) -> Result<(), StoreError> {
+        let ours = self.pg.identity().await?;
+        let key = self.redis.keys().origin();
+        let mut conn = self.redis.conn();
+        let (theirs,): (String,) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&ours)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await?;
+        if theirs != ours {
+            return Err(StoreError::Invalid(format!(
+                "Redis prefix `{}` holds the dispatch state of another Postgres store \
+                 (identity {theirs}, this one is {ours}): use another store.redis_prefix, or \
+                 delete the prefix's keys if that store is gone",
+                self.redis.keys().prefix()
+            )));
+        }
+        Ok(())
+    }
+}

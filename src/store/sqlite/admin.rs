@@ -1,10 +1,7 @@
 //! What operators do ([`JobAdmin`]): read jobs and counts, cancel, work the
 //! dead-letter queue; purging is in `retention.rs`.
 
-use std::collections::{BTreeMap, HashMap};
-
 use async_trait::async_trait;
-use serde_json::json;
 use sqlx::{Row, Sqlite};
 
 use super::SqliteStore;
@@ -12,9 +9,9 @@ use super::discard::cascade_discard;
 use super::events::events;
 use super::rows::{self, job_columns, to_json};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{Job, JobId};
 use crate::store::retention::{Purged, Retention};
+use crate::store::rules;
 use crate::store::{CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError};
 
 impl SqliteStore {
@@ -27,11 +24,12 @@ impl SqliteStore {
     ) -> Result<Vec<Job>, StoreError> {
         let rows = bind(sqlx::query(sql)).fetch_all(&self.read).await?;
         let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
-        self.fill_parents(&mut jobs).await?;
+        self.fill_parents(jobs.iter_mut().collect()).await?;
         Ok(jobs)
     }
 
-    async fn fill_parents(&self, jobs: &mut [Job]) -> Result<(), StoreError> {
+    /// Sets the `depends_on` of `jobs` (from listings, or inside dead letters).
+    async fn fill_parents(&self, mut jobs: Vec<&mut Job>) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -43,13 +41,7 @@ impl SqliteStore {
         .bind(to_json(&ids))
         .fetch_all(&self.read)
         .await?;
-        let mut by_child: HashMap<i64, Vec<JobId>> = HashMap::new();
-        for (child, parent) in links {
-            by_child.entry(child).or_default().push(JobId(parent));
-        }
-        for j in jobs {
-            j.depends_on = by_child.remove(&j.id.0).unwrap_or_default();
-        }
+        crate::store::columns::attach_parents(&mut jobs, links);
         Ok(())
     }
 }
@@ -68,7 +60,7 @@ impl JobAdmin for SqliteStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut jobs = [rows::job_named(&row)?];
-        self.fill_parents(&mut jobs).await?;
+        self.fill_parents(jobs.iter_mut().collect()).await?;
         let [job] = jobs;
         Ok(Some(job))
     }
@@ -100,14 +92,7 @@ impl JobAdmin for SqliteStore {
             sqlx::query_as("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
                 .fetch_all(&self.read)
                 .await?;
-        let mut counts: Counts = BTreeMap::new();
-        let rows = rows
-            .into_iter()
-            .map(|(queue, state, n)| Ok((queue, rows::state(&state)?, n)));
-        for (queue, state, n) in crate::store::skip_undecodable("counts", rows) {
-            counts.entry(queue).or_default().insert(state, n as u64);
-        }
-        Ok(counts)
+        Ok(crate::store::columns::counts(rows))
     }
 
     async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
@@ -129,9 +114,7 @@ impl JobAdmin for SqliteStore {
         .bind(id.0)
         .fetch_one(&mut *tx)
         .await?;
-        let ev = LifecycleEvent::new(EventKind::JobCancelled, now)
-            .job(id, Some(attempt as u32))
-            .detail(json!({"from": state.as_str()}));
+        let ev = rules::cancelled(id, attempt as u32, state, now);
         events(&mut tx, &[ev]).await?;
         cascade_discard(&mut tx, vec![id.0], now).await?;
         tx.commit().await?;
@@ -165,7 +148,10 @@ impl JobAdmin for SqliteStore {
                 })?),
             })
         });
-        Ok(crate::store::skip_undecodable("dead letters", dead))
+        let mut dead = crate::store::skip_undecodable("dead letters", dead);
+        self.fill_parents(dead.iter_mut().map(|d| &mut d.job).collect())
+            .await?;
+        Ok(dead)
     }
 
     async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
@@ -201,7 +187,7 @@ impl JobAdmin for SqliteStore {
             .await?;
         let evs: Vec<_> = ids
             .iter()
-            .map(|&id| LifecycleEvent::new(EventKind::JobRedriven, now).job(JobId(id), Some(0)))
+            .map(|&id| rules::redriven(JobId(id), now))
             .collect();
         events(&mut tx, &evs).await?;
         tx.commit().await?;

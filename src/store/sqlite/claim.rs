@@ -7,8 +7,8 @@ use super::SqliteStore;
 use super::events::events;
 use super::rows::{self, job_array, to_json};
 use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent};
 use crate::job::{ClaimRequest, ClaimedJob, JobId, Lease};
+use crate::store::rules;
 use crate::store::{ClaimOrder, StoreError, grant};
 
 impl SqliteStore {
@@ -127,11 +127,7 @@ impl SqliteStore {
         .await?;
         let evs: Vec<_> = released
             .iter()
-            .map(|&(id, attempt)| {
-                LifecycleEvent::new(EventKind::JobRescued, now)
-                    .job(JobId(id), Some(attempt as u32))
-                    .detail(json!({"to": "available", "why": "released unstarted"}))
-            })
+            .map(|&(id, attempt)| rules::released_unstarted(JobId(id), attempt as u32, now))
             .collect();
         events(&mut tx, &evs).await?;
         tx.commit().await?;

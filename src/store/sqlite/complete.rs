@@ -14,8 +14,9 @@ use super::rows::{SuccessRow, to_json};
 use super::{MAX_VALUES_ROWS, SqliteStore, Tx, padded, placeholders};
 use crate::clock::Millis;
 use crate::event::LifecycleEvent;
-use crate::job::{Completion, CompletionResult, Outcome};
+use crate::job::{Completion, CompletionResult, JobId, LeaseToken, Outcome};
 use crate::store::StoreError;
+use crate::store::rules::{completion_results, first_per_lease};
 
 async fn execution(tx: &mut Tx, c: &Completion, outcome: &str) -> Result<(), StoreError> {
     sqlx::query(
@@ -77,28 +78,26 @@ impl SqliteStore {
             .max()
             .unwrap_or_default();
         let mut tx = self.begin().await?;
-        let successes: Vec<&Completion> = batch
+        let sent = first_per_lease(&batch);
+        let successes: Vec<&Completion> = sent
             .iter()
+            .copied()
             .filter(|c| matches!(c.outcome, Outcome::Succeeded { .. }))
             .collect();
-        let mut applied: HashSet<(i64, i64)> = Self::apply_successes(&mut tx, &successes, now)
-            .await?
-            .into_iter()
-            .collect();
-        let mut results = Vec::with_capacity(batch.len());
-        for c in &batch {
-            let ok = match c.outcome {
-                // A duplicate success in one batch applies once: the first matching entry wins.
-                // A duplicate of an applied success in the same batch is refused: the first wins.
-                Outcome::Succeeded { .. } => applied.remove(&(c.lease.job.0, c.lease.token.0)),
-                _ => Self::apply_failure(&mut tx, c).await?,
-            };
-            results.push(if ok {
-                CompletionResult::Applied
-            } else {
-                CompletionResult::StaleLease
-            });
+        let mut applied: HashSet<(JobId, LeaseToken)> =
+            Self::apply_successes(&mut tx, &successes, now)
+                .await?
+                .into_iter()
+                .map(|(id, token)| (JobId(id), LeaseToken(token)))
+                .collect();
+        for c in sent {
+            if !matches!(c.outcome, Outcome::Succeeded { .. })
+                && Self::apply_failure(&mut tx, c).await?
+            {
+                applied.insert((c.lease.job, c.lease.token));
+            }
         }
+        let results = completion_results(&batch, &applied);
         tx.commit().await?;
         Ok(results)
     }
@@ -112,11 +111,10 @@ impl SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // Duplicates of one (job, token) in a batch would record the execution twice.
-        let mut seen = HashSet::with_capacity(batch.len());
+        // The caller passes one entry per (job, token) (`rules::first_per_lease`): a
+        // duplicate would record the execution twice.
         let rows: Vec<SuccessRow> = batch
             .iter()
-            .filter(|c| seen.insert((c.lease.job.0, c.lease.token.0)))
             .map(|c| SuccessRow {
                 id: c.lease.job.0,
                 tok: c.lease.token.0,

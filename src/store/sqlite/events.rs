@@ -1,17 +1,13 @@
 //! The lifecycle event log: the events a transition writes in its own transaction,
 //! and [`EventLog`] (events recorded outside a transition, reading the log in order).
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use serde_json::json;
 
 use super::rows::to_json;
 use super::{SqliteStore, Tx};
-use crate::clock::Millis;
-use crate::event::{EventKind, LifecycleEvent, StoredEvent};
-use crate::job::{JobId, NodeId, WorkerId};
-use crate::store::{EventLog, StoreError};
+use crate::event::{LifecycleEvent, StoredEvent};
+use crate::store::{EventLog, EventRow, StoreError};
 
 /// Writes `events` in the transaction of the transition they record.
 pub(super) async fn events(tx: &mut Tx, events: &[LifecycleEvent]) -> Result<(), StoreError> {
@@ -70,28 +66,17 @@ impl SqliteStore {
         let events = rows
             .into_iter()
             .map(|(seq, at, kind, job, attempt, worker, node, detail)| {
-                let kind = EventKind::from_str(&kind).map_err(|e| {
-                    StoreError::Corrupt(format!("lifecycle_events.kind of event {seq}: {e}"))
-                })?;
-                // A detail that cannot be read is marked as such; the event itself is kept.
-                let detail = match detail {
-                    Some(d) => serde_json::from_str(&d).unwrap_or_else(
-                        |e| json!({ "undecodable": format!("lifecycle_events.detail: {e}") }),
-                    ),
-                    None => serde_json::Value::Null,
-                };
-                Ok(StoredEvent {
+                EventRow {
                     seq,
-                    event: LifecycleEvent {
-                        at: Millis(at),
-                        kind,
-                        job: job.map(JobId),
-                        attempt: attempt.map(|a| a as u32),
-                        worker: worker.map(WorkerId),
-                        node: node.map(NodeId),
-                        detail,
-                    },
-                })
+                    at,
+                    kind,
+                    job,
+                    attempt,
+                    worker,
+                    node,
+                    detail,
+                }
+                .decode()
             });
         Ok((crate::store::skip_undecodable("events", events), read, last))
     }

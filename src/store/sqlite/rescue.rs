@@ -1,14 +1,13 @@
 //! Lost leases: taking back running jobs whose lease expired, or whose node was
 //! evicted or restarted, and applying what they become ([`RescuePlan`]).
 
-use serde_json::json;
-
 use super::discard::{cascade_discard, dead_letter};
 use super::events::events;
-use super::rows;
 use super::{SqliteStore, Tx};
 use crate::clock::Millis;
-use crate::job::{JobId, NodeId};
+use crate::job::NodeId;
+use crate::store::columns;
+use crate::store::rules::{lease_expired_detail, lease_expired_error, lease_revoked_error};
 use crate::store::{RescuePlan, RescuedJob, StoreError};
 
 /// The start of the statement that takes lost leases back, shared by expiry and
@@ -34,14 +33,7 @@ async fn after_rescue(
 ) -> Result<Vec<RescuedJob>, StoreError> {
     let rows = rescued
         .into_iter()
-        .map(|(id, attempt, state)| {
-            let r = RescuedJob {
-                id: JobId(id),
-                attempt: attempt.max(0) as u32,
-                state: rows::state(&state)?,
-            };
-            Ok((r, String::new()))
-        })
+        .map(|(id, attempt, state)| Ok((columns::rescued(id, attempt, &state)?, String::new())))
         .collect::<Result<Vec<_>, StoreError>>()?;
     let plan = RescuePlan::new(rows, now, detail);
     events(tx, &plan.events).await?;
@@ -61,14 +53,16 @@ impl SqliteStore {
         let mut tx = self.begin().await?;
         let rescued: Vec<(i64, i64, String)> = sqlx::query_as(concat!(
             take_back!(),
-            "last_error = 'lease expired: the worker stopped renewing it'
+            "last_error = ",
+            lease_expired_error!(),
+            "
                  WHERE state = 'running' AND lease_expires_at < ?1
                  RETURNING id, attempt, state"
         ))
         .bind(now.0)
         .fetch_all(&mut *tx)
         .await?;
-        let out = after_rescue(&mut tx, rescued, now, json!("lease expired")).await?;
+        let out = after_rescue(&mut tx, rescued, now, lease_expired_detail()).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -83,7 +77,9 @@ impl SqliteStore {
         let mut tx = self.begin().await?;
         let rescued: Vec<(i64, i64, String)> = sqlx::query_as(concat!(
             take_back!(),
-            "last_error = 'lease revoked: node ' || ?2 || ' lost it'
+            "last_error = ",
+            lease_revoked_error!("?2"),
+            "
                  WHERE state = 'running' AND lease_node = ?2
                  RETURNING id, attempt, state"
         ))

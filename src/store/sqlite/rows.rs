@@ -9,7 +9,9 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::clock::Millis;
-use crate::job::{Job, JobId, JobState, LeaseToken, NodeId, ParentFailurePolicy, WorkerId};
+use crate::job::{Job, JobId, LeaseToken, NodeId, WorkerId};
+use crate::store::columns::{self, job_named as job_named_error};
+pub(crate) use crate::store::columns::{policy_name, state};
 use crate::store::{StoreError, Undecodable};
 
 /// The columns of `jobs`, in the order [`job`] decodes them.
@@ -165,24 +167,8 @@ fn job_from_array(r: JobArray) -> Result<Job, StoreError> {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("jobs.output: {e}")))?,
         depends_on: Vec::new(),
-        on_parent_failure: policy(&r.19)?,
+        on_parent_failure: columns::policy(&r.19)?,
     })
-}
-
-fn policy(name: &str) -> Result<ParentFailurePolicy, StoreError> {
-    match name {
-        "hold" => Ok(ParentFailurePolicy::Hold),
-        "discard" => Ok(ParentFailurePolicy::Discard),
-        other => Err(StoreError::Corrupt(format!(
-            "jobs.on_parent_failure: unknown policy `{other}`"
-        ))),
-    }
-}
-
-/// Parses a stored state name.
-pub fn state(text: &str) -> Result<JobState, StoreError> {
-    text.parse()
-        .map_err(|e: String| StoreError::Corrupt(format!("jobs.state: {e}")))
 }
 
 /// Decodes a row selected with [`job_columns`]; `depends_on` is left empty.
@@ -210,24 +196,13 @@ pub fn job(row: &SqliteRow) -> Result<Job, StoreError> {
         last_error: col(row, "last_error")?,
         output: json_col(row, "output")?,
         depends_on: Vec::new(),
-        on_parent_failure: self::policy(&policy)?,
+        on_parent_failure: columns::policy(&policy)?,
     })
 }
 
 /// [`job`], with the job's id in the error.
 pub fn job_named(row: &SqliteRow) -> Result<Job, StoreError> {
-    job(row).map_err(|e| {
-        let id = row.try_get::<i64, _>("id").unwrap_or_default();
-        StoreError::Corrupt(format!("job {id}: {}", Undecodable::reason_of(&e)))
-    })
-}
-
-/// The stored name of a parent-failure policy.
-pub fn policy_name(p: ParentFailurePolicy) -> &'static str {
-    match p {
-        ParentFailurePolicy::Discard => "discard",
-        ParentFailurePolicy::Hold => "hold",
-    }
+    job(row).map_err(|e| job_named_error(row.try_get::<i64, _>("id").unwrap_or_default(), &e))
 }
 
 /// A new job as the bulk insert reads it.

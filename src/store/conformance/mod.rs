@@ -1,0 +1,149 @@
+//! A backend-agnostic conformance suite for [`Store`]: every backend runs the same
+//! cases (see [`crate::store_conformance_tests`]). Each case takes a fresh, empty store
+//! and panics with a message naming the broken rule.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{CancelOutcome, EnqueueOutcome, JobFilter, Redrive, Store};
+use crate::clock::Millis;
+use crate::event::{EventKind, LifecycleEvent};
+use crate::job::{
+    ClaimRequest, ClaimedJob, Completion, CompletionResult, JobId, JobState, NewJob, NodeId,
+    Outcome, ParentFailurePolicy, WorkerId,
+};
+
+/// The time every case starts at.
+pub const T0: Millis = Millis(1_700_000_000_000);
+
+mod admin;
+mod claim;
+mod complete;
+mod enqueue;
+mod hostile;
+mod tokens;
+
+pub use admin::*;
+pub use claim::*;
+pub use complete::*;
+pub use enqueue::*;
+pub use hostile::*;
+pub use tokens::*;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn job(kind: &str) -> NewJob {
+    NewJob::new(kind, json!({"k": kind}))
+}
+
+/// A claim by node `node` (worker `<node>/w0`) of up to `limit` jobs of the `default`
+/// queue, with 30 s leases. Shared with the backends' own suites.
+pub fn request(node: &str, limit: u32, now: Millis) -> ClaimRequest {
+    ClaimRequest {
+        queues: vec!["default".into()],
+        worker: WorkerId(format!("{node}/w0")),
+        node: NodeId(node.into()),
+        limit,
+        lease_for: LEASE,
+        now,
+    }
+}
+
+async fn claim(s: &dyn Store, limit: u32, now: Millis) -> Vec<ClaimedJob> {
+    s.claim(&request("n1", limit, now)).await.expect("claim")
+}
+
+/// The attempt of claim `c`, started and finished at `at`, ending with `outcome`.
+pub fn done(c: &ClaimedJob, outcome: Outcome, at: Millis) -> Completion {
+    Completion {
+        lease: c.lease.clone(),
+        outcome,
+        started_at: at,
+        finished_at: at,
+    }
+}
+
+/// The attempt of claim `c`, succeeded at `at` (output `{"ok": true}`).
+pub fn ok(c: &ClaimedJob, at: Millis) -> Completion {
+    done(
+        c,
+        Outcome::Succeeded {
+            output: Some(json!({"ok": true})),
+        },
+        at,
+    )
+}
+
+async fn ids(s: &dyn Store, jobs: Vec<NewJob>, now: Millis) -> Vec<JobId> {
+    s.enqueue(jobs, now)
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .map(|o| o.id())
+        .collect()
+}
+
+async fn state(s: &dyn Store, id: JobId) -> JobState {
+    s.get_job(id)
+        .await
+        .expect("get_job")
+        .unwrap_or_else(|| panic!("job {id} vanished"))
+        .state
+}
+
+async fn event_kinds(s: &dyn Store, id: JobId) -> Vec<EventKind> {
+    s.events_after(0, 100_000)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.event.job == Some(id))
+        .map(|e| e.event.kind)
+        .collect()
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each with a fresh store from
+/// `$make` (an async fn returning `SharedStore`). With a second argument (an async fn
+/// returning a fresh `SharedStore` and a [`conformance::Spoil`](crate::store::conformance::Spoil)
+/// for it), also the cases that need rows planted by raw SQL.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:path, $spoilable:path) => {
+        $crate::store_conformance_tests!($make);
+        #[tokio::test]
+        async fn undecodable_row_fails_only_its_job() {
+            let (store, spoil) = $spoilable().await;
+            $crate::store::conformance::undecodable_row_fails_only_its_job(&*store, &spoil).await;
+        }
+        #[tokio::test]
+        async fn undecodable_event_does_not_end_a_page() {
+            let (store, spoil) = $spoilable().await;
+            $crate::store::conformance::undecodable_event_does_not_end_a_page(&*store, &spoil)
+                .await;
+        }
+    };
+    ($make:path) => {
+        $crate::store_conformance_tests!(@cases $make;
+            claim_order, claim_sets_lease, delayed_jobs, success_and_exactly_once, first_report_of_a_lease_wins,
+            stale_lease_is_refused_after_rescue, retry_cycle, dead_letter_and_redrive, cancel, unique_keys,
+            dependencies_release_on_success, dependencies_by_batch_index, unknown_parent_stores_nothing,
+            dependencies_parent_failure, revoke_node_and_expiry, extend_leases, release_unstarted,
+            retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
+            nul_in_results_is_scrubbed, api_tokens, idempotent_answers);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_claimers() {
+            $crate::store::conformance::concurrent_claimers($make().await).await;
+        }
+    };
+    (@cases $make:path; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store = $make().await;
+                $crate::store::conformance::$case(&*store).await;
+            }
+        )*
+    };
+}
