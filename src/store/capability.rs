@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use super::queues::QueueControl;
 use super::retention;
 use super::{
     CancelOutcome, Counts, DeadLetter, EnqueueOutcome, JobFilter, Redrive, RescuedJob, StoreError,
@@ -162,9 +163,9 @@ pub trait Heartbeats: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
-/// Everything a node needs of a store: the four capabilities every backend has, and
+/// Everything a node needs of a store: the capabilities every backend has, and
 /// accessors for the optional ones.
-pub trait Store: JobQueue + JobAdmin + EventLog + Leadership {
+pub trait Store: JobQueue + JobAdmin + EventLog + Leadership + QueueControl {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;
 

@@ -12,7 +12,8 @@
 //! Postgres holds as `available`, and a bounded stream of the lifecycle events.
 //!
 //! Files: this one the store, its settings and the trait impls; `claim.rs` claims
-//! through Redis with the Postgres fallback; `outbox.rs` pushes after commits;
+//! through Redis with the Postgres fallback; `queues.rs` pauses and resumes queues
+//! (Postgres owns the pause, Redis mirrors it for the take script); `outbox.rs` pushes after commits;
 //! `reconciler.rs` rebuilds Redis and runs the background task; `relay.rs` copies events
 //! and job states into Redis.
 //!
@@ -60,6 +61,7 @@
 
 mod claim;
 mod outbox;
+mod queues;
 mod reconciler;
 mod relay;
 
