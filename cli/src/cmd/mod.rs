@@ -7,4 +7,5 @@ pub mod events;
 pub mod jobs;
 pub mod mesh;
 pub mod node;
+pub mod queue;
 pub mod submit;
