@@ -45,11 +45,15 @@ pub enum EventKind {
     NodeEvicted,
     /// A node left cleanly.
     NodeLeft,
+    /// A queue was paused: no node claims from it until it is resumed.
+    QueuePaused,
+    /// A paused queue was resumed.
+    QueueResumed,
 }
 
 impl EventKind {
     /// All kinds.
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 19] = [
         EventKind::JobEnqueued,
         EventKind::JobClaimed,
         EventKind::JobSucceeded,
@@ -67,6 +71,8 @@ impl EventKind {
         EventKind::NodeSuspected,
         EventKind::NodeEvicted,
         EventKind::NodeLeft,
+        EventKind::QueuePaused,
+        EventKind::QueueResumed,
     ];
 
     /// The dotted name used in storage and streams, e.g. `job.succeeded`.
@@ -89,6 +95,8 @@ impl EventKind {
             EventKind::NodeSuspected => "node.suspected",
             EventKind::NodeEvicted => "node.evicted",
             EventKind::NodeLeft => "node.left",
+            EventKind::QueuePaused => "queue.paused",
+            EventKind::QueueResumed => "queue.resumed",
         }
     }
 }

@@ -440,3 +440,17 @@ async fn a_lost_listener_connection_reports_lagged_and_recovers() {
 async fn a_node_starts_jobs_enqueued_by_other_processes_without_waiting_for_its_poll() {
     common::a_node_wakes_for_jobs_enqueued_elsewhere(Arc::new(store().await)).await;
 }
+
+#[tokio::test]
+async fn pause_survives_reopen() {
+    let s = store().await;
+    let schema = s.schema().to_owned();
+    jobmesh::store::conformance::pause_survives_reopen(Arc::new(s), || async move {
+        Arc::new(
+            PostgresStore::connect(&common::pg_url(), Some(&schema))
+                .await
+                .unwrap(),
+        ) as SharedStore
+    })
+    .await;
+}

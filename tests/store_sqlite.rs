@@ -227,3 +227,14 @@ async fn a_node_keeps_running_after_an_undecodable_row() {
     assert!(reason.contains("recursion limit"), "{reason}");
     node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn pause_survives_reopen() {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let path = dir.path().join("jobs.db");
+    let s: SharedStore = Arc::new(SqliteStore::open(&path).await.unwrap());
+    jobmesh::store::conformance::pause_survives_reopen(s, || async move {
+        Arc::new(SqliteStore::open(&path).await.unwrap()) as SharedStore
+    })
+    .await;
+}

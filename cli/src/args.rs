@@ -52,6 +52,9 @@ pub enum Verb {
     /// The dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqVerb),
+    /// Queues: list them with counts, pause and resume them.
+    #[command(subcommand)]
+    Queue(QueueVerb),
     /// Print lifecycle events (with --json: JSON lines); --follow keeps watching.
     Events(EventsArgs),
     /// Benchmark: enqueue and drain no-op jobs on the configured store.
@@ -320,6 +323,24 @@ pub enum DlqVerb {
         #[arg(long, short, conflicts_with = "ids")]
         queue: Option<String>,
     },
+}
+
+/// `jobmesh queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueVerb {
+    /// Pause a queue: no node claims from it until it is resumed; enqueues still
+    /// succeed and jobs already running finish. Kept in the store, so it survives restarts.
+    Pause {
+        /// The queue.
+        name: String,
+    },
+    /// Resume a paused queue; waiting nodes claim from it at once.
+    Resume {
+        /// The queue.
+        name: String,
+    },
+    /// Queues with their job counts by state and whether each is paused.
+    List,
 }
 
 /// `jobmesh events`

@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Submit(a) => cmd::submit::run(config, a, json).await,
         Verb::Jobs(v) => cmd::jobs::run(config, v, json).await,
         Verb::Dlq(v) => cmd::dlq::run(config, v, json).await,
+        Verb::Queue(v) => cmd::queue::run(config, v, json).await,
         Verb::Events(a) => cmd::events::run(config, a, json).await,
         // bench always prints one JSON line, the format of the peer scripts.
         Verb::Bench(a) => cmd::bench::run(config, a).await,

@@ -23,6 +23,8 @@ mod open;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
+/// Pausing and resuming queues.
+pub mod queues;
 /// Redis on redis_postgres: the ready index (push, take, remove, rebuild), wake lists,
 /// heartbeats, job-state hashes and the live event stream; no leases, and nothing that
 /// cannot be rebuilt from the SQL system of record.
@@ -40,6 +42,7 @@ pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
+pub use queues::{PausedQueue, QueueControl};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{
     ClaimOrder, RescuePlan, Undecodable, grant, storable_completions, storable_events,

@@ -1,4 +1,4 @@
-//! `jobmesh jobs`: list, show, cancel, stats.
+//! `jobmesh jobs`: list, show, cancel, stats (with each queue's pause).
 
 use anyhow::bail;
 use jobmesh::clock::{Clock, SystemClock};
@@ -7,6 +7,7 @@ use jobmesh::job::{JobId, JobState};
 use jobmesh::store::{CancelOutcome, JobFilter};
 
 use crate::args::JobsVerb;
+use crate::cmd::queue;
 use crate::output::{self, outln};
 use crate::setup;
 
@@ -60,16 +61,19 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
             }
         }
         JobsVerb::Stats => {
-            let counts = store.counts().await?;
+            let (counts, paused) = queue::counts_and_paused(&*store).await?;
             if json {
+                // Counts only, as before (scripts read this shape); the pause is in
+                // `jobmesh queue list --json`.
                 return output::json(&counts);
             }
-            let mut headers = vec!["QUEUE"];
+            let mut headers = vec!["QUEUE", "PAUSED"];
             headers.extend(JobState::ALL.iter().map(|s| s.as_str()));
             let rows: Vec<Vec<String>> = counts
                 .iter()
                 .map(|(queue, by_state)| {
-                    let mut row = vec![queue.clone()];
+                    let paused = queue::yes_no(paused.contains(queue));
+                    let mut row = vec![queue.clone(), paused.to_owned()];
                     row.extend(
                         JobState::ALL
                             .iter()

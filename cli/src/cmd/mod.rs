@@ -8,5 +8,6 @@ pub mod events;
 pub mod jobs;
 pub mod mesh;
 pub mod node;
+pub mod queue;
 pub mod submit;
 pub mod token;

@@ -251,7 +251,8 @@ async fn wait_idle(
 /// Whether a job on `queues` can run now: one is available; one runs under this
 /// node's lease, or under an expired lease that a rescue will hand back; a delayed
 /// job is due; a retry is due within [`RETRY_HORIZON`]. Jobs delayed further, waiting
-/// on parents, running on other live nodes, or on other queues do not count.
+/// on parents, running on other live nodes, on other queues, or waiting on a paused
+/// queue (no node claims them until it is resumed) do not count.
 async fn busy(
     store: &dyn Store,
     queues: &[String],
@@ -259,6 +260,13 @@ async fn busy(
     now: Millis,
 ) -> anyhow::Result<bool> {
     let counts = store.counts().await?;
+    let paused: Vec<String> = store
+        .paused_queues()
+        .await?
+        .into_iter()
+        .map(|p| p.queue)
+        .collect();
+    let open = |q: &String| !paused.contains(q);
     let count = |q: &String, s: JobState| {
         counts
             .get(q)
@@ -266,7 +274,10 @@ async fn busy(
             .copied()
             .unwrap_or(0)
     };
-    if queues.iter().any(|q| count(q, JobState::Available) > 0) {
+    if queues
+        .iter()
+        .any(|q| open(q) && count(q, JobState::Available) > 0)
+    {
         return Ok(true);
     }
     let mine =
@@ -278,6 +289,9 @@ async fn busy(
     for q in queues {
         if count(q, JobState::Running) > 0 && any_job(store, q, JobState::Running, &mine).await? {
             return Ok(true);
+        }
+        if !open(q) {
+            continue;
         }
         if due_soon
             && count(q, JobState::Scheduled) > 0

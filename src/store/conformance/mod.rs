@@ -24,6 +24,7 @@ mod claim;
 mod complete;
 mod enqueue;
 mod hostile;
+mod queues;
 mod tokens;
 
 pub use admin::*;
@@ -31,6 +32,7 @@ pub use claim::*;
 pub use complete::*;
 pub use enqueue::*;
 pub use hostile::*;
+pub use queues::*;
 pub use tokens::*;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -131,7 +133,8 @@ macro_rules! store_conformance_tests {
             dependencies_release_on_success, dependencies_by_batch_index, unknown_parent_stores_nothing,
             dependencies_parent_failure, revoke_node_and_expiry, extend_leases, release_unstarted,
             retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
-            nul_in_results_is_scrubbed, api_tokens, idempotent_answers);
+            nul_in_results_is_scrubbed, api_tokens, idempotent_answers, paused_queue_is_not_claimed,
+            pause_is_per_queue);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

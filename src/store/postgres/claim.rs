@@ -33,20 +33,26 @@ macro_rules! claim_sql {
     };
 }
 
-/// One queue: an index scan in dispatch order that stops after `$5` rows. (With
+/// One queue: an index scan in dispatch order that stops after `$5` rows, or none at all
+/// when the queue is paused (the `NOT EXISTS` is evaluated once, before the scan). (With
 /// `queue = ANY (array)` Postgres 15 sorts every available job of the queues instead.)
 const CLAIM_ONE_QUEUE: &str = claim_sql!(
     "SELECT id AS pick FROM jobs
      WHERE state = 'available' AND queue = $4
+       AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = $4)
      ORDER BY priority DESC, run_at, id
      LIMIT $5
      FOR UPDATE SKIP LOCKED"
 );
 
-/// Several queues: the first `$5` of each (locking them; the surplus is released when
-/// the statement commits), then the first `$5` of those in dispatch order.
+/// Several queues: the first `$5` of each queue that is not paused (locking them; the
+/// surplus is released when the statement commits), then the first `$5` of those in
+/// dispatch order.
 const CLAIM_QUEUES: &str = claim_sql!(
-    "SELECT j.pick FROM unnest($4::text[]) AS q(name)
+    "SELECT j.pick FROM (
+         SELECT name FROM unnest($4::text[]) AS u(name)
+         WHERE NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = u.name)
+     ) AS q
      CROSS JOIN LATERAL (
          SELECT id AS pick, priority, run_at FROM jobs
          WHERE state = 'available' AND queue = q.name
@@ -58,7 +64,8 @@ const CLAIM_QUEUES: &str = claim_sql!(
      LIMIT $5"
 );
 
-/// Leases the given jobs that are still `available`, with their `job.claimed` events.
+/// Leases the given jobs that are still `available` in a queue that is not paused, with
+/// their `job.claimed` events.
 /// `$1` worker, `$2` node, `$3` lease expiry, `$4` ids, `$5` now.
 ///
 /// The ids are joined from `unnest` rather than tested with `id = ANY ($4)`: with the
@@ -71,6 +78,7 @@ const CLAIM_IDS: &str = concat!(
              lease_owner = $1, lease_node = $2, lease_expires_at = $3
          FROM unnest($4::bigint[]) AS t(pick)
          WHERE jobs.id = t.pick AND jobs.state = 'available'
+           AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = jobs.queue)
          RETURNING has_children, ",
     job_columns!(),
     "

@@ -36,7 +36,8 @@
 //!   given ids), lease extension and release; `complete.rs` completions;
 //!   `schedule.rs` promotion of due jobs; `rescue.rs` expired and revoked leases;
 //! - `admin.rs` (`JobAdmin`) reads, cancel, dead letters; `retention.rs` the purge;
-//!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`);
+//!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`); `queues.rs`
+//!   (`QueueControl`) paused queues, which every claim statement skips;
 //!   `listen.rs` LISTEN/NOTIFY wake-ups;
 //! - `ready.rs` the reads a dispatch index outside Postgres is built from (the production
 //!   store, [`crate::store::redis_postgres`], which runs no SQL of its own but composes
@@ -61,6 +62,7 @@ mod enqueue;
 mod events;
 mod leader;
 mod listen;
+mod queues;
 mod ready;
 mod rescue;
 mod retention;

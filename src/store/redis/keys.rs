@@ -6,6 +6,7 @@
 //! P:origin               string  identity of the SQL store this prefix belongs to (redis_postgres store)
 //! P:seq                  string  counter giving ready jobs their FIFO order
 //! P:queues               set     queue names ever pushed to
+//! P:paused               set     paused queues (a mirror of the SQL store's; `take` skips them)
 //! P:q:<queue>:ready      zset    due jobs; score (32767 - priority) * 2^37 + seq, lowest first
 //! P:q:<queue>:delayed    zset    jobs waiting for run_at; score run_at (ms)
 //! P:q:<queue>:wake       list    wake-up tokens for dispatchers waiting on the queue (bounded)
@@ -60,6 +61,11 @@ impl Keys {
     /// The set of known queue names.
     pub fn queues(&self) -> String {
         format!("{}:queues", self.prefix)
+    }
+
+    /// The set of paused queues, which takes skip.
+    pub fn paused(&self) -> String {
+        format!("{}:paused", self.prefix)
     }
 
     /// A queue's ready (due) jobs.

@@ -24,6 +24,7 @@
 mod heartbeat;
 mod index;
 pub mod keys;
+mod pause;
 mod rebuild;
 mod scripts;
 mod state;

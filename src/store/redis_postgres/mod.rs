@@ -12,10 +12,11 @@
 //! Postgres holds as `available`, and a bounded stream of the lifecycle events.
 //!
 //! Files: this one the store, its settings and the trait impls; `claim.rs` claims
-//! through Redis with the Postgres fallback; `outbox.rs` pushes ready jobs after
-//! commits (a failed push marks the index dirty); `reconciler.rs` checks that the Redis
-//! prefix belongs to this store, rebuilds Redis and runs the background task; `relay.rs`
-//! copies events and job states into Redis.
+//! through Redis with the Postgres fallback; `queues.rs` pauses and resumes queues
+//! (Postgres owns the pause, Redis mirrors it for the take script); `outbox.rs` pushes
+//! ready jobs after commits (a failed push marks the index dirty); `reconciler.rs`
+//! checks that the Redis prefix belongs to this store, rebuilds Redis and runs the
+//! background task; `relay.rs` copies events and job states into Redis.
 //!
 //! Design choices, and why:
 //!
@@ -61,6 +62,7 @@
 
 mod claim;
 mod outbox;
+mod queues;
 mod reconciler;
 mod relay;
 mod tokens;

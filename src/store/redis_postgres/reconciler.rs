@@ -2,7 +2,7 @@
 //! `available`, and the pump that runs it (with the event relay) in the background.
 //!
 //! A reconcile first makes sure the Redis prefix belongs to this Postgres store (see
-//! `store_identity`), then pages through the available jobs (by id) and pushes them with
+//! `store_identity`), copies the paused queues from Postgres (see `queues.rs`), then pages through the available jobs (by id) and pushes them with
 //! [`crate::store::redis::RedisDispatch::rebuild`], which queues what Redis lacks and
 //! leaves alone what it has, then sets the generation marker if it is missing. It runs:
 //! at connect; whenever the generation marker is missing or differs from the one this
@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::clock::{Clock, SystemClock};
 use crate::job::JobId;
-use crate::store::StoreError;
+use crate::store::{QueueControl, StoreError};
 
 use super::Shared;
 use super::outbox::ready_jobs;
@@ -43,6 +43,18 @@ impl Shared {
             .inspect_err(|e| self.redis_failed(e))?;
         // Failures reported from here on need another round; earlier ones are covered.
         let dirty_at_start = self.dirty.load(Ordering::SeqCst);
+        // The paused set first, so that jobs pushed below are not taken from a paused queue.
+        let paused: Vec<String> = self
+            .pg
+            .paused_queues()
+            .await?
+            .into_iter()
+            .map(|p| p.queue)
+            .collect();
+        self.redis
+            .set_paused(&paused)
+            .await
+            .inspect_err(|e| self.redis_failed(e))?;
         let mut report = ReconcileReport::default();
         let mut after = JobId(0);
         let page = self.config.reconcile_page.max(1);

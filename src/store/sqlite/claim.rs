@@ -28,6 +28,7 @@ impl SqliteStore {
             "SELECT json_group_array(id) FROM (
                  SELECT id FROM jobs WHERE state = 'available'
                    AND queue IN (SELECT value FROM json_each(?1))
+                   AND queue NOT IN (SELECT queue FROM paused_queues)
                  ORDER BY priority DESC, run_at, id LIMIT ?2)",
         )
         .bind(to_json(&req.queues))

@@ -49,6 +49,7 @@ mod discard;
 mod enqueue;
 mod events;
 mod leader;
+mod queues;
 mod rescue;
 mod retention;
 mod rows;

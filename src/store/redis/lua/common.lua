@@ -12,6 +12,7 @@ local DONE_TTL = tonumber(ARGV[3])
 
 local K_SEQ = P .. ':seq'
 local K_QUEUES = P .. ':queues'
+local K_PAUSED = P .. ':paused'
 
 -- A wake list never holds more tokens than this; a burst wakes at most this many waiters.
 local WAKE_CAP = 1024

@@ -3,7 +3,8 @@
 -- up to `limit` ready jobs across the queues, lowest score (highest priority, then
 -- oldest push) first, and forgets them (their records are deleted, no lease is kept
 -- here), so a later push of the same job queues it again.
--- Due delayed jobs are promoted first.
+-- Due delayed jobs are promoted first. Paused queues (the set K_PAUSED) are skipped:
+-- their jobs stay ready here until the queue is resumed.
 -- Returns { has_generation (1/0), id1, id2, ... }.
 local limit = tonumber(ARGV[4])
 local PROMOTE_BATCH = 1000
@@ -18,14 +19,18 @@ for i = 6, #ARGV do
   end
 end
 
+local open = {}
+for i = 6, #ARGV do
+  if redis.call('SISMEMBER', K_PAUSED, ARGV[i]) == 0 then open[#open + 1] = ARGV[i] end
+end
+
 local picked = {}
-if #ARGV == 6 then
-  local r = redis.call('ZPOPMIN', k_ready(ARGV[6]), limit)
+if #open == 1 then
+  local r = redis.call('ZPOPMIN', k_ready(open[1]), limit)
   for j = 1, #r, 2 do picked[#picked + 1] = r[j] end
-elseif limit > 0 then
+elseif #open > 1 and limit > 0 then
   local cand = {}
-  for i = 6, #ARGV do
-    local q = ARGV[i]
+  for _, q in ipairs(open) do
     local r = redis.call('ZRANGE', k_ready(q), 0, limit - 1, 'WITHSCORES')
     for j = 1, #r, 2 do cand[#cand + 1] = { r[j], q, tonumber(r[j + 1]) } end
   end

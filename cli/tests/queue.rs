@@ -1,0 +1,104 @@
+//! `jobmesh queue` as a user drives it on the embedded store: a paused queue keeps its
+//! jobs while a node runs the others, the pause shows in `queue list` and `jobs stats`,
+//! and a resume lets the next node run them.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[node]\nname = \"queue-test\"\ndata_dir = \"{}\"\n[workers]\nqueues = [\"default\", \"mail\"]\npoll_interval = \"50ms\"\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("jobmesh.toml"), config).unwrap();
+        Sandbox { dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_jobmesh"))
+            .arg("--config")
+            .arg(self.dir.path().join("jobmesh.toml"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "jobmesh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn stats(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        serde_json::from_str(&self.ok(&["--json", "jobs", "stats"])).unwrap()
+    }
+}
+
+#[test]
+fn a_paused_queue_keeps_its_jobs_until_resumed() {
+    let sb = Sandbox::new();
+    let out = sb.ok(&["queue", "pause", "mail"]);
+    assert!(out.contains("queue mail paused"), "{out}");
+    let out = sb.ok(&["queue", "pause", "mail"]);
+    assert!(out.contains("already paused"), "{out}");
+    // Enqueueing to a paused queue succeeds.
+    sb.ok(&["submit", "noop", "--queue", "mail", "--count", "3"]);
+    sb.ok(&["submit", "noop", "--count", "2"]);
+
+    let list: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["--json", "queue", "list"])).unwrap();
+    let mail = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "mail")
+        .expect("mail is listed");
+    assert_eq!(mail["paused"], true, "{list}");
+    assert_eq!(mail["counts"]["available"], 3, "{list}");
+    let table = sb.ok(&["jobs", "stats"]);
+    let mail_row = table.lines().find(|l| l.starts_with("mail")).expect(&table);
+    assert!(
+        table.contains("PAUSED") && mail_row.contains("yes"),
+        "{table}"
+    );
+
+    // A node runs the running queue and stops: the paused queue's jobs are not runnable.
+    sb.ok(&["node", "--exit-when-idle"]);
+    let stats = sb.stats();
+    assert_eq!(stats["default"].get("succeeded"), Some(&2), "{stats:?}");
+    assert_eq!(stats["mail"].get("available"), Some(&3), "{stats:?}");
+
+    let out = sb.ok(&["queue", "resume", "mail"]);
+    assert!(out.contains("queue mail resumed"), "{out}");
+    let out = sb.ok(&["queue", "resume", "mail"]);
+    assert!(out.contains("was not paused"), "{out}");
+    sb.ok(&["node", "--exit-when-idle"]);
+    let stats = sb.stats();
+    assert_eq!(stats["mail"].get("succeeded"), Some(&3), "{stats:?}");
+
+    let events = sb.ok(&["events", "--after", "0"]);
+    assert!(
+        events.contains("queue.paused") && events.contains("queue.resumed"),
+        "{events}"
+    );
+}
+
+#[test]
+fn a_queue_name_that_no_job_could_carry_is_refused() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["queue", "pause", ""]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("queue name is empty"), "{err}");
+}
