@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod coalesce;
 pub mod idempotency;
 pub mod model;
 pub mod problem;

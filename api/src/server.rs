@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::RateLimits;
+use crate::coalesce::Coalescer;
 use crate::state::AppState;
 
 /// How long an idempotent answer is kept.
@@ -80,6 +81,7 @@ impl ApiServer {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         let stopping = CancellationToken::new();
+        let max_group = config.max_batch as usize;
         let state = Arc::new(AppState {
             store: store.clone(),
             registry,
@@ -88,6 +90,7 @@ impl ApiServer {
             openapi: OnceLock::new(),
             stopping: stopping.clone(),
             events_hint: events_hint.unwrap_or_default(),
+            coalescer: Coalescer::start(store.clone(), max_group),
         });
         let (router, _) = crate::routes::router(state.clone());
         let app = router.into_make_service_with_connect_info::<SocketAddr>();

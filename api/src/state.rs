@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::RateLimits;
+use crate::coalesce::Coalescer;
 
 /// The server's shared state.
 pub struct AppState {
@@ -27,6 +28,8 @@ pub struct AppState {
     /// Woken when new events may be in the store (a node's own events), so event
     /// streams read at once instead of at their next poll.
     pub events_hint: Arc<Notify>,
+    /// Single-job enqueues, stored in groups (see [`crate::coalesce`]).
+    pub coalescer: Coalescer,
 }
 
 impl std::fmt::Debug for AppState {

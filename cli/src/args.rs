@@ -369,4 +369,15 @@ pub struct BenchArgs {
     /// Use a fresh SQLite file in a temporary directory instead of the configured store.
     #[arg(long)]
     pub scratch: bool,
+    /// Also enqueue through the HTTP API (served in this process on a loopback port):
+    /// `--jobs` more in batches through `POST /api/v1/jobs/batch`, then
+    /// `--api-singles` one per `POST /api/v1/jobs`; all are drained with the rest.
+    #[arg(long)]
+    pub via_api: bool,
+    /// With `--via-api`: jobs sent one per request.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub api_singles: u32,
+    /// With `--via-api`: keep-alive connections sending the single requests at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub api_connections: u32,
 }

@@ -109,10 +109,7 @@ pub async fn enqueue(
         caller.require(Scope::Enqueue)?;
         let job = body.value.into_job();
         check_job(&state, &caller, &job, "")?;
-        let outcome = state.store.enqueue(vec![job], SystemClock.now()).await?;
-        let outcome = *outcome
-            .first()
-            .ok_or_else(|| Problem::new(ProblemKind::Internal, "the store answered nothing"))?;
+        let outcome = state.coalescer.enqueue(job).await?;
         let status = match outcome {
             EnqueueOutcome::Inserted(_) => StatusCode::CREATED,
             EnqueueOutcome::Duplicate(_) => StatusCode::OK,

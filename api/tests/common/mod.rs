@@ -263,6 +263,15 @@ macro_rules! api_suite {
             filters_treat_metacharacters_as_data, idempotent_retries, batches_and_workflows,
             cancel_and_redrive, openapi_lists_every_route, tokens_stay_out_of_the_log,
             startup_rules_and_anonymous_loopback_read);
+        $crate::api_suite!(@grouped $make; concurrent_single_enqueues_answer_each_request);
+    };
+    (@grouped $make:path; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                common::grouped::$case($make().await).await;
+            }
+        )*
     };
     (@cases $make:path; $($case:ident),*) => {
         $(
@@ -274,6 +283,7 @@ macro_rules! api_suite {
     };
 }
 
+pub mod grouped;
 pub mod suite;
 
 /// A job of `kind` as the API takes it.

@@ -18,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::args::BenchArgs;
+use crate::cmd::bench_api;
 use crate::setup;
 
 const ENQUEUE_BATCH: usize = 1000;
@@ -47,6 +48,23 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         pending -= n;
     }
     let enqueue_s = t0.elapsed().as_secs_f64();
+
+    let mut drain_n = args.jobs as u64;
+    let via_api = if args.via_api {
+        let plan = bench_api::Plan {
+            queue: &queue,
+            batch_jobs: args.jobs,
+            batch_size: ENQUEUE_BATCH,
+            single_jobs: args.api_singles,
+            connections: args.api_connections,
+        };
+        let rates =
+            bench_api::measure(&store, Arc::new(config.registry()?), &config.api, &plan).await?;
+        drain_n += u64::from(args.jobs) + u64::from(args.api_singles);
+        Some(rates)
+    } else {
+        None
+    };
 
     let (lat_tx, mut lat_rx) = mpsc::channel::<f64>(args.latency_samples.max(1) as usize);
     let mut registry = config.registry()?;
@@ -78,7 +96,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     .await?;
 
     let t1 = Instant::now();
-    wait_drained(&node, &store, &queue, args.jobs as u64).await?;
+    wait_drained(&node, &store, &queue, drain_n).await?;
     let drain_s = t1.elapsed().as_secs_f64();
 
     let mut lat = Vec::with_capacity(args.latency_samples as usize);
@@ -97,19 +115,26 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     }
     node.shutdown(Duration::from_secs(5)).await?;
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat.get(((p * lat.len() as f64) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    let line = json!({
+    let pct = |p: f64| bench_api::percentile(&lat, p);
+    let enqueue_per_s = args.jobs as f64 / enqueue_s;
+    let mut line = json!({
         "system": format!("jobmesh+{}", store.backend()),
         "N": args.jobs,
         "CONC": args.concurrency,
-        "enqueue_per_s": (args.jobs as f64 / enqueue_s).round(),
-        "drain_per_s": (args.jobs as f64 / drain_s).round(),
+        "enqueue_per_s": enqueue_per_s.round(),
+        "drain_per_s": (drain_n as f64 / drain_s).round(),
         "pickup_ms": { "p50": round3(pct(0.50)), "p99": round3(pct(0.99)), "n": lat.len() },
     });
+    if let Some(api) = via_api {
+        line["api"] = json!({
+            "batch_enqueue_per_s": api.batch_per_s.round(),
+            "batch_vs_store": round3(api.batch_per_s / enqueue_per_s),
+            "single_posts_per_s": api.single_per_s.round(),
+            "single_ms": { "p50": round3(api.single_ms.0), "p99": round3(api.single_ms.1) },
+            "connections": args.api_connections,
+            "singles": args.api_singles,
+        });
+    }
     crate::output::outln!("{line}")?;
     Ok(())
 }
