@@ -32,7 +32,7 @@ fn registry_with(allow: &[&str], max_output_bytes: usize, hosts: &[&str]) -> Reg
     builtin::registry(
         &ExecSection {
             allow: strings(allow),
-            env_allow: strings(&["JOBMESH_GREETING"]),
+            env_allow: strings(&["APP_GREETING"]),
             max_output_bytes,
             ..ExecSection::default()
         },
@@ -80,6 +80,7 @@ fn job(kind: &str, payload: Value, attempt: u32) -> JobContext {
             on_parent_failure: ParentFailurePolicy::Discard,
         },
         timeout: Duration::from_secs(30),
+        cancel: tokio_util::sync::CancellationToken::new(),
     }
 }
 
@@ -240,7 +241,7 @@ fn well_formed_payloads_pass() {
         ("panic", json!({"times": 1})),
         (
             "exec",
-            json!({"command": "echo", "args": ["a"], "env": {"JOBMESH_GREETING": "b"}, "stdin": "", "cwd": "/"}),
+            json!({"command": "echo", "args": ["a"], "env": {"APP_GREETING": "b"}, "stdin": "", "cwd": "/"}),
         ),
         ("exec", json!({"command": "/bin/cat"})),
         (
@@ -392,7 +393,7 @@ async fn exec_sets_env_and_cwd_and_withholds_the_workers_environment() {
         run(
             &r,
             "exec",
-            json!({"command": "printenv", "args": ["JOBMESH_GREETING"], "env": {"JOBMESH_GREETING": "hi there"}}),
+            json!({"command": "printenv", "args": ["APP_GREETING"], "env": {"APP_GREETING": "hi there"}}),
         )
         .await
         .unwrap(),
@@ -1163,9 +1164,25 @@ fn env_registry(allow: &[&str], env_allow: &[&str], env_secret: &[&str]) -> Regi
 fn env_lines(out: HandlerOutput) -> Vec<String> {
     let (_, stdout, _, _) = exec_output(out);
     let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    // Every program gets its attempt's fence (job 1, attempt 1 here); the rest is what
+    // each test checks.
+    for fence in FENCE_ENV {
+        assert!(
+            lines.iter().any(|l| l == fence),
+            "{fence} missing: {lines:?}"
+        );
+    }
+    lines.retain(|l| !FENCE_ENV.contains(&l.as_str()));
     lines.sort();
     lines
 }
+
+const FENCE_ENV: [&str; 4] = [
+    "JOBMESH_ATTEMPT=1",
+    "JOBMESH_IDEMPOTENCY_KEY=job-1",
+    "JOBMESH_JOB_ID=1",
+    "JOBMESH_LEASE_TOKEN=1",
+];
 
 #[tokio::test]
 async fn exec_gives_programs_only_the_fixed_environment_and_the_allowlist() {
@@ -1240,16 +1257,12 @@ async fn exec_refuses_exported_shell_functions_and_loader_variables() {
 
 #[tokio::test]
 async fn exec_masks_secret_environment_values_in_errors_and_output() {
-    let r = env_registry(
-        &["printenv", "/bin/sh"],
-        &["JOBMESH_TOKEN"],
-        &["JOBMESH_TOKEN"],
-    );
-    let env = json!({"JOBMESH_TOKEN": "secretpw-1234"});
+    let r = env_registry(&["printenv", "/bin/sh"], &["APP_TOKEN"], &["APP_TOKEN"]);
+    let env = json!({"APP_TOKEN": "secretpw-1234"});
     let out = run(
         &r,
         "exec",
-        json!({"command": "printenv", "args": ["JOBMESH_TOKEN"], "env": env}),
+        json!({"command": "printenv", "args": ["APP_TOKEN"], "env": env}),
     )
     .await
     .unwrap();
@@ -1257,9 +1270,118 @@ async fn exec_masks_secret_environment_values_in_errors_and_output() {
     let e = run(
         &r,
         "exec",
-        json!({"command": "/bin/sh", "args": ["-c", "echo \"bad token $JOBMESH_TOKEN\" >&2; exit 1"], "env": env}),
+        json!({"command": "/bin/sh", "args": ["-c", "echo \"bad token $APP_TOKEN\" >&2; exit 1"], "env": env}),
     )
     .await
     .unwrap_err();
     assert!(e.to_string().ends_with("bad token ***"), "{e}");
+}
+
+// ---------------------------------------------------------------- fencing and cancellation
+
+#[tokio::test]
+async fn exec_gets_the_attempts_fence_in_its_environment() {
+    let r = exec_registry(&["printenv"]);
+    let (_, stdout, _, _) = exec_output(
+        run_at(
+            &r,
+            "exec",
+            json!({"command": "printenv", "args": ["JOBMESH_IDEMPOTENCY_KEY", "JOBMESH_JOB_ID",
+                "JOBMESH_ATTEMPT", "JOBMESH_LEASE_TOKEN"]}),
+            3,
+        )
+        .await
+        .unwrap(),
+    );
+    // `job()` gives the job id 1 and the attempt's number as its lease token.
+    assert_eq!(stdout, "job-1\n1\n3\n3\n");
+}
+
+#[tokio::test]
+async fn payloads_may_not_set_the_fence() {
+    let r = registry_with(&["printenv"], 1024, &[]);
+    let e = refusal(
+        &r,
+        "exec",
+        json!({"command": "printenv", "env": {"JOBMESH_LEASE_TOKEN": "999"}}),
+    );
+    assert!(
+        e.contains("payload.env.JOBMESH_LEASE_TOKEN") && e.contains("set by the node"),
+        "{e}"
+    );
+    let e = refusal(
+        &r,
+        "http",
+        json!({"url": "http://127.0.0.1:9/x", "headers": {"Jobmesh-Lease-Token": "999"}}),
+    );
+    assert!(
+        e.contains("payload.headers.Jobmesh-Lease-Token") && e.contains("set by the node"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn http_sends_the_idempotency_key_and_lease_token() {
+    let (base, mut seen) = server().await;
+    let r = exec_registry(&[]);
+    run_at(&r, "http", json!({"url": format!("{base}/hook")}), 2)
+        .await
+        .unwrap();
+    let req = seen.recv().await.unwrap();
+    let h = |n: &str| req.headers.get(n).map(String::as_str);
+    assert_eq!(h("idempotency-key"), Some("job-1"));
+    assert_eq!(h("jobmesh-job-id"), Some("1"));
+    assert_eq!(h("jobmesh-attempt"), Some("2"));
+    assert_eq!(h("jobmesh-lease-token"), Some("2"));
+
+    // A payload's own idempotency key is kept: it is as stable as the job.
+    run(
+        &r,
+        "http",
+        json!({"url": format!("{base}/hook"), "headers": {"Idempotency-Key": "order-17"}}),
+    )
+    .await
+    .unwrap();
+    let req = seen.recv().await.unwrap();
+    assert_eq!(
+        req.headers.get("idempotency-key").map(String::as_str),
+        Some("order-17")
+    );
+    assert_eq!(
+        req.headers.get("jobmesh-lease-token").map(String::as_str),
+        Some("1")
+    );
+}
+
+#[tokio::test]
+async fn exec_is_asked_to_stop_when_its_attempt_is_cancelled() {
+    let r = exec_registry(&["sh"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("terminated");
+    let ready = dir.path().join("ready");
+    // The program records SIGTERM and exits 0; without it, it would sleep 30 s. It says
+    // it is ready once its trap is set.
+    let script = format!(
+        "trap 'kill $!; echo term > {m}; exit 0' TERM; : > {r}; sleep 30 >/dev/null 2>&1 & wait",
+        m = mark.display(),
+        r = ready.display()
+    );
+    let payload = json!({"command": "sh", "args": ["-c", script]});
+    r.validate(&NewJob::new("exec", payload.clone())).unwrap();
+    let ctx = job("exec", payload, 1);
+    let cancel = ctx.cancel.clone();
+    let handler = r.get("exec").unwrap().handler.clone();
+    let run = tokio::spawn(async move { handler.run(ctx).await });
+    let start = Instant::now();
+    while !ready.exists() {
+        assert!(start.elapsed() < DEADLINE, "the shell never set its trap");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cancel.cancel();
+    let out = tokio::time::timeout(DEADLINE, run)
+        .await
+        .expect("the program stopped on SIGTERM, well before its 30 s sleep")
+        .unwrap();
+    assert!(out.is_ok(), "the trap exits 0: {out:?}");
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "term\n");
 }

@@ -79,16 +79,23 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob) {
             let run = reg.handler.run(JobContext {
                 job: job.clone(),
                 timeout,
+                cancel: cancel.clone(),
             });
+            tokio::pin!(run);
             tokio::select! {
-                r = run => r,
+                r = &mut run => r,
                 _ = tokio::time::sleep(timeout) => Err(HandlerError::Retryable(format!(
                     "timed out after {}", humantime_ms(timeout)
                 ))),
                 _ = cancel.cancelled() => {
-                    // The lease is gone (cancelled, revoked, rescued): the store refuses
-                    // any completion, so just free the slot.
-                    tracing::info!(job = %job.id, "attempt interrupted: lease lost or job cancelled");
+                    // The lease is gone (cancelled, revoked, rescued) or the node is
+                    // stopping: the handler saw the same token and may stop cleanly
+                    // within the grace; then it is dropped. The store refuses any
+                    // completion of a lost lease, so whatever it returns is discarded.
+                    let grace = ctx.workers.cancel_grace;
+                    let stopped = tokio::time::timeout(grace, &mut run).await.is_ok();
+                    tracing::info!(job = %job.id, stopped_within_grace = stopped,
+                        "attempt interrupted: lease lost, job cancelled or node stopping");
                     ctx.inflight.take(w.slot);
                     w.reports.send_message(WorkerReport::Idle(w.slot)).ok();
                     return;

@@ -151,6 +151,52 @@ async fn cancelling_a_running_job_interrupts_its_handler() {
     node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+/// A handler that watches its cancellation token stops on its own, and what it returns
+/// then does not count: the job stays cancelled, not succeeded.
+#[tokio::test]
+async fn a_cancelled_handler_is_told_and_its_answer_is_discarded() {
+    let (store, _dir) = store().await;
+    let (started_tx, mut started) = mpsc::channel::<JobId>(1);
+    let (told_tx, mut told) = mpsc::channel::<JobId>(1);
+    let mut registry = builtins();
+    registry.register_fn("cooperative", PayloadRules::default(), move |ctx| {
+        let (started, told) = (started_tx.clone(), told_tx.clone());
+        async move {
+            started.send(ctx.job.id).await.unwrap();
+            ctx.cancel.cancelled().await;
+            told.send(ctx.job.id).await.unwrap();
+            Ok(Some(json!({"stopped": "cleanly"})))
+        }
+    });
+    let mut w = workers(1);
+    // Long enough that only the handler's own return can free the slot in time.
+    w.cancel_grace = Duration::from_secs(3600);
+    let node = node("cooperative", &store, w, registry).await;
+    let id = node
+        .submit(jobs("cooperative", json!({}), 1))
+        .await
+        .unwrap()[0]
+        .id();
+    assert_eq!(started.recv().await, Some(id));
+    assert_eq!(node.cancel(id).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(
+        told.recv().await,
+        Some(id),
+        "the handler saw the cancellation"
+    );
+    // The slot is free again without waiting out the grace.
+    let mut events = node.subscribe();
+    let next = node.submit(jobs("noop", json!({}), 1)).await.unwrap()[0].id();
+    assert_eq!(
+        next_event(&mut events, EventKind::JobSucceeded).await.job,
+        Some(next)
+    );
+    let j = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Cancelled);
+    assert_eq!(j.output, None, "the handler's late answer is not recorded");
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
 struct DropSignal(mpsc::Sender<()>);
 impl Drop for DropSignal {
     fn drop(&mut self) {

@@ -21,6 +21,8 @@ pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 pub const MAX_RESTARTS: u32 = 1_000_000;
 /// Longest delay between worker restarts.
 pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(3600);
+/// Longest time a cancelled attempt may take to stop before its worker drops it.
+pub const MAX_CANCEL_GRACE: Duration = Duration::from_secs(3600);
 /// Largest output (`exec`) or response (`http`) kept per job, in bytes.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 /// Most Byzantine members tolerated (`mesh.f`).
@@ -146,6 +148,12 @@ impl Config {
             w.default_timeout,
             Duration::from_millis(1),
             MAX_DURATION,
+        );
+        c.duration(
+            "workers.cancel_grace",
+            w.cancel_grace,
+            Duration::ZERO,
+            MAX_CANCEL_GRACE,
         );
         c.within("workers.claim_batch", w.claim_batch, 1, MAX_BATCH);
         c.within("workers.complete_batch", w.complete_batch, 1, MAX_BATCH);

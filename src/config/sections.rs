@@ -94,6 +94,11 @@ pub struct WorkersSection {
     /// Timeout of an attempt when the job sets none.
     #[serde(with = "humantime_serde")]
     pub default_timeout: Duration,
+    /// How long a cancelled attempt (job cancelled, lease lost, node stopping) may take
+    /// to stop on its own after its handler is told (`exec`: SIGTERM) before the worker
+    /// drops it (`exec`: SIGKILL) and takes the next job.
+    #[serde(with = "humantime_serde")]
+    pub cancel_grace: Duration,
     /// Most jobs taken in one claim.
     pub claim_batch: u32,
     /// Most completions written in one transaction.
@@ -110,6 +115,7 @@ impl Default for WorkersSection {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
             default_timeout: Duration::from_secs(300),
+            cancel_grace: Duration::from_secs(5),
             claim_batch: 256,
             complete_batch: 512,
             restart: RestartSection::default(),

@@ -6,6 +6,7 @@
 //! binary useful without writing Rust.
 
 pub mod builtin;
+pub mod fence;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
 use crate::job::{Job, NewJob};
 use crate::payload::{PayloadError, PayloadRules};
@@ -25,6 +27,20 @@ pub struct JobContext {
     pub job: Job,
     /// The attempt's deadline, after which the worker abandons it.
     pub timeout: Duration,
+    /// Fired when the attempt must stop: the job was cancelled, its lease was lost
+    /// (rescued, revoked), or the node is stopping. A handler that watches it can stop
+    /// cleanly; the worker drops a handler that is still running `workers.cancel_grace`
+    /// later. Whatever the handler returns then, the store records the job as the
+    /// canceller left it (cancelled, or running elsewhere).
+    pub cancel: CancellationToken,
+}
+
+impl JobContext {
+    /// What to hand a receiver so it applies this job's side effect once (see
+    /// [`fence`]).
+    pub fn fence(&self) -> fence::Fence {
+        fence::Fence::of(&self.job)
+    }
 }
 
 /// How a handler failed.

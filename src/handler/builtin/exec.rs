@@ -25,6 +25,7 @@ use tokio::process::Command;
 
 use super::{check_string_map, decode, invalid, string, tail, utf8_head};
 use crate::config::ExecSection;
+use crate::handler::fence::{self, Fence};
 use crate::handler::{Handler, HandlerError, HandlerOutput, JobContext, Registry};
 use crate::payload::{JsonType, PayloadError, PayloadRules, Schema};
 use crate::redact::Redactor;
@@ -251,6 +252,15 @@ impl ExecHandler {
                 "variable names are letters, digits and `_`, not starting with a digit",
             ));
         }
+        if name.starts_with(fence::RESERVED_ENV_PREFIX) {
+            return Err(invalid(
+                path,
+                format!(
+                    "`{}*` variables are set by the node (the job's id, attempt and lease token)",
+                    fence::RESERVED_ENV_PREFIX
+                ),
+            ));
+        }
         if self.config.env_allow.iter().any(|a| a == name) {
             return Ok(());
         }
@@ -266,8 +276,9 @@ impl ExecHandler {
     }
 
     /// The child's whole environment: the fixed base, the node's values of
-    /// `env_allow`, then the job's own values (which the check kept to `env_allow`).
-    fn environment(&self, p: &ExecPayload) -> BTreeMap<String, OsString> {
+    /// `env_allow`, the job's own values (which the check kept to `env_allow`), then the
+    /// attempt's fence (`JOBMESH_*`), which nothing else may set.
+    fn environment(&self, p: &ExecPayload, fence: &Fence) -> BTreeMap<String, OsString> {
         let mut env: BTreeMap<String, OsString> = EXEC_BASE_ENV
             .iter()
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
@@ -279,6 +290,9 @@ impl ExecHandler {
         }
         for (k, v) in &p.env {
             env.insert(k.clone(), OsString::from(v));
+        }
+        for (k, v) in fence.env() {
+            env.insert(k.to_string(), OsString::from(v));
         }
         env
     }
@@ -297,13 +311,13 @@ impl ExecHandler {
         r
     }
 
-    async fn exec(&self, p: ExecPayload) -> Result<HandlerOutput, HandlerError> {
+    async fn exec(&self, p: ExecPayload, ctx: &JobContext) -> Result<HandlerOutput, HandlerError> {
         let secrets = self.secrets(&p);
         let redacted = |e: HandlerError| match e {
             HandlerError::Retryable(m) => HandlerError::Retryable(secrets.redact(&m)),
             HandlerError::Permanent(m) => HandlerError::Permanent(secrets.redact(&m)),
         };
-        let mut out = self.run_program(p).await.map_err(redacted)?;
+        let mut out = self.run_program(p, ctx).await.map_err(redacted)?;
         if !secrets.is_empty()
             && let Some(Value::Object(fields)) = out.as_mut()
         {
@@ -316,7 +330,11 @@ impl ExecHandler {
         Ok(out)
     }
 
-    async fn run_program(&self, p: ExecPayload) -> Result<HandlerOutput, HandlerError> {
+    async fn run_program(
+        &self,
+        p: ExecPayload,
+        ctx: &JobContext,
+    ) -> Result<HandlerOutput, HandlerError> {
         self.check_payload(&p)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let program = resolve(&p.command).ok_or_else(|| {
@@ -338,7 +356,7 @@ impl ExecHandler {
         let mut cmd = Command::new(&program);
         cmd.args(&p.args)
             .env_clear()
-            .envs(self.environment(&p))
+            .envs(self.environment(&p, &ctx.fence()))
             .stdin(if p.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -368,12 +386,25 @@ impl ExecHandler {
                 // Dropping `w` closes stdin so that readers like `cat` see EOF.
             }
         };
-        let (_, out, err, status) = tokio::join!(
-            feed,
-            capture(stdout, limit),
-            capture(stderr, limit),
-            child.wait()
-        );
+        let pid = child.id();
+        let run = async {
+            tokio::join!(
+                feed,
+                capture(stdout, limit),
+                capture(stderr, limit),
+                child.wait()
+            )
+        };
+        tokio::pin!(run);
+        let (_, out, err, status) = tokio::select! {
+            done = &mut run => done,
+            _ = ctx.cancel.cancelled() => {
+                // Ask the program to stop and let it finish on its own; the worker
+                // drops this future after `workers.cancel_grace`, which kills it.
+                terminate(pid);
+                run.await
+            }
+        };
         let status = status
             .map_err(|e| HandlerError::Retryable(format!("waiting for `{}`: {e}", p.command)))?;
         let (out, out_cut) = out.map_err(|e| read_error(&p.command, e))?;
@@ -401,8 +432,22 @@ impl ExecHandler {
 impl Handler for ExecHandler {
     async fn run(&self, ctx: JobContext) -> Result<HandlerOutput, HandlerError> {
         let p: ExecPayload = decode("exec", &ctx.job.payload)?;
-        self.exec(p).await
+        self.exec(p, &ctx).await
     }
+}
+
+/// Sends SIGTERM to the program (nothing on other systems, where the kill at the end
+/// of the grace is all there is). A program that already exited is no error.
+fn terminate(pid: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 fn no_nul(path: &str, s: &str) -> Result<(), PayloadError> {

@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 
 use super::{check_string_map, decode, invalid, string, tail, utf8_head};
 use crate::config::HttpSection;
+use crate::handler::fence;
 use crate::handler::{Handler, HandlerError, HandlerOutput, JobContext, Registry};
 use crate::payload::{PayloadError, PayloadRules, Schema};
 use crate::redact::Redactor;
@@ -64,6 +65,9 @@ fn refused_header(name: &str) -> Option<&'static str> {
             Some("cloud metadata headers are never sent")
         }
         _ if n.starts_with("proxy-") => Some("no proxy is used"),
+        _ if n.starts_with(fence::RESERVED_HEADER_PREFIX) => {
+            Some("`jobmesh-*` headers carry the job's id, attempt and lease token, set by the node")
+        }
         _ if n.starts_with("x-aws-ec2-metadata-token") => {
             Some("cloud metadata headers are never sent")
         }
@@ -295,6 +299,16 @@ impl HttpHandler {
                 .map_err(|e| HandlerError::Permanent(format!("encoding body: {e}")))?;
             req = req.body(bytes);
         }
+        // The fence lets the receiver apply the effect once (see `handler::fence`); a
+        // payload's own `Idempotency-Key` is kept, being as stable as the job.
+        for (name, value) in ctx.fence().headers() {
+            if name != fence::IDEMPOTENCY_HEADER || !headers.contains_key(name) {
+                let value = HeaderValue::from_str(&value).map_err(|_| {
+                    HandlerError::Permanent(format!("header {name} cannot carry `{value}`"))
+                })?;
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
         req = req.headers(headers);
         if !ctx.timeout.is_zero() {
             // The worker would cancel at the deadline anyway; timing out here first
@@ -302,7 +316,13 @@ impl HttpHandler {
             req = req.timeout(ctx.timeout);
         }
         let what = format!("{method} {}", shown(&url));
-        let mut resp = req.send().await.map_err(|e| send_error(&what, e))?;
+        let mut resp = tokio::select! {
+            r = req.send() => r.map_err(|e| send_error(&what, e))?,
+            // Cancelled: abort the request rather than wait for its answer.
+            _ = ctx.cancel.cancelled() => {
+                return Err(HandlerError::Retryable(format!("{what}: cancelled")));
+            }
+        };
         let status = resp.status();
         let limit = self.config.max_response_bytes;
         let mut kept = Vec::new();
