@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::RateLimits;
+use crate::views::MeshSource;
 
 /// The server's shared state.
 pub struct AppState {
@@ -27,6 +28,9 @@ pub struct AppState {
     /// Woken when new events may be in the store (a node's own events), so event
     /// streams read at once instead of at their next poll.
     pub events_hint: Arc<Notify>,
+    /// The mesh view of the node serving the API, if it runs a mesh
+    /// (`GET /api/v1/mesh`).
+    pub mesh: Option<MeshSource>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -34,6 +38,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("backend", &self.store.backend())
             .field("config", &self.config)
+            .field("mesh", &self.mesh.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -275,6 +275,7 @@ macro_rules! api_suite {
 }
 
 pub mod suite;
+pub mod views;
 
 /// A job of `kind` as the API takes it.
 pub fn job(kind: &str, payload: Value) -> Value {
