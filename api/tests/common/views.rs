@@ -95,7 +95,7 @@ pub async fn job_detail_shows_attempts_and_timeline(store: SharedStore) {
     for a in attempts {
         assert_eq!(a["node"], "api-test", "{a}");
         assert!(
-            a["worker"].as_str().unwrap().starts_with("api-test/w"),
+            a["worker"].as_str().unwrap().starts_with("api-test/"),
             "{a}"
         );
         assert!(a["duration_ms"].as_i64().unwrap() >= 0, "{a}");
