@@ -18,7 +18,8 @@ pub mod problem;
 pub mod routes;
 mod server;
 pub mod state;
+pub mod views;
 
 pub use auth::Caller;
 pub use problem::{Problem, ProblemKind};
-pub use server::{ApiServer, StartError};
+pub use server::{ApiServer, Extras, StartError};

@@ -418,6 +418,15 @@ pub struct QueueView {
     pub counts: BTreeMap<String, u64>,
     /// All jobs.
     pub total: u64,
+    /// Whether the queue is paused (no node claims from it; enqueues still succeed).
+    pub paused: bool,
+    /// When it was paused (ms), if it is.
+    pub paused_at: Option<i64>,
+    /// How long its longest-waiting available job has waited since it became due (ms);
+    /// absent when none is available.
+    pub oldest_available_age_ms: Option<u64>,
+    /// Jobs it finished over the last minute.
+    pub throughput: crate::views::Throughput,
 }
 
 /// Queues, by name.

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::RateLimits;
 use crate::coalesce::Coalescer;
 use crate::state::AppState;
+use crate::views::MeshSource;
 
 /// How long an idempotent answer is kept.
 pub const ANSWERS_KEPT: Duration = Duration::from_secs(24 * 3600);
@@ -47,6 +48,26 @@ pub enum StartError {
     },
 }
 
+/// What a process serving the API may add beyond the store: a node's own event hints
+/// and mesh view. Each is optional; without them the API still serves every route
+/// (event streams poll, `/api/v1/mesh` answers 404).
+#[derive(Default)]
+pub struct Extras {
+    /// Woken when the node writes events of its own, so event streams read at once.
+    pub events_hint: Option<Arc<Notify>>,
+    /// The node's mesh view, when it runs a mesh.
+    pub mesh: Option<MeshSource>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("events_hint", &self.events_hint.is_some())
+            .field("mesh", &self.mesh.is_some())
+            .finish()
+    }
+}
+
 /// A running API server.
 #[derive(Debug)]
 pub struct ApiServer {
@@ -64,6 +85,20 @@ impl ApiServer {
         registry: Arc<Registry>,
         config: ApiSection,
         events_hint: Option<Arc<Notify>>,
+    ) -> Result<ApiServer, StartError> {
+        let extras = Extras {
+            events_hint,
+            ..Extras::default()
+        };
+        Self::start_with(store, registry, config, extras).await
+    }
+
+    /// [`ApiServer::start`] with everything a node can add (see [`Extras`]).
+    pub async fn start_with(
+        store: SharedStore,
+        registry: Arc<Registry>,
+        config: ApiSection,
+        extras: Extras,
     ) -> Result<ApiServer, StartError> {
         let addr: SocketAddr = config
             .listen
@@ -89,8 +124,9 @@ impl ApiServer {
             config,
             openapi: OnceLock::new(),
             stopping: stopping.clone(),
-            events_hint: events_hint.unwrap_or_default(),
             coalescer: Coalescer::start(store.clone(), max_group),
+            events_hint: extras.events_hint.unwrap_or_default(),
+            mesh: extras.mesh,
         });
         let (router, _) = crate::routes::router(state.clone());
         let app = router.into_make_service_with_connect_info::<SocketAddr>();

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::RateLimits;
 use crate::coalesce::Coalescer;
+use crate::views::MeshSource;
 
 /// The server's shared state.
 pub struct AppState {
@@ -30,6 +31,9 @@ pub struct AppState {
     pub events_hint: Arc<Notify>,
     /// Single-job enqueues, stored in groups (see [`crate::coalesce`]).
     pub coalescer: Coalescer,
+    /// The mesh view of the node serving the API, if it runs a mesh
+    /// (`GET /api/v1/mesh`).
+    pub mesh: Option<MeshSource>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -37,6 +41,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("backend", &self.store.backend())
             .field("config", &self.config)
+            .field("mesh", &self.mesh.is_some())
             .finish_non_exhaustive()
     }
 }

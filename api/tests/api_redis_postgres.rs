@@ -23,3 +23,4 @@ async fn fresh() -> jobmesh::store::SharedStore {
 }
 
 api_suite!(fresh);
+views_suite!(fresh);

@@ -13,3 +13,4 @@ async fn fresh() -> jobmesh::store::SharedStore {
 }
 
 api_suite!(fresh);
+views_suite!(fresh);

@@ -40,8 +40,20 @@ impl Sandbox {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn stats(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        serde_json::from_str(&self.ok(&["--json", "jobs", "stats"])).unwrap()
+    /// `jobs stats --json`: per queue its pause and its counts by state.
+    fn stats(&self) -> BTreeMap<String, (bool, BTreeMap<String, u64>)> {
+        let by_queue: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&self.ok(&["--json", "jobs", "stats"])).unwrap();
+        by_queue
+            .into_iter()
+            .map(|(q, v)| {
+                let paused = v["paused"].as_bool().expect("paused is a flag");
+                (
+                    q,
+                    (paused, serde_json::from_value(v["counts"].clone()).unwrap()),
+                )
+            })
+            .collect()
     }
 }
 
@@ -76,8 +88,13 @@ fn a_paused_queue_keeps_its_jobs_until_resumed() {
     // A node runs the running queue and stops: the paused queue's jobs are not runnable.
     sb.ok(&["node", "--exit-when-idle"]);
     let stats = sb.stats();
-    assert_eq!(stats["default"].get("succeeded"), Some(&2), "{stats:?}");
-    assert_eq!(stats["mail"].get("available"), Some(&3), "{stats:?}");
+    assert_eq!(stats["default"].1.get("succeeded"), Some(&2), "{stats:?}");
+    assert_eq!(stats["mail"].1.get("available"), Some(&3), "{stats:?}");
+    assert_eq!(
+        (stats["mail"].0, stats["default"].0),
+        (true, false),
+        "{stats:?}"
+    );
 
     let out = sb.ok(&["queue", "resume", "mail"]);
     assert!(out.contains("queue mail resumed"), "{out}");
@@ -85,7 +102,8 @@ fn a_paused_queue_keeps_its_jobs_until_resumed() {
     assert!(out.contains("was not paused"), "{out}");
     sb.ok(&["node", "--exit-when-idle"]);
     let stats = sb.stats();
-    assert_eq!(stats["mail"].get("succeeded"), Some(&3), "{stats:?}");
+    assert_eq!(stats["mail"].1.get("succeeded"), Some(&3), "{stats:?}");
+    assert!(!stats["mail"].0, "resumed: {stats:?}");
 
     let events = sb.ok(&["events", "--after", "0"]);
     assert!(

@@ -4,6 +4,8 @@
 
 use async_trait::async_trait;
 
+use super::activity::{Activity, LiveMembers};
+use super::history::JobHistory;
 use super::queues::QueueControl;
 use super::retention;
 use super::tokens::ApiTokens;
@@ -162,12 +164,19 @@ pub trait Heartbeats: Send + Sync + 'static {
         workers: &[WorkerId],
         ttl: std::time::Duration,
     ) -> Result<(), StoreError>;
+
+    /// The nodes and workers whose last heartbeat has not expired, with when it
+    /// expires, sorted by id.
+    async fn live_members(&self) -> Result<LiveMembers, StoreError>;
 }
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
-/// API's [`ApiTokens`] among them, since the API serves on every backend, and queue
-/// pause), and accessors for the optional ones.
-pub trait Store: JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens {
+/// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
+/// and the read-side views [`JobHistory`] and [`Activity`]), and accessors for the
+/// optional ones.
+pub trait Store:
+    JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens + JobHistory + Activity
+{
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;
 

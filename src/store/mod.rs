@@ -1,7 +1,8 @@
 //! The store: where jobs, leases and lifecycle events live.
 //!
 //! Small capability traits (`capability.rs`: [`JobQueue`], [`JobAdmin`], [`EventLog`],
-//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them), several
+//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them; the
+//! read-side views [`JobHistory`] in `history.rs` and [`Activity`] in `activity.rs`), several
 //! backends, each a folder split by concern: SQLite (the embedded default), Postgres
 //! (the system of record in production) and Postgres with Redis in front for dispatch
 //! (`redis_postgres`, which composes Postgres operations). Backends apply transitions;
@@ -14,11 +15,15 @@
 //! in `rules.rs`, its SQL (or Redis calls) once per backend in that backend's file for
 //! the concern, and a conformance case, so a backend that disagrees fails its suite.
 
+/// Recent activity: queues' oldest available job and finishes, nodes and workers.
+pub mod activity;
 mod capability;
 mod columns;
 pub mod conformance;
 mod error;
 mod event_log;
+/// A job's history: its finished attempts and its events.
+pub mod history;
 mod open;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
@@ -38,9 +43,11 @@ pub mod sqlite;
 pub mod tokens;
 mod wakeup;
 
+pub use activity::{Activity, LiveMembers, NodeRecord, fold_members};
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
+pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use queues::{PausedQueue, QueueControl};
 pub use rules::check_new_jobs;

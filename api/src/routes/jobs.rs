@@ -20,7 +20,7 @@ use crate::body::{JsonBody, QueryParams};
 use crate::idempotency::{Answer, answer_once};
 use crate::model::{
     BatchItem, BatchRequest, BatchResponse, CancelResponse, CancelResult, EnqueueRequest, Enqueued,
-    JobPage, JobView, State as JobStateView,
+    JobPage, State as JobStateView,
 };
 use crate::problem::{Problem, ProblemKind};
 use crate::state::AppState;
@@ -285,28 +285,6 @@ pub(crate) async fn visible_job(
         ));
     }
     Ok(job)
-}
-
-/// One job.
-#[utoipa::path(
-    get,
-    path = "/api/v1/jobs/{id}",
-    tag = "jobs",
-    params(("id" = i64, Path, description = "Job id")),
-    responses(
-        (status = 200, description = "The job", body = JobView),
-        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = ["read"]))
-)]
-pub async fn get_job(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<axum::Json<JobView>, Problem> {
-    caller.require(Scope::Read)?;
-    let job = visible_job(&state, &caller, job_id(&id)?).await?;
-    Ok(axum::Json(job.into()))
 }
 
 /// Which jobs to list.

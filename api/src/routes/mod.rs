@@ -4,7 +4,11 @@
 pub mod dlq;
 pub mod events;
 pub mod health;
+pub mod job_detail;
 pub mod jobs;
+pub mod mesh;
+pub mod nodes;
+mod queue_views;
 pub mod queues;
 pub mod workflows;
 
@@ -77,11 +81,13 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(jobs::enqueue, jobs::list_jobs))
         .routes(routes!(jobs::enqueue_batch))
-        .routes(routes!(jobs::get_job))
+        .routes(routes!(job_detail::get_job))
         .routes(routes!(jobs::cancel))
         .routes(routes!(workflows::submit))
         .routes(routes!(dlq::redrive))
         .routes(routes!(queues::list_queues))
+        .routes(routes!(nodes::list_nodes))
+        .routes(routes!(mesh::mesh))
         .routes(routes!(openapi_json))
         // Every route above answers within the timeout; the event stream below is
         // long-lived by design.

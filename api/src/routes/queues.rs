@@ -1,4 +1,5 @@
-//! `GET /api/v1/queues`: job counts per queue and state.
+//! `GET /api/v1/queues`: job counts per queue and state, with what `queue_views.rs`
+//! adds.
 
 use std::sync::Arc;
 
@@ -7,11 +8,13 @@ use axum::extract::State;
 use jobmesh::store::tokens::Scope;
 
 use crate::auth::Caller;
-use crate::model::{QueueList, QueueView};
+use crate::model::QueueList;
 use crate::problem::Problem;
 use crate::state::AppState;
 
-/// Every queue that holds jobs (those the token may see), with counts per state.
+/// Every queue that holds jobs or is paused (those the token may see), with counts per
+/// state, the pause, the age of the oldest available job and the last minute's
+/// throughput.
 #[utoipa::path(
     get,
     path = "/api/v1/queues",
@@ -24,19 +27,5 @@ pub async fn list_queues(
     caller: Caller,
 ) -> Result<Json<QueueList>, Problem> {
     caller.require(Scope::Read)?;
-    let counts = state.store.counts().await?;
-    let queues = counts
-        .into_iter()
-        .filter(|(name, _)| caller.allows_queue(name))
-        .map(|(name, by_state)| QueueView {
-            total: by_state.values().sum(),
-            counts: by_state
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(s, n)| (s.as_str().to_string(), n))
-                .collect(),
-            name,
-        })
-        .collect();
-    Ok(Json(QueueList { queues }))
+    Ok(Json(super::queue_views::queue_list(&state, &caller).await?))
 }

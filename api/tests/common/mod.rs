@@ -285,6 +285,7 @@ macro_rules! api_suite {
 
 pub mod grouped;
 pub mod suite;
+pub mod views;
 
 /// A job of `kind` as the API takes it.
 pub fn job(kind: &str, payload: Value) -> Value {

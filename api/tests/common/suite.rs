@@ -608,6 +608,8 @@ pub async fn openapi_lists_every_route(store: SharedStore) {
         ("/api/v1/workflows", "post"),
         ("/api/v1/dlq/redrive", "post"),
         ("/api/v1/queues", "get"),
+        ("/api/v1/nodes", "get"),
+        ("/api/v1/mesh", "get"),
         ("/api/v1/events", "get"),
         ("/api/v1/openapi.json", "get"),
         ("/healthz", "get"),
@@ -649,8 +651,9 @@ pub async fn openapi_lists_every_route(store: SharedStore) {
                 .body("{}"),
         )
         .await;
+        // A job that does not exist, and the mesh of a process without one, are 404.
         assert!(
-            ![404, 405].contains(&status) || path.contains("/1"),
+            ![404, 405].contains(&status) || path.contains("/1") || path == "/api/v1/mesh",
             "{method} {path}: {status}"
         );
     }

@@ -63,9 +63,18 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
         JobsVerb::Stats => {
             let (counts, paused) = queue::counts_and_paused(&*store).await?;
             if json {
-                // Counts only, as before (scripts read this shape); the pause is in
-                // `jobmesh queue list --json`.
-                return output::json(&counts);
+                // Per queue its pause beside its counts (`{"mail": {"paused": true,
+                // "counts": {"available": 3}}}`), as the table shows both.
+                let by_queue: std::collections::BTreeMap<&String, serde_json::Value> = counts
+                    .iter()
+                    .map(|(q, c)| {
+                        (
+                            q,
+                            serde_json::json!({"paused": paused.contains(q), "counts": c}),
+                        )
+                    })
+                    .collect();
+                return output::json(&by_queue);
             }
             let mut headers = vec!["QUEUE", "PAUSED"];
             headers.extend(JobState::ALL.iter().map(|s| s.as_str()));

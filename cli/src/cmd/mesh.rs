@@ -10,6 +10,37 @@ use jobmesh_actors::mesh::{PeerId, load_or_create_keypair};
 use crate::args::MeshVerb;
 use crate::output::{self, outln};
 
+/// The mesh view as the HTTP API serves it (`GET /api/v1/mesh`): the fields `mesh
+/// peers --json` prints, in the API's own schema.
+pub fn api_view(s: MeshStatus) -> jobmesh_api::views::MeshView {
+    jobmesh_api::views::MeshView {
+        me: s.me,
+        incarnation: s.incarnation,
+        epoch: s.epoch,
+        quorum: s.quorum,
+        members: s
+            .members
+            .into_iter()
+            .map(|m| jobmesh_api::views::MeshMember {
+                peer: m.peer,
+                state: m.state,
+                incarnation: m.incarnation,
+                phi: m.phi,
+                rtt_ms: m.rtt_ms,
+                heard: m.heard,
+                down_votes: m.down_votes,
+                evicted_by: m.evicted_by,
+            })
+            .collect(),
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+        refused_inputs: s.refused_inputs,
+        bans: s.bans,
+        outsider_connections: s.outsider_connections,
+        at: s.at_ms,
+    }
+}
+
 /// Runs the verb.
 pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<()> {
     match verb {

@@ -105,7 +105,7 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
 }
 
 /// Starts the HTTP API when `api.listen` is set, fed the node's own events as hints
-/// for its event streams.
+/// for its event streams and, in a mesh, the node's view of the mesh.
 async fn start_api(
     config: &Config,
     node: &Node,
@@ -122,11 +122,22 @@ async fn start_api(
             wake.notify_waiters();
         }
     });
-    let server = jobmesh_api::ApiServer::start(
+    // A node in a mesh serves its view of it, as `mesh peers` shows it.
+    let mesh = node.mesh().is_some().then(|| {
+        let status = node.mesh_status_source();
+        let source: jobmesh_api::views::MeshSource =
+            Arc::new(move || status().map(crate::cmd::mesh::api_view));
+        source
+    });
+    let extras = jobmesh_api::Extras {
+        events_hint: Some(hint),
+        mesh,
+    };
+    let server = jobmesh_api::ApiServer::start_with(
         node.store().clone(),
         Arc::new(registry),
         config.api.clone(),
-        Some(hint),
+        extras,
     )
     .await
     .context("starting the API")?;

@@ -23,6 +23,7 @@ mod admin;
 mod claim;
 mod complete;
 mod enqueue;
+mod history;
 mod hostile;
 mod queues;
 mod tokens;
@@ -31,6 +32,7 @@ pub use admin::*;
 pub use claim::*;
 pub use complete::*;
 pub use enqueue::*;
+pub use history::*;
 pub use hostile::*;
 pub use queues::*;
 pub use tokens::*;
@@ -134,7 +136,8 @@ macro_rules! store_conformance_tests {
             dependencies_parent_failure, revoke_node_and_expiry, extend_leases, release_unstarted,
             retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
             nul_in_results_is_scrubbed, api_tokens, idempotent_answers, paused_queue_is_not_claimed,
-            pause_is_per_queue);
+            pause_is_per_queue, attempts_and_timeline, queue_activity,
+            member_events_are_the_newest_window);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

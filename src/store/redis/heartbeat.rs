@@ -9,8 +9,9 @@ use redis::Cmd;
 
 use super::scripts::{self, SCRIPTS};
 use super::{RedisDispatch, duration_ms};
+use crate::clock::Millis;
 use crate::job::{NodeId, WorkerId};
-use crate::store::StoreError;
+use crate::store::{LiveMembers, StoreError};
 
 impl RedisDispatch {
     /// Records that `node` is alive for the next `ttl`.
@@ -70,6 +71,30 @@ impl RedisDispatch {
         let mut names = self.alive(&self.keys.workers()).await?;
         names.sort();
         Ok(names.into_iter().map(WorkerId).collect())
+    }
+
+    /// Nodes and workers whose last heartbeat has not expired, each with its expiry
+    /// (server ms), sorted by name.
+    pub async fn live_members(&self) -> Result<LiveMembers, StoreError> {
+        let mut nodes = self.alive_until(&self.keys.nodes()).await?;
+        let mut workers = self.alive_until(&self.keys.workers()).await?;
+        nodes.sort();
+        workers.sort();
+        Ok(LiveMembers {
+            nodes: nodes.into_iter().map(|(n, t)| (NodeId(n), t)).collect(),
+            workers: workers.into_iter().map(|(w, t)| (WorkerId(w), t)).collect(),
+        })
+    }
+
+    async fn alive_until(&self, registry: &str) -> Result<Vec<(String, Millis)>, StoreError> {
+        let mut cmd = scripts::evalsha(&SCRIPTS.alive, &[registry]);
+        cmd.arg("scores");
+        // Scores come back as text; an expiry is a whole number of ms below 2^53.
+        let flat: Vec<(String, f64)> = scripts::run(&mut self.conn(), &SCRIPTS.alive, &cmd).await?;
+        Ok(flat
+            .into_iter()
+            .map(|(m, score)| (m, Millis(score as i64)))
+            .collect())
     }
 
     async fn heartbeat(

@@ -61,6 +61,7 @@
 //! [`RedisPostgresConfig::relay`]: crate::store::redis_postgres::RedisPostgresConfig::relay
 
 mod claim;
+mod history;
 mod outbox;
 mod queues;
 mod reconciler;
@@ -534,6 +535,18 @@ impl Heartbeats for RedisPostgresStore {
             return Ok(());
         }
         let result = s.redis.heartbeat_members(node, workers, ttl).await;
+        if let Err(e) = &result {
+            s.redis_failed(e);
+        }
+        result
+    }
+
+    /// From the Redis registries. A Redis failure is an error (and marks Redis down, like
+    /// a failed claim), never an empty registry: "no heartbeats read" must not look like
+    /// "no live nodes".
+    async fn live_members(&self) -> Result<super::LiveMembers, StoreError> {
+        let s = &self.shared;
+        let result = s.redis.live_members().await;
         if let Err(e) = &result {
             s.redis_failed(e);
         }

@@ -31,7 +31,8 @@
 //! - `admin.rs`: [`JobAdmin`](super::JobAdmin) (reading, counts, cancel, the
 //!   dead-letter queue, redrive), with its purge in `retention.rs`;
 //! - `events.rs`: [`EventLog`](super::EventLog) and the event rows every transition
-//!   writes; `leader.rs`: [`Leadership`](super::Leadership);
+//!   writes; `leader.rs`: [`Leadership`](super::Leadership); `history.rs`: the
+//!   read-side views ([`JobHistory`](super::JobHistory), [`Activity`](super::Activity));
 //! - `rows.rs`: decoding rows into the job model, and the JSON shapes statements read.
 //!
 //! A trait impl cannot be split across files, so [`JobQueue`], whose methods belong to
@@ -48,6 +49,7 @@ mod complete;
 mod discard;
 mod enqueue;
 mod events;
+mod history;
 mod leader;
 mod queues;
 mod rescue;

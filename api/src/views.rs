@@ -1,0 +1,290 @@
+//! The JSON of the read-side views: a job with its attempts and timeline, the activity
+//! of queues, nodes and workers, and the mesh as a node sees it. Times are
+//! milliseconds since the Unix epoch, durations milliseconds, as in [`crate::model`].
+
+use std::sync::Arc;
+
+use jobmesh::store::activity::{NodeRecord, NodeState, WorkerRecord, WorkerState};
+use jobmesh::store::{Attempt, AttemptOutcome};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{EventView, JobView};
+
+/// A job with its finished attempts and its lifecycle events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobDetail {
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobView,
+    /// Its finished attempts, in the order they finished (a running attempt shows in
+    /// the job's lease fields, a lost one as a `job.rescued` event).
+    pub attempts: Vec<AttemptView>,
+    /// Whether it had more attempts than listed (at most 1000 are).
+    pub attempts_truncated: bool,
+    /// Its lifecycle events, oldest first, at most `events` of the request.
+    pub events: Vec<EventView>,
+    /// Whether it has more events than listed (ask for more with `events`).
+    pub events_truncated: bool,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptResult {
+    /// The handler succeeded.
+    Succeeded,
+    /// It failed; the job was scheduled to run again.
+    Failed,
+    /// It failed; the job went to the dead-letter queue.
+    Discarded,
+    /// The job was cancelled during it.
+    Cancelled,
+}
+
+impl From<AttemptOutcome> for AttemptResult {
+    fn from(o: AttemptOutcome) -> Self {
+        match o {
+            AttemptOutcome::Succeeded => AttemptResult::Succeeded,
+            AttemptOutcome::Failed => AttemptResult::Failed,
+            AttemptOutcome::Discarded => AttemptResult::Discarded,
+            AttemptOutcome::Cancelled => AttemptResult::Cancelled,
+        }
+    }
+}
+
+/// One finished attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    /// Its number (1 for the first).
+    pub attempt: u32,
+    /// The node that ran it.
+    pub node: Option<String>,
+    /// The worker that ran it.
+    pub worker: Option<String>,
+    /// When the handler started (ms).
+    pub started_at: Option<i64>,
+    /// When it finished (ms).
+    pub finished_at: i64,
+    /// How long it ran (ms).
+    pub duration_ms: Option<i64>,
+    /// How it ended.
+    pub outcome: AttemptResult,
+    /// Its error, with credentials masked as stored.
+    pub error: Option<String>,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        AttemptView {
+            attempt: a.attempt,
+            node: a.node.map(|n| n.0),
+            worker: a.worker.map(|w| w.0),
+            started_at: a.started_at.map(|t| t.0),
+            finished_at: a.finished_at.0,
+            duration_ms: a
+                .started_at
+                .map(|s| a.finished_at.0.saturating_sub(s.0).max(0)),
+            outcome: a.outcome.into(),
+            error: a.error,
+        }
+    }
+}
+
+/// Jobs a queue finished over the last [`Throughput::window_ms`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Throughput {
+    /// The window (60000: the last minute).
+    pub window_ms: u64,
+    /// Jobs that reached a final state in the window.
+    pub finished: u64,
+    /// Of which succeeded.
+    pub succeeded: u64,
+    /// Of which were dead-lettered.
+    pub discarded: u64,
+    /// Of which were cancelled.
+    pub cancelled: u64,
+    /// `finished` per second over the window.
+    pub per_second: f64,
+}
+
+/// Where a node is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStateView {
+    /// Joined and not suspected, evicted or gone since.
+    Up,
+    /// Suspected by an observer, with no sign of life since.
+    Suspected,
+    /// Evicted by a certificate of votes.
+    Evicted,
+    /// Left cleanly.
+    Left,
+}
+
+impl From<NodeState> for NodeStateView {
+    fn from(s: NodeState) -> Self {
+        match s {
+            NodeState::Up => NodeStateView::Up,
+            NodeState::Suspected => NodeStateView::Suspected,
+            NodeState::Evicted => NodeStateView::Evicted,
+            NodeState::Left => NodeStateView::Left,
+        }
+    }
+}
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerStateView {
+    /// Started or restarted.
+    Running,
+    /// Crashed, not restarted.
+    Crashed,
+    /// Stopped for good.
+    Stopped,
+}
+
+impl From<WorkerState> for WorkerStateView {
+    fn from(s: WorkerState) -> Self {
+        match s {
+            WorkerState::Running => WorkerStateView::Running,
+            WorkerState::Crashed => WorkerStateView::Crashed,
+            WorkerState::Stopped => WorkerStateView::Stopped,
+        }
+    }
+}
+
+/// A worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    /// Its id (`<node>/w<slot>`).
+    pub id: String,
+    /// Its state after its latest event.
+    pub state: WorkerStateView,
+    /// Restarts seen in the events read.
+    pub restarts: u32,
+    /// Crashes seen in the events read.
+    pub crashes: u32,
+    /// Its latest event (ms).
+    pub last_event_at: Option<i64>,
+    /// When its live heartbeat expires (ms), where the store keeps heartbeats.
+    pub heartbeat_until: Option<i64>,
+}
+
+impl From<WorkerRecord> for WorkerView {
+    fn from(w: WorkerRecord) -> Self {
+        WorkerView {
+            id: w.worker.0,
+            state: w.state.into(),
+            restarts: w.restarts,
+            crashes: w.crashes,
+            last_event_at: w.last_event_at.map(|t| t.0),
+            heartbeat_until: w.heartbeat_until.map(|t| t.0),
+        }
+    }
+}
+
+/// A node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    /// Its id (its peer id in a mesh).
+    pub id: String,
+    /// Its state.
+    pub state: NodeStateView,
+    /// Its latest sign of life in the record (ms).
+    pub last_seen: Option<i64>,
+    /// When its live heartbeat expires (ms), where the store keeps heartbeats.
+    pub heartbeat_until: Option<i64>,
+    /// Its workers.
+    pub workers: Vec<WorkerView>,
+}
+
+impl From<NodeRecord> for NodeView {
+    fn from(n: NodeRecord) -> Self {
+        NodeView {
+            id: n.node.0,
+            state: n.state.into(),
+            last_seen: n.last_seen.map(|t| t.0),
+            heartbeat_until: n.heartbeat_until.map(|t| t.0),
+            workers: n.workers.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Where heartbeats came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HeartbeatSource {
+    /// The store's live registry (redis_postgres) was read.
+    Live,
+    /// The store keeps no heartbeats (SQLite, Postgres): the record alone.
+    None,
+    /// The store keeps heartbeats but they could not be read now; the record alone.
+    Unavailable,
+}
+
+/// Nodes and workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeList {
+    /// By id.
+    pub nodes: Vec<NodeView>,
+    /// Whether live heartbeats were read.
+    pub heartbeats: HeartbeatSource,
+    /// Node and worker events read (the newest, at most `events_window`).
+    pub events_read: usize,
+    /// The most events read.
+    pub events_window: u32,
+}
+
+/// One member of the mesh as this node sees it (as `jobmesh mesh peers` shows it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MeshMember {
+    /// Its peer id (also its node id in the store).
+    pub peer: String,
+    /// `self`, `alive`, `suspected` or `evicted`.
+    pub state: String,
+    /// Its incarnation as last seen.
+    pub incarnation: u64,
+    /// The suspicion level (phi accrual), if there are samples.
+    pub phi: Option<f64>,
+    /// The last probe's round trip (ms).
+    pub rtt_ms: Option<f64>,
+    /// Whether this node ever heard from it.
+    pub heard: bool,
+    /// Down votes about its current incarnation held here (2f+1 evict).
+    pub down_votes: usize,
+    /// Signers of its eviction certificate, if it was evicted.
+    pub evicted_by: Vec<String>,
+}
+
+/// The mesh as the node serving the API sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MeshView {
+    /// This node's peer id.
+    pub me: String,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// The view epoch.
+    pub epoch: u64,
+    /// Whether it hears a quorum (it only votes Down then).
+    pub quorum: bool,
+    /// Every member of the view, and evicted ones.
+    pub members: Vec<MeshMember>,
+    /// Mesh bytes received since start.
+    pub bytes_in: u64,
+    /// Mesh bytes sent since start.
+    pub bytes_out: u64,
+    /// Inputs refused by the per-peer budgets and the connection gate since start.
+    pub refused_inputs: u64,
+    /// Outsiders banned since start.
+    pub bans: u64,
+    /// Connections with outsiders now.
+    pub outsider_connections: u64,
+    /// When the view was taken (ms).
+    pub at: i64,
+}
+
+/// Where the API reads the mesh view from: set by a node that runs a mesh (`jobmesh
+/// node --api` with `--listen`/`--join`); `None` answers `/api/v1/mesh` with 404.
+pub type MeshSource = Arc<dyn Fn() -> Option<MeshView> + Send + Sync>;
