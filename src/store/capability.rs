@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use super::periodic::PeriodicTicks;
 use super::queues::QueueControl;
 use super::retention;
 use super::tokens::ApiTokens;
@@ -165,9 +166,11 @@ pub trait Heartbeats: Send + Sync + 'static {
 }
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
-/// API's [`ApiTokens`] among them, since the API serves on every backend, and queue
-/// pause), and accessors for the optional ones.
-pub trait Store: JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens {
+/// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
+/// and the periodic tick record), and accessors for the optional ones.
+pub trait Store:
+    JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens + PeriodicTicks
+{
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;
 

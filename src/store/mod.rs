@@ -1,7 +1,8 @@
 //! The store: where jobs, leases and lifecycle events live.
 //!
 //! Small capability traits (`capability.rs`: [`JobQueue`], [`JobAdmin`], [`EventLog`],
-//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them), several
+//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them; beside
+//! them [`QueueControl`], [`ApiTokens`], [`PeriodicTicks`]), several
 //! backends, each a folder split by concern: SQLite (the embedded default), Postgres
 //! (the system of record in production) and Postgres with Redis in front for dispatch
 //! (`redis_postgres`, which composes Postgres operations). Backends apply transitions;
@@ -20,6 +21,8 @@ pub mod conformance;
 mod error;
 mod event_log;
 mod open;
+/// Periodic ticks: the record of handled ticks per schedule, and the guarded enqueue.
+pub mod periodic;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
@@ -42,6 +45,7 @@ pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
+pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
 pub use queues::{PausedQueue, QueueControl};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{

@@ -24,6 +24,7 @@ mod claim;
 mod complete;
 mod enqueue;
 mod hostile;
+mod periodic;
 mod queues;
 mod tokens;
 
@@ -32,6 +33,7 @@ pub use claim::*;
 pub use complete::*;
 pub use enqueue::*;
 pub use hostile::*;
+pub use periodic::*;
 pub use queues::*;
 pub use tokens::*;
 
@@ -134,10 +136,15 @@ macro_rules! store_conformance_tests {
             dependencies_parent_failure, revoke_node_and_expiry, extend_leases, release_unstarted,
             retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
             nul_in_results_is_scrubbed, api_tokens, idempotent_answers, paused_queue_is_not_claimed,
-            pause_is_per_queue);
+            pause_is_per_queue, periodic_tick_enqueues_once, periodic_marks_are_per_schedule,
+            periodic_hostile_input_stores_nothing);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_tick_enqueues() {
+            $crate::store::conformance::concurrent_tick_enqueues($make().await).await;
         }
     };
     (@cases $make:path; $($case:ident),*) => {

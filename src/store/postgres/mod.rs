@@ -37,7 +37,8 @@
 //!   `schedule.rs` promotion of due jobs; `rescue.rs` expired and revoked leases;
 //! - `admin.rs` (`JobAdmin`) reads, cancel, dead letters; `retention.rs` the purge;
 //!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`); `queues.rs`
-//!   (`QueueControl`) paused queues, which every claim statement skips;
+//!   (`QueueControl`) paused queues, which every claim statement skips; `periodic.rs`
+//!   (`PeriodicTicks`) the tick marks of periodic schedules;
 //!   `listen.rs` LISTEN/NOTIFY wake-ups;
 //! - `ready.rs` the reads a dispatch index outside Postgres is built from (the production
 //!   store, [`crate::store::redis_postgres`], which runs no SQL of its own but composes
@@ -62,6 +63,7 @@ mod enqueue;
 mod events;
 mod leader;
 mod listen;
+mod periodic;
 mod queues;
 mod ready;
 mod rescue;

@@ -31,7 +31,8 @@
 //! - `admin.rs`: [`JobAdmin`](super::JobAdmin) (reading, counts, cancel, the
 //!   dead-letter queue, redrive), with its purge in `retention.rs`;
 //! - `events.rs`: [`EventLog`](super::EventLog) and the event rows every transition
-//!   writes; `leader.rs`: [`Leadership`](super::Leadership);
+//!   writes; `leader.rs`: [`Leadership`](super::Leadership); `periodic.rs`:
+//!   [`PeriodicTicks`](super::PeriodicTicks), the tick marks of periodic schedules;
 //! - `rows.rs`: decoding rows into the job model, and the JSON shapes statements read.
 //!
 //! A trait impl cannot be split across files, so [`JobQueue`], whose methods belong to
@@ -49,6 +50,7 @@ mod discard;
 mod enqueue;
 mod events;
 mod leader;
+mod periodic;
 mod queues;
 mod rescue;
 mod retention;
