@@ -285,3 +285,64 @@ async fn every_second_for_a_minute_across_leader_kills_counts_exactly_60() {
     let expect: Vec<i64> = (1..=60).map(|i| start + i * 1000).collect();
     assert_eq!(window, expect, "every tick of the minute, once");
 }
+
+/// `jobmesh periodic list` on the embedded store: the configured schedules with the
+/// next run time, and after a node ran, the last tick and its job. A bad entry is
+/// refused at load with its key.
+#[test]
+fn periodic_list_shows_schedules_and_bad_entries_name_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jobmesh.toml");
+    let base = format!(
+        "[node]\nname = \"solo\"\ndata_dir = \"{}\"\n[workers]\npoll_interval = \"50ms\"\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[[periodic]]\nname = \"nightly\"\nschedule = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nkind = \"noop\"\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_jobmesh"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--json", "periodic", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["name"], "nightly");
+    assert_eq!(row["timezone"], "Europe/Berlin");
+    assert_eq!(row["policy"], "skip");
+    assert!(row["last_tick"].is_null(), "no node led it yet: {row}");
+    let next = row["next_run"].as_i64().expect("a next run");
+    let ms = now_ms();
+    assert!(next > ms && next <= ms + 25 * 3600 * 1000, "{row}");
+    let table = String::from_utf8(run(&["periodic", "list"]).stdout).unwrap();
+    assert!(
+        table.contains("NEXT RUN") && table.contains("nightly"),
+        "{table}"
+    );
+
+    std::fs::write(
+        &config,
+        format!("{base}[[periodic]]\nname = \"a\"\nschedule = \"every 1s\"\nkind = \"noop\"\n[[periodic]]\nname = \"b\"\nschedule = \"every soon\"\nkind = \"noop\"\n"),
+    )
+    .unwrap();
+    let out = run(&["periodic", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("periodic[1].schedule") && err.contains("every soon"),
+        "{err}"
+    );
+}
