@@ -14,5 +14,6 @@ pub mod handler;
 pub mod job;
 pub mod membership;
 pub mod payload;
+pub mod periodic;
 pub mod redact;
 pub mod store;

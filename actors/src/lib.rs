@@ -9,6 +9,7 @@
 //! └── Voter (mesh mode)   drives the health-voting protocol over the libp2p mesh;
 //!                         restarted with a fresh core after a crash
 //! completer, event sink   batched writers (tasks) behind bounded channels
+//! periodic                a task: the `periodic` lease holder enqueues due ticks
 //! ```
 //!
 //! [`Node`] is the handle an application or the binary holds. With the cargo feature
@@ -31,6 +32,7 @@ mod maintenance;
 pub mod mesh;
 mod node;
 mod node_supervisor;
+mod periodic;
 mod prefetch;
 pub mod restart;
 mod voter;

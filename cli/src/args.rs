@@ -55,6 +55,9 @@ pub enum Verb {
     /// Queues: list them with counts, pause and resume them.
     #[command(subcommand)]
     Queue(QueueVerb),
+    /// Periodic schedules (`[[periodic]]` in the config): list them with next run times.
+    #[command(subcommand)]
+    Periodic(PeriodicVerb),
     /// Print lifecycle events (with --json: JSON lines); --follow keeps watching.
     Events(EventsArgs),
     /// Benchmark: enqueue and drain no-op jobs on the configured store.
@@ -340,6 +343,14 @@ pub enum QueueVerb {
         name: String,
     },
     /// Queues with their job counts by state and whether each is paused.
+    List,
+}
+
+/// `jobmesh periodic ...`
+#[derive(Debug, Subcommand)]
+pub enum PeriodicVerb {
+    /// The schedules of the config with the last tick the cluster handled (and its
+    /// job) and the next run time.
     List,
 }
 

@@ -654,6 +654,7 @@ fn every_verb_honours_or_refuses_json() {
         vec!["dlq", "list"],
         vec!["dlq", "redrive", "--all"],
         vec!["events", "--after", "0"],
+        vec!["periodic", "list"],
         vec!["mesh", "id"],
         vec!["mesh", "cluster-key", "--out", key],
         vec![

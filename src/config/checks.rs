@@ -282,6 +282,13 @@ impl Config {
             }
             _ => {}
         }
+        // Kinds and payloads are checked against the handlers the config builds; a
+        // refused `[kinds]` section is reported where the registry is built.
+        let registry = self.registry().ok();
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        for (key, message) in super::periodic::problems(&self.periodic, registry.as_ref(), now) {
+            c.fail(&key, message);
+        }
         c.finish()
     }
 }

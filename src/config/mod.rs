@@ -21,10 +21,12 @@
 //! | `mod.rs` | [`Config`], loading and environment overrides |
 //! | `sections.rs` | `[node]`, `[store]`, `[workers]`, `[exec]`, `[http]` |
 //! | `mesh.rs` | `[mesh]`: addresses, members, cluster key, admission of one node |
+//! | `periodic.rs` | `[[periodic]]`: schedules and the job each tick enqueues |
 //! | `checks.rs` | ranges and cross-key rules, every problem reported at once |
 
 mod checks;
 mod mesh;
+mod periodic;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -48,6 +50,7 @@ pub use mesh::{
     AdmissionError, ClusterKey, MeshSection, SAMPLED_MONITORING_FROM, parse_multiaddr,
     parse_peer_id,
 };
+pub use periodic::{DEFAULT_BACKFILL, PeriodicEntry, PolicyName};
 pub use sections::{
     ApiSection, Backend, ExecSection, HttpSection, NodeSection, RestartSection, StoreSection,
     WorkersSection,
@@ -83,6 +86,9 @@ pub struct Config {
     pub retention: crate::store::retention::Retention,
     /// The HTTP API (off unless `listen` is set).
     pub api: ApiSection,
+    /// Periodic schedules (`[[periodic]]`), run by the node holding the `periodic`
+    /// leader lease.
+    pub periodic: Vec<PeriodicEntry>,
 }
 
 /// Why a configuration was refused.
@@ -236,6 +242,11 @@ impl Config {
                 })?;
         }
         Ok(registry)
+    }
+
+    /// The periodic jobs of `[[periodic]]`, checked at load.
+    pub fn periodic_jobs(&self) -> Vec<crate::periodic::PeriodicJob> {
+        self.periodic.iter().map(PeriodicEntry::to_job).collect()
     }
 
     /// The node's identity key file.

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::activity::{Activity, LiveMembers};
 use super::history::JobHistory;
+use super::periodic::PeriodicTicks;
 use super::queues::QueueControl;
 use super::retention;
 use super::tokens::ApiTokens;
@@ -172,10 +173,18 @@ pub trait Heartbeats: Send + Sync + 'static {
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
 /// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
-/// and the read-side views [`JobHistory`] and [`Activity`]), and accessors for the
-/// optional ones.
+/// the read-side views [`JobHistory`] and [`Activity`], and the periodic tick record),
+/// and accessors for the optional ones.
 pub trait Store:
-    JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens + JobHistory + Activity
+    JobQueue
+    + JobAdmin
+    + EventLog
+    + Leadership
+    + QueueControl
+    + ApiTokens
+    + JobHistory
+    + Activity
+    + PeriodicTicks
 {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;

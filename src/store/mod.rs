@@ -1,8 +1,9 @@
 //! The store: where jobs, leases and lifecycle events live.
 //!
 //! Small capability traits (`capability.rs`: [`JobQueue`], [`JobAdmin`], [`EventLog`],
-//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them; the
-//! read-side views [`JobHistory`] in `history.rs` and [`Activity`] in `activity.rs`), several
+//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them; beside
+//! them [`QueueControl`], [`ApiTokens`], [`PeriodicTicks`]; the read-side views
+//! [`JobHistory`] in `history.rs` and [`Activity`] in `activity.rs`), several
 //! backends, each a folder split by concern: SQLite (the embedded default), Postgres
 //! (the system of record in production) and Postgres with Redis in front for dispatch
 //! (`redis_postgres`, which composes Postgres operations). Backends apply transitions;
@@ -25,6 +26,8 @@ mod event_log;
 /// A job's history: its finished attempts and its events.
 pub mod history;
 mod open;
+/// Periodic ticks: the record of handled ticks per schedule, and the guarded enqueue.
+pub mod periodic;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
@@ -49,6 +52,7 @@ pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
 pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
+pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
 pub use queues::{PausedQueue, QueueControl};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{

@@ -9,6 +9,7 @@ pub mod events;
 pub mod jobs;
 pub mod mesh;
 pub mod node;
+pub mod periodic;
 pub mod queue;
 pub mod submit;
 pub mod token;

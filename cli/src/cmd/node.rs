@@ -63,6 +63,17 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     } else {
         Node::start(options).await?
     };
+    // Checked at load already; checked again against the node's registry.
+    if let Err(e) = node.set_periodic(config.periodic_jobs()) {
+        node.shutdown(SHUTDOWN_GRACE).await?;
+        return Err(e.into());
+    }
+    if !config.periodic.is_empty() {
+        say(format_args!(
+            "{} periodic schedules: enqueued by whichever node holds the `periodic` lease",
+            config.periodic.len()
+        ));
+    }
     let api = match start_api(&config, &node, registry).await {
         Ok(api) => api,
         Err(e) => {

@@ -25,6 +25,7 @@ mod complete;
 mod enqueue;
 mod history;
 mod hostile;
+mod periodic;
 mod queues;
 mod tokens;
 
@@ -34,6 +35,7 @@ pub use complete::*;
 pub use enqueue::*;
 pub use history::*;
 pub use hostile::*;
+pub use periodic::*;
 pub use queues::*;
 pub use tokens::*;
 
@@ -137,10 +139,16 @@ macro_rules! store_conformance_tests {
             retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
             nul_in_results_is_scrubbed, api_tokens, idempotent_answers, paused_queue_is_not_claimed,
             pause_is_per_queue, attempts_and_timeline, queue_activity,
-            member_events_are_the_newest_window);
+            member_events_are_the_newest_window,
+            periodic_tick_enqueues_once, periodic_marks_are_per_schedule,
+            periodic_hostile_input_stores_nothing);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_tick_enqueues() {
+            $crate::store::conformance::concurrent_tick_enqueues($make().await).await;
         }
     };
     (@cases $make:path; $($case:ident),*) => {

@@ -38,7 +38,8 @@
 //! - `admin.rs` (`JobAdmin`) reads, cancel, dead letters; `retention.rs` the purge;
 //!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`); `queues.rs`
 //!   (`QueueControl`) paused queues, which every claim statement skips; `history.rs`
-//!   the read-side views (`JobHistory`, `Activity`);
+//!   the read-side views (`JobHistory`, `Activity`); `periodic.rs`
+//!   (`PeriodicTicks`) the tick marks of periodic schedules;
 //!   `listen.rs` LISTEN/NOTIFY wake-ups;
 //! - `ready.rs` the reads a dispatch index outside Postgres is built from (the production
 //!   store, [`crate::store::redis_postgres`], which runs no SQL of its own but composes
@@ -64,6 +65,7 @@ mod events;
 mod history;
 mod leader;
 mod listen;
+mod periodic;
 mod queues;
 mod ready;
 mod rescue;

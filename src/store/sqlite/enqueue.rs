@@ -98,8 +98,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Inserts one job that has a unique key or parents.
-    async fn insert_linked(
+    /// Inserts one job that has a unique key or parents (also a periodic tick's job,
+    /// in the transaction that advances its schedule's mark).
+    pub(super) async fn insert_linked(
         tx: &mut Tx,
         job: &NewJob,
         parents: Vec<i64>,

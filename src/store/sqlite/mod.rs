@@ -33,6 +33,7 @@
 //! - `events.rs`: [`EventLog`](super::EventLog) and the event rows every transition
 //!   writes; `leader.rs`: [`Leadership`](super::Leadership); `history.rs`: the
 //!   read-side views ([`JobHistory`](super::JobHistory), [`Activity`](super::Activity));
+//!   `periodic.rs`: [`PeriodicTicks`](super::PeriodicTicks), the tick marks of periodic schedules;
 //! - `rows.rs`: decoding rows into the job model, and the JSON shapes statements read.
 //!
 //! A trait impl cannot be split across files, so [`JobQueue`], whose methods belong to
@@ -51,6 +52,7 @@ mod enqueue;
 mod events;
 mod history;
 mod leader;
+mod periodic;
 mod queues;
 mod rescue;
 mod retention;
