@@ -16,7 +16,8 @@
 //! (Postgres owns the pause, Redis mirrors it for the take script); `outbox.rs` pushes
 //! ready jobs after commits (a failed push marks the index dirty); `reconciler.rs`
 //! checks that the Redis prefix belongs to this store, rebuilds Redis and runs the
-//! background task; `relay.rs` copies events and job states into Redis.
+//! background task; `relay.rs` copies events and job states into Redis; `audit.rs` the
+//! audit log (Postgres alone, like `tokens.rs`).
 //!
 //! Design choices, and why:
 //!
@@ -60,6 +61,7 @@
 //! [`RedisDispatch::take`]: crate::store::redis::RedisDispatch::take
 //! [`RedisPostgresConfig::relay`]: crate::store::redis_postgres::RedisPostgresConfig::relay
 
+mod audit;
 mod claim;
 mod outbox;
 mod queues;
