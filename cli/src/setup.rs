@@ -38,6 +38,14 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path, std::env::vars())?)
 }
 
+/// Who acts at this command line, for the audit log: `cli@<user>@<host>` (`unknown`
+/// where the system cannot say).
+pub fn audit_context() -> jobmesh::store::AuditContext {
+    let user = whoami::username().unwrap_or_else(|_| "unknown".into());
+    let host = whoami::hostname().unwrap_or_else(|_| "unknown".into());
+    jobmesh::store::AuditContext::new(jobmesh::store::Actor::cli(&user, &host))
+}
+
 /// Opens (and migrates) the store the config names (see [`jobmesh::store::open`]).
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
     let store = jobmesh::store::open(&config.store, &config.sqlite_path()).await?;

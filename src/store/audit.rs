@@ -394,9 +394,13 @@ impl AuditQuery {
             return Err(format!("limit must be 1-{MAX_AUDIT_LIMIT}"));
         }
         if let Some(a) = &self.actor
-            && (a.is_empty() || a.len() > MAX_ACTOR)
+            && (a.is_empty() || a.len() > MAX_ACTOR || a.chars().any(char::is_control))
         {
-            return Err(format!("actor must be 1-{MAX_ACTOR} bytes"));
+            // No stored name has a control character (see `clean_name`), and Postgres
+            // refuses a NUL in a parameter.
+            return Err(format!(
+                "actor must be 1-{MAX_ACTOR} bytes without control characters"
+            ));
         }
         if self.before.is_some_and(|b| b.0 <= 0) {
             return Err("before must be a positive audit id".into());
@@ -434,6 +438,37 @@ pub trait AuditLog: Send + Sync + 'static {
         error: &str,
         now: Millis,
     ) -> Result<AuditId, StoreError>;
+}
+
+/// The audit row's parts for cancelling job `id`, which ended with `outcome` (`None`:
+/// there was no such job, a refusal).
+pub(crate) fn cancel_audit(
+    id: JobId,
+    outcome: Option<(super::CancelOutcome, crate::job::JobState)>,
+) -> (AuditAction, AuditTarget, AuditOutcome) {
+    let outcome = match outcome {
+        None => AuditOutcome::Refused(format!("job {id} not found")),
+        Some((super::CancelOutcome::Cancelled, from)) => {
+            AuditOutcome::Ok(json!({ "cancelled": true, "from": from.as_str() }))
+        }
+        Some((super::CancelOutcome::AlreadyFinished(s), _)) => {
+            AuditOutcome::Ok(json!({ "cancelled": false, "state": s.as_str() }))
+        }
+    };
+    (AuditAction::Cancel, AuditTarget::Jobs(vec![id]), outcome)
+}
+
+/// The audit row's parts for a redrive of `which` that sent back `redriven`.
+pub(crate) fn redrive_audit(
+    which: &Redrive,
+    redriven: &[JobId],
+) -> (AuditAction, AuditTarget, AuditOutcome) {
+    let kept: Vec<i64> = redriven.iter().take(MAX_TARGET_IDS).map(|i| i.0).collect();
+    (
+        AuditAction::Redrive,
+        AuditTarget::DeadLetters(which.clone()),
+        AuditOutcome::Ok(json!({ "redriven": kept, "count": redriven.len() })),
+    )
 }
 
 /// A row as every backend binds it: decided here so the stores cannot differ.
@@ -668,6 +703,13 @@ mod tests {
             (
                 AuditQuery {
                     actor: Some("a".repeat(MAX_ACTOR + 1)),
+                    ..Default::default()
+                },
+                "actor",
+            ),
+            (
+                AuditQuery {
+                    actor: Some("a\0b".into()),
                     ..Default::default()
                 },
                 "actor",

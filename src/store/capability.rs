@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::audit::AuditLog;
+use super::audit::{AuditContext, AuditLog};
 use super::queues::QueueControl;
 use super::retention;
 use super::tokens::ApiTokens;
@@ -92,8 +92,16 @@ pub trait JobAdmin: Send + Sync + 'static {
     /// Job counts by queue and state.
     async fn counts(&self) -> Result<Counts, StoreError>;
 
-    /// Cancels a job that has not finished; a running attempt loses its lease.
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError>;
+    /// Cancels a job that has not finished; a running attempt loses its lease. Writes
+    /// the audit row of `ctx` in the same transaction: `ok` (also for a job that had
+    /// already finished, which is left as it is), or `refused` for an unknown job, which
+    /// is then [`StoreError::NotFound`].
+    async fn cancel(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        now: Millis,
+    ) -> Result<CancelOutcome, StoreError>;
 
     /// The dead-letter queue, oldest first.
     async fn dead_letters(
@@ -102,8 +110,15 @@ pub trait JobAdmin: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StoreError>;
 
-    /// Sends dead-lettered jobs back to their queues with fresh attempts; returns their ids.
-    async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError>;
+    /// Sends dead-lettered jobs back to their queues with fresh attempts; returns their
+    /// ids. Writes the audit row of `ctx` (with the ids sent back) in the same
+    /// transaction.
+    async fn redrive(
+        &self,
+        ctx: &AuditContext,
+        which: Redrive,
+        now: Millis,
+    ) -> Result<Vec<JobId>, StoreError>;
 
     /// Removes what outlived `retention` (finished jobs with their executions, links and
     /// events; dead letters; node and worker events; lapsed leader leases; audit rows),

@@ -1,11 +1,13 @@
 //! The routes, each registered through [`utoipa_axum::routes!`] so that a route cannot
 //! exist without its place in the OpenAPI document.
 
+pub mod audit;
 pub mod dlq;
 pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod queues;
+pub mod tokens;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -82,6 +84,11 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(workflows::submit))
         .routes(routes!(dlq::redrive))
         .routes(routes!(queues::list_queues))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(openapi_json))
         // Every route above answers within the timeout; the event stream below is
         // long-lived by design.

@@ -209,3 +209,145 @@ pub async fn audit_rows_are_purged_after_their_retention(s: &dyn Store) {
     assert_eq!(p.audit, 1);
     assert!(s.list_audit(&q()).await.unwrap().is_empty());
 }
+
+/// Every mutating store method writes its audit row with the caller's context, in the
+/// transaction of the change: cancel (done, already finished, unknown job refused),
+/// redrive (the ids sent back), pause and resume (changed or not), token create and
+/// revoke (unknown token refused). Rows name the token's id and name, never its text
+/// or hash.
+pub async fn operator_actions_write_audit_rows(s: &dyn Store) {
+    use crate::store::tokens::{NewApiToken, Scope, TokenSecret};
+    let ops = token_ctx(9, "ops");
+    let cli = AuditContext::new(Actor::cli("alice", "box"));
+    let jobs = ids(s, vec![job("a"), job("b")], T0).await;
+    let cs = claim(s, 1, T0).await;
+    s.complete(vec![done(
+        &cs[0],
+        Outcome::Discard {
+            error: "broken".into(),
+        },
+        T0,
+    )])
+    .await
+    .unwrap();
+    let dead = cs[0].job.id;
+    let other = *jobs.iter().find(|&&j| j != dead).unwrap();
+
+    assert_eq!(
+        s.cancel(&ops, other, T0).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        s.cancel(&cli, other, T0).await.unwrap(),
+        CancelOutcome::AlreadyFinished(JobState::Cancelled)
+    );
+    assert!(matches!(
+        s.cancel(&ops, JobId(999_999), T0).await,
+        Err(crate::store::StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.redrive(&ops, Redrive::Ids(vec![dead, JobId(888_888)]), T0)
+            .await
+            .unwrap(),
+        [dead]
+    );
+    assert!(s.pause_queue(&cli, "mail", T0).await.unwrap());
+    assert!(!s.pause_queue(&ops, "mail", T0).await.unwrap());
+    assert!(s.resume_queue(&ops, "mail", T0).await.unwrap());
+    let secret = TokenSecret::generate();
+    let new = NewApiToken {
+        name: "billing".into(),
+        scopes: vec![Scope::Enqueue],
+        queues: vec!["emails".into()],
+    };
+    let tid = s
+        .create_token(&cli, &new, &secret.hash(), T0)
+        .await
+        .unwrap();
+    assert!(s.revoke_token(&ops, tid, T0).await.unwrap());
+    assert!(s.revoke_token(&ops, tid, T0).await.unwrap(), "again: kept");
+    assert!(!s.revoke_token(&ops, TokenId(777_777), T0).await.unwrap());
+
+    let mut rows = s.list_audit(&q()).await.unwrap();
+    rows.reverse();
+    let seen: Vec<(AuditAction, String, AuditResult)> = rows
+        .iter()
+        .map(|r| (r.action, r.actor.name(), r.result))
+        .collect();
+    use AuditAction as A;
+    use AuditResult::{Ok as Done, Refused};
+    let want: Vec<(AuditAction, String, AuditResult)> = [
+        (A::Cancel, "ops", Done),
+        (A::Cancel, "cli@alice@box", Done),
+        (A::Cancel, "ops", Refused),
+        (A::Redrive, "ops", Done),
+        (A::Pause, "cli@alice@box", Done),
+        (A::Pause, "ops", Done),
+        (A::Resume, "ops", Done),
+        (A::TokenCreate, "cli@alice@box", Done),
+        (A::TokenRevoke, "ops", Done),
+        (A::TokenRevoke, "ops", Done),
+        (A::TokenRevoke, "ops", Refused),
+    ]
+    .into_iter()
+    .map(|(a, n, r)| (a, n.to_owned(), r))
+    .collect();
+    assert_eq!(seen, want, "one row per call, in order");
+    assert_eq!(
+        rows[0].target,
+        json!({"jobs": {"ids": [other.0], "count": 1}})
+    );
+    assert_eq!(rows[0].detail["cancelled"], true);
+    assert_eq!(rows[0].address, ops.address);
+    assert_eq!(rows[0].at, T0);
+    assert_eq!(
+        rows[1].detail,
+        json!({"cancelled": false, "state": "cancelled"})
+    );
+    assert!(
+        rows[2].detail["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not found")
+    );
+    assert_eq!(rows[3].detail["redriven"], json!([dead.0]));
+    assert_eq!(rows[3].target["dead_letters"]["count"], 2);
+    assert_eq!(rows[4].target, json!({"queue": "mail"}));
+    assert_eq!(rows[4].detail["changed"], true);
+    assert_eq!(rows[5].detail["changed"], false);
+    assert_eq!(
+        rows[7].target,
+        json!({"token": {"id": tid.0, "name": "billing"}})
+    );
+    assert_eq!(rows[7].detail["scopes"], json!(["enqueue"]));
+    assert_eq!(rows[8].detail["already_revoked"], false);
+    assert_eq!(rows[9].detail["already_revoked"], true);
+    // Neither the token's text nor its hash is in any row.
+    let text = serde_json::to_string(&rows).unwrap();
+    let hash_hex: String = secret.hash().0.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        !text.contains(&secret.text(tid)[4..]),
+        "token text in {text}"
+    );
+    assert!(!text.contains(&hash_hex), "token hash in {text}");
+}
+
+/// Input refused before a change (an empty queue name, an invalid token) stores
+/// nothing, not even an audit row: the caller gets the error naming the field.
+pub async fn refused_input_writes_no_audit_row(s: &dyn Store) {
+    use crate::store::tokens::{NewApiToken, TokenSecret};
+    let ops = token_ctx(1, "ops");
+    assert!(s.pause_queue(&ops, "", T0).await.is_err());
+    assert!(s.resume_queue(&ops, "a\nb", T0).await.is_err());
+    let bad = NewApiToken {
+        name: String::new(),
+        scopes: vec![],
+        queues: vec![],
+    };
+    assert!(
+        s.create_token(&ops, &bad, &TokenSecret::generate().hash(), T0)
+            .await
+            .is_err()
+    );
+    assert!(s.list_audit(&q()).await.unwrap().is_empty());
+}

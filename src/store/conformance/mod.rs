@@ -37,6 +37,11 @@ pub use hostile::*;
 pub use queues::*;
 pub use tokens::*;
 
+/// The node itself as the actor of a change, for cases not about the audit log.
+pub fn sys() -> crate::store::AuditContext {
+    crate::store::AuditContext::system()
+}
+
 const LEASE: Duration = Duration::from_secs(30);
 
 fn job(kind: &str) -> NewJob {
@@ -137,7 +142,8 @@ macro_rules! store_conformance_tests {
             retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
             nul_in_results_is_scrubbed, api_tokens, idempotent_answers, paused_queue_is_not_claimed,
             pause_is_per_queue, audit_log_lists_newest_first_with_filters,
-            audit_rows_are_purged_after_their_retention);
+            audit_rows_are_purged_after_their_retention, operator_actions_write_audit_rows,
+            refused_input_writes_no_audit_row);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;
