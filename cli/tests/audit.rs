@@ -1,6 +1,6 @@
 //! `jobmesh audit` as an operator drives it on the embedded store: CLI admin actions
-//! are recorded as `cli@<user>@<host>` and listed newest first, filtered by action, and
-//! a bad option is refused by name.
+//! are recorded as `cli@<user>@<host>` (the user from `USER`) and listed newest first,
+//! filtered by action and actor, paged, and a bad option is refused by name.
 
 use std::process::{Command, Output};
 
@@ -24,6 +24,7 @@ impl Sandbox {
             .arg("--config")
             .arg(self.dir.path().join("jobmesh.toml"))
             .args(args)
+            .env("USER", "auditor")
             .current_dir(self.dir.path())
             .output()
             .unwrap()
@@ -84,7 +85,8 @@ fn audit_lists_cli_admin_actions() {
     let cancel = &rows[4];
     assert_eq!(cancel["actor"]["kind"], "cli", "{cancel}");
     let who = cancel["actor"]["who"].as_str().unwrap();
-    assert!(who.contains('@'), "user@host: {who}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(who, format!("auditor@{}", host.trim()), "user@host");
     assert_eq!(cancel["target"]["jobs"]["ids"], serde_json::json!([id]));
     assert_eq!(cancel["detail"]["cancelled"], true);
     assert!(
