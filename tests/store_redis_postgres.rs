@@ -17,7 +17,7 @@ use jobmesh::clock::Millis;
 use jobmesh::event::EventKind;
 use jobmesh::job::{ClaimRequest, JobId, JobState, NewJob, NodeId, WorkerId};
 use jobmesh::store::SharedStore;
-use jobmesh::store::conformance::{self, Spoil, T0, ok};
+use jobmesh::store::conformance::{self, Spoil, T0, ok, sys};
 use jobmesh::store::redis::EventCursor;
 use jobmesh::store::redis_postgres::{RedisPostgresConfig, RedisPostgresStore};
 use serde_json::json;
@@ -453,7 +453,7 @@ async fn job_state_hashes_follow_each_transition() {
         1
     );
     state_is(later_id, JobState::Available).await;
-    s.cancel(later_id, T0.plus(Duration::from_secs(62)))
+    s.cancel(&sys(), later_id, T0.plus(Duration::from_secs(62)))
         .await
         .unwrap();
     state_is(later_id, JobState::Cancelled).await;
@@ -537,7 +537,7 @@ async fn pause_survives_reopen() {
 async fn pause_holds_without_its_redis_mirror() {
     let s = quiet().await;
     let id = s.enqueue(vec![mail()], T0).await.unwrap()[0].id();
-    s.pause_queue("mail", T0).await.unwrap();
+    s.pause_queue(&sys(), "mail", T0).await.unwrap();
     assert_eq!(s.redis().paused().await.unwrap(), ["mail"]);
     s.redis().set_paused(&[]).await.unwrap();
     let req = |limit| ClaimRequest {
@@ -558,7 +558,7 @@ async fn pause_holds_without_its_redis_mirror() {
         ["mail"],
         "reconcile restores the mirror"
     );
-    s.resume_queue("mail", T0).await.unwrap();
+    s.resume_queue(&sys(), "mail", T0).await.unwrap();
     // The refused id left Redis; the resume marked the index dirty for the reconciler.
     s.reconcile().await.unwrap();
     let got = s.claim(&req(5)).await.unwrap();

@@ -344,10 +344,15 @@ impl Node {
         self.periodic.borrow().to_vec()
     }
 
-    /// Cancels a job; if it runs on this node its attempt is interrupted at once
-    /// (elsewhere, at that node's next lease extension).
-    pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, NodeError> {
-        let out = self.ctx.store.cancel(id, self.ctx.now()).await?;
+    /// Cancels a job on behalf of `ctx` (recorded in the audit log); if it runs on this
+    /// node its attempt is interrupted at once (elsewhere, at that node's next lease
+    /// extension).
+    pub async fn cancel(
+        &self,
+        ctx: &jobmesh::store::AuditContext,
+        id: JobId,
+    ) -> Result<CancelOutcome, NodeError> {
+        let out = self.ctx.store.cancel(ctx, id, self.ctx.now()).await?;
         if out == CancelOutcome::Cancelled {
             self.ctx.inflight.interrupt(id, None);
         }

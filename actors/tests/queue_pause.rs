@@ -13,8 +13,8 @@ use common::*;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::event::{EventKind, StoredEvent};
 use jobmesh::job::{JobId, JobState, NewJob};
-use jobmesh::store::SharedStore;
 use jobmesh::store::postgres::PostgresStore;
+use jobmesh::store::{AuditContext, SharedStore};
 use tokio::sync::broadcast;
 
 fn pg_url() -> String {
@@ -116,7 +116,11 @@ async fn pause_stops_claims_on_both_nodes_and_resume_restarts_them() {
         .map(|o| o.id())
         .collect();
     until_succeeded(&s1, &mut events, "mail", 1).await;
-    assert!(s1.pause_queue("mail", SystemClock.now()).await.unwrap());
+    assert!(
+        s1.pause_queue(&AuditContext::system(), "mail", SystemClock.now())
+            .await
+            .unwrap()
+    );
     // Any claim that read its clock after this instant began after the pause committed.
     let paused_by: Millis = SystemClock.now();
 
@@ -158,7 +162,11 @@ async fn pause_stops_claims_on_both_nodes_and_resume_restarts_them() {
     assert!(waiting > 0, "the pause left jobs waiting");
 
     // Resume: the waiting jobs run without another enqueue to wake the nodes.
-    assert!(s2.resume_queue("mail", SystemClock.now()).await.unwrap());
+    assert!(
+        s2.resume_queue(&AuditContext::system(), "mail", SystemClock.now())
+            .await
+            .unwrap()
+    );
     until_succeeded(&s1, &mut events, "mail", 400).await;
     let resumed: BTreeSet<JobId> = all_events(&s1)
         .await

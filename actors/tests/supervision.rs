@@ -16,7 +16,7 @@ use jobmesh::event::EventKind;
 use jobmesh::handler::HandlerError;
 use jobmesh::job::{JobId, JobState, NewJob};
 use jobmesh::payload::PayloadRules;
-use jobmesh::store::{CancelOutcome, EnqueueOutcome};
+use jobmesh::store::{AuditContext, CancelOutcome, EnqueueOutcome};
 use jobmesh_actors::NodeError;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -132,13 +132,16 @@ async fn cancelling_a_running_job_interrupts_its_handler() {
     let node = node("cancel", &store, workers(1), registry).await;
     let id = node.submit(jobs("hang", json!({}), 1)).await.unwrap()[0].id();
     assert_eq!(started.recv().await, Some(id));
-    assert_eq!(node.cancel(id).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(
+        node.cancel(&AuditContext::system(), id).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
     dropped.recv().await.expect("the handler future is dropped");
     assert_eq!(node.stats().running, 0);
     let j = store.get_job(id).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Cancelled);
     assert_eq!(
-        node.cancel(id).await.unwrap(),
+        node.cancel(&AuditContext::system(), id).await.unwrap(),
         CancelOutcome::AlreadyFinished(JobState::Cancelled)
     );
     // The worker is free again.
@@ -178,7 +181,10 @@ async fn a_cancelled_handler_is_told_and_its_answer_is_discarded() {
         .unwrap()[0]
         .id();
     assert_eq!(started.recv().await, Some(id));
-    assert_eq!(node.cancel(id).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(
+        node.cancel(&AuditContext::system(), id).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
     assert_eq!(
         told.recv().await,
         Some(id),

@@ -2,7 +2,8 @@
 //! revoke counts at once: there is no cache to outlive it), then the token's rate.
 //!
 //! The result is a [`Caller`], put in the request's extensions for the handlers, which
-//! check its scope and queues. It is also what an audit record will name.
+//! check its scope and queues. It is also what an audit row names
+//! ([`Caller::audit_context`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -18,6 +19,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::store::tokens::{Scope, TokenId, TokenSecret};
+use jobmesh::store::{Actor, AuditContext};
 
 use crate::problem::{Problem, ProblemKind};
 use crate::state::AppState;
@@ -72,6 +74,20 @@ impl Caller {
                 format!("the token may not act on queue `{queue}`"),
             ))
         }
+    }
+
+    /// Who the audit log names for this caller: its token (id and name) and the
+    /// connection's address. `None` for an anonymous loopback reader: with no identity
+    /// there is nothing to record, and anonymous callers must not write to the store.
+    pub fn audit_context(&self) -> Option<AuditContext> {
+        let id = self.token?;
+        Some(
+            AuditContext::new(Actor::Token {
+                id,
+                name: self.name.clone(),
+            })
+            .from_address(self.peer.ip()),
+        )
     }
 
     /// Refuses (403) a caller limited to some queues, for what spans all of them.

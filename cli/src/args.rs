@@ -73,6 +73,26 @@ pub enum Verb {
     /// HTTP API tokens: create (shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenVerb),
+    /// The audit log of operator actions (API and CLI), newest first.
+    Audit(AuditArgs),
+}
+
+/// `jobmesh audit`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this action (cancel, retry, redrive, delete, pause, resume, token.create,
+    /// token.revoke).
+    #[arg(long)]
+    pub action: Option<jobmesh::store::audit::AuditAction>,
+    /// Only this actor: a token's name, or `cli@user@host`.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only rows older than this audit id (the last id of the previous page).
+    #[arg(long)]
+    pub before: Option<i64>,
+    /// At most this many rows (1-1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 /// `jobmesh api`

@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Chaos(a) => cmd::chaos::run(a, json).await,
         Verb::Api(a) => cmd::api::run(config, a).await,
         Verb::Token(v) => cmd::token::run(config, v, json).await,
+        Verb::Audit(a) => cmd::audit::run(config, a, json).await,
     }
 }
 

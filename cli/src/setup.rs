@@ -38,6 +38,26 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path, std::env::vars())?)
 }
 
+/// Who acts at this command line, for the audit log: `cli@<user>@<host>`, the user
+/// from `USER` (or `LOGNAME`), the host from the kernel (`unknown` where neither says).
+/// The names are what the environment claims, not a proof of identity: whoever can run
+/// the CLI holds the store's credentials anyway.
+pub fn audit_context() -> jobmesh::store::AuditContext {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| {
+            let h = std::fs::read_to_string(p).ok()?;
+            let h = h.trim();
+            (!h.is_empty()).then(|| h.to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    jobmesh::store::AuditContext::new(jobmesh::store::Actor::cli(&user, &host))
+}
+
 /// Opens (and migrates) the store the config names (see [`jobmesh::store::open`]).
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
     let store = jobmesh::store::open(&config.store, &config.sqlite_path()).await?;

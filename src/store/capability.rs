@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use super::activity::{Activity, LiveMembers};
+use super::audit::{AuditContext, AuditLog};
 use super::history::JobHistory;
 use super::periodic::PeriodicTicks;
 use super::queues::QueueControl;
@@ -94,8 +95,16 @@ pub trait JobAdmin: Send + Sync + 'static {
     /// Job counts by queue and state.
     async fn counts(&self) -> Result<Counts, StoreError>;
 
-    /// Cancels a job that has not finished; a running attempt loses its lease.
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError>;
+    /// Cancels a job that has not finished; a running attempt loses its lease. Writes
+    /// the audit row of `ctx` in the same transaction: `ok` (also for a job that had
+    /// already finished, which is left as it is), or `refused` for an unknown job, which
+    /// is then [`StoreError::NotFound`].
+    async fn cancel(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        now: Millis,
+    ) -> Result<CancelOutcome, StoreError>;
 
     /// The dead-letter queue, oldest first.
     async fn dead_letters(
@@ -104,12 +113,20 @@ pub trait JobAdmin: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StoreError>;
 
-    /// Sends dead-lettered jobs back to their queues with fresh attempts; returns their ids.
-    async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError>;
+    /// Sends dead-lettered jobs back to their queues with fresh attempts; returns their
+    /// ids. Writes the audit row of `ctx` (with the ids sent back) in the same
+    /// transaction.
+    async fn redrive(
+        &self,
+        ctx: &AuditContext,
+        which: Redrive,
+        now: Millis,
+    ) -> Result<Vec<JobId>, StoreError>;
 
     /// Removes what outlived `retention` (finished jobs with their executions, links and
-    /// events; dead letters; node and worker events; lapsed leader leases), at most
-    /// `retention.batch` jobs per namespace per call. Unfinished jobs are never touched.
+    /// events; dead letters; node and worker events; lapsed leader leases; audit rows),
+    /// at most `retention.batch` jobs (and audit rows) per namespace per call.
+    /// Unfinished jobs are never touched.
     async fn purge(
         &self,
         retention: &retention::Retention,
@@ -173,7 +190,8 @@ pub trait Heartbeats: Send + Sync + 'static {
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
 /// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
-/// the read-side views [`JobHistory`] and [`Activity`], and the periodic tick record),
+/// the read-side views [`JobHistory`] and [`Activity`], the periodic tick record and
+/// the [`AuditLog`] of operator actions),
 /// and accessors for the optional ones.
 pub trait Store:
     JobQueue
@@ -185,6 +203,7 @@ pub trait Store:
     + JobHistory
     + Activity
     + PeriodicTicks
+    + AuditLog
 {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;

@@ -3,7 +3,8 @@
 //! Small capability traits (`capability.rs`: [`JobQueue`], [`JobAdmin`], [`EventLog`],
 //! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them; beside
 //! them [`QueueControl`], [`ApiTokens`], [`PeriodicTicks`]; the read-side views
-//! [`JobHistory`] in `history.rs` and [`Activity`] in `activity.rs`), several
+//! [`JobHistory`] in `history.rs` and [`Activity`] in `activity.rs`; the audit log's
+//! [`AuditLog`] in `audit.rs`), several
 //! backends, each a folder split by concern: SQLite (the embedded default), Postgres
 //! (the system of record in production) and Postgres with Redis in front for dispatch
 //! (`redis_postgres`, which composes Postgres operations). Backends apply transitions;
@@ -18,6 +19,8 @@
 
 /// Recent activity: queues' oldest available job and finishes, nodes and workers.
 pub mod activity;
+/// The audit log of operator actions.
+pub mod audit;
 mod capability;
 mod columns;
 pub mod conformance;
@@ -47,6 +50,7 @@ pub mod tokens;
 mod wakeup;
 
 pub use activity::{Activity, LiveMembers, NodeRecord, fold_members};
+pub use audit::{Actor, AuditContext, AuditLog};
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::StoreError;
+use super::audit::{AuditAction, AuditContext, AuditOutcome, AuditTarget};
 use crate::clock::Millis;
 use crate::event::{EventKind, LifecycleEvent};
 
@@ -30,14 +31,25 @@ pub struct PausedQueue {
 #[async_trait]
 pub trait QueueControl: Send + Sync + 'static {
     /// Pauses `queue`: claims on every node skip it until it is resumed; enqueues still
-    /// succeed. Writes a `queue.paused` event in the same transaction. `true` if the
-    /// queue was running; pausing a paused queue changes nothing (and writes no event).
-    async fn pause_queue(&self, queue: &str, now: Millis) -> Result<bool, StoreError>;
+    /// succeed. Writes a `queue.paused` event and the audit row of `ctx` in the same
+    /// transaction. `true` if the queue was running; pausing a paused queue changes
+    /// nothing (and writes no event; its audit row says `changed: false`).
+    async fn pause_queue(
+        &self,
+        ctx: &AuditContext,
+        queue: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
 
     /// Resumes `queue` and wakes claimers waiting on it, so its jobs start at once.
-    /// Writes a `queue.resumed` event in the same transaction. `true` if it was paused;
-    /// resuming a running queue changes nothing.
-    async fn resume_queue(&self, queue: &str, now: Millis) -> Result<bool, StoreError>;
+    /// Writes a `queue.resumed` event and the audit row of `ctx` in the same
+    /// transaction. `true` if it was paused; resuming a running queue changes nothing.
+    async fn resume_queue(
+        &self,
+        ctx: &AuditContext,
+        queue: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
 
     /// The paused queues, by name.
     async fn paused_queues(&self) -> Result<Vec<PausedQueue>, StoreError>;
@@ -60,6 +72,25 @@ pub(crate) fn check_queue(queue: &str) -> Result<(), StoreError> {
         ));
     }
     Ok(())
+}
+
+/// The audit row's parts for pausing (`paused = true`) or resuming `queue`, which
+/// `changed` it or found it so already.
+pub(crate) fn queue_audit(
+    queue: &str,
+    paused: bool,
+    changed: bool,
+) -> (AuditAction, AuditTarget, AuditOutcome) {
+    let action = if paused {
+        AuditAction::Pause
+    } else {
+        AuditAction::Resume
+    };
+    (
+        action,
+        AuditTarget::Queue(queue.to_owned()),
+        AuditOutcome::Ok(json!({ "changed": changed })),
+    )
 }
 
 /// The event a pause (`paused = true`) or resume of `queue` writes.

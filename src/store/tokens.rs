@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::StoreError;
+use super::audit::{AuditAction, AuditContext, AuditOutcome, AuditTarget};
 use crate::clock::Millis;
 
 /// What every token text starts with; [`crate::redact`] masks what follows it.
@@ -29,6 +30,9 @@ pub const TOKEN_SECRET_BYTES: usize = 32;
 
 /// Longest token name, in bytes.
 pub const MAX_TOKEN_NAME: usize = 128;
+
+/// Most queues one token may be limited to.
+pub const MAX_TOKEN_QUEUES: usize = 100;
 
 /// Longest `Idempotency-Key`, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -123,6 +127,12 @@ impl NewApiToken {
         }
         if self.scopes.is_empty() {
             return Err("scopes: name at least one of read, enqueue, operate, admin".into());
+        }
+        if self.queues.len() > MAX_TOKEN_QUEUES {
+            return Err(format!(
+                "queues: at most {MAX_TOKEN_QUEUES}, got {}",
+                self.queues.len()
+            ));
         }
         for q in &self.queues {
             crate::job::check_queue_name(q).map_err(|e| format!("queues: {e}"))?;
@@ -263,9 +273,11 @@ pub enum Reservation {
 #[async_trait]
 pub trait ApiTokens: Send + Sync + 'static {
     /// Stores a new token (checked with [`NewApiToken::check`]) with the hash of its
-    /// secret; returns its id.
+    /// secret; returns its id. Writes the audit row of `ctx` (the token's id, name,
+    /// scopes and queues; never its hash) in the same transaction.
     async fn create_token(
         &self,
+        ctx: &AuditContext,
         token: &NewApiToken,
         hash: &TokenHash,
         now: Millis,
@@ -279,8 +291,14 @@ pub trait ApiTokens: Send + Sync + 'static {
     async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 
     /// Revokes a token; `false` if there is no such token. Revoking twice keeps the
-    /// first time.
-    async fn revoke_token(&self, id: TokenId, now: Millis) -> Result<bool, StoreError>;
+    /// first time. Writes the audit row of `ctx` in the same transaction (`refused`
+    /// for an unknown token).
+    async fn revoke_token(
+        &self,
+        ctx: &AuditContext,
+        id: TokenId,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
 
     /// Records that the token authenticated a request at `now`.
     async fn touch_token(&self, id: TokenId, now: Millis) -> Result<(), StoreError>;
@@ -313,6 +331,43 @@ pub trait ApiTokens: Send + Sync + 'static {
 
     /// Removes answers reserved before `before`; returns how many.
     async fn purge_answers(&self, before: Millis) -> Result<u64, StoreError>;
+}
+
+/// The audit row's parts for creating `token` as `id`: its name, scopes and queues,
+/// never its hash.
+pub(crate) fn create_audit(
+    id: TokenId,
+    token: &NewApiToken,
+) -> (AuditAction, AuditTarget, AuditOutcome) {
+    (
+        AuditAction::TokenCreate,
+        AuditTarget::Token {
+            id: Some(id),
+            name: Some(token.name.clone()),
+        },
+        AuditOutcome::Ok(serde_json::json!({
+            "scopes": token.scopes,
+            "queues": token.queues,
+        })),
+    )
+}
+
+/// The audit row's parts for revoking token `id`, which `name`d a token (`None`: there
+/// was no such token, a refusal) and was `already` revoked or not.
+pub(crate) fn revoke_audit(
+    id: TokenId,
+    name: Option<String>,
+    already: bool,
+) -> (AuditAction, AuditTarget, AuditOutcome) {
+    let outcome = match name {
+        None => AuditOutcome::Refused(format!("no token {id}")),
+        Some(_) => AuditOutcome::Ok(serde_json::json!({ "already_revoked": already })),
+    };
+    (
+        AuditAction::TokenRevoke,
+        AuditTarget::Token { id: Some(id), name },
+        outcome,
+    )
 }
 
 /// Scopes as stored: comma-separated names.
@@ -428,6 +483,9 @@ mod tests {
         t.queues.push("a,b".into());
         assert!(t.check().unwrap_err().starts_with("queues: "));
         t.queues.pop();
+        t.queues = (0..=MAX_TOKEN_QUEUES).map(|i| format!("q{i}")).collect();
+        assert!(t.check().unwrap_err().contains("at most"));
+        t.queues.clear();
         t.scopes.clear();
         assert!(t.check().unwrap_err().starts_with("scopes: "));
         t.scopes.push(Scope::Read);

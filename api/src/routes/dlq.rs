@@ -8,9 +8,11 @@ use axum::response::Response;
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::job::JobId;
 use jobmesh::store::Redrive;
+use jobmesh::store::audit::{AuditAction, AuditTarget};
 use jobmesh::store::tokens::Scope;
 
 use super::jobs::visible_job;
+use crate::audit::checked;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::idempotency::answer_once;
@@ -28,7 +30,7 @@ use crate::state::AppState;
     params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the first answer")),
     responses(
         (status = 200, description = "The jobs sent back", body = RedriveResponse),
-        (status = "4XX", description = "Refused; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "Refused; nothing changed (a 403 is recorded in the audit log)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operate"]))
 )]
@@ -39,7 +41,6 @@ pub async fn redrive(
     body: JsonBody<RedriveRequest>,
 ) -> Response {
     let work = async {
-        caller.require(Scope::Operate)?;
         let r = body.value;
         let which = match (r.ids, r.queue, r.all) {
             (Some(ids), None, false) => {
@@ -60,26 +61,10 @@ pub async fn redrive(
                         ),
                     ));
                 }
-                if !caller.queues.is_empty() {
-                    for &id in &ids {
-                        match visible_job(&state, &caller, JobId(id)).await {
-                            Ok(_) => {}
-                            // An unknown id is simply not redriven, as for other tokens.
-                            Err(p) if p.status == 404 => {}
-                            Err(p) => return Err(p),
-                        }
-                    }
-                }
                 Redrive::Ids(ids.into_iter().map(JobId).collect())
             }
-            (None, Some(q), false) => {
-                caller.require_queue(&q, "queue")?;
-                Redrive::Queue(q)
-            }
-            (None, None, true) => {
-                caller.require_all_queues("redriving every queue")?;
-                Redrive::All
-            }
+            (None, Some(q), false) => Redrive::Queue(q),
+            (None, None, true) => Redrive::All,
             _ => {
                 return Err(Problem::new(
                     ProblemKind::InvalidField,
@@ -87,7 +72,28 @@ pub async fn redrive(
                 ));
             }
         };
-        let redriven = state.store.redrive(which, SystemClock.now()).await?;
+        let target = AuditTarget::DeadLetters(which.clone());
+        let (ctx, ()) = checked(&state, &caller, AuditAction::Redrive, &target, async {
+            caller.require(Scope::Operate)?;
+            match &which {
+                Redrive::Ids(ids) if !caller.queues.is_empty() => {
+                    for &id in ids {
+                        match visible_job(&state, &caller, id).await {
+                            Ok(_) => {}
+                            // An unknown id is simply not redriven, as for other tokens.
+                            Err(p) if p.status == 404 => {}
+                            Err(p) => return Err(p),
+                        }
+                    }
+                }
+                Redrive::Ids(_) => {}
+                Redrive::Queue(q) => caller.require_queue(q, "queue")?,
+                Redrive::All => caller.require_all_queues("redriving every queue")?,
+            }
+            Ok(())
+        })
+        .await?;
+        let redriven = state.store.redrive(&ctx, which, SystemClock.now()).await?;
         let body = serde_json::to_value(RedriveResponse {
             redriven: redriven.into_iter().map(|id| id.0).collect(),
         })

@@ -10,11 +10,13 @@ use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::handler::SubmitError;
 use jobmesh::job::{JobId, NewJob};
 use jobmesh::payload::PayloadError;
+use jobmesh::store::audit::{AuditAction, AuditTarget};
 use jobmesh::store::tokens::Scope;
 use jobmesh::store::{CancelOutcome, EnqueueOutcome, JobFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::audit::checked;
 use crate::auth::Caller;
 use crate::body::{JsonBody, QueryParams};
 use crate::idempotency::{Answer, answer_once};
@@ -374,7 +376,8 @@ pub async fn list_jobs(
     ),
     responses(
         (status = 200, description = "Cancelled, or already finished", body = CancelResponse),
-        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused (recorded in the audit log); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job (recorded in the audit log)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operate"]))
 )]
@@ -386,10 +389,24 @@ pub async fn cancel(
 ) -> Response {
     let route = format!("POST /api/v1/jobs/{id}/cancel");
     let work = async {
-        caller.require(Scope::Operate)?;
-        let id = job_id(&id)?;
-        visible_job(&state, &caller, id).await?;
-        let (outcome, now_state) = match state.store.cancel(id, SystemClock.now()).await? {
+        let parsed = job_id(&id);
+        let target = AuditTarget::Jobs(parsed.iter().copied().collect());
+        let (ctx, id) = checked(&state, &caller, AuditAction::Cancel, &target, async {
+            caller.require(Scope::Operate)?;
+            let id = parsed.clone()?;
+            visible_job(&state, &caller, id).await?;
+            Ok(id)
+        })
+        .await?;
+        let cancelled = state.store.cancel(&ctx, id, SystemClock.now()).await;
+        let cancelled = cancelled.map_err(|e| match e {
+            // Deleted since the check: the store recorded the refusal.
+            jobmesh::store::StoreError::NotFound(_) => {
+                Problem::field(ProblemKind::NotFound, "id", format!("job {id} not found"))
+            }
+            e => e.into(),
+        })?;
+        let (outcome, now_state) = match cancelled {
             CancelOutcome::Cancelled => {
                 (CancelResult::Cancelled, jobmesh::job::JobState::Cancelled)
             }

@@ -1,6 +1,7 @@
 //! The routes, each registered through [`utoipa_axum::routes!`] so that a route cannot
 //! exist without its place in the OpenAPI document.
 
+pub mod audit;
 pub mod dlq;
 pub mod events;
 pub mod health;
@@ -10,6 +11,7 @@ pub mod mesh;
 pub mod nodes;
 mod queue_views;
 pub mod queues;
+pub mod tokens;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -88,6 +90,11 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(queues::list_queues))
         .routes(routes!(nodes::list_nodes))
         .routes(routes!(mesh::mesh))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(openapi_json))
         // Every route above answers within the timeout; the event stream below is
         // long-lived by design.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::config::{ApiSection, Config, WorkersSection};
 use jobmesh::job::{JobId, JobState, NewJob, NodeId};
-use jobmesh::store::SharedStore;
 use jobmesh::store::tokens::{NewApiToken, Scope, TokenId, TokenSecret};
+use jobmesh::store::{AuditContext, SharedStore};
 use jobmesh_api::ApiServer;
 use serde_json::{Value, json};
 
@@ -114,6 +114,7 @@ impl Harness {
         let id = self
             .store
             .create_token(
+                &AuditContext::system(),
                 &NewApiToken {
                     name: format!("test-{}", scopes[0]),
                     scopes: scopes.to_vec(),
@@ -264,12 +265,24 @@ macro_rules! api_suite {
             cancel_and_redrive, openapi_lists_every_route, tokens_stay_out_of_the_log,
             startup_rules_and_anonymous_loopback_read);
         $crate::api_suite!(@grouped $make; concurrent_single_enqueues_answer_each_request);
+        $crate::api_suite!(@audit $make;
+            audit_rows_for_every_mutating_call, refusals_are_audited_and_change_nothing,
+            unauthenticated_calls_write_no_audit_row, audit_parameters_are_checked,
+            retention_purges_old_audit_rows);
     };
     (@grouped $make:path; $($case:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 common::grouped::$case($make().await).await;
+            }
+        )*
+    };
+    (@audit $make:path; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                common::audit::$case($make().await).await;
             }
         )*
     };
@@ -283,6 +296,7 @@ macro_rules! api_suite {
     };
 }
 
+pub mod audit;
 pub mod grouped;
 pub mod suite;
 pub mod views;

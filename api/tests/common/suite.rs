@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use jobmesh::job::{JobState, NewJob};
 use jobmesh::store::SharedStore;
+use jobmesh::store::conformance::sys;
 use jobmesh::store::tokens::Scope;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -157,7 +158,7 @@ pub async fn access_control(store: SharedStore) {
     assert_eq!(status, 201);
     assert!(
         h.store
-            .revoke_token(emails_id, jobmesh::clock::Millis(1))
+            .revoke_token(&sys(), emails_id, jobmesh::clock::Millis(1))
             .await
             .unwrap()
     );
@@ -610,6 +611,12 @@ pub async fn openapi_lists_every_route(store: SharedStore) {
         ("/api/v1/queues", "get"),
         ("/api/v1/nodes", "get"),
         ("/api/v1/mesh", "get"),
+        ("/api/v1/queues/{queue}/pause", "post"),
+        ("/api/v1/queues/{queue}/resume", "post"),
+        ("/api/v1/tokens", "get"),
+        ("/api/v1/tokens", "post"),
+        ("/api/v1/tokens/{id}", "delete"),
+        ("/api/v1/audit", "get"),
         ("/api/v1/events", "get"),
         ("/api/v1/openapi.json", "get"),
         ("/healthz", "get"),
@@ -636,11 +643,11 @@ pub async fn openapi_lists_every_route(store: SharedStore) {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     // Every documented route answers (not 404 or 405).
     for (path, method) in expected {
-        let path = path.replace("{id}", "1");
-        let m = if method == "get" {
-            Method::GET
-        } else {
-            Method::POST
+        let path = path.replace("{id}", "1").replace("{queue}", "q1");
+        let m = match method {
+            "get" => Method::GET,
+            "delete" => Method::DELETE,
+            _ => Method::POST,
         };
         if path == "/api/v1/events" {
             continue;
@@ -670,7 +677,7 @@ pub async fn tokens_stay_out_of_the_log(store: SharedStore) {
     h.post("/api/v1/jobs", &t, &job("nope", json!({}))).await;
     h.get("/api/v1/jobs", &t).await;
     h.store
-        .revoke_token(id, jobmesh::clock::Millis(1))
+        .revoke_token(&sys(), id, jobmesh::clock::Millis(1))
         .await
         .unwrap();
     let (status, body) = h.post("/api/v1/jobs", &t, &job("noop", json!({}))).await;

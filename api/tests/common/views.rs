@@ -172,8 +172,9 @@ pub async fn queue_view_shows_pause_age_and_throughput(store: SharedStore) {
         )
         .await
         .unwrap();
-    store.pause_queue("mail", now).await.unwrap();
-    store.pause_queue("empty", now).await.unwrap();
+    let system = jobmesh::store::AuditContext::system();
+    store.pause_queue(&system, "mail", now).await.unwrap();
+    store.pause_queue(&system, "empty", now).await.unwrap();
     // One job of `default` finished just now.
     let claimed = store
         .claim(&ClaimRequest {

@@ -53,8 +53,10 @@ pub async fn measure(
         scopes: vec![Scope::Enqueue],
         queues: vec![plan.queue.to_string()],
     };
+    // The benchmark's token is made and revoked by whoever runs it, like `jobmesh token`.
+    let audit = crate::setup::audit_context();
     let id = store
-        .create_token(&token, &secret.hash(), SystemClock.now())
+        .create_token(&audit, &token, &secret.hash(), SystemClock.now())
         .await?;
     let bearer = format!("Bearer {}", secret.text(id));
 
@@ -84,7 +86,7 @@ pub async fn measure(
     }
     .await;
     server.shutdown(Duration::from_secs(5)).await;
-    store.revoke_token(id, SystemClock.now()).await?;
+    store.revoke_token(&audit, id, SystemClock.now()).await?;
     result
 }
 

@@ -55,7 +55,9 @@ pub async fn run(config: Config, verb: DlqVerb, json: bool) -> anyhow::Result<()
                 (false, None, false) => Redrive::Ids(asked.clone()),
                 (false, None, true) => bail!("name job ids, or use --queue Q or --all"),
             };
-            let redriven = store.redrive(which, SystemClock.now()).await?;
+            let redriven = store
+                .redrive(&setup::audit_context(), which, SystemClock.now())
+                .await?;
             if json {
                 output::json(&redriven)?;
             } else {

@@ -49,7 +49,9 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
             output::job_details(&job)?;
         }
         JobsVerb::Cancel { id } => {
-            let outcome = store.cancel(JobId(id), SystemClock.now()).await?;
+            let outcome = store
+                .cancel(&setup::audit_context(), JobId(id), SystemClock.now())
+                .await?;
             if json {
                 return output::json(&serde_json::json!({"id": id, "outcome": outcome}));
             }

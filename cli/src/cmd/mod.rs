@@ -1,6 +1,7 @@
 //! One module per verb.
 
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod bench_api;
 pub mod chaos;

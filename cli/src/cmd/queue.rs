@@ -28,7 +28,9 @@ pub async fn run(config: Config, verb: QueueVerb, json: bool) -> anyhow::Result<
     let now = SystemClock.now();
     match verb {
         QueueVerb::Pause { name } => {
-            let changed = store.pause_queue(&name, now).await?;
+            let changed = store
+                .pause_queue(&setup::audit_context(), &name, now)
+                .await?;
             if json {
                 return output::json(
                     &serde_json::json!({"queue": name, "paused": true, "changed": changed}),
@@ -43,7 +45,9 @@ pub async fn run(config: Config, verb: QueueVerb, json: bool) -> anyhow::Result<
             }
         }
         QueueVerb::Resume { name } => {
-            let changed = store.resume_queue(&name, now).await?;
+            let changed = store
+                .resume_queue(&setup::audit_context(), &name, now)
+                .await?;
             if json {
                 return output::json(
                     &serde_json::json!({"queue": name, "paused": false, "changed": changed}),

@@ -23,7 +23,12 @@ pub async fn run(config: Config, verb: TokenVerb, json: bool) -> anyhow::Result<
                 .map_err(|m| anyhow::anyhow!("invalid token: {m}"))?;
             let secret = TokenSecret::generate();
             let id = store
-                .create_token(&new, &secret.hash(), SystemClock.now())
+                .create_token(
+                    &setup::audit_context(),
+                    &new,
+                    &secret.hash(),
+                    SystemClock.now(),
+                )
                 .await?;
             // The one time the token is shown: stdout only, never the log.
             let text = secret.text(id);
@@ -81,7 +86,10 @@ pub async fn run(config: Config, verb: TokenVerb, json: bool) -> anyhow::Result<
             )?;
         }
         TokenVerb::Revoke { id } => {
-            if !store.revoke_token(TokenId(id), SystemClock.now()).await? {
+            if !store
+                .revoke_token(&setup::audit_context(), TokenId(id), SystemClock.now())
+                .await?
+            {
                 bail!("no token {id} (see `jobmesh token list`)");
             }
             if json {

@@ -29,14 +29,17 @@ pub async fn dead_letter_and_redrive(s: &dyn Store) {
     assert_eq!(dead[0].job.state, JobState::Discarded);
     assert_eq!(s.dead_letters(Some("other"), 10).await.unwrap().len(), 0);
     let redriven = s
-        .redrive(Redrive::Ids(vec![cs[0].job.id]), T0)
+        .redrive(&sys(), Redrive::Ids(vec![cs[0].job.id]), T0)
         .await
         .unwrap();
     assert_eq!(redriven, [cs[0].job.id]);
     let j = s.get_job(cs[0].job.id).await.unwrap().unwrap();
     assert_eq!((j.state, j.attempt), (JobState::Available, 0));
     assert_eq!(s.dead_letters(None, 10).await.unwrap().len(), 1);
-    assert_eq!(s.redrive(Redrive::All, T0).await.unwrap(), [cs[1].job.id]);
+    assert_eq!(
+        s.redrive(&sys(), Redrive::All, T0).await.unwrap(),
+        [cs[1].job.id]
+    );
     assert!(s.dead_letters(None, 10).await.unwrap().is_empty());
     assert!(
         event_kinds(s, cs[0].job.id)
@@ -50,10 +53,16 @@ pub async fn cancel(s: &dyn Store) {
     let [a, b] = ids(s, vec![job("a"), job("b")], T0).await[..] else {
         unreachable!()
     };
-    assert_eq!(s.cancel(a, T0).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(
+        s.cancel(&sys(), a, T0).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
     let running = claim(s, 1, T0).await.remove(0);
     assert_eq!(running.job.id, b);
-    assert_eq!(s.cancel(b, T0).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(
+        s.cancel(&sys(), b, T0).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
     assert_eq!(
         s.complete(vec![ok(&running, T0)]).await.unwrap(),
         [CompletionResult::StaleLease]
@@ -66,11 +75,11 @@ pub async fn cancel(s: &dyn Store) {
         [false]
     );
     assert_eq!(
-        s.cancel(a, T0).await.unwrap(),
+        s.cancel(&sys(), a, T0).await.unwrap(),
         CancelOutcome::AlreadyFinished(JobState::Cancelled)
     );
     assert!(matches!(
-        s.cancel(JobId(999_999), T0).await,
+        s.cancel(&sys(), JobId(999_999), T0).await,
         Err(crate::store::StoreError::NotFound(_))
     ));
 }

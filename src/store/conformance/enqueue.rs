@@ -134,7 +134,7 @@ pub async fn dependencies_parent_failure(s: &dyn Store) {
         HashSet::from([p, d1, d2])
     );
     assert_eq!(dead[&d2], [d1], "a dead letter lists its parents");
-    s.redrive(Redrive::Ids(vec![p]), T0).await.unwrap();
+    s.redrive(&sys(), Redrive::Ids(vec![p]), T0).await.unwrap();
     let again = claim(s, 1, T0).await.remove(0);
     assert_eq!(again.job.id, p);
     s.complete(vec![ok(&again, T0)]).await.unwrap();

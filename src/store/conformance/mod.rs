@@ -20,6 +20,7 @@ use crate::job::{
 pub const T0: Millis = Millis(1_700_000_000_000);
 
 mod admin;
+mod audit;
 mod claim;
 mod complete;
 mod enqueue;
@@ -30,6 +31,7 @@ mod queues;
 mod tokens;
 
 pub use admin::*;
+pub use audit::*;
 pub use claim::*;
 pub use complete::*;
 pub use enqueue::*;
@@ -38,6 +40,11 @@ pub use hostile::*;
 pub use periodic::*;
 pub use queues::*;
 pub use tokens::*;
+
+/// The node itself as the actor of a change, for cases not about the audit log.
+pub fn sys() -> crate::store::AuditContext {
+    crate::store::AuditContext::system()
+}
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -141,7 +148,10 @@ macro_rules! store_conformance_tests {
             pause_is_per_queue, attempts_and_timeline, queue_activity,
             member_events_are_the_newest_window,
             periodic_tick_enqueues_once, periodic_marks_are_per_schedule,
-            periodic_hostile_input_stores_nothing);
+            periodic_hostile_input_stores_nothing,
+            audit_log_lists_newest_first_with_filters,
+            audit_rows_are_purged_after_their_retention, operator_actions_write_audit_rows,
+            refused_input_writes_no_audit_row);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

@@ -40,11 +40,11 @@ async fn queue_events(s: &dyn Store) -> Vec<(EventKind, String)> {
 pub async fn paused_queue_is_not_claimed(s: &dyn Store) {
     let before = ids(s, vec![on_queue("m", "mail"), on_queue("m", "mail")], T0).await;
     assert!(
-        s.pause_queue("mail", T0).await.unwrap(),
+        s.pause_queue(&sys(), "mail", T0).await.unwrap(),
         "first pause changes"
     );
     assert!(
-        !s.pause_queue("mail", T0.plus(Duration::from_millis(1)))
+        !s.pause_queue(&sys(), "mail", T0.plus(Duration::from_millis(1)))
             .await
             .unwrap(),
         "pausing a paused queue changes nothing"
@@ -75,9 +75,12 @@ pub async fn paused_queue_is_not_claimed(s: &dyn Store) {
         assert_eq!(state(s, *id).await, JobState::Available);
     }
 
-    assert!(s.resume_queue("mail", T0).await.unwrap(), "resume changes");
     assert!(
-        !s.resume_queue("mail", T0).await.unwrap(),
+        s.resume_queue(&sys(), "mail", T0).await.unwrap(),
+        "resume changes"
+    );
+    assert!(
+        !s.resume_queue(&sys(), "mail", T0).await.unwrap(),
         "resuming twice changes nothing"
     );
     assert!(s.paused_queues().await.unwrap().is_empty());
@@ -107,16 +110,20 @@ pub async fn pause_is_per_queue(s: &dyn Store) {
     let mut hi = on_queue("h", "a");
     hi.priority = 10;
     ids(s, vec![hi, on_queue("b", "b"), on_queue("c", "c")], T0).await;
-    s.pause_queue("a", T0).await.unwrap();
+    s.pause_queue(&sys(), "a", T0).await.unwrap();
     let got = s
         .claim(&from_queues(&["a", "b", "c"], 10, T0))
         .await
         .unwrap();
     let queues: Vec<&str> = got.iter().map(|c| c.job.queue.as_str()).collect();
     assert_eq!(queues, ["b", "c"]);
-    let e = s.pause_queue("", T0).await.unwrap_err().to_string();
+    let e = s.pause_queue(&sys(), "", T0).await.unwrap_err().to_string();
     assert!(e.contains("queue name is empty"), "{e}");
-    let e = s.resume_queue("", T0).await.unwrap_err().to_string();
+    let e = s
+        .resume_queue(&sys(), "", T0)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("queue name is empty"), "{e}");
 }
 
@@ -128,7 +135,7 @@ where
     Fut: std::future::Future<Output = Arc<dyn Store>>,
 {
     let id = ids(&*s, vec![on_queue("m", "mail")], T0).await[0];
-    s.pause_queue("mail", T0).await.unwrap();
+    s.pause_queue(&sys(), "mail", T0).await.unwrap();
     drop(s);
     let s = reopen().await;
     assert_eq!(s.paused_queues().await.unwrap()[0].queue, "mail");
@@ -138,7 +145,7 @@ where
             .unwrap()
             .is_empty()
     );
-    s.resume_queue("mail", T0).await.unwrap();
+    s.resume_queue(&sys(), "mail", T0).await.unwrap();
     let got = s.claim(&from_queues(&["mail"], 5, T0)).await.unwrap();
     assert_eq!(got.iter().map(|c| c.job.id).collect::<Vec<_>>(), [id]);
 }

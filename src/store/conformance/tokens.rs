@@ -22,8 +22,11 @@ pub async fn api_tokens(s: &dyn Store) {
         queues: vec![],
     };
     let (a, b) = (TokenSecret::generate(), TokenSecret::generate());
-    let ida = s.create_token(&billing, &a.hash(), T0).await.unwrap();
-    let idb = s.create_token(&ops, &b.hash(), T0).await.unwrap();
+    let ida = s
+        .create_token(&sys(), &billing, &a.hash(), T0)
+        .await
+        .unwrap();
+    let idb = s.create_token(&sys(), &ops, &b.hash(), T0).await.unwrap();
     assert_ne!(ida, idb);
     assert!(s.has_live_tokens().await.unwrap());
     let (token, hash) = s.token(ida).await.unwrap().expect("the new token");
@@ -60,8 +63,16 @@ pub async fn api_tokens(s: &dyn Store) {
         "last use never goes back"
     );
 
-    assert!(s.revoke_token(ida, Millis(T0.0 + 10)).await.unwrap());
-    assert!(s.revoke_token(ida, Millis(T0.0 + 20)).await.unwrap());
+    assert!(
+        s.revoke_token(&sys(), ida, Millis(T0.0 + 10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.revoke_token(&sys(), ida, Millis(T0.0 + 20))
+            .await
+            .unwrap()
+    );
     let (token, _) = s.token(ida).await.unwrap().unwrap();
     assert_eq!(
         token.revoked_at,
@@ -69,9 +80,9 @@ pub async fn api_tokens(s: &dyn Store) {
         "the first revoke counts"
     );
     assert!(s.has_live_tokens().await.unwrap(), "ops is still live");
-    assert!(s.revoke_token(idb, T0).await.unwrap());
+    assert!(s.revoke_token(&sys(), idb, T0).await.unwrap());
     assert!(!s.has_live_tokens().await.unwrap());
-    assert!(!s.revoke_token(TokenId(-1), T0).await.unwrap());
+    assert!(!s.revoke_token(&sys(), TokenId(-1), T0).await.unwrap());
 
     for (bad, field) in [
         (
@@ -96,7 +107,10 @@ pub async fn api_tokens(s: &dyn Store) {
             "queues",
         ),
     ] {
-        let err = s.create_token(&bad, &a.hash(), T0).await.unwrap_err();
+        let err = s
+            .create_token(&sys(), &bad, &a.hash(), T0)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, crate::store::StoreError::Invalid(m) if m.starts_with(field)),
             "{field}: {err}"
@@ -120,11 +134,11 @@ pub async fn idempotent_answers(s: &dyn Store) {
         queues: vec![],
     };
     let t1 = s
-        .create_token(&new, &TokenSecret::generate().hash(), T0)
+        .create_token(&sys(), &new, &TokenSecret::generate().hash(), T0)
         .await
         .unwrap();
     let t2 = s
-        .create_token(&new, &TokenSecret::generate().hash(), T0)
+        .create_token(&sys(), &new, &TokenSecret::generate().hash(), T0)
         .await
         .unwrap();
     let stale = Millis(T0.0 - 60_000);

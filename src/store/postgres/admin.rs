@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Row};
 
 use super::rows::{self, job_columns};
-use super::{PostgresStore, cascade_discard, events, wake};
+use super::{PostgresStore, audit, cascade_discard, events, wake};
 use crate::clock::Millis;
 use crate::job::{Job, JobId};
+use crate::store::audit::{AuditContext, cancel_audit, redrive_audit};
 use crate::store::rules;
 use crate::store::{
     CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError, retention,
@@ -61,16 +62,31 @@ impl JobAdmin for PostgresStore {
         Ok(crate::store::columns::counts(rows))
     }
 
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
+    async fn cancel(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        now: Millis,
+    ) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let state: Option<String> =
             sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
                 .bind(id.0)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let state = rows::state(&state.ok_or(StoreError::NotFound(id))?)?;
+        let Some(state) = state else {
+            let (action, target, outcome) = cancel_audit(id, None);
+            audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
+            tx.commit().await?;
+            return Err(StoreError::NotFound(id));
+        };
+        let state = rows::state(&state)?;
         if state.is_final() {
-            return Ok(CancelOutcome::AlreadyFinished(state));
+            let done = CancelOutcome::AlreadyFinished(state);
+            let (action, target, outcome) = cancel_audit(id, Some((done, state)));
+            audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
+            tx.commit().await?;
+            return Ok(done);
         }
         let attempt: i32 = sqlx::query_scalar(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1, lease_expires_at = NULL,
@@ -84,6 +100,8 @@ impl JobAdmin for PostgresStore {
         let ev = rules::cancelled(id, attempt.max(0) as u32, state, now);
         events(&mut tx, &[ev]).await?;
         cascade_discard(&mut tx, &[id.0], now).await?;
+        let (action, target, outcome) = cancel_audit(id, Some((CancelOutcome::Cancelled, state)));
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
         tx.commit().await?;
         Ok(CancelOutcome::Cancelled)
     }
@@ -121,7 +139,13 @@ impl JobAdmin for PostgresStore {
         Ok(dead)
     }
 
-    async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
+    async fn redrive(
+        &self,
+        ctx: &AuditContext,
+        which: Redrive,
+        now: Millis,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let asked = which.clone();
         let (ids, queue, all) = match which {
             Redrive::Ids(ids) => (ids.iter().map(|i| i.0).collect::<Vec<_>>(), None, false),
             Redrive::Queue(q) => (Vec::new(), Some(q), false),
@@ -159,8 +183,11 @@ impl JobAdmin for PostgresStore {
             .map(|(_, q, _)| q)
             .collect();
         wake(&mut tx, queues).await?;
+        let ids: Vec<JobId> = ids.into_iter().map(JobId).collect();
+        let (action, target, outcome) = redrive_audit(&asked, &ids);
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
         tx.commit().await?;
-        Ok(ids.into_iter().map(JobId).collect())
+        Ok(ids)
     }
 
     async fn purge(

@@ -41,6 +41,8 @@
 //!   the read-side views (`JobHistory`, `Activity`); `periodic.rs`
 //!   (`PeriodicTicks`) the tick marks of periodic schedules;
 //!   `listen.rs` LISTEN/NOTIFY wake-ups;
+//!   `audit.rs` (`AuditLog`) the audit log and `audit::write`, the row every operator
+//!   action writes in its transaction;
 //! - `ready.rs` the reads a dispatch index outside Postgres is built from (the production
 //!   store, [`crate::store::redis_postgres`], which runs no SQL of its own but composes
 //!   these `pub(crate)` operations: `claim_by_ids`, `promote_due_returning`,
@@ -58,6 +60,7 @@
 //! [`Wakeups`]: crate::store::Wakeups
 
 mod admin;
+pub(crate) mod audit;
 mod claim;
 mod complete;
 mod enqueue;

@@ -7,14 +7,20 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
-use super::{PostgresStore, events, wake};
+use super::{PostgresStore, audit, events, wake};
 use crate::clock::Millis;
 use crate::store::StoreError;
-use crate::store::queues::{PausedQueue, QueueControl, check_queue, queue_event};
+use crate::store::audit::AuditContext;
+use crate::store::queues::{PausedQueue, QueueControl, check_queue, queue_audit, queue_event};
 
 #[async_trait]
 impl QueueControl for PostgresStore {
-    async fn pause_queue(&self, queue: &str, now: Millis) -> Result<bool, StoreError> {
+    async fn pause_queue(
+        &self,
+        ctx: &AuditContext,
+        queue: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         check_queue(queue)?;
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
@@ -30,11 +36,18 @@ impl QueueControl for PostgresStore {
         if changed {
             events(&mut tx, &[queue_event(queue, true, now)]).await?;
         }
+        let (action, target, outcome) = queue_audit(queue, true, changed);
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
         tx.commit().await?;
         Ok(changed)
     }
 
-    async fn resume_queue(&self, queue: &str, now: Millis) -> Result<bool, StoreError> {
+    async fn resume_queue(
+        &self,
+        ctx: &AuditContext,
+        queue: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         check_queue(queue)?;
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query("DELETE FROM paused_queues WHERE queue = $1")
@@ -47,6 +60,8 @@ impl QueueControl for PostgresStore {
             events(&mut tx, &[queue_event(queue, false, now)]).await?;
             wake(&mut tx, BTreeSet::from([queue.to_owned()])).await?;
         }
+        let (action, target, outcome) = queue_audit(queue, false, changed);
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
         tx.commit().await?;
         Ok(changed)
     }

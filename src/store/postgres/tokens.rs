@@ -4,12 +4,13 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::PostgresStore;
+use super::{PostgresStore, audit};
 use crate::clock::Millis;
 use crate::store::StoreError;
+use crate::store::audit::AuditContext;
 use crate::store::tokens::{
-    ApiToken, ApiTokens, NewApiToken, Reservation, StoredAnswer, TokenHash, TokenId, parse_hash,
-    parse_queues, parse_scopes, queues_text, scopes_text,
+    ApiToken, ApiTokens, NewApiToken, Reservation, StoredAnswer, TokenHash, TokenId, create_audit,
+    parse_hash, parse_queues, parse_scopes, queues_text, revoke_audit, scopes_text,
 };
 
 fn token_row(row: &PgRow) -> Result<(ApiToken, TokenHash), StoreError> {
@@ -39,11 +40,13 @@ fn token_row(row: &PgRow) -> Result<(ApiToken, TokenHash), StoreError> {
 impl ApiTokens for PostgresStore {
     async fn create_token(
         &self,
+        ctx: &AuditContext,
         token: &NewApiToken,
         hash: &TokenHash,
         now: Millis,
     ) -> Result<TokenId, StoreError> {
         token.check().map_err(StoreError::Invalid)?;
+        let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_tokens (name, scopes, queues, hash, created_at)
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -53,9 +56,13 @@ impl ApiTokens for PostgresStore {
         .bind(queues_text(&token.queues))
         .bind(&hash.0[..])
         .bind(now.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(TokenId(id))
+        let id = TokenId(id);
+        let (action, target, outcome) = create_audit(id, token);
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     async fn token(&self, id: TokenId) -> Result<Option<(ApiToken, TokenHash)>, StoreError> {
@@ -82,16 +89,32 @@ impl ApiTokens for PostgresStore {
         ))
     }
 
-    async fn revoke_token(&self, id: TokenId, now: Millis) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1",
-        )
-        .bind(id.0)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+    async fn revoke_token(
+        &self,
+        ctx: &AuditContext,
+        id: TokenId,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<(String, Option<i64>)> =
+            sqlx::query_as("SELECT name, revoked_at FROM api_tokens WHERE id = $1 FOR UPDATE")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_some() {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1",
+            )
+            .bind(id.0)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let already = found.as_ref().is_some_and(|(_, at)| at.is_some());
+        let (action, target, outcome) = revoke_audit(id, found.map(|(name, _)| name), already);
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
+        tx.commit().await?;
+        Ok(outcome.result() == crate::store::audit::AuditResult::Ok)
     }
 
     async fn touch_token(&self, id: TokenId, now: Millis) -> Result<(), StoreError> {

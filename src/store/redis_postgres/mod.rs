@@ -17,7 +17,8 @@
 //! enqueues periodic ticks through Postgres and pushes their jobs; `outbox.rs` pushes
 //! ready jobs after commits (a failed push marks the index dirty); `reconciler.rs`
 //! checks that the Redis prefix belongs to this store, rebuilds Redis and runs the
-//! background task; `relay.rs` copies events and job states into Redis.
+//! background task; `relay.rs` copies events and job states into Redis; `audit.rs` the
+//! audit log (Postgres alone, like `tokens.rs`).
 //!
 //! Design choices, and why:
 //!
@@ -61,6 +62,7 @@
 //! [`RedisDispatch::take`]: crate::store::redis::RedisDispatch::take
 //! [`RedisPostgresConfig::relay`]: crate::store::redis_postgres::RedisPostgresConfig::relay
 
+mod audit;
 mod claim;
 mod history;
 mod outbox;
@@ -81,6 +83,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::audit::AuditContext;
 use super::postgres::PostgresStore;
 use super::redis::{Generation, ReadyJob, RedisDispatch, RedisDispatchConfig};
 use super::rules::Start;
@@ -451,9 +454,14 @@ impl JobAdmin for RedisPostgresStore {
         self.shared.pg.counts().await
     }
 
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
+    async fn cancel(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        now: Millis,
+    ) -> Result<CancelOutcome, StoreError> {
         let s = &self.shared;
-        let outcome = s.pg.cancel(id, now).await?;
+        let outcome = s.pg.cancel(ctx, id, now).await?;
         if outcome == CancelOutcome::Cancelled && !s.redis_is_down() {
             // Only tidiness: a stale id is refused by the next claim's confirmation anyway.
             if let Err(e) = s.redis.remove(&[id]).await {
@@ -471,9 +479,14 @@ impl JobAdmin for RedisPostgresStore {
         self.shared.pg.dead_letters(queue, limit).await
     }
 
-    async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
+    async fn redrive(
+        &self,
+        ctx: &AuditContext,
+        which: Redrive,
+        now: Millis,
+    ) -> Result<Vec<JobId>, StoreError> {
         let s = &self.shared;
-        let ids = s.pg.redrive(which, now).await?;
+        let ids = s.pg.redrive(ctx, which, now).await?;
         s.push_after_commit(&ids, now).await;
         Ok(ids)
     }

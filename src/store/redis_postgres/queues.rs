@@ -19,13 +19,19 @@ use async_trait::async_trait;
 use super::RedisPostgresStore;
 use crate::clock::Millis;
 use crate::store::StoreError;
+use crate::store::audit::AuditContext;
 use crate::store::queues::{PausedQueue, QueueControl};
 
 #[async_trait]
 impl QueueControl for RedisPostgresStore {
-    async fn pause_queue(&self, queue: &str, now: Millis) -> Result<bool, StoreError> {
+    async fn pause_queue(
+        &self,
+        ctx: &AuditContext,
+        queue: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         let s = &self.shared;
-        let changed = s.pg.pause_queue(queue, now).await?;
+        let changed = s.pg.pause_queue(ctx, queue, now).await?;
         // Mirrored even when nothing changed: a repeated pause also repairs the copy.
         if let Err(e) = s.redis.pause(queue).await {
             tracing::warn!(error = %e, queue, "mirroring a pause in Redis failed; the reconciler will");
@@ -35,9 +41,14 @@ impl QueueControl for RedisPostgresStore {
         Ok(changed)
     }
 
-    async fn resume_queue(&self, queue: &str, now: Millis) -> Result<bool, StoreError> {
+    async fn resume_queue(
+        &self,
+        ctx: &AuditContext,
+        queue: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         let s = &self.shared;
-        let changed = s.pg.resume_queue(queue, now).await?;
+        let changed = s.pg.resume_queue(ctx, queue, now).await?;
         if let Err(e) = s.redis.resume(queue).await {
             tracing::warn!(error = %e, queue, "mirroring a resume in Redis failed; the reconciler will");
             s.redis_failed(&e);

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::RedisPostgresStore;
 use crate::clock::Millis;
 use crate::store::StoreError;
+use crate::store::audit::AuditContext;
 use crate::store::tokens::{
     ApiToken, ApiTokens, NewApiToken, Reservation, StoredAnswer, TokenHash, TokenId,
 };
@@ -15,11 +16,12 @@ use crate::store::tokens::{
 impl ApiTokens for RedisPostgresStore {
     async fn create_token(
         &self,
+        ctx: &AuditContext,
         token: &NewApiToken,
         hash: &TokenHash,
         now: Millis,
     ) -> Result<TokenId, StoreError> {
-        self.postgres().create_token(token, hash, now).await
+        self.postgres().create_token(ctx, token, hash, now).await
     }
 
     async fn token(&self, id: TokenId) -> Result<Option<(ApiToken, TokenHash)>, StoreError> {
@@ -30,8 +32,13 @@ impl ApiTokens for RedisPostgresStore {
         self.postgres().list_tokens().await
     }
 
-    async fn revoke_token(&self, id: TokenId, now: Millis) -> Result<bool, StoreError> {
-        self.postgres().revoke_token(id, now).await
+    async fn revoke_token(
+        &self,
+        ctx: &AuditContext,
+        id: TokenId,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        self.postgres().revoke_token(ctx, id, now).await
     }
 
     async fn touch_token(&self, id: TokenId, now: Millis) -> Result<(), StoreError> {

@@ -4,12 +4,13 @@
 use async_trait::async_trait;
 use sqlx::{Row, Sqlite};
 
-use super::SqliteStore;
 use super::discard::cascade_discard;
 use super::events::events;
 use super::rows::{self, job_columns, to_json};
+use super::{SqliteStore, audit};
 use crate::clock::Millis;
 use crate::job::{Job, JobId};
+use crate::store::audit::{AuditContext, cancel_audit, redrive_audit};
 use crate::store::retention::{Purged, Retention};
 use crate::store::rules;
 use crate::store::{CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError};
@@ -95,15 +96,30 @@ impl JobAdmin for SqliteStore {
         Ok(crate::store::columns::counts(rows))
     }
 
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<CancelOutcome, StoreError> {
+    async fn cancel(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        now: Millis,
+    ) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
             .bind(id.0)
             .fetch_optional(&mut *tx)
             .await?;
-        let state = rows::state(&state.ok_or(StoreError::NotFound(id))?)?;
+        let Some(state) = state else {
+            let (action, target, outcome) = cancel_audit(id, None);
+            audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
+            tx.commit().await?;
+            return Err(StoreError::NotFound(id));
+        };
+        let state = rows::state(&state)?;
         if state.is_final() {
-            return Ok(CancelOutcome::AlreadyFinished(state));
+            let done = CancelOutcome::AlreadyFinished(state);
+            let (action, target, outcome) = cancel_audit(id, Some((done, state)));
+            audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
+            tx.commit().await?;
+            return Ok(done);
         }
         let attempt: i64 = sqlx::query_scalar(
             "UPDATE jobs SET state = 'cancelled', finished_at = ?1, lease_expires_at = NULL,
@@ -117,6 +133,8 @@ impl JobAdmin for SqliteStore {
         let ev = rules::cancelled(id, attempt as u32, state, now);
         events(&mut tx, &[ev]).await?;
         cascade_discard(&mut tx, vec![id.0], now).await?;
+        let (action, target, outcome) = cancel_audit(id, Some((CancelOutcome::Cancelled, state)));
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
         tx.commit().await?;
         Ok(CancelOutcome::Cancelled)
     }
@@ -154,7 +172,13 @@ impl JobAdmin for SqliteStore {
         Ok(dead)
     }
 
-    async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError> {
+    async fn redrive(
+        &self,
+        ctx: &AuditContext,
+        which: Redrive,
+        now: Millis,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let asked = which.clone();
         let (ids, queue, all) = match which {
             Redrive::Ids(ids) => (
                 Some(to_json(&ids.iter().map(|i| i.0).collect::<Vec<_>>())),
@@ -190,8 +214,11 @@ impl JobAdmin for SqliteStore {
             .map(|&id| rules::redriven(JobId(id), now))
             .collect();
         events(&mut tx, &evs).await?;
+        let ids: Vec<JobId> = ids.into_iter().map(JobId).collect();
+        let (action, target, outcome) = redrive_audit(&asked, &ids);
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
         tx.commit().await?;
-        Ok(ids.into_iter().map(JobId).collect())
+        Ok(ids)
     }
 
     async fn purge(&self, retention: &Retention, now: Millis) -> Result<Purged, StoreError> {

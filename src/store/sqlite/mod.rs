@@ -34,6 +34,8 @@
 //!   writes; `leader.rs`: [`Leadership`](super::Leadership); `history.rs`: the
 //!   read-side views ([`JobHistory`](super::JobHistory), [`Activity`](super::Activity));
 //!   `periodic.rs`: [`PeriodicTicks`](super::PeriodicTicks), the tick marks of periodic schedules;
+//! - `audit.rs`: [`AuditLog`](super::AuditLog) and `audit::write`, the audit row every
+//!   operator action writes in its transaction;
 //! - `rows.rs`: decoding rows into the job model, and the JSON shapes statements read.
 //!
 //! A trait impl cannot be split across files, so [`JobQueue`], whose methods belong to
@@ -45,6 +47,7 @@
 //! are made in `store::rules` and applied here.
 
 mod admin;
+mod audit;
 mod claim;
 mod complete;
 mod discard;

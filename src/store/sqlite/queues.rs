@@ -4,15 +4,21 @@
 
 use async_trait::async_trait;
 
-use super::SqliteStore;
 use super::events::events;
+use super::{SqliteStore, audit};
 use crate::clock::Millis;
 use crate::store::StoreError;
-use crate::store::queues::{PausedQueue, QueueControl, check_queue, queue_event};
+use crate::store::audit::AuditContext;
+use crate::store::queues::{PausedQueue, QueueControl, check_queue, queue_audit, queue_event};
 
 #[async_trait]
 impl QueueControl for SqliteStore {
-    async fn pause_queue(&self, queue: &str, now: Millis) -> Result<bool, StoreError> {
+    async fn pause_queue(
+        &self,
+        ctx: &AuditContext,
+        queue: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         check_queue(queue)?;
         let mut tx = self.begin().await?;
         let changed = sqlx::query(
@@ -28,11 +34,18 @@ impl QueueControl for SqliteStore {
         if changed {
             events(&mut tx, &[queue_event(queue, true, now)]).await?;
         }
+        let (action, target, outcome) = queue_audit(queue, true, changed);
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
         tx.commit().await?;
         Ok(changed)
     }
 
-    async fn resume_queue(&self, queue: &str, now: Millis) -> Result<bool, StoreError> {
+    async fn resume_queue(
+        &self,
+        ctx: &AuditContext,
+        queue: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         check_queue(queue)?;
         let mut tx = self.begin().await?;
         let changed = sqlx::query("DELETE FROM paused_queues WHERE queue = ?1")
@@ -44,6 +57,8 @@ impl QueueControl for SqliteStore {
         if changed {
             events(&mut tx, &[queue_event(queue, false, now)]).await?;
         }
+        let (action, target, outcome) = queue_audit(queue, false, changed);
+        audit::write(&mut tx, ctx, action, &target, &outcome, now).await?;
         tx.commit().await?;
         Ok(changed)
     }
