@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use super::bulk::BulkActions;
 use super::queues::QueueControl;
 use super::retention;
 use super::tokens::ApiTokens;
@@ -85,7 +86,10 @@ pub trait JobAdmin: Send + Sync + 'static {
     /// One job by id.
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
 
-    /// Jobs matching a filter, ordered by id.
+    /// Jobs matching a filter, ordered by id (ascending or descending), past the
+    /// filter's `after` (keyset pagination: never an offset). The filter is bound as
+    /// parameters whatever it holds; callers check it first ([`JobFilter::check`]) for
+    /// errors that name the field.
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
 
     /// Job counts by queue and state.
@@ -166,8 +170,10 @@ pub trait Heartbeats: Send + Sync + 'static {
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
 /// API's [`ApiTokens`] among them, since the API serves on every backend, and queue
-/// pause), and accessors for the optional ones.
-pub trait Store: JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens {
+/// pause, and bulk actions), and accessors for the optional ones.
+pub trait Store:
+    JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens + BulkActions
+{
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;
 

@@ -14,11 +14,15 @@
 //! in `rules.rs`, its SQL (or Redis calls) once per backend in that backend's file for
 //! the concern, and a conformance case, so a backend that disagrees fails its suite.
 
+/// Bulk actions by ids or by filter: cancel, retry now, redrive, delete.
+pub mod bulk;
 mod capability;
 mod columns;
 pub mod conformance;
 mod error;
 mod event_log;
+/// Filters of listings and bulk actions, their validation, and keyset cursors.
+pub mod filter;
 mod open;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
@@ -38,9 +42,11 @@ pub mod sqlite;
 pub mod tokens;
 mod wakeup;
 
+pub use bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
+pub use filter::{Cursor, FilterError, JobFilter, Order, PayloadMatch, TimeRange};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use queues::{PausedQueue, QueueControl};
 pub use rules::check_new_jobs;
@@ -116,33 +122,6 @@ pub struct RescuedJob {
     pub attempt: u32,
     /// Where it went: `available` to run again at once, or `discarded` when out of attempts.
     pub state: JobState,
-}
-
-/// Which jobs to list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobFilter {
-    /// Only this state.
-    pub state: Option<JobState>,
-    /// Only this queue.
-    pub queue: Option<String>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only ids greater than this (paging).
-    pub after: Option<JobId>,
-    /// At most this many, ordered by id.
-    pub limit: u32,
-}
-
-impl Default for JobFilter {
-    fn default() -> Self {
-        Self {
-            state: None,
-            queue: None,
-            kind: None,
-            after: None,
-            limit: 100,
-        }
-    }
 }
 
 /// A dead-lettered job with why and when it was discarded.

@@ -1,9 +1,11 @@
 //! The routes, each registered through [`utoipa_axum::routes!`] so that a route cannot
 //! exist without its place in the OpenAPI document.
 
+pub mod bulk;
 pub mod dlq;
 pub mod events;
 pub mod health;
+pub mod job_list;
 pub mod jobs;
 pub mod queues;
 pub mod workflows;
@@ -75,10 +77,13 @@ pub async fn openapi_json(State(state): State<Arc<AppState>>, _caller: Caller) -
 pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let timeout = state.config.request_timeout;
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(jobs::enqueue, jobs::list_jobs))
+        .routes(routes!(jobs::enqueue, job_list::list_jobs))
         .routes(routes!(jobs::enqueue_batch))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel))
+        .routes(routes!(bulk::delete_job))
+        .routes(routes!(bulk::retry_job))
+        .routes(routes!(bulk::bulk))
         .routes(routes!(workflows::submit))
         .routes(routes!(dlq::redrive))
         .routes(routes!(queues::list_queues))

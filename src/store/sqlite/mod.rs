@@ -29,7 +29,8 @@
 //! - `discard.rs`: the dead-letter queue and the parent-failure cascade, applied by
 //!   every transition that discards;
 //! - `admin.rs`: [`JobAdmin`](super::JobAdmin) (reading, counts, cancel, the
-//!   dead-letter queue, redrive), with its purge in `retention.rs`;
+//!   dead-letter queue, redrive), with its purge in `retention.rs`; `filter.rs` a
+//!   listing's filter as conditions; `bulk.rs` [`BulkActions`](super::BulkActions);
 //! - `events.rs`: [`EventLog`](super::EventLog) and the event rows every transition
 //!   writes; `leader.rs`: [`Leadership`](super::Leadership);
 //! - `rows.rs`: decoding rows into the job model, and the JSON shapes statements read.
@@ -43,11 +44,13 @@
 //! are made in `store::rules` and applied here.
 
 mod admin;
+mod bulk;
 mod claim;
 mod complete;
 mod discard;
 mod enqueue;
 mod events;
+mod filter;
 mod leader;
 mod queues;
 mod rescue;

@@ -1,0 +1,212 @@
+//! Bulk actions ([`BulkActions`]): each batch is one transaction that locks its jobs
+//! (`FOR UPDATE`, in id order, so two bulk actions cannot deadlock on each other),
+//! lets `store::bulk` decide which of them the action changes, and applies that with
+//! the events, dead-letter entries, parent-failure cascade and `NOTIFY` a single
+//! operation of the same kind writes. The batches are `pub(crate)` so that
+//! redis_postgres can run them and keep Redis in step after each.
+
+use async_trait::async_trait;
+use sqlx::{Postgres, QueryBuilder};
+
+use super::{PostgresStore, Tx, cascade_discard, events, wake};
+use crate::clock::Millis;
+use crate::job::{JobId, JobState};
+use crate::store::bulk::{
+    BULK_BATCH, Batch, BulkAction, BulkActions, BulkBatches, BulkOutcome, BulkTarget, batch_events,
+    plan_batch,
+};
+use crate::store::filter::JobFilter;
+use crate::store::{StoreError, columns};
+
+/// A locked row: id, state, attempt.
+type LockedRow = (i64, String, i32);
+
+/// The rows as `(id, state, attempt)`; a row whose state this version cannot read is
+/// left out (and so left alone) with a warning.
+fn decode(rows: Vec<LockedRow>) -> Vec<(i64, JobState, u32)> {
+    crate::store::skip_undecodable(
+        "bulk action",
+        rows.into_iter()
+            .map(|(id, s, a)| Ok((id, columns::state(&s)?, a.max(0) as u32))),
+    )
+}
+
+/// Applies `action` to `changing` (locked in `tx`), with what each change records.
+/// Returns the ids changed.
+async fn apply(
+    tx: &mut Tx,
+    action: BulkAction,
+    changing: &[(i64, JobState, u32)],
+    now: Millis,
+) -> Result<Vec<i64>, StoreError> {
+    let ids: Vec<i64> = changing.iter().map(|c| c.0).collect();
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    // The store::bulk decision again in the statement: the rows are locked, so this
+    // only guards against a mistake, never against a race.
+    let states: Vec<&str> = action.state_names();
+    let changed: Vec<(i64, String, String)> = match action {
+        BulkAction::Cancel => {
+            sqlx::query_as(
+                "UPDATE jobs SET state = 'cancelled', finished_at = $1, lease_expires_at = NULL,
+                     lease_token = lease_token + 1, last_error = coalesce(last_error, 'cancelled')
+                 WHERE id = ANY($2) AND state = ANY($3) RETURNING id, queue, state",
+            )
+            .bind(now.0)
+            .bind(&ids)
+            .bind(&states)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        BulkAction::Retry => {
+            sqlx::query_as(
+                "UPDATE jobs SET state = 'available', run_at = $1
+                 WHERE id = ANY($2) AND state = ANY($3) RETURNING id, queue, state",
+            )
+            .bind(now.0)
+            .bind(&ids)
+            .bind(&states)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        BulkAction::Redrive => {
+            let rows = sqlx::query_as(
+                "UPDATE jobs SET state = CASE WHEN pending_parents > 0 THEN 'waiting' ELSE 'available' END,
+                     attempt = 0, run_at = $1, finished_at = NULL, lease_token = lease_token + 1
+                 WHERE id = ANY($2) AND state = ANY($3) RETURNING id, queue, state",
+            )
+            .bind(now.0)
+            .bind(&ids)
+            .bind(&states)
+            .fetch_all(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM dead_letter_queue WHERE job = ANY($1)")
+                .bind(&ids)
+                .execute(&mut **tx)
+                .await?;
+            rows
+        }
+        BulkAction::Delete => {
+            // As retention removes a finished job: its links, executions, dead-letter
+            // entry and events, then the row.
+            for sql in [
+                "DELETE FROM job_dependencies WHERE parent = ANY($1) OR child = ANY($1)",
+                "DELETE FROM job_executions WHERE job = ANY($1)",
+                "DELETE FROM dead_letter_queue WHERE job = ANY($1)",
+                "DELETE FROM lifecycle_events WHERE job = ANY($1)",
+            ] {
+                sqlx::query(sql).bind(&ids).execute(&mut **tx).await?;
+            }
+            sqlx::query_as(
+                "DELETE FROM jobs WHERE id = ANY($1) AND state = ANY($2) RETURNING id, queue, state",
+            )
+            .bind(&ids)
+            .bind(&states)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    };
+    let done: Vec<i64> = changed.iter().map(|c| c.0).collect();
+    let applied: Vec<(i64, JobState, u32)> = changing
+        .iter()
+        .copied()
+        .filter(|c| done.contains(&c.0))
+        .collect();
+    events(tx, &batch_events(action, &applied, now)).await?;
+    match action {
+        BulkAction::Cancel => cascade_discard(tx, &done, now).await?,
+        BulkAction::Retry | BulkAction::Redrive => {
+            let queues = changed
+                .into_iter()
+                .filter(|(_, _, s)| s == "available")
+                .map(|(_, q, _)| q)
+                .collect();
+            wake(tx, queues).await?;
+        }
+        BulkAction::Delete => {}
+    }
+    Ok(done)
+}
+
+/// Decides and applies one batch of locked rows, and commits.
+async fn finish(
+    mut tx: Tx,
+    action: BulkAction,
+    asked: usize,
+    rows: Vec<LockedRow>,
+    now: Millis,
+) -> Result<Batch, StoreError> {
+    let last = rows.last().map(|r| r.0);
+    let rows = decode(rows);
+    let (changing, mut outcome) = plan_batch(action, asked, &rows);
+    let done = apply(&mut tx, action, &changing, now).await?;
+    tx.commit().await?;
+    outcome.changed = done.len() as u64;
+    Ok(Batch {
+        outcome,
+        changed: done.into_iter().map(JobId).collect(),
+        last,
+    })
+}
+
+#[async_trait]
+impl BulkBatches for PostgresStore {
+    async fn highest_id(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM jobs")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn apply_ids(
+        &self,
+        action: BulkAction,
+        ids: &[i64],
+        now: Millis,
+    ) -> Result<Batch, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<LockedRow> = sqlx::query_as(
+            "SELECT id, state, attempt FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        finish(tx, action, ids.len(), rows, now).await
+    }
+
+    async fn apply_matching(
+        &self,
+        action: BulkAction,
+        filter: &JobFilter,
+        states: &[&'static str],
+        after: i64,
+        upto: i64,
+        now: Millis,
+    ) -> Result<Batch, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut b =
+            QueryBuilder::<Postgres>::new("SELECT id, state, attempt FROM jobs WHERE id > ");
+        b.push_bind(after);
+        b.push(" AND id <= ");
+        b.push_bind(upto);
+        super::filter::push_conditions(&mut b, filter, states);
+        b.push(" ORDER BY id LIMIT ");
+        b.push_bind(BULK_BATCH as i64);
+        b.push(" FOR UPDATE");
+        let rows: Vec<LockedRow> = b.build_query_as().fetch_all(&mut *tx).await?;
+        let asked = rows.len();
+        finish(tx, action, asked, rows, now).await
+    }
+}
+
+#[async_trait]
+impl BulkActions for PostgresStore {
+    async fn bulk(
+        &self,
+        action: BulkAction,
+        target: &BulkTarget,
+        now: Millis,
+    ) -> Result<BulkOutcome, StoreError> {
+        crate::store::bulk::run(self, action, target, now).await
+    }
+}
