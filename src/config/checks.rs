@@ -233,6 +233,12 @@ impl Config {
             MAX_DURATION,
         );
         c.duration(
+            "retention.audit",
+            t.audit,
+            Duration::from_secs(1),
+            MAX_DURATION,
+        );
+        c.duration(
             "retention.interval",
             t.interval,
             Duration::from_millis(1),

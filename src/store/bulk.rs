@@ -8,12 +8,17 @@
 //! id order, and stops at the highest id that existed when the action started: a bulk
 //! action over a million jobs never holds one long transaction (claims and completions
 //! go on between its batches), and jobs enqueued while it runs are not swept up.
+//!
+//! Each batch transaction writes one audit row (`store::audit`) with the caller's
+//! [`AuditContext`]: the target (the batch's ids, or the filter with the id range the
+//! batch covered) and the counts, so the log holds exactly the batches that committed.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::StoreError;
+use super::audit::{AuditAction, AuditContext, AuditOutcome, AuditTarget};
 use super::filter::{FilterError, JobFilter};
 use crate::clock::Millis;
 use crate::event::{EventKind, LifecycleEvent};
@@ -91,6 +96,16 @@ impl BulkAction {
             .into_iter()
             .filter(|s| named.is_empty() || named.contains(s))
             .collect()
+    }
+
+    /// The audit log's name for the action.
+    pub fn audit_action(self) -> AuditAction {
+        match self {
+            BulkAction::Cancel => AuditAction::Cancel,
+            BulkAction::Retry => AuditAction::Retry,
+            BulkAction::Redrive => AuditAction::Redrive,
+            BulkAction::Delete => AuditAction::Delete,
+        }
     }
 
     /// The event of retrying job `id` now (it becomes available at `now`).
@@ -217,8 +232,10 @@ pub trait BulkActions: Send + Sync + 'static {
     /// fails [`BulkTarget::check`] before changing anything. On an error, the batches
     /// committed before it stay committed (the error says so); repeating the call is
     /// safe, since what was done no longer matches.
+    /// `ctx` says who acts: each batch writes its audit row with it.
     async fn bulk(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         target: &BulkTarget,
         now: Millis,
@@ -236,6 +253,7 @@ pub(crate) trait BulkBatches: Send + Sync {
     /// locking them, and applies `action` to those it applies to.
     async fn apply_ids(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         ids: &[i64],
         now: Millis,
@@ -246,6 +264,7 @@ pub(crate) trait BulkBatches: Send + Sync {
     /// are in one of `states`, and applies `action` to them.
     async fn apply_matching(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         filter: &JobFilter,
         states: &[&'static str],
@@ -270,6 +289,7 @@ pub(crate) struct Batch {
 /// Runs `action` on `target` through `b`, a batch per transaction (see the module doc).
 pub(crate) async fn run(
     b: &dyn BulkBatches,
+    ctx: &AuditContext,
     action: BulkAction,
     target: &BulkTarget,
     now: Millis,
@@ -279,7 +299,7 @@ pub(crate) async fn run(
     match target {
         BulkTarget::Ids(ids) => {
             for batch in BulkTarget::id_batches(ids) {
-                total.add(b.apply_ids(action, &batch, now).await?.outcome);
+                total.add(b.apply_ids(ctx, action, &batch, now).await?.outcome);
             }
         }
         BulkTarget::Filter(filter) => {
@@ -291,7 +311,7 @@ pub(crate) async fn run(
             let mut after = 0;
             loop {
                 let batch = b
-                    .apply_matching(action, filter, &states, after, upto, now)
+                    .apply_matching(ctx, action, filter, &states, after, upto, now)
                     .await?;
                 let Some(last) = batch.last else { break };
                 total.add(batch.outcome);
@@ -300,6 +320,31 @@ pub(crate) async fn run(
         }
     }
     Ok(total)
+}
+
+/// The audit row of one batch: its target (the ids asked, or the filter with the range
+/// of ids the batch read) and its counts. `rows` are the ids the batch read (by filter).
+pub(crate) fn batch_audit(
+    action: BulkAction,
+    filter: Option<&JobFilter>,
+    asked: &[i64],
+    outcome: &BatchOutcome,
+) -> (AuditAction, AuditTarget, AuditOutcome) {
+    let target = match filter {
+        None => AuditTarget::Jobs(asked.iter().map(|&i| JobId(i)).collect()),
+        Some(f) => AuditTarget::Filter(json!({
+            "filter": f,
+            "ids_from": asked.first(),
+            "ids_to": asked.last(),
+        })),
+    };
+    let result = AuditOutcome::Ok(json!({
+        "matched": outcome.matched,
+        "changed": outcome.changed,
+        "skipped": outcome.matched - outcome.changed.min(outcome.matched),
+        "not_found": outcome.not_found,
+    }));
+    (action.audit_action(), target, result)
 }
 
 /// What a backend decides from the rows a batch locked, `(id, state, attempt)`: the

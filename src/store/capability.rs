@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use super::audit::AuditLog;
 use super::bulk::BulkActions;
 use super::queues::QueueControl;
 use super::retention;
@@ -109,8 +110,9 @@ pub trait JobAdmin: Send + Sync + 'static {
     async fn redrive(&self, which: Redrive, now: Millis) -> Result<Vec<JobId>, StoreError>;
 
     /// Removes what outlived `retention` (finished jobs with their executions, links and
-    /// events; dead letters; node and worker events; lapsed leader leases), at most
-    /// `retention.batch` jobs per namespace per call. Unfinished jobs are never touched.
+    /// events; dead letters; node and worker events; lapsed leader leases; audit rows),
+    /// at most `retention.batch` jobs (and audit rows) per namespace per call.
+    /// Unfinished jobs are never touched.
     async fn purge(
         &self,
         retention: &retention::Retention,
@@ -169,10 +171,11 @@ pub trait Heartbeats: Send + Sync + 'static {
 }
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
-/// API's [`ApiTokens`] among them, since the API serves on every backend, and queue
-/// pause, and bulk actions), and accessors for the optional ones.
+/// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
+/// the [`AuditLog`] of operator actions, and bulk actions), and accessors for the
+/// optional ones.
 pub trait Store:
-    JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens + BulkActions
+    JobQueue + JobAdmin + EventLog + Leadership + QueueControl + ApiTokens + AuditLog + BulkActions
 {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;

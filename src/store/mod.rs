@@ -1,7 +1,8 @@
 //! The store: where jobs, leases and lifecycle events live.
 //!
 //! Small capability traits (`capability.rs`: [`JobQueue`], [`JobAdmin`], [`EventLog`],
-//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them), several
+//! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them; the
+//! audit log's [`AuditLog`] in `audit.rs`), several
 //! backends, each a folder split by concern: SQLite (the embedded default), Postgres
 //! (the system of record in production) and Postgres with Redis in front for dispatch
 //! (`redis_postgres`, which composes Postgres operations). Backends apply transitions;
@@ -14,6 +15,8 @@
 //! in `rules.rs`, its SQL (or Redis calls) once per backend in that backend's file for
 //! the concern, and a conformance case, so a backend that disagrees fails its suite.
 
+/// The audit log of operator actions.
+pub mod audit;
 /// Bulk actions by ids or by filter: cancel, retry now, redrive, delete.
 pub mod bulk;
 mod capability;
@@ -42,6 +45,7 @@ pub mod sqlite;
 pub mod tokens;
 mod wakeup;
 
+pub use audit::{Actor, AuditContext, AuditLog};
 pub use bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
 pub use error::{BackendError, StoreError};

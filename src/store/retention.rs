@@ -21,6 +21,9 @@ pub struct Retention {
     /// Worker coordination records (leader leases) after they lapsed.
     #[serde(with = "humantime_serde")]
     pub coordination: Duration,
+    /// Rows of the audit log (`audit`), after they were written.
+    #[serde(with = "humantime_serde")]
+    pub audit: Duration,
     /// How often the leader purges.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -34,6 +37,7 @@ impl Default for Retention {
             finished_jobs: Duration::from_secs(24 * 3600),
             dead_letters: Duration::from_secs(30 * 24 * 3600),
             coordination: Duration::from_secs(3600),
+            audit: Duration::from_secs(90 * 24 * 3600),
             interval: Duration::from_secs(60),
             batch: 1000,
         }
@@ -61,6 +65,7 @@ impl Retention {
             finished_before: before(self.finished_jobs),
             dead_before: before(self.dead_letters),
             leases_before: before(self.coordination),
+            audit_before: before(self.audit),
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct Cutoffs {
     pub dead_before: Millis,
     /// Leader leases that expired before this.
     pub leases_before: Millis,
+    /// Audit rows written before this.
+    pub audit_before: Millis,
 }
 
 /// What one purge removed.
@@ -88,6 +95,8 @@ pub struct Purged {
     pub events: u64,
     /// Lapsed leader leases.
     pub leases: u64,
+    /// Audit rows.
+    pub audit: u64,
 }
 
 #[cfg(test)]
@@ -100,9 +109,11 @@ mod tests {
             finished_jobs: Duration::from_secs(10),
             dead_letters: Duration::from_secs(20),
             coordination: Duration::from_secs(3),
+            audit: Duration::from_secs(40),
             ..Retention::default()
         };
         let c = r.cutoffs(Millis(100_000));
+        assert_eq!(c.audit_before, Millis(60_000));
         assert_eq!(c.finished_before, Millis(90_000));
         assert_eq!(c.dead_before, Millis(80_000));
         assert_eq!(c.leases_before, Millis(97_000));

@@ -148,7 +148,7 @@ pub(crate) fn storable_events(events: &mut [LifecycleEvent]) {
 }
 
 /// Masks credentials in every string of `value` (keys are names, not values).
-fn redact_strings(value: &mut serde_json::Value) {
+pub(crate) fn redact_strings(value: &mut serde_json::Value) {
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {
         match v {

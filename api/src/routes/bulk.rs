@@ -13,8 +13,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::job::JobId;
+use jobmesh::store::audit::{AuditContext, AuditTarget};
 use jobmesh::store::tokens::Scope;
-use jobmesh::store::{BulkAction, BulkOutcome, BulkTarget};
+use jobmesh::store::{Actor, BulkAction, BulkOutcome, BulkTarget};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -90,6 +91,44 @@ fn json<T: Serialize>(value: &T) -> Answer {
     ))
 }
 
+/// Who acts, for the audit rows: the token (by id and name) and the peer's address.
+fn audit_context(caller: &Caller) -> AuditContext {
+    let actor = match caller.token {
+        Some(id) => Actor::Token {
+            id,
+            name: caller.name.clone(),
+        },
+        // Anonymous callers only read; no action reaches the store without a token.
+        None => Actor::System,
+    };
+    AuditContext::new(actor).from_address(caller.peer.ip())
+}
+
+/// Records a refusal that changed nothing (a token's queues), then returns it.
+async fn refused(
+    state: &AppState,
+    caller: &Caller,
+    action: BulkAction,
+    target: &AuditTarget,
+    problem: Problem,
+) -> Problem {
+    let ctx = audit_context(caller);
+    if let Err(e) = state
+        .store
+        .record_refusal(
+            &ctx,
+            action.audit_action(),
+            target,
+            &problem.detail,
+            SystemClock.now(),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "recording a refused bulk action in the audit log failed");
+    }
+    problem
+}
+
 /// The action named in the path, refused as `action`.
 fn action(text: &str) -> Result<BulkAction, Problem> {
     text.parse().map_err(|e: String| {
@@ -113,7 +152,12 @@ async fn one(
     visible_job(state, caller, id).await?;
     let out = state
         .store
-        .bulk(action, &BulkTarget::Ids(vec![id]), SystemClock.now())
+        .bulk(
+            &audit_context(caller),
+            action,
+            &BulkTarget::Ids(vec![id]),
+            SystemClock.now(),
+        )
         .await?;
     let now = state.store.get_job(id).await?;
     Ok(JobActionResponse {
@@ -220,18 +264,30 @@ pub async fn bulk(
                             // Unknown ids are counted as not found, as for any token.
                             Err(p) if p.status == 404 => {}
                             Err(p) => {
-                                return Err(Problem::field(
+                                let p = Problem::field(
                                     ProblemKind::Forbidden,
                                     "ids",
                                     format!("job {id}: {}", p.detail),
-                                ));
+                                );
+                                let target = AuditTarget::Jobs(ids.clone());
+                                return Err(refused(&state, &caller, action, &target, p).await);
                             }
                         }
                     }
                 }
                 target
             }
-            (None, Some(filter)) => BulkTarget::Filter(filter.into_filter(&caller)?),
+            (None, Some(filter)) => {
+                let asked = serde_json::to_value(&filter).unwrap_or_default();
+                match filter.into_filter(&caller) {
+                    Ok(f) => BulkTarget::Filter(f),
+                    Err(p) if p.status == 403 => {
+                        let target = AuditTarget::Filter(asked);
+                        return Err(refused(&state, &caller, action, &target, p).await);
+                    }
+                    Err(p) => return Err(p),
+                }
+            }
             _ => {
                 return Err(Problem::new(
                     ProblemKind::InvalidField,
@@ -239,7 +295,11 @@ pub async fn bulk(
                 ));
             }
         };
-        let outcome = state.store.bulk(action, &target, SystemClock.now()).await?;
+        let ctx = audit_context(&caller);
+        let outcome = state
+            .store
+            .bulk(&ctx, action, &target, SystemClock.now())
+            .await?;
         json(&BulkResponse::new(action, outcome))
     };
     answer_once(&state, &caller, &headers, &route, &body.digest, work).await

@@ -9,7 +9,7 @@ use jobmesh::clock::Millis;
 use jobmesh::job::JobState;
 use jobmesh::store::tokens::Scope;
 use jobmesh::store::{Cursor, FilterError, JobFilter, Order, PayloadMatch, TimeRange};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
@@ -176,7 +176,7 @@ pub async fn list_jobs(
 }
 
 /// A filter in a JSON body (bulk actions): every field set must hold.
-#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterBody {
     /// Only these queues (a token limited to queues may name only its own; none: all of

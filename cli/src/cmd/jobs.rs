@@ -5,9 +5,10 @@ use anyhow::{Context, bail};
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::config::Config;
 use jobmesh::job::{JobId, JobState};
+use jobmesh::store::audit::AuditContext;
 use jobmesh::store::filter::MAX_LIMIT;
 use jobmesh::store::{
-    BulkAction, BulkTarget, Cursor, JobFilter, Order, PayloadMatch, Store, TimeRange,
+    Actor, BulkAction, BulkTarget, Cursor, JobFilter, Order, PayloadMatch, Store, TimeRange,
 };
 
 use crate::args::{BulkArgs, FilterArgs, JobsVerb};
@@ -129,17 +130,16 @@ async fn list(
     }
     // Pages of at most MAX_LIMIT, up to `limit` jobs.
     let mut jobs = Vec::new();
-    let mut next = None;
-    loop {
+    let next = loop {
         filter.limit = (limit - jobs.len() as u32).min(MAX_LIMIT);
         let page = store.list_jobs(&filter).await?;
-        next = Cursor::after_page(&filter, &page);
+        let next = Cursor::after_page(&filter, &page);
         jobs.extend(page);
         match next {
             Some(c) if (jobs.len() as u32) < limit => filter.after = Some(c.after),
-            _ => break,
+            _ => break next,
         }
-    }
+    };
     if json {
         let rows = jobs
             .iter()
@@ -154,6 +154,20 @@ async fn list(
         eprintln!("more: --cursor {}", c.encode());
     }
     Ok(())
+}
+
+/// Who acts at the command line, for the audit rows: `user@host` from the environment.
+fn cli_context() -> AuditContext {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    AuditContext::new(Actor::cli(&user, &host))
 }
 
 async fn bulk(
@@ -176,7 +190,7 @@ async fn bulk(
     };
     target.check().map_err(flag_error)?;
     let out = store
-        .bulk(action, &target, SystemClock.now())
+        .bulk(&cli_context(), action, &target, SystemClock.now())
         .await
         .with_context(|| format!("{action} stopped; the batches before the error are done"))?;
     if json {

@@ -3,8 +3,14 @@
 //! action changes exactly the jobs `store::bulk` says it applies to, in batches.
 
 use super::*;
+use crate::store::audit::{Actor, AuditAction, AuditContext, AuditQuery};
 use crate::store::bulk::{BULK_BATCH, BulkAction, BulkTarget};
 use crate::store::filter::{Cursor, Order, PayloadMatch, TimeRange};
+
+/// The operator every bulk action here is audited as.
+fn operator() -> AuditContext {
+    AuditContext::new(Actor::cli("ops", "bulk-test"))
+}
 
 fn matching(expr: &str) -> Option<PayloadMatch> {
     Some(PayloadMatch::parse(expr).expect("a valid match"))
@@ -244,6 +250,7 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
     // Retry now: only the scheduled job changes; unknown ids are counted.
     let out = s
         .bulk(
+            &operator(),
             BulkAction::Retry,
             &BulkTarget::Ids(vec![scheduled, avail, dead, JobId(987_654)]),
             now,
@@ -279,7 +286,12 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
         ..Default::default()
     };
     let out = s
-        .bulk(BulkAction::Redrive, &BulkTarget::Filter(f.clone()), now)
+        .bulk(
+            &operator(),
+            BulkAction::Redrive,
+            &BulkTarget::Filter(f.clone()),
+            now,
+        )
         .await
         .unwrap();
     assert_eq!((out.matched, out.changed), (1, 1));
@@ -289,7 +301,12 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
 
     // Cancel by filter: every unfinished job (the running one loses its lease).
     let out = s
-        .bulk(BulkAction::Cancel, &BulkTarget::Filter(f.clone()), now)
+        .bulk(
+            &operator(),
+            BulkAction::Cancel,
+            &BulkTarget::Filter(f.clone()),
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(out.changed, 4, "{out:?}");
@@ -313,7 +330,12 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
         ..f.clone()
     };
     let out = s
-        .bulk(BulkAction::Delete, &BulkTarget::Filter(only_done), now)
+        .bulk(
+            &operator(),
+            BulkAction::Delete,
+            &BulkTarget::Filter(only_done),
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(out.changed, 1);
@@ -324,7 +346,7 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
     );
     let keep = ids(s, vec![job("b")], now).await[0];
     let out = s
-        .bulk(BulkAction::Delete, &BulkTarget::Filter(f), now)
+        .bulk(&operator(), BulkAction::Delete, &BulkTarget::Filter(f), now)
         .await
         .unwrap();
     assert_eq!(out.changed, 4);
@@ -336,18 +358,28 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
 
     // A target out of bounds is refused before anything changes.
     assert!(
-        s.bulk(BulkAction::Cancel, &BulkTarget::Ids(vec![]), now)
-            .await
-            .is_err()
+        s.bulk(
+            &operator(),
+            BulkAction::Cancel,
+            &BulkTarget::Ids(vec![]),
+            now
+        )
+        .await
+        .is_err()
     );
     let bad = JobFilter {
         priority_min: Some(500),
         ..Default::default()
     };
     assert!(
-        s.bulk(BulkAction::Cancel, &BulkTarget::Filter(bad), now)
-            .await
-            .is_err()
+        s.bulk(
+            &operator(),
+            BulkAction::Cancel,
+            &BulkTarget::Filter(bad),
+            now
+        )
+        .await
+        .is_err()
     );
     assert_eq!(state(s, keep).await, JobState::Available);
 }
@@ -364,7 +396,12 @@ pub async fn bulk_by_filter_covers_every_match_in_batches(s: &dyn Store) {
         ..Default::default()
     };
     let out = s
-        .bulk(BulkAction::Cancel, &BulkTarget::Filter(filter.clone()), T0)
+        .bulk(
+            &operator(),
+            BulkAction::Cancel,
+            &BulkTarget::Filter(filter.clone()),
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -375,8 +412,33 @@ pub async fn bulk_by_filter_covers_every_match_in_batches(s: &dyn Store) {
     assert_eq!(counts["default"][&JobState::Cancelled], n as u64);
     assert_eq!(counts["default"][&JobState::Available], 5);
     let again = s
-        .bulk(BulkAction::Cancel, &BulkTarget::Filter(filter), T0)
+        .bulk(
+            &operator(),
+            BulkAction::Cancel,
+            &BulkTarget::Filter(filter),
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(again.changed, 0, "nothing left to cancel");
+    // One audit row per batch transaction, with the counts; the empty run writes one.
+    let rows = s
+        .list_audit(&AuditQuery {
+            action: Some(AuditAction::Cancel),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.iter().all(|r| r.actor == operator().actor));
+    let changed: u64 = rows
+        .iter()
+        .map(|r| r.detail["changed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(changed, n as u64, "{:?}", rows[0]);
+    assert!(
+        rows.iter().all(|r| r.target.to_string().contains("many")),
+        "{:?}",
+        rows[0].target
+    );
 }

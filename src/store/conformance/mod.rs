@@ -20,6 +20,7 @@ use crate::job::{
 pub const T0: Millis = Millis(1_700_000_000_000);
 
 mod admin;
+mod audit;
 mod bulk;
 mod claim;
 mod complete;
@@ -29,6 +30,7 @@ mod queues;
 mod tokens;
 
 pub use admin::*;
+pub use audit::*;
 pub use bulk::*;
 pub use claim::*;
 pub use complete::*;
@@ -136,8 +138,10 @@ macro_rules! store_conformance_tests {
             dependencies_parent_failure, revoke_node_and_expiry, extend_leases, release_unstarted,
             retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
             nul_in_results_is_scrubbed, api_tokens, idempotent_answers, paused_queue_is_not_claimed,
-            pause_is_per_queue, filters_narrow_listings, keyset_pages_cover_every_job_once,
-            bulk_actions_by_ids_and_filter, bulk_by_filter_covers_every_match_in_batches);
+            pause_is_per_queue, audit_log_lists_newest_first_with_filters,
+            audit_rows_are_purged_after_their_retention, filters_narrow_listings,
+            keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
+            bulk_by_filter_covers_every_match_in_batches);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

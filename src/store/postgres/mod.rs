@@ -40,7 +40,8 @@
 //!   transaction; `retention.rs` the purge;
 //!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`); `queues.rs`
 //!   (`QueueControl`) paused queues, which every claim statement skips;
-//!   `listen.rs` LISTEN/NOTIFY wake-ups;
+//!   `listen.rs` LISTEN/NOTIFY wake-ups; `audit.rs` (`AuditLog`) the audit log and
+//!   `audit::write`, the row every operator action writes in its transaction;
 //! - `ready.rs` the reads a dispatch index outside Postgres is built from (the production
 //!   store, [`crate::store::redis_postgres`], which runs no SQL of its own but composes
 //!   these `pub(crate)` operations: `claim_by_ids`, `promote_due_returning`,
@@ -58,6 +59,7 @@
 //! [`Wakeups`]: crate::store::Wakeups
 
 mod admin;
+pub(crate) mod audit;
 mod bulk;
 mod claim;
 mod complete;

@@ -59,12 +59,14 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        let audit = super::audit::purge(&mut tx, cut.audit_before, retention.batch).await?;
         tx.commit().await?;
         Ok(crate::store::retention::Purged {
             jobs: finished.len() as u64,
             dead_letters: dead.len() as u64,
             events,
             leases,
+            audit,
         })
     }
 }

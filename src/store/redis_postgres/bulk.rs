@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::RedisPostgresStore;
 use crate::clock::Millis;
 use crate::store::StoreError;
+use crate::store::audit::AuditContext;
 use crate::store::bulk::{Batch, BulkAction, BulkActions, BulkBatches, BulkOutcome, BulkTarget};
 use crate::store::filter::JobFilter;
 
@@ -39,17 +40,19 @@ impl BulkBatches for RedisPostgresStore {
 
     async fn apply_ids(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         ids: &[i64],
         now: Millis,
     ) -> Result<Batch, StoreError> {
-        let batch = self.shared.pg.apply_ids(action, ids, now).await?;
+        let batch = self.shared.pg.apply_ids(ctx, action, ids, now).await?;
         self.after_batch(action, &batch, now).await;
         Ok(batch)
     }
 
     async fn apply_matching(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         filter: &JobFilter,
         states: &[&'static str],
@@ -60,7 +63,7 @@ impl BulkBatches for RedisPostgresStore {
         let batch = self
             .shared
             .pg
-            .apply_matching(action, filter, states, after, upto, now)
+            .apply_matching(ctx, action, filter, states, after, upto, now)
             .await?;
         self.after_batch(action, &batch, now).await;
         Ok(batch)
@@ -71,10 +74,11 @@ impl BulkBatches for RedisPostgresStore {
 impl BulkActions for RedisPostgresStore {
     async fn bulk(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         target: &BulkTarget,
         now: Millis,
     ) -> Result<BulkOutcome, StoreError> {
-        crate::store::bulk::run(self, action, target, now).await
+        crate::store::bulk::run(self, ctx, action, target, now).await
     }
 }

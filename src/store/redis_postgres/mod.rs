@@ -17,7 +17,8 @@
 //! the Postgres store's bulk batches and keeps Redis in step after each; `outbox.rs` pushes
 //! ready jobs after commits (a failed push marks the index dirty); `reconciler.rs`
 //! checks that the Redis prefix belongs to this store, rebuilds Redis and runs the
-//! background task; `relay.rs` copies events and job states into Redis.
+//! background task; `relay.rs` copies events and job states into Redis; `audit.rs` the
+//! audit log (Postgres alone, like `tokens.rs`).
 //!
 //! Design choices, and why:
 //!
@@ -61,6 +62,7 @@
 //! [`RedisDispatch::take`]: crate::store::redis::RedisDispatch::take
 //! [`RedisPostgresConfig::relay`]: crate::store::redis_postgres::RedisPostgresConfig::relay
 
+mod audit;
 mod bulk;
 mod claim;
 mod outbox;

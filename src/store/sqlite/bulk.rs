@@ -13,9 +13,10 @@ use super::rows::to_json;
 use super::{SqliteStore, Tx};
 use crate::clock::Millis;
 use crate::job::{JobId, JobState};
+use crate::store::audit::AuditContext;
 use crate::store::bulk::{
-    BULK_BATCH, Batch, BulkAction, BulkActions, BulkBatches, BulkOutcome, BulkTarget, batch_events,
-    plan_batch,
+    BULK_BATCH, Batch, BulkAction, BulkActions, BulkBatches, BulkOutcome, BulkTarget, batch_audit,
+    batch_events, plan_batch,
 };
 use crate::store::filter::JobFilter;
 use crate::store::{StoreError, columns};
@@ -128,21 +129,37 @@ async fn apply(
     Ok(changed)
 }
 
-/// Decides and applies one batch of rows read in `tx`, and commits.
+/// What a batch is about: the ids asked for, or the filter (with the ids it read).
+struct Scope<'a> {
+    /// The ids asked for (by ids), or read (by filter).
+    asked: &'a [i64],
+    /// The filter, for an action by filter.
+    filter: Option<&'a JobFilter>,
+    /// Whether to write the audit row even when the batch read nothing (the first
+    /// batch of an action by filter, so an action that matched nothing is recorded).
+    always_audit: bool,
+}
+
+/// Decides and applies one batch of locked rows, writes its audit row, and commits.
 async fn finish(
     mut tx: Tx,
+    ctx: &AuditContext,
     action: BulkAction,
-    asked: usize,
+    scope: Scope<'_>,
     rows: Vec<LockedRow>,
     now: Millis,
 ) -> Result<Batch, StoreError> {
     let last = rows.last().map(|r| r.0);
     let rows = decode(rows);
-    let (changing, mut outcome) = plan_batch(action, asked, &rows);
+    let (changing, mut outcome) = plan_batch(action, scope.asked.len(), &rows);
     let mut done = apply(&mut tx, action, &changing, now).await?;
-    tx.commit().await?;
     done.sort_unstable();
     outcome.changed = done.len() as u64;
+    if last.is_some() || scope.always_audit {
+        let (a, target, result) = batch_audit(action, scope.filter, scope.asked, &outcome);
+        super::audit::write(&mut tx, ctx, a, &target, &result, now).await?;
+    }
+    tx.commit().await?;
     Ok(Batch {
         outcome,
         changed: done.into_iter().map(JobId).collect(),
@@ -160,6 +177,7 @@ impl BulkBatches for SqliteStore {
 
     async fn apply_ids(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         ids: &[i64],
         now: Millis,
@@ -172,11 +190,17 @@ impl BulkBatches for SqliteStore {
         .bind(to_json(&ids))
         .fetch_all(&mut *tx)
         .await?;
-        finish(tx, action, ids.len(), rows, now).await
+        let scope = Scope {
+            asked: ids,
+            filter: None,
+            always_audit: true,
+        };
+        finish(tx, ctx, action, scope, rows, now).await
     }
 
     async fn apply_matching(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         filter: &JobFilter,
         states: &[&'static str],
@@ -193,8 +217,13 @@ impl BulkBatches for SqliteStore {
         b.push(" ORDER BY id LIMIT ");
         b.push_bind(BULK_BATCH as i64);
         let rows: Vec<LockedRow> = b.build_query_as().fetch_all(&mut *tx).await?;
-        let asked = rows.len();
-        finish(tx, action, asked, rows, now).await
+        let read: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let scope = Scope {
+            asked: &read,
+            filter: Some(filter),
+            always_audit: after == 0,
+        };
+        finish(tx, ctx, action, scope, rows, now).await
     }
 }
 
@@ -202,10 +231,11 @@ impl BulkBatches for SqliteStore {
 impl BulkActions for SqliteStore {
     async fn bulk(
         &self,
+        ctx: &AuditContext,
         action: BulkAction,
         target: &BulkTarget,
         now: Millis,
     ) -> Result<BulkOutcome, StoreError> {
-        crate::store::bulk::run(self, action, target, now).await
+        crate::store::bulk::run(self, ctx, action, target, now).await
     }
 }

@@ -33,6 +33,8 @@
 //!   listing's filter as conditions; `bulk.rs` [`BulkActions`](super::BulkActions);
 //! - `events.rs`: [`EventLog`](super::EventLog) and the event rows every transition
 //!   writes; `leader.rs`: [`Leadership`](super::Leadership);
+//! - `audit.rs`: [`AuditLog`](super::AuditLog) and `audit::write`, the audit row every
+//!   operator action writes in its transaction;
 //! - `rows.rs`: decoding rows into the job model, and the JSON shapes statements read.
 //!
 //! A trait impl cannot be split across files, so [`JobQueue`], whose methods belong to
@@ -44,6 +46,7 @@
 //! are made in `store::rules` and applied here.
 
 mod admin;
+mod audit;
 mod bulk;
 mod claim;
 mod complete;

@@ -1,5 +1,5 @@
-//! Retention ([`JobAdmin::purge`]): removing finished jobs, dead letters, events and
-//! lapsed leader leases that outlived their retention, a bounded batch per call.
+//! Retention ([`JobAdmin::purge`]): removing finished jobs, dead letters, events,
+//! audit rows and lapsed leader leases that outlived their retention, a bounded batch per call.
 //!
 //! [`JobAdmin::purge`]: crate::store::JobAdmin::purge
 
@@ -66,12 +66,14 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        let audit = super::audit::purge(&mut tx, cut.audit_before, retention.batch).await?;
         tx.commit().await?;
         Ok(crate::store::retention::Purged {
             jobs: finished.len() as u64,
             dead_letters: dead.len() as u64,
             events,
             leases,
+            audit,
         })
     }
 }
