@@ -259,8 +259,8 @@ pub(crate) trait BulkBatches: Send + Sync {
         now: Millis,
     ) -> Result<Batch, StoreError>;
 
-    /// In one transaction: selects, locking them, the first [`BULK_BATCH`] jobs by id in
-    /// `(after, upto]` that match `filter` (its `after`, `order` and `limit` ignored) and
+    /// In one transaction: selects, locking them, the first [`BULK_BATCH`] jobs by id
+    /// within `ids` that match `filter` (its `after`, `order` and `limit` ignored) and
     /// are in one of `states`, and applies `action` to them.
     async fn apply_matching(
         &self,
@@ -268,8 +268,7 @@ pub(crate) trait BulkBatches: Send + Sync {
         action: BulkAction,
         filter: &JobFilter,
         states: &[&'static str],
-        after: i64,
-        upto: i64,
+        ids: std::ops::RangeInclusive<i64>,
         now: Millis,
     ) -> Result<Batch, StoreError>;
 }
@@ -311,7 +310,7 @@ pub(crate) async fn run(
             let mut after = 0;
             loop {
                 let batch = b
-                    .apply_matching(ctx, action, filter, &states, after, upto, now)
+                    .apply_matching(ctx, action, filter, &states, after + 1..=upto, now)
                     .await?;
                 let Some(last) = batch.last else { break };
                 total.add(batch.outcome);

@@ -489,7 +489,7 @@ mod tests {
         ] {
             assert_eq!(PayloadMatch::parse(text).unwrap().value(), &value, "{text}");
         }
-        let deep = format!("$.{} == 1", vec!["k"; MAX_MATCH_DEPTH + 1].join("."));
+        let deep = format!("$.{} == 1", ["k"; MAX_MATCH_DEPTH + 1].join("."));
         for bad in [
             "customer.id == 1",
             "$.a",

@@ -157,7 +157,7 @@ async fn finish(
     outcome.changed = done.len() as u64;
     if last.is_some() || scope.always_audit {
         let (a, target, result) = batch_audit(action, scope.filter, scope.asked, &outcome);
-        super::audit::write(&mut *tx, ctx, a, &target, &result, now).await?;
+        super::audit::write(&mut tx, ctx, a, &target, &result, now).await?;
     }
     tx.commit().await?;
     Ok(Batch {
@@ -203,16 +203,15 @@ impl BulkBatches for PostgresStore {
         action: BulkAction,
         filter: &JobFilter,
         states: &[&'static str],
-        after: i64,
-        upto: i64,
+        ids: std::ops::RangeInclusive<i64>,
         now: Millis,
     ) -> Result<Batch, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut b =
-            QueryBuilder::<Postgres>::new("SELECT id, state, attempt FROM jobs WHERE id > ");
-        b.push_bind(after);
+            QueryBuilder::<Postgres>::new("SELECT id, state, attempt FROM jobs WHERE id >= ");
+        b.push_bind(*ids.start());
         b.push(" AND id <= ");
-        b.push_bind(upto);
+        b.push_bind(*ids.end());
         super::filter::push_conditions(&mut b, filter, states);
         b.push(" ORDER BY id LIMIT ");
         b.push_bind(BULK_BATCH as i64);
@@ -222,7 +221,7 @@ impl BulkBatches for PostgresStore {
         let scope = Scope {
             asked: &read,
             filter: Some(filter),
-            always_audit: after == 0,
+            always_audit: *ids.start() <= 1,
         };
         finish(tx, ctx, action, scope, rows, now).await
     }

@@ -56,14 +56,13 @@ impl BulkBatches for RedisPostgresStore {
         action: BulkAction,
         filter: &JobFilter,
         states: &[&'static str],
-        after: i64,
-        upto: i64,
+        ids: std::ops::RangeInclusive<i64>,
         now: Millis,
     ) -> Result<Batch, StoreError> {
         let batch = self
             .shared
             .pg
-            .apply_matching(ctx, action, filter, states, after, upto, now)
+            .apply_matching(ctx, action, filter, states, ids, now)
             .await?;
         self.after_batch(action, &batch, now).await;
         Ok(batch)

@@ -204,15 +204,14 @@ impl BulkBatches for SqliteStore {
         action: BulkAction,
         filter: &JobFilter,
         states: &[&'static str],
-        after: i64,
-        upto: i64,
+        ids: std::ops::RangeInclusive<i64>,
         now: Millis,
     ) -> Result<Batch, StoreError> {
         let mut tx = self.begin().await?;
-        let mut b = QueryBuilder::<Sqlite>::new("SELECT id, state, attempt FROM jobs WHERE id > ");
-        b.push_bind(after);
+        let mut b = QueryBuilder::<Sqlite>::new("SELECT id, state, attempt FROM jobs WHERE id >= ");
+        b.push_bind(*ids.start());
         b.push(" AND id <= ");
-        b.push_bind(upto);
+        b.push_bind(*ids.end());
         super::filter::push_conditions(&mut b, filter, states);
         b.push(" ORDER BY id LIMIT ");
         b.push_bind(BULK_BATCH as i64);
@@ -221,7 +220,7 @@ impl BulkBatches for SqliteStore {
         let scope = Scope {
             asked: &read,
             filter: Some(filter),
-            always_audit: after == 0,
+            always_audit: *ids.start() <= 1,
         };
         finish(tx, ctx, action, scope, rows, now).await
     }
