@@ -357,13 +357,14 @@ impl From<Job> for JobView {
     }
 }
 
-/// A page of jobs, ordered by id.
+/// A page of jobs, ordered by id (ascending, or descending with `order=desc`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobPage {
     /// The jobs.
     pub jobs: Vec<JobView>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<i64>,
+    /// Pass as `cursor` (unchanged, with the same filters) for the next page; absent on
+    /// the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// What a cancel did.

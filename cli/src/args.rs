@@ -288,24 +288,105 @@ pub struct SubmitArgs {
     pub workflow: Option<PathBuf>,
 }
 
+/// Which jobs: every flag given must hold (`jobs list`, and the bulk verbs without ids).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only these states (repeatable or comma-separated).
+    #[arg(long, short, value_delimiter = ',')]
+    pub state: Vec<JobState>,
+    /// Only these queues (repeatable).
+    #[arg(long, short)]
+    pub queue: Vec<String>,
+    /// Only this kind.
+    #[arg(long, short)]
+    pub kind: Option<String>,
+    /// Only priorities at or above this.
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority_min: Option<i16>,
+    /// Only priorities at or below this.
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority_max: Option<i16>,
+    /// Only jobs enqueued at or after this time (RFC 3339, e.g. 2026-12-06T09:00:00Z,
+    /// or ms since the Unix epoch).
+    #[arg(long, value_parser = parse_time)]
+    pub created_from: Option<jobmesh::clock::Millis>,
+    /// Only jobs enqueued before this time.
+    #[arg(long, value_parser = parse_time)]
+    pub created_to: Option<jobmesh::clock::Millis>,
+    /// Only jobs finished at or after this time.
+    #[arg(long, value_parser = parse_time)]
+    pub finished_from: Option<jobmesh::clock::Millis>,
+    /// Only jobs finished before this time.
+    #[arg(long, value_parser = parse_time)]
+    pub finished_to: Option<jobmesh::clock::Millis>,
+    /// Only jobs whose payload holds a value: '$.customer.id == "42"' (dotted keys; a
+    /// JSON string, number, true, false or null).
+    #[arg(long, value_name = "MATCH")]
+    pub payload: Option<String>,
+}
+
+impl FilterArgs {
+    /// Whether no flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+            && self.queue.is_empty()
+            && self.kind.is_none()
+            && self.priority_min.is_none()
+            && self.priority_max.is_none()
+            && self.created_from.is_none()
+            && self.created_to.is_none()
+            && self.finished_from.is_none()
+            && self.finished_to.is_none()
+            && self.payload.is_none()
+    }
+}
+
+/// A time as RFC 3339 or as milliseconds since the Unix epoch.
+fn parse_time(text: &str) -> Result<jobmesh::clock::Millis, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(jobmesh::clock::Millis(ms));
+    }
+    let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        format!("expected RFC 3339 (2026-12-06T09:00:00Z) or ms since the epoch: {e}")
+    })?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "before 1970".to_string())?
+        .as_millis();
+    i64::try_from(ms)
+        .map(jobmesh::clock::Millis)
+        .map_err(|_| "too far in the future".to_string())
+}
+
+/// The jobs a bulk verb acts on: ids, or every job matching the filter flags.
+#[derive(Debug, Clone, Args)]
+pub struct BulkArgs {
+    /// These jobs (without ids: every job matching the filter flags).
+    pub ids: Vec<i64>,
+    /// Which jobs, without ids.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// With no ids and no filter flag: every job (the action's own states still apply).
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// `jobmesh jobs ...`
 #[derive(Debug, Subcommand)]
 pub enum JobsVerb {
-    /// List jobs.
+    /// List jobs matching the filter flags, a page at a time by id (keyset: pass the
+    /// printed cursor to --cursor for the next page).
     List {
-        /// Only this state.
-        #[arg(long, short)]
-        state: Option<JobState>,
-        /// Only this queue.
-        #[arg(long, short)]
-        queue: Option<String>,
-        /// Only this kind.
-        #[arg(long, short)]
-        kind: Option<String>,
-        /// Only ids above this (paging).
+        /// Which jobs.
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Newest first.
         #[arg(long)]
-        after: Option<i64>,
-        /// At most this many.
+        desc: bool,
+        /// Start after this page (the cursor printed with the previous one).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// At most this many (1..=1000).
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -314,11 +395,17 @@ pub enum JobsVerb {
         /// Job id.
         id: i64,
     },
-    /// Cancel a job that has not finished.
-    Cancel {
-        /// Job id.
-        id: i64,
-    },
+    /// Cancel unfinished jobs, by ids or by filter (every match, in transactions of
+    /// 1000 jobs); a running attempt loses its lease.
+    Cancel(BulkArgs),
+    /// Retry scheduled and retryable jobs now, by ids or by filter (discarded jobs are
+    /// redriven instead, cancelled ones stay cancelled).
+    Retry(BulkArgs),
+    /// Send discarded jobs back with fresh attempts, by ids or by filter.
+    Redrive(BulkArgs),
+    /// Delete finished jobs (succeeded, discarded, cancelled) with their attempts,
+    /// links and events, by ids or by filter.
+    Delete(BulkArgs),
     /// Counts by queue and state.
     Stats,
 }

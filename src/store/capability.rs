@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::activity::{Activity, LiveMembers};
 use super::audit::{AuditContext, AuditLog};
+use super::bulk::BulkActions;
 use super::history::JobHistory;
 use super::periodic::PeriodicTicks;
 use super::queues::QueueControl;
@@ -89,7 +90,10 @@ pub trait JobAdmin: Send + Sync + 'static {
     /// One job by id.
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
 
-    /// Jobs matching a filter, ordered by id.
+    /// Jobs matching a filter, ordered by id (ascending or descending), past the
+    /// filter's `after` (keyset pagination: never an offset). The filter is bound as
+    /// parameters whatever it holds; callers check it first ([`JobFilter::check`]) for
+    /// errors that name the field.
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
 
     /// Job counts by queue and state.
@@ -191,7 +195,7 @@ pub trait Heartbeats: Send + Sync + 'static {
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
 /// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
 /// the read-side views [`JobHistory`] and [`Activity`], the periodic tick record and
-/// the [`AuditLog`] of operator actions),
+/// the [`AuditLog`] of operator actions, and bulk actions),
 /// and accessors for the optional ones.
 pub trait Store:
     JobQueue
@@ -204,6 +208,7 @@ pub trait Store:
     + Activity
     + PeriodicTicks
     + AuditLog
+    + BulkActions
 {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;

@@ -21,11 +21,15 @@
 pub mod activity;
 /// The audit log of operator actions.
 pub mod audit;
+/// Bulk actions by ids or by filter: cancel, retry now, redrive, delete.
+pub mod bulk;
 mod capability;
 mod columns;
 pub mod conformance;
 mod error;
 mod event_log;
+/// Filters of listings and bulk actions, their validation, and keyset cursors.
+pub mod filter;
 /// A job's history: its finished attempts and its events.
 pub mod history;
 mod open;
@@ -51,9 +55,11 @@ mod wakeup;
 
 pub use activity::{Activity, LiveMembers, NodeRecord, fold_members};
 pub use audit::{Actor, AuditContext, AuditLog};
+pub use bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
+pub use filter::{Cursor, FilterError, JobFilter, Order, PayloadMatch, TimeRange};
 pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
@@ -131,33 +137,6 @@ pub struct RescuedJob {
     pub attempt: u32,
     /// Where it went: `available` to run again at once, or `discarded` when out of attempts.
     pub state: JobState,
-}
-
-/// Which jobs to list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobFilter {
-    /// Only this state.
-    pub state: Option<JobState>,
-    /// Only this queue.
-    pub queue: Option<String>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only ids greater than this (paging).
-    pub after: Option<JobId>,
-    /// At most this many, ordered by id.
-    pub limit: u32,
-}
-
-impl Default for JobFilter {
-    fn default() -> Self {
-        Self {
-            state: None,
-            queue: None,
-            kind: None,
-            after: None,
-            limit: 100,
-        }
-    }
 }
 
 /// A dead-lettered job with why and when it was discarded.

@@ -1,4 +1,5 @@
-//! `/api/v1/jobs`: enqueue one or a batch, read, list, cancel.
+//! `/api/v1/jobs`: enqueue one or a batch, read, cancel (listing is in `job_list.rs`,
+//! retry, delete and bulk actions in `bulk.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,23 +13,17 @@ use jobmesh::job::{JobId, NewJob};
 use jobmesh::payload::PayloadError;
 use jobmesh::store::audit::{AuditAction, AuditTarget};
 use jobmesh::store::tokens::Scope;
-use jobmesh::store::{CancelOutcome, EnqueueOutcome, JobFilter};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use jobmesh::store::{CancelOutcome, EnqueueOutcome};
 
 use crate::audit::checked;
 use crate::auth::Caller;
-use crate::body::{JsonBody, QueryParams};
+use crate::body::JsonBody;
 use crate::idempotency::{Answer, answer_once};
 use crate::model::{
     BatchItem, BatchRequest, BatchResponse, CancelResponse, CancelResult, EnqueueRequest, Enqueued,
-    JobPage, State as JobStateView,
 };
 use crate::problem::{Problem, ProblemKind};
 use crate::state::AppState;
-
-/// Most jobs one listing returns.
-pub const MAX_PAGE: u32 = 1000;
 
 /// Checks a job the way `jobmesh submit` does (the kind's payload rules and every job
 /// option, through the same [`jobmesh::handler::Registry::validate`]), plus the queue
@@ -287,82 +282,6 @@ pub(crate) async fn visible_job(
         ));
     }
     Ok(job)
-}
-
-/// Which jobs to list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Only this queue (required for a token limited to several queues).
-    pub queue: Option<String>,
-    /// Only this state.
-    pub state: Option<JobStateView>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only ids above this (the `next_after` of the previous page).
-    pub after: Option<i64>,
-    /// At most this many (1..=1000, default 100).
-    pub limit: Option<u32>,
-}
-
-/// Jobs matching a filter, by id, a page at a time (keyset: pass `next_after` as
-/// `after`; pages never repeat or skip a job).
-#[utoipa::path(
-    get,
-    path = "/api/v1/jobs",
-    tag = "jobs",
-    params(ListParams),
-    responses(
-        (status = 200, description = "A page of jobs", body = JobPage),
-        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = ["read"]))
-)]
-pub async fn list_jobs(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    QueryParams(p): QueryParams<ListParams>,
-) -> Result<axum::Json<JobPage>, Problem> {
-    caller.require(Scope::Read)?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Problem::field(
-            ProblemKind::InvalidField,
-            "limit",
-            format!("must be within 1..={MAX_PAGE}, got {limit}"),
-        ));
-    }
-    let queue = match (p.queue, caller.queues.as_slice()) {
-        (Some(q), _) => {
-            caller.require_queue(&q, "queue")?;
-            Some(q)
-        }
-        (None, []) => None,
-        (None, [only]) => Some(only.clone()),
-        (None, _) => {
-            return Err(Problem::field(
-                ProblemKind::Forbidden,
-                "queue",
-                "the token is limited to several queues: name one",
-            ));
-        }
-    };
-    let filter = JobFilter {
-        state: p.state.map(Into::into),
-        queue,
-        kind: p.kind,
-        after: p.after.map(JobId),
-        limit,
-    };
-    let jobs = state.store.list_jobs(&filter).await?;
-    let next_after = (jobs.len() == limit as usize)
-        .then(|| jobs.last().map(|j| j.id.0))
-        .flatten();
-    Ok(axum::Json(JobPage {
-        jobs: jobs.into_iter().map(Into::into).collect(),
-        next_after,
-    }))
 }
 
 /// Cancel a job that has not finished (a running attempt loses its lease).

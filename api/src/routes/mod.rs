@@ -2,10 +2,12 @@
 //! exist without its place in the OpenAPI document.
 
 pub mod audit;
+pub mod bulk;
 pub mod dlq;
 pub mod events;
 pub mod health;
 pub mod job_detail;
+pub mod job_list;
 pub mod jobs;
 pub mod mesh;
 pub mod nodes;
@@ -81,10 +83,13 @@ pub async fn openapi_json(State(state): State<Arc<AppState>>, _caller: Caller) -
 pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let timeout = state.config.request_timeout;
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(jobs::enqueue, jobs::list_jobs))
+        .routes(routes!(jobs::enqueue, job_list::list_jobs))
         .routes(routes!(jobs::enqueue_batch))
         .routes(routes!(job_detail::get_job))
         .routes(routes!(jobs::cancel))
+        .routes(routes!(bulk::delete_job))
+        .routes(routes!(bulk::retry_job))
+        .routes(routes!(bulk::bulk))
         .routes(routes!(workflows::submit))
         .routes(routes!(dlq::redrive))
         .routes(routes!(queues::list_queues))

@@ -263,7 +263,9 @@ macro_rules! api_suite {
             enqueue_claim_finish_seen_through_get_and_sse, access_control, limits,
             filters_treat_metacharacters_as_data, idempotent_retries, batches_and_workflows,
             cancel_and_redrive, openapi_lists_every_route, tokens_stay_out_of_the_log,
-            startup_rules_and_anonymous_loopback_read);
+            startup_rules_and_anonymous_loopback_read, filters_and_cursors_over_10k_jobs,
+            bulk_cancel_by_filter_over_10k_jobs, bulk_actions_respect_scopes_and_queues,
+            bad_filters_are_refused_naming_the_field);
         $crate::api_suite!(@grouped $make; concurrent_single_enqueues_answer_each_request);
         $crate::api_suite!(@audit $make;
             audit_rows_for_every_mutating_call, refusals_are_audited_and_change_nothing,
@@ -297,6 +299,7 @@ macro_rules! api_suite {
 }
 
 pub mod audit;
+pub mod bulk;
 pub mod grouped;
 pub mod suite;
 pub mod views;

@@ -9,6 +9,10 @@ use jobmesh::store::tokens::Scope;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+pub use super::bulk::{
+    bad_filters_are_refused_naming_the_field, bulk_actions_respect_scopes_and_queues,
+    bulk_cancel_by_filter_over_10k_jobs, filters_and_cursors_over_10k_jobs,
+};
 use super::{Harness, job, read_sse, seed, send};
 
 const PROBLEM: &str = "application/problem+json";
@@ -341,10 +345,10 @@ pub async fn filters_treat_metacharacters_as_data(store: SharedStore) {
         (400, Some("state")),
         "{body}"
     );
-    let (status, _) = h
-        .get(&format!("/api/v1/jobs?after={}", q("1 OR 1=1")), &t)
+    let (status, body) = h
+        .get(&format!("/api/v1/jobs?cursor={}", q("1 OR 1=1")), &t)
         .await;
-    assert_eq!(status, 400);
+    assert_eq!((status, body["field"].as_str()), (400, Some("cursor")));
     let (status, body) = h.get("/api/v1/jobs/1%20OR%201=1", &t).await;
     assert_eq!((status, body["field"].as_str()), (400, Some("id")));
 
@@ -360,8 +364,8 @@ pub async fn filters_treat_metacharacters_as_data(store: SharedStore) {
                 .iter()
                 .map(|j| j["id"].as_i64().unwrap()),
         );
-        match body["next_after"].as_i64() {
-            Some(after) => path = format!("/api/v1/jobs?limit=2&after={after}"),
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/jobs?limit=2&cursor={cursor}"),
             None => break,
         }
     }
@@ -605,7 +609,10 @@ pub async fn openapi_lists_every_route(store: SharedStore) {
         ("/api/v1/jobs", "get"),
         ("/api/v1/jobs/batch", "post"),
         ("/api/v1/jobs/{id}", "get"),
+        ("/api/v1/jobs/{id}", "delete"),
         ("/api/v1/jobs/{id}/cancel", "post"),
+        ("/api/v1/jobs/{id}/retry", "post"),
+        ("/api/v1/jobs/bulk/{action}", "post"),
         ("/api/v1/workflows", "post"),
         ("/api/v1/dlq/redrive", "post"),
         ("/api/v1/queues", "get"),

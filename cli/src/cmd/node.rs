@@ -340,8 +340,8 @@ async fn any_job(
 ) -> anyhow::Result<bool> {
     const PAGE: u32 = 1000;
     let mut filter = JobFilter {
-        state: Some(state),
-        queue: Some(queue.to_string()),
+        states: vec![state],
+        queues: vec![queue.to_string()],
         limit: PAGE,
         ..JobFilter::default()
     };

@@ -182,8 +182,8 @@ pub async fn listing_and_events(s: &dyn Store) {
     assert!(page2[0].id > page1[1].id);
     let avail = s
         .list_jobs(&JobFilter {
-            state: Some(JobState::Available),
-            queue: Some("default".into()),
+            states: vec![JobState::Available],
+            queues: vec!["default".into()],
             ..Default::default()
         })
         .await

@@ -21,6 +21,7 @@ pub const T0: Millis = Millis(1_700_000_000_000);
 
 mod admin;
 mod audit;
+mod bulk;
 mod claim;
 mod complete;
 mod enqueue;
@@ -32,6 +33,7 @@ mod tokens;
 
 pub use admin::*;
 pub use audit::*;
+pub use bulk::*;
 pub use claim::*;
 pub use complete::*;
 pub use enqueue::*;
@@ -151,7 +153,10 @@ macro_rules! store_conformance_tests {
             periodic_hostile_input_stores_nothing,
             audit_log_lists_newest_first_with_filters,
             audit_rows_are_purged_after_their_retention, operator_actions_write_audit_rows,
-            refused_input_writes_no_audit_row);
+            refused_input_writes_no_audit_row,
+            filters_narrow_listings,
+            keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
+            bulk_by_filter_covers_every_match_in_batches);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

@@ -1,7 +1,7 @@
 //! What operators do: read jobs and counts, cancel, work the dead-letter queue.
 
 use async_trait::async_trait;
-use sqlx::{Postgres, Row};
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::rows::{self, job_columns};
 use super::{PostgresStore, audit, cascade_discard, events, wake};
@@ -33,25 +33,17 @@ impl JobAdmin for PostgresStore {
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        let state = filter.state.map(|s| s.as_str());
-        let queue = filter.queue.clone();
-        let kind = filter.kind.clone();
-        self.fetch_jobs(
-            concat!(
-                "SELECT ",
-                job_columns!(),
-                " FROM jobs WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR queue = $2)
-                   AND ($3::text IS NULL OR kind = $3) AND id > $4 ORDER BY id LIMIT $5"
-            ),
-            |q| {
-                q.bind(state)
-                    .bind(queue)
-                    .bind(kind)
-                    .bind(filter.after.map(|a| a.0).unwrap_or(0))
-                    .bind(i64::from(filter.limit))
-            },
-        )
-        .await
+        let mut b = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE true"
+        ));
+        super::filter::push_conditions(&mut b, filter, &filter.state_names());
+        super::filter::push_page(&mut b, filter);
+        let rows = b.build().fetch_all(&self.pool).await?;
+        let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
+        self.fill_parents(jobs.iter_mut().collect()).await?;
+        Ok(jobs)
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
@@ -200,21 +192,8 @@ impl JobAdmin for PostgresStore {
 }
 
 impl PostgresStore {
-    async fn fetch_jobs(
-        &self,
-        sql: &'static str,
-        bind: impl FnOnce(
-            sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-        ) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Vec<Job>, StoreError> {
-        let rows = bind(sqlx::query(sql)).fetch_all(&self.pool).await?;
-        let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
-        self.fill_parents(jobs.iter_mut().collect()).await?;
-        Ok(jobs)
-    }
-
     /// Sets the `depends_on` of `jobs` (from listings, or inside dead letters).
-    async fn fill_parents(&self, mut jobs: Vec<&mut Job>) -> Result<(), StoreError> {
+    pub(super) async fn fill_parents(&self, mut jobs: Vec<&mut Job>) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }

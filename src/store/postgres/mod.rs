@@ -35,7 +35,9 @@
 //! - `enqueue.rs` storing jobs; `claim.rs` claims (of the best available jobs, or of
 //!   given ids), lease extension and release; `complete.rs` completions;
 //!   `schedule.rs` promotion of due jobs; `rescue.rs` expired and revoked leases;
-//! - `admin.rs` (`JobAdmin`) reads, cancel, dead letters; `retention.rs` the purge;
+//! - `admin.rs` (`JobAdmin`) reads, cancel, dead letters; `filter.rs` a listing's
+//!   filter as conditions; `bulk.rs` (`BulkActions`) bulk actions, a batch per
+//!   transaction; `retention.rs` the purge;
 //!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`); `queues.rs`
 //!   (`QueueControl`) paused queues, which every claim statement skips; `history.rs`
 //!   the read-side views (`JobHistory`, `Activity`); `periodic.rs`
@@ -61,10 +63,12 @@
 
 mod admin;
 pub(crate) mod audit;
+mod bulk;
 mod claim;
 mod complete;
 mod enqueue;
 mod events;
+mod filter;
 mod history;
 mod leader;
 mod listen;

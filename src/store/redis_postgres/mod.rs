@@ -14,7 +14,8 @@
 //! Files: this one the store, its settings and the trait impls; `claim.rs` claims
 //! through Redis with the Postgres fallback; `queues.rs` pauses and resumes queues
 //! (Postgres owns the pause, Redis mirrors it for the take script); `periodic.rs`
-//! enqueues periodic ticks through Postgres and pushes their jobs; `outbox.rs` pushes
+//! enqueues periodic ticks through Postgres and pushes their jobs; `bulk.rs` runs the Postgres
+//! store's bulk batches and keeps Redis in step after each; `outbox.rs` pushes
 //! ready jobs after commits (a failed push marks the index dirty); `reconciler.rs`
 //! checks that the Redis prefix belongs to this store, rebuilds Redis and runs the
 //! background task; `relay.rs` copies events and job states into Redis; `audit.rs` the
@@ -63,6 +64,7 @@
 //! [`RedisPostgresConfig::relay`]: crate::store::redis_postgres::RedisPostgresConfig::relay
 
 mod audit;
+mod bulk;
 mod claim;
 mod history;
 mod outbox;

@@ -2,7 +2,7 @@
 //! dead-letter queue; purging is in `retention.rs`.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::discard::cascade_discard;
 use super::events::events;
@@ -16,19 +16,6 @@ use crate::store::rules;
 use crate::store::{CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError};
 
 impl SqliteStore {
-    async fn fetch_jobs(
-        &self,
-        sql: &'static str,
-        bind: impl FnOnce(
-            sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
-        ) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> Result<Vec<Job>, StoreError> {
-        let rows = bind(sqlx::query(sql)).fetch_all(&self.read).await?;
-        let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
-        self.fill_parents(jobs.iter_mut().collect()).await?;
-        Ok(jobs)
-    }
-
     /// Sets the `depends_on` of `jobs` (from listings, or inside dead letters).
     async fn fill_parents(&self, mut jobs: Vec<&mut Job>) -> Result<(), StoreError> {
         if jobs.is_empty() {
@@ -67,25 +54,14 @@ impl JobAdmin for SqliteStore {
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        let state = filter.state.map(|s| s.as_str());
-        let queue = filter.queue.clone();
-        let kind = filter.kind.clone();
-        self.fetch_jobs(
-            concat!(
-                "SELECT ",
-                job_columns!(),
-                " FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2)
-                   AND (?3 IS NULL OR kind = ?3) AND id > ?4 ORDER BY id LIMIT ?5"
-            ),
-            |q| {
-                q.bind(state)
-                    .bind(queue)
-                    .bind(kind)
-                    .bind(filter.after.map(|a| a.0).unwrap_or(0))
-                    .bind(filter.limit as i64)
-            },
-        )
-        .await
+        let mut b =
+            QueryBuilder::<Sqlite>::new(concat!("SELECT ", job_columns!(), " FROM jobs WHERE 1"));
+        super::filter::push_conditions(&mut b, filter, &filter.state_names());
+        super::filter::push_page(&mut b, filter);
+        let rows = b.build().fetch_all(&self.read).await?;
+        let mut jobs = crate::store::skip_undecodable("jobs", rows.iter().map(rows::job_named));
+        self.fill_parents(jobs.iter_mut().collect()).await?;
+        Ok(jobs)
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {

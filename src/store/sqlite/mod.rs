@@ -29,7 +29,8 @@
 //! - `discard.rs`: the dead-letter queue and the parent-failure cascade, applied by
 //!   every transition that discards;
 //! - `admin.rs`: [`JobAdmin`](super::JobAdmin) (reading, counts, cancel, the
-//!   dead-letter queue, redrive), with its purge in `retention.rs`;
+//!   dead-letter queue, redrive), with its purge in `retention.rs`; `filter.rs` a
+//!   listing's filter as conditions; `bulk.rs` [`BulkActions`](super::BulkActions);
 //! - `events.rs`: [`EventLog`](super::EventLog) and the event rows every transition
 //!   writes; `leader.rs`: [`Leadership`](super::Leadership); `history.rs`: the
 //!   read-side views ([`JobHistory`](super::JobHistory), [`Activity`](super::Activity));
@@ -48,11 +49,13 @@
 
 mod admin;
 mod audit;
+mod bulk;
 mod claim;
 mod complete;
 mod discard;
 mod enqueue;
 mod events;
+mod filter;
 mod history;
 mod leader;
 mod periodic;
