@@ -4,6 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use jobmesh::config::ApiSection;
 use jobmesh::handler::Registry;
+use jobmesh::metrics::Metrics;
 use jobmesh::store::SharedStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,11 @@ pub struct AppState {
     /// Woken when new events may be in the store (a node's own events), so event
     /// streams read at once instead of at their next poll.
     pub events_hint: Arc<Notify>,
+    /// The process's metrics (a node's own in `node --api`), served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// `Some(period)` where no node maintains the queue counts (`jobmesh api`): a scrape
+    /// re-reads them when they are older than this.
+    pub counts_refresh: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for AppState {

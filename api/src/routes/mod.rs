@@ -5,6 +5,7 @@ pub mod dlq;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod metrics;
 pub mod queues;
 pub mod workflows;
 
@@ -83,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(dlq::redrive))
         .routes(routes!(queues::list_queues))
         .routes(routes!(openapi_json))
+        .routes(routes!(metrics::metrics))
         // Every route above answers within the timeout; the event stream below is
         // long-lived by design.
         .layer(middleware::from_fn_with_state(timeout, time_limit))
@@ -93,6 +95,10 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,

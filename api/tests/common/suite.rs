@@ -610,6 +610,7 @@ pub async fn openapi_lists_every_route(store: SharedStore) {
         ("/api/v1/queues", "get"),
         ("/api/v1/events", "get"),
         ("/api/v1/openapi.json", "get"),
+        ("/metrics", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ];

@@ -77,9 +77,18 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     })
     .await?;
 
+    let scraper = args.scrape_every.map(|every| scrape(node.metrics(), every));
     let t1 = Instant::now();
     wait_drained(&node, &store, &queue, args.jobs as u64).await?;
     let drain_s = t1.elapsed().as_secs_f64();
+    let scrapes = match scraper {
+        Some(task) => {
+            task.abort();
+            // The count survives the abort: the task only ever adds to it.
+            Some(SCRAPES.load(std::sync::atomic::Ordering::Relaxed))
+        }
+        None => None,
+    };
 
     let mut lat = Vec::with_capacity(args.latency_samples as usize);
     for _ in 0..args.latency_samples {
@@ -110,8 +119,32 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         "drain_per_s": (args.jobs as f64 / drain_s).round(),
         "pickup_ms": { "p50": round3(pct(0.50)), "p99": round3(pct(0.99)), "n": lat.len() },
     });
+    let line = match scrapes {
+        Some(n) => {
+            let mut line = line;
+            line["scrapes_during_drain"] = json!(n);
+            line
+        }
+        None => line,
+    };
     crate::output::outln!("{line}")?;
     Ok(())
+}
+
+/// Scrapes encoded by `--scrape-every` during the drain.
+static SCRAPES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Encodes `metrics` every `every`, as the `/metrics` route does for a scrape (the HTTP
+/// round trip aside), until aborted.
+fn scrape(metrics: Arc<jobmesh::metrics::Metrics>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let text = metrics.encode();
+            std::hint::black_box(text.len());
+            SCRAPES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
 }
 
 fn bench_job(kind: &str, payload: serde_json::Value, queue: &str) -> NewJob {

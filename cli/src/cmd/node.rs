@@ -122,11 +122,12 @@ async fn start_api(
             wake.notify_waiters();
         }
     });
-    let server = jobmesh_api::ApiServer::start(
+    let server = jobmesh_api::ApiServer::start_in_node(
         node.store().clone(),
         Arc::new(registry),
         config.api.clone(),
         Some(hint),
+        node.metrics(),
     )
     .await
     .context("starting the API")?;
