@@ -358,6 +358,10 @@ async fn workload_is_counted_as_the_store_records_it(store: SharedStore) {
         .unwrap();
     assert_eq!(missing.status(), 404);
 
+    // A store call the store refuses is counted by its kind (and only that one).
+    let refused = h.node().store().pause_queue("", SystemClock.now()).await;
+    assert!(refused.is_err());
+
     // Every job finished in the store.
     let deadline = tokio::time::Instant::now() + WAIT;
     let all = loop {
@@ -465,6 +469,12 @@ async fn workload_is_counted_as_the_store_records_it(store: SharedStore) {
     assert!(sum(&m, "jobmesh_completion_batch_duration_seconds_count", &[]) >= 1.0);
     let node = [("node", "metrics-a")];
     assert_eq!(sum(&m, "jobmesh_worker_crashes_total", &node), 1.0);
+    assert_eq!(sum(&m, "jobmesh_worker_restarts_total", &node), 1.0);
+    assert_eq!(
+        sum(&m, "jobmesh_store_errors_total", &[("kind", "invalid")]),
+        1.0,
+        "the refused pause"
+    );
     assert_eq!(sum(&m, "jobmesh_worker_slots", &node), 2.0);
     assert_eq!(sum(&m, "jobmesh_jobs_running", &node), 0.0);
     assert_eq!(sum(&m, "jobmesh_leases_rescued_total", &[]), 0.0);
