@@ -209,10 +209,11 @@ async fn extend(ctx: &Ctx, now: Millis) -> Result<bool, StoreError> {
 }
 
 /// How often the leader reads the queue counts for the metrics: every 30 poll
-/// intervals, between 1 s and 15 s (15 s with the default 500 ms poll, a usual scrape
-/// interval: fresher counts would not be seen).
+/// intervals, between 5 s and 15 s (15 s with the default 500 ms poll, a usual scrape
+/// interval: fresher counts would not be seen). Every node renews or tries the leader
+/// lease that often, a write on SQLite's single writer: not more than every 5 s.
 fn counts_interval(ctx: &Ctx) -> Duration {
-    (ctx.workers.poll_interval * 30).clamp(Duration::from_secs(1), Duration::from_secs(15))
+    (ctx.workers.poll_interval * 30).clamp(Duration::from_secs(5), Duration::from_secs(15))
 }
 
 /// The leader lease's time to live: a few rounds of the chore that renews it most
