@@ -13,6 +13,7 @@ pub mod event;
 pub mod handler;
 pub mod job;
 pub mod membership;
+pub mod metrics;
 pub mod payload;
 pub mod periodic;
 pub mod redact;

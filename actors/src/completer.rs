@@ -7,18 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobmesh::event::LifecycleEvent;
-use jobmesh::job::{Completion, CompletionResult};
+use jobmesh::job::CompletionResult;
+use jobmesh::metrics::FinishOutcome;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{next_batch, retry_transient};
-use crate::context::{Counters, Ctx};
+use crate::context::{Counters, Ctx, Finished};
 
 /// Starts the completer on `rx`; it drains what is queued and ends when `close` fires.
 pub(crate) fn start(
     ctx: Arc<Ctx>,
-    mut rx: mpsc::Receiver<Completion>,
+    mut rx: mpsc::Receiver<Finished>,
     close: CancellationToken,
 ) -> JoinHandle<()> {
     let max = ctx.workers.complete_batch.max(1) as usize;
@@ -47,7 +48,8 @@ pub(crate) fn start(
 
 /// Writes one batch, retrying while the store is unreachable: progress pauses, nothing
 /// is dropped (a node that dies meanwhile has its leases rescued instead).
-async fn apply(ctx: &Ctx, batch: Vec<Completion>) {
+async fn apply(ctx: &Ctx, batch: Vec<Finished>) {
+    let (batch, tags): (Vec<_>, Vec<_>) = batch.into_iter().map(|f| (f.completion, f.tag)).unzip();
     let write = || ctx.store.complete(batch.clone());
     let results =
         match retry_transient("completing jobs", None, Duration::from_millis(20), write).await {
@@ -59,6 +61,18 @@ async fn apply(ctx: &Ctx, batch: Vec<Completion>) {
                 return;
             }
         };
+    // One update per series for the batch; only what the store applied counts.
+    ctx.metrics.finished(
+        batch
+            .iter()
+            .zip(&tags)
+            .zip(&results)
+            .filter(|(_, r)| **r == CompletionResult::Applied)
+            .map(|((c, tag), _)| {
+                let secs = c.finished_at.0.saturating_sub(c.started_at.0) as f64 / 1000.0;
+                (tag, FinishOutcome::of(&c.outcome), secs)
+            }),
+    );
     for (c, r) in batch.into_iter().zip(results) {
         match r {
             CompletionResult::Applied => {

@@ -8,6 +8,7 @@ use jobmesh::clock::{Clock, Millis};
 use jobmesh::config::WorkersSection;
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, NodeId, RetryPolicy, WorkerId};
+use jobmesh::metrics::{JobTag, Metrics};
 use jobmesh::store::SharedStore;
 use tokio::sync::mpsc;
 
@@ -57,6 +58,14 @@ pub struct NodeStats {
     pub running: u64,
 }
 
+/// A finished attempt on its way to the completer, with its metric labels (computed
+/// when it was handed out, so recording its outcome looks nothing up).
+#[derive(Clone)]
+pub(crate) struct Finished {
+    pub completion: Completion,
+    pub tag: JobTag,
+}
+
 /// The node's shared context.
 pub(crate) struct Ctx {
     pub node: NodeId,
@@ -66,10 +75,12 @@ pub(crate) struct Ctx {
     pub workers: WorkersSection,
     pub retry: RetryPolicy,
     pub inflight: InFlight,
-    pub completions: mpsc::Sender<Completion>,
+    pub completions: mpsc::Sender<Finished>,
     pub events: EventSink,
     pub counters: Counters,
     pub retention: Option<jobmesh::store::retention::Retention>,
+    /// The process's metrics (the store above is already wrapped to record into them).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ctx {

@@ -16,7 +16,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobmesh::job::{ClaimRequest, ClaimedJob};
+use jobmesh::job::{ClaimRequest, ClaimedJob, Job};
+use jobmesh::metrics::JobTag;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::{Counters, Ctx};
@@ -86,6 +87,9 @@ pub(crate) struct DispatchState {
     drain_reply: Option<(RpcReplyPort<usize>, usize)>,
     /// The measured run time, which sizes the prefetch.
     prefetch: Prefetch,
+    /// The metric labels of the last job handed out, with its queue and kind: jobs come
+    /// in runs of one queue and kind, so most hand-outs look nothing up.
+    last_tag: Option<(String, String, JobTag)>,
 }
 
 impl Actor for Dispatcher {
@@ -112,6 +116,7 @@ impl Actor for Dispatcher {
             draining: false,
             drain_reply: None,
             prefetch: Prefetch::default(),
+            last_tag: None,
         })
     }
 
@@ -313,6 +318,19 @@ impl DispatchState {
         }
     }
 
+    /// The metric labels of `job` (see `last_tag`).
+    fn tag_of(&mut self, job: &Job) -> JobTag {
+        if let Some((q, k, tag)) = &self.last_tag
+            && *q == job.queue
+            && *k == job.kind
+        {
+            return tag.clone();
+        }
+        let tag = self.ctx.metrics.tag(&job.queue, &job.kind);
+        self.last_tag = Some((job.queue.clone(), job.kind.clone(), tag.clone()));
+        tag
+    }
+
     fn hand_out(&mut self) {
         while !self.buffer.is_empty() {
             let Some(slot) = self.idle.pop() else { return };
@@ -322,18 +340,23 @@ impl DispatchState {
             let Some((claimed_at, job)) = self.buffer.pop_front() else {
                 return;
             };
-            self.ctx
-                .inflight
-                .start(slot, &job.job, job.lease.clone(), self.ctx.now());
+            let tag = self.tag_of(&job.job);
+            self.ctx.inflight.start(
+                slot,
+                &job.job,
+                tag.clone(),
+                job.lease.clone(),
+                self.ctx.now(),
+            );
             Counters::bump(&self.ctx.counters.started);
             self.started[slot] = Some(Instant::now());
-            if let Err(e) = worker.cast(WorkerMsg::Run(job)) {
+            if let Err(e) = worker.cast(WorkerMsg::Run(job, tag)) {
                 // The worker died since its last message: take the job back for the next.
                 tracing::warn!(slot, "worker gone while handing out a job");
                 self.ctx.inflight.take(slot);
                 self.workers[slot] = None;
                 self.started[slot] = None;
-                if let ractor::MessagingErr::SendErr(WorkerMsg::Run(job)) = e {
+                if let ractor::MessagingErr::SendErr(WorkerMsg::Run(job, _)) = e {
                     self.buffer.push_front((claimed_at, job));
                 }
             }

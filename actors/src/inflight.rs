@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use jobmesh::clock::Millis;
 use jobmesh::job::{Job, JobId, Lease};
+use jobmesh::metrics::JobTag;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +16,8 @@ pub struct Running {
     pub lease: Lease,
     /// The job's kind, for crash reports.
     pub kind: String,
+    /// Its metric labels.
+    pub tag: JobTag,
     /// The job's attempt limit, to decide retry or dead-letter when the worker crashes.
     pub max_attempts: u32,
     /// When the worker was handed the job.
@@ -54,11 +57,19 @@ impl InFlight {
     }
 
     /// Puts an attempt in a slot; returns its cancellation token.
-    pub fn start(&self, slot: usize, job: &Job, lease: Lease, now: Millis) -> CancellationToken {
+    pub fn start(
+        &self,
+        slot: usize,
+        job: &Job,
+        tag: JobTag,
+        lease: Lease,
+        now: Millis,
+    ) -> CancellationToken {
         let cancel = CancellationToken::new();
         self.slots()[slot] = Some(Running {
             lease,
             kind: job.kind.clone(),
+            tag,
             max_attempts: job.max_attempts,
             started_at: now,
             cancel: cancel.clone(),
@@ -167,8 +178,9 @@ mod tests {
             depends_on: vec![],
             on_parent_failure: Default::default(),
         };
-        let a = t.start(0, &job, lease(1, 5), Millis(0));
-        let b = t.start(1, &job, lease(2, 1), Millis(0));
+        let tag = jobmesh::metrics::Metrics::new().tag("default", "noop");
+        let a = t.start(0, &job, tag.clone(), lease(1, 5), Millis(0));
+        let b = t.start(1, &job, tag, lease(2, 1), Millis(0));
         assert!(!t.interrupt(JobId(1), Some(LeaseToken(4))));
         assert!(!a.is_cancelled());
         assert!(t.interrupt(JobId(1), Some(LeaseToken(5))));

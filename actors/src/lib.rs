@@ -30,6 +30,7 @@ mod from_config;
 mod inflight;
 mod maintenance;
 pub mod mesh;
+mod metrics;
 mod node;
 mod node_supervisor;
 mod periodic;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use jobmesh::clock::Millis;
 use jobmesh::job::RescueGate;
+use jobmesh::metrics::QueueSnapshot;
 use jobmesh::store::StoreError;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
@@ -33,10 +34,12 @@ pub(crate) struct MaintenanceState {
     /// When this node's leases were last renewed (or the node started).
     last_extend: Millis,
     next_purge: Millis,
+    /// When the next queue-counts round is due (see [`queue_stats`]).
+    next_counts: Millis,
     rescue: RescueGate,
 }
 
-/// Leader-lease role of the node that purges.
+/// Leader-lease role of the node that purges and counts the queues for the metrics.
 const PURGE_ROLE: &str = "maintenance";
 
 impl Actor for Maintenance {
@@ -55,6 +58,7 @@ impl Actor for Maintenance {
         Ok(MaintenanceState {
             last_extend: ctx.now(),
             next_purge: ctx.now(),
+            next_counts: ctx.now(),
             rescue: RescueGate::new(rescue_grace(ctx.workers.lease), silence(every), ctx.now()),
             ctx,
             dispatcher,
@@ -116,6 +120,10 @@ impl Actor for Maintenance {
         {
             s.next_purge = now.plus(retention.interval);
             purge(ctx, retention, now).await;
+        }
+        if now >= s.next_counts {
+            s.next_counts = now.plus(counts_interval(ctx));
+            queue_stats(ctx, now).await;
         }
         Ok(())
     }
@@ -200,12 +208,59 @@ async fn extend(ctx: &Ctx, now: Millis) -> Result<bool, StoreError> {
     }
 }
 
+/// How often the leader reads the queue counts for the metrics: every 30 poll
+/// intervals, between 5 s and 15 s (15 s with the default 500 ms poll, a usual scrape
+/// interval: fresher counts would not be seen). Every node renews or tries the leader
+/// lease that often, a write on SQLite's single writer: not more than every 5 s.
+fn counts_interval(ctx: &Ctx) -> Duration {
+    (ctx.workers.poll_interval * 30).clamp(Duration::from_secs(5), Duration::from_secs(15))
+}
+
+/// The leader lease's time to live: a few rounds of the chore that renews it most
+/// rarely, so a leader that dies is replaced within three of them.
+fn lead_ttl(ctx: &Ctx) -> Duration {
+    let purge = ctx
+        .retention
+        .as_ref()
+        .map(|r| r.interval)
+        .unwrap_or_default();
+    purge.max(counts_interval(ctx)) * 3
+}
+
+/// Reads the job counts per queue and state and the oldest available jobs into the
+/// metrics if this node holds (or takes) the maintenance leader lease; a node that does
+/// not lead serves none, so a scrape of any node never costs a COUNT.
+async fn queue_stats(ctx: &Ctx, now: Millis) {
+    let stats = &ctx.metrics.queue_stats;
+    match ctx
+        .store
+        .try_lead(PURGE_ROLE, &ctx.node, lead_ttl(ctx), now)
+        .await
+    {
+        Ok(true) => match QueueSnapshot::read(&*ctx.store, now).await {
+            Ok(snapshot) => stats.lead(snapshot),
+            // Stale counts are worse than none: a dashboard would show a frozen queue.
+            Err(e) => {
+                tracing::warn!(error = %e, "reading queue counts for the metrics failed");
+                stats.follow();
+            }
+        },
+        Ok(false) => stats.follow(),
+        Err(e) => {
+            tracing::warn!(error = %e, "leader lease check failed");
+            stats.follow();
+        }
+    }
+}
+
 /// Purges expired work if this node holds (or takes) the maintenance leader lease,
-/// so one node at a time does it. The lease outlives a few intervals so a leader that
-/// dies is replaced within three of them.
+/// so one node at a time does it.
 async fn purge(ctx: &Ctx, retention: &jobmesh::store::retention::Retention, now: Millis) {
-    let ttl = retention.interval * 3;
-    match ctx.store.try_lead(PURGE_ROLE, &ctx.node, ttl, now).await {
+    match ctx
+        .store
+        .try_lead(PURGE_ROLE, &ctx.node, lead_ttl(ctx), now)
+        .await
+    {
         Ok(true) => match ctx.store.purge(retention, now).await {
             Ok(p) if p != Default::default() => tracing::info!(?p, "purged expired work"),
             Ok(_) => {}

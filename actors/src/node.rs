@@ -9,6 +9,7 @@ use jobmesh::config::WorkersSection;
 use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, JobId, NewJob, NodeId, Outcome, RetryPolicy};
+use jobmesh::metrics::{MeteredStore, Metrics};
 use jobmesh::periodic::{MAX_SCHEDULES, PeriodicJob};
 use jobmesh::store::{CancelOutcome, EnqueueOutcome, SharedStore};
 use ractor::{Actor, ActorRef};
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::completer;
-use crate::context::{Counters, Ctx, NodeStats};
+use crate::context::{Counters, Ctx, Finished, NodeStats};
 use crate::dispatcher::DispatchMsg;
 use crate::error::NodeError;
 use crate::event_sink::EventSink;
@@ -107,9 +108,12 @@ impl Node {
                 "workers.queues must name a queue".into(),
             ));
         }
+        // Everything the node does to the store passes the meter; callers that want
+        // their own calls counted too (the API in `node --api`) use `Node::store`.
+        let metrics = Metrics::new();
+        let store = MeteredStore::wrap(opts.store, metrics.clone());
         let now = opts.clock.now();
-        let revoked = opts
-            .store
+        let revoked = store
             .revoke_node(
                 &opts.node_id,
                 now,
@@ -123,13 +127,13 @@ impl Node {
             );
         }
         let close = CancellationToken::new();
-        let (events, sink_task) = EventSink::start(opts.store.clone(), close.clone());
+        let (events, sink_task) = EventSink::start(store.clone(), close.clone());
         let (completions, completions_rx) =
             mpsc::channel(4 * opts.workers.complete_batch.max(1) as usize);
         let ctx = Arc::new(Ctx {
             inflight: InFlight::new(opts.workers.concurrency as usize),
             node: opts.node_id,
-            store: opts.store,
+            store,
             registry: Arc::new(opts.registry),
             clock: opts.clock,
             workers: opts.workers,
@@ -138,7 +142,9 @@ impl Node {
             events,
             counters: Counters::default(),
             retention: opts.retention,
+            metrics,
         });
+        crate::metrics::register_node(&ctx);
         let completer_task = completer::start(ctx.clone(), completions_rx, close.clone());
         ctx.events
             .emit(
@@ -217,6 +223,7 @@ impl Node {
             config.topics.push(MEMBERSHIP_TOPIC.to_string());
         }
         config.probe_timeout = mesh.membership.probe_timeout;
+        config.metrics = Some(node.ctx.metrics.clone());
         let (client, events, loop_task) = match spawn_mesh(mesh.keypair.clone(), config) {
             Ok(m) => m,
             Err(e) => {
@@ -227,6 +234,7 @@ impl Node {
         let interceptor = Arc::new(make(&client, &mesh.keypair));
         let events = interceptor.incoming(events);
         let status = Arc::new(Mutex::new(MeshStatus::default()));
+        crate::metrics::register_mesh(&node.ctx.metrics, status.clone());
         let spec = VoterSpec {
             config: mesh.membership,
             keypair: mesh.keypair,
@@ -286,9 +294,16 @@ impl Node {
         &self.ctx.node
     }
 
-    /// The store the node runs on.
+    /// The store the node runs on, wrapped so that calls through it are counted in
+    /// [`Node::metrics`].
     pub fn store(&self) -> &SharedStore {
         &self.ctx.store
+    }
+
+    /// The node's metrics (serve them with [`Metrics::encode`], e.g. on the HTTP API's
+    /// `/metrics`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.ctx.metrics.clone()
     }
 
     /// Validates every job against the registry (kind, payload, options), stores the
@@ -453,7 +468,7 @@ impl Node {
         for slot in 0..self.ctx.workers.concurrency as usize {
             if let Some(r) = self.ctx.inflight.take(slot) {
                 r.cancel.cancel();
-                let c = Completion {
+                let completion = Completion {
                     lease: r.lease,
                     outcome: Outcome::Retry {
                         error: "interrupted: node shutting down".into(),
@@ -462,7 +477,11 @@ impl Node {
                     started_at: r.started_at,
                     finished_at: now,
                 };
-                let _ = self.ctx.completions.send(c).await;
+                let finished = Finished {
+                    completion,
+                    tag: r.tag,
+                };
+                let _ = self.ctx.completions.send(finished).await;
             }
         }
     }

@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use jobmesh::handler::{HandlerError, JobContext};
 use jobmesh::job::{ClaimedJob, Completion, Outcome, decide_failure};
+use jobmesh::metrics::JobTag;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 
-use crate::context::Ctx;
+use crate::context::{Ctx, Finished};
 
 /// Messages to a worker.
 pub enum WorkerMsg {
-    /// Run this attempt; the dispatcher already put it in the worker's in-flight slot.
-    Run(ClaimedJob),
+    /// Run this attempt (with its metric labels); the dispatcher already put it in the
+    /// worker's in-flight slot.
+    Run(ClaimedJob, JobTag),
 }
 
 /// What a worker tells whoever hands it work. The worker owns this type and sees its
@@ -57,13 +59,13 @@ impl Actor for Worker {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let WorkerMsg::Run(claimed) = msg;
-        run_attempt(state, claimed).await;
+        let WorkerMsg::Run(claimed, tag) = msg;
+        run_attempt(state, claimed, tag).await;
         Ok(())
     }
 }
 
-async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob) {
+async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
     let ctx = &w.ctx;
     let ClaimedJob { job, lease } = claimed;
     let started_at = ctx.now();
@@ -126,7 +128,12 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob) {
         finished_at: now,
     };
     // Bounded: a slow store slows the workers instead of growing a queue.
-    if ctx.completions.send(completion).await.is_err() {
+    if ctx
+        .completions
+        .send(Finished { completion, tag })
+        .await
+        .is_err()
+    {
         tracing::warn!(job = %job.id, "completer closed; the lease will lapse and the job rerun");
     }
     ctx.inflight.take(w.slot);

@@ -12,7 +12,7 @@ use jobmesh::job::{Completion, decide_failure};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::json;
 
-use crate::context::{Counters, Ctx};
+use crate::context::{Counters, Ctx, Finished};
 use crate::dispatcher::DispatchMsg;
 use crate::restart::{RestartBudget, RestartDecision};
 use crate::worker::{Worker, WorkerArgs, WorkerMsg};
@@ -219,13 +219,17 @@ impl WorkerSupervisorState {
             now,
             &mut rand::rng(),
         );
-        let c = Completion {
+        let completion = Completion {
             lease: r.lease,
             outcome,
             started_at: r.started_at,
             finished_at: now,
         };
-        if self.ctx.completions.send(c).await.is_err() {
+        let finished = Finished {
+            completion,
+            tag: r.tag,
+        };
+        if self.ctx.completions.send(finished).await.is_err() {
             tracing::warn!("completer closed; the crashed attempt's lease will lapse instead");
         }
     }

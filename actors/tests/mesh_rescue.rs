@@ -104,9 +104,60 @@ async fn a_crashed_node_is_evicted_by_certificate_and_its_jobs_rescued() {
         *per_job.entry(e.event.job.unwrap()).or_insert(0) += 1;
     }
     assert!(per_job.values().all(|&n| n == 1), "{per_job:?}");
+    metrics_saw_the_eviction(&nodes).await;
     for n in nodes {
         n.shutdown(Duration::from_secs(5)).await.unwrap();
     }
+}
+
+/// The sum of the samples of `name` (exactly) whose labels contain `with`.
+fn metric(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(with))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What the survivors' metrics say about the eviction they carried out.
+async fn metrics_saw_the_eviction(survivors: &[Node]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = survivors[0].metrics().encode();
+        // The voter's status snapshot follows the eviction event.
+        if metric(&text, "jobmesh_mesh_members", "state=\"evicted\"") == 1.0 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no evicted member in\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        metric(&text, "jobmesh_mesh_evictions_total", ""),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "jobmesh_mesh_members", "state=\"self\""), 1.0);
+    // The other survivors (one may look suspected for a moment on a loaded machine).
+    let others = metric(&text, "jobmesh_mesh_members", "state=\"alive\"")
+        + metric(&text, "jobmesh_mesh_members", "state=\"suspected\"");
+    assert_eq!(others, 3.0, "{text}");
+    assert_eq!(metric(&text, "jobmesh_mesh_quorum", ""), 1.0);
+    assert!(text.contains("jobmesh_mesh_phi{peer=\""), "{text}");
+    assert!(
+        metric(&text, "libp2p_bandwidth_bytes_total", "Inbound") > 0.0,
+        "{text}"
+    );
+    assert!(metric(&text, "libp2p_bandwidth_bytes_total", "Outbound") > 0.0);
+    // Three signatures: three survivors cast a vote, and whoever assembled the
+    // certificate received at least two of them.
+    let all: Vec<String> = survivors.iter().map(|n| n.metrics().encode()).collect();
+    let total = |name| all.iter().map(|t| metric(t, name, "")).sum::<f64>();
+    assert!(total("jobmesh_mesh_votes_cast_total") >= 3.0);
+    assert!(total("jobmesh_mesh_votes_received_total") >= 2.0);
+    assert!(
+        total("jobmesh_leases_revoked_total") >= 4.0,
+        "the victim's four jobs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

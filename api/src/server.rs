@@ -7,6 +7,7 @@ use std::time::Duration;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::config::ApiSection;
 use jobmesh::handler::Registry;
+use jobmesh::metrics::{MeteredStore, Metrics};
 use jobmesh::store::{SharedStore, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -80,6 +81,11 @@ pub struct ApiServer {
 impl ApiServer {
     /// Checks the settings, binds `config.listen` and serves. `events_hint` (a node's
     /// own events) wakes event streams early; without it they poll.
+    ///
+    /// The server keeps metrics of its own, recording what passes through `store`, and
+    /// reads the queue counts when scraped (at most every
+    /// [`API_COUNTS_EVERY`](crate::routes::metrics::API_COUNTS_EVERY)): for `jobmesh
+    /// api`, where no node runs. Beside a node use [`ApiServer::start_in_node`].
     pub async fn start(
         store: SharedStore,
         registry: Arc<Registry>,
@@ -93,12 +99,40 @@ impl ApiServer {
         Self::start_with(store, registry, config, extras).await
     }
 
-    /// [`ApiServer::start`] with everything a node can add (see [`Extras`]).
+    /// [`ApiServer::start`] with everything a node can add (see [`Extras`]), and
+    /// metrics of its own as [`ApiServer::start`] keeps them.
     pub async fn start_with(
         store: SharedStore,
         registry: Arc<Registry>,
         config: ApiSection,
         extras: Extras,
+    ) -> Result<ApiServer, StartError> {
+        let metrics = Metrics::new();
+        let store = MeteredStore::wrap(store, metrics.clone());
+        let refresh = Some(crate::routes::metrics::API_COUNTS_EVERY);
+        Self::serve(store, registry, config, extras, metrics, refresh).await
+    }
+
+    /// [`ApiServer::start`] in a node: `/metrics` serves the node's `metrics` (whose
+    /// queue counts its maintenance keeps), and `store` is the node's, already recording
+    /// into them (pass the node's `store()` and `metrics()`).
+    pub async fn start_in_node(
+        store: SharedStore,
+        registry: Arc<Registry>,
+        config: ApiSection,
+        extras: Extras,
+        metrics: Arc<Metrics>,
+    ) -> Result<ApiServer, StartError> {
+        Self::serve(store, registry, config, extras, metrics, None).await
+    }
+
+    async fn serve(
+        store: SharedStore,
+        registry: Arc<Registry>,
+        config: ApiSection,
+        extras: Extras,
+        metrics: Arc<Metrics>,
+        counts_refresh: Option<Duration>,
     ) -> Result<ApiServer, StartError> {
         let addr: SocketAddr = config
             .listen
@@ -127,6 +161,8 @@ impl ApiServer {
             coalescer: Coalescer::start(store.clone(), max_group),
             events_hint: extras.events_hint.unwrap_or_default(),
             mesh: extras.mesh,
+            metrics,
+            counts_refresh,
         });
         let (router, _) = crate::routes::router(state.clone());
         let app = router.into_make_service_with_connect_info::<SocketAddr>();

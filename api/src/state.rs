@@ -4,6 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use jobmesh::config::ApiSection;
 use jobmesh::handler::Registry;
+use jobmesh::metrics::Metrics;
 use jobmesh::store::SharedStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,11 @@ pub struct AppState {
     /// The mesh view of the node serving the API, if it runs a mesh
     /// (`GET /api/v1/mesh`).
     pub mesh: Option<MeshSource>,
+    /// The process's metrics (a node's own in `node --api`), served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// `Some(period)` where no node maintains the queue counts (`jobmesh api`): a scrape
+    /// re-reads them when they are older than this.
+    pub counts_refresh: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -498,4 +498,17 @@ pub struct BenchArgs {
     /// With `--via-api`: keep-alive connections sending the single requests at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub api_connections: u32,
+    /// Encode the node's metrics this often during the drain, as a Prometheus scrape of
+    /// `/metrics` would (100ms to 1h), to measure what scraping costs the drain.
+    #[arg(long, value_name = "DURATION", value_parser = parse_scrape_every)]
+    pub scrape_every: Option<Duration>,
+}
+
+/// `--scrape-every`: a duration from 100 ms to an hour.
+fn parse_scrape_every(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d) {
+        return Err(format!("must be between 100ms and 1h, got {text}"));
+    }
+    Ok(d)
 }

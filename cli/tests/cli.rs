@@ -126,6 +126,11 @@ fn bad_configs_and_arguments_name_what_is_wrong() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("JOBMESH__WORKERS__CONCURRENCY"));
+    for bad in ["0s", "2h", "soon", "-1s", ""] {
+        let arg = format!("--scrape-every={bad}");
+        let err = sb.err(&["bench", "--scratch", "--jobs", "1", &arg]);
+        assert!(err.contains("--scrape-every"), "{bad}: {err}");
+    }
 }
 
 #[test]

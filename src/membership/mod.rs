@@ -271,6 +271,8 @@ pub struct Membership {
     quorum: bool,
     rng: StdRng,
     outputs: Vec<Output>,
+    /// Valid votes accepted from other members since start (for metrics).
+    votes_received: u64,
 }
 
 impl Membership {
@@ -331,6 +333,7 @@ impl Membership {
             quorum: true,
             rng: StdRng::seed_from_u64(seed),
             outputs: Vec::new(),
+            votes_received: 0,
             config,
         };
         let others: Vec<PeerId> = m.view.members().map(|(p, _)| *p).collect();
@@ -352,7 +355,13 @@ impl Membership {
         let result = match decode(bytes) {
             Err(e) => Acceptance::Reject(e),
             Ok(Message::Heartbeat(h)) => self.on_heartbeat(from, h, now),
-            Ok(Message::Vote(v)) => self.on_vote(from, v, now),
+            Ok(Message::Vote(v)) => {
+                let r = self.on_vote(from, v, now);
+                if r == Acceptance::Accept {
+                    self.votes_received += 1;
+                }
+                r
+            }
             Ok(Message::Certificate(c)) => self.on_certificate(c, now),
         };
         self.schedule_timer(now);
@@ -585,6 +594,11 @@ impl Membership {
             return None;
         }
         self.view.eviction(peer).map(|(_, c)| c)
+    }
+
+    /// Valid votes accepted from other members since this core started.
+    pub fn votes_received(&self) -> u64 {
+        self.votes_received
     }
 
     /// Peers this node observes (probes and votes about).

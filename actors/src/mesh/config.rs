@@ -46,6 +46,10 @@ pub struct MeshConfig {
     pub idle_connection_timeout: Duration,
     /// Upper bound on the transport handshake (TCP connect + noise + yamux).
     pub handshake_timeout: Duration,
+    /// Where libp2p-metrics registers the mesh's bandwidth counters
+    /// (`libp2p_bandwidth_bytes_total` by direction and protocol stack); `None` registers
+    /// nothing. A node passes its own metrics.
+    pub metrics: Option<std::sync::Arc<jobmesh::metrics::Metrics>>,
 }
 
 impl Default for MeshConfig {
@@ -65,6 +69,7 @@ impl Default for MeshConfig {
             event_buffer: 1024,
             idle_connection_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }

@@ -94,14 +94,27 @@ pub fn build_mesh(
     ));
     let local_peer_id = keypair.public().to_peer_id();
 
-    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+    let transport_phase = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|_| transport)
-        .unwrap_or_else(|never| match never {})
-        .with_behaviour(|_| behaviour)
-        .unwrap_or_else(|never| match never {})
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
-        .build();
+        .unwrap_or_else(|never| match never {});
+    let idle = config.idle_connection_timeout;
+    // The two arms differ in the transport's type only; the swarm is the same.
+    let mut swarm = match &config.metrics {
+        Some(metrics) => metrics.with_registry(|registry| {
+            transport_phase
+                .with_bandwidth_metrics(registry)
+                .with_behaviour(|_| behaviour)
+                .unwrap_or_else(|never| match never {})
+                .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+                .build()
+        }),
+        None => transport_phase
+            .with_behaviour(|_| behaviour)
+            .unwrap_or_else(|never| match never {})
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
 
     for addr in &config.listen {
         swarm

@@ -181,6 +181,8 @@ pub(crate) struct VoterState<I> {
     announced_for: std::collections::HashMap<PeerId, std::time::Instant>,
     /// The view digest the mesh was last told the members of.
     members_told: Option<u64>,
+    /// The core's count of votes received, as last added to the metrics.
+    votes_counted: u64,
 }
 
 /// A member's subscription (or admission) makes this node announce itself at once, at most
@@ -223,6 +225,7 @@ impl<I: Interceptor> Actor for Voter<I> {
             penalties: std::collections::HashMap::new(),
             announced_for: std::collections::HashMap::new(),
             members_told: None,
+            votes_counted: 0,
         };
         let now = s.ctx.now();
         s.core.handle_tick(now);
@@ -391,6 +394,15 @@ impl<I: Interceptor> VoterState<I> {
             self.carry_out(outputs, myself).await;
         }
         self.tell_members();
+        let received = self.core.votes_received();
+        if received > self.votes_counted {
+            self.ctx
+                .metrics
+                .mesh
+                .votes_received
+                .inc_by(received - self.votes_counted);
+            self.votes_counted = received;
+        }
         let incarnation = self.core.incarnation();
         if self.announced != Some(incarnation)
             && self.client.set_incarnation(incarnation).await.is_ok()
@@ -467,6 +479,7 @@ impl<I: Interceptor> VoterState<I> {
                 incarnation,
                 certificate,
             } => {
+                self.ctx.metrics.mesh.evictions.inc();
                 let cert = serde_json::to_value(&certificate).unwrap_or_default();
                 let signers: Vec<String> = certificate
                     .votes
@@ -509,6 +522,10 @@ impl<I: Interceptor> VoterState<I> {
                 for lease in self.ctx.inflight.leases() {
                     self.ctx.inflight.interrupt(lease.job, Some(lease.token));
                 }
+            }
+            cast @ MembershipEvent::VoteCast { .. } => {
+                self.ctx.metrics.mesh.votes_cast.inc();
+                tracing::debug!(?cast, "membership");
             }
             other => tracing::debug!(?other, "membership"),
         }

@@ -10,6 +10,7 @@ pub mod job_detail;
 pub mod job_list;
 pub mod jobs;
 pub mod mesh;
+pub mod metrics;
 pub mod nodes;
 mod queue_views;
 pub mod queues;
@@ -101,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(audit::list_audit))
         .routes(routes!(openapi_json))
+        .routes(routes!(metrics::metrics))
         // Every route above answers within the timeout; the event stream below is
         // long-lived by design.
         .layer(middleware::from_fn_with_state(timeout, time_limit))
@@ -111,6 +113,10 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,

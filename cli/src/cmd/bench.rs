@@ -95,9 +95,18 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     })
     .await?;
 
+    let scraper = args.scrape_every.map(|every| scrape(node.metrics(), every));
     let t1 = Instant::now();
     wait_drained(&node, &store, &queue, drain_n).await?;
     let drain_s = t1.elapsed().as_secs_f64();
+    let scrapes = match scraper {
+        Some(task) => {
+            task.abort();
+            // The count survives the abort: the task only ever adds to it.
+            Some(SCRAPES.load(std::sync::atomic::Ordering::Relaxed))
+        }
+        None => None,
+    };
 
     let mut lat = Vec::with_capacity(args.latency_samples as usize);
     for _ in 0..args.latency_samples {
@@ -125,6 +134,9 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         "drain_per_s": (drain_n as f64 / drain_s).round(),
         "pickup_ms": { "p50": round3(pct(0.50)), "p99": round3(pct(0.99)), "n": lat.len() },
     });
+    if let Some(n) = scrapes {
+        line["scrapes_during_drain"] = json!(n);
+    }
     if let Some(api) = via_api {
         line["api"] = json!({
             "batch_enqueue_per_s": api.batch_per_s.round(),
@@ -137,6 +149,22 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     }
     crate::output::outln!("{line}")?;
     Ok(())
+}
+
+/// Scrapes encoded by `--scrape-every` during the drain.
+static SCRAPES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Encodes `metrics` every `every`, as the `/metrics` route does for a scrape (the HTTP
+/// round trip aside), until aborted.
+fn scrape(metrics: Arc<jobmesh::metrics::Metrics>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let text = metrics.encode();
+            std::hint::black_box(text.len());
+            SCRAPES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
 }
 
 fn bench_job(kind: &str, payload: serde_json::Value, queue: &str) -> NewJob {

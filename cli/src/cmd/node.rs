@@ -144,11 +144,12 @@ async fn start_api(
         events_hint: Some(hint),
         mesh,
     };
-    let server = jobmesh_api::ApiServer::start_with(
+    let server = jobmesh_api::ApiServer::start_in_node(
         node.store().clone(),
         Arc::new(registry),
         config.api.clone(),
         extras,
+        node.metrics(),
     )
     .await
     .context("starting the API")?;
