@@ -5,10 +5,9 @@ use anyhow::{Context, bail};
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::config::Config;
 use jobmesh::job::{JobId, JobState};
-use jobmesh::store::audit::AuditContext;
 use jobmesh::store::filter::MAX_LIMIT;
 use jobmesh::store::{
-    Actor, BulkAction, BulkTarget, Cursor, JobFilter, Order, PayloadMatch, Store, TimeRange,
+    BulkAction, BulkTarget, CancelOutcome, Cursor, JobFilter, Order, PayloadMatch, Store, TimeRange,
 };
 
 use crate::args::{BulkArgs, FilterArgs, JobsVerb};
@@ -34,6 +33,11 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
                 return output::json(&output::job_json(&job)?);
             }
             output::job_details(&job)?;
+        }
+        // One job by id: the single cancel, which says whether it was running or had
+        // finished, and fails (recorded as a refusal) for an unknown id.
+        JobsVerb::Cancel(args) if args.ids.len() == 1 && args.filter.is_empty() && !args.all => {
+            cancel_one(&*store, args.ids[0], json).await?
         }
         JobsVerb::Cancel(args) => bulk(&*store, BulkAction::Cancel, args, json).await?,
         JobsVerb::Retry(args) => bulk(&*store, BulkAction::Retry, args, json).await?,
@@ -165,18 +169,20 @@ async fn list(
     Ok(())
 }
 
-/// Who acts at the command line, for the audit rows: `user@host` from the environment.
-fn cli_context() -> AuditContext {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    AuditContext::new(Actor::cli(&user, &host))
+async fn cancel_one(store: &dyn Store, id: i64, json: bool) -> anyhow::Result<()> {
+    let outcome = store
+        .cancel(&setup::audit_context(), JobId(id), SystemClock.now())
+        .await?;
+    if json {
+        return output::json(&serde_json::json!({"id": id, "outcome": outcome}));
+    }
+    match outcome {
+        CancelOutcome::Cancelled => outln!("job {id} cancelled")?,
+        CancelOutcome::AlreadyFinished(state) => {
+            outln!("job {id} had already finished ({state}); nothing changed")?
+        }
+    }
+    Ok(())
 }
 
 async fn bulk(
@@ -199,7 +205,7 @@ async fn bulk(
     };
     target.check().map_err(flag_error)?;
     let out = store
-        .bulk(&cli_context(), action, &target, SystemClock.now())
+        .bulk(&setup::audit_context(), action, &target, SystemClock.now())
         .await
         .with_context(|| format!("{action} stopped; the batches before the error are done"))?;
     if json {
