@@ -346,6 +346,18 @@ pub(crate) fn batch_audit(
     (action.audit_action(), target, result)
 }
 
+/// Rows a backend locked for a batch, as `(id, state, attempt)`; a row whose state this
+/// version cannot read is left out (and so left alone) with a warning.
+pub(crate) fn decode_locked(
+    rows: impl IntoIterator<Item = (i64, String, i64)>,
+) -> Vec<(i64, JobState, u32)> {
+    super::skip_undecodable(
+        "bulk action",
+        rows.into_iter()
+            .map(|(id, s, a)| Ok((id, super::columns::state(&s)?, a.max(0) as u32))),
+    )
+}
+
 /// What a backend decides from the rows a batch locked, `(id, state, attempt)`: the
 /// jobs the action changes (with the state each leaves and its attempt), and the counts.
 pub(crate) fn plan_batch(

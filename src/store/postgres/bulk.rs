@@ -11,26 +11,16 @@ use sqlx::{Postgres, QueryBuilder};
 use super::{PostgresStore, Tx, cascade_discard, events, wake};
 use crate::clock::Millis;
 use crate::job::{JobId, JobState};
+use crate::store::StoreError;
 use crate::store::audit::AuditContext;
 use crate::store::bulk::{
     BULK_BATCH, Batch, BulkAction, BulkActions, BulkBatches, BulkOutcome, BulkTarget, batch_audit,
-    batch_events, plan_batch,
+    batch_events, decode_locked, plan_batch,
 };
 use crate::store::filter::JobFilter;
-use crate::store::{StoreError, columns};
 
 /// A locked row: id, state, attempt.
 type LockedRow = (i64, String, i32);
-
-/// The rows as `(id, state, attempt)`; a row whose state this version cannot read is
-/// left out (and so left alone) with a warning.
-fn decode(rows: Vec<LockedRow>) -> Vec<(i64, JobState, u32)> {
-    crate::store::skip_undecodable(
-        "bulk action",
-        rows.into_iter()
-            .map(|(id, s, a)| Ok((id, columns::state(&s)?, a.max(0) as u32))),
-    )
-}
 
 /// Applies `action` to `changing` (locked in `tx`), with what each change records.
 /// Returns the ids changed.
@@ -151,7 +141,7 @@ async fn finish(
     now: Millis,
 ) -> Result<Batch, StoreError> {
     let last = rows.last().map(|r| r.0);
-    let rows = decode(rows);
+    let rows = decode_locked(rows.into_iter().map(|(id, s, a)| (id, s, i64::from(a))));
     let (changing, mut outcome) = plan_batch(action, scope.asked.len(), &rows);
     let done = apply(&mut tx, action, &changing, now).await?;
     outcome.changed = done.len() as u64;
