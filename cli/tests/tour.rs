@@ -25,13 +25,21 @@ const SIGINT: i32 = 2;
 /// How long one command may take (generous: the machine may be loaded).
 const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
 
+/// The API address the tour's node serves; the test serves it on a free port instead.
+const TOUR_API: &str = "127.0.0.1:7780";
+
 /// One line of a tour block.
 #[derive(Debug)]
 enum Step {
     /// `export NAME=value`: applies to the rest of the block (one terminal).
     Export(String, String),
+    /// `export NAME=$(cargo run --release -- <rest>)`: the command's standard output,
+    /// trimmed, becomes the variable.
+    Capture(String, String),
     /// `cargo run --release -- <rest>`: the arguments, quoted as in a shell.
     Run(String),
+    /// A `curl` line (a pipeline may follow), run by `sh` as pasted.
+    Shell(String),
 }
 
 fn repo_root() -> PathBuf {
@@ -69,7 +77,15 @@ fn steps(block: &[String]) -> Vec<Step> {
         .iter()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| {
-            if let Some(assignment) = l.strip_prefix("export ") {
+            if let Some(capture) = l
+                .strip_prefix("export ")
+                .and_then(|a| a.split_once(&format!("=$({CARGO_RUN}")))
+            {
+                let rest = capture.1.strip_suffix(')').expect("export NAME=$(... ) ends with `)`");
+                Step::Capture(capture.0.to_string(), rest.to_string())
+            } else if l.starts_with("curl ") {
+                Step::Shell(l.to_string())
+            } else if let Some(assignment) = l.strip_prefix("export ") {
                 let assignment = assignment.split(" #").next().unwrap().trim();
                 let (name, value) = assignment.split_once('=').expect("export NAME=value");
                 Step::Export(name.to_string(), value.to_string())
@@ -82,19 +98,37 @@ fn steps(block: &[String]) -> Vec<Step> {
         .collect()
 }
 
-/// One terminal: its working directory and exported variables.
+/// One terminal: its working directory, exported variables and the API address that
+/// replaces the tour's.
 struct Terminal {
     dir: PathBuf,
     env: Vec<(String, String)>,
+    api: String,
 }
 
 impl Terminal {
+    /// A line as this test runs it: on the test's API address.
+    fn localise(&self, line: &str) -> String {
+        line.replace(TOUR_API, &self.api)
+            .replace(&format!("localhost:{}", port_of(TOUR_API)), &self.api)
+    }
+
+    /// A `curl` line through `sh`, with the terminal's variables.
+    fn shell(&self, line: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(self.localise(line))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.dir);
+        c
+    }
+
     /// The command of a tour line, through `sh` so quoting and trailing comments read as
     /// they would when pasted.
     fn command(&self, rest: &str) -> Command {
         let mut c = Command::new("sh");
         c.arg("-c")
-            .arg(format!("exec \"$JOBMESH_TOUR_BIN\" {rest}"))
+            .arg(format!("exec \"$JOBMESH_TOUR_BIN\" {}", self.localise(rest)))
             .env("JOBMESH_TOUR_BIN", env!("CARGO_BIN_EXE_jobmesh"))
             .env_remove("JOBMESH_CONFIG")
             .env("RUST_LOG", "warn")
@@ -102,6 +136,36 @@ impl Terminal {
             .current_dir(&self.dir);
         c
     }
+}
+
+/// The port of an `ip:port` address.
+fn port_of(addr: &str) -> &str {
+    addr.rsplit_once(':').unwrap().1
+}
+
+/// A loopback address no one listens on now.
+fn free_api_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Runs one command of the second terminal to its end and fails the test unless it
+/// exits 0; its standard output.
+fn run_to_end(mut command: Command, line: &str) -> String {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, COMMAND_DEADLINE, line);
+    assert!(
+        out.status.success(),
+        "tour line `{line}` failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Lines of a child's stdout, read on a thread so that waits can have a deadline.
@@ -197,14 +261,18 @@ async fn the_quick_tour_passes_when_pasted_line_by_line() {
     }
 
     // First terminal: exports, then the node.
+    let api = free_api_address();
+    let terminal_api = api.clone();
     let mut node_terminal = Terminal {
         dir: dir.path().to_path_buf(),
         env: Vec::new(),
+        api: api.clone(),
     };
     let mut node = NodeGuard(None);
     for step in steps(&blocks[0]) {
         match step {
             Step::Export(k, v) => node_terminal.env.push((k, v)),
+            Step::Capture(..) | Step::Shell(_) => panic!("the node's terminal only starts the node"),
             Step::Run(rest) => {
                 assert!(node.0.is_none(), "one node in the first terminal");
                 assert!(
@@ -222,21 +290,40 @@ async fn the_quick_tour_passes_when_pasted_line_by_line() {
         }
     }
     let lines = stdout_lines(node.0.as_mut().expect("the first terminal starts a node"));
-    let banner = lines
-        .recv_timeout(COMMAND_DEADLINE)
-        .expect("the node announces itself");
-    assert!(banner.contains("running on sqlite"), "{banner}");
+    // The node prints where its API listens, then its banner once its workers run.
+    let mut printed = Vec::new();
+    while !printed.iter().any(|l: &String| l.contains("running on sqlite")) {
+        let line = lines.recv_timeout(COMMAND_DEADLINE).unwrap_or_else(|_| {
+            panic!("the node did not announce itself; it printed {printed:?}")
+        });
+        printed.push(line);
+    }
+    assert!(
+        printed.iter().any(|l| l.contains(&terminal_api)),
+        "the node says where its API listens: {printed:?}"
+    );
 
     // Second terminal: every line, in order.
     let mut terminal = Terminal {
         dir: dir.path().to_path_buf(),
         env: Vec::new(),
+        api,
     };
     let mut ran = 0;
+    let mut curls = Vec::new();
     for step in steps(&blocks[1]) {
         let rest = match step {
             Step::Export(k, v) => {
                 terminal.env.push((k, v));
+                continue;
+            }
+            Step::Capture(k, rest) => {
+                let out = run_to_end(terminal.command(&rest), &rest);
+                terminal.env.push((k, out.trim().to_string()));
+                continue;
+            }
+            Step::Shell(line) => {
+                curls.push(run_to_end(terminal.shell(&line), &line));
                 continue;
             }
             Step::Run(rest) => rest,
@@ -269,22 +356,20 @@ async fn the_quick_tour_passes_when_pasted_line_by_line() {
             );
             continue;
         }
-        let child = terminal
-            .command(&rest)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = wait_output(child, COMMAND_DEADLINE, &rest);
-        assert!(
-            out.status.success(),
-            "tour line `{CARGO_RUN}{rest}` failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_to_end(terminal.command(&rest), &format!("{CARGO_RUN}{rest}"));
     }
     assert!(ran >= 10, "the tour ran only {ran} commands");
+    // The HTTP part: readiness, a job stored through the API, the OpenAPI document and
+    // the scrape, each answered as the README shows.
+    assert!(curls.len() >= 5, "the tour's API lines ran: {curls:?}");
+    assert!(curls[0].contains("ready"), "readyz: {}", curls[0]);
+    assert!(curls[1].contains("\"id\""), "POST /api/v1/jobs: {}", curls[1]);
+    assert!(curls[3].trim().ends_with("routes"), "openapi: {}", curls[3]);
+    assert!(
+        curls[4].contains("jobmesh_jobs_enqueued_total{queue=\"default\",kind=\"sleep\"} 1"),
+        "the scrape counts the job stored through the API: {}",
+        curls[4]
+    );
 
     // The node works the exec job and the workflow (whose first step is exec too).
     let store = SqliteStore::open(&dir.path().join("data").join("jobmesh.db"))
