@@ -102,8 +102,11 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let scrapes = match scraper {
         Some(task) => {
             task.abort();
-            // The count survives the abort: the task only ever adds to it.
-            Some(SCRAPES.load(std::sync::atomic::Ordering::Relaxed))
+            // The counts survive the abort: the task only ever adds to them.
+            Some((
+                SCRAPES.load(std::sync::atomic::Ordering::Relaxed),
+                SCRAPE_NANOS.load(std::sync::atomic::Ordering::Relaxed),
+            ))
         }
         None => None,
     };
@@ -134,8 +137,17 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         "drain_per_s": (drain_n as f64 / drain_s).round(),
         "pickup_ms": { "p50": round3(pct(0.50)), "p99": round3(pct(0.99)), "n": lat.len() },
     });
-    if let Some(n) = scrapes {
+    if let Some((n, nanos)) = scrapes {
         line["scrapes_during_drain"] = json!(n);
+        // What scraping took from the drain: the encoding time (which holds each metric
+        // family's lock while it reads it) as a share of the drain's wall time, an upper
+        // bound on the drain rate it can cost with one core free for it.
+        let ms = nanos as f64 / 1e6;
+        line["scrape_ms"] = json!({
+            "total": round3(ms),
+            "per_scrape": round3(if n == 0 { 0.0 } else { ms / n as f64 }),
+            "percent_of_drain": round3(ms / 1000.0 / drain_s * 100.0),
+        });
     }
     if let Some(api) = via_api {
         line["api"] = json!({
@@ -154,14 +166,20 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
 /// Scrapes encoded by `--scrape-every` during the drain.
 static SCRAPES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Nanoseconds those scrapes spent encoding.
+static SCRAPE_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Encodes `metrics` every `every`, as the `/metrics` route does for a scrape (the HTTP
 /// round trip aside), until aborted.
 fn scrape(metrics: Arc<jobmesh::metrics::Metrics>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
+            let started = Instant::now();
             let text = metrics.encode();
             std::hint::black_box(text.len());
+            let took = started.elapsed().as_nanos() as u64;
+            SCRAPE_NANOS.fetch_add(took, std::sync::atomic::Ordering::Relaxed);
             SCRAPES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     })
