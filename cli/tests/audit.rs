@@ -2,71 +2,58 @@
 //! are recorded as `cli@<user>@<host>` (the user from `USER`) and listed newest first,
 //! filtered by action and actor, paged, and a bad option is refused by name.
 
-use std::process::{Command, Output};
+mod common;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
+use common::{Sandbox, succeeded};
+
+/// A sandbox for the audit tests.
+fn sandbox() -> Sandbox {
+    Sandbox::with_config("audit-test", "")
 }
 
-impl Sandbox {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[node]\nname = \"audit-test\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("jobmesh.toml"), config).unwrap();
-        Sandbox { dir }
-    }
+/// Runs `args` as the user `auditor` (the CLI's audit actor takes `USER`).
+fn run(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    sb.cmd(args).env("USER", "auditor").output().unwrap()
+}
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_jobmesh"))
-            .arg("--config")
-            .arg(self.dir.path().join("jobmesh.toml"))
-            .args(args)
-            .env("USER", "auditor")
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap()
-    }
+/// Runs `args` as `auditor`; they must succeed.
+fn ok(sb: &Sandbox, args: &[&str]) -> String {
+    succeeded(run(sb, args), args)
+}
 
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "jobmesh {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn audit(&self, extra: &[&str]) -> Vec<serde_json::Value> {
-        let mut args = vec!["--json", "audit"];
-        args.extend_from_slice(extra);
-        serde_json::from_str(&self.ok(&args)).unwrap()
-    }
+/// `jobmesh --json audit <extra>`.
+fn audit(sb: &Sandbox, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["--json", "audit"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&ok(sb, &args)).unwrap()
 }
 
 #[test]
 fn audit_lists_cli_admin_actions() {
-    let sb = Sandbox::new();
-    assert!(sb.audit(&[]).is_empty(), "a fresh store has no audit rows");
-    let out = sb.ok(&["audit"]);
+    let sb = sandbox();
+    assert!(
+        audit(&sb, &[]).is_empty(),
+        "a fresh store has no audit rows"
+    );
+    let out = ok(&sb, &["audit"]);
     assert!(out.contains("no audit rows"), "{out}");
-    let id = sb.ok(&["submit", "noop"]).trim().to_owned();
+    let id = ok(&sb, &["submit", "noop"]).trim().to_owned();
     let id: i64 = id
         .split_whitespace()
         .find_map(|w| w.parse().ok())
         .unwrap_or_else(|| panic!("no job id in {id:?}"));
-    sb.ok(&["jobs", "cancel", &id.to_string()]);
-    sb.ok(&["queue", "pause", "mail"]);
-    let token = sb.ok(&["token", "create", "--scope", "read", "--name", "viewer"]);
+    ok(&sb, &["jobs", "cancel", &id.to_string()]);
+    ok(&sb, &["queue", "pause", "mail"]);
+    let token = ok(
+        &sb,
+        &["token", "create", "--scope", "read", "--name", "viewer"],
+    );
     let token = token.trim();
-    sb.ok(&["token", "revoke", "1"]);
+    ok(&sb, &["token", "revoke", "1"]);
     // A cancel of an unknown job fails and is recorded as a refusal.
-    assert!(!sb.run(&["jobs", "cancel", "999999"]).status.success());
+    assert!(!run(&sb, &["jobs", "cancel", "999999"]).status.success());
 
-    let rows = sb.audit(&[]);
+    let rows = audit(&sb, &[]);
     let actions: Vec<(&str, &str)> = rows
         .iter()
         .map(|r| (r["action"].as_str().unwrap(), r["result"].as_str().unwrap()))
@@ -99,14 +86,17 @@ fn audit_lists_cli_admin_actions() {
         "the token's secret is not in the audit log"
     );
 
-    let pauses = sb.audit(&["--action", "pause"]);
+    let pauses = audit(&sb, &["--action", "pause"]);
     assert_eq!(pauses.len(), 1, "{pauses:?}");
-    let mine = sb.audit(&["--actor", &format!("cli@{who}"), "--limit", "2"]);
+    let mine = audit(&sb, &["--actor", &format!("cli@{who}"), "--limit", "2"]);
     assert_eq!(mine.len(), 2, "{mine:?}");
-    let older = sb.audit(&["--before", &mine[1]["id"].to_string(), "--limit", "1000"]);
+    let older = audit(
+        &sb,
+        &["--before", &mine[1]["id"].to_string(), "--limit", "1000"],
+    );
     assert_eq!(older.len(), 3, "{older:?}");
 
-    let table = sb.ok(&["audit"]);
+    let table = ok(&sb, &["audit"]);
     assert!(
         table.contains("ACTION") && table.contains("cli@"),
         "{table}"
@@ -118,7 +108,7 @@ fn audit_lists_cli_admin_actions() {
         (vec!["audit", "--action", "drop"], "--action"),
         (vec!["audit", "--before=-3"], "--before"),
     ] {
-        let out = sb.run(&args);
+        let out = run(&sb, &args);
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(named), "{args:?}: {err}");

@@ -4,8 +4,7 @@
 
 use jobmesh::store::{EventLog, JobAdmin};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jobmesh::event::EventKind;
@@ -22,67 +21,24 @@ fn stats_counts(text: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
         .collect()
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_jobmesh"))
-}
+mod common;
 
-/// A scratch directory with a config pointing the node's files into it.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
+use common::{Sandbox, bin};
 
-impl Sandbox {
-    fn new(extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[node]\nname = \"cli-test\"\ndata_dir = \"{}\"\n[workers]\nconcurrency = 8\npoll_interval = \"50ms\"\n[retry]\nunit = \"10ms\"\nexponent = 1\nmax_delay = \"50ms\"\n{extra}",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("jobmesh.toml"), config).unwrap();
-        Sandbox { dir }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("jobmesh.toml")
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("data").join("jobmesh.db")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = bin();
-        c.arg("--config")
-            .arg(self.config())
-            .args(args)
-            .current_dir(self.dir.path());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "jobmesh {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn err(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "jobmesh {args:?} should have failed");
-        String::from_utf8(out.stderr).unwrap()
-    }
+/// The sandbox of these tests: eight workers polling every 50 ms and fast retries,
+/// then `extra`.
+fn sandbox(extra: &str) -> Sandbox {
+    Sandbox::with_config(
+        "cli-test",
+        &format!(
+            "[workers]\nconcurrency = 8\npoll_interval = \"50ms\"\n[retry]\nunit = \"10ms\"\nexponent = 1\nmax_delay = \"50ms\"\n{extra}"
+        ),
+    )
 }
 
 #[test]
 fn bad_payloads_options_and_kinds_are_refused_with_the_reason() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     let err = sb.err(&["submit", "sleep", r#"{"ms": "soon"}"#]);
     assert!(
         err.contains("payload.ms: expected integer, got string"),
@@ -106,10 +62,10 @@ fn bad_payloads_options_and_kinds_are_refused_with_the_reason() {
 
 #[test]
 fn bad_configs_and_arguments_name_what_is_wrong() {
-    let sb = Sandbox::new("[workers.restart]\nmax_restart = 3\n");
+    let sb = sandbox("[workers.restart]\nmax_restart = 3\n");
     let err = sb.err(&["jobs", "list"]);
     assert!(err.contains("unknown field `max_restart`"), "{err}");
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     let err = sb.err(&["jobs", "list", "--state", "runing"]);
     assert!(err.contains("unknown job state `runing`"), "{err}");
     let out = bin()
@@ -136,7 +92,7 @@ fn bad_configs_and_arguments_name_what_is_wrong() {
 #[test]
 fn errors_never_print_the_credentials_of_a_store_url() {
     // A syntax error's message quotes the offending line of the config file, URL and all.
-    let sb = Sandbox::new(
+    let sb = sandbox(
         "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://app:hunter22@db.example/jobs\" x\n",
     );
     let err = sb.err(&["jobs", "list"]);
@@ -146,7 +102,7 @@ fn errors_never_print_the_credentials_of_a_store_url() {
 
 #[test]
 fn node_runs_submitted_jobs_retries_and_dead_letters() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop", "--count", "50"]);
     sb.ok(&["submit", "fail", r#"{"message": "flaky", "times": 1}"#]);
     sb.ok(&[
@@ -223,7 +179,7 @@ fn succeeded_events_per_job(events: &[jobmesh::event::StoredEvent]) -> BTreeMap<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_run_loses_nothing_and_records_nothing_twice() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     let total = 300u64;
     sb.ok(&[
         "submit",
@@ -275,7 +231,7 @@ async fn kill_9_mid_run_loses_nothing_and_records_nothing_twice() {
 
 #[test]
 fn tour_1000_jobs_some_failing_some_panicking_end_succeeded_or_dead_lettered() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop", "--count", "900"]);
     sb.ok(&["submit", "fail", r#"{"times": 2}"#, "--count", "40"]);
     sb.ok(&[
@@ -325,7 +281,7 @@ fn tour_1000_jobs_some_failing_some_panicking_end_succeeded_or_dead_lettered() {
 
 #[test]
 fn mesh_identity_is_stable_and_bad_mesh_options_are_refused() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     let id = sb.ok(&["mesh", "id"]);
     assert!(id.trim().starts_with("12D3KooW"), "{id}");
     assert_eq!(
@@ -339,7 +295,7 @@ fn mesh_identity_is_stable_and_bad_mesh_options_are_refused() {
         "{err}"
     );
     // In a config file, the key is named; nothing is opened or listened on.
-    let bad = Sandbox::new("[mesh]\nlisten = [\"nonsense\"]\n");
+    let bad = sandbox("[mesh]\nlisten = [\"nonsense\"]\n");
     let err = bad.err(&["node"]);
     assert!(
         err.contains("mesh.listen[0]: `nonsense` is not a multiaddr"),
@@ -357,7 +313,7 @@ fn mesh_identity_is_stable_and_bad_mesh_options_are_refused() {
 
 #[test]
 fn join_certificates_are_issued_checked_and_chaos_control_needs_a_mesh() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     let key = sb.dir.path().join("cluster.key");
     let key_arg = key.to_str().unwrap();
     let cluster = sb.ok(&["mesh", "cluster-key", "--out", key_arg]);
@@ -395,7 +351,7 @@ fn join_certificates_are_issued_checked_and_chaos_control_needs_a_mesh() {
     assert!(!issued.verify(&cluster_key, now.plus(Duration::from_secs(3 * 3600))));
 
     // A certificate for another node is refused at start, naming both ids.
-    let other = Sandbox::new(&format!(
+    let other = sandbox(&format!(
         "[mesh]\nmembers = [\"{}\"]\nf = 0\ncluster_key = \"{}\"\njoin_certificate = \"{}\"\n",
         cluster.trim(),
         cluster.trim(),
@@ -403,7 +359,7 @@ fn join_certificates_are_issued_checked_and_chaos_control_needs_a_mesh() {
     ));
     let err = other.err(&["node", "--listen", "/ip4/127.0.0.1/tcp/0"]);
     assert!(err.contains("not this node"), "{err}");
-    let bad = Sandbox::new("[mesh]\njoin_certificate = \"x.cert\"\n");
+    let bad = sandbox("[mesh]\njoin_certificate = \"x.cert\"\n");
     let err = bad.err(&["node"]);
     assert!(
         err.contains("mesh.join_certificate needs mesh.cluster_key"),
@@ -466,7 +422,7 @@ fn read_one_line_and_close(sb: &Sandbox, args: &[&str]) {
 
 #[test]
 fn verbs_end_quietly_when_their_output_pipe_closes() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop", "--count", "1500"]);
     sb.ok(&[
         "submit",
@@ -488,7 +444,7 @@ fn verbs_end_quietly_when_their_output_pipe_closes() {
 #[test]
 fn a_node_whose_log_pipe_closes_keeps_working() {
     use std::io::BufRead;
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop", "--count", "200"]);
     let mut node = sb
         .cmd(&["node", "--exit-when-idle"])
@@ -512,7 +468,7 @@ fn a_node_whose_log_pipe_closes_keeps_working() {
 
 #[test]
 fn jobs_show_prints_rfc3339_times_and_humantime_durations_json_keeps_millis() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop", "--timeout", "30s", "--delay", "1h"]);
     let shown = sb.ok(&["jobs", "show", "1"]);
     let field = |name: &str| {
@@ -549,7 +505,7 @@ fn jobs_show_prints_rfc3339_times_and_humantime_durations_json_keeps_millis() {
 
 #[test]
 fn out_of_range_times_and_timeouts_are_refused_and_stored_ones_print() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     let err = sb.err(&["submit", "noop", "--delay", "8000y"]);
     assert!(err.contains("--delay") && err.contains("run_at"), "{err}");
     let err = sb.err(&["submit", "noop", "--timeout", "8000y"]);
@@ -590,7 +546,7 @@ fn out_of_range_times_and_timeouts_are_refused_and_stored_ones_print() {
 
 #[test]
 fn redriving_a_job_not_in_the_dlq_fails_and_says_why() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop"]);
     let err = sb.err(&["dlq", "redrive", "1"]);
     assert!(
@@ -623,7 +579,7 @@ fn top_level_help_says_what_jobmesh_is_and_how_to_start() {
 
 #[test]
 fn node_log_has_no_colour_when_stderr_is_not_a_terminal() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop"]);
     let out = sb
         .cmd(&["node", "--exit-when-idle"])
@@ -642,7 +598,7 @@ fn node_log_has_no_colour_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn every_verb_honours_or_refuses_json() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop", "--count", "2"]);
     let key = sb.dir.path().join("cluster.key");
     let key = key.to_str().unwrap();
@@ -708,7 +664,7 @@ fn every_verb_honours_or_refuses_json() {
 
 #[test]
 fn interrupted_submit_of_an_absurd_count_says_what_it_stored_and_stays_small() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["jobs", "list"]); // create the store, so the test can watch it fill
     let mut child = sb
         .cmd(&["submit", "noop", "--count", "4294967295"])
@@ -761,7 +717,7 @@ fn interrupted_submit_of_an_absurd_count_says_what_it_stored_and_stays_small() {
 
 #[test]
 fn a_failed_batch_reports_the_jobs_stored_before_it() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["jobs", "list"]);
     // The third batch of 1000 hits a fault injected in the database itself.
     sqlite3(
@@ -791,7 +747,7 @@ fn a_failed_batch_reports_the_jobs_stored_before_it() {
 
 #[test]
 fn exit_when_idle_ignores_future_jobs_and_other_queues() {
-    let sb = Sandbox::new("");
+    let sb = sandbox("");
     sb.ok(&["submit", "noop", "--delay", "1h"]);
     sb.ok(&["submit", "noop", "--queue", "elsewhere"]);
     sb.ok(&["submit", "noop"]);

@@ -5,46 +5,32 @@
 //!
 //! Each case starts the binary, so the case budget is small and fixed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
+mod common;
+
+use common::Sandbox;
+
+/// A sandbox for one hostile file.
+fn sandbox() -> Sandbox {
+    Sandbox::with_config("hostile", "")
 }
 
-impl Sandbox {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[node]\nname = \"hostile\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("jobmesh.toml"), config).unwrap();
-        Sandbox { dir }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("data").join("jobmesh.db")
-    }
-
-    /// Submits `text` as a workflow file, returning the output and how long it took.
-    fn submit(&self, text: &str) -> (Output, Duration) {
-        let file = self.dir.path().join("flow.toml");
-        std::fs::write(&file, text).unwrap();
-        let started = Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobmesh"))
-            .arg("--config")
-            .arg(self.dir.path().join("jobmesh.toml"))
-            .args(["submit", "--workflow"])
-            .arg(&file)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        (out, started.elapsed())
-    }
+/// Submits `text` as a workflow file, returning the output and how long it took.
+fn submit(sb: &Sandbox, text: &str) -> (Output, Duration) {
+    let file = sb.dir.path().join("flow.toml");
+    std::fs::write(&file, text).unwrap();
+    let started = Instant::now();
+    let out = sb
+        .cmd(&["submit", "--workflow"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    (out, started.elapsed())
 }
 
 /// Exit status 0 or 1 with something said on failure; 101 is a panic and no code at all
@@ -61,7 +47,7 @@ fn assert_clean_exit(out: &Output, what: &str) {
 
 /// A refused file: status 1, the message, and nothing stored.
 fn assert_refused(sb: &Sandbox, text: &str, what: &str, needle: &str) -> Duration {
-    let (out, took) = sb.submit(text);
+    let (out, took) = submit(sb, text);
     assert_clean_exit(&out, what);
     assert_eq!(out.status.code(), Some(1), "{what} was accepted");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -79,7 +65,7 @@ const DEEP: usize = 100_000;
 
 #[test]
 fn deep_nesting_in_a_workflow_is_refused_not_a_crash() {
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let dotted = vec!["a"; DEEP].join(".");
     let cases = [
         (
@@ -116,7 +102,7 @@ fn deep_nesting_in_a_workflow_is_refused_not_a_crash() {
 
 #[test]
 fn huge_workflows_are_refused_in_bounded_time() {
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let steps = 100_000;
     let mut text = String::new();
     for i in 0..steps {
@@ -182,9 +168,9 @@ proptest! {
     fn workflow_shaped_files_never_crash_the_binary(
         lines in proptest::collection::vec(proptest::sample::select(LINES), 0..14),
     ) {
-        let sb = Sandbox::new();
+        let sb = sandbox();
         let text = lines.join("\n");
-        let (out, _) = sb.submit(&text);
+        let (out, _) = submit(&sb, &text);
         assert_clean_exit(&out, &text);
     }
 }

@@ -3,63 +3,38 @@
 //! and a resume lets the next node run them.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 
-struct Sandbox {
-    dir: tempfile::TempDir,
+mod common;
+
+use common::Sandbox;
+
+/// A sandbox whose node serves `default` and `mail`, polling every 50 ms.
+fn sandbox() -> Sandbox {
+    Sandbox::with_config(
+        "queue-test",
+        "[workers]\nqueues = [\"default\", \"mail\"]\npoll_interval = \"50ms\"\n",
+    )
 }
 
-impl Sandbox {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[node]\nname = \"queue-test\"\ndata_dir = \"{}\"\n[workers]\nqueues = [\"default\", \"mail\"]\npoll_interval = \"50ms\"\n",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("jobmesh.toml"), config).unwrap();
-        Sandbox { dir }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_jobmesh"))
-            .arg("--config")
-            .arg(self.dir.path().join("jobmesh.toml"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "jobmesh {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `jobs stats --json`: per queue its pause and its counts by state.
-    fn stats(&self) -> BTreeMap<String, (bool, BTreeMap<String, u64>)> {
-        let by_queue: BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(&self.ok(&["--json", "jobs", "stats"])).unwrap();
-        by_queue
-            .into_iter()
-            .map(|(q, v)| {
-                let paused = v["paused"].as_bool().expect("paused is a flag");
-                (
-                    q,
-                    (paused, serde_json::from_value(v["counts"].clone()).unwrap()),
-                )
-            })
-            .collect()
-    }
+/// `jobs stats --json`: per queue its pause and its counts by state.
+fn queue_stats(sb: &Sandbox) -> BTreeMap<String, (bool, BTreeMap<String, u64>)> {
+    let by_queue: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&sb.ok(&["--json", "jobs", "stats"])).unwrap();
+    by_queue
+        .into_iter()
+        .map(|(q, v)| {
+            let paused = v["paused"].as_bool().expect("paused is a flag");
+            (
+                q,
+                (paused, serde_json::from_value(v["counts"].clone()).unwrap()),
+            )
+        })
+        .collect()
 }
 
 #[test]
 fn a_paused_queue_keeps_its_jobs_until_resumed() {
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let out = sb.ok(&["queue", "pause", "mail"]);
     assert!(out.contains("queue mail paused"), "{out}");
     let out = sb.ok(&["queue", "pause", "mail"]);
@@ -87,7 +62,7 @@ fn a_paused_queue_keeps_its_jobs_until_resumed() {
 
     // A node runs the running queue and stops: the paused queue's jobs are not runnable.
     sb.ok(&["node", "--exit-when-idle"]);
-    let stats = sb.stats();
+    let stats = queue_stats(&sb);
     assert_eq!(stats["default"].1.get("succeeded"), Some(&2), "{stats:?}");
     assert_eq!(stats["mail"].1.get("available"), Some(&3), "{stats:?}");
     assert_eq!(
@@ -101,7 +76,7 @@ fn a_paused_queue_keeps_its_jobs_until_resumed() {
     let out = sb.ok(&["queue", "resume", "mail"]);
     assert!(out.contains("was not paused"), "{out}");
     sb.ok(&["node", "--exit-when-idle"]);
-    let stats = sb.stats();
+    let stats = queue_stats(&sb);
     assert_eq!(stats["mail"].1.get("succeeded"), Some(&3), "{stats:?}");
     assert!(!stats["mail"].0, "resumed: {stats:?}");
 
@@ -114,7 +89,7 @@ fn a_paused_queue_keeps_its_jobs_until_resumed() {
 
 #[test]
 fn a_queue_name_that_no_job_could_carry_is_refused() {
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let out = sb.run(&["queue", "pause", ""]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
