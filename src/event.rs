@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clock::Millis;
-use crate::job::{Completion, JobId, NodeId, Outcome, WorkerId};
+use crate::job::{Completion, JobId, NodeId, Outcome, ProgressReport, WorkerId};
 
 /// What happened. Serialised as its dotted name (`job.succeeded`), as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -29,6 +29,11 @@ pub enum EventKind {
     JobRedriven,
     /// A job whose lease lapsed or was revoked went back to its queue.
     JobRescued,
+    /// A running attempt reported progress (at most one event per job per
+    /// `workers.progress_interval`, and the attempt's last report).
+    JobProgress,
+    /// A handler snoozed its job: it runs again later without spending an attempt.
+    JobSnoozed,
     /// A worker started.
     WorkerStarted,
     /// A worker crashed (panic or error).
@@ -53,7 +58,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// All kinds.
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::JobEnqueued,
         EventKind::JobClaimed,
         EventKind::JobSucceeded,
@@ -63,6 +68,8 @@ impl EventKind {
         EventKind::JobCancelled,
         EventKind::JobRedriven,
         EventKind::JobRescued,
+        EventKind::JobProgress,
+        EventKind::JobSnoozed,
         EventKind::WorkerStarted,
         EventKind::WorkerCrashed,
         EventKind::WorkerRestarted,
@@ -87,6 +94,8 @@ impl EventKind {
             EventKind::JobCancelled => "job.cancelled",
             EventKind::JobRedriven => "job.redriven",
             EventKind::JobRescued => "job.rescued",
+            EventKind::JobProgress => "job.progress",
+            EventKind::JobSnoozed => "job.snoozed",
             EventKind::WorkerStarted => "worker.started",
             EventKind::WorkerCrashed => "worker.crashed",
             EventKind::WorkerRestarted => "worker.restarted",
@@ -212,7 +221,22 @@ impl LifecycleEvent {
             Outcome::Cancelled { reason } => {
                 vec![base(EventKind::JobCancelled).detail(json!({ "reason": reason }))]
             }
+            Outcome::Snoozed { run_at } => {
+                vec![base(EventKind::JobSnoozed).detail(json!({ "run_at": run_at.0 }))]
+            }
         }
+    }
+
+    /// The `job.progress` event of a recorded progress report.
+    pub fn of_progress(r: &ProgressReport) -> LifecycleEvent {
+        LifecycleEvent::new(EventKind::JobProgress, r.progress.at)
+            .job(r.lease.job, Some(r.lease.attempt))
+            .worker(r.lease.worker.clone())
+            .node(r.lease.node.clone())
+            .detail(json!({
+                "fraction": r.progress.fraction,
+                "message": r.progress.message,
+            }))
     }
 }
 

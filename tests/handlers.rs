@@ -78,9 +78,12 @@ fn job(kind: &str, payload: Value, attempt: u32) -> JobContext {
             output: None,
             depends_on: Vec::new(),
             on_parent_failure: ParentFailurePolicy::Discard,
+            progress: None,
+            snoozes: 0,
         },
         timeout: Duration::from_secs(30),
         cancel: tokio_util::sync::CancellationToken::new(),
+        progress: jobmesh::handler::progress::ProgressReporter::detached(),
     }
 }
 
@@ -446,6 +449,49 @@ async fn exec_non_zero_exit_is_retryable_and_quotes_stderr() {
     let msg = e.to_string();
     assert!(msg.contains("exit status: 3"), "{msg}");
     assert!(msg.ends_with("disk full on /data"), "{msg}");
+}
+
+/// Progress lines on stdout are reported as they come (the newest pending one is
+/// what the node would record), exit code 75 snoozes for the last `JOBMESH_SNOOZE`
+/// delay (60 s without one), and a malformed delay fails the run saying why.
+#[tokio::test]
+async fn exec_reports_progress_lines_and_snoozes_on_exit_75() {
+    use jobmesh::handler::builtin::exec_control::{DEFAULT_SNOOZE, SNOOZE_EXIT_CODE};
+    use jobmesh::handler::progress::{ProgressCell, ProgressReporter};
+    use std::sync::Arc;
+
+    let r = exec_registry(&["/bin/sh"]);
+    let sh = |script: &str| json!({"command": "/bin/sh", "args": ["-c", script]});
+    let cell = Arc::new(ProgressCell::new());
+    let mut ctx = job("exec", sh("echo 'JOBMESH_PROGRESS 0.25 reading'; echo 'JOBMESH_PROGRESS 0.75 writing token=abcd1234'; echo ok"), 1);
+    ctx.progress = ProgressReporter::new(
+        cell.clone(),
+        Arc::new(jobmesh::clock::SystemClock),
+        ctx.cancel.clone(),
+    );
+    let out = r.get("exec").unwrap().handler.run(ctx).await.unwrap().unwrap();
+    assert_eq!(out["exit_code"], 0);
+    assert!(out["stdout"].as_str().unwrap().ends_with("ok\n"), "{out}");
+    let p = cell.take_for_write().expect("a progress report");
+    assert_eq!(p.fraction, 0.75);
+    assert_eq!(p.message, "writing token=***");
+
+    let e = run(&r, "exec", sh("echo 'JOBMESH_SNOOZE 1m'; echo 'JOBMESH_SNOOZE 90s'; exit 75"))
+        .await
+        .unwrap_err();
+    assert_eq!(e, HandlerError::Snooze(Duration::from_secs(90)));
+    let e = run(&r, "exec", sh(&format!("exit {SNOOZE_EXIT_CODE}")))
+        .await
+        .unwrap_err();
+    assert_eq!(e, HandlerError::Snooze(DEFAULT_SNOOZE));
+    let e = run(&r, "exec", sh("echo 'JOBMESH_SNOOZE later'; exit 75"))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(
+        e.to_string().contains("exited 75 to snooze, but bad `JOBMESH_SNOOZE later` line"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

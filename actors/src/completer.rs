@@ -1,5 +1,6 @@
 //! The completer: finished attempts reach the store in batches, one transaction for
-//! everything that queued while the previous batch was being written. The store applies
+//! everything that queued while the previous batch was being written (preceded, when
+//! some attempts left a progress report unrecorded, by one call recording those). The store applies
 //! each only if its lease is still current, so a late or duplicate completion is refused
 //! and nothing is recorded twice.
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobmesh::event::LifecycleEvent;
-use jobmesh::job::CompletionResult;
+use jobmesh::job::{CompletionResult, ProgressReport};
 use jobmesh::metrics::FinishOutcome;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -46,10 +47,39 @@ pub(crate) fn start(
     })
 }
 
+/// Records the last progress reports of finished attempts, before their completions
+/// (while their leases are still current), retrying while the store is unreachable. A
+/// report refused as stale has nothing to interrupt: its attempt is over.
+async fn record_last_progress(ctx: &Ctx, reports: &[ProgressReport]) {
+    if reports.is_empty() {
+        return;
+    }
+    let until = ctx.now().plus(ctx.workers.lease);
+    let write = || ctx.store.record_progress(reports, until);
+    match retry_transient("recording progress", None, Duration::from_millis(20), write).await {
+        Ok(kept) => {
+            for (r, kept) in reports.iter().zip(kept) {
+                if kept {
+                    ctx.events.publish(LifecycleEvent::of_progress(r));
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, n = reports.len(), "last progress reports refused"),
+    }
+}
+
 /// Writes one batch, retrying while the store is unreachable: progress pauses, nothing
 /// is dropped (a node that dies meanwhile has its leases rescued instead).
 async fn apply(ctx: &Ctx, batch: Vec<Finished>) {
-    let (batch, tags): (Vec<_>, Vec<_>) = batch.into_iter().map(|f| (f.completion, f.tag)).unzip();
+    let mut last_reports = Vec::new();
+    let (batch, tags): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|f| {
+            last_reports.extend(f.progress);
+            (f.completion, f.tag)
+        })
+        .unzip();
+    record_last_progress(ctx, &last_reports).await;
     let write = || ctx.store.complete(batch.clone());
     let results =
         match retry_transient("completing jobs", None, Duration::from_millis(20), write).await {

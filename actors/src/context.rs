@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jobmesh::clock::{Clock, Millis};
 use jobmesh::config::WorkersSection;
 use jobmesh::handler::Registry;
-use jobmesh::job::{Completion, NodeId, RetryPolicy, WorkerId};
+use jobmesh::job::{Completion, NodeId, ProgressReport, RetryPolicy, WorkerId};
 use jobmesh::metrics::{JobTag, Metrics};
 use jobmesh::store::SharedStore;
 use tokio::sync::mpsc;
@@ -64,6 +64,9 @@ pub struct NodeStats {
 pub(crate) struct Finished {
     pub completion: Completion,
     pub tag: JobTag,
+    /// The attempt's last progress report, not yet recorded: the completer records it
+    /// before the completion, so the last report always reaches the store.
+    pub progress: Option<ProgressReport>,
 }
 
 /// The node's shared context.

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jobmesh::clock::Millis;
-use jobmesh::job::{Job, JobId, Lease};
+use jobmesh::handler::progress::ProgressCell;
+use jobmesh::job::{Job, JobId, Lease, ProgressReport};
 use jobmesh::metrics::JobTag;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,8 @@ pub struct Running {
     pub started_at: Millis,
     /// Fired when the attempt must stop: lease lost, job cancelled, node stopping.
     pub cancel: CancellationToken,
+    /// The progress its handler reported and the progress writer has not yet taken.
+    pub progress: Arc<ProgressCell>,
 }
 
 /// Running attempts by worker slot, shared by the dispatcher, workers, supervisors and
@@ -73,8 +76,37 @@ impl InFlight {
             max_attempts: job.max_attempts,
             started_at: now,
             cancel: cancel.clone(),
+            progress: Arc::new(ProgressCell::new()),
         });
         cancel
+    }
+
+    /// The progress cell of the attempt in `slot` (a fresh, unattached one if the slot
+    /// is empty).
+    pub fn progress_cell(&self, slot: usize) -> Arc<ProgressCell> {
+        self.slots()[slot]
+            .as_ref()
+            .map(|r| r.progress.clone())
+            .unwrap_or_default()
+    }
+
+    /// For the progress writer: the pending report of every running attempt that has
+    /// one, each with its cell, now marked as being written (see [`ProgressCell`]).
+    pub fn take_progress(&self) -> Vec<(ProgressReport, Arc<ProgressCell>)> {
+        self.slots()
+            .iter()
+            .flatten()
+            .filter_map(|r| {
+                let progress = r.progress.take_for_write()?;
+                Some((
+                    ProgressReport {
+                        lease: r.lease.clone(),
+                        progress,
+                    },
+                    r.progress.clone(),
+                ))
+            })
+            .collect()
     }
 
     /// The cancellation token of the attempt in `slot` (a fresh, never-fired one if the
@@ -177,6 +209,8 @@ mod tests {
             output: None,
             depends_on: vec![],
             on_parent_failure: Default::default(),
+            progress: None,
+            snoozes: 0,
         };
         let tag = jobmesh::metrics::Metrics::new().tag("default", "noop");
         let a = t.start(0, &job, tag.clone(), lease(1, 5), Millis(0));

@@ -9,6 +9,7 @@
 //! └── Voter (mesh mode)   drives the health-voting protocol over the libp2p mesh;
 //!                         restarted with a fresh core after a crash
 //! completer, event sink   batched writers (tasks) behind bounded channels
+//! progress                a task: records handlers' progress once per interval
 //! periodic                a task: the `periodic` lease holder enqueues due ticks
 //! ```
 //!
@@ -35,6 +36,7 @@ mod node;
 mod node_supervisor;
 mod periodic;
 mod prefetch;
+mod progress;
 pub mod restart;
 mod voter;
 mod wakeups;

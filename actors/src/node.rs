@@ -8,7 +8,7 @@ use jobmesh::clock::Clock;
 use jobmesh::config::WorkersSection;
 use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::handler::Registry;
-use jobmesh::job::{Completion, JobId, NewJob, NodeId, Outcome, RetryPolicy};
+use jobmesh::job::{Completion, JobId, NewJob, NodeId, Outcome, ProgressReport, RetryPolicy};
 use jobmesh::metrics::{MeteredStore, Metrics};
 use jobmesh::periodic::{MAX_SCHEDULES, PeriodicJob};
 use jobmesh::store::{CancelOutcome, EnqueueOutcome, SharedStore};
@@ -167,7 +167,8 @@ impl Node {
         let (periodic, schedules) = watch::channel(Arc::from(Vec::new()));
         let periodic_task =
             periodic::start(ctx.clone(), dispatcher.clone(), schedules, close.clone());
-        let mut writers = vec![sink_task, completer_task, periodic_task];
+        let progress_task = crate::progress::start(ctx.clone(), close.clone());
+        let mut writers = vec![sink_task, completer_task, periodic_task, progress_task];
         writers.extend(
             wakeups::start(
                 &ctx.store,
@@ -477,9 +478,15 @@ impl Node {
                     started_at: r.started_at,
                     finished_at: now,
                 };
+                // What its handler reported last goes with the completion.
+                let progress = r.progress.close().await.map(|progress| ProgressReport {
+                    lease: completion.lease.clone(),
+                    progress,
+                });
                 let finished = Finished {
                     completion,
                     tag: r.tag,
+                    progress,
                 };
                 let _ = self.ctx.completions.send(finished).await;
             }

@@ -1,12 +1,15 @@
 //! A worker: runs one attempt at a time. A handler that returns an error fails the
-//! attempt (retry or dead-letter by the job's policy); a handler that panics crashes the
-//! worker, and its supervisor fails the attempt and restarts it.
+//! attempt (retry or dead-letter by the job's policy); one that snoozes has its job
+//! scheduled again without spending the attempt (within `workers.max_snoozes` and
+//! `workers.max_snooze`); a handler that panics crashes the worker, and its supervisor
+//! fails the attempt and restarts it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobmesh::handler::progress::ProgressReporter;
 use jobmesh::handler::{HandlerError, JobContext};
-use jobmesh::job::{ClaimedJob, Completion, Outcome, decide_failure};
+use jobmesh::job::{ClaimedJob, Completion, Outcome, ProgressReport, decide_failure, decide_snooze};
 use jobmesh::metrics::JobTag;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 
@@ -70,6 +73,7 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
     let ClaimedJob { job, lease } = claimed;
     let started_at = ctx.now();
     let cancel = ctx.inflight.token(w.slot);
+    let cell = ctx.inflight.progress_cell(w.slot);
     let timeout = job.timeout.unwrap_or(ctx.workers.default_timeout);
     let result = match ctx.registry.get(&job.kind) {
         // Another node may know the kind: fail retryably, dead-letter when out of tries.
@@ -82,6 +86,7 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
                 job: job.clone(),
                 timeout,
                 cancel: cancel.clone(),
+                progress: ProgressReporter::new(cell.clone(), ctx.clock.clone(), cancel.clone()),
             });
             tokio::pin!(run);
             tokio::select! {
@@ -98,6 +103,7 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
                     let stopped = tokio::time::timeout(grace, &mut run).await.is_ok();
                     tracing::info!(job = %job.id, stopped_within_grace = stopped,
                         "attempt interrupted: lease lost, job cancelled or node stopping");
+                    cell.abandon();
                     ctx.inflight.take(w.slot);
                     w.reports.send_message(WorkerReport::Idle(w.slot)).ok();
                     return;
@@ -108,6 +114,22 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
     let now = ctx.now();
     let outcome = match result {
         Ok(output) => Outcome::Succeeded { output },
+        Err(HandlerError::Snooze(delay)) => {
+            decide_snooze(job.snoozes, delay, &ctx.workers.snooze_limits(), now).unwrap_or_else(
+                // A delay past the limit is a handler bug: the attempt fails (and counts).
+                |error| {
+                    decide_failure(
+                        lease.attempt,
+                        job.max_attempts,
+                        error,
+                        true,
+                        &ctx.retry,
+                        now,
+                        &mut rand::rng(),
+                    )
+                },
+            )
+        }
         Err(e) => {
             let retryable = e.is_retryable();
             decide_failure(
@@ -121,6 +143,11 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
             )
         }
     };
+    // After any write of an earlier report has ended, so the last one lands last.
+    let progress = cell.close().await.map(|progress| ProgressReport {
+        lease: lease.clone(),
+        progress,
+    });
     let completion = Completion {
         lease,
         outcome,
@@ -130,7 +157,11 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
     // Bounded: a slow store slows the workers instead of growing a queue.
     if ctx
         .completions
-        .send(Finished { completion, tag })
+        .send(Finished {
+            completion,
+            tag,
+            progress,
+        })
         .await
         .is_err()
     {

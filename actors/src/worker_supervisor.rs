@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use jobmesh::event::{EventKind, LifecycleEvent};
-use jobmesh::job::{Completion, decide_failure};
+use jobmesh::job::{Completion, ProgressReport, decide_failure};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::json;
 
@@ -225,9 +225,15 @@ impl WorkerSupervisorState {
             started_at: r.started_at,
             finished_at: now,
         };
+        // What the crashed handler reported last is kept too.
+        let progress = r.progress.close().await.map(|progress| ProgressReport {
+            lease: completion.lease.clone(),
+            progress,
+        });
         let finished = Finished {
             completion,
             tag: r.tag,
+            progress,
         };
         if self.ctx.completions.send(finished).await.is_err() {
             tracing::warn!("completer closed; the crashed attempt's lease will lapse instead");

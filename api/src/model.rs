@@ -326,6 +326,22 @@ pub struct JobView {
     pub depends_on: Vec<i64>,
     /// Parent-failure policy.
     pub on_parent_failure: OnParentFailure,
+    /// The progress a running attempt last reported (kept after it ended); absent when
+    /// none did.
+    pub progress: Option<ProgressView>,
+    /// Times a handler snoozed the job (a snooze spends no attempt).
+    pub snoozes: u32,
+}
+
+/// How far a running attempt got, as its handler last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    /// Done so far, 0.0 to 1.0.
+    pub fraction: f64,
+    /// What the handler said it was doing (at most 200 characters, credentials masked).
+    pub message: String,
+    /// When it was reported (ms).
+    pub at: i64,
 }
 
 impl From<Job> for JobView {
@@ -353,6 +369,12 @@ impl From<Job> for JobView {
             output: j.output,
             depends_on: j.depends_on.into_iter().map(|p| p.0).collect(),
             on_parent_failure: j.on_parent_failure.into(),
+            progress: j.progress.map(|p| ProgressView {
+                fraction: p.fraction,
+                message: p.message,
+                at: p.at.0,
+            }),
+            snoozes: j.snoozes,
         }
     }
 }

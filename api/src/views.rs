@@ -40,6 +40,8 @@ pub enum AttemptResult {
     Discarded,
     /// The job was cancelled during it.
     Cancelled,
+    /// Its handler snoozed the job: it runs again later under the same attempt number.
+    Snoozed,
 }
 
 impl From<AttemptOutcome> for AttemptResult {
@@ -49,6 +51,7 @@ impl From<AttemptOutcome> for AttemptResult {
             AttemptOutcome::Failed => AttemptResult::Failed,
             AttemptOutcome::Discarded => AttemptResult::Discarded,
             AttemptOutcome::Cancelled => AttemptResult::Cancelled,
+            AttemptOutcome::Snoozed => AttemptResult::Snoozed,
         }
     }
 }

@@ -78,13 +78,15 @@ pub fn job_details(j: &Job) -> anyhow::Result<()> {
     let opt = |s: Option<&str>| s.unwrap_or("-").to_string();
     let json_text = |v: &serde_json::Value| serde_json::to_string(v).unwrap_or_default();
     let parents: Vec<String> = j.depends_on.iter().map(|p| p.to_string()).collect();
-    let rows: [(&str, String); 19] = [
+    let rows: [(&str, String); 21] = [
         ("id", j.id.to_string()),
         ("state", j.state.to_string()),
         ("queue", j.queue.clone()),
         ("kind", j.kind.clone()),
         ("priority", j.priority.to_string()),
         ("attempt", format!("{}/{}", j.attempt, j.max_attempts)),
+        ("snoozes", j.snoozes.to_string()),
+        ("progress", progress(j.progress.as_ref())),
         ("run_at", time(j.run_at)),
         ("created_at", time(j.created_at)),
         ("finished_at", opt_time(j.finished_at)),
@@ -126,6 +128,22 @@ pub fn job_details(j: &Job) -> anyhow::Result<()> {
         outln!("{:<18} {value}", format!("{name}:"))?;
     }
     Ok(())
+}
+
+/// A progress report as `jobs show` prints it: `50% copying 5/10 (at <time>)`, or `-`.
+pub fn progress(p: Option<&jobmesh::job::Progress>) -> String {
+    match p {
+        None => "-".into(),
+        Some(p) if p.message.is_empty() => {
+            format!("{:.0}% (at {})", p.fraction * 100.0, time(p.at))
+        }
+        Some(p) => format!(
+            "{:.0}% {} (at {})",
+            p.fraction * 100.0,
+            p.message,
+            time(p.at)
+        ),
+    }
 }
 
 /// The latest instant RFC 3339 can write (9999-12-31T23:59:59.999Z), in milliseconds.

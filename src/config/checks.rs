@@ -19,6 +19,8 @@ pub const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 /// Most restarts allowed within `workers.restart.window`.
 pub const MAX_RESTARTS: u32 = 1_000_000;
+/// Highest `workers.max_snoozes`.
+pub const MAX_SNOOZES: u32 = 1_000_000;
 /// Longest delay between worker restarts.
 pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(3600);
 /// Longest time a cancelled attempt may take to stop before its worker drops it.
@@ -157,6 +159,19 @@ impl Config {
         );
         c.within("workers.claim_batch", w.claim_batch, 1, MAX_BATCH);
         c.within("workers.complete_batch", w.complete_batch, 1, MAX_BATCH);
+        c.duration(
+            "workers.progress_interval",
+            w.progress_interval,
+            Duration::from_millis(10),
+            MAX_POLL_INTERVAL,
+        );
+        c.within("workers.max_snoozes", w.max_snoozes, 0, MAX_SNOOZES);
+        c.duration(
+            "workers.max_snooze",
+            w.max_snooze,
+            Duration::ZERO,
+            crate::job::MAX_DELAY,
+        );
         let r = &w.restart;
         c.within(
             "workers.restart.max_restarts",

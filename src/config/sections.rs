@@ -103,8 +103,29 @@ pub struct WorkersSection {
     pub claim_batch: u32,
     /// Most completions written in one transaction.
     pub complete_batch: u32,
+    /// How often the progress that running attempts reported is recorded (one store
+    /// call for all of them, each with a `job.progress` event and a lease extension):
+    /// at most one report per job per interval, the newest; an attempt's last report is
+    /// recorded when it ends.
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
+    /// Snoozes allowed per job; the next one dead-letters it.
+    pub max_snoozes: u32,
+    /// Longest delay a handler may snooze for; a longer one fails the attempt.
+    #[serde(with = "humantime_serde")]
+    pub max_snooze: Duration,
     /// Restarts of crashed workers.
     pub restart: RestartSection,
+}
+
+impl WorkersSection {
+    /// The bounds of snoozes, from `max_snoozes` and `max_snooze`.
+    pub fn snooze_limits(&self) -> crate::job::SnoozeLimits {
+        crate::job::SnoozeLimits {
+            max_snoozes: self.max_snoozes,
+            max_delay: self.max_snooze,
+        }
+    }
 }
 
 impl Default for WorkersSection {
@@ -118,6 +139,9 @@ impl Default for WorkersSection {
             cancel_grace: Duration::from_secs(5),
             claim_batch: 256,
             complete_batch: 512,
+            progress_interval: Duration::from_secs(1),
+            max_snoozes: crate::job::DEFAULT_MAX_SNOOZES,
+            max_snooze: crate::job::DEFAULT_MAX_SNOOZE,
             restart: RestartSection::default(),
         }
     }

@@ -98,6 +98,8 @@ mod tests {
             output: None,
             depends_on: Vec::new(),
             on_parent_failure: ParentFailurePolicy::Discard,
+            progress: None,
+            snoozes: 0,
         }
     }
 

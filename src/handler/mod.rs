@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod fence;
+pub mod progress;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::{Job, NewJob};
+use crate::job::{Job, NewJob, ProgressError};
 use crate::payload::{PayloadError, PayloadRules};
 
 /// What a handler sees of the job it runs.
@@ -33,13 +34,37 @@ pub struct JobContext {
     /// later. Whatever the handler returns then, the store records the job as the
     /// canceller left it (cancelled, or running elsewhere).
     pub cancel: CancellationToken,
+    /// Where [`JobContext::progress`] reports go.
+    pub progress: progress::ProgressReporter,
 }
 
 impl JobContext {
+    /// A context for running `job` outside a node (a test, a tool): progress reports
+    /// are checked and dropped, and nothing cancels it.
+    pub fn detached(job: Job, timeout: Duration) -> Self {
+        Self {
+            job,
+            timeout,
+            cancel: CancellationToken::new(),
+            progress: progress::ProgressReporter::detached(),
+        }
+    }
+
     /// What to hand a receiver so it applies this job's side effect once (see
     /// [`fence`]).
     pub fn fence(&self) -> fence::Fence {
         fence::Fence::of(&self.job)
+    }
+
+    /// Reports how far this attempt got: `fraction` in `0..=1` and a short message
+    /// (cut to [`crate::job::MAX_PROGRESS_MESSAGE`] characters, control characters
+    /// removed, credentials masked). Cheap enough for a hot loop: the node records the
+    /// newest report of each attempt once per `workers.progress_interval` (and the last
+    /// one when the attempt ends), with a `job.progress` event, and each recorded report
+    /// extends the lease. Refused with [`ProgressError::LeaseLost`] once the attempt
+    /// lost its lease (cancelled, rescued, node stopping).
+    pub fn progress(&self, fraction: f64, message: &str) -> Result<(), ProgressError> {
+        self.progress.report(fraction, message)
     }
 }
 
@@ -52,12 +77,32 @@ pub enum HandlerError {
     /// Trying again cannot help (bad input): the job goes straight to the dead-letter queue.
     #[error("{0}")]
     Permanent(String),
+    /// Not an error: run the job again after this delay without spending an attempt
+    /// (polling for something outside, as River's `JobSnooze`). The job's snooze count
+    /// goes up; past `workers.max_snoozes` it is dead-lettered, and a delay beyond
+    /// `workers.max_snooze` fails the attempt.
+    #[error("snoozed for {}", humantime_serde::re::humantime::format_duration(*.0))]
+    Snooze(Duration),
 }
 
 impl HandlerError {
     /// Whether the job should be retried.
     pub fn is_retryable(&self) -> bool {
         matches!(self, HandlerError::Retryable(_))
+    }
+
+    /// Asks to run the job again after `delay` (see [`HandlerError::Snooze`]).
+    pub fn snooze(delay: Duration) -> Self {
+        HandlerError::Snooze(delay)
+    }
+
+    /// This error with `f` applied to its message (a snooze has none and is kept).
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            HandlerError::Retryable(m) => HandlerError::Retryable(f(&m)),
+            HandlerError::Permanent(m) => HandlerError::Permanent(f(&m)),
+            snooze @ HandlerError::Snooze(_) => snooze,
+        }
     }
 }
 

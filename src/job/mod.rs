@@ -5,12 +5,16 @@
 
 mod backoff;
 mod outcome;
+mod progress;
 mod rescue;
+mod snooze;
 mod state;
 
 pub use backoff::RetryPolicy;
 pub use outcome::{Completion, CompletionResult, Outcome, decide_failure};
+pub use progress::{MAX_PROGRESS_MESSAGE, Progress, ProgressError, ProgressReport, clean_message};
 pub use rescue::RescueGate;
+pub use snooze::{DEFAULT_MAX_SNOOZE, DEFAULT_MAX_SNOOZES, SnoozeLimits, decide_snooze};
 pub use state::JobState;
 
 use serde::{Deserialize, Serialize};
@@ -259,6 +263,12 @@ pub struct Job {
     pub depends_on: Vec<JobId>,
     /// What happens if a parent is dead-lettered.
     pub on_parent_failure: ParentFailurePolicy,
+    /// The last progress reported by a running attempt (kept after it ends).
+    #[serde(default)]
+    pub progress: Option<Progress>,
+    /// Times a handler snoozed the job (a snooze does not count as an attempt).
+    #[serde(default)]
+    pub snoozes: u32,
 }
 
 /// A job handed to a worker together with its lease.

@@ -32,6 +32,13 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// The handler asked to run again later (see [`super::decide_snooze`]): the job is
+    /// scheduled for `run_at`, the attempt is given back (the next run has the same
+    /// attempt number) and the job's snooze count goes up by one.
+    Snoozed {
+        /// When to run again.
+        run_at: Millis,
+    },
 }
 
 impl Outcome {
@@ -40,7 +47,7 @@ impl Outcome {
         match self {
             Outcome::Retry { error, .. } | Outcome::Discard { error } => Some(error),
             Outcome::Cancelled { reason } => Some(reason),
-            Outcome::Succeeded { .. } => None,
+            Outcome::Succeeded { .. } | Outcome::Snoozed { .. } => None,
         }
     }
 }

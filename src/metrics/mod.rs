@@ -57,6 +57,8 @@ pub enum FinishOutcome {
     Discarded,
     /// It was cancelled while running.
     Cancelled,
+    /// Its handler snoozed the job (runs again later, no attempt spent).
+    Snoozed,
 }
 
 impl FinishOutcome {
@@ -67,6 +69,7 @@ impl FinishOutcome {
             Outcome::Retry { .. } => FinishOutcome::Retried,
             Outcome::Discard { .. } => FinishOutcome::Discarded,
             Outcome::Cancelled { .. } => FinishOutcome::Cancelled,
+            Outcome::Snoozed { .. } => FinishOutcome::Snoozed,
         }
     }
 
@@ -77,6 +80,7 @@ impl FinishOutcome {
             FinishOutcome::Retried => "retried",
             FinishOutcome::Discarded => "discarded",
             FinishOutcome::Cancelled => "cancelled",
+            FinishOutcome::Snoozed => "snoozed",
         }
     }
 
@@ -84,11 +88,12 @@ impl FinishOutcome {
         self as usize
     }
 
-    const ALL: [FinishOutcome; 4] = [
+    const ALL: [FinishOutcome; 5] = [
         FinishOutcome::Succeeded,
         FinishOutcome::Retried,
         FinishOutcome::Discarded,
         FinishOutcome::Cancelled,
+        FinishOutcome::Snoozed,
     ];
 }
 
@@ -418,12 +423,12 @@ impl Metrics {
 
     /// Counts applied outcomes with their run times in seconds.
     pub fn finished<'a>(&self, items: impl IntoIterator<Item = (&'a JobTag, FinishOutcome, f64)>) {
-        let mut groups: Vec<(&JobTag, [u64; 4], Tally)> = Vec::new();
+        let mut groups: Vec<(&JobTag, [u64; FinishOutcome::ALL.len()], Tally)> = Vec::new();
         for (tag, outcome, secs) in items {
             let g = match groups.iter_mut().position(|g| g.0 == tag) {
                 Some(i) => &mut groups[i],
                 None => {
-                    groups.push((tag, [0; 4], Tally::new(JOB_SECONDS)));
+                    groups.push((tag, [0; FinishOutcome::ALL.len()], Tally::new(JOB_SECONDS)));
                     groups.last_mut().expect("just pushed")
                 }
             };

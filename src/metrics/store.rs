@@ -15,6 +15,7 @@ use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, Lease, NewJob, NodeId,
+    ProgressReport,
 };
 use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTarget};
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
@@ -113,6 +114,14 @@ impl JobQueue for MeteredStore {
         until: Millis,
     ) -> Result<Vec<bool>, StoreError> {
         self.seen(self.inner.extend_leases(leases, until).await)
+    }
+
+    async fn record_progress(
+        &self,
+        reports: &[ProgressReport],
+        until: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.seen(self.inner.record_progress(reports, until).await)
     }
 
     async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError> {

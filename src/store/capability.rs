@@ -20,7 +20,7 @@ use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, Lease, NewJob, NodeId,
-    WorkerId,
+    ProgressReport, WorkerId,
 };
 
 /// What workers and the maintenance actor do to jobs: store, claim, finish, extend,
@@ -55,6 +55,20 @@ pub trait JobQueue: Send + Sync + 'static {
     /// lost (rescued, revoked, cancelled), which tells the worker to abandon the job.
     async fn extend_leases(&self, leases: &[Lease], until: Millis)
     -> Result<Vec<bool>, StoreError>;
+
+    /// Records the progress running attempts reported, in one transaction: where the
+    /// lease is still current, the job's progress becomes the report, its lease is
+    /// extended to `until` and a `job.progress` event is written; where it is not
+    /// (rescued, revoked, cancelled, finished), nothing changes and the answer is
+    /// `false`, which tells the worker to abandon the attempt. Of several reports of one
+    /// lease in a batch, the last is recorded. A report whose fraction is not within
+    /// `0..=1` fails the batch with [`StoreError::Invalid`] (messages are cleaned, not
+    /// refused: see [`crate::job::Progress`]).
+    async fn record_progress(
+        &self,
+        reports: &[ProgressReport],
+        until: Millis,
+    ) -> Result<Vec<bool>, StoreError>;
 
     /// Gives back leased jobs whose attempt never started (a node stopping with claimed
     /// jobs in hand): where the lease is still current the job is available again at

@@ -8,6 +8,25 @@ use std::collections::{BTreeMap, HashMap};
 use super::{Counts, RescuedJob, StoreError, Undecodable};
 use crate::job::{Job, JobId, JobState, ParentFailurePolicy};
 
+/// The progress columns of a row (`progress`, `progress_message`, `progress_at`): a
+/// report when the fraction and its time are there (a message alone means nothing).
+pub(crate) fn progress(
+    fraction: Option<f64>,
+    message: Option<String>,
+    at: Option<i64>,
+) -> Option<crate::job::Progress> {
+    Some(crate::job::Progress {
+        fraction: fraction?,
+        message: message.unwrap_or_default(),
+        at: crate::clock::Millis(at?),
+    })
+}
+
+/// A stored snooze count (never negative; a negative one reads as 0).
+pub(crate) fn snoozes(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
 /// Parses a stored state name.
 pub(crate) fn state(text: &str) -> Result<JobState, StoreError> {
     text.parse()

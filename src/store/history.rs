@@ -32,6 +32,8 @@ pub enum AttemptOutcome {
     Discarded,
     /// The attempt ended with the job cancelled.
     Cancelled,
+    /// The handler snoozed the job: it runs again later under the same attempt number.
+    Snoozed,
 }
 
 impl AttemptOutcome {
@@ -42,6 +44,7 @@ impl AttemptOutcome {
             AttemptOutcome::Failed => "failed",
             AttemptOutcome::Discarded => "discarded",
             AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::Snoozed => "snoozed",
         }
     }
 }
@@ -55,6 +58,7 @@ impl FromStr for AttemptOutcome {
             AttemptOutcome::Failed,
             AttemptOutcome::Discarded,
             AttemptOutcome::Cancelled,
+            AttemptOutcome::Snoozed,
         ]
         .into_iter()
         .find(|o| o.as_str() == s)

@@ -35,6 +35,7 @@ pub mod history;
 mod open;
 /// Periodic ticks: the record of handled ticks per schedule, and the guarded enqueue.
 pub mod periodic;
+mod progress;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
@@ -64,6 +65,7 @@ pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
 pub use queues::{PausedQueue, QueueControl};
+pub(crate) use progress::{progress_results, storable_reports};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{
     ClaimOrder, RescuePlan, Undecodable, grant, storable_completions, storable_events,

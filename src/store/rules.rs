@@ -86,7 +86,7 @@ pub(crate) fn storable_completions(batch: &mut [Completion]) {
     for c in batch {
         match &mut c.outcome {
             Outcome::Succeeded { output: Some(o) } => crate::payload::make_storable(o),
-            Outcome::Succeeded { output: None } => {}
+            Outcome::Succeeded { output: None } | Outcome::Snoozed { .. } => {}
             Outcome::Retry { error, .. }
             | Outcome::Discard { error }
             | Outcome::Cancelled { reason: error } => scrub_nul(error),
@@ -495,6 +495,8 @@ mod tests {
         assert_eq!(kinds, [EventKind::JobEnqueued, EventKind::JobDiscarded]);
         let hold = NewJob {
             on_parent_failure: ParentFailurePolicy::Hold,
+            progress: None,
+            snoozes: 0,
             ..later
         };
         assert_eq!(

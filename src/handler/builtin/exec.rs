@@ -16,13 +16,15 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use super::exec_control::{ControlLine, DEFAULT_SNOOZE, SNOOZE_EXIT_CODE, capture};
 use super::{check_string_map, decode, invalid, string, tail, utf8_head};
 use crate::config::ExecSection;
 use crate::handler::fence::{self, Fence};
@@ -149,8 +151,10 @@ struct ExecPayload {
     cwd: Option<String>,
 }
 
-/// The `exec` handler. Output: `{exit_code, stdout, stderr, truncated}`; a non-zero exit
-/// is a retryable failure quoting the end of stderr, a missing program a permanent one.
+/// The `exec` handler. Output: `{exit_code, stdout, stderr, truncated}`; exit code 75
+/// snoozes the job and stdout lines report progress (see `exec_control`); another
+/// non-zero exit is a retryable failure quoting the end of stderr, a missing program a
+/// permanent one.
 #[derive(Debug, Clone)]
 pub struct ExecHandler {
     // Shared so the submit-time check and the handler use one copy of the config.
@@ -313,10 +317,7 @@ impl ExecHandler {
 
     async fn exec(&self, p: ExecPayload, ctx: &JobContext) -> Result<HandlerOutput, HandlerError> {
         let secrets = self.secrets(&p);
-        let redacted = |e: HandlerError| match e {
-            HandlerError::Retryable(m) => HandlerError::Retryable(secrets.redact(&m)),
-            HandlerError::Permanent(m) => HandlerError::Permanent(secrets.redact(&m)),
-        };
+        let redacted = |e: HandlerError| e.map_message(|m| secrets.redact(m));
         let mut out = self.run_program(p, ctx).await.map_err(redacted)?;
         if !secrets.is_empty()
             && let Some(Value::Object(fields)) = out.as_mut()
@@ -387,11 +388,26 @@ impl ExecHandler {
             }
         };
         let pid = child.id();
+        // Control lines on stdout (see `exec_control`): progress is reported as it
+        // comes, the last snooze delay kept for the exit code.
+        // A mutex, not a plain variable: the capture borrows it until `run` is dropped.
+        let snooze_delay: std::sync::Mutex<Option<Result<Duration, String>>> =
+            std::sync::Mutex::new(None);
+        let on_control = |c: ControlLine| match c {
+            ControlLine::Progress { fraction, message } => {
+                if let Err(e) = ctx.progress(fraction, &message) {
+                    tracing::debug!(job = %ctx.job.id, error = %e, "exec progress line refused");
+                }
+            }
+            ControlLine::Snooze(delay) => {
+                *snooze_delay.lock().unwrap_or_else(|p| p.into_inner()) = Some(delay);
+            }
+        };
         let run = async {
             tokio::join!(
                 feed,
-                capture(stdout, limit),
-                capture(stderr, limit),
+                capture(stdout, limit, on_control),
+                capture(stderr, limit, |_| {}),
                 child.wait()
             )
         };
@@ -411,6 +427,20 @@ impl ExecHandler {
         let (err, err_cut) = err.map_err(|e| read_error(&p.command, e))?;
         let stdout = utf8_head(&out, out_cut);
         let stderr = utf8_head(&err, err_cut);
+        if status.code() == Some(SNOOZE_EXIT_CODE) {
+            let delay = snooze_delay
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            return Err(match delay {
+                None => HandlerError::Snooze(DEFAULT_SNOOZE),
+                Some(Ok(delay)) => HandlerError::Snooze(delay),
+                Some(Err(e)) => HandlerError::Retryable(format!(
+                    "`{}` exited {SNOOZE_EXIT_CODE} to snooze, but {e}",
+                    p.command
+                )),
+            });
+        }
         if !status.success() {
             let tail = tail(&stderr, STDERR_TAIL_CHARS);
             return Err(HandlerError::Retryable(if tail.is_empty() {
@@ -498,31 +528,6 @@ fn spawn_error(command: &str, e: std::io::Error) -> HandlerError {
 
 fn read_error(command: &str, e: std::io::Error) -> HandlerError {
     HandlerError::Retryable(format!("reading output of `{command}`: {e}"))
-}
-
-/// Reads a pipe to its end, keeping the first `limit` bytes. Reading on past the limit
-/// (and discarding) keeps the program from blocking on a full pipe.
-async fn capture(
-    pipe: Option<impl AsyncRead + Unpin>,
-    limit: usize,
-) -> std::io::Result<(Vec<u8>, bool)> {
-    let Some(mut pipe) = pipe else {
-        return Ok((Vec::new(), false));
-    };
-    let mut kept = Vec::new();
-    let mut truncated = false;
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let n = pipe.read(&mut buf).await?;
-        if n == 0 {
-            return Ok((kept, truncated));
-        }
-        let room = limit - kept.len();
-        if n > room {
-            truncated = true;
-        }
-        kept.extend_from_slice(&buf[..n.min(room)]);
-    }
 }
 
 #[cfg(test)]

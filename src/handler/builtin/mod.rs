@@ -15,6 +15,7 @@
 
 mod basic;
 pub mod exec;
+pub mod exec_control;
 pub mod http;
 
 use serde::de::DeserializeOwned;

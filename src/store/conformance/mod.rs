@@ -29,6 +29,7 @@ mod history;
 mod hostile;
 mod periodic;
 mod queues;
+mod running;
 mod tokens;
 
 pub use admin::*;
@@ -41,6 +42,7 @@ pub use history::*;
 pub use hostile::*;
 pub use periodic::*;
 pub use queues::*;
+pub use running::*;
 pub use tokens::*;
 
 /// The node itself as the actor of a change, for cases not about the audit log.
@@ -156,7 +158,9 @@ macro_rules! store_conformance_tests {
             refused_input_writes_no_audit_row,
             filters_narrow_listings,
             keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
-            bulk_by_filter_covers_every_match_in_batches);
+            bulk_by_filter_covers_every_match_in_batches,
+            progress_is_recorded_under_the_lease, stale_progress_is_refused,
+            snooze_gives_the_attempt_back);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

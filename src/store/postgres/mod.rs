@@ -73,6 +73,7 @@ mod history;
 mod leader;
 mod listen;
 mod periodic;
+mod progress;
 mod queues;
 mod ready;
 mod rescue;
@@ -96,7 +97,9 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use super::{EnqueueOutcome, JobQueue, RescuedJob, Store, StoreError, WakeupSource};
 use crate::clock::Millis;
 use crate::event::LifecycleEvent;
-use crate::job::{ClaimRequest, ClaimedJob, Completion, CompletionResult, Lease, NewJob, NodeId};
+use crate::job::{
+    ClaimRequest, ClaimedJob, Completion, CompletionResult, Lease, NewJob, NodeId, ProgressReport,
+};
 
 type Tx = Transaction<'static, Postgres>;
 
@@ -417,6 +420,14 @@ impl JobQueue for PostgresStore {
         until: Millis,
     ) -> Result<Vec<bool>, StoreError> {
         self.extend_current(leases, until).await
+    }
+
+    async fn record_progress(
+        &self,
+        reports: &[ProgressReport],
+        until: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.write_progress(reports, until).await
     }
 
     async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError> {

@@ -16,7 +16,7 @@ macro_rules! job_columns {
     () => {
         "id, queue, kind, payload, priority, state, attempt, max_attempts, run_at, created_at, finished_at, \
          timeout_ms, unique_key, lease_token, lease_owner, lease_node, lease_expires_at, last_error, output, \
-         on_parent_failure"
+         on_parent_failure, progress, progress_message, progress_at, snoozes"
     };
 }
 pub(crate) use job_columns;
@@ -60,6 +60,12 @@ pub fn job(row: &PgRow) -> Result<Job, StoreError> {
         output: col(row, "output")?,
         depends_on: Vec::new(),
         on_parent_failure: columns::policy(&policy)?,
+        progress: columns::progress(
+            col(row, "progress")?,
+            col(row, "progress_message")?,
+            col(row, "progress_at")?,
+        ),
+        snoozes: columns::snoozes(i64::from(col::<i32>(row, "snoozes")?)),
     })
 }
 

@@ -97,7 +97,7 @@ use crate::clock::Millis;
 use crate::event::{LifecycleEvent, StoredEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, JobState, Lease, NewJob,
-    NodeId, Outcome, WorkerId,
+    NodeId, Outcome, ProgressReport, WorkerId,
 };
 
 /// Settings of a [`RedisPostgresStore`].
@@ -393,6 +393,15 @@ impl JobQueue for RedisPostgresStore {
         until: Millis,
     ) -> Result<Vec<bool>, StoreError> {
         self.shared.pg.extend_leases(leases, until).await
+    }
+
+    /// A Postgres operation: progress lives on the job's row, beside its lease.
+    async fn record_progress(
+        &self,
+        reports: &[ProgressReport],
+        until: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.shared.pg.record_progress(reports, until).await
     }
 
     async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError> {

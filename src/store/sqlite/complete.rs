@@ -1,6 +1,6 @@
 //! Finished attempts ([`JobQueue::complete`]): successes applied in bulk (with the
-//! release of waiting children), failures and cancellations one by one (with the
-//! dead-letter queue and the parent-failure cascade).
+//! release of waiting children), failures, snoozes and cancellations one by one (with
+//! the dead-letter queue and the parent-failure cascade).
 //!
 //! [`JobQueue::complete`]: crate::store::JobQueue::complete
 
@@ -215,12 +215,29 @@ impl SqliteStore {
         Ok(applied)
     }
 
-    /// Applies one failed or cancelled attempt; returns whether its lease was current.
+    /// Applies one failed, snoozed or cancelled attempt; returns whether its lease was
+    /// current.
     pub(super) async fn apply_failure(tx: &mut Tx, c: &Completion) -> Result<bool, StoreError> {
         let job = c.lease.job;
         let at = c.finished_at;
         let (applied, outcome) = match &c.outcome {
             Outcome::Succeeded { .. } => unreachable!("successes are applied in bulk"),
+            // The attempt is given back (the next run has its number) and counted as a
+            // snooze instead.
+            Outcome::Snoozed { run_at } => {
+                let n = sqlx::query(
+                    "UPDATE jobs SET state = 'scheduled', run_at = ?1, attempt = attempt - 1,
+                         snoozes = snoozes + 1, lease_expires_at = NULL
+                     WHERE id = ?2 AND lease_token = ?3 AND state = 'running'",
+                )
+                .bind(run_at.0)
+                .bind(job.0)
+                .bind(c.lease.token.0)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                (n == 1, "snoozed")
+            }
             Outcome::Retry { error, run_at } => {
                 let n = sqlx::query(
                     "UPDATE jobs SET state = 'retryable', run_at = ?1, last_error = ?2, lease_expires_at = NULL

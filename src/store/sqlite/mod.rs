@@ -59,6 +59,7 @@ mod filter;
 mod history;
 mod leader;
 mod periodic;
+mod progress;
 mod queues;
 mod rescue;
 mod retention;
@@ -77,7 +78,9 @@ use sqlx::{Sqlite, Transaction};
 
 use super::{EnqueueOutcome, JobQueue, RescuedJob, Store, StoreError};
 use crate::clock::Millis;
-use crate::job::{ClaimRequest, ClaimedJob, Completion, CompletionResult, Lease, NewJob, NodeId};
+use crate::job::{
+    ClaimRequest, ClaimedJob, Completion, CompletionResult, Lease, NewJob, NodeId, ProgressReport,
+};
 
 type Tx = Transaction<'static, Sqlite>;
 
@@ -203,6 +206,14 @@ impl JobQueue for SqliteStore {
         until: Millis,
     ) -> Result<Vec<bool>, StoreError> {
         self.renew_leases(leases, until).await
+    }
+
+    async fn record_progress(
+        &self,
+        reports: &[ProgressReport],
+        until: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.write_progress(reports, until).await
     }
 
     async fn release(&self, leases: &[Lease], now: Millis) -> Result<Vec<bool>, StoreError> {

@@ -19,7 +19,7 @@ macro_rules! job_columns {
     () => {
         "id, queue, kind, payload, priority, state, attempt, max_attempts, run_at, created_at, finished_at, \
          timeout_ms, unique_key, lease_token, lease_owner, lease_node, lease_expires_at, last_error, output, \
-         on_parent_failure"
+         on_parent_failure, progress, progress_message, progress_at, snoozes"
     };
 }
 pub(crate) use job_columns;
@@ -50,7 +50,7 @@ macro_rules! job_array {
         "json_array(id, queue, kind, CASE WHEN json_valid(payload) THEN json(payload) END, priority, \
          state, attempt, max_attempts, run_at, created_at, finished_at, timeout_ms, unique_key, \
          lease_token, lease_owner, lease_node, lease_expires_at, last_error, output, on_parent_failure, \
-         json_valid(payload))"
+         progress, progress_message, progress_at, snoozes, json_valid(payload))"
     };
 }
 pub(crate) use job_array;
@@ -79,6 +79,10 @@ struct JobArray(
     Option<String>,
     Option<String>,
     String,
+    Option<f64>,
+    Option<String>,
+    Option<i64>,
+    i64,
     i64,
 );
 
@@ -138,7 +142,7 @@ fn undecodable(element: &str, reason: &str) -> Result<Undecodable, StoreError> {
 
 fn job_from_array(r: JobArray) -> Result<Job, StoreError> {
     let payload = match r.3 {
-        Some(p) if r.20 != 0 => serde_json::from_str(p.get())
+        Some(p) if r.24 != 0 => serde_json::from_str(p.get())
             .map_err(|e| StoreError::Corrupt(format!("jobs.payload: {e}")))?,
         _ => return Err(StoreError::Corrupt("jobs.payload: not valid JSON".into())),
     };
@@ -168,6 +172,8 @@ fn job_from_array(r: JobArray) -> Result<Job, StoreError> {
             .map_err(|e| StoreError::Corrupt(format!("jobs.output: {e}")))?,
         depends_on: Vec::new(),
         on_parent_failure: columns::policy(&r.19)?,
+        progress: columns::progress(r.20, r.21, r.22),
+        snoozes: columns::snoozes(r.23),
     })
 }
 
@@ -197,6 +203,12 @@ pub fn job(row: &SqliteRow) -> Result<Job, StoreError> {
         output: json_col(row, "output")?,
         depends_on: Vec::new(),
         on_parent_failure: columns::policy(&policy)?,
+        progress: columns::progress(
+            col(row, "progress")?,
+            col(row, "progress_message")?,
+            col(row, "progress_at")?,
+        ),
+        snoozes: columns::snoozes(col(row, "snoozes")?),
     })
 }
 

@@ -221,10 +221,7 @@ impl HttpHandler {
 
     async fn call(&self, ctx: &JobContext, p: HttpPayload) -> Result<HandlerOutput, HandlerError> {
         let secrets = self.secrets(&p);
-        let redacted = |e: HandlerError| match e {
-            HandlerError::Retryable(m) => HandlerError::Retryable(secrets.redact(&m)),
-            HandlerError::Permanent(m) => HandlerError::Permanent(secrets.redact(&m)),
-        };
+        let redacted = |e: HandlerError| e.map_message(|m| secrets.redact(m));
         let (status, body, truncated) = self.request(ctx, p).await.map_err(redacted)?;
         let body = if secrets.is_empty() {
             body
