@@ -35,6 +35,9 @@ pub mod history;
 mod open;
 /// Periodic ticks: the record of handled ticks per schedule, and the guarded enqueue.
 pub mod periodic;
+/// Periodic schedules kept in the store: the config's set, and create, pause, resume,
+/// delete and trigger through the API, the CLI or the library.
+pub mod periodic_schedules;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
@@ -63,6 +66,9 @@ pub use filter::{Cursor, FilterError, JobFilter, Order, PayloadMatch, TimeRange}
 pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
+pub use periodic_schedules::{
+    ConfigSync, PeriodicSchedules, ScheduleOrigin, ScheduleOutcome, StoredSchedule, trigger_job,
+};
 pub use queues::{PausedQueue, QueueControl};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{
