@@ -10,11 +10,10 @@ use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, JobId, NewJob, NodeId, Outcome, ProgressReport, RetryPolicy};
 use jobmesh::metrics::{MeteredStore, Metrics};
-use jobmesh::periodic::{MAX_SCHEDULES, PeriodicJob};
 use jobmesh::store::{CancelOutcome, EnqueueOutcome, SharedStore};
 use ractor::{Actor, ActorRef};
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +26,9 @@ use crate::inflight::InFlight;
 use crate::mesh::{Client, MeshConfig, spawn_mesh};
 use crate::node_supervisor::{CurrentVoter, NodeMsg, NodeSupervisor};
 use crate::periodic;
+
+#[path = "node_periodic.rs"]
+mod node_periodic;
 use crate::voter::{Interceptor, MeshStatus, Untouched, VoterSpec, pump};
 use crate::wakeups;
 use jobmesh::membership::{JoinCertificate, MEMBERSHIP_TOPIC, Membership, MembershipConfig};
@@ -90,8 +92,8 @@ pub struct Node {
     /// wake-up forwarder just stops); shutdown waits for them.
     writers: Mutex<Vec<JoinHandle<()>>>,
     fatal: watch::Receiver<Option<String>>,
-    /// The periodic schedules this node runs when it holds the `periodic` lease.
-    periodic: watch::Sender<Arc<[PeriodicJob]>>,
+    /// Wakes this node's periodic task when the node changed the store's schedules.
+    periodic: Arc<Notify>,
 }
 
 impl Node {
@@ -164,9 +166,13 @@ impl Node {
             .map_err(|e| NodeError::Actor(e.to_string()))?;
         let dispatcher = ractor::call!(supervisor, NodeMsg::Dispatcher)
             .map_err(|e| NodeError::Actor(e.to_string()))?;
-        let (periodic, schedules) = watch::channel(Arc::from(Vec::new()));
-        let periodic_task =
-            periodic::start(ctx.clone(), dispatcher.clone(), schedules, close.clone());
+        let periodic = Arc::new(Notify::new());
+        let periodic_task = periodic::start(
+            ctx.clone(),
+            dispatcher.clone(),
+            periodic.clone(),
+            close.clone(),
+        );
         let progress_task = crate::progress::start(ctx.clone(), close.clone());
         let mut writers = vec![sink_task, completer_task, periodic_task, progress_task];
         writers.extend(
@@ -320,44 +326,6 @@ impl Node {
         let out = self.ctx.store.enqueue(jobs, self.ctx.now()).await?;
         self.dispatcher.cast(DispatchMsg::Wake).ok();
         Ok(out)
-    }
-
-    /// Replaces the periodic schedules this node runs (none at start). Every node of a
-    /// cluster should be given the same set: whichever holds the `periodic` leader lease
-    /// enqueues their ticks, one job per tick across the cluster (see
-    /// [`jobmesh::periodic`]). Each is checked first (name, schedule, policy, and its
-    /// job as [`Node::submit`] checks jobs); one bad schedule refuses the whole set,
-    /// naming it, and the running set stays.
-    pub fn set_periodic(&self, jobs: Vec<PeriodicJob>) -> Result<(), NodeError> {
-        if jobs.len() > MAX_SCHEDULES {
-            return Err(NodeError::Options(format!(
-                "{} periodic jobs; at most {MAX_SCHEDULES} are allowed",
-                jobs.len()
-            )));
-        }
-        let now = self.ctx.now();
-        let mut names = std::collections::HashSet::new();
-        for p in &jobs {
-            let refused = |why: String| {
-                let name: String = p.name.chars().take(100).collect();
-                NodeError::Options(format!("periodic job `{}`: {why}", name.escape_debug()))
-            };
-            p.check(now).map_err(|e| refused(e.to_string()))?;
-            if !names.insert(p.name.as_str()) {
-                return Err(refused("two periodic jobs have this name".into()));
-            }
-            self.ctx
-                .registry
-                .validate(&p.job)
-                .map_err(|e| refused(e.to_string()))?;
-        }
-        self.periodic.send_replace(jobs.into());
-        Ok(())
-    }
-
-    /// The periodic schedules this node runs.
-    pub fn periodic(&self) -> Vec<PeriodicJob> {
-        self.periodic.borrow().to_vec()
     }
 
     /// Cancels a job on behalf of `ctx` (recorded in the audit log); if it runs on this

@@ -1,11 +1,21 @@
 //! Periodic schedules: the node holding the `periodic` leader lease enqueues their due
 //! ticks. Every node runs this task; only the leader does more than renew its claim.
 //!
-//! A round: take or renew the lease, read (and for new schedules set) the store's tick
-//! marks, enqueue the ticks the policy says are due through the store's guarded
-//! enqueue, then sleep until the next tick or until the lease must be renewed,
-//! whichever comes first: no polling between ticks. A node that is not the leader
-//! wakes once a renewal period to see whether the lease lapsed.
+//! The schedules are the store's ([`jobmesh::store::PeriodicSchedules`]): the config's
+//! set, written by each node at start, and those created through the API, the CLI or
+//! the library on any node. The leader reads them at every round, so a create, pause,
+//! resume or delete anywhere takes effect at the leader's next round: at once on the
+//! node that made it (it pokes its own task), and elsewhere within one renewal period
+//! (a third of the lease, [`lease_ttl`] / 3: at most 10 s, 3.3 s with the default 30 s
+//! job lease). A pause or delete is also checked by the store in the transaction of
+//! each tick's enqueue, so no tick's job is stored after it committed, whatever the
+//! leader read.
+//!
+//! A round: take or renew the lease, read the schedules and (for new ones, set) their
+//! tick marks, enqueue the ticks the policy says are due through the store's guarded
+//! enqueue, then sleep until the next tick, the lease's renewal or a poke, whichever
+//! comes first: no polling between ticks. A node that is not the leader wakes once a
+//! renewal period to see whether the lease lapsed.
 //!
 //! Exactly once holds whatever the timing: two nodes that both believe they lead (a
 //! leader stalled past its lease) both try the tick, and the store's compare-and-set
@@ -22,7 +32,7 @@ use jobmesh::clock::Millis;
 use jobmesh::periodic::PeriodicJob;
 use jobmesh::store::{StoreError, TickOutcome};
 use ractor::ActorRef;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,66 +42,51 @@ use crate::dispatcher::DispatchMsg;
 /// Leader-lease role of the node that enqueues periodic ticks.
 pub(crate) const ROLE: &str = "periodic";
 
-/// The schedules a node runs (replaced whole by [`crate::Node::set_periodic`]).
-pub(crate) type Schedules = watch::Receiver<Arc<[PeriodicJob]>>;
-
 /// How long the periodic lease lasts: a third of the job lease (so a dead leader is
 /// replaced well before its running jobs would be rescued), between 1 s and 30 s.
 pub(crate) fn lease_ttl(job_lease: Duration) -> Duration {
     (job_lease / 3).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
-/// Starts the task; it ends when `close` fires or the node's schedule set is dropped.
+/// Starts the task; it ends when `close` fires. `poke` makes it run a round at once
+/// (this node changed the schedules).
 pub(crate) fn start(
     ctx: Arc<Ctx>,
     dispatcher: ActorRef<DispatchMsg>,
-    schedules: Schedules,
+    poke: Arc<Notify>,
     close: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(ctx, dispatcher, schedules, close))
+    tokio::spawn(run(ctx, dispatcher, poke, close))
 }
 
 async fn run(
     ctx: Arc<Ctx>,
     dispatcher: ActorRef<DispatchMsg>,
-    mut schedules: Schedules,
+    poke: Arc<Notify>,
     close: CancellationToken,
 ) {
     let ttl = lease_ttl(ctx.workers.lease);
     let renew = ttl / 3;
     let mut leading = false;
     loop {
-        let set = schedules.borrow_and_update().clone();
-        // With no schedules the node does not compete for the lease (a lease it held
-        // lapses), and waits for schedules to be set.
-        let wake = if set.is_empty() {
-            None
-        } else {
-            let next = match round(&ctx, &set, ttl, &mut leading).await {
-                Ok(Round { enqueued, next }) => {
-                    if enqueued > 0 {
-                        dispatcher.cast(DispatchMsg::Wake).ok();
-                    }
-                    next
+        let next = match round(&ctx, ttl, &mut leading).await {
+            Ok(Round { enqueued, next }) => {
+                if enqueued > 0 {
+                    dispatcher.cast(DispatchMsg::Wake).ok();
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "periodic round failed; will retry");
-                    None
-                }
-            };
-            let renew_at = ctx.now().plus(renew);
-            Some(next.map_or(renew_at, |n| n.min(renew_at)))
-        };
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep(at.since(ctx.now())).await,
-                None => std::future::pending().await,
+                next
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "periodic round failed; will retry");
+                None
             }
         };
+        let renew_at = ctx.now().plus(renew);
+        let wake = next.map_or(renew_at, |n| n.min(renew_at));
         tokio::select! {
             _ = close.cancelled() => return,
-            changed = schedules.changed() => if changed.is_err() { return },
-            _ = sleep => {}
+            _ = poke.notified() => {}
+            _ = tokio::time::sleep(wake.since(ctx.now())) => {}
         }
     }
 }
@@ -100,28 +95,37 @@ async fn run(
 struct Round {
     /// Ticks whose job this round stored.
     enqueued: usize,
-    /// The earliest next tick, when this node leads.
+    /// The earliest next tick of a running schedule, when this node leads.
     next: Option<Millis>,
 }
 
 /// One round at the clock's current time (see the module doc).
-async fn round(
-    ctx: &Ctx,
-    set: &[PeriodicJob],
-    ttl: Duration,
-    leading: &mut bool,
-) -> Result<Round, StoreError> {
+async fn round(ctx: &Ctx, ttl: Duration, leading: &mut bool) -> Result<Round, StoreError> {
     let now = ctx.now();
     let leads = ctx.store.try_lead(ROLE, &ctx.node, ttl, now).await?;
     if leads != *leading {
         *leading = leads;
         if leads {
-            tracing::info!(node = %ctx.node, schedules = set.len(), "took the periodic leader lease");
+            tracing::info!(node = %ctx.node, "took the periodic leader lease");
         } else {
             tracing::info!(node = %ctx.node, "lost the periodic leader lease");
         }
     }
     if !leads {
+        return Ok(Round {
+            enqueued: 0,
+            next: None,
+        });
+    }
+    let set: Vec<PeriodicJob> = ctx
+        .store
+        .schedules()
+        .await?
+        .into_iter()
+        .filter(|s| s.paused_at.is_none())
+        .map(|s| s.job)
+        .collect();
+    if set.is_empty() {
         return Ok(Round {
             enqueued: 0,
             next: None,
@@ -136,7 +140,7 @@ async fn round(
         .map(|m| (m.schedule, m.last_tick))
         .collect();
     let mut enqueued = 0;
-    for job in set {
+    for job in &set {
         let Some(&mark) = marks.get(&job.name) else {
             continue;
         };
@@ -152,6 +156,11 @@ async fn round(
                 }
                 TickOutcome::Passed { last_tick } => {
                     tracing::debug!(schedule = %job.name, tick = %tick, last_tick = %last_tick, "periodic tick handled already");
+                }
+                TickOutcome::Paused | TickOutcome::NoSchedule => {
+                    // Paused or deleted since this round read the schedules.
+                    tracing::debug!(schedule = %job.name, outcome = ?out, "periodic tick not enqueued");
+                    break;
                 }
             }
         }

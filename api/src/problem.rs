@@ -43,6 +43,9 @@ pub enum ProblemKind {
     IdempotencyInProgress,
     /// The `Idempotency-Key` was used for a different request (422).
     IdempotencyMismatch,
+    /// The request conflicts with what exists (409): a name taken, a schedule the
+    /// config owns; nothing changed.
+    Conflict,
     /// The store could not be reached (503); retrying later may succeed.
     StoreUnavailable,
     /// Anything else (500).
@@ -66,6 +69,7 @@ impl ProblemKind {
             ProblemKind::Timeout => "urn:jobmesh:problem:timeout",
             ProblemKind::IdempotencyInProgress => "urn:jobmesh:problem:idempotency-in-progress",
             ProblemKind::IdempotencyMismatch => "urn:jobmesh:problem:idempotency-mismatch",
+            ProblemKind::Conflict => "urn:jobmesh:problem:conflict",
             ProblemKind::StoreUnavailable => "urn:jobmesh:problem:store-unavailable",
             ProblemKind::Internal => "urn:jobmesh:problem:internal",
         }
@@ -85,7 +89,7 @@ impl ProblemKind {
             ProblemKind::BodyTooLarge | ProblemKind::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::Timeout | ProblemKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ProblemKind::IdempotencyInProgress => StatusCode::CONFLICT,
+            ProblemKind::IdempotencyInProgress | ProblemKind::Conflict => StatusCode::CONFLICT,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +112,7 @@ impl ProblemKind {
             ProblemKind::IdempotencyMismatch => {
                 "The Idempotency-Key was used for a different request"
             }
+            ProblemKind::Conflict => "The request conflicts with what exists",
             ProblemKind::StoreUnavailable => "The store is unavailable",
             ProblemKind::Internal => "Internal error",
         }

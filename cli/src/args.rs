@@ -55,7 +55,8 @@ pub enum Verb {
     /// Queues: list them with counts, pause and resume them.
     #[command(subcommand)]
     Queue(QueueVerb),
-    /// Periodic schedules (`[[periodic]]` in the config): list them with next run times.
+    /// Periodic schedules (`[[periodic]]` and the API's): list with next run times,
+    /// pause, resume, trigger, delete.
     #[command(subcommand)]
     Periodic(PeriodicVerb),
     /// Print lifecycle events (with --json: JSON lines); --follow keeps watching.
@@ -81,7 +82,8 @@ pub enum Verb {
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Only this action (cancel, retry, redrive, delete, pause, resume, token.create,
-    /// token.revoke).
+    /// token.revoke, periodic.create, periodic.pause, periodic.resume, periodic.delete,
+    /// periodic.trigger).
     #[arg(long)]
     pub action: Option<jobmesh::store::audit::AuditAction>,
     /// Only this actor: a token's name, or `cli@user@host`.
@@ -182,6 +184,10 @@ pub struct ChaosRunArgs {
     /// the cluster's back; the run must then fail.
     #[arg(long, hide = true)]
     pub sabotage_lose_job: bool,
+    /// Submit `http` jobs that POST `{"ms": n}` to this loopback URL instead of
+    /// `sleep` jobs: a receiver that applies each effect once (README "Fencing").
+    #[arg(long, value_name = "URL")]
+    pub http_receiver: Option<String>,
 }
 
 /// `jobmesh mesh ...`
@@ -456,9 +462,31 @@ pub enum QueueVerb {
 /// `jobmesh periodic ...`
 #[derive(Debug, Subcommand)]
 pub enum PeriodicVerb {
-    /// The schedules of the config with the last tick the cluster handled (and its
-    /// job) and the next run time.
+    /// The store's schedules (from configs and the API) and this config's not yet
+    /// stored, with the last tick the cluster handled (and its job) and the next run.
     List,
+    /// Pause a schedule: no job for its ticks until it is resumed (kept in the store,
+    /// for every node; recorded in the audit log).
+    Pause {
+        /// The schedule.
+        name: String,
+    },
+    /// Resume a paused schedule; the ticks of the pause are passed over.
+    Resume {
+        /// The schedule.
+        name: String,
+    },
+    /// Enqueue one job of the schedule now, outside its ticks.
+    Trigger {
+        /// The schedule.
+        name: String,
+    },
+    /// Delete a schedule (its jobs stay). One declared in a config is deleted only
+    /// when this config no longer declares it.
+    Delete {
+        /// The schedule.
+        name: String,
+    },
 }
 
 /// `jobmesh events`

@@ -17,10 +17,14 @@ use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, Lease, NewJob, NodeId,
     ProgressReport,
 };
+use crate::periodic::PeriodicJob;
 use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTarget};
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
 use crate::store::periodic::{PeriodicTicks, TickMark, TickOutcome};
+use crate::store::periodic_schedules::{
+    ConfigSync, PeriodicSchedules, ScheduleOutcome, StoredSchedule,
+};
 use crate::store::queues::PausedQueue;
 use crate::store::retention::{Purged, Retention};
 use crate::store::tokens::{ApiToken, NewApiToken, Reservation, StoredAnswer, TokenHash, TokenId};
@@ -393,6 +397,60 @@ impl PeriodicTicks for MeteredStore {
         now: Millis,
     ) -> Result<TickOutcome, StoreError> {
         self.seen(self.inner.enqueue_tick(schedule, tick, job, now).await)
+    }
+}
+
+#[async_trait]
+impl PeriodicSchedules for MeteredStore {
+    async fn sync_config_schedules(
+        &self,
+        schedules: &[PeriodicJob],
+        now: Millis,
+    ) -> Result<ConfigSync, StoreError> {
+        self.seen(self.inner.sync_config_schedules(schedules, now).await)
+    }
+
+    async fn create_schedule(
+        &self,
+        ctx: &AuditContext,
+        job: &PeriodicJob,
+        paused: bool,
+        now: Millis,
+    ) -> Result<ScheduleOutcome<StoredSchedule>, StoreError> {
+        self.seen(self.inner.create_schedule(ctx, job, paused, now).await)
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        ctx: &AuditContext,
+        name: &str,
+        paused: bool,
+        now: Millis,
+    ) -> Result<ScheduleOutcome<bool>, StoreError> {
+        self.seen(self.inner.set_schedule_paused(ctx, name, paused, now).await)
+    }
+
+    async fn delete_schedule(
+        &self,
+        ctx: &AuditContext,
+        name: &str,
+        config_too: bool,
+        now: Millis,
+    ) -> Result<ScheduleOutcome<()>, StoreError> {
+        self.seen(self.inner.delete_schedule(ctx, name, config_too, now).await)
+    }
+
+    async fn trigger_schedule(
+        &self,
+        ctx: &AuditContext,
+        name: &str,
+        now: Millis,
+    ) -> Result<ScheduleOutcome<EnqueueOutcome>, StoreError> {
+        self.seen(self.inner.trigger_schedule(ctx, name, now).await)
+    }
+
+    async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        self.seen(self.inner.schedules().await)
     }
 }
 

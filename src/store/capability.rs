@@ -9,6 +9,7 @@ use super::audit::{AuditContext, AuditLog};
 use super::bulk::BulkActions;
 use super::history::JobHistory;
 use super::periodic::PeriodicTicks;
+use super::periodic_schedules::PeriodicSchedules;
 use super::queues::QueueControl;
 use super::retention;
 use super::tokens::ApiTokens;
@@ -208,7 +209,8 @@ pub trait Heartbeats: Send + Sync + 'static {
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
 /// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
-/// the read-side views [`JobHistory`] and [`Activity`], the periodic tick record and
+/// the read-side views [`JobHistory`] and [`Activity`], the periodic tick record, the
+/// periodic schedules ([`PeriodicSchedules`]) and
 /// the [`AuditLog`] of operator actions, and bulk actions),
 /// and accessors for the optional ones.
 pub trait Store:
@@ -221,6 +223,7 @@ pub trait Store:
     + JobHistory
     + Activity
     + PeriodicTicks
+    + PeriodicSchedules
     + AuditLog
     + BulkActions
 {

@@ -47,6 +47,10 @@ pub enum TickOutcome {
         /// The mark as found.
         last_tick: Millis,
     },
+    /// The schedule is paused; nothing was stored and the mark did not move.
+    Paused,
+    /// No schedule has the name (it was deleted); nothing was stored.
+    NoSchedule,
 }
 
 /// The record of handled ticks. Every backend has it, so [`super::Store`] requires it.
@@ -64,7 +68,9 @@ pub trait PeriodicTicks: Send + Sync + 'static {
     /// Every schedule's mark, by name (read-only; for listings).
     async fn tick_marks(&self) -> Result<Vec<TickMark>, StoreError>;
 
-    /// Enqueues `job` for the tick `tick` of `schedule` if the schedule's mark is
+    /// Enqueues `job` for the tick `tick` of `schedule` if the schedule exists in
+    /// [`super::PeriodicSchedules`] and is not paused (read in the same transaction:
+    /// otherwise [`TickOutcome::NoSchedule`] or [`TickOutcome::Paused`]) and its mark is
     /// before the tick, moving the mark to it in the same transaction; otherwise
     /// stores nothing and answers [`TickOutcome::Passed`]. A schedule without a mark
     /// gets one. `job` is checked as [`super::JobQueue::enqueue`] checks jobs.

@@ -24,7 +24,8 @@ pub struct AuditParams {
     /// At most this many (1..=1000, default 100).
     pub limit: Option<u32>,
     /// Only this action: cancel, retry, redrive, delete, pause, resume, token.create,
-    /// token.revoke.
+    /// token.revoke, periodic.create, periodic.pause, periodic.resume, periodic.delete,
+    /// periodic.trigger.
     pub action: Option<String>,
     /// Only this actor: a token's name, or `cli@user@host`.
     pub actor: Option<String>,

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod mesh;
 pub mod metrics;
 pub mod nodes;
+pub mod periodic;
 mod queue_views;
 pub mod queues;
 pub mod tokens;
@@ -98,6 +99,11 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(mesh::mesh))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))
+        .routes(routes!(periodic::list_schedules, periodic::create_schedule))
+        .routes(routes!(periodic::delete_schedule))
+        .routes(routes!(periodic::pause_schedule))
+        .routes(routes!(periodic::resume_schedule))
+        .routes(routes!(periodic::trigger_schedule))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(audit::list_audit))

@@ -271,6 +271,16 @@ macro_rules! api_suite {
             audit_rows_for_every_mutating_call, refusals_are_audited_and_change_nothing,
             unauthenticated_calls_write_no_audit_row, audit_parameters_are_checked,
             retention_purges_old_audit_rows);
+        $crate::api_suite!(@periodic $make;
+            periodic_create_checks_every_field, periodic_schedules_run_pause_trigger_delete);
+    };
+    (@periodic $make:path; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                common::periodic::$case($make().await).await;
+            }
+        )*
     };
     (@grouped $make:path; $($case:ident),*) => {
         $(
@@ -301,6 +311,7 @@ macro_rules! api_suite {
 pub mod audit;
 pub mod bulk;
 pub mod grouped;
+pub mod periodic;
 pub mod suite;
 pub mod views;
 

@@ -150,6 +150,7 @@ mod runner {
             bin,
             progress: !json,
             sabotage: a.sabotage_lose_job,
+            http_receiver: a.http_receiver,
         };
         // The seed first, so that even a run that dies half-way can be replayed (on stderr
         // with --json, which keeps stdout for the report).

@@ -63,12 +63,14 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     } else {
         Node::start(options).await?
     };
-    // Checked at load already; checked again against the node's registry.
-    if let Err(e) = node.set_periodic(config.periodic_jobs()) {
-        node.shutdown(SHUTDOWN_GRACE).await?;
-        return Err(e.into());
-    }
+    // Checked at load already; checked again against the node's registry. A config
+    // without `[[periodic]]` leaves the store's config schedules alone (a worker-only
+    // node must not retire another node's schedules).
     if !config.periodic.is_empty() {
+        if let Err(e) = node.set_periodic(config.periodic_jobs()).await {
+            node.shutdown(SHUTDOWN_GRACE).await?;
+            return Err(e.into());
+        }
         say(format_args!(
             "{} periodic schedules: enqueued by whichever node holds the `periodic` lease",
             config.periodic.len()

@@ -88,7 +88,8 @@ pub struct Cluster {
 impl Cluster {
     /// Writes the configs of `n` nodes tolerating `f` liars under `dir` and reads their
     /// peer ids; `control` passes each node its `--chaos-control` file; `store` is the
-    /// nodes' `[store]` section (`None`: one SQLite file shared by all).
+    /// nodes' `[store]` section (`None`, or sections without `[store]`: one SQLite file
+    /// shared by all), with any other sections the run needs.
     pub async fn create(
         bin: &Path,
         dir: &Path,
@@ -106,9 +107,12 @@ impl Cluster {
             let name = format!("n{}", i + 1);
             let config = dir.join(format!("{name}.toml"));
             let data_dir = dir.join(&name);
+            let sqlite = format!("[store]\nsqlite_path = \"{}\"\n", shared.display());
             let store = match store {
-                Some(section) => section.to_string(),
-                None => format!("[store]\nsqlite_path = \"{}\"\n", shared.display()),
+                Some(section) if section.contains("[store]") => section.to_string(),
+                // Other sections only (the `[http]` of a receiver run): the shared file.
+                Some(section) => format!("{sqlite}{section}"),
+                None => sqlite,
             };
             let text = format!(
                 "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n{store}{NODE_SETTINGS}",

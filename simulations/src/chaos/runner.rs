@@ -19,7 +19,7 @@ use super::plan::{self, Fault, Plan};
 use super::report::{self, Report, svg, table};
 use super::stores::{REDIS_PREFIX, Stores};
 use super::windows::{FaultWindow, WindowLog};
-use super::workload::{Attempts, Workload};
+use super::workload::{self, Attempts, Workload};
 
 /// Marks a directory as a chaos run's, so a later run may replace it.
 const MARKER: &str = ".jobmesh-chaos";
@@ -57,6 +57,9 @@ pub struct Options {
     pub progress: bool,
     /// Self-test: delete one acknowledged job from the store; the run must fail.
     pub sabotage: bool,
+    /// Submit `http` jobs that POST to this loopback URL (a fenced receiver counting
+    /// the effects it applies) instead of `sleep` jobs; the nodes may call it.
+    pub http_receiver: Option<String>,
 }
 
 impl Options {
@@ -80,7 +83,11 @@ impl Options {
             self.jobs,
             self.seed,
             self.duration.as_secs()
-        )
+        ) + &self
+            .http_receiver
+            .as_ref()
+            .map(|u| format!(" --http-receiver {u}"))
+            .unwrap_or_default()
     }
 }
 
@@ -102,6 +109,10 @@ pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
             "--sabotage-lose-job edits the SQLite file: use it with a SQLite scenario".into(),
         ));
     }
+    let receiver_host = match &opts.http_receiver {
+        Some(url) => Some(workload::receiver_host(url)?),
+        None => None,
+    };
     prepare_dir(&opts.out)?;
     let f = plan::tolerated(opts.nodes);
     // Production scenarios get servers of their own, dropped (stopped) with the run.
@@ -110,7 +121,12 @@ pub async fn run(opts: &Options) -> Result<Report, ChaosError> {
     } else {
         None
     };
-    let section = stores.as_ref().map(Stores::node_section);
+    let mut section = stores.as_ref().map(Stores::node_section);
+    if let Some(host) = &receiver_host {
+        // The receiver is on loopback, which `http` refuses unless opened up.
+        let store = section.take().unwrap_or_default();
+        section = Some(format!("{store}[http]\nallow_private = [\"{host}\"]\n"));
+    }
     let mut cluster = Cluster::create(
         &opts.bin,
         &opts.out.join("cluster"),
@@ -232,7 +248,8 @@ async fn drive(
     debug_assert_eq!(plan.liars.len(), liars);
     let mut controls = Controls::new(history.nodes.iter().map(|n| n.peer_id.clone()).collect());
     let mut windows = WindowLog::default();
-    let mut workload = Workload::new(store.clone(), opts.seed, plan.panic_share);
+    let mut workload = Workload::new(store.clone(), opts.seed, plan.panic_share)
+        .with_http_receiver(opts.http_receiver.clone());
     let attempts = workload.attempts();
     let start = Instant::now();
     history.start_ms = now_ms();

@@ -28,6 +28,7 @@ pub struct Workload {
     rng: StdRng,
     panic_share: f64,
     attempts: Attempts,
+    http_receiver: Option<String>,
 }
 
 /// How many jobs are due after `elapsed` of a run submitting `total` over `over`.
@@ -48,7 +49,15 @@ impl Workload {
             rng: StdRng::seed_from_u64(seed ^ 0x6a6f_626d_6573_6821),
             panic_share,
             attempts: Attempts::default(),
+            http_receiver: None,
         }
+    }
+
+    /// Submits `http` jobs that POST `{"ms": n}` to `url` instead of `sleep {"ms": n}`
+    /// jobs (the receiver holds its answer `n` ms, so kills catch calls in flight).
+    pub fn with_http_receiver(mut self, url: Option<String>) -> Self {
+        self.http_receiver = url;
+        self
     }
 
     /// The attempts so far (shared).
@@ -87,7 +96,11 @@ impl Workload {
             NewJob::new("panic", json!({ "times": 1 }))
         } else {
             // Long enough that kills and pauses catch jobs mid-run.
-            NewJob::new("sleep", json!({ "ms": self.rng.random_range(50..=500) }))
+            let ms: u64 = self.rng.random_range(50..=500);
+            match &self.http_receiver {
+                Some(url) => NewJob::new("http", json!({ "url": url, "body": { "ms": ms } })),
+                None => NewJob::new("sleep", json!({ "ms": ms })),
+            }
         }
     }
 
@@ -140,6 +153,28 @@ impl Workload {
     }
 }
 
+/// The host of a receiver URL, which must be `http://` on loopback (the nodes are
+/// opened up to call it, and nothing else).
+pub fn receiver_host(url: &str) -> Result<String, ChaosError> {
+    let bad = |why: &str| ChaosError::Options {
+        message: format!("--http-receiver `{}`: {why}", url.escape_debug()),
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("must start with http://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.parse::<u16>().is_ok() => h,
+        _ => authority,
+    };
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Ok(host.to_string()),
+        _ => Err(bad(
+            "must name a loopback address, such as http://127.0.0.1:8080/effect",
+        )),
+    }
+}
+
 fn sabotage_failed(e: sqlx::Error) -> ChaosError {
     ChaosError::Options {
         message: format!("sabotage: cannot delete the victim job: {e}"),
@@ -157,5 +192,20 @@ mod tests {
         assert_eq!(due(100, s(10), s(5)), 50);
         assert_eq!(due(100, s(10), s(11)), 100);
         assert_eq!(due(100, Duration::ZERO, s(0)), 100);
+    }
+
+    #[test]
+    fn a_receiver_must_be_on_loopback() {
+        assert_eq!(
+            receiver_host("http://127.0.0.1:9000/effect").unwrap(),
+            "127.0.0.1"
+        );
+        for bad in [
+            "https://127.0.0.1/",
+            "http://10.0.0.1:80/",
+            "http://example.com/x",
+        ] {
+            assert!(receiver_host(bad).is_err(), "{bad}");
+        }
     }
 }

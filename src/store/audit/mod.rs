@@ -2,7 +2,7 @@
 //! address, and what came of it.
 //!
 //! Every mutating operator action (cancel, retry, redrive, delete, pause, resume, token
-//! create and revoke) writes one [`AuditRecord`] in the transaction of the change it
+//! create and revoke, periodic schedule create, pause, resume, delete and trigger) writes one [`AuditRecord`] in the transaction of the change it
 //! records, so the log never shows a change that was rolled back nor misses one that
 //! committed. The caller says who acts with an [`AuditContext`], passed into the store
 //! method that makes the change. A refusal that changed nothing (a wrong scope, an
@@ -189,11 +189,26 @@ pub enum AuditAction {
     /// Revoke an API token.
     #[serde(rename = "token.revoke")]
     TokenRevoke,
+    /// Create a periodic schedule.
+    #[serde(rename = "periodic.create")]
+    PeriodicCreate,
+    /// Pause a periodic schedule.
+    #[serde(rename = "periodic.pause")]
+    PeriodicPause,
+    /// Resume a periodic schedule.
+    #[serde(rename = "periodic.resume")]
+    PeriodicResume,
+    /// Delete a periodic schedule.
+    #[serde(rename = "periodic.delete")]
+    PeriodicDelete,
+    /// Enqueue a periodic schedule's job now.
+    #[serde(rename = "periodic.trigger")]
+    PeriodicTrigger,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 8] = [
+    pub const ALL: [AuditAction; 13] = [
         AuditAction::Cancel,
         AuditAction::Retry,
         AuditAction::Redrive,
@@ -202,6 +217,11 @@ impl AuditAction {
         AuditAction::Resume,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
+        AuditAction::PeriodicCreate,
+        AuditAction::PeriodicPause,
+        AuditAction::PeriodicResume,
+        AuditAction::PeriodicDelete,
+        AuditAction::PeriodicTrigger,
     ];
 
     /// The name stored, listed and filtered by.
@@ -215,6 +235,11 @@ impl AuditAction {
             AuditAction::Resume => "resume",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
+            AuditAction::PeriodicCreate => "periodic.create",
+            AuditAction::PeriodicPause => "periodic.pause",
+            AuditAction::PeriodicResume => "periodic.resume",
+            AuditAction::PeriodicDelete => "periodic.delete",
+            AuditAction::PeriodicTrigger => "periodic.trigger",
         }
     }
 }
@@ -251,6 +276,8 @@ pub enum AuditTarget {
     DeadLetters(Redrive),
     /// A queue.
     Queue(String),
+    /// A periodic schedule, by name.
+    Schedule(String),
     /// An API token: its id where it has one (not yet, for a refused create) and its
     /// name where known. Never its text or hash.
     Token {
@@ -278,6 +305,7 @@ impl AuditTarget {
             }
             AuditTarget::DeadLetters(Redrive::All) => json!({ "dead_letters": "all" }),
             AuditTarget::Queue(q) => json!({ "queue": q }),
+            AuditTarget::Schedule(n) => json!({ "schedule": n }),
             AuditTarget::Token { id, name } => json!({ "token": { "id": id, "name": name } }),
         }
     }

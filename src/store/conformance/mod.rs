@@ -30,6 +30,7 @@ mod hostile;
 mod periodic;
 mod queues;
 mod running;
+mod schedules;
 mod tokens;
 
 pub use admin::*;
@@ -43,6 +44,7 @@ pub use hostile::*;
 pub use periodic::*;
 pub use queues::*;
 pub use running::*;
+pub use schedules::*;
 pub use tokens::*;
 
 /// The node itself as the actor of a change, for cases not about the audit log.
@@ -153,6 +155,8 @@ macro_rules! store_conformance_tests {
             member_events_are_the_newest_window,
             periodic_tick_enqueues_once, periodic_marks_are_per_schedule,
             periodic_hostile_input_stores_nothing,
+            schedules_create_pause_resume_delete, trigger_enqueues_one_job_outside_the_ticks,
+            config_sync_replaces_the_config_set, schedule_hostile_input_stores_nothing,
             audit_log_lists_newest_first_with_filters,
             audit_rows_are_purged_after_their_retention, operator_actions_write_audit_rows,
             refused_input_writes_no_audit_row,

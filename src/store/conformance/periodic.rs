@@ -20,6 +20,21 @@ fn tick_job(schedule: &str, tick: Millis) -> NewJob {
     j
 }
 
+/// A schedule named `name` ticking every minute, as a config declares it.
+pub(super) fn every_minute(name: &str) -> crate::periodic::PeriodicJob {
+    crate::periodic::PeriodicJob::new(
+        name,
+        crate::periodic::Schedule::parse("every 60s").expect("schedule"),
+        NewJob::new(KIND, json!({"schedule": name})),
+    )
+}
+
+/// Declares `names` as the config's schedules at `T0`.
+pub(super) async fn declare(s: &dyn Store, names: &[&str]) {
+    let jobs: Vec<_> = names.iter().map(|n| every_minute(n)).collect();
+    s.sync_config_schedules(&jobs, T0).await.expect("sync");
+}
+
 async fn enqueue_tick(s: &dyn Store, schedule: &str, tick: Millis, now: Millis) -> TickOutcome {
     s.enqueue_tick(schedule, tick, tick_job(schedule, tick), now)
         .await
@@ -49,6 +64,7 @@ fn mark_of(marks: &[TickMark], schedule: &str) -> TickMark {
 /// tick, all store nothing. The next tick is a new job, and the mark follows.
 pub async fn periodic_tick_enqueues_once(s: &dyn Store) {
     let name = "nightly";
+    declare(s, &[name]).await;
     let marks = s
         .register_schedules(&[name.to_string()], T0)
         .await
@@ -116,9 +132,9 @@ pub async fn periodic_tick_enqueues_once(s: &dyn Store) {
     assert_eq!(periodic_jobs(s).await.len(), 2);
 }
 
-/// Schedules have their own marks; a schedule never registered gets one from its
-/// first enqueue.
+/// Schedules have their own marks; a name no schedule has gets no job (and no mark).
 pub async fn periodic_marks_are_per_schedule(s: &dyn Store) {
+    declare(s, &["a", "b"]).await;
     let names = vec!["a".to_string(), "b".to_string()];
     let marks = s.register_schedules(&names, T0).await.unwrap();
     assert_eq!(marks.len(), 2);
@@ -130,15 +146,15 @@ pub async fn periodic_marks_are_per_schedule(s: &dyn Store) {
         enqueue_tick(s, "b", at(10), at(10)).await,
         TickOutcome::Enqueued { .. }
     ));
-    assert!(matches!(
-        enqueue_tick(s, "unregistered", at(10), at(10)).await,
-        TickOutcome::Enqueued { .. }
-    ));
+    assert_eq!(
+        enqueue_tick(s, "unknown", at(10), at(10)).await,
+        TickOutcome::NoSchedule
+    );
     let marks = s.tick_marks().await.unwrap();
     let names: Vec<&str> = marks.iter().map(|m| m.schedule.as_str()).collect();
-    assert_eq!(names, ["a", "b", "unregistered"]);
+    assert_eq!(names, ["a", "b"]);
     assert!(marks.iter().all(|m| m.last_tick == at(10)));
-    assert_eq!(periodic_jobs(s).await.len(), 3);
+    assert_eq!(periodic_jobs(s).await.len(), 2);
 }
 
 /// Names no schedule can have, too many names, and a tick's job no store can hold are
@@ -172,7 +188,7 @@ pub async fn periodic_hostile_input_stores_nothing(s: &dyn Store) {
 /// job; after it finished, another burst stores none.
 pub async fn concurrent_tick_enqueues(s: Arc<dyn Store>) {
     let name = "race";
-    s.register_schedules(&[name.to_string()], T0).await.unwrap();
+    declare(&*s, &[name]).await;
     let burst = |tick: Millis| {
         let tasks: Vec<_> = (0..16)
             .map(|_| {

@@ -41,7 +41,8 @@
 //!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`); `queues.rs`
 //!   (`QueueControl`) paused queues, which every claim statement skips; `history.rs`
 //!   the read-side views (`JobHistory`, `Activity`); `periodic.rs`
-//!   (`PeriodicTicks`) the tick marks of periodic schedules;
+//!   (`PeriodicTicks`) the tick marks of periodic schedules; `periodic_schedules.rs`
+//!   (`PeriodicSchedules`) the schedules;
 //!   `listen.rs` LISTEN/NOTIFY wake-ups;
 //!   `audit.rs` (`AuditLog`) the audit log and `audit::write`, the row every operator
 //!   action writes in its transaction;
@@ -73,6 +74,7 @@ mod history;
 mod leader;
 mod listen;
 mod periodic;
+mod periodic_schedules;
 mod progress;
 mod queues;
 mod ready;

@@ -2,7 +2,9 @@
 //! compare-and-set in the transaction that inserts the tick's job (the insert of
 //! `enqueue.rs`). The upsert locks the schedule's row, so a racing enqueue of the same
 //! tick waits for this transaction and then finds the mark at the tick: it inserts
-//! nothing. The production store calls these for its Postgres side.
+//! nothing. The schedule's row (`periodic_schedules`) is read `FOR SHARE` first, so a
+//! pause or delete is ordered with the tick: a paused or deleted schedule gets no job.
+//! The production store calls these for its Postgres side.
 
 use std::collections::BTreeSet;
 
@@ -67,6 +69,19 @@ impl PeriodicTicks for PostgresStore {
         check_schedule(schedule)?;
         crate::store::check_new_jobs(std::slice::from_ref(&job))?;
         let mut tx = self.pool.begin().await?;
+        // Locks the schedule's row against a pause or delete (which update or delete
+        // it) until this commits; one that committed first is seen here.
+        let paused: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT paused_at FROM periodic_schedules WHERE name = $1 FOR SHARE",
+        )
+        .bind(schedule)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match paused {
+            None => return Ok(TickOutcome::NoSchedule),
+            Some(Some(_)) => return Ok(TickOutcome::Paused),
+            Some(None) => {}
+        }
         let advanced: Option<String> = sqlx::query_scalar(
             "INSERT INTO periodic_ticks (schedule, last_tick, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (schedule) DO UPDATE SET last_tick = excluded.last_tick,

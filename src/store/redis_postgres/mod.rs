@@ -69,6 +69,7 @@ mod claim;
 mod history;
 mod outbox;
 mod periodic;
+mod periodic_schedules;
 mod queues;
 mod reconciler;
 mod relay;

@@ -35,6 +35,7 @@
 //!   writes; `leader.rs`: [`Leadership`](super::Leadership); `history.rs`: the
 //!   read-side views ([`JobHistory`](super::JobHistory), [`Activity`](super::Activity));
 //!   `periodic.rs`: [`PeriodicTicks`](super::PeriodicTicks), the tick marks of periodic schedules;
+//!   `periodic_schedules.rs`: [`PeriodicSchedules`](super::PeriodicSchedules), the schedules;
 //! - `audit.rs`: [`AuditLog`](super::AuditLog) and `audit::write`, the audit row every
 //!   operator action writes in its transaction;
 //! - `rows.rs`: decoding rows into the job model, and the JSON shapes statements read.
@@ -59,6 +60,7 @@ mod filter;
 mod history;
 mod leader;
 mod periodic;
+mod periodic_schedules;
 mod progress;
 mod queues;
 mod rescue;

@@ -1,6 +1,7 @@
 //! Periodic ticks ([`PeriodicTicks`]): the `periodic_ticks` marks, advanced by
 //! compare-and-set in the `BEGIN IMMEDIATE` transaction that inserts the tick's job
-//! (the insert of `enqueue.rs`), so SQLite's one writer serialises racing enqueues.
+//! (the insert of `enqueue.rs`), so SQLite's one writer serialises racing enqueues, and
+//! a pause or delete of the schedule (`periodic_schedules`, read in that transaction).
 
 use async_trait::async_trait;
 
@@ -65,6 +66,17 @@ impl PeriodicTicks for SqliteStore {
         check_schedule(schedule)?;
         crate::store::check_new_jobs(std::slice::from_ref(&job))?;
         let mut tx = self.begin().await?;
+        // The schedule as it is now (the write lock is held): not what the leader read.
+        let paused: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT paused_at FROM periodic_schedules WHERE name = ?1")
+                .bind(schedule)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match paused {
+            None => return Ok(TickOutcome::NoSchedule),
+            Some(Some(_)) => return Ok(TickOutcome::Paused),
+            Some(None) => {}
+        }
         let advanced: Option<String> = sqlx::query_scalar(
             "INSERT INTO periodic_ticks (schedule, last_tick, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (schedule) DO UPDATE SET last_tick = excluded.last_tick,
