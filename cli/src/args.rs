@@ -516,7 +516,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub scratch: bool,
     /// Also enqueue through the HTTP API (served in this process on a loopback port):
-    /// `--jobs` more in batches through `POST /api/v1/jobs/batch`, then
+    /// `--jobs` more in batches through `POST /api/v1/jobs/batch`, each followed by a
+    /// batch of the same size straight to the store (the paired rate), then
     /// `--api-singles` one per `POST /api/v1/jobs`; all are drained with the rest.
     #[arg(long)]
     pub via_api: bool,

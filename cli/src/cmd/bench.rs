@@ -60,7 +60,9 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         };
         let rates =
             bench_api::measure(&store, Arc::new(config.registry()?), &config.api, &plan).await?;
-        drain_n += u64::from(args.jobs) + u64::from(args.api_singles);
+        // The batches through the API, as many again straight to the store (taken in
+        // turn with them), and the singles.
+        drain_n += 2 * u64::from(args.jobs) + u64::from(args.api_singles);
         Some(rates)
     } else {
         None
@@ -153,6 +155,8 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         line["api"] = json!({
             "batch_enqueue_per_s": api.batch_per_s.round(),
             "batch_vs_store": round3(api.batch_per_s / enqueue_per_s),
+            "paired_store_enqueue_per_s": api.paired_store_per_s.round(),
+            "batch_vs_store_paired": round3(api.batch_per_s / api.paired_store_per_s),
             "single_posts_per_s": api.single_per_s.round(),
             "single_ms": { "p50": round3(api.single_ms.0), "p99": round3(api.single_ms.1) },
             "connections": args.api_connections,

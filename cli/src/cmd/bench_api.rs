@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use jobmesh::clock::{Clock, SystemClock};
 use jobmesh::config::ApiSection;
 use jobmesh::handler::Registry;
+use jobmesh::job::NewJob;
 use jobmesh::store::SharedStore;
 use jobmesh::store::tokens::{NewApiToken, Scope, TokenSecret};
 use jobmesh_api::ApiServer;
@@ -20,6 +21,10 @@ use serde_json::{Value, json};
 pub struct ApiRates {
     /// Jobs per second through `POST /api/v1/jobs/batch`, one request at a time.
     pub batch_per_s: f64,
+    /// Jobs per second of the store's own enqueue, in batches of the same size taken
+    /// in turn with the HTTP batches (each HTTP batch is followed by one straight to
+    /// the store), so that both rates see the same machine.
+    pub paired_store_per_s: f64,
     /// Requests (one job each) per second through `POST /api/v1/jobs`.
     pub single_per_s: f64,
     /// Latency of the single requests, p50 and p99 in ms.
@@ -76,10 +81,12 @@ pub async fn measure(
         .context("building the HTTP client")?;
 
     let result = async {
-        let batch_per_s = send_batches(&client, &base, &bearer, plan, batch_size).await?;
+        let (batch_per_s, paired_store_per_s) =
+            send_batches(store, &client, &base, &bearer, plan, batch_size).await?;
         let (single_per_s, single_ms) = send_singles(&client, &base, &bearer, plan).await?;
         anyhow::Ok(ApiRates {
             batch_per_s,
+            paired_store_per_s,
             single_per_s,
             single_ms,
         })
@@ -94,17 +101,21 @@ fn job(queue: &str) -> Value {
     json!({"kind": "noop", "queue": queue})
 }
 
+/// Sends `plan.batch_jobs` through the batch route and as many straight to the store,
+/// a batch of each in turn; the two rates in jobs per second.
 async fn send_batches(
+    store: &SharedStore,
     client: &reqwest::Client,
     base: &str,
     bearer: &str,
     plan: &Plan<'_>,
     batch_size: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     // The bodies are made before the clock starts: a client's own serialising is not
     // the server's cost (and here it would share the server's two cores).
     let full = json!({ "jobs": vec![job(plan.queue); batch_size] }).to_string();
-    let t0 = Instant::now();
+    let url = format!("{base}/jobs/batch");
+    let (mut http, mut direct) = (Duration::ZERO, Duration::ZERO);
     let mut pending = plan.batch_jobs as usize;
     while pending > 0 {
         let n = pending.min(batch_size);
@@ -113,14 +124,29 @@ async fn send_batches(
         } else {
             json!({ "jobs": vec![job(plan.queue); n] }).to_string()
         };
-        let answer = post(client, &format!("{base}/jobs/batch"), bearer, body).await?;
+        let t0 = Instant::now();
+        let answer = post(client, &url, bearer, body).await?;
+        http += t0.elapsed();
         let accepted = answer["accepted"].as_u64().unwrap_or(0) as usize;
         if accepted != n {
             bail!("the API accepted {accepted} of a batch of {n}: {answer}");
         }
+        // The same number of jobs straight to the store, made as the store-only
+        // benchmark makes them (inside the timed part).
+        let t0 = Instant::now();
+        let jobs = (0..n)
+            .map(|_| {
+                let mut job = NewJob::new("noop", json!({}));
+                job.queue = plan.queue.to_string();
+                job
+            })
+            .collect();
+        store.enqueue(jobs, SystemClock.now()).await?;
+        direct += t0.elapsed();
         pending -= n;
     }
-    Ok(plan.batch_jobs as f64 / t0.elapsed().as_secs_f64())
+    let jobs = plan.batch_jobs as f64;
+    Ok((jobs / http.as_secs_f64(), jobs / direct.as_secs_f64()))
 }
 
 async fn send_singles(
