@@ -27,6 +27,7 @@ mod complete;
 mod enqueue;
 mod history;
 mod hostile;
+mod pages;
 mod periodic;
 mod queues;
 mod tokens;
@@ -39,6 +40,7 @@ pub use complete::*;
 pub use enqueue::*;
 pub use history::*;
 pub use hostile::*;
+pub use pages::*;
 pub use periodic::*;
 pub use queues::*;
 pub use tokens::*;
@@ -156,7 +158,8 @@ macro_rules! store_conformance_tests {
             refused_input_writes_no_audit_row,
             filters_narrow_listings,
             keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
-            bulk_by_filter_covers_every_match_in_batches);
+            bulk_by_filter_covers_every_match_in_batches, finished_pages_go_by_finish_time,
+            payload_pages_at_every_density);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

@@ -5,7 +5,7 @@
 
 use sqlx::{Postgres, QueryBuilder};
 
-use crate::store::filter::{JobFilter, Order};
+use crate::store::filter::{After, JobFilter, Order, SortKey};
 
 /// Appends SQL text; only ever fixed fragments, never a value.
 fn sql(b: &mut QueryBuilder<Postgres>, fragment: &'static str) {
@@ -55,30 +55,60 @@ pub(super) fn push_conditions(b: &mut QueryBuilder<Postgres>, filter: &JobFilter
     }
     if let Some(m) = &filter.payload {
         // Containment rather than `payload #> path = value`: for a scalar under a
-        // path of object keys the two agree, and `@>` can use a GIN index on payload
-        // where an operator created one (see the migration).
+        // path of object keys the two agree (typed: "42" is not 42, 1 is 1.0), and
+        // `@>` can use the GIN index `jobs_payload` (migration 0014; when it does is
+        // decided in `listing.rs`).
         sql(b, " AND payload @> ");
         b.push_bind(m.containment());
         sql(b, "::jsonb");
     }
 }
 
+/// Appends the keyset condition past `filter.after` (checked by [`JobFilter::check`] to
+/// be of the filter's [`SortKey`]) and, for a listing by finish time, `finished_at IS
+/// NOT NULL`, the predicate of the `(finished_at, id)` index that serves it.
+pub(super) fn push_keyset(b: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
+    let key = filter.sort_key();
+    if key == SortKey::Finished {
+        sql(b, " AND finished_at IS NOT NULL");
+    }
+    let past = match filter.order {
+        Order::Asc => " > ",
+        Order::Desc => " < ",
+    };
+    match filter.after {
+        None => {}
+        Some(After::Id(id)) => {
+            sql(b, " AND id");
+            sql(b, past);
+            b.push_bind(id.0);
+        }
+        Some(After::Finished { at, id }) => {
+            sql(b, " AND (finished_at, id)");
+            sql(b, past);
+            sql(b, "(");
+            b.push_bind(at.0);
+            sql(b, ", ");
+            b.push_bind(id.0);
+            sql(b, ")");
+        }
+    }
+}
+
+/// The `ORDER BY` of a listing: its [`SortKey`] in its [`Order`].
+pub(super) fn order_by(filter: &JobFilter) -> &'static str {
+    match (filter.sort_key(), filter.order) {
+        (SortKey::Id, Order::Asc) => " ORDER BY id",
+        (SortKey::Id, Order::Desc) => " ORDER BY id DESC",
+        (SortKey::Finished, Order::Asc) => " ORDER BY finished_at, id",
+        (SortKey::Finished, Order::Desc) => " ORDER BY finished_at DESC, id DESC",
+    }
+}
+
 /// Appends the keyset condition past `filter.after`, the order and the limit.
 pub(super) fn push_page(b: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
-    match (filter.order, filter.after) {
-        (Order::Asc, Some(after)) => {
-            sql(b, " AND id > ");
-            b.push_bind(after.0);
-        }
-        (Order::Desc, Some(after)) => {
-            sql(b, " AND id < ");
-            b.push_bind(after.0);
-        }
-        (_, None) => {}
-    }
-    match filter.order {
-        Order::Asc => sql(b, " ORDER BY id LIMIT "),
-        Order::Desc => sql(b, " ORDER BY id DESC LIMIT "),
-    }
+    push_keyset(b, filter);
+    sql(b, order_by(filter));
+    sql(b, " LIMIT ");
     b.push_bind(i64::from(filter.limit));
 }

@@ -72,6 +72,7 @@ mod filter;
 mod history;
 mod leader;
 mod listen;
+mod listing;
 mod periodic;
 mod queues;
 mod ready;
