@@ -173,7 +173,7 @@ pub async fn payload_pages_at_every_density(s: &dyn Store) {
 
     let index = |id: &JobId| all.iter().position(|a| a == id).unwrap();
     // (match, which jobs it matches, page size): pages of 2 for the sparse ones, which
-    // Postgres walks 400 rows for (of 600) before it reads its index.
+    // Postgres walks 200 rows for (of 600) before it reads its index.
     let cases: [(&str, &dyn Fn(usize) -> bool, u32); 6] = [
         ("$.all == true", &|_| true, 7),
         ("$.d2 == 1", &|i| i % 2 == 1, 7),

@@ -1,6 +1,6 @@
 //! A [`JobFilter`] as Postgres conditions. Only the conditions a filter sets are
-//! written (so the planner sees `state = ANY($1) AND id > $2`, which the `(state, id)`
-//! index answers, rather than a generic `($1 IS NULL OR ...)`), every value is a bound
+//! written (so the planner sees `state = $1 AND id > $2`, which the `(state, id)`
+//! index answers in order, rather than a generic `($1 IS NULL OR ...)`), every value is a bound
 //! parameter, and the SQL text is made of the fixed fragments below alone.
 
 use sqlx::{Postgres, QueryBuilder};
@@ -12,19 +12,33 @@ fn sql(b: &mut QueryBuilder<Postgres>, fragment: &'static str) {
     b.push(fragment);
 }
 
+/// Appends `<column> = $n` for one value, `<column> = ANY($n)` for several, nothing for
+/// none. One value is written as `=` because Postgres before 17 reads an index in order
+/// only for `=`: `queue = ANY('{q2}')` makes a page of one queue sort its rows (or walk
+/// the primary key and filter) where `queue = 'q2'` reads `(queue, id)` in order.
+fn push_any(b: &mut QueryBuilder<Postgres>, column: &'static str, values: &[String]) {
+    match values {
+        [] => {}
+        [one] => {
+            sql(b, column);
+            sql(b, " = ");
+            b.push_bind(one.clone());
+        }
+        many => {
+            sql(b, column);
+            sql(b, " = ANY(");
+            b.push_bind(many.to_vec());
+            sql(b, ")");
+        }
+    }
+}
+
 /// Appends ` AND ...` for each condition `filter` sets, with `states` in place of the
 /// filter's own (a bulk action narrows them; an empty list does not restrict).
 pub(super) fn push_conditions(b: &mut QueryBuilder<Postgres>, filter: &JobFilter, states: &[&str]) {
-    if !filter.queues.is_empty() {
-        sql(b, " AND queue = ANY(");
-        b.push_bind(filter.queues.clone());
-        sql(b, ")");
-    }
-    if !states.is_empty() {
-        sql(b, " AND state = ANY(");
-        b.push_bind(states.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        sql(b, ")");
-    }
+    push_any(b, " AND queue", &filter.queues);
+    let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+    push_any(b, " AND state", &states);
     if let Some(kind) = &filter.kind {
         sql(b, " AND kind = ");
         b.push_bind(kind.clone());

@@ -9,14 +9,16 @@
 //! whole table, and is found fastest from the GIN index `jobs_payload` (migration
 //! 0014), which reads the matching rows only but must sort them, so it costs as much as
 //! there are matches past the cursor. The probe walks at most [`probe_rows`] rows in
-//! order and stops at a full page: the common case costs that walk. Only when it
-//! walked all those rows and found fewer than a page, which bounds the density near the
-//! cursor, is the page read through the index, with ordered index scans and sequential
-//! scans turned off for that one transaction so that the planner cannot walk the table
-//! instead (its estimate for `@>` is a constant, blind to the value).
+//! order and stops at a full page: the common case costs that walk. When it found fewer
+//! than a page, a count of the rows it could walk (without the payload, so often from
+//! an index alone) tells whether it ran out of rows (the page is complete) or out of
+//! window; only then, the density near the cursor being known to be low, is the page
+//! read through the index, with ordered index scans and sequential scans turned off for
+//! that one transaction so that the planner cannot walk the table instead (its
+//! estimate for `@>` is a constant, blind to the value).
 
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 
 use super::PostgresStore;
 use super::filter::{order_by, push_conditions, push_keyset, push_page};
@@ -28,12 +30,13 @@ use crate::store::{StoreError, skip_undecodable};
 /// Most rows a probe walks.
 const MAX_PROBE_ROWS: i64 = 20_000;
 /// Rows a probe walks per job asked for.
-const PROBE_ROWS_PER_JOB: i64 = 200;
+const PROBE_ROWS_PER_JOB: i64 = 100;
 
 /// How many rows, in the listing's order, a probe for a page of `limit` walks before
-/// the index is asked instead: 200 per job asked, at most 20,000 (a page of 100). A
-/// match on one row in 100 then fills its page within the walk with a wide margin, and
-/// a sparser one costs the walk plus the index.
+/// the index is asked instead: 100 per job asked (a page of 100: 10,000 rows), at most
+/// 20,000. Measured at a million jobs, a walked row costs about a quarter of a match
+/// read through the index (a heap page visited out of order), so the walk is the
+/// cheaper way down to about one match in a hundred rows, and the index below.
 pub(super) fn probe_rows(limit: u32) -> i64 {
     (i64::from(limit) * PROBE_ROWS_PER_JOB).min(MAX_PROBE_ROWS)
 }
@@ -48,8 +51,8 @@ pub(super) enum Probe {
 }
 
 impl Probe {
-    /// The verdict on a probe that found `found` matches for a page of `limit`, and
-    /// reached the last row of its window (`window_walked`) or not.
+    /// The verdict on a walk that found `found` matches for a page of `limit`, and had
+    /// a whole window of rows to walk (`window_walked`) or fewer.
     pub(super) fn of(found: usize, limit: u32, window_walked: bool) -> Probe {
         if found >= limit as usize || !window_walked {
             Probe::Answers
@@ -64,10 +67,7 @@ impl PostgresStore {
     pub(super) async fn list_page(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
         let rows = match &filter.payload {
             None => self.plain(filter).await?,
-            Some(m) => match self.probe(filter, m).await? {
-                (Probe::Answers, rows) => rows,
-                (Probe::Sparse, _) => self.through_index(filter).await?,
-            },
+            Some(m) => self.by_payload(filter, m).await?,
         };
         let mut jobs = skip_undecodable("jobs", rows.iter().map(rows::job_named));
         self.fill_parents(jobs.iter_mut().collect()).await?;
@@ -76,44 +76,35 @@ impl PostgresStore {
 
     /// Every condition in one statement.
     async fn plain(&self, filter: &JobFilter) -> Result<Vec<PgRow>, StoreError> {
-        let mut b = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs WHERE true"
-        ));
+        let mut b = select_jobs();
         push_conditions(&mut b, filter, &filter.state_names());
         push_page(&mut b, filter);
         Ok(b.build().fetch_all(&self.pool).await?)
     }
 
-    /// Walks at most [`probe_rows`] rows past the cursor that meet every other
-    /// condition, in the listing's order, and returns the matching ones (at most a page)
-    /// with the verdict. The walk is lazy, so it stops at the page's last match; it
-    /// numbers the rows it walks, and the last row of its window comes back too (as a
-    /// marker, dropped here), which tells a walk that ran out of window from one that ran
-    /// out of rows. One statement, so the marker and the rows are of one snapshot.
-    async fn probe(
+    /// A page of a payload match: the walk, then (when it found less than a page) how
+    /// far it got, then (when it got to the end of its window) the index. One read-only
+    /// transaction at `REPEATABLE READ`, so that every step reads one snapshot: a walk
+    /// and a count that disagreed could end a listing early.
+    async fn by_payload(
         &self,
         filter: &JobFilter,
         m: &PayloadMatch,
-    ) -> Result<(Probe, Vec<PgRow>), StoreError> {
+    ) -> Result<Vec<PgRow>, StoreError> {
         let window = probe_rows(filter.limit);
         let others = JobFilter {
             payload: None,
             ..filter.clone()
         };
-        // Innermost, the walk (only the key and whether the payload matches, so that
-        // the numbering copies little); then its rows numbered, kept if they match or
-        // end the window, in order, a page at most (the order is the walk's, so every
-        // step streams and the walk stops at the page's last match); then the jobs.
-        let mut b = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            job_columns!(),
-            ", hit, walked FROM (SELECT id, hit, walked FROM (SELECT id, finished_at, hit, \
-             row_number() OVER ("
-        ));
-        b.push(order_by(filter));
-        b.push(") AS walked FROM (SELECT id, finished_at, payload @> ");
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+
+        // The walk: lazy, so it stops at the page's last match, and narrow (the key and
+        // whether the payload matches; the page's jobs are read by id after it).
+        let mut b = select_jobs();
+        b.push(" AND id IN (SELECT id FROM (SELECT id, finished_at, payload @> ");
         b.push_bind(m.containment());
         b.push("::jsonb AS hit FROM jobs WHERE true");
         push_conditions(&mut b, &others, &filter.state_names());
@@ -121,48 +112,56 @@ impl PostgresStore {
         b.push(order_by(filter));
         b.push(" LIMIT ");
         b.push_bind(window);
-        b.push(") AS walk) AS numbered WHERE hit OR walked = ");
-        b.push_bind(window);
+        b.push(") AS walk WHERE hit");
         b.push(order_by(filter));
         b.push(" LIMIT ");
         b.push_bind(i64::from(filter.limit));
-        b.push(") AS probe JOIN jobs USING (id)");
+        b.push(")");
         b.push(order_by(filter));
-        let rows = b.build().fetch_all(&self.pool).await?;
-        let mut window_walked = false;
-        let mut found = Vec::with_capacity(rows.len());
-        for r in rows {
-            window_walked |= r.try_get::<i64, _>("walked")? == window;
-            if r.try_get::<Option<bool>, _>("hit")? == Some(true) {
-                found.push(r);
-            }
-        }
-        let verdict = Probe::of(found.len(), filter.limit, window_walked);
-        Ok((verdict, found))
-    }
+        let found = b.build().fetch_all(&mut *tx).await?;
 
-    /// The page read through the indexes only (bitmap scans: the GIN index on payload,
-    /// alone or combined with another), never by walking an index in order, for a match
-    /// a probe found rare. Index and sequential scans are off for this transaction only.
-    async fn through_index(&self, filter: &JobFilter) -> Result<Vec<PgRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "SELECT set_config('enable_indexscan', 'off', true), \
-                    set_config('enable_seqscan', 'off', true)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let mut b = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs WHERE true"
-        ));
-        push_conditions(&mut b, filter, &filter.state_names());
-        push_page(&mut b, filter);
-        let rows = b.build().fetch_all(&mut *tx).await?;
+        let walked = if found.len() >= filter.limit as usize {
+            window
+        } else {
+            // How many rows the walk had: fewer than its window, and it saw them all.
+            // Only the other conditions, so an index of (state, id) and the like can
+            // answer it without the table.
+            let mut b = QueryBuilder::<Postgres>::new(
+                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE true",
+            );
+            push_conditions(&mut b, &others, &filter.state_names());
+            push_keyset(&mut b, filter);
+            b.push(order_by(filter));
+            b.push(" LIMIT ");
+            b.push_bind(window);
+            b.push(") AS walk");
+            b.build_query_scalar::<i64>().fetch_one(&mut *tx).await?
+        };
+        let rows = match Probe::of(found.len(), filter.limit, walked >= window) {
+            Probe::Answers => found,
+            Probe::Sparse => {
+                // Bitmap scans only (the GIN index on payload, alone or combined with
+                // another), never a walk in order: for this transaction only.
+                sqlx::query(
+                    "SELECT set_config('enable_indexscan', 'off', true), \
+                            set_config('enable_seqscan', 'off', true)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                let mut b = select_jobs();
+                push_conditions(&mut b, filter, &filter.state_names());
+                push_page(&mut b, filter);
+                b.build().fetch_all(&mut *tx).await?
+            }
+        };
         tx.commit().await?;
         Ok(rows)
     }
+}
+
+/// `SELECT <the job columns> FROM jobs WHERE true`, for conditions to follow.
+fn select_jobs() -> QueryBuilder<Postgres> {
+    QueryBuilder::new(concat!("SELECT ", job_columns!(), " FROM jobs WHERE true"))
 }
 
 #[cfg(test)]
@@ -171,8 +170,8 @@ mod tests {
 
     #[test]
     fn a_probe_answers_when_full_or_exhausted() {
-        assert_eq!(probe_rows(100), 20_000);
-        assert_eq!(probe_rows(1), 200);
+        assert_eq!(probe_rows(100), 10_000);
+        assert_eq!(probe_rows(1), 100);
         assert_eq!(probe_rows(1000), MAX_PROBE_ROWS);
         // A full page, wherever the walk stopped.
         assert_eq!(Probe::of(100, 100, true), Probe::Answers);
