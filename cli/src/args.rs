@@ -380,13 +380,14 @@ pub struct BulkArgs {
 /// `jobmesh jobs ...`
 #[derive(Debug, Subcommand)]
 pub enum JobsVerb {
-    /// List jobs matching the filter flags, a page at a time by id (keyset: pass the
-    /// printed cursor to --cursor for the next page).
+    /// List jobs matching the filter flags, a page at a time by id, or by finish time
+    /// then id with --finished-from/--finished-to (keyset: pass the printed cursor to
+    /// --cursor for the next page).
     List {
         /// Which jobs.
         #[command(flatten)]
         filter: FilterArgs,
-        /// Newest first.
+        /// Newest first (the last enqueued, or the last finished with a finished range).
         #[arg(long)]
         desc: bool,
         /// Start after this page (the cursor printed with the previous one).

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jobmesh::clock::Millis;
 use jobmesh::job::Job;
 use jobmesh::store::postgres::PostgresStore;
-use jobmesh::store::{JobAdmin, JobFilter, PeriodicTicks};
+use jobmesh::store::{After, JobAdmin, JobFilter, PeriodicTicks};
 
 fn pg_url() -> String {
     std::env::var("JOBMESH_TEST_POSTGRES_URL")
@@ -193,7 +193,7 @@ impl Cluster {
                 .await
                 .unwrap();
             let Some(last) = page.last() else { break };
-            after = Some(last.id);
+            after = Some(After::Id(last.id));
             all.extend(page);
         }
         let prefix = format!("periodic:{schedule}:");

@@ -4,10 +4,13 @@
 //! bounded here so that each backend only translates a checked value into bound
 //! parameters), and the opaque keyset [`Cursor`] of a listing.
 //!
-//! Listings are keyset-paginated by id, never by offset: a page is the first `limit`
-//! matching jobs past the cursor's id in the listing's order, so a page costs the same
-//! at the millionth job as at the first, and a job is never repeated or skipped by
-//! pages taken while others are added.
+//! Listings are keyset-paginated, never by offset: a page is the first `limit` matching
+//! jobs past the cursor's position in the listing's order, so a page costs the same at
+//! the millionth job as at the first, and a job is never repeated or skipped by pages
+//! taken while others are added. The order is by id, except for a filter with a
+//! finished range, which lists by `(finished_at, id)` ([`SortKey`]): a one-hour window
+//! of a long history is then read from an index on that pair, a page at a time, instead
+//! of walking every id in search of the window's rows.
 
 use std::fmt;
 
@@ -56,7 +59,7 @@ impl From<FilterError> for super::StoreError {
     }
 }
 
-/// The order of a listing, by job id.
+/// The direction of a listing along its [`SortKey`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
@@ -133,10 +136,11 @@ pub struct JobFilter {
     /// Only jobs whose payload holds this value at this path.
     #[serde(default)]
     pub payload: Option<PayloadMatch>,
-    /// Only ids past this one in `order` (the last id of the previous page).
+    /// Only jobs past this position in `order` (the last job of the previous page); its
+    /// kind must be the filter's [`SortKey`] ([`JobFilter::check`]).
     #[serde(default)]
-    pub after: Option<JobId>,
-    /// By id, ascending or descending.
+    pub after: Option<After>,
+    /// Along the [`SortKey`], ascending or descending.
     #[serde(default)]
     pub order: Order,
     /// At most this many.
@@ -216,10 +220,38 @@ impl JobFilter {
         }
         self.created.check("created_from", "created_to")?;
         self.finished.check("finished_from", "finished_to")?;
-        if self.after.is_some_and(|a| a.0 < 0) {
-            return Err(FilterError::new("cursor", "not a cursor of this API"));
+        match (self.after, self.sort_key()) {
+            (None, _) => {}
+            (Some(a), _) if a.id().0 < 0 || a.finished_at().is_some_and(|t| t.0 < 0) => {
+                return Err(FilterError::new("cursor", "not a cursor of this API"));
+            }
+            (Some(After::Id(_)), SortKey::Id) | (Some(After::Finished { .. }), SortKey::Finished) => {}
+            (Some(After::Id(_)), SortKey::Finished) => {
+                return Err(FilterError::new(
+                    "cursor",
+                    "continues a listing by id, but a finished range lists by finish time: \
+                     start again without a cursor (keep the parameters of the first page)",
+                ));
+            }
+            (Some(After::Finished { .. }), SortKey::Id) => {
+                return Err(FilterError::new(
+                    "cursor",
+                    "continues a listing by finish time (one with a finished range): keep \
+                     the parameters of the first page",
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// What the listing is ordered by: `(finished_at, id)` when a finished range is set,
+    /// else id. Decided here once, so that every backend, the cursor and the API agree.
+    pub fn sort_key(&self) -> SortKey {
+        if self.finished.is_open() {
+            SortKey::Id
+        } else {
+            SortKey::Finished
+        }
     }
 
     /// The states a listing reads, sorted and without repeats (empty: every state).
@@ -249,6 +281,58 @@ fn check_name(field: &'static str, name: &str) -> Result<(), FilterError> {
         return Err(FilterError::new(field, "contains a control character"));
     }
     Ok(())
+}
+
+/// What a listing is ordered by (see [`JobFilter::sort_key`]); ties never happen, as the
+/// id ends every key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// By job id: the order jobs were enqueued in.
+    Id,
+    /// By `finished_at`, then id: the order jobs finished in. Only finished jobs are
+    /// listed (a set finished range never matches an unfinished job).
+    Finished,
+}
+
+/// A position in a listing: the key of the last job of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum After {
+    /// Past this id (a listing by [`SortKey::Id`]).
+    Id(JobId),
+    /// Past this finish time and id (a listing by [`SortKey::Finished`]).
+    Finished {
+        /// The finish time of the last job listed.
+        at: Millis,
+        /// Its id, which breaks ties between jobs finished in the same millisecond.
+        id: JobId,
+    },
+}
+
+impl After {
+    /// The position of `job` in a listing by `key`, or `None` for a listing by finish
+    /// time and a job that has not finished (which such a listing never returns).
+    pub fn of(job: &crate::job::Job, key: SortKey) -> Option<After> {
+        match key {
+            SortKey::Id => Some(After::Id(job.id)),
+            SortKey::Finished => job.finished_at.map(|at| After::Finished { at, id: job.id }),
+        }
+    }
+
+    /// The job id of the position.
+    pub fn id(&self) -> JobId {
+        match *self {
+            After::Id(id) | After::Finished { id, .. } => id,
+        }
+    }
+
+    /// The finish time of the position, for a listing by finish time.
+    pub fn finished_at(&self) -> Option<Millis> {
+        match *self {
+            After::Id(_) => None,
+            After::Finished { at, .. } => Some(at),
+        }
+    }
 }
 
 /// A match on the payload: the value at a path of object keys equals a JSON scalar.
@@ -402,14 +486,18 @@ impl<'de> Deserialize<'de> for PayloadMatch {
 /// as an opaque string ([`Cursor::encode`]) and pass it back unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    /// The last id of the previous page.
-    pub after: JobId,
+    /// The last job of the previous page, as a position in the listing's order.
+    pub after: After,
     /// The listing's order.
     pub order: Order,
 }
 
-/// Marks a cursor of this format, so that a later format can be told apart.
-const CURSOR_VERSION: &str = "j1";
+/// Marks a cursor past an id (`j1:<a|d>:<id>`, the first format, still read as before).
+const CURSOR_BY_ID: &str = "j1";
+/// Marks a cursor past a finish time and id (`f1:<a|d>:<ms>:<id>`).
+const CURSOR_BY_FINISH: &str = "f1";
+/// Longest cursor text read (the longest made is 59 characters).
+const MAX_CURSOR_LEN: usize = 80;
 
 impl Cursor {
     /// The cursor following `page` (the jobs a listing returned with `filter`), or
@@ -418,8 +506,9 @@ impl Cursor {
         if page.len() < filter.limit as usize {
             return None;
         }
-        page.last().map(|j| Cursor {
-            after: j.id,
+        let last = page.last()?;
+        After::of(last, filter.sort_key()).map(|after| Cursor {
+            after,
             order: filter.order,
         })
     }
@@ -430,7 +519,11 @@ impl Cursor {
             Order::Asc => 'a',
             Order::Desc => 'd',
         };
-        URL_SAFE_NO_PAD.encode(format!("{CURSOR_VERSION}:{dir}:{}", self.after.0))
+        let text = match self.after {
+            After::Id(id) => format!("{CURSOR_BY_ID}:{dir}:{}", id.0),
+            After::Finished { at, id } => format!("{CURSOR_BY_FINISH}:{dir}:{}:{}", at.0, id.0),
+        };
+        URL_SAFE_NO_PAD.encode(text)
     }
 
     /// Reads a cursor made by [`Cursor::encode`]; anything else is refused as `cursor`.
@@ -441,30 +534,33 @@ impl Cursor {
                 "not a cursor of this API (pass `next_cursor` back unchanged)",
             )
         };
-        if text.len() > 64 {
+        if text.len() > MAX_CURSOR_LEN {
             return Err(bad());
         }
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
-        let mut parts = text.splitn(3, ':');
-        let (Some(CURSOR_VERSION), Some(dir), Some(id)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
+        let parts: Vec<&str> = text.split(':').collect();
+        let number = |s: &str| match s.parse::<i64>() {
+            Ok(n) if n >= 0 && !s.starts_with('+') => Ok(n),
+            _ => Err(bad()),
+        };
+        let (dir, after) = match parts[..] {
+            [CURSOR_BY_ID, dir, id] => (dir, After::Id(JobId(number(id)?))),
+            [CURSOR_BY_FINISH, dir, at, id] => (
+                dir,
+                After::Finished {
+                    at: Millis(number(at)?),
+                    id: JobId(number(id)?),
+                },
+            ),
+            _ => return Err(bad()),
         };
         let order = match dir {
             "a" => Order::Asc,
             "d" => Order::Desc,
             _ => return Err(bad()),
         };
-        let id: i64 = id.parse().map_err(|_| bad())?;
-        if id < 0 {
-            return Err(bad());
-        }
-        Ok(Cursor {
-            after: JobId(id),
-            order,
-        })
+        Ok(Cursor { after, order })
     }
 }
 
@@ -605,11 +701,40 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_refuse_anything_else() {
         for order in [Order::Asc, Order::Desc] {
-            let c = Cursor {
-                after: JobId(123_456),
-                order,
-            };
-            assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+            for after in [
+                After::Id(JobId(123_456)),
+                After::Id(JobId(i64::MAX)),
+                After::Finished {
+                    at: Millis(1_700_000_000_500),
+                    id: JobId(42),
+                },
+                After::Finished {
+                    at: Millis(i64::MAX),
+                    id: JobId(i64::MAX),
+                },
+            ] {
+                let c = Cursor { after, order };
+                assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+            }
+        }
+        // A cursor of the first format (by id) still reads as it did.
+        assert_eq!(
+            Cursor::decode(&URL_SAFE_NO_PAD.encode("j1:d:77")).unwrap(),
+            Cursor {
+                after: After::Id(JobId(77)),
+                order: Order::Desc
+            }
+        );
+        for bad in [
+            "j1:a:1:2",
+            "f1:a:5",
+            "f1:a:-1:5",
+            "f1:a:5:-1",
+            "f1:x:5:1",
+            "f1:a:+5:1",
+            "f2:a:5:1",
+        ] {
+            assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(bad)).is_err(), "{bad}");
         }
         for bad in [
             "",
@@ -623,5 +748,37 @@ mod tests {
         }
         let negative = URL_SAFE_NO_PAD.encode("j1:a:-5");
         assert!(Cursor::decode(&negative).is_err());
+    }
+
+    #[test]
+    fn a_finished_range_lists_by_finish_time_and_takes_only_its_cursors() {
+        let by_id = JobFilter::default();
+        assert_eq!(by_id.sort_key(), SortKey::Id);
+        let by_finish = JobFilter {
+            finished: TimeRange {
+                from: None,
+                to: Some(Millis(10)),
+            },
+            ..Default::default()
+        };
+        assert_eq!(by_finish.sort_key(), SortKey::Finished);
+        let at_id = Some(After::Id(JobId(5)));
+        let at_finish = Some(After::Finished {
+            at: Millis(3),
+            id: JobId(5),
+        });
+        let with = |f: &JobFilter, after| JobFilter { after, ..f.clone() };
+        assert!(with(&by_id, at_id).check().is_ok());
+        assert!(with(&by_finish, at_finish).check().is_ok());
+        for f in [with(&by_id, at_finish), with(&by_finish, at_id)] {
+            let e = f.check().unwrap_err();
+            assert_eq!(e.field, "cursor");
+            assert!(e.reason.contains("parameters of the first page"), "{e}");
+        }
+        let negative = Some(After::Finished {
+            at: Millis(-1),
+            id: JobId(5),
+        });
+        assert_eq!(with(&by_finish, negative).check().unwrap_err().field, "cursor");
     }
 }

@@ -63,7 +63,7 @@ pub use bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
-pub use filter::{Cursor, FilterError, JobFilter, Order, PayloadMatch, TimeRange};
+pub use filter::{After, Cursor, FilterError, JobFilter, Order, PayloadMatch, SortKey, TimeRange};
 pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};

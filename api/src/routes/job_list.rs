@@ -70,7 +70,8 @@ pub struct ListParams {
     /// Only jobs whose payload holds a value: `$.customer.id == "42"` (dotted keys, a
     /// JSON string, number, true, false or null; at most 8 keys and 512 bytes).
     pub payload: Option<String>,
-    /// `asc` (oldest first, the default) or `desc`.
+    /// `asc` (the default) or `desc`: by id (the order of enqueueing), or, when
+    /// `finished_from` or `finished_to` is set, by finish time then id.
     pub order: Option<String>,
     /// The `next_cursor` of the previous page, unchanged.
     pub cursor: Option<String>,
@@ -144,9 +145,10 @@ impl ListParams {
     }
 }
 
-/// Jobs matching a filter, by id, a page at a time: keyset pagination (pass
-/// `next_cursor` back as `cursor`; pages never repeat or skip a job, and a page costs
-/// the same deep in a million jobs as at the start).
+/// Jobs matching a filter, a page at a time, by id (by finish time then id when a
+/// finished range is set): keyset pagination (pass `next_cursor` back as `cursor`;
+/// pages never repeat or skip a job, and a page costs the same deep in a million jobs
+/// as at the start).
 #[utoipa::path(
     get,
     path = "/api/v1/jobs",

@@ -140,6 +140,8 @@ async fn list(
             );
         }
         filter.after = Some(c.after);
+        // A cursor of a listing by id with a finished range (or the reverse) is refused.
+        filter.check().map_err(flag_error)?;
     }
     // Pages of at most MAX_LIMIT, up to `limit` jobs.
     let mut jobs = Vec::new();

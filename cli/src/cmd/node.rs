@@ -7,7 +7,7 @@ use anyhow::Context;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::config::Config;
 use jobmesh::job::{Job, JobState, NodeId};
-use jobmesh::store::{JobFilter, Store};
+use jobmesh::store::{After, JobFilter, Store};
 use jobmesh_actors::mesh::load_or_create_keypair;
 use jobmesh_actors::{MeshOptions, Node, NodeOptions};
 use tokio::sync::broadcast::error::RecvError;
@@ -354,7 +354,7 @@ async fn any_job(
             return Ok(true);
         }
         match page.last() {
-            Some(last) if page.len() == PAGE as usize => filter.after = Some(last.id),
+            Some(last) if page.len() == PAGE as usize => filter.after = Some(After::Id(last.id)),
             _ => return Ok(false),
         }
     }

@@ -4,7 +4,7 @@
 
 use jobmesh::event::EventKind;
 use jobmesh::job::{JobId, JobState};
-use jobmesh::store::{JobFilter, Store};
+use jobmesh::store::{After, JobFilter, Store};
 use serde::{Deserialize, Serialize};
 
 use super::ChaosError;
@@ -129,7 +129,7 @@ pub async fn read_store(
         };
         let page = store.list_jobs(&filter).await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.id);
+        after = Some(After::Id(last.id));
         let full = page.len() == PAGE as usize;
         jobs.extend(page.into_iter().map(|j| JobRecord {
             id: j.id.0,

@@ -173,7 +173,7 @@ pub async fn listing_and_events(s: &dyn Store) {
     let page2 = s
         .list_jobs(&JobFilter {
             limit: 2,
-            after: Some(page1[1].id),
+            after: Some(crate::store::After::Id(page1[1].id)),
             ..Default::default()
         })
         .await

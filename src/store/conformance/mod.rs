@@ -27,6 +27,7 @@ mod complete;
 mod enqueue;
 mod history;
 mod hostile;
+mod pages;
 mod periodic;
 mod queues;
 mod running;
@@ -41,6 +42,7 @@ pub use complete::*;
 pub use enqueue::*;
 pub use history::*;
 pub use hostile::*;
+pub use pages::*;
 pub use periodic::*;
 pub use queues::*;
 pub use running::*;
@@ -164,7 +166,8 @@ macro_rules! store_conformance_tests {
             keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
             bulk_by_filter_covers_every_match_in_batches,
             progress_is_recorded_under_the_lease, stale_progress_is_refused,
-            snooze_gives_the_attempt_back);
+            snooze_gives_the_attempt_back, finished_pages_go_by_finish_time,
+            payload_pages_at_every_density);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

@@ -1,30 +1,44 @@
 //! A [`JobFilter`] as Postgres conditions. Only the conditions a filter sets are
-//! written (so the planner sees `state = ANY($1) AND id > $2`, which the `(state, id)`
-//! index answers, rather than a generic `($1 IS NULL OR ...)`), every value is a bound
+//! written (so the planner sees `state = $1 AND id > $2`, which the `(state, id)`
+//! index answers in order, rather than a generic `($1 IS NULL OR ...)`), every value is a bound
 //! parameter, and the SQL text is made of the fixed fragments below alone.
 
 use sqlx::{Postgres, QueryBuilder};
 
-use crate::store::filter::{JobFilter, Order};
+use crate::store::filter::{After, JobFilter, Order, SortKey};
 
 /// Appends SQL text; only ever fixed fragments, never a value.
 fn sql(b: &mut QueryBuilder<Postgres>, fragment: &'static str) {
     b.push(fragment);
 }
 
+/// Appends `<column> = $n` for one value, `<column> = ANY($n)` for several, nothing for
+/// none. One value is written as `=` because Postgres before 17 reads an index in order
+/// only for `=`: `queue = ANY('{q2}')` makes a page of one queue sort its rows (or walk
+/// the primary key and filter) where `queue = 'q2'` reads `(queue, id)` in order.
+fn push_any(b: &mut QueryBuilder<Postgres>, column: &'static str, values: &[String]) {
+    match values {
+        [] => {}
+        [one] => {
+            sql(b, column);
+            sql(b, " = ");
+            b.push_bind(one.clone());
+        }
+        many => {
+            sql(b, column);
+            sql(b, " = ANY(");
+            b.push_bind(many.to_vec());
+            sql(b, ")");
+        }
+    }
+}
+
 /// Appends ` AND ...` for each condition `filter` sets, with `states` in place of the
 /// filter's own (a bulk action narrows them; an empty list does not restrict).
 pub(super) fn push_conditions(b: &mut QueryBuilder<Postgres>, filter: &JobFilter, states: &[&str]) {
-    if !filter.queues.is_empty() {
-        sql(b, " AND queue = ANY(");
-        b.push_bind(filter.queues.clone());
-        sql(b, ")");
-    }
-    if !states.is_empty() {
-        sql(b, " AND state = ANY(");
-        b.push_bind(states.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        sql(b, ")");
-    }
+    push_any(b, " AND queue", &filter.queues);
+    let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+    push_any(b, " AND state", &states);
     if let Some(kind) = &filter.kind {
         sql(b, " AND kind = ");
         b.push_bind(kind.clone());
@@ -55,30 +69,60 @@ pub(super) fn push_conditions(b: &mut QueryBuilder<Postgres>, filter: &JobFilter
     }
     if let Some(m) = &filter.payload {
         // Containment rather than `payload #> path = value`: for a scalar under a
-        // path of object keys the two agree, and `@>` can use a GIN index on payload
-        // where an operator created one (see the migration).
+        // path of object keys the two agree (typed: "42" is not 42, 1 is 1.0), and
+        // `@>` can use the GIN index `jobs_payload` (migration 0014; when it does is
+        // decided in `listing.rs`).
         sql(b, " AND payload @> ");
         b.push_bind(m.containment());
         sql(b, "::jsonb");
     }
 }
 
+/// Appends the keyset condition past `filter.after` (checked by [`JobFilter::check`] to
+/// be of the filter's [`SortKey`]) and, for a listing by finish time, `finished_at IS
+/// NOT NULL`, the predicate of the `(finished_at, id)` index that serves it.
+pub(super) fn push_keyset(b: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
+    let key = filter.sort_key();
+    if key == SortKey::Finished {
+        sql(b, " AND finished_at IS NOT NULL");
+    }
+    let past = match filter.order {
+        Order::Asc => " > ",
+        Order::Desc => " < ",
+    };
+    match filter.after {
+        None => {}
+        Some(After::Id(id)) => {
+            sql(b, " AND id");
+            sql(b, past);
+            b.push_bind(id.0);
+        }
+        Some(After::Finished { at, id }) => {
+            sql(b, " AND (finished_at, id)");
+            sql(b, past);
+            sql(b, "(");
+            b.push_bind(at.0);
+            sql(b, ", ");
+            b.push_bind(id.0);
+            sql(b, ")");
+        }
+    }
+}
+
+/// The `ORDER BY` of a listing: its [`SortKey`] in its [`Order`].
+pub(super) fn order_by(filter: &JobFilter) -> &'static str {
+    match (filter.sort_key(), filter.order) {
+        (SortKey::Id, Order::Asc) => " ORDER BY id",
+        (SortKey::Id, Order::Desc) => " ORDER BY id DESC",
+        (SortKey::Finished, Order::Asc) => " ORDER BY finished_at, id",
+        (SortKey::Finished, Order::Desc) => " ORDER BY finished_at DESC, id DESC",
+    }
+}
+
 /// Appends the keyset condition past `filter.after`, the order and the limit.
 pub(super) fn push_page(b: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
-    match (filter.order, filter.after) {
-        (Order::Asc, Some(after)) => {
-            sql(b, " AND id > ");
-            b.push_bind(after.0);
-        }
-        (Order::Desc, Some(after)) => {
-            sql(b, " AND id < ");
-            b.push_bind(after.0);
-        }
-        (_, None) => {}
-    }
-    match filter.order {
-        Order::Asc => sql(b, " ORDER BY id LIMIT "),
-        Order::Desc => sql(b, " ORDER BY id DESC LIMIT "),
-    }
+    push_keyset(b, filter);
+    sql(b, order_by(filter));
+    sql(b, " LIMIT ");
     b.push_bind(i64::from(filter.limit));
 }

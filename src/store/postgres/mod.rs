@@ -73,6 +73,7 @@ mod filter;
 mod history;
 mod leader;
 mod listen;
+mod listing;
 mod periodic;
 mod periodic_schedules;
 mod progress;

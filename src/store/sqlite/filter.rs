@@ -5,7 +5,7 @@
 
 use sqlx::{QueryBuilder, Sqlite};
 
-use crate::store::filter::{JobFilter, Order};
+use crate::store::filter::{After, JobFilter, Order, SortKey};
 
 /// Appends SQL text; only ever fixed fragments, never a value.
 fn sql(b: &mut QueryBuilder<Sqlite>, fragment: &'static str) {
@@ -96,22 +96,51 @@ pub(super) fn push_conditions(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter, 
     }
 }
 
+/// Appends the keyset condition past `filter.after` (checked by [`JobFilter::check`] to
+/// be of the filter's [`SortKey`]) and, for a listing by finish time, `finished_at IS
+/// NOT NULL`, the predicate of the `(finished_at, id)` index that serves it.
+pub(super) fn push_keyset(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
+    let key = filter.sort_key();
+    if key == SortKey::Finished {
+        sql(b, " AND finished_at IS NOT NULL");
+    }
+    let past = match filter.order {
+        Order::Asc => " > ",
+        Order::Desc => " < ",
+    };
+    match filter.after {
+        None => {}
+        Some(After::Id(id)) => {
+            sql(b, " AND id");
+            sql(b, past);
+            b.push_bind(id.0);
+        }
+        Some(After::Finished { at, id }) => {
+            sql(b, " AND (finished_at, id)");
+            sql(b, past);
+            sql(b, "(");
+            b.push_bind(at.0);
+            sql(b, ", ");
+            b.push_bind(id.0);
+            sql(b, ")");
+        }
+    }
+}
+
+/// The `ORDER BY` of a listing: its [`SortKey`] in its [`Order`].
+pub(super) fn order_by(filter: &JobFilter) -> &'static str {
+    match (filter.sort_key(), filter.order) {
+        (SortKey::Id, Order::Asc) => " ORDER BY id",
+        (SortKey::Id, Order::Desc) => " ORDER BY id DESC",
+        (SortKey::Finished, Order::Asc) => " ORDER BY finished_at, id",
+        (SortKey::Finished, Order::Desc) => " ORDER BY finished_at DESC, id DESC",
+    }
+}
+
 /// Appends the keyset condition past `filter.after`, the order and the limit.
 pub(super) fn push_page(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
-    match (filter.order, filter.after) {
-        (Order::Asc, Some(after)) => {
-            sql(b, " AND id > ");
-            b.push_bind(after.0);
-        }
-        (Order::Desc, Some(after)) => {
-            sql(b, " AND id < ");
-            b.push_bind(after.0);
-        }
-        (_, None) => {}
-    }
-    match filter.order {
-        Order::Asc => sql(b, " ORDER BY id LIMIT "),
-        Order::Desc => sql(b, " ORDER BY id DESC LIMIT "),
-    }
+    push_keyset(b, filter);
+    sql(b, order_by(filter));
+    sql(b, " LIMIT ");
     b.push_bind(i64::from(filter.limit));
 }
