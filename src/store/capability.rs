@@ -8,6 +8,7 @@ use super::activity::{Activity, LiveMembers};
 use super::audit::{AuditContext, AuditLog};
 use super::bulk::BulkActions;
 use super::history::JobHistory;
+use super::limits::JobLimits;
 use super::periodic::PeriodicTicks;
 use super::queues::QueueControl;
 use super::retention;
@@ -194,6 +195,7 @@ pub trait Heartbeats: Send + Sync + 'static {
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
 /// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
+/// the cluster-wide [`JobLimits`],
 /// the read-side views [`JobHistory`] and [`Activity`], the periodic tick record and
 /// the [`AuditLog`] of operator actions, and bulk actions),
 /// and accessors for the optional ones.
@@ -203,6 +205,7 @@ pub trait Store:
     + EventLog
     + Leadership
     + QueueControl
+    + JobLimits
     + ApiTokens
     + JobHistory
     + Activity

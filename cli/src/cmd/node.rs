@@ -68,6 +68,17 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         node.shutdown(SHUTDOWN_GRACE).await?;
         return Err(e.into());
     }
+    // The store holds the limits every claimer enforces; this node's set replaces it.
+    if let Err(e) = node.set_limits(config.limits()).await {
+        node.shutdown(SHUTDOWN_GRACE).await?;
+        return Err(e.into());
+    }
+    if !config.limit.is_empty() {
+        say(format_args!(
+            "{} limits in force on every node (see `jobmesh limits`)",
+            config.limit.len()
+        ));
+    }
     if !config.periodic.is_empty() {
         say(format_args!(
             "{} periodic schedules: enqueued by whichever node holds the `periodic` lease",

@@ -27,6 +27,7 @@ mod complete;
 mod enqueue;
 mod history;
 mod hostile;
+mod limits;
 mod periodic;
 mod queues;
 mod tokens;
@@ -39,6 +40,7 @@ pub use complete::*;
 pub use enqueue::*;
 pub use history::*;
 pub use hostile::*;
+pub use limits::*;
 pub use periodic::*;
 pub use queues::*;
 pub use tokens::*;
@@ -156,10 +158,19 @@ macro_rules! store_conformance_tests {
             refused_input_writes_no_audit_row,
             filters_narrow_listings,
             keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
-            bulk_by_filter_covers_every_match_in_batches);
+            bulk_by_filter_covers_every_match_in_batches,
+            limits_are_stored_and_bad_sets_refused, max_running_holds_per_queue,
+            max_running_per_key, kind_limit_spans_queues,
+            slots_come_back_with_every_way_out_of_running, rate_limits_claims_per_key,
+            one_key_does_not_starve_the_others);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_claimers_never_exceed_a_limit() {
+            $crate::store::conformance::concurrent_claimers_never_exceed_a_limit($make().await)
+                .await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_tick_enqueues() {

@@ -58,6 +58,7 @@ mod events;
 mod filter;
 mod history;
 mod leader;
+mod limits;
 mod periodic;
 mod queues;
 mod rescue;
