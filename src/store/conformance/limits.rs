@@ -1,6 +1,7 @@
 //! Cluster-wide limits: concurrency per queue, kind and key, rates, round-robin
 //! fairness, slots that come back with every transition out of `running`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::*;
@@ -379,4 +380,182 @@ pub async fn concurrent_claimers_never_exceed_a_limit(s: Arc<dyn Store>) {
     sampler.await.unwrap();
     assert_eq!(total, 600, "every job ran once");
     assert!(samples.load(Ordering::SeqCst) > 0);
+}
+
+/// Several nodes (stores opened separately on the same data: their own pools, caches
+/// and connections) claim and complete at once while a sampler reads the running
+/// counts from the store: no sample exceeds a limit, and every job runs once.
+pub async fn limits_hold_across_nodes(nodes: Vec<Arc<dyn Store>>) {
+    let s = nodes[0].clone();
+    s.set_limits(
+        &[
+            Limit::queue("default").max_running(5),
+            Limit::kind("per").max_running(2).limit_by("$.c"),
+        ],
+        T0,
+    )
+    .await
+    .unwrap();
+    let total = 400;
+    let jobs: Vec<NewJob> = (0..total)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "per" } else { "any" };
+            keyed("default", kind, &format!("c{}", i % 3))
+        })
+        .collect();
+    s.enqueue(jobs, T0).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (samples, peak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let sampler = {
+        let (s, stop, samples, peak) = (s.clone(), stop.clone(), samples.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                for u in s.limit_usage().await.unwrap() {
+                    let max = if u.limit == "queue:default" { 5 } else { 2 };
+                    assert!(u.running <= max, "{u:?} exceeds its limit {max}");
+                    if u.limit == "queue:default" {
+                        peak.fetch_max(u.running, Ordering::SeqCst);
+                    }
+                }
+                samples.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for w in 0..3 {
+            let s = node.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut idle = 0;
+                while idle < 100 {
+                    let got = s
+                        .claim(&request(&format!("n{n}"), 3, T0))
+                        .await
+                        .unwrap_or_else(|e| panic!("node {n} worker {w}: {e}"));
+                    if got.is_empty() {
+                        idle += 1;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    idle = 0;
+                    tokio::task::yield_now().await;
+                    let batch: Vec<_> = got.iter().map(|c| ok(c, T0)).collect();
+                    s.complete(batch).await.unwrap();
+                    mine.extend(got.into_iter().map(|c| c.job.id));
+                }
+                mine
+            }));
+        }
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for id in t.await.unwrap() {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    sampler.await.unwrap();
+    assert_eq!(seen.len(), total, "every job ran once");
+    assert!(samples.load(Ordering::SeqCst) > 10, "the sampler ran");
+    assert!(peak.load(Ordering::SeqCst) > 1, "the claimers ran side by side");
+}
+
+/// A node that read the limits before another node set a new one neither passes the new
+/// limit nor loses the jobs it holds back (the production store takes them from Redis
+/// and must put them back): its next claims respect the limit, and every job runs.
+pub async fn a_node_that_has_not_seen_a_new_limit_does_not_pass_it(
+    first: &dyn Store,
+    second: &dyn Store,
+) {
+    ids(first, (0..5).map(|_| keyed("default", "k", "a")).collect(), T0).await;
+    // The second node claims (and reads the limits: none) from an empty queue.
+    assert!(second.claim(&from(&["other"], 10, T0)).await.unwrap().is_empty());
+    first
+        .set_limits(&[Limit::queue("default").max_running(2)], T0)
+        .await
+        .unwrap();
+    let got = second.claim(&from(&["default"], 10, T0)).await.unwrap();
+    assert!(got.len() <= 2, "a stale node passed the new limit: {got:?}");
+    let mut done = got.len();
+    let mut running = got;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while done < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jobs held back by the limit were lost: {done} of 5 ran"
+        );
+        let batch: Vec<_> = running.iter().map(|c| ok(c, T0)).collect();
+        if !batch.is_empty() {
+            first.complete(batch).await.unwrap();
+        }
+        for u in first.limit_usage().await.unwrap() {
+            assert!(u.running <= 2, "{u:?}");
+        }
+        running = second.claim(&from(&["default"], 10, T0)).await.unwrap();
+        assert!(running.len() <= 2, "{running:?}");
+        done += running.len();
+        if running.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A rate over a minute of real time with several nodes claiming as fast as they can:
+/// the jobs claimed are within 5% of what the rate and its burst allow. Returns
+/// (claimed, allowed) for the caller to print.
+pub async fn rate_over_a_minute(nodes: Vec<Arc<dyn Store>>) -> (u64, u64) {
+    use crate::clock::{Clock, SystemClock};
+    let (per_s, burst, secs) = (40u64, 20u64, 60u64);
+    let s = nodes[0].clone();
+    s.set_limits(
+        &[Limit::queue("default").rate(Rate::parse(&format!("{per_s}/s")).unwrap(), Some(burst as u32))],
+        SystemClock.now(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..4 {
+        s.enqueue((0..1000).map(|_| keyed("default", "k", "a")).collect(), SystemClock.now())
+            .await
+            .unwrap();
+    }
+    let start = std::time::Instant::now();
+    let run_for = Duration::from_secs(secs);
+    let claimed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let (s, claimed) = (node.clone(), claimed.clone());
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < run_for {
+                let got = s
+                    .claim(&request(&format!("n{n}"), 10, SystemClock.now()))
+                    .await
+                    .unwrap();
+                if start.elapsed() >= run_for {
+                    // Claimed past the minute: not counted (and left running).
+                    break;
+                }
+                claimed.fetch_add(got.len() as u64, Ordering::SeqCst);
+                if got.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                } else {
+                    let now = SystemClock.now();
+                    s.complete(got.iter().map(|c| ok(c, now)).collect()).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = claimed.load(Ordering::SeqCst);
+    let allowed = per_s * secs + burst;
+    let off = (got as f64 - allowed as f64).abs() / allowed as f64;
+    assert!(
+        off <= 0.05,
+        "claimed {got} in {secs} s at {per_s}/s with a burst of {burst}: {:.1}% off {allowed}",
+        off * 100.0
+    );
+    (got, allowed)
 }
