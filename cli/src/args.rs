@@ -58,6 +58,9 @@ pub enum Verb {
     /// Periodic schedules (`[[periodic]]` in the config): list them with next run times.
     #[command(subcommand)]
     Periodic(PeriodicVerb),
+    /// Cluster-wide limits in force (`[[limit]]`, as the store holds them) and what
+    /// runs under each, per key.
+    Limits,
     /// Print lifecycle events (with --json: JSON lines); --follow keeps watching.
     Events(EventsArgs),
     /// Benchmark: enqueue and drain no-op jobs on the configured store.

@@ -589,13 +589,31 @@ fn limits_are_read_and_checked_with_their_key() {
     assert_eq!(limits[1].name(), "kind:http");
     for (text, key) in [
         ("[[limit]]\nmax_running = 1\n", "limit[0].queue"),
-        ("[[limit]]\nqueue = \"q\"\nkind = \"k\"\nmax_running = 1\n", "limit[0].kind"),
+        (
+            "[[limit]]\nqueue = \"q\"\nkind = \"k\"\nmax_running = 1\n",
+            "limit[0].kind",
+        ),
         ("[[limit]]\nqueue = \"q\"\n", "limit[0].queue"),
-        ("[[limit]]\nqueue = \"q\"\nrate = \"fast\"\n", "limit[0].rate"),
-        ("[[limit]]\nqueue = \"q\"\nmax_running = 0\n", "limit[0].max_running"),
-        ("[[limit]]\nqueue = \"q\"\nmax_running = 1\nburst = 3\n", "limit[0].burst"),
-        ("[[limit]]\nqueue = \"q\"\nmax_running = 1\nlimit_by = \"customer\"\n", "limit[0].limit_by"),
-        ("[[limit]]\nqueue = \"q\"\nmax_running = 1\n[[limit]]\nqueue = \"q\"\nmax_running = 2\n", "limit[1]"),
+        (
+            "[[limit]]\nqueue = \"q\"\nrate = \"fast\"\n",
+            "limit[0].rate",
+        ),
+        (
+            "[[limit]]\nqueue = \"q\"\nmax_running = 0\n",
+            "limit[0].max_running",
+        ),
+        (
+            "[[limit]]\nqueue = \"q\"\nmax_running = 1\nburst = 3\n",
+            "limit[0].burst",
+        ),
+        (
+            "[[limit]]\nqueue = \"q\"\nmax_running = 1\nlimit_by = \"customer\"\n",
+            "limit[0].limit_by",
+        ),
+        (
+            "[[limit]]\nqueue = \"q\"\nmax_running = 1\n[[limit]]\nqueue = \"q\"\nmax_running = 2\n",
+            "limit[1]",
+        ),
         ("[[limit]]\nqueue = \"q\"\nmax_runing = 1\n", "max_runing"),
     ] {
         let e = refused(text);

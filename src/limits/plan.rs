@@ -102,6 +102,121 @@ pub fn blocked(
     out
 }
 
+/// The room left under the limits while a claim takes jobs: running counts plus what
+/// the claim took, and the buckets as spent so far.
+struct Room<'a> {
+    limits: &'a Limits,
+    running: &'a HashMap<LimitKey, u64>,
+    stored: &'a HashMap<LimitKey, Bucket>,
+    now: Millis,
+    taken: HashMap<LimitKey, u64>,
+    tokens: HashMap<LimitKey, Bucket>,
+}
+
+impl<'a> Room<'a> {
+    fn new(
+        limits: &'a Limits,
+        running: &'a HashMap<LimitKey, u64>,
+        stored: &'a HashMap<LimitKey, Bucket>,
+        now: Millis,
+    ) -> Self {
+        Self {
+            limits,
+            running,
+            stored,
+            now,
+            taken: HashMap::new(),
+            tokens: HashMap::new(),
+        }
+    }
+
+    /// Takes one job under `keys` if each pair has room: fewer than `max_running`
+    /// running counting those taken here, and a token in the bucket.
+    fn take(&mut self, keys: &[LimitKey]) -> bool {
+        let room = keys.iter().all(|pair| {
+            let Some(l) = self.limits.get(&pair.0) else {
+                // A limit removed since the candidates were read: nothing to respect.
+                return true;
+            };
+            let n = self.running.get(pair).copied().unwrap_or(0)
+                + self.taken.get(pair).copied().unwrap_or(0);
+            if l.max_running.is_some_and(|max| n >= u64::from(max)) {
+                return false;
+            }
+            l.rate.is_none()
+                || self
+                    .tokens
+                    .entry(pair.clone())
+                    .or_insert_with(|| Bucket::at(l, self.stored.get(pair).copied(), self.now))
+                    .tokens
+                    >= 1.0
+        });
+        if room {
+            for pair in keys {
+                *self.taken.entry(pair.clone()).or_default() += 1;
+                if let Some(b) = self.tokens.get_mut(pair) {
+                    b.tokens -= 1.0;
+                }
+            }
+        }
+        room
+    }
+
+    /// The buckets that spent tokens, as they are to be stored.
+    fn spent(self) -> Vec<(LimitKey, Bucket)> {
+        let mut out: Vec<_> = self
+            .tokens
+            .into_iter()
+            .filter(|(pair, _)| self.taken.contains_key(pair))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// Available jobs under the same (limit, key) pairs in one queue: how many (a backend
+/// reads these grouped, with no per-job ranking, see [`allocate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// The pairs its jobs count against.
+    pub keys: Vec<LimitKey>,
+    /// Its available jobs.
+    pub count: u64,
+}
+
+/// How many jobs to take from each partition (given in the order of their best jobs):
+/// round robin, one from each partition with room before a second from any, up to
+/// `want`; with the buckets the claim spends.
+pub fn allocate(
+    limits: &Limits,
+    running: &HashMap<LimitKey, u64>,
+    buckets: &HashMap<LimitKey, Bucket>,
+    partitions: &[Partition],
+    want: usize,
+    now: Millis,
+) -> (Vec<u64>, Vec<(LimitKey, Bucket)>) {
+    let mut room = Room::new(limits, running, buckets, now);
+    let mut alloc = vec![0u64; partitions.len()];
+    let mut total = 0;
+    while total < want {
+        let mut progressed = false;
+        for (i, p) in partitions.iter().enumerate() {
+            if total >= want {
+                break;
+            }
+            if alloc[i] < p.count && room.take(&p.keys) {
+                alloc[i] += 1;
+                total += 1;
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    (alloc, room.spent())
+}
+
 /// Takes candidates in their order (round robin: every key's first job before any
 /// key's second) while each of their pairs has room: fewer than `max_running` running
 /// counting those taken here, and a token in the bucket. Stops at `want`.
@@ -113,45 +228,18 @@ pub fn choose(
     want: usize,
     now: Millis,
 ) -> Choice {
-    let mut taken: HashMap<&LimitKey, u64> = HashMap::new();
-    let mut tokens: HashMap<&LimitKey, Bucket> = HashMap::new();
-    let mut out = Choice::default();
+    let mut room = Room::new(limits, running, buckets, now);
+    let mut take = Vec::new();
     for c in candidates {
-        if out.take.len() >= want {
+        if take.len() >= want {
             break;
         }
-        let room = c.keys.iter().all(|pair| {
-            let Some(l) = limits.get(&pair.0) else {
-                // A limit removed since the candidates were read: nothing to respect.
-                return true;
-            };
-            let n = running.get(pair).copied().unwrap_or(0) + taken.get(pair).copied().unwrap_or(0);
-            if l.max_running.is_some_and(|max| n >= u64::from(max)) {
-                return false;
-            }
-            l.rate.is_none()
-                || tokens
-                    .entry(pair)
-                    .or_insert_with(|| Bucket::at(l, buckets.get(pair).copied(), now))
-                    .tokens
-                    >= 1.0
-        });
-        if !room {
-            continue;
+        if room.take(&c.keys) {
+            take.push(c.id);
         }
-        for pair in &c.keys {
-            *taken.entry(pair).or_default() += 1;
-            if let Some(b) = tokens.get_mut(pair) {
-                b.tokens -= 1.0;
-            }
-        }
-        out.take.push(c.id);
     }
-    out.buckets = tokens
-        .into_iter()
-        .filter(|(pair, _)| taken.contains_key(pair))
-        .map(|(pair, b)| (pair.clone(), b))
-        .collect();
-    out.buckets.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    Choice {
+        take,
+        buckets: room.spent(),
+    }
 }

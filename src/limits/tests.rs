@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use super::plan::{Candidate, Limits, blocked, choose};
+use super::plan::{Candidate, Limits, Partition, allocate, blocked, choose};
 use super::*;
 use crate::job::JobId;
 
@@ -160,4 +160,23 @@ fn tokens_are_spent_and_both_limits_of_a_job_must_have_room() {
         vec![pair("queue:q", "")]
     );
     assert!(blocked(&limits, &HashMap::new(), &stored, Millis(1000)).is_empty());
+}
+
+#[test]
+fn partitions_are_served_round_robin_within_their_room() {
+    let limits = Limits::new([Limit::queue("q").max_running(3).limit_by("$.c")]);
+    let running = HashMap::from([(pair("queue:q", "b"), 2)]);
+    let part = |k: &str, count| Partition {
+        keys: vec![pair("queue:q", k)],
+        count,
+    };
+    let parts = vec![part("a", 100), part("b", 100), part("c", 1)];
+    let (alloc, _) = allocate(&limits, &running, &HashMap::new(), &parts, 5, Millis(0));
+    assert_eq!(
+        alloc,
+        vec![3, 1, 1],
+        "a1 b1 c1, then a2 a3 (b has one slot, c one job)"
+    );
+    let (alloc, _) = allocate(&limits, &running, &HashMap::new(), &parts, 2, Millis(0));
+    assert_eq!(alloc, vec![1, 1, 0], "the first keys first");
 }

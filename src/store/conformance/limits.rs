@@ -459,7 +459,10 @@ pub async fn limits_hold_across_nodes(nodes: Vec<Arc<dyn Store>>) {
     sampler.await.unwrap();
     assert_eq!(seen.len(), total, "every job ran once");
     assert!(samples.load(Ordering::SeqCst) > 10, "the sampler ran");
-    assert!(peak.load(Ordering::SeqCst) > 1, "the claimers ran side by side");
+    assert!(
+        peak.load(Ordering::SeqCst) > 1,
+        "the claimers ran side by side"
+    );
 }
 
 /// A node that read the limits before another node set a new one neither passes the new
@@ -469,9 +472,20 @@ pub async fn a_node_that_has_not_seen_a_new_limit_does_not_pass_it(
     first: &dyn Store,
     second: &dyn Store,
 ) {
-    ids(first, (0..5).map(|_| keyed("default", "k", "a")).collect(), T0).await;
+    ids(
+        first,
+        (0..5).map(|_| keyed("default", "k", "a")).collect(),
+        T0,
+    )
+    .await;
     // The second node claims (and reads the limits: none) from an empty queue.
-    assert!(second.claim(&from(&["other"], 10, T0)).await.unwrap().is_empty());
+    assert!(
+        second
+            .claim(&from(&["other"], 10, T0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     first
         .set_limits(&[Limit::queue("default").max_running(2)], T0)
         .await
@@ -510,15 +524,21 @@ pub async fn rate_over_a_minute(nodes: Vec<Arc<dyn Store>>) -> (u64, u64) {
     let (per_s, burst, secs) = (40u64, 20u64, 60u64);
     let s = nodes[0].clone();
     s.set_limits(
-        &[Limit::queue("default").rate(Rate::parse(&format!("{per_s}/s")).unwrap(), Some(burst as u32))],
+        &[Limit::queue("default").rate(
+            Rate::parse(&format!("{per_s}/s")).unwrap(),
+            Some(burst as u32),
+        )],
         SystemClock.now(),
     )
     .await
     .unwrap();
     for _ in 0..4 {
-        s.enqueue((0..1000).map(|_| keyed("default", "k", "a")).collect(), SystemClock.now())
-            .await
-            .unwrap();
+        s.enqueue(
+            (0..1000).map(|_| keyed("default", "k", "a")).collect(),
+            SystemClock.now(),
+        )
+        .await
+        .unwrap();
     }
     let start = std::time::Instant::now();
     let run_for = Duration::from_secs(secs);
@@ -541,7 +561,9 @@ pub async fn rate_over_a_minute(nodes: Vec<Arc<dyn Store>>) -> (u64, u64) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 } else {
                     let now = SystemClock.now();
-                    s.complete(got.iter().map(|c| ok(c, now)).collect()).await.unwrap();
+                    s.complete(got.iter().map(|c| ok(c, now)).collect())
+                        .await
+                        .unwrap();
                 }
             }
         }));

@@ -1,13 +1,14 @@
 //! Limits ([`JobLimits`]) and the limited claim on Postgres.
 //!
 //! Claims of queues under no limit keep the one-statement `SKIP LOCKED` claim of
-//! `claim.rs`, which itself skips every job under a limit (so a node that has not yet
+//! `claim.rs`, which itself refuses queues under a limit (so a node that has not yet
 //! seen a new limit never takes a limited job past it). Claims under a limit run here,
 //! in one transaction that first takes a transaction-scoped advisory lock on the
 //! schema's limits, so two claimers never both count the same last free slot or spend
-//! the same token: read the limits, the running counts and the low buckets, the
-//! candidates ranked round robin across keys, decide ([`plan`]), lease, write the
-//! buckets, commit. Transitions out of `running` need no lock: they only free room.
+//! the same token: read the limits, the running counts and the low buckets, group the
+//! available jobs by key and allocate round robin (`limited.rs`, deciding with
+//! [`crate::limits::plan`]), lease, write the buckets, commit. Transitions out of
+//! `running` need no lock: they only free room.
 //!
 //! Which queues are limited is cached per store for [`CACHE_FOR`] so the unlimited path
 //! costs nothing extra; the cache only routes, the statements decide.
@@ -22,12 +23,10 @@ use super::rows::{self, job_columns};
 use super::{PostgresStore, Tx};
 use crate::clock::Millis;
 use crate::job::{ClaimRequest, Job, JobId};
-use crate::limits::plan::{self, Candidate, LimitKey, Limits};
+use crate::limits::plan::{LimitKey, Limits};
 use crate::limits::{Bucket, Limit, LimitUsage};
 use crate::store::StoreError;
-use crate::store::limits::{
-    CANDIDATES_PER_WANT, EXTRA_CANDIDATES, JobLimits, LimitRow, check, stale_buckets,
-};
+use crate::store::limits::{JobLimits, LimitRow, check, stale_buckets};
 
 /// How long a store trusts its copy of which queues are limited.
 pub(crate) const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -59,34 +58,6 @@ const RUNNING: &str = concat!(
      JOIN job_limits l ON (l.queue = j.queue OR l.kind = j.kind)
      WHERE j.state = 'running' AND l.max_running IS NOT NULL
      GROUP BY 1, 2"
-);
-
-/// Candidates of queues `$1`, skipping blocked pairs (`$2` limits, `$3` keys), ranked
-/// within their pairs, every pair's first before any pair's second; at most `$4` per
-/// pair and `$5` in all.
-const CANDIDATES: &str = concat!(
-    "WITH blocked AS (SELECT * FROM unnest($2::text[], $3::text[]) AS b(lim, key)),
-     c AS (
-         SELECT j.id, j.priority, j.run_at, ql.name AS qlim, ",
-    key_of!("ql"),
-    " AS qkey, kl.name AS klim, ",
-    key_of!("kl"),
-    " AS kkey
-         FROM jobs j
-         LEFT JOIN job_limits ql ON ql.queue = j.queue
-         LEFT JOIN job_limits kl ON kl.kind = j.kind
-         WHERE j.state = 'available' AND j.queue = ANY ($1::text[])
-           AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = j.queue)
-     ),
-     r AS (
-         SELECT c.*, row_number() OVER (
-             PARTITION BY qlim, qkey, klim, kkey ORDER BY priority DESC, run_at, id) AS rn
-         FROM c
-         WHERE NOT EXISTS (SELECT 1 FROM blocked b WHERE b.lim = c.qlim AND b.key = c.qkey)
-           AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.lim = c.klim AND b.key = c.kkey)
-     )
-     SELECT id, qlim, qkey, klim, kkey FROM r WHERE rn <= $4
-     ORDER BY rn, priority DESC, run_at, id LIMIT $5"
 );
 
 /// Stored buckets that may hold less than one token at `$1`.
@@ -193,7 +164,8 @@ impl PostgresStore {
     }
 }
 
-/// Decides what a limited claim takes and writes the buckets it spends.
+/// Reads what a limited claim decides on (the limits, the running counts, the buckets
+/// that may be empty) and picks the jobs (`limited.rs`).
 async fn pick(
     tx: &mut Tx,
     req: &ClaimRequest,
@@ -222,95 +194,7 @@ async fn pick(
             )
         }));
     }
-    let blocked = plan::blocked(&limits, &running, &buckets, req.now);
-    let (b_lim, b_key): (Vec<String>, Vec<String>) = blocked.into_iter().unzip();
-    let rows: Vec<(
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(CANDIDATES)
-        .bind(queues)
-        .bind(&b_lim)
-        .bind(&b_key)
-        .bind(i64::from(req.limit))
-        .bind(i64::from(
-            req.limit.saturating_mul(CANDIDATES_PER_WANT) + EXTRA_CANDIDATES,
-        ))
-        .fetch_all(&mut **tx)
-        .await?;
-    let candidates: Vec<Candidate> = rows
-        .into_iter()
-        .map(|(id, ql, qk, kl, kk)| Candidate {
-            id: JobId(id),
-            keys: [(ql, qk), (kl, kk)]
-                .into_iter()
-                .filter_map(|(l, k)| Some((l?, k.unwrap_or_default())))
-                .collect(),
-        })
-        .collect();
-    let (p_lim, p_key): (Vec<String>, Vec<String>) = candidates
-        .iter()
-        .flat_map(|c| &c.keys)
-        .filter(|(l, _)| limits.get(l).is_some_and(|l| l.rate.is_some()))
-        .filter(|p| !buckets.contains_key(*p))
-        .cloned()
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .unzip();
-    if !p_lim.is_empty() {
-        let rows: Vec<(String, String, f64, i64)> = sqlx::query_as(
-            "SELECT b.lim, b.key, b.tokens, b.refilled_at FROM limit_buckets b
-             JOIN unnest($1::text[], $2::text[]) AS p(lim, key) ON p.lim = b.lim AND p.key = b.key",
-        )
-        .bind(&p_lim)
-        .bind(&p_key)
-        .fetch_all(&mut **tx)
-        .await?;
-        buckets.extend(rows.into_iter().map(|(l, k, tokens, at)| {
-            (
-                (l, k),
-                Bucket {
-                    tokens,
-                    at: Millis(at),
-                },
-            )
-        }));
-    }
-    let choice = plan::choose(
-        &limits,
-        &running,
-        &buckets,
-        &candidates,
-        req.limit as usize,
-        req.now,
-    );
-    if !choice.buckets.is_empty() {
-        let mut lim = Vec::new();
-        let mut key = Vec::new();
-        let mut tokens = Vec::new();
-        let mut at = Vec::new();
-        for ((l, k), b) in &choice.buckets {
-            lim.push(l.clone());
-            key.push(k.clone());
-            tokens.push(b.tokens);
-            at.push(b.at.0);
-        }
-        sqlx::query(
-            "INSERT INTO limit_buckets (lim, key, tokens, refilled_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::bigint[])
-             ON CONFLICT (lim, key) DO UPDATE
-             SET tokens = excluded.tokens, refilled_at = excluded.refilled_at",
-        )
-        .bind(&lim)
-        .bind(&key)
-        .bind(&tokens)
-        .bind(&at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(choice.take)
+    super::limited::pick(tx, req, queues, &limits, &running, buckets).await
 }
 
 type LimitTuple = (

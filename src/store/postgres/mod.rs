@@ -72,6 +72,7 @@ mod events;
 mod filter;
 mod history;
 mod leader;
+mod limited;
 mod limits;
 mod listen;
 mod periodic;
