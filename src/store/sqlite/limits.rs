@@ -76,6 +76,15 @@ const CANDIDATES: &str = concat!(
      ORDER BY rn, priority DESC, run_at, id LIMIT ?4"
 );
 
+/// A candidate as read: id, queue limit and key, kind limit and key.
+type CandidateRow = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Stored buckets that may hold less than one token at `?1`.
 const LOW_BUCKETS: &str = "SELECT b.lim, b.key, b.tokens, b.refilled_at
      FROM limit_buckets b JOIN job_limits l ON l.name = b.lim
@@ -116,13 +125,7 @@ impl SqliteStore {
         }
         let blocked = plan::blocked(&limits, &running, &buckets, req.now);
         let blocked: Vec<_> = blocked.iter().map(|(l, k)| json!([l, k])).collect();
-        let rows: Vec<(
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(CANDIDATES)
+        let rows: Vec<CandidateRow> = sqlx::query_as(CANDIDATES)
             .bind(queues)
             .bind(to_json(&blocked))
             .bind(i64::from(req.limit))
