@@ -12,6 +12,7 @@ pub mod dag;
 pub mod event;
 pub mod handler;
 pub mod job;
+pub mod limits;
 pub mod membership;
 pub mod metrics;
 pub mod payload;

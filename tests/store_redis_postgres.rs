@@ -570,3 +570,39 @@ fn mail() -> NewJob {
     j.queue = "mail".into();
     j
 }
+
+/// `n` stores on one new schema and Redis prefix, as separate nodes are.
+async fn nodes(n: usize) -> Vec<SharedStore> {
+    let first = store().await;
+    let schema = first.postgres().schema().to_owned();
+    let prefix = first.redis().keys().prefix().to_owned();
+    let mut out: Vec<SharedStore> = vec![Arc::new(first)];
+    for _ in 1..n {
+        let c = RedisPostgresConfig::new(prefix.clone());
+        out.push(Arc::new(
+            RedisPostgresStore::connect(&common::pg_url(), Some(&schema), &common::redis_url(), c)
+                .await
+                .unwrap(),
+        ));
+    }
+    out
+}
+
+/// Three nodes claim one limited queue at once; a sampler reads the running counts
+/// from Postgres throughout: never over a limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_nodes() {
+    jobmesh::store::conformance::limits_hold_across_nodes(nodes(3).await).await;
+}
+
+/// The second node's routing still says "no limit" when the first sets one: its claim
+/// takes ids from Redis, Postgres refuses them (they are under a limit), and they go
+/// back to Redis, so none is lost.
+#[tokio::test]
+async fn a_node_that_has_not_seen_a_new_limit_does_not_pass_it() {
+    let n = nodes(2).await;
+    jobmesh::store::conformance::a_node_that_has_not_seen_a_new_limit_does_not_pass_it(
+        &*n[0], &*n[1],
+    )
+    .await;
+}

@@ -238,3 +238,27 @@ async fn pause_survives_reopen() {
     })
     .await;
 }
+
+/// Three stores opened on one file (as three processes would): limits hold across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let mut nodes: Vec<SharedStore> = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Arc::new(SqliteStore::open(&path).await.unwrap()));
+    }
+    jobmesh::store::conformance::limits_hold_across_nodes(nodes).await;
+}
+
+#[tokio::test]
+async fn a_node_that_has_not_seen_a_new_limit_does_not_pass_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    let second = SqliteStore::open(&path).await.unwrap();
+    jobmesh::store::conformance::a_node_that_has_not_seen_a_new_limit_does_not_pass_it(
+        &first, &second,
+    )
+    .await;
+}

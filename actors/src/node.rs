@@ -328,6 +328,19 @@ impl Node {
         Ok(out)
     }
 
+    /// Replaces the cluster-wide limits on claims (see [`jobmesh::limits`]) with
+    /// `limits`, in the store, so every claimer of every node enforces them from its
+    /// next claim; one bad limit refuses the whole set, naming it, and the limits in
+    /// force stay. Every node of a cluster should be given the same set (the binary
+    /// writes its `[[limit]]` set at start): the last one written holds.
+    pub async fn set_limits(&self, limits: Vec<jobmesh::limits::Limit>) -> Result<(), NodeError> {
+        jobmesh::limits::check_limits(&limits).map_err(|e| NodeError::Options(e.to_string()))?;
+        self.ctx.store.set_limits(&limits, self.ctx.now()).await?;
+        // Jobs a removed or raised limit held back may run now.
+        self.dispatcher.cast(DispatchMsg::Wake).ok();
+        Ok(())
+    }
+
     /// Cancels a job on behalf of `ctx` (recorded in the audit log); if it runs on this
     /// node its attempt is interrupted at once (elsewhere, at that node's next lease
     /// extension).

@@ -59,6 +59,9 @@ pub enum Verb {
     /// pause, resume, trigger, delete.
     #[command(subcommand)]
     Periodic(PeriodicVerb),
+    /// Cluster-wide limits in force (`[[limit]]`, as the store holds them) and what
+    /// runs under each, per key.
+    Limits,
     /// Print lifecycle events (with --json: JSON lines); --follow keeps watching.
     Events(EventsArgs),
     /// Benchmark: enqueue and drain no-op jobs on the configured store.

@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Dlq(v) => cmd::dlq::run(config, v, json).await,
         Verb::Queue(v) => cmd::queue::run(config, v, json).await,
         Verb::Periodic(v) => cmd::periodic::run(config, v, json).await,
+        Verb::Limits => cmd::limits::run(config, json).await,
         Verb::Events(a) => cmd::events::run(config, a, json).await,
         // bench always prints one JSON line, the format of the peer scripts.
         Verb::Bench(a) => cmd::bench::run(config, a).await,

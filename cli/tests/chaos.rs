@@ -51,6 +51,9 @@ fn kill_restart_on_four_nodes_loses_nothing_and_records_nothing_twice() {
     assert_eq!(c["unexpected"], 0, "{c}");
     assert_eq!(c["acknowledged"], c["completed"], "{c}");
     assert!(c["acknowledged"].as_u64().unwrap() >= 300, "{c}");
+    // The nodes run under `[[limit]]`s; the runner sampled them the whole run.
+    assert_eq!(c["limit_exceeded"], 0, "{c}");
+    assert!(c["limit_samples"].as_u64().unwrap() > 50, "{c}");
     let kills = r["applied"]
         .as_array()
         .unwrap()

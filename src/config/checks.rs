@@ -310,6 +310,9 @@ impl Config {
         for (key, message) in super::periodic::problems(&self.periodic, registry.as_ref(), now) {
             c.fail(&key, message);
         }
+        for (key, message) in super::limits::problems(&self.limit) {
+            c.fail(&key, message);
+        }
         c.finish()
     }
 }

@@ -22,9 +22,11 @@
 //! | `sections.rs` | `[node]`, `[store]`, `[workers]`, `[exec]`, `[http]` |
 //! | `mesh.rs` | `[mesh]`: addresses, members, cluster key, admission of one node |
 //! | `periodic.rs` | `[[periodic]]`: schedules and the job each tick enqueues |
+//! | `limits.rs` | `[[limit]]`: cluster-wide concurrency and rate limits |
 //! | `checks.rs` | ranges and cross-key rules, every problem reported at once |
 
 mod checks;
+mod limits;
 mod mesh;
 mod periodic;
 mod sections;
@@ -46,6 +48,7 @@ pub use checks::{
     MAX_BATCH, MAX_CONCURRENCY, MAX_DURATION, MAX_LEASE, MAX_MESH_F, MAX_MESH_OBSERVERS,
     MAX_OUTPUT_BYTES, MAX_POLL_INTERVAL, MAX_RESTART_BACKOFF, MAX_RESTARTS,
 };
+pub use limits::LimitEntry;
 pub use mesh::{
     AdmissionError, ClusterKey, MeshSection, SAMPLED_MONITORING_FROM, parse_multiaddr,
     parse_peer_id,
@@ -89,6 +92,9 @@ pub struct Config {
     /// Periodic schedules (`[[periodic]]`), run by the node holding the `periodic`
     /// leader lease.
     pub periodic: Vec<PeriodicEntry>,
+    /// Cluster-wide concurrency and rate limits (`[[limit]]`), written to the store when
+    /// a node starts.
+    pub limit: Vec<LimitEntry>,
 }
 
 /// Why a configuration was refused.
@@ -242,6 +248,11 @@ impl Config {
                 })?;
         }
         Ok(registry)
+    }
+
+    /// The limits of `[[limit]]`, checked at load.
+    pub fn limits(&self) -> Vec<crate::limits::Limit> {
+        limits::limits(&self.limit)
     }
 
     /// The periodic jobs of `[[periodic]]`, checked at load.

@@ -573,3 +573,50 @@ fn missing_file_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn limits_are_read_and_checked_with_their_key() {
+    let f = file(
+        "[[limit]]\nqueue = \"emails\"\nmax_running = 5\nrate = \"100/s\"\nburst = 20\n\
+         limit_by = \"$.customer_id\"\n[[limit]]\nkind = \"http\"\nmax_running = 2\n",
+    );
+    let c = Config::load(Some(f.path()), []).unwrap();
+    let limits = c.limits();
+    assert_eq!(limits.len(), 2);
+    assert_eq!(limits[0].name(), "queue:emails");
+    assert_eq!(limits[0].rate.unwrap().count, 100);
+    assert_eq!(limits[0].capacity(), 20);
+    assert_eq!(limits[1].name(), "kind:http");
+    for (text, key) in [
+        ("[[limit]]\nmax_running = 1\n", "limit[0].queue"),
+        (
+            "[[limit]]\nqueue = \"q\"\nkind = \"k\"\nmax_running = 1\n",
+            "limit[0].kind",
+        ),
+        ("[[limit]]\nqueue = \"q\"\n", "limit[0].queue"),
+        (
+            "[[limit]]\nqueue = \"q\"\nrate = \"fast\"\n",
+            "limit[0].rate",
+        ),
+        (
+            "[[limit]]\nqueue = \"q\"\nmax_running = 0\n",
+            "limit[0].max_running",
+        ),
+        (
+            "[[limit]]\nqueue = \"q\"\nmax_running = 1\nburst = 3\n",
+            "limit[0].burst",
+        ),
+        (
+            "[[limit]]\nqueue = \"q\"\nmax_running = 1\nlimit_by = \"customer\"\n",
+            "limit[0].limit_by",
+        ),
+        (
+            "[[limit]]\nqueue = \"q\"\nmax_running = 1\n[[limit]]\nqueue = \"q\"\nmax_running = 2\n",
+            "limit[1]",
+        ),
+        ("[[limit]]\nqueue = \"q\"\nmax_runing = 1\n", "max_runing"),
+    ] {
+        let e = refused(text);
+        assert!(e.contains(key), "{key} not named in: {e}");
+    }
+}

@@ -17,7 +17,9 @@ use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, Lease, NewJob, NodeId,
     ProgressReport,
 };
+use crate::limits::{Limit, LimitUsage};
 use crate::periodic::PeriodicJob;
+use crate::store::JobLimits;
 use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTarget};
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
@@ -252,6 +254,21 @@ impl QueueControl for MeteredStore {
 
     async fn paused_queues(&self) -> Result<Vec<PausedQueue>, StoreError> {
         self.seen(self.inner.paused_queues().await)
+    }
+}
+
+#[async_trait]
+impl JobLimits for MeteredStore {
+    async fn set_limits(&self, limits: &[Limit], now: Millis) -> Result<(), StoreError> {
+        self.seen(self.inner.set_limits(limits, now).await)
+    }
+
+    async fn limits(&self) -> Result<Vec<Limit>, StoreError> {
+        self.seen(self.inner.limits().await)
+    }
+
+    async fn limit_usage(&self) -> Result<Vec<LimitUsage>, StoreError> {
+        self.seen(self.inner.limit_usage().await)
     }
 }
 

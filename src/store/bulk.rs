@@ -138,6 +138,8 @@ impl std::str::FromStr for BulkAction {
 /// Which jobs a bulk action targets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+// One is built per operator action: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum BulkTarget {
     /// These jobs (unknown ids are counted as not found).
     Ids(Vec<JobId>),

@@ -8,6 +8,7 @@ use super::activity::{Activity, LiveMembers};
 use super::audit::{AuditContext, AuditLog};
 use super::bulk::BulkActions;
 use super::history::JobHistory;
+use super::limits::JobLimits;
 use super::periodic::PeriodicTicks;
 use super::periodic_schedules::PeriodicSchedules;
 use super::queues::QueueControl;
@@ -209,8 +210,8 @@ pub trait Heartbeats: Send + Sync + 'static {
 
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
 /// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
-/// the read-side views [`JobHistory`] and [`Activity`], the periodic tick record, the
-/// periodic schedules ([`PeriodicSchedules`]) and
+/// the cluster-wide [`JobLimits`], the read-side views [`JobHistory`] and [`Activity`],
+/// the periodic tick record, the periodic schedules ([`PeriodicSchedules`]) and
 /// the [`AuditLog`] of operator actions, and bulk actions),
 /// and accessors for the optional ones.
 pub trait Store:
@@ -219,6 +220,7 @@ pub trait Store:
     + EventLog
     + Leadership
     + QueueControl
+    + JobLimits
     + ApiTokens
     + JobHistory
     + Activity

@@ -225,7 +225,8 @@ impl JobFilter {
             (Some(a), _) if a.id().0 < 0 || a.finished_at().is_some_and(|t| t.0 < 0) => {
                 return Err(FilterError::new("cursor", "not a cursor of this API"));
             }
-            (Some(After::Id(_)), SortKey::Id) | (Some(After::Finished { .. }), SortKey::Finished) => {}
+            (Some(After::Id(_)), SortKey::Id)
+            | (Some(After::Finished { .. }), SortKey::Finished) => {}
             (Some(After::Id(_)), SortKey::Finished) => {
                 return Err(FilterError::new(
                     "cursor",
@@ -335,6 +336,62 @@ impl After {
     }
 }
 
+/// Parses a JSON path of the subset every backend reads alike: `$`, then one to
+/// [`MAX_MATCH_DEPTH`] keys each introduced by a dot; keys are ASCII letters, digits,
+/// `_` and `-`, starting with a letter or `_` (so never read as an array index). Used by
+/// the payload match and by the partition key of a limit (`limit_by`). The error is the
+/// reason alone, for the caller to prefix with its field.
+pub fn parse_path(path: &str) -> Result<Vec<String>, String> {
+    let path = path.trim();
+    if path.len() > MAX_MATCH_LEN {
+        return Err(format!(
+            "the path is {} bytes long; at most {MAX_MATCH_LEN} are allowed",
+            path.len()
+        ));
+    }
+    let keys = path.strip_prefix("$.").ok_or_else(|| {
+        format!(
+            "the path must start with `$.`, got `{}`",
+            path.escape_debug()
+        )
+    })?;
+    let keys: Vec<String> = keys.split('.').map(str::to_string).collect();
+    if keys.len() > MAX_MATCH_DEPTH {
+        return Err(format!(
+            "the path has {} keys; at most {MAX_MATCH_DEPTH}",
+            keys.len()
+        ));
+    }
+    for k in &keys {
+        let mut chars = k.chars();
+        let ok = k.len() <= MAX_MATCH_KEY
+            && chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            return Err(format!(
+                "key `{}` must be 1 to {MAX_MATCH_KEY} of A-Z, a-z, 0-9, _ and -, \
+                 starting with a letter or _",
+                k.escape_debug()
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+/// A checked path as SQLite's `json_extract` reads it, each key quoted (`$."a"."b"`;
+/// keys hold no quote, see [`parse_path`]).
+pub fn sqlite_path(keys: &[String]) -> String {
+    let mut p = String::from("$");
+    for k in keys {
+        p.push_str(".\"");
+        p.push_str(k);
+        p.push('"');
+    }
+    p
+}
+
 /// A match on the payload: the value at a path of object keys equals a JSON scalar.
 ///
 /// Written `$.customer.id == "42"`: `$`, then one to [`MAX_MATCH_DEPTH`] keys each
@@ -363,35 +420,7 @@ impl PayloadMatch {
         let (path, value) = text.split_once("==").ok_or_else(|| {
             bad("write a match as `$.key.key == value`, e.g. `$.customer.id == \"42\"`".into())
         })?;
-        let path = path.trim();
-        let keys = path.strip_prefix("$.").ok_or_else(|| {
-            bad(format!(
-                "the path must start with `$.`, got `{}`",
-                path.escape_debug()
-            ))
-        })?;
-        let keys: Vec<String> = keys.split('.').map(str::to_string).collect();
-        if keys.len() > MAX_MATCH_DEPTH {
-            return Err(bad(format!(
-                "the path has {} keys; at most {MAX_MATCH_DEPTH}",
-                keys.len()
-            )));
-        }
-        for k in &keys {
-            let mut chars = k.chars();
-            let ok = k.len() <= MAX_MATCH_KEY
-                && chars
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !ok {
-                return Err(bad(format!(
-                    "key `{}` must be 1 to {MAX_MATCH_KEY} of A-Z, a-z, 0-9, _ and -, \
-                     starting with a letter or _",
-                    k.escape_debug()
-                )));
-            }
-        }
+        let keys = parse_path(path).map_err(bad)?;
         let value: serde_json::Value = serde_json::from_str(value.trim()).map_err(|e| {
             bad(format!(
                 "the value must be a JSON string, number, true, false or null: {e}"
@@ -422,13 +451,7 @@ impl PayloadMatch {
     /// The path as SQLite's `json_extract` reads it, each key quoted (`$."a"."b"`; keys
     /// hold no quote, see [`PayloadMatch::parse`]).
     pub fn sqlite_path(&self) -> String {
-        let mut p = String::from("$");
-        for k in &self.path {
-            p.push_str(".\"");
-            p.push_str(k);
-            p.push('"');
-        }
-        p
+        sqlite_path(&self.path)
     }
 
     /// What SQLite's `json_type` says of a matching value: its one or two type names.
@@ -734,7 +757,10 @@ mod tests {
             "f1:a:+5:1",
             "f2:a:5:1",
         ] {
-            assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(bad)).is_err(), "{bad}");
+            assert!(
+                Cursor::decode(&URL_SAFE_NO_PAD.encode(bad)).is_err(),
+                "{bad}"
+            );
         }
         for bad in [
             "",
@@ -779,6 +805,9 @@ mod tests {
             at: Millis(-1),
             id: JobId(5),
         });
-        assert_eq!(with(&by_finish, negative).check().unwrap_err().field, "cursor");
+        assert_eq!(
+            with(&by_finish, negative).check().unwrap_err().field,
+            "cursor"
+        );
     }
 }

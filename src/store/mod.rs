@@ -2,7 +2,7 @@
 //!
 //! Small capability traits (`capability.rs`: [`JobQueue`], [`JobAdmin`], [`EventLog`],
 //! [`Leadership`], [`WakeupSource`], [`Heartbeats`], with [`Store`] over them; beside
-//! them [`QueueControl`], [`ApiTokens`], [`PeriodicTicks`]; the read-side views
+//! them [`QueueControl`], [`JobLimits`], [`ApiTokens`], [`PeriodicTicks`]; the read-side views
 //! [`JobHistory`] in `history.rs` and [`Activity`] in `activity.rs`; the audit log's
 //! [`AuditLog`] in `audit.rs`), several
 //! backends, each a folder split by concern: SQLite (the embedded default), Postgres
@@ -32,6 +32,8 @@ mod event_log;
 pub mod filter;
 /// A job's history: its finished attempts and its events.
 pub mod history;
+/// Cluster-wide limits on claims: the limits in force and what runs under them.
+pub mod limits;
 mod open;
 /// Periodic ticks: the record of handled ticks per schedule, and the guarded enqueue.
 pub mod periodic;
@@ -65,6 +67,7 @@ pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
 pub use filter::{After, Cursor, FilterError, JobFilter, Order, PayloadMatch, SortKey, TimeRange};
 pub use history::{Attempt, AttemptOutcome, JobHistory};
+pub use limits::JobLimits;
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
 pub use periodic_schedules::{

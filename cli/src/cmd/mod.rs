@@ -8,6 +8,7 @@ pub mod chaos;
 pub mod dlq;
 pub mod events;
 pub mod jobs;
+pub mod limits;
 pub mod mesh;
 pub mod node;
 pub mod periodic;

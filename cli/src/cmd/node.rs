@@ -66,6 +66,19 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     // Checked at load already; checked again against the node's registry. A config
     // without `[[periodic]]` leaves the store's config schedules alone (a worker-only
     // node must not retire another node's schedules).
+    // The store holds the limits every claimer enforces; a config with `[[limit]]`
+    // replaces them. A config without any leaves them alone (a worker-only node must not
+    // lift the limits another node set; `jobmesh limits` shows and clears them).
+    if !config.limit.is_empty() {
+        if let Err(e) = node.set_limits(config.limits()).await {
+            node.shutdown(SHUTDOWN_GRACE).await?;
+            return Err(e.into());
+        }
+        say(format_args!(
+            "{} limits in force on every node (see `jobmesh limits`)",
+            config.limit.len()
+        ));
+    }
     if !config.periodic.is_empty() {
         if let Err(e) = node.set_periodic(config.periodic_jobs()).await {
             node.shutdown(SHUTDOWN_GRACE).await?;

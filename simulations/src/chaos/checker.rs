@@ -66,6 +66,12 @@ pub struct Counts {
     pub evictions: u64,
     /// Evictions of a node that was not faulty at the time. Must be 0 with <= f liars.
     pub false_evictions: u64,
+    /// Samples of the running counts under the cluster's limits.
+    #[serde(default)]
+    pub limit_samples: u64,
+    /// Samples in which a limit's key had more running than its `max_running`. Must be 0.
+    #[serde(default)]
+    pub limit_exceeded: u64,
 }
 
 /// One distinct eviction.
@@ -274,6 +280,29 @@ pub fn check(h: &History, cfg: &CheckConfig) -> Verdict {
             "inconsistent: {} job(s) whose state and events disagree (ids {})",
             inconsistent.len(),
             sample(&inconsistent)
+        ));
+    }
+
+    // Limits: no sampled moment may hold more running under a limit than it allows.
+    c.limit_samples = h.limit_samples.len() as u64;
+    let over: Vec<_> = h
+        .limit_samples
+        .iter()
+        .filter(|s| {
+            h.limits
+                .iter()
+                .any(|l| l.limit == s.limit && s.running > l.max_running)
+        })
+        .collect();
+    c.limit_exceeded = over.len() as u64;
+    if let Some(worst) = over.iter().max_by_key(|s| s.running) {
+        violations.push(format!(
+            "limit exceeded: {} sample(s) over a max_running (worst: {} key `{}` had {} running at +{} ms)",
+            over.len(),
+            worst.limit,
+            worst.key,
+            worst.running,
+            worst.at_ms - h.start_ms
         ));
     }
 

@@ -115,8 +115,9 @@ impl Cluster {
                 None => sqlite,
             };
             let text = format!(
-                "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n{store}{NODE_SETTINGS}",
+                "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n{store}{NODE_SETTINGS}{}",
                 data_dir.display(),
+                super::limits::node_limits(n),
             );
             write(&config, &text)?;
             let out = Command::new(bin)

@@ -8,6 +8,7 @@ use jobmesh::store::{After, JobFilter, Store};
 use serde::{Deserialize, Serialize};
 
 use super::ChaosError;
+use super::limits::{LimitBound, LimitSample};
 use super::plan::{Fault, NodeIx};
 use super::windows::FaultWindow;
 
@@ -103,6 +104,13 @@ pub struct History {
     /// Nodes that exited on their own (not killed by the runner), in words.
     #[serde(default)]
     pub exits: Vec<String>,
+    /// The limits with `max_running` the cluster ran under.
+    #[serde(default)]
+    pub limits: Vec<LimitBound>,
+    /// The store's running counts under them, sampled during the run (the busiest key
+    /// of each limit per sample).
+    #[serde(default)]
+    pub limit_samples: Vec<LimitSample>,
 }
 
 impl History {

@@ -19,6 +19,7 @@ pub mod checker;
 pub mod cluster;
 pub mod control;
 pub mod history;
+pub mod limits;
 pub mod plan;
 pub mod proxy;
 pub mod report;

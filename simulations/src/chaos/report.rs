@@ -118,6 +118,11 @@ pub fn table(r: &Report) -> String {
         c.inconsistent.to_string(),
         &format!("must be 0: {}", check(c.inconsistent == 0)),
     );
+    row(
+        "limit exceeded (samples)",
+        format!("{} of {}", c.limit_exceeded, c.limit_samples),
+        &format!("must be 0: {}", check(c.limit_exceeded == 0)),
+    );
     row("rescued", c.rescued.to_string(), "");
     row("worker crashes", c.worker_crashes.to_string(), "");
     row("evictions", c.evictions.to_string(), "");

@@ -259,6 +259,8 @@ async fn drive(
         workload
     });
     let mut progress = Progress::new(opts, start, attempts.clone());
+    // What runs under each limit, sampled from the store for the whole run.
+    let (sampler, samples) = super::limits::start_sampler(store.clone());
     for step in &plan.steps {
         progress
             .wait_until(start + step.at, cluster, &*store)
@@ -295,8 +297,22 @@ async fn drive(
     if opts.sabotage {
         workload.sabotage_lose_one(&cluster.sqlite_path()).await?;
     }
-    progress.drain(cluster, &*store).await?;
+    let drained = progress.drain(cluster, &*store).await;
+    sampler.abort();
+    drained?;
     progress.finish();
+    history.limit_samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
+    history.limits = store
+        .limits()
+        .await?
+        .into_iter()
+        .filter_map(|l| {
+            Some(super::limits::LimitBound {
+                limit: l.name(),
+                max_running: u64::from(l.max_running?),
+            })
+        })
+        .collect();
     history.end_ms = now_ms();
     history.survivors = cluster.running();
     history.windows = windows.windows().to_vec();

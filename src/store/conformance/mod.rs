@@ -27,6 +27,7 @@ mod complete;
 mod enqueue;
 mod history;
 mod hostile;
+mod limits;
 mod pages;
 mod periodic;
 mod queues;
@@ -42,6 +43,7 @@ pub use complete::*;
 pub use enqueue::*;
 pub use history::*;
 pub use hostile::*;
+pub use limits::*;
 pub use pages::*;
 pub use periodic::*;
 pub use queues::*;
@@ -167,10 +169,19 @@ macro_rules! store_conformance_tests {
             bulk_by_filter_covers_every_match_in_batches,
             progress_is_recorded_under_the_lease, stale_progress_is_refused,
             snooze_gives_the_attempt_back, finished_pages_go_by_finish_time,
-            payload_pages_at_every_density);
+            payload_pages_at_every_density,
+            limits_are_stored_and_bad_sets_refused, max_running_holds_per_queue,
+            max_running_per_key, kind_limit_spans_queues,
+            slots_come_back_with_every_way_out_of_running, rate_limits_claims_per_key,
+            one_key_does_not_starve_the_others);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_claimers_never_exceed_a_limit() {
+            $crate::store::conformance::concurrent_claimers_never_exceed_a_limit($make().await)
+                .await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_tick_enqueues() {

@@ -34,12 +34,17 @@ macro_rules! claim_sql {
 }
 
 /// One queue: an index scan in dispatch order that stops after `$5` rows, or none at all
-/// when the queue is paused (the `NOT EXISTS` is evaluated once, before the scan). (With
+/// when the queue is paused or under a limit (each `NOT EXISTS` is evaluated once, before
+/// the scan: a per-row test of the job's kind against the kind limits made Postgres sort
+/// the whole queue). Limited queues, and every queue while some kind has a limit, are
+/// claimed by `limits.rs`; the test here keeps a claimer whose routing cache has not yet
+/// seen a new limit from taking jobs past it. (With
 /// `queue = ANY (array)` Postgres 15 sorts every available job of the queues instead.)
 const CLAIM_ONE_QUEUE: &str = claim_sql!(
     "SELECT id AS pick FROM jobs
      WHERE state = 'available' AND queue = $4
        AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = $4)
+       AND NOT EXISTS (SELECT 1 FROM job_limits l WHERE l.queue = $4 OR l.kind IS NOT NULL)
      ORDER BY priority DESC, run_at, id
      LIMIT $5
      FOR UPDATE SKIP LOCKED"
@@ -52,6 +57,7 @@ const CLAIM_QUEUES: &str = claim_sql!(
     "SELECT j.pick FROM (
          SELECT name FROM unnest($4::text[]) AS u(name)
          WHERE NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = u.name)
+           AND NOT EXISTS (SELECT 1 FROM job_limits l WHERE l.queue = u.name OR l.kind IS NOT NULL)
      ) AS q
      CROSS JOIN LATERAL (
          SELECT id AS pick, priority, run_at FROM jobs
@@ -64,8 +70,9 @@ const CLAIM_QUEUES: &str = claim_sql!(
      LIMIT $5"
 );
 
-/// Leases the given jobs that are still `available` in a queue that is not paused, with
-/// their `job.claimed` events.
+/// Leases the given jobs that are still `available` in a queue that is not paused and
+/// under no limit, with their `job.claimed` events (jobs under a limit are claimed by
+/// `limits.rs`; the production store pushes refused ones back to Redis).
 /// `$1` worker, `$2` node, `$3` lease expiry, `$4` ids, `$5` now.
 ///
 /// The ids are joined from `unnest` rather than tested with `id = ANY ($4)`: with the
@@ -79,6 +86,8 @@ const CLAIM_IDS: &str = concat!(
          FROM unnest($4::bigint[]) AS t(pick)
          WHERE jobs.id = t.pick AND jobs.state = 'available'
            AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = jobs.queue)
+           AND NOT EXISTS (SELECT 1 FROM job_limits l WHERE l.kind IS NOT NULL)
+           AND jobs.queue NOT IN (SELECT queue FROM job_limits WHERE queue IS NOT NULL)
          RETURNING has_children, ",
     job_columns!(),
     "
@@ -111,6 +120,13 @@ impl PostgresStore {
         let mut queues = req.queues.clone();
         queues.sort_unstable();
         queues.dedup();
+        let routing = self.routing().await?;
+        if queues.iter().any(|q| routing.limited(q)) {
+            let (mut jobs, bad) = self.claim_limited(req, &queues).await?;
+            self.discard_undecodable(req, &bad).await;
+            jobs.sort_by_key(ClaimOrder::of);
+            return Ok(jobs.into_iter().map(|job| grant(job, req)).collect());
+        }
         let one = queues.len() == 1;
         let query = sqlx::query(if one { CLAIM_ONE_QUEUE } else { CLAIM_QUEUES })
             .bind(&req.worker.0)

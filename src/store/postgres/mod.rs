@@ -39,7 +39,8 @@
 //!   filter as conditions; `bulk.rs` (`BulkActions`) bulk actions, a batch per
 //!   transaction; `retention.rs` the purge;
 //!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`); `queues.rs`
-//!   (`QueueControl`) paused queues, which every claim statement skips; `history.rs`
+//!   (`QueueControl`) paused queues, which every claim statement skips; `limits.rs`
+//!   (`JobLimits`) the limits and the limited claim; `history.rs`
 //!   the read-side views (`JobHistory`, `Activity`); `periodic.rs`
 //!   (`PeriodicTicks`) the tick marks of periodic schedules; `periodic_schedules.rs`
 //!   (`PeriodicSchedules`) the schedules;
@@ -72,6 +73,8 @@ mod events;
 mod filter;
 mod history;
 mod leader;
+mod limited;
+mod limits;
 mod listen;
 mod listing;
 mod periodic;
@@ -171,6 +174,8 @@ pub struct PostgresStore {
     options: PgConnectOptions,
     schema: String,
     channel: String,
+    /// Which queues are under a limit, as last read (see `limits.rs`).
+    limit_cache: std::sync::Arc<limits::LimitCache>,
 }
 
 /// Checks that a schema name is a plain lowercase identifier: it is spliced into DDL
@@ -246,6 +251,7 @@ impl PostgresStore {
             options,
             schema,
             channel,
+            limit_cache: Default::default(),
         })
     }
 

@@ -25,6 +25,18 @@ impl Shared {
         queues.sort_unstable();
         queues.dedup();
         let mut out: Vec<ClaimedJob> = Vec::new();
+        // Queues under a limit are claimed by Postgres, which counts what runs under each
+        // limit and ranks keys round robin; Redis' take knows neither.
+        let routing = self.pg.routing().await?;
+        let (limited, free): (Vec<String>, Vec<String>) =
+            queues.into_iter().partition(|q| routing.limited(q));
+        if !limited.is_empty() {
+            out = self.claim_limited(req, limited).await?;
+            if free.is_empty() || out.len() as u32 >= req.limit {
+                return Ok(self.finish_claim(out));
+            }
+        }
+        let queues = free;
         for _ in 0..CLAIM_ROUNDS {
             let want = req.limit - out.len() as u32;
             let taken = match self.redis.take(&queues, want, req.now).await {
@@ -53,7 +65,20 @@ impl Shared {
             }
             let got = taken.ids.len();
             match self.confirm(req, &taken.ids).await {
-                Ok(confirmed) => out.extend(confirmed),
+                Ok(confirmed) => {
+                    if confirmed.len() < got {
+                        // Refused ids: stale entries, or jobs under a limit this node's
+                        // routing has not seen yet; those still available go back.
+                        let refused: Vec<JobId> = taken
+                            .ids
+                            .iter()
+                            .filter(|id| !confirmed.iter().any(|c| c.job.id == **id))
+                            .copied()
+                            .collect();
+                        self.push_after_commit(&refused, req.now).await;
+                    }
+                    out.extend(confirmed)
+                }
                 Err(e) => {
                     // The taken ids left Redis but may still be available in Postgres:
                     // the reconciler puts them back once Postgres answers.
@@ -71,6 +96,29 @@ impl Shared {
             }
         }
         Ok(self.finish_claim(out))
+    }
+
+    /// Claims from limited queues through Postgres (its limited claim), then takes the
+    /// claimed ids out of Redis' ready index (best-effort: an entry left behind is
+    /// refused by a later confirm like any stale one).
+    async fn claim_limited(
+        &self,
+        req: &ClaimRequest,
+        queues: Vec<String>,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let limited = ClaimRequest {
+            queues,
+            ..req.clone()
+        };
+        let claimed = self.pg.claim(&limited).await?;
+        self.note_parents(&claimed).await;
+        if !claimed.is_empty() {
+            let ids: Vec<JobId> = claimed.iter().map(|c| c.job.id).collect();
+            if let Err(e) = self.redis.remove(&ids).await {
+                tracing::debug!(error = %e, "removing claimed limited jobs from Redis failed; confirms will refuse them");
+            }
+        }
+        Ok(claimed)
     }
 
     /// Claims `want` more jobs from Postgres alone (`FOR UPDATE SKIP LOCKED`).

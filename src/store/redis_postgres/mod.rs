@@ -12,7 +12,9 @@
 //! Postgres holds as `available`, and a bounded stream of the lifecycle events.
 //!
 //! Files: this one the store, its settings and the trait impls; `claim.rs` claims
-//! through Redis with the Postgres fallback; `queues.rs` pauses and resumes queues
+//! through Redis with the Postgres fallback (and claims of limited queues through
+//! Postgres alone); `limits.rs` the cluster-wide limits, held by Postgres; `queues.rs`
+//! pauses and resumes queues
 //! (Postgres owns the pause, Redis mirrors it for the take script); `periodic.rs`
 //! enqueues periodic ticks through Postgres and pushes their jobs; `bulk.rs` runs the Postgres
 //! store's bulk batches and keeps Redis in step after each; `outbox.rs` pushes
@@ -67,6 +69,7 @@ mod audit;
 mod bulk;
 mod claim;
 mod history;
+mod limits;
 mod outbox;
 mod periodic;
 mod periodic_schedules;

@@ -22,19 +22,29 @@ impl SqliteStore {
         }
         let expires = req.now.plus(req.lease_for);
         let mut tx = self.begin().await?;
+        let queues = to_json(&req.queues);
         // Pick, lease, log and read back the batch with one value crossing from SQLite's
-        // thread per statement (ids in, one JSON array out), not one row per job.
-        let ids: String = sqlx::query_scalar(
-            "SELECT json_group_array(id) FROM (
+        // thread per statement (ids in, one JSON array out), not one row per job. A claim
+        // under a limit picks by the limits instead (`limits.rs`); the write lock this
+        // transaction holds serialises it against every other claim.
+        let (ids, limited): (String, bool) = sqlx::query_as(
+            "SELECT (SELECT json_group_array(id) FROM (
                  SELECT id FROM jobs WHERE state = 'available'
                    AND queue IN (SELECT value FROM json_each(?1))
                    AND queue NOT IN (SELECT queue FROM paused_queues)
-                 ORDER BY priority DESC, run_at, id LIMIT ?2)",
+                 ORDER BY priority DESC, run_at, id LIMIT ?2)),
+                 EXISTS (SELECT 1 FROM job_limits
+                   WHERE kind IS NOT NULL OR queue IN (SELECT value FROM json_each(?1)))",
         )
-        .bind(to_json(&req.queues))
+        .bind(&queues)
         .bind(req.limit as i64)
         .fetch_one(&mut *tx)
         .await?;
+        let ids = if limited {
+            Self::pick_limited(&mut tx, req, &queues).await?
+        } else {
+            ids
+        };
         if ids == "[]" {
             tx.commit().await?;
             return Ok(Vec::new());

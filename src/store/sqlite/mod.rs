@@ -59,6 +59,7 @@ mod events;
 mod filter;
 mod history;
 mod leader;
+mod limits;
 mod periodic;
 mod periodic_schedules;
 mod progress;

@@ -244,3 +244,32 @@ fn quantiles_use_the_nearest_rank() {
     assert_eq!(quantile(&[30, 10, 20], 0.5), Some(20));
     assert_eq!(quantile(&[30, 10, 20], 0.99), Some(30));
 }
+
+#[test]
+fn a_sample_over_a_limit_fails_the_run() {
+    use crate::chaos::limits::{LimitBound, LimitSample};
+    let mut h = good(3);
+    h.limits = vec![LimitBound {
+        limit: "kind:sleep".into(),
+        max_running: 2,
+    }];
+    let sample = |at, running| LimitSample {
+        at_ms: at,
+        limit: "kind:sleep".into(),
+        key: String::new(),
+        running,
+    };
+    h.limit_samples = vec![sample(T0 + 10, 1), sample(T0 + 20, 2)];
+    let v = check(&h, &CheckConfig::default());
+    assert!(v.passed(), "{:?}", v.violations);
+    assert_eq!((v.counts.limit_samples, v.counts.limit_exceeded), (2, 0));
+    h.limit_samples.push(sample(T0 + 30, 3));
+    let v = check(&h, &CheckConfig::default());
+    assert!(!v.passed());
+    assert_eq!(v.counts.limit_exceeded, 1);
+    assert!(
+        v.violations.iter().any(|m| m.contains("limit exceeded")),
+        "{:?}",
+        v.violations
+    );
+}

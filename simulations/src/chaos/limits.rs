@@ -1,0 +1,99 @@
+//! The limits every chaos cluster runs under, and the sampler that reads what runs
+//! under them from the store while the faults play, so the checker can judge "no limit
+//! exceeded at any sampled moment" in every scenario.
+//!
+//! Two limits exercise both shapes: the `sleep` kind (most of the workload) at three
+//! quarters of the cluster's workers, so it binds whenever the cluster is busy; and the
+//! `panic` kind at one running per key of `$.times` (all panic jobs share the key), so
+//! the keyed path is in play too.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jobmesh::store::SharedStore;
+use serde::{Deserialize, Serialize};
+
+use super::cluster::now_ms;
+
+/// How often the sampler reads the running counts.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+/// How long one sample may take before it is skipped (a store outage is a fault).
+const SAMPLE_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Workers per chaos node (see the cluster's node settings).
+pub const WORKERS_PER_NODE: usize = 4;
+
+/// The `max_running` of the `sleep` kind for a cluster of `n` nodes.
+pub fn sleep_limit(n: usize) -> u64 {
+    ((WORKERS_PER_NODE * n * 3) / 4).max(2) as u64
+}
+
+/// The `[[limit]]` entries of a chaos node's config for a cluster of `n` nodes.
+pub fn node_limits(n: usize) -> String {
+    format!(
+        "[[limit]]\nkind = \"sleep\"\nmax_running = {}\n\
+         [[limit]]\nkind = \"panic\"\nmax_running = 1\nlimit_by = \"$.times\"\n",
+        sleep_limit(n)
+    )
+}
+
+/// A limit's bound, as the checker compares samples with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitBound {
+    /// The limit's name (`kind:sleep`).
+    pub limit: String,
+    /// Its `max_running`.
+    pub max_running: u64,
+}
+
+/// The busiest key of one limit at one sampled moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitSample {
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// The limit's name.
+    pub limit: String,
+    /// The key.
+    pub key: String,
+    /// Running jobs under it.
+    pub running: u64,
+}
+
+/// Samples taken so far.
+pub type Samples = Arc<Mutex<Vec<LimitSample>>>;
+
+/// Samples the store's running counts every [`SAMPLE_EVERY`] until aborted, keeping
+/// the busiest key of each limit per sample (a failed or slow read is skipped).
+pub fn start_sampler(store: SharedStore) -> (tokio::task::JoinHandle<()>, Samples) {
+    let samples: Samples = Arc::default();
+    let out = samples.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        loop {
+            tick.tick().await;
+            let Ok(Ok(usage)) = tokio::time::timeout(SAMPLE_DEADLINE, store.limit_usage()).await
+            else {
+                continue;
+            };
+            let at_ms = now_ms();
+            let mut busiest: Vec<LimitSample> = Vec::new();
+            for u in usage {
+                match busiest.iter_mut().find(|s| s.limit == u.limit) {
+                    Some(s) if s.running >= u.running => {}
+                    Some(s) => {
+                        s.key = u.key;
+                        s.running = u.running;
+                    }
+                    None => busiest.push(LimitSample {
+                        at_ms,
+                        limit: u.limit,
+                        key: u.key,
+                        running: u.running,
+                    }),
+                }
+            }
+            out.lock().expect("samples lock").extend(busiest);
+        }
+    });
+    (task, samples)
+}

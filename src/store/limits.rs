@@ -1,0 +1,116 @@
+//! Limits on claims as a store capability: the limits in force (rows every claimer
+//! reads), and what is running under each (see [`crate::limits`] for the semantics and
+//! the decision every backend applies).
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::clock::Millis;
+use crate::limits::{Limit, LimitScope, LimitUsage, Rate, check_limits};
+
+/// Candidates a limited claim reads per job it may take: enough that keys whose jobs
+/// the choice refuses (room for fewer than their rank) leave others to take.
+pub(crate) const CANDIDATES_PER_WANT: u32 = 4;
+/// Candidates a limited claim reads beyond that.
+pub(crate) const EXTRA_CANDIDATES: u32 = 64;
+
+/// The cluster-wide limits. Every backend has them, so [`super::Store`] requires it.
+#[async_trait]
+pub trait JobLimits: Send + Sync + 'static {
+    /// Replaces the limits in force on every node with `limits` (checked first, refused
+    /// whole with the limit at fault), in one transaction; the buckets of limits that
+    /// are gone or whose rate changed are dropped (they start full). Claims already
+    /// running keep the limits they read.
+    async fn set_limits(&self, limits: &[Limit], now: Millis) -> Result<(), StoreError>;
+
+    /// The limits in force, by name.
+    async fn limits(&self) -> Result<Vec<Limit>, StoreError>;
+
+    /// The running jobs under each limit with `max_running`, per partition key, as the
+    /// claim counts them (pairs with nothing running are left out), sorted by limit and
+    /// key.
+    async fn limit_usage(&self) -> Result<Vec<LimitUsage>, StoreError>;
+}
+
+/// Checks a set of limits for a store.
+pub(crate) fn check(limits: &[Limit]) -> Result<(), StoreError> {
+    check_limits(limits).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// A `job_limits` row as both backends store it (the path column aside).
+pub(crate) struct LimitRow {
+    pub queue: Option<String>,
+    pub kind: Option<String>,
+    pub max_running: Option<i64>,
+    pub rate_count: Option<i64>,
+    pub rate_ms: Option<i64>,
+    pub burst: Option<i64>,
+    pub limit_by: Option<String>,
+}
+
+impl LimitRow {
+    /// The row of a checked limit.
+    pub fn of(l: &Limit) -> Self {
+        let (queue, kind) = match &l.scope {
+            LimitScope::Queue(q) => (Some(q.clone()), None),
+            LimitScope::Kind(k) => (None, Some(k.clone())),
+        };
+        Self {
+            queue,
+            kind,
+            max_running: l.max_running.map(i64::from),
+            rate_count: l.rate.map(|r| i64::from(r.count)),
+            rate_ms: l.rate.map(|r| r.per_ms as i64),
+            burst: l.burst.map(i64::from),
+            limit_by: l.limit_by.clone(),
+        }
+    }
+
+    /// The limit a row holds; a row this version cannot read is corrupt.
+    pub fn limit(self) -> Result<Limit, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("job_limits row: {what}"));
+        let scope = match (self.queue, self.kind) {
+            (Some(q), None) => LimitScope::Queue(q),
+            (None, Some(k)) => LimitScope::Kind(k),
+            _ => return Err(corrupt("neither or both of queue and kind")),
+        };
+        let num = |v: Option<i64>| {
+            v.map(|n| u32::try_from(n).map_err(|_| corrupt("a value out of range")))
+                .transpose()
+        };
+        let rate = match (self.rate_count, self.rate_ms) {
+            (Some(c), Some(ms)) => Some(Rate {
+                count: u32::try_from(c).map_err(|_| corrupt("rate count"))?,
+                per_ms: u64::try_from(ms).map_err(|_| corrupt("rate interval"))?,
+            }),
+            (None, None) => None,
+            _ => return Err(corrupt("half a rate")),
+        };
+        let l = Limit {
+            scope,
+            max_running: num(self.max_running)?,
+            rate,
+            burst: num(self.burst)?,
+            limit_by: self.limit_by,
+        };
+        l.check().map_err(|e| corrupt(&e.to_string()))?;
+        Ok(l)
+    }
+}
+
+/// The names of limits whose buckets no longer mean anything: gone, or with another
+/// rate or burst.
+pub(crate) fn stale_buckets(old: &[Limit], new: &[Limit]) -> Vec<String> {
+    old.iter()
+        .filter(|o| {
+            o.rate.is_some()
+                && !new.iter().any(|n| {
+                    n.scope == o.scope
+                        && n.rate == o.rate
+                        && n.capacity() == o.capacity()
+                        && n.limit_by == o.limit_by
+                })
+        })
+        .map(Limit::name)
+        .collect()
+}
