@@ -40,6 +40,8 @@ pub struct AppState {
     /// `Some(period)` where no node maintains the queue counts (`jobmesh api`): a scrape
     /// re-reads them when they are older than this.
     pub counts_refresh: Option<std::time::Duration>,
+    /// The queue counts `GET /api/v1/queues` serves, shared by every caller.
+    pub counts: crate::counts::CountsCache,
 }
 
 impl std::fmt::Debug for AppState {
