@@ -62,7 +62,8 @@ export async function render(main, {me, id}) {
       ['Priority', String(j.priority)], ['Attempt', `${j.attempt} of ${j.max_attempts}`],
       ['Run at', time(j.run_at)], ['Enqueued', time(j.created_at)], ['Finished', time(j.finished_at)],
       ['Timeout', duration(j.timeout_ms)], ['Unique key', j.unique_key || '–'],
-      ['Lease', j.lease_owner ? `${j.lease_owner} on ${j.lease_node || '?'} until ` : '–', j.lease_expires_at ? time(j.lease_expires_at) : null],
+      ['Lease', j.state === 'running' && j.lease_owner ? `${j.lease_owner} on ${j.lease_node || '?'} until ` : '–',
+        j.state === 'running' && j.lease_expires_at ? time(j.lease_expires_at) : null],
       ['Parents', j.depends_on.length ? j.depends_on.map(p => [h('a', {href: `#/jobs/${p}`}, String(p)), ' ']) : '–'],
       ['On parent failure', j.on_parent_failure],
     ];
@@ -70,7 +71,7 @@ export async function render(main, {me, id}) {
       h('h1', {}, `Job ${j.id} `, badge(j.state)),
       h('div', {class: 'row'}, buttons),
       j.last_error ? h('div', {class: 'panel'}, h('strong', {}, 'Last error'), h('pre', {class: 'error last-error'}, j.last_error)) : null,
-      h('div', {class: 'table-wrap'}, h('table', {}, h('tbody', {}, fields.map(([k, ...v]) => h('tr', {}, h('th', {}, k), h('td', {class: 'wrap'}, v)))))),
+      h('div', {class: 'table-wrap'}, h('table', {class: 'fields'}, h('tbody', {}, fields.map(([k, ...v]) => h('tr', {}, h('th', {}, k), h('td', {class: 'wrap'}, v)))))),
       dag(j),
       payload,
       j.output !== null && j.output !== undefined ? h('details', {open: true}, h('summary', {}, 'Output'), json(j.output)) : null,

@@ -85,7 +85,10 @@ export async function render(main, {me, params}) {
   const list = h('div', {id: 'job-table'});
   const pager = h('div', {class: 'pager'});
   const actions = h('div', {class: 'row', id: 'bulk-actions'});
-  put(main, h('h1', {}, 'Jobs'), form, err, actions, result, list, pager);
+  // Folded on a phone unless a filter is set, so the table is on the first screen.
+  const folded = matchMedia('(max-width: 760px)').matches && !Object.keys(f).length;
+  const filters = h('details', {class: 'filters', open: !folded}, h('summary', {}, 'Filters'), form);
+  put(main, h('h1', {}, 'Jobs'), filters, err, actions, result, list, pager);
 
   const load = async () => {
     const page = await api(`/jobs${query({...f, order, limit: PAGE, cursor: cursors[cursors.length - 1]})}`);

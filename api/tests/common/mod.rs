@@ -304,6 +304,7 @@ pub mod audit;
 pub mod bulk;
 pub mod grouped;
 pub mod suite;
+pub mod session;
 pub mod views;
 
 /// A job of `kind` as the API takes it.
