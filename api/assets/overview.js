@@ -5,9 +5,11 @@
 import {h, put, card, num, lineChart, ago} from './dom.js';
 import {api} from './api.js';
 import {poll, onEvents} from './live.js';
+import {sample, history} from './latency.js';
 
 const STATES = ['available', 'running', 'scheduled', 'retryable', 'waiting', 'succeeded', 'discarded', 'cancelled'];
 const BUCKET = 5000;
+const fmt = v => (v === null ? '–' : `${(v * 1000).toFixed(v < 0.01 ? 2 : 0)} ms`);
 const SPAN = 10 * 60 * 1000;
 
 // Kept across visits to the page, so coming back shows the recent past.
@@ -39,9 +41,31 @@ export async function render(main) {
   const cards = h('div', {class: 'cards', id: 'overview-cards'});
   const chart = h('div', {class: 'panel'});
   const states = h('div', {});
+  const latency = h('div', {class: 'panel', id: 'latency'});
   put(main, h('h1', {}, 'Overview'), cards,
     h('h2', {}, 'Throughput (live, 5 s buckets, last 10 min)'), chart,
+    h('h2', {}, 'Queue wait and run time on this node (p50, p99 per 15 s, last hour)'), latency,
     h('h2', {}, 'Jobs by state'), states);
+
+  const ms = (field) => history.filter(p => p[field] !== null).map(p => [p.t, p[field] * 1000]);
+  const stopLatency = poll(async () => {
+    if (!await sample()) {
+      put(latency, h('p', {class: 'muted'}, 'The metrics need a token not limited to queues.'));
+      return;
+    }
+    put(latency,
+      history.length < 2 ? h('p', {class: 'muted'}, 'Collecting: a point per 15 s in which this node claimed or finished jobs.') :
+        lineChart([
+          {name: 'wait p50', cls: 'l-acc', points: ms('wait50')},
+          {name: 'wait p99', cls: 'l-bad', points: ms('wait99')},
+          {name: 'run p50', cls: 'l-ok', points: ms('run50')},
+          {name: 'run p99', cls: 'l-ok dashed', points: ms('run99')},
+        ], 3600 * 1000, ' ms'),
+      h('div', {class: 'legend muted'},
+        h('span', {class: 's-available'}, '— wait p50'), h('span', {class: 's-discarded'}, '— wait p99'),
+        h('span', {class: 's-succeeded'}, '— run p50, - - run p99'),
+        history.length ? h('span', {}, ` latest: wait p99 ${fmt(history[history.length - 1].wait99)}, run p99 ${fmt(history[history.length - 1].run99)}`) : null));
+  }, 15000);
 
   const drawChart = () => put(chart,
     lineChart([
@@ -84,5 +108,5 @@ export async function render(main) {
     put(states, h('div', {class: 'cards'}, STATES.map(s =>
       h('a', {class: 'card', href: `#/jobs?state=${s}`}, h('div', {class: 'n'}, num(total[s] || 0)), h('div', {class: `l s-${s}`}, s)))));
   }, 5000);
-  return () => { unsubscribe(); stopChart(); stopPoll(); };
+  return () => { unsubscribe(); stopChart(); stopPoll(); stopLatency(); };
 }

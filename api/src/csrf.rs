@@ -66,22 +66,41 @@ mod tests {
         assert!(check(&Method::GET, &HeaderMap::new()).is_ok());
         let same = headers(&[("sec-fetch-site", "same-origin")]);
         assert!(check(&Method::POST, &same).is_ok());
-        let origin = headers(&[("origin", "http://127.0.0.1:7780"), ("host", "127.0.0.1:7780")]);
+        let origin = headers(&[
+            ("origin", "http://127.0.0.1:7780"),
+            ("host", "127.0.0.1:7780"),
+        ]);
         assert!(check(&Method::DELETE, &origin).is_ok());
     }
 
     #[test]
     fn cross_site_or_unattributed_writes_are_refused() {
         for site in ["cross-site", "same-site", "none"] {
-            let h = headers(&[("sec-fetch-site", site), ("origin", "http://h"), ("host", "h")]);
+            let h = headers(&[
+                ("sec-fetch-site", site),
+                ("origin", "http://h"),
+                ("host", "h"),
+            ]);
             assert!(check(&Method::POST, &h).is_err(), "{site}");
         }
-        assert!(check(&Method::POST, &HeaderMap::new()).is_err(), "no header at all");
-        let other = headers(&[("origin", "http://evil.example"), ("host", "127.0.0.1:7780")]);
+        assert!(
+            check(&Method::POST, &HeaderMap::new()).is_err(),
+            "no header at all"
+        );
+        let other = headers(&[
+            ("origin", "http://evil.example"),
+            ("host", "127.0.0.1:7780"),
+        ]);
         assert!(check(&Method::POST, &other).is_err());
         let null = headers(&[("origin", "null"), ("host", "127.0.0.1:7780")]);
         assert!(check(&Method::POST, &null).is_err());
-        let port = headers(&[("origin", "http://127.0.0.1:9999"), ("host", "127.0.0.1:7780")]);
-        assert!(check(&Method::POST, &port).is_err(), "another port is another origin");
+        let port = headers(&[
+            ("origin", "http://127.0.0.1:9999"),
+            ("host", "127.0.0.1:7780"),
+        ]);
+        assert!(
+            check(&Method::POST, &port).is_err(),
+            "another port is another origin"
+        );
     }
 }

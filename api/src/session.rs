@@ -40,7 +40,10 @@ pub fn over_tls(headers: &HeaderMap) -> bool {
 /// Returns `None` if `token` holds characters a cookie value may not (tokens are
 /// `jmt_<digits>_<hex>`, checked by the caller before this).
 pub fn set(token: &str, secure: bool) -> Option<HeaderValue> {
-    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         return None;
     }
     let secure = if secure { "; Secure" } else { "" };
@@ -66,7 +69,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others_and_set_strictly() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, "a=1; jobmesh_session=jmt_1_ab ; b=2".parse().unwrap());
+        h.append(
+            header::COOKIE,
+            "a=1; jobmesh_session=jmt_1_ab ; b=2".parse().unwrap(),
+        );
         assert_eq!(from_headers(&h), Some("jmt_1_ab"));
         h.clear();
         h.append(header::COOKIE, "xjobmesh_session=no".parse().unwrap());
@@ -77,8 +83,17 @@ mod tests {
             v.to_str().unwrap(),
             "jobmesh_session=jmt_1_ab; Path=/; HttpOnly; SameSite=Strict"
         );
-        assert!(set("jmt_1_ab", true).unwrap().to_str().unwrap().ends_with("; Secure"));
-        assert!(set("a;b", false).is_none(), "no attribute can be smuggled in");
+        assert!(
+            set("jmt_1_ab", true)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure")
+        );
+        assert!(
+            set("a;b", false).is_none(),
+            "no attribute can be smuggled in"
+        );
         assert!(clear(false).to_str().unwrap().contains("Max-Age=0"));
     }
 

@@ -56,7 +56,11 @@ async fn assert_inert(b: &Browser, page: &str) {
             json!([]),
         )
         .await;
-    assert_eq!(v, json!(["undefined", 0]), "{page}: injected markup came alive");
+    assert_eq!(
+        v,
+        json!(["undefined", 0]),
+        "{page}: injected markup came alive"
+    );
 }
 
 async fn text_of(b: &Browser, css: &str) -> String {
@@ -116,7 +120,11 @@ async fn the_dashboard_in_a_real_browser() {
     b.find("#job-table").await;
     b.exec("window.__mark = 'same page'", json!([])).await;
     let (status, body) = h
-        .post("/api/v1/jobs", &operator, &json!({"kind": "sleep", "payload": {"ms": 300}}))
+        .post(
+            "/api/v1/jobs",
+            &operator,
+            &json!({"kind": "sleep", "payload": {"ms": 300}}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();
@@ -167,7 +175,10 @@ async fn the_dashboard_in_a_real_browser() {
     let error = text_of(&b, ".last-error").await;
     assert!(error.contains(PROBE), "the error as text: {error}");
     let payload = text_of(&b, "#payload pre").await;
-    assert!(payload.contains("onerror=\\\"window.__xss"), "the payload as text: {payload}");
+    assert!(
+        payload.contains("onerror=\\\"window.__xss"),
+        "the payload as text: {payload}"
+    );
     assert_inert(&b, "job detail (payload, error)").await;
     shot(&b, "job-detail").await;
 
@@ -202,8 +213,17 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(paused.len(), 1);
     assert_eq!(paused[0].queue, "default");
     let (_, audit) = h.get("/api/v1/audit?action=pause", &admin).await;
-    assert_eq!(audit["rows"][0]["target"], json!({"queue": "default"}), "{audit}");
-    assert!(audit["rows"][0]["actor"].to_string().contains("test-operate"), "{audit}");
+    assert_eq!(
+        audit["rows"][0]["target"],
+        json!({"queue": "default"}),
+        "{audit}"
+    );
+    assert!(
+        audit["rows"][0]["actor"]
+            .to_string()
+            .contains("test-operate"),
+        "{audit}"
+    );
     shot(&b, "queues").await;
     b.click_css("button.resume[data-queue=\"default\"]").await;
     b.find("button.pause[data-queue=\"default\"]").await;
@@ -266,7 +286,10 @@ async fn the_dashboard_in_a_real_browser() {
     }
 
     // A cross-site request carrying the cookie acts on nothing.
-    for (origin, site) in [(Some("http://evil.example"), Some("cross-site")), (None, None)] {
+    for (origin, site) in [
+        (Some("http://evil.example"), Some("cross-site")),
+        (None, None),
+    ] {
         let mut req = h
             .http
             .post(format!("{base}/api/v1/queues/default/pause"))
@@ -303,7 +326,10 @@ async fn the_dashboard_in_a_real_browser() {
     })
     .await;
     assert!(
-        b.cookies().await.iter().all(|c| c["name"] != "jobmesh_session"),
+        b.cookies()
+            .await
+            .iter()
+            .all(|c| c["name"] != "jobmesh_session"),
         "the cookie outlived log-out"
     );
     b.goto(&format!("{base}/")).await;
@@ -317,10 +343,18 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(b.find_all("button.pause, button.resume").await.is_empty());
     b.goto(&format!("{base}/#/jobs")).await;
     b.find(&row).await;
-    assert!(b.find_all("#bulk-actions button, #job-table input[type=checkbox]").await.is_empty());
+    assert!(
+        b.find_all("#bulk-actions button, #job-table input[type=checkbox]")
+            .await
+            .is_empty()
+    );
     b.goto(&format!("{base}/#/jobs/{dead}")).await;
     b.find(".last-error").await;
-    assert!(b.find_all("#job-redrive, #job-delete, #job-cancel").await.is_empty());
+    assert!(
+        b.find_all("#job-redrive, #job-delete, #job-cancel")
+            .await
+            .is_empty()
+    );
     shot(&b, "read-only-job").await;
     let status = b
         .exec_async(
@@ -330,7 +364,11 @@ async fn the_dashboard_in_a_real_browser() {
             json!([]),
         )
         .await;
-    assert_eq!(status, json!(403), "the server refuses a read-only token's action");
+    assert_eq!(
+        status,
+        json!(403),
+        "the server refuses a read-only token's action"
+    );
     assert!(h.store.paused_queues().await.unwrap().is_empty());
 
     // The same pages at a phone's width.

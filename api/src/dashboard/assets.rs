@@ -44,6 +44,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("nodes.js", JS),
     asset!("events.js", JS),
     asset!("admin.js", JS),
+    asset!("latency.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 
@@ -57,7 +58,10 @@ pub async fn serve(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|a| a.name == file) {
         Some(a) => (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(a.content_type),
+                ),
                 // Revalidated on each load: a new binary's files replace the old ones at
                 // once, and they are small.
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),

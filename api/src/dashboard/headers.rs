@@ -13,7 +13,7 @@ use axum::response::Response;
 
 /// The Content-Security-Policy.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; \
+    img-src 'self'; connect-src 'self'; font-src 'self'; form-action 'self'; \
     frame-ancestors 'none'; base-uri 'none'";
 
 /// Adds the headers (leaving any a handler set).

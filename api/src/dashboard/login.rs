@@ -72,17 +72,22 @@ fn see_other(to: &'static str, cookie: Option<HeaderValue>) -> Response {
     r
 }
 
-/// `GET /`: the dashboard for a browser with a valid session, else the log-in page.
+/// `GET /`: the dashboard for a browser with a valid session (or, under
+/// `api.allow_anonymous_loopback_read`, for a loopback browser without one: its pages
+/// then read as the anonymous caller), else the log-in page.
 pub async fn index(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    match session::from_headers(&headers) {
-        Some(token) if caller_from_token(&state, peer, token).await.is_ok() => {
-            html(StatusCode::OK, INDEX.to_string())
-        }
-        _ => see_other("/login", None),
+    let allowed = match session::from_headers(&headers) {
+        Some(token) => caller_from_token(&state, peer, token).await.is_ok(),
+        None => state.config.allow_anonymous_loopback_read && peer.ip().is_loopback(),
+    };
+    if allowed {
+        html(StatusCode::OK, INDEX.to_string())
+    } else {
+        see_other("/login", None)
     }
 }
 

@@ -27,7 +27,11 @@ pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<Queu
     let now = SystemClock.now();
     let read = state
         .counts
-        .get(&*state.store, state.config.counts_max_age, THROUGHPUT_WINDOW)
+        .get(
+            &*state.store,
+            state.config.counts_max_age,
+            THROUGHPUT_WINDOW,
+        )
         .await?;
     let counts = &read.snapshot.counts;
     let paused: BTreeMap<String, Millis> = state

@@ -105,7 +105,10 @@ impl Browser {
             http,
             patience: Duration::from_secs(20),
         };
-        let v = b.call("POST", "/session", Some(caps)).await.expect("new session");
+        let v = b
+            .call("POST", "/session", Some(caps))
+            .await
+            .expect("new session");
         b.session = v["sessionId"].as_str().expect("session id").to_string();
         b
     }
@@ -132,14 +135,23 @@ impl Browser {
             Ok(v["value"].clone())
         } else {
             Err(WdError {
-                error: v["value"]["error"].as_str().unwrap_or("unknown").to_string(),
+                error: v["value"]["error"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_string(),
                 message: v["value"]["message"].as_str().unwrap_or(&text).to_string(),
             })
         }
     }
 
-    async fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, WdError> {
-        self.call(method, &format!("/session/{}{path}", self.session), body).await
+    async fn session_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, WdError> {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+            .await
     }
 
     /// Opens `url` and waits for it to load.
@@ -151,17 +163,30 @@ impl Browser {
 
     /// The current URL.
     pub async fn url(&self) -> String {
-        self.session_call("GET", "/url", None).await.unwrap().as_str().unwrap_or("").to_string()
+        self.session_call("GET", "/url", None)
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// The elements matching `css` now (maybe none).
     pub async fn find_all(&self, css: &str) -> Vec<String> {
         let v = self
-            .session_call("POST", "/elements", Some(json!({"using": "css selector", "value": css})))
+            .session_call(
+                "POST",
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
             .await
             .unwrap_or_else(|e| panic!("finding `{css}`: {e:?}"));
         v.as_array()
-            .map(|a| a.iter().filter_map(|e| e[ELEMENT].as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e[ELEMENT].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -196,9 +221,13 @@ impl Browser {
 
     /// Types `text` into an element.
     pub async fn type_into(&self, element: &str, text: &str) {
-        self.session_call("POST", &format!("/element/{element}/value"), Some(json!({"text": text})))
-            .await
-            .unwrap_or_else(|e| panic!("typing: {e:?}"));
+        self.session_call(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("typing: {e:?}"));
     }
 
     /// An element's rendered text.
@@ -211,25 +240,36 @@ impl Browser {
 
     /// The whole page's rendered text.
     pub async fn page_text(&self) -> String {
-        self.exec("return document.body ? document.body.innerText : ''", json!([]))
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        self.exec(
+            "return document.body ? document.body.innerText : ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_string()
     }
 
     /// Runs `script` (a function body) with `args` in the page.
     pub async fn exec(&self, script: &str, args: Value) -> Value {
-        self.session_call("POST", "/execute/sync", Some(json!({"script": script, "args": args})))
-            .await
-            .unwrap_or_else(|e| panic!("script failed: {e:?}"))
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e:?}"))
     }
 
     /// Runs an asynchronous `script`: it calls `arguments[arguments.length - 1]` with its result.
     pub async fn exec_async(&self, script: &str, args: Value) -> Value {
-        self.session_call("POST", "/execute/async", Some(json!({"script": script, "args": args})))
-            .await
-            .unwrap_or_else(|e| panic!("script failed: {e:?}"))
+        self.session_call(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e:?}"))
     }
 
     /// The text of an open alert, confirm or prompt, if any.
@@ -252,15 +292,22 @@ impl Browser {
 
     /// Resizes the window.
     pub async fn resize(&self, width: u32, height: u32) {
-        self.session_call("POST", "/window/rect", Some(json!({"width": width, "height": height})))
-            .await
-            .unwrap_or_else(|e| panic!("resize: {e:?}"));
+        self.session_call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("resize: {e:?}"));
     }
 
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine as _;
-        let v = self.session_call("GET", "/screenshot", None).await.expect("screenshot");
+        let v = self
+            .session_call("GET", "/screenshot", None)
+            .await
+            .expect("screenshot");
         base64::engine::general_purpose::STANDARD
             .decode(v.as_str().unwrap_or(""))
             .expect("a base64 PNG")
@@ -288,7 +335,9 @@ impl Browser {
 
     /// Ends the session and the driver.
     pub async fn quit(mut self) {
-        let _ = self.call("DELETE", &format!("/session/{}", self.session), None).await;
+        let _ = self
+            .call("DELETE", &format!("/session/{}", self.session), None)
+            .await;
         self.session.clear();
         let _ = self.driver.kill();
         let _ = self.driver.wait();

@@ -303,8 +303,8 @@ macro_rules! api_suite {
 pub mod audit;
 pub mod bulk;
 pub mod grouped;
-pub mod suite;
 pub mod session;
+pub mod suite;
 pub mod views;
 
 /// A job of `kind` as the API takes it.

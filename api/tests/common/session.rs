@@ -115,7 +115,11 @@ pub async fn session_cookie_logs_in_and_changes_need_this_origin(store: SharedSt
     let (status, me) = with_cookie(&h, reqwest::Method::GET, "/api/v1/me", &op, &[]).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(
-        (me["credential"].clone(), me["may"]["operate"].clone(), me["may"]["admin"].clone()),
+        (
+            me["credential"].clone(),
+            me["may"]["operate"].clone(),
+            me["may"]["admin"].clone()
+        ),
         (json!("session"), json!(true), json!(false)),
         "{me}"
     );
@@ -137,7 +141,10 @@ pub async fn session_cookie_logs_in_and_changes_need_this_origin(store: SharedSt
             "{headers:?}: {body}"
         );
     }
-    assert!(h.store.paused_queues().await.unwrap().is_empty(), "nothing changed");
+    assert!(
+        h.store.paused_queues().await.unwrap().is_empty(),
+        "nothing changed"
+    );
     let host = origin.trim_start_matches("http://").to_string();
     let (status, body) = with_cookie(
         &h,
@@ -148,7 +155,14 @@ pub async fn session_cookie_logs_in_and_changes_need_this_origin(store: SharedSt
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = with_cookie(&h, reqwest::Method::POST, "/api/v1/queues/mail/resume", &op, &same).await;
+    let (status, body) = with_cookie(
+        &h,
+        reqwest::Method::POST,
+        "/api/v1/queues/mail/resume",
+        &op,
+        &same,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = h.post("/api/v1/queues/mail/pause", &op, &json!({})).await;
     assert_eq!(status, 200, "a bearer token needs no origin");
@@ -166,7 +180,10 @@ pub async fn session_cookie_logs_in_and_changes_need_this_origin(store: SharedSt
         .await
         .unwrap();
     assert_eq!(
-        (resp.status().as_u16(), resp.headers()["location"].to_str().unwrap()),
+        (
+            resp.status().as_u16(),
+            resp.headers()["location"].to_str().unwrap()
+        ),
         (303, "/login"),
         "the dashboard sends a revoked session to the log-in page"
     );
@@ -177,7 +194,12 @@ pub async fn session_cookie_logs_in_and_changes_need_this_origin(store: SharedSt
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
-    assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     h.stop().await;
 }
 
