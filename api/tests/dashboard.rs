@@ -182,6 +182,32 @@ async fn the_dashboard_in_a_real_browser() {
     assert_inert(&b, "job detail (payload, error)").await;
     shot(&b, "job-detail").await;
 
+    // Redrive it from its page: the store runs it again (it fails again, for good) and
+    // the audit log names the operator.
+    b.click_css("#job-redrive").await;
+    b.click_css("#confirm-yes").await;
+    b.wait("the redrive in the audit log", || async {
+        let (_, audit) = h.get("/api/v1/audit?action=redrive", &admin).await;
+        let row = &audit["rows"][0];
+        (row["target"]["dead_letters"]["ids"] == json!([dead])
+            && row["actor"].to_string().contains("test-operate"))
+        .then_some(())
+    })
+    .await;
+    b.wait("the redriven job to run and die again", || async {
+        let (_, job) = h.get(&format!("/api/v1/jobs/{dead}"), &operator).await;
+        let kinds: Vec<&str> = job["events"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        (kinds.contains(&"job.redriven")
+            && kinds.iter().filter(|k| **k == "job.discarded").count() == 2
+            && job["state"] == "discarded")
+            .then_some(())
+    })
+    .await;
+
     b.goto(&format!("{base}/#/jobs/{hostile}")).await;
     b.wait("the hostile kind as text", || async {
         let t = b.page_text().await;
@@ -263,6 +289,13 @@ async fn the_dashboard_in_a_real_browser() {
         let job = h.store.get_job(JobId(*id)).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Cancelled, "job {id}");
     }
+    let (_, audit) = h.get("/api/v1/audit?action=cancel", &admin).await;
+    assert!(
+        audit["rows"][0]["actor"]
+            .to_string()
+            .contains("test-operate"),
+        "the bulk cancel is audited: {audit}"
+    );
 
     // Every response carries the security headers.
     let session = format!("jobmesh_session={operator}");
