@@ -158,14 +158,67 @@ impl RateLimits {
     }
 }
 
-/// The authentication middleware: puts a [`Caller`] in the request or answers 401/429.
+/// How a request proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Credential {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// The dashboard's session cookie (see [`crate::session`]); its changes pass the
+    /// CSRF check of [`crate::csrf`].
+    Session,
+    /// No token: a loopback reader under `api.allow_anonymous_loopback_read`.
+    Anonymous,
+}
+
+/// The authentication middleware: puts a [`Caller`] and its [`Credential`] in the
+/// request or answers 401/403/429.
+///
+/// A bearer token wins over the session cookie. A cookie-authenticated request that
+/// changes something must come from a page of this origin ([`crate::csrf::check`]):
+/// else 403, before the token is even read.
 pub async fn authenticate(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let caller = match caller(&state, peer, req.headers().get(header::AUTHORIZATION)).await {
+    let headers = req.headers();
+    let found = if let Some(value) = headers.get(header::AUTHORIZATION) {
+        match bearer_text(value) {
+            Some(text) => caller_from_token(&state, peer, text)
+                .await
+                .map(|c| (c, Credential::Bearer)),
+            None => Err(Problem::new(
+                ProblemKind::Unauthorized,
+                "send the token in the `Authorization` header, scheme `Bearer`",
+            )),
+        }
+    } else if let Some(text) = crate::session::from_headers(headers) {
+        match crate::csrf::check(req.method(), headers) {
+            Ok(()) => caller_from_token(&state, peer, text)
+                .await
+                .map(|c| (c, Credential::Session)),
+            Err(why) => Err(Problem::new(ProblemKind::Forbidden, why)),
+        }
+    } else if state.config.allow_anonymous_loopback_read && peer.ip().is_loopback() {
+        Ok((
+            Caller {
+                token: None,
+                name: "anonymous".into(),
+                scopes: vec![Scope::Read],
+                queues: Vec::new(),
+                peer,
+            },
+            Credential::Anonymous,
+        ))
+    } else {
+        Err(Problem::new(
+            ProblemKind::Unauthorized,
+            "send the token in the `Authorization` header, scheme `Bearer`",
+        ))
+    };
+    let (caller, credential) = match found {
         Ok(c) => c,
         Err(p) => return p.into_response(),
     };
@@ -185,30 +238,13 @@ pub async fn authenticate(
         return p.into_response();
     }
     req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(credential);
     next.run(req).await
 }
 
-async fn caller(
-    state: &AppState,
-    peer: SocketAddr,
-    header: Option<&axum::http::HeaderValue>,
-) -> Result<Caller, Problem> {
-    let unauthorized = |why: &str| Problem::new(ProblemKind::Unauthorized, why);
-    let Some(value) = header else {
-        if state.config.allow_anonymous_loopback_read && peer.ip().is_loopback() {
-            return Ok(Caller {
-                token: None,
-                name: "anonymous".into(),
-                scopes: vec![Scope::Read],
-                queues: Vec::new(),
-                peer,
-            });
-        }
-        return Err(unauthorized(
-            "send the token in the `Authorization` header, scheme `Bearer`",
-        ));
-    };
-    let text = value
+/// The token of an `Authorization: Bearer <token>` value.
+fn bearer_text(value: &axum::http::HeaderValue) -> Option<&str> {
+    value
         .to_str()
         .ok()
         .and_then(|v| {
@@ -216,9 +252,16 @@ async fn caller(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .ok_or_else(|| {
-            unauthorized("send the token in the `Authorization` header, scheme `Bearer`")
-        })?;
+}
+
+/// The caller a presented token stands for: 401 for anything but a live token of the
+/// store (the same answer whether it is malformed, unknown or of the wrong secret).
+pub async fn caller_from_token(
+    state: &AppState,
+    peer: SocketAddr,
+    text: &str,
+) -> Result<Caller, Problem> {
+    let unauthorized = |why: &str| Problem::new(ProblemKind::Unauthorized, why);
     let invalid = || unauthorized("the token is not valid");
     let (id, secret) = TokenSecret::parse(text).ok_or_else(invalid)?;
     let (token, hash) = state.store.token(id).await?.ok_or_else(invalid)?;

@@ -13,11 +13,15 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod coalesce;
+pub mod counts;
+pub mod csrf;
+pub mod dashboard;
 pub mod idempotency;
 pub mod model;
 pub mod problem;
 pub mod routes;
 mod server;
+pub mod session;
 pub mod state;
 pub mod views;
 

@@ -457,6 +457,9 @@ pub struct QueueView {
 pub struct QueueList {
     /// The queues.
     pub queues: Vec<QueueView>,
+    /// When the counts were read (milliseconds since the epoch): they are shared by
+    /// every caller for up to `api.counts_max_age`. The pause flags are read per request.
+    pub counts_at: i64,
 }
 
 /// A lifecycle event, as sent in the `data` of a server-sent event.

@@ -163,6 +163,8 @@ impl ApiServer {
             mesh: extras.mesh,
             metrics,
             counts_refresh,
+            counts: Default::default(),
+            event_tail: Default::default(),
         });
         let (router, _) = crate::routes::router(state.clone());
         let app = router.into_make_service_with_connect_info::<SocketAddr>();

@@ -40,6 +40,11 @@ pub struct AppState {
     /// `Some(period)` where no node maintains the queue counts (`jobmesh api`): a scrape
     /// re-reads them when they are older than this.
     pub counts_refresh: Option<std::time::Duration>,
+    /// The queue counts `GET /api/v1/queues` serves, shared by every caller.
+    pub counts: crate::counts::CountsCache,
+    /// The highest event sequence number an event stream found at the end of the log:
+    /// where the next stream without a start looks for the end from.
+    pub event_tail: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for AppState {

@@ -24,3 +24,4 @@ async fn fresh() -> jobmesh::store::SharedStore {
 
 api_suite!(fresh);
 views_suite!(fresh);
+session_suite!(fresh);

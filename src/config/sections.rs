@@ -278,6 +278,11 @@ pub struct ApiSection {
     pub request_timeout: Duration,
     /// Most jobs in one `POST /api/v1/jobs/batch` or workflow.
     pub max_batch: u32,
+    /// How old the job counts of `GET /api/v1/queues` may be: one read of the counts
+    /// serves every caller (every open dashboard) for this long. `0s` reads them on
+    /// every request.
+    #[serde(with = "humantime_serde")]
+    pub counts_max_age: Duration,
 }
 
 impl Default for ApiSection {
@@ -291,6 +296,7 @@ impl Default for ApiSection {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_batch: 1000,
+            counts_max_age: Duration::from_secs(2),
         }
     }
 }
@@ -310,6 +316,8 @@ impl ApiSection {
         within("max_body_bytes", self.max_body_bytes as u64, 1024, 1 << 30)?;
         within("max_batch", self.max_batch.into(), 1, MAX_BATCH.into())?;
         let ms = u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX);
-        within("request_timeout (ms)", ms, 1, 3_600_000)
+        within("request_timeout (ms)", ms, 1, 3_600_000)?;
+        let ms = u64::try_from(self.counts_max_age.as_millis()).unwrap_or(u64::MAX);
+        within("counts_max_age (ms)", ms, 0, 60_000)
     }
 }

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -87,7 +88,14 @@ pub async fn events(
     };
     let cursor = match resume {
         Some(seq) => seq,
-        None => tail(&state.store).await?,
+        None => {
+            // Each stream without a start walks the log from the end the last one
+            // found, not from 0: opening a dashboard costs the events since then.
+            let known = state.event_tail.load(Ordering::Relaxed);
+            let end = tail(&state.store, known).await?;
+            state.event_tail.fetch_max(end, Ordering::Relaxed);
+            end
+        }
     };
     let feed = Feed {
         store: state.store.clone(),
@@ -104,10 +112,11 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// The sequence number of the last event in the log.
-async fn tail(store: &SharedStore) -> Result<i64, Problem> {
+/// The sequence number of the last event in the log, read onwards from `from` (a
+/// sequence number known to be in the log, or 0).
+async fn tail(store: &SharedStore, from: i64) -> Result<i64, Problem> {
     const STEP: u32 = 10_000;
-    let mut after = 0;
+    let mut after = from;
     loop {
         let page = store.events_after(after, STEP).await?;
         match page.last() {

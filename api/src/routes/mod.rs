@@ -9,6 +9,7 @@ pub mod health;
 pub mod job_detail;
 pub mod job_list;
 pub mod jobs;
+pub mod me;
 pub mod mesh;
 pub mod metrics;
 pub mod nodes;
@@ -108,6 +109,7 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(audit::list_audit))
         .routes(routes!(openapi_json))
+        .routes(routes!(me::me))
         .routes(routes!(metrics::metrics))
         // Every route above answers within the timeout; the event stream below is
         // long-lived by design.
@@ -131,6 +133,11 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .split_for_parts();
     let text = serde_json::to_string_pretty(&api).expect("the OpenAPI document serialises");
     let _ = state.openapi.set(text);
+    // The dashboard's pages and files, outside the API's document, and the security
+    // headers (a strict CSP) on every response.
+    let router = router
+        .merge(crate::dashboard::router(state.clone()))
+        .layer(middleware::from_fn(crate::dashboard::headers::secure));
     (router, api)
 }
 

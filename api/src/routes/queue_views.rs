@@ -1,11 +1,11 @@
 //! What `GET /api/v1/queues` shows of each queue beyond its counts: the pause, the age
 //! of its oldest available job and its throughput over the last minute.
 //!
-//! Costs, per request: the counts (one grouped read, as before), the paused set (one
-//! small table), one index-backed read of finishes since a minute ago for all queues
-//! (the finished-jobs indexes the purge uses: it reads the jobs finished in that minute,
-//! not the table), and for each visible queue with available jobs one skip scan of the
-//! claim index (a seek per distinct priority present, not per job).
+//! Costs: the counts, the oldest available job of each queue with some (one skip scan
+//! of the claim index each: a seek per distinct priority present, not per job) and the
+//! last minute's finishes (the finished-jobs indexes the purge uses) are read at most
+//! once per `api.counts_max_age` for all callers ([`crate::counts`]); only the paused set
+//! (one small table) is read per request, so a pause shows at once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,7 +25,15 @@ pub const THROUGHPUT_WINDOW: Duration = Duration::from_secs(60);
 /// Every queue that holds jobs or is paused, among those `caller` may see, by name.
 pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<QueueList, Problem> {
     let now = SystemClock.now();
-    let counts = state.store.counts().await?;
+    let read = state
+        .counts
+        .get(
+            &*state.store,
+            state.config.counts_max_age,
+            THROUGHPUT_WINDOW,
+        )
+        .await?;
+    let counts = &read.snapshot.counts;
     let paused: BTreeMap<String, Millis> = state
         .store
         .paused_queues()
@@ -33,22 +41,15 @@ pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<Queu
         .into_iter()
         .map(|p| (p.queue, p.paused_at))
         .collect();
-    let window_ms = THROUGHPUT_WINDOW.as_millis() as u64;
-    let finished = state
-        .store
-        .finished_since(Millis(now.0.saturating_sub(window_ms as i64)))
-        .await?;
+    let window_ms = read.window.as_millis() as u64;
+    let finished = &read.finished;
     let mut names: Vec<&String> = counts.keys().chain(paused.keys()).collect();
     names.sort();
     names.dedup();
     let mut queues = Vec::new();
     for name in names.into_iter().filter(|n| caller.allows_queue(n)) {
         let by_state = counts.get(name).cloned().unwrap_or_default();
-        let oldest = if by_state.get(&JobState::Available).copied().unwrap_or(0) > 0 {
-            state.store.oldest_available(name).await?
-        } else {
-            None
-        };
+        let oldest = read.snapshot.oldest_available.get(name).copied();
         let done = finished.get(name);
         let n = |s: JobState| done.and_then(|d| d.get(&s)).copied().unwrap_or(0);
         let (succeeded, discarded, cancelled) = (
@@ -80,5 +81,8 @@ pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<Queu
             },
         });
     }
-    Ok(QueueList { queues })
+    Ok(QueueList {
+        queues,
+        counts_at: read.snapshot.taken_at.0,
+    })
 }

@@ -641,6 +641,7 @@ pub async fn openapi_lists_every_route(store: SharedStore) {
         ("/api/v1/audit", "get"),
         ("/api/v1/events", "get"),
         ("/api/v1/openapi.json", "get"),
+        ("/api/v1/me", "get"),
         ("/metrics", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),

@@ -32,8 +32,8 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
         .await
         .context("starting the API")?;
     let _ = crate::output::outln!(
-        "jobmesh API on http://{} (no workers); Ctrl-C to stop",
-        server.local_addr()
+        "jobmesh API on http://{addr}/api/v1, dashboard on http://{addr}/ (no workers); Ctrl-C to stop",
+        addr = server.local_addr()
     );
     crate::cmd::node::wait_for_signal().await;
     server.shutdown(API_GRACE).await;

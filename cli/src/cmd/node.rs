@@ -168,7 +168,10 @@ async fn start_api(
     )
     .await
     .context("starting the API")?;
-    say(format_args!("API on http://{}", server.local_addr()));
+    say(format_args!(
+        "API on http://{addr}/api/v1, dashboard on http://{addr}/",
+        addr = server.local_addr()
+    ));
     Ok(Some(server))
 }
 

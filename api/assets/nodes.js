@@ -1,0 +1,30 @@
+// Nodes and their workers: state, last sign of life, restarts and crashes.
+
+import {h, put, table, badge, ago, num} from './dom.js';
+import {api} from './api.js';
+import {poll} from './live.js';
+
+export async function render(main) {
+  const err = h('p', {class: 'error', role: 'alert'});
+  const body = h('div', {});
+  put(main, h('h1', {}, 'Nodes'), err, body);
+  const load = async () => {
+    const n = await api('/nodes');
+    err.textContent = '';
+    put(body,
+      h('p', {class: 'muted'}, `From the newest ${num(n.events_read)} node and worker events (window ${num(n.events_window)}); live heartbeats: ${n.heartbeats}.`),
+      n.nodes.length ? n.nodes.map(node => h('div', {class: 'panel', dataset: {node: node.id}},
+        h('div', {class: 'row'}, h('strong', {class: 'mono'}, node.id), badge(node.state),
+          h('span', {class: 'muted'}, `last seen ${ago(node.last_seen)}`),
+          node.heartbeat_until ? h('span', {class: 'muted'}, ` · heartbeat valid ${ago(node.heartbeat_until).replace(' ago', '')}`) : null,
+          h('span', {class: 'muted'}, ` · ${node.workers.length} worker(s), ${node.workers.reduce((a, w) => a + w.restarts, 0)} restart(s)`)),
+        table([
+          ['Worker', w => h('span', {class: 'mono'}, w.id)],
+          ['State', w => badge(w.state)],
+          ['Restarts', w => String(w.restarts), 'num'],
+          ['Crashes', w => String(w.crashes), 'num'],
+          ['Last event', w => ago(w.last_event_at)],
+        ], node.workers, 'No worker recorded.'))) : h('p', {class: 'muted'}, 'No node has recorded events yet.'));
+  };
+  return poll(() => load().catch(e => { err.textContent = e.message; }), 5000);
+}
