@@ -495,8 +495,6 @@ mod tests {
         assert_eq!(kinds, [EventKind::JobEnqueued, EventKind::JobDiscarded]);
         let hold = NewJob {
             on_parent_failure: ParentFailurePolicy::Hold,
-            progress: None,
-            snoozes: 0,
             ..later
         };
         assert_eq!(
