@@ -196,15 +196,16 @@ async fn progress_shows_in_jobs_show_the_api_and_events() {
     assert!(line.contains(&format!("50% {masked} (at ")), "{line}");
     assert!(!shown.contains("s3cret"), "{shown}");
 
-    let body: serde_json::Value = reqwest::Client::new()
+    let text = reqwest::Client::new()
         .get(format!("http://{}/api/v1/jobs/{id}", api.local_addr()))
         .bearer_auth(&token)
         .send()
         .await
         .unwrap()
-        .json()
+        .text()
         .await
         .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["state"], "running");
     assert_eq!(body["progress"]["fraction"], 0.5);
     assert_eq!(body["progress"]["message"], masked);
