@@ -463,22 +463,39 @@ async fn exec_reports_progress_lines_and_snoozes_on_exit_75() {
     let r = exec_registry(&["/bin/sh"]);
     let sh = |script: &str| json!({"command": "/bin/sh", "args": ["-c", script]});
     let cell = Arc::new(ProgressCell::new());
-    let mut ctx = job("exec", sh("echo 'JOBMESH_PROGRESS 0.25 reading'; echo 'JOBMESH_PROGRESS 0.75 writing token=abcd1234'; echo ok"), 1);
+    let mut ctx = job(
+        "exec",
+        sh(
+            "echo 'JOBMESH_PROGRESS 0.25 reading'; echo 'JOBMESH_PROGRESS 0.75 writing token=abcd1234'; echo ok",
+        ),
+        1,
+    );
     ctx.progress = ProgressReporter::new(
         cell.clone(),
         Arc::new(jobmesh::clock::SystemClock),
         ctx.cancel.clone(),
     );
-    let out = r.get("exec").unwrap().handler.run(ctx).await.unwrap().unwrap();
+    let out = r
+        .get("exec")
+        .unwrap()
+        .handler
+        .run(ctx)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(out["exit_code"], 0);
     assert!(out["stdout"].as_str().unwrap().ends_with("ok\n"), "{out}");
     let p = cell.take_for_write().expect("a progress report");
     assert_eq!(p.fraction, 0.75);
     assert_eq!(p.message, "writing token=***");
 
-    let e = run(&r, "exec", sh("echo 'JOBMESH_SNOOZE 1m'; echo 'JOBMESH_SNOOZE 90s'; exit 75"))
-        .await
-        .unwrap_err();
+    let e = run(
+        &r,
+        "exec",
+        sh("echo 'JOBMESH_SNOOZE 1m'; echo 'JOBMESH_SNOOZE 90s'; exit 75"),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e, HandlerError::Snooze(Duration::from_secs(90)));
     let e = run(&r, "exec", sh(&format!("exit {SNOOZE_EXIT_CODE}")))
         .await
@@ -489,7 +506,8 @@ async fn exec_reports_progress_lines_and_snoozes_on_exit_75() {
         .unwrap_err();
     assert!(e.is_retryable(), "{e:?}");
     assert!(
-        e.to_string().contains("exited 75 to snooze, but bad `JOBMESH_SNOOZE later` line"),
+        e.to_string()
+            .contains("exited 75 to snooze, but bad `JOBMESH_SNOOZE later` line"),
         "{e}"
     );
 }

@@ -288,17 +288,26 @@ async fn a_snoozing_handler_spends_one_attempt() {
     );
     let kinds: Vec<EventKind> = events_of(&store, id).await.iter().map(|e| e.kind).collect();
     assert_eq!(
-        kinds.iter().filter(|k| **k == EventKind::JobSnoozed).count(),
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::JobSnoozed)
+            .count(),
         3,
         "{kinds:?}"
     );
     let shown = sandbox.jobs_show(id);
-    for line in [format!("{:<18} 3", "snoozes:"), format!("{:<18} 1/1", "attempt:")] {
+    for line in [
+        format!("{:<18} 3", "snoozes:"),
+        format!("{:<18} 1/1", "attempt:"),
+    ] {
         assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
     }
 
     let job = until(&store, never, "the snooze cap", |j| j.state.is_final()).await;
-    assert_eq!((job.state, job.snoozes, job.attempt), (JobState::Discarded, 5, 1));
+    assert_eq!(
+        (job.state, job.snoozes, job.attempt),
+        (JobState::Discarded, 5, 1)
+    );
     let reason = job.last_error.unwrap();
     assert!(reason.contains("snoozed 5 times"), "{reason}");
     node.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -368,6 +377,10 @@ async fn a_stale_holders_progress_is_refused_and_interrupts_it() {
         .filter(|e| e.kind == EventKind::JobProgress)
         .map(|e| e.attempt)
         .collect();
-    assert_eq!(after, [Some(2)], "nothing of attempt 1 after its lease was revoked");
+    assert_eq!(
+        after,
+        [Some(2)],
+        "nothing of attempt 1 after its lease was revoked"
+    );
     node.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -217,8 +217,15 @@ mod tests {
     fn a_cancelled_attempt_refuses_reports_and_bad_fractions_are_refused() {
         let cancel = CancellationToken::new();
         let cell = Arc::new(ProgressCell::new());
-        let r = ProgressReporter::new(cell.clone(), Arc::new(crate::clock::SystemClock), cancel.clone());
-        assert!(matches!(r.report(1.5, "x"), Err(ProgressError::Fraction(_))));
+        let r = ProgressReporter::new(
+            cell.clone(),
+            Arc::new(crate::clock::SystemClock),
+            cancel.clone(),
+        );
+        assert!(matches!(
+            r.report(1.5, "x"),
+            Err(ProgressError::Fraction(_))
+        ));
         r.report(0.5, "half").unwrap();
         cancel.cancel();
         assert_eq!(r.report(0.6, "x"), Err(ProgressError::LeaseLost));

@@ -104,6 +104,9 @@ mod tests {
             other => panic!("expected a discard, got {other:?}"),
         }
         let e = decide_snooze(0, Duration::from_secs(61), &l, NOW).unwrap_err();
-        assert_eq!(e, "snooze of 1m 1s exceeds the limit of 1m (workers.max_snooze)");
+        assert_eq!(
+            e,
+            "snooze of 1m 1s exceeds the limit of 1m (workers.max_snooze)"
+        );
     }
 }

@@ -35,10 +35,10 @@ pub mod history;
 mod open;
 /// Periodic ticks: the record of handled ticks per schedule, and the guarded enqueue.
 pub mod periodic;
-mod progress;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
+mod progress;
 /// Pausing and resuming queues.
 pub mod queues;
 /// Redis on redis_postgres: the ready index (push, take, remove, rebuild), wake lists,
@@ -64,8 +64,8 @@ pub use filter::{Cursor, FilterError, JobFilter, Order, PayloadMatch, TimeRange}
 pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
-pub use queues::{PausedQueue, QueueControl};
 pub(crate) use progress::{progress_results, storable_reports};
+pub use queues::{PausedQueue, QueueControl};
 pub use rules::check_new_jobs;
 pub(crate) use rules::{
     ClaimOrder, RescuePlan, Undecodable, grant, storable_completions, storable_events,

@@ -171,7 +171,9 @@ mod tests {
             Some(ControlLine::Snooze(Ok(Duration::from_secs(90))))
         );
         match parse("JOBMESH_SNOOZE soon") {
-            Some(ControlLine::Snooze(Err(e))) => assert!(e.contains("`JOBMESH_SNOOZE soon`"), "{e}"),
+            Some(ControlLine::Snooze(Err(e))) => {
+                assert!(e.contains("`JOBMESH_SNOOZE soon`"), "{e}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -59,7 +59,11 @@ pub async fn progress_is_recorded_under_the_lease(s: &dyn Store) {
         }),
         "the last report of a lease wins"
     );
-    assert_eq!(ja.lease_expires_at, Some(until), "a report extends the lease");
+    assert_eq!(
+        ja.lease_expires_at,
+        Some(until),
+        "a report extends the lease"
+    );
     let jb = s.get_job(b.job.id).await.unwrap().unwrap();
     assert_eq!(
         jb.progress.map(|p| p.message),
@@ -76,7 +80,11 @@ pub async fn progress_is_recorded_under_the_lease(s: &dyn Store) {
     s.complete(vec![ok(a, t2)]).await.unwrap();
     let ja = s.get_job(a.job.id).await.unwrap().unwrap();
     assert_eq!(ja.state, JobState::Succeeded);
-    assert_eq!(ja.progress.map(|p| p.fraction), Some(1.0), "kept after the end");
+    assert_eq!(
+        ja.progress.map(|p| p.fraction),
+        Some(1.0),
+        "kept after the end"
+    );
     assert_eq!(progress_events(s, a.job.id).await.len(), 2);
     assert_eq!(
         s.record_progress(&[report(a, 0.1, "late", t2)], t2.plus(LEASE))
