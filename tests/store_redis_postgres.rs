@@ -301,6 +301,60 @@ async fn scheduled_jobs_and_released_children_are_pushed() {
     cleanup(&s).await;
 }
 
+/// A snoozed job is out of the ready index until it is due, is pushed back when
+/// promoted and claimed from Redis (no Postgres fallback), and its state hash reads
+/// `scheduled` meanwhile; its progress goes to Postgres and its events to the stream.
+#[tokio::test]
+async fn snoozed_jobs_are_scheduled_through_redis() {
+    use jobmesh::job::{Outcome, Progress, ProgressReport};
+    let s = store().await;
+    let id = s.enqueue(vec![noop()], T0).await.unwrap()[0].id();
+    let c = s.claim(&request(1, T0)).await.unwrap().remove(0);
+    let report = ProgressReport {
+        lease: c.lease.clone(),
+        progress: Progress::new(0.5, "half", T0).unwrap(),
+    };
+    assert_eq!(
+        s.record_progress(&[report], T0.plus(Duration::from_secs(30)))
+            .await
+            .unwrap(),
+        [true]
+    );
+    let due = T0.plus(Duration::from_secs(10));
+    let snooze = conformance::done(&c, Outcome::Snoozed { run_at: due }, T0);
+    s.complete(vec![snooze]).await.unwrap();
+    assert_eq!(ready_len(&s, "default").await, 0, "not ready while snoozed");
+    eventually("the state hash reads scheduled", async || {
+        s.redis().get_state(id).await.unwrap() == Some(JobState::Scheduled)
+    })
+    .await;
+    assert_eq!(s.promote_due(due).await.unwrap(), 1);
+    assert_eq!(ready_len(&s, "default").await, 1, "pushed when due");
+    let again = s.claim(&request(1, due)).await.unwrap().remove(0);
+    assert_eq!(
+        (again.job.id, again.lease.attempt, again.job.snoozes),
+        (id, 1, 1)
+    );
+    assert_eq!(again.job.progress.map(|p| p.message), Some("half".into()));
+    assert_eq!(s.fallback_claims(), 0, "every claim went through Redis");
+    eventually(
+        "the stream carries the progress and the snooze",
+        async || {
+            let kinds: Vec<EventKind> = s
+                .redis()
+                .read(&EventCursor::start(), 100, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event.kind)
+                .collect();
+            kinds.contains(&EventKind::JobProgress) && kinds.contains(&EventKind::JobSnoozed)
+        },
+    )
+    .await;
+    cleanup(&s).await;
+}
+
 #[tokio::test]
 async fn a_prefix_of_another_postgres_store_is_refused() {
     let a = store().await;

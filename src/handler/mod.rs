@@ -106,6 +106,15 @@ impl HandlerError {
     }
 }
 
+/// A refused progress report fails the attempt when a handler passes it on with `?`:
+/// retryably, since the job itself may be fine (a lost lease's outcome is refused by
+/// the store anyway).
+impl From<ProgressError> for HandlerError {
+    fn from(e: ProgressError) -> Self {
+        HandlerError::Retryable(e.to_string())
+    }
+}
+
 /// What a handler returns on success: optional JSON output kept with the job.
 pub type HandlerOutput = Option<serde_json::Value>;
 

@@ -59,12 +59,15 @@ impl Progress {
     }
 }
 
-/// `message` without control characters (a newline or tab becomes a space), redacted,
-/// and cut to [`MAX_PROGRESS_MESSAGE`] characters. Redaction comes first, so a cut
-/// cannot leave half a credential that no longer looks like one.
+/// `message` without control characters (a newline or tab becomes a space) and
+/// without the invisible characters that reorder or hide text on a terminal or page
+/// (bidirectional overrides and isolates, zero-width characters), redacted, and cut to
+/// [`MAX_PROGRESS_MESSAGE`] characters. Redaction comes first, so a cut cannot leave
+/// half a credential that no longer looks like one.
 pub fn clean_message(message: &str) -> String {
     let flat: String = message
         .chars()
+        .filter(|c| !invisible(*c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let redacted = crate::redact::redact(flat.trim());
@@ -74,6 +77,12 @@ pub fn clean_message(message: &str) -> String {
     let mut cut: String = redacted.chars().take(MAX_PROGRESS_MESSAGE - 1).collect();
     cut.push('…');
     cut
+}
+
+/// Bidirectional embeddings, overrides and isolates, zero-width characters and the
+/// byte-order mark: shown as nothing, but able to make a message read as another.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A progress report of one attempt, to be recorded under its lease (see
@@ -114,5 +123,7 @@ mod tests {
         assert!(p.message.ends_with('…'));
         let p = Progress::new(0.1, "token=abcdef123", Millis(1)).unwrap();
         assert!(!p.message.contains("abcdef123"), "{}", p.message);
+        let p = Progress::new(0.1, "ok \u{202E}gnp.exe\u{200B}", Millis(1)).unwrap();
+        assert_eq!(p.message, "ok gnp.exe");
     }
 }

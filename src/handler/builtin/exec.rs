@@ -318,7 +318,7 @@ impl ExecHandler {
     async fn exec(&self, p: ExecPayload, ctx: &JobContext) -> Result<HandlerOutput, HandlerError> {
         let secrets = self.secrets(&p);
         let redacted = |e: HandlerError| e.map_message(|m| secrets.redact(m));
-        let mut out = self.run_program(p, ctx).await.map_err(redacted)?;
+        let mut out = self.run_program(p, ctx, &secrets).await.map_err(redacted)?;
         if !secrets.is_empty()
             && let Some(Value::Object(fields)) = out.as_mut()
         {
@@ -335,6 +335,7 @@ impl ExecHandler {
         &self,
         p: ExecPayload,
         ctx: &JobContext,
+        secrets: &Redactor,
     ) -> Result<HandlerOutput, HandlerError> {
         self.check_payload(&p)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
@@ -395,7 +396,9 @@ impl ExecHandler {
             std::sync::Mutex::new(None);
         let on_control = |c: ControlLine| match c {
             ControlLine::Progress { fraction, message } => {
-                if let Err(e) = ctx.progress(fraction, &message) {
+                // The job's secret values are masked here: the progress message reaches
+                // the record and the event stream as its output does.
+                if let Err(e) = ctx.progress(fraction, &secrets.redact(&message)) {
                     tracing::debug!(job = %ctx.job.id, error = %e, "exec progress line refused");
                 }
             }
