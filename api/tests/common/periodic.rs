@@ -101,7 +101,7 @@ pub async fn periodic_create_checks_every_field(store: SharedStore) {
             "",
         ),
         (
-            with(&|v| v["payload"] = json!({"big": "x".repeat(2 * 1024 * 1024)})),
+            with(&|v| v["payload"] = json!({"big": "x".repeat(1024 * 1024 + 1)})),
             413,
             "",
         ),
