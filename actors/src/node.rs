@@ -167,8 +167,12 @@ impl Node {
         let dispatcher = ractor::call!(supervisor, NodeMsg::Dispatcher)
             .map_err(|e| NodeError::Actor(e.to_string()))?;
         let periodic = Arc::new(Notify::new());
-        let periodic_task =
-            periodic::start(ctx.clone(), dispatcher.clone(), periodic.clone(), close.clone());
+        let periodic_task = periodic::start(
+            ctx.clone(),
+            dispatcher.clone(),
+            periodic.clone(),
+            close.clone(),
+        );
         let mut writers = vec![sink_task, completer_task, periodic_task];
         writers.extend(
             wakeups::start(

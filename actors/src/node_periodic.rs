@@ -8,9 +8,7 @@
 use std::collections::HashSet;
 
 use jobmesh::periodic::{MAX_SCHEDULES, PeriodicJob};
-use jobmesh::store::{
-    AuditContext, ConfigSync, EnqueueOutcome, ScheduleOutcome, StoredSchedule,
-};
+use jobmesh::store::{AuditContext, ConfigSync, EnqueueOutcome, ScheduleOutcome, StoredSchedule};
 
 use super::Node;
 use crate::dispatcher::DispatchMsg;
@@ -24,7 +22,8 @@ impl Node {
             let name: String = p.name.chars().take(100).collect();
             NodeError::Options(format!("periodic job `{}`: {why}", name.escape_debug()))
         };
-        p.check(self.ctx.now()).map_err(|e| refused(e.to_string()))?;
+        p.check(self.ctx.now())
+            .map_err(|e| refused(e.to_string()))?;
         self.ctx
             .registry
             .validate(&p.job)

@@ -101,12 +101,8 @@ async fn bad_schedule_sets_are_refused_whole_naming_the_schedule() {
     let (store, _dir) = store().await;
     let n = node("n", &store, workers(1), builtins()).await;
     n.set_periodic(vec![every_second("ok")]).await.unwrap();
-    let refused = async |set: Vec<PeriodicJob>| {
-        n.set_periodic(set)
-            .await
-            .expect_err("refused")
-            .to_string()
-    };
+    let refused =
+        async |set: Vec<PeriodicJob>| n.set_periodic(set).await.expect_err("refused").to_string();
     let mut unknown = every_second("unknown");
     unknown.job.kind = "nope".into();
     let e = refused(vec![every_second("fine"), unknown]).await;

@@ -180,7 +180,11 @@ async fn kill_restart_applies_every_http_effect_exactly_once() {
         .iter()
         .filter(|a| a["fault"] == "kill")
         .count();
-    assert!(kills >= 1, "the schedule kills nodes: {}", report["applied"]);
+    assert!(
+        kills >= 1,
+        "the schedule kills nodes: {}",
+        report["applied"]
+    );
 
     // The store's `http` jobs, all finished by the run.
     let store = jobmesh::store::sqlite::SqliteStore::open(&out_dir.join("cluster/shared.db"))

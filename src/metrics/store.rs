@@ -16,10 +16,10 @@ use crate::event::{LifecycleEvent, StoredEvent};
 use crate::job::{
     ClaimRequest, ClaimedJob, Completion, CompletionResult, Job, JobId, Lease, NewJob, NodeId,
 };
+use crate::periodic::PeriodicJob;
 use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTarget};
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
-use crate::periodic::PeriodicJob;
 use crate::store::periodic::{PeriodicTicks, TickMark, TickOutcome};
 use crate::store::periodic_schedules::{
     ConfigSync, PeriodicSchedules, ScheduleOutcome, StoredSchedule,

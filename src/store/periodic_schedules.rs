@@ -305,9 +305,11 @@ impl ScheduleColumns {
     /// The schedule, or why the row cannot be one.
     pub(crate) fn decode(self) -> Result<StoredSchedule, StoreError> {
         let name = self.name;
-        let corrupt =
-            |col: &str, e: String| StoreError::Corrupt(format!("periodic_schedules.{col} of `{name}`: {e}"));
-        let schedule = Schedule::parse(&self.schedule).map_err(|e| corrupt("schedule", e.to_string()))?;
+        let corrupt = |col: &str, e: String| {
+            StoreError::Corrupt(format!("periodic_schedules.{col} of `{name}`: {e}"))
+        };
+        let schedule =
+            Schedule::parse(&self.schedule).map_err(|e| corrupt("schedule", e.to_string()))?;
         let timezone =
             parse_timezone(&self.timezone).map_err(|e| corrupt("timezone", e.to_string()))?;
         let policy = match (self.policy.as_str(), self.backfill_ms) {

@@ -16,9 +16,7 @@ use axum::response::Response;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::config::DEFAULT_BACKFILL;
 use jobmesh::job::{DEFAULT_MAX_ATTEMPTS, NewJob};
-use jobmesh::periodic::{
-    MissedTicks, PeriodicJob, Schedule, check_schedule_name, parse_timezone,
-};
+use jobmesh::periodic::{MissedTicks, PeriodicJob, Schedule, check_schedule_name, parse_timezone};
 use jobmesh::store::audit::{AuditAction, AuditTarget};
 use jobmesh::store::tokens::Scope;
 use jobmesh::store::{EnqueueOutcome, ScheduleOutcome, StoredSchedule};
@@ -161,7 +159,11 @@ pub struct Triggered {
     pub duplicate: bool,
 }
 
-fn view(s: StoredSchedule, marks: &HashMap<String, (i64, Option<i64>)>, now: Millis) -> ScheduleView {
+fn view(
+    s: StoredSchedule,
+    marks: &HashMap<String, (i64, Option<i64>)>,
+    now: Millis,
+) -> ScheduleView {
     let (policy, backfill_ms) = match s.job.policy {
         MissedTicks::Skip => (Policy::Skip, None),
         MissedTicks::CatchUp { backfill } => (Policy::CatchUp, Some(backfill.as_millis() as u64)),
@@ -236,17 +238,25 @@ pub async fn list_schedules(
 }
 
 /// The periodic job `req` describes, or the problem naming the field at fault.
-fn periodic_job(state: &AppState, caller: &Caller, req: CreateSchedule) -> Result<PeriodicJob, Problem> {
+fn periodic_job(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateSchedule,
+) -> Result<PeriodicJob, Problem> {
     let invalid = |field: &str, m: String| Problem::field(ProblemKind::InvalidField, field, m);
     check_schedule_name(&req.name).map_err(|m| invalid("name", m))?;
-    let schedule = Schedule::parse(&req.schedule).map_err(|e| invalid("schedule", format!("schedule {e}")))?;
+    let schedule =
+        Schedule::parse(&req.schedule).map_err(|e| invalid("schedule", format!("schedule {e}")))?;
     let timezone = match &req.timezone {
         Some(tz) => parse_timezone(tz).map_err(|e| invalid("timezone", e.to_string()))?,
         None => jobmesh::periodic::Tz::UTC,
     };
     let policy = match (req.policy, req.backfill_ms) {
         (Policy::Skip, Some(_)) => {
-            return Err(invalid("backfill_ms", "only applies with policy `catch_up`".into()));
+            return Err(invalid(
+                "backfill_ms",
+                "only applies with policy `catch_up`".into(),
+            ));
         }
         (Policy::Skip, None) => MissedTicks::Skip,
         (Policy::CatchUp, b) => MissedTicks::CatchUp {
@@ -268,7 +278,11 @@ fn periodic_job(state: &AppState, caller: &Caller, req: CreateSchedule) -> Resul
         job,
     };
     p.check(SystemClock.now()).map_err(|e| {
-        let field = if e.field == "backfill" { "backfill_ms" } else { e.field };
+        let field = if e.field == "backfill" {
+            "backfill_ms"
+        } else {
+            e.field
+        };
         invalid(field, e.message)
     })?;
     // The job as `POST /api/v1/jobs` checks it: kind, payload, options, the token's
@@ -304,16 +318,27 @@ pub async fn create_schedule(
         let req = body.value;
         let target = AuditTarget::Schedule(req.name.clone());
         // The scope first: a token that may not create learns nothing of the rules.
-        let (ctx, ()) = checked(&state, &caller, AuditAction::PeriodicCreate, &target, async {
-            caller.require(Scope::Operate)
-        })
+        let (ctx, ()) = checked(
+            &state,
+            &caller,
+            AuditAction::PeriodicCreate,
+            &target,
+            async { caller.require(Scope::Operate) },
+        )
         .await?;
         let paused = req.paused;
         let job = match periodic_job(&state, &caller, req) {
             Ok(j) => j,
             // A queue the token may not use is a refusal the log keeps.
             Err(p) if p.status == 403 => {
-                return Err(crate::audit::refused(&state, &caller, AuditAction::PeriodicCreate, &target, p).await);
+                return Err(crate::audit::refused(
+                    &state,
+                    &caller,
+                    AuditAction::PeriodicCreate,
+                    &target,
+                    p,
+                )
+                .await);
             }
             Err(p) => return Err(p),
         };
@@ -324,14 +349,27 @@ pub async fn create_schedule(
                 json(StatusCode::CREATED, &view(s, &marks, now))
             }
             ScheduleOutcome::NotFound => Err(not_found(&job.name)),
-            ScheduleOutcome::Refused(why) => Err(Problem::field(ProblemKind::Conflict, "name", why)),
+            ScheduleOutcome::Refused(why) => {
+                Err(Problem::field(ProblemKind::Conflict, "name", why))
+            }
         }
     };
-    answer_once(&state, &caller, &headers, "POST /api/v1/periodic", &body.digest, work).await
+    answer_once(
+        &state,
+        &caller,
+        &headers,
+        "POST /api/v1/periodic",
+        &body.digest,
+        work,
+    )
+    .await
 }
 
 fn not_found(name: &str) -> Problem {
-    Problem::new(ProblemKind::NotFound, format!("schedule `{name}` not found"))
+    Problem::new(
+        ProblemKind::NotFound,
+        format!("schedule `{name}` not found"),
+    )
 }
 
 /// Checks `name`, then (recording a refusal) the scope and that the schedule exists
@@ -348,7 +386,10 @@ async fn operate(
         caller.require(Scope::Operate)?;
         if !caller.queues.is_empty() {
             let s = state.store.schedules().await?;
-            let s = s.iter().find(|s| s.job.name == name).ok_or_else(|| not_found(name))?;
+            let s = s
+                .iter()
+                .find(|s| s.job.name == name)
+                .ok_or_else(|| not_found(name))?;
             caller.require_queue(&s.job.job.queue, "queue")?;
         }
         Ok(())
@@ -360,7 +401,14 @@ async fn operate(
 /// What a store answer of a pause, resume or delete becomes.
 fn changed(name: String, paused: Option<bool>, out: ScheduleOutcome<bool>) -> Answer {
     match out {
-        ScheduleOutcome::Done(changed) => json(StatusCode::OK, &ScheduleChanged { name, paused, changed }),
+        ScheduleOutcome::Done(changed) => json(
+            StatusCode::OK,
+            &ScheduleChanged {
+                name,
+                paused,
+                changed,
+            },
+        ),
         ScheduleOutcome::NotFound => Err(not_found(&name)),
         ScheduleOutcome::Refused(why) => Err(Problem::new(ProblemKind::Conflict, why)),
     }
@@ -518,8 +566,19 @@ pub async fn trigger_schedule(
                     EnqueueOutcome::Inserted(id) => (id, false),
                     EnqueueOutcome::Duplicate(id) => (id, true),
                 };
-                let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
-                json(status, &Triggered { name: name.clone(), id: id.0, duplicate })
+                let status = if duplicate {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
+                json(
+                    status,
+                    &Triggered {
+                        name: name.clone(),
+                        id: id.0,
+                        duplicate,
+                    },
+                )
             }
             ScheduleOutcome::NotFound => Err(not_found(&name)),
             ScheduleOutcome::Refused(why) => Err(Problem::new(ProblemKind::Conflict, why)),

@@ -69,11 +69,31 @@ pub async fn periodic_create_checks_every_field(store: SharedStore) {
     for (body, status, field) in [
         (with(&|v| v["name"] = json!("a b")), 400, "name"),
         (with(&|v| v["name"] = json!("n".repeat(101))), 400, "name"),
-        (with(&|v| v["schedule"] = json!("99 * * * *")), 400, "schedule"),
-        (with(&|v| v["schedule"] = json!("every 10ms")), 400, "schedule"),
-        (with(&|v| v["schedule"] = json!("0 0 30 2 *")), 400, "schedule"),
-        (with(&|v| v["timezone"] = json!("Mars/Olympus")), 400, "timezone"),
-        (with(&|v| v["backfill_ms"] = json!(1000)), 400, "backfill_ms"),
+        (
+            with(&|v| v["schedule"] = json!("99 * * * *")),
+            400,
+            "schedule",
+        ),
+        (
+            with(&|v| v["schedule"] = json!("every 10ms")),
+            400,
+            "schedule",
+        ),
+        (
+            with(&|v| v["schedule"] = json!("0 0 30 2 *")),
+            400,
+            "schedule",
+        ),
+        (
+            with(&|v| v["timezone"] = json!("Mars/Olympus")),
+            400,
+            "timezone",
+        ),
+        (
+            with(&|v| v["backfill_ms"] = json!(1000)),
+            400,
+            "backfill_ms",
+        ),
         (
             with(&|v| {
                 v["policy"] = json!("catch_up");
@@ -112,13 +132,23 @@ pub async fn periodic_create_checks_every_field(store: SharedStore) {
             p["field"].as_str().unwrap_or_default().contains(field),
             "{field}: {p}"
         );
-        assert!(p["type"].as_str().unwrap().starts_with("urn:jobmesh:problem:"));
+        assert!(
+            p["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:jobmesh:problem:")
+        );
     }
     let (s, _) = h.post("/api/v1/periodic", &read, &every_second("p")).await;
     assert_eq!(s, 403, "creating needs operate");
-    let (s, p) = h.post("/api/v1/periodic", &mail_only, &every_second("p")).await;
+    let (s, p) = h
+        .post("/api/v1/periodic", &mail_only, &every_second("p"))
+        .await;
     assert_eq!((s, p["field"].as_str()), (403, Some("queue")), "{p}");
-    assert!(h.store.schedules().await.unwrap().is_empty(), "nothing stored");
+    assert!(
+        h.store.schedules().await.unwrap().is_empty(),
+        "nothing stored"
+    );
     let (s, list) = h.get("/api/v1/periodic", &read).await;
     assert_eq!((s, list["schedules"].as_array().unwrap().len()), (200, 0));
     h.stop().await;
@@ -132,25 +162,34 @@ pub async fn periodic_schedules_run_pause_trigger_delete(store: SharedStore) {
     let (_, ops) = h.token(&[Scope::Operate], &[]).await;
     let (_, read) = h.token(&[Scope::Read], &[]).await;
     let before = SystemClock.now().0;
-    let (s, made) = h.post("/api/v1/periodic", &ops, &every_second("beat")).await;
+    let (s, made) = h
+        .post("/api/v1/periodic", &ops, &every_second("beat"))
+        .await;
     assert_eq!(s, 201, "{made}");
     assert_eq!(
         (made["origin"].as_str(), made["paused"].as_bool()),
         (Some("api"), Some(false))
     );
-    let (s, p) = h.post("/api/v1/periodic", &ops, &every_second("beat")).await;
+    let (s, p) = h
+        .post("/api/v1/periodic", &ops, &every_second("beat"))
+        .await;
     assert_eq!((s, p["field"].as_str()), (409, Some("name")), "{p}");
     let (s, list) = h.get("/api/v1/periodic", &read).await;
     assert_eq!(s, 200);
     let beat = &list["schedules"][0];
     assert_eq!(beat["name"], "beat");
     let next = beat["next_run"].as_i64().expect("a next run");
-    assert!(next > before && next <= SystemClock.now().0 + 1000, "{beat}");
+    assert!(
+        next > before && next <= SystemClock.now().0 + 1000,
+        "{beat}"
+    );
 
     // Its ticks run (the leader reads the store within a renewal period).
     wait_jobs(&h.store, "periodic:beat:", 2).await;
 
-    let (s, p) = h.post("/api/v1/periodic/beat/pause", &ops, &json!({})).await;
+    let (s, p) = h
+        .post("/api/v1/periodic/beat/pause", &ops, &json!({}))
+        .await;
     assert_eq!((s, p["changed"].as_bool()), (200, Some(true)), "{p}");
     let paused = keys(&h.store, "periodic:beat:").await.len();
     let (_, list) = h.get("/api/v1/periodic", &read).await;
@@ -165,19 +204,28 @@ pub async fn periodic_schedules_run_pause_trigger_delete(store: SharedStore) {
         "a paused schedule gets no job for its ticks"
     );
 
-    let (s, p) = h.post("/api/v1/periodic/beat/resume", &ops, &json!({})).await;
+    let (s, p) = h
+        .post("/api/v1/periodic/beat/resume", &ops, &json!({}))
+        .await;
     assert_eq!((s, p["changed"].as_bool()), (200, Some(true)), "{p}");
     wait_jobs(&h.store, "periodic:beat:", paused + 1).await;
 
-    let (s, t) = h.post("/api/v1/periodic/beat/trigger", &ops, &json!({})).await;
+    let (s, t) = h
+        .post("/api/v1/periodic/beat/trigger", &ops, &json!({}))
+        .await;
     assert_eq!((s, t["duplicate"].as_bool()), (201, Some(false)), "{t}");
-    h.wait_state(t["id"].as_i64().unwrap(), JobState::Succeeded).await;
+    h.wait_state(t["id"].as_i64().unwrap(), JobState::Succeeded)
+        .await;
     let triggered = keys(&h.store, "periodic-trigger:beat:").await;
     assert_eq!(triggered.len(), 1, "one trigger, one job: {triggered:?}");
     // A retried trigger with the same Idempotency-Key enqueues nothing more.
     let retry = || {
-        h.req(reqwest::Method::POST, "/api/v1/periodic/ctl/trigger", Some(&ops))
-            .header("idempotency-key", "trigger-ctl-1")
+        h.req(
+            reqwest::Method::POST,
+            "/api/v1/periodic/ctl/trigger",
+            Some(&ops),
+        )
+        .header("idempotency-key", "trigger-ctl-1")
     };
     let (s1, a) = send(retry()).await;
     let (s2, b) = send(retry()).await;
@@ -196,9 +244,13 @@ pub async fn periodic_schedules_run_pause_trigger_delete(store: SharedStore) {
     );
     let (s, _) = delete(&h, "/api/v1/periodic/beat", &ops).await;
     assert_eq!(s, 404);
-    let (s, _) = h.post("/api/v1/periodic/beat/trigger", &ops, &json!({})).await;
+    let (s, _) = h
+        .post("/api/v1/periodic/beat/trigger", &ops, &json!({}))
+        .await;
     assert_eq!(s, 404);
-    let (s, p) = h.post("/api/v1/periodic/a%20b/pause", &ops, &json!({})).await;
+    let (s, p) = h
+        .post("/api/v1/periodic/a%20b/pause", &ops, &json!({}))
+        .await;
     assert_eq!((s, p["field"].as_str()), (400, Some("name")), "{p}");
 
     // A config schedule is the config's to delete.
@@ -214,7 +266,9 @@ pub async fn periodic_schedules_run_pause_trigger_delete(store: SharedStore) {
     let (s, p) = delete(&h, "/api/v1/periodic/from-config", &ops).await;
     assert_eq!(s, 409, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("config"), "{p}");
-    let (s, _) = h.post("/api/v1/periodic/from-config/pause", &read, &json!({})).await;
+    let (s, _) = h
+        .post("/api/v1/periodic/from-config/pause", &read, &json!({}))
+        .await;
     assert_eq!(s, 403, "pausing needs operate");
 
     let results = |action| {
@@ -237,20 +291,35 @@ pub async fn periodic_schedules_run_pause_trigger_delete(store: SharedStore) {
     let refused = |n: &str| (n.to_string(), AuditResult::Refused);
     assert_eq!(
         results(AuditAction::PeriodicCreate).await,
-        [ok("test-operate"), refused("test-operate"), ok("test-operate")]
+        [
+            ok("test-operate"),
+            refused("test-operate"),
+            ok("test-operate")
+        ]
     );
     assert_eq!(
         results(AuditAction::PeriodicPause).await,
         [ok("test-operate"), refused("test-read")]
     );
-    assert_eq!(results(AuditAction::PeriodicResume).await, [ok("test-operate")]);
+    assert_eq!(
+        results(AuditAction::PeriodicResume).await,
+        [ok("test-operate")]
+    );
     assert_eq!(
         results(AuditAction::PeriodicTrigger).await,
-        [ok("test-operate"), ok("test-operate"), refused("test-operate")]
+        [
+            ok("test-operate"),
+            ok("test-operate"),
+            refused("test-operate")
+        ]
     );
     assert_eq!(
         results(AuditAction::PeriodicDelete).await,
-        [ok("test-operate"), refused("test-operate"), refused("test-operate")]
+        [
+            ok("test-operate"),
+            refused("test-operate"),
+            refused("test-operate")
+        ]
     );
     h.stop().await;
 }

@@ -66,7 +66,9 @@ pub async fn run(config: Config, verb: PeriodicVerb, json: bool) -> anyhow::Resu
                 );
             }
             if changed {
-                outln!("schedule {name} paused: no job for its ticks until `jobmesh periodic resume {name}`")?
+                outln!(
+                    "schedule {name} paused: no job for its ticks until `jobmesh periodic resume {name}`"
+                )?
             } else {
                 outln!("schedule {name} was already paused; nothing changed")?
             }
@@ -118,14 +120,18 @@ pub async fn run(config: Config, verb: PeriodicVerb, json: bool) -> anyhow::Resu
 fn done<T>(name: &str, out: ScheduleOutcome<T>) -> anyhow::Result<T> {
     match out {
         ScheduleOutcome::Done(t) => Ok(t),
-        ScheduleOutcome::NotFound => bail!("no schedule named `{name}` (see `jobmesh periodic list`)"),
+        ScheduleOutcome::NotFound => {
+            bail!("no schedule named `{name}` (see `jobmesh periodic list`)")
+        }
         ScheduleOutcome::Refused(why) => bail!("{why}"),
     }
 }
 
 fn print_table(rows: &[ScheduleRow]) -> anyhow::Result<()> {
     if rows.is_empty() {
-        outln!("no periodic schedules: add [[periodic]] entries to the config, or POST /api/v1/periodic")?;
+        outln!(
+            "no periodic schedules: add [[periodic]] entries to the config, or POST /api/v1/periodic"
+        )?;
         return Ok(());
     }
     let show = |t: Option<i64>| t.map_or("-".to_string(), |t| output::time(Millis(t)));
@@ -153,8 +159,17 @@ fn print_table(rows: &[ScheduleRow]) -> anyhow::Result<()> {
         .collect();
     output::table(
         &[
-            "NAME", "SCHEDULE", "ZONE", "POLICY", "KIND", "QUEUE", "ORIGIN", "STATE", "LAST TICK",
-            "JOB", "NEXT RUN",
+            "NAME",
+            "SCHEDULE",
+            "ZONE",
+            "POLICY",
+            "KIND",
+            "QUEUE",
+            "ORIGIN",
+            "STATE",
+            "LAST TICK",
+            "JOB",
+            "NEXT RUN",
         ],
         &table,
     )

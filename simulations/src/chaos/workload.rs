@@ -169,7 +169,9 @@ pub fn receiver_host(url: &str) -> Result<String, ChaosError> {
     };
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) if ip.is_loopback() => Ok(host.to_string()),
-        _ => Err(bad("must name a loopback address, such as http://127.0.0.1:8080/effect")),
+        _ => Err(bad(
+            "must name a loopback address, such as http://127.0.0.1:8080/effect",
+        )),
     }
 }
 
@@ -198,7 +200,11 @@ mod tests {
             receiver_host("http://127.0.0.1:9000/effect").unwrap(),
             "127.0.0.1"
         );
-        for bad in ["https://127.0.0.1/", "http://10.0.0.1:80/", "http://example.com/x"] {
+        for bad in [
+            "https://127.0.0.1/",
+            "http://10.0.0.1:80/",
+            "http://example.com/x",
+        ] {
             assert!(receiver_host(bad).is_err(), "{bad}");
         }
     }

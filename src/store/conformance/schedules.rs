@@ -55,9 +55,16 @@ pub async fn schedules_create_pause_resume_delete(s: &dyn Store) {
     let ScheduleOutcome::Done(made) = made else {
         panic!("created: {made:?}")
     };
-    assert_eq!((made.job.clone(), made.origin), (job.clone(), ScheduleOrigin::Api));
+    assert_eq!(
+        (made.job.clone(), made.origin),
+        (job.clone(), ScheduleOrigin::Api)
+    );
     assert_eq!(find(s, "report").await.as_ref(), Some(&made));
-    assert_eq!(mark(s, "report").await, Some(at(5)), "no tick from before the creation");
+    assert_eq!(
+        mark(s, "report").await,
+        Some(at(5)),
+        "no tick from before the creation"
+    );
     let again = s.create_schedule(&ops, &job, false, at(6)).await.unwrap();
     assert!(
         matches!(&again, ScheduleOutcome::Refused(m) if m.contains("exists")),
@@ -65,23 +72,37 @@ pub async fn schedules_create_pause_resume_delete(s: &dyn Store) {
     );
 
     assert_eq!(
-        s.set_schedule_paused(&ops, "report", true, at(10)).await.unwrap(),
+        s.set_schedule_paused(&ops, "report", true, at(10))
+            .await
+            .unwrap(),
         ScheduleOutcome::Done(true)
     );
     assert_eq!(
-        s.set_schedule_paused(&ops, "report", true, at(11)).await.unwrap(),
+        s.set_schedule_paused(&ops, "report", true, at(11))
+            .await
+            .unwrap(),
         ScheduleOutcome::Done(false),
         "pausing a paused schedule changes nothing"
     );
     assert_eq!(find(s, "report").await.unwrap().paused_at, Some(at(10)));
     assert_eq!(tick(s, "report", at(60)).await, TickOutcome::Paused);
-    assert_eq!(mark(s, "report").await, Some(at(5)), "a paused tick moves no mark");
     assert_eq!(
-        s.set_schedule_paused(&ops, "report", false, at(130)).await.unwrap(),
+        mark(s, "report").await,
+        Some(at(5)),
+        "a paused tick moves no mark"
+    );
+    assert_eq!(
+        s.set_schedule_paused(&ops, "report", false, at(130))
+            .await
+            .unwrap(),
         ScheduleOutcome::Done(true)
     );
     assert_eq!(find(s, "report").await.unwrap().paused_at, None);
-    assert_eq!(mark(s, "report").await, Some(at(130)), "the pause's ticks are passed over");
+    assert_eq!(
+        mark(s, "report").await,
+        Some(at(130)),
+        "the pause's ticks are passed over"
+    );
     assert!(matches!(
         tick(s, "report", at(120)).await,
         TickOutcome::Passed { .. }
@@ -92,7 +113,9 @@ pub async fn schedules_create_pause_resume_delete(s: &dyn Store) {
     let kept = outcome.id();
 
     assert_eq!(
-        s.delete_schedule(&ops, "report", false, at(200)).await.unwrap(),
+        s.delete_schedule(&ops, "report", false, at(200))
+            .await
+            .unwrap(),
         ScheduleOutcome::Done(())
     );
     assert!(find(s, "report").await.is_none());
@@ -100,17 +123,24 @@ pub async fn schedules_create_pause_resume_delete(s: &dyn Store) {
     assert_eq!(tick(s, "report", at(240)).await, TickOutcome::NoSchedule);
     assert!(s.get_job(kept).await.unwrap().is_some(), "its jobs stay");
     assert_eq!(
-        s.delete_schedule(&ops, "report", false, at(201)).await.unwrap(),
+        s.delete_schedule(&ops, "report", false, at(201))
+            .await
+            .unwrap(),
         ScheduleOutcome::NotFound
     );
     assert_eq!(
-        s.set_schedule_paused(&ops, "report", true, at(202)).await.unwrap(),
+        s.set_schedule_paused(&ops, "report", true, at(202))
+            .await
+            .unwrap(),
         ScheduleOutcome::NotFound
     );
     // Created again under the name, it starts afresh.
     s.create_schedule(&ops, &job, true, at(300)).await.unwrap();
     assert_eq!(mark(s, "report").await, Some(at(300)));
-    assert!(find(s, "report").await.unwrap().paused_at.is_some(), "created paused");
+    assert!(
+        find(s, "report").await.unwrap().paused_at.is_some(),
+        "created paused"
+    );
 
     use AuditResult::{Ok as Done, Refused};
     assert_eq!(
@@ -141,14 +171,19 @@ pub async fn trigger_enqueues_one_job_outside_the_ticks(s: &dyn Store) {
         panic!("a trigger of a paused schedule enqueues");
     };
     let job = s.get_job(id).await.unwrap().unwrap();
-    assert_eq!(job.unique_key.as_deref(), Some(format!("periodic-trigger:beat:{}", at(60).0).as_str()));
+    assert_eq!(
+        job.unique_key.as_deref(),
+        Some(format!("periodic-trigger:beat:{}", at(60).0).as_str())
+    );
     assert_eq!((job.state, job.run_at), (JobState::Available, at(60)));
     assert_eq!(
         s.trigger_schedule(&ops, "beat", at(60)).await.unwrap(),
         ScheduleOutcome::Done(EnqueueOutcome::Duplicate(id))
     );
     assert_eq!(mark(s, "beat").await, Some(T0), "a trigger is no tick");
-    s.set_schedule_paused(&ops, "beat", false, at(60)).await.unwrap();
+    s.set_schedule_paused(&ops, "beat", false, at(60))
+        .await
+        .unwrap();
     let TickOutcome::Enqueued { outcome } = tick(s, "beat", at(120)).await else {
         panic!("the tick runs beside the trigger");
     };
@@ -180,7 +215,10 @@ pub async fn config_sync_replaces_the_config_set(s: &dyn Store) {
         .sync_config_schedules(&[every_minute("a"), every_minute("b")], T0)
         .await
         .unwrap();
-    assert_eq!((sync.created, sync.removed), (vec!["a".to_string(), "b".into()], vec![]));
+    assert_eq!(
+        (sync.created, sync.removed),
+        (vec!["a".to_string(), "b".into()], vec![])
+    );
     s.set_schedule_paused(&ops, "a", true, at(1)).await.unwrap();
     let mut a = every_minute("a");
     a.schedule = crate::periodic::Schedule::parse("every 2m").unwrap();
@@ -206,7 +244,13 @@ pub async fn config_sync_replaces_the_config_set(s: &dyn Store) {
         s.delete_schedule(&ops, "x", true, at(4)).await.unwrap(),
         ScheduleOutcome::Done(())
     );
-    let names: Vec<String> = s.schedules().await.unwrap().into_iter().map(|x| x.job.name).collect();
+    let names: Vec<String> = s
+        .schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.job.name)
+        .collect();
     assert_eq!(names, ["a"]);
     // Declaring none removes the config's set.
     let sync = s.sync_config_schedules(&[], at(5)).await.unwrap();

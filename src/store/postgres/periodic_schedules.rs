@@ -12,12 +12,12 @@ use super::{PostgresStore, Tx, audit, wake};
 use crate::clock::Millis;
 use crate::periodic::PeriodicJob;
 use crate::store::audit::{AuditAction, AuditContext};
+use crate::store::periodic::check_schedule;
 use crate::store::periodic_schedules::{
     ConfigSync, PeriodicSchedules, ScheduleColumns, ScheduleOrigin, ScheduleOutcome,
-    StoredSchedule, check_storable, decode_all, declared_in_config, name_taken, schedule_audit,
+    StoredSchedule, check_storable, declared_in_config, decode_all, name_taken, schedule_audit,
     trigger_detail, trigger_job,
 };
-use crate::store::periodic::check_schedule;
 use crate::store::{EnqueueOutcome, StoreError};
 
 const COLUMNS: &str = "name, schedule, timezone, policy, backfill_ms, kind, payload, queue, \
@@ -172,10 +172,12 @@ impl PeriodicSchedules for PostgresStore {
                 ScheduleOutcome::Done(c.decode()?)
             }
         };
-        let (action, target, audited) =
-            schedule_audit(AuditAction::PeriodicCreate, &job.name, &outcome, |s| {
-                serde_json::json!({ "schedule": s.job.schedule.as_str(), "kind": s.job.job.kind, "queue": s.job.job.queue, "paused": paused })
-            });
+        let (action, target, audited) = schedule_audit(
+            AuditAction::PeriodicCreate,
+            &job.name,
+            &outcome,
+            |s| serde_json::json!({ "schedule": s.job.schedule.as_str(), "kind": s.job.job.kind, "queue": s.job.job.queue, "paused": paused }),
+        );
         audit::write(&mut tx, ctx, action, &target, &audited, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -190,11 +192,12 @@ impl PeriodicSchedules for PostgresStore {
     ) -> Result<ScheduleOutcome<bool>, StoreError> {
         check_schedule(name)?;
         let mut tx = self.pool.begin().await?;
-        let found: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT paused_at FROM periodic_schedules WHERE name = $1 FOR UPDATE")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let found: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT paused_at FROM periodic_schedules WHERE name = $1 FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
         let outcome = match found {
             None => ScheduleOutcome::NotFound,
             Some(at) if at.is_some() == paused => ScheduleOutcome::Done(false),
@@ -226,9 +229,12 @@ impl PeriodicSchedules for PostgresStore {
         } else {
             AuditAction::PeriodicResume
         };
-        let (action, target, audited) = schedule_audit(action, name, &outcome, |changed| {
-            serde_json::json!({ "changed": changed })
-        });
+        let (action, target, audited) = schedule_audit(
+            action,
+            name,
+            &outcome,
+            |changed| serde_json::json!({ "changed": changed }),
+        );
         audit::write(&mut tx, ctx, action, &target, &audited, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -256,10 +262,12 @@ impl PeriodicSchedules for PostgresStore {
                 ScheduleOutcome::Done(())
             }
         };
-        let (action, target, audited) =
-            schedule_audit(AuditAction::PeriodicDelete, name, &outcome, |()| {
-                serde_json::json!({ "deleted": true })
-            });
+        let (action, target, audited) = schedule_audit(
+            AuditAction::PeriodicDelete,
+            name,
+            &outcome,
+            |()| serde_json::json!({ "deleted": true }),
+        );
         audit::write(&mut tx, ctx, action, &target, &audited, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -301,7 +309,9 @@ impl PeriodicSchedules for PostgresStore {
         for r in &rows {
             match columns(r) {
                 Ok(c) => cols.push(c),
-                Err(e) => tracing::warn!(error = %e, "a periodic schedule cannot be read; left out"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a periodic schedule cannot be read; left out")
+                }
             }
         }
         Ok(decode_all(cols))

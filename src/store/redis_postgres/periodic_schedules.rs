@@ -41,7 +41,10 @@ impl PeriodicSchedules for RedisPostgresStore {
         paused: bool,
         now: Millis,
     ) -> Result<ScheduleOutcome<bool>, StoreError> {
-        self.shared.pg.set_schedule_paused(ctx, name, paused, now).await
+        self.shared
+            .pg
+            .set_schedule_paused(ctx, name, paused, now)
+            .await
     }
 
     async fn delete_schedule(
@@ -51,7 +54,10 @@ impl PeriodicSchedules for RedisPostgresStore {
         config_too: bool,
         now: Millis,
     ) -> Result<ScheduleOutcome<()>, StoreError> {
-        self.shared.pg.delete_schedule(ctx, name, config_too, now).await
+        self.shared
+            .pg
+            .delete_schedule(ctx, name, config_too, now)
+            .await
     }
 
     async fn trigger_schedule(

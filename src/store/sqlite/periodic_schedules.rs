@@ -10,12 +10,12 @@ use super::{SqliteStore, Tx, audit};
 use crate::clock::Millis;
 use crate::periodic::PeriodicJob;
 use crate::store::audit::{AuditAction, AuditContext};
+use crate::store::periodic::check_schedule;
 use crate::store::periodic_schedules::{
     ConfigSync, PeriodicSchedules, ScheduleColumns, ScheduleOrigin, ScheduleOutcome,
-    StoredSchedule, check_storable, decode_all, declared_in_config, name_taken, schedule_audit,
+    StoredSchedule, check_storable, declared_in_config, decode_all, name_taken, schedule_audit,
     trigger_detail, trigger_job,
 };
-use crate::store::periodic::check_schedule;
 use crate::store::{EnqueueOutcome, StoreError};
 
 const COLUMNS: &str = "name, schedule, timezone, policy, backfill_ms, kind, payload, queue, \
@@ -24,9 +24,8 @@ const COLUMNS: &str = "name, schedule, timezone, policy, backfill_ms, kind, payl
 fn columns(row: &SqliteRow) -> Result<ScheduleColumns, StoreError> {
     let name: String = row.try_get("name")?;
     let payload: String = row.try_get("payload")?;
-    let payload = serde_json::from_str(&payload).map_err(|e| {
-        StoreError::Corrupt(format!("periodic_schedules.payload of `{name}`: {e}"))
-    })?;
+    let payload = serde_json::from_str(&payload)
+        .map_err(|e| StoreError::Corrupt(format!("periodic_schedules.payload of `{name}`: {e}")))?;
     Ok(ScheduleColumns {
         name,
         schedule: row.try_get("schedule")?,
@@ -173,10 +172,12 @@ impl PeriodicSchedules for SqliteStore {
                 ScheduleOutcome::Done(c.decode()?)
             }
         };
-        let (action, target, audited) =
-            schedule_audit(AuditAction::PeriodicCreate, &job.name, &outcome, |s| {
-                serde_json::json!({ "schedule": s.job.schedule.as_str(), "kind": s.job.job.kind, "queue": s.job.job.queue, "paused": paused })
-            });
+        let (action, target, audited) = schedule_audit(
+            AuditAction::PeriodicCreate,
+            &job.name,
+            &outcome,
+            |s| serde_json::json!({ "schedule": s.job.schedule.as_str(), "kind": s.job.job.kind, "queue": s.job.job.queue, "paused": paused }),
+        );
         audit::write(&mut tx, ctx, action, &target, &audited, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -227,9 +228,12 @@ impl PeriodicSchedules for SqliteStore {
         } else {
             AuditAction::PeriodicResume
         };
-        let (action, target, audited) = schedule_audit(action, name, &outcome, |changed| {
-            serde_json::json!({ "changed": changed })
-        });
+        let (action, target, audited) = schedule_audit(
+            action,
+            name,
+            &outcome,
+            |changed| serde_json::json!({ "changed": changed }),
+        );
         audit::write(&mut tx, ctx, action, &target, &audited, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -257,10 +261,12 @@ impl PeriodicSchedules for SqliteStore {
                 ScheduleOutcome::Done(())
             }
         };
-        let (action, target, audited) =
-            schedule_audit(AuditAction::PeriodicDelete, name, &outcome, |()| {
-                serde_json::json!({ "deleted": true })
-            });
+        let (action, target, audited) = schedule_audit(
+            AuditAction::PeriodicDelete,
+            name,
+            &outcome,
+            |()| serde_json::json!({ "deleted": true }),
+        );
         audit::write(&mut tx, ctx, action, &target, &audited, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -299,7 +305,9 @@ impl PeriodicSchedules for SqliteStore {
         for r in &rows {
             match columns(r) {
                 Ok(c) => cols.push(c),
-                Err(e) => tracing::warn!(error = %e, "a periodic schedule cannot be read; left out"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a periodic schedule cannot be read; left out")
+                }
             }
         }
         Ok(decode_all(cols))
