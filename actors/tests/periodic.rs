@@ -1,11 +1,13 @@
 //! Periodic jobs through the library: schedules set on running nodes with
 //! `Node::set_periodic` are enqueued by the node holding the `periodic` lease, one job
 //! per tick, while a second node on the same store stays quiet; bad schedule sets are
-//! refused whole, naming the schedule, and the running set stays.
+//! refused whole, naming the schedule, and the stored set stays; and create, pause,
+//! resume, trigger and delete through `Node` on a manual clock.
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -130,5 +132,126 @@ async fn bad_schedule_sets_are_refused_whole_naming_the_schedule() {
     assert!(refused(too_many).await.contains("at most"));
     // The stored set stays.
     assert_eq!(stored(&n).await, vec![every_second("ok")]);
+    n.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// The jobs' unique keys that start with `prefix`.
+async fn keys_with(store: &SharedStore, prefix: &str) -> BTreeSet<String> {
+    tick_keys(store)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
+
+/// Polls until the job with unique key `key` exists (each library call pokes the
+/// node's periodic task, which then runs a round at the manual clock's time).
+async fn wait_key(store: &SharedStore, key: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !tick_keys(store).await.contains(key) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no job {key} within 20 s: {:?}",
+            tick_keys(store).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Schedules through the library on a node with a manual clock: a created schedule's
+/// first tick runs; paused, its ticks get no job while another schedule's tick at the
+/// same instant does; resumed, the ticks of the pause are passed over and the next
+/// runs; a trigger is one job under its own key; deleted, no more ticks. Every round
+/// is driven by advancing the clock and poking the task through a library call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_schedules_pause_resume_trigger_delete_on_a_manual_clock() {
+    use jobmesh::clock::{ManualClock, Millis};
+    use jobmesh::store::{AuditContext, ScheduleOutcome};
+
+    let (store, _dir) = store().await;
+    let t0 = Millis(1_800_000_000_000);
+    let clock = Arc::new(ManualClock::new(t0));
+    let n = jobmesh_actors::Node::start(jobmesh_actors::NodeOptions {
+        node_id: jobmesh::job::NodeId("manual".into()),
+        workers: workers(2),
+        retry: fast_retry(),
+        store: store.clone(),
+        registry: builtins(),
+        clock: clock.clone(),
+        retention: None,
+    })
+    .await
+    .unwrap();
+    let ops = AuditContext::system();
+    let at = |s: i64| Millis(t0.0 + s * 1000);
+    let key = |name: &str, s: i64| jobmesh::periodic::tick_key(name, at(s));
+
+    let made = n.create_periodic(&ops, every_second("beat"), false).await;
+    assert!(matches!(made, Ok(ScheduleOutcome::Done(_))), "{made:?}");
+    clock.advance(Duration::from_secs(2));
+    n.create_periodic(&ops, every_second("ctl"), false)
+        .await
+        .unwrap();
+    // Catch-up within 60 s: the ticks at +1 s and +2 s.
+    wait_key(&store, &key("beat", 2)).await;
+    assert_eq!(keys_with(&store, "periodic:beat:").await.len(), 2);
+
+    assert_eq!(
+        n.pause_periodic(&ops, "beat").await.unwrap(),
+        ScheduleOutcome::Done(true)
+    );
+    clock.advance(Duration::from_secs(3));
+    // A no-op resume of `ctl` pokes a round at +5 s: `ctl` ticks, `beat` does not.
+    n.resume_periodic(&ops, "ctl").await.unwrap();
+    wait_key(&store, &key("ctl", 5)).await;
+    assert_eq!(
+        keys_with(&store, "periodic:beat:").await.len(),
+        2,
+        "a paused schedule gets no job for its ticks"
+    );
+
+    assert_eq!(
+        n.resume_periodic(&ops, "beat").await.unwrap(),
+        ScheduleOutcome::Done(true)
+    );
+    clock.advance(Duration::from_secs(1));
+    n.resume_periodic(&ops, "ctl").await.unwrap();
+    wait_key(&store, &key("beat", 6)).await;
+    let beat = keys_with(&store, "periodic:beat:").await;
+    assert_eq!(
+        beat,
+        BTreeSet::from([key("beat", 1), key("beat", 2), key("beat", 6)]),
+        "the ticks of the pause (+3 s to +5 s) are passed over"
+    );
+
+    let ScheduleOutcome::Done(triggered) = n.trigger_periodic(&ops, "beat").await.unwrap() else {
+        panic!("beat exists")
+    };
+    let job = store.get_job(triggered.id()).await.unwrap().unwrap();
+    assert_eq!(
+        job.unique_key.as_deref(),
+        Some(format!("periodic-trigger:beat:{}", at(6).0).as_str())
+    );
+
+    assert_eq!(
+        n.delete_periodic(&ops, "beat").await.unwrap(),
+        ScheduleOutcome::Done(())
+    );
+    clock.advance(Duration::from_secs(2));
+    n.resume_periodic(&ops, "ctl").await.unwrap();
+    wait_key(&store, &key("ctl", 8)).await;
+    assert_eq!(
+        keys_with(&store, "periodic:beat:").await.len(),
+        3,
+        "a deleted schedule's ticks stop"
+    );
+    let names: Vec<String> = n
+        .periodic()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.job.name)
+        .collect();
+    assert_eq!(names, ["ctl"]);
     n.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -132,7 +132,8 @@ pub trait PeriodicSchedules: Send + Sync + 'static {
     ) -> Result<ConfigSync, StoreError>;
 
     /// Creates a schedule of origin `api` with its tick mark at `now` (no tick from
-    /// before the creation runs), paused if `paused`. Refused if the name is taken.
+    /// before the creation runs), paused if `paused`. Refused if the name is taken or
+    /// the store holds [`MAX_SCHEDULES`] schedules already.
     async fn create_schedule(
         &self,
         ctx: &AuditContext,
@@ -231,6 +232,11 @@ pub(crate) fn schedule_audit<T>(
 /// What a create of `name` finds when the name is taken.
 pub(crate) fn name_taken(name: &str, origin: ScheduleOrigin) -> String {
     format!("a schedule named `{name}` exists already (origin {origin})")
+}
+
+/// Why a create is refused when the store holds [`MAX_SCHEDULES`] schedules already.
+pub(crate) fn too_many() -> String {
+    format!("the store holds {MAX_SCHEDULES} schedules, the most allowed; delete one first")
 }
 
 /// Why a config schedule cannot be deleted.

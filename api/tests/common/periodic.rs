@@ -55,7 +55,8 @@ async fn delete(h: &Harness, path: &str, token: &str) -> (u16, Value) {
     send(h.req(reqwest::Method::DELETE, path, Some(token))).await
 }
 
-/// Every field of a create is checked, each refusal naming it; nothing is stored.
+/// Every field of a create is checked, each refusal naming it, and nothing is stored;
+/// a queue-limited token acts and sees only on its queues.
 pub async fn periodic_create_checks_every_field(store: SharedStore) {
     let h = Harness::start(store, false, |_| {}).await;
     let (_, ops) = h.token(&[Scope::Operate], &[]).await;
@@ -121,7 +122,7 @@ pub async fn periodic_create_checks_every_field(store: SharedStore) {
             "",
         ),
         (
-            with(&|v| v["payload"] = json!({"big": "x".repeat(2 * 1024 * 1024)})),
+            with(&|v| v["payload"] = json!({"big": "x".repeat(1024 * 1024 + 1)})),
             413,
             "",
         ),
@@ -151,6 +152,41 @@ pub async fn periodic_create_checks_every_field(store: SharedStore) {
     );
     let (s, list) = h.get("/api/v1/periodic", &read).await;
     assert_eq!((s, list["schedules"].as_array().unwrap().len()), (200, 0));
+
+    // A token limited to `mail` creates on `mail`, sees only those schedules, and may
+    // not pause another queue's.
+    let mut on_mail = every_second("mailer");
+    on_mail["queue"] = json!("mail");
+    let (s, p) = h.post("/api/v1/periodic", &mail_only, &on_mail).await;
+    assert_eq!(s, 201, "{p}");
+    let (s, _) = h
+        .post("/api/v1/periodic", &ops, &every_second("other"))
+        .await;
+    assert_eq!(s, 201);
+    let names = |list: &Value| -> Vec<String> {
+        list["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&h.get("/api/v1/periodic", &mail_only).await.1),
+        ["mailer"]
+    );
+    assert_eq!(
+        names(&h.get("/api/v1/periodic", &read).await.1),
+        ["mailer", "other"]
+    );
+    let (s, p) = h
+        .post("/api/v1/periodic/other/pause", &mail_only, &json!({}))
+        .await;
+    assert_eq!((s, p["field"].as_str()), (403, Some("queue")), "{p}");
+    let (s, _) = h
+        .post("/api/v1/periodic/mailer/pause", &mail_only, &json!({}))
+        .await;
+    assert_eq!(s, 200);
     h.stop().await;
 }
 

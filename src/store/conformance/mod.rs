@@ -161,6 +161,7 @@ macro_rules! store_conformance_tests {
             periodic_hostile_input_stores_nothing,
             schedules_create_pause_resume_delete, trigger_enqueues_one_job_outside_the_ticks,
             config_sync_replaces_the_config_set, schedule_hostile_input_stores_nothing,
+            schedule_count_is_bounded,
             audit_log_lists_newest_first_with_filters,
             audit_rows_are_purged_after_their_retention, operator_actions_write_audit_rows,
             refused_input_writes_no_audit_row,

@@ -291,3 +291,20 @@ pub async fn schedule_hostile_input_stores_nothing(s: &dyn Store) {
     assert!(s.tick_marks().await.unwrap().is_empty());
     declare(s, &[]).await;
 }
+
+/// A create is refused once the store holds the most schedules a node may run.
+pub async fn schedule_count_is_bounded(s: &dyn Store) {
+    let full: Vec<_> = (0..crate::periodic::MAX_SCHEDULES)
+        .map(|i| every_minute(&format!("s{i}")))
+        .collect();
+    s.sync_config_schedules(&full, T0).await.unwrap();
+    let out = s
+        .create_schedule(&sys(), &every_minute("one-more"), false, at(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out, ScheduleOutcome::Refused(m) if m.contains("most allowed")),
+        "{out:?}"
+    );
+    assert!(find(s, "one-more").await.is_none());
+}

@@ -8,13 +8,13 @@ use sqlx::sqlite::SqliteRow;
 use super::rows::to_json;
 use super::{SqliteStore, Tx, audit};
 use crate::clock::Millis;
-use crate::periodic::PeriodicJob;
+use crate::periodic::{MAX_SCHEDULES, PeriodicJob};
 use crate::store::audit::{AuditAction, AuditContext};
 use crate::store::periodic::check_schedule;
 use crate::store::periodic_schedules::{
     ConfigSync, PeriodicSchedules, ScheduleColumns, ScheduleOrigin, ScheduleOutcome,
     StoredSchedule, check_storable, declared_in_config, decode_all, name_taken, schedule_audit,
-    trigger_detail, trigger_job,
+    too_many, trigger_detail, trigger_job,
 };
 use crate::store::{EnqueueOutcome, StoreError};
 
@@ -158,8 +158,12 @@ impl PeriodicSchedules for SqliteStore {
     ) -> Result<ScheduleOutcome<StoredSchedule>, StoreError> {
         check_storable(std::slice::from_ref(job), now)?;
         let mut tx = self.begin().await?;
+        let held: i64 = sqlx::query_scalar("SELECT count(*) FROM periodic_schedules")
+            .fetch_one(&mut *tx)
+            .await?;
         let outcome = match find(&mut tx, &job.name).await? {
             Some(found) => ScheduleOutcome::Refused(name_taken(&job.name, found.origin)),
+            None if held >= MAX_SCHEDULES as i64 => ScheduleOutcome::Refused(too_many()),
             None => {
                 let c = ScheduleColumns::new(job, ScheduleOrigin::Api, paused, now);
                 // A mark left by a schedule of that name that had no row (an older
