@@ -28,6 +28,8 @@ pub struct Workload {
     rng: StdRng,
     panic_share: f64,
     attempts: Attempts,
+    /// `sleep` jobs made so far (every third goes to the limited queue).
+    sleeps: u64,
 }
 
 /// How many jobs are due after `elapsed` of a run submitting `total` over `over`.
@@ -48,6 +50,7 @@ impl Workload {
             rng: StdRng::seed_from_u64(seed ^ 0x6a6f_626d_6573_6821),
             panic_share,
             attempts: Attempts::default(),
+            sleeps: 0,
         }
     }
 
@@ -86,8 +89,14 @@ impl Workload {
             // succeeded like every other.
             NewJob::new("panic", json!({ "times": 1 }))
         } else {
-            // Long enough that kills and pauses catch jobs mid-run.
-            NewJob::new("sleep", json!({ "ms": self.rng.random_range(50..=500) }))
+            // Long enough that kills and pauses catch jobs mid-run; every third to the
+            // queue under a limit (by count, so the seed's job mix is unchanged).
+            let mut job = NewJob::new("sleep", json!({ "ms": self.rng.random_range(50..=500) }));
+            self.sleeps += 1;
+            if self.sleeps % 3 == 0 {
+                job.queue = super::limits::LIMITED_QUEUE.into();
+            }
+            job
         }
     }
 
