@@ -93,7 +93,7 @@ impl Workload {
             // queue under a limit (by count, so the seed's job mix is unchanged).
             let mut job = NewJob::new("sleep", json!({ "ms": self.rng.random_range(50..=500) }));
             self.sleeps += 1;
-            if self.sleeps % 3 == 0 {
+            if self.sleeps.is_multiple_of(3) {
                 job.queue = super::limits::LIMITED_QUEUE.into();
             }
             job
