@@ -371,6 +371,13 @@ async fn the_dashboard_in_a_real_browser() {
     // A read-only token sees the pages without action buttons, and the server refuses
     // the action when the page calls it anyway.
     log_in(&b, &base, &reader).await;
+    // The log-in answers with a redirect to `/`: wait for it to land, or it would land
+    // after (and over) the next page asked for.
+    b.wait("the reader's name in the header", || async {
+        let who = b.text(&b.find("#who").await).await;
+        who.contains("read").then_some(())
+    })
+    .await;
     b.goto(&format!("{base}/#/queues")).await;
     b.find("tr[data-queue=\"default\"]").await;
     assert!(b.find_all("button.pause, button.resume").await.is_empty());

@@ -18,9 +18,11 @@ use super::plan::NodeIx;
 
 /// Worker settings of the chaos nodes: few workers and small claim batches so that
 /// work spreads over every node, short leases so that the lease backstop (for nodes
-/// that are not evicted) acts within the run, and fast retries.
+/// that are not evicted) acts within the run, and fast retries. The nodes also work the
+/// queue under a limit (see `limits.rs`).
 const NODE_SETTINGS: &str = r#"[workers]
 concurrency = 4
+queues = ["default", "limited"]
 claim_batch = 4
 lease = "4s"
 poll_interval = "100ms"

@@ -2,10 +2,12 @@
 //! under them from the store while the faults play, so the checker can judge "no limit
 //! exceeded at any sampled moment" in every scenario.
 //!
-//! Two limits exercise both shapes: the `sleep` kind (most of the workload) at three
-//! quarters of the cluster's workers, so it binds whenever the cluster is busy; and the
-//! `panic` kind at one running per key of `$.times` (all panic jobs share the key), so
-//! the keyed path is in play too.
+//! A third of the workload's jobs go to the queue [`LIMITED_QUEUE`], which every node
+//! works beside `default` under a queue limit of one running job per node (binding
+//! whenever those jobs pile up). A queue limit rather than a kind limit keeps the
+//! `default` queue on the production store's Redis claim path, which the store
+//! scenarios are about (while a kind has a limit, every queue is claimed through
+//! Postgres).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,20 +22,19 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// How long one sample may take before it is skipped (a store outage is a fault).
 const SAMPLE_DEADLINE: Duration = Duration::from_millis(500);
 
-/// Workers per chaos node (see the cluster's node settings).
-pub const WORKERS_PER_NODE: usize = 4;
+/// The queue under a limit.
+pub const LIMITED_QUEUE: &str = "limited";
 
-/// The `max_running` of the `sleep` kind for a cluster of `n` nodes.
-pub fn sleep_limit(n: usize) -> u64 {
-    ((WORKERS_PER_NODE * n * 3) / 4).max(2) as u64
+/// The `max_running` of [`LIMITED_QUEUE`] for a cluster of `n` nodes.
+pub fn queue_limit(n: usize) -> u64 {
+    n.max(2) as u64
 }
 
-/// The `[[limit]]` entries of a chaos node's config for a cluster of `n` nodes.
+/// The `[[limit]]` entry of a chaos node's config for a cluster of `n` nodes.
 pub fn node_limits(n: usize) -> String {
     format!(
-        "[[limit]]\nkind = \"sleep\"\nmax_running = {}\n\
-         [[limit]]\nkind = \"panic\"\nmax_running = 1\nlimit_by = \"$.times\"\n",
-        sleep_limit(n)
+        "[[limit]]\nqueue = \"{LIMITED_QUEUE}\"\nmax_running = {}\n",
+        queue_limit(n)
     )
 }
 

@@ -29,6 +29,8 @@ pub struct Workload {
     panic_share: f64,
     attempts: Attempts,
     http_receiver: Option<String>,
+    /// `sleep` jobs made so far (every third goes to the limited queue).
+    sleeps: u64,
 }
 
 /// How many jobs are due after `elapsed` of a run submitting `total` over `over`.
@@ -50,6 +52,7 @@ impl Workload {
             panic_share,
             attempts: Attempts::default(),
             http_receiver: None,
+            sleeps: 0,
         }
     }
 
@@ -95,12 +98,18 @@ impl Workload {
             // succeeded like every other.
             NewJob::new("panic", json!({ "times": 1 }))
         } else {
-            // Long enough that kills and pauses catch jobs mid-run.
+            // Long enough that kills and pauses catch jobs mid-run; every third to the
+            // queue under a limit (by count, so the seed's job mix is unchanged).
             let ms: u64 = self.rng.random_range(50..=500);
-            match &self.http_receiver {
+            let mut job = match &self.http_receiver {
                 Some(url) => NewJob::new("http", json!({ "url": url, "body": { "ms": ms } })),
                 None => NewJob::new("sleep", json!({ "ms": ms })),
+            };
+            self.sleeps += 1;
+            if self.sleeps.is_multiple_of(3) {
+                job.queue = super::limits::LIMITED_QUEUE.into();
             }
+            job
         }
     }
 

@@ -250,6 +250,14 @@ pub async fn rate_limits_claims_per_key(s: &dyn Store) {
         "one token after 100 ms"
     );
     assert_eq!(claim(s, 10, at(300)).await.len(), 2);
+    // The purge drops full buckets only: bucket a (empty at 300 ms) still holds.
+    s.purge(&crate::store::retention::Retention::default(), at(300))
+        .await
+        .unwrap();
+    assert!(
+        claim(s, 10, at(300)).await.is_empty(),
+        "a spent bucket survives the purge"
+    );
     assert_eq!(
         claim(s, 10, at(60_000)).await.len(),
         3,

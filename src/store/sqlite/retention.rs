@@ -66,6 +66,18 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // A full bucket is the same as none (a claim starts a missing one full): drop
+        // them, and those of limits that are gone, so per-key buckets do not pile up.
+        sqlx::query(
+            "DELETE FROM limit_buckets WHERE NOT EXISTS (
+                 SELECT 1 FROM job_limits l WHERE l.name = limit_buckets.lim
+                   AND l.rate_count IS NOT NULL
+                   AND limit_buckets.tokens + (?1 - limit_buckets.refilled_at)
+                       * CAST(l.rate_count AS REAL) / l.rate_ms < COALESCE(l.burst, l.rate_count))",
+        )
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
         let audit = super::audit::purge(&mut tx, cut.audit_before, retention.batch).await?;
         tx.commit().await?;
         Ok(crate::store::retention::Purged {
