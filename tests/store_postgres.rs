@@ -454,3 +454,16 @@ async fn pause_survives_reopen() {
     })
     .await;
 }
+
+/// Without the GIN index on payloads (an operator may drop it to spare enqueues, see the
+/// README), payload pages are the same: where a walk found a match rare, it goes on
+/// walking instead of forcing the bitmap plan the index would serve.
+#[tokio::test]
+async fn payload_pages_without_the_gin_index() {
+    let s = store().await;
+    sqlx::query("DROP INDEX jobs_payload")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    jobmesh::store::conformance::payload_pages_at_every_density(&s).await;
+}

@@ -225,7 +225,8 @@ impl JobFilter {
             (Some(a), _) if a.id().0 < 0 || a.finished_at().is_some_and(|t| t.0 < 0) => {
                 return Err(FilterError::new("cursor", "not a cursor of this API"));
             }
-            (Some(After::Id(_)), SortKey::Id) | (Some(After::Finished { .. }), SortKey::Finished) => {}
+            (Some(After::Id(_)), SortKey::Id)
+            | (Some(After::Finished { .. }), SortKey::Finished) => {}
             (Some(After::Id(_)), SortKey::Finished) => {
                 return Err(FilterError::new(
                     "cursor",
@@ -734,7 +735,10 @@ mod tests {
             "f1:a:+5:1",
             "f2:a:5:1",
         ] {
-            assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(bad)).is_err(), "{bad}");
+            assert!(
+                Cursor::decode(&URL_SAFE_NO_PAD.encode(bad)).is_err(),
+                "{bad}"
+            );
         }
         for bad in [
             "",
@@ -779,6 +783,9 @@ mod tests {
             at: Millis(-1),
             id: JobId(5),
         });
-        assert_eq!(with(&by_finish, negative).check().unwrap_err().field, "cursor");
+        assert_eq!(
+            with(&by_finish, negative).check().unwrap_err().field,
+            "cursor"
+        );
     }
 }

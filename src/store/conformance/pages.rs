@@ -13,7 +13,10 @@ async fn every_page(s: &dyn Store, mut filter: JobFilter) -> Vec<JobId> {
     loop {
         filter.check().expect("a valid filter");
         let page = s.list_jobs(&filter).await.expect("list_jobs");
-        assert!(page.len() <= filter.limit as usize, "a page holds at most `limit`");
+        assert!(
+            page.len() <= filter.limit as usize,
+            "a page holds at most `limit`"
+        );
         seen.extend(page.iter().map(|j| j.id));
         match Cursor::after_page(&filter, &page) {
             Some(c) => {
@@ -174,7 +177,8 @@ pub async fn payload_pages_at_every_density(s: &dyn Store) {
     let index = |id: &JobId| all.iter().position(|a| a == id).unwrap();
     // (match, which jobs it matches, page size): pages of 2 for the sparse ones, which
     // Postgres walks 200 rows for (of 600) before it reads its index.
-    let cases: [(&str, &dyn Fn(usize) -> bool, u32); 6] = [
+    type Matches<'a> = &'a dyn Fn(usize) -> bool;
+    let cases: [(&str, Matches, u32); 6] = [
         ("$.all == true", &|_| true, 7),
         ("$.d2 == 1", &|i| i % 2 == 1, 7),
         (r#"$.d50 == "v7""#, &|i| i % 50 == 7, 2),
@@ -209,7 +213,11 @@ pub async fn payload_pages_at_every_density(s: &dyn Store) {
                 order,
                 ..Default::default()
             };
-            assert_eq!(every_page(s, filter).await, in_other, "{expr} {order:?} other");
+            assert_eq!(
+                every_page(s, filter).await,
+                in_other,
+                "{expr} {order:?} other"
+            );
 
             // Finished jobs by finish time: job finished[k] at 200 - k s, so by finish
             // time ascending is by id descending.
@@ -232,7 +240,11 @@ pub async fn payload_pages_at_every_density(s: &dyn Store) {
                 order,
                 ..Default::default()
             };
-            assert_eq!(every_page(s, filter).await, by_finish, "{expr} {order:?} finished");
+            assert_eq!(
+                every_page(s, filter).await,
+                by_finish,
+                "{expr} {order:?} finished"
+            );
         }
     }
 }
