@@ -494,3 +494,16 @@ async fn rate_over_a_minute_is_within_five_percent() {
     let (got, allowed) = jobmesh::store::conformance::rate_over_a_minute(nodes(3).await).await;
     println!("claimed {got} of {allowed} allowed in 60 s");
 }
+
+/// Without the GIN index on payloads (an operator may drop it to spare enqueues, see the
+/// README), payload pages are the same: where a walk found a match rare, it goes on
+/// walking instead of forcing the bitmap plan the index would serve.
+#[tokio::test]
+async fn payload_pages_without_the_gin_index() {
+    let s = store().await;
+    sqlx::query("DROP INDEX jobs_payload")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    jobmesh::store::conformance::payload_pages_at_every_density(&s).await;
+}

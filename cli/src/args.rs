@@ -531,10 +531,23 @@ pub struct BenchArgs {
     /// With `--via-api`: keep-alive connections sending the single requests at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub api_connections: u32,
+    /// The payload of every drained job, a JSON object: `{}` by default; a payload with
+    /// a few keys measures what indexing payloads costs an enqueue.
+    #[arg(long, default_value = "{}", value_parser = parse_bench_payload)]
+    pub payload: serde_json::Value,
     /// Encode the node's metrics this often during the drain, as a Prometheus scrape of
     /// `/metrics` would (100ms to 1h), to measure what scraping costs the drain.
     #[arg(long, value_name = "DURATION", value_parser = parse_scrape_every)]
     pub scrape_every: Option<Duration>,
+}
+
+/// `--payload`: a JSON object.
+fn parse_bench_payload(text: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err("must be a JSON object".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--scrape-every`: a duration from 100 ms to an hour.

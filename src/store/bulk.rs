@@ -144,8 +144,9 @@ pub enum BulkTarget {
     /// These jobs (unknown ids are counted as not found).
     Ids(Vec<JobId>),
     /// Every job matching the filter (its `after`, `order` and `limit` are ignored:
-    /// the action covers every match, in id order).
-    Filter(JobFilter),
+    /// the action covers every match, in id order). Boxed: a filter is ten times the
+    /// size of the other variant.
+    Filter(Box<JobFilter>),
 }
 
 impl BulkTarget {
@@ -458,10 +459,10 @@ mod tests {
             [1000, 1000, 500]
         );
         assert_eq!(batches[0][0], 0);
-        let bad = BulkTarget::Filter(JobFilter {
+        let bad = BulkTarget::Filter(Box::new(JobFilter {
             priority_min: Some(1000),
             ..Default::default()
-        });
+        }));
         assert_eq!(bad.check().unwrap_err().field, "priority_min");
         let mut sum = BulkOutcome::default();
         sum.add(BatchOutcome {

@@ -280,7 +280,7 @@ pub async fn bulk(
             (None, Some(filter)) => {
                 let asked = serde_json::to_value(&filter).unwrap_or_default();
                 match filter.into_filter(&caller) {
-                    Ok(f) => BulkTarget::Filter(f),
+                    Ok(f) => BulkTarget::Filter(Box::new(f)),
                     Err(p) if p.status == 403 => {
                         let target = AuditTarget::Filter(asked);
                         return Err(refused(&state, &caller, action, &target, p).await);

@@ -331,6 +331,15 @@ pub async fn bad_filters_are_refused_naming_the_field(store: SharedStore) {
         (400, Some("order")),
         "{body}"
     );
+    // A cursor by id does not continue a listing by finish time (a finished range).
+    let (status, body) = h
+        .get(&format!("/api/v1/jobs?cursor={c}&finished_from=0"), &t)
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("cursor")),
+        "{body}"
+    );
 
     // Metacharacters are data: in a payload match they find exactly the job holding them.
     let m = format!("$.who == {}", serde_json::to_string(odd).unwrap());

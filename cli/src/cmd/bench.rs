@@ -42,7 +42,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     while pending > 0 {
         let n = pending.min(ENQUEUE_BATCH);
         let jobs = (0..n)
-            .map(|_| bench_job("noop", json!({}), &queue))
+            .map(|_| bench_job("noop", args.payload.clone(), &queue))
             .collect();
         store.enqueue(jobs, SystemClock.now()).await?;
         pending -= n;

@@ -203,7 +203,7 @@ async fn bulk(
             "name the jobs: ids, filter flags (--queue, --state, --kind, ...), or --all for every job"
         );
     } else {
-        BulkTarget::Filter(filter_of(args.filter)?)
+        BulkTarget::Filter(Box::new(filter_of(args.filter)?))
     };
     target.check().map_err(flag_error)?;
     let out = store

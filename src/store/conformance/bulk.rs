@@ -289,7 +289,7 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
         .bulk(
             &operator(),
             BulkAction::Redrive,
-            &BulkTarget::Filter(f.clone()),
+            &BulkTarget::Filter(Box::new(f.clone())),
             now,
         )
         .await
@@ -304,7 +304,7 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
         .bulk(
             &operator(),
             BulkAction::Cancel,
-            &BulkTarget::Filter(f.clone()),
+            &BulkTarget::Filter(Box::new(f.clone())),
             now,
         )
         .await
@@ -333,7 +333,7 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
         .bulk(
             &operator(),
             BulkAction::Delete,
-            &BulkTarget::Filter(only_done),
+            &BulkTarget::Filter(Box::new(only_done)),
             now,
         )
         .await
@@ -346,7 +346,12 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
     );
     let keep = ids(s, vec![job("b")], now).await[0];
     let out = s
-        .bulk(&operator(), BulkAction::Delete, &BulkTarget::Filter(f), now)
+        .bulk(
+            &operator(),
+            BulkAction::Delete,
+            &BulkTarget::Filter(Box::new(f)),
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(out.changed, 4);
@@ -375,7 +380,7 @@ pub async fn bulk_actions_by_ids_and_filter(s: &dyn Store) {
         s.bulk(
             &operator(),
             BulkAction::Cancel,
-            &BulkTarget::Filter(bad),
+            &BulkTarget::Filter(Box::new(bad)),
             now
         )
         .await
@@ -399,7 +404,7 @@ pub async fn bulk_by_filter_covers_every_match_in_batches(s: &dyn Store) {
         .bulk(
             &operator(),
             BulkAction::Cancel,
-            &BulkTarget::Filter(filter.clone()),
+            &BulkTarget::Filter(Box::new(filter.clone())),
             T0,
         )
         .await
@@ -415,7 +420,7 @@ pub async fn bulk_by_filter_covers_every_match_in_batches(s: &dyn Store) {
         .bulk(
             &operator(),
             BulkAction::Cancel,
-            &BulkTarget::Filter(filter),
+            &BulkTarget::Filter(Box::new(filter)),
             T0,
         )
         .await

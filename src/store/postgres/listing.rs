@@ -141,10 +141,13 @@ impl PostgresStore {
             Probe::Answers => found,
             Probe::Sparse => {
                 // Bitmap scans only (the GIN index on payload, alone or combined with
-                // another), never a walk in order: for this transaction only.
+                // another), never a walk in order: for this transaction only. Where an
+                // operator dropped the index (see the README), the walk goes on instead.
                 sqlx::query(
-                    "SELECT set_config('enable_indexscan', 'off', true), \
-                            set_config('enable_seqscan', 'off', true)",
+                    "SELECT set_config('enable_indexscan', s, true), \
+                            set_config('enable_seqscan', s, true) \
+                     FROM (SELECT CASE WHEN to_regclass('jobs_payload') IS NULL \
+                                       THEN 'on' ELSE 'off' END AS s) AS indexed",
                 )
                 .execute(&mut *tx)
                 .await?;
