@@ -39,7 +39,8 @@ const MAX_ADDRS_PER_PEER: usize = 8;
 /// bounded by the connection limits, so this is never the binding limit in practice).
 const BUDGET_PEERS: usize = 1024;
 
-/// How often connected outsiders are checked for a graylisting gossipsub score.
+/// How often connected outsiders are checked for a graylisting gossipsub score, and
+/// unconnected bootstrap peers for a dial that is due.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Per-peer budgets of one input kind: one rate for members, a tighter one for outsiders.
@@ -163,6 +164,8 @@ pub struct EventLoop {
     readers: Readers,
     budgets: Budgets,
     logs: Logs,
+    /// Bootstrap peers dialled again while they are not connected.
+    redial: super::redial::Redial,
 }
 
 impl EventLoop {
@@ -193,6 +196,7 @@ impl EventLoop {
             readers: Readers::default(),
             budgets: Budgets::default(),
             logs: Logs::default(),
+            redial: super::redial::Redial::new(&cfg.bootstrap, tokio::time::Instant::now()),
         }
     }
 
@@ -323,7 +327,21 @@ impl EventLoop {
                 _ = exchange_timer.tick(), if self.peer_exchange_interval.is_some() => {
                     self.exchange_with_random_peer();
                 }
-                _ = sweep_timer.tick() => self.ban_graylisted_outsiders(),
+                _ = sweep_timer.tick() => {
+                    self.ban_graylisted_outsiders();
+                    self.redial_bootstrap();
+                }
+            }
+        }
+    }
+
+    /// Dials the bootstrap peers that are not connected, when their backoff is due.
+    fn redial_bootstrap(&mut self) {
+        let now = tokio::time::Instant::now();
+        let swarm = &self.swarm;
+        for addr in self.redial.due(now, |peer| swarm.is_connected(peer)) {
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, %e, "cannot dial bootstrap peer again");
             }
         }
     }

@@ -46,6 +46,7 @@ mod event_loop;
 mod gate;
 mod identity;
 mod ledger;
+mod redial;
 pub mod peer_exchange;
 pub mod probe;
 mod transport;
@@ -73,8 +74,9 @@ use ledger::MeshLedger;
 /// peers, and returns the client, the event receiver, and the [`EventLoop`] to run.
 ///
 /// Listen failures are errors; an unreachable bootstrap peer is not (it may be down while
-/// this node restarts); watch for [`MeshEvent::PeerConnected`], or call [`Client::dial`]
-/// to learn the outcome of a join.
+/// this node restarts, or not started yet): the event loop dials it again, with a
+/// backoff from 0.5 s to 30 s, while it is not connected. Watch for
+/// [`MeshEvent::PeerConnected`], or call [`Client::dial`] to learn the outcome of a join.
 pub fn build_mesh(
     keypair: Keypair,
     config: MeshConfig,
