@@ -11,6 +11,8 @@ pub mod jobs;
 pub mod mesh;
 pub mod node;
 pub mod periodic;
+pub mod predict;
 pub mod queue;
 pub mod submit;
 pub mod token;
+pub mod trace;

@@ -30,6 +30,7 @@ mod hostile;
 mod periodic;
 mod queues;
 mod tokens;
+mod trace;
 
 pub use admin::*;
 pub use audit::*;
@@ -42,6 +43,7 @@ pub use hostile::*;
 pub use periodic::*;
 pub use queues::*;
 pub use tokens::*;
+pub use trace::*;
 
 /// The node itself as the actor of a change, for cases not about the audit log.
 pub fn sys() -> crate::store::AuditContext {
@@ -156,7 +158,7 @@ macro_rules! store_conformance_tests {
             refused_input_writes_no_audit_row,
             filters_narrow_listings,
             keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
-            bulk_by_filter_covers_every_match_in_batches);
+            bulk_by_filter_covers_every_match_in_batches, trace_export_covers_every_attempt);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;
