@@ -34,6 +34,17 @@ pub trait CongestionPredictor {
     fn set_thresholds(&mut self, _thresholds: &HashMap<String, f64>) {}
 }
 
+/// Most waiting jobs whose guesses are kept for scoring them.
+const MAX_PENDING: usize = 100_000;
+/// Smoothing of the guesses' absolute errors per started job.
+const ERROR_ALPHA: f64 = 0.05;
+/// The last wait is used when its recent error is below this share of the estimate's.
+const SWITCH: f64 = 0.8;
+/// Time constant of the busy throughput.
+const BUSY_TAU_MS: f64 = 120_000.0;
+/// Busy time needed before the busy throughput is trusted.
+const MIN_BUSY_MS: f64 = 5_000.0;
+
 /// A count that decays exponentially with time constant `tau_ms`: `value / tau` is a
 /// rate per ms.
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,6 +106,38 @@ struct QueueState {
     /// Most jobs seen running at once, and when.
     servers: (f64, i64),
     started: u64,
+    /// Starts while jobs were waiting, and the time jobs were waiting (ms), both
+    /// decaying: their ratio is the throughput the workers really give when busy.
+    busy_starts: DecayingCount,
+    busy_ms: DecayingCount,
+    /// The last event's time.
+    last_event_ms: i64,
+    /// The wait of the last job that started.
+    last_wait: Option<f64>,
+    /// What each waiting job was told on arrival, by arrival time: the queueing
+    /// estimate and the last wait (ms).
+    pending: std::collections::BTreeMap<i64, Vec<[f64; 2]>>,
+    /// Smoothed absolute errors (ms) of the two on the jobs that started.
+    errors: [f64; 2],
+}
+
+impl QueueState {
+    /// Accounts the time since the last event as busy if jobs were waiting.
+    fn tick(&mut self, now_ms: i64) {
+        if now_ms > self.last_event_ms {
+            if self.backlog >= 1.0 {
+                self.busy_ms
+                    .add(now_ms, BUSY_TAU_MS, (now_ms - self.last_event_ms) as f64);
+            }
+            self.last_event_ms = now_ms;
+        }
+    }
+
+    /// Starts per ms while jobs wait, once enough busy time was seen.
+    fn busy_throughput(&self, now_ms: i64) -> Option<f64> {
+        let busy = self.busy_ms.at(now_ms, BUSY_TAU_MS);
+        (busy >= MIN_BUSY_MS).then(|| self.busy_starts.at(now_ms, BUSY_TAU_MS) / busy)
+    }
 }
 
 /// The model: arrival and service rates, a fluid backlog forecast and Kingman's wait.
@@ -159,20 +202,47 @@ impl FluidQueue {
 
 impl CongestionPredictor for FluidQueue {
     fn name(&self) -> &'static str {
-        "fluid+kingman"
+        "queueing model"
     }
 
     fn on_enqueue(&mut self, queue: &str, at_ms: i64) {
         let s = self.s;
+        self.queue(queue).tick(at_ms);
+        let q = &self.queues[queue];
+        let told = self.queueing_wait(q, at_ms, 0).zip(q.last_wait);
         let q = self.queue(queue);
+        if let Some((a, b)) = told {
+            q.pending.entry(at_ms).or_default().push([a, b]);
+            if q.pending.len() > MAX_PENDING {
+                q.pending.pop_first();
+            }
+        }
         q.backlog += 1.0;
         q.fast.add(at_ms, s.fast_tau_ms, 1.0);
         q.slow.add(at_ms, s.slow_tau_ms, 1.0);
     }
 
-    fn on_start(&mut self, queue: &str, at_ms: i64, _waited_ms: f64) {
+    fn on_start(&mut self, queue: &str, at_ms: i64, waited_ms: f64) {
         let memory = self.s.servers_memory_ms;
         let q = self.queue(queue);
+        q.tick(at_ms);
+        let enqueued = at_ms - waited_ms as i64;
+        if let Some(v) = q.pending.get_mut(&enqueued) {
+            if let Some(told) = v.pop() {
+                for (e, guess) in q.errors.iter_mut().zip(told) {
+                    *e += ERROR_ALPHA * ((guess - waited_ms).abs() - *e);
+                }
+            }
+            if v.is_empty() {
+                q.pending.remove(&enqueued);
+            }
+        }
+        if waited_ms.is_finite() && waited_ms >= 0.0 {
+            q.last_wait = Some(waited_ms);
+        }
+        if q.backlog >= 1.0 {
+            q.busy_starts.add(at_ms, BUSY_TAU_MS, 1.0);
+        }
         q.backlog = (q.backlog - 1.0).max(0.0);
         q.running += 1.0;
         q.started += 1;
@@ -181,9 +251,10 @@ impl CongestionPredictor for FluidQueue {
         }
     }
 
-    fn on_finish(&mut self, queue: &str, _at_ms: i64, service_ms: f64) {
+    fn on_finish(&mut self, queue: &str, at_ms: i64, service_ms: f64) {
         let a = self.s.service_alpha;
         let q = self.queue(queue);
+        q.tick(at_ms);
         q.running = (q.running - 1.0).max(0.0);
         if service_ms.is_finite() && service_ms >= 0.0 {
             q.service = Some(match q.service {
@@ -198,11 +269,37 @@ impl CongestionPredictor for FluidQueue {
 
     fn predict_wait(&self, queue: &str, now_ms: i64, horizon_ms: i64) -> Option<f64> {
         let q = self.queues.get(queue)?;
+        let estimate = self.queueing_wait(q, now_ms, horizon_ms)?;
+        // The learned part: for a job arriving now, the last wait seen is the better
+        // guess while the queue changes slowly (deep in a long backlog, where the
+        // estimate's noise is larger than the change from one job to the next); the
+        // queue's own record of both guesses' errors decides.
+        match q.last_wait {
+            Some(last) if horizon_ms <= 0 && q.errors[1] < SWITCH * q.errors[0] => Some(last),
+            _ => Some(estimate),
+        }
+    }
+}
+
+impl FluidQueue {
+    /// The queueing estimate: for now, from the state; for later, the fluid backlog
+    /// carried forward over the capacity, or Kingman's wait when the queue is short.
+    fn queueing_wait(&self, q: &QueueState, now_ms: i64, horizon_ms: i64) -> Option<f64> {
         let (lambda, servers, mean, cs2) = self.rates(q, now_ms, horizon_ms)?;
-        let mu = servers / mean;
-        let h = horizon_ms.max(0) as f64;
-        // Jobs ahead: the backlog carried forward, plus the runs to finish first when
-        // every server is busy.
+        let mu = q
+            .busy_throughput(now_ms)
+            .filter(|m| *m > 0.0)
+            .unwrap_or(servers / mean);
+        if horizon_ms <= 0 {
+            // Now the state says it: a free worker takes the job at once; else it waits
+            // for the jobs ahead of it and one more to finish.
+            return Some(if q.backlog < 1.0 && q.running < servers {
+                0.0
+            } else {
+                (q.backlog + 1.0) / mu
+            });
+        }
+        let h = horizon_ms as f64;
         let ahead = (q.backlog + (lambda - mu) * h).max(0.0);
         let fluid = ahead / mu;
         let rho = lambda / mu;
@@ -211,7 +308,11 @@ impl CongestionPredictor for FluidQueue {
         } else {
             f64::INFINITY
         };
-        Some(if ahead >= 1.0 { fluid } else { fluid.max(kingman.min(fluid + mean)) })
+        Some(if ahead >= 1.0 {
+            fluid
+        } else {
+            fluid.max(kingman.min(fluid + mean))
+        })
     }
 }
 

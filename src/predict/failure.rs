@@ -96,9 +96,9 @@ impl FailurePredictor for HeartbeatTimeout {
 /// Weights and thresholds of [`NodeScore`].
 #[derive(Debug, Clone, Copy)]
 pub struct ScoreSettings {
-    /// Weight of the failure rate beyond the peers'.
+    /// Weight of the failure rate beyond the kind's and the peers'.
     pub w_error: f64,
-    /// Weight of the timeout rate beyond the peers'.
+    /// Weight of the timeout rate beyond the kind's and the peers'.
     pub w_timeout: f64,
     /// Weight of `ln(duration / kind's level)` beyond the peers' (clamped to -1..3 per
     /// attempt).
@@ -116,6 +116,8 @@ pub struct ScoreSettings {
     pub node_alpha: f64,
     /// Smoothing of each kind's duration level per attempt.
     pub kind_alpha: f64,
+    /// Smoothing of each kind's failure and timeout shares per attempt.
+    pub kind_rate_alpha: f64,
     /// Drain when the score rises above this.
     pub enter: f64,
     /// Stop draining when it falls below this.
@@ -137,8 +139,9 @@ impl Default for ScoreSettings {
             events_half_life_ms: 120_000.0,
             node_alpha: 0.05,
             kind_alpha: 0.01,
-            enter: 1.0,
-            exit: 0.5,
+            kind_rate_alpha: 0.05,
+            enter: 1.6,
+            exit: 0.8,
             heartbeat_timeout_ms: 10_000,
         }
     }
@@ -146,6 +149,17 @@ impl Default for ScoreSettings {
 
 /// Signals smoothed per node: failure, timeout, slowness, renewal latency.
 const SIGNALS: usize = 4;
+
+/// The cluster's levels for one kind.
+#[derive(Debug, Clone, Copy)]
+struct KindLevel {
+    /// Smoothed `ln(duration)` of succeeded attempts.
+    ln_duration: f64,
+    /// Smoothed failure share.
+    fail: f64,
+    /// Smoothed timeout share.
+    timeout: f64,
+}
 
 /// One node's state.
 #[derive(Debug, Clone, Default)]
@@ -168,8 +182,8 @@ struct NodeState {
 #[derive(Debug, Clone)]
 pub struct NodeScore {
     s: ScoreSettings,
-    /// Per kind: the cluster's smoothed `ln(duration)` of succeeded attempts.
-    kinds: HashMap<String, f64>,
+    /// Per kind: the cluster's levels.
+    kinds: HashMap<String, KindLevel>,
     nodes: HashMap<String, NodeState>,
 }
 
@@ -228,18 +242,29 @@ impl FailurePredictor for NodeScore {
                 renew_ms,
             } => {
                 let ln_d = duration_ms.max(1.0).ln();
+                let (f, t) = (f64::from(u8::from(failed)), f64::from(u8::from(timed_out)));
+                let level = match self.kinds.get_mut(kind) {
+                    Some(l) => l,
+                    None => self.kinds.entry(kind.to_owned()).or_insert(KindLevel {
+                        ln_duration: ln_d,
+                        fail: 0.0,
+                        timeout: 0.0,
+                    }),
+                };
+                // Failures and timeouts count beyond what the kind has everywhere (a
+                // dependency outage fails the kind on whichever nodes run it).
+                let excess_fail = f - level.fail;
+                let excess_timeout = t - level.timeout;
+                level.fail += s.kind_rate_alpha * (f - level.fail);
+                level.timeout += s.kind_rate_alpha * (t - level.timeout);
                 let mut slow = None;
                 if !failed {
-                    let level = match self.kinds.get_mut(kind) {
-                        Some(l) => l,
-                        None => self.kinds.entry(kind.to_owned()).or_insert(ln_d),
-                    };
-                    slow = Some((ln_d - *level).clamp(-1.0, 3.0));
-                    *level += s.kind_alpha * (ln_d - *level);
+                    slow = Some((ln_d - level.ln_duration).clamp(-1.0, 3.0));
+                    level.ln_duration += s.kind_alpha * (ln_d - level.ln_duration);
                 }
                 let values = [
-                    Some(f64::from(u8::from(failed))),
-                    Some(f64::from(u8::from(timed_out))),
+                    Some(excess_fail),
+                    Some(excess_timeout),
                     slow,
                     renew_ms
                         .filter(|r| r.is_finite() && *r >= 0.0)
@@ -274,6 +299,10 @@ impl FailurePredictor for NodeScore {
             }
             NodeSignal::Heartbeat => {
                 let n = self.node(node);
+                if n.last_heartbeat.is_some_and(|t| at_ms - t > s.heartbeat_timeout_ms) {
+                    // Back after a silence: a restarted node starts from a clean slate.
+                    *n = NodeState::default();
+                }
                 n.last_heartbeat = Some(n.last_heartbeat.map_or(at_ms, |t| t.max(at_ms)));
             }
         }

@@ -65,15 +65,15 @@ fn ground(records: &[TraceRecord]) -> Ground {
         times.sort_unstable();
         let s = starts.get_mut(&node).expect("a lost attempt started");
         s.sort_unstable();
-        let mut last = i64::MIN;
+        let mut last: Option<i64> = None;
         for t in times {
-            if t - last > SAME_FAILURE_MS {
+            if last.is_none_or(|l| t - l > SAME_FAILURE_MS) {
                 failures.entry(node.clone()).or_default().push(t);
                 let i = s.partition_point(|x| *x <= t);
                 let back = s.get(i).copied().unwrap_or(i64::MAX);
                 down.entry(node.clone()).or_default().push((t, back));
             }
-            last = t;
+            last = Some(t);
         }
     }
     let first_seen = starts
