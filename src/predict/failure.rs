@@ -437,12 +437,12 @@ mod tests {
     #[test]
     fn restarts_and_store_errors_add_up() {
         let mut m = NodeScore::new(ScoreSettings::default());
-        for _ in 0..3 {
+        for _ in 0..4 {
             m.observe("a", 0, NodeSignal::Restart);
         }
         assert!(m.should_drain("a", 0));
         // They fade: two half-lives later the score is a quarter.
-        assert!((m.score("a", 240_000) - 0.375).abs() < 1e-9);
+        assert!((m.score("a", 240_000) - 0.5).abs() < 1e-9);
         let mut m = NodeScore::new(ScoreSettings::default());
         m.observe("a", 0, NodeSignal::StoreError);
         assert!(!m.should_drain("a", 0));
