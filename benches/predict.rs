@@ -73,7 +73,14 @@ fn main() {
 
     let mut r = PosteriorRetry::new(PosteriorSettings::default());
     for i in 0..100_000u32 {
-        r.observe_retry(KINDS[(i % 8) as usize], "err", 2 + i % 6, i64::from(i % 3600) * 1000, i % 3 == 0, i64::from(i));
+        r.observe_retry(
+            KINDS[(i % 8) as usize],
+            "err",
+            2 + i % 6,
+            i64::from(i % 3600) * 1000,
+            i % 3 == 0,
+            i64::from(i),
+        );
     }
     time("retry: decide", |i| {
         black_box(r.decide(

@@ -2,11 +2,11 @@
 //! the settings were tuned on seeds 1-10 only), and the check that the tests can fail:
 //! with a baseline in the model's place, the "model" no longer wins.
 
+use jobmesh::predict::congestion::LastWait;
 use jobmesh::predict::duration::{LastTwo, MeanPerKind};
 use jobmesh::predict::eval::{self, EvalOptions, Table};
 use jobmesh::predict::failure::HeartbeatTimeout;
 use jobmesh::predict::retry::FixedBackoff;
-use jobmesh::predict::congestion::LastWait;
 use jobmesh::predict::trace::TraceRecord;
 use jobmesh::predict::trace::generate::{GenConfig, generate};
 
@@ -44,7 +44,10 @@ fn each_model_beats_its_baselines_on_held_out_seeds() {
         // "Predictors"); this bar was set after seeing the held-out results.
         congestion_wins += usize::from(congestion.model_wins());
     }
-    assert!(congestion_wins >= 6, "congestion model won on {congestion_wins} of 10 seeds");
+    assert!(
+        congestion_wins >= 6,
+        "congestion model won on {congestion_wins} of 10 seeds"
+    );
 }
 
 #[test]
@@ -62,7 +65,10 @@ fn a_baseline_in_the_models_place_does_not_win() {
     assert!(!eval::duration::run(&records, at, d).0.model_wins());
 
     let mut f = eval::failure::lineup(opts);
-    f[0] = (Box::new(HeartbeatTimeout::new(opts.heartbeat_timeout_ms)), "model");
+    f[0] = (
+        Box::new(HeartbeatTimeout::new(opts.heartbeat_timeout_ms)),
+        "model",
+    );
     let (t, _) = eval::failure::run(&records, at, opts, f);
     assert!(!t.model_wins(), "{}", t.render());
 
@@ -81,5 +87,9 @@ fn a_baseline_in_the_models_place_does_not_win() {
 fn a_held_out_trace_is_generated_quickly_enough_for_tests() {
     // Not a timing assertion: the size that keeps the suite fast.
     let records = trace(HELD_OUT.start);
-    assert!((20_000..80_000).contains(&records.len()), "{}", records.len());
+    assert!(
+        (20_000..80_000).contains(&records.len()),
+        "{}",
+        records.len()
+    );
 }

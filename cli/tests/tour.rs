@@ -81,7 +81,10 @@ fn steps(block: &[String]) -> Vec<Step> {
                 .strip_prefix("export ")
                 .and_then(|a| a.split_once(&format!("=$({CARGO_RUN}")))
             {
-                let rest = capture.1.strip_suffix(')').expect("export NAME=$(... ) ends with `)`");
+                let rest = capture
+                    .1
+                    .strip_suffix(')')
+                    .expect("export NAME=$(... ) ends with `)`");
                 Step::Capture(capture.0.to_string(), rest.to_string())
             } else if l.starts_with("curl ") {
                 Step::Shell(l.to_string())
@@ -128,7 +131,10 @@ impl Terminal {
     fn command(&self, rest: &str) -> Command {
         let mut c = Command::new("sh");
         c.arg("-c")
-            .arg(format!("exec \"$JOBMESH_TOUR_BIN\" {}", self.localise(rest)))
+            .arg(format!(
+                "exec \"$JOBMESH_TOUR_BIN\" {}",
+                self.localise(rest)
+            ))
             .env("JOBMESH_TOUR_BIN", env!("CARGO_BIN_EXE_jobmesh"))
             .env_remove("JOBMESH_CONFIG")
             .env("RUST_LOG", "warn")
@@ -272,7 +278,9 @@ async fn the_quick_tour_passes_when_pasted_line_by_line() {
     for step in steps(&blocks[0]) {
         match step {
             Step::Export(k, v) => node_terminal.env.push((k, v)),
-            Step::Capture(..) | Step::Shell(_) => panic!("the node's terminal only starts the node"),
+            Step::Capture(..) | Step::Shell(_) => {
+                panic!("the node's terminal only starts the node")
+            }
             Step::Run(rest) => {
                 assert!(node.0.is_none(), "one node in the first terminal");
                 assert!(
@@ -292,10 +300,13 @@ async fn the_quick_tour_passes_when_pasted_line_by_line() {
     let lines = stdout_lines(node.0.as_mut().expect("the first terminal starts a node"));
     // The node prints where its API listens, then its banner once its workers run.
     let mut printed = Vec::new();
-    while !printed.iter().any(|l: &String| l.contains("running on sqlite")) {
-        let line = lines.recv_timeout(COMMAND_DEADLINE).unwrap_or_else(|_| {
-            panic!("the node did not announce itself; it printed {printed:?}")
-        });
+    while !printed
+        .iter()
+        .any(|l: &String| l.contains("running on sqlite"))
+    {
+        let line = lines
+            .recv_timeout(COMMAND_DEADLINE)
+            .unwrap_or_else(|_| panic!("the node did not announce itself; it printed {printed:?}"));
         printed.push(line);
     }
     assert!(
@@ -363,7 +374,11 @@ async fn the_quick_tour_passes_when_pasted_line_by_line() {
     // the scrape, each answered as the README shows.
     assert!(curls.len() >= 5, "the tour's API lines ran: {curls:?}");
     assert!(curls[0].contains("ready"), "readyz: {}", curls[0]);
-    assert!(curls[1].contains("\"id\""), "POST /api/v1/jobs: {}", curls[1]);
+    assert!(
+        curls[1].contains("\"id\""),
+        "POST /api/v1/jobs: {}",
+        curls[1]
+    );
     assert!(curls[3].trim().ends_with("routes"), "openapi: {}", curls[3]);
     assert!(
         curls[4].contains("jobmesh_jobs_enqueued_total{queue=\"default\",kind=\"sleep\"} 1"),

@@ -299,7 +299,9 @@ impl FailurePredictor for NodeScore {
             }
             NodeSignal::Heartbeat => {
                 let n = self.node(node);
-                if n.last_heartbeat.is_some_and(|t| at_ms - t > s.heartbeat_timeout_ms) {
+                if n.last_heartbeat
+                    .is_some_and(|t| at_ms - t > s.heartbeat_timeout_ms)
+                {
                     // Back after a silence: a restarted node starts from a clean slate.
                     *n = NodeState::default();
                 }
@@ -405,7 +407,11 @@ mod tests {
                         renew_ms: Some(15.0),
                     },
                 );
-                assert!(!m.should_drain(n, 1000 + i), "{n} at {i}: {}", m.score(n, 0));
+                assert!(
+                    !m.should_drain(n, 1000 + i),
+                    "{n} at {i}: {}",
+                    m.score(n, 0)
+                );
             }
         }
     }

@@ -20,7 +20,9 @@ pub mod sketch;
 pub mod trace;
 
 pub use congestion::{CongestionPredictor, FluidQueue, LastWait, QueueLengthThreshold};
-pub use duration::{DurationKey, DurationPredictor, LastTwo, MeanPerKind, Quantiles, SketchDuration};
+pub use duration::{
+    DurationKey, DurationPredictor, LastTwo, MeanPerKind, Quantiles, SketchDuration,
+};
 pub use failure::{FailurePredictor, HeartbeatTimeout, NodeScore, NodeSignal};
 pub use retry::{FixedBackoff, PosteriorRetry, RetryDecision, RetryPredictor};
 pub use sketch::DecayingSketch;

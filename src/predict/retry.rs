@@ -25,8 +25,8 @@ const N_ATTEMPT: usize = 5;
 
 /// The delays the model chooses from, in ms.
 const CANDIDATE_DELAYS_MS: [i64; 12] = [
-    1_000, 5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_200_000,
-    2_400_000, 3_600_000,
+    1_000, 5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_200_000, 2_400_000,
+    3_600_000,
 ];
 
 fn time_bucket(since_first_failure_ms: i64) -> usize {
@@ -263,8 +263,8 @@ impl PosteriorRetry {
         attempt: u32,
         since_first_failure_ms: i64,
     ) -> Option<(f64, f64)> {
-        let b = self.posteriors.get(kind)?.get(error_class)?
-            [attempt_bucket(attempt)][time_bucket(since_first_failure_ms)];
+        let b = self.posteriors.get(kind)?.get(error_class)?[attempt_bucket(attempt)]
+            [time_bucket(since_first_failure_ms)];
         Some((b.mean(), b.n()))
     }
 }
@@ -434,7 +434,9 @@ mod tests {
     fn it_gives_up_on_what_never_succeeds() {
         let mut m = PosteriorRetry::new(PosteriorSettings::default());
         for i in 0..20 {
-            for since in [0, 20_000, 45_000, 90_000, 200_000, 400_000, 800_000, 1_500_000, 3_000_000] {
+            for since in [
+                0, 20_000, 45_000, 90_000, 200_000, 400_000, 800_000, 1_500_000, 3_000_000,
+            ] {
                 for attempt in [2, 3, 4, 6, 10] {
                     m.observe_retry("mail", "gone", attempt, since, false, i);
                 }

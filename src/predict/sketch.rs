@@ -241,10 +241,7 @@ mod tests {
         for q in [0.5, 0.9, 0.99] {
             let want = exact(&mut values, q);
             let got = s.quantile(q).unwrap();
-            assert!(
-                (got - want).abs() / want <= 0.021,
-                "q{q}: {got} vs {want}"
-            );
+            assert!((got - want).abs() / want <= 0.021, "q{q}: {got} vs {want}");
         }
         assert_eq!(s.count(), 10_000);
     }

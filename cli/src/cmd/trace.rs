@@ -60,12 +60,9 @@ pub async fn run(config: Config, verb: TraceVerb, json: bool) -> anyhow::Result<
         } => {
             anyhow::ensure!(max_jobs > 0, "--max-jobs must be at least 1");
             let store = setup::open_store(&config).await?;
-            let records = export::export(
-                store.as_ref(),
-                export::ExportOptions { since, max_jobs },
-            )
-            .await
-            .context("reading the store")?;
+            let records = export::export(store.as_ref(), export::ExportOptions { since, max_jobs })
+                .await
+                .context("reading the store")?;
             write(&out, &records)?;
             if json {
                 return output::json(&serde_json::json!({ "records": records.len(), "out": out }));
@@ -82,7 +79,12 @@ fn write(path: &Path, records: &[TraceRecord]) -> anyhow::Result<()> {
         .write(true)
         .create_new(true)
         .open(path)
-        .with_context(|| format!("creating {} (an existing file is not overwritten)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "creating {} (an existing file is not overwritten)",
+                path.display()
+            )
+        })?;
     trace::write(records, BufWriter::new(file))
         .with_context(|| format!("writing {}", path.display()))
 }

@@ -27,7 +27,9 @@ fn plot_queue(records: &[TraceRecord], slo_ms: f64) -> Option<String> {
             *n.entry(&r.queue).or_default() += 1;
         }
     }
-    n.into_iter().max_by_key(|(q, c)| (*c, *q)).map(|(q, _)| q.to_owned())
+    n.into_iter()
+        .max_by_key(|(q, c)| (*c, *q))
+        .map(|(q, _)| q.to_owned())
 }
 
 /// The model and the baselines (the threshold one is fitted inside [`run`]).
@@ -78,7 +80,10 @@ pub fn run(
     let mut waits: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
     for r in &recs {
         if r.outcome != TraceOutcome::Lost || r.started_at > r.enqueued_at {
-            waits.entry(&r.queue).or_default().push((r.enqueued_at, r.wait_ms()));
+            waits
+                .entry(&r.queue)
+                .or_default()
+                .push((r.enqueued_at, r.wait_ms()));
         }
     }
     for v in waits.values_mut() {
@@ -103,7 +108,10 @@ pub fn run(
     let mut fitted = false;
     let focus = plot_queue(records, slo);
     let mut panel = Panel::new(
-        &format!("queue {}: wait (s) of jobs, actual and predicted", focus.as_deref().unwrap_or("-")),
+        &format!(
+            "queue {}: wait (s) of jobs, actual and predicted",
+            focus.as_deref().unwrap_or("-")
+        ),
         "time (min)",
     );
     let mut actual = Series::dots("actual wait");
@@ -117,7 +125,10 @@ pub fn run(
                 let r = recs[i];
                 if t >= split_at {
                     let wait = r.wait_ms();
-                    let preds: Vec<_> = lineup.iter().map(|(p, _)| p.predict_wait(&r.queue, t, 0)).collect();
+                    let preds: Vec<_> = lineup
+                        .iter()
+                        .map(|(p, _)| p.predict_wait(&r.queue, t, 0))
+                        .collect();
                     if preds[..2].iter().all(Option::is_some) {
                         for (k, p) in preds.iter().enumerate() {
                             if let Some(p) = p {
@@ -159,7 +170,10 @@ pub fn run(
                     for &q in &queues {
                         for (h, hz) in HORIZONS_MS.iter().enumerate() {
                             if let Some(y) = truth(q, t + hz) {
-                                train.entry((q, h)).or_default().push((backlog.backlog(q), y));
+                                train
+                                    .entry((q, h))
+                                    .or_default()
+                                    .push((backlog.backlog(q), y));
                             }
                         }
                     }
@@ -214,7 +228,9 @@ pub fn run(
         });
     }
     panel.series.push(actual);
-    panel.series.extend(predicted.into_iter().filter(|s| !s.points.is_empty()));
+    panel
+        .series
+        .extend(predicted.into_iter().filter(|s| !s.points.is_empty()));
     let metric = |name, better| Metric { name, better };
     (
         Table {
@@ -264,7 +280,11 @@ fn fit_thresholds(
                     _ => {}
                 }
             }
-            let f1 = if tp > 0.0 { 2.0 * tp / (2.0 * tp + fp + fne) } else { 0.0 };
+            let f1 = if tp > 0.0 {
+                2.0 * tp / (2.0 * tp + fp + fne)
+            } else {
+                0.0
+            };
             if f1 > best.0 {
                 best = (f1, c);
             }

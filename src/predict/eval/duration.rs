@@ -14,7 +14,10 @@ const PLOT_KIND: &str = "etl.load";
 /// The model (with payload-size classes), the model without them, and the baselines.
 pub fn lineup() -> Vec<(Box<dyn DurationPredictor>, &'static str)> {
     vec![
-        (Box::new(SketchDuration::new(SketchSettings::default())), "model"),
+        (
+            Box::new(SketchDuration::new(SketchSettings::default())),
+            "model",
+        ),
         (
             Box::new(SketchDuration::new(SketchSettings {
                 by_payload_size: false,

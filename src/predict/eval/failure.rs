@@ -116,7 +116,10 @@ pub fn run(
     // Per predictor per node: drain intervals (start, end).
     let mut drains: Vec<BTreeMap<&str, Vec<(i64, i64)>>> = vec![BTreeMap::new(); n];
     let mut on: Vec<BTreeMap<&str, i64>> = vec![BTreeMap::new(); n];
-    let mut panel = Panel::new("failure score per node (model), failures marked", "time (min)");
+    let mut panel = Panel::new(
+        "failure score per node (model), failures marked",
+        "time (min)",
+    );
     let mut scores: BTreeMap<&str, Series> = nodes.iter().map(|n| (*n, Series::line(n))).collect();
     let mut next = 0;
     let mut t = t0 - t0.rem_euclid(TICK_MS);
@@ -175,7 +178,9 @@ pub fn run(
         .filter(|(_, t)| *t >= split_at)
         .collect();
     for (node, t) in &failures {
-        panel.marks.push(((t - t0) as f64 / 60_000.0, format!("{node} fails")));
+        panel
+            .marks
+            .push(((t - t0) as f64 / 60_000.0, format!("{node} fails")));
     }
     let node_hours: f64 = nodes
         .iter()

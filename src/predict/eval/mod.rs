@@ -134,13 +134,15 @@ impl Table {
             return false;
         };
         let baselines = self.rows.iter().filter(|r| r.role == "baseline");
-        let beats_main = baselines.clone().all(|b| {
-            b.values[self.main].is_none_or(|v| better.key(model) < better.key(v) - 1e-12)
-        });
+        let beats_main = baselines
+            .clone()
+            .all(|b| b.values[self.main].is_none_or(|v| better.key(model) < better.key(v) - 1e-12));
         let guard_ok = self.guard.is_none_or(|(g, tol)| {
             let better = self.metrics[g].better;
             let m = self.rows[0].values[g].map_or(f64::INFINITY, |v| better.key(v));
-            baselines.clone().all(|b| b.values[g].is_none_or(|v| m <= better.key(v) + tol))
+            baselines
+                .clone()
+                .all(|b| b.values[g].is_none_or(|v| m <= better.key(v) + tol))
         });
         beats_main && guard_ok
     }
@@ -222,7 +224,9 @@ pub fn span(records: &[TraceRecord]) -> Option<(i64, i64)> {
 
 /// The instant that splits the trace's span at `split`.
 pub fn split_at(records: &[TraceRecord], split: f64) -> i64 {
-    span(records).map_or(0, |(a, b)| a + ((b - a) as f64 * split.clamp(0.0, 1.0)) as i64)
+    span(records).map_or(0, |(a, b)| {
+        a + ((b - a) as f64 * split.clamp(0.0, 1.0)) as i64
+    })
 }
 
 /// Why an evaluation cannot run.

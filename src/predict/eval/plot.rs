@@ -62,7 +62,9 @@ impl Panel {
     }
 }
 
-const COLOURS: [&str; 6] = ["#888888", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
+const COLOURS: [&str; 6] = [
+    "#888888", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e",
+];
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -16,7 +16,9 @@
 use std::collections::{BinaryHeap, HashMap};
 
 use super::{Better, EvalOptions, Metric, Row, Table};
-use crate::predict::retry::{FailedAttempt, FixedBackoff, PosteriorRetry, PosteriorSettings, RetryDecision, RetryPredictor};
+use crate::predict::retry::{
+    FailedAttempt, FixedBackoff, PosteriorRetry, PosteriorSettings, RetryDecision, RetryPredictor,
+};
 use crate::predict::trace::{TraceOutcome, TraceRecord};
 
 const BIN_MS: i64 = 60_000;
@@ -28,7 +30,10 @@ const MIN_IN_BIN: u32 = 3;
 /// The model and the baseline.
 pub fn lineup() -> Vec<(Box<dyn RetryPredictor>, &'static str)> {
     vec![
-        (Box::new(PosteriorRetry::new(PosteriorSettings::default())), "model"),
+        (
+            Box::new(PosteriorRetry::new(PosteriorSettings::default())),
+            "model",
+        ),
         (Box::new(FixedBackoff::default()), "baseline"),
     ]
 }
@@ -57,7 +62,12 @@ impl World {
 
     /// The chance of success at `t`: the nearest bins' share, widened (nearest first)
     /// until they hold [`MIN_IN_BIN`] retries.
-    fn chance(sorted: &HashMap<(String, String), Vec<(i64, u32, u32)>>, kind: &str, class: &str, t: i64) -> f64 {
+    fn chance(
+        sorted: &HashMap<(String, String), Vec<(i64, u32, u32)>>,
+        kind: &str,
+        class: &str,
+        t: i64,
+    ) -> f64 {
         let Some(bins) = sorted.get(&(kind.to_owned(), class.to_owned())) else {
             return 0.5;
         };
@@ -81,7 +91,11 @@ impl World {
             ok += x.1;
             n += x.2;
         }
-        if n == 0 { 0.5 } else { f64::from(ok) / f64::from(n) }
+        if n == 0 {
+            0.5
+        } else {
+            f64::from(ok) / f64::from(n)
+        }
     }
 
     /// Whether most first attempts of `kind` fail in the bin of `t` (an outage).
@@ -243,7 +257,8 @@ pub fn run(
                     if world.outage(&r.kind, t) {
                         outage_retries += 1;
                     }
-                    let ok = draw(opts.seed, r.job, attempt, 2) < World::chance(&sorted, &r.kind, class, t);
+                    let ok = draw(opts.seed, r.job, attempt, 2)
+                        < World::chance(&sorted, &r.kind, class, t);
                     policy.observe_retry(&r.kind, class, attempt, t - ff, ok, t);
                     if ok {
                         successes += 1;

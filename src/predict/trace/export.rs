@@ -52,7 +52,9 @@ pub async fn export(
         let filter = JobFilter {
             after,
             order: Order::Asc,
-            limit: PAGE.min((opts.max_jobs - seen) as u32).max(1),
+            limit: PAGE
+                .min(u32::try_from(opts.max_jobs - seen).unwrap_or(u32::MAX))
+                .max(1),
             created: TimeRange {
                 from: opts.since,
                 to: None,
@@ -134,7 +136,11 @@ pub fn job_records(job: &Job, attempts: &[Attempt], events: &[StoredEvent]) -> V
                 let start = a.started_at.map_or(claimed_at, |m| m.0);
                 out.push(record(
                     a.attempt,
-                    if node.is_empty() { "unknown".into() } else { node },
+                    if node.is_empty() {
+                        "unknown".into()
+                    } else {
+                        node
+                    },
                     next_available,
                     start,
                     at,

@@ -76,7 +76,13 @@ enum Kind {
     Webhook,
 }
 
-const KINDS: [Kind; 5] = [Kind::Email, Kind::Report, Kind::Resize, Kind::Etl, Kind::Webhook];
+const KINDS: [Kind; 5] = [
+    Kind::Email,
+    Kind::Report,
+    Kind::Resize,
+    Kind::Etl,
+    Kind::Webhook,
+];
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -224,7 +230,9 @@ pub fn generate(cfg: GenConfig) -> (Vec<TraceRecord>, Truth) {
     let start = TRACE_START_MS;
     let span = (cfg.hours * 3_600_000.0) as i64;
     let end = start + span;
-    let at = |rng: &mut StdRng, lo: f64, hi: f64| start + (span as f64 * rng.random_range(lo..hi)) as i64;
+    let at = |rng: &mut StdRng, lo: f64, hi: f64| {
+        start + (span as f64 * rng.random_range(lo..hi)) as i64
+    };
 
     // Failures in the last part of the trace (where the evaluation scores, with the
     // default split), on three different nodes.
@@ -250,14 +258,18 @@ pub fn generate(cfg: GenConfig) -> (Vec<TraceRecord>, Truth) {
             0
         };
         plans[node].failures[0] = (death - degrade, death, death + 180_000);
-        truth.deaths.push((format!("node-{}", node + 1), death, degrade > 0));
+        truth
+            .deaths
+            .push((format!("node-{}", node + 1), death, degrade > 0));
     }
     // A failure early on too, so history holds one, on a node that fails once.
     let early = victims[3 % cfg.nodes];
     if plans[early].failures[0] == never {
         let death = at(&mut rng, 0.2, 0.6);
         plans[early].failures[0] = (death - 300_000, death, death + 180_000);
-        truth.deaths.push((format!("node-{}", early + 1), death, true));
+        truth
+            .deaths
+            .push((format!("node-{}", early + 1), death, true));
     }
     truth.deaths.sort_by_key(|d| d.1);
     for p in &mut plans {
@@ -482,7 +494,8 @@ impl Sim {
             error = Some("timeout");
             d = kind.timeout_ms();
         }
-        let renew = lognormal(rng, 15.0, 0.4) * (3.5 * degraded).exp() * if blip { 1.5 } else { 1.0 };
+        let renew =
+            lognormal(rng, 15.0, 0.4) * (3.5 * degraded).exp() * if blip { 1.5 } else { 1.0 };
         let finished = now + d.max(1.0) as i64;
         let outcome = match error {
             None => TraceOutcome::Succeeded,
@@ -591,8 +604,15 @@ mod tests {
             .iter()
             .filter(|r| r.kind == "email.send" && r.started_at >= from && r.started_at < to);
         assert!(in_outage.clone().count() > 100);
-        assert!(in_outage.clone().all(|r| r.error_class.as_deref() == Some(class.as_str())));
-        assert!(recs.iter().any(|r| r.error_class.as_deref() == Some("http_410")));
+        assert!(
+            in_outage
+                .clone()
+                .all(|r| r.error_class.as_deref() == Some(class.as_str()))
+        );
+        assert!(
+            recs.iter()
+                .any(|r| r.error_class.as_deref() == Some("http_410"))
+        );
         // Each death left lost attempts on its node at its time.
         for (node, at, _) in &truth.deaths {
             assert!(

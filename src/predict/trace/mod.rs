@@ -110,7 +110,11 @@ impl TraceRecord {
                 return Err(format!("`{field}` must have 1..={MAX_NAME} bytes"));
             }
         }
-        if self.error_class.as_ref().is_some_and(|c| c.len() > MAX_NAME) {
+        if self
+            .error_class
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_NAME)
+        {
             return Err(format!("`error_class` must have at most {MAX_NAME} bytes"));
         }
         if self.attempt == 0 {
@@ -206,7 +210,14 @@ pub fn error_class(error: &str) -> String {
     if lower.contains("timed out") || lower.contains("timeout") {
         return "timeout".into();
     }
-    let head: String = lower.split(':').next().unwrap_or("").trim().chars().take(40).collect();
+    let head: String = lower
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(40)
+        .collect();
     let mut class = String::new();
     let mut number = String::new();
     for c in head.chars().chain(std::iter::once(' ')) {
@@ -218,7 +229,11 @@ pub fn error_class(error: &str) -> String {
             class.push_str(if number.len() <= 3 { &number } else { "N" });
             number.clear();
         }
-        let c = if c.is_alphanumeric() || c == '.' || c == '-' { c } else { '_' };
+        let c = if c.is_alphanumeric() || c == '.' || c == '-' {
+            c
+        } else {
+            '_'
+        };
         if !(c == '_' && class.ends_with('_')) {
             class.push(c);
         }
@@ -270,14 +285,22 @@ mod tests {
         let long = "x".repeat(MAX_LINE + 10);
         let e = read(long.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("longer than"), "{e}");
-        let e = read(&b"{\"job\":1,\"extra\":2}"[..]).unwrap_err().to_string();
+        let e = read(&b"{\"job\":1,\"extra\":2}"[..])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]
     fn error_classes_drop_the_details() {
-        assert_eq!(error_class("connection refused: 10.0.0.7:25"), "connection_refused");
-        assert_eq!(error_class("HTTP 503 from upstream"), "http_503_from_upstream");
+        assert_eq!(
+            error_class("connection refused: 10.0.0.7:25"),
+            "connection_refused"
+        );
+        assert_eq!(
+            error_class("HTTP 503 from upstream"),
+            "http_503_from_upstream"
+        );
         assert_eq!(error_class("job 123456 not found"), "job_N_not_found");
         assert_eq!(error_class("handler timed out after 30s"), "timeout");
         assert_eq!(error_class(""), "error");

@@ -35,14 +35,18 @@ pub async fn trace_export_covers_every_attempt(s: &dyn Store) {
     s.promote_due(retry_at).await.unwrap();
     let again = claim(s, 1, T0.plus(secs(6))).await;
     assert_eq!(again[0].job.id, a);
-    s.complete(vec![ok(&again[0], T0.plus(secs(7)))]).await.unwrap();
+    s.complete(vec![ok(&again[0], T0.plus(secs(7)))])
+        .await
+        .unwrap();
     // b's lease (30 s from T0 + 1 s) lapses; the rescue takes it back.
     let rescued = s.rescue_expired(T0.plus(secs(32))).await.unwrap();
     assert_eq!(rescued.len(), 1);
     let last = claim(s, 2, T0.plus(secs(40))).await;
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].job.id, b);
-    s.complete(vec![ok(&last[0], T0.plus(secs(41)))]).await.unwrap();
+    s.complete(vec![ok(&last[0], T0.plus(secs(41)))])
+        .await
+        .unwrap();
 
     let recs = export(s, ExportOptions::default()).await.unwrap();
     let got: Vec<(i64, u32, TraceOutcome, i64, i64)> = recs
@@ -62,7 +66,11 @@ pub async fn trace_export_covers_every_attempt(s: &dyn Store) {
     );
     assert_eq!(recs[0].error_class.as_deref(), Some("connection_refused"));
     assert!(recs.iter().all(|r| r.node == "n1" && r.queue == "default"));
-    assert_eq!(recs[2].started_at, ms(1), "a lost attempt started at its claim");
+    assert_eq!(
+        recs[2].started_at,
+        ms(1),
+        "a lost attempt started at its claim"
+    );
     assert_eq!(recs[0].kind, "a");
     assert!(recs[0].payload_bytes > 0);
     for r in &recs {
