@@ -334,11 +334,11 @@ impl FailurePredictor for NodeScore {
         let s = self.s;
         let weights = [s.w_error, s.w_timeout, s.w_slow, s.w_renew];
         let mut score = self.events_at(n, now_ms);
-        for k in 0..SIGNALS {
+        for (k, weight) in weights.iter().enumerate() {
             if n.seen[k] {
                 let excess = n.levels[k] - self.peer_median(k);
                 let excess = if k == 3 { excess.min(3.0) } else { excess };
-                score += weights[k] * excess.max(0.0);
+                score += weight * excess.max(0.0);
             }
         }
         score

@@ -87,7 +87,7 @@ pub fn run(
         }
     }
     for v in waits.values_mut() {
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|a| a.0);
     }
     let truth = |q: &str, at: i64| -> Option<bool> {
         let v = waits.get(q)?;

@@ -22,6 +22,9 @@ use crate::predict::retry::{
 use crate::predict::trace::{TraceOutcome, TraceRecord};
 
 const BIN_MS: i64 = 60_000;
+
+/// Per (kind, previous error class): (bin, successes, retries), sorted by bin.
+type SortedBins = HashMap<(String, String), Vec<(i64, u32, u32)>>;
 const MAX_ATTEMPTS: u32 = 25;
 const PAST_END_MS: i64 = 2 * 3_600_000;
 /// Fewest retries a bin of the world model must hold (else it widens).
@@ -48,7 +51,7 @@ struct World {
 
 impl World {
     /// The retry bins of each key, sorted, for nearest-bin lookups.
-    fn sorted(&self) -> HashMap<(String, String), Vec<(i64, u32, u32)>> {
+    fn sorted(&self) -> SortedBins {
         self.retries
             .iter()
             .map(|(k, bins)| {
@@ -62,12 +65,7 @@ impl World {
 
     /// The chance of success at `t`: the nearest bins' share, widened (nearest first)
     /// until they hold [`MIN_IN_BIN`] retries.
-    fn chance(
-        sorted: &HashMap<(String, String), Vec<(i64, u32, u32)>>,
-        kind: &str,
-        class: &str,
-        t: i64,
-    ) -> f64 {
+    fn chance(sorted: &SortedBins, kind: &str, class: &str, t: i64) -> f64 {
         let Some(bins) = sorted.get(&(kind.to_owned(), class.to_owned())) else {
             return 0.5;
         };
