@@ -1,5 +1,5 @@
 //! jobmesh core: the job model and its state machine, retry policy, workflows,
-//! payload validation, handlers, lifecycle events and the stores.
+//! payload validation, handlers, lifecycle events, the predictors and the stores.
 //!
 //! Nothing here spawns actors or owns sockets except the store backends' connection
 //! pools; the ractor layer lives in `jobmesh-actors`.
@@ -17,5 +17,6 @@ pub mod membership;
 pub mod metrics;
 pub mod payload;
 pub mod periodic;
+pub mod predict;
 pub mod redact;
 pub mod store;

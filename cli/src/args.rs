@@ -79,6 +79,71 @@ pub enum Verb {
     Token(TokenVerb),
     /// The audit log of operator actions (API and CLI), newest first.
     Audit(AuditArgs),
+    /// Traces (one JSON line per attempt): generate seeded synthetic ones, or export
+    /// what the configured store recorded.
+    #[command(subcommand)]
+    Trace(TraceVerb),
+    /// The predictors: evaluate them against their baselines on a trace.
+    #[command(subcommand)]
+    Predict(PredictVerb),
+}
+
+/// `jobmesh trace ...`
+#[derive(Debug, Subcommand)]
+pub enum TraceVerb {
+    /// Write a seeded synthetic trace (stable, bimodal, heavy-tailed and drifting
+    /// durations, a ten-minute dependency outage, permanent failures, daily cycles and
+    /// bursts, nodes that degrade before they die).
+    Generate {
+        /// Seed (the same seed gives the same trace).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated time (at most 14 days).
+        #[arg(long, default_value = "4h", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Period of the arrival cycle (a compressed day).
+        #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+        cycle: Duration,
+        /// Nodes of the simulated cluster (4-1000).
+        #[arg(long, default_value_t = 6)]
+        nodes: usize,
+        /// Where to write the trace (refuses to overwrite an existing file).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the configured store's jobs as a trace (oldest jobs first).
+    Export {
+        /// Where to write the trace (refuses to overwrite an existing file).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only jobs created at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<jobmesh::clock::Millis>,
+        /// At most this many jobs.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_jobs: usize,
+    },
+}
+
+/// `jobmesh predict ...`
+#[derive(Debug, Subcommand)]
+pub enum PredictVerb {
+    /// Replay a trace in time order (models learn only from the past) and print each
+    /// predictor's metrics next to its baselines, with the winner.
+    Eval {
+        /// The trace (JSON lines, see README "Predictors").
+        #[arg(long)]
+        trace: PathBuf,
+        /// Share of the trace's time span used only for learning (0.05-0.95).
+        #[arg(long, default_value_t = 0.7)]
+        split: f64,
+        /// The wait SLO of every queue, for congestion alarms.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        slo: Duration,
+        /// Also write an SVG of predicted against actual here.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
 }
 
 /// `jobmesh audit`

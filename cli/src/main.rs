@@ -62,6 +62,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Api(a) => cmd::api::run(config, a).await,
         Verb::Token(v) => cmd::token::run(config, v, json).await,
         Verb::Audit(a) => cmd::audit::run(config, a, json).await,
+        Verb::Trace(v) => cmd::trace::run(config, v, json).await,
+        Verb::Predict(v) => cmd::predict::run(v, json),
     }
 }
 

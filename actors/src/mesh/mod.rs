@@ -46,9 +46,9 @@ mod event_loop;
 mod gate;
 mod identity;
 mod ledger;
-mod redial;
 pub mod peer_exchange;
 pub mod probe;
+mod redial;
 mod transport;
 
 use std::sync::Arc;

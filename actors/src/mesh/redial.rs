@@ -44,7 +44,11 @@ impl Redial {
     /// with every round that had something to dial, up to [`MAX_BACKOFF`], and starts
     /// over once every bootstrap peer is connected (so a peer lost later is retried
     /// soon).
-    pub(crate) fn due(&mut self, now: Instant, connected: impl Fn(&PeerId) -> bool) -> Vec<Multiaddr> {
+    pub(crate) fn due(
+        &mut self,
+        now: Instant,
+        connected: impl Fn(&PeerId) -> bool,
+    ) -> Vec<Multiaddr> {
         let missing: Vec<Multiaddr> = self
             .peers
             .iter()
@@ -70,11 +74,13 @@ mod tests {
     use super::*;
 
     fn addr(peer: &PeerId, port: u16) -> Multiaddr {
-        format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}").parse().unwrap()
+        format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}")
+            .parse()
+            .unwrap()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn unreachable_peers_are_dialled_again_with_a_growing_backoff() {
+    #[test]
+    fn unreachable_peers_are_dialled_again_with_a_growing_backoff() {
         let (a, b) = (PeerId::random(), PeerId::random());
         let start = Instant::now();
         let mut r = Redial::new(&[addr(&a, 1), addr(&b, 2)], start);
@@ -91,12 +97,15 @@ mod tests {
         let gaps: Vec<Duration> = rounds.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(rounds[0], FIRST_BACKOFF);
         assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
-        assert!(gaps.iter().all(|g| *g <= MAX_BACKOFF + Duration::from_millis(100)));
+        assert!(
+            gaps.iter()
+                .all(|g| *g <= MAX_BACKOFF + Duration::from_millis(100))
+        );
         assert_eq!(*gaps.last().unwrap(), MAX_BACKOFF, "{gaps:?}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn only_unconnected_peers_are_dialled_and_a_full_set_resets_the_backoff() {
+    #[test]
+    fn only_unconnected_peers_are_dialled_and_a_full_set_resets_the_backoff() {
         let (a, b) = (PeerId::random(), PeerId::random());
         let start = Instant::now();
         let mut r = Redial::new(&[addr(&a, 1), addr(&b, 2)], start);

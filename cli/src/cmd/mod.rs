@@ -12,6 +12,8 @@ pub mod limits;
 pub mod mesh;
 pub mod node;
 pub mod periodic;
+pub mod predict;
 pub mod queue;
 pub mod submit;
 pub mod token;
+pub mod trace;

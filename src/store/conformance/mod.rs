@@ -34,6 +34,7 @@ mod queues;
 mod running;
 mod schedules;
 mod tokens;
+mod trace;
 
 pub use admin::*;
 pub use audit::*;
@@ -50,6 +51,7 @@ pub use queues::*;
 pub use running::*;
 pub use schedules::*;
 pub use tokens::*;
+pub use trace::*;
 
 /// The node itself as the actor of a change, for cases not about the audit log.
 pub fn sys() -> crate::store::AuditContext {
@@ -174,7 +176,8 @@ macro_rules! store_conformance_tests {
             limits_are_stored_and_bad_sets_refused, max_running_holds_per_queue,
             max_running_per_key, kind_limit_spans_queues,
             slots_come_back_with_every_way_out_of_running, rate_limits_claims_per_key,
-            one_key_does_not_starve_the_others);
+            one_key_does_not_starve_the_others,
+            trace_export_covers_every_attempt);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

@@ -1,0 +1,457 @@
+//! Congestion per queue: how long a job enqueued now (or in `h` seconds) will wait.
+//!
+//! The model estimates the arrival rate (decaying counts at a fast and a slow time
+//! scale, the fast one for short horizons), the service time and the number of jobs the
+//! queue's workers run at once, hence the capacity `mu = servers / service time`. A job
+//! enqueued at `now + h` waits behind the backlog then present, which a fluid model
+//! carries forward: `B(h) = max(0, B + (lambda - mu) h)`, and `wait = B(h) / mu`
+//! (Little's law for a FIFO queue); when the queue is short the Kingman approximation
+//! of a G/G/c queue gives the wait due to randomness alone. The baselines: the last wait
+//! seen (for the wait estimate) and a queue-length threshold (for breach alarms).
+
+use std::collections::HashMap;
+
+/// A congestion predictor: the model and its baselines alike. Events come in time order.
+pub trait CongestionPredictor {
+    /// A short name for tables.
+    fn name(&self) -> &'static str;
+    /// A job became available on `queue`.
+    fn on_enqueue(&mut self, queue: &str, at_ms: i64);
+    /// A worker took a job of `queue` after it waited `waited_ms`.
+    fn on_start(&mut self, queue: &str, at_ms: i64, waited_ms: f64);
+    /// A job of `queue` finished after running `service_ms`.
+    fn on_finish(&mut self, queue: &str, at_ms: i64, service_ms: f64);
+    /// The predicted wait (ms) of a job enqueued on `queue` at `now_ms + horizon_ms`.
+    fn predict_wait(&self, queue: &str, now_ms: i64, horizon_ms: i64) -> Option<f64>;
+    /// Whether a job enqueued at `now_ms + horizon_ms` is predicted to wait more than
+    /// `slo_ms`.
+    fn predict_breach(&self, queue: &str, now_ms: i64, horizon_ms: i64, slo_ms: f64) -> bool {
+        self.predict_wait(queue, now_ms, horizon_ms)
+            .is_some_and(|w| w > slo_ms)
+    }
+    /// Takes per-queue backlog thresholds fitted on past data; only threshold rules
+    /// use them, the others ignore them.
+    fn set_thresholds(&mut self, _thresholds: &HashMap<String, f64>) {}
+}
+
+/// Most waiting jobs whose guesses are kept for scoring them.
+const MAX_PENDING: usize = 100_000;
+/// Smoothing of the guesses' absolute errors per started job.
+const ERROR_ALPHA: f64 = 0.05;
+/// The last wait is used when its recent error is below this share of the estimate's.
+const SWITCH: f64 = 0.8;
+/// Time constant of the busy throughput.
+const BUSY_TAU_MS: f64 = 120_000.0;
+/// Busy time needed before the busy throughput is trusted.
+const MIN_BUSY_MS: f64 = 5_000.0;
+
+/// A count that decays exponentially with time constant `tau_ms`: `value / tau` is a
+/// rate per ms.
+#[derive(Debug, Clone, Copy, Default)]
+struct DecayingCount {
+    value: f64,
+    at_ms: i64,
+}
+
+impl DecayingCount {
+    fn at(&self, now_ms: i64, tau_ms: f64) -> f64 {
+        if now_ms <= self.at_ms {
+            return self.value;
+        }
+        self.value * (-((now_ms - self.at_ms) as f64) / tau_ms).exp()
+    }
+
+    fn add(&mut self, now_ms: i64, tau_ms: f64, n: f64) {
+        self.value = self.at(now_ms, tau_ms) + n;
+        self.at_ms = self.at_ms.max(now_ms);
+    }
+}
+
+/// Settings of [`FluidQueue`].
+#[derive(Debug, Clone, Copy)]
+pub struct FluidSettings {
+    /// Time constant of the fast arrival rate.
+    pub fast_tau_ms: f64,
+    /// Time constant of the slow arrival rate.
+    pub slow_tau_ms: f64,
+    /// Horizons up to this use the fast rate, longer ones the slow rate.
+    pub fast_horizon_ms: i64,
+    /// Smoothing of the service time per finish.
+    pub service_alpha: f64,
+    /// How long the most concurrent runs seen counts as the queue's servers.
+    pub servers_memory_ms: i64,
+}
+
+impl Default for FluidSettings {
+    fn default() -> Self {
+        Self {
+            fast_tau_ms: 30_000.0,
+            slow_tau_ms: 300_000.0,
+            fast_horizon_ms: 120_000,
+            service_alpha: 0.05,
+            servers_memory_ms: 600_000,
+        }
+    }
+}
+
+/// One queue's state.
+#[derive(Debug, Clone, Default)]
+struct QueueState {
+    backlog: f64,
+    running: f64,
+    fast: DecayingCount,
+    slow: DecayingCount,
+    /// Mean and mean square of the service time (ms).
+    service: Option<(f64, f64)>,
+    /// Most jobs seen running at once, and when.
+    servers: (f64, i64),
+    started: u64,
+    /// Starts while jobs were waiting, and the time jobs were waiting (ms), both
+    /// decaying: their ratio is the throughput the workers really give when busy.
+    busy_starts: DecayingCount,
+    busy_ms: DecayingCount,
+    /// The last event's time.
+    last_event_ms: i64,
+    /// The wait of the last job that started.
+    last_wait: Option<f64>,
+    /// What each waiting job was told on arrival, by arrival time: the queueing
+    /// estimate and the last wait (ms).
+    pending: std::collections::BTreeMap<i64, Vec<[f64; 2]>>,
+    /// Smoothed absolute errors (ms) of the two on the jobs that started.
+    errors: [f64; 2],
+}
+
+impl QueueState {
+    /// Accounts the time since the last event as busy if jobs were waiting.
+    fn tick(&mut self, now_ms: i64) {
+        if now_ms > self.last_event_ms {
+            if self.backlog >= 1.0 {
+                self.busy_ms
+                    .add(now_ms, BUSY_TAU_MS, (now_ms - self.last_event_ms) as f64);
+            }
+            self.last_event_ms = now_ms;
+        }
+    }
+
+    /// Starts per ms while jobs wait, once enough busy time was seen.
+    fn busy_throughput(&self, now_ms: i64) -> Option<f64> {
+        let busy = self.busy_ms.at(now_ms, BUSY_TAU_MS);
+        (busy >= MIN_BUSY_MS).then(|| self.busy_starts.at(now_ms, BUSY_TAU_MS) / busy)
+    }
+}
+
+/// The model: arrival and service rates, a fluid backlog forecast and Kingman's wait.
+#[derive(Debug, Clone, Default)]
+pub struct FluidQueue {
+    s: FluidSettings,
+    queues: HashMap<String, QueueState>,
+}
+
+impl FluidQueue {
+    /// A model with these settings.
+    pub fn new(s: FluidSettings) -> Self {
+        Self {
+            s,
+            queues: HashMap::new(),
+        }
+    }
+
+    fn queue(&mut self, queue: &str) -> &mut QueueState {
+        if !self.queues.contains_key(queue) {
+            self.queues.insert(queue.to_owned(), QueueState::default());
+        }
+        self.queues.get_mut(queue).expect("inserted above")
+    }
+
+    /// Arrival rate (per ms), servers, service mean (ms) and its squared coefficient of
+    /// variation, once a job has finished.
+    fn rates(&self, q: &QueueState, now_ms: i64, horizon_ms: i64) -> Option<(f64, f64, f64, f64)> {
+        let (mean, sq) = q.service?;
+        let lambda = if horizon_ms <= self.s.fast_horizon_ms {
+            q.fast.at(now_ms, self.s.fast_tau_ms) / self.s.fast_tau_ms
+        } else {
+            q.slow.at(now_ms, self.s.slow_tau_ms) / self.s.slow_tau_ms
+        };
+        let servers = q.servers.0.max(1.0);
+        let cs2 = ((sq - mean * mean).max(0.0) / (mean * mean).max(1e-9)).min(25.0);
+        Some((lambda, servers, mean.max(1e-3), cs2))
+    }
+
+    /// Backlog and running jobs of `queue` as counted from its events.
+    pub fn backlog(&self, queue: &str) -> Option<(f64, f64)> {
+        self.queues.get(queue).map(|q| (q.backlog, q.running))
+    }
+
+    /// Workers `queue` would need to hold `slo_ms` for a job enqueued at
+    /// `now + horizon`: the advice "N more workers would hold the SLO".
+    pub fn servers_needed(
+        &self,
+        queue: &str,
+        now_ms: i64,
+        horizon_ms: i64,
+        slo_ms: f64,
+    ) -> Option<f64> {
+        let q = self.queues.get(queue)?;
+        let (lambda, servers, mean, _) = self.rates(q, now_ms, horizon_ms)?;
+        // Keep up with arrivals, and drain the backlog within the SLO.
+        let steady = lambda * mean;
+        let drain = (q.backlog + lambda * horizon_ms as f64) * mean / slo_ms.max(1.0);
+        Some(steady.max(drain).ceil().max(servers))
+    }
+}
+
+impl CongestionPredictor for FluidQueue {
+    fn name(&self) -> &'static str {
+        "queueing model"
+    }
+
+    fn on_enqueue(&mut self, queue: &str, at_ms: i64) {
+        let s = self.s;
+        self.queue(queue).tick(at_ms);
+        let q = &self.queues[queue];
+        let told = self.queueing_wait(q, at_ms, 0).zip(q.last_wait);
+        let q = self.queue(queue);
+        if let Some((a, b)) = told {
+            q.pending.entry(at_ms).or_default().push([a, b]);
+            if q.pending.len() > MAX_PENDING {
+                q.pending.pop_first();
+            }
+        }
+        q.backlog += 1.0;
+        q.fast.add(at_ms, s.fast_tau_ms, 1.0);
+        q.slow.add(at_ms, s.slow_tau_ms, 1.0);
+    }
+
+    fn on_start(&mut self, queue: &str, at_ms: i64, waited_ms: f64) {
+        let memory = self.s.servers_memory_ms;
+        let q = self.queue(queue);
+        q.tick(at_ms);
+        let enqueued = at_ms - waited_ms as i64;
+        if let Some(v) = q.pending.get_mut(&enqueued) {
+            if let Some(told) = v.pop() {
+                for (e, guess) in q.errors.iter_mut().zip(told) {
+                    *e += ERROR_ALPHA * ((guess - waited_ms).abs() - *e);
+                }
+            }
+            if v.is_empty() {
+                q.pending.remove(&enqueued);
+            }
+        }
+        if waited_ms.is_finite() && waited_ms >= 0.0 {
+            q.last_wait = Some(waited_ms);
+        }
+        if q.backlog >= 1.0 {
+            q.busy_starts.add(at_ms, BUSY_TAU_MS, 1.0);
+        }
+        q.backlog = (q.backlog - 1.0).max(0.0);
+        q.running += 1.0;
+        q.started += 1;
+        if q.running >= q.servers.0 || at_ms - q.servers.1 > memory {
+            q.servers = (q.running, at_ms);
+        }
+    }
+
+    fn on_finish(&mut self, queue: &str, at_ms: i64, service_ms: f64) {
+        let a = self.s.service_alpha;
+        let q = self.queue(queue);
+        q.tick(at_ms);
+        q.running = (q.running - 1.0).max(0.0);
+        if service_ms.is_finite() && service_ms >= 0.0 {
+            q.service = Some(match q.service {
+                None => (service_ms, service_ms * service_ms),
+                Some((m, sq)) => (
+                    m + a * (service_ms - m),
+                    sq + a * (service_ms * service_ms - sq),
+                ),
+            });
+        }
+    }
+
+    fn predict_wait(&self, queue: &str, now_ms: i64, horizon_ms: i64) -> Option<f64> {
+        let q = self.queues.get(queue)?;
+        let estimate = self.queueing_wait(q, now_ms, horizon_ms)?;
+        // The learned part: for a job arriving now, the last wait seen is the better
+        // guess while the queue changes slowly (deep in a long backlog, where the
+        // estimate's noise is larger than the change from one job to the next); the
+        // queue's own record of both guesses' errors decides.
+        match q.last_wait {
+            Some(last) if horizon_ms <= 0 && q.errors[1] < SWITCH * q.errors[0] => Some(last),
+            _ => Some(estimate),
+        }
+    }
+}
+
+impl FluidQueue {
+    /// The queueing estimate: for now, from the state; for later, the fluid backlog
+    /// carried forward over the capacity, or Kingman's wait when the queue is short.
+    fn queueing_wait(&self, q: &QueueState, now_ms: i64, horizon_ms: i64) -> Option<f64> {
+        let (lambda, servers, mean, cs2) = self.rates(q, now_ms, horizon_ms)?;
+        let mu = q
+            .busy_throughput(now_ms)
+            .filter(|m| *m > 0.0)
+            .unwrap_or(servers / mean);
+        if horizon_ms <= 0 {
+            // Now the state says it: a free worker takes the job at once; else it waits
+            // for the jobs ahead of it and one more to finish.
+            return Some(if q.backlog < 1.0 && q.running < servers {
+                0.0
+            } else {
+                (q.backlog + 1.0) / mu
+            });
+        }
+        let h = horizon_ms as f64;
+        let ahead = (q.backlog + (lambda - mu) * h).max(0.0);
+        let fluid = ahead / mu;
+        let rho = lambda / mu;
+        let kingman = if rho < 0.98 {
+            (rho / (1.0 - rho)) * ((1.0 + cs2) / 2.0) * mean / servers
+        } else {
+            f64::INFINITY
+        };
+        Some(if ahead >= 1.0 {
+            fluid
+        } else {
+            fluid.max(kingman.min(fluid + mean))
+        })
+    }
+}
+
+/// Baseline for the wait: the wait of the last job that started on the queue.
+#[derive(Debug, Clone, Default)]
+pub struct LastWait {
+    last: HashMap<String, f64>,
+}
+
+impl CongestionPredictor for LastWait {
+    fn name(&self) -> &'static str {
+        "last wait"
+    }
+
+    fn on_enqueue(&mut self, _: &str, _: i64) {}
+
+    fn on_start(&mut self, queue: &str, _at_ms: i64, waited_ms: f64) {
+        match self.last.get_mut(queue) {
+            Some(w) => *w = waited_ms,
+            None => {
+                self.last.insert(queue.to_owned(), waited_ms);
+            }
+        }
+    }
+
+    fn on_finish(&mut self, _: &str, _: i64, _: f64) {}
+
+    fn predict_wait(&self, queue: &str, _: i64, _: i64) -> Option<f64> {
+        self.last.get(queue).copied()
+    }
+}
+
+/// Baseline for breach alarms: a breach is predicted whenever the queue holds more
+/// than a fixed number of jobs (per queue; fitted on past data by the evaluation).
+#[derive(Debug, Clone, Default)]
+pub struct QueueLengthThreshold {
+    backlog: HashMap<String, f64>,
+    /// The threshold per queue; queues without one never alarm.
+    pub thresholds: HashMap<String, f64>,
+}
+
+impl QueueLengthThreshold {
+    /// The backlog of `queue` as counted from its events.
+    pub fn backlog(&self, queue: &str) -> f64 {
+        self.backlog.get(queue).copied().unwrap_or(0.0)
+    }
+}
+
+impl CongestionPredictor for QueueLengthThreshold {
+    fn name(&self) -> &'static str {
+        "queue-length threshold"
+    }
+
+    fn on_enqueue(&mut self, queue: &str, _: i64) {
+        *self.backlog.entry(queue.to_owned()).or_default() += 1.0;
+    }
+
+    fn on_start(&mut self, queue: &str, _: i64, _: f64) {
+        if let Some(b) = self.backlog.get_mut(queue) {
+            *b = (*b - 1.0).max(0.0);
+        }
+    }
+
+    fn on_finish(&mut self, _: &str, _: i64, _: f64) {}
+
+    fn predict_wait(&self, _: &str, _: i64, _: i64) -> Option<f64> {
+        None
+    }
+
+    fn set_thresholds(&mut self, thresholds: &HashMap<String, f64>) {
+        self.thresholds = thresholds.clone();
+    }
+
+    fn predict_breach(&self, queue: &str, _: i64, _: i64, _: f64) -> bool {
+        self.thresholds
+            .get(queue)
+            .is_some_and(|t| self.backlog(queue) > *t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two servers, 1 s jobs, one arrival every `gap_ms` until `until_ms`, served in
+    /// FIFO order by a tiny simulation, fed in time order.
+    fn feed(m: &mut dyn CongestionPredictor, gap_ms: i64, until_ms: i64) {
+        let mut free = [0i64; 2];
+        // (time, 0 finish / 1 enqueue / 2 start, wait)
+        let mut events = Vec::new();
+        for at in (0..until_ms).step_by(gap_ms as usize) {
+            {
+                let w = if free[0] <= free[1] { 0 } else { 1 };
+                let start = free[w].max(at);
+                free[w] = start + 1000;
+                events.push((at, 1, 0));
+                events.push((start, 2, start - at));
+                events.push((free[w], 0, 0));
+            }
+        }
+        events.sort();
+        for (t, what, wait) in events.into_iter().filter(|e| e.0 < until_ms) {
+            match what {
+                0 => m.on_finish("q", t, 1000.0),
+                1 => m.on_enqueue("q", t),
+                _ => m.on_start("q", t, wait as f64),
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_queue_predicts_little_wait_and_an_overloaded_one_a_growing_wait() {
+        let mut m = FluidQueue::default();
+        assert_eq!(m.predict_wait("q", 0, 0), None);
+        feed(&mut m, 2000, 300_000);
+        let w = m.predict_wait("q", 300_000, 0).unwrap();
+        assert!(w < 1000.0, "{w}");
+        // Three a second into two servers: the backlog grows by one a second.
+        let mut m = FluidQueue::default();
+        feed(&mut m, 333, 60_000);
+        let now = m.predict_wait("q", 60_000, 0).unwrap();
+        let later = m.predict_wait("q", 60_000, 60_000).unwrap();
+        assert!(now > 20_000.0 && later > now + 10_000.0, "{now} {later}");
+        assert!(m.predict_breach("q", 60_000, 60_000, 30_000.0));
+        assert!(m.servers_needed("q", 60_000, 60_000, 30_000.0).unwrap() >= 3.0);
+    }
+
+    #[test]
+    fn baselines() {
+        let mut last = LastWait::default();
+        last.on_start("q", 0, 42.0);
+        assert_eq!(last.predict_wait("q", 0, 0), Some(42.0));
+        let mut t = QueueLengthThreshold::default();
+        t.thresholds.insert("q".into(), 2.0);
+        for _ in 0..3 {
+            t.on_enqueue("q", 0);
+        }
+        assert!(t.predict_breach("q", 0, 0, 1.0));
+        t.on_start("q", 0, 0.0);
+        assert!(!t.predict_breach("q", 0, 0, 1.0));
+    }
+}

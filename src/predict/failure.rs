@@ -1,0 +1,457 @@
+//! Node failure: a score per node from its own recent signals, compared with the rest of
+//! the cluster, and a drain decision with hysteresis; the baseline is a fixed heartbeat
+//! timeout, which says nothing until the node has already stopped.
+//!
+//! Every signal is measured against the cluster's running level for the same job kind,
+//! so a dependency outage that fails every node's jobs raises no node's score, while a
+//! node whose jobs fail, time out, run slow or renew their leases slowly *where the
+//! others' do not* accumulates evidence. The evidence is a one-sided CUSUM: each
+//! attempt adds its excess over an allowance `k`, the sum never drops below zero, so a
+//! short blip is forgiven and a sustained drift crosses the threshold.
+
+use std::collections::HashMap;
+
+/// One thing learned about a node.
+#[derive(Debug, Clone, Copy)]
+pub enum NodeSignal<'a> {
+    /// An attempt that ran on the node finished.
+    Attempt {
+        /// Its job kind.
+        kind: &'a str,
+        /// Whether it failed.
+        failed: bool,
+        /// Whether it failed by timing out.
+        timed_out: bool,
+        /// How long it ran, in milliseconds.
+        duration_ms: f64,
+        /// Mean latency of its lease renewals, where known.
+        renew_ms: Option<f64>,
+    },
+    /// A worker of the node crashed and was restarted.
+    Restart,
+    /// A store call of the node failed.
+    StoreError,
+    /// The node's heartbeat arrived.
+    Heartbeat,
+}
+
+/// A failure predictor: the model and its baseline alike.
+pub trait FailurePredictor {
+    /// A short name for tables.
+    fn name(&self) -> &'static str;
+    /// Learns a signal about `node` at `at_ms`.
+    fn observe(&mut self, node: &str, at_ms: i64, signal: NodeSignal<'_>);
+    /// Whether `node` should drain (stop claiming, finish what it holds) at `now_ms`.
+    fn should_drain(&mut self, node: &str, now_ms: i64) -> bool;
+    /// The node's current score (higher is worse; what operators see).
+    fn score(&self, node: &str, now_ms: i64) -> f64;
+}
+
+/// Baseline: a node is given up when no heartbeat came for `timeout_ms`.
+#[derive(Debug, Clone)]
+pub struct HeartbeatTimeout {
+    timeout_ms: i64,
+    last: HashMap<String, i64>,
+}
+
+impl HeartbeatTimeout {
+    /// Suspects a node `timeout_ms` after its last heartbeat.
+    pub fn new(timeout_ms: i64) -> Self {
+        Self {
+            timeout_ms,
+            last: HashMap::new(),
+        }
+    }
+
+    fn silent_for(&self, node: &str, now_ms: i64) -> i64 {
+        self.last.get(node).map_or(0, |t| now_ms - t)
+    }
+}
+
+impl FailurePredictor for HeartbeatTimeout {
+    fn name(&self) -> &'static str {
+        "heartbeat timeout"
+    }
+
+    fn observe(&mut self, node: &str, at_ms: i64, signal: NodeSignal<'_>) {
+        if matches!(signal, NodeSignal::Heartbeat) {
+            match self.last.get_mut(node) {
+                Some(t) => *t = (*t).max(at_ms),
+                None => {
+                    self.last.insert(node.to_owned(), at_ms);
+                }
+            }
+        }
+    }
+
+    fn should_drain(&mut self, node: &str, now_ms: i64) -> bool {
+        self.silent_for(node, now_ms) > self.timeout_ms
+    }
+
+    fn score(&self, node: &str, now_ms: i64) -> f64 {
+        self.silent_for(node, now_ms) as f64 / self.timeout_ms.max(1) as f64
+    }
+}
+
+/// Weights and thresholds of [`NodeScore`].
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreSettings {
+    /// Weight of the failure rate beyond the kind's and the peers'.
+    pub w_error: f64,
+    /// Weight of the timeout rate beyond the kind's and the peers'.
+    pub w_timeout: f64,
+    /// Weight of `ln(duration / kind's level)` beyond the peers' (clamped to -1..3 per
+    /// attempt).
+    pub w_slow: f64,
+    /// Weight of `ln(renewal latency)` beyond the peers' (clamped to -1..3 above the
+    /// cluster level per attempt).
+    pub w_renew: f64,
+    /// Added per worker restart (fading with `events_half_life_ms`).
+    pub w_restart: f64,
+    /// Added per store error (fading with `events_half_life_ms`).
+    pub w_store: f64,
+    /// Half-life of restarts and store errors.
+    pub events_half_life_ms: f64,
+    /// Smoothing of a node's levels per attempt.
+    pub node_alpha: f64,
+    /// Smoothing of each kind's duration level per attempt.
+    pub kind_alpha: f64,
+    /// Smoothing of each kind's failure and timeout shares per attempt.
+    pub kind_rate_alpha: f64,
+    /// Drain when the score rises above this.
+    pub enter: f64,
+    /// Stop draining when it falls below this.
+    pub exit: f64,
+    /// The heartbeat timeout also applied (the model never knows less than the
+    /// baseline).
+    pub heartbeat_timeout_ms: i64,
+}
+
+impl Default for ScoreSettings {
+    fn default() -> Self {
+        Self {
+            w_error: 2.0,
+            w_timeout: 3.0,
+            w_slow: 0.6,
+            w_renew: 0.8,
+            w_restart: 0.5,
+            w_store: 0.25,
+            events_half_life_ms: 120_000.0,
+            node_alpha: 0.05,
+            kind_alpha: 0.01,
+            kind_rate_alpha: 0.05,
+            enter: 1.6,
+            exit: 0.8,
+            heartbeat_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Signals smoothed per node: failure, timeout, slowness, renewal latency.
+const SIGNALS: usize = 4;
+
+/// The cluster's levels for one kind.
+#[derive(Debug, Clone, Copy)]
+struct KindLevel {
+    /// Smoothed `ln(duration)` of succeeded attempts.
+    ln_duration: f64,
+    /// Smoothed failure share.
+    fail: f64,
+    /// Smoothed timeout share.
+    timeout: f64,
+}
+
+/// One node's state.
+#[derive(Debug, Clone, Default)]
+struct NodeState {
+    /// Smoothed signals (failure share, timeout share, ln slowness, ln renewal).
+    levels: [f64; SIGNALS],
+    /// Whether each signal has been seen.
+    seen: [bool; SIGNALS],
+    /// Restarts and store errors, weighted, as of `events_at`.
+    events: f64,
+    events_at: i64,
+    draining: bool,
+    last_heartbeat: Option<i64>,
+}
+
+/// The model: per node, smoothed failure and timeout shares, slowness (against the
+/// kind's level) and lease renewal latency; the score is how far they sit above the
+/// median of all nodes' (so what hits every node, an outage or a drifting kind, scores
+/// nothing), plus fading restarts and store errors; drains with hysteresis.
+#[derive(Debug, Clone)]
+pub struct NodeScore {
+    s: ScoreSettings,
+    /// Per kind: the cluster's levels.
+    kinds: HashMap<String, KindLevel>,
+    nodes: HashMap<String, NodeState>,
+}
+
+impl NodeScore {
+    /// A model with these settings.
+    pub fn new(s: ScoreSettings) -> Self {
+        Self {
+            s,
+            kinds: HashMap::new(),
+            nodes: HashMap::new(),
+        }
+    }
+
+    fn node(&mut self, node: &str) -> &mut NodeState {
+        if !self.nodes.contains_key(node) {
+            self.nodes.insert(node.to_owned(), NodeState::default());
+        }
+        self.nodes.get_mut(node).expect("inserted above")
+    }
+
+    fn events_at(&self, n: &NodeState, now_ms: i64) -> f64 {
+        let dt = (now_ms - n.events_at).max(0) as f64;
+        n.events * (-dt / self.s.events_half_life_ms.max(1.0)).exp2()
+    }
+
+    /// The median of signal `k` over the nodes that have it.
+    fn peer_median(&self, k: usize) -> f64 {
+        let mut v: Vec<f64> = self
+            .nodes
+            .values()
+            .filter(|n| n.seen[k])
+            .map(|n| n.levels[k])
+            .collect();
+        if v.is_empty() {
+            return 0.0;
+        }
+        let mid = v.len() / 2;
+        let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+        *m
+    }
+}
+
+impl FailurePredictor for NodeScore {
+    fn name(&self) -> &'static str {
+        "peer-relative score"
+    }
+
+    fn observe(&mut self, node: &str, at_ms: i64, signal: NodeSignal<'_>) {
+        let s = self.s;
+        match signal {
+            NodeSignal::Attempt {
+                kind,
+                failed,
+                timed_out,
+                duration_ms,
+                renew_ms,
+            } => {
+                let ln_d = duration_ms.max(1.0).ln();
+                let (f, t) = (f64::from(u8::from(failed)), f64::from(u8::from(timed_out)));
+                let level = match self.kinds.get_mut(kind) {
+                    Some(l) => l,
+                    None => self.kinds.entry(kind.to_owned()).or_insert(KindLevel {
+                        ln_duration: ln_d,
+                        fail: 0.0,
+                        timeout: 0.0,
+                    }),
+                };
+                // Failures and timeouts count beyond what the kind has everywhere (a
+                // dependency outage fails the kind on whichever nodes run it).
+                let excess_fail = f - level.fail;
+                let excess_timeout = t - level.timeout;
+                level.fail += s.kind_rate_alpha * (f - level.fail);
+                level.timeout += s.kind_rate_alpha * (t - level.timeout);
+                let mut slow = None;
+                if !failed {
+                    slow = Some((ln_d - level.ln_duration).clamp(-1.0, 3.0));
+                    level.ln_duration += s.kind_alpha * (ln_d - level.ln_duration);
+                }
+                let values = [
+                    Some(excess_fail),
+                    Some(excess_timeout),
+                    slow,
+                    renew_ms
+                        .filter(|r| r.is_finite() && *r >= 0.0)
+                        .map(|r| r.max(1.0).ln()),
+                ];
+                let n = self.node(node);
+                for (k, v) in values.into_iter().enumerate() {
+                    let Some(v) = v else { continue };
+                    if n.seen[k] {
+                        n.levels[k] += s.node_alpha * (v - n.levels[k]);
+                    } else if k == 3 {
+                        // A level, not a share: start from the first value.
+                        n.levels[k] = v;
+                        n.seen[k] = true;
+                    } else {
+                        n.levels[k] = s.node_alpha * v;
+                        n.seen[k] = true;
+                    }
+                }
+            }
+            NodeSignal::Restart | NodeSignal::StoreError => {
+                let w = if matches!(signal, NodeSignal::Restart) {
+                    s.w_restart
+                } else {
+                    s.w_store
+                };
+                let n = self.node(node).clone();
+                let now = self.events_at(&n, at_ms) + w;
+                let n = self.node(node);
+                n.events = now;
+                n.events_at = n.events_at.max(at_ms);
+            }
+            NodeSignal::Heartbeat => {
+                let n = self.node(node);
+                if n.last_heartbeat
+                    .is_some_and(|t| at_ms - t > s.heartbeat_timeout_ms)
+                {
+                    // Back after a silence: a restarted node starts from a clean slate.
+                    *n = NodeState::default();
+                }
+                n.last_heartbeat = Some(n.last_heartbeat.map_or(at_ms, |t| t.max(at_ms)));
+            }
+        }
+    }
+
+    fn should_drain(&mut self, node: &str, now_ms: i64) -> bool {
+        let s = self.s;
+        let score = self.score(node, now_ms);
+        let Some(n) = self.nodes.get_mut(node) else {
+            return false;
+        };
+        n.draining = if n.draining {
+            score >= s.exit
+        } else {
+            score > s.enter
+        };
+        let silent = n
+            .last_heartbeat
+            .is_some_and(|t| now_ms - t > s.heartbeat_timeout_ms);
+        n.draining || silent
+    }
+
+    fn score(&self, node: &str, now_ms: i64) -> f64 {
+        let Some(n) = self.nodes.get(node) else {
+            return 0.0;
+        };
+        let s = self.s;
+        let weights = [s.w_error, s.w_timeout, s.w_slow, s.w_renew];
+        let mut score = self.events_at(n, now_ms);
+        for (k, weight) in weights.iter().enumerate() {
+            if n.seen[k] {
+                let excess = n.levels[k] - self.peer_median(k);
+                let excess = if k == 3 { excess.min(3.0) } else { excess };
+                score += weight * excess.max(0.0);
+            }
+        }
+        score
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(kind: &str, d: f64, renew: f64) -> NodeSignal<'_> {
+        NodeSignal::Attempt {
+            kind,
+            failed: false,
+            timed_out: false,
+            duration_ms: d,
+            renew_ms: Some(renew),
+        }
+    }
+
+    fn warm(m: &mut NodeScore) {
+        for i in 0..300 {
+            for n in ["a", "b", "c"] {
+                m.observe(n, i, ok("k", 100.0, 15.0));
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_slower_than_the_others_drains_and_recovers() {
+        let mut m = NodeScore::new(ScoreSettings::default());
+        warm(&mut m);
+        assert!(!m.should_drain("a", 300));
+        let mut t = 300;
+        while !m.should_drain("a", t) {
+            t += 1;
+            assert!(t < 400, "never drained: score {}", m.score("a", t));
+            m.observe("a", t, ok("k", 400.0, 500.0));
+            m.observe("b", t, ok("k", 100.0, 15.0));
+        }
+        assert!(!m.should_drain("b", t));
+        // Hysteresis: a few good attempts do not end the drain at once ...
+        m.observe("a", t, ok("k", 100.0, 15.0));
+        assert!(m.should_drain("a", t));
+        // ... a steady run of them does.
+        for i in 0..200 {
+            m.observe("a", t + i, ok("k", 100.0, 15.0));
+        }
+        assert!(!m.should_drain("a", t + 200));
+    }
+
+    #[test]
+    fn failures_everywhere_raise_no_node() {
+        let mut m = NodeScore::new(ScoreSettings::default());
+        warm(&mut m);
+        for i in 0..500 {
+            for n in ["a", "b", "c"] {
+                m.observe(
+                    n,
+                    1000 + i,
+                    NodeSignal::Attempt {
+                        kind: "k",
+                        failed: true,
+                        timed_out: false,
+                        duration_ms: 5.0,
+                        renew_ms: Some(15.0),
+                    },
+                );
+                assert!(
+                    !m.should_drain(n, 1000 + i),
+                    "{n} at {i}: {}",
+                    m.score(n, 0)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_blip_is_forgiven() {
+        let mut m = NodeScore::new(ScoreSettings::default());
+        warm(&mut m);
+        for i in 0..5 {
+            m.observe("a", 400 + i, ok("k", 300.0, 15.0));
+        }
+        assert!(!m.should_drain("a", 405));
+    }
+
+    #[test]
+    fn the_heartbeat_timeout_is_the_floor() {
+        let mut m = NodeScore::new(ScoreSettings::default());
+        let mut b = HeartbeatTimeout::new(10_000);
+        for p in [&mut m as &mut dyn FailurePredictor, &mut b] {
+            p.observe("a", 0, NodeSignal::Heartbeat);
+            assert!(!p.should_drain("a", 10_000));
+            assert!(p.should_drain("a", 10_001));
+            p.observe("a", 10_500, NodeSignal::Heartbeat);
+            assert!(!p.should_drain("a", 11_000));
+        }
+        assert!(b.score("a", 15_500) > 0.4);
+    }
+
+    #[test]
+    fn restarts_and_store_errors_add_up() {
+        let mut m = NodeScore::new(ScoreSettings::default());
+        for _ in 0..4 {
+            m.observe("a", 0, NodeSignal::Restart);
+        }
+        assert!(m.should_drain("a", 0));
+        // They fade: two half-lives later the score is a quarter.
+        assert!((m.score("a", 240_000) - 0.5).abs() < 1e-9);
+        let mut m = NodeScore::new(ScoreSettings::default());
+        m.observe("a", 0, NodeSignal::StoreError);
+        assert!(!m.should_drain("a", 0));
+        assert_eq!(m.score("a", 0), 0.25);
+    }
+}
