@@ -70,8 +70,8 @@ pub(super) fn push_conditions(b: &mut QueryBuilder<Postgres>, filter: &JobFilter
     if let Some(m) = &filter.payload {
         // Containment rather than `payload #> path = value`: for a scalar under a
         // path of object keys the two agree (typed: "42" is not 42, 1 is 1.0), and
-        // `@>` can use the GIN index `jobs_payload` (migration 0014; when it does is
-        // decided in `listing.rs`).
+        // `@>` can use the GIN index `jobs_payload` where operators created it (see
+        // migration 0014; when a page uses it is decided in `listing.rs`).
         sql(b, " AND payload @> ");
         b.push_bind(m.containment());
         sql(b, "::jsonb");

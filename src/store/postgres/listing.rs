@@ -6,8 +6,9 @@
 //! plans are far apart. A common value (half the jobs, or one in a hundred) is found
 //! fastest by walking the listing's own order and filtering, which stops at the page's
 //! last match; a rare value (one job in ten thousand, or none) makes that walk read the
-//! whole table, and is found fastest from the GIN index `jobs_payload` (migration
-//! 0014), which reads the matching rows only but must sort them, so it costs as much as
+//! whole table, and is found fastest from the GIN index `jobs_payload` (created by
+//! operators who search payloads: see migration 0014), which reads the matching rows
+//! only but must sort them, so it costs as much as
 //! there are matches past the cursor. The probe walks at most [`probe_rows`] rows in
 //! order and stops at a full page: the common case costs that walk. When it found fewer
 //! than a page, a count of the rows it could walk (without the payload, so often from
@@ -141,8 +142,8 @@ impl PostgresStore {
             Probe::Answers => found,
             Probe::Sparse => {
                 // Bitmap scans only (the GIN index on payload, alone or combined with
-                // another), never a walk in order: for this transaction only. Where an
-                // operator dropped the index (see the README), the walk goes on instead.
+                // another), never a walk in order: for this transaction only. Without
+                // the index (it is opt-in, see migration 0014) the walk goes on instead.
                 sqlx::query(
                     "SELECT set_config('enable_indexscan', s, true), \
                             set_config('enable_seqscan', s, true) \
