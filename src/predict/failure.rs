@@ -322,7 +322,10 @@ impl FailurePredictor for NodeScore {
 
     fn should_drain(&mut self, node: &str, now_ms: i64) -> bool {
         let s = self.s;
-        if self.medians_at.is_none_or(|t| now_ms - t >= MEDIANS_EVERY_MS || now_ms < t) {
+        if self
+            .medians_at
+            .is_none_or(|t| now_ms - t >= MEDIANS_EVERY_MS || now_ms < t)
+        {
             self.medians = std::array::from_fn(|k| self.peer_median(k));
             self.medians_at = Some(now_ms);
         }
