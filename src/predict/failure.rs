@@ -147,6 +147,9 @@ impl Default for ScoreSettings {
     }
 }
 
+/// How often the peers' medians are recomputed.
+const MEDIANS_EVERY_MS: i64 = 1_000;
+
 /// Signals smoothed per node: failure, timeout, slowness, renewal latency.
 const SIGNALS: usize = 4;
 
@@ -185,6 +188,11 @@ pub struct NodeScore {
     /// Per kind: the cluster's levels.
     kinds: HashMap<String, KindLevel>,
     nodes: HashMap<String, NodeState>,
+    /// The peers' medians per signal as last computed, and when: recomputed at most
+    /// once a second by [`FailurePredictor::should_drain`], so a decision costs the same
+    /// however many nodes there are.
+    medians: [f64; SIGNALS],
+    medians_at: Option<i64>,
 }
 
 impl NodeScore {
@@ -194,6 +202,8 @@ impl NodeScore {
             s,
             kinds: HashMap::new(),
             nodes: HashMap::new(),
+            medians: [0.0; SIGNALS],
+            medians_at: None,
         }
     }
 
@@ -312,6 +322,13 @@ impl FailurePredictor for NodeScore {
 
     fn should_drain(&mut self, node: &str, now_ms: i64) -> bool {
         let s = self.s;
+        if self
+            .medians_at
+            .is_none_or(|t| now_ms - t >= MEDIANS_EVERY_MS || now_ms < t)
+        {
+            self.medians = std::array::from_fn(|k| self.peer_median(k));
+            self.medians_at = Some(now_ms);
+        }
         let score = self.score(node, now_ms);
         let Some(n) = self.nodes.get_mut(node) else {
             return false;
@@ -336,7 +353,12 @@ impl FailurePredictor for NodeScore {
         let mut score = self.events_at(n, now_ms);
         for (k, weight) in weights.iter().enumerate() {
             if n.seen[k] {
-                let excess = n.levels[k] - self.peer_median(k);
+                let median = if self.medians_at.is_some() {
+                    self.medians[k]
+                } else {
+                    self.peer_median(k)
+                };
+                let excess = n.levels[k] - median;
                 let excess = if k == 3 { excess.min(3.0) } else { excess };
                 score += weight * excess.max(0.0);
             }
