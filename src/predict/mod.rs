@@ -15,6 +15,7 @@ pub mod congestion;
 pub mod duration;
 pub mod eval;
 pub mod failure;
+pub mod live;
 pub mod retry;
 pub mod sketch;
 pub mod trace;
@@ -24,5 +25,6 @@ pub use duration::{
     DurationKey, DurationPredictor, LastTwo, MeanPerKind, Quantiles, SketchDuration,
 };
 pub use failure::{FailurePredictor, HeartbeatTimeout, NodeScore, NodeSignal};
+pub use live::{LiveModels, SharedModels};
 pub use retry::{FixedBackoff, PosteriorRetry, RetryDecision, RetryPredictor};
 pub use sketch::DecayingSketch;

@@ -1,0 +1,55 @@
+//! The node's live models: the four predictors as the runtime holds them, one set per
+//! node, fed by the node's own lifecycle events and asked where a decision is made.
+//!
+//! One [`SharedModels`] is made per node and cloned into every place that feeds or asks
+//! it. The lock is a plain mutex held only for an observation or a prediction (each
+//! well under 5 µs), never across an await.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::congestion::{FluidQueue, FluidSettings};
+use super::duration::{SketchDuration, SketchSettings};
+use super::failure::{NodeScore, ScoreSettings};
+use super::retry::{PosteriorRetry, PosteriorSettings};
+
+/// The four models of one node.
+#[derive(Debug, Clone)]
+pub struct LiveModels {
+    /// Attempt durations per (kind, queue).
+    pub duration: SketchDuration,
+    /// Failure scores per node.
+    pub failure: NodeScore,
+    /// Retry outcomes per (kind, error class) and the retry budget per kind.
+    pub retry: PosteriorRetry,
+    /// Arrival and service rates per queue.
+    pub congestion: FluidQueue,
+}
+
+impl Default for LiveModels {
+    fn default() -> Self {
+        Self {
+            duration: SketchDuration::new(SketchSettings::default()),
+            failure: NodeScore::new(ScoreSettings::default()),
+            retry: PosteriorRetry::new(PosteriorSettings::default()),
+            congestion: FluidQueue::new(FluidSettings::default()),
+        }
+    }
+}
+
+/// The models shared by the parts of one node.
+#[derive(Debug, Clone, Default)]
+pub struct SharedModels(Arc<Mutex<LiveModels>>);
+
+impl SharedModels {
+    /// A fresh set, having learned nothing.
+    pub fn new(models: LiveModels) -> Self {
+        Self(Arc::new(Mutex::new(models)))
+    }
+
+    /// The models, locked. Hold the guard only for an observation or a prediction.
+    pub fn lock(&self) -> MutexGuard<'_, LiveModels> {
+        // A panic while holding the lock leaves plain numbers behind, never a broken
+        // invariant worth stopping the node for: keep using them.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
