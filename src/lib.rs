@@ -17,6 +17,7 @@ pub mod membership;
 pub mod metrics;
 pub mod payload;
 pub mod periodic;
+pub mod plot;
 pub mod predict;
 pub mod redact;
 pub mod store;

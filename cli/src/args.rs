@@ -66,6 +66,8 @@ pub enum Verb {
     Events(EventsArgs),
     /// Benchmark: enqueue and drain no-op jobs on the configured store.
     Bench(BenchArgs),
+    /// Draw curves (SVG) from the JSON lines of `bench --out`.
+    Plot(PlotArgs),
     /// The mesh: this node's identity, the members a running node sees.
     #[command(subcommand)]
     Mesh(MeshVerb),
@@ -604,6 +606,93 @@ pub struct BenchArgs {
     /// `/metrics` would (100ms to 1h), to measure what scraping costs the drain.
     #[arg(long, value_name = "DURATION", value_parser = parse_scrape_every)]
     pub scrape_every: Option<Duration>,
+    /// Spread the jobs over this many queues (all served by every bench node).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub queues: u32,
+    /// Nodes started in this process on the one store, each with `--concurrency` workers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub nodes: u32,
+    /// Finished jobs (with one execution each) written into the store before measuring,
+    /// on a queue no bench node serves: the backlog cost curve.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub backlog_finished: u64,
+    /// With `--backlog-finished`: also write three lifecycle events per finished job.
+    #[arg(long, requires = "backlog_finished")]
+    pub backlog_events: bool,
+    /// Available jobs left waiting on a queue no bench node serves while measuring.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub backlog_available: u64,
+    /// Open loop: offer this many jobs per second for `--duration` (instead of enqueueing
+    /// `--jobs` and draining them), measuring every job's pickup.
+    #[arg(long, requires = "duration", conflicts_with = "via_api",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: Option<u32>,
+    /// With `--rate`: how long to offer the load (1s to 24h).
+    #[arg(long, value_name = "DURATION", requires = "rate", value_parser = parse_bench_duration)]
+    pub duration: Option<Duration>,
+    /// With `--rate`: report pickup, throughput and memory per window of this length.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_bench_window)]
+    pub window: Duration,
+    /// Also append the JSON line to this file (the input of `jobmesh plot`).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `jobmesh plot`
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// JSON-lines files (as `bench --out` writes them).
+    #[arg(required = true, num_args = 1..=64)]
+    pub files: Vec<PathBuf>,
+    /// The field on the x axis: a dotted path (`backlog_finished`), or through an array
+    /// (`windows[].t_s`).
+    #[arg(long)]
+    pub x: String,
+    /// Fields on the y axis, one panel each (comma-separated or repeated).
+    #[arg(long, required = true, value_delimiter = ',', num_args = 1..=16)]
+    pub y: Vec<String>,
+    /// One series per value of this field (e.g. `system`).
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Title put before each panel's field name.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The SVG file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `--duration`: 1 s to 24 h.
+fn parse_bench_duration(text: &str) -> Result<Duration, String> {
+    parse_duration_between(
+        text,
+        Duration::from_secs(1),
+        Duration::from_secs(24 * 3600),
+        "1s and 24h",
+    )
+}
+
+/// `--window`: 1 s to 1 h.
+fn parse_bench_window(text: &str) -> Result<Duration, String> {
+    parse_duration_between(
+        text,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+        "1s and 1h",
+    )
+}
+
+fn parse_duration_between(
+    text: &str,
+    lo: Duration,
+    hi: Duration,
+    says: &str,
+) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(lo..=hi).contains(&d) {
+        return Err(format!("must be between {says}, got {text}"));
+    }
+    Ok(d)
 }
 
 /// `--payload`: a JSON object.

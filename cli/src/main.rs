@@ -57,6 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Events(a) => cmd::events::run(config, a, json).await,
         // bench always prints one JSON line, the format of the peer scripts.
         Verb::Bench(a) => cmd::bench::run(config, a).await,
+        Verb::Plot(a) => cmd::plot::run(a),
         Verb::Mesh(v) => cmd::mesh::run(config, v, json).await,
         Verb::Chaos(a) => cmd::chaos::run(a, json).await,
         Verb::Api(a) => cmd::api::run(config, a).await,

@@ -15,7 +15,7 @@ use super::trace::TraceRecord;
 pub mod congestion;
 pub mod duration;
 pub mod failure;
-pub mod plot;
+pub use crate::plot;
 pub mod retry;
 
 /// Options of an evaluation.

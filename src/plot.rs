@@ -1,6 +1,6 @@
-//! A hand-written SVG of predicted against actual: one panel per predictor family,
-//! stacked, each with its series as lines or dots. Text in the SVG is escaped: series
-//! names come from traces anyone may write.
+//! A hand-written SVG of panels of series: predicted against actual for the
+//! predictors, cost curves for the benchmarks. Panels are stacked, series drawn as lines
+//! or dots. Text in the SVG is escaped: series names come from files anyone may write.
 
 use std::fmt::Write as _;
 

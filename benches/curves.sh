@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Cost curves: how drain rate and pickup latency change with the work around them.
+# Each point is one `jobmesh bench` run on a fresh store, appended as a JSON line to
+# benches/curves/DIMENSION.jsonl; `jobmesh plot` draws benches/curves/DIMENSION.svg.
+#
+#   benches/curves.sh [dimension...]      (default: backlog nodes queues)
+#
+#   backlog  drain and pickup with 0, 1M and 10M finished jobs in the tables, and with
+#            1M available jobs waiting on another queue (Postgres).
+#   nodes    1, 2 and 4 nodes on one Postgres, and on the production mode.
+#   queues   1 and 200 queues, same total load (Postgres).
+#   soak     SOAK_RATE jobs/s for SOAK_DURATION on Postgres, per-10s windows of pickup,
+#            throughput and resident memory (run it by hand: 30 minutes by default).
+#
+# Sizes can be cut for a quick look: JOBS=20000 BACKLOGS="0 100000" benches/curves.sh backlog
+# Needs: a release build (`cargo build --release`), PostgreSQL on 127.0.0.1:5432 (user
+# postgres, trust) and, for the production mode, Redis on 127.0.0.1:6379. Creates and drops
+# the database `jobmesh_curves`, Redis keys under `jobmesh-curves:*`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/target/release/jobmesh
+OUT=$ROOT/benches/curves
+PG="-h 127.0.0.1 -U postgres"
+PGURL=postgres://postgres@127.0.0.1:5432/jobmesh_curves
+JOBS=${JOBS:-50000}
+BACKLOGS=${BACKLOGS:-"0 1000000 10000000"}
+SOAK_RATE=${SOAK_RATE:-2000}
+SOAK_DURATION=${SOAK_DURATION:-30m}
+
+need() { command -v "$1" >/dev/null || { echo "benches/curves.sh: $1 not found: $2" >&2; exit 2; }; }
+need psql "install PostgreSQL (apt-get install postgresql)"
+need redis-cli "install Redis (apt-get install redis-server)"
+[ -x "$BIN" ] || { echo "benches/curves.sh: $BIN missing: run cargo build --release" >&2; exit 2; }
+mkdir -p "$OUT"
+
+fresh_db() { dropdb $PG --if-exists jobmesh_curves 2>/dev/null; createdb $PG jobmesh_curves; }
+clear_redis() { redis-cli --scan --pattern 'jobmesh-curves:*' | xargs -r -n 500 redis-cli del >/dev/null; }
+pg() { fresh_db; JOBMESH__STORE__POSTGRES_URL=$PGURL "$BIN" --config "$ROOT/config/postgres.toml" bench "$@"; }
+prod() {
+  fresh_db; clear_redis
+  JOBMESH__STORE__POSTGRES_URL=$PGURL JOBMESH__STORE__REDIS_PREFIX=jobmesh-curves \
+    "$BIN" --config "$ROOT/config/production.toml" bench "$@"
+  clear_redis
+}
+plot() { "$BIN" plot "$OUT/$1.jsonl" --x "$2" --y "$3" --series system --title "$1" --out "$OUT/$1.svg"; }
+
+backlog() {
+  : > "$OUT/backlog.jsonl"
+  for n in $BACKLOGS; do
+    pg --jobs "$JOBS" --concurrency 10 --backlog-finished "$n" --out "$OUT/backlog.jsonl"
+    "$BIN" bench --scratch --jobs "$JOBS" --backlog-finished "$n" --out "$OUT/backlog.jsonl"
+  done
+  pg --jobs "$JOBS" --concurrency 10 --backlog-available 1000000 --out "$OUT/backlog-available.jsonl"
+  plot backlog backlog_finished drain_per_s,pickup_ms.p50,pickup_ms.p99
+}
+
+nodes() {
+  : > "$OUT/nodes.jsonl"
+  for n in 1 2 4; do
+    pg --jobs "$JOBS" --concurrency 10 --nodes "$n" --out "$OUT/nodes.jsonl"
+    prod --jobs "$JOBS" --concurrency 50 --nodes "$n" --out "$OUT/nodes.jsonl"
+  done
+  plot nodes nodes drain_per_s,pickup_ms.p99
+}
+
+queues() {
+  : > "$OUT/queues.jsonl"
+  for q in 1 200; do
+    pg --jobs "$JOBS" --concurrency 10 --queues "$q" --out "$OUT/queues.jsonl"
+  done
+  plot queues queues drain_per_s,pickup_ms.p99
+}
+
+soak() {
+  : > "$OUT/soak.jsonl"
+  pg --concurrency 10 --rate "$SOAK_RATE" --duration "$SOAK_DURATION" --window 30s --out "$OUT/soak.jsonl"
+  "$BIN" plot "$OUT/soak.jsonl" --x 'windows[].t_s' \
+    --y 'windows[].done_per_s,windows[].pickup_p99_ms,windows[].rss_mb' --title soak --out "$OUT/soak.svg"
+}
+
+for dim in "${@:-backlog nodes queues}"; do
+  for d in $dim; do
+    case "$d" in
+      backlog|nodes|queues|soak) "$d" ;;
+      *) echo "benches/curves.sh: unknown dimension $d (backlog, nodes, queues, soak)" >&2; exit 2 ;;
+    esac
+  done
+done
