@@ -13,13 +13,13 @@
 #            throughput and resident memory (run it by hand: 30 minutes by default).
 #
 # Sizes can be cut for a quick look: JOBS=20000 BACKLOGS="0 100000" benches/curves.sh backlog
-# Needs: a release build (`cargo build --release`), PostgreSQL on 127.0.0.1:5432 (user
+# Needs: a release build (`cargo build --release`; BIN= names another binary), PostgreSQL on 127.0.0.1:5432 (user
 # postgres, trust) and, for the production mode, Redis on 127.0.0.1:6379. Creates and drops
 # the database `jobmesh_curves`, Redis keys under `jobmesh-curves:*`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$ROOT/target/release/jobmesh
+BIN=${BIN:-$ROOT/target/release/jobmesh}
 OUT=$ROOT/benches/curves
 PG="-h 127.0.0.1 -U postgres"
 PGURL=postgres://postgres@127.0.0.1:5432/jobmesh_curves
