@@ -187,6 +187,21 @@ fn healthy(node: &Node, n: usize) {
     }
 }
 
+/// The position of the store's event log now.
+async fn log_end(store: &SharedStore) -> i64 {
+    let log = store.events_after(0, 1_000_000).await.unwrap();
+    log.last().map_or(0, |e| e.seq)
+}
+
+/// Claims `node` made since the log position `after` (every claim writes a
+/// `job.claimed` event naming the claiming node in its transaction).
+async fn claims_since(store: &SharedStore, node: &NodeId, after: i64) -> usize {
+    let log = store.events_after(after, 1_000_000).await.unwrap();
+    log.iter()
+        .filter(|e| e.event.kind == EventKind::JobClaimed && e.event.node.as_ref() == Some(node))
+        .count()
+}
+
 /// The recorded gate events of `node`, after the node flushed them (its shutdown).
 async fn recorded_gate_events(store: &SharedStore, node: &NodeId) -> Vec<(EventKind, String)> {
     store
@@ -248,6 +263,7 @@ async fn a_node_whose_failure_score_crosses_the_threshold_drains_and_comes_back(
         Some(0.0)
     );
     let started = a.stats().started;
+    let mark = log_end(&store).await;
 
     // Its worker goes idle and it is woken by new work: it claims none of it. Another
     // node runs everything.
@@ -258,7 +274,12 @@ async fn a_node_whose_failure_score_crosses_the_threshold_drains_and_comes_back(
     let b = node("b", &store, w, builtins()).await;
     until_succeeded(&store, "default", 10).await;
     until_succeeded(&store, OWN, 21 + AHEAD as u64).await;
-    assert_eq!(a.stats().started, started, "a drained node claimed nothing");
+    assert_eq!(a.stats().started, started, "a drained node started nothing");
+    assert_eq!(
+        claims_since(&store, a.id(), mark).await,
+        0,
+        "a drained node claimed nothing"
+    );
     b.shutdown(Duration::from_secs(5)).await.unwrap();
 
     // A steady run of good attempts brings the score below the exit threshold: open.
@@ -415,6 +436,7 @@ async fn a_partitioned_minority_stops_claiming_and_claims_again_after_the_heal()
         "{c:?}"
     );
     assert!(!victim.claim_gate().open);
+    let mark = log_end(&store).await;
     let series = format!(r#"jobmesh_claim_gate_closed{{node="{victim_id}",reason="no_quorum"}}"#);
     assert_eq!(metric(&victim, &series), Some(1.0));
 
@@ -426,6 +448,11 @@ async fn a_partitioned_minority_stops_claiming_and_claims_again_after_the_heal()
     assert_eq!(
         victim.stats().started,
         started,
+        "the cut-off node started nothing during the partition"
+    );
+    assert_eq!(
+        claims_since(&store, &victim_id, mark).await,
+        0,
         "the cut-off node claimed nothing during the partition"
     );
     let c = queue_counts(&store, OWN).await;
