@@ -74,7 +74,8 @@ impl GateLink {
     /// the record).
     pub(crate) fn report_quorum(&self, seen: QuorumSeen) {
         self.quorum.send_if_modified(|current| {
-            let changed = current.is_none_or(|c| (c.quorum, c.members) != (seen.quorum, seen.members));
+            let changed =
+                current.is_none_or(|c| (c.quorum, c.members) != (seen.quorum, seen.members));
             *current = Some(seen);
             changed
         });

@@ -22,9 +22,9 @@
 #![deny(missing_docs)]
 
 mod batch;
-mod claim_gate;
 #[cfg(feature = "chaos")]
 pub mod chaos;
+mod claim_gate;
 mod completer;
 mod context;
 mod dispatcher;

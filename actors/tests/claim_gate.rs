@@ -246,7 +246,11 @@ async fn a_node_whose_failure_score_crosses_the_threshold_drains_and_comes_back(
     assert_eq!(closed.node, Some(a.id().clone()));
     assert_eq!(closed.detail["released"], json!(ahead), "{}", closed.detail);
     assert_eq!(closed.detail["open"], json!(false));
-    assert!(closed.detail["score"].as_f64().unwrap() > 1.6, "{}", closed.detail);
+    assert!(
+        closed.detail["score"].as_f64().unwrap() > 1.6,
+        "{}",
+        closed.detail
+    );
     // What it claimed ahead is back in the store; the attempt it runs goes on.
     let c = queue_counts(&store, OWN).await;
     assert_eq!(c.get(&JobState::Available), Some(&(AHEAD as u64)), "{c:?}");
@@ -255,11 +259,17 @@ async fn a_node_whose_failure_score_crosses_the_threshold_drains_and_comes_back(
     assert!(!gate.open);
     assert_eq!(gate.released, ahead);
     assert_eq!(
-        metric(&a, r#"jobmesh_claim_gate_closed{node="a",reason="failure_score"}"#),
+        metric(
+            &a,
+            r#"jobmesh_claim_gate_closed{node="a",reason="failure_score"}"#
+        ),
         Some(1.0)
     );
     assert_eq!(
-        metric(&a, r#"jobmesh_claim_gate_closed{node="a",reason="no_quorum"}"#),
+        metric(
+            &a,
+            r#"jobmesh_claim_gate_closed{node="a",reason="no_quorum"}"#
+        ),
         Some(0.0)
     );
     let started = a.stats().started;
@@ -291,7 +301,10 @@ async fn a_node_whose_failure_score_crosses_the_threshold_drains_and_comes_back(
     until_succeeded(&store, "default", 15).await;
     assert_eq!(a.stats().started, started + 5, "claims again");
     assert_eq!(
-        metric(&a, r#"jobmesh_claim_gate_closings_total{node="a",reason="failure_score"}"#),
+        metric(
+            &a,
+            r#"jobmesh_claim_gate_closings_total{node="a",reason="failure_score"}"#
+        ),
         Some(1.0)
     );
 
@@ -425,7 +438,11 @@ async fn a_partitioned_minority_stops_claiming_and_claims_again_after_the_heal()
     assert_eq!(closed.node.as_ref(), Some(&victim_id));
     assert_eq!(closed.detail["released"], json!(ahead), "{}", closed.detail);
     assert_eq!(closed.detail["members"], json!(N), "{}", closed.detail);
-    assert!(closed.detail["live"].as_u64().unwrap() < 3, "{}", closed.detail);
+    assert!(
+        closed.detail["live"].as_u64().unwrap() < 3,
+        "{}",
+        closed.detail
+    );
     // Its prefetch is back in the store (only it serves `own`: the jobs wait there);
     // its running attempt goes on, unless the majority's eviction revoked it already.
     let c = queue_counts(&store, OWN).await;
