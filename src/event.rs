@@ -54,11 +54,17 @@ pub enum EventKind {
     QueuePaused,
     /// A paused queue was resumed.
     QueueResumed,
+    /// A node's claim gate closed for a reason (no quorum heard, its failure score):
+    /// it claims nothing and has given back the jobs it claimed but did not start.
+    NodeGateClosed,
+    /// A reason stopped holding a node's claim gate closed (`detail.open`: whether the
+    /// node claims again, or another reason still holds it).
+    NodeGateOpened,
 }
 
 impl EventKind {
     /// All kinds.
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::JobEnqueued,
         EventKind::JobClaimed,
         EventKind::JobSucceeded,
@@ -80,6 +86,8 @@ impl EventKind {
         EventKind::NodeLeft,
         EventKind::QueuePaused,
         EventKind::QueueResumed,
+        EventKind::NodeGateClosed,
+        EventKind::NodeGateOpened,
     ];
 
     /// The dotted name used in storage and streams, e.g. `job.succeeded`.
@@ -106,6 +114,8 @@ impl EventKind {
             EventKind::NodeLeft => "node.left",
             EventKind::QueuePaused => "queue.paused",
             EventKind::QueueResumed => "queue.resumed",
+            EventKind::NodeGateClosed => "node.gate_closed",
+            EventKind::NodeGateOpened => "node.gate_opened",
         }
     }
 }

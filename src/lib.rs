@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod claim_gate;
 pub mod clock;
 pub mod config;
 pub mod dag;

@@ -9,9 +9,11 @@ use jobmesh::config::WorkersSection;
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, NodeId, ProgressReport, RetryPolicy, WorkerId};
 use jobmesh::metrics::{JobTag, Metrics};
+use jobmesh::predict::SharedModels;
 use jobmesh::store::SharedStore;
 use tokio::sync::mpsc;
 
+use crate::claim_gate::GateLink;
 use crate::event_sink::EventSink;
 use crate::inflight::InFlight;
 
@@ -84,6 +86,10 @@ pub(crate) struct Ctx {
     pub retention: Option<jobmesh::store::retention::Retention>,
     /// The process's metrics (the store above is already wrapped to record into them).
     pub metrics: Arc<Metrics>,
+    /// The node's live models (the claim gate asks the failure score).
+    pub models: SharedModels,
+    /// The claim gate: the voter reports the quorum into it, the node shows it.
+    pub gate: GateLink,
 }
 
 impl Ctx {

@@ -11,6 +11,11 @@
 //! the node stops are released too (their attempt is given back). Wakes: a local submit,
 //! a worker going idle, maintenance promoting or rescuing jobs, store wake-ups, and a
 //! poll fallback for jobs submitted by other processes.
+//!
+//! The claim gate (`crate::claim_gate`) closes claims while the node should not take
+//! work (no quorum heard, a high failure score): the dispatcher then claims nothing,
+//! gives back at once what it claimed but did not start (a claim in flight too, when
+//! it returns) and lets running attempts finish; it claims again when the gate opens.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,6 +48,12 @@ pub enum DispatchMsg {
     /// Stop claiming for good, release the jobs claimed but not handed out, and reply
     /// with how many were released.
     Drain(RpcReplyPort<usize>),
+    /// The claim gate closed: stop claiming until it opens, release the jobs claimed
+    /// but not handed out (and those of a claim in flight, once it returns), and reply
+    /// with how many were released.
+    GateClosed(RpcReplyPort<usize>),
+    /// The claim gate opened: claim again.
+    GateOpened,
 }
 
 impl From<WorkerReport> for DispatchMsg {
@@ -85,6 +96,11 @@ pub(crate) struct DispatchState {
     woken_while_claiming: bool,
     draining: bool,
     drain_reply: Option<(RpcReplyPort<usize>, usize)>,
+    /// The claim gate is closed: claim nothing, hold nothing unstarted.
+    gated: bool,
+    /// The gate closed while a claim was in flight: answered when it returns, with
+    /// the jobs released at the closing.
+    gate_reply: Option<(RpcReplyPort<usize>, usize)>,
     /// The measured run time, which sizes the prefetch.
     prefetch: Prefetch,
     /// The metric labels of the last job handed out, with its queue and kind: jobs come
@@ -115,6 +131,8 @@ impl Actor for Dispatcher {
             woken_while_claiming: false,
             draining: false,
             drain_reply: None,
+            gated: false,
+            gate_reply: None,
             prefetch: Prefetch::default(),
             last_tag: None,
         })
@@ -179,6 +197,16 @@ impl Actor for Dispatcher {
                 }
                 return Ok(());
             }
+            DispatchMsg::Claimed(result, _asked) if s.gated => {
+                s.claiming = false;
+                s.woken_while_claiming = false;
+                let late = result.unwrap_or_default();
+                let released = s.release(late).await;
+                if let Some((reply, before)) = s.gate_reply.take() {
+                    let _ = reply.send(before + released);
+                }
+                return Ok(());
+            }
             DispatchMsg::Claimed(result, asked) => {
                 s.claiming = false;
                 match result {
@@ -211,6 +239,18 @@ impl Actor for Dispatcher {
                 }
                 return Ok(());
             }
+            DispatchMsg::GateClosed(reply) => {
+                s.gated = true;
+                let unstarted: Vec<_> = s.buffer.drain(..).map(|(_, j)| j).collect();
+                let released = s.release(unstarted).await;
+                if s.claiming {
+                    s.gate_reply = Some((reply, released));
+                } else {
+                    let _ = reply.send(released);
+                }
+                return Ok(());
+            }
+            DispatchMsg::GateOpened => s.gated = false,
         }
         s.hand_out();
         s.maybe_claim(&myself);
@@ -221,7 +261,7 @@ impl Actor for Dispatcher {
 impl DispatchState {
     /// Starts a claim for the free workers plus the prefetch, unless one is in flight.
     fn maybe_claim(&mut self, myself: &ActorRef<DispatchMsg>) {
-        if self.draining || self.claiming {
+        if self.draining || self.claiming || self.gated {
             return;
         }
         if self.idle.is_empty() {

@@ -10,6 +10,8 @@
 //!                         restarted with a fresh core after a crash
 //! completer, event sink   batched writers (tasks) behind bounded channels
 //! progress                a task: records handlers' progress once per interval
+//! claim gate              a task: closes the dispatcher's claims without a quorum or
+//!                         on a high failure score of this node
 //! periodic                a task: the `periodic` lease holder enqueues due ticks
 //! ```
 //!
@@ -22,6 +24,7 @@
 mod batch;
 #[cfg(feature = "chaos")]
 pub mod chaos;
+mod claim_gate;
 mod completer;
 mod context;
 mod dispatcher;
@@ -43,6 +46,7 @@ mod wakeups;
 mod worker;
 mod worker_supervisor;
 
+pub use claim_gate::ClaimGateStatus;
 pub use context::NodeStats;
 pub use error::NodeError;
 pub use node::{MeshOptions, Node, NodeOptions};

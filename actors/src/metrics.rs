@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
+use jobmesh::claim_gate::GateReason;
 use jobmesh::metrics::Metrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -18,6 +19,12 @@ use crate::voter::MeshStatus;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct NodeLabel {
     node: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GateLabels {
+    node: String,
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -87,8 +94,47 @@ impl Collector for NodeCollector {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(v).encode(family.encode_family(&node)?)?;
         }
-        Ok(())
+        encode_gate(&mut encoder, &ctx)
     }
+}
+
+/// The claim gate: whether each reason holds it closed now, how often each closed it,
+/// and the jobs it made the dispatcher give back.
+fn encode_gate(encoder: &mut DescriptorEncoder, ctx: &Ctx) -> Result<(), std::fmt::Error> {
+    let gate = ctx.gate.status();
+    let labels = |reason: GateReason| GateLabels {
+        node: ctx.node.0.clone(),
+        reason: reason.label(),
+    };
+    let mut family = encoder.encode_descriptor(
+        "jobmesh_claim_gate_closed",
+        "1 while this reason holds the node's claim gate closed (it claims nothing)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for reason in GateReason::ALL {
+        let closed = i64::from(gate.reasons.contains(&reason));
+        ConstGauge::new(closed).encode(family.encode_family(&labels(reason))?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "jobmesh_claim_gate_closings",
+        "Times this reason closed the node's claim gate",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in GateReason::ALL.into_iter().zip(gate.closings) {
+        ConstCounter::new(n).encode(family.encode_family(&labels(reason))?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "jobmesh_claim_gate_released_jobs",
+        "Jobs claimed but not started that the node gave back when its claim gate closed",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(gate.released).encode(family.encode_family(&NodeLabel {
+        node: ctx.node.0.clone(),
+    })?)?;
+    Ok(())
 }
 
 /// Registers the node's collector.

@@ -10,6 +10,7 @@ use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, JobId, NewJob, NodeId, Outcome, ProgressReport, RetryPolicy};
 use jobmesh::metrics::{MeteredStore, Metrics};
+use jobmesh::predict::SharedModels;
 use jobmesh::store::{CancelOutcome, EnqueueOutcome, SharedStore};
 use ractor::{Actor, ActorRef};
 use serde_json::json;
@@ -17,6 +18,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::claim_gate::{self, ClaimGateStatus, GateLink};
 use crate::completer;
 use crate::context::{Counters, Ctx, Finished, NodeStats};
 use crate::dispatcher::DispatchMsg;
@@ -132,6 +134,7 @@ impl Node {
         let (events, sink_task) = EventSink::start(store.clone(), close.clone());
         let (completions, completions_rx) =
             mpsc::channel(4 * opts.workers.complete_batch.max(1) as usize);
+        let (gate, quorum_reports) = GateLink::new();
         let ctx = Arc::new(Ctx {
             inflight: InFlight::new(opts.workers.concurrency as usize),
             node: opts.node_id,
@@ -145,6 +148,8 @@ impl Node {
             counters: Counters::default(),
             retention: opts.retention,
             metrics,
+            models: SharedModels::default(),
+            gate,
         });
         crate::metrics::register_node(&ctx);
         let completer_task = completer::start(ctx.clone(), completions_rx, close.clone());
@@ -174,7 +179,19 @@ impl Node {
             close.clone(),
         );
         let progress_task = crate::progress::start(ctx.clone(), close.clone());
-        let mut writers = vec![sink_task, completer_task, periodic_task, progress_task];
+        let gate_task = claim_gate::start(
+            ctx.clone(),
+            dispatcher.clone(),
+            quorum_reports,
+            close.clone(),
+        );
+        let mut writers = vec![
+            sink_task,
+            completer_task,
+            periodic_task,
+            progress_task,
+            gate_task,
+        ];
         writers.extend(
             wakeups::start(
                 &ctx.store,
@@ -294,6 +311,18 @@ impl Node {
                 .as_ref()
                 .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
         }
+    }
+
+    /// The node's live models (one set per node; the claim gate asks its failure
+    /// score about this node).
+    pub fn models(&self) -> SharedModels {
+        self.ctx.models.clone()
+    }
+
+    /// The claim gate: whether this node claims jobs now, and what holds it closed
+    /// (no quorum heard in its mesh, its own failure score).
+    pub fn claim_gate(&self) -> ClaimGateStatus {
+        self.ctx.gate.status()
     }
 
     /// The node's name.

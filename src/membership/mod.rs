@@ -588,6 +588,12 @@ impl Membership {
         self.quorum
     }
 
+    /// Members (this node included) whose arrivals keep them below the suspicion
+    /// threshold at `now`: the count [`has_quorum`](Self::has_quorum) judges.
+    pub fn live_members(&self, now: Millis) -> usize {
+        self.live_count(now)
+    }
+
     /// The certificate by which `peer` was evicted, if it is currently evicted.
     pub fn eviction(&self, peer: &PeerId) -> Option<&Certificate> {
         if self.view.is_member(peer) {

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use jobmesh::claim_gate::QuorumSeen;
 use jobmesh::clock::Millis;
 use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::job::NodeId;
@@ -416,6 +417,12 @@ impl<I: Interceptor> VoterState<I> {
             self.ctx.now(),
         );
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        // The claim gate closes while no quorum is heard (it wakes only on a change).
+        self.ctx.gate.report_quorum(QuorumSeen {
+            quorum: self.core.has_quorum(),
+            live: self.core.live_members(self.ctx.now()),
+            members: self.core.view().len(),
+        });
     }
 
     /// Carries out one batch of the core's outputs.

@@ -1,0 +1,196 @@
+//! The claim gate's driver: feeds the core's [`ClaimGate`] with what the voter says about
+//! the quorum and what the failure predictor says about this node, and applies each
+//! change: the dispatcher stops claiming and gives back what it claimed but did not
+//! start (or claims again), a `node.gate_closed` / `node.gate_opened` event with the
+//! reason, and the metrics.
+//!
+//! It runs as one task per node, so changes are applied one at a time, in order: a
+//! closing is answered by the dispatcher (with how many jobs it gave back) before the
+//! next change is looked at.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jobmesh::claim_gate::{ClaimGate, GateChange, GateReason, QuorumSeen};
+use jobmesh::event::{EventKind, LifecycleEvent};
+use jobmesh::predict::FailurePredictor;
+use ractor::ActorRef;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Ctx;
+use crate::dispatcher::DispatchMsg;
+
+/// How often the failure predictor is asked about this node. Its score moves with
+/// attempts and restarts, and its peers' medians are recomputed at most once a second:
+/// asking more often would only repeat the answer.
+const FAILURE_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// How long the driver waits for the dispatcher to give back its claimed jobs (a claim
+/// in flight is waited for: its jobs are given back too). Past it the event says
+/// nothing of them; their leases lapse as after a crash.
+const RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// The claim gate as `Node::claim_gate` and the metrics show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClaimGateStatus {
+    /// Whether the node claims jobs.
+    pub open: bool,
+    /// The reasons that hold it closed now.
+    pub reasons: Vec<GateReason>,
+    /// Times each reason closed it, by [`GateReason::ALL`] order.
+    pub closings: [u64; GateReason::ALL.len()],
+    /// Jobs claimed but not started that were given back because the gate closed.
+    pub released: u64,
+}
+
+/// What the node's parts share with the driver: the voter's reports in, the status out.
+pub(crate) struct GateLink {
+    /// The voter's latest judgement; `None` while the node has no mesh.
+    quorum: watch::Sender<Option<QuorumSeen>>,
+    status: Mutex<ClaimGateStatus>,
+}
+
+impl GateLink {
+    /// A link and the receiver of the voter's reports (for [`start`]).
+    pub(crate) fn new() -> (Self, watch::Receiver<Option<QuorumSeen>>) {
+        let (quorum, rx) = watch::channel(None);
+        let status = ClaimGateStatus {
+            open: true,
+            ..ClaimGateStatus::default()
+        };
+        let link = Self {
+            quorum,
+            status: Mutex::new(status),
+        };
+        (link, rx)
+    }
+
+    /// The voter's judgement after each of its steps: the driver is woken only when
+    /// the quorum or the view's size changed (the live count alone rides along, for
+    /// the record).
+    pub(crate) fn report_quorum(&self, seen: QuorumSeen) {
+        self.quorum.send_if_modified(|current| {
+            let changed =
+                current.is_none_or(|c| (c.quorum, c.members) != (seen.quorum, seen.members));
+            *current = Some(seen);
+            changed
+        });
+    }
+
+    /// The gate now.
+    pub(crate) fn status(&self) -> ClaimGateStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn record(&self, gate: &ClaimGate, change: &GateChange, released: usize) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.open = gate.is_open();
+        s.reasons = gate.reasons();
+        if change.holds {
+            let i = GateReason::ALL
+                .iter()
+                .position(|r| *r == change.reason)
+                .unwrap_or(0);
+            s.closings[i] += 1;
+        }
+        s.released += released as u64;
+    }
+}
+
+/// Starts the driver; it ends when `close` fires.
+pub(crate) fn start(
+    ctx: Arc<Ctx>,
+    dispatcher: ActorRef<DispatchMsg>,
+    mut quorum: watch::Receiver<Option<QuorumSeen>>,
+    close: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut gate = ClaimGate::new();
+        let mut check = tokio::time::interval(FAILURE_CHECK_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reports = true;
+        loop {
+            let (change, detail) = tokio::select! {
+                _ = close.cancelled() => return,
+                r = quorum.changed(), if reports => {
+                    if r.is_err() {
+                        // Nobody reports any more: judge as without a mesh.
+                        reports = false;
+                    }
+                    let seen = if reports { *quorum.borrow_and_update() } else { None };
+                    let detail = seen.map_or(json!({}), |s| json!({
+                        "live": s.live,
+                        "members": s.members,
+                    }));
+                    (gate.quorum(seen), detail)
+                }
+                _ = check.tick() => {
+                    let now = ctx.now().0;
+                    let (drain, score) = {
+                        let mut models = ctx.models.lock();
+                        let drain = models.failure.should_drain(&ctx.node.0, now);
+                        (drain, models.failure.score(&ctx.node.0, now))
+                    };
+                    (gate.failure(drain), json!({ "score": score }))
+                }
+            };
+            if let Some(change) = change {
+                apply(&ctx, &dispatcher, &gate, change, detail).await;
+            }
+        }
+    })
+}
+
+/// Carries out one change: the dispatcher, the status and metrics, the event.
+async fn apply(
+    ctx: &Ctx,
+    dispatcher: &ActorRef<DispatchMsg>,
+    gate: &ClaimGate,
+    change: GateChange,
+    mut detail: serde_json::Value,
+) {
+    let mut released = 0;
+    if change.closed_it() {
+        let answer = ractor::call_t!(
+            dispatcher,
+            DispatchMsg::GateClosed,
+            RELEASE_WAIT.as_millis() as u64
+        );
+        match answer {
+            Ok(n) => released = n,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim gate closed; the dispatcher did not say what it gave back")
+            }
+        }
+    } else if change.opened_it() {
+        let _ = dispatcher.cast(DispatchMsg::GateOpened);
+    }
+    ctx.gate.record(gate, &change, released);
+    let reasons: Vec<&str> = gate.reasons().into_iter().map(GateReason::as_str).collect();
+    if let Some(d) = detail.as_object_mut() {
+        d.insert("reason".into(), json!(change.reason.as_str()));
+        d.insert("open".into(), json!(change.is_open));
+        d.insert("reasons".into(), json!(reasons));
+        if change.holds {
+            d.insert("released".into(), json!(released));
+        }
+    }
+    let kind = if change.holds {
+        tracing::warn!(reason = %change.reason, released, ?reasons, "claim gate closed: this node claims nothing until it opens");
+        EventKind::NodeGateClosed
+    } else {
+        tracing::info!(reason = %change.reason, open = change.is_open, "claim gate: reason cleared");
+        EventKind::NodeGateOpened
+    };
+    let event = LifecycleEvent::new(kind, ctx.now())
+        .node(ctx.node.clone())
+        .detail(detail);
+    ctx.events.emit(event).await;
+}
