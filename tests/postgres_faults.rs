@@ -119,3 +119,179 @@ async fn attempts_finished_during_an_outage_longer_than_their_lease_run_once() {
         .unwrap();
     assert_eq!(executions, JOBS as i64, "one recorded attempt per job");
 }
+
+/// Claims commit asynchronously, and a crash of Postgres loses the last of them; yet no
+/// lease token is ever handed out twice, every job ends with exactly one recorded
+/// outcome, and none is lost. A drain runs with claims in flight; the WAL writer is
+/// paused so that the claims made after it are certainly lost; every Postgres process is
+/// killed (`SIGKILL`); after the restart the lost jobs are claimed again (by the same
+/// store, whose pool reconnects) before the holders of the lost claims report, so that
+/// a re-issued token would let a stale holder's completion through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_that_loses_async_claims_never_hands_out_a_lease_token_twice() {
+    use std::collections::HashSet;
+
+    use jobmesh::clock::Millis;
+    use jobmesh::job::{ClaimedJob, CompletionResult};
+    use jobmesh::store::JobQueue;
+    use jobmesh::store::conformance::{ok, request};
+
+    const N: usize = 200;
+    const BATCH: u32 = 5;
+    let mut pg = PgCluster::start();
+    {
+        // Nothing but the test's own statements writes WAL (no autovacuum, no background
+        // writer flushing WAL ahead of data pages), so what the crash loses is decided by
+        // the WAL writer pause below alone.
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&pg.url())
+            .await
+            .unwrap_or_else(|e| panic!("connect to the test's own Postgres: {e}"));
+        for setting in [
+            "ALTER SYSTEM SET autovacuum = off",
+            "ALTER SYSTEM SET bgwriter_lru_maxpages = 0",
+            "ALTER SYSTEM SET checkpoint_timeout = '1h'",
+        ] {
+            sqlx::query(setting).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+        pg.stop(StopMode::Fast);
+        pg.start_server();
+    }
+    let store = PostgresStore::connect(&pg.url(), Some("jm_crash"))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test's own Postgres: {e}"))
+        .with_async_claims(true);
+    let now = Millis(1_700_000_000_000);
+    let ids: Vec<JobId> = store
+        .enqueue(
+            (0..N)
+                .map(|i| NewJob::new("noop", json!({ "i": i })))
+                .collect(),
+            now,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id())
+        .collect();
+    // Every lease handed out, in order: a token handed out twice shows here.
+    let mut issued: Vec<(JobId, i64)> = Vec::new();
+    let claim = async |store: &PostgresStore, issued: &mut Vec<(JobId, i64)>| {
+        let got: Vec<ClaimedJob> = store.claim(&request("n1", BATCH, now)).await.unwrap();
+        issued.extend(got.iter().map(|c| (c.job.id, c.lease.token.0)));
+        got
+    };
+
+    // The drain, up to half the jobs, each claim completed before the next.
+    let mut finished = 0;
+    while finished < N / 2 {
+        let got = claim(&store, &mut issued).await;
+        assert!(!got.is_empty(), "the drain ran dry at {finished}");
+        let done = store
+            .complete(got.iter().map(|c| ok(c, now)).collect())
+            .await
+            .unwrap();
+        assert!(done.iter().all(|r| *r == CompletionResult::Applied));
+        finished += got.len();
+    }
+    // Claims in flight: some before the WAL writer pause (kept or lost, as the WAL
+    // writer was quick or not), some after it (lost: nothing flushes them).
+    let mut in_flight = claim(&store, &mut issued).await;
+    pg.pause_wal_writer();
+    for _ in 0..3 {
+        in_flight.extend(claim(&store, &mut issued).await);
+    }
+    let incarnation_before: i64 = sqlx::query_scalar("SELECT n FROM store_incarnation")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    pg.crash();
+    pg.start_server();
+
+    // The same store after the restart: claim every job that is available again
+    // (those of the lost claims among them), holding them.
+    let mut reclaimed = Vec::new();
+    loop {
+        let got = claim(&store, &mut issued).await;
+        if got.is_empty() {
+            break;
+        }
+        reclaimed.extend(got);
+    }
+    let incarnation_after: i64 = sqlx::query_scalar("SELECT n FROM store_incarnation")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(
+        incarnation_after > incarnation_before,
+        "the reconnected pool drew no new incarnation ({incarnation_before} -> {incarnation_after})"
+    );
+    let in_flight_ids: HashSet<JobId> = in_flight.iter().map(|c| c.job.id).collect();
+    let lost: Vec<JobId> = reclaimed
+        .iter()
+        .map(|c| c.job.id)
+        .filter(|id| in_flight_ids.contains(id))
+        .collect();
+    assert!(
+        lost.len() >= 3 * BATCH as usize,
+        "the crash lost {} in-flight claims, not even those made after the WAL writer \
+         stopped: the test proves nothing",
+        lost.len()
+    );
+
+    let mut seen = HashSet::new();
+    for lease in &issued {
+        assert!(
+            seen.insert(*lease),
+            "lease token handed out twice: {lease:?}"
+        );
+    }
+
+    // The holders of the claims in flight report first: the lost ones are refused
+    // (their jobs are held under other tokens now), the kept ones applied.
+    let results = store
+        .complete(in_flight.iter().map(|c| ok(c, now)).collect())
+        .await
+        .unwrap();
+    for (c, r) in in_flight.iter().zip(&results) {
+        let expected = if lost.contains(&c.job.id) {
+            CompletionResult::StaleLease
+        } else {
+            CompletionResult::Applied
+        };
+        assert_eq!(*r, expected, "in-flight completion of job {}", c.job.id);
+    }
+    // Then the new holders.
+    let results = store
+        .complete(reclaimed.iter().map(|c| ok(c, now)).collect())
+        .await
+        .unwrap();
+    assert!(
+        results.iter().all(|r| *r == CompletionResult::Applied),
+        "{results:?}"
+    );
+
+    // Nothing lost, one outcome each.
+    for &id in &ids {
+        let j = store.get_job(id).await.unwrap().expect("job kept");
+        assert_eq!(j.state, JobState::Succeeded, "job {id}");
+    }
+    let per_job: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT job, count(*) FROM job_executions GROUP BY job HAVING count(*) <> 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        per_job.is_empty(),
+        "jobs without exactly one outcome: {per_job:?}"
+    );
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT job) FROM job_executions WHERE outcome = 'succeeded'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(recorded, N as i64, "every job has its recorded success");
+}

@@ -396,6 +396,127 @@ impl PgCluster {
     }
 }
 
+impl PgCluster {
+    /// Crashes the server as a power cut would: `SIGKILL` to the postmaster and to every
+    /// process it started, so none of them writes anything more (what sits in the WAL
+    /// buffers, such as the tail of asynchronous commits, is lost; the next start
+    /// recovers from the WAL on disk). The postmaster is stopped (`SIGSTOP`) first, so
+    /// that it starts no process while its children are listed.
+    pub fn crash(&mut self) -> Result<(), ServerError> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if !self.running {
+            return Ok(());
+        }
+        let postmaster = self.postmaster_pid()?;
+        let signal = |pid: i32, sig: Signal| {
+            kill(Pid::from_raw(pid), sig).map_err(|e| ServerError::Io {
+                what: format!("sending {sig} to postgres process {pid}"),
+                source: e.into(),
+            })
+        };
+        signal(postmaster, Signal::SIGSTOP)?;
+        let children = children_of(postmaster);
+        for &child in &children {
+            // A child may have exited meanwhile; what counts is that none survives.
+            let _ = signal(child, Signal::SIGKILL);
+        }
+        signal(postmaster, Signal::SIGKILL)?;
+        self.running = false;
+        let deadline = Instant::now() + READY_DEADLINE;
+        while std::iter::once(postmaster)
+            .chain(children.iter().copied())
+            .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(p))
+        {
+            if Instant::now() > deadline {
+                return Err(ServerError::NotReady(format!(
+                    "the end of the killed postgres processes {postmaster} {children:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Where nothing reaps orphans (a container whose first process does not), the
+        // killed postmaster stays a zombie under its pid, which the next postmaster
+        // would take for a live server holding the lock files. After a real crash no
+        // process has that pid: remove the stale lock files as that start would ignore
+        // them.
+        for lock in [
+            self.data().join("postmaster.pid"),
+            self.dir.path().join(format!(".s.PGSQL.{}.lock", self.port)),
+        ] {
+            if let Err(e) = std::fs::remove_file(&lock)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(io(format!("removing {}", lock.display()))(e));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PgCluster {
+    /// Stops (`SIGSTOP`) the server's WAL writer, so that asynchronous commits stay in
+    /// the WAL buffers until something else flushes them (a synchronous commit, a full
+    /// buffer): a crash after this loses them for certain. For crash tests; the next
+    /// [`PgCluster::crash`] kills it with the rest.
+    pub fn pause_wal_writer(&mut self) -> Result<(), ServerError> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let postmaster = self.postmaster_pid()?;
+        let writer = children_of(postmaster)
+            .into_iter()
+            .find(|&p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("walwriter"))
+            })
+            .ok_or_else(|| ServerError::Failed {
+                what: "finding the WAL writer of the test's Postgres".into(),
+                stderr: format!("no child of postmaster {postmaster} is the walwriter"),
+            })?;
+        kill(Pid::from_raw(writer), Signal::SIGSTOP).map_err(|e| ServerError::Io {
+            what: format!("stopping the WAL writer {writer}"),
+            source: e.into(),
+        })
+    }
+
+    fn postmaster_pid(&self) -> Result<i32, ServerError> {
+        let pid_file = self.data().join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .map_err(io(format!("reading {}", pid_file.display())))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| ServerError::Failed {
+                what: format!("reading {}", pid_file.display()),
+                stderr: format!("no pid in {text:?}"),
+            })
+    }
+}
+
+/// The processes whose parent is `parent` (from `/proc/<pid>/stat`).
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| stat_field(pid, 1).and_then(|p| p.parse::<i32>().ok()) == Some(parent))
+        .collect()
+}
+
+/// Whether `pid` has exited and waits to be reaped.
+fn is_zombie(pid: i32) -> bool {
+    stat_field(pid, 0).as_deref() == Some("Z")
+}
+
+/// Field `n` after the command name of `/proc/<pid>/stat` (0: state, 1: parent pid).
+fn stat_field(pid: i32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(n).map(str::to_string)
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         let _ = self.stop(StopMode::Immediate);

@@ -63,6 +63,11 @@ pub struct StoreSection {
     /// watchers (default `true`). Postgres records every event either way; the copy costs
     /// CPU on Postgres, Redis and the node.
     pub redis_event_stream: Option<bool>,
+    /// `postgres` and `redis_postgres`: claims commit asynchronously
+    /// (`synchronous_commit = off` for the claim alone; default `true`). A crash of
+    /// Postgres may then lose the last claims: their jobs run again, and the lost
+    /// leases' completions are refused (lease tokens are never handed out twice).
+    pub postgres_async_claims: Option<bool>,
 }
 
 impl StoreSection {
@@ -74,6 +79,13 @@ impl StoreSection {
     /// `redis_event_stream`, or its default (on).
     pub fn relays_events(&self) -> bool {
         self.redis_event_stream.unwrap_or(true)
+    }
+
+    /// `postgres_async_claims`, or its default
+    /// ([`crate::store::postgres::DEFAULT_ASYNC_CLAIMS`]).
+    pub fn async_claims(&self) -> bool {
+        self.postgres_async_claims
+            .unwrap_or(crate::store::postgres::DEFAULT_ASYNC_CLAIMS)
     }
 }
 

@@ -107,7 +107,8 @@ pub async fn open(section: &StoreSection, sqlite_path: &Path) -> Result<OpenedSt
             let url = required(&section.postgres_url, "postgres_url", "postgres")?;
             let store = PostgresStore::connect(url, None)
                 .await
-                .map_err(OpenError::Postgres)?;
+                .map_err(OpenError::Postgres)?
+                .with_async_claims(section.async_claims());
             Ok(OpenedStore::Postgres(Arc::new(store)))
         }
         Backend::RedisPostgres => {
@@ -115,6 +116,7 @@ pub async fn open(section: &StoreSection, sqlite_path: &Path) -> Result<OpenedSt
             let redis = required(&section.redis_url, "redis_url", "redis_postgres")?;
             let config = RedisPostgresConfig {
                 relay: section.relays_events(),
+                async_claims: section.async_claims(),
                 ..RedisPostgresConfig::new(section.redis_prefix_or_default())
             };
             let store = RedisPostgresStore::connect(pg, None, redis, config)

@@ -102,6 +102,17 @@ impl PgCluster {
     pub fn stop(&mut self, mode: StopMode) {
         self.0.stop(mode).unwrap_or_else(|e| panic!("{e}"));
     }
+
+    /// Crashes the server: `SIGKILL` to the postmaster and every process it started.
+    pub fn crash(&mut self) {
+        self.0.crash().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Stops the server's WAL writer until the next crash (see
+    /// `jobmesh_sim::servers::PgCluster::pause_wal_writer`).
+    pub fn pause_wal_writer(&mut self) {
+        self.0.pause_wal_writer().unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 /// A node whose poll interval is an hour still runs at once a job that another process

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::incarnation::{next_token, on_claim_connection};
 use super::rows::{self, job_columns};
 use super::{PostgresStore, events, wake};
 use crate::clock::Millis;
@@ -18,7 +19,9 @@ macro_rules! claim_sql {
             "WITH picked AS (",
             $picked,
             "), claimed AS (
-                 UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+                 UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = ",
+            next_token!(),
+            ",
                      lease_owner = $1, lease_node = $2, lease_expires_at = $3
                  FROM picked WHERE id = picked.pick
                  RETURNING ",
@@ -81,7 +84,9 @@ const CLAIM_QUEUES: &str = claim_sql!(
 /// finds each job by primary key.
 const CLAIM_IDS: &str = concat!(
     "WITH claimed AS (
-         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = ",
+    next_token!(),
+    ",
              lease_owner = $1, lease_node = $2, lease_expires_at = $3
          FROM unnest($4::bigint[]) AS t(pick)
          WHERE jobs.id = t.pick AND jobs.state = 'available'
@@ -127,21 +132,24 @@ impl PostgresStore {
             jobs.sort_by_key(ClaimOrder::of);
             return Ok(jobs.into_iter().map(|job| grant(job, req)).collect());
         }
-        let one = queues.len() == 1;
-        let query = sqlx::query(if one { CLAIM_ONE_QUEUE } else { CLAIM_QUEUES })
-            .bind(&req.worker.0)
-            .bind(&req.node.0)
-            .bind(expires.0);
-        let query = if one {
-            query.bind(queues.swap_remove(0))
-        } else {
-            query.bind(queues)
-        };
-        let rows = query
-            .bind(i64::from(req.limit))
-            .bind(req.now.0)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = on_claim_connection!(self, |conn| {
+            let one = queues.len() == 1;
+            let query = sqlx::query(if one { CLAIM_ONE_QUEUE } else { CLAIM_QUEUES })
+                .bind(&req.worker.0)
+                .bind(&req.node.0)
+                .bind(expires.0);
+            let query = if one {
+                query.bind(&queues[0])
+            } else {
+                query.bind(&queues)
+            };
+            query
+                .bind(i64::from(req.limit))
+                .bind(req.now.0)
+                .fetch_all(conn)
+                .await
+                .map_err(StoreError::from)
+        })?;
         let mut jobs = Vec::with_capacity(rows.len());
         let mut bad = Vec::new();
         for row in &rows {
@@ -231,14 +239,17 @@ impl PostgresStore {
     ) -> Result<ClaimedIds, StoreError> {
         let expires = req.now.plus(req.lease_for);
         let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
-        let found = sqlx::query(CLAIM_IDS)
-            .bind(&req.worker.0)
-            .bind(&req.node.0)
-            .bind(expires.0)
-            .bind(&ids)
-            .bind(req.now.0)
-            .fetch_all(&self.pool)
-            .await?;
+        let found = on_claim_connection!(self, |conn| {
+            sqlx::query(CLAIM_IDS)
+                .bind(&req.worker.0)
+                .bind(&req.node.0)
+                .bind(expires.0)
+                .bind(&ids)
+                .bind(req.now.0)
+                .fetch_all(conn)
+                .await
+                .map_err(StoreError::from)
+        })?;
         let mut out = ClaimedIds {
             claimed: Vec::with_capacity(found.len()),
             parents: Vec::new(),

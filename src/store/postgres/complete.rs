@@ -4,6 +4,10 @@
 
 use std::collections::HashSet;
 
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+
 use super::{PostgresStore, attempt_col};
 use crate::job::{Completion, CompletionResult, JobId, LeaseToken, Outcome};
 use crate::store::StoreError;
@@ -45,6 +49,35 @@ const SNOOZE: &str = "
     )
     SELECT job, token FROM upd";
 
+/// Binds the arrays every completion statement starts with, one entry per completion:
+/// `$1` job, `$2` token, `$3` attempt, `$4` worker, `$5` node, `$6` started,
+/// `$7` finished.
+fn bind_leases<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    sent: &[&'q Completion],
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(sent.iter().map(|c| c.lease.job.0).collect::<Vec<_>>())
+        .bind(sent.iter().map(|c| c.lease.token.0).collect::<Vec<_>>())
+        .bind(
+            sent.iter()
+                .map(|c| attempt_col(c.lease.attempt))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            sent.iter()
+                .map(|c| c.lease.worker.0.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            sent.iter()
+                .map(|c| c.lease.node.0.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(sent.iter().map(|c| c.started_at.0).collect::<Vec<_>>())
+        .bind(sent.iter().map(|c| c.finished_at.0).collect::<Vec<_>>())
+}
+
 impl PostgresStore {
     /// See [`crate::store::JobQueue::complete`].
     pub(super) async fn apply_completions(
@@ -71,26 +104,7 @@ impl PostgresStore {
         if sent.is_empty() {
             return Ok(HashSet::new());
         }
-        let applied: Vec<(i64, i64)> = sqlx::query_as(SNOOZE)
-            .bind(sent.iter().map(|c| c.lease.job.0).collect::<Vec<_>>())
-            .bind(sent.iter().map(|c| c.lease.token.0).collect::<Vec<_>>())
-            .bind(
-                sent.iter()
-                    .map(|c| attempt_col(c.lease.attempt))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sent.iter()
-                    .map(|c| c.lease.worker.0.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sent.iter()
-                    .map(|c| c.lease.node.0.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(sent.iter().map(|c| c.started_at.0).collect::<Vec<_>>())
-            .bind(sent.iter().map(|c| c.finished_at.0).collect::<Vec<_>>())
+        let applied: Vec<(i64, i64)> = bind_leases(sqlx::query_as(SNOOZE), sent)
             .bind(
                 sent.iter()
                     .map(|c| match c.outcome {
@@ -115,28 +129,12 @@ impl PostgresStore {
         if sent.is_empty() {
             return Ok(HashSet::new());
         }
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT * FROM jm_complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        let applied: Vec<(i64,)> = bind_leases(
+            sqlx::query_as(
+                "SELECT * FROM jm_complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            ),
+            sent,
         )
-        .bind(sent.iter().map(|c| c.lease.job.0).collect::<Vec<_>>())
-        .bind(sent.iter().map(|c| c.lease.token.0).collect::<Vec<_>>())
-        .bind(
-            sent.iter()
-                .map(|c| attempt_col(c.lease.attempt))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            sent.iter()
-                .map(|c| c.lease.worker.0.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            sent.iter()
-                .map(|c| c.lease.node.0.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(sent.iter().map(|c| c.started_at.0).collect::<Vec<_>>())
-        .bind(sent.iter().map(|c| c.finished_at.0).collect::<Vec<_>>())
         .bind(
             sent.iter()
                 .map(|c| outcome_name(&c.outcome))
@@ -163,7 +161,7 @@ impl PostgresStore {
         .await?;
         Ok(applied
             .into_iter()
-            .filter_map(|ord| usize::try_from(ord - 1).ok().and_then(|i| sent.get(i)))
+            .filter_map(|(ord,)| usize::try_from(ord - 1).ok().and_then(|i| sent.get(i)))
             .map(|c| (c.lease.job, c.lease.token))
             .collect())
     }

@@ -19,13 +19,13 @@ use std::collections::{HashMap, HashSet};
 use sqlx::AssertSqlSafe;
 use sqlx::Row;
 
-use super::Tx;
 use crate::clock::Millis;
 use crate::job::{ClaimRequest, JobId};
 use crate::limits::plan::{self, LimitKey, Limits, Partition};
 use crate::limits::{Bucket, Limit, LimitScope};
 use crate::store::StoreError;
 use crate::store::limits::{CANDIDATES_PER_WANT, EXTRA_CANDIDATES};
+use sqlx::{Postgres, Transaction};
 
 /// Separates a queue or kind from a key in the blocked lists (control characters are
 /// refused in queue and kind names).
@@ -149,7 +149,7 @@ impl Group {
 /// Decides what a limited claim of `queues` takes and writes the buckets it spends;
 /// returns the ids to lease.
 pub(super) async fn pick(
-    tx: &mut Tx,
+    tx: &mut Transaction<'_, Postgres>,
     req: &ClaimRequest,
     queues: &[String],
     limits: &Limits,
@@ -235,7 +235,7 @@ pub(super) async fn pick(
 
 /// The first `n` jobs of each group in dispatch order, by the claim index of its queue.
 async fn read_deeper(
-    tx: &mut Tx,
+    tx: &mut Transaction<'_, Postgres>,
     limits: &Limits,
     queues: &[String],
     deeper: &[(&Group, u64)],
@@ -284,7 +284,7 @@ async fn read_deeper(
 
 /// Adds the stored buckets of the rate-limited pairs of `parts` not read yet.
 async fn read_buckets(
-    tx: &mut Tx,
+    tx: &mut Transaction<'_, Postgres>,
     limits: &Limits,
     parts: &[Partition],
     buckets: &mut HashMap<LimitKey, Bucket>,
@@ -322,7 +322,10 @@ async fn read_buckets(
 }
 
 /// Stores the buckets a claim spent.
-async fn write_buckets(tx: &mut Tx, spent: &[(LimitKey, Bucket)]) -> Result<(), StoreError> {
+async fn write_buckets(
+    tx: &mut Transaction<'_, Postgres>,
+    spent: &[(LimitKey, Bucket)],
+) -> Result<(), StoreError> {
     if spent.is_empty() {
         return Ok(());
     }

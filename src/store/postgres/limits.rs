@@ -19,14 +19,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::PostgresStore;
+use super::incarnation::{next_token, on_claim_connection};
 use super::rows::{self, job_columns};
-use super::{PostgresStore, Tx};
 use crate::clock::Millis;
 use crate::job::{ClaimRequest, Job, JobId};
 use crate::limits::plan::{LimitKey, Limits};
 use crate::limits::{Bucket, Limit, LimitUsage};
 use crate::store::StoreError;
 use crate::store::limits::{JobLimits, LimitRow, check, stale_buckets};
+use sqlx::{Postgres, Transaction};
 
 /// How long a store trusts its copy of which queues are limited.
 pub(crate) const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -70,7 +72,9 @@ const LOW_BUCKETS: &str = "SELECT b.lim, b.key, b.tokens, b.refilled_at
 /// claim does. `$1` worker, `$2` node, `$3` lease expiry, `$5` now.
 const LEASE: &str = concat!(
     "WITH claimed AS (
-         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
+         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = ",
+    next_token!(),
+    ",
              lease_owner = $1, lease_node = $2, lease_expires_at = $3
          FROM unnest($4::bigint[]) AS t(pick)
          WHERE jobs.id = t.pick AND jobs.state = 'available'
@@ -138,36 +142,41 @@ impl PostgresStore {
         req: &ClaimRequest,
         queues: &[String],
     ) -> Result<(Vec<Job>, Vec<crate::store::Undecodable>), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(LOCK).execute(&mut *tx).await?;
-        let ids = pick(&mut tx, req, queues).await?;
-        let mut jobs = Vec::with_capacity(ids.len());
-        let mut bad = Vec::new();
-        if !ids.is_empty() {
-            let found = sqlx::query(LEASE)
-                .bind(&req.worker.0)
-                .bind(&req.node.0)
-                .bind(req.now.plus(req.lease_for).0)
-                .bind(ids.iter().map(|i| i.0).collect::<Vec<_>>())
-                .bind(req.now.0)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &found {
-                match rows::claimed(row)? {
-                    Ok(job) => jobs.push(job),
-                    Err(u) => bad.push(u),
+        on_claim_connection!(self, |conn| {
+            async {
+                let mut tx = sqlx::Connection::begin(conn).await?;
+                sqlx::query(LOCK).execute(&mut *tx).await?;
+                let ids = pick(&mut tx, req, queues).await?;
+                let mut jobs = Vec::with_capacity(ids.len());
+                let mut bad = Vec::new();
+                if !ids.is_empty() {
+                    let found = sqlx::query(LEASE)
+                        .bind(&req.worker.0)
+                        .bind(&req.node.0)
+                        .bind(req.now.plus(req.lease_for).0)
+                        .bind(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+                        .bind(req.now.0)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for row in &found {
+                        match rows::claimed(row)? {
+                            Ok(job) => jobs.push(job),
+                            Err(u) => bad.push(u),
+                        }
+                    }
                 }
+                tx.commit().await?;
+                Ok((jobs, bad))
             }
-        }
-        tx.commit().await?;
-        Ok((jobs, bad))
+            .await
+        })
     }
 }
 
 /// Reads what a limited claim decides on (the limits, the running counts, the buckets
 /// that may be empty) and picks the jobs (`limited.rs`).
 async fn pick(
-    tx: &mut Tx,
+    tx: &mut Transaction<'_, Postgres>,
     req: &ClaimRequest,
     queues: &[String],
 ) -> Result<Vec<JobId>, StoreError> {

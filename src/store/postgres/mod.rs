@@ -8,7 +8,9 @@
 //!
 //! - A claim is one statement: `SELECT … FOR UPDATE SKIP LOCKED` sized to the free slots,
 //!   the lease update and the `job.claimed` events, so concurrent claimers never wait for
-//!   each other and never take the same job.
+//!   each other and never take the same job. It may commit asynchronously; lease tokens
+//!   carry the connection's incarnation so that a claim lost in a crash is never issued
+//!   again under the same token (`incarnation.rs`).
 //! - A batch of completions is one round trip: `jm_complete` (see the migration) applies
 //!   every entry whose lease token is still current, with its execution row, events,
 //!   dead-letter entry, released children and discard cascade, in one transaction.
@@ -72,6 +74,7 @@ mod enqueue;
 mod events;
 mod filter;
 mod history;
+mod incarnation;
 mod leader;
 mod limited;
 mod limits;
@@ -164,6 +167,10 @@ async fn probe_connection(options: &PgConnectOptions) -> Result<(), StoreError> 
     }
 }
 
+/// Whether claims commit asynchronously unless configured (see
+/// [`PostgresStore::with_async_claims`]).
+pub const DEFAULT_ASYNC_CLAIMS: bool = true;
+
 /// Connections in the pool when [`PostgresStore::connect`] is used.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
@@ -176,6 +183,8 @@ pub struct PostgresStore {
     channel: String,
     /// Which queues are under a limit, as last read (see `limits.rs`).
     limit_cache: std::sync::Arc<limits::LimitCache>,
+    /// Whether claims commit asynchronously (see `incarnation.rs`).
+    async_claims: bool,
 }
 
 /// Checks that a schema name is a plain lowercase identifier: it is spliced into DDL
@@ -252,7 +261,19 @@ impl PostgresStore {
             schema,
             channel,
             limit_cache: Default::default(),
+            async_claims: DEFAULT_ASYNC_CLAIMS,
         })
+    }
+
+    /// Whether claims commit asynchronously (`synchronous_commit = off` for the claim
+    /// statement alone; default [`DEFAULT_ASYNC_CLAIMS`]). A crash of the server then
+    /// loses the last claims: their jobs are available again (no outcome is lost, as
+    /// completions stay durable) and their holders' completions are refused, since
+    /// tokens are never handed out twice (see `incarnation.rs`). Applies to
+    /// connections that have not claimed yet: set it before the first claim.
+    pub fn with_async_claims(mut self, on: bool) -> Self {
+        self.async_claims = on;
+        self
     }
 
     /// The connection pool, for administration and tests (which reach into the tables);

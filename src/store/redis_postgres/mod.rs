@@ -127,6 +127,9 @@ pub struct RedisPostgresConfig {
     pub relay_batch: u32,
     /// Most relay batches per pump round.
     pub relay_rounds: u32,
+    /// Whether claims of the Postgres record commit asynchronously (see
+    /// [`PostgresStore::with_async_claims`]).
+    pub async_claims: bool,
 }
 
 impl RedisPostgresConfig {
@@ -145,6 +148,7 @@ impl RedisPostgresConfig {
             relay: true,
             relay_batch: 1000,
             relay_rounds: 50,
+            async_claims: crate::store::postgres::DEFAULT_ASYNC_CLAIMS,
         }
     }
 }
@@ -246,7 +250,9 @@ impl RedisPostgresStore {
         redis_url: &str,
         config: RedisPostgresConfig,
     ) -> Result<Self, StoreError> {
-        let pg = PostgresStore::connect(postgres_url, schema).await?;
+        let pg = PostgresStore::connect(postgres_url, schema)
+            .await?
+            .with_async_claims(config.async_claims);
         let redis = RedisDispatch::connect_with(redis_url, config.redis.clone()).await?;
         Self::from_parts(pg, redis, config).await
     }
