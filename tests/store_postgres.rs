@@ -508,3 +508,16 @@ async fn payload_pages_with_the_gin_index() {
         .unwrap();
     jobmesh::store::conformance::payload_pages_at_every_density(&s).await;
 }
+
+/// Pages larger than the first sample Postgres walks, without the GIN index (the
+/// rare value's page then walks on) and with it (read through the index).
+#[tokio::test]
+async fn payload_pages_past_the_sample() {
+    jobmesh::store::conformance::payload_pages_past_the_sample(&store().await).await;
+    let s = store().await;
+    sqlx::query("CREATE INDEX jobs_payload ON jobs USING gin (payload jsonb_path_ops)")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    jobmesh::store::conformance::payload_pages_past_the_sample(&s).await;
+}

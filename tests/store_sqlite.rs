@@ -262,3 +262,9 @@ async fn a_node_that_has_not_seen_a_new_limit_does_not_pass_it() {
     )
     .await;
 }
+
+/// Payload pages larger than the sample Postgres walks first: the same pages here.
+#[tokio::test]
+async fn payload_pages_past_the_sample() {
+    jobmesh::store::conformance::payload_pages_past_the_sample(&*fresh().await).await;
+}

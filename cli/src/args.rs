@@ -600,7 +600,7 @@ pub struct BenchArgs {
     pub api_connections: u32,
     /// The payload of every drained job, a JSON object: `{}` by default; a payload with
     /// a few keys measures what indexing payloads costs an enqueue.
-    #[arg(long, default_value = "{}", value_parser = parse_bench_payload)]
+    #[arg(long, default_value = "{}", value_parser = BenchPayload)]
     pub payload: serde_json::Value,
     /// Encode the node's metrics this often during the drain, as a Prometheus scrape of
     /// `/metrics` would (100ms to 1h), to measure what scraping costs the drain.
@@ -695,13 +695,59 @@ fn parse_duration_between(
     Ok(d)
 }
 
-/// `--payload`: a JSON object.
-fn parse_bench_payload(text: &str) -> Result<serde_json::Value, String> {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err("must be a JSON object".into()),
-        Err(e) => Err(e.to_string()),
+/// Largest `bench --payload`, in bytes: every job of an enqueue batch (1000) holds a
+/// copy, so 64 MB a batch; beyond that a bench measures the allocator rather than the
+/// store. Below a job's own limit ([`jobmesh::payload::DEFAULT_MAX_PAYLOAD_BYTES`]),
+/// and below what one argument of a command line may hold on Linux (128 KiB).
+pub const MAX_BENCH_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// `--payload`: a JSON object of at most [`MAX_BENCH_PAYLOAD_BYTES`] that a job's
+/// payload may be (the default rules of a kind: nesting bounded, no NUL), so that the
+/// bench never stores what an enqueue would refuse. Its size is checked before it is
+/// parsed, and a refusal does not repeat the value (clap's own message would print
+/// all of it).
+#[derive(Debug, Clone, Copy)]
+struct BenchPayload;
+
+impl clap::builder::TypedValueParser for BenchPayload {
+    type Value = serde_json::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<serde_json::Value, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--payload: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("is not valid UTF-8".into()))?;
+        parse_bench_payload(text).map_err(refuse)
     }
+}
+
+/// The payload `text` holds, or why it cannot be a bench job's.
+fn parse_bench_payload(text: &str) -> Result<serde_json::Value, String> {
+    if text.len() > MAX_BENCH_PAYLOAD_BYTES {
+        return Err(format!(
+            "is {} bytes long; a bench payload is at most {MAX_BENCH_PAYLOAD_BYTES} bytes",
+            text.len()
+        ));
+    }
+    let v = jobmesh::payload::parse(text).map_err(|e| e.to_string())?;
+    if !v.is_object() {
+        return Err("must be a JSON object".into());
+    }
+    jobmesh::payload::PayloadRules::default()
+        .validate(&v)
+        .map_err(|e| e.to_string())?;
+    Ok(v)
 }
 
 /// `--scrape-every`: a duration from 100 ms to an hour.

@@ -3,71 +3,18 @@
 //! file), the first with `--api`; its API shows both members as `jobmesh mesh peers`
 //! does, and both nodes as up. `jobmesh api` (no mesh) answers the mesh route 404.
 
-use std::fs::File;
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::nodes::{Proc, free_port, ok, spawn};
 use serde_json::Value;
 
 /// Bounds a failure only: a two-node mesh forms within a few seconds.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A port nothing listens on now (another process could take it first; the node then
-/// fails to start and the test says so).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A node process, killed when the test ends however it ends; its log is a file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn jobmesh(config: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_jobmesh"));
-    c.arg("--config").arg(config).args(args);
-    c
-}
-
-fn ok(config: &Path, args: &[&str]) -> String {
-    let out = jobmesh(config, args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "jobmesh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn spawn(config: &Path, args: &[&str], log: PathBuf) -> Proc {
-    let child = jobmesh(config, args)
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    Proc { child, log }
-}
 
 /// `GET path` with a bearer token over a plain HTTP/1.1 connection: status and JSON
 /// body, or None while nothing answers.

@@ -90,6 +90,32 @@ fn bad_configs_and_arguments_name_what_is_wrong() {
 }
 
 #[test]
+fn bench_refuses_a_payload_a_job_could_not_carry() {
+    let sb = sandbox("");
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024));
+    let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+    let deep = format!("{{\"a\": {deep}}}");
+    for (payload, why) in [
+        (
+            big.as_str(),
+            "bytes long; a bench payload is at most 65536 bytes",
+        ),
+        ("[1, 2]", "must be a JSON object"),
+        ("{\"a\": ", "not valid JSON"),
+        (deep.as_str(), "nested deeper than 64 levels"),
+        ("{\"a\": \"\\u0000\"}", "NUL"),
+    ] {
+        let err = sb.err(&["bench", "--scratch", "--jobs", "1", "--payload", payload]);
+        assert!(err.contains("--payload: "), "{err}");
+        assert!(err.contains(why), "{why}: {err}");
+        // The refusal names the problem without printing the value back.
+        assert!(err.len() < 1000, "{} bytes of error", err.len());
+    }
+    // Nothing was measured: the refusal comes before any store is opened.
+    assert!(!sb.db().exists());
+}
+
+#[test]
 fn errors_never_print_the_credentials_of_a_store_url() {
     // A syntax error's message quotes the offending line of the config file, URL and all.
     let sb = sandbox(

@@ -6,60 +6,16 @@
 
 #[path = "../../api/tests/browser/mod.rs"]
 mod browser;
+mod common;
 
-use std::fs::File;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use browser::Browser;
+use common::nodes::{free_port, ok, spawn};
 use serde_json::json;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A node process, killed when the test ends however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn jobmesh(config: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_jobmesh"));
-    c.arg("--config").arg(config).args(args);
-    c
-}
-
-fn ok(config: &Path, args: &[&str]) -> String {
-    let out = jobmesh(config, args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "jobmesh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn spawn(config: &Path, args: &[&str], log: PathBuf) -> Proc {
-    Proc(
-        jobmesh(config, args)
-            .stdout(Stdio::null())
-            .stderr(File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    )
-}
 
 fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -174,8 +130,8 @@ async fn the_mesh_page_follows_a_kill_to_its_eviction() {
 
     // kill -9 the last node.
     let mut dead = nodes.pop().unwrap();
-    dead.0.kill().unwrap();
-    dead.0.wait().unwrap();
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
     let row = format!("tr[data-peer=\"{victim}\"][data-state=\"evicted\"]");
     let signers = b
         .wait(

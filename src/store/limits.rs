@@ -98,6 +98,41 @@ impl LimitRow {
     }
 }
 
+/// The limits in force, as both backends read them (for [`LimitRow`], in name order).
+pub(crate) const SELECT_LIMITS: &str =
+    "SELECT queue, kind, max_running, rate_count, rate_ms, burst, limit_by
+     FROM job_limits ORDER BY name";
+
+/// One limit's row: `$1` name, `$2`..`$8` the columns of [`LimitRow`] in its order,
+/// `$9` the key's path as the backend reads it, `$10` when. `$n` placeholders, which
+/// SQLite (through sqlx) reads as Postgres does.
+pub(crate) const INSERT_LIMIT: &str =
+    "INSERT INTO job_limits (name, queue, kind, max_running, rate_count, rate_ms, burst,
+         limit_by, path, set_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Stored buckets that may hold less than one token at `$1` (a bucket refills
+/// `rate_count` tokens every `rate_ms`).
+pub(crate) const LOW_BUCKETS: &str = "SELECT b.lim, b.key, b.tokens, b.refilled_at
+     FROM limit_buckets b JOIN job_limits l ON l.name = b.lim
+     WHERE l.rate_count IS NOT NULL
+       AND b.tokens + ($1 - b.refilled_at) * CAST(l.rate_count AS double precision) / l.rate_ms < 1";
+
+/// What runs under each limit, from the rows `(limit, key, running)` of a backend's
+/// count, sorted by limit and key.
+pub(crate) fn usage(rows: Vec<(String, String, i64)>) -> Vec<LimitUsage> {
+    let mut out: Vec<LimitUsage> = rows
+        .into_iter()
+        .map(|(limit, key, n)| LimitUsage {
+            limit,
+            key,
+            running: n.max(0) as u64,
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.limit, &a.key).cmp(&(&b.limit, &b.key)));
+    out
+}
+
 /// The names of limits whose buckets no longer mean anything: gone, or with another
 /// rate or burst.
 pub(crate) fn stale_buckets(old: &[Limit], new: &[Limit]) -> Vec<String> {

@@ -30,6 +30,7 @@ mod error;
 mod event_log;
 /// Filters of listings and bulk actions, their validation, and keyset cursors.
 pub mod filter;
+mod filter_sql;
 /// A job's history: its finished attempts and its events.
 pub mod history;
 /// Cluster-wide limits on claims: the limits in force and what runs under them.

@@ -355,6 +355,102 @@ impl ScheduleColumns {
     }
 }
 
+/// The columns of `periodic_schedules`, as every backend selects them for
+/// [`ScheduleColumns::from_row`].
+pub(crate) const SCHEDULE_COLUMNS: &str = "name, schedule, timezone, policy, backfill_ms, kind, \
+     payload, queue, priority, max_attempts, timeout_ms, origin, paused_at, created_at, updated_at";
+
+/// Inserts a schedule's row (`$1`..`$15`, bound by [`ScheduleColumns::bind_upsert`]),
+/// or writes its definition and origin over the row of its name, keeping the pause and
+/// the creation time. `$n` placeholders, which SQLite (through sqlx) reads as Postgres
+/// does.
+const UPSERT: &str = "INSERT INTO periodic_schedules (name, schedule, timezone, policy,
+         backfill_ms, kind, payload, queue, priority, max_attempts, timeout_ms, origin,
+         paused_at, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+     ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule,
+         timezone = excluded.timezone, policy = excluded.policy,
+         backfill_ms = excluded.backfill_ms, kind = excluded.kind,
+         payload = excluded.payload, queue = excluded.queue, priority = excluded.priority,
+         max_attempts = excluded.max_attempts, timeout_ms = excluded.timeout_ms,
+         origin = excluded.origin, updated_at = excluded.updated_at";
+
+/// Registers the tick mark of schedule `$1` at `$2`, unless it has one: the upsert's
+/// second statement.
+pub(crate) const MARK_TICKS: &str =
+    "INSERT INTO periodic_ticks (schedule, last_tick, updated_at) VALUES ($1, $2, $2)
+     ON CONFLICT (schedule) DO NOTHING";
+
+/// Removes the row of schedule `$1`; with [`REMOVE_MARK`], a schedule gone.
+pub(crate) const REMOVE_ROW: &str = "DELETE FROM periodic_schedules WHERE name = $1";
+
+/// Removes the tick mark of schedule `$1`.
+pub(crate) const REMOVE_MARK: &str = "DELETE FROM periodic_ticks WHERE schedule = $1";
+
+impl ScheduleColumns {
+    /// The columns of a row selected with [`SCHEDULE_COLUMNS`], its `payload` as the
+    /// backend stores it (jsonb, or JSON text) decoded by the caller.
+    pub(crate) fn from_row<'r, R>(
+        row: &'r R,
+        payload: serde_json::Value,
+    ) -> Result<Self, StoreError>
+    where
+        R: sqlx::Row,
+        &'static str: sqlx::ColumnIndex<R>,
+        String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(ScheduleColumns {
+            name: row.try_get("name")?,
+            schedule: row.try_get("schedule")?,
+            timezone: row.try_get("timezone")?,
+            policy: row.try_get("policy")?,
+            backfill_ms: row.try_get("backfill_ms")?,
+            kind: row.try_get("kind")?,
+            payload,
+            queue: row.try_get("queue")?,
+            priority: row.try_get("priority")?,
+            max_attempts: row.try_get("max_attempts")?,
+            timeout_ms: row.try_get("timeout_ms")?,
+            origin: row.try_get("origin")?,
+            paused_at: row.try_get("paused_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// The upsert of these columns (see [`UPSERT`]), `payload` as the backend stores
+    /// it; the caller runs it, then [`MARK_TICKS`], in its transaction.
+    pub(crate) fn bind_upsert<DB, P>(
+        &self,
+        payload: P,
+    ) -> sqlx::query::Query<'static, DB, <DB as sqlx::Database>::Arguments>
+    where
+        DB: sqlx::Database,
+        P: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    {
+        sqlx::query::<DB>(UPSERT)
+            .bind(self.name.clone())
+            .bind(self.schedule.clone())
+            .bind(self.timezone.clone())
+            .bind(self.policy.clone())
+            .bind(self.backfill_ms)
+            .bind(self.kind.clone())
+            .bind(payload)
+            .bind(self.queue.clone())
+            .bind(self.priority)
+            .bind(self.max_attempts)
+            .bind(self.timeout_ms)
+            .bind(self.origin.clone())
+            .bind(self.paused_at)
+            .bind(self.created_at)
+            .bind(self.updated_at)
+    }
+}
+
 /// Decodes rows, leaving out (with a warning) those this version cannot read.
 pub(crate) fn decode_all(rows: Vec<ScheduleColumns>) -> Vec<StoredSchedule> {
     rows.into_iter()

@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::config::DEFAULT_BACKFILL;
-use jobmesh::job::{DEFAULT_MAX_ATTEMPTS, NewJob};
 use jobmesh::periodic::{MissedTicks, PeriodicJob, Schedule, check_schedule_name, parse_timezone};
 use jobmesh::store::audit::{AuditAction, AuditTarget};
 use jobmesh::store::tokens::Scope;
@@ -27,6 +26,7 @@ use crate::audit::checked;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::idempotency::{Answer, answer_once};
+use crate::model::{EnqueueRequest, OnParentFailure};
 use crate::problem::{Problem, ProblemKind};
 use crate::routes::jobs::check_job;
 use crate::state::AppState;
@@ -263,13 +263,21 @@ fn periodic_job(
             backfill: b.map_or(DEFAULT_BACKFILL, Duration::from_millis),
         },
     };
-    let mut job = NewJob::new(req.kind, req.payload);
-    if let Some(q) = req.queue {
-        job.queue = q;
+    // Each tick's job as `POST /api/v1/jobs` reads one: its request model and its
+    // conversion (the options a schedule has no use for left at their defaults).
+    let job = EnqueueRequest {
+        kind: req.kind,
+        payload: req.payload,
+        queue: req.queue,
+        priority: req.priority,
+        max_attempts: req.max_attempts,
+        timeout_ms: req.timeout_ms,
+        run_at: None,
+        unique_key: None,
+        depends_on: Vec::new(),
+        on_parent_failure: OnParentFailure::default(),
     }
-    job.priority = req.priority;
-    job.max_attempts = req.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
-    job.timeout = req.timeout_ms.map(Duration::from_millis);
+    .into_job();
     let p = PeriodicJob {
         name: req.name,
         schedule,

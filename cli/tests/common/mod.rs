@@ -4,6 +4,8 @@
 // Each test file uses some of these helpers, never all of them.
 #![allow(dead_code)]
 
+pub mod nodes;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -250,3 +250,89 @@ pub async fn payload_pages_at_every_density(s: &dyn Store) {
         }
     }
 }
+
+/// Payload pages larger than a sample: Postgres first walks a sample of 1000 rows, then
+/// the whole window (100 rows per job asked) only where the sample leaves it unsure,
+/// and goes to its count and index at once where the sample found the value rare; a
+/// walk by one queue or one kind goes by that column's index. Every way gives every
+/// match once, in order, with a page of 20 (a window of 2000 rows) over 2500 jobs.
+pub async fn payload_pages_past_the_sample(s: &dyn Store) {
+    let n = 2500;
+    let mut all = Vec::new();
+    for chunk in (0..n).collect::<Vec<usize>>().chunks(500) {
+        let jobs = chunk
+            .iter()
+            .map(|&i| {
+                let mut j = NewJob::new(
+                    format!("k{}", i % 2),
+                    json!({"d25": i % 25 == 4, "d100": i % 100 == 7, "d500": i % 500 == 3}),
+                );
+                j.queue = format!("q{}", i % 5);
+                j
+            })
+            .collect();
+        all.extend(ids(s, jobs, T0).await);
+    }
+    let index = |id: &JobId| all.iter().position(|a| a == id).unwrap();
+    // (match, which jobs it matches): a sample of 1000 finds a full page (1 in 25),
+    // about ten matches and walks on (1 in 100), or two and reads the index (1 in 500).
+    let cases: [(&str, &dyn Fn(usize) -> bool); 3] = [
+        ("$.d25 == true", &|i| i % 25 == 4),
+        ("$.d100 == true", &|i| i % 100 == 7),
+        ("$.d500 == true", &|i| i % 500 == 3),
+    ];
+    for (expr, pred) in cases {
+        let m = PayloadMatch::parse(expr).unwrap();
+        for order in [Order::Asc, Order::Desc] {
+            // Every job, then one queue (q4 holds the 1-in-25 matches, q2 the 1-in-100,
+            // neither the 1-in-500), then one kind.
+            let narrowings: [(JobFilter, &dyn Fn(usize) -> bool); 4] = [
+                (JobFilter::default(), &|_| true),
+                (
+                    JobFilter {
+                        queues: vec!["q4".into()],
+                        ..Default::default()
+                    },
+                    &|i| i % 5 == 4,
+                ),
+                (
+                    JobFilter {
+                        queues: vec!["q2".into()],
+                        ..Default::default()
+                    },
+                    &|i| i % 5 == 2,
+                ),
+                (
+                    JobFilter {
+                        kind: Some("k1".into()),
+                        ..Default::default()
+                    },
+                    &|i| i % 2 == 1,
+                ),
+            ];
+            for (narrow, within) in narrowings {
+                let mut want: Vec<JobId> = all
+                    .iter()
+                    .copied()
+                    .filter(|id| pred(index(id)) && within(index(id)))
+                    .collect();
+                if order == Order::Desc {
+                    want.reverse();
+                }
+                let filter = JobFilter {
+                    payload: Some(m.clone()),
+                    limit: 20,
+                    order,
+                    ..narrow.clone()
+                };
+                assert_eq!(
+                    every_page(s, filter).await,
+                    want,
+                    "{expr} {order:?} {:?} {:?}",
+                    narrow.queues,
+                    narrow.kind
+                );
+            }
+        }
+    }
+}

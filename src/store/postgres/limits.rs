@@ -27,7 +27,9 @@ use crate::job::{ClaimRequest, Job, JobId};
 use crate::limits::plan::{LimitKey, Limits};
 use crate::limits::{Bucket, Limit, LimitUsage};
 use crate::store::StoreError;
-use crate::store::limits::{JobLimits, LimitRow, check, stale_buckets};
+use crate::store::limits::{
+    INSERT_LIMIT, JobLimits, LOW_BUCKETS, LimitRow, SELECT_LIMITS, check, stale_buckets, usage,
+};
 use sqlx::{Postgres, Transaction};
 
 /// How long a store trusts its copy of which queues are limited.
@@ -61,12 +63,6 @@ const RUNNING: &str = concat!(
      WHERE j.state = 'running' AND l.max_running IS NOT NULL
      GROUP BY 1, 2"
 );
-
-/// Stored buckets that may hold less than one token at `$1`.
-const LOW_BUCKETS: &str = "SELECT b.lim, b.key, b.tokens, b.refilled_at
-     FROM limit_buckets b JOIN job_limits l ON l.name = b.lim
-     WHERE l.rate_count IS NOT NULL
-       AND b.tokens + ($1 - b.refilled_at) * l.rate_count::float8 / l.rate_ms < 1";
 
 /// Leases the chosen jobs (`$4`) with their `job.claimed` events, as the one-statement
 /// claim does. `$1` worker, `$2` node, `$3` lease expiry, `$5` now.
@@ -221,12 +217,7 @@ async fn load<'c, E>(exec: E) -> Result<Vec<Limit>, StoreError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Postgres>,
 {
-    let rows: Vec<LimitTuple> = sqlx::query_as(
-        "SELECT queue, kind, max_running, rate_count, rate_ms, burst, limit_by
-         FROM job_limits ORDER BY name",
-    )
-    .fetch_all(exec)
-    .await?;
+    let rows: Vec<LimitTuple> = sqlx::query_as(SELECT_LIMITS).fetch_all(exec).await?;
     rows.into_iter()
         .map(
             |(queue, kind, max_running, rate_count, rate_ms, burst, limit_by)| {
@@ -257,23 +248,19 @@ impl JobLimits for PostgresStore {
             .await?;
         for l in limits {
             let r = LimitRow::of(l);
-            sqlx::query(
-                "INSERT INTO job_limits (name, queue, kind, max_running, rate_count, rate_ms,
-                     burst, limit_by, path, set_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(l.name())
-            .bind(r.queue)
-            .bind(r.kind)
-            .bind(r.max_running.map(|n| n as i32))
-            .bind(r.rate_count.map(|n| n as i32))
-            .bind(r.rate_ms)
-            .bind(r.burst.map(|n| n as i32))
-            .bind(r.limit_by)
-            .bind(l.path())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(INSERT_LIMIT)
+                .bind(l.name())
+                .bind(r.queue)
+                .bind(r.kind)
+                .bind(r.max_running.map(|n| n as i32))
+                .bind(r.rate_count.map(|n| n as i32))
+                .bind(r.rate_ms)
+                .bind(r.burst.map(|n| n as i32))
+                .bind(r.limit_by)
+                .bind(l.path())
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
         }
         let gone = stale_buckets(&old, limits);
         if !gone.is_empty() {
@@ -294,15 +281,6 @@ impl JobLimits for PostgresStore {
     async fn limit_usage(&self) -> Result<Vec<LimitUsage>, StoreError> {
         let rows: Vec<(String, String, i64)> =
             sqlx::query_as(RUNNING).fetch_all(&self.pool).await?;
-        let mut out: Vec<LimitUsage> = rows
-            .into_iter()
-            .map(|(limit, key, n)| LimitUsage {
-                limit,
-                key,
-                running: n.max(0) as u64,
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.limit, &a.key).cmp(&(&b.limit, &b.key)));
-        Ok(out)
+        Ok(usage(rows))
     }
 }

@@ -1,37 +1,53 @@
 //! `list_jobs` on Postgres: one statement for most filters, and for a payload match a
 //! probe, then the GIN index only where the probe shows the match is rare.
 //!
-//! Why two steps: how many rows match `payload @> $1` is unknown to the planner (the
+//! Why a probe: how many rows match `payload @> $1` is unknown to the planner (the
 //! statistics of a jsonb column say nothing about one path's values), and the two good
 //! plans are far apart. A common value (half the jobs, or one in a hundred) is found
 //! fastest by walking the listing's own order and filtering, which stops at the page's
 //! last match; a rare value (one job in ten thousand, or none) makes that walk read the
 //! whole table, and is found fastest from the GIN index `jobs_payload` (created by
 //! operators who search payloads: see migration 0014), which reads the matching rows
-//! only but must sort them, so it costs as much as
-//! there are matches past the cursor. The probe walks at most [`probe_rows`] rows in
-//! order and stops at a full page: the common case costs that walk. When it found fewer
-//! than a page, a count of the rows it could walk (without the payload, so often from
-//! an index alone) tells whether it ran out of rows (the page is complete) or out of
-//! window; only then, the density near the cursor being known to be low, is the page
-//! read through the index, with ordered index scans and sequential scans turned off for
-//! that one transaction so that the planner cannot walk the table instead (its
-//! estimate for `@>` is a constant, blind to the value).
+//! only but must sort them, so it costs as much as there are matches past the cursor.
+//!
+//! The probe, a plain state machine ([`Step`]) applied by [`PostgresStore::by_payload`]:
+//! 1. a sample: a walk of [`sample_rows`] rows in order, which stops at a full page;
+//! 2. when the sample found so few matches that the whole window would not fill a
+//!    quarter of a page, the value is rare here: straight to the count (3), skipping the
+//!    window's walk, which for a rare value only cost time (issue 16: 26 of the 60 ms
+//!    of a rare value within a finished range). Otherwise the walk of the whole window
+//!    ([`probe_rows`]), which stops at a full page;
+//! 3. when a walk found fewer than a page, a count of the rows it could walk (without
+//!    the payload, so often from an index alone) tells whether it ran out of rows (the
+//!    page is complete) or out of window;
+//! 4. only then, the density near the cursor being known to be low, the page is read
+//!    through the index, with ordered index scans and sequential scans turned off for
+//!    that one transaction so that the planner cannot walk the table instead (its
+//!    estimate for `@>` is a constant, blind to the value).
+//!
+//! A walk with one queue (or else one kind) and no finished range goes by that
+//! column's `(queue, id)` index (see [`WalkBy`]): its window counts rows of the
+//! queue, so walking the primary key and filtering the queue read ten rows per row of
+//! a queue of a tenth of the jobs.
 
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder, Transaction};
 
 use super::PostgresStore;
 use super::filter::{order_by, push_conditions, push_keyset, push_page};
 use super::rows::{self, job_columns};
 use crate::job::Job;
-use crate::store::filter::{JobFilter, PayloadMatch};
+use crate::store::filter::{JobFilter, Order, PayloadMatch, SortKey};
 use crate::store::{StoreError, skip_undecodable};
 
 /// Most rows a probe walks.
 const MAX_PROBE_ROWS: i64 = 20_000;
 /// Rows a probe walks per job asked for.
 const PROBE_ROWS_PER_JOB: i64 = 100;
+/// Rows a sample walks per job asked for.
+const SAMPLE_ROWS_PER_JOB: i64 = 10;
+/// Fewest rows a sample walks (unless the window is smaller).
+const MIN_SAMPLE_ROWS: i64 = 1000;
 
 /// How many rows, in the listing's order, a probe for a page of `limit` walks before
 /// the index is asked instead: 100 per job asked (a page of 100: 10,000 rows), at most
@@ -42,23 +58,102 @@ pub(super) fn probe_rows(limit: u32) -> i64 {
     (i64::from(limit) * PROBE_ROWS_PER_JOB).min(MAX_PROBE_ROWS)
 }
 
-/// What a probe tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Probe {
-    /// Its matches are the page: it found a full page, or walked every row left.
-    Answers,
-    /// It walked its whole window and found fewer than a page: read the index.
-    Sparse,
+/// How many rows the sample walks first: 10 per job asked, at least 1000 (so that a
+/// value as common as the window's threshold, one in a hundred, shows about ten
+/// matches, and fewer than three about once in 400 samples), at most the window.
+pub(super) fn sample_rows(limit: u32) -> i64 {
+    (i64::from(limit) * SAMPLE_ROWS_PER_JOB)
+        .max(MIN_SAMPLE_ROWS)
+        .min(probe_rows(limit))
 }
 
-impl Probe {
-    /// The verdict on a walk that found `found` matches for a page of `limit`, and had
-    /// a whole window of rows to walk (`window_walked`) or fewer.
-    pub(super) fn of(found: usize, limit: u32, window_walked: bool) -> Probe {
-        if found >= limit as usize || !window_walked {
-            Probe::Answers
+/// The next step of a payload page, from what the steps before it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Walk this many rows in order.
+    Walk(i64),
+    /// Count the rows a walk of this many could read: did it run out of rows?
+    Count(i64),
+    /// Read the page through the index.
+    Index,
+    /// The matches found are the page.
+    Done,
+}
+
+impl Step {
+    /// After a walk of `window` rows (for a page of `limit`) that found `found`.
+    pub(super) fn after_walk(window: i64, found: usize, limit: u32) -> Step {
+        let full = probe_rows(limit);
+        if found >= limit as usize {
+            Step::Done
+        } else if window >= full {
+            Step::Count(window)
+        } else if (found as i64) * full * 4 < i64::from(limit) * window {
+            // At the sample's density the window would not fill a quarter of a page.
+            Step::Count(window)
         } else {
-            Probe::Sparse
+            Step::Walk(full)
+        }
+    }
+
+    /// After a count that found `walked` of the `window` rows a walk could read.
+    pub(super) fn after_count(window: i64, walked: i64) -> Step {
+        if walked < window {
+            Step::Done
+        } else {
+            Step::Index
+        }
+    }
+}
+
+/// The column a walk by id goes by, other than the primary key: the filter's one
+/// queue, or else its one kind, whose `(column, id)` index (migration 0008) yields only
+/// the rows the window counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WalkBy {
+    /// `(queue, id)`.
+    Queue,
+    /// `(kind, id)`.
+    Kind,
+}
+
+impl WalkBy {
+    /// The column and its one value, for a walk by id of `filter`; `None`: the primary
+    /// key (or, by finish time, `jobs_finished_id`).
+    fn of(filter: &JobFilter) -> Option<(WalkBy, String)> {
+        if filter.sort_key() != SortKey::Id {
+            return None;
+        }
+        match (&filter.queues[..], &filter.kind) {
+            ([queue], _) => Some((WalkBy::Queue, queue.clone())),
+            (_, Some(kind)) => Some((WalkBy::Kind, kind.clone())),
+            _ => None,
+        }
+    }
+
+    /// The two halves of the condition on the column: `>= $1`, `<= $1`.
+    fn range(self) -> [&'static str; 2] {
+        match self {
+            WalkBy::Queue => [" AND queue >= ", " AND queue <= "],
+            WalkBy::Kind => [" AND kind >= ", " AND kind <= "],
+        }
+    }
+
+    /// The walk's order: the column, then id.
+    fn order_by(self, order: Order) -> &'static str {
+        match (self, order) {
+            (WalkBy::Queue, Order::Asc) => " ORDER BY queue, id",
+            (WalkBy::Queue, Order::Desc) => " ORDER BY queue DESC, id DESC",
+            (WalkBy::Kind, Order::Asc) => " ORDER BY kind, id",
+            (WalkBy::Kind, Order::Desc) => " ORDER BY kind DESC, id DESC",
+        }
+    }
+
+    /// `filter` without its condition on the column (the range replaces it).
+    fn without(self, filter: &mut JobFilter) {
+        match self {
+            WalkBy::Queue => filter.queues.clear(),
+            WalkBy::Kind => filter.kind = None,
         }
     }
 }
@@ -83,84 +178,132 @@ impl PostgresStore {
         Ok(b.build().fetch_all(&self.pool).await?)
     }
 
-    /// A page of a payload match: the walk, then (when it found less than a page) how
-    /// far it got, then (when it got to the end of its window) the index. One read-only
-    /// transaction at `REPEATABLE READ`, so that every step reads one snapshot: a walk
-    /// and a count that disagreed could end a listing early.
+    /// A page of a payload match, by the steps of [`Step`]. One read-only transaction
+    /// at `REPEATABLE READ`, so that every step reads one snapshot: a walk and a count
+    /// that disagreed could end a listing early.
     async fn by_payload(
         &self,
         filter: &JobFilter,
         m: &PayloadMatch,
     ) -> Result<Vec<PgRow>, StoreError> {
-        let window = probe_rows(filter.limit);
-        let others = JobFilter {
-            payload: None,
-            ..filter.clone()
-        };
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-
-        // The walk: lazy, so it stops at the page's last match, and narrow (the key and
-        // whether the payload matches; the page's jobs are read by id after it).
-        let mut b = select_jobs();
-        b.push(" AND id IN (SELECT id FROM (SELECT id, finished_at, payload @> ");
-        b.push_bind(m.containment());
-        b.push("::jsonb AS hit FROM jobs WHERE true");
-        push_conditions(&mut b, &others, &filter.state_names());
-        push_keyset(&mut b, filter);
-        b.push(order_by(filter));
-        b.push(" LIMIT ");
-        b.push_bind(window);
-        b.push(") AS walk WHERE hit");
-        b.push(order_by(filter));
-        b.push(" LIMIT ");
-        b.push_bind(i64::from(filter.limit));
-        b.push(")");
-        b.push(order_by(filter));
-        let found = b.build().fetch_all(&mut *tx).await?;
-
-        let walked = if found.len() >= filter.limit as usize {
-            window
-        } else {
-            // How many rows the walk had: fewer than its window, and it saw them all.
-            // Only the other conditions, so an index of (state, id) and the like can
-            // answer it without the table.
-            let mut b = QueryBuilder::<Postgres>::new(
-                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE true",
-            );
-            push_conditions(&mut b, &others, &filter.state_names());
-            push_keyset(&mut b, filter);
-            b.push(order_by(filter));
-            b.push(" LIMIT ");
-            b.push_bind(window);
-            b.push(") AS walk");
-            b.build_query_scalar::<i64>().fetch_one(&mut *tx).await?
-        };
-        let rows = match Probe::of(found.len(), filter.limit, walked >= window) {
-            Probe::Answers => found,
-            Probe::Sparse => {
-                // Bitmap scans only (the GIN index on payload, alone or combined with
-                // another), never a walk in order: for this transaction only. Without
-                // the index (it is opt-in, see migration 0014) the walk goes on instead.
-                sqlx::query(
-                    "SELECT set_config('enable_indexscan', s, true), \
-                            set_config('enable_seqscan', s, true) \
-                     FROM (SELECT CASE WHEN to_regclass('jobs_payload') IS NULL \
-                                       THEN 'on' ELSE 'off' END AS s) AS indexed",
-                )
-                .execute(&mut *tx)
-                .await?;
-                let mut b = select_jobs();
-                push_conditions(&mut b, filter, &filter.state_names());
-                push_page(&mut b, filter);
-                b.build().fetch_all(&mut *tx).await?
-            }
+        let mut found = Vec::new();
+        let mut step = Step::Walk(sample_rows(filter.limit));
+        let rows = loop {
+            step = match step {
+                Step::Walk(window) => {
+                    found = walk(&mut tx, filter, m, window).await?;
+                    Step::after_walk(window, found.len(), filter.limit)
+                }
+                Step::Count(window) => {
+                    Step::after_count(window, count(&mut tx, filter, window).await?)
+                }
+                Step::Index => break by_index(&mut tx, filter).await?,
+                Step::Done => break found,
+            };
         };
         tx.commit().await?;
         Ok(rows)
     }
+}
+
+/// The walk: the first `limit` matches among the next `window` rows past the cursor
+/// that meet the other conditions, in order. Lazy, so it stops at the page's last
+/// match, and narrow (the key and whether the payload matches; the page's jobs are
+/// read by id after it).
+async fn walk(
+    tx: &mut Transaction<'_, Postgres>,
+    filter: &JobFilter,
+    m: &PayloadMatch,
+    window: i64,
+) -> Result<Vec<PgRow>, StoreError> {
+    let mut others = JobFilter {
+        payload: None,
+        ..filter.clone()
+    };
+    let mut b = select_jobs();
+    b.push(" AND id IN (SELECT id FROM (SELECT id, queue, kind, finished_at, payload @> ");
+    b.push_bind(m.containment());
+    b.push("::jsonb AS hit FROM jobs WHERE true");
+    // A walk by a queue (or kind) names the column first in its order, which only the
+    // column's index yields without a sort: Postgres (15) would otherwise walk the
+    // primary key and filter the queue, as its estimate of a queue's rows scattered
+    // over the table makes the `(queue, id)` index look dearer than it is (issue 16: 65
+    // ms at p95 for a queue of a tenth of the jobs). The value is written as a range of
+    // one value (`>= $1 AND <= $1`, the same rows as `= $1` under the column's
+    // deterministic collation), so that the planner cannot drop the column from the
+    // order as a constant and take the primary key again.
+    let walk_order = match WalkBy::of(filter) {
+        None => order_by(filter),
+        Some((by, value)) => {
+            let [from, to] = by.range();
+            b.push(from);
+            b.push_bind(value.clone());
+            b.push(to);
+            b.push_bind(value);
+            by.without(&mut others);
+            by.order_by(filter.order)
+        }
+    };
+    push_conditions(&mut b, &others, &filter.state_names());
+    push_keyset(&mut b, filter);
+    b.push(walk_order);
+    b.push(" LIMIT ");
+    b.push_bind(window);
+    b.push(") AS walk WHERE hit");
+    b.push(walk_order);
+    b.push(" LIMIT ");
+    b.push_bind(i64::from(filter.limit));
+    b.push(")");
+    b.push(order_by(filter));
+    Ok(b.build().fetch_all(&mut **tx).await?)
+}
+
+/// How many of the next `window` rows past the cursor meet the other conditions: fewer
+/// than `window`, and a walk of `window` saw them all. Only the other conditions, so
+/// an index of (queue, id) and the like can answer it without the table.
+async fn count(
+    tx: &mut Transaction<'_, Postgres>,
+    filter: &JobFilter,
+    window: i64,
+) -> Result<i64, StoreError> {
+    let others = JobFilter {
+        payload: None,
+        ..filter.clone()
+    };
+    let mut b =
+        QueryBuilder::<Postgres>::new("SELECT count(*) FROM (SELECT 1 FROM jobs WHERE true");
+    push_conditions(&mut b, &others, &filter.state_names());
+    push_keyset(&mut b, filter);
+    b.push(order_by(filter));
+    b.push(" LIMIT ");
+    b.push_bind(window);
+    b.push(") AS walk");
+    Ok(b.build_query_scalar::<i64>().fetch_one(&mut **tx).await?)
+}
+
+/// The page through the GIN index: bitmap scans only (the index on payload, alone or
+/// combined with another), never a walk in order, for this transaction only. Without
+/// the index (it is opt-in, see migration 0014) the planner's own choice, which walks on.
+async fn by_index(
+    tx: &mut Transaction<'_, Postgres>,
+    filter: &JobFilter,
+) -> Result<Vec<PgRow>, StoreError> {
+    sqlx::query(
+        "SELECT set_config('enable_indexscan', s, true), \
+                set_config('enable_seqscan', s, true) \
+         FROM (SELECT CASE WHEN to_regclass('jobs_payload') IS NULL \
+                           THEN 'on' ELSE 'off' END AS s) AS indexed",
+    )
+    .execute(&mut **tx)
+    .await?;
+    let mut b = select_jobs();
+    push_conditions(&mut b, filter, &filter.state_names());
+    push_page(&mut b, filter);
+    Ok(b.build().fetch_all(&mut **tx).await?)
 }
 
 /// `SELECT <the job columns> FROM jobs WHERE true`, for conditions to follow.
@@ -173,18 +316,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_probe_answers_when_full_or_exhausted() {
+    fn windows_grow_with_the_page_within_bounds() {
         assert_eq!(probe_rows(100), 10_000);
         assert_eq!(probe_rows(1), 100);
         assert_eq!(probe_rows(1000), MAX_PROBE_ROWS);
+        assert_eq!(sample_rows(100), 1000);
+        assert_eq!(sample_rows(500), 5000);
+        assert_eq!(sample_rows(1000), 10_000);
+        // Never past the window: a page of 2 walks its 200 rows at once.
+        assert_eq!(sample_rows(2), 200);
+    }
+
+    #[test]
+    fn a_probe_walks_on_only_where_the_sample_leaves_it_unsure() {
+        let (sample, full) = (sample_rows(100), probe_rows(100));
         // A full page, wherever the walk stopped.
-        assert_eq!(Probe::of(100, 100, true), Probe::Answers);
-        assert_eq!(Probe::of(100, 100, false), Probe::Answers);
-        // Fewer than a page, but the rows ran out before the window.
-        assert_eq!(Probe::of(3, 100, false), Probe::Answers);
-        assert_eq!(Probe::of(0, 100, false), Probe::Answers);
-        // Fewer than a page in a whole window: the rest may hold more.
-        assert_eq!(Probe::of(99, 100, true), Probe::Sparse);
-        assert_eq!(Probe::of(0, 100, true), Probe::Sparse);
+        assert_eq!(Step::after_walk(sample, 100, 100), Step::Done);
+        assert_eq!(Step::after_walk(full, 100, 100), Step::Done);
+        // A sample at one in a hundred (the window's threshold): walk the window.
+        assert_eq!(Step::after_walk(sample, 10, 100), Step::Walk(full));
+        assert_eq!(Step::after_walk(sample, 3, 100), Step::Walk(full));
+        // Fewer than a quarter of a page in the window at the sample's density.
+        assert_eq!(Step::after_walk(sample, 2, 100), Step::Count(sample));
+        assert_eq!(Step::after_walk(sample, 0, 100), Step::Count(sample));
+        // The whole window walked and fewer than a page: did the rows run out?
+        assert_eq!(Step::after_walk(full, 99, 100), Step::Count(full));
+        assert_eq!(Step::after_walk(full, 0, 100), Step::Count(full));
+        // A sample that is the window (small pages) is the walk.
+        assert_eq!(Step::after_walk(200, 1, 2), Step::Count(200));
+        // The rows ran out: the matches are the page; else the index.
+        assert_eq!(Step::after_count(full, 9_999), Step::Done);
+        assert_eq!(Step::after_count(full, 0), Step::Done);
+        assert_eq!(Step::after_count(full, full), Step::Index);
+        assert_eq!(Step::after_count(sample, sample), Step::Index);
     }
 }

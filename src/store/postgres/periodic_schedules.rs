@@ -14,41 +14,22 @@ use crate::periodic::{MAX_SCHEDULES, PeriodicJob};
 use crate::store::audit::{AuditAction, AuditContext};
 use crate::store::periodic::check_schedule;
 use crate::store::periodic_schedules::{
-    ConfigSync, PeriodicSchedules, ScheduleColumns, ScheduleOrigin, ScheduleOutcome,
-    StoredSchedule, check_storable, declared_in_config, decode_all, name_taken, schedule_audit,
-    too_many, trigger_detail, trigger_job,
+    ConfigSync, MARK_TICKS, PeriodicSchedules, REMOVE_MARK, REMOVE_ROW, SCHEDULE_COLUMNS,
+    ScheduleColumns, ScheduleOrigin, ScheduleOutcome, StoredSchedule, check_storable,
+    declared_in_config, decode_all, name_taken, schedule_audit, too_many, trigger_detail,
+    trigger_job,
 };
 use crate::store::{EnqueueOutcome, StoreError};
 
-const COLUMNS: &str = "name, schedule, timezone, policy, backfill_ms, kind, payload, queue, \
-     priority, max_attempts, timeout_ms, origin, paused_at, created_at, updated_at";
-
+/// A row selected with [`SCHEDULE_COLUMNS`].
 fn columns(row: &PgRow) -> Result<ScheduleColumns, StoreError> {
-    let name: String = row.try_get("name")?;
-    let payload: serde_json::Value = row.try_get("payload")?;
-    Ok(ScheduleColumns {
-        name,
-        schedule: row.try_get("schedule")?,
-        timezone: row.try_get("timezone")?,
-        policy: row.try_get("policy")?,
-        backfill_ms: row.try_get("backfill_ms")?,
-        kind: row.try_get("kind")?,
-        payload,
-        queue: row.try_get("queue")?,
-        priority: row.try_get("priority")?,
-        max_attempts: row.try_get("max_attempts")?,
-        timeout_ms: row.try_get("timeout_ms")?,
-        origin: row.try_get("origin")?,
-        paused_at: row.try_get("paused_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    ScheduleColumns::from_row(row, row.try_get("payload")?)
 }
 
 /// The row of `name`, read in `tx`.
 async fn find(tx: &mut Tx, name: &str) -> Result<Option<StoredSchedule>, StoreError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM periodic_schedules WHERE name = $1 FOR UPDATE"
+        "SELECT {SCHEDULE_COLUMNS} FROM periodic_schedules WHERE name = $1 FOR UPDATE"
     )))
     .bind(name)
     .fetch_optional(&mut **tx)
@@ -59,53 +40,22 @@ async fn find(tx: &mut Tx, name: &str) -> Result<Option<StoredSchedule>, StoreEr
 /// Inserts `c`, or (`replace`) writes its definition and origin over the row of its
 /// name, keeping the pause and the creation time; registers the tick mark at `now`.
 async fn upsert(tx: &mut Tx, c: &ScheduleColumns, now: Millis) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO periodic_schedules (name, schedule, timezone, policy, backfill_ms, kind,
-             payload, queue, priority, max_attempts, timeout_ms, origin, paused_at, created_at,
-             updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule,
-             timezone = excluded.timezone, policy = excluded.policy,
-             backfill_ms = excluded.backfill_ms, kind = excluded.kind,
-             payload = excluded.payload, queue = excluded.queue, priority = excluded.priority,
-             max_attempts = excluded.max_attempts, timeout_ms = excluded.timeout_ms,
-             origin = excluded.origin, updated_at = excluded.updated_at",
-    )
-    .bind(&c.name)
-    .bind(&c.schedule)
-    .bind(&c.timezone)
-    .bind(&c.policy)
-    .bind(c.backfill_ms)
-    .bind(&c.kind)
-    .bind(&c.payload)
-    .bind(&c.queue)
-    .bind(c.priority)
-    .bind(c.max_attempts)
-    .bind(c.timeout_ms)
-    .bind(&c.origin)
-    .bind(c.paused_at)
-    .bind(c.created_at)
-    .bind(c.updated_at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO periodic_ticks (schedule, last_tick, updated_at) VALUES ($1, $2, $2)
-         ON CONFLICT (schedule) DO NOTHING",
-    )
-    .bind(&c.name)
-    .bind(now.0)
-    .execute(&mut **tx)
-    .await?;
+    c.bind_upsert(c.payload.clone()).execute(&mut **tx).await?;
+    sqlx::query(MARK_TICKS)
+        .bind(&c.name)
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 /// Removes the row of `name` and its tick mark.
 async fn remove(tx: &mut Tx, name: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM periodic_schedules WHERE name = $1")
+    sqlx::query(REMOVE_ROW)
         .bind(name)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("DELETE FROM periodic_ticks WHERE schedule = $1")
+    sqlx::query(REMOVE_MARK)
         .bind(name)
         .execute(&mut **tx)
         .await?;
@@ -168,7 +118,7 @@ impl PeriodicSchedules for PostgresStore {
                 let c = ScheduleColumns::new(job, ScheduleOrigin::Api, paused, now);
                 // A mark left by a schedule of that name that had no row (an older
                 // version's config) would let its old ticks run: start afresh.
-                sqlx::query("DELETE FROM periodic_ticks WHERE schedule = $1")
+                sqlx::query(REMOVE_MARK)
                     .bind(&job.name)
                     .execute(&mut *tx)
                     .await?;
@@ -305,7 +255,7 @@ impl PeriodicSchedules for PostgresStore {
 
     async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM periodic_schedules ORDER BY name"
+            "SELECT {SCHEDULE_COLUMNS} FROM periodic_schedules ORDER BY name"
         )))
         .fetch_all(&self.pool)
         .await?;

@@ -1,11 +1,14 @@
-//! A [`JobFilter`] as SQLite conditions. Only the conditions a filter sets are
+//! A [`JobFilter`] as SQLite conditions: the lists and the payload match here, the rest
+//! shared with Postgres (`store/filter_sql.rs`). Only the conditions a filter sets are
 //! written, lists are written as `IN (?, ?)` (bounded by [`JobFilter::check`]) so the
 //! planner can use the `(state, id)` and `(queue, id)` indexes, every value is a bound
 //! parameter, and the SQL text is made of the fixed fragments below alone.
 
 use sqlx::{QueryBuilder, Sqlite};
 
-use crate::store::filter::{After, JobFilter, Order, SortKey};
+use crate::store::filter::JobFilter;
+pub(super) use crate::store::filter_sql::push_page;
+use crate::store::filter_sql::push_scalars;
 
 /// Appends SQL text; only ever fixed fragments, never a value.
 fn sql(b: &mut QueryBuilder<Sqlite>, fragment: &'static str) {
@@ -33,34 +36,7 @@ pub(super) fn push_conditions(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter, 
     push_in(b, "queue", &filter.queues);
     let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
     push_in(b, "state", &states);
-    if let Some(kind) = &filter.kind {
-        sql(b, " AND kind = ");
-        b.push_bind(kind.clone());
-    }
-    if let Some(p) = filter.priority_min {
-        sql(b, " AND priority >= ");
-        b.push_bind(i64::from(p));
-    }
-    if let Some(p) = filter.priority_max {
-        sql(b, " AND priority <= ");
-        b.push_bind(i64::from(p));
-    }
-    if let Some(t) = filter.created.from {
-        sql(b, " AND created_at >= ");
-        b.push_bind(t.0);
-    }
-    if let Some(t) = filter.created.to {
-        sql(b, " AND created_at < ");
-        b.push_bind(t.0);
-    }
-    if let Some(t) = filter.finished.from {
-        sql(b, " AND finished_at >= ");
-        b.push_bind(t.0);
-    }
-    if let Some(t) = filter.finished.to {
-        sql(b, " AND finished_at < ");
-        b.push_bind(t.0);
-    }
+    push_scalars(b, filter);
     if let Some(m) = &filter.payload {
         // The type first, so that a string never equals a number and `true` never
         // equals 1 (json_extract gives 1 for both); an invalid payload (a row this
@@ -94,53 +70,4 @@ pub(super) fn push_conditions(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter, 
             sql(b, ") THEN 1 ELSE 0 END)");
         }
     }
-}
-
-/// Appends the keyset condition past `filter.after` (checked by [`JobFilter::check`] to
-/// be of the filter's [`SortKey`]) and, for a listing by finish time, `finished_at IS
-/// NOT NULL`, the predicate of the `(finished_at, id)` index that serves it.
-pub(super) fn push_keyset(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
-    let key = filter.sort_key();
-    if key == SortKey::Finished {
-        sql(b, " AND finished_at IS NOT NULL");
-    }
-    let past = match filter.order {
-        Order::Asc => " > ",
-        Order::Desc => " < ",
-    };
-    match filter.after {
-        None => {}
-        Some(After::Id(id)) => {
-            sql(b, " AND id");
-            sql(b, past);
-            b.push_bind(id.0);
-        }
-        Some(After::Finished { at, id }) => {
-            sql(b, " AND (finished_at, id)");
-            sql(b, past);
-            sql(b, "(");
-            b.push_bind(at.0);
-            sql(b, ", ");
-            b.push_bind(id.0);
-            sql(b, ")");
-        }
-    }
-}
-
-/// The `ORDER BY` of a listing: its [`SortKey`] in its [`Order`].
-pub(super) fn order_by(filter: &JobFilter) -> &'static str {
-    match (filter.sort_key(), filter.order) {
-        (SortKey::Id, Order::Asc) => " ORDER BY id",
-        (SortKey::Id, Order::Desc) => " ORDER BY id DESC",
-        (SortKey::Finished, Order::Asc) => " ORDER BY finished_at, id",
-        (SortKey::Finished, Order::Desc) => " ORDER BY finished_at DESC, id DESC",
-    }
-}
-
-/// Appends the keyset condition past `filter.after`, the order and the limit.
-pub(super) fn push_page(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
-    push_keyset(b, filter);
-    sql(b, order_by(filter));
-    sql(b, " LIMIT ");
-    b.push_bind(i64::from(filter.limit));
 }

@@ -16,7 +16,8 @@ use crate::limits::plan::{self, Candidate, LimitKey, Limits};
 use crate::limits::{Bucket, Limit, LimitUsage};
 use crate::store::StoreError;
 use crate::store::limits::{
-    CANDIDATES_PER_WANT, EXTRA_CANDIDATES, JobLimits, LimitRow, check, stale_buckets,
+    CANDIDATES_PER_WANT, EXTRA_CANDIDATES, INSERT_LIMIT, JobLimits, LOW_BUCKETS, LimitRow,
+    SELECT_LIMITS, check, stale_buckets, usage,
 };
 
 /// The key of a job under limit `l` (joined as `l`) for job `j`: the payload's value at
@@ -84,12 +85,6 @@ type CandidateRow = (
     Option<String>,
     Option<String>,
 );
-
-/// Stored buckets that may hold less than one token at `?1`.
-const LOW_BUCKETS: &str = "SELECT b.lim, b.key, b.tokens, b.refilled_at
-     FROM limit_buckets b JOIN job_limits l ON l.name = b.lim
-     WHERE l.rate_count IS NOT NULL
-       AND b.tokens + (?1 - b.refilled_at) * CAST(l.rate_count AS REAL) / l.rate_ms < 1";
 
 impl SqliteStore {
     /// Picks the jobs a limited claim may lease (see [`plan`]) and writes the buckets
@@ -210,12 +205,7 @@ async fn load_from<'c, E>(exec: E) -> Result<Vec<Limit>, StoreError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
-    let rows: Vec<LimitTuple> = sqlx::query_as(
-        "SELECT queue, kind, max_running, rate_count, rate_ms, burst, limit_by
-         FROM job_limits ORDER BY name",
-    )
-    .fetch_all(exec)
-    .await?;
+    let rows: Vec<LimitTuple> = sqlx::query_as(SELECT_LIMITS).fetch_all(exec).await?;
     rows.into_iter().map(|r| row(r).limit()).collect()
 }
 
@@ -252,23 +242,19 @@ impl JobLimits for SqliteStore {
             .await?;
         for l in limits {
             let r = LimitRow::of(l);
-            sqlx::query(
-                "INSERT INTO job_limits (name, queue, kind, max_running, rate_count, rate_ms,
-                     burst, limit_by, path, set_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .bind(l.name())
-            .bind(r.queue)
-            .bind(r.kind)
-            .bind(r.max_running)
-            .bind(r.rate_count)
-            .bind(r.rate_ms)
-            .bind(r.burst)
-            .bind(r.limit_by)
-            .bind(l.sqlite_path())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(INSERT_LIMIT)
+                .bind(l.name())
+                .bind(r.queue)
+                .bind(r.kind)
+                .bind(r.max_running)
+                .bind(r.rate_count)
+                .bind(r.rate_ms)
+                .bind(r.burst)
+                .bind(r.limit_by)
+                .bind(l.sqlite_path())
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
         }
         for gone in stale_buckets(&old, limits) {
             sqlx::query("DELETE FROM limit_buckets WHERE lim = ?1")
@@ -287,15 +273,6 @@ impl JobLimits for SqliteStore {
     async fn limit_usage(&self) -> Result<Vec<LimitUsage>, StoreError> {
         let rows: Vec<(String, String, i64)> =
             sqlx::query_as(RUNNING).fetch_all(&self.read).await?;
-        let mut out: Vec<LimitUsage> = rows
-            .into_iter()
-            .map(|(limit, key, n)| LimitUsage {
-                limit,
-                key,
-                running: n.max(0) as u64,
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.limit, &a.key).cmp(&(&b.limit, &b.key)));
-        Ok(out)
+        Ok(usage(rows))
     }
 }
