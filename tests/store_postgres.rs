@@ -350,7 +350,10 @@ async fn many_concurrent_claimers_never_share_a_job() {
     .fetch_one(s.pool())
     .await
     .unwrap();
-    assert_eq!((claims, execs, later_tokens), (total as i64, total as i64, 0));
+    assert_eq!(
+        (claims, execs, later_tokens),
+        (total as i64, total as i64, 0)
+    );
     assert_eq!(
         s.counts().await.unwrap()["default"][&JobState::Succeeded],
         total as u64

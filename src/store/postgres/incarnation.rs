@@ -20,6 +20,12 @@
 //! Completions, enqueues, rescues and admin actions keep the session's durability: only
 //! the claim statement (its implicit transaction, or the limited claim's transaction)
 //! lowers `synchronous_commit`, with `SET LOCAL` semantics.
+//!
+//! Limits: the incarnation lives in the server session (`jobmesh.incarnation`), so the
+//! store must own its connections (no transaction-pooling proxy between them, which
+//! would hand one session to several stores). And "never twice" holds for crashes of
+//! the server; after a failover to a standby, the draws must have reached it
+//! (synchronous replication), as any durable commit must.
 
 use sqlx::PgConnection;
 
