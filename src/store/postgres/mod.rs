@@ -72,6 +72,7 @@ mod enqueue;
 mod events;
 mod filter;
 mod history;
+mod insights;
 mod leader;
 mod limited;
 mod limits;
