@@ -388,7 +388,7 @@ async fn the_dashboard_in_a_real_browser() {
     b.goto(&format!("{base}/#/queues")).await;
     b.find("tr[data-queue=\"default\"]").await;
     assert!(b.find_all("button.pause, button.resume").await.is_empty());
-    b.goto(&format!("{base}/#/jobs")).await;
+    b.goto(&format!("{base}/#/jobs?order=asc")).await;
     b.find(&row).await;
     assert!(
         b.find_all("#bulk-actions button, #job-table input[type=checkbox]")
@@ -420,7 +420,7 @@ async fn the_dashboard_in_a_real_browser() {
 
     // The same pages at a phone's width.
     b.resize(390, 844).await;
-    b.goto(&format!("{base}/#/jobs")).await;
+    b.goto(&format!("{base}/#/jobs?order=asc")).await;
     b.find(&row).await;
     shot(&b, "jobs-phone").await;
 

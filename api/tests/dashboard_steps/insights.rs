@@ -98,7 +98,7 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
     b.goto(&format!("{base}/#/")).await;
     b.wait("the store's latency on the overview", || async {
         let t = b.text(&b.find("#latency").await).await;
-        (t.contains("wait p99 4,000 ms") && t.contains("run p99 3,000 ms")).then_some(())
+        (t.contains("p99 4,000 ms; run") && t.contains("p99 3,000 ms")).then_some(())
     })
     .await;
     b.find("#latency svg.chart").await;
