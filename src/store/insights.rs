@@ -328,14 +328,16 @@ pub(crate) fn groups_of(rows: Vec<GroupRow>) -> DeadLetterGroups {
     DeadLetterGroups {
         groups: rows
             .into_iter()
-            .map(|(queue, reason, n, first, last, sample, _, _)| DeadLetterGroup {
-                queue,
-                reason,
-                jobs: n.max(0) as u64,
-                first_at: Millis(first),
-                last_at: Millis(last),
-                sample: JobId(sample),
-            })
+            .map(
+                |(queue, reason, n, first, last, sample, _, _)| DeadLetterGroup {
+                    queue,
+                    reason,
+                    jobs: n.max(0) as u64,
+                    first_at: Millis(first),
+                    last_at: Millis(last),
+                    sample: JobId(sample),
+                },
+            )
             .collect(),
         total_groups,
         total_jobs,

@@ -123,7 +123,10 @@ pub async fn workflow_links_from_either_end(s: &dyn Store) {
         .collect();
     assert_eq!(
         named,
-        [(r, "root", JobState::Available), (j, "join", JobState::Waiting)]
+        [
+            (r, "root", JobState::Available),
+            (j, "join", JobState::Waiting)
+        ]
     );
 }
 
@@ -183,7 +186,10 @@ pub async fn dead_letters_group_by_reason_shape(s: &dyn Store) {
     );
     assert_eq!((g.total_groups, g.total_jobs), (3, 5));
     let first = &g.groups[0];
-    assert_eq!(first.sample, claimed[3].job.id, "the newest job of the group");
+    assert_eq!(
+        first.sample, claimed[3].job.id,
+        "the newest job of the group"
+    );
     assert!(first.first_at <= first.last_at);
     let cut = s.dead_letter_groups(1).await.unwrap();
     assert_eq!(
