@@ -1,16 +1,11 @@
-// Dead letters: discarded jobs grouped by their last error, redriven one, some or all.
+// Dead letters: every discarded job grouped by queue and reason (a store aggregate,
+// GET /api/v1/dlq/groups, shared by every viewer), redriven by group, one, some or all.
 
-import {h, put, table, time, num, confirmDialog} from './dom.js';
+import {h, put, table, time, num, ago, confirmDialog} from './dom.js';
 import {api, query} from './api.js';
 import {poll} from './live.js';
 
-const SAMPLE = 1000;
-
-/** The error's shape: digits and quoted values folded, so one cause groups together. */
-function reason(e) {
-  if (!e) return '(no error recorded)';
-  return e.replace(/\d+/g, 'N').slice(0, 160);
-}
+const NEWEST = 100;
 
 export async function render(main, {me}) {
   const err = h('p', {class: 'error', role: 'alert'});
@@ -32,41 +27,39 @@ export async function render(main, {me}) {
   };
 
   const load = async () => {
-    const [page, queues] = await Promise.all([
-      api(`/jobs${query({state: 'discarded', order: 'desc', limit: SAMPLE})}`),
-      api('/queues'),
+    const [page, g] = await Promise.all([
+      api(`/jobs${query({state: 'discarded', order: 'desc', limit: NEWEST})}`),
+      api('/dlq/groups'),
     ]);
-    const total = queues.queues.reduce((a, q) => a + (q.counts.discarded || 0), 0);
-    const groups = new Map();
-    for (const j of page.jobs) {
-      const k = `${j.queue}\u0000${j.kind}\u0000${reason(j.last_error)}`;
-      const g = groups.get(k) || {queue: j.queue, kind: j.kind, reason: reason(j.last_error), jobs: []};
-      g.jobs.push(j);
-      groups.set(k, g);
-    }
-    const sorted = [...groups.values()].sort((a, b) => b.jobs.length - a.jobs.length);
+    const total = g.total_jobs;
     const ask = async (ids, what) => {
       if (await confirmDialog(`Redrive ${num(ids.length)} dead job(s) (${what})? They run again with fresh attempts.`, `Redrive ${num(ids.length)}`)) {
         await redrive({ids}, what);
       }
     };
+    const askGroup = async grp => {
+      if (await confirmDialog(`Redrive the ${num(grp.jobs)} dead job(s) of queue “${grp.queue}” whose reason reads “${grp.reason}” (by the latest read; every job of the group when it runs)? They run again with fresh attempts.`, `Redrive ${num(grp.jobs)}`)) {
+        await redrive({group: {queue: grp.queue, reason: grp.reason}}, `group of ${num(grp.jobs)}`);
+      }
+    };
     put(body,
-      h('p', {}, `${num(total)} dead job(s) in all (counts shared by every viewer); the newest ${num(page.jobs.length)} grouped by queue, kind and error:`),
+      h('p', {id: 'dlq-summary'}, `${num(total)} dead job(s) in ${num(g.total_groups)} group(s) by queue and reason (digits folded to #), read ${ago(g.read_at)}`,
+        g.total_groups > g.groups.length ? `; the ${num(g.groups.length)} largest shown` : '', ':'),
       canAct ? h('div', {class: 'row'},
         h('button', {type: 'button', id: 'redrive-selected', disabled: selected.size === 0, on: {click: () => ask([...selected], 'selected')}}, `Redrive ${selected.size} selected`),
         me.queues.length ? null : h('button', {type: 'button', class: 'danger', id: 'redrive-all', disabled: total === 0,
           on: {click: async () => {
-            if (await confirmDialog(`Redrive every dead job: ${num(total)} by the latest counts?`, `Redrive ${num(total)}`)) await redrive({all: true}, 'all');
+            if (await confirmDialog(`Redrive every dead job: ${num(total)} by the latest read?`, `Redrive ${num(total)}`)) await redrive({all: true}, 'all');
           }}}, `Redrive all ${num(total)}`)) : null,
       table([
-        ['Jobs', g => num(g.jobs.length), 'num'],
-        ['Queue', g => g.queue, 'wrap'],
-        ['Kind', g => g.kind, 'wrap'],
-        ['Error', g => h('span', {class: 'last-error'}, g.reason), 'wrap'],
-        ['Newest', g => time(g.jobs[0].finished_at), 'hide-narrow'],
-        ['', g => canAct ? h('button', {type: 'button', on: {click: () => ask(g.jobs.map(j => j.id), `group ${g.kind}`)}}, 'Redrive group') : null],
-      ], sorted, 'The dead-letter queue is empty.'),
-      h('h2', {}, 'Jobs'),
+        ['Jobs', grp => num(grp.jobs), 'num'],
+        ['Queue', grp => grp.queue, 'wrap'],
+        ['Reason', grp => h('span', {class: 'last-error'}, grp.reason), 'wrap'],
+        ['Newest', grp => [h('a', {href: `#/jobs/${grp.sample}`}, String(grp.sample)), grp.sample_kind === null ? '' : ` ${grp.sample_kind}`], 'wrap hide-narrow'],
+        ['Last', grp => time(grp.last_at), 'hide-narrow'],
+        ['', grp => canAct ? h('button', {type: 'button', class: 'redrive-group', on: {click: () => askGroup(grp)}}, 'Redrive group') : null],
+      ], g.groups, 'The dead-letter queue is empty.', grp => ({dataset: {queue: grp.queue, jobs: grp.jobs}})),
+      h('h2', {}, `Newest ${NEWEST}`),
       table([
         ...(canAct ? [['', j => {
           const c = h('input', {type: 'checkbox', checked: selected.has(j.id), 'aria-label': `select job ${j.id}`});
@@ -79,7 +72,7 @@ export async function render(main, {me}) {
         ['Error', j => h('span', {class: 'last-error'}, j.last_error || ''), 'wrap'],
         ['Died', j => time(j.finished_at), 'hide-narrow'],
         ['', j => canAct ? h('button', {type: 'button', on: {click: () => ask([j.id], `job ${j.id}`)}}, 'Redrive') : null],
-      ], page.jobs.slice(0, 100), ''));
+      ], page.jobs, ''));
   };
   return poll(() => load().catch(e => { err.textContent = e.message; }), 10000);
 }

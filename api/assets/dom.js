@@ -114,7 +114,14 @@ export function lineChart(series, spanMs, unit = '/s') {
   return s('svg', {class: 'chart', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img'},
     s('line', {class: 'axis', x1: P, y1: H - P / 2, x2: W - P, y2: H - P / 2}),
     s('text', {x: 2, y: 10}, `${max.toFixed(max < 10 ? 2 : 0)}${unit}`),
-    series.map(ser => ser.points.length < 2 ? null :
-      s('polyline', {class: `line ${ser.cls}`, points: ser.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ')},
-        s('title', {}, ser.name))));
+    series.map(ser => {
+      if (!ser.points.length) return null;
+      // A single point has no line: a dot, so one busy minute still shows.
+      if (ser.points.length === 1) {
+        const [t, v] = ser.points[0];
+        return s('circle', {class: `line ${ser.cls}`, cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5}, s('title', {}, ser.name));
+      }
+      return s('polyline', {class: `line ${ser.cls}`, points: ser.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ')},
+        s('title', {}, ser.name));
+    }));
 }

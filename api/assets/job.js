@@ -1,5 +1,6 @@
 // One job: its fields, payload and output (pretty, collapsible), every attempt, the
-// event timeline, its parents, and the actions its state allows.
+// event timeline, the workflow around it (parents and children, drawn as a graph), and
+// the actions its state allows.
 
 import {h, s, put, table, badge, time, duration, json, confirmDialog} from './dom.js';
 import {api} from './api.js';
@@ -8,23 +9,60 @@ import {poll, onEvents, debounce} from './live.js';
 const UNFINISHED = ['waiting', 'scheduled', 'available', 'running', 'retryable'];
 const FINISHED = ['succeeded', 'discarded', 'cancelled'];
 
-/** Parents above, this job below: the part of the workflow the API shows of it. */
-function dag(job) {
-  if (!job.depends_on.length) return null;
-  const W = 130, H = 30, GAP = 20;
-  const n = job.depends_on.length;
-  const width = Math.max(n * (W + GAP), W + GAP);
-  const cx = width / 2;
-  return s('svg', {class: 'dag', viewBox: `0 0 ${width} 130`, role: 'img'},
-    job.depends_on.map((p, i) => {
-      const x = i * (W + GAP) + GAP / 2;
-      return s('g', {},
-        s('path', {d: `M${x + W / 2},${10 + H} C${x + W / 2},70 ${cx},60 ${cx},90`}),
-        s('a', {href: `#/jobs/${p}`}, s('rect', {x, y: 10, width: W, height: H, rx: 5}),
-          s('text', {x: x + 8, y: 29}, `parent ${p}`)));
-    }),
-    s('g', {class: 'cur'}, s('rect', {x: cx - W / 2, y: 90, width: W, height: H, rx: 5}),
-      s('text', {x: cx - W / 2 + 8, y: 109}, `job ${job.id} · ${job.kind}`.slice(0, 22))));
+const GRAPH_JOBS = 200;
+
+/** Layers of a DAG: each job one below its lowest parent among the jobs shown. */
+function layers(jobs, links) {
+  const parents = new Map(jobs.map(j => [j.id, []]));
+  for (const l of links) if (parents.has(l.child) && parents.has(l.parent)) parents.get(l.child).push(l.parent);
+  const depth = new Map();
+  const visit = (id, seen) => {
+    if (depth.has(id)) return depth.get(id);
+    if (seen.has(id)) return 0; // a cycle cannot be stored, but never loop on one
+    seen.add(id);
+    const d = Math.max(-1, ...parents.get(id).map(p => visit(p, seen))) + 1;
+    depth.set(id, d);
+    return d;
+  };
+  for (const j of jobs) visit(j.id, new Set());
+  const rows = [];
+  for (const j of jobs) (rows[depth.get(j.id)] ||= []).push(j);
+  return {rows, depth};
+}
+
+/** The workflow around the job as an SVG graph built node by node (text only), each
+ * job a link to its page; parents above children. */
+function graph(g, id) {
+  if (g.jobs.length < 2) return null;
+  const W = 150, H = 30, GX = 16, GY = 36;
+  const {rows} = layers(g.jobs, g.links);
+  const widest = Math.max(...rows.map(r => r.length));
+  const width = widest * (W + GX) + GX;
+  const height = rows.length * (H + GY) + GY / 2;
+  const at = new Map();
+  rows.forEach((row, r) => {
+    const offset = (width - row.length * (W + GX) + GX) / 2;
+    row.forEach((j, i) => at.set(j.id, {x: offset + i * (W + GX), y: GY / 2 + r * (H + GY)}));
+  });
+  const edges = g.links.filter(l => at.has(l.parent) && at.has(l.child)).map(l => {
+    const p = at.get(l.parent), c = at.get(l.child);
+    const x1 = p.x + W / 2, y1 = p.y + H, x2 = c.x + W / 2, y2 = c.y;
+    return s('path', {d: `M${x1},${y1} C${x1},${y1 + GY / 2} ${x2},${y2 - GY / 2} ${x2},${y2}`});
+  });
+  const nodes = g.jobs.map(j => {
+    const p = at.get(j.id);
+    const label = j.kind === null ? `#${j.id}` : `#${j.id} ${j.kind}`;
+    const state = j.state ? String(j.state).replace(/[^a-z_]/g, '') : 'hidden';
+    return s('a', {href: `#/jobs/${j.id}`, 'data-job': j.id, class: `gnode st-${state}${String(j.id) === String(id) ? ' cur' : ''}`},
+      s('title', {}, j.kind === null ? `job ${j.id} (not visible to this token)` : `job ${j.id} · ${j.kind} · ${j.queue} · ${j.state}`),
+      s('rect', {x: p.x, y: p.y, width: W, height: H, rx: 5}),
+      s('text', {x: p.x + 8, y: p.y + 19}, label.length > 22 ? `${label.slice(0, 21)}…` : label));
+  });
+  return h('div', {class: 'dag-wrap', id: 'job-graph'},
+    s('svg', {class: 'dag', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img'}, edges, nodes),
+    h('p', {class: 'muted', id: 'job-graph-note'},
+      `${g.jobs.length} job(s) of the workflow, ${g.links.length} link(s); parents above children.`,
+      g.truncated ? ` Cut at ${g.max_jobs} jobs: more of the workflow is linked beyond them.` : ''));
 }
 
 export async function render(main, {me, id}) {
@@ -46,7 +84,10 @@ export async function render(main, {me, id}) {
   };
 
   const load = async () => {
-    const d = await api(`/jobs/${encodeURIComponent(id)}?events=200`);
+    const [d, g] = await Promise.all([
+      api(`/jobs/${encodeURIComponent(id)}?events=200`),
+      api(`/jobs/${encodeURIComponent(id)}/graph?max_jobs=${GRAPH_JOBS}`).catch(() => null),
+    ]);
     const j = d.job || d;
     const buttons = [];
     if (me.may.operate && (!me.queues.length || me.queues.includes(j.queue))) {
@@ -72,7 +113,7 @@ export async function render(main, {me, id}) {
       h('div', {class: 'row'}, buttons),
       j.last_error ? h('div', {class: 'panel'}, h('strong', {}, 'Last error'), h('pre', {class: 'error last-error'}, j.last_error)) : null,
       h('div', {class: 'table-wrap'}, h('table', {class: 'fields'}, h('tbody', {}, fields.map(([k, ...v]) => h('tr', {}, h('th', {}, k), h('td', {class: 'wrap'}, v)))))),
-      dag(j),
+      g ? graph(g, j.id) : null,
       payload,
       j.output !== null && j.output !== undefined ? h('details', {open: true}, h('summary', {}, 'Output'), json(j.output)) : null,
       h('h2', {}, 'Attempts'),

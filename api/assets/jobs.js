@@ -1,5 +1,6 @@
 // Jobs: filters, keyset pages, selection of some jobs or of every job matching the
-// filter, and bulk actions with a confirmation that says how many jobs they touch.
+// filter, and bulk actions with a confirmation that says how many jobs they touch
+// (for "all matching": POST /api/v1/jobs/bulk/{action}/count, exact or "more than").
 
 import {h, put, table, badge, time, num, confirmDialog} from './dom.js';
 import {api, query} from './api.js';
@@ -7,7 +8,6 @@ import {poll, onEvents, debounce} from './live.js';
 
 export const STATES = ['available', 'running', 'scheduled', 'retryable', 'waiting', 'succeeded', 'discarded', 'cancelled'];
 const PAGE = 50;
-const COUNT_CAP = 10000;
 const FILTER_KEYS = ['queue', 'state', 'kind', 'priority_min', 'priority_max', 'created_from', 'created_to', 'payload'];
 
 /** The filter of the page's parameters, as the list takes it. */
@@ -34,16 +34,10 @@ function localInput(ms) {
   return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 }
 
-/** How many jobs match, by listing ids a thousand at a time up to COUNT_CAP. */
-async function countMatching(f) {
-  let n = 0;
-  let cursor = null;
-  do {
-    const page = await api(`/jobs${query({...f, limit: 1000, cursor})}`);
-    n += page.jobs.length;
-    cursor = page.next_cursor;
-  } while (cursor && n < COUNT_CAP);
-  return {n, more: Boolean(cursor)};
+/** How many jobs `verb` would touch: the matches of the filter in the states it
+ * changes, exact from the shared counts or counted by the store up to its cap. */
+async function countTouched(verb, f) {
+  return api(`/jobs/bulk/${verb}/count`, {method: 'POST', body: {filter: bodyFilter(f)}});
 }
 
 export async function render(main, {me, params}) {
@@ -157,10 +151,20 @@ export async function render(main, {me, params}) {
       verbs.map(([verb, label]) => h('button', {type: 'button', class: `all-${verb}`,
         on: {click: async () => {
           put(result, 'Counting the matching jobs…');
-          const {n, more} = await countMatching(f);
-          const count = more ? `more than ${num(n)}` : num(n);
+          let c;
+          try {
+            c = await countTouched(verb, f);
+          } catch (e) {
+            put(result, h('span', {class: 'error'}, `${verb}: ${e.message}`));
+            return;
+          }
+          const count = !c.counted ? 'an uncounted number of' : c.exact ? num(c.jobs) : `more than ${num(c.cap)}`;
           put(result);
-          if (await confirmDialog(`${label}: every job matching the filter, ${count} now (the action applies to every match when it runs, not one page).`, `${label} ${count}`)) {
+          const states = c.states.join(', ');
+          const question = c.counted && c.exact && c.jobs === 0
+            ? `${label}: no job matching the filter is in a state it changes (${states}). Run it anyway?`
+            : `${label} ${count} job${c.jobs === 1 && c.exact ? '' : 's'}: every job matching the filter in a state it changes (${states}), ${c.source === 'counts' ? 'by the shared counts' : c.counted ? 'counted now' : 'too many to count within a second'}. Jobs enqueued or changed before it runs may make the number differ; the result says what it did.`;
+          if (await confirmDialog(question, c.counted ? `${label} ${count}` : `${label} all`)) {
             await runBulk(verb, {filter: bodyFilter(f)}, 'all matching the filter');
           }
         }}}, `${label} all`)));

@@ -1,15 +1,16 @@
 // Overview: jobs by state, throughput, nodes, the dead-letter queue, rescues and
 // restarts. Counts come from /api/v1/queues (read once per api.counts_max_age for every
-// caller, never per tab); the chart counts the live event stream in 5 s buckets.
+// caller, never per tab); the throughput chart counts the live event stream in 5 s
+// buckets; queue wait and run time per minute come from /api/v1/stats/latency, read
+// from the store for the whole cluster (also shared by every caller).
 
 import {h, put, card, num, lineChart, ago} from './dom.js';
 import {api} from './api.js';
 import {poll, onEvents} from './live.js';
-import {sample, history} from './latency.js';
 
 const STATES = ['available', 'running', 'scheduled', 'retryable', 'waiting', 'succeeded', 'discarded', 'cancelled'];
 const BUCKET = 5000;
-const fmt = v => (v === null ? '–' : `${(v * 1000).toFixed(v < 0.01 ? 2 : 0)} ms`);
+const fmt = v => (v === null || v === undefined ? '–' : `${num(v)} ms`);
 const SPAN = 10 * 60 * 1000;
 
 // Kept across visits to the page, so coming back shows the recent past.
@@ -44,27 +45,36 @@ export async function render(main) {
   const latency = h('div', {class: 'panel', id: 'latency'});
   put(main, h('h1', {}, 'Overview'), cards,
     h('h2', {}, 'Throughput (live, 5 s buckets, last 10 min)'), chart,
-    h('h2', {}, 'Queue wait and run time on this node (p50, p99 per 15 s, last hour)'), latency,
+    h('h2', {}, 'Queue wait and run time, whole cluster (p50, p99 per minute, last hour)'), latency,
     h('h2', {}, 'Jobs by state'), states);
 
-  const ms = (field) => history.filter(p => p[field] !== null).map(p => [p.t, p[field] * 1000]);
   const stopLatency = poll(async () => {
-    if (!await sample()) {
-      put(latency, h('p', {class: 'muted'}, 'The metrics need a token not limited to queues.'));
+    let view;
+    try {
+      view = await api('/stats/latency');
+    } catch (e) {
+      put(latency, h('p', {class: 'muted'}, e.status === 403 ? 'The latency spans every queue: it needs a token not limited to queues.' : `latency: ${e.message}`));
       return;
     }
+    const pts = field => view.minutes.filter(m => m[field] !== null && m[field] !== undefined).map(m => [m.at + 60000, m[field]]);
+    const busy = view.minutes.filter(m => m.jobs > 0);
+    const last = busy[busy.length - 1];
+    const sampled = view.minutes.some(m => m.sampled);
     put(latency,
-      history.length < 2 ? h('p', {class: 'muted'}, 'Collecting: a point per 15 s in which this node claimed or finished jobs.') :
+      busy.length === 0 ? h('p', {class: 'muted', id: 'latency-empty'}, 'No job finished in the last hour.') :
         lineChart([
-          {name: 'wait p50', cls: 'l-acc', points: ms('wait50')},
-          {name: 'wait p99', cls: 'l-bad', points: ms('wait99')},
-          {name: 'run p50', cls: 'l-ok', points: ms('run50')},
-          {name: 'run p99', cls: 'l-ok dashed', points: ms('run99')},
+          {name: 'wait p50', cls: 'l-acc', points: pts('wait_p50_ms')},
+          {name: 'wait p99', cls: 'l-bad', points: pts('wait_p99_ms')},
+          {name: 'run p50', cls: 'l-ok', points: pts('run_p50_ms')},
+          {name: 'run p99', cls: 'l-ok dashed', points: pts('run_p99_ms')},
         ], 3600 * 1000, ' ms'),
       h('div', {class: 'legend muted'},
         h('span', {class: 's-available'}, '— wait p50'), h('span', {class: 's-discarded'}, '— wait p99'),
-        h('span', {class: 's-succeeded'}, '— run p50, - - run p99'),
-        history.length ? h('span', {}, ` latest: wait p99 ${fmt(history[history.length - 1].wait99)}, run p99 ${fmt(history[history.length - 1].run99)}`) : null));
+        h('span', {class: 's-succeeded'}, '— run p50, - - run p99')),
+      last ? h('p', {class: 'muted', id: 'latency-latest', dataset: {jobs: busy.reduce((a, m) => a + m.jobs, 0)}},
+        `minute of ${new Date(last.at).toLocaleTimeString()}: ${num(last.jobs)} job(s), wait p50 ${fmt(last.wait_p50_ms)}, p99 ${fmt(last.wait_p99_ms)}; run p50 ${fmt(last.run_p50_ms)}, p99 ${fmt(last.run_p99_ms)}`,
+        sampled ? ` · busy minutes are sampled (${num(view.per_minute)} jobs spread over each)` : '',
+        ` · read ${ago(view.read_at)}`) : null);
   }, 15000);
 
   const drawChart = () => put(chart,

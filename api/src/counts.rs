@@ -43,6 +43,13 @@ impl CountsCache {
             .cloned()
     }
 
+    /// The cached counts if they are younger than `max_age`, without reading any:
+    /// for callers to whom they are a free answer but not worth a read (a grouped count
+    /// over the whole jobs table).
+    pub fn fresh(&self, max_age: Duration) -> Option<Arc<QueueCounts>> {
+        self.current(max_age, SystemClock.now())
+    }
+
     /// The counts, re-read from `store` if the cached ones are older than `max_age`
     /// (`0`: always). A failed read fails the request and keeps the cached ones.
     pub async fn get(

@@ -17,11 +17,13 @@ pub mod counts;
 pub mod csrf;
 pub mod dashboard;
 pub mod idempotency;
+pub mod latency;
 pub mod model;
 pub mod problem;
 pub mod routes;
 mod server;
 pub mod session;
+pub mod shared_read;
 pub mod state;
 pub mod views;
 

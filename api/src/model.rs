@@ -423,6 +423,20 @@ pub struct RedriveRequest {
     /// Every dead-lettered job.
     #[serde(default)]
     pub all: bool,
+    /// Every dead-lettered job of a group of `GET /api/v1/dlq/groups` (its queue and
+    /// reason, as listed there).
+    #[serde(default)]
+    pub group: Option<DeadLetterGroupRef>,
+}
+
+/// A group of dead letters: a queue and a reason's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterGroupRef {
+    /// The queue.
+    pub queue: String,
+    /// The reason's shape (digits written `#`).
+    pub reason: String,
 }
 
 /// The jobs sent back.

@@ -165,6 +165,8 @@ impl ApiServer {
             counts_refresh,
             counts: Default::default(),
             event_tail: Default::default(),
+            latency: Default::default(),
+            dlq_groups: Default::default(),
         });
         let (router, _) = crate::routes::router(state.clone());
         let app = router.into_make_service_with_connect_info::<SocketAddr>();

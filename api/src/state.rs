@@ -45,6 +45,11 @@ pub struct AppState {
     /// The highest event sequence number an event stream found at the end of the log:
     /// where the next stream without a start looks for the end from.
     pub event_tail: std::sync::atomic::AtomicI64,
+    /// Queue wait and run time per minute of the last hour (`GET /api/v1/stats/latency`),
+    /// shared by every caller.
+    pub latency: crate::shared_read::SharedRead<Vec<crate::latency::Minute>>,
+    /// The dead letters by reason (`GET /api/v1/dlq/groups`), shared by every caller.
+    pub dlq_groups: crate::shared_read::SharedRead<jobmesh::store::insights::DeadLetterGroups>,
 }
 
 impl std::fmt::Debug for AppState {

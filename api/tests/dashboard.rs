@@ -6,13 +6,16 @@
 //! without a reload, values from jobs rendered as text (XSS probes in kind, queue,
 //! payload and error), pausing a queue with its button (checked in the store and the
 //! audit log), cancelling selected jobs, the security headers, a cross-site forged
-//! action refused, log-out, and a read-only token that sees no action buttons and gets
+//! action refused, the cluster-wide views (`dashboard_steps/insights.rs`), log-out,
+//! and a read-only token that sees no action buttons and gets
 //! 403 when it calls one anyway. Screenshots of each page land in
 //! `target/dashboard-screenshots/`.
 
 mod browser;
 #[allow(unused_imports)]
 mod common;
+#[path = "dashboard_steps/insights.rs"]
+mod insights;
 
 use std::path::PathBuf;
 
@@ -352,6 +355,10 @@ async fn the_dashboard_in_a_real_browser() {
         shot(&b, name).await;
     }
 
+    // The cluster-wide views: latency from the store, the workflow graph, dead letters
+    // by reason, the count an action by filter touches.
+    insights::cluster_views(&b, &h, &admin).await;
+
     // Log out: the cookie is gone and the dashboard asks for a token again.
     b.click_css("#logout").await;
     b.wait("the log-in page", || async {
@@ -381,7 +388,7 @@ async fn the_dashboard_in_a_real_browser() {
     b.goto(&format!("{base}/#/queues")).await;
     b.find("tr[data-queue=\"default\"]").await;
     assert!(b.find_all("button.pause, button.resume").await.is_empty());
-    b.goto(&format!("{base}/#/jobs")).await;
+    b.goto(&format!("{base}/#/jobs?order=asc")).await;
     b.find(&row).await;
     assert!(
         b.find_all("#bulk-actions button, #job-table input[type=checkbox]")
@@ -413,7 +420,7 @@ async fn the_dashboard_in_a_real_browser() {
 
     // The same pages at a phone's width.
     b.resize(390, 844).await;
-    b.goto(&format!("{base}/#/jobs")).await;
+    b.goto(&format!("{base}/#/jobs?order=asc")).await;
     b.find(&row).await;
     shot(&b, "jobs-phone").await;
 

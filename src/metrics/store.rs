@@ -23,6 +23,7 @@ use crate::store::JobLimits;
 use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTarget};
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
+use crate::store::insights::{DeadLetterGroups, FinishTiming, Insights, JobBrief, Link};
 use crate::store::periodic::{PeriodicTicks, TickMark, TickOutcome};
 use crate::store::periodic_schedules::{
     ConfigSync, PeriodicSchedules, ScheduleOutcome, StoredSchedule,
@@ -494,6 +495,38 @@ impl Activity for MeteredStore {
 
     async fn member_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.seen(self.inner.member_events(limit).await)
+    }
+}
+
+#[async_trait]
+impl Insights for MeteredStore {
+    async fn finish_timings(
+        &self,
+        slices: &[(Millis, Millis)],
+        per_slice: u32,
+    ) -> Result<Vec<FinishTiming>, StoreError> {
+        self.seen(self.inner.finish_timings(slices, per_slice).await)
+    }
+
+    async fn links_of(&self, jobs: &[JobId], limit: u32) -> Result<Vec<Link>, StoreError> {
+        self.seen(self.inner.links_of(jobs, limit).await)
+    }
+
+    async fn job_briefs(&self, jobs: &[JobId]) -> Result<Vec<JobBrief>, StoreError> {
+        self.seen(self.inner.job_briefs(jobs).await)
+    }
+
+    async fn dead_letter_groups(&self, limit: u32) -> Result<DeadLetterGroups, StoreError> {
+        self.seen(self.inner.dead_letter_groups(limit).await)
+    }
+
+    async fn count_jobs(
+        &self,
+        filter: &JobFilter,
+        states: &[&str],
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        self.seen(self.inner.count_jobs(filter, states, cap).await)
     }
 }
 

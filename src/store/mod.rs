@@ -33,6 +33,9 @@ pub mod filter;
 mod filter_sql;
 /// A job's history: its finished attempts and its events.
 pub mod history;
+/// Cluster-wide reads for operators' pages: latency of finished jobs, workflow links,
+/// dead letters by reason, counts of a filter's matches.
+pub mod insights;
 /// Cluster-wide limits on claims: the limits in force and what runs under them.
 pub mod limits;
 mod open;
@@ -68,6 +71,7 @@ pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
 pub use filter::{After, Cursor, FilterError, JobFilter, Order, PayloadMatch, SortKey, TimeRange};
 pub use history::{Attempt, AttemptOutcome, JobHistory};
+pub use insights::Insights;
 pub use limits::JobLimits;
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
@@ -172,6 +176,14 @@ pub enum Redrive {
     Queue(String),
     /// Every dead-lettered job.
     All,
+    /// Every dead-lettered job of a queue whose reason has this shape (see
+    /// [`insights::DeadLetterGroup`]).
+    Group {
+        /// The queue.
+        queue: String,
+        /// The reason's shape, as [`Insights::dead_letter_groups`] names it.
+        reason: String,
+    },
 }
 
 /// Job counts by queue and state.

@@ -44,7 +44,6 @@ pub const ASSETS: &[Asset] = &[
     asset!("nodes.js", JS),
     asset!("events.js", JS),
     asset!("admin.js", JS),
-    asset!("latency.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 

@@ -130,7 +130,7 @@ async fn refused(
 }
 
 /// The action named in the path, refused as `action`.
-fn action(text: &str) -> Result<BulkAction, Problem> {
+pub(crate) fn action(text: &str) -> Result<BulkAction, Problem> {
     text.parse().map_err(|e: String| {
         Problem::field(
             ProblemKind::InvalidField,

@@ -3,12 +3,15 @@
 
 pub mod audit;
 pub mod bulk;
+pub mod bulk_count;
 pub mod dlq;
 pub mod events;
+pub mod graph;
 pub mod health;
 pub mod job_detail;
 pub mod job_list;
 pub mod jobs;
+pub mod latency;
 pub mod me;
 pub mod mesh;
 pub mod metrics;
@@ -93,6 +96,10 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(bulk::delete_job))
         .routes(routes!(bulk::retry_job))
         .routes(routes!(bulk::bulk))
+        .routes(routes!(bulk_count::count))
+        .routes(routes!(graph::job_graph))
+        .routes(routes!(latency::latency))
+        .routes(routes!(dlq::groups))
         .routes(routes!(workflows::submit))
         .routes(routes!(dlq::redrive))
         .routes(routes!(queues::list_queues))

@@ -304,6 +304,9 @@ impl AuditTarget {
                 json!({ "dead_letters": { "queue": q } })
             }
             AuditTarget::DeadLetters(Redrive::All) => json!({ "dead_letters": "all" }),
+            AuditTarget::DeadLetters(Redrive::Group { queue, reason }) => {
+                json!({ "dead_letters": { "queue": queue, "reason": reason } })
+            }
             AuditTarget::Queue(q) => json!({ "queue": q }),
             AuditTarget::Schedule(n) => json!({ "schedule": n }),
             AuditTarget::Token { id, name } => json!({ "token": { "id": id, "name": name } }),

@@ -27,6 +27,7 @@ mod complete;
 mod enqueue;
 mod history;
 mod hostile;
+mod insights;
 mod limits;
 mod pages;
 mod periodic;
@@ -44,6 +45,7 @@ pub use complete::*;
 pub use enqueue::*;
 pub use history::*;
 pub use hostile::*;
+pub use insights::*;
 pub use limits::*;
 pub use pages::*;
 pub use periodic::*;
@@ -168,6 +170,8 @@ macro_rules! store_conformance_tests {
             audit_rows_are_purged_after_their_retention, operator_actions_write_audit_rows,
             refused_input_writes_no_audit_row,
             filters_narrow_listings,
+            finish_timings_are_the_last_attempts, workflow_links_from_either_end,
+            dead_letters_group_by_reason_shape, counts_stop_past_the_cap,
             keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
             bulk_by_filter_covers_every_match_in_batches,
             progress_is_recorded_under_the_lease, stale_progress_is_refused,

@@ -129,24 +129,34 @@ impl JobAdmin for PostgresStore {
         now: Millis,
     ) -> Result<Vec<JobId>, StoreError> {
         let asked = which.clone();
-        let (ids, queue, all) = match which {
-            Redrive::Ids(ids) => (ids.iter().map(|i| i.0).collect::<Vec<_>>(), None, false),
-            Redrive::Queue(q) => (Vec::new(), Some(q), false),
-            Redrive::All => (Vec::new(), None, true),
+        let (ids, queue, all, group) = match which {
+            Redrive::Ids(ids) => (
+                ids.iter().map(|i| i.0).collect::<Vec<_>>(),
+                None,
+                false,
+                None,
+            ),
+            Redrive::Queue(q) => (Vec::new(), Some(q), false, None),
+            Redrive::All => (Vec::new(), None, true, None),
+            Redrive::Group { queue, reason } => (Vec::new(), None, false, Some((queue, reason))),
         };
+        let (group_queue, group_reason) = group.unzip();
         let mut tx = self.pool.begin().await?;
         let redriven: Vec<(i64, String, String)> = sqlx::query_as(
             "UPDATE jobs SET state = CASE WHEN pending_parents > 0 THEN 'waiting' ELSE 'available' END,
                  attempt = 0, run_at = $1, finished_at = NULL, lease_token = lease_token + 1
              WHERE state = 'discarded' AND id IN (
                  SELECT job FROM dead_letter_queue
-                 WHERE $4 OR job = ANY ($2) OR queue = $3::text)
+                 WHERE $4 OR job = ANY ($2) OR queue = $3::text
+                    OR (queue = $5::text AND reason_shape = $6::text))
              RETURNING id, queue, state",
         )
         .bind(now.0)
         .bind(&ids)
         .bind(queue)
         .bind(all)
+        .bind(group_queue)
+        .bind(group_reason)
         .fetch_all(&mut *tx)
         .await?;
         let mut ids: Vec<i64> = redriven.iter().map(|(id, _, _)| *id).collect();

@@ -75,6 +75,7 @@ mod events;
 mod filter;
 mod history;
 mod incarnation;
+mod insights;
 mod leader;
 mod limited;
 mod limits;

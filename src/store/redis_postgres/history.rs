@@ -11,7 +11,8 @@ use crate::event::StoredEvent;
 use crate::job::JobId;
 use crate::store::activity::Activity;
 use crate::store::history::{Attempt, JobHistory};
-use crate::store::{Counts, StoreError};
+use crate::store::insights::{DeadLetterGroups, FinishTiming, Insights, JobBrief, Link};
+use crate::store::{Counts, JobFilter, StoreError};
 
 #[async_trait]
 impl JobHistory for RedisPostgresStore {
@@ -36,5 +37,37 @@ impl Activity for RedisPostgresStore {
 
     async fn member_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.shared.pg.member_events(limit).await
+    }
+}
+
+#[async_trait]
+impl Insights for RedisPostgresStore {
+    async fn finish_timings(
+        &self,
+        slices: &[(Millis, Millis)],
+        per_slice: u32,
+    ) -> Result<Vec<FinishTiming>, StoreError> {
+        self.shared.pg.finish_timings(slices, per_slice).await
+    }
+
+    async fn links_of(&self, jobs: &[JobId], limit: u32) -> Result<Vec<Link>, StoreError> {
+        self.shared.pg.links_of(jobs, limit).await
+    }
+
+    async fn job_briefs(&self, jobs: &[JobId]) -> Result<Vec<JobBrief>, StoreError> {
+        self.shared.pg.job_briefs(jobs).await
+    }
+
+    async fn dead_letter_groups(&self, limit: u32) -> Result<DeadLetterGroups, StoreError> {
+        self.shared.pg.dead_letter_groups(limit).await
+    }
+
+    async fn count_jobs(
+        &self,
+        filter: &JobFilter,
+        states: &[&str],
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        self.shared.pg.count_jobs(filter, states, cap).await
     }
 }

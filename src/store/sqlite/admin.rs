@@ -155,28 +155,34 @@ impl JobAdmin for SqliteStore {
         now: Millis,
     ) -> Result<Vec<JobId>, StoreError> {
         let asked = which.clone();
-        let (ids, queue, all) = match which {
+        let (ids, queue, all, group) = match which {
             Redrive::Ids(ids) => (
                 Some(to_json(&ids.iter().map(|i| i.0).collect::<Vec<_>>())),
                 None,
                 false,
+                None,
             ),
-            Redrive::Queue(q) => (None, Some(q), false),
-            Redrive::All => (None, None, true),
+            Redrive::Queue(q) => (None, Some(q), false, None),
+            Redrive::All => (None, None, true, None),
+            Redrive::Group { queue, reason } => (None, None, false, Some((queue, reason))),
         };
+        let (group_queue, group_reason) = group.unzip();
         let mut tx = self.begin().await?;
         let redriven: Vec<(i64, i64)> = sqlx::query_as(
             "UPDATE jobs SET state = CASE WHEN pending_parents > 0 THEN 'waiting' ELSE 'available' END,
                  attempt = 0, run_at = ?1, finished_at = NULL, lease_token = lease_token + 1
              WHERE state = 'discarded' AND id IN (
                  SELECT job FROM dead_letter_queue
-                 WHERE ?4 OR (?2 IS NOT NULL AND job IN (SELECT value FROM json_each(?2))) OR queue = ?3)
+                 WHERE ?4 OR (?2 IS NOT NULL AND job IN (SELECT value FROM json_each(?2))) OR queue = ?3
+                    OR (queue = ?5 AND reason_shape = ?6))
              RETURNING id, lease_token",
         )
         .bind(now.0)
         .bind(ids)
         .bind(queue)
         .bind(all)
+        .bind(group_queue)
+        .bind(group_reason)
         .fetch_all(&mut *tx)
         .await?;
         let mut ids: Vec<i64> = redriven.iter().map(|(id, _)| *id).collect();

@@ -58,6 +58,7 @@ mod enqueue;
 mod events;
 mod filter;
 mod history;
+mod insights;
 mod leader;
 mod limits;
 mod periodic;
