@@ -9,6 +9,7 @@ use jobmesh::config::WorkersSection;
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, NodeId, ProgressReport, RetryPolicy, WorkerId};
 use jobmesh::metrics::{JobTag, Metrics};
+use jobmesh::predict::live::{LiveFeed, SharedModels};
 use jobmesh::store::SharedStore;
 use tokio::sync::mpsc;
 
@@ -84,6 +85,10 @@ pub(crate) struct Ctx {
     pub retention: Option<jobmesh::store::retention::Retention>,
     /// The process's metrics (the store above is already wrapped to record into them).
     pub metrics: Arc<Metrics>,
+    /// The node's live models: the one set every part of the node feeds and asks.
+    pub models: SharedModels,
+    /// What feeds them (the same models, and the feed's memory of attempts).
+    pub feed: LiveFeed,
 }
 
 impl Ctx {

@@ -11,6 +11,7 @@
 //! completer, event sink   batched writers (tasks) behind bounded channels
 //! progress                a task: records handlers' progress once per interval
 //! periodic                a task: the `periodic` lease holder enqueues due ticks
+//! models                  a task: feeds store errors to the live models, saves them
 //! ```
 //!
 //! [`Node`] is the handle an application or the binary holds. With the cargo feature
@@ -32,6 +33,7 @@ mod inflight;
 mod maintenance;
 pub mod mesh;
 mod metrics;
+mod models;
 mod node;
 mod node_supervisor;
 mod periodic;

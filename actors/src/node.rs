@@ -10,6 +10,7 @@ use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, JobId, NewJob, NodeId, Outcome, ProgressReport, RetryPolicy};
 use jobmesh::metrics::{MeteredStore, Metrics};
+use jobmesh::predict::SharedModels;
 use jobmesh::store::{CancelOutcome, EnqueueOutcome, SharedStore};
 use ractor::{Actor, ActorRef};
 use serde_json::json;
@@ -128,6 +129,8 @@ impl Node {
                 "rescued jobs left running by this node's last run"
             );
         }
+        // One set of models per node, resumed from what this node saved last.
+        let feed = crate::models::resume(&store, &opts.node_id.0).await;
         let close = CancellationToken::new();
         let (events, sink_task) = EventSink::start(store.clone(), close.clone());
         let (completions, completions_rx) =
@@ -145,6 +148,8 @@ impl Node {
             counters: Counters::default(),
             retention: opts.retention,
             metrics,
+            models: feed.models().clone(),
+            feed,
         });
         crate::metrics::register_node(&ctx);
         let completer_task = completer::start(ctx.clone(), completions_rx, close.clone());
@@ -174,7 +179,14 @@ impl Node {
             close.clone(),
         );
         let progress_task = crate::progress::start(ctx.clone(), close.clone());
-        let mut writers = vec![sink_task, completer_task, periodic_task, progress_task];
+        let models_task = crate::models::start(ctx.clone(), close.clone());
+        let mut writers = vec![
+            sink_task,
+            completer_task,
+            periodic_task,
+            progress_task,
+            models_task,
+        ];
         writers.extend(
             wakeups::start(
                 &ctx.store,
@@ -313,6 +325,21 @@ impl Node {
         self.ctx.metrics.clone()
     }
 
+    /// The node's live models (duration, failure, retry, congestion): the one set the
+    /// node feeds from its own lifecycle and saves in the store; clone it into
+    /// whatever asks them, and hold [`SharedModels::lock`] only for a prediction.
+    pub fn models(&self) -> SharedModels {
+        self.ctx.models.clone()
+    }
+
+    /// Saves the node's models in the store now (the node also saves them every
+    /// minute and at graceful shutdown) and merges the other nodes' saved durations
+    /// into its view.
+    pub async fn save_models(&self) -> Result<(), NodeError> {
+        crate::models::save(&self.ctx).await?;
+        Ok(())
+    }
+
     /// Validates every job against the registry (kind, payload, options), stores the
     /// batch in one transaction and wakes the dispatcher. One invalid job refuses the
     /// whole batch, naming it.
@@ -423,6 +450,10 @@ impl Node {
             if tokio::time::timeout(FLUSH_TIMEOUT, w).await.is_err() {
                 tracing::warn!("a writer did not flush within {FLUSH_TIMEOUT:?}");
             }
+        }
+        // Last, once the completer applied (and fed) every completion.
+        if let Err(e) = crate::models::save(&self.ctx).await {
+            tracing::warn!(error = %e, "saving the models at shutdown failed");
         }
         Ok(())
     }

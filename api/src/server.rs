@@ -165,6 +165,7 @@ impl ApiServer {
             counts_refresh,
             counts: Default::default(),
             event_tail: Default::default(),
+            predictions: Default::default(),
         });
         let (router, _) = crate::routes::router(state.clone());
         let app = router.into_make_service_with_connect_info::<SocketAddr>();

@@ -45,6 +45,8 @@ pub struct AppState {
     /// The highest event sequence number an event stream found at the end of the log:
     /// where the next stream without a start looks for the end from.
     pub event_tail: std::sync::atomic::AtomicI64,
+    /// The live predictions the nodes saved, shared by every caller for a few seconds.
+    pub predictions: crate::predictions::PredictionsCache,
 }
 
 impl std::fmt::Debug for AppState {

@@ -20,6 +20,7 @@ use crate::job::{
 use crate::limits::{Limit, LimitUsage};
 use crate::periodic::PeriodicJob;
 use crate::store::JobLimits;
+use crate::store::models::{ModelStore, SavedModels};
 use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTarget};
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
@@ -269,6 +270,17 @@ impl JobLimits for MeteredStore {
 
     async fn limit_usage(&self) -> Result<Vec<LimitUsage>, StoreError> {
         self.seen(self.inner.limit_usage().await)
+    }
+}
+
+#[async_trait]
+impl ModelStore for MeteredStore {
+    async fn save_models(&self, node: &str, body: &[u8], now: Millis) -> Result<(), StoreError> {
+        self.seen(self.inner.save_models(node, body, now).await)
+    }
+
+    async fn load_models(&self) -> Result<Vec<SavedModels>, StoreError> {
+        self.seen(self.inner.load_models().await)
     }
 }
 

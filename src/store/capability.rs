@@ -228,6 +228,7 @@ pub trait Store:
     + PeriodicSchedules
     + AuditLog
     + BulkActions
+    + super::ModelStore
 {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;

@@ -34,6 +34,8 @@ pub mod filter;
 pub mod history;
 /// Cluster-wide limits on claims: the limits in force and what runs under them.
 pub mod limits;
+/// Saved models: each node's live predictors, one versioned blob per node.
+pub mod models;
 mod open;
 /// Periodic ticks: the record of handled ticks per schedule, and the guarded enqueue.
 pub mod periodic;
@@ -68,6 +70,7 @@ pub(crate) use event_log::{EventPage, EventRow, fill_events};
 pub use filter::{After, Cursor, FilterError, JobFilter, Order, PayloadMatch, SortKey, TimeRange};
 pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use limits::JobLimits;
+pub use models::{MAX_SAVED_MODELS_BYTES, ModelStore, SavedModels};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
 pub use periodic_schedules::{

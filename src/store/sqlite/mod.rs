@@ -60,6 +60,7 @@ mod filter;
 mod history;
 mod leader;
 mod limits;
+mod models;
 mod periodic;
 mod periodic_schedules;
 mod progress;
