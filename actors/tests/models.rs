@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use jobmesh::job::NewJob;
+use jobmesh::predict::congestion::CongestionPredictor;
 use jobmesh::predict::duration::{DurationKey, DurationPredictor};
 use jobmesh::predict::live::Predictions;
 use jobmesh::store::SharedStore;
@@ -59,7 +60,8 @@ async fn resumes_and_merges(store: SharedStore) {
             .retry
             .success_probability("fail", "smtp_down", 2, 0)
             .expect("the retries of `fail` were learned");
-        assert!(n >= FLAKY as f64 && p > 0.5, "p {p} over {n}");
+        // Counts decay (3 h half-life): ten observations a moment ago weigh just under 10.
+        assert!(n > FLAKY as f64 - 0.1 && p > 0.5, "p {p} over {n}");
         assert!(m.congestion.predict_wait("default", 0, 0).is_some());
         q
     };
