@@ -128,7 +128,7 @@ fn live() {
             "run_at": i64::from(i) * 10, "created_at": i64::from(i) * 10,
             "finished_at": null, "timeout": null, "unique_key": null, "lease_token": 1,
             "lease_owner": null, "lease_node": null, "lease_expires_at": null,
-            "last_error": if i % 3 == 0 { None } else { Some("smtp unavailable: 10.0.0.1") },
+            "last_error": if i.is_multiple_of(3) { None } else { Some("smtp unavailable: 10.0.0.1") },
             "output": null, "depends_on": [], "on_parent_failure": "discard",
         }))
         .expect("a job")
@@ -143,7 +143,7 @@ fn live() {
             attempt: 1 + i % 3,
             expires_at: Millis(i64::from(i) * 10 + 60_000),
         },
-        outcome: if i % 5 == 0 {
+        outcome: if i.is_multiple_of(5) {
             Outcome::Retry {
                 error: "smtp unavailable: 10.0.0.1".into(),
                 run_at: Millis(0),

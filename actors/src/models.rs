@@ -40,7 +40,10 @@ pub(crate) async fn resume(store: &SharedStore, node: &str) -> LiveFeed {
     let resumed = saved.iter().any(|r| r.node == node);
     let (models, state) = persist::resume(node, &saved);
     if resumed {
-        tracing::info!(peers = saved.len().saturating_sub(1), "resumed this node's saved models");
+        tracing::info!(
+            peers = saved.len().saturating_sub(1),
+            "resumed this node's saved models"
+        );
     }
     LiveFeed::new(SharedModels::new(models), state)
 }
@@ -49,7 +52,13 @@ fn node_errors(metrics: &Metrics) -> u64 {
     NODE_ERROR_KINDS
         .iter()
         // `get`, not `get_or_create`: reading must not add empty series to /metrics.
-        .filter_map(|kind| metrics.store.errors.get(&ErrorKind { kind }).map(|c| c.get()))
+        .filter_map(|kind| {
+            metrics
+                .store
+                .errors
+                .get(&ErrorKind { kind })
+                .map(|c| c.get())
+        })
         .sum()
 }
 
@@ -88,7 +97,8 @@ pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
                 _ = close.cancelled() => return,
             }
             let errors = node_errors(&ctx.metrics);
-            ctx.feed.store_errors(errors.saturating_sub(seen), ctx.now().0);
+            ctx.feed
+                .store_errors(errors.saturating_sub(seen), ctx.now().0);
             seen = errors;
             if saved_at.elapsed() >= SAVE_EVERY {
                 saved_at = Instant::now();

@@ -53,9 +53,16 @@ async fn resumes_and_merges(store: SharedStore) {
     let learned = {
         let m = node_a.models();
         let m = m.lock();
-        let q = m.duration.predict(sleep_key(), 0).expect("sleep durations learned");
+        let q = m
+            .duration
+            .predict(sleep_key(), 0)
+            .expect("sleep durations learned");
         let classes: Vec<(&str, &str)> = m.retry.keys().collect();
-        assert_eq!(classes, [("fail", "smtp_down")], "the error's class, details dropped");
+        assert_eq!(
+            classes,
+            [("fail", "smtp_down")],
+            "the error's class, details dropped"
+        );
         let (p, n) = m
             .retry
             .success_probability("fail", "smtp_down", 2, 0)
@@ -84,7 +91,10 @@ async fn resumes_and_merges(store: SharedStore) {
     {
         let m = node_a.models();
         let m = m.lock();
-        let q = m.duration.predict(sleep_key(), 0).expect("resumed durations");
+        let q = m
+            .duration
+            .predict(sleep_key(), 0)
+            .expect("resumed durations");
         assert_eq!(q, learned, "the resumed model answers as before");
         assert!(
             m.retry
@@ -97,7 +107,12 @@ async fn resumes_and_merges(store: SharedStore) {
     // merged into its view; saving writes only its own.
     let node_b = node("model-b", &store, workers(2), builtins()).await;
     assert!(
-        node_b.models().lock().duration.predict(sleep_key(), 0).is_some(),
+        node_b
+            .models()
+            .lock()
+            .duration
+            .predict(sleep_key(), 0)
+            .is_some(),
         "b sees a's durations"
     );
     node_b.save_models().await.unwrap();

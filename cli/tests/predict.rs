@@ -155,12 +155,26 @@ fn predict_show_prints_what_a_node_that_ran_jobs_saved() {
     let out = ok(d, &["predict", "show"]);
     assert!(out.contains("no saved models"), "{out}");
     ok(d, &["submit", "sleep", "{\"ms\": 5}", "--count", "20"]);
-    ok(d, &["submit", "fail", "{\"times\": 1, \"message\": \"smtp down: 10.0.0.1\"}"]);
+    ok(
+        d,
+        &[
+            "submit",
+            "fail",
+            "{\"times\": 1, \"message\": \"smtp down: 10.0.0.1\"}",
+        ],
+    );
     // The node saves its models when it stops.
     ok(d, &["node", "--exit-when-idle"]);
 
     let text = ok(d, &["predict", "show"]);
-    for part in ["NODES", "DURATIONS", "RETRIES", "RETRY BUDGETS", "QUEUES", "+15m"] {
+    for part in [
+        "NODES",
+        "DURATIONS",
+        "RETRIES",
+        "RETRY BUDGETS",
+        "QUEUES",
+        "+15m",
+    ] {
         assert!(text.contains(part), "{part} missing:\n{text}");
     }
     let sleep_row = text
@@ -169,7 +183,8 @@ fn predict_show_prints_what_a_node_that_ran_jobs_saved() {
         .unwrap_or_else(|| panic!("no sleep row:\n{text}"));
     assert!(sleep_row.contains(" 20 "), "20 runs: {sleep_row}");
     assert!(
-        text.lines().any(|l| l.starts_with("fail") && l.contains("smtp_down")),
+        text.lines()
+            .any(|l| l.starts_with("fail") && l.contains("smtp_down")),
         "the retry of `fail` by its error class:\n{text}"
     );
 
@@ -186,7 +201,11 @@ fn predict_show_prints_what_a_node_that_ran_jobs_saved() {
     assert_eq!(sleep["runs"], 20);
     assert!(sleep["p50_ms"].as_f64().unwrap() >= 4.0, "{sleep}");
     assert!(
-        json["queues"].as_array().unwrap().iter().any(|q| q["queue"] == "default"),
+        json["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["queue"] == "default"),
         "{json}"
     );
 

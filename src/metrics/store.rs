@@ -20,10 +20,10 @@ use crate::job::{
 use crate::limits::{Limit, LimitUsage};
 use crate::periodic::PeriodicJob;
 use crate::store::JobLimits;
-use crate::store::models::{ModelStore, SavedModels};
 use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTarget};
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
+use crate::store::models::{ModelStore, SavedModels};
 use crate::store::periodic::{PeriodicTicks, TickMark, TickOutcome};
 use crate::store::periodic_schedules::{
     ConfigSync, PeriodicSchedules, ScheduleOutcome, StoredSchedule,

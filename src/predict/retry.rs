@@ -270,7 +270,9 @@ impl PosteriorRetry {
     /// views).
     pub fn keys(&self) -> impl Iterator<Item = (&str, &str)> {
         self.posteriors.iter().flat_map(|(kind, classes)| {
-            classes.keys().map(move |class| (kind.as_str(), class.as_str()))
+            classes
+                .keys()
+                .map(move |class| (kind.as_str(), class.as_str()))
         })
     }
 

@@ -69,8 +69,8 @@ pub struct RetryPrediction {
     pub kind: String,
     /// Error class of the failure.
     pub error_class: String,
-    /// Probability that the second attempt succeeds when started 10 s, 1 min, 10 min
-    /// and 1 h after the first failure.
+    /// Probability that the second attempt succeeds when started within 10 s, 10-30 s,
+    /// 1-2 min and 10-20 min of the first failure.
     pub p_success: Vec<f64>,
     /// Observations behind each.
     pub observations: Vec<f64>,
@@ -210,7 +210,9 @@ pub async fn predictions(
     QueryParams(params): QueryParams<PredictionParams>,
 ) -> Result<Json<PredictionList>, Problem> {
     caller.require(Scope::Read)?;
-    let slo = params.slo_ms.unwrap_or(crate::predictions::DEFAULT_SLO_MS as u64);
+    let slo = params
+        .slo_ms
+        .unwrap_or(crate::predictions::DEFAULT_SLO_MS as u64);
     if !(1..=MAX_SLO_MS).contains(&slo) {
         return Err(Problem::field(
             ProblemKind::InvalidField,

@@ -20,7 +20,8 @@ pub async fn predictions_show_what_a_node_learned(store: SharedStore) {
     let (_, enqueue_only) = h.token(&[Scope::Enqueue], &[]).await;
 
     // Refused before anything is read.
-    let (status, body) = super::send(h.req(reqwest::Method::GET, "/api/v1/predictions", None)).await;
+    let (status, body) =
+        super::send(h.req(reqwest::Method::GET, "/api/v1/predictions", None)).await;
     assert_eq!(status, 401, "{body}");
     let (status, body) = h.get("/api/v1/predictions", &enqueue_only).await;
     assert_eq!(status, 403, "{body}");
@@ -62,7 +63,11 @@ pub async fn predictions_show_what_a_node_learned(store: SharedStore) {
     assert_eq!(q["breach_probability"].as_array().unwrap().len(), 4, "{q}");
     assert_eq!(p["slo_ms"], 30_000.0);
     assert!(
-        p["budgets"].as_array().unwrap().iter().any(|b| b["kind"] == "sleep"),
+        p["budgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["kind"] == "sleep"),
         "{p}"
     );
 
@@ -76,7 +81,11 @@ pub async fn predictions_show_what_a_node_learned(store: SharedStore) {
 
     // Another SLO; bad ones are named.
     let (status, strict) = h.get("/api/v1/predictions?slo_ms=1", &all).await;
-    assert_eq!((status, strict["slo_ms"].as_f64()), (200, Some(1.0)), "{strict}");
+    assert_eq!(
+        (status, strict["slo_ms"].as_f64()),
+        (200, Some(1.0)),
+        "{strict}"
+    );
     for bad in ["slo_ms=0", "slo_ms=86400001", "slo_ms=x", "other=1"] {
         let (status, body) = h.get(&format!("/api/v1/predictions?{bad}"), &all).await;
         assert_eq!(status, 400, "{bad}: {body}");

@@ -13,8 +13,8 @@ use jobmesh::store::SharedStore;
 use jobmesh::store::tokens::Scope;
 use serde_json::{Value, json};
 
-use super::{Harness, WAIT, job};
 pub use super::predictions::predictions_show_what_a_node_learned;
+use super::{Harness, WAIT, job};
 
 /// Expands to one test per views case, each on a fresh store from `$make`.
 #[macro_export]

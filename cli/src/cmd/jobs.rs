@@ -90,7 +90,9 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
                             .iter()
                             .map(|s| by_state.get(s).copied().unwrap_or(0).to_string()),
                     );
-                    row.push(wait(queue).map_or_else(|| "-".into(), |w| format!("{:.1}s", w / 1000.0)));
+                    row.push(
+                        wait(queue).map_or_else(|| "-".into(), |w| format!("{:.1}s", w / 1000.0)),
+                    );
                     row
                 })
                 .collect();

@@ -21,12 +21,12 @@ pub async fn run(config: Config, verb: PredictVerb, json: bool) -> anyhow::Resul
         PredictVerb::Show { slo } => {
             anyhow::ensure!(!slo.is_zero(), "--slo must be longer than zero");
             let store = setup::open_store(&config).await?;
-            let saved = store.load_models().await.context("reading the saved models")?;
-            let p = Predictions::from_saved(
-                &saved,
-                SystemClock.now().0,
-                slo.as_secs_f64() * 1000.0,
-            );
+            let saved = store
+                .load_models()
+                .await
+                .context("reading the saved models")?;
+            let p =
+                Predictions::from_saved(&saved, SystemClock.now().0, slo.as_secs_f64() * 1000.0);
             if json {
                 return output::json(&p);
             }
@@ -101,7 +101,12 @@ fn show(p: &Predictions) -> anyhow::Result<()> {
     outln!("\nDURATIONS (all nodes merged)")?;
     outln!(
         "{:<24} {:<16} {:>8} {:>9} {:>9} {:>9}",
-        "KIND", "QUEUE", "RUNS", "P50", "P90", "P99"
+        "KIND",
+        "QUEUE",
+        "RUNS",
+        "P50",
+        "P90",
+        "P99"
     )?;
     for d in &p.durations {
         outln!(
@@ -114,7 +119,10 @@ fn show(p: &Predictions) -> anyhow::Result<()> {
             ms(d.p99_ms)
         )?;
     }
-    let after: Vec<String> = RETRY_AFTER_MS.iter().map(|a| ms(*a as f64)).collect();
+    let after: Vec<String> = RETRY_AFTER_MS
+        .iter()
+        .map(|a| format!("+{}", ms(*a as f64)))
+        .collect();
     outln!(
         "\nRETRIES (success of the 2nd attempt started this long after the first failure; n = observations)"
     )?;
@@ -123,10 +131,7 @@ fn show(p: &Predictions) -> anyhow::Result<()> {
         "KIND",
         "ERROR CLASS",
         "NODE",
-        after
-            .iter()
-            .map(|a| format!("{a:>12}"))
-            .collect::<String>()
+        after.iter().map(|a| format!("{a:>12}")).collect::<String>()
     )?;
     for r in &p.retries {
         let cells: String = r
@@ -138,17 +143,30 @@ fn show(p: &Predictions) -> anyhow::Result<()> {
                 format!("{cell:>12}")
             })
             .collect();
-        outln!("{:<24} {:<24} {:<16} {cells}", r.kind, r.error_class, r.node)?;
+        outln!(
+            "{:<24} {:<24} {:<16} {cells}",
+            r.kind,
+            r.error_class,
+            r.node
+        )?;
     }
     outln!("\nRETRY BUDGETS (over the last minute)")?;
     outln!(
         "{:<24} {:<16} {:>8} {:>8} {:>8}",
-        "KIND", "NODE", "FIRSTS", "RETRIES", "ALLOWED"
+        "KIND",
+        "NODE",
+        "FIRSTS",
+        "RETRIES",
+        "ALLOWED"
     )?;
     for b in &p.budgets {
         outln!(
             "{:<24} {:<16} {:>8.0} {:>8.0} {:>8.0}",
-            b.kind, b.node, b.first_attempts, b.retries, b.allowed
+            b.kind,
+            b.node,
+            b.first_attempts,
+            b.retries,
+            b.allowed
         )?;
     }
     let horizons: String = HORIZONS_MIN

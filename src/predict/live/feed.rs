@@ -474,6 +474,9 @@ pub(crate) mod tests {
     #[test]
     fn payload_bytes_counts_the_json_text() {
         let v = serde_json::json!({"to": "x"});
-        assert_eq!(payload_bytes(&v), serde_json::to_string(&v).unwrap().len() as u64);
+        assert_eq!(
+            payload_bytes(&v),
+            serde_json::to_string(&v).unwrap().len() as u64
+        );
     }
 }

@@ -98,9 +98,8 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, ModelsError> {
             if body.len() > MAX_MODELS_BYTES {
                 return Err(ModelsError::TooLarge);
             }
-            let (snap, used): (Snapshot, usize) =
-                bincode::serde::decode_from_slice(body, config())
-                    .map_err(|e| ModelsError::Undecodable(e.to_string()))?;
+            let (snap, used): (Snapshot, usize) = bincode::serde::decode_from_slice(body, config())
+                .map_err(|e| ModelsError::Undecodable(e.to_string()))?;
             if used != body.len() {
                 return Err(ModelsError::Undecodable("trailing bytes".into()));
             }

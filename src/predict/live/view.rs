@@ -28,8 +28,9 @@ use super::persist::{Snapshot, decode};
 /// Horizons of the predicted waits, in minutes from now.
 pub const HORIZONS_MIN: [i64; 4] = [0, 1, 5, 15];
 
-/// Times since a job's first failure at which retry success is shown (ms).
-pub const RETRY_AFTER_MS: [i64; 4] = [10_000, 60_000, 600_000, 3_600_000];
+/// Times since a job's first failure at which retry success is shown (ms): the
+/// lower bounds of the model's buckets under 10 s, 10-30 s, 1-2 min and 10-20 min.
+pub const RETRY_AFTER_MS: [i64; 4] = [0, 10_000, 60_000, 600_000];
 
 /// Payload size assumed when a prediction has none (durations split by size fall back
 /// to the whole key for a size class with few runs).
@@ -150,8 +151,11 @@ pub struct Eta {
 
 /// `exp(-slo / wait)`: see the module's documentation.
 pub fn breach_probability(wait_ms: f64, slo_ms: f64) -> f64 {
-    if !(wait_ms > 0.0) || !wait_ms.is_finite() {
-        return if wait_ms.is_infinite() { 1.0 } else { 0.0 };
+    if wait_ms.is_infinite() {
+        return 1.0;
+    }
+    if wait_ms.is_nan() || wait_ms <= 0.0 {
+        return 0.0;
     }
     (-slo_ms.max(0.0) / wait_ms).exp()
 }
@@ -307,7 +311,12 @@ impl Predictions {
     /// or retryable) starts after its queue's predicted wait once due, then runs.
     /// `None` when its kind and queue have no predicted run time, it is in another
     /// state, or it runs and its start is unknown.
-    pub fn eta(&self, job: &crate::job::Job, running_since: Option<i64>, now_ms: i64) -> Option<Eta> {
+    pub fn eta(
+        &self,
+        job: &crate::job::Job,
+        running_since: Option<i64>,
+        now_ms: i64,
+    ) -> Option<Eta> {
         use crate::job::JobState;
         let d = self.duration(&job.kind, &job.queue)?;
         let (start, wait) = match job.state {
@@ -418,7 +427,13 @@ mod tests {
         ];
         let p = Predictions::from_saved(&rows, 500_000, 30_000.0);
         assert_eq!(p.nodes.len(), 3);
-        assert!(p.nodes[2].unreadable.as_deref().unwrap().contains("format 7"));
+        assert!(
+            p.nodes[2]
+                .unreadable
+                .as_deref()
+                .unwrap()
+                .contains("format 7")
+        );
         let d = p.duration("email.send", "mail").expect("merged durations");
         assert_eq!(d.runs, 100, "both nodes' runs");
         assert!((d.p50_ms - 100.0).abs() < 5.0, "{d:?}");
@@ -440,7 +455,11 @@ mod tests {
         let running = p.eta(&j, Some(499_950), 500_000).unwrap();
         assert_eq!(running.start_at_ms, 499_950);
         assert!((running.finish_at_ms - 500_050).abs() <= 5, "{running:?}");
-        assert_eq!(p.eta(&j, None, 500_000), None, "a running job's start is needed");
+        assert_eq!(
+            p.eta(&j, None, 500_000),
+            None,
+            "a running job's start is needed"
+        );
         j.state = crate::job::JobState::Scheduled;
         j.run_at = Millis(600_000);
         let queued = p.eta(&j, None, 500_000).unwrap();

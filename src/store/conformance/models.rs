@@ -9,7 +9,10 @@ use crate::store::retention::Retention;
 /// A save replaces the node's row (bytes kept exactly, zeros and all), rows of other
 /// nodes stay, and the newest save comes first.
 pub async fn models_are_saved_per_node(s: &dyn Store) {
-    assert!(s.load_models().await.unwrap().is_empty(), "a fresh store has no models");
+    assert!(
+        s.load_models().await.unwrap().is_empty(),
+        "a fresh store has no models"
+    );
     s.save_models("node-a", &[1, 0, 2], T0).await.unwrap();
     s.save_models("node-b", &[9; 5000], T0.plus(Duration::from_secs(1)))
         .await
@@ -19,7 +22,11 @@ pub async fn models_are_saved_per_node(s: &dyn Store) {
     let rows = s.load_models().await.unwrap();
     assert_eq!(rows.len(), 2, "one row per node: {rows:?}");
     assert_eq!(rows[0].node, "node-a", "newest save first");
-    assert_eq!(rows[0].body, vec![3, 0, 0, 4], "the last save wins, bytes as given");
+    assert_eq!(
+        rows[0].body,
+        vec![3, 0, 0, 4],
+        "the last save wins, bytes as given"
+    );
     assert_eq!(rows[0].saved_at, later);
     assert_eq!(rows[1].node, "node-b");
     assert_eq!(rows[1].body, vec![9; 5000]);
@@ -38,7 +45,11 @@ pub async fn models_hostile_input_stores_nothing(s: &dyn Store) {
     ] {
         match s.save_models(node, &body, T0).await {
             Err(StoreError::Invalid(_)) => {}
-            other => panic!("save of node {:?} ({} bytes): {other:?}", node.get(..20), body.len()),
+            other => panic!(
+                "save of node {:?} ({} bytes): {other:?}",
+                node.get(..20),
+                body.len()
+            ),
         }
     }
     assert!(s.load_models().await.unwrap().is_empty());
@@ -48,7 +59,9 @@ pub async fn models_hostile_input_stores_nothing(s: &dyn Store) {
 pub async fn saved_models_are_purged_after_their_retention(s: &dyn Store) {
     let day = Duration::from_secs(24 * 3600);
     s.save_models("gone", &[1], T0).await.unwrap();
-    s.save_models("alive", &[2], T0.plus(day * 9)).await.unwrap();
+    s.save_models("alive", &[2], T0.plus(day * 9))
+        .await
+        .unwrap();
     let r = Retention {
         models: day * 5,
         ..Retention::default()
