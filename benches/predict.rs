@@ -5,9 +5,13 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use jobmesh::clock::Millis;
+use jobmesh::job::{Completion, Job, JobId, Lease, LeaseToken, NodeId, Outcome, WorkerId};
+
 use jobmesh::predict::congestion::{CongestionPredictor, FluidQueue};
 use jobmesh::predict::duration::{DurationKey, DurationPredictor, SketchDuration, SketchSettings};
 use jobmesh::predict::failure::{FailurePredictor, NodeScore, NodeSignal, ScoreSettings};
+use jobmesh::predict::live::{FeedState, LiveFeed, LiveModels, SharedModels};
 use jobmesh::predict::retry::{FailedAttempt, PosteriorRetry, PosteriorSettings, RetryPredictor};
 
 const KINDS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
@@ -105,5 +109,70 @@ fn main() {
     }
     time("congestion: predicted wait", |i| {
         black_box(c.predict_wait(KINDS[(i % 8) as usize], 1_000_000, 300_000));
+    });
+
+    live();
+}
+
+/// The node's path: one attempt fed (handed out, then completed) through the shared
+/// feed, locks included, and one prediction asked through `SharedModels::lock`.
+fn live() {
+    let models = LiveModels::default();
+    let own = models.duration.clone();
+    let feed = LiveFeed::new(SharedModels::new(models), FeedState::new("node-1", own));
+    let job = |i: u32| -> Job {
+        serde_json::from_value(serde_json::json!({
+            "id": i, "queue": "q", "kind": KINDS[(i % 8) as usize],
+            "payload": {"to": "someone@example.com", "n": i}, "priority": 0,
+            "state": "running", "attempt": 1 + i % 3, "max_attempts": 25,
+            "run_at": i64::from(i) * 10, "created_at": i64::from(i) * 10,
+            "finished_at": null, "timeout": null, "unique_key": null, "lease_token": 1,
+            "lease_owner": null, "lease_node": null, "lease_expires_at": null,
+            "last_error": if i.is_multiple_of(3) { None } else { Some("smtp unavailable: 10.0.0.1") },
+            "output": null, "depends_on": [], "on_parent_failure": "discard",
+        }))
+        .expect("a job")
+    };
+    let jobs: Vec<Job> = (0..1000).map(job).collect();
+    let done = |i: u32| Completion {
+        lease: Lease {
+            job: JobId(i64::from(i % 1000)),
+            token: LeaseToken(1),
+            worker: WorkerId("node-1/w0".into()),
+            node: NodeId("node-1".into()),
+            attempt: 1 + i % 3,
+            expires_at: Millis(i64::from(i) * 10 + 60_000),
+        },
+        outcome: if i.is_multiple_of(5) {
+            Outcome::Retry {
+                error: "smtp unavailable: 10.0.0.1".into(),
+                run_at: Millis(0),
+            }
+        } else {
+            Outcome::Succeeded { output: None }
+        },
+        started_at: Millis(i64::from(i) * 10 + 2),
+        finished_at: Millis(i64::from(i) * 10 + 2 + i64::from(i % 977)),
+    };
+    time("live: feed one attempt (start + finish)", |i| {
+        feed.started(&jobs[(i % 1000) as usize], i64::from(i) * 10 + 2);
+        feed.finished(&done(i), true);
+    });
+    let shared = feed.models().clone();
+    time("live: duration prediction (lock + p50/p90/p99)", |i| {
+        let key = DurationKey {
+            kind: KINDS[(i % 8) as usize],
+            queue: "q",
+            payload_bytes: 40,
+        };
+        black_box(shared.lock().duration.predict(key, 0));
+    });
+    time("live: predicted wait (lock + 5 min)", |i| {
+        black_box(
+            shared
+                .lock()
+                .congestion
+                .predict_wait("q", i64::from(i) * 10, 300_000),
+        );
     });
 }

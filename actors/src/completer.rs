@@ -107,12 +107,14 @@ async fn apply(ctx: &Ctx, batch: Vec<Finished>) {
         match r {
             CompletionResult::Applied => {
                 Counters::bump(&ctx.counters.completed);
+                ctx.feed.finished(&c, true);
                 for e in LifecycleEvent::of_completion(&c) {
                     ctx.events.publish(e);
                 }
             }
             CompletionResult::StaleLease => {
                 Counters::bump(&ctx.counters.stale);
+                ctx.feed.finished(&c, false);
                 tracing::info!(job = %c.lease.job, token = c.lease.token.0,
                     "completion refused: the lease was lost (rescued, revoked or cancelled)");
             }

@@ -9,7 +9,7 @@ use jobmesh::config::WorkersSection;
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, NodeId, ProgressReport, RetryPolicy, WorkerId};
 use jobmesh::metrics::{JobTag, Metrics};
-use jobmesh::predict::SharedModels;
+use jobmesh::predict::live::{LiveFeed, SharedModels};
 use jobmesh::store::SharedStore;
 use tokio::sync::mpsc;
 
@@ -86,10 +86,13 @@ pub(crate) struct Ctx {
     pub retention: Option<jobmesh::store::retention::Retention>,
     /// The process's metrics (the store above is already wrapped to record into them).
     pub metrics: Arc<Metrics>,
-    /// The node's live models (the claim gate asks the failure score).
-    pub models: SharedModels,
     /// The claim gate: the voter reports the quorum into it, the node shows it.
     pub gate: GateLink,
+    /// The node's live models: the one set every part of the node feeds and asks (the
+    /// claim gate asks the failure score).
+    pub models: SharedModels,
+    /// What feeds them (the same models, and the feed's memory of attempts).
+    pub feed: LiveFeed,
 }
 
 impl Ctx {

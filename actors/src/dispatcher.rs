@@ -381,13 +381,11 @@ impl DispatchState {
                 return;
             };
             let tag = self.tag_of(&job.job);
-            self.ctx.inflight.start(
-                slot,
-                &job.job,
-                tag.clone(),
-                job.lease.clone(),
-                self.ctx.now(),
-            );
+            let now = self.ctx.now();
+            self.ctx
+                .inflight
+                .start(slot, &job.job, tag.clone(), job.lease.clone(), now);
+            self.ctx.feed.started(&job.job, now.0);
             Counters::bump(&self.ctx.counters.started);
             self.started[slot] = Some(Instant::now());
             if let Err(e) = worker.cast(WorkerMsg::Run(job, tag)) {

@@ -13,6 +13,7 @@
 //! claim gate              a task: closes the dispatcher's claims without a quorum or
 //!                         on a high failure score of this node
 //! periodic                a task: the `periodic` lease holder enqueues due ticks
+//! models                  a task: feeds store errors to the live models, saves them
 //! ```
 //!
 //! [`Node`] is the handle an application or the binary holds. With the cargo feature
@@ -35,6 +36,7 @@ mod inflight;
 mod maintenance;
 pub mod mesh;
 mod metrics;
+mod models;
 mod node;
 mod node_supervisor;
 mod periodic;

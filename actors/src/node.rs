@@ -130,6 +130,8 @@ impl Node {
                 "rescued jobs left running by this node's last run"
             );
         }
+        // One set of models per node, resumed from what this node saved last.
+        let feed = crate::models::resume(&store, &opts.node_id.0).await;
         let close = CancellationToken::new();
         let (events, sink_task) = EventSink::start(store.clone(), close.clone());
         let (completions, completions_rx) =
@@ -148,8 +150,9 @@ impl Node {
             counters: Counters::default(),
             retention: opts.retention,
             metrics,
-            models: SharedModels::default(),
+            models: feed.models().clone(),
             gate,
+            feed,
         });
         crate::metrics::register_node(&ctx);
         let completer_task = completer::start(ctx.clone(), completions_rx, close.clone());
@@ -185,12 +188,14 @@ impl Node {
             quorum_reports,
             close.clone(),
         );
+        let models_task = crate::models::start(ctx.clone(), close.clone());
         let mut writers = vec![
             sink_task,
             completer_task,
             periodic_task,
             progress_task,
             gate_task,
+            models_task,
         ];
         writers.extend(
             wakeups::start(
@@ -313,12 +318,6 @@ impl Node {
         }
     }
 
-    /// The node's live models (one set per node; the claim gate asks its failure
-    /// score about this node).
-    pub fn models(&self) -> SharedModels {
-        self.ctx.models.clone()
-    }
-
     /// The claim gate: whether this node claims jobs now, and what holds it closed
     /// (no quorum heard in its mesh, its own failure score).
     pub fn claim_gate(&self) -> ClaimGateStatus {
@@ -340,6 +339,21 @@ impl Node {
     /// `/metrics`).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.ctx.metrics.clone()
+    }
+
+    /// The node's live models (duration, failure, retry, congestion): the one set the
+    /// node feeds from its own lifecycle and saves in the store; clone it into
+    /// whatever asks them, and hold [`SharedModels::lock`] only for a prediction.
+    pub fn models(&self) -> SharedModels {
+        self.ctx.models.clone()
+    }
+
+    /// Saves the node's models in the store now (the node also saves them every
+    /// minute and at graceful shutdown) and merges the other nodes' saved durations
+    /// into its view.
+    pub async fn save_models(&self) -> Result<(), NodeError> {
+        crate::models::save(&self.ctx).await?;
+        Ok(())
     }
 
     /// Validates every job against the registry (kind, payload, options), stores the
@@ -452,6 +466,10 @@ impl Node {
             if tokio::time::timeout(FLUSH_TIMEOUT, w).await.is_err() {
                 tracing::warn!("a writer did not flush within {FLUSH_TIMEOUT:?}");
             }
+        }
+        // Last, once the completer applied (and fed) every completion.
+        if let Err(e) = crate::models::save(&self.ctx).await {
+            tracing::warn!(error = %e, "saving the models at shutdown failed");
         }
         Ok(())
     }

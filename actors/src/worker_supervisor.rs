@@ -165,6 +165,7 @@ impl WorkerSupervisorState {
     ) -> Result<(), ActorProcessingErr> {
         self.spawn(myself, slot).await?;
         Counters::bump(&self.ctx.counters.restarts);
+        self.ctx.feed.restarted(self.ctx.now().0);
         let e = LifecycleEvent::new(EventKind::WorkerRestarted, self.ctx.now())
             .worker(self.ctx.worker_id(slot))
             .node(self.ctx.node.clone())

@@ -19,6 +19,7 @@ pub mod dashboard;
 pub mod idempotency;
 pub mod latency;
 pub mod model;
+pub mod predictions;
 pub mod problem;
 pub mod routes;
 mod server;

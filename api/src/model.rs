@@ -464,6 +464,10 @@ pub struct QueueView {
     pub oldest_available_age_ms: Option<u64>,
     /// Jobs it finished over the last minute.
     pub throughput: crate::views::Throughput,
+    /// Predicted wait (ms) of a job enqueued on it now, from the models the nodes saved
+    /// (mean over the nodes that took its jobs); absent before any did.
+    #[serde(default)]
+    pub predicted_wait_ms: Option<f64>,
 }
 
 /// Queues, by name.

@@ -167,6 +167,7 @@ impl ApiServer {
             event_tail: Default::default(),
             latency: Default::default(),
             dlq_groups: Default::default(),
+            predictions: Default::default(),
         });
         let (router, _) = crate::routes::router(state.clone());
         let app = router.into_make_service_with_connect_info::<SocketAddr>();

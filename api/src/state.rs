@@ -50,6 +50,8 @@ pub struct AppState {
     pub latency: crate::shared_read::SharedRead<Vec<crate::latency::Minute>>,
     /// The dead letters by reason (`GET /api/v1/dlq/groups`), shared by every caller.
     pub dlq_groups: crate::shared_read::SharedRead<jobmesh::store::insights::DeadLetterGroups>,
+    /// The live predictions the nodes saved, shared by every caller for a few seconds.
+    pub predictions: crate::predictions::PredictionsCache,
 }
 
 impl std::fmt::Debug for AppState {

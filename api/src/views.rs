@@ -26,6 +26,37 @@ pub struct JobDetail {
     pub events: Vec<EventView>,
     /// Whether it has more events than listed (ask for more with `events`).
     pub events_truncated: bool,
+    /// When a queued or running job is predicted to start and finish, from the models
+    /// the nodes saved; absent for finished jobs and kinds with no learned run time.
+    #[serde(default)]
+    pub eta: Option<EtaView>,
+}
+
+/// When a job is predicted to start and finish.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EtaView {
+    /// When it started (running) or is predicted to start (queued), ms since the epoch.
+    pub start_at_ms: i64,
+    /// When it is predicted to finish (a median run after its start, never before now).
+    pub finish_at_ms: i64,
+    /// The predicted wait counted for a queued job (ms).
+    pub wait_ms: Option<f64>,
+    /// Predicted run time, median (ms).
+    pub run_p50_ms: f64,
+    /// Predicted run time, 90th percentile (ms).
+    pub run_p90_ms: f64,
+}
+
+impl From<jobmesh::predict::live::view::Eta> for EtaView {
+    fn from(e: jobmesh::predict::live::view::Eta) -> Self {
+        EtaView {
+            start_at_ms: e.start_at_ms,
+            finish_at_ms: e.finish_at_ms,
+            wait_ms: e.wait_ms,
+            run_p50_ms: e.run_p50_ms,
+            run_p90_ms: e.run_p90_ms,
+        }
+    }
 }
 
 /// How an attempt ended.

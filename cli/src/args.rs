@@ -85,7 +85,8 @@ pub enum Verb {
     /// what the configured store recorded.
     #[command(subcommand)]
     Trace(TraceVerb),
-    /// The predictors: evaluate them against their baselines on a trace.
+    /// The predictors: evaluate them against their baselines on a trace, or show the
+    /// live predictions the nodes saved.
     #[command(subcommand)]
     Predict(PredictVerb),
 }
@@ -145,6 +146,14 @@ pub enum PredictVerb {
         /// Also write an SVG of predicted against actual here.
         #[arg(long)]
         plot: Option<PathBuf>,
+    },
+    /// The live predictions of every node, from the models they saved in the configured
+    /// store (every minute and at shutdown): durations per kind and queue, failure
+    /// score per node, retry success and budget per kind, predicted wait per queue.
+    Show {
+        /// The wait SLO the breach probabilities are about.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        slo: Duration,
     },
 }
 

@@ -64,7 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Token(v) => cmd::token::run(config, v, json).await,
         Verb::Audit(a) => cmd::audit::run(config, a, json).await,
         Verb::Trace(v) => cmd::trace::run(config, v, json).await,
-        Verb::Predict(v) => cmd::predict::run(v, json),
+        Verb::Predict(v) => cmd::predict::run(config, v, json).await,
     }
 }
 

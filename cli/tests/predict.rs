@@ -147,3 +147,74 @@ fn a_stores_jobs_export_into_a_trace_the_evaluation_reads() {
     );
     assert!(none.contains("wrote 0 attempts"), "{none}");
 }
+
+#[test]
+fn predict_show_prints_what_a_node_that_ran_jobs_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(d, &["predict", "show"]);
+    assert!(out.contains("no saved models"), "{out}");
+    ok(d, &["submit", "sleep", "{\"ms\": 5}", "--count", "20"]);
+    ok(
+        d,
+        &[
+            "submit",
+            "fail",
+            "{\"times\": 1, \"message\": \"smtp down: 10.0.0.1\"}",
+        ],
+    );
+    // The node saves its models when it stops.
+    ok(d, &["node", "--exit-when-idle"]);
+
+    let text = ok(d, &["predict", "show"]);
+    for part in [
+        "NODES",
+        "DURATIONS",
+        "RETRIES",
+        "RETRY BUDGETS",
+        "QUEUES",
+        "+15m",
+    ] {
+        assert!(text.contains(part), "{part} missing:\n{text}");
+    }
+    let sleep_row = text
+        .lines()
+        .find(|l| l.starts_with("sleep") && l.contains("default"))
+        .unwrap_or_else(|| panic!("no sleep row:\n{text}"));
+    assert!(sleep_row.contains(" 20 "), "20 runs: {sleep_row}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("fail") && l.contains("smtp_down")),
+        "the retry of `fail` by its error class:\n{text}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(d, &["--json", "predict", "show", "--slo", "5s"])).unwrap();
+    assert_eq!(json["slo_ms"], 5000.0);
+    assert_eq!(json["nodes"].as_array().unwrap().len(), 1, "{json}");
+    let sleep = json["durations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "sleep")
+        .expect("sleep durations");
+    assert_eq!(sleep["runs"], 20);
+    assert!(sleep["p50_ms"].as_f64().unwrap() >= 4.0, "{sleep}");
+    assert!(
+        json["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["queue"] == "default"),
+        "{json}"
+    );
+
+    // `jobs stats` shows the predicted wait beside the counts.
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(d, &["--json", "jobs", "stats"])).unwrap();
+    assert!(stats["default"]["predicted_wait_ms"].is_number(), "{stats}");
+    assert!(ok(d, &["jobs", "stats"]).contains("PREDICTED WAIT"));
+
+    let err = refused(d, &["predict", "show", "--slo", "0s"]);
+    assert!(err.contains("--slo"), "{err}");
+}

@@ -24,6 +24,7 @@ use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTa
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
 use crate::store::insights::{DeadLetterGroups, FinishTiming, Insights, JobBrief, Link};
+use crate::store::models::{ModelStore, SavedModels};
 use crate::store::periodic::{PeriodicTicks, TickMark, TickOutcome};
 use crate::store::periodic_schedules::{
     ConfigSync, PeriodicSchedules, ScheduleOutcome, StoredSchedule,
@@ -270,6 +271,17 @@ impl JobLimits for MeteredStore {
 
     async fn limit_usage(&self) -> Result<Vec<LimitUsage>, StoreError> {
         self.seen(self.inner.limit_usage().await)
+    }
+}
+
+#[async_trait]
+impl ModelStore for MeteredStore {
+    async fn save_models(&self, node: &str, body: &[u8], now: Millis) -> Result<(), StoreError> {
+        self.seen(self.inner.save_models(node, body, now).await)
+    }
+
+    async fn load_models(&self) -> Result<Vec<SavedModels>, StoreError> {
+        self.seen(self.inner.load_models().await)
     }
 }
 

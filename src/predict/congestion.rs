@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 /// A congestion predictor: the model and its baselines alike. Events come in time order.
 pub trait CongestionPredictor {
     /// A short name for tables.
@@ -47,7 +49,7 @@ const MIN_BUSY_MS: f64 = 5_000.0;
 
 /// A count that decays exponentially with time constant `tau_ms`: `value / tau` is a
 /// rate per ms.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct DecayingCount {
     value: f64,
     at_ms: i64,
@@ -68,7 +70,7 @@ impl DecayingCount {
 }
 
 /// Settings of [`FluidQueue`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct FluidSettings {
     /// Time constant of the fast arrival rate.
     pub fast_tau_ms: f64,
@@ -95,7 +97,7 @@ impl Default for FluidSettings {
 }
 
 /// One queue's state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct QueueState {
     backlog: f64,
     running: f64,
@@ -115,7 +117,9 @@ struct QueueState {
     /// The wait of the last job that started.
     last_wait: Option<f64>,
     /// What each waiting job was told on arrival, by arrival time: the queueing
-    /// estimate and the last wait (ms).
+    /// estimate and the last wait (ms). Not persisted: it scores guesses about jobs
+    /// waiting now, and can be up to [`MAX_PENDING`] entries.
+    #[serde(skip)]
     pending: std::collections::BTreeMap<i64, Vec<[f64; 2]>>,
     /// Smoothed absolute errors (ms) of the two on the jobs that started.
     errors: [f64; 2],
@@ -141,7 +145,7 @@ impl QueueState {
 }
 
 /// The model: arrival and service rates, a fluid backlog forecast and Kingman's wait.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FluidQueue {
     s: FluidSettings,
     queues: HashMap<String, QueueState>,
@@ -175,6 +179,11 @@ impl FluidQueue {
         let servers = q.servers.0.max(1.0);
         let cs2 = ((sq - mean * mean).max(0.0) / (mean * mean).max(1e-9)).min(25.0);
         Some((lambda, servers, mean.max(1e-3), cs2))
+    }
+
+    /// The queues the model has a state for (a snapshot accessor for operators' views).
+    pub fn queues(&self) -> impl Iterator<Item = &str> {
+        self.queues.keys().map(String::as_str)
     }
 
     /// Backlog and running jobs of `queue` as counted from its events.

@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::sketch::DecayingSketch;
 
 /// What a duration prediction is about.
@@ -44,7 +46,7 @@ pub trait DurationPredictor {
 }
 
 /// Settings of [`SketchDuration`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct SketchSettings {
     /// Relative accuracy of the quantiles.
     pub alpha: f64,
@@ -72,7 +74,7 @@ impl Default for SketchSettings {
 }
 
 /// Sketches of one (kind, queue).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct KeySketches {
     all: DecayingSketch,
     by_size: HashMap<u32, DecayingSketch>,
@@ -80,7 +82,7 @@ struct KeySketches {
 
 /// The model: a [`DecayingSketch`] per (kind, queue), and per payload size class when
 /// enabled.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SketchDuration {
     settings: SketchSettings,
     keys: HashMap<String, HashMap<String, KeySketches>>,
@@ -107,6 +109,16 @@ impl SketchDuration {
             self.settings.half_life_ms,
             self.settings.max_bins,
         )
+    }
+
+    /// The (kind, queue) keys learned so far (a snapshot accessor for operators'
+    /// views), with how many runs each has seen.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, &str, u64)> {
+        self.keys.iter().flat_map(|(kind, queues)| {
+            queues
+                .iter()
+                .map(move |(queue, k)| (kind.as_str(), queue.as_str(), k.all.count()))
+        })
     }
 
     /// Adds `other`'s sketches to this model's (the same settings assumed): how nodes

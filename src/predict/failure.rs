@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 /// One thing learned about a node.
 #[derive(Debug, Clone, Copy)]
 pub enum NodeSignal<'a> {
@@ -94,7 +96,7 @@ impl FailurePredictor for HeartbeatTimeout {
 }
 
 /// Weights and thresholds of [`NodeScore`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ScoreSettings {
     /// Weight of the failure rate beyond the kind's and the peers'.
     pub w_error: f64,
@@ -154,7 +156,7 @@ const MEDIANS_EVERY_MS: i64 = 1_000;
 const SIGNALS: usize = 4;
 
 /// The cluster's levels for one kind.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct KindLevel {
     /// Smoothed `ln(duration)` of succeeded attempts.
     ln_duration: f64,
@@ -165,7 +167,7 @@ struct KindLevel {
 }
 
 /// One node's state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct NodeState {
     /// Smoothed signals (failure share, timeout share, ln slowness, ln renewal).
     levels: [f64; SIGNALS],
@@ -182,7 +184,7 @@ struct NodeState {
 /// kind's level) and lease renewal latency; the score is how far they sit above the
 /// median of all nodes' (so what hits every node, an outage or a drifting kind, scores
 /// nothing), plus fading restarts and store errors; drains with hysteresis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeScore {
     s: ScoreSettings,
     /// Per kind: the cluster's levels.
@@ -205,6 +207,11 @@ impl NodeScore {
             medians: [0.0; SIGNALS],
             medians_at: None,
         }
+    }
+
+    /// The nodes the model has a state for (a snapshot accessor for operators' views).
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
     }
 
     fn node(&mut self, node: &str) -> &mut NodeState {

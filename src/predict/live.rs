@@ -4,8 +4,20 @@
 //! One [`SharedModels`] is made per node and cloned into every place that feeds or asks
 //! it. The lock is a plain mutex held only for an observation or a prediction (each
 //! well under 5 µs), never across an await.
+//!
+//! [`feed`] maps the node's lifecycle to observations, [`persist`] saves and resumes
+//! them (versioned, merged with the other nodes' where a model merges), [`view`] turns
+//! saved models into what operators read (`jobmesh predict show`, the API).
 
 use std::sync::{Arc, Mutex, MutexGuard};
+
+pub mod feed;
+pub mod persist;
+pub mod view;
+
+pub use feed::{FeedState, LiveFeed};
+pub use persist::{ModelsError, Snapshot};
+pub use view::Predictions;
 
 use super::congestion::{FluidQueue, FluidSettings};
 use super::duration::{SketchDuration, SketchSettings};

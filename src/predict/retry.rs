@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::job::RetryPolicy;
 
 /// Upper bounds (exclusive, ms) of the time-since-first-failure buckets; the last
@@ -75,6 +77,17 @@ pub enum RetryDecision {
     GiveUp,
 }
 
+/// The state of one kind's retry budget over its window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BudgetUse {
+    /// First attempts in the window.
+    pub firsts: f64,
+    /// Retries in the window.
+    pub retries: f64,
+    /// Retries the budget allows in the window.
+    pub allowed: f64,
+}
+
 /// A retry policy that may learn: the model and its baseline alike.
 pub trait RetryPredictor {
     /// A short name for tables.
@@ -126,7 +139,7 @@ impl RetryPredictor for FixedBackoff {
 }
 
 /// A decaying success/failure count.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Beta {
     ok: f64,
     fail: f64,
@@ -154,14 +167,14 @@ impl Beta {
 }
 
 /// Retry counts of one kind over a sliding window of slots.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Budget {
     /// (slot start ms, first attempts, retries), oldest first.
     slots: std::collections::VecDeque<(i64, f64, f64)>,
 }
 
 /// Settings of [`PosteriorRetry`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct PosteriorSettings {
     /// One more attempt costs as much as this much waiting (ms): the model picks the
     /// delay minimising `delay + attempt_cost / p(success)`.
@@ -200,7 +213,7 @@ impl Default for PosteriorSettings {
 
 /// The model: Beta posteriors per (kind, error class, attempt bucket, time bucket) and
 /// a retry budget per kind.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PosteriorRetry {
     s: PosteriorSettings,
     posteriors: HashMap<String, HashMap<String, [[Beta; N_TIME]; N_ATTEMPT]>>,
@@ -251,6 +264,38 @@ impl PosteriorRetry {
             last.2 += 1.0;
         }
         true
+    }
+
+    /// The (kind, error class) pairs learned so far (a snapshot accessor for operators'
+    /// views).
+    pub fn keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.posteriors.iter().flat_map(|(kind, classes)| {
+            classes
+                .keys()
+                .map(move |class| (kind.as_str(), class.as_str()))
+        })
+    }
+
+    /// The kinds with a retry budget.
+    pub fn budget_kinds(&self) -> impl Iterator<Item = &str> {
+        self.budgets.keys().map(String::as_str)
+    }
+
+    /// The retry budget of `kind` at `now_ms` without spending from it: first attempts
+    /// and retries in the window, and the retries it allows (a snapshot accessor).
+    pub fn budget_use(&self, kind: &str, now_ms: i64) -> Option<BudgetUse> {
+        let b = self.budgets.get(kind)?;
+        let window = self.s.budget_window_ms;
+        let (firsts, retries) = b
+            .slots
+            .iter()
+            .filter(|s| s.0 > now_ms - window)
+            .fold((0.0, 0.0), |(f, r), s| (f + s.1, r + s.2));
+        Some(BudgetUse {
+            firsts,
+            retries,
+            allowed: self.s.budget_ratio * firsts + self.s.budget_floor,
+        })
     }
 
     /// The posterior success probability of attempt `attempt` started

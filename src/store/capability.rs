@@ -229,6 +229,7 @@ pub trait Store:
     + AuditLog
     + BulkActions
     + super::Insights
+    + super::ModelStore
 {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;

@@ -38,6 +38,8 @@ pub mod history;
 pub mod insights;
 /// Cluster-wide limits on claims: the limits in force and what runs under them.
 pub mod limits;
+/// Saved models: each node's live predictors, one versioned blob per node.
+pub mod models;
 mod open;
 /// Periodic ticks: the record of handled ticks per schedule, and the guarded enqueue.
 pub mod periodic;
@@ -73,6 +75,7 @@ pub use filter::{After, Cursor, FilterError, JobFilter, Order, PayloadMatch, Sor
 pub use history::{Attempt, AttemptOutcome, JobHistory};
 pub use insights::Insights;
 pub use limits::JobLimits;
+pub use models::{MAX_SAVED_MODELS_BYTES, ModelStore, SavedModels};
 pub use open::{DEFAULT_REDIS_PREFIX, OpenError, OpenedStore, open};
 pub use periodic::{PeriodicTicks, TickMark, TickOutcome};
 pub use periodic_schedules::{

@@ -24,6 +24,10 @@ pub struct Retention {
     /// Rows of the audit log (`audit`), after they were written.
     #[serde(with = "humantime_serde")]
     pub audit: Duration,
+    /// Saved models of a node (`models`), after its last save: a node gone for this
+    /// long is not coming back with what it learned.
+    #[serde(with = "humantime_serde")]
+    pub models: Duration,
     /// How often the leader purges.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -38,6 +42,7 @@ impl Default for Retention {
             dead_letters: Duration::from_secs(30 * 24 * 3600),
             coordination: Duration::from_secs(3600),
             audit: Duration::from_secs(90 * 24 * 3600),
+            models: Duration::from_secs(90 * 24 * 3600),
             interval: Duration::from_secs(60),
             batch: 1000,
         }
@@ -66,6 +71,7 @@ impl Retention {
             dead_before: before(self.dead_letters),
             leases_before: before(self.coordination),
             audit_before: before(self.audit),
+            models_before: before(self.models),
         }
     }
 }
@@ -82,6 +88,8 @@ pub struct Cutoffs {
     pub leases_before: Millis,
     /// Audit rows written before this.
     pub audit_before: Millis,
+    /// Saved models last saved before this.
+    pub models_before: Millis,
 }
 
 /// What one purge removed.
@@ -97,6 +105,9 @@ pub struct Purged {
     pub leases: u64,
     /// Audit rows.
     pub audit: u64,
+    /// Saved models of nodes that stopped saving.
+    #[serde(default)]
+    pub models: u64,
 }
 
 #[cfg(test)]
@@ -110,6 +121,7 @@ mod tests {
             dead_letters: Duration::from_secs(20),
             coordination: Duration::from_secs(3),
             audit: Duration::from_secs(40),
+            models: Duration::from_secs(50),
             ..Retention::default()
         };
         let c = r.cutoffs(Millis(100_000));
@@ -117,5 +129,6 @@ mod tests {
         assert_eq!(c.finished_before, Millis(90_000));
         assert_eq!(c.dead_before, Millis(80_000));
         assert_eq!(c.leases_before, Millis(97_000));
+        assert_eq!(c.models_before, Millis(50_000));
     }
 }

@@ -71,11 +71,41 @@ pub async fn get_job(
     let mut timeline = state.store.job_events(id, events + 1).await?;
     let events_truncated = timeline.len() > events as usize;
     timeline.truncate(events as usize);
+    let eta = eta(&state, &job, &timeline).await;
     Ok(Json(JobDetail {
+        eta,
         job: job.into(),
         attempts: attempts.into_iter().map(Into::into).collect(),
         attempts_truncated,
         events: timeline.into_iter().map(Into::into).collect(),
         events_truncated,
     }))
+}
+
+/// The job's ETA from the shared predictions; a running attempt's start is its
+/// `job.claimed` event in the timeline. Predictions are a view: a failed read leaves it
+/// out rather than failing the request.
+async fn eta(
+    state: &AppState,
+    job: &jobmesh::job::Job,
+    timeline: &[jobmesh::event::StoredEvent],
+) -> Option<crate::views::EtaView> {
+    use jobmesh::clock::{Clock, SystemClock};
+    use jobmesh::event::EventKind;
+    if job.finished_at.is_some() {
+        return None;
+    }
+    let p = match state.predictions.get(&*state.store).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the saved models failed; no ETA");
+            return None;
+        }
+    };
+    let since = timeline
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::JobClaimed && e.event.attempt == Some(job.attempt))
+        .map(|e| e.event.at.0);
+    p.eta(job, since, SystemClock.now().0).map(Into::into)
 }

@@ -17,6 +17,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod nodes;
 pub mod periodic;
+pub mod predictions;
 mod queue_views;
 pub mod queues;
 pub mod tokens;
@@ -104,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(dlq::redrive))
         .routes(routes!(queues::list_queues))
         .routes(routes!(nodes::list_nodes))
+        .routes(routes!(predictions::predictions))
         .routes(routes!(mesh::mesh))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))

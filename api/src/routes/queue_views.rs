@@ -41,6 +41,14 @@ pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<Queu
         .into_iter()
         .map(|p| (p.queue, p.paused_at))
         .collect();
+    // Predictions are a view: without them the counts still answer.
+    let predictions = match state.predictions.get(&*state.store).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the saved models failed; queues without predicted waits");
+            None
+        }
+    };
     let window_ms = read.window.as_millis() as u64;
     let finished = &read.finished;
     let mut names: Vec<&String> = counts.keys().chain(paused.keys()).collect();
@@ -79,6 +87,7 @@ pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<Queu
                 cancelled,
                 per_second: total as f64 * 1000.0 / window_ms as f64,
             },
+            predicted_wait_ms: predictions.as_ref().and_then(|p| p.queue_wait_ms(name)),
         });
     }
     Ok(QueueList {

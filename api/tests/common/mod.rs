@@ -314,6 +314,7 @@ pub mod audit;
 pub mod bulk;
 pub mod grouped;
 pub mod periodic;
+pub mod predictions;
 pub mod session;
 pub mod suite;
 pub mod views;

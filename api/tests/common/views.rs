@@ -13,6 +13,7 @@ use jobmesh::store::SharedStore;
 use jobmesh::store::tokens::Scope;
 use serde_json::{Value, json};
 
+pub use super::predictions::predictions_show_what_a_node_learned;
 use super::{Harness, WAIT, job};
 
 /// Expands to one test per views case, each on a fresh store from `$make`.
@@ -21,7 +22,8 @@ macro_rules! views_suite {
     ($make:path) => {
         $crate::views_suite!(@cases $make;
             job_detail_shows_attempts_and_timeline, queue_view_shows_pause_age_and_throughput,
-            nodes_view_shows_the_node_and_its_workers, hostile_view_params_are_refused_by_name);
+            nodes_view_shows_the_node_and_its_workers, hostile_view_params_are_refused_by_name,
+            predictions_show_what_a_node_learned);
     };
     (@cases $make:path; $($case:ident),*) => {
         $(

@@ -45,6 +45,20 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
         JobsVerb::Delete(args) => bulk(&*store, BulkAction::Delete, args, json).await?,
         JobsVerb::Stats => {
             let (counts, paused) = queue::counts_and_paused(&*store).await?;
+            // The predicted wait per queue from the models the nodes saved; the counts
+            // answer without it when they cannot be read.
+            let predictions = match store.load_models().await {
+                Ok(saved) => Some(jobmesh::predict::live::Predictions::from_saved(
+                    &saved,
+                    jobmesh::clock::Clock::now(&jobmesh::clock::SystemClock).0,
+                    30_000.0,
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "saved models unreadable: no predicted waits");
+                    None
+                }
+            };
+            let wait = |q: &str| predictions.as_ref().and_then(|p| p.queue_wait_ms(q));
             if json {
                 // Per queue its pause beside its counts (`{"mail": {"paused": true,
                 // "counts": {"available": 3}}}`), as the table shows both.
@@ -53,7 +67,11 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
                     .map(|(q, c)| {
                         (
                             q,
-                            serde_json::json!({"paused": paused.contains(q), "counts": c}),
+                            serde_json::json!({
+                                "paused": paused.contains(q),
+                                "counts": c,
+                                "predicted_wait_ms": wait(q),
+                            }),
                         )
                     })
                     .collect();
@@ -61,6 +79,7 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
             }
             let mut headers = vec!["QUEUE", "PAUSED"];
             headers.extend(JobState::ALL.iter().map(|s| s.as_str()));
+            headers.push("PREDICTED WAIT");
             let rows: Vec<Vec<String>> = counts
                 .iter()
                 .map(|(queue, by_state)| {
@@ -70,6 +89,9 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
                         JobState::ALL
                             .iter()
                             .map(|s| by_state.get(s).copied().unwrap_or(0).to_string()),
+                    );
+                    row.push(
+                        wait(queue).map_or_else(|| "-".into(), |w| format!("{:.1}s", w / 1000.0)),
                     );
                     row
                 })

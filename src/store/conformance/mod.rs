@@ -29,6 +29,7 @@ mod history;
 mod hostile;
 mod insights;
 mod limits;
+mod models;
 mod pages;
 mod periodic;
 mod queues;
@@ -47,6 +48,7 @@ pub use history::*;
 pub use hostile::*;
 pub use insights::*;
 pub use limits::*;
+pub use models::*;
 pub use pages::*;
 pub use periodic::*;
 pub use queues::*;
@@ -181,7 +183,9 @@ macro_rules! store_conformance_tests {
             max_running_per_key, kind_limit_spans_queues,
             slots_come_back_with_every_way_out_of_running, rate_limits_claims_per_key,
             one_key_does_not_starve_the_others,
-            trace_export_covers_every_attempt);
+            trace_export_covers_every_attempt,
+            models_are_saved_per_node, models_hostile_input_stores_nothing,
+            saved_models_are_purged_after_their_retention);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

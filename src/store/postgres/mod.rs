@@ -81,6 +81,7 @@ mod limited;
 mod limits;
 mod listen;
 mod listing;
+mod models;
 mod periodic;
 mod periodic_schedules;
 mod progress;

@@ -70,6 +70,7 @@ mod bulk;
 mod claim;
 mod history;
 mod limits;
+mod models;
 mod outbox;
 mod periodic;
 mod periodic_schedules;

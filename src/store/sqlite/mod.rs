@@ -61,6 +61,7 @@ mod history;
 mod insights;
 mod leader;
 mod limits;
+mod models;
 mod periodic;
 mod periodic_schedules;
 mod progress;

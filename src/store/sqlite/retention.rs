@@ -79,6 +79,11 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
         let audit = super::audit::purge(&mut tx, cut.audit_before, retention.batch).await?;
+        let models = sqlx::query("DELETE FROM node_models WHERE saved_at < ?1")
+            .bind(cut.models_before.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(crate::store::retention::Purged {
             jobs: finished.len() as u64,
@@ -86,6 +91,7 @@ impl SqliteStore {
             events,
             leases,
             audit,
+            models,
         })
     }
 }

@@ -1,0 +1,230 @@
+//! Saving and resuming a node's models: one versioned blob per node in the store
+//! ([`crate::store::ModelStore`]), written every minute and at graceful shutdown, read
+//! back by the node when it starts again and by anyone who shows predictions.
+//!
+//! The blob is one version byte ([`MODELS_VERSION`]) followed by the bincode of a
+//! [`Snapshot`], as the mesh's wire messages are: a later format bumps the byte and
+//! keeps a reader for this one in [`decode`]. A node saves only what it learned itself;
+//! its view merges the other nodes' saved durations into its own (sketches add up,
+//! [`crate::predict::duration::SketchDuration::merge`]); the failure, retry and
+//! congestion models do not merge and stay each node's own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::predict::congestion::FluidQueue;
+use crate::predict::duration::SketchDuration;
+use crate::predict::failure::NodeScore;
+use crate::predict::retry::PosteriorRetry;
+use crate::store::SavedModels;
+
+use super::{FeedState, LiveModels};
+
+/// Version byte of the saved models' encoding.
+pub const MODELS_VERSION: u8 = 1;
+
+/// Largest blob decoded (the store refuses larger ones when they are saved).
+pub const MAX_MODELS_BYTES: usize = crate::store::MAX_SAVED_MODELS_BYTES;
+
+/// What a node saves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When it was taken (ms since the epoch).
+    pub saved_at_ms: i64,
+    /// The node's own durations (not merged with the others').
+    pub duration: SketchDuration,
+    /// The node's failure model.
+    pub failure: NodeScore,
+    /// The node's retry model and budgets.
+    pub retry: PosteriorRetry,
+    /// The node's congestion model.
+    pub congestion: FluidQueue,
+}
+
+/// The borrowed form [`encode`] writes (nothing is cloned to save).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    saved_at_ms: i64,
+    duration: &'a SketchDuration,
+    failure: &'a NodeScore,
+    retry: &'a PosteriorRetry,
+    congestion: &'a FluidQueue,
+}
+
+/// Why saved models could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelsError {
+    /// No bytes at all.
+    #[error("saved models are empty")]
+    Empty,
+    /// Written by a version of jobmesh that used another format.
+    #[error("saved models have format {0}, this version reads format {MODELS_VERSION}")]
+    WrongVersion(u8),
+    /// Larger than [`MAX_MODELS_BYTES`].
+    #[error("saved models are larger than {MAX_MODELS_BYTES} bytes")]
+    TooLarge,
+    /// Not a snapshot.
+    #[error("saved models cannot be decoded: {0}")]
+    Undecodable(String),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_MODELS_BYTES>()
+}
+
+/// The blob of the node's own models at `now_ms`: its own durations from the feed's
+/// memory, its other models from `models`.
+pub fn encode(models: &LiveModels, feed: &FeedState, now_ms: i64) -> Vec<u8> {
+    let snap = SnapshotRef {
+        saved_at_ms: now_ms,
+        duration: &feed.own_duration,
+        failure: &models.failure,
+        retry: &models.retry,
+        congestion: &models.congestion,
+    };
+    let mut out = vec![MODELS_VERSION];
+    // Encoding our own in-memory values into a Vec cannot fail; an empty body would be
+    // refused by `decode` rather than misread.
+    if let Ok(body) = bincode::serde::encode_to_vec(&snap, config()) {
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// Reads a blob written by [`encode`]. Never panics on bad input.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, ModelsError> {
+    let (&version, body) = bytes.split_first().ok_or(ModelsError::Empty)?;
+    match version {
+        MODELS_VERSION => {
+            if body.len() > MAX_MODELS_BYTES {
+                return Err(ModelsError::TooLarge);
+            }
+            let (snap, used): (Snapshot, usize) = bincode::serde::decode_from_slice(body, config())
+                .map_err(|e| ModelsError::Undecodable(e.to_string()))?;
+            if used != body.len() {
+                return Err(ModelsError::Undecodable("trailing bytes".into()));
+            }
+            Ok(snap)
+        }
+        other => Err(ModelsError::WrongVersion(other)),
+    }
+}
+
+/// `own` merged with the durations the other nodes saved (rows of `node` itself are
+/// skipped; a row that does not decode or whose sketches have other settings is left out
+/// with a warning: one bad row must not cost the node its view).
+pub fn merged_durations(own: &SketchDuration, node: &str, saved: &[SavedModels]) -> SketchDuration {
+    let mut view = own.clone();
+    for row in saved.iter().filter(|r| r.node != node) {
+        match decode(&row.body) {
+            Ok(snap) => {
+                if let Err(e) = view.merge(&snap.duration) {
+                    tracing::warn!(node = %row.node, error = %e, "saved durations left out of the view");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %row.node, error = %e, "saved models left out of the view")
+            }
+        }
+    }
+    view
+}
+
+/// What a node starting under the name `node` resumes from the saved rows: its own
+/// models as it saved them (fresh ones when it saved none, or its row does not
+/// decode), the durations merged with the other nodes'.
+pub fn resume(node: &str, saved: &[SavedModels]) -> (LiveModels, FeedState) {
+    let own = saved
+        .iter()
+        .find(|r| r.node == node)
+        .and_then(|r| match decode(&r.body) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "this node's saved models are unreadable; starting fresh");
+                None
+            }
+        });
+    let mut models = LiveModels::default();
+    let own_duration = match own {
+        Some(s) => {
+            models.failure = s.failure;
+            models.retry = s.retry;
+            models.congestion = s.congestion;
+            s.duration
+        }
+        None => models.duration.clone(),
+    };
+    models.duration = merged_durations(&own_duration, node, saved);
+    (models, FeedState::new(node, own_duration))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Millis;
+    use crate::predict::duration::{DurationKey, DurationPredictor};
+
+    fn key(kind: &str) -> DurationKey<'_> {
+        DurationKey {
+            kind,
+            queue: "q",
+            payload_bytes: 10,
+        }
+    }
+
+    fn row(node: &str, body: Vec<u8>) -> SavedModels {
+        SavedModels {
+            node: node.into(),
+            saved_at: Millis(0),
+            body,
+        }
+    }
+
+    fn learned(node: &str, kind: &str, ms: f64) -> Vec<u8> {
+        let models = LiveModels::default();
+        let mut feed = FeedState::new(node, models.duration.clone());
+        for i in 0..100 {
+            feed.own_duration.observe(key(kind), i, ms);
+        }
+        encode(&models, &feed, 1_000)
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_and_bad_blobs_are_named() {
+        let bytes = learned("a", "k", 100.0);
+        assert_eq!(bytes[0], MODELS_VERSION);
+        let snap = decode(&bytes).unwrap();
+        assert_eq!(snap.saved_at_ms, 1_000);
+        assert!(snap.duration.predict(key("k"), 0).is_some());
+        assert_eq!(decode(&[]).unwrap_err(), ModelsError::Empty);
+        let mut v = bytes.clone();
+        v[0] = 9;
+        assert_eq!(decode(&v).unwrap_err(), ModelsError::WrongVersion(9));
+        let mut v = bytes.clone();
+        v.push(0);
+        assert!(matches!(decode(&v), Err(ModelsError::Undecodable(_))));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() / 2]),
+            Err(ModelsError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn a_node_resumes_its_own_and_merges_the_others_durations() {
+        let saved = vec![
+            row("a", learned("a", "mine", 100.0)),
+            row("b", learned("b", "theirs", 5_000.0)),
+            row("c", vec![MODELS_VERSION, 1, 2, 3]),
+        ];
+        let (models, feed) = resume("a", &saved);
+        // Its own durations, and the view with b's.
+        assert!(feed.own_duration.predict(key("mine"), 0).is_some());
+        assert!(feed.own_duration.predict(key("theirs"), 0).is_none());
+        let theirs = models.duration.predict(key("theirs"), 0).unwrap();
+        assert!((theirs.p50 - 5_000.0).abs() < 150.0, "{theirs:?}");
+        assert!(models.duration.predict(key("mine"), 0).is_some());
+        // A node with no row of its own starts fresh but still sees the others'.
+        let (models, feed) = resume("new", &saved);
+        assert!(feed.own_duration.keys().next().is_none());
+        assert!(models.duration.predict(key("mine"), 0).is_some());
+    }
+}
