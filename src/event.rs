@@ -54,11 +54,14 @@ pub enum EventKind {
     QueuePaused,
     /// A paused queue was resumed.
     QueueResumed,
+    /// The congestion model predicts that a queue's jobs will wait longer than its
+    /// `wait_slo` (at most one event per queue per minute, with the workers advised).
+    QueueBreachPredicted,
 }
 
 impl EventKind {
     /// All kinds.
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::JobEnqueued,
         EventKind::JobClaimed,
         EventKind::JobSucceeded,
@@ -80,6 +83,7 @@ impl EventKind {
         EventKind::NodeLeft,
         EventKind::QueuePaused,
         EventKind::QueueResumed,
+        EventKind::QueueBreachPredicted,
     ];
 
     /// The dotted name used in storage and streams, e.g. `job.succeeded`.
@@ -106,6 +110,7 @@ impl EventKind {
             EventKind::NodeLeft => "node.left",
             EventKind::QueuePaused => "queue.paused",
             EventKind::QueueResumed => "queue.resumed",
+            EventKind::QueueBreachPredicted => "queue.breach_predicted",
         }
     }
 }

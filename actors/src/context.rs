@@ -84,6 +84,12 @@ pub(crate) struct Ctx {
     pub retention: Option<jobmesh::store::retention::Retention>,
     /// The process's metrics (the store above is already wrapped to record into them).
     pub metrics: Arc<Metrics>,
+    /// The node's predictors, asked where a decision is made (see [`crate::decide`]).
+    pub models: jobmesh::predict::SharedModels,
+    /// The queues' wait SLOs and their warnings.
+    pub slo: crate::decide::QueueSlo,
+    /// The lease length claims and renewals use (`workers.lease`, or the learned one).
+    pub lease: std::sync::Mutex<jobmesh::predict::policy::duration::LeaseLength>,
 }
 
 impl Ctx {

@@ -24,6 +24,7 @@ mod batch;
 pub mod chaos;
 mod completer;
 mod context;
+mod decide;
 mod dispatcher;
 mod error;
 mod event_sink;
