@@ -59,7 +59,15 @@ impl Ctx {
         retryable: bool,
         now: Millis,
     ) -> Outcome {
-        self.failure_outcome_of(&job.kind, attempt, job.max_attempts, job.created_at, error, retryable, now)
+        self.failure_outcome_of(
+            &job.kind,
+            attempt,
+            job.max_attempts,
+            job.created_at,
+            error,
+            retryable,
+            now,
+        )
     }
 
     /// [`Ctx::failure_outcome`] from the parts a crashed worker's slot keeps.
@@ -126,7 +134,10 @@ impl Ctx {
 
     /// The lease length claims and renewals use now.
     pub(crate) fn lease(&self) -> Duration {
-        self.lease.lock().unwrap_or_else(|p| p.into_inner()).current()
+        self.lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .current()
     }
 
     /// How often held leases must be renewed at `now`.
@@ -152,7 +163,10 @@ impl Ctx {
         let learned = learned.max(round * 3);
         let mut lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
         if lease.adopt(learned, now) {
-            tracing::info!(lease_ms = learned.as_millis() as u64, "lease length learned");
+            tracing::info!(
+                lease_ms = learned.as_millis() as u64,
+                "lease length learned"
+            );
         }
     }
 

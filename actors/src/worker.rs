@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use jobmesh::handler::progress::ProgressReporter;
 use jobmesh::handler::{HandlerError, JobContext};
-use jobmesh::job::{
-    ClaimedJob, Completion, Outcome, ProgressReport, decide_snooze,
-};
+use jobmesh::job::{ClaimedJob, Completion, Outcome, ProgressReport, decide_snooze};
 use jobmesh::metrics::JobTag;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 

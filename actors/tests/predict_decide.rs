@@ -135,7 +135,10 @@ async fn a_retry_storm_is_held_to_the_budget_and_nothing_is_dropped() {
     // budget's minute instead of hammering the dependency, and every one is scheduled.
     let soon = delays.iter().filter(|d| **d < 60_000).count();
     assert_eq!(soon, N / 5 + 10, "{delays:?}");
-    assert!(delays.iter().all(|d| *d < 60_000 || *d >= 120_000), "{delays:?}");
+    assert!(
+        delays.iter().all(|d| *d < 60_000 || *d >= 120_000),
+        "{delays:?}"
+    );
     node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -167,7 +170,13 @@ async fn a_learned_timeout_stops_a_hang_long_before_the_default() {
     let id = node.submit(vec![job]).await.unwrap()[0].id();
     let dead = next_event(&mut events, EventKind::JobDiscarded).await;
     assert_eq!(dead.job, Some(id));
-    let error = store.get_job(id).await.unwrap().unwrap().last_error.unwrap();
+    let error = store
+        .get_job(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_error
+        .unwrap();
     // p99.9 ~ 210 ms times the margin of 3.
     assert!(error.starts_with("timed out after 6"), "{error}");
     assert!(error.contains(" ms"), "{error}");
@@ -221,19 +230,31 @@ async fn a_predicted_breach_is_announced_with_advice_and_counted() {
     node.set_queue_policies(slo(30, Admission::Off)).unwrap();
     let e = next_event(&mut events, EventKind::QueueBreachPredicted).await;
     assert_eq!(e.detail["queue"], "default");
-    assert!(e.detail["predicted_wait_ms"].as_f64().unwrap() > 30_000.0, "{e:?}");
+    assert!(
+        e.detail["predicted_wait_ms"].as_f64().unwrap() > 30_000.0,
+        "{e:?}"
+    );
     assert!(e.detail["more_workers"].as_u64().unwrap() >= 1, "{e:?}");
     let advice = e.detail["advice"].as_str().unwrap();
-    assert!(advice.contains("more workers would hold the SLO"), "{advice}");
+    assert!(
+        advice.contains("more workers would hold the SLO"),
+        "{advice}"
+    );
     // Recorded in the store's event log too (written in batches: polled until there),
     // and in the metrics.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let log = store.events_after(0, 1000).await.unwrap();
-        if log.iter().any(|s| s.event.kind == EventKind::QueueBreachPredicted) {
+        if log
+            .iter()
+            .any(|s| s.event.kind == EventKind::QueueBreachPredicted)
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not in the event log: {log:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not in the event log: {log:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let text = node.metrics().encode();
@@ -260,7 +281,11 @@ async fn admission_rejects_or_defers_low_priority_jobs_when_the_breach_is_certai
         other => panic!("expected a refusal, got {other:?}"),
     }
     // Normal priority passes.
-    let id = node.submit(vec![NewJob::new("noop", json!({}))]).await.unwrap()[0].id();
+    let id = node
+        .submit(vec![NewJob::new("noop", json!({}))])
+        .await
+        .unwrap()[0]
+        .id();
     assert!(store.get_job(id).await.unwrap().is_some());
     // Deferred: stored, to run once the backlog is predicted to have drained.
     node.set_queue_policies(slo(30, Admission::Defer)).unwrap();
@@ -289,7 +314,8 @@ async fn the_lease_is_learned_from_the_runs_of_the_nodes_queues() {
             payload_bytes: 10,
         };
         for i in 0..200 {
-            m.duration.observe(key, now_ms(), 19_000.0 + (i % 10) as f64 * 100.0);
+            m.duration
+                .observe(key, now_ms(), 19_000.0 + (i % 10) as f64 * 100.0);
         }
     }
     // The next maintenance round (every 20 ms here) adopts it; a claim after that

@@ -92,9 +92,9 @@ impl ProblemKind {
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemKind::BodyTooLarge | ProblemKind::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ProblemKind::Timeout
-            | ProblemKind::StoreUnavailable
-            | ProblemKind::QueueOverloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::Timeout | ProblemKind::StoreUnavailable | ProblemKind::QueueOverloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProblemKind::IdempotencyInProgress | ProblemKind::Conflict => StatusCode::CONFLICT,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

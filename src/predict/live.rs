@@ -50,6 +50,8 @@ impl SharedModels {
     pub fn lock(&self) -> MutexGuard<'_, LiveModels> {
         // A panic while holding the lock leaves plain numbers behind, never a broken
         // invariant worth stopping the node for: keep using them.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -53,7 +53,11 @@ pub(crate) fn admit(state: &AppState, job: &mut NewJob, at: &str) -> Result<(), 
         return Ok(());
     };
     admission(std::slice::from_mut(job)).map_err(|(_, reason)| {
-        Problem::field(ProblemKind::QueueOverloaded, format!("{at}priority"), reason)
+        Problem::field(
+            ProblemKind::QueueOverloaded,
+            format!("{at}priority"),
+            reason,
+        )
     })
 }
 
@@ -168,7 +172,8 @@ pub async fn enqueue_batch(
         for (index, r) in requests.into_iter().enumerate() {
             let mut job = r.into_job();
             let at = format!("jobs[{index}].");
-            match check_job(&state, &caller, &job, &at).and_then(|()| admit(&state, &mut job, &at)) {
+            match check_job(&state, &caller, &job, &at).and_then(|()| admit(&state, &mut job, &at))
+            {
                 Ok(()) => accepted.push((index, job)),
                 Err(p) => items.push(refused(index, p)),
             }

@@ -85,8 +85,7 @@ impl QueuePolicy {
             }
             _ => {}
         }
-        if !(crate::job::MIN_PRIORITY..=crate::job::MAX_PRIORITY + 1).contains(&self.low_priority)
-        {
+        if !(crate::job::MIN_PRIORITY..=crate::job::MAX_PRIORITY + 1).contains(&self.low_priority) {
             return Err(format!(
                 "{key}.low_priority must be within {}..={}, got {}",
                 crate::job::MIN_PRIORITY,
@@ -280,7 +279,10 @@ mod tests {
             m.on_finish(Q, t, 500.0);
         }
         for i in 0..backlog {
-            m.on_enqueue(Q, now - 10_000 + (i as i64 * 10_000 / backlog.max(1) as i64));
+            m.on_enqueue(
+                Q,
+                now - 10_000 + (i as i64 * 10_000 / backlog.max(1) as i64),
+            );
         }
         m
     }
@@ -305,7 +307,11 @@ mod tests {
         assert_eq!(w.horizon_ms, 0);
         assert!(w.predicted_wait_ms > 30_000.0, "{w:?}");
         assert!(w.more_workers >= 1, "{w:?}");
-        assert!(w.advice().contains("more workers would hold the SLO"), "{}", w.advice());
+        assert!(
+            w.advice().contains("more workers would hold the SLO"),
+            "{}",
+            w.advice()
+        );
         // Not again within the minute; again after it.
         assert!(watch.check(&m, &policies, Millis(now + 30_000)).is_empty());
         assert_eq!(watch.check(&m, &policies, Millis(now + 60_000)).len(), 1);
@@ -316,11 +322,19 @@ mod tests {
         let now = 10_000_000;
         let m = overloaded(0, now);
         let policies = BTreeMap::from([(Q.to_string(), slo(30, Admission::Off))]);
-        assert!(BreachWatch::default().check(&m, &policies, Millis(now)).is_empty());
+        assert!(
+            BreachWatch::default()
+                .check(&m, &policies, Millis(now))
+                .is_empty()
+        );
         // No SLO, no warning.
         let m = overloaded(400, now);
         let none = BTreeMap::from([(Q.to_string(), QueuePolicy::default())]);
-        assert!(BreachWatch::default().check(&m, &none, Millis(now)).is_empty());
+        assert!(
+            BreachWatch::default()
+                .check(&m, &none, Millis(now))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -343,7 +357,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(admit(&m, Q, &slo(30, Admission::Off), -1, None, now), Admit::Accept);
+        assert_eq!(
+            admit(&m, Q, &slo(30, Admission::Off), -1, None, now),
+            Admit::Accept
+        );
         // A queue keeping up admits everything.
         let calm = overloaded(0, now.0);
         assert_eq!(admit(&calm, Q, &reject, -1, None, now), Admit::Accept);
@@ -355,9 +372,22 @@ mod tests {
             admission: Admission::Reject,
             ..QueuePolicy::default()
         };
-        assert!(p.validate("mail").unwrap_err().contains("queues.mail.admission needs"));
+        assert!(
+            p.validate("mail")
+                .unwrap_err()
+                .contains("queues.mail.admission needs")
+        );
         let p = slo(0, Admission::Off);
-        assert!(p.validate("mail").unwrap_err().contains("queues.mail.wait_slo"));
-        assert!(slo(30, Admission::Off).validate("a b").unwrap_err().contains("queues.a b"));
+        assert!(
+            p.validate("mail")
+                .unwrap_err()
+                .contains("queues.mail.wait_slo")
+        );
+        assert!(
+            slo(30, Admission::Off)
+                .validate("a b")
+                .unwrap_err()
+                .contains("queues.a b")
+        );
     }
 }

@@ -133,7 +133,8 @@ mod tests {
             ] {
                 for attempt in [2, 3, 4, 6, 10] {
                     let ok = late_success && since >= 600_000;
-                    m.retry.observe_retry("mail", class, attempt, since, ok, NOW.0 - i);
+                    m.retry
+                        .observe_retry("mail", class, attempt, since, ok, NOW.0 - i);
                 }
             }
         }
@@ -162,7 +163,13 @@ mod tests {
         let mut m = LiveModels::default();
         teach(&mut m, "smtp_down", true);
         let mut rng = StdRng::seed_from_u64(1);
-        let o = decide(&mut m, &learned(false), failure(2, "smtp down"), NOW, &mut rng);
+        let o = decide(
+            &mut m,
+            &learned(false),
+            failure(2, "smtp down"),
+            NOW,
+            &mut rng,
+        );
         // Enqueued 5 s ago: success comes from 10 min after the first failure on.
         assert!(delay_of(&o) >= 595_000, "{o:?}");
     }
@@ -175,8 +182,14 @@ mod tests {
         let o = decide(&mut m, &learned(true), failure(2, "gone"), NOW, &mut rng);
         match o {
             Outcome::Discard { error } => {
-                assert!(error.starts_with("gone (gave up early at attempt 2 of 25"), "{error}");
-                assert!(error.contains("`gone`") && error.contains("give_up_early"), "{error}");
+                assert!(
+                    error.starts_with("gone (gave up early at attempt 2 of 25"),
+                    "{error}"
+                );
+                assert!(
+                    error.contains("`gone`") && error.contains("give_up_early"),
+                    "{error}"
+                );
             }
             other => panic!("expected a discard, got {other:?}"),
         }
@@ -212,7 +225,15 @@ mod tests {
         }
         let mut rng = StdRng::seed_from_u64(1);
         let delays: Vec<i64> = (0..50)
-            .map(|_| delay_of(&decide(&mut m, &learned(true), failure(1, "e"), NOW, &mut rng)))
+            .map(|_| {
+                delay_of(&decide(
+                    &mut m,
+                    &learned(true),
+                    failure(1, "e"),
+                    NOW,
+                    &mut rng,
+                ))
+            })
             .collect();
         // 20 % of 50 first attempts plus the floor of 10 go soon, the rest wait out the
         // budget's window.
