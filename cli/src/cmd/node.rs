@@ -81,11 +81,11 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     }
     // The queues' wait SLOs: breach warnings and admission control (README
     // "Predictors at run time").
-    if !config.queues.is_empty() {
-        if let Err(e) = node.set_queue_policies(config.queues.clone()) {
-            node.shutdown(SHUTDOWN_GRACE).await?;
-            return Err(e.into());
-        }
+    if !config.queues.is_empty()
+        && let Err(e) = node.set_queue_policies(config.queues.clone())
+    {
+        node.shutdown(SHUTDOWN_GRACE).await?;
+        return Err(e.into());
     }
     if !config.periodic.is_empty() {
         if let Err(e) = node.set_periodic(config.periodic_jobs()).await {

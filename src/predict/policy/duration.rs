@@ -268,9 +268,9 @@ mod tests {
     #[test]
     fn the_jobs_own_timeout_and_the_switch_win() {
         let m = model_of(200, 200.0);
-        let own = Some(Duration::from_secs(42));
+        let own = Duration::from_secs(42);
         let default = Duration::from_secs(300);
-        assert_eq!(on().attempt_timeout(&m, KEY, own, default), own.unwrap());
+        assert_eq!(on().attempt_timeout(&m, KEY, Some(own), default), own);
         let off = DurationPolicy::default();
         assert_eq!(off.attempt_timeout(&m, KEY, None, default), default);
         // Too few runs: the default.
