@@ -60,11 +60,14 @@ pub enum EventKind {
     /// A reason stopped holding a node's claim gate closed (`detail.open`: whether the
     /// node claims again, or another reason still holds it).
     NodeGateOpened,
+    /// The congestion model predicts that a queue's jobs will wait longer than its
+    /// `wait_slo` (at most one event per queue per minute, with the workers advised).
+    QueueBreachPredicted,
 }
 
 impl EventKind {
     /// All kinds.
-    pub const ALL: [EventKind; 23] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::JobEnqueued,
         EventKind::JobClaimed,
         EventKind::JobSucceeded,
@@ -88,6 +91,7 @@ impl EventKind {
         EventKind::QueueResumed,
         EventKind::NodeGateClosed,
         EventKind::NodeGateOpened,
+        EventKind::QueueBreachPredicted,
     ];
 
     /// The dotted name used in storage and streams, e.g. `job.succeeded`.
@@ -116,6 +120,7 @@ impl EventKind {
             EventKind::QueueResumed => "queue.resumed",
             EventKind::NodeGateClosed => "node.gate_closed",
             EventKind::NodeGateOpened => "node.gate_opened",
+            EventKind::QueueBreachPredicted => "queue.breach_predicted",
         }
     }
 }

@@ -54,7 +54,7 @@ async fn record_last_progress(ctx: &Ctx, reports: &[ProgressReport]) {
     if reports.is_empty() {
         return;
     }
-    let until = ctx.now().plus(ctx.workers.lease);
+    let until = ctx.now().plus(ctx.lease());
     let write = || ctx.store.record_progress(reports, until);
     match retry_transient("recording progress", None, Duration::from_millis(20), write).await {
         Ok(kept) => {

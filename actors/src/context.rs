@@ -88,11 +88,15 @@ pub(crate) struct Ctx {
     pub metrics: Arc<Metrics>,
     /// The claim gate: the voter reports the quorum into it, the node shows it.
     pub gate: GateLink,
-    /// The node's live models: the one set every part of the node feeds and asks (the
-    /// claim gate asks the failure score).
+    /// The node's live models: the one set every part of the node feeds and asks where
+    /// a decision is made (the claim gate, [`crate::decide`]).
     pub models: SharedModels,
     /// What feeds them (the same models, and the feed's memory of attempts).
     pub feed: LiveFeed,
+    /// The queues' wait SLOs and their warnings.
+    pub slo: crate::decide::QueueSlo,
+    /// The lease length claims and renewals use (`workers.lease`, or the learned one).
+    pub lease: std::sync::Mutex<jobmesh::predict::policy::duration::LeaseLength>,
 }
 
 impl Ctx {

@@ -278,7 +278,7 @@ impl DispatchState {
             worker: ctx.pool_id(),
             node: ctx.node.clone(),
             limit: limit as u32,
-            lease_for: ctx.workers.lease,
+            lease_for: ctx.lease(),
             now: ctx.now(),
         };
         self.claiming = true;

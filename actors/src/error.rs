@@ -14,6 +14,15 @@ pub enum NodeError {
         /// Why.
         error: SubmitError,
     },
+    /// Admission control refused a low-priority job of a queue whose wait SLO is
+    /// certain to be breached; nothing of the batch was stored.
+    #[error("job {index} of the batch refused: {reason}")]
+    Overloaded {
+        /// Position of the refused job in the batch.
+        index: usize,
+        /// Why (the queue, its SLO and the predicted wait).
+        reason: String,
+    },
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),

@@ -28,6 +28,7 @@ pub mod chaos;
 mod claim_gate;
 mod completer;
 mod context;
+mod decide;
 mod dispatcher;
 mod error;
 mod event_sink;

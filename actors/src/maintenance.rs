@@ -1,9 +1,11 @@
-//! Maintenance: every third of a lease it extends the leases of attempts running here,
+//! Maintenance: every third of a lease (the configured or learned length, see
+//! [`LeaseLength`](jobmesh::predict::policy::duration::LeaseLength)) it extends the leases of attempts running here,
 //! interrupting those whose lease was lost (cancelled, revoked, rescued); every poll
 //! interval it promotes due scheduled/retryable jobs and rescues jobs whose lease lapsed
 //! (a crashed node's). Own leases are renewed first, a failed renewal is retried on the
 //! next round, and after a store outage rescues wait out a grace ([`RescueGate`]), so
 //! leases that ran out while nobody could renew them are not taken from live holders.
+//! Every round also warns of predicted breaches of the queues' wait SLOs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +61,7 @@ impl Actor for Maintenance {
             last_extend: ctx.now(),
             next_purge: ctx.now(),
             next_counts: ctx.now(),
-            rescue: RescueGate::new(rescue_grace(ctx.workers.lease), silence(every), ctx.now()),
+            rescue: RescueGate::new(rescue_grace(longest_lease(&ctx)), silence(every), ctx.now()),
             ctx,
             dispatcher,
         })
@@ -73,8 +75,9 @@ impl Actor for Maintenance {
     ) -> Result<(), ActorProcessingErr> {
         let ctx = &s.ctx;
         let now = ctx.now();
-        let lease_ms = ctx.workers.lease.as_millis() as i64;
-        if now.0 - s.last_extend.0 >= lease_ms / 3 {
+        ctx.learn_lease(round_interval(ctx), now);
+        let renew_ms = ctx.renew_every(now).as_millis() as i64;
+        if now.0 - s.last_extend.0 >= renew_ms {
             match extend(ctx, now).await {
                 Ok(asked_store) => {
                     s.last_extend = now;
@@ -115,6 +118,7 @@ impl Actor for Maintenance {
             s.dispatcher.cast(DispatchMsg::Wake).ok();
         }
         heartbeat(ctx).await;
+        ctx.warn_breaches().await;
         if let Some(retention) = &ctx.retention
             && now >= s.next_purge
         {
@@ -144,6 +148,17 @@ async fn heartbeat(ctx: &Ctx) {
     let ttl = heartbeat_ttl(round_interval(ctx));
     if let Err(e) = registry.heartbeat(&ctx.node, &workers, ttl).await {
         tracing::debug!(error = %e, "recording the node's heartbeat failed");
+    }
+}
+
+/// The longest lease a node with these settings may grant: leases of other nodes may be
+/// as long, so rescues after an outage wait that long.
+fn longest_lease(ctx: &Ctx) -> Duration {
+    let learned = &ctx.workers.learned;
+    if learned.lease {
+        ctx.workers.lease.max(learned.max_lease)
+    } else {
+        ctx.workers.lease
     }
 }
 
@@ -190,7 +205,7 @@ async fn extend(ctx: &Ctx, now: Millis) -> Result<bool, StoreError> {
     }
     match ctx
         .store
-        .extend_leases(&leases, now.plus(ctx.workers.lease))
+        .extend_leases(&leases, now.plus(ctx.lease()))
         .await
     {
         Ok(kept) => {

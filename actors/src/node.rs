@@ -139,20 +139,24 @@ impl Node {
         let (gate, quorum_reports) = GateLink::new();
         let ctx = Arc::new(Ctx {
             inflight: InFlight::new(opts.workers.concurrency as usize),
+            lease: std::sync::Mutex::new(jobmesh::predict::policy::duration::LeaseLength::new(
+                opts.workers.lease,
+            )),
             node: opts.node_id,
             store,
             registry: Arc::new(opts.registry),
             clock: opts.clock,
-            workers: opts.workers,
             retry: opts.retry,
             completions,
             events,
             counters: Counters::default(),
             retention: opts.retention,
+            slo: crate::decide::QueueSlo::new(&metrics),
             metrics,
             models: feed.models().clone(),
             gate,
             feed,
+            workers: opts.workers,
         });
         crate::metrics::register_node(&ctx);
         let completer_task = completer::start(ctx.clone(), completions_rx, close.clone());
@@ -359,16 +363,50 @@ impl Node {
     /// Validates every job against the registry (kind, payload, options), stores the
     /// batch in one transaction and wakes the dispatcher. One invalid job refuses the
     /// whole batch, naming it.
-    pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>, NodeError> {
+    ///
+    /// Admission control (see [`Node::set_queue_policies`]) may give low-priority jobs
+    /// of an overloaded queue a later `run_at`, or refuse the batch
+    /// ([`NodeError::Overloaded`]).
+    pub async fn submit(&self, mut jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>, NodeError> {
         for (index, job) in jobs.iter().enumerate() {
             self.ctx
                 .registry
                 .validate(job)
                 .map_err(|error| NodeError::Refused { index, error })?;
         }
+        self.ctx
+            .admit(&mut jobs)
+            .map_err(|(index, reason)| NodeError::Overloaded { index, reason })?;
         let out = self.ctx.store.enqueue(jobs, self.ctx.now()).await?;
         self.dispatcher.cast(DispatchMsg::Wake).ok();
         Ok(out)
+    }
+
+    /// Sets the queues' wait SLOs (`[queues.NAME]`): each maintenance round warns of a
+    /// predicted breach (a `queue.breach_predicted` event and metrics, at most once
+    /// per queue per minute), and [`Node::submit`] applies their admission control.
+    /// Each policy is checked first; a bad one refuses the whole set, naming it.
+    pub fn set_queue_policies(
+        &self,
+        policies: std::collections::BTreeMap<
+            String,
+            jobmesh::predict::policy::congestion::QueuePolicy,
+        >,
+    ) -> Result<(), NodeError> {
+        for (name, policy) in &policies {
+            policy.validate(name).map_err(NodeError::Options)?;
+        }
+        self.ctx.slo.set(policies);
+        Ok(())
+    }
+
+    /// The node's admission control, for another way in than [`Node::submit`] (the
+    /// HTTP API): defers or refuses jobs as `submit` does, `Err((index, reason))`.
+    pub fn admission(
+        &self,
+    ) -> impl Fn(&mut [NewJob]) -> Result<(), (usize, String)> + Send + Sync + 'static {
+        let ctx = self.ctx.clone();
+        move |jobs: &mut [NewJob]| ctx.admit(jobs)
     }
 
     /// Replaces the cluster-wide limits on claims (see [`jobmesh::limits`]) with

@@ -38,7 +38,7 @@ async fn write_pending(ctx: &Ctx) {
         return;
     }
     let (reports, cells): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-    let until = ctx.now().plus(ctx.workers.lease);
+    let until = ctx.now().plus(ctx.lease());
     match ctx.store.record_progress(&reports, until).await {
         Ok(kept) => {
             for ((r, cell), kept) in reports.iter().zip(&cells).zip(kept) {

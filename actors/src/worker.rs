@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use jobmesh::handler::progress::ProgressReporter;
 use jobmesh::handler::{HandlerError, JobContext};
-use jobmesh::job::{
-    ClaimedJob, Completion, Outcome, ProgressReport, decide_failure, decide_snooze,
-};
+use jobmesh::job::{ClaimedJob, Completion, Outcome, ProgressReport, decide_snooze};
 use jobmesh::metrics::JobTag;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 
@@ -76,7 +74,7 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
     let started_at = ctx.now();
     let cancel = ctx.inflight.token(w.slot);
     let cell = ctx.inflight.progress_cell(w.slot);
-    let timeout = job.timeout.unwrap_or(ctx.workers.default_timeout);
+    let timeout = ctx.attempt_timeout(&job);
     let result = match ctx.registry.get(&job.kind) {
         // Another node may know the kind: fail retryably, dead-letter when out of tries.
         None => Err(HandlerError::Retryable(format!(
@@ -119,30 +117,12 @@ async fn run_attempt(w: &WorkerArgs, claimed: ClaimedJob, tag: JobTag) {
         Err(HandlerError::Snooze(delay)) => {
             decide_snooze(job.snoozes, delay, &ctx.workers.snooze_limits(), now).unwrap_or_else(
                 // A delay past the limit is a handler bug: the attempt fails (and counts).
-                |error| {
-                    decide_failure(
-                        lease.attempt,
-                        job.max_attempts,
-                        error,
-                        true,
-                        &ctx.retry,
-                        now,
-                        &mut rand::rng(),
-                    )
-                },
+                |error| ctx.failure_outcome(&job, lease.attempt, error, true, now),
             )
         }
         Err(e) => {
             let retryable = e.is_retryable();
-            decide_failure(
-                lease.attempt,
-                job.max_attempts,
-                e.to_string(),
-                retryable,
-                &ctx.retry,
-                now,
-                &mut rand::rng(),
-            )
+            ctx.failure_outcome(&job, lease.attempt, e.to_string(), retryable, now)
         }
     };
     // After any write of an earlier report has ended, so the last one lands last.

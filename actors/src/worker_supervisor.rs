@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use jobmesh::event::{EventKind, LifecycleEvent};
-use jobmesh::job::{Completion, ProgressReport, decide_failure};
+use jobmesh::job::{Completion, ProgressReport};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::json;
 
@@ -211,14 +211,15 @@ impl WorkerSupervisorState {
 
     async fn fail(&self, r: crate::inflight::Running, error: String) {
         let now = self.ctx.now();
-        let outcome = decide_failure(
+        // The slot keeps no enqueue time: the attempt's start stands in for it.
+        let outcome = self.ctx.failure_outcome_of(
+            &r.kind,
             r.lease.attempt,
             r.max_attempts,
+            r.started_at,
             error,
             true,
-            &self.ctx.retry,
             now,
-            &mut rand::rng(),
         );
         let completion = Completion {
             lease: r.lease,

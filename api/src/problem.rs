@@ -48,6 +48,9 @@ pub enum ProblemKind {
     Conflict,
     /// The store could not be reached (503); retrying later may succeed.
     StoreUnavailable,
+    /// Admission control refused a low-priority job: its queue is certain to breach its
+    /// wait SLO (503); retrying later or with a higher priority may succeed.
+    QueueOverloaded,
     /// Anything else (500).
     Internal,
 }
@@ -71,6 +74,7 @@ impl ProblemKind {
             ProblemKind::IdempotencyMismatch => "urn:jobmesh:problem:idempotency-mismatch",
             ProblemKind::Conflict => "urn:jobmesh:problem:conflict",
             ProblemKind::StoreUnavailable => "urn:jobmesh:problem:store-unavailable",
+            ProblemKind::QueueOverloaded => "urn:jobmesh:problem:queue-overloaded",
             ProblemKind::Internal => "urn:jobmesh:problem:internal",
         }
     }
@@ -88,7 +92,9 @@ impl ProblemKind {
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemKind::BodyTooLarge | ProblemKind::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ProblemKind::Timeout | ProblemKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::Timeout | ProblemKind::StoreUnavailable | ProblemKind::QueueOverloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProblemKind::IdempotencyInProgress | ProblemKind::Conflict => StatusCode::CONFLICT,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -114,6 +120,7 @@ impl ProblemKind {
             }
             ProblemKind::Conflict => "The request conflicts with what exists",
             ProblemKind::StoreUnavailable => "The store is unavailable",
+            ProblemKind::QueueOverloaded => "The queue is overloaded",
             ProblemKind::Internal => "Internal error",
         }
     }

@@ -58,6 +58,8 @@ pub struct Extras {
     pub events_hint: Option<Arc<Notify>>,
     /// The node's mesh view, when it runs a mesh.
     pub mesh: Option<MeshSource>,
+    /// The node's admission control of enqueues (its queues' wait SLOs).
+    pub admission: Option<crate::state::Admission>,
 }
 
 impl std::fmt::Debug for Extras {
@@ -65,6 +67,7 @@ impl std::fmt::Debug for Extras {
         f.debug_struct("Extras")
             .field("events_hint", &self.events_hint.is_some())
             .field("mesh", &self.mesh.is_some())
+            .field("admission", &self.admission.is_some())
             .finish()
     }
 }
@@ -161,6 +164,7 @@ impl ApiServer {
             coalescer: Coalescer::start(store.clone(), max_group),
             events_hint: extras.events_hint.unwrap_or_default(),
             mesh: extras.mesh,
+            admission: extras.admission,
             metrics,
             counts_refresh,
             counts: Default::default(),

@@ -13,6 +13,11 @@ use crate::auth::RateLimits;
 use crate::coalesce::Coalescer;
 use crate::views::MeshSource;
 
+/// Admission control of a node's enqueues: may give jobs a later `run_at` (deferred),
+/// or refuse one, `Err((index, reason))` (see `jobmesh::predict::policy::congestion`).
+pub type Admission =
+    Arc<dyn Fn(&mut [jobmesh::job::NewJob]) -> Result<(), (usize, String)> + Send + Sync>;
+
 /// The server's shared state.
 pub struct AppState {
     /// The store (only through its traits: every backend serves).
@@ -35,6 +40,8 @@ pub struct AppState {
     /// The mesh view of the node serving the API, if it runs a mesh
     /// (`GET /api/v1/mesh`).
     pub mesh: Option<MeshSource>,
+    /// The node's admission control, when a node serves the API.
+    pub admission: Option<Admission>,
     /// The process's metrics (a node's own in `node --api`), served at `/metrics`.
     pub metrics: Arc<Metrics>,
     /// `Some(period)` where no node maintains the queue counts (`jobmesh api`): a scrape

@@ -95,6 +95,7 @@ impl NodeWithApi {
                 unit: Duration::from_millis(10),
                 max_delay: Duration::from_millis(100),
                 jitter: 0.0,
+                ..RetryPolicy::default()
             },
             store,
             registry: registry.clone(),

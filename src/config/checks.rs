@@ -207,6 +207,10 @@ impl Config {
                 ),
             );
         }
+        c.external("workers.learned", w.learned.validate());
+        for (name, policy) in &self.queues {
+            c.external("queues", policy.validate(name));
+        }
         c.external("retry", self.retry.validate());
         c.duration("retry.unit", self.retry.unit, Duration::ZERO, MAX_DURATION);
         c.duration(

@@ -95,6 +95,9 @@ pub struct Config {
     /// Cluster-wide concurrency and rate limits (`[[limit]]`), written to the store when
     /// a node starts.
     pub limit: Vec<LimitEntry>,
+    /// Per queue: its wait SLO, warned of when a breach is predicted, and admission
+    /// control while the breach is certain (`[queues.NAME]`).
+    pub queues: BTreeMap<String, crate::predict::policy::congestion::QueuePolicy>,
 }
 
 /// Why a configuration was refused.

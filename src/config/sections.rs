@@ -128,6 +128,8 @@ pub struct WorkersSection {
     pub max_snooze: Duration,
     /// Restarts of crashed workers.
     pub restart: RestartSection,
+    /// Timeouts and leases learned from the kinds' durations (`[workers.learned]`).
+    pub learned: crate::predict::policy::duration::DurationPolicy,
 }
 
 impl WorkersSection {
@@ -155,6 +157,7 @@ impl Default for WorkersSection {
             max_snoozes: crate::job::DEFAULT_MAX_SNOOZES,
             max_snooze: crate::job::DEFAULT_MAX_SNOOZE,
             restart: RestartSection::default(),
+            learned: Default::default(),
         }
     }
 }

@@ -24,6 +24,14 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Up to this fraction of the delay is added at random, in `0.0..=1.0`.
     pub jitter: f64,
+    /// Learned delays: the node's retry model chooses each delay (waiting longer when
+    /// retries of the kind and error class only succeed later) and holds retries to
+    /// the kind's retry budget; the polynomial above is then unused. See
+    /// `jobmesh::predict::policy::retry`.
+    pub learned: bool,
+    /// With `learned`: dead-letter a job at once, with the reason, when the model says
+    /// no retry of its kind and error class succeeds (instead of spending its attempts).
+    pub give_up_early: bool,
 }
 
 impl Default for RetryPolicy {
@@ -33,6 +41,8 @@ impl Default for RetryPolicy {
             unit: Duration::from_secs(1),
             max_delay: Duration::from_secs(24 * 3600),
             jitter: 0.1,
+            learned: false,
+            give_up_early: false,
         }
     }
 }
@@ -68,6 +78,9 @@ impl RetryPolicy {
                 "retry.exponent must be within 0..={MAX_RETRY_EXPONENT}, got {}",
                 self.exponent
             ));
+        }
+        if self.give_up_early && !self.learned {
+            return Err("retry.give_up_early needs retry.learned = true".into());
         }
         if self.unit.is_zero() && self.exponent > 0 {
             return Err("retry.unit must be greater than zero".into());

@@ -16,6 +16,7 @@
 mod histogram;
 mod labels;
 mod queue_stats;
+mod slo;
 mod store;
 
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use prometheus_client::registry::{Registry, Unit};
 pub use histogram::{BATCH_SECONDS, BatchHistogram, JOB_SECONDS, MAX_BOUNDS, Tally};
 pub use labels::{JobTag, Label, LabelCap, MAX_LABEL_LEN, MAX_LABEL_VALUES, OTHER};
 pub use queue_stats::{QueueSnapshot, QueueStats};
+pub use slo::{QueueLabel, SloMetrics};
 pub use store::MeteredStore;
 
 use crate::job::{ClaimedJob, Outcome};
@@ -363,6 +365,11 @@ impl Metrics {
             tracing::error!(error = %e, "encoding the metrics failed");
         }
         text
+    }
+
+    /// The label of `queue` (capped as every queue label).
+    pub fn queue_label(&self, queue: &str) -> Label {
+        self.queues.get(queue)
     }
 
     /// The labels of jobs of `queue` and `kind`.

@@ -191,6 +191,11 @@ impl FluidQueue {
         self.queues.get(queue).map(|q| (q.backlog, q.running))
     }
 
+    /// The most jobs of `queue` seen running at once lately: the workers it has.
+    pub fn servers(&self, queue: &str) -> Option<f64> {
+        self.queues.get(queue).map(|q| q.servers.0)
+    }
+
     /// Workers `queue` would need to hold `slo_ms` for a job enqueued at
     /// `now + horizon`: the advice "N more workers would hold the SLO".
     pub fn servers_needed(

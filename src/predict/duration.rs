@@ -151,6 +151,44 @@ impl SketchDuration {
     }
 }
 
+impl SketchDuration {
+    /// The `q`-quantile (ms) of `key`'s durations and the runs behind it (the sketch
+    /// `predict` would use: the payload size class once it has enough runs, else the
+    /// whole key); `None` before anything about the key was learned. For the quantiles
+    /// [`Quantiles`] does not carry, such as the p99.9 of a timeout.
+    pub fn quantile(&self, key: DurationKey<'_>, q: f64) -> Option<(f64, u64)> {
+        let k = self.keys.get(key.kind)?.get(key.queue)?;
+        let s = self.sketch_of(k, key.payload_bytes);
+        Some((s.quantile(q)?, s.count()))
+    }
+
+    /// The `q`-quantile (ms) over every run of each (kind, queue) learned on
+    /// `queues`, whatever the payload size, with the runs behind it.
+    pub fn quantiles_on<'a>(
+        &'a self,
+        queues: &'a [String],
+        q: f64,
+    ) -> impl Iterator<Item = (f64, u64)> + 'a {
+        self.keys.values().flat_map(move |by_queue| {
+            by_queue
+                .iter()
+                .filter(|(queue, _)| queues.contains(*queue))
+                .filter_map(move |(_, k)| Some((k.all.quantile(q)?, k.all.count())))
+        })
+    }
+
+    fn sketch_of<'a>(&self, k: &'a KeySketches, payload_bytes: u64) -> &'a DecayingSketch {
+        if self.settings.by_payload_size {
+            k.by_size
+                .get(&size_class(payload_bytes))
+                .filter(|s| s.count() >= self.settings.min_per_size)
+                .unwrap_or(&k.all)
+        } else {
+            &k.all
+        }
+    }
+}
+
 impl DurationPredictor for SketchDuration {
     fn name(&self) -> &'static str {
         if self.settings.by_payload_size {
@@ -184,14 +222,7 @@ impl DurationPredictor for SketchDuration {
 
     fn predict(&self, key: DurationKey<'_>, _at_ms: i64) -> Option<Quantiles> {
         let k = self.keys.get(key.kind)?.get(key.queue)?;
-        let s = if self.settings.by_payload_size {
-            k.by_size
-                .get(&size_class(key.payload_bytes))
-                .filter(|s| s.count() >= self.settings.min_per_size)
-                .unwrap_or(&k.all)
-        } else {
-            &k.all
-        };
+        let s = self.sketch_of(k, key.payload_bytes);
         Some(Quantiles {
             p50: s.quantile(0.5)?,
             p90: s.quantile(0.9)?,

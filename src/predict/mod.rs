@@ -8,14 +8,15 @@
 //! [`FailurePredictor`], [`RetryPredictor`], [`CongestionPredictor`]) implemented by
 //! the model and by its baselines alike, so [`eval`] runs them the same way.
 //!
-//! Not here yet: the runtime's use of the predictions (timeouts, leases, drains, retry
-//! delays, admission) and the persistence of models in the store.
+//! [`policy`] holds the decisions the runtime takes with them (retry delays, timeouts,
+//! leases, SLO warnings, admission).
 
 pub mod congestion;
 pub mod duration;
 pub mod eval;
 pub mod failure;
 pub mod live;
+pub mod policy;
 pub mod retry;
 pub mod sketch;
 pub mod trace;

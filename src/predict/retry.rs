@@ -358,15 +358,48 @@ impl RetryPredictor for PosteriorRetry {
         if f.attempt >= f.max_attempts {
             return RetryDecision::GiveUp;
         }
+        match self.advise(f, jitter, true) {
+            RetryAdvice::Retry { delay_ms, .. } => RetryDecision::Retry { delay_ms },
+            RetryAdvice::Hopeless { .. } => RetryDecision::GiveUp,
+        }
+    }
+}
+
+/// What the model advises for a failed attempt that still has attempts left.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryAdvice {
+    /// Run it again after `delay_ms`.
+    Retry {
+        /// Delay before the next attempt, jitter included.
+        delay_ms: i64,
+        /// The kind's retry budget was spent: the delay was stretched to wait out the
+        /// budget's window instead of adding load now.
+        budget_held: bool,
+    },
+    /// No retry of this (kind, error class) is expected to succeed: every bucket the
+    /// next attempt could fall in has enough observations and almost no successes.
+    Hopeless {
+        /// The fewest retries (decayed) observed in any of those buckets.
+        observations: f64,
+    },
+}
+
+impl PosteriorRetry {
+    /// Advises on a failed attempt: the delay minimising `delay + attempt_cost /
+    /// p(success)`, stretched when the kind's retry budget is spent (a held retry is
+    /// delayed, never dropped), or [`RetryAdvice::Hopeless`] when `may_give_up` and the
+    /// posteriors say no retry succeeds. Spends the budget when it advises a retry.
+    pub fn advise(&mut self, f: FailedAttempt<'_>, jitter: f64, may_give_up: bool) -> RetryAdvice {
         let since = (f.now_ms - f.first_failure_ms).max(0);
-        let next = f.attempt + 1;
+        let next = f.attempt.saturating_add(1);
         let s = self.s;
         let buckets = self
             .posteriors
             .get(f.kind)
             .and_then(|m| m.get(f.error_class));
         let mut best = (f64::INFINITY, CANDIDATE_DELAYS_MS[0]);
-        let mut hopeless = buckets.is_some() && f.attempt >= 2;
+        let mut hopeless = may_give_up && buckets.is_some() && f.attempt >= 2;
+        let mut observations = f64::INFINITY;
         for d in CANDIDATE_DELAYS_MS {
             let (p, n) = match buckets {
                 Some(b) => {
@@ -379,22 +412,25 @@ impl RetryPredictor for PosteriorRetry {
             if n < s.give_up_min_obs || beta_share(p, n) >= s.give_up_below {
                 hopeless = false;
             }
+            observations = observations.min(n);
             let cost = d as f64 + s.attempt_cost_ms / p;
             if cost < best.0 {
                 best = (cost, d);
             }
         }
         if hopeless {
-            return RetryDecision::GiveUp;
+            return RetryAdvice::Hopeless { observations };
         }
         let mut delay = best.1;
-        if !self.spend(f.kind, f.now_ms + delay) {
+        let budget_held = !self.spend(f.kind, f.now_ms + delay);
+        if budget_held {
             // Over budget: wait out the window instead of adding load now.
             delay = delay.max(s.budget_window_ms) * 2;
         }
         let j = 1.0 + s.jitter.clamp(0.0, 1.0) * jitter.clamp(0.0, 1.0);
-        RetryDecision::Retry {
+        RetryAdvice::Retry {
             delay_ms: (delay as f64 * j) as i64,
+            budget_held,
         }
     }
 }

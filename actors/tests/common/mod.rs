@@ -53,6 +53,7 @@ pub fn fast_retry() -> RetryPolicy {
         unit: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
         jitter: 0.1,
+        ..RetryPolicy::default()
     }
 }
 

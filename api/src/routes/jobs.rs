@@ -46,6 +46,21 @@ pub(crate) fn check_job(
         .map_err(|m| Problem::new(ProblemKind::JobRefused, m))
 }
 
+/// The node's admission control of one job (when a node serves the API): may defer it
+/// (a later `run_at`) or refuse it with a `queue-overloaded` problem (503).
+pub(crate) fn admit(state: &AppState, job: &mut NewJob, at: &str) -> Result<(), Problem> {
+    let Some(admission) = &state.admission else {
+        return Ok(());
+    };
+    admission(std::slice::from_mut(job)).map_err(|(_, reason)| {
+        Problem::field(
+            ProblemKind::QueueOverloaded,
+            format!("{at}priority"),
+            reason,
+        )
+    })
+}
+
 fn submit_problem(e: SubmitError, at: &str) -> Problem {
     let detail = e.to_string();
     let field = match &e {
@@ -107,8 +122,9 @@ pub async fn enqueue(
 ) -> Response {
     let work = async {
         caller.require(Scope::Enqueue)?;
-        let job = body.value.into_job();
+        let mut job = body.value.into_job();
         check_job(&state, &caller, &job, "")?;
+        admit(&state, &mut job, "")?;
         let outcome = state.coalescer.enqueue(job).await?;
         let status = match outcome {
             EnqueueOutcome::Inserted(_) => StatusCode::CREATED,
@@ -154,8 +170,10 @@ pub async fn enqueue_batch(
         let mut items: Vec<BatchItem> = Vec::with_capacity(requests.len());
         let mut accepted: Vec<(usize, NewJob)> = Vec::new();
         for (index, r) in requests.into_iter().enumerate() {
-            let job = r.into_job();
-            match check_job(&state, &caller, &job, &format!("jobs[{index}].")) {
+            let mut job = r.into_job();
+            let at = format!("jobs[{index}].");
+            match check_job(&state, &caller, &job, &at).and_then(|()| admit(&state, &mut job, &at))
+            {
                 Ok(()) => accepted.push((index, job)),
                 Err(p) => items.push(refused(index, p)),
             }

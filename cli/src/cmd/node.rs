@@ -79,6 +79,14 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
             config.limit.len()
         ));
     }
+    // The queues' wait SLOs: breach warnings and admission control (README
+    // "Predictors at run time").
+    if !config.queues.is_empty()
+        && let Err(e) = node.set_queue_policies(config.queues.clone())
+    {
+        node.shutdown(SHUTDOWN_GRACE).await?;
+        return Err(e.into());
+    }
     if !config.periodic.is_empty() {
         if let Err(e) = node.set_periodic(config.periodic_jobs()).await {
             node.shutdown(SHUTDOWN_GRACE).await?;
@@ -155,9 +163,11 @@ async fn start_api(
             Arc::new(move || status().map(crate::cmd::mesh::api_view));
         source
     });
+    let admission: jobmesh_api::state::Admission = Arc::new(node.admission());
     let extras = jobmesh_api::Extras {
         events_hint: Some(hint),
         mesh,
+        admission: Some(admission),
     };
     let server = jobmesh_api::ApiServer::start_in_node(
         node.store().clone(),

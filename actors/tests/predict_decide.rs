@@ -1,0 +1,350 @@
+//! The predictors where the node decides, on a real node and store: each test feeds the
+//! node's models itself (as the node's own events would) and checks the decision that
+//! follows; each fails when the decision ignores the model.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use jobmesh::clock::{Clock, SystemClock};
+use jobmesh::event::EventKind;
+use jobmesh::job::{JobState, NewJob, RetryPolicy};
+use jobmesh::predict::duration::DurationKey;
+use jobmesh::predict::policy::congestion::{Admission, QueuePolicy};
+use jobmesh::predict::{CongestionPredictor, DurationPredictor, RetryPredictor, SharedModels};
+use jobmesh_actors::{Node, NodeError, NodeOptions};
+use serde_json::json;
+
+fn learned_retry(give_up_early: bool) -> RetryPolicy {
+    RetryPolicy {
+        learned: true,
+        give_up_early,
+        ..RetryPolicy::default()
+    }
+}
+
+async fn node_with(
+    name: &str,
+    store: &jobmesh::store::SharedStore,
+    workers: jobmesh::config::WorkersSection,
+    retry: RetryPolicy,
+) -> Node {
+    Node::start(NodeOptions {
+        node_id: jobmesh::job::NodeId(name.into()),
+        workers,
+        retry,
+        store: store.clone(),
+        registry: builtins(),
+        clock: std::sync::Arc::new(SystemClock),
+        retention: None,
+    })
+    .await
+    .unwrap()
+}
+
+fn now_ms() -> i64 {
+    SystemClock.now().0
+}
+
+/// Teaches the retry model that retries of `fail` jobs failing with `class` never
+/// succeed, at any attempt and any time after the first failure.
+fn teach_hopeless(models: &SharedModels, class: &str) {
+    let mut m = models.lock();
+    let now = now_ms();
+    for i in 0..20 {
+        for since in [
+            0, 20_000, 45_000, 90_000, 200_000, 400_000, 800_000, 1_500_000, 3_000_000,
+        ] {
+            for attempt in [2, 3, 4, 6, 10] {
+                m.retry
+                    .observe_retry("fail", class, attempt, since, false, now - i);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hopeless_error_class_is_dead_lettered_early_with_the_reason() {
+    let (store, _dir) = store().await;
+    let node = node_with("early", &store, workers(2), learned_retry(true)).await;
+    teach_hopeless(&node.models(), "gone");
+    let mut events = node.subscribe();
+    let job = NewJob::new("fail", json!({"message": "gone: the account was deleted"}));
+    let id = node.submit(vec![job]).await.unwrap()[0].id();
+    // The first failure still gets a retry (a second after it); the second is final.
+    let dead = next_event(&mut events, EventKind::JobDiscarded).await;
+    assert_eq!(dead.job, Some(id));
+    assert_eq!(dead.attempt, Some(2));
+    let j = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Discarded);
+    let error = j.last_error.unwrap();
+    assert!(
+        error.contains("gave up early at attempt 2 of 25") && error.contains("`gone`"),
+        "{error}"
+    );
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn without_give_up_early_the_same_job_keeps_its_attempts() {
+    let (store, _dir) = store().await;
+    let node = node_with("patient", &store, workers(2), learned_retry(false)).await;
+    teach_hopeless(&node.models(), "gone");
+    let mut events = node.subscribe();
+    let job = NewJob::new("fail", json!({"message": "gone: the account was deleted"}));
+    let id = node.submit(vec![job]).await.unwrap()[0].id();
+    // Attempt 2 fails and is scheduled again rather than dead-lettered.
+    loop {
+        let e = next_event(&mut events, EventKind::JobRetryScheduled).await;
+        if e.job == Some(id) && e.attempt == Some(2) {
+            break;
+        }
+    }
+    let j = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Retryable);
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_storm_is_held_to_the_budget_and_nothing_is_dropped() {
+    const N: usize = 40;
+    let (store, _dir) = store().await;
+    let node = node_with("storm", &store, workers(8), learned_retry(false)).await;
+    {
+        let models = node.models();
+        let mut m = models.lock();
+        let now = now_ms();
+        for _ in 0..N {
+            m.retry.observe_first("fail", now);
+        }
+    }
+    let mut events = node.subscribe();
+    let job = NewJob::new("fail", json!({"message": "connection refused"}));
+    node.submit(vec![job; N]).await.unwrap();
+    let mut delays = Vec::new();
+    while delays.len() < N {
+        let e = next_event(&mut events, EventKind::JobRetryScheduled).await;
+        if e.attempt == Some(1) {
+            let run_at = e.detail["run_at"].as_i64().unwrap();
+            delays.push(run_at - e.at.0);
+        }
+    }
+    // 20 % of 40 first attempts plus the floor of 10 retry soon; the rest wait out the
+    // budget's minute instead of hammering the dependency, and every one is scheduled.
+    let soon = delays.iter().filter(|d| **d < 60_000).count();
+    assert_eq!(soon, N / 5 + 10, "{delays:?}");
+    assert!(
+        delays.iter().all(|d| *d < 60_000 || *d >= 120_000),
+        "{delays:?}"
+    );
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_learned_timeout_stops_a_hang_long_before_the_default() {
+    let (store, _dir) = store().await;
+    let mut w = workers(2);
+    w.default_timeout = Duration::from_secs(60);
+    w.learned.timeout = true;
+    w.learned.min_timeout = Duration::from_millis(100);
+    let node = node_with("timeouts", &store, w, RetryPolicy::default()).await;
+    let hang = json!({"ms": 10_000});
+    {
+        // Runs of `sleep` take about 200 ms.
+        let models = node.models();
+        let mut m = models.lock();
+        let key = DurationKey {
+            kind: "sleep",
+            queue: "default",
+            payload_bytes: serde_json::to_vec(&hang).unwrap().len() as u64,
+        };
+        for i in 0..200 {
+            m.duration.observe(key, now_ms(), 190.0 + (i % 20) as f64);
+        }
+    }
+    let mut events = node.subscribe();
+    let mut job = NewJob::new("sleep", hang);
+    job.max_attempts = 1;
+    let id = node.submit(vec![job]).await.unwrap()[0].id();
+    let dead = next_event(&mut events, EventKind::JobDiscarded).await;
+    assert_eq!(dead.job, Some(id));
+    let error = store
+        .get_job(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_error
+        .unwrap();
+    // p99.9 ~ 210 ms times the margin of 3.
+    assert!(error.starts_with("timed out after 6"), "{error}");
+    assert!(error.contains(" ms"), "{error}");
+    // A job's own timeout wins over the learned one.
+    let mut job = NewJob::new("sleep", json!({"ms": 1_000}));
+    job.timeout = Some(Duration::from_secs(30));
+    let id = node.submit(vec![job]).await.unwrap()[0].id();
+    let ok = next_event(&mut events, EventKind::JobSucceeded).await;
+    assert_eq!(ok.job, Some(id));
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Feeds `queue` of `models` half a minute of two workers taking jobs of 500 ms as they
+/// come, then a burst of `backlog` jobs arriving in the last ten seconds.
+fn overload(models: &SharedModels, queue: &str, backlog: usize) {
+    let mut m = models.lock();
+    let now = now_ms();
+    let mut t = now - 70_000;
+    for _ in 0..60 {
+        for _ in 0..2 {
+            m.congestion.on_enqueue(queue, t);
+            m.congestion.on_start(queue, t, 0.0);
+        }
+        t += 500;
+        m.congestion.on_finish(queue, t, 500.0);
+        m.congestion.on_finish(queue, t, 500.0);
+    }
+    for i in 0..backlog {
+        m.congestion
+            .on_enqueue(queue, now - 10_000 + (i * 10_000 / backlog) as i64);
+    }
+}
+
+fn slo(secs: u64, admission: Admission) -> BTreeMap<String, QueuePolicy> {
+    BTreeMap::from([(
+        "default".to_string(),
+        QueuePolicy {
+            wait_slo: Some(Duration::from_secs(secs)),
+            admission,
+            low_priority: 0,
+        },
+    )])
+}
+
+#[tokio::test]
+async fn a_predicted_breach_is_announced_with_advice_and_counted() {
+    let (store, _dir) = store().await;
+    let node = node_with("breach", &store, workers(2), RetryPolicy::default()).await;
+    let mut events = node.subscribe();
+    overload(&node.models(), "default", 400);
+    node.set_queue_policies(slo(30, Admission::Off)).unwrap();
+    let e = next_event(&mut events, EventKind::QueueBreachPredicted).await;
+    assert_eq!(e.detail["queue"], "default");
+    assert!(
+        e.detail["predicted_wait_ms"].as_f64().unwrap() > 30_000.0,
+        "{e:?}"
+    );
+    assert!(e.detail["more_workers"].as_u64().unwrap() >= 1, "{e:?}");
+    let advice = e.detail["advice"].as_str().unwrap();
+    assert!(
+        advice.contains("more workers would hold the SLO"),
+        "{advice}"
+    );
+    // Recorded in the store's event log too (written in batches: polled until there),
+    // and in the metrics.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = store.events_after(0, 1000).await.unwrap();
+        if log
+            .iter()
+            .any(|s| s.event.kind == EventKind::QueueBreachPredicted)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not in the event log: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = node.metrics().encode();
+    assert!(
+        text.contains("jobmesh_queue_breach_predicted_total{queue=\"default\"} 1"),
+        "{text}"
+    );
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn admission_rejects_or_defers_low_priority_jobs_when_the_breach_is_certain() {
+    let (store, _dir) = store().await;
+    let node = node_with("admission", &store, workers(2), RetryPolicy::default()).await;
+    overload(&node.models(), "default", 400);
+    node.set_queue_policies(slo(30, Admission::Reject)).unwrap();
+    let mut low = NewJob::new("noop", json!({}));
+    low.priority = -1;
+    match node.submit(vec![low.clone()]).await {
+        Err(NodeError::Overloaded { index, reason }) => {
+            assert_eq!(index, 0);
+            assert!(reason.contains("queue `default` is overloaded"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Normal priority passes.
+    let id = node
+        .submit(vec![NewJob::new("noop", json!({}))])
+        .await
+        .unwrap()[0]
+        .id();
+    assert!(store.get_job(id).await.unwrap().is_some());
+    // Deferred: stored, to run once the backlog is predicted to have drained.
+    node.set_queue_policies(slo(30, Admission::Defer)).unwrap();
+    let before = SystemClock.now();
+    let id = node.submit(vec![low]).await.unwrap()[0].id();
+    let j = store.get_job(id).await.unwrap().unwrap();
+    assert!(j.run_at.0 > before.0 + 30_000, "{j:?}");
+    assert_eq!(j.state, JobState::Scheduled);
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_lease_is_learned_from_the_runs_of_the_nodes_queues() {
+    let (store, _dir) = store().await;
+    let mut w = workers(2);
+    assert_eq!(w.lease, Duration::from_secs(30));
+    w.learned.lease = true;
+    let node = node_with("leases", &store, w, RetryPolicy::default()).await;
+    {
+        // Runs of `sleep` take about 20 s: a 60 s lease outlives most of them.
+        let models = node.models();
+        let mut m = models.lock();
+        let key = DurationKey {
+            kind: "sleep",
+            queue: "default",
+            payload_bytes: 10,
+        };
+        for i in 0..200 {
+            m.duration
+                .observe(key, now_ms(), 19_000.0 + (i % 10) as f64 * 100.0);
+        }
+    }
+    // The next maintenance round (every 20 ms here) adopts it; a claim after that
+    // carries it. Polled: neither the round nor the claim is observable otherwise.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    'jobs: loop {
+        let id = node
+            .submit(vec![NewJob::new("sleep", json!({"ms": 1_000}))])
+            .await
+            .unwrap()[0]
+            .id();
+        loop {
+            let j = store.get_job(id).await.unwrap().unwrap();
+            if j.state.is_final() {
+                break;
+            }
+            if let Some(expires) = j.lease_expires_at {
+                let left = expires.0 - SystemClock.now().0;
+                if left > 35_000 {
+                    assert!(left <= 62_000, "{left} ms");
+                    break 'jobs;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "claims kept the configured lease: {j:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
