@@ -4,7 +4,8 @@
 const KINDS = ['job.enqueued', 'job.claimed', 'job.succeeded', 'job.failed', 'job.retry_scheduled',
   'job.discarded', 'job.cancelled', 'job.redriven', 'job.rescued', 'worker.started',
   'worker.crashed', 'worker.restarted', 'worker.stopped', 'node.joined', 'node.suspected',
-  'node.evicted', 'node.left', 'queue.paused', 'queue.resumed', 'queue.breach_predicted'];
+  'node.evicted', 'node.left', 'queue.paused', 'queue.resumed', 'queue.breach_predicted',
+  'node.gate_closed', 'node.gate_opened'];
 
 /** Runs `fn` now and every `ms` while the tab is visible; returns a stop function. */
 export function poll(fn, ms) {
