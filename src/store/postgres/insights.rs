@@ -123,7 +123,7 @@ impl Insights for PostgresStore {
     }
 
     async fn dead_letter_groups(&self, limit: u32) -> Result<DeadLetterGroups, StoreError> {
-        // dead_letter_groups (queue, reason_shape, discarded_at, job) (migration 0018):
+        // dead_letter_groups (queue, reason_shape, discarded_at, job) (migration 0017):
         // an index-only scan; the window functions count every group before the limit.
         let rows: Vec<GroupRow> = sqlx::query_as(
             "SELECT queue, reason_shape, count(*) AS n, min(discarded_at), max(discarded_at), max(job),

@@ -124,7 +124,7 @@ impl Insights for SqliteStore {
     }
 
     async fn dead_letter_groups(&self, limit: u32) -> Result<DeadLetterGroups, StoreError> {
-        // dead_letter_groups (queue, reason_shape, discarded_at) (migration 0017): the
+        // dead_letter_groups (queue, reason_shape, discarded_at) (migration 0015): the
         // grouping reads the index alone; the window functions count every group
         // before the limit cuts them.
         let rows: Vec<GroupRow> = sqlx::query_as(
