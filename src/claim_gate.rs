@@ -10,7 +10,10 @@
 //!   a view of fewer than [`QUORUM_GATE_MIN_MEMBERS`] members (see there).
 //! - [`GateReason::FailureScore`]: the node's own failure score (the `NodeScore`
 //!   predictor) crossed its drain threshold; it opens again when the score falls below
-//!   the lower exit threshold (the predictor's hysteresis).
+//!   the lower exit threshold (the predictor's hysteresis). Only while the model knows
+//!   other nodes: a node that knows of no other would, by draining, stop all work
+//!   with nobody to take it over (a node alone whose workers keep crashing goes on;
+//!   its supervisor's restart budget is the limit there).
 //!
 //! While the gate is closed the node claims nothing, gives jobs it claimed but did not
 //! start back to the store at once, and lets its running attempts finish. This module
@@ -142,9 +145,10 @@ impl ClaimGate {
 
     /// Takes the failure predictor's drain decision for this node (with its own
     /// hysteresis: it says `true` from when the score rises above the entry threshold
-    /// until it falls below the exit threshold).
-    pub fn failure(&mut self, drain: bool) -> Option<GateChange> {
-        self.set(GateReason::FailureScore, drain)
+    /// until it falls below the exit threshold) and how many other nodes it knows: with
+    /// none, nobody could take the work over, and the node does not drain.
+    pub fn failure(&mut self, drain: bool, peers: usize) -> Option<GateChange> {
+        self.set(GateReason::FailureScore, drain && peers > 0)
     }
 
     /// Sets whether `reason` holds; the change, if it is one.
@@ -234,18 +238,28 @@ mod tests {
     #[test]
     fn the_failure_score_closes_and_opens_the_same_gate() {
         let mut g = ClaimGate::new();
-        assert_eq!(g.failure(false), None);
-        let c = g.failure(true).unwrap();
+        assert_eq!(g.failure(false, 2), None);
+        let c = g.failure(true, 2).unwrap();
         assert_eq!(c.reason, GateReason::FailureScore);
         assert!(c.closed_it());
-        assert_eq!(g.failure(true), None);
-        assert!(g.failure(false).unwrap().opened_it());
+        assert_eq!(g.failure(true, 2), None);
+        assert!(g.failure(false, 2).unwrap().opened_it());
+    }
+
+    #[test]
+    fn a_node_that_knows_no_other_never_drains() {
+        let mut g = ClaimGate::new();
+        assert_eq!(g.failure(true, 0), None);
+        assert!(g.is_open());
+        assert!(g.failure(true, 1).unwrap().closed_it());
+        // Its peers forgotten: nobody to take the work, open again.
+        assert!(g.failure(true, 0).unwrap().opened_it());
     }
 
     #[test]
     fn the_gate_opens_only_when_no_reason_holds() {
         let mut g = ClaimGate::new();
-        assert!(g.failure(true).unwrap().closed_it());
+        assert!(g.failure(true, 1).unwrap().closed_it());
         // A second reason while closed: a change, but the gate was already closed.
         let c = g.quorum(seen(false, 2, 5)).unwrap();
         assert!(c.holds && !c.was_open && !c.closed_it());
@@ -253,7 +267,7 @@ mod tests {
             g.reasons(),
             [GateReason::NoQuorum, GateReason::FailureScore]
         );
-        let c = g.failure(false).unwrap();
+        let c = g.failure(false, 1).unwrap();
         assert!(!c.holds && !c.opened_it() && !c.is_open);
         assert!(g.holds(GateReason::NoQuorum) && !g.holds(GateReason::FailureScore));
         assert!(g.quorum(seen(true, 5, 5)).unwrap().opened_it());

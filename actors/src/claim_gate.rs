@@ -133,12 +133,13 @@ pub(crate) fn start(
                 }
                 _ = check.tick() => {
                     let now = ctx.now().0;
-                    let (drain, score) = {
+                    let (drain, score, peers) = {
                         let mut models = ctx.models.lock();
                         let drain = models.failure.should_drain(&ctx.node.0, now);
-                        (drain, models.failure.score(&ctx.node.0, now))
+                        let score = models.failure.score(&ctx.node.0, now);
+                        (drain, score, models.failure.peers_of(&ctx.node.0))
                     };
-                    (gate.failure(drain), json!({ "score": score }))
+                    (gate.failure(drain, peers), json!({ "score": score, "peers": peers }))
                 }
             };
             if let Some(change) = change {

@@ -251,6 +251,7 @@ async fn a_node_whose_failure_score_crosses_the_threshold_drains_and_comes_back(
         "{}",
         closed.detail
     );
+    assert_eq!(closed.detail["peers"], json!(2), "{}", closed.detail);
     // What it claimed ahead is back in the store; the attempt it runs goes on.
     let c = queue_counts(&store, OWN).await;
     assert_eq!(c.get(&JobState::Available), Some(&(AHEAD as u64)), "{c:?}");

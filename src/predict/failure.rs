@@ -226,6 +226,12 @@ impl NodeScore {
         n.events * (-dt / self.s.events_half_life_ms.max(1.0)).exp2()
     }
 
+    /// How many nodes other than `node` the model has learned about (the peers its
+    /// score is measured against, and that could take over its work).
+    pub fn peers_of(&self, node: &str) -> usize {
+        self.nodes.keys().filter(|n| n.as_str() != node).count()
+    }
+
     /// The median of signal `k` over the nodes that have it.
     fn peer_median(&self, k: usize) -> f64 {
         let mut v: Vec<f64> = self
