@@ -131,10 +131,16 @@ async fn a_retry_storm_is_held_to_the_budget_and_nothing_is_dropped() {
             delays.push(run_at - e.at.0);
         }
     }
-    // 20 % of 40 first attempts plus the floor of 10 retry soon; the rest wait out the
-    // budget's minute instead of hammering the dependency, and every one is scheduled.
+    // The budget counts the 40 first attempts taught above and, as the node feeds its
+    // models, those of the 40 jobs it has started by the time it decides: 20 % of 40 to
+    // 80 first attempts plus the floor of 10 retry soon (without the budget all 40
+    // would); the rest wait out the budget's minute instead of hammering the
+    // dependency, and every one is scheduled.
     let soon = delays.iter().filter(|d| **d < 60_000).count();
-    assert_eq!(soon, N / 5 + 10, "{delays:?}");
+    assert!(
+        (N / 5 + 10..=2 * N / 5 + 10).contains(&soon),
+        "{soon} retried soon: {delays:?}"
+    );
     assert!(
         delays.iter().all(|d| *d < 60_000 || *d >= 120_000),
         "{delays:?}"
