@@ -292,6 +292,7 @@ async fn admission_rejects_or_defers_low_priority_jobs_when_the_breach_is_certai
     let mut normal = NewJob::new("noop", json!({}));
     normal.run_at = Some(jobmesh::clock::Millis(SystemClock.now().0 + 3_600_000));
     let id = node.submit(vec![normal]).await.unwrap()[0].id();
+    assert!(store.get_job(id).await.unwrap().is_some());
     // Deferred: stored, to run once the backlog is predicted to have drained.
     node.set_queue_policies(slo(30, Admission::Defer)).unwrap();
     let before = SystemClock.now();
