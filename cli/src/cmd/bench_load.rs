@@ -89,9 +89,7 @@ pub async fn offer(
     done: impl Fn() -> u64,
 ) -> anyhow::Result<Value> {
     let started = Instant::now();
-    let mut windows = Vec::new();
-    let mut next_window = started + load.window;
-    let mut done_at_window = 0u64;
+    let mut windows = Windows::new(started, load.window);
     let mut sent = 0u64;
     let mut turn = 0usize;
     let total = (load.duration.as_secs_f64() * f64::from(load.rate)) as u64;
@@ -121,16 +119,7 @@ pub async fn offer(
             store.enqueue(jobs, SystemClock.now()).await?;
             sent = upto;
         }
-        if Instant::now() >= next_window {
-            windows.push(window_report(
-                started,
-                recorder,
-                &done,
-                &mut done_at_window,
-                load.window,
-            ));
-            next_window += load.window;
-        }
+        windows.report_if_due(started, recorder, &done);
     }
     let offered_s = started.elapsed().as_secs_f64();
     let grace = load.duration.max(Duration::from_secs(60));
@@ -138,16 +127,7 @@ pub async fn offer(
     let mut poll = tokio::time::interval(Duration::from_millis(100));
     while done() < sent && Instant::now() < drain_deadline {
         poll.tick().await;
-        if Instant::now() >= next_window {
-            windows.push(window_report(
-                started,
-                recorder,
-                &done,
-                &mut done_at_window,
-                load.window,
-            ));
-            next_window += load.window;
-        }
+        windows.report_if_due(started, recorder, &done);
     }
     let total_s = started.elapsed().as_secs_f64();
     let finished = done();
@@ -172,32 +152,55 @@ pub async fn offer(
             "max": round3(sample.last().copied().unwrap_or(0.0).into()),
             "n": finished,
         },
-        "windows": windows,
+        "windows": windows.reports,
     }))
 }
 
-fn window_report(
-    started: Instant,
-    recorder: &SharedPickups,
-    done: &impl Fn() -> u64,
-    done_before: &mut u64,
-    window: Duration,
-) -> Value {
-    let mut w = recorder
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take_window();
-    w.sort_by(f32::total_cmp);
-    let now_done = done();
-    let in_window = now_done.saturating_sub(*done_before);
-    *done_before = now_done;
-    json!({
-        "t_s": round3(started.elapsed().as_secs_f64()),
-        "done_per_s": (in_window as f64 / window.as_secs_f64()).round(),
-        "pickup_p50_ms": round3(percentile(&w, 0.50)),
-        "pickup_p99_ms": round3(percentile(&w, 0.99)),
-        "rss_mb": rss_mb().map(round3),
-    })
+/// The per-window reports of a run, each taken once its window has passed.
+struct Windows {
+    length: Duration,
+    next: Instant,
+    done_before: u64,
+    reports: Vec<Value>,
+}
+
+impl Windows {
+    fn new(started: Instant, length: Duration) -> Self {
+        Self {
+            length,
+            next: started + length,
+            done_before: 0,
+            reports: Vec::new(),
+        }
+    }
+
+    /// Reports the window that has passed, if one has: pickups, throughput, memory.
+    fn report_if_due(
+        &mut self,
+        started: Instant,
+        recorder: &SharedPickups,
+        done: &impl Fn() -> u64,
+    ) {
+        if Instant::now() < self.next {
+            return;
+        }
+        self.next += self.length;
+        let mut w = recorder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_window();
+        w.sort_by(f32::total_cmp);
+        let now_done = done();
+        let in_window = now_done.saturating_sub(self.done_before);
+        self.done_before = now_done;
+        self.reports.push(json!({
+            "t_s": round3(started.elapsed().as_secs_f64()),
+            "done_per_s": (in_window as f64 / self.length.as_secs_f64()).round(),
+            "pickup_p50_ms": round3(percentile(&w, 0.50)),
+            "pickup_p99_ms": round3(percentile(&w, 0.99)),
+            "rss_mb": rss_mb().map(round3),
+        }));
+    }
 }
 
 /// The `p` quantile of sorted values (0 when empty).
