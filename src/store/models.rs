@@ -43,6 +43,22 @@ pub trait ModelStore: Send + Sync + 'static {
 }
 
 /// Refuses a save no reader could use, naming what is wrong.
+/// Every node's saved models, newest first (`$1`: [`MAX_MODEL_ROWS`]); the same text
+/// serves SQLite and Postgres.
+pub(crate) const LOAD_MODELS: &str =
+    "SELECT node, saved_at, body FROM node_models ORDER BY saved_at DESC, node LIMIT $1";
+
+/// The rows [`LOAD_MODELS`] reads, as [`SavedModels`].
+pub(crate) fn saved_models(rows: Vec<(String, i64, Vec<u8>)>) -> Vec<SavedModels> {
+    rows.into_iter()
+        .map(|(node, saved_at, body)| SavedModels {
+            node,
+            saved_at: Millis(saved_at),
+            body,
+        })
+        .collect()
+}
+
 pub(crate) fn check_save(node: &str, body: &[u8]) -> Result<(), StoreError> {
     if node.is_empty() || node.len() > MAX_MODEL_NODE {
         return Err(StoreError::Invalid(format!(

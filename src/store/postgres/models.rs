@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::PostgresStore;
 use crate::clock::Millis;
 use crate::store::StoreError;
-use crate::store::models::{MAX_MODEL_ROWS, ModelStore, SavedModels, check_save};
+use crate::store::models::{self, MAX_MODEL_ROWS, ModelStore, SavedModels, check_save};
 
 #[async_trait]
 impl ModelStore for PostgresStore {
@@ -24,19 +24,10 @@ impl ModelStore for PostgresStore {
     }
 
     async fn load_models(&self) -> Result<Vec<SavedModels>, StoreError> {
-        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT node, saved_at, body FROM node_models ORDER BY saved_at DESC, node LIMIT $1",
-        )
-        .bind(i64::from(MAX_MODEL_ROWS))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(node, saved_at, body)| SavedModels {
-                node,
-                saved_at: Millis(saved_at),
-                body,
-            })
-            .collect())
+        let rows = sqlx::query_as(models::LOAD_MODELS)
+            .bind(i64::from(MAX_MODEL_ROWS))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(models::saved_models(rows))
     }
 }
