@@ -1,0 +1,2 @@
+-- Today's schema: migrations/postgres as on this branch (with 0018, without jobs_finished).
+-- claim: events
