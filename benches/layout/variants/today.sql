@@ -1,2 +1,2 @@
--- Today's schema: migrations/postgres as on this branch (with 0018, without jobs_finished).
+-- Today's schema: migrations/postgres as shipped.
 -- claim: events
