@@ -8,7 +8,7 @@
 # Variants alternate within each round. Usage, from the repository root:
 #   benches/layout/run.sh URL ROUNDS VARIANT...   e.g.
 #   benches/layout/run.sh postgres://postgres@127.0.0.1:55433 3 today no_jobs_finished
-# URL names a server (no database): its databases layout_bench_* are dropped and made.
+# URL names a server (no database): its database layout_bench is dropped and made again.
 # Environment: BATCH (jobs per batch, 500), TXNS (batches per client, 40), CLIENTS (2),
 # BREAKDOWN=1 (also the records of each run by relation and record type).
 set -e
