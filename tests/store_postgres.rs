@@ -524,3 +524,56 @@ async fn payload_pages_past_the_sample() {
         .unwrap();
     jobmesh::store::conformance::payload_pages_past_the_sample(&s).await;
 }
+
+/// An event whose transaction commits after a later one is read in its place: a reader
+/// that follows the log (its cursor at the last event it read, as the SSE stream,
+/// `events --follow` and the Redis relay do) stops at the gap while the slow writer is in
+/// progress, instead of moving past it and losing the event; a gap left by a rolled back
+/// writer is passed once that writer has ended.
+#[tokio::test]
+async fn a_follower_of_the_event_log_misses_no_event_committed_late() {
+    use jobmesh::event::{EventKind, LifecycleEvent};
+    use jobmesh::store::EventLog;
+    let s = store().await;
+    let joined = |n: &str| LifecycleEvent::new(EventKind::NodeJoined, T0).node(NodeId(n.into()));
+    s.record_events(vec![joined("before")]).await.unwrap();
+    let mut cursor = s.events_after(0, 1000).await.unwrap().last().unwrap().seq;
+    let mut seen: Vec<String> = Vec::new();
+    let mut follow = async |s: &PostgresStore, seen: &mut Vec<String>| {
+        for e in s.events_after(cursor, 1000).await.unwrap() {
+            cursor = e.seq;
+            seen.push(e.event.node.map(|n| n.0).unwrap_or_default());
+        }
+    };
+
+    // The slow writer draws its seq first and holds it uncommitted.
+    let mut slow = s.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO lifecycle_events (at, kind, node) VALUES (1, 'node.joined', 'slow')")
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    s.record_events(vec![joined("fast")]).await.unwrap();
+    follow(&s, &mut seen).await;
+    assert!(
+        seen.is_empty(),
+        "the reader passed the slow writer's gap: {seen:?}"
+    );
+    slow.commit().await.unwrap();
+    follow(&s, &mut seen).await;
+    assert_eq!(seen, ["slow", "fast"], "in seq order, nothing lost");
+
+    // A writer that rolls back leaves a gap for good: passed once it has ended.
+    let mut doomed = s.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO lifecycle_events (at, kind, node) VALUES (1, 'node.joined', 'doomed')",
+    )
+    .execute(&mut *doomed)
+    .await
+    .unwrap();
+    s.record_events(vec![joined("after")]).await.unwrap();
+    follow(&s, &mut seen).await;
+    assert_eq!(seen.len(), 2, "held at the doomed writer's gap: {seen:?}");
+    doomed.rollback().await.unwrap();
+    follow(&s, &mut seen).await;
+    assert_eq!(seen, ["slow", "fast", "after"]);
+}

@@ -40,7 +40,8 @@
 //! - `admin.rs` (`JobAdmin`) reads, cancel, dead letters; `filter.rs` a listing's
 //!   filter as conditions; `bulk.rs` (`BulkActions`) bulk actions, a batch per
 //!   transaction; `retention.rs` the purge;
-//!   `events.rs` (`EventLog`) the event log; `leader.rs` (`Leadership`); `queues.rs`
+//!   `events.rs` (`EventLog`) the event log, `event_gaps.rs` when a reader may pass a gap
+//!   in its sequence; `leader.rs` (`Leadership`); `queues.rs`
 //!   (`QueueControl`) paused queues, which every claim statement skips; `limits.rs`
 //!   (`JobLimits`) the limits and the limited claim; `history.rs`
 //!   the read-side views (`JobHistory`, `Activity`); `periodic.rs`
@@ -55,11 +56,7 @@
 //!   `ready_page`, ...);
 //! - `rows.rs` decoding rows into the job model (private to this folder).
 //!
-//! Known limits: `lifecycle_events.seq` is drawn before commit, so a reader of
-//! [`crate::store::EventLog::events_after`] can see seq `n + 1` before a slower
-//! transaction commits `n`; a tailing reader should re-read a short window behind its
-//! cursor. Two batches
-//! releasing the same children in opposite orders can deadlock; Postgres aborts one
+//! Known limit: two batches releasing the same children in opposite orders can deadlock; Postgres aborts one
 //! (SQLSTATE `40P01`) and the caller may retry it.
 //!
 //! [`PostgresStore::listen`]: crate::store::postgres::PostgresStore::listen
@@ -71,6 +68,7 @@ mod bulk;
 mod claim;
 mod complete;
 mod enqueue;
+mod event_gaps;
 mod events;
 mod filter;
 mod history;

@@ -15,9 +15,9 @@
 //! event off the hot path; the two transitions without one (due jobs promoted, children
 //! released) set theirs after their commit ([`Shared::note_available`]).
 //!
-//! Known limit (that of `events_after` on Postgres): an event's `seq` is drawn before its
-//! transaction commits, so a slow transaction can commit seq `n` after the relay passed
-//! `n + 1`; that event stays in Postgres but is missing from the stream.
+//! The relay reads through `events_after`, which never passes a gap in the sequence that
+//! a transaction still in progress could fill, so an event committed late is relayed in
+//! its place, not lost.
 
 use std::collections::BTreeSet;
 
