@@ -24,6 +24,7 @@ use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTa
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
 use crate::store::insights::{DeadLetterGroups, FinishTiming, Insights, JobBrief, Link};
+use crate::store::throughput::ThroughputRow;
 use crate::store::models::{ModelStore, SavedModels};
 use crate::store::periodic::{PeriodicTicks, TickMark, TickOutcome};
 use crate::store::periodic_schedules::{
@@ -539,6 +540,15 @@ impl Insights for MeteredStore {
         cap: u64,
     ) -> Result<u64, StoreError> {
         self.seen(self.inner.count_jobs(filter, states, cap).await)
+    }
+
+    async fn throughput(
+        &self,
+        from: Millis,
+        to: Millis,
+        interval_ms: i64,
+    ) -> Result<Vec<ThroughputRow>, StoreError> {
+        self.seen(self.inner.throughput(from, to, interval_ms).await)
     }
 }
 
