@@ -37,7 +37,7 @@ impl Interval {
     /// The sum over the queues `sees` lets through.
     pub fn total(&self, sees: impl Fn(&str) -> bool) -> Tally {
         let mut t = Tally::default();
-        for (_, tally) in self.by_queue.iter().filter(|(q, _)| sees(q)) {
+        for (_, tally) in self.by_queue.iter().filter(|(q, _)| sees(q.as_str())) {
             t.add(tally);
         }
         t
@@ -78,7 +78,7 @@ pub async fn read_hour(
     let mut start = first;
     while start < end {
         if start < read_from {
-            out.push(settled[&start].clone());
+            out.push(Interval::clone(settled[&start]));
         } else {
             out.push(Interval {
                 start: Millis(start),

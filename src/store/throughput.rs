@@ -64,8 +64,10 @@ pub(crate) fn check_window(from: Millis, to: Millis, interval_ms: i64) -> Result
             to.0, from.0
         )));
     }
-    let intervals = (to.0 - from.0).div_ceil(interval_ms);
-    if intervals > MAX_INTERVALS {
+    // In i128: the bounds come from callers and must not overflow the check itself.
+    let span = i128::from(to.0) - i128::from(from.0);
+    let intervals = (span + i128::from(interval_ms) - 1) / i128::from(interval_ms);
+    if intervals > i128::from(MAX_INTERVALS) {
         return Err(StoreError::Invalid(format!(
             "{intervals} throughput intervals; at most {MAX_INTERVALS}"
         )));

@@ -76,6 +76,32 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
     let base = &h.base;
     let store = &h.store;
 
+    // 0. Throughput from before the page opened: 37 jobs enqueued twenty minutes ago
+    // and finished a minute later by a "node" this test does not run (30 succeeded, 7
+    // dead-lettered) are in the Overview's chart, read from the store: their events are
+    // older than the page's read, so the live count leaves them out.
+    let past = Millis(SystemClock.now().0 - 20 * 60_000);
+    enqueue(store, "past", "noop", 37, past).await;
+    let claimed = claim_all(store, "past", past).await;
+    assert_eq!(claimed.len(), 37);
+    let done = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Completion {
+            lease: c.lease.clone(),
+            outcome: if i < 7 {
+                Outcome::Discard {
+                    error: "an hour ago".into(),
+                }
+            } else {
+                Outcome::Succeeded { output: None }
+            },
+            started_at: past,
+            finished_at: Millis(past.0 + 60_000),
+        })
+        .collect();
+    store.complete(done).await.unwrap();
+
     // 1. Queue wait and run time from the store: five jobs due 4 s before they started
     // and running 3 s, finished through the store by a "node" this test does not run,
     // so no histogram of the serving node ever saw them.
@@ -102,6 +128,23 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
     })
     .await;
     b.find("#latency svg.chart").await;
+    let totals: Vec<f64> = b
+        .wait("the last hour in the throughput chart", || async {
+            b.exec(
+                "const d = document.querySelector('#throughput')?.dataset; \
+                 return d && d.history === 'loaded' ? [+d.enqueued, +d.succeeded, +d.failed] : null",
+                json!([]),
+            )
+            .await
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_f64().unwrap()).collect())
+        })
+        .await;
+    assert!(
+        totals[0] >= 42.0 && totals[1] >= 35.0 && totals[2] >= 7.0,
+        "enqueued, succeeded, failed in the chart's hour: {totals:?}"
+    );
+    b.find("#throughput svg.chart").await;
     shot(b, "overview-latency").await;
 
     // 2. The workflow graph: parents and children, each a link, kinds as text; a
