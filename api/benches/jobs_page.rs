@@ -220,9 +220,7 @@ async fn main() {
     // The Overview's first reads after start: the counts (a grouped count of the
     // table, or the kept counts) and the whole hour of throughput.
     let (queues_first, _) = client.call("GET", "/api/v1/queues", None).await;
-    let (hour_first, hour) = client
-        .call("GET", "/api/v1/stats/throughput", None)
-        .await;
+    let (hour_first, hour) = client.call("GET", "/api/v1/stats/throughput", None).await;
     let in_hour: u64 = hour["intervals"]
         .as_array()
         .expect("intervals")
@@ -308,7 +306,10 @@ async fn main() {
     report("open the page (me + first page)", open, String::new());
     for (name, path) in [
         ("queues (counts read afresh)", "/api/v1/queues"),
-        ("throughput, last hour (open intervals re-read)", "/api/v1/stats/throughput"),
+        (
+            "throughput, last hour (open intervals re-read)",
+            "/api/v1/stats/throughput",
+        ),
     ] {
         let mut ms = Vec::new();
         for _ in 0..rounds {

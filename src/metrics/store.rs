@@ -24,7 +24,6 @@ use crate::store::audit::{AuditAction, AuditId, AuditQuery, AuditRecord, AuditTa
 use crate::store::bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 use crate::store::history::Attempt;
 use crate::store::insights::{DeadLetterGroups, FinishTiming, Insights, JobBrief, Link};
-use crate::store::throughput::ThroughputRow;
 use crate::store::models::{ModelStore, SavedModels};
 use crate::store::periodic::{PeriodicTicks, TickMark, TickOutcome};
 use crate::store::periodic_schedules::{
@@ -32,6 +31,7 @@ use crate::store::periodic_schedules::{
 };
 use crate::store::queues::PausedQueue;
 use crate::store::retention::{Purged, Retention};
+use crate::store::throughput::ThroughputRow;
 use crate::store::tokens::{ApiToken, NewApiToken, Reservation, StoredAnswer, TokenHash, TokenId};
 use crate::store::{
     Activity, ApiTokens, AuditContext, AuditLog, CancelOutcome, Counts, DeadLetter, EnqueueOutcome,

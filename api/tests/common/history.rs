@@ -124,10 +124,17 @@ pub async fn throughput_history_holds_jobs_finished_before_it_was_asked(store: S
     assert_eq!(tens["intervals"].as_array().unwrap().len(), 360, "an hour");
     assert_eq!(totals(&tens), (9, 7, 2), "{tens}");
     let enq = holding(&tens, at);
-    assert_eq!((enq["enqueued"].clone(), enq["succeeded"].clone()), (json!(9), json!(0)));
+    assert_eq!(
+        (enq["enqueued"].clone(), enq["succeeded"].clone()),
+        (json!(9), json!(0))
+    );
     let fin = holding(&tens, done_at);
     assert_eq!(
-        (fin["enqueued"].clone(), fin["succeeded"].clone(), fin["failed"].clone()),
+        (
+            fin["enqueued"].clone(),
+            fin["succeeded"].clone(),
+            fin["failed"].clone()
+        ),
         (json!(0), json!(7), json!(2))
     );
 
@@ -140,7 +147,11 @@ pub async fn throughput_history_holds_jobs_finished_before_it_was_asked(store: S
     let (_, recent) = h
         .get("/api/v1/stats/throughput?interval=60&minutes=5", &reader)
         .await;
-    assert_eq!(totals(&recent), (0, 0, 0), "twenty minutes ago is not in the last five");
+    assert_eq!(
+        totals(&recent),
+        (0, 0, 0),
+        "twenty minutes ago is not in the last five"
+    );
 
     // A token limited to `web`: its queue alone, and no other for the asking.
     let (status, web) = h.get("/api/v1/stats/throughput", &web_only).await;
@@ -149,7 +160,11 @@ pub async fn throughput_history_holds_jobs_finished_before_it_was_asked(store: S
     let (status, body) = h
         .get("/api/v1/stats/throughput?queue=mail", &web_only)
         .await;
-    assert_eq!((status, body["field"].clone()), (403, json!("queue")), "{body}");
+    assert_eq!(
+        (status, body["field"].clone()),
+        (403, json!("queue")),
+        "{body}"
+    );
     let (_, mail) = h.get("/api/v1/stats/throughput?queue=mail", &reader).await;
     assert_eq!(totals(&mail), (5, 3, 2), "{mail}");
 

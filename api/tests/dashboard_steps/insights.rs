@@ -72,14 +72,9 @@ async fn kill_all(store: &SharedStore, queue: &str, at: Millis, reason: impl Fn(
     }
 }
 
-pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
-    let base = &h.base;
-    let store = &h.store;
-
-    // 0. Throughput from before the page opened: 37 jobs enqueued twenty minutes ago
-    // and finished a minute later by a "node" this test does not run (30 succeeded, 7
-    // dead-lettered) are in the Overview's chart, read from the store: their events are
-    // older than the page's read, so the live count leaves them out.
+/// 37 jobs enqueued twenty minutes ago on queue `past` and finished a minute later by
+/// a "node" this test does not run: 30 succeeded, 7 dead-lettered.
+pub async fn run_in_the_past(store: &SharedStore) {
     let past = Millis(SystemClock.now().0 - 20 * 60_000);
     enqueue(store, "past", "noop", 37, past).await;
     let claimed = claim_all(store, "past", past).await;
@@ -91,7 +86,7 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
             lease: c.lease.clone(),
             outcome: if i < 7 {
                 Outcome::Discard {
-                    error: "an hour ago".into(),
+                    error: "twenty minutes ago".into(),
                 }
             } else {
                 Outcome::Succeeded { output: None }
@@ -101,6 +96,11 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
         })
         .collect();
     store.complete(done).await.unwrap();
+}
+
+pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
+    let base = &h.base;
+    let store = &h.store;
 
     // 1. Queue wait and run time from the store: five jobs due 4 s before they started
     // and running 3 s, finished through the store by a "node" this test does not run,
@@ -128,6 +128,10 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
     })
     .await;
     b.find("#latency svg.chart").await;
+    // Throughput from before the page opened: the jobs of `run_in_the_past` (stored
+    // before the browser first opened the Overview) are in its chart, read from the
+    // store (their events are older than the page's read: the live count leaves them
+    // out).
     let totals: Vec<f64> = b
         .wait("the last hour in the throughput chart", || async {
             b.exec(

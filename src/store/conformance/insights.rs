@@ -330,13 +330,7 @@ pub async fn counts_follow_every_change(s: &dyn Store) {
     .await
     .unwrap();
     let counts = s.counts().await.unwrap();
-    let of = |q: &str, st: JobState| {
-        counts
-            .get(q)
-            .and_then(|m| m.get(&st))
-            .copied()
-            .unwrap_or(0)
-    };
+    let of = |q: &str, st: JobState| counts.get(q).and_then(|m| m.get(&st)).copied().unwrap_or(0);
     assert_eq!(
         [
             of("default", JobState::Available),

@@ -151,9 +151,8 @@ impl Insights for SqliteStore {
             // By queues, kind and states alone: the counts the triggers of migration
             // 0016 keep (`job_counts`, a row per queue, kind and state), exact and
             // without reading a job.
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "SELECT coalesce(sum(n), 0) FROM job_counts WHERE 1",
-            );
+            let mut b =
+                QueryBuilder::<Sqlite>::new("SELECT coalesce(sum(n), 0) FROM job_counts WHERE 1");
             super::filter::push_names(&mut b, filter, states);
             let n: i64 = b.build_query_scalar().fetch_one(&self.read).await?;
             return Ok((n.max(0) as u64).min(most));
