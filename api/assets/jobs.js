@@ -163,7 +163,7 @@ export async function render(main, {me, params}) {
           const states = c.states.join(', ');
           const question = c.counted && c.exact && c.jobs === 0
             ? `${label}: no job matching the filter is in a state it changes (${states}). Run it anyway?`
-            : `${label} ${count} job${c.jobs === 1 && c.exact ? '' : 's'}: every job matching the filter in a state it changes (${states}), ${c.source === 'counts' ? 'by the shared counts' : c.counted ? 'counted now' : 'too many to count within a second'}. Jobs enqueued or changed before it runs may make the number differ; the result says what it did.`;
+            : `${label} ${count} job${c.jobs === 1 && c.exact ? '' : 's'}: every job matching the filter in a state it changes (${states}), ${c.source === 'counts' ? 'by the shared counts' : c.counted ? 'counted now' : 'too many to count within 150 ms'}. Jobs enqueued or changed before it runs may make the number differ; the result says what it did.`;
           if (await confirmDialog(question, c.counted ? `${label} ${count}` : `${label} all`)) {
             await runBulk(verb, {filter: bodyFilter(f)}, 'all matching the filter');
           }

@@ -1,50 +1,83 @@
 // Overview: jobs by state, throughput, nodes, the dead-letter queue, rescues and
 // restarts. Counts come from /api/v1/queues (read once per api.counts_max_age for every
-// caller, never per tab); the throughput chart counts the live event stream in 5 s
-// buckets; queue wait and run time per minute come from /api/v1/stats/latency, read
-// from the store for the whole cluster (also shared by every caller).
+// caller, never per tab); the throughput chart starts from the last hour read from the
+// store (/api/v1/stats/throughput, 10 s intervals, shared by every caller the same way)
+// and goes on counting the live event stream from the moment that read was taken;
+// queue wait and run time per minute come from /api/v1/stats/latency, read from the
+// store for the whole cluster (also shared by every caller).
 
 import {h, put, card, num, lineChart, ago} from './dom.js';
 import {api} from './api.js';
 import {poll, onEvents} from './live.js';
 
 const STATES = ['available', 'running', 'scheduled', 'retryable', 'waiting', 'succeeded', 'discarded', 'cancelled'];
-const BUCKET = 5000;
+const BUCKET = 10000;
 const fmt = v => (v === null || v === undefined ? '–' : `${num(v)} ms`);
-const SPAN = 10 * 60 * 1000;
+const SPAN = 60 * 60 * 1000;
+const empty = () => ({enq: 0, ok: 0, bad: 0, rescued: 0, restarts: 0});
 
-// Kept across visits to the page, so coming back shows the recent past.
-const buckets = new Map();
-
-function bump(kind) {
-  const b = Math.floor(Date.now() / BUCKET) * BUCKET;
-  let e = buckets.get(b);
-  if (!e) { e = {enq: 0, ok: 0, bad: 0, rescued: 0, restarts: 0}; buckets.set(b, e); }
-  if (kind === 'job.enqueued') e.enq++;
-  else if (kind === 'job.succeeded') e.ok++;
-  else if (kind === 'job.failed' || kind === 'job.discarded') e.bad++;
-  else if (kind === 'job.rescued') e.rescued++;
-  else if (kind === 'worker.restarted') e.restarts++;
-  for (const k of buckets.keys()) if (k < Date.now() - SPAN) buckets.delete(k);
-}
-
-function series(field) {
-  const now = Math.floor(Date.now() / BUCKET) * BUCKET;
-  const pts = [];
-  for (let t = now - SPAN + BUCKET; t < now; t += BUCKET) {
-    const e = buckets.get(t);
-    pts.push([t + BUCKET, e ? e[field] / (BUCKET / 1000) : 0]);
-  }
-  return pts;
+/** The chart's intervals: the store's hour, then live events counted on top. */
+function throughputBuckets() {
+  const buckets = new Map();
+  // Events seen before the history arrived wait here; those it already counts
+  // (before its read) are then dropped.
+  let pending = [];
+  let readAt = null;
+  const add = (at, kind) => {
+    const b = Math.floor(at / BUCKET) * BUCKET;
+    let e = buckets.get(b);
+    if (!e) { e = empty(); buckets.set(b, e); }
+    // "failed" as the store counts it: jobs dead-lettered (not attempts retried).
+    if (kind === 'job.enqueued') e.enq++;
+    else if (kind === 'job.succeeded') e.ok++;
+    else if (kind === 'job.discarded') e.bad++;
+    else if (kind === 'job.rescued') e.rescued++;
+    else if (kind === 'worker.restarted') e.restarts++;
+  };
+  const prune = () => { for (const k of buckets.keys()) if (k < Date.now() - SPAN) buckets.delete(k); };
+  return {
+    buckets,
+    loaded: () => readAt !== null,
+    /** A live event: counted unless the history read after it already holds it. */
+    event(ev) {
+      const at = typeof ev.at === 'number' ? ev.at : Date.now();
+      if (readAt === null) pending.push([at, ev.kind]);
+      else if (at >= readAt) add(at, ev.kind);
+      prune();
+    },
+    /** The store's hour (GET /stats/throughput), once. */
+    history(view) {
+      for (const i of view.intervals) {
+        let e = buckets.get(i.at);
+        if (!e) { e = empty(); buckets.set(i.at, e); }
+        e.enq += i.enqueued; e.ok += i.succeeded; e.bad += i.failed;
+      }
+      readAt = view.read_at;
+      for (const [at, kind] of pending) if (at >= readAt) add(at, kind);
+      pending = [];
+      prune();
+    },
+    series(field) {
+      const now = Math.floor(Date.now() / BUCKET) * BUCKET;
+      const pts = [];
+      for (let t = now - SPAN + BUCKET; t < now; t += BUCKET) {
+        const e = buckets.get(t);
+        pts.push([t + BUCKET, e ? e[field] / (BUCKET / 1000) : 0]);
+      }
+      return pts;
+    },
+    total(field) { let n = 0; for (const e of buckets.values()) n += e[field]; return n; },
+  };
 }
 
 export async function render(main) {
   const cards = h('div', {class: 'cards', id: 'overview-cards'});
-  const chart = h('div', {class: 'panel'});
+  const chart = h('div', {class: 'panel', id: 'throughput'});
+  const tp = throughputBuckets();
   const states = h('div', {});
   const latency = h('div', {class: 'panel', id: 'latency'});
   put(main, h('h1', {}, 'Overview'), cards,
-    h('h2', {}, 'Throughput (live, 5 s buckets, last 10 min)'), chart,
+    h('h2', {}, 'Throughput (per second, 10 s intervals, last hour: from the store, then live)'), chart,
     h('h2', {}, 'Queue wait and run time, whole cluster (p50, p99 per minute, last hour)'), latency,
     h('h2', {}, 'Jobs by state'), states);
 
@@ -77,17 +110,32 @@ export async function render(main) {
         ` · read ${ago(view.read_at)}`) : null);
   }, 15000);
 
-  const drawChart = () => put(chart,
-    lineChart([
-      {name: 'enqueued', cls: 'l-acc', points: series('enq')},
-      {name: 'succeeded', cls: 'l-ok', points: series('ok')},
-      {name: 'failed', cls: 'l-bad', points: series('bad')},
-    ], SPAN),
-    h('div', {class: 'legend muted'},
-      h('span', {class: 's-available'}, '— enqueued'), h('span', {class: 's-succeeded'}, '— succeeded'), h('span', {class: 's-discarded'}, '— failed')));
+  const drawChart = () => {
+    // Totals over the hour shown, for readers (and tests) of the page.
+    Object.assign(chart.dataset, {
+      history: tp.loaded() ? 'loaded' : 'waiting',
+      enqueued: tp.total('enq'), succeeded: tp.total('ok'), failed: tp.total('bad'),
+    });
+    put(chart,
+      lineChart([
+        {name: 'enqueued', cls: 'l-acc', points: tp.series('enq')},
+        {name: 'succeeded', cls: 'l-ok', points: tp.series('ok')},
+        {name: 'failed', cls: 'l-bad', points: tp.series('bad')},
+      ], SPAN),
+      h('div', {class: 'legend muted'},
+        h('span', {class: 's-available'}, '— enqueued'), h('span', {class: 's-succeeded'}, '— succeeded'),
+        h('span', {class: 's-discarded'}, '— failed (dead-lettered)')),
+      historyError ? h('p', {class: 'error'}, `the last hour could not be read (${historyError}): live events only`)
+        : tp.loaded() ? null : h('p', {class: 'muted'}, 'reading the last hour…'));
+  };
 
-  const unsubscribe = onEvents(ev => bump(ev.kind));
-  const stopChart = poll(async () => drawChart(), BUCKET);
+  let historyError = null;
+  const unsubscribe = onEvents(ev => tp.event(ev));
+  api('/stats/throughput?interval=10&minutes=60')
+    .then(view => tp.history(view))
+    .catch(e => { historyError = e.message; tp.history({intervals: [], read_at: 0}); })
+    .then(drawChart);
+  const stopChart = poll(async () => drawChart(), 5000);
 
   const stopPoll = poll(async () => {
     const [q, n, m] = await Promise.all([
@@ -103,7 +151,7 @@ export async function render(main) {
     }
     const up = n ? n.nodes.filter(x => x.state === 'up').length : null;
     const restarts = n ? n.nodes.flatMap(x => x.workers).reduce((a, w) => a + w.restarts, 0) : null;
-    const recent = [...buckets.values()];
+    const recent = [...tp.buckets.values()];
     put(cards,
       card('finished / s (last minute)', perSecond.toFixed(2)),
       card('available', num(total.available || 0)),

@@ -8,7 +8,14 @@
 //!   and a payload match;
 //! - the count behind "all matching" (`POST /api/v1/jobs/bulk/{action}/count`) by
 //!   queue or state and by kind, counted by the store up to its cap (`api.counts_max_age`
-//!   is 0 here, so the shared counts are never fresh: the worst case).
+//!   is 0 here, so the shared counts are never fresh: the worst case);
+//! - the Overview's reads: `GET /api/v1/queues` (the counts read afresh each time, the
+//!   first read after start timed apart) and the throughput history of the last hour
+//!   (`GET /api/v1/stats/throughput`: the first read takes the whole hour, about 360,000
+//!   jobs here; each later one only the intervals still open).
+//!
+//! The jobs are dated so that the last of them was created a second before the fill
+//! (one every 10 ms: the last hour holds 360,000 of a million).
 //!
 //! ```sh
 //! cargo bench --profile dev --bench jobs_page -- [--store sqlite|postgres] [--jobs N] [--rounds N]
@@ -27,18 +34,22 @@ use jobmesh::store::{AuditContext, SharedStore};
 use jobmesh_api::ApiServer;
 use serde_json::{Value, json};
 
-const T0: i64 = 1_700_000_000_000;
-
 /// Jobs by state as `benches/list_filters/fill.sql` spreads them: 70% succeeded, 10%
 /// available, 5% retryable, 5% scheduled, 5% discarded, 3% cancelled, 2% running; 10
-/// queues, 20 kinds, priorities -5..=5; one created every 10 ms, finished 500 ms later.
+/// queues, 20 kinds, priorities -5..=5; one created every 10 ms, finished 500 ms later
+/// (`{T0}`: the first one's creation).
 const STATE: &str = "CASE WHEN i % 100 < 70 THEN 'succeeded' WHEN i % 100 < 80 THEN 'available'
      WHEN i % 100 < 85 THEN 'retryable' WHEN i % 100 < 90 THEN 'scheduled'
      WHEN i % 100 < 95 THEN 'discarded' WHEN i % 100 < 98 THEN 'cancelled' ELSE 'running' END";
 const FINISHED: &str = "CASE WHEN i % 100 < 70 OR (i % 100 >= 90 AND i % 100 < 98)
-     THEN 1700000000000 + i * 10 + 500 END";
+     THEN {T0} + i * 10 + 500 END";
 
-async fn fill_sqlite(path: &std::path::Path, n: u64) {
+/// `sql` with the first job's creation time written in.
+fn dated(sql: &str, t0: i64) -> String {
+    sql.replace("{T0}", &t0.to_string())
+}
+
+async fn fill_sqlite(path: &std::path::Path, n: u64, t0: i64) {
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
@@ -51,10 +62,10 @@ async fn fill_sqlite(path: &std::path::Path, n: u64) {
                            created_at, finished_at, lease_token)
          SELECT 'q' || (i % 10), 'k' || (i % 20),
                 json_object('customer', json_object('id', CAST(i % 1000 AS TEXT)), 'n', i),
-                (i % 11) - 5, {STATE}, 1, 25, {T0} + i * 10, {T0} + i * 10, {FINISHED}, 1
+                (i % 11) - 5, {STATE}, 1, 25, {{T0}} + i * 10, {{T0}} + i * 10, {FINISHED}, 1
          FROM c"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query(sqlx::AssertSqlSafe(dated(&sql, t0)))
         .execute(&pool)
         .await
         .expect("fill");
@@ -65,16 +76,16 @@ async fn fill_sqlite(path: &std::path::Path, n: u64) {
     pool.close().await;
 }
 
-async fn fill_postgres(store: &jobmesh::store::postgres::PostgresStore, n: u64) {
+async fn fill_postgres(store: &jobmesh::store::postgres::PostgresStore, n: u64, t0: i64) {
     let sql = format!(
         "INSERT INTO jobs (queue, kind, payload, priority, state, attempt, max_attempts, run_at,
                            created_at, finished_at, lease_token)
          SELECT 'q' || (i % 10), 'k' || (i % 20),
                 jsonb_build_object('customer', jsonb_build_object('id', (i % 1000)::text), 'n', i),
-                (i % 11) - 5, {STATE}, 1, 25, {T0} + i * 10, {T0} + i * 10, {FINISHED}, 1
+                (i % 11) - 5, {STATE}, 1, 25, {{T0}} + i * 10, {{T0}} + i * 10, {FINISHED}, 1
          FROM generate_series(1, {n}) AS i"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query(sqlx::AssertSqlSafe(dated(&sql, t0)))
         .execute(store.pool())
         .await
         .expect("fill");
@@ -134,6 +145,7 @@ async fn main() {
     let backend = arg("--store").unwrap_or_else(|| "sqlite".into());
     let dir = tempfile::tempdir().expect("a temporary directory");
     let filled = Instant::now();
+    let t0 = SystemClock.now().0 - 1000 - jobs as i64 * 10;
     let store: SharedStore = match backend.as_str() {
         "sqlite" => {
             let path = dir.path().join("jobs-page.db");
@@ -142,7 +154,7 @@ async fn main() {
                     .await
                     .expect("migrate"),
             );
-            fill_sqlite(&path, jobs).await;
+            fill_sqlite(&path, jobs, t0).await;
             Arc::new(
                 jobmesh::store::sqlite::SqliteStore::open(&path)
                     .await
@@ -163,7 +175,7 @@ async fn main() {
             let pg = jobmesh::store::postgres::PostgresStore::connect(&url, Some(schema))
                 .await
                 .expect("connect");
-            fill_postgres(&pg, jobs).await;
+            fill_postgres(&pg, jobs, t0).await;
             Arc::new(pg)
         }
         other => panic!("--store sqlite|postgres, not {other}"),
@@ -205,6 +217,19 @@ async fn main() {
         token: secret.text(id),
     };
 
+    // The Overview's first reads after start: the counts (a grouped count of the
+    // table, or the kept counts) and the whole hour of throughput.
+    let (queues_first, _) = client.call("GET", "/api/v1/queues", None).await;
+    let (hour_first, hour) = client.call("GET", "/api/v1/stats/throughput", None).await;
+    let in_hour: u64 = hour["intervals"]
+        .as_array()
+        .expect("intervals")
+        .iter()
+        .map(|i| i["enqueued"].as_u64().unwrap_or(0))
+        .sum();
+    println!(
+        "first GET /api/v1/queues after start: {queues_first:.1} ms; first GET /api/v1/stats/throughput: {hour_first:.1} ms ({in_hour} jobs enqueued in the hour)"
+    );
     let first = client
         .call("GET", "/api/v1/jobs?order=desc&limit=50", None)
         .await
@@ -279,6 +304,19 @@ async fn main() {
         open.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     report("open the page (me + first page)", open, String::new());
+    for (name, path) in [
+        ("queues (counts read afresh)", "/api/v1/queues"),
+        (
+            "throughput, last hour (open intervals re-read)",
+            "/api/v1/stats/throughput",
+        ),
+    ] {
+        let mut ms = Vec::new();
+        for _ in 0..rounds {
+            ms.push(client.call("GET", path, None).await.0);
+        }
+        report(name, ms, String::new());
+    }
     for (name, path) in &pages {
         let mut ms = Vec::new();
         let mut n = 0;
@@ -304,6 +342,8 @@ async fn main() {
                 "{} ({})",
                 if last["exact"] == json!(true) {
                     last["jobs"].to_string()
+                } else if last["counted"] == json!(false) {
+                    "not counted".to_string()
                 } else {
                     format!("more than {}", last["cap"])
                 },

@@ -26,6 +26,7 @@ mod server;
 pub mod session;
 pub mod shared_read;
 pub mod state;
+pub mod throughput;
 pub mod views;
 
 pub use auth::Caller;

@@ -171,6 +171,7 @@ impl ApiServer {
             event_tail: Default::default(),
             latency: Default::default(),
             dlq_groups: Default::default(),
+            throughput: Default::default(),
             predictions: Default::default(),
         });
         let (router, _) = crate::routes::router(state.clone());

@@ -25,3 +25,4 @@ async fn fresh() -> jobmesh::store::SharedStore {
 api_suite!(fresh);
 views_suite!(fresh);
 session_suite!(fresh);
+history_suite!(fresh);

@@ -79,6 +79,9 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .unwrap();
     let h = Harness::start(std::sync::Arc::new(store), true, |_| {}).await;
+    // Jobs of twenty minutes ago, before any page opens (checked on the Overview in
+    // `insights::cluster_views`).
+    insights::run_in_the_past(&h.store).await;
     let base = h.base.clone();
     let (_, operator) = h.token(&[Scope::Operate, Scope::Enqueue], &[]).await;
     let (_, reader) = h.token(&[Scope::Read], &[]).await;

@@ -31,6 +31,7 @@ use crate::store::periodic_schedules::{
 };
 use crate::store::queues::PausedQueue;
 use crate::store::retention::{Purged, Retention};
+use crate::store::throughput::ThroughputRow;
 use crate::store::tokens::{ApiToken, NewApiToken, Reservation, StoredAnswer, TokenHash, TokenId};
 use crate::store::{
     Activity, ApiTokens, AuditContext, AuditLog, CancelOutcome, Counts, DeadLetter, EnqueueOutcome,
@@ -539,6 +540,15 @@ impl Insights for MeteredStore {
         cap: u64,
     ) -> Result<u64, StoreError> {
         self.seen(self.inner.count_jobs(filter, states, cap).await)
+    }
+
+    async fn throughput(
+        &self,
+        from: Millis,
+        to: Millis,
+        interval_ms: i64,
+    ) -> Result<Vec<ThroughputRow>, StoreError> {
+        self.seen(self.inner.throughput(from, to, interval_ms).await)
     }
 }
 

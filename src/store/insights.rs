@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashSet};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::throughput::ThroughputRow;
 use super::{JobFilter, StoreError};
 use crate::clock::Millis;
 use crate::job::{JobId, JobState};
@@ -134,6 +135,17 @@ pub trait Insights: Send + Sync + 'static {
         states: &[&str],
         cap: u64,
     ) -> Result<u64, StoreError>;
+
+    /// Per queue and `interval_ms`-long interval of `[from, to)` (counted from `from`),
+    /// the jobs enqueued, succeeded and dead-lettered (what each means:
+    /// [`super::throughput`]), only intervals and queues with some, by interval then
+    /// queue. At most [`super::throughput::MAX_INTERVALS`] intervals.
+    async fn throughput(
+        &self,
+        from: Millis,
+        to: Millis,
+        interval_ms: i64,
+    ) -> Result<Vec<ThroughputRow>, StoreError>;
 }
 
 /// Checks the slices a [`Insights::finish_timings`] call reads.
@@ -408,6 +420,14 @@ mod tests {
         }
         async fn count_jobs(&self, _: &JobFilter, _: &[&str], _: u64) -> Result<u64, StoreError> {
             Ok(0)
+        }
+        async fn throughput(
+            &self,
+            _: Millis,
+            _: Millis,
+            _: i64,
+        ) -> Result<Vec<ThroughputRow>, StoreError> {
+            Ok(Vec::new())
         }
     }
 

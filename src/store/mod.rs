@@ -62,6 +62,8 @@ pub mod redis_postgres;
 pub mod retention;
 mod rules;
 pub mod sqlite;
+/// Throughput history: jobs enqueued, succeeded and dead-lettered per queue and interval.
+pub mod throughput;
 pub mod tokens;
 mod wakeup;
 

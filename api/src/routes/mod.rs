@@ -20,6 +20,7 @@ pub mod periodic;
 pub mod predictions;
 mod queue_views;
 pub mod queues;
+pub mod throughput;
 pub mod tokens;
 pub mod workflows;
 
@@ -100,6 +101,7 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(bulk_count::count))
         .routes(routes!(graph::job_graph))
         .routes(routes!(latency::latency))
+        .routes(routes!(throughput::throughput))
         .routes(routes!(dlq::groups))
         .routes(routes!(workflows::submit))
         .routes(routes!(dlq::redrive))

@@ -313,6 +313,7 @@ macro_rules! api_suite {
 pub mod audit;
 pub mod bulk;
 pub mod grouped;
+pub mod history;
 pub mod periodic;
 pub mod predictions;
 pub mod session;

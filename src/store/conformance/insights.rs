@@ -238,3 +238,137 @@ pub async fn counts_stop_past_the_cap(s: &dyn Store) {
         10
     );
 }
+
+/// The throughput history counts each job where its times put it: enqueued by
+/// `created_at`, succeeded and dead-lettered by `finished_at` (a cancelled job in
+/// neither), per queue and interval of the window; a window past the bound is refused.
+pub async fn throughput_counts_by_enqueue_and_finish_time(s: &dyn Store) {
+    use crate::store::throughput::{Tally, ThroughputRow};
+    let sec = |n: u64| T0.plus(ms(n * 1000));
+    ids(s, vec![job("a"), job("a"), job("a")], T0).await;
+    let mail: Vec<NewJob> = (0..2)
+        .map(|_| NewJob {
+            queue: "mail".into(),
+            ..job("m")
+        })
+        .collect();
+    let mail = ids(s, mail, sec(12)).await;
+    let claimed = claim(s, 3, sec(1)).await;
+    assert_eq!(claimed.len(), 3);
+    s.complete(vec![ok(&claimed[0], sec(2)), ok(&claimed[1], sec(3))])
+        .await
+        .unwrap();
+    s.complete(vec![done(
+        &claimed[2],
+        Outcome::Discard {
+            error: "boom".into(),
+        },
+        sec(21),
+    )])
+    .await
+    .unwrap();
+    s.cancel(&sys(), mail[0], sec(25)).await.unwrap();
+    let rows = s.throughput(T0, sec(30), 10_000).await.unwrap();
+    let row = |at: u64, queue: &str, enqueued: u64, succeeded: u64, failed: u64| ThroughputRow {
+        start: sec(at),
+        queue: queue.into(),
+        tally: Tally {
+            enqueued,
+            succeeded,
+            failed,
+        },
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row(0, "default", 3, 2, 0),
+            row(10, "mail", 2, 0, 0),
+            row(20, "default", 0, 0, 1)
+        ]
+    );
+    // Only the window asked: [10 s, 20 s) holds the mail jobs alone.
+    assert_eq!(
+        s.throughput(sec(10), sec(20), 10_000).await.unwrap(),
+        vec![row(10, "mail", 2, 0, 0)]
+    );
+    assert!(matches!(
+        s.throughput(T0, sec(3600 * 24), 1000).await,
+        Err(crate::store::StoreError::Invalid(_))
+    ));
+}
+
+/// Counts by queue, kind and state stay exact through every way a job changes or goes:
+/// enqueue, claim, success, dead letter, cancel, bulk delete.
+pub async fn counts_follow_every_change(s: &dyn Store) {
+    let mut jobs: Vec<NewJob> = (0..4).map(|_| job("a")).collect();
+    jobs.extend((0..2).map(|_| NewJob {
+        queue: "mail".into(),
+        ..job("b")
+    }));
+    let all = ids(s, jobs, T0).await;
+    let claimed = claim(s, 3, T0).await;
+    s.complete(vec![
+        ok(&claimed[0], T0),
+        done(
+            &claimed[1],
+            Outcome::Discard {
+                error: "boom".into(),
+            },
+            T0,
+        ),
+    ])
+    .await
+    .unwrap();
+    s.cancel(&sys(), all[4], T0).await.unwrap();
+    let done_ids = vec![claimed[0].job.id];
+    s.bulk(
+        &sys(),
+        crate::store::BulkAction::Delete,
+        &crate::store::BulkTarget::Ids(done_ids),
+        T0,
+    )
+    .await
+    .unwrap();
+    let counts = s.counts().await.unwrap();
+    let of = |q: &str, st: JobState| counts.get(q).and_then(|m| m.get(&st)).copied().unwrap_or(0);
+    assert_eq!(
+        [
+            of("default", JobState::Available),
+            of("default", JobState::Running),
+            of("default", JobState::Succeeded),
+            of("default", JobState::Discarded),
+            of("mail", JobState::Available),
+            of("mail", JobState::Cancelled),
+        ],
+        [1, 1, 0, 1, 1, 1],
+        "{counts:?}"
+    );
+    assert!(
+        !counts
+            .get("default")
+            .is_some_and(|m| m.contains_key(&JobState::Succeeded)),
+        "a state with no job left is not listed: {counts:?}"
+    );
+    let kind_b = JobFilter {
+        kind: Some("b".into()),
+        queues: vec!["mail".into()],
+        ..JobFilter::default()
+    };
+    assert_eq!(
+        s.count_jobs(&kind_b, &["available", "cancelled"], 100)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.count_jobs(&JobFilter::default(), &["discarded"], 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.count_jobs(&JobFilter::default(), &[], 2).await.unwrap(),
+        3,
+        "cap + 1"
+    );
+}

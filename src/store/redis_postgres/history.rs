@@ -12,6 +12,7 @@ use crate::job::JobId;
 use crate::store::activity::Activity;
 use crate::store::history::{Attempt, JobHistory};
 use crate::store::insights::{DeadLetterGroups, FinishTiming, Insights, JobBrief, Link};
+use crate::store::throughput::ThroughputRow;
 use crate::store::{Counts, JobFilter, StoreError};
 
 #[async_trait]
@@ -69,5 +70,14 @@ impl Insights for RedisPostgresStore {
         cap: u64,
     ) -> Result<u64, StoreError> {
         self.shared.pg.count_jobs(filter, states, cap).await
+    }
+
+    async fn throughput(
+        &self,
+        from: Millis,
+        to: Millis,
+        interval_ms: i64,
+    ) -> Result<Vec<ThroughputRow>, StoreError> {
+        self.shared.pg.throughput(from, to, interval_ms).await
     }
 }

@@ -71,3 +71,27 @@ pub(super) fn push_conditions(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter, 
         }
     }
 }
+
+/// Whether `filter` names nothing but queues, states and a kind: the conditions the
+/// counts kept per queue, kind and state (`job_counts`, migration 0016) answer.
+pub(super) fn names_only(filter: &JobFilter) -> bool {
+    filter.priority_min.is_none()
+        && filter.priority_max.is_none()
+        && filter.created.from.is_none()
+        && filter.created.to.is_none()
+        && filter.finished.from.is_none()
+        && filter.finished.to.is_none()
+        && filter.payload.is_none()
+}
+
+/// Appends ` AND ...` for the queues, `states` and kind of `filter` alone (the columns
+/// `job_counts` shares with `jobs`).
+pub(super) fn push_names(b: &mut QueryBuilder<Sqlite>, filter: &JobFilter, states: &[&str]) {
+    push_in(b, "queue", &filter.queues);
+    let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+    push_in(b, "state", &states);
+    if let Some(kind) = &filter.kind {
+        sql(b, " AND kind = ");
+        b.push_bind(kind.clone());
+    }
+}

@@ -12,6 +12,7 @@ use crate::store::insights::{
     DeadLetterGroups, FinishTiming, GroupRow, Insights, JobBrief, Link, MAX_COUNT, MAX_GROUPS,
     MAX_LINKS, check_slices, groups_of,
 };
+use crate::store::throughput::{Counted, ThroughputRow, check_window, merge};
 use crate::store::{JobFilter, StoreError, skip_undecodable};
 
 fn ids_json(jobs: &[JobId]) -> String {
@@ -145,12 +146,58 @@ impl Insights for SqliteStore {
         states: &[&str],
         cap: u64,
     ) -> Result<u64, StoreError> {
+        let most = cap.min(MAX_COUNT) + 1;
+        if super::filter::names_only(filter) {
+            // By queues, kind and states alone: the counts the triggers of migration
+            // 0016 keep (`job_counts`, a row per queue, kind and state), exact and
+            // without reading a job.
+            let mut b =
+                QueryBuilder::<Sqlite>::new("SELECT coalesce(sum(n), 0) FROM job_counts WHERE 1");
+            super::filter::push_names(&mut b, filter, states);
+            let n: i64 = b.build_query_scalar().fetch_one(&self.read).await?;
+            return Ok((n.max(0) as u64).min(most));
+        }
         let mut b = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM (SELECT 1 FROM jobs WHERE 1");
         super::filter::push_conditions(&mut b, filter, states);
         b.push(" LIMIT ");
-        b.push_bind(cap.min(MAX_COUNT) as i64 + 1);
+        b.push_bind(most as i64);
         b.push(")");
         let n: i64 = b.build_query_scalar().fetch_one(&self.read).await?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn throughput(
+        &self,
+        from: Millis,
+        to: Millis,
+        interval_ms: i64,
+    ) -> Result<Vec<ThroughputRow>, StoreError> {
+        check_window(from, to, interval_ms)?;
+        // Each part a grouped count from one index alone (migration 0016): jobs_created
+        // (created_at, queue); jobs_finished (finished_at, state, queue) and jobs_dead
+        // (finished_at, queue), whose partial predicates are repeated word for word.
+        // INDEXED BY: the planner could otherwise prefer jobs_state_id for the state
+        // terms and visit every succeeded job; with it, a missing index fails the
+        // statement instead of walking the table.
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT (created_at - ?1) / ?3, queue, ?4, count(*) FROM jobs INDEXED BY jobs_created
+             WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1, 2
+             UNION ALL
+             SELECT (finished_at - ?1) / ?3, queue, ?5, count(*) FROM jobs INDEXED BY jobs_finished
+             WHERE state IN ('succeeded', 'cancelled') AND finished_at >= ?1 AND finished_at < ?2
+                   AND state = 'succeeded' GROUP BY 1, 2
+             UNION ALL
+             SELECT (finished_at - ?1) / ?3, queue, ?6, count(*) FROM jobs INDEXED BY jobs_dead
+             WHERE state = 'discarded' AND finished_at >= ?1 AND finished_at < ?2 GROUP BY 1, 2",
+        )
+        .bind(from.0)
+        .bind(to.0)
+        .bind(interval_ms)
+        .bind(Counted::Enqueued.tag())
+        .bind(Counted::Succeeded.tag())
+        .bind(Counted::Failed.tag())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(merge(rows, from, interval_ms))
     }
 }
