@@ -161,7 +161,7 @@ impl Insights for PostgresStore {
         interval_ms: i64,
     ) -> Result<Vec<ThroughputRow>, StoreError> {
         check_window(from, to, interval_ms)?;
-        // Each part a grouped count from one index (migration 0018): jobs_created
+        // Each part a grouped count from one index (migration 0019): jobs_created
         // (created_at, queue) and jobs_finished (finished_at, state, queue) WHERE state
         // IN (the final states), index-only where the visibility map allows.
         let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
