@@ -1,4 +1,4 @@
--- Branch `dash` (issue 17, dashboard): the indexes the throughput history reads alone
+-- The indexes the throughput history reads alone
 -- (GET /api/v1/stats/throughput, src/store/throughput.rs): jobs enqueued, succeeded and
 -- dead-lettered per queue and interval, each a grouped count from an index-only scan,
 -- by enqueue time here and by finish time from the purge's partial index, rebuilt with

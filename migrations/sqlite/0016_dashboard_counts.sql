@@ -1,4 +1,4 @@
--- Branch `dash` (issue 17, dashboard): counts kept as jobs change, and the indexes the
+-- Counts kept as jobs change, and the indexes the
 -- throughput history reads alone.
 --
 -- Job counts per queue, kind and state, kept by triggers in the statement that changes
