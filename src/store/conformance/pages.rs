@@ -254,8 +254,11 @@ pub async fn payload_pages_at_every_density(s: &dyn Store) {
 /// Payload pages larger than a sample: Postgres first walks a sample of 1000 rows, then
 /// the whole window (100 rows per job asked) only where the sample leaves it unsure,
 /// and goes to its count and index at once where the sample found the value rare; a
-/// walk by one queue or one kind goes by that column's index. Every way gives every
-/// match once, in order, with a page of 20 (a window of 2000 rows) over 2500 jobs.
+/// walk by one queue or one kind goes by that column's index, and where it is unsure
+/// first tallies the value's matches in the GIN index: few (`d100` in q2 or k1), the
+/// page is read through the index; many (`mix`, all of q0 but one in 50 of q1), it
+/// walks on. Every way gives every match once, in order, with a page of 20 (a window
+/// of 2000 rows) over 2500 jobs.
 pub async fn payload_pages_past_the_sample(s: &dyn Store) {
     let n = 2500;
     let mut all = Vec::new();
@@ -265,7 +268,12 @@ pub async fn payload_pages_past_the_sample(s: &dyn Store) {
             .map(|&i| {
                 let mut j = NewJob::new(
                     format!("k{}", i % 2),
-                    json!({"d25": i % 25 == 4, "d100": i % 100 == 7, "d500": i % 500 == 3}),
+                    json!({
+                        "d25": i % 25 == 4,
+                        "d100": i % 100 == 7,
+                        "d500": i % 500 == 3,
+                        "mix": i % 5 == 0 || i % 250 == 1,
+                    }),
                 );
                 j.queue = format!("q{}", i % 5);
                 j
@@ -275,18 +283,21 @@ pub async fn payload_pages_past_the_sample(s: &dyn Store) {
     }
     let index = |id: &JobId| all.iter().position(|a| a == id).unwrap();
     // (match, which jobs it matches): a sample of 1000 finds a full page (1 in 25),
-    // about ten matches and walks on (1 in 100), or two and reads the index (1 in 500).
-    let cases: [(&str, &dyn Fn(usize) -> bool); 3] = [
+    // about ten matches and walks on (1 in 100), or two and reads the index (1 in 500);
+    // `mix` is one in 50 of q1 (whose 500 rows a sample of 1000 reads at once: ten
+    // matches) and every job of q0, so that a tally of q1's page runs out.
+    let cases: [(&str, &dyn Fn(usize) -> bool); 4] = [
         ("$.d25 == true", &|i| i % 25 == 4),
         ("$.d100 == true", &|i| i % 100 == 7),
         ("$.d500 == true", &|i| i % 500 == 3),
+        ("$.mix == true", &|i| i % 5 == 0 || i % 250 == 1),
     ];
     for (expr, pred) in cases {
         let m = PayloadMatch::parse(expr).unwrap();
         for order in [Order::Asc, Order::Desc] {
             // Every job, then one queue (q4 holds the 1-in-25 matches, q2 the 1-in-100,
-            // neither the 1-in-500), then one kind.
-            let narrowings: [(JobFilter, &dyn Fn(usize) -> bool); 4] = [
+            // neither the 1-in-500; q1 ten of `mix`), then one kind.
+            let narrowings: [(JobFilter, &dyn Fn(usize) -> bool); 5] = [
                 (JobFilter::default(), &|_| true),
                 (
                     JobFilter {
@@ -301,6 +312,13 @@ pub async fn payload_pages_past_the_sample(s: &dyn Store) {
                         ..Default::default()
                     },
                     &|i| i % 5 == 2,
+                ),
+                (
+                    JobFilter {
+                        queues: vec!["q1".into()],
+                        ..Default::default()
+                    },
+                    &|i| i % 5 == 1,
                 ),
                 (
                     JobFilter {

@@ -13,17 +13,34 @@
 //! The probe, a plain state machine ([`Step`]) applied by [`PostgresStore::by_payload`]:
 //! 1. a sample: a walk of [`sample_rows`] rows in order, which stops at a full page;
 //! 2. when the sample found so few matches that the whole window would not fill a
-//!    quarter of a page, the value is rare here: straight to the count (3), skipping the
+//!    quarter of a page, the value is rare here: straight to the count (4), skipping the
 //!    window's walk, which for a rare value only cost time (issue 16: 26 of the 60 ms
-//!    of a rare value within a finished range). Otherwise the walk of the whole window
-//!    ([`probe_rows`]), which stops at a full page;
-//! 3. when a walk found fewer than a page, a count of the rows it could walk (without
+//!    of a rare value within a finished range). Otherwise, for a walk by a queue or a
+//!    kind, the tally (3); else the walk of the whole window ([`probe_rows`]), which
+//!    stops at a full page;
+//! 3. the tally, for a walk by a queue or a kind only: such a walk reads one heap page
+//!    per row (the queue's rows are spread over the table), about twice what a bitmap
+//!    read of the index pays per match, so where the value has few matches in the
+//!    whole table (a customer's jobs, which all sit in one queue) the index is the
+//!    cheaper way even at a density that would fill the page within the window. The
+//!    tally counts the value's matches through the index, up to a quarter of the rows
+//!    the walk would read ([`tally_cap`]); fewer: the index (5), else the window's walk
+//!    (issue 16: a value of one in a hundred jobs of a queue, 115 ms at p95 by the
+//!    walk, reads its 1000 matches twice in a few ms);
+//! 4. when a walk found fewer than a page, a count of the rows it could walk (without
 //!    the payload, so often from an index alone) tells whether it ran out of rows (the
 //!    page is complete) or out of window;
-//! 4. only then, the density near the cursor being known to be low, the page is read
+//! 5. only then, the density near the cursor being known to be low, the page is read
 //!    through the index, with ordered index scans and sequential scans turned off for
 //!    that one transaction so that the planner cannot walk the table instead (its
 //!    estimate for `@>` is a constant, blind to the value).
+//!
+//! Every statement of the probe is planned for its values (`plan_cache_mode =
+//! force_custom_plan` for the transaction): a prepared statement run a sixth time may
+//! get Postgres's generic plan, made without the values, and for the index read that
+//! plan combined the GIN bitmap with one of every row past the cursor in the finished
+//! range (200,000 entries, 54 ms, where the plan for the values reads the value's 1000
+//! matches: issue 16, a payload match within a finished range at 95-118 ms p95).
 //!
 //! A walk with one queue (or else one kind) and no finished range goes by that
 //! column's `(queue, id)` index (see [`WalkBy`]): its window counts rows of the
@@ -48,6 +65,11 @@ const PROBE_ROWS_PER_JOB: i64 = 100;
 const SAMPLE_ROWS_PER_JOB: i64 = 10;
 /// Fewest rows a sample walks (unless the window is smaller).
 const MIN_SAMPLE_ROWS: i64 = 1000;
+/// Rows a walk by a queue or kind would read per match the tally may count: the index
+/// way reads each match twice (the tally, then the page) at about half the cost of a
+/// walked row, so a tally of a quarter of the walk's rows keeps it the cheaper way with
+/// a margin, and a tally that runs out costs a small part of the walk after it.
+const WALKED_ROWS_PER_TALLIED: i64 = 4;
 
 /// How many rows, in the listing's order, a probe for a page of `limit` walks before
 /// the index is asked instead: 100 per job asked (a page of 100: 10,000 rows), at most
@@ -67,11 +89,22 @@ pub(super) fn sample_rows(limit: u32) -> i64 {
         .min(probe_rows(limit))
 }
 
+/// Most matches the tally counts before the walk is chosen, after a sample of `window`
+/// rows (for a page of `limit`) that found `found` (at least one): a quarter of the
+/// rows a walk would read at the sample's density to fill the page, at most the window.
+pub(super) fn tally_cap(window: i64, found: usize, limit: u32) -> i64 {
+    let found = (found as i64).max(1);
+    let walk = (i64::from(limit) * window / found).min(probe_rows(limit));
+    (walk / WALKED_ROWS_PER_TALLIED).max(1)
+}
+
 /// The next step of a payload page, from what the steps before it found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
     /// Walk this many rows in order.
     Walk(i64),
+    /// Count the value's matches through the index, up to this many.
+    Tally(i64),
     /// Count the rows a walk of this many could read: did it run out of rows?
     Count(i64),
     /// Read the page through the index.
@@ -81,8 +114,9 @@ pub(super) enum Step {
 }
 
 impl Step {
-    /// After a walk of `window` rows (for a page of `limit`) that found `found`.
-    pub(super) fn after_walk(window: i64, found: usize, limit: u32) -> Step {
+    /// After a walk of `window` rows (for a page of `limit`) that found `found`;
+    /// `scattered`: the walk goes by a queue or a kind (one heap page per row).
+    pub(super) fn after_walk(window: i64, found: usize, limit: u32, scattered: bool) -> Step {
         let full = probe_rows(limit);
         if found >= limit as usize {
             Step::Done
@@ -91,8 +125,19 @@ impl Step {
         } else if (found as i64) * full * 4 < i64::from(limit) * window {
             // At the sample's density the window would not fill a quarter of a page.
             Step::Count(window)
+        } else if scattered {
+            Step::Tally(tally_cap(window, found, limit))
         } else {
             Step::Walk(full)
+        }
+    }
+
+    /// After a tally of up to `cap` that counted `seen` matches in the index (`None`:
+    /// there is no index), for a page of `limit`.
+    pub(super) fn after_tally(seen: Option<i64>, cap: i64, limit: u32) -> Step {
+        match seen {
+            Some(seen) if seen < cap => Step::Index,
+            _ => Step::Walk(probe_rows(limit)),
         }
     }
 
@@ -180,7 +225,8 @@ impl PostgresStore {
 
     /// A page of a payload match, by the steps of [`Step`]. One read-only transaction
     /// at `REPEATABLE READ`, so that every step reads one snapshot: a walk and a count
-    /// that disagreed could end a listing early.
+    /// that disagreed could end a listing early. Each statement is planned for its
+    /// values (see the module's documentation), in the same round trip as the `BEGIN`.
     async fn by_payload(
         &self,
         filter: &JobFilter,
@@ -188,15 +234,22 @@ impl PostgresStore {
     ) -> Result<Vec<PgRow>, StoreError> {
         let mut tx = self
             .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .begin_with(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+                 SET LOCAL plan_cache_mode = force_custom_plan",
+            )
             .await?;
+        let scattered = WalkBy::of(filter).is_some();
         let mut found = Vec::new();
         let mut step = Step::Walk(sample_rows(filter.limit));
         let rows = loop {
             step = match step {
                 Step::Walk(window) => {
                     found = walk(&mut tx, filter, m, window).await?;
-                    Step::after_walk(window, found.len(), filter.limit)
+                    Step::after_walk(window, found.len(), filter.limit, scattered)
+                }
+                Step::Tally(cap) => {
+                    Step::after_tally(tally(&mut tx, m, cap).await?, cap, filter.limit)
                 }
                 Step::Count(window) => {
                     Step::after_count(window, count(&mut tx, filter, window).await?)
@@ -285,6 +338,25 @@ async fn count(
     Ok(b.build_query_scalar::<i64>().fetch_one(&mut **tx).await?)
 }
 
+/// How many jobs match `m` through the GIN index, counting up to `cap` (each a heap
+/// page read in the table's order); `None` when there is no index (it is opt-in), and
+/// then nothing is read: the sub-select is evaluated only in its branch.
+async fn tally(
+    tx: &mut Transaction<'_, Postgres>,
+    m: &PayloadMatch,
+    cap: i64,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT CASE WHEN to_regclass('jobs_payload') IS NULL THEN NULL \
+                ELSE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE payload @> $1::jsonb \
+                                            LIMIT $2) AS matches) END",
+    )
+    .bind(m.containment())
+    .bind(cap)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
 /// The page through the GIN index: bitmap scans only (the index on payload, alone or
 /// combined with another), never a walk in order, for this transaction only. Without
 /// the index (it is opt-in, see migration 0014) the planner's own choice, which walks on.
@@ -330,24 +402,56 @@ mod tests {
     #[test]
     fn a_probe_walks_on_only_where_the_sample_leaves_it_unsure() {
         let (sample, full) = (sample_rows(100), probe_rows(100));
-        // A full page, wherever the walk stopped.
-        assert_eq!(Step::after_walk(sample, 100, 100), Step::Done);
-        assert_eq!(Step::after_walk(full, 100, 100), Step::Done);
-        // A sample at one in a hundred (the window's threshold): walk the window.
-        assert_eq!(Step::after_walk(sample, 10, 100), Step::Walk(full));
-        assert_eq!(Step::after_walk(sample, 3, 100), Step::Walk(full));
-        // Fewer than a quarter of a page in the window at the sample's density.
-        assert_eq!(Step::after_walk(sample, 2, 100), Step::Count(sample));
-        assert_eq!(Step::after_walk(sample, 0, 100), Step::Count(sample));
-        // The whole window walked and fewer than a page: did the rows run out?
-        assert_eq!(Step::after_walk(full, 99, 100), Step::Count(full));
-        assert_eq!(Step::after_walk(full, 0, 100), Step::Count(full));
-        // A sample that is the window (small pages) is the walk.
-        assert_eq!(Step::after_walk(200, 1, 2), Step::Count(200));
+        for scattered in [false, true] {
+            // A full page, wherever the walk stopped.
+            assert_eq!(Step::after_walk(sample, 100, 100, scattered), Step::Done);
+            assert_eq!(Step::after_walk(full, 100, 100, scattered), Step::Done);
+            // Fewer than a quarter of a page in the window at the sample's density.
+            assert_eq!(
+                Step::after_walk(sample, 2, 100, scattered),
+                Step::Count(sample)
+            );
+            assert_eq!(
+                Step::after_walk(sample, 0, 100, scattered),
+                Step::Count(sample)
+            );
+            // The whole window walked and fewer than a page: did the rows run out?
+            assert_eq!(
+                Step::after_walk(full, 99, 100, scattered),
+                Step::Count(full)
+            );
+            assert_eq!(Step::after_walk(full, 0, 100, scattered), Step::Count(full));
+            // A sample that is the window (small pages) is the walk.
+            assert_eq!(Step::after_walk(200, 1, 2, scattered), Step::Count(200));
+        }
+        // A sample at one in a hundred (the window's threshold): walk the window by the
+        // primary key or the finish time, whose rows lie together in the table.
+        assert_eq!(Step::after_walk(sample, 10, 100, false), Step::Walk(full));
+        assert_eq!(Step::after_walk(sample, 3, 100, false), Step::Walk(full));
         // The rows ran out: the matches are the page; else the index.
         assert_eq!(Step::after_count(full, 9_999), Step::Done);
         assert_eq!(Step::after_count(full, 0), Step::Done);
         assert_eq!(Step::after_count(full, full), Step::Index);
         assert_eq!(Step::after_count(sample, sample), Step::Index);
+    }
+
+    #[test]
+    fn a_walk_by_a_queue_tallies_the_index_before_it_walks_on() {
+        let (sample, full) = (sample_rows(100), probe_rows(100));
+        // One match in a hundred rows of the queue: the walk would read 10,000 rows,
+        // so the tally counts up to 2500 matches; one in 300: the window, 10,000.
+        assert_eq!(Step::after_walk(sample, 10, 100, true), Step::Tally(2500));
+        assert_eq!(Step::after_walk(sample, 3, 100, true), Step::Tally(2500));
+        // One in 50: the walk would stop after about 5000 rows.
+        assert_eq!(Step::after_walk(sample, 20, 100, true), Step::Tally(1250));
+        assert_eq!(tally_cap(sample, 50, 100), 500);
+        // Fewer matches in the whole index than the cap: read the page through it.
+        assert_eq!(Step::after_tally(Some(1000), 2500, 100), Step::Index);
+        assert_eq!(Step::after_tally(Some(0), 2500, 100), Step::Index);
+        // The cap reached (the value is common elsewhere), or no index: walk on.
+        assert_eq!(Step::after_tally(Some(2500), 2500, 100), Step::Walk(full));
+        assert_eq!(Step::after_tally(None, 2500, 100), Step::Walk(full));
+        // Small pages: the sample is the window, so no tally.
+        assert_eq!(Step::after_walk(200, 1, 2, true), Step::Count(200));
     }
 }
