@@ -120,7 +120,8 @@ impl DrainVotes {
     /// the cause is the cluster's rather than this node's, and draining would move the
     /// work to nodes no better off (or stop it all).
     pub fn cluster_wide(&self) -> bool {
-        2 * (self.peers_draining.min(self.peers) + 1) >= self.peers + 1
+        // (draining + 1) of (peers + 1) known is at least half.
+        2 * (self.peers_draining.min(self.peers) + 1) > self.peers
     }
 
     /// Whether this closes the gate: the node should drain, it knows another node,

@@ -234,7 +234,12 @@ async fn when_every_node_fails_alike_none_drains() {
     // Until every node has adopted the two others, then for another 600 failed jobs
     // (1 800 attempts) after that: every node's score is asked many times over.
     let adopted_then_more = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                Instant::now() < deadline,
+                "the nodes never adopted each other"
+            );
             let known = nodes.iter().all(|n| {
                 let me = n.id().0.clone();
                 n.models().lock().failure.peers_of(&me) == 2

@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(a.peer_kinds["k"].1, 2);
         assert_eq!(adopt(&mut a, "a", &[("b", &b)]), 1);
         assert_eq!(a.peers_of("a"), 1);
-        assert_eq!(adopt(&mut a, "a", []), 0);
+        assert_eq!(adopt(&mut a, "a", &[]), 0);
         assert!(a.peer_kinds.is_empty());
     }
 
