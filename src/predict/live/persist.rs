@@ -327,7 +327,7 @@ mod tests {
             row_at("a", 10_000, ran("a", true)),
             row_at("b", 9_000, ran("b", false)),
             row_at("c", 5_000, ran("c", false)),
-            row_at("d", 6_999, ran("d", false)),
+            row_at("d", 7_000, ran("d", false)),
         ];
         let (view, known) = from_peers(
             &feed.own_duration,
