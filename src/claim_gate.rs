@@ -13,7 +13,10 @@
 //!   the lower exit threshold (the predictor's hysteresis). Only while the model knows
 //!   other nodes: a node that knows of no other would, by draining, stop all work
 //!   with nobody to take it over (a node alone whose workers keep crashing goes on;
-//!   its supervisor's restart budget is the limit there).
+//!   its supervisor's restart budget is the limit there). And only while fewer than
+//!   half of the nodes it knows (itself included) would drain too
+//!   ([`DrainVotes::cluster_wide`]): a cause that hits the whole cluster (a bad deploy,
+//!   a dead dependency) must not stop every node.
 //!
 //! While the gate is closed the node claims nothing, gives jobs it claimed but did not
 //! start back to the store at once, and lets its running attempts finish. This module
@@ -100,6 +103,40 @@ impl QuorumSeen {
     }
 }
 
+/// What the failure predictor says about this node and the nodes it knows, as the gate
+/// needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainVotes {
+    /// Whether this node should drain (the predictor's decision, with its hysteresis).
+    pub drain: bool,
+    /// Other nodes the predictor knows (that could take the work over).
+    pub peers: usize,
+    /// Of those, how many would drain too, as the predictor sees them.
+    pub peers_draining: usize,
+}
+
+impl DrainVotes {
+    /// Whether half or more of the known nodes, this one included, would drain: then
+    /// the cause is the cluster's rather than this node's, and draining would move the
+    /// work to nodes no better off (or stop it all).
+    pub fn cluster_wide(&self) -> bool {
+        // (draining + 1) of (peers + 1) known is at least half.
+        2 * (self.peers_draining.min(self.peers) + 1) > self.peers
+    }
+
+    /// Whether this closes the gate: the node should drain, it knows another node,
+    /// and the cause is not cluster-wide.
+    pub fn gates(&self) -> bool {
+        self.drain && self.peers > 0 && !self.cluster_wide()
+    }
+
+    /// Whether the node should drain and knows other nodes, but holds off because the
+    /// cause is cluster-wide (what the driver says in its log and events).
+    pub fn held_off(&self) -> bool {
+        self.drain && self.peers > 0 && self.cluster_wide()
+    }
+}
+
 /// A change of one reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateChange {
@@ -145,10 +182,10 @@ impl ClaimGate {
 
     /// Takes the failure predictor's drain decision for this node (with its own
     /// hysteresis: it says `true` from when the score rises above the entry threshold
-    /// until it falls below the exit threshold) and how many other nodes it knows: with
-    /// none, nobody could take the work over, and the node does not drain.
-    pub fn failure(&mut self, drain: bool, peers: usize) -> Option<GateChange> {
-        self.set(GateReason::FailureScore, drain && peers > 0)
+    /// until it falls below the exit threshold), how many other nodes it knows and how
+    /// many of them would drain too: see [`DrainVotes::gates`].
+    pub fn failure(&mut self, votes: DrainVotes) -> Option<GateChange> {
+        self.set(GateReason::FailureScore, votes.gates())
     }
 
     /// Sets whether `reason` holds; the change, if it is one.
@@ -235,31 +272,65 @@ mod tests {
         assert!(g.quorum(seen(false, 1, 2)).unwrap().opened_it());
     }
 
+    fn votes(drain: bool, peers: usize, peers_draining: usize) -> DrainVotes {
+        DrainVotes {
+            drain,
+            peers,
+            peers_draining,
+        }
+    }
+
     #[test]
     fn the_failure_score_closes_and_opens_the_same_gate() {
         let mut g = ClaimGate::new();
-        assert_eq!(g.failure(false, 2), None);
-        let c = g.failure(true, 2).unwrap();
+        assert_eq!(g.failure(votes(false, 2, 0)), None);
+        let c = g.failure(votes(true, 2, 0)).unwrap();
         assert_eq!(c.reason, GateReason::FailureScore);
         assert!(c.closed_it());
-        assert_eq!(g.failure(true, 2), None);
-        assert!(g.failure(false, 2).unwrap().opened_it());
+        assert_eq!(g.failure(votes(true, 2, 0)), None);
+        assert!(g.failure(votes(false, 2, 0)).unwrap().opened_it());
     }
 
     #[test]
     fn a_node_that_knows_no_other_never_drains() {
         let mut g = ClaimGate::new();
-        assert_eq!(g.failure(true, 0), None);
+        assert_eq!(g.failure(votes(true, 0, 0)), None);
         assert!(g.is_open());
-        assert!(g.failure(true, 1).unwrap().closed_it());
+        assert!(
+            !votes(true, 0, 0).held_off(),
+            "alone is not a cluster-wide cause"
+        );
+        assert!(g.failure(votes(true, 2, 0)).unwrap().closed_it());
         // Its peers forgotten: nobody to take the work, open again.
-        assert!(g.failure(true, 0).unwrap().opened_it());
+        assert!(g.failure(votes(true, 0, 0)).unwrap().opened_it());
+    }
+
+    #[test]
+    fn half_or_more_of_the_known_nodes_draining_holds_every_one_off() {
+        // Three nodes: one draining alone drains; a second one makes it two of three.
+        assert!(votes(true, 2, 0).gates());
+        assert!(votes(true, 2, 1).held_off() && !votes(true, 2, 1).gates());
+        // Two nodes: one is half.
+        assert!(votes(true, 1, 0).held_off());
+        // Four nodes: two draining are half; five: two are not, three are.
+        assert!(votes(true, 3, 0).gates());
+        assert!(votes(true, 3, 1).held_off());
+        assert!(votes(true, 4, 1).gates());
+        assert!(votes(true, 4, 2).held_off());
+        // More draining peers than peers (a stale count) is still held off.
+        assert!(votes(true, 2, 5).held_off());
+        // A node that should not drain is never held off.
+        assert!(!votes(false, 2, 2).held_off() && !votes(false, 2, 2).gates());
+        // A closed gate opens when the others start to drain too.
+        let mut g = ClaimGate::new();
+        assert!(g.failure(votes(true, 4, 1)).unwrap().closed_it());
+        assert!(g.failure(votes(true, 4, 2)).unwrap().opened_it());
     }
 
     #[test]
     fn the_gate_opens_only_when_no_reason_holds() {
         let mut g = ClaimGate::new();
-        assert!(g.failure(true, 1).unwrap().closed_it());
+        assert!(g.failure(votes(true, 2, 0)).unwrap().closed_it());
         // A second reason while closed: a change, but the gate was already closed.
         let c = g.quorum(seen(false, 2, 5)).unwrap();
         assert!(c.holds && !c.was_open && !c.closed_it());
@@ -267,7 +338,7 @@ mod tests {
             g.reasons(),
             [GateReason::NoQuorum, GateReason::FailureScore]
         );
-        let c = g.failure(false, 1).unwrap();
+        let c = g.failure(votes(false, 2, 0)).unwrap();
         assert!(!c.holds && !c.opened_it() && !c.is_open);
         assert!(g.holds(GateReason::NoQuorum) && !g.holds(GateReason::FailureScore));
         assert!(g.quorum(seen(true, 5, 5)).unwrap().opened_it());

@@ -70,6 +70,7 @@ async fn attempts_finished_during_an_outage_longer_than_their_lease_run_once() {
         registry,
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .expect("node starts");

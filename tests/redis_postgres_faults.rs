@@ -63,6 +63,7 @@ async fn start_node(store: SharedStore) -> Node {
         registry: jobmesh::handler::builtin::registry(&config.exec, &config.http),
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .expect("node starts")

@@ -185,6 +185,7 @@ async fn a_node_keeps_running_after_an_undecodable_row() {
         registry: jobmesh::handler::builtin::registry(&config.exec, &config.http),
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .unwrap();

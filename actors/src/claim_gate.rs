@@ -1,8 +1,10 @@
 //! The claim gate's driver: feeds the core's [`ClaimGate`] with what the voter says about
-//! the quorum and what the failure predictor says about this node, and applies each
-//! change: the dispatcher stops claiming and gives back what it claimed but did not
-//! start (or claims again), a `node.gate_closed` / `node.gate_opened` event with the
-//! reason, and the metrics.
+//! the quorum and what the failure predictor says about this node and the nodes it
+//! knows ([`DrainVotes`]: a node whose score says drain holds off while half or more of
+//! the known nodes would drain too, and says so in its log and in the event of the
+//! change), and applies each change: the dispatcher stops claiming and gives back what
+//! it claimed but did not start (or claims again), a `node.gate_closed` /
+//! `node.gate_opened` event with the reason, and the metrics.
 //!
 //! It runs as one task per node, so changes are applied one at a time, in order: a
 //! closing is answered by the dispatcher (with how many jobs it gave back) before the
@@ -11,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jobmesh::claim_gate::{ClaimGate, GateChange, GateReason, QuorumSeen};
+use jobmesh::claim_gate::{ClaimGate, DrainVotes, GateChange, GateReason, QuorumSeen};
 use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::predict::FailurePredictor;
 use ractor::ActorRef;
@@ -116,6 +118,9 @@ pub(crate) fn start(
         let mut check = tokio::time::interval(FAILURE_CHECK_EVERY);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reports = true;
+        let mut held_off = false;
+        // With the live models off there is no score to ask.
+        let scored = ctx.feed.is_on();
         loop {
             let (change, detail) = tokio::select! {
                 _ = close.cancelled() => return,
@@ -131,15 +136,19 @@ pub(crate) fn start(
                     }));
                     (gate.quorum(seen), detail)
                 }
-                _ = check.tick() => {
-                    let now = ctx.now().0;
-                    let (drain, score, peers) = {
-                        let mut models = ctx.models.lock();
-                        let drain = models.failure.should_drain(&ctx.node.0, now);
-                        let score = models.failure.score(&ctx.node.0, now);
-                        (drain, score, models.failure.peers_of(&ctx.node.0))
-                    };
-                    (gate.failure(drain, peers), json!({ "score": score, "peers": peers }))
+                _ = check.tick(), if scored => {
+                    let (votes, score) = failure_votes(&ctx);
+                    if votes.held_off() != held_off {
+                        held_off = votes.held_off();
+                        log_hold_off(&votes, score);
+                    }
+                    let detail = json!({
+                        "score": score,
+                        "peers": votes.peers,
+                        "peers_draining": votes.peers_draining,
+                        "held_off": votes.held_off(),
+                    });
+                    (gate.failure(votes), detail)
                 }
             };
             if let Some(change) = change {
@@ -147,6 +156,41 @@ pub(crate) fn start(
             }
         }
     })
+}
+
+/// What the failure model says now about this node (its drain decision and score) and
+/// the nodes it knows (counted only when this one should drain: the count costs a score
+/// per node).
+fn failure_votes(ctx: &Ctx) -> (DrainVotes, f64) {
+    let now = ctx.now().0;
+    let me = &ctx.node.0;
+    let mut models = ctx.models.lock();
+    let f = &mut models.failure;
+    let drain = f.should_drain(me, now);
+    let votes = DrainVotes {
+        drain,
+        peers: f.peers_of(me),
+        peers_draining: if drain { f.peers_draining(me, now) } else { 0 },
+    };
+    (votes, f.score(me, now))
+}
+
+fn log_hold_off(votes: &DrainVotes, score: f64) {
+    if votes.held_off() {
+        tracing::warn!(
+            score,
+            peers_draining = votes.peers_draining,
+            known = votes.peers + 1,
+            "the failure score says drain, but half or more of the nodes this node knows \
+             would drain too: a cluster-wide cause (a bad deploy, a dead dependency); not draining"
+        );
+    } else {
+        tracing::info!(
+            score,
+            peers_draining = votes.peers_draining,
+            "no longer holding off a drain for a cluster-wide cause"
+        );
+    }
 }
 
 /// Carries out one change: the dispatcher, the status and metrics, the event.
@@ -187,7 +231,7 @@ async fn apply(
         tracing::warn!(reason = %change.reason, released, ?reasons, "claim gate closed: this node claims nothing until it opens");
         EventKind::NodeGateClosed
     } else {
-        tracing::info!(reason = %change.reason, open = change.is_open, "claim gate: reason cleared");
+        tracing::info!(reason = %change.reason, open = change.is_open, %detail, "claim gate: reason cleared");
         EventKind::NodeGateOpened
     };
     let event = LifecycleEvent::new(kind, ctx.now())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use jobmesh::clock::{Clock, Millis};
-use jobmesh::config::WorkersSection;
+use jobmesh::config::{PredictSection, WorkersSection};
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, NodeId, ProgressReport, RetryPolicy, WorkerId};
 use jobmesh::metrics::{JobTag, Metrics};
@@ -93,6 +93,8 @@ pub(crate) struct Ctx {
     pub models: SharedModels,
     /// What feeds them (the same models, and the feed's memory of attempts).
     pub feed: LiveFeed,
+    /// Whether the live models are on, and how often they are saved.
+    pub predict: PredictSection,
     /// The queues' wait SLOs and their warnings.
     pub slo: crate::decide::QueueSlo,
     /// The lease length claims and renewals use (`workers.lease`, or the learned one).

@@ -16,9 +16,10 @@ use crate::mesh::MeshConfig;
 use crate::node::{MeshOptions, NodeOptions};
 
 impl NodeOptions {
-    /// A node named `node.name`, with the `[workers]` pool, the `[retry]` policy and the
-    /// `[retention]` it enforces when it holds the maintenance lease, over `store`, running
-    /// `registry`'s handlers (see [`Config::registry`]) on `clock`.
+    /// A node named `node.name`, with the `[workers]` pool, the `[retry]` policy, the
+    /// live models of `[predict]` and the `[retention]` it enforces when it holds the
+    /// maintenance lease, over `store`, running `registry`'s handlers (see
+    /// [`Config::registry`]) on `clock`.
     pub fn from_config(
         config: &Config,
         store: SharedStore,
@@ -33,6 +34,7 @@ impl NodeOptions {
             registry,
             clock,
             retention: Some(config.retention.clone()),
+            predict: config.predict.clone(),
         }
     }
 }

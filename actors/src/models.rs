@@ -1,23 +1,24 @@
 //! The node's live models at the edges: resumed from the store when the node starts,
 //! fed with store errors (counted by the metered store) every second, saved every
-//! minute (then merged with the other nodes' saved durations) and once more at graceful
-//! shutdown. The mapping from events to observations is the core's
-//! ([`jobmesh::predict::live::feed`]); the dispatcher, the completer and the worker
-//! supervisor call the feed where each event happens.
+//! `[predict] save_interval` (then merged with the other nodes' saved durations, and
+//! the other nodes' own failure states adopted) and once more at graceful shutdown.
+//! The mapping from events to observations and from saved rows to the view is the
+//! core's ([`jobmesh::predict::live`]); the dispatcher, the completer and the worker
+//! supervisor call the feed where each event happens. With `[predict] feed = false`
+//! none of this runs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jobmesh::config::PredictSection;
+use jobmesh::job::RetryPolicy;
 use jobmesh::metrics::{ErrorKind, Metrics};
-use jobmesh::predict::live::{LiveFeed, SharedModels, persist};
+use jobmesh::predict::live::{FeedState, LiveFeed, LiveModels, SharedModels, persist};
 use jobmesh::store::{SharedStore, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Ctx;
-
-/// How often the models are saved (and the other nodes' durations merged in again).
-pub(crate) const SAVE_EVERY: Duration = Duration::from_secs(60);
 
 /// How often new store errors are fed.
 const ERRORS_EVERY: Duration = Duration::from_secs(1);
@@ -26,10 +27,26 @@ const ERRORS_EVERY: Duration = Duration::from_secs(1);
 /// request or a job that does not exist).
 const NODE_ERROR_KINDS: [&str; 4] = ["unavailable", "conflict", "corrupt", "backend"];
 
-/// The feed of node `node`, resumed from what the store holds. A store that cannot
-/// give the saved models (an old schema, an outage after the node's first call) costs
-/// the node its history, not its start.
-pub(crate) async fn resume(store: &SharedStore, node: &str) -> LiveFeed {
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The feed of node `node`, resumed from what the store holds at `now_ms`, with the
+/// retry budget of `retry`. A store that cannot give the saved models (an old schema,
+/// an outage after the node's first call) costs the node its history, not its start.
+/// With the feed off, nothing is read: the models stay empty.
+pub(crate) async fn resume(
+    store: &SharedStore,
+    node: &str,
+    predict: &PredictSection,
+    retry: &RetryPolicy,
+    now_ms: i64,
+) -> LiveFeed {
+    if !predict.feed {
+        let models = LiveModels::default();
+        let state = FeedState::new(node, models.duration.clone());
+        return LiveFeed::off(SharedModels::new(models), state);
+    }
     let saved = match store.load_models().await {
         Ok(saved) => saved,
         Err(e) => {
@@ -38,7 +55,8 @@ pub(crate) async fn resume(store: &SharedStore, node: &str) -> LiveFeed {
         }
     };
     let resumed = saved.iter().any(|r| r.node == node);
-    let (models, state) = persist::resume(node, &saved);
+    let (mut models, state) = persist::resume(node, &saved, now_ms, millis(predict.peer_max_age()));
+    models.configure(retry);
     if resumed {
         tracing::info!(
             peers = saved.len().saturating_sub(1),
@@ -63,8 +81,12 @@ fn node_errors(metrics: &Metrics) -> u64 {
 }
 
 /// Saves the node's own models, then merges the other nodes' saved durations into its
-/// view.
+/// view and adopts the other nodes' own failure states (those saved within
+/// [`PredictSection::peer_max_age`]). Does nothing with the feed off.
 pub(crate) async fn save(ctx: &Ctx) -> Result<(), StoreError> {
+    if !ctx.feed.is_on() {
+        return Ok(());
+    }
     let now = ctx.now();
     let body = {
         let state = ctx.feed.state();
@@ -77,33 +99,54 @@ pub(crate) async fn save(ctx: &Ctx) -> Result<(), StoreError> {
     // (it would be in the node's own durations, but missing from its view until the
     // next save).
     let state = ctx.feed.state();
-    let merged = persist::merged_durations(&state.own_duration, &ctx.node.0, &saved);
-    ctx.models.lock().duration = merged;
+    let mut models = ctx.models.lock();
+    let (view, peers) = persist::from_peers(
+        &state.own_duration,
+        &mut models.failure,
+        &ctx.node.0,
+        &saved,
+        ctx.now().0,
+        millis(ctx.predict.peer_max_age()),
+    );
+    models.duration = view;
+    tracing::debug!(
+        peers,
+        "saved models; adopted the other nodes' failure states"
+    );
     Ok(())
 }
 
 /// Starts the task feeding store errors and saving the models; it ends when `close`
 /// fires (the last save is [`Node::shutdown`](crate::Node::shutdown)'s, after the
-/// completer has applied its last completions).
+/// completer has applied its last completions). With the feed off it ends at once.
 pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ERRORS_EVERY);
+        if !ctx.feed.is_on() {
+            return;
+        }
+        let save_every = ctx.predict.save_interval;
+        let mut tick = tokio::time::interval(ERRORS_EVERY.min(save_every));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = node_errors(&ctx.metrics);
-        let mut saved_at = Instant::now();
+        let (mut saved_at, mut errors_at) = (Instant::now(), Instant::now());
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = close.cancelled() => return,
             }
-            let errors = node_errors(&ctx.metrics);
-            ctx.feed
-                .store_errors(errors.saturating_sub(seen), ctx.now().0);
-            seen = errors;
-            if saved_at.elapsed() >= SAVE_EVERY {
+            // Store errors at most once a second, however short the save interval: the
+            // cap per feed is a cap per second.
+            if errors_at.elapsed() >= ERRORS_EVERY {
+                errors_at = Instant::now();
+                let errors = node_errors(&ctx.metrics);
+                ctx.feed
+                    .store_errors(errors.saturating_sub(seen), ctx.now().0);
+                seen = errors;
+            }
+            if saved_at.elapsed() >= save_every {
                 saved_at = Instant::now();
                 if let Err(e) = save(&ctx).await {
-                    tracing::warn!(error = %e, "saving the models failed; next try in a minute");
+                    tracing::warn!(error = %e, "saving the models failed; next try at the next save interval");
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobmesh::clock::Clock;
-use jobmesh::config::WorkersSection;
+use jobmesh::config::{PredictSection, WorkersSection};
 use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::handler::Registry;
 use jobmesh::job::{Completion, JobId, NewJob, NodeId, Outcome, ProgressReport, RetryPolicy};
@@ -55,6 +55,9 @@ pub struct NodeOptions {
     /// Retention enforced by whichever node holds the maintenance leader lease;
     /// `None`: this node never purges.
     pub retention: Option<jobmesh::store::retention::Retention>,
+    /// The live models: on or off, and how often they are saved and the other nodes'
+    /// read (`[predict]`).
+    pub predict: PredictSection,
 }
 
 /// What a node needs to join a mesh.
@@ -112,6 +115,11 @@ impl Node {
                 "workers.queues must name a queue".into(),
             ));
         }
+        if opts.predict.save_interval.is_zero() {
+            return Err(NodeError::Options(
+                "predict.save_interval must be greater than zero".into(),
+            ));
+        }
         // Everything the node does to the store passes the meter; callers that want
         // their own calls counted too (the API in `node --api`) use `Node::store`.
         let metrics = Metrics::new();
@@ -131,7 +139,8 @@ impl Node {
             );
         }
         // One set of models per node, resumed from what this node saved last.
-        let feed = crate::models::resume(&store, &opts.node_id.0).await;
+        let feed =
+            crate::models::resume(&store, &opts.node_id.0, &opts.predict, &opts.retry, now.0).await;
         let close = CancellationToken::new();
         let (events, sink_task) = EventSink::start(store.clone(), close.clone());
         let (completions, completions_rx) =
@@ -157,6 +166,7 @@ impl Node {
             gate,
             feed,
             workers: opts.workers,
+            predict: opts.predict,
         });
         crate::metrics::register_node(&ctx);
         let completer_task = completer::start(ctx.clone(), completions_rx, close.clone());
@@ -353,8 +363,9 @@ impl Node {
     }
 
     /// Saves the node's models in the store now (the node also saves them every
-    /// minute and at graceful shutdown) and merges the other nodes' saved durations
-    /// into its view.
+    /// `[predict] save_interval` and at graceful shutdown), merges the other nodes'
+    /// saved durations into its view and adopts their failure states. With the live
+    /// models off (`[predict] feed = false`) it saves nothing.
     pub async fn save_models(&self) -> Result<(), NodeError> {
         crate::models::save(&self.ctx).await?;
         Ok(())

@@ -234,6 +234,7 @@ async fn a_node_whose_failure_score_crosses_the_threshold_drains_and_comes_back(
         registry,
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .unwrap();
@@ -340,6 +341,7 @@ async fn meshed(
         registry,
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     };
     let mesh = MeshOptions {
         keypair: key.clone(),

@@ -67,6 +67,7 @@ async fn start(
             registry: builtins(),
             clock: Arc::new(SystemClock),
             retention: None,
+            predict: Default::default(),
         },
         MeshOptions {
             keypair: keys[i].clone(),

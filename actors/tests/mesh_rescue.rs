@@ -186,6 +186,7 @@ async fn a_node_with_a_join_certificate_is_admitted() {
             registry: builtins(),
             clock: Arc::new(SystemClock),
             retention: None,
+            predict: Default::default(),
         },
         MeshOptions {
             keypair: stranger,

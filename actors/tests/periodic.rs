@@ -179,6 +179,7 @@ async fn library_schedules_pause_resume_trigger_delete_on_a_manual_clock() {
         registry: builtins(),
         clock: clock.clone(),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .unwrap();

@@ -39,6 +39,7 @@ async fn node_with(
         registry: builtins(),
         clock: std::sync::Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .unwrap()

@@ -420,6 +420,7 @@ async fn the_maintenance_leader_purges_finished_jobs_past_retention() {
             interval: Duration::from_millis(50),
             ..Default::default()
         }),
+        predict: Default::default(),
     })
     .await
     .unwrap();

@@ -58,6 +58,7 @@ async fn a_low_priority_enqueue_is_refused_with_503_while_the_breach_is_certain(
         registry: registry.clone(),
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .unwrap();

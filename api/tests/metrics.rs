@@ -101,6 +101,7 @@ impl NodeWithApi {
             registry: registry.clone(),
             clock: Arc::new(SystemClock),
             retention: None,
+            predict: Default::default(),
         })
         .await
         .unwrap();

@@ -86,6 +86,7 @@ async fn start(name: &str, store: &SharedStore, w: WorkersSection, registry: Reg
         registry,
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .unwrap()

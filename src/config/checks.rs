@@ -219,6 +219,37 @@ impl Config {
             Duration::ZERO,
             MAX_DURATION,
         );
+        let p = &self.predict;
+        c.duration(
+            "predict.save_interval",
+            p.save_interval,
+            super::MIN_SAVE_INTERVAL,
+            super::MAX_SAVE_INTERVAL,
+        );
+        if !p.feed {
+            // Each of these asks the live models; with none it would quietly do nothing.
+            let needs_models = [
+                ("retry.learned", self.retry.learned),
+                ("workers.learned.timeout", w.learned.timeout),
+                ("workers.learned.lease", w.learned.lease),
+            ];
+            for (key, on) in needs_models {
+                if on {
+                    c.fail(
+                        key,
+                        "needs the live models, but predict.feed = false".into(),
+                    );
+                }
+            }
+            for (name, policy) in &self.queues {
+                if policy.wait_slo.is_some() {
+                    c.fail(
+                        &format!("queues.{name}.wait_slo"),
+                        "needs the live models, but predict.feed = false".into(),
+                    );
+                }
+            }
+        }
         c.within(
             "exec.max_output_bytes",
             self.exec.max_output_bytes,

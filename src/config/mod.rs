@@ -23,12 +23,14 @@
 //! | `mesh.rs` | `[mesh]`: addresses, members, cluster key, admission of one node |
 //! | `periodic.rs` | `[[periodic]]`: schedules and the job each tick enqueues |
 //! | `limits.rs` | `[[limit]]`: cluster-wide concurrency and rate limits |
+//! | `predict.rs` | `[predict]`: the live models' feed and saves |
 //! | `checks.rs` | ranges and cross-key rules, every problem reported at once |
 
 mod checks;
 mod limits;
 mod mesh;
 mod periodic;
+mod predict;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -54,6 +56,7 @@ pub use mesh::{
     parse_peer_id,
 };
 pub use periodic::{DEFAULT_BACKFILL, PeriodicEntry, PolicyName};
+pub use predict::{MAX_SAVE_INTERVAL, MIN_SAVE_INTERVAL, PEER_STALE_AFTER_SAVES, PredictSection};
 pub use sections::{
     ApiSection, Backend, ExecSection, HttpSection, NodeSection, RestartSection, StoreSection,
     WorkersSection,
@@ -98,6 +101,8 @@ pub struct Config {
     /// Per queue: its wait SLO, warned of when a breach is predicted, and admission
     /// control while the breach is certain (`[queues.NAME]`).
     pub queues: BTreeMap<String, crate::predict::policy::congestion::QueuePolicy>,
+    /// The node's live models: on or off, and how often they are saved (`[predict]`).
+    pub predict: PredictSection,
 }
 
 /// Why a configuration was refused.

@@ -10,6 +10,15 @@ use serde::{Deserialize, Serialize};
 /// few attempts, so a larger value is a mistake rather than a policy.
 pub const MAX_RETRY_EXPONENT: u32 = 10;
 
+/// Largest `budget_ratio`: a hundred retries per first attempt is no budget at all.
+pub const MAX_BUDGET_RATIO: f64 = 100.0;
+/// Shortest `budget_window`: the window is counted in six slots.
+pub const MIN_BUDGET_WINDOW: Duration = Duration::from_secs(1);
+/// Longest `budget_window`.
+pub const MAX_BUDGET_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Largest `budget_min`.
+pub const MAX_BUDGET_MIN: u32 = 1_000_000;
+
 /// How long to wait before attempt `n + 1` after attempt `n` failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +41,14 @@ pub struct RetryPolicy {
     /// With `learned`: dead-letter a job at once, with the reason, when the model says
     /// no retry of its kind and error class succeeds (instead of spending its attempts).
     pub give_up_early: bool,
+    /// With `learned`: the retry budget per kind allows this many retries soon after
+    /// a failure per first attempt over `budget_window` ...
+    pub budget_ratio: f64,
+    /// ... plus this many (so a kind with few first attempts can still retry).
+    pub budget_min: u32,
+    /// The window the budget counts first attempts and retries over.
+    #[serde(with = "humantime_serde")]
+    pub budget_window: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -43,6 +60,9 @@ impl Default for RetryPolicy {
             jitter: 0.1,
             learned: false,
             give_up_early: false,
+            budget_ratio: 0.2,
+            budget_min: 10,
+            budget_window: Duration::from_secs(60),
         }
     }
 }
@@ -81,6 +101,24 @@ impl RetryPolicy {
         }
         if self.give_up_early && !self.learned {
             return Err("retry.give_up_early needs retry.learned = true".into());
+        }
+        if !(0.0..=MAX_BUDGET_RATIO).contains(&self.budget_ratio) {
+            return Err(format!(
+                "retry.budget_ratio must be a number within 0.0..={MAX_BUDGET_RATIO}, got {}",
+                self.budget_ratio
+            ));
+        }
+        if self.budget_min > MAX_BUDGET_MIN {
+            return Err(format!(
+                "retry.budget_min must be within 0..={MAX_BUDGET_MIN}, got {}",
+                self.budget_min
+            ));
+        }
+        if !(MIN_BUDGET_WINDOW..=MAX_BUDGET_WINDOW).contains(&self.budget_window) {
+            return Err(format!(
+                "retry.budget_window must be within 1s..=24h, got {}",
+                humantime_serde::re::humantime::format_duration(self.budget_window)
+            ));
         }
         if self.unit.is_zero() && self.exponent > 0 {
             return Err("retry.unit must be greater than zero".into());

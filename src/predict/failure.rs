@@ -8,10 +8,19 @@
 //! others' do not* accumulates evidence. The evidence is a one-sided CUSUM: each
 //! attempt adds its excess over an allowance `k`, the sum never drops below zero, so a
 //! short blip is forgiven and a sustained drift crosses the threshold.
+//!
+//! A running node feeds only its own attempts, so its model alone knows one node. At
+//! each save round it adopts the other nodes' own states from their saved models
+//! ([`peers`]): the median it is measured against, and the kinds' levels, are then
+//! the cluster's.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+
+mod peers;
+
+pub use peers::PeerModel;
 
 /// One thing learned about a node.
 #[derive(Debug, Clone, Copy)]
@@ -178,18 +187,37 @@ struct NodeState {
     events_at: i64,
     draining: bool,
     last_heartbeat: Option<i64>,
+    /// Since when the score has been above the entry threshold (this node's own state;
+    /// not saved).
+    #[serde(skip)]
+    above_since: Option<i64>,
 }
 
 /// The model: per node, smoothed failure and timeout shares, slowness (against the
 /// kind's level) and lease renewal latency; the score is how far they sit above the
 /// median of all nodes' (so what hits every node, an outage or a drifting kind, scores
 /// nothing), plus fading restarts and store errors; drains with hysteresis.
+///
+/// What it observes itself is kept apart from what it adopted from other nodes' saved
+/// models ([`NodeScore::adopt_peers`]): only the former is serialized, so a node saves
+/// only its own and nothing is counted twice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeScore {
     s: ScoreSettings,
-    /// Per kind: the cluster's levels.
+    /// Per kind: the levels of the attempts observed here.
     kinds: HashMap<String, KindLevel>,
     nodes: HashMap<String, NodeState>,
+    /// Other nodes' own states, as they saved them; replaced wholesale at each
+    /// adoption (a peer that stopped saving is forgotten), never saved.
+    #[serde(skip)]
+    peers: HashMap<String, NodeState>,
+    /// Per kind: the mean of the adopted peers' own levels and how many peers it is
+    /// over; an attempt is judged against the blend of these and the levels above.
+    #[serde(skip)]
+    peer_kinds: HashMap<String, (KindLevel, usize)>,
+    /// When the oldest of the adopted peers' states was saved (`None`: none adopted).
+    #[serde(skip)]
+    peers_as_of: Option<i64>,
     /// The peers' medians per signal as last computed, and when: recomputed at most
     /// once a second by [`FailurePredictor::should_drain`], so a decision costs the same
     /// however many nodes there are.
@@ -204,14 +232,26 @@ impl NodeScore {
             s,
             kinds: HashMap::new(),
             nodes: HashMap::new(),
+            peers: HashMap::new(),
+            peer_kinds: HashMap::new(),
+            peers_as_of: None,
             medians: [0.0; SIGNALS],
             medians_at: None,
         }
     }
 
-    /// The nodes the model has a state for (a snapshot accessor for operators' views).
+    /// The nodes the model has a state for, observed or adopted (a snapshot accessor
+    /// for operators' views).
     pub fn nodes(&self) -> impl Iterator<Item = &str> {
-        self.nodes.keys().map(String::as_str)
+        self.nodes
+            .keys()
+            .chain(self.peers.keys())
+            .map(String::as_str)
+    }
+
+    /// A node's state, observed here or adopted.
+    fn state(&self, node: &str) -> Option<&NodeState> {
+        self.nodes.get(node).or_else(|| self.peers.get(node))
     }
 
     fn node(&mut self, node: &str) -> &mut NodeState {
@@ -229,7 +269,7 @@ impl NodeScore {
     /// How many nodes other than `node` the model has learned about (the peers its
     /// score is measured against, and that could take over its work).
     pub fn peers_of(&self, node: &str) -> usize {
-        self.nodes.keys().filter(|n| n.as_str() != node).count()
+        self.nodes().filter(|n| *n != node).count()
     }
 
     /// The median of signal `k` over the nodes that have it.
@@ -237,6 +277,7 @@ impl NodeScore {
         let mut v: Vec<f64> = self
             .nodes
             .values()
+            .chain(self.peers.values())
             .filter(|n| n.seen[k])
             .map(|n| n.levels[k])
             .collect();
@@ -275,14 +316,17 @@ impl FailurePredictor for NodeScore {
                     }),
                 };
                 // Failures and timeouts count beyond what the kind has everywhere (a
-                // dependency outage fails the kind on whichever nodes run it).
-                let excess_fail = f - level.fail;
-                let excess_timeout = t - level.timeout;
+                // dependency outage fails the kind on whichever nodes run it): the
+                // levels seen here blended with the peers' (each node weighs the same,
+                // so a node failing alone cannot make its failures the cluster's norm).
+                let cluster = blend(*level, self.peer_kinds.get(kind));
+                let excess_fail = f - cluster.fail;
+                let excess_timeout = t - cluster.timeout;
                 level.fail += s.kind_rate_alpha * (f - level.fail);
                 level.timeout += s.kind_rate_alpha * (t - level.timeout);
                 let mut slow = None;
                 if !failed {
-                    slow = Some((ln_d - level.ln_duration).clamp(-1.0, 3.0));
+                    slow = Some((ln_d - cluster.ln_duration).clamp(-1.0, 3.0));
                     level.ln_duration += s.kind_alpha * (ln_d - level.ln_duration);
                 }
                 let values = [
@@ -343,13 +387,27 @@ impl FailurePredictor for NodeScore {
             self.medians_at = Some(now_ms);
         }
         let score = self.score(node, now_ms);
+        let peers_as_of = self.peers_as_of;
         let Some(n) = self.nodes.get_mut(node) else {
             return false;
+        };
+        if score > s.enter {
+            n.above_since.get_or_insert(now_ms);
+        } else {
+            n.above_since = None;
+        }
+        // Measured against adopted peers, a drain starts only once every peer's state
+        // was saved after the score rose: until then the node compares its fresh state
+        // with older ones, and a cause that hits every node (an outage) would look like
+        // its own for up to a save interval.
+        let confirmed = match (peers_as_of, n.above_since) {
+            (Some(as_of), Some(since)) => as_of >= since,
+            _ => true,
         };
         n.draining = if n.draining {
             score >= s.exit
         } else {
-            score > s.enter
+            score > s.enter && confirmed
         };
         let silent = n
             .last_heartbeat
@@ -358,7 +416,7 @@ impl FailurePredictor for NodeScore {
     }
 
     fn score(&self, node: &str, now_ms: i64) -> f64 {
-        let Some(n) = self.nodes.get(node) else {
+        let Some(n) = self.state(node) else {
             return 0.0;
         };
         let s = self.s;
@@ -377,6 +435,20 @@ impl FailurePredictor for NodeScore {
             }
         }
         score
+    }
+}
+
+/// A kind's level seen here blended with the mean of the peers' (`n` of them): each
+/// node weighs the same.
+fn blend(own: KindLevel, peers: Option<&(KindLevel, usize)>) -> KindLevel {
+    let Some((p, n)) = peers.filter(|(_, n)| *n > 0) else {
+        return own;
+    };
+    let (n, all) = (*n as f64, *n as f64 + 1.0);
+    KindLevel {
+        ln_duration: (own.ln_duration + n * p.ln_duration) / all,
+        fail: (own.fail + n * p.fail) / all,
+        timeout: (own.timeout + n * p.timeout) / all,
     }
 }
 

@@ -48,6 +48,16 @@ impl Default for LiveModels {
     }
 }
 
+impl LiveModels {
+    /// Applies what the node's configuration sets in its models: the retry budget of
+    /// `[retry]` (`budget_ratio`, `budget_min`, `budget_window`).
+    pub fn configure(&mut self, retry: &crate::job::RetryPolicy) {
+        let window_ms = i64::try_from(retry.budget_window.as_millis()).unwrap_or(i64::MAX);
+        self.retry
+            .set_budget(retry.budget_ratio, f64::from(retry.budget_min), window_ms);
+    }
+}
+
 /// The models shared by the parts of one node.
 #[derive(Debug, Clone, Default)]
 pub struct SharedModels(Arc<Mutex<LiveModels>>);

@@ -230,6 +230,15 @@ impl PosteriorRetry {
         }
     }
 
+    /// Sets the retry budget (the node's `[retry]` settings win over those a resumed
+    /// model was saved with): `ratio` retries per first attempt plus `floor` over
+    /// `window_ms`.
+    pub fn set_budget(&mut self, ratio: f64, floor: f64, window_ms: i64) {
+        self.s.budget_ratio = ratio;
+        self.s.budget_floor = floor;
+        self.s.budget_window_ms = window_ms.max(1);
+    }
+
     const SLOTS: i64 = 6;
 
     fn budget(&mut self, kind: &str, now_ms: i64) -> &mut Budget {

@@ -188,6 +188,7 @@ pub async fn start_node(
         registry,
         clock: std::sync::Arc::new(jobmesh::clock::SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .unwrap()

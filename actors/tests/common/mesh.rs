@@ -59,6 +59,7 @@ pub async fn start_with(
         registry,
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     };
     let mesh = MeshOptions {
         keypair: key.clone(),

@@ -77,6 +77,7 @@ pub async fn node(
         registry,
         clock: Arc::new(SystemClock),
         retention: None,
+        predict: Default::default(),
     })
     .await
     .unwrap()

@@ -83,6 +83,7 @@ impl Harness {
                     registry: registry.clone(),
                     clock: Arc::new(SystemClock),
                     retention: None,
+                    predict: Default::default(),
                 })
                 .await
                 .unwrap(),

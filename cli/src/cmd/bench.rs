@@ -320,6 +320,7 @@ async fn start_nodes(
                 registry,
                 clock: Arc::new(SystemClock),
                 retention: None,
+                predict: Default::default(),
             })
             .await?,
         );

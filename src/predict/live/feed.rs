@@ -226,11 +226,13 @@ pub fn store_errors(m: &mut LiveModels, f: &FeedState, n: u64, now_ms: i64) {
 
 /// The feed of one node: its [`SharedModels`] and the feed's memory, cloned into every
 /// actor that sees an event. Locks the memory, then the models (always in that order),
-/// for one event at a time.
+/// for one event at a time. A feed that is off (`[predict] feed = false`) takes no
+/// lock and teaches nothing.
 #[derive(Debug, Clone)]
 pub struct LiveFeed {
     models: SharedModels,
     state: Arc<Mutex<FeedState>>,
+    on: bool,
 }
 
 impl LiveFeed {
@@ -239,7 +241,21 @@ impl LiveFeed {
         Self {
             models,
             state: Arc::new(Mutex::new(state)),
+            on: true,
         }
+    }
+
+    /// A feed that is off: every event is ignored, the models stay as they are.
+    pub fn off(models: SharedModels, state: FeedState) -> Self {
+        Self {
+            on: false,
+            ..Self::new(models, state)
+        }
+    }
+
+    /// Whether the feed teaches the models.
+    pub fn is_on(&self) -> bool {
+        self.on
     }
 
     /// The models fed.
@@ -255,25 +271,34 @@ impl LiveFeed {
 
     /// See [`started`].
     pub fn started(&self, job: &Job, now_ms: i64) {
+        if !self.on {
+            return;
+        }
         let mut f = self.state();
         started(&mut self.models.lock(), &mut f, job, now_ms);
     }
 
     /// See [`finished`].
     pub fn finished(&self, c: &Completion, applied: bool) {
+        if !self.on {
+            return;
+        }
         let mut f = self.state();
         finished(&mut self.models.lock(), &mut f, c, applied);
     }
 
     /// See [`restarted`].
     pub fn restarted(&self, now_ms: i64) {
+        if !self.on {
+            return;
+        }
         let f = self.state();
         restarted(&mut self.models.lock(), &f, now_ms);
     }
 
     /// See [`store_errors`].
     pub fn store_errors(&self, n: u64, now_ms: i64) {
-        if n == 0 {
+        if n == 0 || !self.on {
             return;
         }
         let f = self.state();

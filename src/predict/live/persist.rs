@@ -6,14 +6,16 @@
 //! [`Snapshot`], as the mesh's wire messages are: a later format bumps the byte and
 //! keeps a reader for this one in [`decode`]. A node saves only what it learned itself;
 //! its view merges the other nodes' saved durations into its own (sketches add up,
-//! [`crate::predict::duration::SketchDuration::merge`]); the failure, retry and
-//! congestion models do not merge and stay each node's own.
+//! [`crate::predict::duration::SketchDuration::merge`]), and its failure model adopts
+//! each other node's own state from that node's row while the row is fresh
+//! ([`NodeScore::adopt_peers`]); the retry and congestion models do not merge and stay
+//! each node's own.
 
 use serde::{Deserialize, Serialize};
 
 use crate::predict::congestion::FluidQueue;
 use crate::predict::duration::SketchDuration;
-use crate::predict::failure::NodeScore;
+use crate::predict::failure::{NodeScore, PeerModel};
 use crate::predict::retry::PosteriorRetry;
 use crate::store::SavedModels;
 
@@ -109,30 +111,90 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, ModelsError> {
     }
 }
 
-/// `own` merged with the durations the other nodes saved (rows of `node` itself are
-/// skipped; a row that does not decode or whose sketches have other settings is left out
-/// with a warning: one bad row must not cost the node its view).
-pub fn merged_durations(own: &SketchDuration, node: &str, saved: &[SavedModels]) -> SketchDuration {
-    let mut view = own.clone();
-    for row in saved.iter().filter(|r| r.node != node) {
-        match decode(&row.body) {
-            Ok(snap) => {
-                if let Err(e) = view.merge(&snap.duration) {
-                    tracing::warn!(node = %row.node, error = %e, "saved durations left out of the view");
-                }
-            }
+/// The other nodes' rows (those of `node` itself skipped), decoded; a row that does not
+/// decode is left out with a warning: one bad row must not cost the node its view.
+fn peer_snapshots<'a>(node: &str, saved: &'a [SavedModels]) -> Vec<(&'a SavedModels, Snapshot)> {
+    saved
+        .iter()
+        .filter(|r| r.node != node)
+        .filter_map(|row| match decode(&row.body) {
+            Ok(snap) => Some((row, snap)),
             Err(e) => {
-                tracing::warn!(node = %row.node, error = %e, "saved models left out of the view")
+                tracing::warn!(node = %row.node, error = %e, "saved models left out of the view");
+                None
             }
+        })
+        .collect()
+}
+
+fn merge_into(view: &mut SketchDuration, peers: &[(&SavedModels, Snapshot)]) {
+    for (row, snap) in peers {
+        if let Err(e) = view.merge(&snap.duration) {
+            tracing::warn!(node = %row.node, error = %e, "saved durations left out of the view");
         }
     }
+}
+
+/// `own` merged with the durations the other nodes saved (rows of `node` itself are
+/// skipped; a row that does not decode or whose sketches have other settings is left out
+/// with a warning).
+pub fn merged_durations(own: &SketchDuration, node: &str, saved: &[SavedModels]) -> SketchDuration {
+    let mut view = own.clone();
+    merge_into(&mut view, &peer_snapshots(node, saved));
     view
 }
 
-/// What a node starting under the name `node` resumes from the saved rows: its own
-/// models as it saved them (fresh ones when it saved none, or its row does not
-/// decode), the durations merged with the other nodes'.
-pub fn resume(node: &str, saved: &[SavedModels]) -> (LiveModels, FeedState) {
+/// Into `failure`, the own state of every node other than `node` whose row was saved
+/// within `max_age_ms` before `now_ms` (an older row is a node that stopped saving: it
+/// is not adopted, and a peer adopted before is forgotten), in place of the peers
+/// adopted before. Returns how many peers the model knows now.
+fn adopt_fresh(
+    failure: &mut NodeScore,
+    node: &str,
+    peers: &[(&SavedModels, Snapshot)],
+    now_ms: i64,
+    max_age_ms: i64,
+) -> usize {
+    let fresh = peers
+        .iter()
+        .filter(|(row, _)| now_ms.saturating_sub(row.saved_at.0) <= max_age_ms)
+        .map(|(row, snap)| PeerModel {
+            node: &row.node,
+            saved_at_ms: row.saved_at.0,
+            model: &snap.failure,
+        });
+    failure.adopt_peers(node, fresh)
+}
+
+/// What node `node` takes from the saved rows at each save round: its view of the
+/// durations (`own` merged with the other nodes'), and, into `failure`, the other
+/// nodes' own failure states while their rows are fresh (see [`adopt_fresh`]). Each
+/// row is decoded once. Returns the view and how many peers the failure model knows.
+pub fn from_peers(
+    own: &SketchDuration,
+    failure: &mut NodeScore,
+    node: &str,
+    saved: &[SavedModels],
+    now_ms: i64,
+    max_age_ms: i64,
+) -> (SketchDuration, usize) {
+    let peers = peer_snapshots(node, saved);
+    let mut view = own.clone();
+    merge_into(&mut view, &peers);
+    let known = adopt_fresh(failure, node, &peers, now_ms, max_age_ms);
+    (view, known)
+}
+
+/// What a node starting under the name `node` at `now_ms` resumes from the saved rows:
+/// its own models as it saved them (fresh ones when it saved none, or its row does not
+/// decode), the durations merged with the other nodes', and the failure states of the
+/// nodes whose rows are at most `max_age_ms` old.
+pub fn resume(
+    node: &str,
+    saved: &[SavedModels],
+    now_ms: i64,
+    max_age_ms: i64,
+) -> (LiveModels, FeedState) {
     let own = saved
         .iter()
         .find(|r| r.node == node)
@@ -153,7 +215,14 @@ pub fn resume(node: &str, saved: &[SavedModels]) -> (LiveModels, FeedState) {
         }
         None => models.duration.clone(),
     };
-    models.duration = merged_durations(&own_duration, node, saved);
+    (models.duration, _) = from_peers(
+        &own_duration,
+        &mut models.failure,
+        node,
+        saved,
+        now_ms,
+        max_age_ms,
+    );
     (models, FeedState::new(node, own_duration))
 }
 
@@ -162,6 +231,7 @@ mod tests {
     use super::*;
     use crate::clock::Millis;
     use crate::predict::duration::{DurationKey, DurationPredictor};
+    use crate::predict::failure::{FailurePredictor, NodeSignal};
 
     fn key(kind: &str) -> DurationKey<'_> {
         DurationKey {
@@ -172,11 +242,32 @@ mod tests {
     }
 
     fn row(node: &str, body: Vec<u8>) -> SavedModels {
+        row_at(node, 0, body)
+    }
+
+    fn row_at(node: &str, saved_at: i64, body: Vec<u8>) -> SavedModels {
         SavedModels {
             node: node.into(),
-            saved_at: Millis(0),
+            saved_at: Millis(saved_at),
             body,
         }
+    }
+
+    /// The blob of a node that ran 50 attempts of kind `k`, failing or not.
+    fn ran(node: &str, bad: bool) -> Vec<u8> {
+        let mut models = LiveModels::default();
+        for _ in 0..50 {
+            let signal = NodeSignal::Attempt {
+                kind: "k",
+                failed: bad,
+                timed_out: bad,
+                duration_ms: 10.0,
+                renew_ms: None,
+            };
+            models.failure.observe(node, 0, signal);
+        }
+        let feed = FeedState::new(node, models.duration.clone());
+        encode(&models, &feed, 0)
     }
 
     fn learned(node: &str, kind: &str, ms: f64) -> Vec<u8> {
@@ -215,7 +306,7 @@ mod tests {
             row("b", learned("b", "theirs", 5_000.0)),
             row("c", vec![MODELS_VERSION, 1, 2, 3]),
         ];
-        let (models, feed) = resume("a", &saved);
+        let (models, feed) = resume("a", &saved, 0, 1_000);
         // Its own durations, and the view with b's.
         assert!(feed.own_duration.predict(key("mine"), 0).is_some());
         assert!(feed.own_duration.predict(key("theirs"), 0).is_none());
@@ -223,8 +314,49 @@ mod tests {
         assert!((theirs.p50 - 5_000.0).abs() < 150.0, "{theirs:?}");
         assert!(models.duration.predict(key("mine"), 0).is_some());
         // A node with no row of its own starts fresh but still sees the others'.
-        let (models, feed) = resume("new", &saved);
+        let (models, feed) = resume("new", &saved, 0, 1_000);
         assert!(feed.own_duration.keys().next().is_none());
         assert!(models.duration.predict(key("mine"), 0).is_some());
+    }
+
+    #[test]
+    fn fresh_peers_are_adopted_stale_ones_dropped_and_only_the_own_state_saved() {
+        let (mut me, feed) = resume("a", &[row_at("a", 0, ran("a", false))], 0, 3_000);
+        let before = me.failure.score("a", 0);
+        let saved = vec![
+            row_at("a", 10_000, ran("a", true)),
+            row_at("b", 9_000, ran("b", false)),
+            row_at("c", 5_000, ran("c", false)),
+            row_at("d", 7_000, ran("d", false)),
+        ];
+        let (view, known) = from_peers(
+            &feed.own_duration,
+            &mut me.failure,
+            "a",
+            &saved,
+            10_000,
+            3_000,
+        );
+        me.duration = view;
+        // b and d saved within 3 s; c is a stopped node's row; a's own row is skipped.
+        assert_eq!(known, 2);
+        let mut nodes: Vec<&str> = me.failure.nodes().collect();
+        nodes.sort_unstable();
+        assert_eq!(nodes, ["a", "b", "d"]);
+        assert_eq!(me.failure.score("a", 0), before, "own state kept");
+        // Next round, d has stopped saving: forgotten.
+        let (_, known) = from_peers(
+            &feed.own_duration,
+            &mut me.failure,
+            "a",
+            &saved,
+            10_001,
+            3_000,
+        );
+        assert_eq!(known, 1);
+        // What a saves holds only its own state.
+        let snap = decode(&encode(&me, &feed, 10_001)).unwrap();
+        assert_eq!(snap.failure.nodes().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(snap.failure.peers_of("a"), 0);
     }
 }
