@@ -269,3 +269,31 @@ async fn a_node_that_has_not_seen_a_new_limit_does_not_pass_it() {
 async fn payload_pages_past_the_sample() {
     jobmesh::store::conformance::payload_pages_past_the_sample(&*fresh().await).await;
 }
+
+/// Processes that open a new database file at once (a node and a `submit` started
+/// together) all open it: the ones that lose the race to create the tables find them
+/// made and go on, instead of failing with "table jobs already exists".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openers_racing_on_a_new_file_all_open_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { SqliteStore::open(&path).await })
+        })
+        .collect();
+    for open in opens {
+        let store = open
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("open failed: {e}"));
+        assert!(
+            store
+                .claim(&request("n1", 1, Millis(1_000)))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

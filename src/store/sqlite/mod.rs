@@ -146,7 +146,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(cannot_open)?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        migrate(&write, path).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -164,6 +164,32 @@ impl SqliteStore {
     async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// Applies the migrations, one process at a time. Two processes opening a new file at
+/// once (a node and a `submit`, say) would both see a migration as not applied and both
+/// run it; the loser fails on "table jobs already exists" or "duplicate column". So the
+/// migrations run under an exclusive `flock` of the database file, which SQLite's own
+/// (`fcntl`) locks do not see; the second process then finds them applied.
+async fn migrate(write: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    let cannot_lock = |e: std::io::Error| {
+        StoreError::Invalid(format!(
+            "cannot lock SQLite database {} for its migrations: {e}",
+            path.display()
+        ))
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(cannot_lock)?;
+    let locked = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| cannot_lock(std::io::Error::other(e)))?
+        .map_err(cannot_lock)?;
+    let applied = sqlx::migrate!("./migrations/sqlite").run(write).await;
+    drop(locked);
+    applied.map_err(Into::into)
 }
 
 /// Creates the database file, if it does not exist, readable and writable by its owner
