@@ -11,6 +11,10 @@
 #   queues   1 and 200 queues, same total load (Postgres).
 #   soak     SOAK_RATE jobs/s for SOAK_DURATION on Postgres, per-10s windows of pickup,
 #            throughput and resident memory (run it by hand: 30 minutes by default).
+#   mesh     the simulator (`cargo build --release -p jobmesh-sim`; SIM= names another
+#            binary) at MESH_NODES members: crash to suspicion, to the first eviction
+#            certificate and to the last live node applying it, and bytes per node per
+#            second in steady state (run it by hand: about half an hour at 2000 nodes).
 #
 # Sizes can be cut for a quick look: JOBS=20000 BACKLOGS="0 100000" benches/curves.sh backlog
 # Needs: a release build (`cargo build --release`; BIN= names another binary), PostgreSQL on 127.0.0.1:5432 (user
@@ -27,6 +31,8 @@ JOBS=${JOBS:-50000}
 BACKLOGS=${BACKLOGS:-"0 1000000 10000000"}
 SOAK_RATE=${SOAK_RATE:-2000}
 SOAK_DURATION=${SOAK_DURATION:-30m}
+SIM=${SIM:-$ROOT/target/release/jobmesh-sim}
+MESH_NODES=${MESH_NODES:-10,20,50,100,200,500,1000,2000}
 
 need() { command -v "$1" >/dev/null || { echo "benches/curves.sh: $1 not found: $2" >&2; exit 2; }; }
 need psql "install PostgreSQL (apt-get install postgresql)"
@@ -79,11 +85,21 @@ soak() {
     --y 'windows[].done_per_s,windows[].pickup_p99_ms,windows[].rss_mb' --title soak --out "$OUT/soak.svg"
 }
 
+mesh() {
+  [ -x "$SIM" ] || { echo "benches/curves.sh: $SIM missing: run cargo build --release -p jobmesh-sim" >&2; exit 2; }
+  # One process runs the sizes in order and appends each run's report as it ends, so a
+  # sweep cut short keeps the sizes it finished.
+  : > "$OUT/mesh.jsonl"
+  "$SIM" --nodes "$MESH_NODES" --seed 7 --scenario crash --jsonl "$OUT/mesh.jsonl" | tee "$OUT/mesh.md"
+  "$BIN" plot "$OUT/mesh.jsonl" --x config.nodes --series scenario --title mesh --out "$OUT/mesh.svg" \
+    --y metrics.suspicion.p50_ms,metrics.detection.p50_ms,metrics.convergence.max_ms,metrics.gossip_bytes_per_node_s,metrics.bytes_per_node_s
+}
+
 for dim in "${@:-backlog nodes queues}"; do
   for d in $dim; do
     case "$d" in
-      backlog|nodes|queues|soak) "$d" ;;
-      *) echo "benches/curves.sh: unknown dimension $d (backlog, nodes, queues, soak)" >&2; exit 2 ;;
+      backlog|nodes|queues|soak|mesh) "$d" ;;
+      *) echo "benches/curves.sh: unknown dimension $d (backlog, nodes, queues, soak, mesh)" >&2; exit 2 ;;
     esac
   done
 done

@@ -52,6 +52,10 @@ struct Args {
     /// Write the reports as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Append each report as one JSON line here, as each run ends (`jobmesh plot`
+    /// reads these: e.g. `--x config.nodes --y metrics.detection.p50_ms`).
+    #[arg(long)]
+    jsonl: Option<PathBuf>,
     /// Write the first N trace records (of each run) as JSON lines here.
     #[arg(long)]
     trace: Option<PathBuf>,
@@ -146,6 +150,9 @@ fn main() -> anyhow::Result<()> {
                     m.undetected
                 ));
             }
+            if let Some(path) = &args.jsonl {
+                append_line(path, &serde_json::to_string(&report)?)?;
+            }
             if args.trace.is_some() {
                 for r in world.trace_records() {
                     trace_out.push_str(&serde_json::to_string(r)?);
@@ -173,4 +180,16 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// Appends one line to `path` (created if missing): a sweep that stops half way keeps
+/// the runs that finished.
+fn append_line(path: &std::path::Path, line: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))
 }

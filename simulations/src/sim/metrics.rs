@@ -1,6 +1,7 @@
-//! What a run measured: detection latency (crash to the first eviction certificate
-//! applied by a live node), convergence (crash to every live node having applied it),
-//! false evictions, and traffic per node per second over a steady window.
+//! What a run measured: suspicion latency (crash to the first live node's detector
+//! suspecting it), detection latency (crash to the first eviction certificate applied
+//! by a live node), convergence (crash to every live node having applied it), false
+//! evictions, and traffic per node per second over a steady window.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -98,6 +99,8 @@ struct Crash {
     live: Vec<usize>,
     /// Node -> time it applied an eviction of the crashed node.
     applied: BTreeMap<usize, Millis>,
+    /// The first time a live node's detector suspected the crashed node.
+    suspected: Option<Millis>,
     restarted: Option<Millis>,
 }
 
@@ -187,6 +190,7 @@ impl Recorder {
             incarnation,
             live,
             applied: BTreeMap::new(),
+            suspected: None,
             restarted: None,
         });
     }
@@ -206,6 +210,23 @@ impl Recorder {
     /// Nodes cut off on a minority side: evicting them is expected, not false.
     pub fn excuse(&mut self, nodes: impl IntoIterator<Item = usize>) {
         self.excused.extend(nodes);
+    }
+
+    /// Node `by`'s detector suspects `subject` at `incarnation`. Only suspicions of a
+    /// crashed node (at or after its crash, about its crashed incarnation or an older
+    /// one) are timed; the others are the detector's ordinary false alarms, which a
+    /// probe clears.
+    pub fn suspected(&mut self, now: Millis, by: usize, subject: usize, incarnation: u64) {
+        let crash = self
+            .crashes
+            .iter_mut()
+            .rev()
+            .find(|c| c.node == subject && c.at <= now && incarnation <= c.incarnation);
+        if let Some(c) = crash
+            && c.live.contains(&by)
+        {
+            c.suspected.get_or_insert(now);
+        }
     }
 
     /// Node `by` applied a certificate evicting `subject` at `incarnation`.
@@ -252,6 +273,7 @@ impl Recorder {
 
     /// The numbers. `end` is when the run stopped.
     pub fn report(&self, end: Millis) -> Measurements {
+        let mut suspicion = Vec::new();
         let mut detection = Vec::new();
         let mut propagation = Vec::new();
         let mut convergence = Vec::new();
@@ -266,6 +288,9 @@ impl Recorder {
                 .copied()
                 .filter(|j| !self.crashes.iter().any(|d| d.node == *j && d.at >= c.at))
                 .collect();
+            if let Some(t) = c.suspected {
+                suspicion.push(t.since(c.at).as_millis() as u64);
+            }
             match c.applied.values().min() {
                 Some(first) => detection.push(first.since(c.at).as_millis() as u64),
                 None if c.restarted.is_none() => undetected += 1,
@@ -297,6 +322,7 @@ impl Recorder {
             crashes: self.crashes.len(),
             undetected,
             unconverged,
+            suspicion: Summary::of(suspicion),
             detection: Summary::of(detection),
             propagation: Summary::of(propagation),
             convergence: Summary::of(convergence),
@@ -343,6 +369,9 @@ pub struct Measurements {
     pub undetected: usize,
     /// Crashes (not restarted) that some node live throughout never applied.
     pub unconverged: usize,
+    /// Crash to the first live node suspecting the crashed node (its detector's
+    /// verdict, before any probe or vote).
+    pub suspicion: Summary,
     /// Crash to the first live node applying the eviction.
     pub detection: Summary,
     /// Crash to each live node applying it (one sample per node and crash).
@@ -409,6 +438,9 @@ mod tests {
     fn false_and_expected_evictions() {
         let mut r = Recorder::new(4, (Millis(0), Millis(10)), 1.0);
         r.crashed(Millis(5), 3, 1, vec![0, 1, 2]);
+        r.suspected(Millis(4), 1, 3, 1);
+        r.suspected(Millis(6), 2, 3, 1);
+        r.suspected(Millis(7), 0, 3, 1);
         r.evicted(Millis(8), 0, 3, 1);
         r.evicted(Millis(9), 1, 3, 1);
         r.excuse([2]);
@@ -416,6 +448,11 @@ mod tests {
         r.evicted(Millis(9), 0, 1, 1);
         let m = r.report(Millis(20));
         assert_eq!(m.detection.p50_ms, Some(3));
+        assert_eq!(
+            (m.suspicion.count, m.suspicion.p50_ms),
+            (1, Some(1)),
+            "the first suspicion after the crash, not the false alarm before it"
+        );
         assert_eq!(m.false_evictions, 1);
         assert_eq!(m.unconverged, 1, "node 2 never applied the crash");
     }

@@ -10,8 +10,8 @@ fn opt(v: Option<u64>) -> String {
 /// Renders reports as a markdown table, one row per run.
 pub fn render(reports: &[Report]) -> String {
     let mut out = String::from(
-        "| scenario | N | f | monitoring | seed | crashes | detect p50/p99 ms | per-node applied p50/p99 ms | converge p50/max ms | false evictions | evictions | honest rejects | msgs/node/s | bytes/node/s | sim s | setup+run wall s | trace hash |\n\
-         |---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| scenario | N | f | monitoring | seed | crashes | suspect p50/p99 ms | detect p50/p99 ms | per-node applied p50/p99 ms | converge p50/max ms | false evictions | evictions | honest rejects | msgs/node/s | bytes/node/s | sim s | setup+run wall s | trace hash |\n\
+         |---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in reports {
         let m = &r.metrics;
@@ -24,7 +24,7 @@ pub fn render(reports: &[Report]) -> String {
             String::new()
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {}{} | {}/{} | {}/{} | {}/{} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0}+{:.0} | {} |\n",
+            "| {} | {} | {} | {} | {} | {}{} | {}/{} | {}/{} | {}/{} | {}/{} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0}+{:.0} | {} |\n",
             r.scenario,
             r.config.nodes,
             r.config.f,
@@ -32,6 +32,8 @@ pub fn render(reports: &[Report]) -> String {
             r.config.seed,
             m.crashes,
             undetected,
+            opt(m.suspicion.p50_ms),
+            opt(m.suspicion.p99_ms),
             opt(m.detection.p50_ms),
             opt(m.detection.p99_ms),
             opt(m.propagation.p50_ms),

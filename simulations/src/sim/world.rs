@@ -510,6 +510,11 @@ impl World {
                     self.recorder.evicted(now, i, s, incarnation);
                 }
             }
+            MembershipEvent::Suspected { peer, incarnation } => {
+                if let Some(s) = self.index_of(&peer) {
+                    self.recorder.suspected(now, i, s, incarnation);
+                }
+            }
             MembershipEvent::SelfRefuted { .. } => self.recorder.milestone(Milestone::SelfRefuted),
             MembershipEvent::SelfEvicted { .. } => self.recorder.milestone(Milestone::SelfEvicted),
             MembershipEvent::Joined { .. } => self.recorder.milestone(Milestone::Joined),
