@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 
-use super::{PostgresStore, event_gaps, events};
+use super::{PostgresStore, event_gaps, events, history};
 use crate::event::{LifecycleEvent, StoredEvent};
-use crate::store::{EventLog, EventRow, StoreError};
+use crate::store::{EventLog, StoreError};
 
 #[async_trait]
 impl EventLog for PostgresStore {
@@ -58,22 +58,15 @@ impl PostgresStore {
         }
         let read = rows.len();
         let last = rows.last().map(|r| r.0);
-        let events =
-            rows.into_iter()
-                .map(|(seq, at, kind, job, attempt, worker, node, detail, _)| {
-                    EventRow {
-                        seq,
-                        at,
-                        kind,
-                        job,
-                        attempt: attempt.map(i64::from),
-                        worker,
-                        node,
-                        detail,
-                    }
-                    .decode()
-                });
-        Ok((crate::store::skip_undecodable("events", events), read, last))
+        let rows = rows
+            .into_iter()
+            .map(
+                |(seq, at, kind, job, attempt, worker, node, detail, _writer)| {
+                    (seq, at, kind, job, attempt, worker, node, detail)
+                },
+            )
+            .collect();
+        Ok((history::decode_events("events", rows), read, last))
     }
 
     /// Up to `limit` rows after `after` in seq order, and the newest transaction in

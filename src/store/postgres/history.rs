@@ -15,7 +15,7 @@ use crate::store::{Counts, EventRow, StoreError, skip_undecodable};
 
 /// A `lifecycle_events` row as Postgres returns it (the detail as text, parsed row by
 /// row: one unreadable detail must not fail the read).
-type EventTuple = (
+pub(super) type EventTuple = (
     i64,
     i64,
     String,
@@ -26,7 +26,7 @@ type EventTuple = (
     Option<String>,
 );
 
-fn decode_events(what: &str, rows: Vec<EventTuple>) -> Vec<StoredEvent> {
+pub(super) fn decode_events(what: &str, rows: Vec<EventTuple>) -> Vec<StoredEvent> {
     skip_undecodable(
         what,
         rows.into_iter()
