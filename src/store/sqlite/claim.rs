@@ -11,6 +11,26 @@ use crate::job::{ClaimRequest, ClaimedJob, JobId, Lease};
 use crate::store::rules;
 use crate::store::{ClaimOrder, StoreError, grant};
 
+/// The next `?2` available jobs of the queues `?1` (a JSON array) that are not paused,
+/// as a JSON array of ids, and whether any limit could apply to them.
+///
+/// Each queue's first `?2` are read in order from `jobs_claim` (queue, priority DESC,
+/// run_at, id) WHERE state = 'available', which stops after `?2` entries; then at most
+/// `?2` per queue are sorted. Named with `INDEXED BY`, because without statistics
+/// SQLite takes an equality on `state` for the most selective term and reads every
+/// available job through the listing index `jobs_state_id` (state, id), sorting them
+/// all per claim: a claim then costs the whole backlog (18 ms at 100,000 jobs).
+pub(super) const PICK: &str = "SELECT (SELECT json_group_array(id) FROM (
+         SELECT j.id FROM (SELECT DISTINCT value AS queue FROM json_each(?1)) AS q
+         JOIN jobs AS j ON j.id IN (
+             SELECT id FROM jobs INDEXED BY jobs_claim
+             WHERE state = 'available' AND queue = q.queue
+             ORDER BY priority DESC, run_at, id LIMIT ?2)
+         WHERE q.queue NOT IN (SELECT queue FROM paused_queues)
+         ORDER BY j.priority DESC, j.run_at, j.id LIMIT ?2)),
+     EXISTS (SELECT 1 FROM job_limits
+         WHERE kind IS NOT NULL OR queue IN (SELECT value FROM json_each(?1)))";
+
 impl SqliteStore {
     /// See [`crate::store::JobQueue::claim`].
     pub(super) async fn claim_jobs(
@@ -27,19 +47,11 @@ impl SqliteStore {
         // thread per statement (ids in, one JSON array out), not one row per job. A claim
         // under a limit picks by the limits instead (`limits.rs`); the write lock this
         // transaction holds serialises it against every other claim.
-        let (ids, limited): (String, bool) = sqlx::query_as(
-            "SELECT (SELECT json_group_array(id) FROM (
-                 SELECT id FROM jobs WHERE state = 'available'
-                   AND queue IN (SELECT value FROM json_each(?1))
-                   AND queue NOT IN (SELECT queue FROM paused_queues)
-                 ORDER BY priority DESC, run_at, id LIMIT ?2)),
-                 EXISTS (SELECT 1 FROM job_limits
-                   WHERE kind IS NOT NULL OR queue IN (SELECT value FROM json_each(?1)))",
-        )
-        .bind(&queues)
-        .bind(req.limit as i64)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (ids, limited): (String, bool) = sqlx::query_as(PICK)
+            .bind(&queues)
+            .bind(req.limit as i64)
+            .fetch_one(&mut *tx)
+            .await?;
         let ids = if limited {
             Self::pick_limited(&mut tx, req, &queues).await?
         } else {

@@ -77,6 +77,17 @@ impl JobHistory for SqliteStore {
     }
 }
 
+/// Jobs finished at or after `?1` per queue and state, read from the partial indexes
+/// `jobs_finished` and `jobs_dead` alone (see the module notes of `sqlite` on `INDEXED
+/// BY`; each repeats its index's predicate word for word, as SQLite needs to use it).
+pub(super) const FINISHED_SINCE: &str = "SELECT queue, state, count(*) FROM (
+         SELECT queue, state FROM jobs INDEXED BY jobs_finished
+         WHERE state IN ('succeeded', 'cancelled') AND finished_at >= ?1
+         UNION ALL
+         SELECT queue, state FROM jobs INDEXED BY jobs_dead
+         WHERE state = 'discarded' AND finished_at >= ?1
+     ) GROUP BY queue, state";
+
 #[async_trait]
 impl Activity for SqliteStore {
     async fn oldest_available(&self, queue: &str) -> Result<Option<Millis>, StoreError> {
@@ -105,19 +116,10 @@ impl Activity for SqliteStore {
     }
 
     async fn finished_since(&self, since: Millis) -> Result<Counts, StoreError> {
-        // jobs_finished and jobs_dead (finished_at), each with its own partial
-        // predicate repeated word for word, so SQLite uses them.
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT queue, state, count(*) FROM (
-                 SELECT queue, state FROM jobs
-                 WHERE state IN ('succeeded', 'cancelled') AND finished_at >= ?1
-                 UNION ALL
-                 SELECT queue, state FROM jobs WHERE state = 'discarded' AND finished_at >= ?1
-             ) GROUP BY queue, state",
-        )
-        .bind(since.0)
-        .fetch_all(&self.read)
-        .await?;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(FINISHED_SINCE)
+            .bind(since.0)
+            .fetch_all(&self.read)
+            .await?;
         Ok(crate::store::columns::counts(rows))
     }
 

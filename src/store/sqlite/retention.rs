@@ -8,6 +8,15 @@ use super::rows::to_json;
 use crate::clock::Millis;
 use crate::store::StoreError;
 
+/// Up to `?2` succeeded or cancelled jobs finished before `?1`, oldest first, from
+/// `jobs_finished` (see the module notes of `sqlite` on `INDEXED BY`).
+pub(super) const DUE_FINISHED: &str = "SELECT id FROM jobs INDEXED BY jobs_finished
+     WHERE state IN ('succeeded', 'cancelled') AND finished_at < ?1 LIMIT ?2";
+
+/// Up to `?2` dead letters finished before `?1`, oldest first, from `jobs_dead`.
+pub(super) const DUE_DEAD: &str = "SELECT id FROM jobs INDEXED BY jobs_dead
+     WHERE state = 'discarded' AND finished_at < ?1 LIMIT ?2";
+
 impl SqliteStore {
     /// See [`crate::store::JobAdmin::purge`].
     pub(super) async fn purge_expired(
@@ -17,21 +26,16 @@ impl SqliteStore {
     ) -> Result<crate::store::retention::Purged, StoreError> {
         let cut = retention.cutoffs(now);
         let mut tx = self.begin().await?;
-        let finished: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled') AND finished_at < ?1
-             LIMIT ?2",
-        )
-        .bind(cut.finished_before.0)
-        .bind(retention.batch as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let dead: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = 'discarded' AND finished_at < ?1 LIMIT ?2",
-        )
-        .bind(cut.dead_before.0)
-        .bind(retention.batch as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        let finished: Vec<i64> = sqlx::query_scalar(DUE_FINISHED)
+            .bind(cut.finished_before.0)
+            .bind(retention.batch as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        let dead: Vec<i64> = sqlx::query_scalar(DUE_DEAD)
+            .bind(cut.dead_before.0)
+            .bind(retention.batch as i64)
+            .fetch_all(&mut *tx)
+            .await?;
         let ids: Vec<i64> = finished.iter().chain(&dead).copied().collect();
         let mut events = 0;
         if !ids.is_empty() {
