@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::SqliteStore;
+use super::counts::move_counts;
 use super::events::events;
 use super::rows::{self, job_array, to_json};
 use crate::clock::Millis;
@@ -66,7 +67,9 @@ impl SqliteStore {
         let claimed: String = sqlx::query_scalar(concat!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1,
                  lease_owner = ?, lease_node = ?, lease_expires_at = ?
-             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'available';
+             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'available';",
+            move_counts!("available", "running"),
+            "
              INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
              SELECT ?, 'job.claimed', id, attempt, lease_owner, lease_node FROM jobs
              WHERE id IN (SELECT value FROM json_each(?));
@@ -77,6 +80,8 @@ impl SqliteStore {
         .bind(&req.worker.0)
         .bind(&req.node.0)
         .bind(expires.0)
+        .bind(&ids)
+        .bind(&ids)
         .bind(&ids)
         .bind(req.now.0)
         .bind(&ids)

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use sqlx::AssertSqlSafe;
 
+use super::counts::move_counts;
 use super::discard::{cascade_discard, dead_letter};
 use super::events::events;
 use super::rows::{SuccessRow, to_json};
@@ -180,8 +181,10 @@ impl SqliteStore {
                  INSERT INTO lifecycle_events (at, kind, job, attempt, worker, node)
                  SELECT column6, 'job.succeeded', column1, column2, column3, column4
                  FROM (VALUES {rows}) WHERE column1 IS NOT NULL;
+                 {counts}
                  SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE parent IN (SELECT value FROM json_each(?)))",
-                rows = placeholders(n, 6)
+                rows = placeholders(n, 6),
+                counts = move_counts!("running", "succeeded"),
             );
             let mut q = sqlx::query_scalar::<_, bool>(AssertSqlSafe(sql));
             // The same rows twice: once per insert.
@@ -205,8 +208,8 @@ impl SqliteStore {
                         .bind(None::<i64>);
                 }
             }
-            let chunk_ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
-            q = q.bind(to_json(&chunk_ids));
+            let chunk_ids = to_json(&chunk.iter().map(|r| r.id).collect::<Vec<i64>>());
+            q = q.bind(&chunk_ids).bind(&chunk_ids).bind(chunk_ids.clone());
             has_children |= q.fetch_one(&mut **tx).await?;
         }
         if has_children {

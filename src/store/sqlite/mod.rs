@@ -66,6 +66,7 @@ mod audit;
 mod bulk;
 mod claim;
 mod complete;
+mod counts;
 mod discard;
 mod enqueue;
 mod events;
