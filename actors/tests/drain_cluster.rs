@@ -1,4 +1,5 @@
-//! The drain in a running cluster. Three nodes share one SQLite store; each feeds its
+//! The drain in a running cluster. Three nodes share one store (SQLite, and a Postgres
+//! schema with a connection pool per node, as three processes would have); each feeds its
 //! failure model only from the attempts it runs itself, saves its models every 200 ms
 //! and, at each save, adopts the other nodes' own failure states from their saved rows.
 //! Nothing teaches a model by hand: the nodes run `ledger.post` jobs, which succeed on
@@ -168,11 +169,28 @@ fn failure_closings(node: &Node) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_whose_attempts_fail_where_the_others_succeed_drains() {
     let (store, _dir) = store().await;
+    one_failing_node_drains([store.clone(), store.clone(), store]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_whose_attempts_fail_where_the_others_succeed_drains_on_postgres() {
+    let schema = pg_schema();
+    one_failing_node_drains([
+        pg_store(&schema).await,
+        pg_store(&schema).await,
+        pg_store(&schema).await,
+    ])
+    .await;
+}
+
+/// Two good nodes and a bad one, each on its own handle of one store.
+async fn one_failing_node_drains([s1, s2, s3]: [SharedStore; 3]) {
+    let store = s1.clone();
     let good = [
-        member("good-1", &store, false).await,
-        member("good-2", &store, false).await,
+        member("good-1", &s1, false).await,
+        member("good-2", &s2, false).await,
     ];
-    let bad = member("bad", &store, true).await;
+    let bad = member("bad", &s3, true).await;
     let mut events = bad.subscribe();
 
     let closed_event = async {
@@ -226,10 +244,27 @@ async fn the_node_whose_attempts_fail_where_the_others_succeed_drains() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_node_fails_alike_none_drains() {
     let (store, _dir) = store().await;
+    none_drains([store.clone(), store.clone(), store]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_node_fails_alike_none_drains_on_postgres() {
+    let schema = pg_schema();
+    none_drains([
+        pg_store(&schema).await,
+        pg_store(&schema).await,
+        pg_store(&schema).await,
+    ])
+    .await;
+}
+
+/// Three failing nodes, each on its own handle of one store.
+async fn none_drains([s1, s2, s3]: [SharedStore; 3]) {
+    let store = s1.clone();
     let nodes = [
-        member("alike-1", &store, true).await,
-        member("alike-2", &store, true).await,
-        member("alike-3", &store, true).await,
+        member("alike-1", &s1, true).await,
+        member("alike-2", &s2, true).await,
+        member("alike-3", &s3, true).await,
     ];
     // Until every node has adopted the two others, then for another 600 failed jobs
     // (1 800 attempts) after that: every node's score is asked many times over.

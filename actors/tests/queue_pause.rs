@@ -6,34 +6,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use jobmesh::clock::{Clock, Millis, SystemClock};
 use jobmesh::event::{EventKind, StoredEvent};
 use jobmesh::job::{JobId, JobState, NewJob};
-use jobmesh::store::postgres::PostgresStore;
 use jobmesh::store::{AuditContext, SharedStore};
 use tokio::sync::broadcast;
-
-fn pg_url() -> String {
-    std::env::var("JOBMESH_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh schema named like the store suites' (`jm_test_<secs>_<hex>`), which their
-/// clean-up drops once stale.
-fn schema() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    format!(
-        "jm_test_{}_{:016x}",
-        now.as_secs(),
-        u64::from(now.subsec_nanos()) << 20 ^ u64::from(std::process::id())
-    )
-}
 
 fn on(queue: &str, n: usize) -> Vec<NewJob> {
     (0..n)
@@ -91,16 +71,9 @@ async fn all_events(store: &SharedStore) -> Vec<StoredEvent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_claims_on_both_nodes_and_resume_restarts_them() {
     logs();
-    let schema = schema();
-    let open = || async {
-        Arc::new(
-            PostgresStore::connect(&pg_url(), Some(&schema))
-                .await
-                .unwrap_or_else(|e| panic!("cannot reach Postgres at {} ({e})", pg_url())),
-        ) as SharedStore
-    };
+    let schema = pg_schema();
     // Each node has its own connection pool, as two processes would.
-    let (s1, s2) = (open().await, open().await);
+    let (s1, s2) = (pg_store(&schema).await, pg_store(&schema).await);
     let mut w = workers(4);
     w.queues = vec!["mail".into(), "other".into()];
     let n1 = node("n1", &s1, w.clone(), builtins()).await;

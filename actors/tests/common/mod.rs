@@ -1,4 +1,5 @@
-//! Shared set-up for node tests: a fresh SQLite store and quick settings.
+//! Shared set-up for node tests: a fresh SQLite store or Postgres schema and quick
+//! settings.
 
 #![allow(dead_code)]
 
@@ -14,6 +15,7 @@ use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::handler::{Registry, builtin};
 use jobmesh::job::{JobState, NewJob, NodeId, RetryPolicy};
 use jobmesh::store::SharedStore;
+use jobmesh::store::postgres::PostgresStore;
 use jobmesh::store::sqlite::SqliteStore;
 use jobmesh_actors::{Node, NodeOptions};
 use tokio::sync::broadcast;
@@ -34,6 +36,42 @@ pub async fn store() -> (SharedStore, tempfile::TempDir) {
         .await
         .unwrap();
     (Arc::new(s), dir)
+}
+
+/// The machine's Postgres: `JOBMESH_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`.
+pub fn pg_url() -> String {
+    std::env::var("JOBMESH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh schema named like the store suites' (`jm_test_<secs>_<hex>`), which their
+/// clean-up drops once stale.
+pub fn pg_schema() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!(
+        "jm_test_{}_{:016x}",
+        now.as_secs(),
+        u64::from(now.subsec_nanos()) << 20 ^ u64::from(std::process::id())
+    )
+}
+
+/// A store on `schema` of the machine's Postgres, with a connection pool of its own (as
+/// a process of its own would have); fails naming the server when it cannot connect.
+pub async fn pg_store(schema: &str) -> SharedStore {
+    logs();
+    Arc::new(
+        PostgresStore::connect(&pg_url(), Some(schema))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach Postgres at {} ({e}): install and start PostgreSQL",
+                    pg_url()
+                )
+            }),
+    )
 }
 
 /// Settings for tests: short poll and retry delays.
