@@ -82,7 +82,7 @@ async fn resumes_and_merges(store: SharedStore) {
     let saved = store.load_models().await.unwrap();
     assert_eq!(saved.len(), 1, "one row for the one node");
     assert_eq!(saved[0].node, "model-a");
-    let shown = Predictions::from_saved(&saved, i64::MAX / 4, 30_000.0);
+    let shown = Predictions::from_saved(&saved, i64::MAX / 4, 30_000.0, i64::MAX);
     let d = shown.duration("sleep", "default").expect("shown durations");
     assert_eq!(d.runs, SLEEPS as u64);
 
@@ -118,7 +118,7 @@ async fn resumes_and_merges(store: SharedStore) {
     node_b.save_models().await.unwrap();
     let saved = store.load_models().await.unwrap();
     assert_eq!(saved.len(), 2);
-    let shown = Predictions::from_saved(&saved, i64::MAX / 4, 30_000.0);
+    let shown = Predictions::from_saved(&saved, i64::MAX / 4, 30_000.0, i64::MAX);
     assert_eq!(
         shown.duration("sleep", "default").unwrap().runs,
         SLEEPS as u64,

@@ -25,8 +25,12 @@ pub async fn run(config: Config, verb: PredictVerb, json: bool) -> anyhow::Resul
                 .load_models()
                 .await
                 .context("reading the saved models")?;
-            let p =
-                Predictions::from_saved(&saved, SystemClock.now().0, slo.as_secs_f64() * 1000.0);
+            let p = Predictions::from_saved(
+                &saved,
+                SystemClock.now().0,
+                slo.as_secs_f64() * 1000.0,
+                i64::try_from(config.predict.peer_max_age().as_millis()).unwrap_or(i64::MAX),
+            );
             if json {
                 return output::json(&p);
             }

@@ -148,7 +148,7 @@ pub fn merged_durations(own: &SketchDuration, node: &str, saved: &[SavedModels])
 /// within `max_age_ms` before `now_ms` (an older row is a node that stopped saving: it
 /// is not adopted, and a peer adopted before is forgotten), in place of the peers
 /// adopted before. Returns how many peers the model knows now.
-fn adopt_fresh(
+pub(super) fn adopt_fresh(
     failure: &mut NodeScore,
     node: &str,
     peers: &[(&SavedModels, Snapshot)],
@@ -317,6 +317,45 @@ mod tests {
         let (models, feed) = resume("new", &saved, 0, 1_000);
         assert!(feed.own_duration.keys().next().is_none());
         assert!(models.duration.predict(key("mine"), 0).is_some());
+    }
+
+    #[test]
+    fn shown_scores_are_against_the_fresh_peers_as_the_node_acts_on_them() {
+        use crate::predict::live::Predictions;
+        let score = |p: &Predictions, node: &str| {
+            p.nodes
+                .iter()
+                .find(|n| n.node == node)
+                .unwrap()
+                .failure_score
+        };
+        let saved = vec![
+            row_at("a", 10_000, ran("a", true)),
+            row_at("b", 9_000, ran("b", false)),
+            row_at("d", 9_500, ran("d", false)),
+        ];
+        let alone = Predictions::from_saved(&saved[..1], 10_000, 30_000.0, 3_000);
+        let with_peers = Predictions::from_saved(&saved, 10_000, 30_000.0, 3_000);
+        let stale_peers = Predictions::from_saved(&saved, 10_000, 30_000.0, 100);
+        // What the node itself computes at a save round with the same rows.
+        let (mut me, feed) = resume("a", &saved[..1], 10_000, 3_000);
+        from_peers(
+            &feed.own_duration,
+            &mut me.failure,
+            "a",
+            &saved,
+            10_000,
+            3_000,
+        );
+        assert_eq!(score(&with_peers, "a"), me.failure.score("a", 10_000));
+        assert!(
+            score(&with_peers, "a") > score(&alone, "a"),
+            "against its peers the failing node stands out: {} vs {}",
+            score(&with_peers, "a"),
+            score(&alone, "a")
+        );
+        assert_eq!(score(&stale_peers, "a"), score(&alone, "a"));
+        assert!(score(&with_peers, "b") < score(&with_peers, "a"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::predict::duration::{DurationKey, DurationPredictor, SketchDuration};
 use crate::predict::failure::FailurePredictor;
 use crate::store::SavedModels;
 
-use super::persist::{Snapshot, decode};
+use super::persist::{Snapshot, adopt_fresh, decode};
 
 /// Horizons of the predicted waits, in minutes from now.
 pub const HORIZONS_MIN: [i64; 4] = [0, 1, 5, 15];
@@ -161,8 +161,16 @@ pub fn breach_probability(wait_ms: f64, slo_ms: f64) -> f64 {
 }
 
 impl Predictions {
-    /// The predictions of the saved `rows` at `now_ms`, breaches against `slo_ms`.
-    pub fn from_saved(rows: &[SavedModels], now_ms: i64, slo_ms: f64) -> Self {
+    /// The predictions of the saved `rows` at `now_ms`, breaches against `slo_ms`. Each
+    /// node's failure score is the one it acts on: its own state against the other
+    /// nodes' states saved within `peer_max_age_ms` (as it adopts them at each save
+    /// round), not against itself alone.
+    pub fn from_saved(
+        rows: &[SavedModels],
+        now_ms: i64,
+        slo_ms: f64,
+        peer_max_age_ms: i64,
+    ) -> Self {
         let mut out = Predictions {
             at_ms: now_ms,
             slo_ms,
@@ -173,19 +181,22 @@ impl Predictions {
             queues: Vec::new(),
         };
         let mut durations: Option<SketchDuration> = None;
+        let mut readable: Vec<(&SavedModels, Snapshot)> = Vec::with_capacity(rows.len());
         for row in rows {
-            let snap = match decode(&row.body) {
-                Ok(s) => s,
-                Err(e) => {
-                    out.nodes.push(NodeView {
-                        node: row.node.clone(),
-                        saved_at_ms: row.saved_at.0,
-                        failure_score: 0.0,
-                        unreadable: Some(e.to_string()),
-                    });
-                    continue;
-                }
-            };
+            match decode(&row.body) {
+                Ok(s) => readable.push((row, s)),
+                Err(e) => out.nodes.push(NodeView {
+                    node: row.node.clone(),
+                    saved_at_ms: row.saved_at.0,
+                    failure_score: 0.0,
+                    unreadable: Some(e.to_string()),
+                }),
+            }
+        }
+        for (row, snap) in &readable {
+            let mut failure = snap.failure.clone();
+            adopt_fresh(&mut failure, &row.node, &readable, now_ms, peer_max_age_ms);
+            let score = failure.score(&row.node, now_ms);
             match &mut durations {
                 None => durations = Some(snap.duration.clone()),
                 Some(d) => {
@@ -194,8 +205,9 @@ impl Predictions {
                     }
                 }
             }
-            out.add_node(&row.node, row.saved_at.0, &snap, now_ms);
+            out.add_node(&row.node, row.saved_at.0, snap, score, now_ms);
         }
+        out.nodes.sort_by(|a, b| a.node.cmp(&b.node));
         if let Some(d) = durations {
             out.durations = duration_views(&d, now_ms);
         }
@@ -209,11 +221,18 @@ impl Predictions {
         out
     }
 
-    fn add_node(&mut self, node: &str, saved_at_ms: i64, snap: &Snapshot, now_ms: i64) {
+    fn add_node(
+        &mut self,
+        node: &str,
+        saved_at_ms: i64,
+        snap: &Snapshot,
+        failure_score: f64,
+        now_ms: i64,
+    ) {
         self.nodes.push(NodeView {
             node: node.to_owned(),
             saved_at_ms,
-            failure_score: snap.failure.score(node, now_ms),
+            failure_score,
             unreadable: None,
         });
         for (kind, class) in snap.retry.keys() {
@@ -425,7 +444,7 @@ mod tests {
                 body: vec![7],
             },
         ];
-        let p = Predictions::from_saved(&rows, 500_000, 30_000.0);
+        let p = Predictions::from_saved(&rows, 500_000, 30_000.0, i64::MAX);
         assert_eq!(p.nodes.len(), 3);
         assert!(
             p.nodes[2]
@@ -450,7 +469,7 @@ mod tests {
 
     #[test]
     fn etas_of_queued_and_running_jobs() {
-        let p = Predictions::from_saved(&[node_row("a", 100)], 500_000, 30_000.0);
+        let p = Predictions::from_saved(&[node_row("a", 100)], 500_000, 30_000.0, i64::MAX);
         let mut j = feed::tests::job(1, 1, 0, 0, None);
         let running = p.eta(&j, Some(499_950), 500_000).unwrap();
         assert_eq!(running.start_at_ms, 499_950);
