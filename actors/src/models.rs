@@ -27,10 +27,6 @@ const ERRORS_EVERY: Duration = Duration::from_secs(1);
 /// request or a job that does not exist).
 const NODE_ERROR_KINDS: [&str; 4] = ["unavailable", "conflict", "corrupt", "backend"];
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// The feed of node `node`, resumed from what the store holds at `now_ms`, with the
 /// retry budget of `retry`. A store that cannot give the saved models (an old schema,
 /// an outage after the node's first call) costs the node its history, not its start.
@@ -55,7 +51,7 @@ pub(crate) async fn resume(
         }
     };
     let resumed = saved.iter().any(|r| r.node == node);
-    let (mut models, state) = persist::resume(node, &saved, now_ms, millis(predict.peer_max_age()));
+    let (mut models, state) = persist::resume(node, &saved, now_ms, predict.peer_max_age_ms());
     models.configure(retry);
     if resumed {
         tracing::info!(
@@ -106,7 +102,7 @@ pub(crate) async fn save(ctx: &Ctx) -> Result<(), StoreError> {
         &ctx.node.0,
         &saved,
         ctx.now().0,
-        millis(ctx.predict.peer_max_age()),
+        ctx.predict.peer_max_age_ms(),
     );
     models.duration = view;
     tracing::debug!(

@@ -174,13 +174,17 @@ async fn the_node_whose_attempts_fail_where_the_others_succeed_drains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_whose_attempts_fail_where_the_others_succeed_drains_on_postgres() {
+    one_failing_node_drains(postgres_handles().await).await;
+}
+
+/// Three handles on one new Postgres schema, each with a pool of its own.
+async fn postgres_handles() -> [SharedStore; 3] {
     let schema = pg_schema();
-    one_failing_node_drains([
+    [
         pg_store(&schema).await,
         pg_store(&schema).await,
         pg_store(&schema).await,
-    ])
-    .await;
+    ]
 }
 
 /// Two good nodes and a bad one, each on its own handle of one store.
@@ -249,13 +253,7 @@ async fn when_every_node_fails_alike_none_drains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_node_fails_alike_none_drains_on_postgres() {
-    let schema = pg_schema();
-    none_drains([
-        pg_store(&schema).await,
-        pg_store(&schema).await,
-        pg_store(&schema).await,
-    ])
-    .await;
+    none_drains(postgres_handles().await).await;
 }
 
 /// Three failing nodes, each on its own handle of one store.

@@ -17,14 +17,6 @@ pub const MAX_AGE: Duration = Duration::from_secs(5);
 /// another).
 pub const DEFAULT_SLO_MS: f64 = 30_000.0;
 
-/// How old another node's saved models may be and still count in a node's failure
-/// score: the default of `[predict] save_interval` times the stale count, as the nodes
-/// use it (an API process does not know the nodes' own settings).
-fn peer_max_age_ms() -> i64 {
-    let age = jobmesh::config::PredictSection::default().peer_max_age();
-    i64::try_from(age.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// The shared read.
 #[derive(Debug, Default)]
 pub struct PredictionsCache {
@@ -59,7 +51,9 @@ impl PredictionsCache {
                 &saved,
                 SystemClock.now().0,
                 DEFAULT_SLO_MS,
-                peer_max_age_ms(),
+                // An API process does not know the nodes' own `[predict]`
+                // settings: the default save interval's staleness.
+                jobmesh::config::PredictSection::default().peer_max_age_ms(),
             )
         })
         .await

@@ -43,6 +43,11 @@ impl PredictSection {
     pub fn peer_max_age(&self) -> Duration {
         self.save_interval.saturating_mul(PEER_STALE_AFTER_SAVES)
     }
+
+    /// [`Self::peer_max_age`] in milliseconds, as the models compare saved times.
+    pub fn peer_max_age_ms(&self) -> i64 {
+        i64::try_from(self.peer_max_age().as_millis()).unwrap_or(i64::MAX)
+    }
 }
 
 #[cfg(test)]

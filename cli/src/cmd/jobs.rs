@@ -52,7 +52,7 @@ pub async fn run(config: Config, verb: JobsVerb, json: bool) -> anyhow::Result<(
                     &saved,
                     jobmesh::clock::Clock::now(&jobmesh::clock::SystemClock).0,
                     30_000.0,
-                    i64::try_from(config.predict.peer_max_age().as_millis()).unwrap_or(i64::MAX),
+                    config.predict.peer_max_age_ms(),
                 )),
                 Err(e) => {
                     tracing::warn!(error = %e, "saved models unreadable: no predicted waits");

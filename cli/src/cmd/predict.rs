@@ -29,7 +29,7 @@ pub async fn run(config: Config, verb: PredictVerb, json: bool) -> anyhow::Resul
                 &saved,
                 SystemClock.now().0,
                 slo.as_secs_f64() * 1000.0,
-                i64::try_from(config.predict.peer_max_age().as_millis()).unwrap_or(i64::MAX),
+                config.predict.peer_max_age_ms(),
             );
             if json {
                 return output::json(&p);

@@ -209,7 +209,7 @@ impl SqliteStore {
                 }
             }
             let chunk_ids = to_json(&chunk.iter().map(|r| r.id).collect::<Vec<i64>>());
-            q = q.bind(&chunk_ids).bind(&chunk_ids).bind(chunk_ids.clone());
+            q = q.bind(&chunk_ids).bind(&chunk_ids).bind(&chunk_ids);
             has_children |= q.fetch_one(&mut **tx).await?;
         }
         if has_children {
