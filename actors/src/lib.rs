@@ -28,6 +28,7 @@ pub mod chaos;
 mod claim_gate;
 mod completer;
 mod context;
+mod counts_rounds;
 mod decide;
 mod dispatcher;
 mod error;

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use jobmesh::clock::Millis;
 use jobmesh::job::RescueGate;
-use jobmesh::metrics::QueueSnapshot;
+use jobmesh::metrics::posted_counts::{self, PostedCounts};
 use jobmesh::store::StoreError;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::batch::MAX_RETRY_DELAY;
 use crate::context::Ctx;
+use crate::counts_rounds::CountsRounds;
 use crate::dispatcher::DispatchMsg;
 
 /// Messages to the maintenance actor.
@@ -36,8 +37,8 @@ pub(crate) struct MaintenanceState {
     /// When this node's leases were last renewed (or the node started).
     last_extend: Millis,
     next_purge: Millis,
-    /// When the next queue-counts round is due (see [`queue_stats`]).
-    next_counts: Millis,
+    /// When queue-counts rounds are due (see [`queue_stats`]).
+    counts: CountsRounds,
     rescue: RescueGate,
 }
 
@@ -60,7 +61,7 @@ impl Actor for Maintenance {
         Ok(MaintenanceState {
             last_extend: ctx.now(),
             next_purge: ctx.now(),
-            next_counts: ctx.now(),
+            counts: CountsRounds::new(counts_interval(&ctx), every, ctx.now()),
             rescue: RescueGate::new(rescue_grace(longest_lease(&ctx)), silence(every), ctx.now()),
             ctx,
             dispatcher,
@@ -125,9 +126,15 @@ impl Actor for Maintenance {
             s.next_purge = now.plus(retention.interval);
             purge(ctx, retention, now).await;
         }
-        if now >= s.next_counts {
-            s.next_counts = now.plus(counts_interval(ctx));
-            queue_stats(ctx, now).await;
+        if s.counts.look_for_wish(now) {
+            match posted_counts::wished(&*ctx.store, now).await {
+                Ok(wish) => s.counts.wish_seen(wish),
+                Err(e) => tracing::debug!(error = %e, "reading the counts wish failed"),
+            }
+        }
+        if s.counts.due(now) {
+            s.counts.started(now);
+            queue_stats(ctx, &mut s.counts, now).await;
         }
         Ok(())
     }
@@ -242,27 +249,43 @@ fn lead_ttl(ctx: &Ctx) -> Duration {
     purge.max(counts_interval(ctx)) * 3
 }
 
-/// Reads the job counts per queue and state and the oldest available jobs into the
-/// metrics if this node holds (or takes) the maintenance leader lease; a node that does
+/// Reads the job counts per queue and state, the oldest available jobs and the last
+/// minute's finishes if this node holds (or takes) the maintenance leader lease: into
+/// the metrics, and posted in the store for the HTTP API to serve. A node that does
 /// not lead serves none, so a scrape of any node never costs a COUNT.
-async fn queue_stats(ctx: &Ctx, now: Millis) {
+async fn queue_stats(ctx: &Ctx, rounds: &mut CountsRounds, now: Millis) {
     let stats = &ctx.metrics.queue_stats;
     match ctx
         .store
         .try_lead(PURGE_ROLE, &ctx.node, lead_ttl(ctx), now)
         .await
     {
-        Ok(true) => match QueueSnapshot::read(&*ctx.store, now).await {
-            Ok(snapshot) => stats.lead(snapshot),
-            // Stale counts are worse than none: a dashboard would show a frozen queue.
-            Err(e) => {
-                tracing::warn!(error = %e, "reading queue counts for the metrics failed");
-                stats.follow();
+        Ok(true) => {
+            rounds.led(true);
+            let started = std::time::Instant::now();
+            match PostedCounts::read(&*ctx.store, now).await {
+                Ok(mut counts) => {
+                    rounds.read(now, started.elapsed());
+                    counts.fresh_within_ms = rounds.fresh_within().as_millis() as u64;
+                    if let Err(e) = counts.post(&*ctx.store).await {
+                        tracing::warn!(error = %e, "posting the queue counts failed");
+                    }
+                    stats.lead(counts.snapshot);
+                }
+                // Stale counts are worse than none: a dashboard would show a frozen queue.
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading queue counts for the metrics failed");
+                    stats.follow();
+                }
             }
-        },
-        Ok(false) => stats.follow(),
+        }
+        Ok(false) => {
+            rounds.led(false);
+            stats.follow();
+        }
         Err(e) => {
             tracing::warn!(error = %e, "leader lease check failed");
+            rounds.led(false);
             stats.follow();
         }
     }

@@ -52,7 +52,7 @@ export async function render(main, {me}) {
         : null]);
     }
     put(body, table(cols, list.queues, 'No queue holds jobs yet.', q => ({dataset: {queue: q.name}})));
-    put(note, `Counts as of ${ago(list.counts_at)} (shared by every viewer); pauses are current.`);
+    put(note, `Counts as of ${ago(list.counts_at)}, ${list.counted_by === 'leader' ? 'by the cluster\'s maintenance leader' : 'by this API process'} (shared by every viewer); pauses are current.`);
   };
   return poll(refresh, 5000);
 }

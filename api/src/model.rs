@@ -478,6 +478,10 @@ pub struct QueueList {
     /// When the counts were read (milliseconds since the epoch): they are shared by
     /// every caller for up to `api.counts_max_age`. The pause flags are read per request.
     pub counts_at: i64,
+    /// Who counted: `leader` (the node holding the maintenance leader lease, which
+    /// posts its counts in the store) or `api` (this process, when no leader posted
+    /// fresh enough counts).
+    pub counted_by: String,
 }
 
 /// A lifecycle event, as sent in the `data` of a server-sent event.

@@ -11,10 +11,12 @@
 //!
 //! Stores are metered by wrapping them ([`MeteredStore`]): the store traits carry no
 //! metrics. Counts per queue and state are read by the maintenance leader only and
-//! cached ([`QueueStats`]): a scrape runs no store query.
+//! cached ([`QueueStats`]): a scrape runs no store query. The leader also posts them in the
+//! store for the HTTP API ([`posted_counts`]).
 
 mod histogram;
 mod labels;
+pub mod posted_counts;
 mod queue_stats;
 mod slo;
 mod store;

@@ -20,7 +20,7 @@ use crate::job::JobState;
 use crate::store::{Counts, Store, StoreError};
 
 /// Counts and oldest available jobs as read from the store at one time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueueSnapshot {
     /// When it was read.
     pub taken_at: Millis,

@@ -233,6 +233,14 @@ impl Leadership for MeteredStore {
     ) -> Result<bool, StoreError> {
         self.seen(self.inner.try_lead(role, holder, ttl, now).await)
     }
+
+    async fn post(&self, key: &str, body: &[u8], at: Millis) -> Result<(), StoreError> {
+        self.seen(self.inner.post(key, body, at).await)
+    }
+
+    async fn posted(&self, key: &str) -> Result<Option<(Millis, Vec<u8>)>, StoreError> {
+        self.seen(self.inner.posted(key).await)
+    }
 }
 
 #[async_trait]

@@ -177,6 +177,30 @@ pub trait Leadership: Send + Sync + 'static {
         ttl: std::time::Duration,
         now: Millis,
     ) -> Result<bool, StoreError>;
+
+    /// Posts `body` under `key` as of `at`, replacing the last post under it: what the
+    /// holder of a leader lease computed for every process to read (the queue counts,
+    /// see [`crate::metrics::posted_counts`]), or what a reader asks of it. At most
+    /// [`MAX_POST_BYTES`]; bigger is [`StoreError::Invalid`].
+    async fn post(&self, key: &str, body: &[u8], at: Millis) -> Result<(), StoreError>;
+
+    /// The last post under `key`: when it was posted and its body.
+    async fn posted(&self, key: &str) -> Result<Option<(Millis, Vec<u8>)>, StoreError>;
+}
+
+/// The largest body [`Leadership::post`] takes: the queue counts of a few thousand
+/// queues.
+pub const MAX_POST_BYTES: usize = 4 << 20;
+
+/// Refuses a post body over [`MAX_POST_BYTES`] before any backend writes it.
+pub(crate) fn check_post(key: &str, body: &[u8]) -> Result<(), StoreError> {
+    if body.len() > MAX_POST_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "post {key:?} is {} bytes, more than the {MAX_POST_BYTES} a post may hold",
+            body.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Wake-ups across processes (optional: see [`Store::wakeup_source`]).

@@ -70,7 +70,9 @@ mod wakeup;
 pub use activity::{Activity, LiveMembers, NodeRecord, fold_members};
 pub use audit::{Actor, AuditContext, AuditLog};
 pub use bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
-pub use capability::{EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, Store, WakeupSource};
+pub use capability::{
+    EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, MAX_POST_BYTES, Store, WakeupSource,
+};
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};
 pub use filter::{After, Cursor, FilterError, JobFilter, Order, PayloadMatch, SortKey, TimeRange};

@@ -3,8 +3,9 @@
 //!
 //! Costs: the counts, the oldest available job of each queue with some (one skip scan
 //! of the claim index each: a seek per distinct priority present, not per job) and the
-//! last minute's finishes (the finished-jobs indexes the purge uses) are read at most
-//! once per `api.counts_max_age` for all callers ([`crate::counts`]); only the paused set
+//! last minute's finishes (the finished-jobs indexes the purge uses) are read by the
+//! maintenance leader and posted, and served here to every caller for
+//! `api.counts_max_age` ([`crate::counts`]); only the paused set
 //! (one small table) is read per request, so a pause shows at once.
 
 use std::collections::BTreeMap;
@@ -19,8 +20,8 @@ use crate::problem::Problem;
 use crate::state::AppState;
 use crate::views::Throughput;
 
-/// The window of [`Throughput`].
-pub const THROUGHPUT_WINDOW: Duration = Duration::from_secs(60);
+/// The window of [`Throughput`]: the one the maintenance leader posts.
+pub const THROUGHPUT_WINDOW: Duration = jobmesh::metrics::posted_counts::FINISHED_WINDOW;
 
 /// Every queue that holds jobs or is paused, among those `caller` may see, by name.
 pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<QueueList, Problem> {
@@ -93,5 +94,6 @@ pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<Queu
     Ok(QueueList {
         queues,
         counts_at: read.snapshot.taken_at.0,
+        counted_by: read.source.as_str().into(),
     })
 }

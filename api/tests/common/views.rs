@@ -23,7 +23,7 @@ macro_rules! views_suite {
         $crate::views_suite!(@cases $make;
             job_detail_shows_attempts_and_timeline, queue_view_shows_pause_age_and_throughput,
             nodes_view_shows_the_node_and_its_workers, hostile_view_params_are_refused_by_name,
-            predictions_show_what_a_node_learned);
+            predictions_show_what_a_node_learned, queue_counts_come_from_the_maintenance_leader);
     };
     (@cases $make:path; $($case:ident),*) => {
         $(
@@ -252,6 +252,88 @@ pub async fn queue_view_shows_pause_age_and_throughput(store: SharedStore) {
         .map(|q| q["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["mail"]);
+    h.stop().await;
+}
+
+/// With `api.counts_max_age` set, an API process serves the counts the node holding the
+/// maintenance leader lease posts (`counted_by: leader`), which re-reads them as often
+/// as the API's wish asks (its post says how fresh it keeps them) and so follows every
+/// change; without a node, the API process counts itself (`counted_by: api`).
+pub async fn queue_counts_come_from_the_maintenance_leader(store: SharedStore) {
+    let max_age = |api: &mut jobmesh::config::ApiSection| {
+        api.counts_max_age = Duration::from_secs(2);
+    };
+    let held = |n: usize| {
+        (0..n)
+            .map(|_| {
+                let mut j = NewJob::new("noop", json!({}));
+                j.queue = "held".into();
+                j
+            })
+            .collect::<Vec<_>>()
+    };
+    store.enqueue(held(3), SystemClock.now()).await.unwrap();
+    let alone = Harness::start(store.clone(), false, max_age).await;
+    let (_, t) = alone.token(&[Scope::Read], &[]).await;
+    let (status, body) = alone.get("/api/v1/queues", &t).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["counted_by"], "api", "no node, no leader: {body}");
+    alone.stop().await;
+
+    // `held` is no queue of the node's: its jobs stay available.
+    let h = Harness::start(store.clone(), true, max_age).await;
+    let led = |body: &Value, n: u64| {
+        body["counted_by"] == "leader"
+            && body["queues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|q| q["name"] == "held" && q["counts"]["available"] == n)
+    };
+    let until_led = |n: u64| {
+        let h = &h;
+        let t = &t;
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (status, body) = h.get("/api/v1/queues", t).await;
+                assert_eq!(status, 200, "{body}");
+                if led(&body, n) {
+                    return body;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no leader's count of {n} held jobs: {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    until_led(3).await;
+    // The API's wish reached the leader: its posts say how fresh it keeps them.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = h.get("/api/v1/queues", &t).await;
+        let posted = jobmesh::metrics::posted_counts::PostedCounts::latest(&*store)
+            .await
+            .unwrap()
+            .expect("the leader posted");
+        if posted.fresh_within_ms > 0 {
+            assert!(posted.fresh_within_ms <= 2_000, "{posted:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader never took the wish: {posted:?} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.enqueue(held(2), SystemClock.now()).await.unwrap();
+    let body = until_led(5).await;
+    assert!(
+        body["counts_at"].as_i64().unwrap() > 0,
+        "when the leader counted: {body}"
+    );
     h.stop().await;
 }
 

@@ -142,6 +142,27 @@ pub async fn retention_and_leader_lease(s: &dyn Store) {
     );
     assert!(!s.try_lead("maintenance", &a, ttl, at(17)).await.unwrap());
     assert!(s.try_lead("other-role", &a, ttl, at(17)).await.unwrap());
+
+    // Posts: one per key, replaced with their time; an oversized one refused, the last
+    // kept.
+    assert_eq!(s.posted("counts").await.unwrap(), None);
+    s.post("counts", b"one", at(1)).await.unwrap();
+    s.post("counts", b"two", at(2)).await.unwrap();
+    s.post("wish", b"x", at(3)).await.unwrap();
+    assert_eq!(
+        s.posted("counts").await.unwrap(),
+        Some((at(2), b"two".to_vec()))
+    );
+    let big = vec![0u8; crate::store::MAX_POST_BYTES + 1];
+    assert!(matches!(
+        s.post("counts", &big, at(4)).await,
+        Err(crate::store::StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        s.posted("wish").await.unwrap(),
+        Some((at(3), b"x".to_vec()))
+    );
+    assert_eq!(s.posted("counts").await.unwrap().unwrap().0, at(2));
 }
 
 /// Counts, filters, paging and the event log.

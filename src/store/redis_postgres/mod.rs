@@ -545,6 +545,14 @@ impl Leadership for RedisPostgresStore {
     ) -> Result<bool, StoreError> {
         self.shared.pg.try_lead(role, holder, ttl, now).await
     }
+
+    async fn post(&self, key: &str, body: &[u8], at: Millis) -> Result<(), StoreError> {
+        self.shared.pg.post(key, body, at).await
+    }
+
+    async fn posted(&self, key: &str) -> Result<Option<(Millis, Vec<u8>)>, StoreError> {
+        self.shared.pg.posted(key).await
+    }
 }
 
 #[async_trait]

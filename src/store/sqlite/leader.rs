@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use crate::clock::Millis;
 use crate::job::NodeId;
+use crate::store::capability::check_post;
 use crate::store::{Leadership, StoreError};
 
 #[async_trait]
@@ -33,5 +34,30 @@ impl Leadership for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(led.is_some())
+    }
+
+    async fn post(&self, key: &str, body: &[u8], at: Millis) -> Result<(), StoreError> {
+        check_post(key, body)?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO leader_posts (key, posted_at, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET posted_at = excluded.posted_at, body = excluded.body",
+        )
+        .bind(key)
+        .bind(at.0)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn posted(&self, key: &str) -> Result<Option<(Millis, Vec<u8>)>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT posted_at, body FROM leader_posts WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(|(at, body)| (Millis(at), body)))
     }
 }
