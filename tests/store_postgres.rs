@@ -407,6 +407,43 @@ async fn claim_across_queues_follows_priority_and_skips_other_queues() {
     );
 }
 
+/// A claim of several queues whose first candidates another claimer holds (here an open
+/// transaction holding the first two per slot asked) still takes the free jobs after
+/// them, in dispatch order: the claim that locks only what it takes finds every
+/// candidate held and falls back to the one that skips held rows in each queue's scan.
+#[tokio::test]
+async fn a_claim_of_several_queues_takes_free_jobs_past_held_candidates() {
+    let s = store().await;
+    let jobs = (0..30).map(|i| on(["a", "b", "c"][i % 3])).collect();
+    let ids: Vec<_> = s
+        .enqueue(jobs, T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id().0)
+        .collect();
+    let mut holder = s.pool().begin().await.unwrap();
+    let held: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE state = 'available'
+         ORDER BY priority DESC, run_at, id LIMIT 8 FOR UPDATE",
+    )
+    .fetch_all(&mut *holder)
+    .await
+    .unwrap();
+    assert_eq!(held, ids[..8]);
+    let mut req = request("n1", 4, T0);
+    req.queues = vec!["a".into(), "b".into(), "c".into()];
+    let got: Vec<i64> = s
+        .claim(&req)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.job.id.0)
+        .collect();
+    assert_eq!(got, ids[8..12], "the first free jobs, in dispatch order");
+    holder.rollback().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_lost_listener_connection_reports_lagged_and_recovers() {
     let s = store().await;

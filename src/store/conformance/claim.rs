@@ -131,20 +131,41 @@ pub async fn release_unstarted(s: &dyn Store) {
 
 /// Concurrent claimers never take the same job, and every job is taken once.
 pub async fn concurrent_claimers(s: Arc<dyn Store>) {
+    claim_concurrently(s, &["default"]).await;
+}
+
+/// The same with the jobs spread over three queues and every claimer serving all three
+/// (Postgres claims several queues with another statement than one).
+pub async fn concurrent_claimers_of_several_queues(s: Arc<dyn Store>) {
+    claim_concurrently(s, &["a", "b", "c"]).await;
+}
+
+async fn claim_concurrently(s: Arc<dyn Store>, queues: &[&str]) {
     let total = 2000;
+    let queues: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
     for chunk in 0..(total / 500) {
         let jobs = (0..500)
-            .map(|i| job(&format!("j{}", chunk * 500 + i)))
+            .map(|i| {
+                let n = chunk * 500 + i;
+                let mut j = job(&format!("j{n}"));
+                j.queue = queues[n % queues.len()].clone();
+                j
+            })
             .collect();
         s.enqueue(jobs, T0).await.unwrap();
     }
     let mut tasks = Vec::new();
     for w in 0..8 {
         let s = s.clone();
+        let queues = queues.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = s.claim(&request(&format!("n{w}"), 7, T0)).await.unwrap();
+                let req = ClaimRequest {
+                    queues: queues.clone(),
+                    ..request(&format!("n{w}"), 7, T0)
+                };
+                let got = s.claim(&req).await.unwrap();
                 if got.is_empty() {
                     return mine;
                 }
@@ -162,8 +183,7 @@ pub async fn concurrent_claimers(s: Arc<dyn Store>) {
         }
     }
     assert_eq!(seen.len(), total);
-    assert_eq!(
-        s.counts().await.unwrap()["default"][&JobState::Succeeded],
-        total as u64
-    );
+    let counts = s.counts().await.unwrap();
+    let succeeded: u64 = queues.iter().map(|q| counts[q][&JobState::Succeeded]).sum();
+    assert_eq!(succeeded, total as u64);
 }

@@ -192,6 +192,11 @@ macro_rules! store_conformance_tests {
             $crate::store::conformance::concurrent_claimers($make().await).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_claimers_of_several_queues() {
+            $crate::store::conformance::concurrent_claimers_of_several_queues($make().await)
+                .await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers_never_exceed_a_limit() {
             $crate::store::conformance::concurrent_claimers_never_exceed_a_limit($make().await)
                 .await;
