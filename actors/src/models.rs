@@ -1,7 +1,10 @@
 //! The node's live models at the edges: resumed from the store when the node starts,
 //! fed with store errors (counted by the metered store) every second, saved every
 //! `[predict] save_interval` (then merged with the other nodes' saved durations, and
-//! the other nodes' own failure states adopted) and once more at graceful shutdown.
+//! the other nodes' own failure states adopted) and once more at graceful shutdown. A
+//! node whose failure score rose while the others' saved states predate the rise asks
+//! every node to save now, and every node answers such a request at its next tick, so
+//! the rise is acted on within seconds (see [`ask_peers`]).
 //! The mapping from events to observations and from saved rows to the view is the
 //! core's ([`jobmesh::predict::live`]); the dispatcher, the completer and the worker
 //! supervisor call the feed where each event happens. With `[predict] feed = false`
@@ -22,6 +25,18 @@ use crate::context::Ctx;
 
 /// How often new store errors are fed.
 const ERRORS_EVERY: Duration = Duration::from_secs(1);
+
+/// The key of a node's request that every node save its models now (a post, see
+/// [`jobmesh::store::Leadership::post`]): posted by a node whose failure score rose
+/// while the other nodes' saved states predate the rise, so that it can act on the rise
+/// within seconds instead of at their next save rounds.
+const SAVE_WISH: &str = "models.save";
+
+/// How often a node whose rise waits for its peers asks them again.
+const ASK_EVERY: Duration = Duration::from_secs(30);
+
+/// For how long after asking a node re-reads the other nodes' rows at every tick.
+const LISTEN_FOR: Duration = Duration::from_secs(10);
 
 /// Store errors that say something about the node or its store (not a caller's bad
 /// request or a job that does not exist).
@@ -125,11 +140,15 @@ pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = node_errors(&ctx.metrics);
         let (mut saved_at, mut errors_at) = (Instant::now(), Instant::now());
+        let mut asked_at: Option<Instant> = None;
+        let mut answered = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = close.cancelled() => return,
             }
+            let listening = ask_peers(&ctx, &mut asked_at).await;
+            let wished = save_wished(&ctx, &mut answered).await;
             // Store errors at most once a second, however short the save interval: the
             // cap per feed is a cap per second.
             if errors_at.elapsed() >= ERRORS_EVERY {
@@ -139,7 +158,7 @@ pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
                     .store_errors(errors.saturating_sub(seen), ctx.now().0);
                 seen = errors;
             }
-            if saved_at.elapsed() >= save_every {
+            if saved_at.elapsed() >= save_every || listening || wished {
                 saved_at = Instant::now();
                 if let Err(e) = save(&ctx).await {
                     tracing::warn!(error = %e, "saving the models failed; next try at the next save interval");
@@ -147,4 +166,48 @@ pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// While this node's failure score waits for fresher peer states
+/// ([`jobmesh::predict::NodeScore::awaits_peers`]), asks every node to save its models
+/// now (at most every [`ASK_EVERY`]); true for [`LISTEN_FOR`] after asking, while the
+/// node re-reads the others' rows at every tick to see their answers.
+async fn ask_peers(ctx: &Ctx, asked_at: &mut Option<Instant>) -> bool {
+    let awaits = ctx.models.lock().failure.awaits_peers(&ctx.node.0);
+    if !awaits {
+        return false;
+    }
+    if asked_at.is_none_or(|t| t.elapsed() >= ASK_EVERY) {
+        *asked_at = Some(Instant::now());
+        match ctx
+            .store
+            .post(SAVE_WISH, ctx.node.0.as_bytes(), ctx.now())
+            .await
+        {
+            Ok(()) => tracing::info!(
+                "the failure score rose; asked the other nodes to save their models now"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "asking the other nodes to save their models failed")
+            }
+        }
+    }
+    asked_at.is_some_and(|t| t.elapsed() < LISTEN_FOR)
+}
+
+/// Whether some node asked every node to save its models since this one last
+/// answered (each request is answered once; the first one seen is answered too: it
+/// costs one save).
+async fn save_wished(ctx: &Ctx, answered: &mut Option<jobmesh::clock::Millis>) -> bool {
+    match ctx.store.posted(SAVE_WISH).await {
+        Ok(Some((at, _))) if *answered != Some(at) => {
+            *answered = Some(at);
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the request to save the models failed");
+            false
+        }
+    }
 }

@@ -12,6 +12,7 @@ mod common;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -36,16 +37,19 @@ const BACKLOG: u64 = 100;
 
 /// The builtins plus `ledger.post`: it succeeds at once, or, where the ledger cannot be
 /// reached (`broken`), fails after 2 ms with the ledger client's timeout.
-fn registry(broken: bool) -> Registry {
+fn registry(broken: Arc<AtomicBool>) -> Registry {
     let mut r = builtins();
-    r.register_fn(KIND, PayloadRules::default(), move |_| async move {
-        if broken {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            return Err(HandlerError::Retryable(
-                "ledger: request timed out after 2ms".into(),
-            ));
+    r.register_fn(KIND, PayloadRules::default(), move |_| {
+        let broken = broken.load(Ordering::Relaxed);
+        async move {
+            if broken {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                return Err(HandlerError::Retryable(
+                    "ledger: request timed out after 2ms".into(),
+                ));
+            }
+            Ok(None)
         }
-        Ok(None)
     });
     r
 }
@@ -54,6 +58,17 @@ fn registry(broken: bool) -> Registry {
 /// longer than any wait of these tests, so a job it kept claimed instead of giving it
 /// back would never finish in time.
 async fn member(name: &str, store: &SharedStore, broken: bool) -> Node {
+    member_saving(name, store, Arc::new(AtomicBool::new(broken)), SAVE).await
+}
+
+/// A member whose route to the ledger breaks when `broken` is set, saving its models
+/// every `save`.
+async fn member_saving(
+    name: &str,
+    store: &SharedStore,
+    broken: Arc<AtomicBool>,
+    save: Duration,
+) -> Node {
     let mut w = workers(4);
     w.lease = Duration::from_secs(120);
     Node::start(NodeOptions {
@@ -66,7 +81,7 @@ async fn member(name: &str, store: &SharedStore, broken: bool) -> Node {
         retention: None,
         predict: PredictSection {
             feed: true,
-            save_interval: SAVE,
+            save_interval: save,
         },
     })
     .await
@@ -243,6 +258,69 @@ async fn one_failing_node_drains([s1, s2, s3]: [SharedStore; 3]) {
         n.shutdown(Duration::from_secs(5)).await.unwrap();
     }
     assert_eq!(failure_drains(&store).await, [bad_id]);
+}
+
+/// With saves a minute apart (the default), a rise is acted on within seconds: the
+/// node whose attempts start failing finds the others' saved states older than the
+/// rise, asks every node to save its models now (a post in the store) and re-reads their
+/// rows, instead of waiting up to a minute for their next saves. The bound of 20 s only
+/// bounds a failure; without the request the drain comes at the others' next save, a
+/// minute after they started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rise_is_acted_on_in_seconds_not_at_the_next_save_round() {
+    let (store, _dir) = store().await;
+    let minute = Duration::from_secs(60);
+    let healthy = || Arc::new(AtomicBool::new(false));
+    let good = [
+        member_saving("good-1", &store, healthy(), minute).await,
+        member_saving("good-2", &store, healthy(), minute).await,
+    ];
+    let route = healthy();
+    let bad = member_saving("bad", &store, route.clone(), minute).await;
+    let mut events = bad.subscribe();
+
+    // Every node runs some jobs while the ledger answers everyone.
+    let each_ran = async {
+        while [&good[0], &good[1], &bad]
+            .iter()
+            .any(|n| n.stats().started < 50)
+        {
+            // Pacing the check: the nodes' progress raises no event here.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    keep_fed(&store, &good[0], 25, each_ran).await;
+    // The others' rows, saved before the rise; the bad node adopts them.
+    for n in good.iter().chain([&bad]) {
+        n.save_models().await.unwrap();
+    }
+    let before = bad.models().lock().failure.peers_of(bad.id().0.as_str());
+    assert_eq!(before, 2, "the bad node knows the others before its rise");
+
+    route.store(true, Ordering::Relaxed);
+    let broke = Instant::now();
+    let closed_event = async {
+        loop {
+            let e = next_event(&mut events, EventKind::NodeGateClosed).await;
+            if e.detail["reason"] == "failure score" {
+                return e;
+            }
+        }
+    };
+    let (closed, _) = keep_fed(
+        &store,
+        &good[0],
+        25,
+        tokio::time::timeout(Duration::from_secs(20), closed_event),
+    )
+    .await;
+    let closed = closed.expect("drained within seconds, not at the next save a minute on");
+    eprintln!("drained {:?} after the route broke", broke.elapsed());
+    assert_eq!(closed.node.as_ref(), Some(bad.id()));
+    assert_eq!(closed.detail["peers"], json!(2), "{}", closed.detail);
+    for n in good.into_iter().chain([bad]) {
+        n.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

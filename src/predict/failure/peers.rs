@@ -39,6 +39,21 @@ fn finite_level(l: &KindLevel) -> bool {
 }
 
 impl NodeScore {
+    /// Whether `node`'s score is above the entry threshold and the model waits for
+    /// fresher peer states before acting on it: it knows no other node, or an adopted
+    /// state was saved before the score rose (see [`FailurePredictor::should_drain`],
+    /// which sets the rise). A node asks the others to save theirs at once instead of
+    /// waiting for their next save round.
+    pub fn awaits_peers(&self, node: &str) -> bool {
+        let Some(n) = self.nodes.get(node) else {
+            return false;
+        };
+        let Some(since) = n.above_since else {
+            return false;
+        };
+        self.peers_of(node) == 0 || (!n.draining && self.peers_as_of.is_some_and(|t| t < since))
+    }
+
     /// Adopts, from each of `peers`, that node's own state and levels per kind, in place
     /// of those adopted before; returns how many peers the model knows now. A row of
     /// `own` (this node) is skipped, as is a second row of the same peer; non-finite
@@ -166,11 +181,15 @@ mod tests {
             attempt(&mut a, "a", true);
         }
         // The score rose at 1 000; the peers' states are from 500.
+        assert!(!a.awaits_peers("a"), "no rise seen yet");
         assert!(!a.should_drain("a", 1_000), "{}", a.score("a", 1_000));
+        assert!(a.awaits_peers("a"), "the rise waits for the peers");
         assert!(!a.should_drain("a", 1_400));
         // Both saved again after the rise, and still not failing: drain.
         adopt_at(&mut a, "a", &[("b", &b), ("c", &c)], 1_200);
+        assert!(!a.awaits_peers("a"), "the peers' states postdate the rise");
         assert!(a.should_drain("a", 1_500));
+        assert!(!a.awaits_peers("a"), "draining");
     }
 
     #[test]
