@@ -9,8 +9,9 @@
 #            1M available jobs waiting on another queue (Postgres).
 #   nodes    1, 2 and 4 nodes on one Postgres, and on the production mode.
 #   queues   1 and 200 queues, same total load (Postgres).
-#   soak     SOAK_RATE jobs/s for SOAK_DURATION on Postgres, per-10s windows of pickup,
-#            throughput and resident memory (run it by hand: 30 minutes by default).
+#   soak     SOAK_RATE jobs/s for SOAK_DURATION on Postgres, per-30s windows of pickup,
+#            throughput and resident memory (run it by hand: 30 minutes by default),
+#            into benches/curves/$SOAK_OUT.{jsonl,svg} (default soak).
 #   mesh     the simulator (`cargo build --release -p jobmesh-sim`; SIM= names another
 #            binary) at MESH_NODES members: crash to suspicion, to the first eviction
 #            certificate and to the last live node applying it, and bytes per node per
@@ -31,6 +32,7 @@ JOBS=${JOBS:-50000}
 BACKLOGS=${BACKLOGS:-"0 1000000 10000000"}
 SOAK_RATE=${SOAK_RATE:-2000}
 SOAK_DURATION=${SOAK_DURATION:-30m}
+SOAK_OUT=${SOAK_OUT:-soak}
 SIM=${SIM:-$ROOT/target/release/jobmesh-sim}
 MESH_NODES=${MESH_NODES:-10,20,50,100,200,500,1000,2000}
 
@@ -79,10 +81,10 @@ queues() {
 }
 
 soak() {
-  : > "$OUT/soak.jsonl"
-  pg --concurrency 10 --rate "$SOAK_RATE" --duration "$SOAK_DURATION" --window 30s --out "$OUT/soak.jsonl"
-  "$BIN" plot "$OUT/soak.jsonl" --x 'windows[].t_s' \
-    --y 'windows[].done_per_s,windows[].pickup_p99_ms,windows[].rss_mb' --title soak --out "$OUT/soak.svg"
+  : > "$OUT/$SOAK_OUT.jsonl"
+  pg --concurrency 10 --rate "$SOAK_RATE" --duration "$SOAK_DURATION" --window 30s --out "$OUT/$SOAK_OUT.jsonl"
+  "$BIN" plot "$OUT/$SOAK_OUT.jsonl" --x 'windows[].t_s' \
+    --y 'windows[].done_per_s,windows[].pickup_p99_ms,windows[].rss_mb' --title "$SOAK_OUT" --out "$OUT/$SOAK_OUT.svg"
 }
 
 mesh() {

@@ -69,9 +69,13 @@ impl CountsRounds {
         }
     }
 
-    /// A round starts at `now`: the next one without a wish is an interval away.
+    /// A round starts at `now`: the next one without a wish is an interval away, or ten
+    /// times the last read's time if that is longer (a grouped count over a big
+    /// Postgres table takes seconds: it must not take more than a tenth of the leader's
+    /// store time, with or without a wish).
     pub(crate) fn started(&mut self, now: Millis) {
-        self.next_idle = now.plus(self.idle_every);
+        let slow = self.last_read.map_or(Duration::ZERO, |(_, took)| took * 10);
+        self.next_idle = now.plus(self.idle_every.max(slow));
     }
 
     /// Whether the round found this node leading.
@@ -117,6 +121,17 @@ mod tests {
         assert!(!r.due(at(14_999)));
         assert!(r.due(at(15_000)));
         assert_eq!(r.fresh_within(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_slow_count_spaces_the_rounds_to_ten_reads_apart() {
+        let mut r = CountsRounds::new(S * 15, S / 2, at(0));
+        r.started(at(0));
+        r.led(true);
+        r.read(at(0), S * 4);
+        r.started(at(4_000));
+        assert!(!r.due(at(43_999)));
+        assert!(r.due(at(44_000)));
     }
 
     #[test]
