@@ -263,7 +263,7 @@ async fn queue_stats(ctx: &Ctx, rounds: &mut CountsRounds, now: Millis) {
         Ok(true) => {
             rounds.led(true);
             let started = std::time::Instant::now();
-            match PostedCounts::read(&*ctx.store, now).await {
+            match PostedCounts::read(&*ctx.store, now, posted_counts::FINISHED_WINDOW).await {
                 Ok(mut counts) => {
                     rounds.read(now, started.elapsed());
                     counts.fresh_within_ms = rounds.fresh_within().as_millis() as u64;

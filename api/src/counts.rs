@@ -111,12 +111,10 @@ impl CountsCache {
             Some(posted) => posted,
             None => {
                 self.counted_here.fetch_add(1, Ordering::Relaxed);
-                let snapshot = QueueSnapshot::read(store, now).await?;
-                let since = Millis(now.0.saturating_sub(window.as_millis() as i64));
-                let finished = store.finished_since(since).await?;
+                let read = PostedCounts::read(store, now, window).await?;
                 QueueCounts {
-                    snapshot,
-                    finished,
+                    snapshot: read.snapshot,
+                    finished: read.finished,
                     window,
                     source: CountsSource::Here,
                 }

@@ -47,16 +47,20 @@ pub struct PostedCounts {
 }
 
 impl PostedCounts {
-    /// Reads the counts from `store` as of `now` (the snapshot, then the finishes of
-    /// the last [`FINISHED_WINDOW`]).
-    pub async fn read(store: &dyn Store, now: Millis) -> Result<Self, StoreError> {
+    /// Reads the counts from `store` as of `now`: the snapshot, then the finishes of
+    /// the `window` before it (the leader posts [`FINISHED_WINDOW`]).
+    pub async fn read(
+        store: &dyn Store,
+        now: Millis,
+        window: Duration,
+    ) -> Result<Self, StoreError> {
         let snapshot = QueueSnapshot::read(store, now).await?;
-        let since = Millis(now.0.saturating_sub(FINISHED_WINDOW.as_millis() as i64));
+        let since = Millis(now.0.saturating_sub(window.as_millis() as i64));
         let finished = store.finished_since(since).await?;
         Ok(Self {
             snapshot,
             finished,
-            window_ms: FINISHED_WINDOW.as_millis() as u64,
+            window_ms: window.as_millis() as u64,
             fresh_within_ms: 0,
         })
     }
