@@ -273,6 +273,14 @@ pub async fn queue_counts_come_from_the_maintenance_leader(store: SharedStore) {
             .collect::<Vec<_>>()
     };
     store.enqueue(held(3), SystemClock.now()).await.unwrap();
+    // Posts this build cannot read (another version's, or junk) are not counts: the API
+    // counts for itself.
+    let now = SystemClock.now();
+    store.post("queue_counts", b"{not json", now).await.unwrap();
+    store
+        .post("queue_counts.wish", b"\xff\x00", now)
+        .await
+        .unwrap();
     let alone = Harness::start(store.clone(), false, max_age).await;
     let (_, t) = alone.token(&[Scope::Read], &[]).await;
     let (status, body) = alone.get("/api/v1/queues", &t).await;
