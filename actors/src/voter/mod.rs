@@ -392,6 +392,9 @@ impl<I: Interceptor> VoterState<I> {
             let outputs = self
                 .interceptor
                 .outgoing(outputs, &self.core, self.ctx.now());
+            // The status shows what the core decided before the mesh hears of it: a peer
+            // that saw this node's new incarnation never finds the node's own status older.
+            self.refresh_status();
             self.carry_out(outputs, myself).await;
         }
         self.tell_members();
@@ -410,6 +413,17 @@ impl<I: Interceptor> VoterState<I> {
         {
             self.announced = Some(incarnation);
         }
+        self.refresh_status();
+        // The claim gate closes while no quorum is heard (it wakes only on a change).
+        self.ctx.gate.report_quorum(QuorumSeen {
+            quorum: self.core.has_quorum(),
+            live: self.core.live_members(self.ctx.now()),
+            members: self.core.view().len(),
+        });
+    }
+
+    /// Writes the status snapshot that `Node::mesh_status` reads.
+    fn refresh_status(&self) {
         let snapshot = status::snapshot(
             &self.core,
             &self.allowlist,
@@ -417,12 +431,6 @@ impl<I: Interceptor> VoterState<I> {
             self.ctx.now(),
         );
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
-        // The claim gate closes while no quorum is heard (it wakes only on a change).
-        self.ctx.gate.report_quorum(QuorumSeen {
-            quorum: self.core.has_quorum(),
-            live: self.core.live_members(self.ctx.now()),
-            members: self.core.view().len(),
-        });
     }
 
     /// Carries out one batch of the core's outputs.
