@@ -17,6 +17,10 @@
 #            certificate and to the last live node applying it, and bytes per node per
 #            second in steady state (run it by hand: about half an hour at 2000 nodes).
 #
+# Dead rows: a queue table lives on vacuum. A server with `autovacuum = off` (some CI
+# images) measures a table that only grows; the script says so, and AUTOVACUUM=on turns
+# it on for the run (ALTER SYSTEM, reset when the script exits).
+#
 # Sizes can be cut for a quick look: JOBS=20000 BACKLOGS="0 100000" benches/curves.sh backlog
 # Needs: a release build (`cargo build --release`; BIN= names another binary), PostgreSQL on 127.0.0.1:5432 (user
 # postgres, trust) and, for the production mode, Redis on 127.0.0.1:6379. Creates and drops
@@ -41,6 +45,20 @@ need psql "install PostgreSQL (apt-get install postgresql)"
 need redis-cli "install Redis (apt-get install redis-server)"
 [ -x "$BIN" ] || { echo "benches/curves.sh: $BIN missing: run cargo build --release" >&2; exit 2; }
 mkdir -p "$OUT"
+
+autovacuum_check() {
+  local now
+  now=$(psql $PG -tAc 'SHOW autovacuum')
+  if [ "${AUTOVACUUM:-}" = on ] && [ "$now" = off ]; then
+    psql $PG -qc 'ALTER SYSTEM SET autovacuum = on' -c 'SELECT pg_reload_conf()' >/dev/null
+    trap "psql $PG -qc 'ALTER SYSTEM RESET autovacuum' -c 'SELECT pg_reload_conf()' >/dev/null" EXIT
+    echo "benches/curves.sh: autovacuum turned on for this run (reset at exit)" >&2
+  elif [ "$now" = off ]; then
+    echo "benches/curves.sh: this server runs with autovacuum = off: dead rows are never" \
+      "removed, so backlogs and soaks measure a table that only grows (AUTOVACUUM=on turns it on for the run)" >&2
+  fi
+}
+autovacuum_check
 
 fresh_db() { dropdb $PG --if-exists jobmesh_curves 2>/dev/null; createdb $PG jobmesh_curves; }
 clear_redis() { redis-cli --scan --pattern 'jobmesh-curves:*' | xargs -r -n 500 redis-cli del >/dev/null; }

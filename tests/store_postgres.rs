@@ -7,10 +7,12 @@
 //! so the tests run in parallel against one database.
 
 use jobmesh::store::{JobAdmin, JobQueue};
+use sqlx::Connection;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobmesh::clock::Millis;
 use jobmesh::job::{CompletionResult, JobState, NewJob, NodeId, Outcome};
 use jobmesh::store::conformance::{Spoil, T0, done, ok, request};
 use jobmesh::store::postgres::{PostgresStore, Wakeup, Wakeups};
@@ -357,6 +359,116 @@ async fn many_concurrent_claimers_never_share_a_job() {
     assert_eq!(
         s.counts().await.unwrap()["default"][&JobState::Succeeded],
         total as u64
+    );
+}
+
+/// The grouped count of the jobs table itself, the truth the kept counts must match.
+async fn counted_rows(s: &PostgresStore) -> Vec<(String, String, i64)> {
+    sqlx::query_as("SELECT queue, state, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2")
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+}
+
+/// What `counts()` says, in the same shape.
+async fn kept_rows(s: &PostgresStore) -> Vec<(String, String, i64)> {
+    let mut rows: Vec<_> = s
+        .counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|(q, m)| {
+            m.into_iter()
+                .map(move |(st, n)| (q.clone(), st.as_str().to_owned(), n as i64))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_counts_match_the_table_through_concurrent_claims_folds_and_outside_writes() {
+    let s = Arc::new(store().await);
+    for q in ["a", "b"] {
+        s.enqueue((0..600).map(|_| on(q)).collect(), T0)
+            .await
+            .unwrap();
+    }
+    // Claimers finish their jobs three ways while readers fold the deltas at the same
+    // time: every delta is added once, whoever folds it.
+    let mut tasks = Vec::new();
+    for w in 0..6u32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut req = request(&format!("n{w}"), 1 + w * 3, T0);
+            req.queues = vec!["a".into(), "b".into()];
+            loop {
+                let got = s.claim(&req).await.unwrap();
+                if got.is_empty() {
+                    return;
+                }
+                let outcomes = got
+                    .iter()
+                    .map(|c| match c.job.id.0 % 3 {
+                        0 => ok(c, T0),
+                        1 => done(c, Outcome::Discard { error: "x".into() }, T0),
+                        _ => done(
+                            c,
+                            Outcome::Retry {
+                                error: "later".into(),
+                                run_at: Millis(T0.0 + 3_600_000),
+                            },
+                            T0,
+                        ),
+                    })
+                    .collect();
+                s.complete(outcomes).await.unwrap();
+            }
+        }));
+    }
+    for _ in 0..3 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                s.counts().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(kept_rows(&s).await, counted_rows(&s).await);
+
+    // An operator's session with another search_path, naming the schema: still counted
+    // in this store's tables; a state emptied by a delete is no longer listed.
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    let mut outside = sqlx::PgConnection::connect(&common::pg_url())
+        .await
+        .unwrap();
+    for statement in [
+        format!(
+            "UPDATE \"{schema}\".jobs SET queue = 'c' WHERE queue = 'b' AND state = 'retryable'"
+        ),
+        format!("DELETE FROM \"{schema}\".jobs WHERE queue = 'a' AND state = 'succeeded'"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut outside)
+            .await
+            .unwrap();
+    }
+    let kept = kept_rows(&s).await;
+    assert_eq!(kept, counted_rows(&s).await);
+    assert!(
+        !kept.iter().any(|(q, st, _)| q == "a" && st == "succeeded"),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter()
+            .any(|(q, st, n)| q == "c" && st == "retryable" && *n > 0),
+        "{kept:?}"
     );
 }
 

@@ -13,6 +13,14 @@ use crate::store::{
     CancelOutcome, Counts, DeadLetter, JobAdmin, JobFilter, Redrive, StoreError, retention,
 };
 
+/// Adds the appended count deltas to the totals in one statement: a delta is either
+/// still appended or added, never both, whoever else folds at the same time.
+const FOLD_COUNTS: &str = "
+    WITH folded AS (DELETE FROM job_count_deltas RETURNING queue, state, n)
+    INSERT INTO job_counts (queue, state, n)
+    SELECT queue, state, sum(n)::bigint FROM folded GROUP BY queue, state
+    ON CONFLICT (queue, state) DO UPDATE SET n = job_counts.n + excluded.n";
+
 #[async_trait]
 impl JobAdmin for PostgresStore {
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -38,8 +46,15 @@ impl JobAdmin for PostgresStore {
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
+        // job_counts plus the deltas appended since (migration 0021): folded first, so the
+        // deltas stay as few as the statements since the last read.
+        sqlx::query(FOLD_COUNTS).execute(&self.pool).await?;
+        // The totals of a queue that is gone (a later delta re-adds its row).
+        sqlx::query("DELETE FROM job_counts WHERE n = 0")
+            .execute(&self.pool)
+            .await?;
         let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
+            sqlx::query_as("SELECT queue, state, n FROM job_counts WHERE n > 0")
                 .fetch_all(&self.pool)
                 .await?;
         Ok(crate::store::columns::counts(rows))
