@@ -470,6 +470,23 @@ async fn kept_counts_match_the_table_through_concurrent_claims_folds_and_outside
             .any(|(q, st, n)| q == "c" && st == "retryable" && *n > 0),
         "{kept:?}"
     );
+    // The trigger functions name the schema itself, not the migrating session's path.
+    let paths: Vec<String> = sqlx::query_scalar(
+        "SELECT array_to_string(proconfig, ',') FROM pg_proc
+         WHERE proname LIKE 'jm\\_count\\_%' AND pronamespace = current_schema()::regnamespace",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    let pinned = format!("search_path={schema}, pg_temp");
+    assert!(paths.iter().all(|p| *p == pinned), "{paths:?}");
+    // TRUNCATE empties the counts with the table.
+    sqlx::query("TRUNCATE jobs CASCADE")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(kept_rows(&s).await, []);
 }
 
 #[tokio::test]

@@ -48,11 +48,9 @@ impl JobAdmin for PostgresStore {
     async fn counts(&self) -> Result<Counts, StoreError> {
         // job_counts plus the deltas appended since (migration 0021): folded first, so the
         // deltas stay as few as the statements since the last read.
+        // Totals that reached zero stay as rows (pruning them here could deadlock with
+        // another reader's fold); the read leaves them out.
         sqlx::query(FOLD_COUNTS).execute(&self.pool).await?;
-        // The totals of a queue that is gone (a later delta re-adds its row).
-        sqlx::query("DELETE FROM job_counts WHERE n = 0")
-            .execute(&self.pool)
-            .await?;
         let rows: Vec<(String, String, i64)> =
             sqlx::query_as("SELECT queue, state, n FROM job_counts WHERE n > 0")
                 .fetch_all(&self.pool)
