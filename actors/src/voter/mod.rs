@@ -407,13 +407,13 @@ impl<I: Interceptor> VoterState<I> {
                 .inc_by(received - self.votes_counted);
             self.votes_counted = received;
         }
+        self.refresh_status();
         let incarnation = self.core.incarnation();
         if self.announced != Some(incarnation)
             && self.client.set_incarnation(incarnation).await.is_ok()
         {
             self.announced = Some(incarnation);
         }
-        self.refresh_status();
         // The claim gate closes while no quorum is heard (it wakes only on a change).
         self.ctx.gate.report_quorum(QuorumSeen {
             quorum: self.core.has_quorum(),
