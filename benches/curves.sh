@@ -22,7 +22,7 @@
 # it on for the run (ALTER SYSTEM, reset when the script exits).
 #
 # Sizes can be cut for a quick look: JOBS=20000 BACKLOGS="0 100000" benches/curves.sh backlog
-# Needs: a release build (`cargo build --release`; BIN= names another binary), PostgreSQL on 127.0.0.1:5432 (user
+# Needs: a release build (`cargo build --release`; BIN= names another binary), PostgreSQL on 127.0.0.1:$PGPORT (5432; user
 # postgres, trust) and, for the production mode, Redis on 127.0.0.1:6379. Creates and drops
 # the database `jobmesh_curves`, Redis keys under `jobmesh-curves:*`.
 set -euo pipefail
@@ -30,8 +30,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/target/release/jobmesh}
 OUT=$ROOT/benches/curves
-PG="-h 127.0.0.1 -U postgres"
-PGURL=postgres://postgres@127.0.0.1:5432/jobmesh_curves
+PGPORT=${PGPORT:-5432}
+PG="-h 127.0.0.1 -p $PGPORT -U postgres"
+PGURL=postgres://postgres@127.0.0.1:$PGPORT/jobmesh_curves
 JOBS=${JOBS:-50000}
 BACKLOGS=${BACKLOGS:-"0 1000000 10000000"}
 SOAK_RATE=${SOAK_RATE:-2000}
