@@ -38,6 +38,8 @@ BACKLOGS=${BACKLOGS:-"0 1000000 10000000"}
 SOAK_RATE=${SOAK_RATE:-2000}
 SOAK_DURATION=${SOAK_DURATION:-30m}
 SOAK_OUT=${SOAK_OUT:-soak}
+[[ $SOAK_OUT =~ ^[A-Za-z0-9._-]+$ ]] ||
+  { echo "benches/curves.sh: SOAK_OUT must be a file name under benches/curves (letters, digits, . _ -), not '$SOAK_OUT'" >&2; exit 2; }
 SIM=${SIM:-$ROOT/target/release/jobmesh-sim}
 MESH_NODES=${MESH_NODES:-10,20,50,100,200,500,1000,2000}
 
