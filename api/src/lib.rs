@@ -18,6 +18,7 @@ pub mod csrf;
 pub mod dashboard;
 pub mod idempotency;
 pub mod latency;
+pub mod mesh_view;
 pub mod model;
 pub mod predictions;
 pub mod problem;
