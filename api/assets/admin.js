@@ -3,6 +3,10 @@
 
 import {h, put, table, time, ago, confirmDialog} from './dom.js';
 import {api, query} from './api.js';
+import {poll} from './live.js';
+
+/** How often the newest audit rows and the token list are read again. */
+const REFRESH_MS = 10000;
 
 const compact = v => (v === null || v === undefined ? '' : typeof v === 'string' ? v : JSON.stringify(v));
 
@@ -43,7 +47,13 @@ export async function audit(main, {params}) {
       err.textContent = e.message;
     }
   };
+  // Live on the newest page; an older page stays as read.
   await load();
+  let first = true;
+  return poll(async () => {
+    if (first) { first = false; return; }
+    if (stack.length === 1) await load();
+  }, REFRESH_MS);
 }
 
 export async function tokens(main) {
@@ -88,5 +98,5 @@ export async function tokens(main) {
     }
     await load();
   });
-  await load().catch(e => { err.textContent = e.message; });
+  return poll(() => load().catch(e => { err.textContent = e.message; }), REFRESH_MS);
 }

@@ -1,5 +1,6 @@
 // Overview: jobs by state, throughput, nodes, the dead-letter queue, rescues and
-// restarts. Counts come from /api/v1/queues (read once per api.counts_max_age for every
+// restarts (per minute over the hour, from /api/v1/stats/incidents). Counts come from
+// /api/v1/queues (read once per api.counts_max_age for every
 // caller, never per tab); the throughput chart starts from the last hour read from the
 // store (/api/v1/stats/throughput, 10 s intervals, shared by every caller the same way)
 // and goes on counting the live event stream from the moment that read was taken;
@@ -14,7 +15,7 @@ const STATES = ['available', 'running', 'scheduled', 'retryable', 'waiting', 'su
 const BUCKET = 10000;
 const fmt = v => (v === null || v === undefined ? '–' : `${num(v)} ms`);
 const SPAN = 60 * 60 * 1000;
-const empty = () => ({enq: 0, ok: 0, bad: 0, rescued: 0, restarts: 0});
+const empty = () => ({enq: 0, ok: 0, bad: 0});
 
 /** The chart's intervals: the store's hour, then live events counted on top. */
 function throughputBuckets() {
@@ -31,8 +32,6 @@ function throughputBuckets() {
     if (kind === 'job.enqueued') e.enq++;
     else if (kind === 'job.succeeded') e.ok++;
     else if (kind === 'job.discarded') e.bad++;
-    else if (kind === 'job.rescued') e.rescued++;
-    else if (kind === 'worker.restarted') e.restarts++;
   };
   const prune = () => { for (const k of buckets.keys()) if (k < Date.now() - SPAN) buckets.delete(k); };
   return {
@@ -76,9 +75,11 @@ export async function render(main) {
   const tp = throughputBuckets();
   const states = h('div', {});
   const latency = h('div', {class: 'panel', id: 'latency'});
+  const incidents = h('div', {class: 'panel', id: 'incidents'});
   put(main, h('h1', {}, 'Overview'), cards,
     h('h2', {}, 'Throughput (per second, 10 s intervals, last hour: from the store, then live)'), chart,
     h('h2', {}, 'Queue wait and run time, whole cluster (p50, p99 per minute, last hour)'), latency,
+    h('h2', {}, 'Rescues, worker crashes and restarts, evictions (per minute, last hour, whole cluster)'), incidents,
     h('h2', {}, 'Jobs by state'), states);
 
   const stopLatency = poll(async () => {
@@ -109,6 +110,45 @@ export async function render(main) {
         sampled ? ` · busy minutes are sampled (${num(view.per_minute)} jobs spread over each)` : '',
         ` · read ${ago(view.read_at)}`) : null);
   }, 15000);
+
+  // Incidents per minute of the hour, from the store's events (one shared read per
+  // api.counts_max_age for every viewer); the cards show the hour's totals as rates.
+  let hour = null;
+  const stopIncidents = poll(async () => {
+    try {
+      hour = await api('/stats/incidents');
+    } catch (e) {
+      hour = null;
+      put(incidents, h('p', {class: 'muted'}, e.status === 403 ? 'Incidents span every queue: they need a token not limited to queues.' : `incidents: ${e.message}`));
+      return;
+    }
+    const t = hour.total;
+    Object.assign(incidents.dataset, {
+      rescued: t.rescued, crashed: t.worker_crashed, restarted: t.worker_restarted, evicted: t.node_evicted,
+    });
+    // Every minute of the hour, a minute without incidents at 0.
+    const by = new Map(hour.minutes.map(m => [m.at, m]));
+    const pts = field => {
+      const out = [];
+      for (let at = hour.since; at <= hour.read_at; at += 60000) out.push([at + 60000, by.has(at) ? by.get(at)[field] : 0]);
+      return out;
+    };
+    put(incidents,
+      hour.minutes.length === 0 ? h('p', {class: 'muted', id: 'incidents-empty'}, 'No rescue, crash, restart or eviction in the last hour.') :
+        lineChart([
+          {name: 'rescued', cls: 'l-acc', points: pts('rescued')},
+          {name: 'crashed', cls: 'l-bad', points: pts('worker_crashed')},
+          {name: 'restarted', cls: 'l-ok', points: pts('worker_restarted')},
+          {name: 'evicted', cls: 'l-bad dashed', points: pts('node_evicted')},
+        ], SPAN, '/min'),
+      h('div', {class: 'legend muted'},
+        h('span', {class: 's-available'}, `— ${num(t.rescued)} job(s) rescued`),
+        h('span', {class: 's-discarded'}, `— ${num(t.worker_crashed)} worker crash(es)`),
+        h('span', {class: 's-succeeded'}, `— ${num(t.worker_restarted)} restart(s)`),
+        h('span', {class: 's-discarded'}, `- - ${num(t.node_evicted)} eviction(s) recorded`)),
+      h('p', {class: 'muted'}, `read ${ago(hour.read_at)}`));
+  }, 15000);
+  const perHour = field => (hour ? `${num(hour.total[field])} / h` : '–');
 
   const drawChart = () => {
     // Totals over the hour shown, for readers (and tests) of the page.
@@ -150,21 +190,19 @@ export async function render(main) {
       perSecond += queue.throughput.per_second;
     }
     const up = n ? n.nodes.filter(x => x.state === 'up').length : null;
-    const restarts = n ? n.nodes.flatMap(x => x.workers).reduce((a, w) => a + w.restarts, 0) : null;
-    const recent = [...tp.buckets.values()];
     put(cards,
       card('finished / s (last minute)', perSecond.toFixed(2)),
       card('available', num(total.available || 0)),
       card('running', num(total.running || 0)),
       card('dead letters', num(total.discarded || 0), h('a', {href: '#/dlq'}, 'open')),
       card('nodes up', up === null ? '–' : `${up} / ${n.nodes.length}`),
-      card('worker restarts', num(restarts)),
-      card('rescues (live)', num(recent.reduce((a, e) => a + e.rescued, 0))),
+      card('rescues (last hour)', perHour('rescued')),
+      card('worker restarts (last hour)', perHour('worker_restarted')),
       m ? card('mesh', m.quorum ? 'quorum' : 'NO QUORUM',
         h('span', {class: 'muted'}, ` ${m.members.length} members`)) : null,
       h('div', {class: 'card muted'}, `counts as of ${ago(q.counts_at)}`));
     put(states, h('div', {class: 'cards'}, STATES.map(s =>
       h('a', {class: 'card', href: `#/jobs?state=${s}`}, h('div', {class: 'n'}, num(total[s] || 0)), h('div', {class: `l s-${s}`}, s)))));
   }, 5000);
-  return () => { unsubscribe(); stopChart(); stopPoll(); stopLatency(); };
+  return () => { unsubscribe(); stopChart(); stopPoll(); stopLatency(); stopIncidents(); };
 }

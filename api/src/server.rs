@@ -172,6 +172,7 @@ impl ApiServer {
             latency: Default::default(),
             dlq_groups: Default::default(),
             throughput: Default::default(),
+            incidents: Default::default(),
             predictions: Default::default(),
         });
         let (router, _) = crate::routes::router(state.clone());

@@ -58,6 +58,9 @@ pub struct AppState {
     /// Jobs enqueued, succeeded and dead-lettered per 10 s of the last hour, per queue
     /// (`GET /api/v1/stats/throughput`), shared by every caller.
     pub throughput: crate::shared_read::SharedRead<Vec<crate::throughput::Interval>>,
+    /// Rescues, worker crashes and restarts and evictions per minute of the last hour
+    /// (`GET /api/v1/stats/incidents`), shared by every caller.
+    pub incidents: crate::shared_read::SharedRead<Vec<jobmesh::store::incidents::IncidentRow>>,
     /// The dead letters by reason (`GET /api/v1/dlq/groups`), shared by every caller.
     pub dlq_groups: crate::shared_read::SharedRead<jobmesh::store::insights::DeadLetterGroups>,
     /// The live predictions the nodes saved, shared by every caller for a few seconds.

@@ -2,15 +2,13 @@
 //! of queues, nodes and workers, and the mesh as a node sees it. Times are
 //! milliseconds since the Unix epoch, durations milliseconds, as in [`crate::model`].
 
-use std::sync::Arc;
-
 use jobmesh::store::activity::{NodeRecord, NodeState, WorkerRecord, WorkerState};
 use jobmesh::store::{Attempt, AttemptOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::{EventView, JobView};
 pub use crate::mesh_view::{MeshMember, MeshSource, MeshView};
+use crate::model::{EventView, JobView};
 
 /// A job with its finished attempts and its lifecycle events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -362,6 +362,59 @@ async fn the_dashboard_in_a_real_browser() {
     // by reason, the count an action by filter touches.
     insights::cluster_views(&b, &h, &admin).await;
 
+    // The admin pages, live: an action taken through the API while the audit log is
+    // open appears in it without a reload; the token list names every token.
+    log_in(&b, &base, &admin).await;
+    b.wait("the admin's name in the header", || async {
+        let who = b.text(&b.find("#who").await).await;
+        who.contains("admin").then_some(())
+    })
+    .await;
+    b.goto(&format!("{base}/#/audit")).await;
+    b.wait("the audit log's rows", || async {
+        b.page_text().await.contains("pause").then_some(())
+    })
+    .await;
+    let (status, body) = h
+        .post("/api/v1/queues/audited-live/pause", &admin, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    b.wait("the new audit row without a reload", || async {
+        b.page_text().await.contains("audited-live").then_some(())
+    })
+    .await;
+    shot(&b, "audit").await;
+    let (status, body) = h
+        .post("/api/v1/queues/audited-live/resume", &admin, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    b.goto(&format!("{base}/#/tokens")).await;
+    b.wait("the token list", || async {
+        let t = b.page_text().await;
+        (t.contains("Revoke") && t.contains("admin")).then_some(())
+    })
+    .await;
+    shot(&b, "tokens").await;
+
+    // Dark mode follows the system: the page's background turns dark.
+    b.prefer_dark().await;
+    b.goto(&format!("{base}/#/")).await;
+    b.find("#overview-cards .card").await;
+    let luminance = b
+        .exec(
+            "const c = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number); \
+             return (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255;",
+            json!([]),
+        )
+        .await
+        .as_f64()
+        .expect("the body's background colour");
+    assert!(
+        luminance < 0.3,
+        "dark mode: background luminance {luminance}"
+    );
+    shot(&b, "overview-dark").await;
+
     // Log out: the cookie is gone and the dashboard asks for a token again.
     b.click_css("#logout").await;
     b.wait("the log-in page", || async {
@@ -421,11 +474,51 @@ async fn the_dashboard_in_a_real_browser() {
     );
     assert!(h.store.paused_queues().await.unwrap().is_empty());
 
-    // The same pages at a phone's width.
+    // The same pages at a phone's width: nothing wider than the screen, and the menu
+    // button opens the navigation.
     b.resize(390, 844).await;
     b.goto(&format!("{base}/#/jobs?order=asc")).await;
     b.find(&row).await;
     shot(&b, "jobs-phone").await;
+    for page in [
+        "#/",
+        "#/queues",
+        "#/jobs?order=asc",
+        "#/dlq",
+        "#/nodes",
+        "#/events",
+    ] {
+        b.goto(&format!("{base}/{page}")).await;
+        b.find("main h1").await;
+        let (page_width, screen) = b
+            .wait("the page laid out", || async {
+                let v = b
+                    .exec(
+                        "return [document.documentElement.scrollWidth, window.innerWidth];",
+                        json!([]),
+                    )
+                    .await;
+                Some((v[0].as_i64()?, v[1].as_i64()?))
+            })
+            .await;
+        assert!(
+            page_width <= screen,
+            "{page} is {page_width} px wide on a {screen} px screen"
+        );
+    }
+    let nav_shown = "return getComputedStyle(document.getElementById('nav')).display !== 'none';";
+    assert_eq!(
+        b.exec(nav_shown, json!([])).await,
+        json!(false),
+        "the navigation folds on a phone"
+    );
+    b.click_css("#menu").await;
+    assert_eq!(
+        b.exec(nav_shown, json!([])).await,
+        json!(true),
+        "the menu button opens it"
+    );
+    shot(&b, "menu-phone").await;
 
     b.quit().await;
     h.stop().await;

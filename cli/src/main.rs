@@ -4,6 +4,7 @@
 
 mod args;
 mod cmd;
+mod first_token;
 mod output;
 mod setup;
 

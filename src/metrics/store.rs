@@ -558,6 +558,15 @@ impl Insights for MeteredStore {
     ) -> Result<Vec<ThroughputRow>, StoreError> {
         self.seen(self.inner.throughput(from, to, interval_ms).await)
     }
+
+    async fn incidents(
+        &self,
+        from: Millis,
+        to: Millis,
+        interval_ms: i64,
+    ) -> Result<Vec<crate::store::incidents::IncidentRow>, StoreError> {
+        self.seen(self.inner.incidents(from, to, interval_ms).await)
+    }
 }
 
 impl Store for MeteredStore {

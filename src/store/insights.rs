@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashSet};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::incidents::IncidentRow;
 use super::throughput::ThroughputRow;
 use super::{JobFilter, StoreError};
 use crate::clock::Millis;
@@ -146,6 +147,17 @@ pub trait Insights: Send + Sync + 'static {
         to: Millis,
         interval_ms: i64,
     ) -> Result<Vec<ThroughputRow>, StoreError>;
+
+    /// Per `interval_ms`-long interval of `[from, to)` (counted from `from`), the jobs
+    /// rescued, workers crashed and restarted and nodes evicted, cluster-wide, by their
+    /// events' times; only intervals with some, oldest first. At most
+    /// [`super::throughput::MAX_INTERVALS`] intervals.
+    async fn incidents(
+        &self,
+        from: Millis,
+        to: Millis,
+        interval_ms: i64,
+    ) -> Result<Vec<IncidentRow>, StoreError>;
 }
 
 /// Checks the slices a [`Insights::finish_timings`] call reads.
@@ -427,6 +439,14 @@ mod tests {
             _: Millis,
             _: i64,
         ) -> Result<Vec<ThroughputRow>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn incidents(
+            &self,
+            _: Millis,
+            _: Millis,
+            _: i64,
+        ) -> Result<Vec<IncidentRow>, StoreError> {
             Ok(Vec::new())
         }
     }

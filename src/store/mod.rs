@@ -33,6 +33,8 @@ pub mod filter;
 mod filter_sql;
 /// A job's history: its finished attempts and its events.
 pub mod history;
+/// Incidents over time: rescues, worker crashes and restarts, evictions per interval.
+pub mod incidents;
 /// Cluster-wide reads for operators' pages: latency of finished jobs, workflow links,
 /// dead letters by reason, counts of a filter's matches.
 pub mod insights;

@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod events;
 pub mod graph;
 pub mod health;
+pub mod incidents;
 pub mod job_detail;
 pub mod job_list;
 pub mod jobs;
@@ -102,6 +103,7 @@ pub fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) 
         .routes(routes!(graph::job_graph))
         .routes(routes!(latency::latency))
         .routes(routes!(throughput::throughput))
+        .routes(routes!(incidents::incidents))
         .routes(routes!(dlq::groups))
         .routes(routes!(workflows::submit))
         .routes(routes!(dlq::redrive))

@@ -301,6 +301,20 @@ impl Browser {
         .unwrap_or_else(|e| panic!("resize: {e:?}"));
     }
 
+    /// Makes pages see `prefers-color-scheme: dark` (Chromium's DevTools command through
+    /// chromedriver's extension route), as a system in dark mode does.
+    pub async fn prefer_dark(&self) {
+        self.session_call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": "dark"}]
+            }})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("dark mode: {e:?}"));
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine as _;

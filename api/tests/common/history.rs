@@ -2,11 +2,14 @@
 //! `api_sqlite.rs`, `api_postgres.rs` and `api_redis_postgres.rs`), over HTTP: jobs
 //! enqueued and finished twenty minutes ago, by no node of the test, show in the
 //! intervals of their times; a token limited to queues sees its queues only; the
-//! parameters are bounded; one read serves every caller for `api.counts_max_age`.
+//! parameters are bounded; one read serves every caller for `api.counts_max_age`. And
+//! the incident history: rescues, worker crashes and restarts and evictions recorded
+//! twenty minutes ago, per minute, for tokens not limited to queues.
 
 use std::time::Duration;
 
 use jobmesh::clock::{Clock, Millis, SystemClock};
+use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::job::{ClaimRequest, Completion, NewJob, NodeId, Outcome, WorkerId};
 use jobmesh::store::SharedStore;
 use jobmesh::store::tokens::Scope;
@@ -19,7 +22,8 @@ use super::Harness;
 macro_rules! history_suite {
     ($make:path) => {
         $crate::history_suite!(@cases $make;
-            throughput_history_holds_jobs_finished_before_it_was_asked);
+            throughput_history_holds_jobs_finished_before_it_was_asked,
+            incident_history_counts_rescues_restarts_and_evictions_by_minute);
     };
     (@cases $make:path; $($case:ident),*) => {
         $(
@@ -190,5 +194,85 @@ pub async fn throughput_history_holds_jobs_finished_before_it_was_asked(store: S
     let (_, again) = h.get("/api/v1/stats/throughput", &reader).await;
     assert_eq!(again["read_at"], tens["read_at"], "{again}");
     assert_eq!(totals(&again), (9, 7, 2));
+    h.stop().await;
+}
+
+/// Rescues, a worker crash and its restart and an eviction recorded twenty minutes ago
+/// (and a rescue now, and job events that are no incident) are counted in the minutes
+/// of their times; a token limited to queues is refused; bad parameters are refused by
+/// name; a second read within `api.counts_max_age` is the first one.
+pub async fn incident_history_counts_rescues_restarts_and_evictions_by_minute(store: SharedStore) {
+    let h = Harness::start(store, false, |api| {
+        api.counts_max_age = Duration::from_secs(60);
+    })
+    .await;
+    let now = SystemClock.now();
+    // The start of a minute twenty minutes back, and 10 s into it.
+    let minute = Millis((now.0 - 20 * 60_000).div_euclid(60_000) * 60_000);
+    let at = Millis(minute.0 + 10_000);
+    let ev = |kind: EventKind, at: Millis| LifecycleEvent::new(kind, at);
+    h.store
+        .record_events(vec![
+            ev(EventKind::JobRescued, at),
+            ev(EventKind::JobRescued, at),
+            ev(EventKind::JobRescued, at),
+            ev(EventKind::WorkerCrashed, at),
+            ev(EventKind::WorkerRestarted, at),
+            ev(EventKind::NodeEvicted, Millis(at.0 + 60_000)),
+            ev(EventKind::JobSucceeded, at),
+            ev(EventKind::NodeJoined, at),
+        ])
+        .await
+        .unwrap();
+    let (_, reader) = h.token(&[Scope::Read], &[]).await;
+    let (_, web_only) = h.token(&[Scope::Read], &["web"]).await;
+
+    let (status, hour) = h.get("/api/v1/stats/incidents", &reader).await;
+    assert_eq!(status, 200, "{hour}");
+    assert_eq!(
+        hour["total"]["rescued"], 3,
+        "three rescues in the hour: {hour}"
+    );
+    assert_eq!(hour["total"]["worker_crashed"], 1, "{hour}");
+    assert_eq!(hour["total"]["worker_restarted"], 1, "{hour}");
+    assert_eq!(hour["total"]["node_evicted"], 1, "{hour}");
+    let minutes = hour["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 2, "two minutes with incidents: {hour}");
+    assert_eq!(minutes[0]["at"], minute.0, "{hour}");
+    assert_eq!(minutes[0]["rescued"], 3, "{hour}");
+    assert_eq!(minutes[1]["at"], minute.0 + 60_000, "{hour}");
+    assert_eq!(minutes[1]["node_evicted"], 1, "{hour}");
+
+    let (_, recent) = h.get("/api/v1/stats/incidents?minutes=5", &reader).await;
+    assert_eq!(
+        recent["minutes"].as_array().unwrap().len(),
+        0,
+        "twenty minutes ago is not in the last five: {recent}"
+    );
+
+    let (status, body) = h.get("/api/v1/stats/incidents", &web_only).await;
+    assert_eq!(status, 403, "a token limited to queues: {body}");
+    for (query, field) in [
+        ("minutes=0", "minutes"),
+        ("minutes=61", "minutes"),
+        ("span=5", ""),
+    ] {
+        let (status, body) = h
+            .get(&format!("/api/v1/stats/incidents?{query}"), &reader)
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        if !field.is_empty() {
+            assert_eq!(body["field"], field, "{query}: {body}");
+        }
+    }
+
+    // Shared: a rescue recorded after the read shows only once it is stale.
+    h.store
+        .record_events(vec![ev(EventKind::JobRescued, now)])
+        .await
+        .unwrap();
+    let (_, again) = h.get("/api/v1/stats/incidents", &reader).await;
+    assert_eq!(again["read_at"], hour["read_at"], "{again}");
+    assert_eq!(again["total"]["rescued"], 3, "{again}");
     h.stop().await;
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use jobmesh::clock::{Clock, Millis, SystemClock};
+use jobmesh::event::{EventKind, LifecycleEvent};
 use jobmesh::job::{ClaimRequest, Completion, JobId, JobState, NewJob, NodeId, Outcome, WorkerId};
 use jobmesh::store::SharedStore;
 use serde_json::json;
@@ -96,6 +97,17 @@ pub async fn run_in_the_past(store: &SharedStore) {
         })
         .collect();
     store.complete(done).await.unwrap();
+    // Incidents of that time: two rescues, a worker crash and its restart.
+    let ev = |kind: EventKind| LifecycleEvent::new(kind, Millis(past.0 + 30_000));
+    store
+        .record_events(vec![
+            ev(EventKind::JobRescued),
+            ev(EventKind::JobRescued),
+            ev(EventKind::WorkerCrashed),
+            ev(EventKind::WorkerRestarted),
+        ])
+        .await
+        .unwrap();
 }
 
 pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
@@ -149,6 +161,30 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
         "enqueued, succeeded, failed in the chart's hour: {totals:?}"
     );
     b.find("#throughput svg.chart").await;
+    // Rescues and restarts of the hour from the store's events, as a chart and as the
+    // cards' rates.
+    let incidents: Vec<f64> = b
+        .wait("the hour's incidents on the overview", || async {
+            b.exec(
+                "const d = document.querySelector('#incidents')?.dataset; \
+                 return d && d.rescued !== undefined ? [+d.rescued, +d.crashed, +d.restarted] : null",
+                json!([]),
+            )
+            .await
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_f64().unwrap()).collect())
+        })
+        .await;
+    assert!(
+        incidents[0] >= 2.0 && incidents[1] >= 1.0 && incidents[2] >= 1.0,
+        "rescued, crashed, restarted in the incidents chart: {incidents:?}"
+    );
+    b.find("#incidents svg.chart").await;
+    b.wait("the hour's rescues as a rate on the cards", || async {
+        let cards = b.text(&b.find("#overview-cards").await).await;
+        (cards.contains("rescues (last hour)") && cards.contains("/ h")).then_some(())
+    })
+    .await;
     shot(b, "overview-latency").await;
 
     // 2. The workflow graph: parents and children, each a link, kinds as text; a

@@ -28,13 +28,14 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
         .map_err(|m| anyhow::anyhow!("invalid options: {m}"))?;
     let registry = Arc::new(config.registry()?);
     let store = setup::open_store(&config).await?;
-    let server = ApiServer::start(store, registry, config.api.clone(), None)
+    let server = ApiServer::start(store.clone(), registry, config.api.clone(), None)
         .await
         .context("starting the API")?;
     let _ = crate::output::outln!(
         "jobmesh API on http://{addr}/api/v1, dashboard on http://{addr}/ (no workers); Ctrl-C to stop",
         addr = server.local_addr()
     );
+    crate::first_token::offer_on_stdout(&*store).await?;
     crate::cmd::node::wait_for_signal().await;
     server.shutdown(API_GRACE).await;
     Ok(())

@@ -182,6 +182,7 @@ async fn start_api(
         "API on http://{addr}/api/v1, dashboard on http://{addr}/",
         addr = server.local_addr()
     ));
+    crate::first_token::offer_on_stdout(&**node.store()).await?;
     Ok(Some(server))
 }
 

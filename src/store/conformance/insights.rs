@@ -297,6 +297,61 @@ pub async fn throughput_counts_by_enqueue_and_finish_time(s: &dyn Store) {
     ));
 }
 
+/// Incidents are counted per interval by kind from the events' times: rescues, worker
+/// crashes and restarts and evictions, and nothing else (a job's own events, a node
+/// joining); a window past the bound is refused.
+pub async fn incidents_count_rescues_crashes_restarts_and_evictions(s: &dyn Store) {
+    use crate::store::incidents::{IncidentRow, Incidents};
+    let sec = |n: u64| T0.plus(ms(n * 1000));
+    let ev = |kind: EventKind, at: u64| LifecycleEvent::new(kind, sec(at));
+    s.record_events(vec![
+        ev(EventKind::JobRescued, 1),
+        ev(EventKind::JobRescued, 2),
+        ev(EventKind::WorkerCrashed, 3),
+        ev(EventKind::WorkerRestarted, 4),
+        ev(EventKind::JobEnqueued, 5),
+        ev(EventKind::JobSucceeded, 5),
+        ev(EventKind::NodeJoined, 6),
+        ev(EventKind::NodeEvicted, 61),
+        ev(EventKind::JobRescued, 62),
+        ev(EventKind::JobRescued, 200),
+    ])
+    .await
+    .unwrap();
+    let rows = s.incidents(T0, sec(120), 60_000).await.unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            IncidentRow {
+                start: T0,
+                incidents: Incidents {
+                    rescued: 2,
+                    worker_crashed: 1,
+                    worker_restarted: 1,
+                    node_evicted: 0,
+                },
+            },
+            IncidentRow {
+                start: sec(60),
+                incidents: Incidents {
+                    rescued: 1,
+                    node_evicted: 1,
+                    ..Incidents::default()
+                },
+            },
+        ]
+    );
+    // Only the window asked: [60 s, 240 s) leaves the first minute out.
+    let later = s.incidents(sec(60), sec(240), 60_000).await.unwrap();
+    assert_eq!(later.len(), 2, "{later:?}");
+    assert_eq!(later[1].start, sec(180));
+    assert_eq!(later[1].incidents.rescued, 1);
+    assert!(matches!(
+        s.incidents(T0, sec(3600 * 24), 1000).await,
+        Err(crate::store::StoreError::Invalid(_))
+    ));
+}
+
 /// Counts by queue, kind and state stay exact through every way a job changes or goes:
 /// enqueue, claim, success, dead letter, cancel, bulk delete.
 pub async fn counts_follow_every_change(s: &dyn Store) {

@@ -175,6 +175,7 @@ macro_rules! store_conformance_tests {
             finish_timings_are_the_last_attempts, workflow_links_from_either_end,
             dead_letters_group_by_reason_shape, counts_stop_past_the_cap,
             throughput_counts_by_enqueue_and_finish_time, counts_follow_every_change,
+            incidents_count_rescues_crashes_restarts_and_evictions,
             keyset_pages_cover_every_job_once, bulk_actions_by_ids_and_filter,
             bulk_by_filter_covers_every_match_in_batches,
             progress_is_recorded_under_the_lease, stale_progress_is_refused,

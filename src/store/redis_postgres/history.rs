@@ -11,6 +11,7 @@ use crate::event::StoredEvent;
 use crate::job::JobId;
 use crate::store::activity::Activity;
 use crate::store::history::{Attempt, JobHistory};
+use crate::store::incidents::IncidentRow;
 use crate::store::insights::{DeadLetterGroups, FinishTiming, Insights, JobBrief, Link};
 use crate::store::throughput::ThroughputRow;
 use crate::store::{Counts, JobFilter, StoreError};
@@ -79,5 +80,14 @@ impl Insights for RedisPostgresStore {
         interval_ms: i64,
     ) -> Result<Vec<ThroughputRow>, StoreError> {
         self.shared.pg.throughput(from, to, interval_ms).await
+    }
+
+    async fn incidents(
+        &self,
+        from: Millis,
+        to: Millis,
+        interval_ms: i64,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        self.shared.pg.incidents(from, to, interval_ms).await
     }
 }

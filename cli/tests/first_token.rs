@@ -1,0 +1,192 @@
+//! The first start of a node with the API on a new store: in a terminal it prints an
+//! admin token once, which logs into the API; a second start prints none (a token
+//! exists); a start whose output is not a terminal creates nothing and says how to.
+//! The terminal is a real pseudo-terminal from util-linux `script`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Sandbox;
+use common::nodes::free_port;
+use serde_json::Value;
+
+/// Bounds a failure only: a node starts within a few seconds.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `GET /api/v1/me` with `token`: status and body.
+fn me(addr: SocketAddr, token: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/me HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A process whose standard output lines arrive on a channel; killed at the end.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the node (util-linux `script` is needed for a terminal)");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines until one satisfies `done`; fails with what was seen at the deadline.
+    fn until(&mut self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if done(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no such line; the output was:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node_args(sandbox: &Sandbox, port: u16) -> Vec<String> {
+    vec![
+        "--config".into(),
+        sandbox.config().display().to_string(),
+        "node".into(),
+        "--api".into(),
+        format!("127.0.0.1:{port}"),
+    ]
+}
+
+/// `jobmesh node --api` run by `script` on a pseudo-terminal.
+fn in_terminal(sandbox: &Sandbox, port: u16) -> Command {
+    let mut line = String::from(env!("CARGO_BIN_EXE_jobmesh"));
+    for a in node_args(sandbox, port) {
+        line.push(' ');
+        line.push_str(&format!("'{a}'"));
+    }
+    let mut c = Command::new("script");
+    c.args(["-qfec", &line, "/dev/null"])
+        .current_dir(sandbox.dir.path());
+    c
+}
+
+/// `jobmesh node --api` with its output on a pipe.
+fn on_a_pipe(sandbox: &Sandbox, port: u16) -> Command {
+    let mut c = common::bin();
+    c.args(node_args(sandbox, port))
+        .current_dir(sandbox.dir.path());
+    c
+}
+
+#[test]
+fn a_first_start_in_a_terminal_prints_an_admin_token_that_logs_in_and_only_once() {
+    let sandbox = Sandbox::with_config("first", "");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let mut first = Running::start(in_terminal(&sandbox, port));
+    first.until(|l| l.contains(&format!("dashboard on http://127.0.0.1:{port}/")));
+    first.until(|l| l.starts_with("first start: an admin token"));
+    let token = first.until(|l| l.trim_start().starts_with("jmt_"));
+    let token = token.trim();
+    first.until(|l| l.contains("Ctrl-C to stop"));
+
+    let (status, who) = me(addr, token);
+    assert_eq!(status, 200, "{who}");
+    assert_eq!(who["name"], "first-start", "{who}");
+    assert_eq!(who["may"]["admin"], true, "{who}");
+    let (status, _) = me(addr, "jmt_1_not-the-secret");
+    assert_eq!(status, 401, "a wrong token must not log in");
+    // Ctrl-C on the terminal stops the node.
+    first
+        .child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"\x03")
+        .unwrap();
+    let status = first.child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", first.seen.join("\n"));
+    drop(first);
+
+    // A second start, even in a terminal, creates no second token.
+    let mut again = Running::start(in_terminal(&sandbox, port));
+    again.until(|l| l.contains("Ctrl-C to stop"));
+    assert!(
+        again.seen.iter().all(|l| !l.contains("jmt_")),
+        "{}",
+        again.seen.join("\n")
+    );
+    drop(again);
+    let list = common::succeeded(
+        sandbox.run(&["--json", "token", "list"]),
+        &["token", "list"],
+    );
+    let tokens: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+}
+
+#[test]
+fn a_first_start_without_a_terminal_creates_no_token_and_says_how_to() {
+    let sandbox = Sandbox::with_config("piped", "");
+    let port = free_port();
+    let mut node = Running::start(on_a_pipe(&sandbox, port));
+    let hint = node.until(|l| l.starts_with("no API token exists yet"));
+    assert!(hint.contains("jobmesh token create"), "{hint}");
+    node.until(|l| l.contains("Ctrl-C to stop"));
+    assert!(
+        node.seen.iter().all(|l| !l.contains("jmt_")),
+        "{}",
+        node.seen.join("\n")
+    );
+    drop(node);
+    let list = common::succeeded(
+        sandbox.run(&["--json", "token", "list"]),
+        &["token", "list"],
+    );
+    assert_eq!(list.trim(), "[]");
+}
