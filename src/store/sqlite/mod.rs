@@ -153,6 +153,9 @@ impl SqliteStore {
                 path.display()
             ))
         };
+        // The writer connects (switching a new file to WAL) and migrates under the
+        // opening lock; see `OpeningLock`.
+        let opening = OpeningLock::take(path).await?;
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -162,7 +165,11 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(cannot_open)?;
-        migrate(&write, path).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&write)
+            .await
+            .map_err(StoreError::from)?;
+        drop(opening);
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -182,30 +189,34 @@ impl SqliteStore {
     }
 }
 
-/// Applies the migrations, one process at a time. Two processes opening a new file at
+/// Openers of one database file, one at a time. Two processes opening a new file at
 /// once (a node and a `submit`, say) would both see a migration as not applied and both
-/// run it; the loser fails on "table jobs already exists" or "duplicate column". So the
-/// migrations run under an exclusive `flock` of the database file, which SQLite's own
-/// (`fcntl`) locks do not see; the second process then finds them applied.
-async fn migrate(write: &SqlitePool, path: &Path) -> Result<(), StoreError> {
-    let cannot_lock = |e: std::io::Error| {
-        StoreError::Invalid(format!(
-            "cannot lock SQLite database {} for its migrations: {e}",
-            path.display()
-        ))
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(cannot_lock)?;
-    let locked = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-        .await
-        .map_err(|e| cannot_lock(std::io::Error::other(e)))?
-        .map_err(cannot_lock)?;
-    let applied = sqlx::migrate!("./migrations/sqlite").run(write).await;
-    drop(locked);
-    applied.map_err(Into::into)
+/// run it; the loser fails on "table jobs already exists" or "duplicate column". And a
+/// connection switching a new file to WAL takes SQLite's exclusive lock, which another
+/// opener's `journal_mode` pragma can meet with "database is locked" at once, without
+/// waiting out the busy timeout. So the writer's connection and the migrations happen
+/// under an exclusive `flock` of the database file, which SQLite's own (`fcntl`) locks
+/// do not see: the next opener finds the file in WAL and the migrations applied.
+struct OpeningLock(std::fs::File);
+
+impl OpeningLock {
+    async fn take(path: &Path) -> Result<OpeningLock, StoreError> {
+        let cannot_lock = |e: std::io::Error| {
+            StoreError::Invalid(format!(
+                "cannot lock SQLite database {} to open it: {e}",
+                path.display()
+            ))
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(cannot_lock)?;
+        tokio::task::spawn_blocking(move || file.lock().map(|()| OpeningLock(file)))
+            .await
+            .map_err(|e| cannot_lock(std::io::Error::other(e)))?
+            .map_err(cannot_lock)
+    }
 }
 
 /// Creates the database file, if it does not exist, readable and writable by its owner
