@@ -209,6 +209,19 @@ async fn three_nodes_join_by_multiaddr_and_gossip() {
         }
         node.accept(&message).await;
     }
+    // Each peer's streams are counted apart (a bare mesh counts everyone as a member).
+    let by_peer = a.client.traffic_by_peer();
+    for peer in [b.id, c.id] {
+        let t = by_peer.members.get(&peer).copied().unwrap_or_default();
+        assert!(t.bytes_in > 0 && t.bytes_out > 0, "{peer}: {t:?}");
+    }
+    let total = a.client.stats().traffic;
+    let streams: u64 = by_peer.members.values().map(|t| t.bytes_out).sum();
+    assert!(
+        streams <= total.bytes_out,
+        "stream bytes {streams} are within the wire's {}",
+        total.bytes_out
+    );
     for node in [a, b, c] {
         node.client.shutdown().await.unwrap();
         node.task.await.unwrap();

@@ -104,9 +104,53 @@ async fn a_crashed_node_is_evicted_by_certificate_and_its_jobs_rescued() {
         *per_job.entry(e.event.job.unwrap()).or_insert(0) += 1;
     }
     assert!(per_job.values().all(|&n| n == 1), "{per_job:?}");
+    evicted_events_name_the_requeued_jobs(&store, &victim_id, &victim_jobs).await;
     metrics_saw_the_eviction(&nodes).await;
     for n in nodes {
         n.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+/// Across the survivors' `node.evicted` events about `victim`, the jobs re-queued are
+/// the victim's, each named once (fencing: only the first revocation took them).
+async fn evicted_events_name_the_requeued_jobs(
+    store: &jobmesh::store::SharedStore,
+    victim: &NodeId,
+    jobs: &[jobmesh::job::Job],
+) {
+    let mut expected: Vec<i64> = jobs.iter().map(|j| j.id.0).collect();
+    expected.sort_unstable();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = store.events_after(0, 100_000).await.unwrap();
+        let evictions: Vec<_> = log
+            .iter()
+            .filter(|e| {
+                e.event.kind == EventKind::NodeEvicted && e.event.node.as_ref() == Some(victim)
+            })
+            .map(|e| &e.event.detail)
+            .collect();
+        let mut named: Vec<i64> = evictions
+            .iter()
+            .flat_map(|d| d["requeued"].as_array().cloned().unwrap_or_default())
+            .filter_map(|id| id.as_i64())
+            .collect();
+        named.sort_unstable();
+        let counted: u64 = evictions
+            .iter()
+            .filter_map(|d| d["requeued_count"].as_u64())
+            .sum();
+        // The rescuer's event is written after its revocation: wait for it.
+        if named == expected {
+            assert_eq!(counted, expected.len() as u64, "{evictions:?}");
+            assert!(evictions.iter().all(|d| d["discarded_count"] == 0));
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node.evicted events name {named:?}, not the victim's jobs {expected:?}: {evictions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

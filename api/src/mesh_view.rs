@@ -24,6 +24,23 @@ pub struct MeshMember {
     pub down_votes: usize,
     /// Signers of its eviction certificate, if it was evicted.
     pub evicted_by: Vec<String>,
+    /// The observers whose Down votes about its current incarnation are held here (for
+    /// an evicted member, its certificate's signers).
+    #[serde(default)]
+    pub down_voters: Vec<String>,
+    /// The members that observe it in this node's view (at most 32 listed); none once it
+    /// is evicted.
+    #[serde(default)]
+    pub observers: Vec<String>,
+    /// How many members observe it (`observers` may list fewer).
+    #[serde(default)]
+    pub observer_count: usize,
+    /// Bytes this node received from it on mesh streams since start.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Bytes this node sent to it on mesh streams since start.
+    #[serde(default)]
+    pub bytes_out: u64,
 }
 
 /// The mesh as the node serving the API sees it.
@@ -43,6 +60,12 @@ pub struct MeshView {
     pub bytes_in: u64,
     /// Mesh bytes sent since start.
     pub bytes_out: u64,
+    /// Stream bytes received from outsiders since start, all together.
+    #[serde(default)]
+    pub outsider_bytes_in: u64,
+    /// Stream bytes sent to outsiders since start, all together.
+    #[serde(default)]
+    pub outsider_bytes_out: u64,
     /// Inputs refused by the per-peer budgets and the connection gate since start.
     pub refused_inputs: u64,
     /// Outsiders banned since start.

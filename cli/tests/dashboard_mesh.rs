@@ -1,8 +1,10 @@
 //! The dashboard's Mesh page in headless Chromium on a real 5-node mesh (f = 1): five
 //! `jobmesh node` processes on loopback, the first serving the API and dashboard. The
-//! page shows the five members alive; after `kill -9` of one, the page, without a
-//! reload, shows it suspected and then evicted with the signers of its certificate
-//! (at least 2f + 1 = 3).
+//! page draws the five members alive with an arrow from each observer to each member
+//! it observes; after `kill -9` of one (running a long `sleep` job), the page, without a
+//! reload, shows that member itself suspected (its phi and incarnation on hover), then
+//! evicted with the signers of its certificate (at least 2f + 1 = 3) and the job its
+//! eviction re-queued.
 
 #[path = "../../api/tests/browser/mod.rs"]
 mod browser;
@@ -34,10 +36,17 @@ async fn the_mesh_page_follows_a_kill_to_its_eviction() {
     let root = dir.path();
     let configs: Vec<PathBuf> = (1..=N).map(|i| root.join(format!("n{i}.toml"))).collect();
     for (i, c) in configs.iter().enumerate() {
+        // The victim (the last node) alone works the queue `victim`: the job there runs
+        // on it, and after its eviction nobody takes the job again.
+        let queues = if i == N - 1 {
+            "queues = [\"victim\"]\n"
+        } else {
+            ""
+        };
         std::fs::write(
             c,
             format!(
-                "[node]\nname = \"n{n}\"\ndata_dir = \"{d}\"\n[store]\nsqlite_path = \"{db}\"\n[workers]\nconcurrency = 1\n",
+                "[node]\nname = \"n{n}\"\ndata_dir = \"{d}\"\n[store]\nsqlite_path = \"{db}\"\n[workers]\nconcurrency = 1\n{queues}",
                 n = i + 1,
                 d = root.join(format!("n{}", i + 1)).display(),
                 db = root.join("shared.db").display()
@@ -111,21 +120,52 @@ async fn the_mesh_page_follows_a_kill_to_its_eviction() {
         b.screenshot().await,
     )
     .unwrap();
+    // Who observes whom: with all-to-all monitoring every member observes every other,
+    // so there is an arrow between two members neither of which serves the page.
+    let edge = format!(
+        "path.edge.observes[data-from=\"{}\"][data-to=\"{}\"]",
+        ids[1], ids[2]
+    );
+    b.wait("an arrow between two other members", || async {
+        (!b.find_all(&edge).await.is_empty()).then_some(())
+    })
+    .await;
     b.exec("window.__reloaded = false", json!([])).await;
-    // Record every state the page shows the victim in, however briefly.
+    // Record every state the victim's own circle and row show, however briefly, and its
+    // hover text while it is suspected.
     let victim = ids[N - 1].clone();
     b.exec(
-        "const peer = arguments[0]; window.__seen = [];
+        "const peer = arguments[0]; window.__seen = []; window.__suspectTitle = null;
          const look = () => {
-           for (const el of document.querySelectorAll('[data-peer]'))
-             if (el.dataset.peer === peer && !window.__seen.includes(el.dataset.state)) window.__seen.push(el.dataset.state);
-           for (const li of document.querySelectorAll('.timeline li'))
-             if (li.textContent.includes(peer) && li.textContent.includes('suspected') && !window.__seen.includes('suspected-event')) window.__seen.push('suspected-event');
+           for (const el of document.querySelectorAll('g.member[data-peer], tr[data-peer]')) {
+             if (el.dataset.peer !== peer) continue;
+             const what = `${el.tagName.toLowerCase()}:${el.dataset.state}`;
+             if (!window.__seen.includes(what)) window.__seen.push(what);
+             const title = el.tagName.toLowerCase() === 'g' ? el.querySelector('title') : null;
+             if (title && el.dataset.state === 'suspected') window.__suspectTitle = title.textContent;
+           }
          };
          new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true});
          look();",
         json!([victim]),
     )
+    .await;
+
+    // A long job on the victim, running before the kill.
+    let submitted = ok(
+        &configs[0],
+        &["submit", "sleep", r#"{"ms": 600000}"#, "--queue", "victim"],
+    );
+    let job = submitted
+        .strip_prefix("job ")
+        .and_then(|s| s.strip_suffix(" submitted"))
+        .unwrap_or_else(|| panic!("submit said {submitted:?}"))
+        .to_string();
+    b.wait("the victim to run the long job", || async {
+        let shown = ok(&configs[0], &["--json", "jobs", "show", &job]);
+        let v: serde_json::Value = serde_json::from_str(&shown).ok()?;
+        (v["state"] == "running").then_some(())
+    })
     .await;
 
     // kill -9 the last node.
@@ -137,24 +177,32 @@ async fn the_mesh_page_follows_a_kill_to_its_eviction() {
         .wait(
             "the victim evicted with its certificate's signers",
             || async {
-                let e = b.find_all(&row).await.into_iter().next()?;
                 let n = b
-                    .exec(
-                        "return arguments[0].lastElementChild.querySelectorAll('div').length",
-                        json!([{"element-6066-11e4-a52e-4f735466cecf": e}]),
-                    )
+                    .find_all(&format!("{row} td.signers div.mono"))
                     .await
-                    .as_u64()?;
+                    .len();
                 (n >= 3).then_some(n)
             },
         )
         .await;
     assert!(signers >= 3, "2f + 1 signers, got {signers}");
+    let requeued = format!("{row} td.requeued a[href=\"#/jobs/{job}\"]");
+    b.wait(
+        "the evicted member's row to list the re-queued job",
+        || async { (!b.find_all(&requeued).await.is_empty()).then_some(()) },
+    )
+    .await;
     let seen = b.exec("return window.__seen", json!([])).await;
     let seen: Vec<String> = serde_json::from_value(seen).unwrap();
     assert!(
-        seen.iter().any(|s| s.starts_with("suspected")),
-        "the page never showed the victim suspected: {seen:?}"
+        seen.iter().any(|s| s == "g:suspected") && seen.iter().any(|s| s == "tr:suspected"),
+        "the page never showed the victim's circle and row suspected: {seen:?}"
+    );
+    let title = b.exec("return window.__suspectTitle", json!([])).await;
+    let title = title.as_str().unwrap_or_default();
+    assert!(
+        title.contains("phi") && title.contains("incarnation") && title.contains("suspected"),
+        "hover text of the suspected member: {title:?}"
     );
     assert_eq!(
         b.exec("return window.__reloaded", json!([])).await,
@@ -164,6 +212,16 @@ async fn the_mesh_page_follows_a_kill_to_its_eviction() {
     assert_eq!(b.alert_text().await, None);
     std::fs::write(
         screenshot_dir().join("mesh-evicted.png"),
+        b.screenshot().await,
+    )
+    .unwrap();
+    b.exec(
+        "document.querySelector('#mesh-members').scrollIntoView()",
+        json!([]),
+    )
+    .await;
+    std::fs::write(
+        screenshot_dir().join("mesh-evicted-members.png"),
         b.screenshot().await,
     )
     .unwrap();

@@ -561,8 +561,36 @@ impl Membership {
         self.tally.downs(peer, incarnation, self.view.epoch()).len()
     }
 
+    /// The observers whose Down votes about `peer`'s current incarnation at the current
+    /// epoch we hold (the signers [`down_votes`](Self::down_votes) counts).
+    pub fn down_voters(&self, peer: &PeerId) -> Vec<PeerId> {
+        let incarnation = self.view.get(peer).map_or(0, |m| m.incarnation);
+        self.tally
+            .downs(peer, incarnation, self.view.epoch())
+            .into_iter()
+            .map(|v| v.vote.observer)
+            .collect()
+    }
+
+    /// The members that observe `subject` in the current view at the current epoch: every
+    /// other member with all-to-all monitoring, its assigned observers on the epoch's
+    /// rings otherwise (from the cached assignment when there is one). Empty for a
+    /// non-member.
+    pub fn observers_of(&self, subject: &PeerId) -> Vec<PeerId> {
+        if !self.view.is_member(subject) {
+            return Vec::new();
+        }
+        let epoch = self.view.epoch();
+        if let Monitoring::Observers { .. } = self.config.monitoring
+            && let Some(a) = self.assignments.get(&(epoch, self.view.digest()))
+        {
+            return a.observers_of(subject);
+        }
+        self.view
+            .observers_of(subject, epoch, self.config.monitoring)
+    }
+
     /// Whether we ever heard from `peer` (heartbeat or probe answer).
-    /// Whether the local detector suspects `peer`.
     pub fn heard(&self, peer: &PeerId) -> bool {
         self.peers.get(peer).is_some_and(|ps| ps.heard)
     }

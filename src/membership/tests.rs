@@ -468,6 +468,11 @@ fn sampled_monitoring_counts_only_assigned_observers() {
         .view()
         .observers_of(&subject, 0, Monitoring::Observers { k: 4 });
     assert_eq!(observers.len(), 4);
+    assert_eq!(
+        m.observers_of(&subject),
+        observers,
+        "the core shows the same rings"
+    );
     let outsider = (1..10u8)
         .find(|i| *i != 5 && !observers.contains(&id(*i)))
         .unwrap();
@@ -529,6 +534,22 @@ fn sampled_monitoring_counts_only_assigned_observers() {
         Acceptance::Accept
     );
     assert_eq!(m.down_votes(&subject), 1);
+    assert_eq!(m.down_voters(&subject), vec![id(insider)]);
+}
+
+#[test]
+fn all_to_all_observers_are_every_other_member() {
+    let m = node(0, 4, 1, Millis(0));
+    let mut seen = m.observers_of(&id(2));
+    seen.sort();
+    let mut expected = vec![id(0), id(1), id(3)];
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert!(
+        m.observers_of(&id(9)).is_empty(),
+        "a stranger has no observers"
+    );
+    assert!(m.down_voters(&id(2)).is_empty());
 }
 
 #[test]

@@ -42,6 +42,11 @@ impl Client {
         self.ledger.stats()
     }
 
+    /// Stream bytes per member, and of outsiders together.
+    pub fn traffic_by_peer(&self) -> super::TrafficByPeer {
+        self.ledger.traffic_by_peer()
+    }
+
     /// Addresses this node listens on, each ending in `/p2p/<local peer id>` so they can be
     /// handed to another node's `bootstrap` or [`Client::dial`]. Waits for the first listener
     /// to be bound if none is yet.

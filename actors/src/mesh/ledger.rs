@@ -45,6 +45,10 @@ const INPUTS: usize = 9;
 /// the network).
 const MAX_BANS: usize = 1024;
 
+/// Peers whose traffic is counted apart, at most; beyond them (and for outsiders) it is
+/// counted together, so the map fed by connections stays bounded.
+const MAX_PEER_TRAFFIC: usize = 1024;
+
 /// Inputs dropped because their sender was over budget (or, for streams and peer
 /// exchange, not a member), by kind. Work refused is work an outsider did not cause.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,13 +92,53 @@ pub(crate) struct MeshLedger {
     /// The peers the application counts as members; `None` until it says, and then
     /// everyone is treated as one (a bare mesh without membership has no outsiders).
     members: std::sync::RwLock<Option<HashSet<PeerId>>>,
+    /// Stream bytes per member (see [`TrafficByPeer`]); entries go when their peer
+    /// leaves the member set.
+    peer_traffic: std::sync::Mutex<HashMap<PeerId, Arc<TrafficCounters>>>,
+    /// Stream bytes of outsiders (and of members beyond [`MAX_PEER_TRAFFIC`]) together.
+    outsider_traffic: Arc<TrafficCounters>,
 }
 
 impl MeshLedger {
     /// Replaces the member set (see [`Client::set_members`](super::Client::set_members)).
     pub(crate) fn set_members(&self, members: impl IntoIterator<Item = PeerId>) {
-        *self.members.write().unwrap_or_else(|p| p.into_inner()) =
-            Some(members.into_iter().collect());
+        let members: HashSet<PeerId> = members.into_iter().collect();
+        self.peer_traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p, _| members.contains(p));
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) = Some(members);
+    }
+
+    /// The counters a new stream with `peer` adds its bytes to: the member's own, or the
+    /// outsiders' shared ones. A stream keeps the counters it was given.
+    pub(crate) fn traffic_of(&self, peer: &PeerId) -> Arc<TrafficCounters> {
+        if !self.is_member(peer) {
+            return self.outsider_traffic.clone();
+        }
+        let mut map = self.peer_traffic.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(peer) {
+            return c.clone();
+        }
+        if map.len() >= MAX_PEER_TRAFFIC {
+            return self.outsider_traffic.clone();
+        }
+        map.entry(*peer).or_default().clone()
+    }
+
+    /// Stream bytes per member and of outsiders together.
+    pub(crate) fn traffic_by_peer(&self) -> TrafficByPeer {
+        let members = self
+            .peer_traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(p, c)| (*p, c.snapshot()))
+            .collect();
+        TrafficByPeer {
+            members,
+            outsiders: self.outsider_traffic.snapshot(),
+        }
     }
 
     /// Whether `peer` counts as a member (everyone does until a member set is given).
@@ -205,6 +249,17 @@ pub struct MeshStats {
     pub refused: RefusedInputs,
 }
 
+/// Bytes on the streams with each member, counted above encryption and multiplexing
+/// (so they add up to a little less than [`MeshStats::traffic`], which counts the wire
+/// under both), over TCP and QUIC alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrafficByPeer {
+    /// Per member peer id, since its first stream.
+    pub members: HashMap<PeerId, Traffic>,
+    /// Outsiders' streams together (and members' beyond the first 1024 counted apart).
+    pub outsiders: Traffic,
+}
+
 /// Bytes moved by all TCP connections of one node, counted below noise and yamux.
 /// QUIC connections (feature `quic`) are not counted.
 #[derive(Debug, Default)]
@@ -229,5 +284,47 @@ impl TrafficCounters {
             bytes_in: self.inbound.load(Ordering::Relaxed),
             bytes_out: self.outbound.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_is_counted_per_member_and_outsiders_together() {
+        let ledger = MeshLedger::default();
+        let (a, b, stranger) = (PeerId::random(), PeerId::random(), PeerId::random());
+        ledger.set_members([a, b]);
+        ledger
+            .traffic_of(&a)
+            .inbound
+            .fetch_add(10, Ordering::Relaxed);
+        ledger
+            .traffic_of(&a)
+            .outbound
+            .fetch_add(3, Ordering::Relaxed);
+        ledger
+            .traffic_of(&stranger)
+            .inbound
+            .fetch_add(7, Ordering::Relaxed);
+        let t = ledger.traffic_by_peer();
+        assert_eq!(
+            t.members.get(&a),
+            Some(&Traffic {
+                bytes_in: 10,
+                bytes_out: 3
+            })
+        );
+        assert_eq!(t.members.get(&b), None, "no stream with it yet");
+        assert_eq!(
+            t.members.get(&stranger),
+            None,
+            "outsiders are not kept apart"
+        );
+        assert_eq!(t.outsiders.bytes_in, 7);
+        // A member that leaves the set leaves the map.
+        ledger.set_members([b]);
+        assert!(ledger.traffic_by_peer().members.is_empty());
     }
 }

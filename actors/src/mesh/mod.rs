@@ -64,7 +64,7 @@ pub use error::{ClientError, IdentityError, MeshError, ProbeError};
 pub use event::MeshEvent;
 pub use event_loop::EventLoop;
 pub use identity::load_or_create_keypair;
-pub use ledger::{MeshStats, RefusedInputs, Traffic, TrafficCounters};
+pub use ledger::{MeshStats, RefusedInputs, Traffic, TrafficByPeer, TrafficCounters};
 pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId};
 
 use behaviour::MeshBehaviour;

@@ -1,6 +1,7 @@
 //! The TCP transport stack, with a byte counter under the encryption so the mesh can report
 //! what it really costs on the wire (the target is <= 1 KB/s per node at steady state), and
-//! a budget on inbound streams per connection above the muxer.
+//! a budget on inbound streams per connection above the muxer, where each stream's bytes
+//! are also counted for its peer (`TrafficByPeer`).
 //!
 //! Why a stream budget here: every protocol handler (identify, ping, gossipsub, probes,
 //! peer exchange, direct links) accepts inbound streams on its own, and some answer them
@@ -51,6 +52,18 @@ struct Budgeted {
     outsider: TokenBucket,
 }
 
+impl Budgeted {
+    /// `stream` with its bytes added to the peer's counters (see [`TrafficByPeer`]).
+    ///
+    /// [`TrafficByPeer`]: super::TrafficByPeer
+    fn counted(&self, stream: SubstreamBox) -> SubstreamBox {
+        SubstreamBox::new(Counting {
+            inner: stream,
+            counters: self.ledger.traffic_of(&self.peer),
+        })
+    }
+}
+
 impl StreamMuxer for Budgeted {
     type Substream = SubstreamBox;
     type Error = io::Error;
@@ -68,7 +81,7 @@ impl StreamMuxer for Budgeted {
             let now = std::time::Instant::now();
             if this.ledger.is_member(&this.peer) {
                 if this.member.try_take(now) {
-                    return Poll::Ready(Ok(stream));
+                    return Poll::Ready(Ok(this.counted(stream)));
                 }
                 // A member over budget loses the stream, not the connection: closing it
                 // could make others suspect the member.
@@ -77,7 +90,7 @@ impl StreamMuxer for Budgeted {
                 continue;
             }
             if this.outsider.try_take(now) {
-                return Poll::Ready(Ok(stream));
+                return Poll::Ready(Ok(this.counted(stream)));
             }
             this.ledger.refused(Input::Stream);
             this.ledger.ban(this.peer, now);
@@ -91,7 +104,10 @@ impl StreamMuxer for Budgeted {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::Substream, Self::Error>> {
-        Pin::new(&mut self.inner).poll_outbound(cx)
+        let this = &mut *self;
+        Pin::new(&mut this.inner)
+            .poll_outbound(cx)
+            .map_ok(|stream| this.counted(stream))
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -3,7 +3,7 @@
 //! probe results, and turns the core's outputs into gossip, probes and consequences: an
 //! eviction revokes the evicted node's leases in the store (fencing: its late
 //! completions are refused) so its jobs run again at once, and is recorded with its
-//! certificate as a `node.evicted` event.
+//! certificate and the jobs re-queued as a `node.evicted` event.
 //!
 //! Named for what it does in the domain: it probes, votes and applies certificates.
 //! (`membership` names the protocol core it drives; the Lifeguard score it keeps is its
@@ -13,6 +13,7 @@
 //! (a higher incarnation, as after a process restart) through a [`VoterSpec`]. Its
 //! traffic passes an [`Interceptor`] ([`Untouched`] in production).
 
+mod eviction;
 mod intercept;
 mod status;
 
@@ -428,6 +429,7 @@ impl<I: Interceptor> VoterState<I> {
             &self.core,
             &self.allowlist,
             self.client.stats(),
+            &self.client.traffic_by_peer(),
             self.ctx.now(),
         );
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
@@ -508,7 +510,9 @@ impl<I: Interceptor> VoterState<I> {
                 });
                 // Every member that applies the certificate revokes: the store's fencing
                 // makes the second and later revocations no-ops.
-                match self
+                // The event is written after the revocation: it names the jobs this
+                // node took back.
+                let detail = match self
                     .ctx
                     .store
                     .revoke_node(&node_of(&subject), now, detail.clone())
@@ -516,11 +520,13 @@ impl<I: Interceptor> VoterState<I> {
                 {
                     Ok(rescued) => {
                         tracing::warn!(%subject, rescued = rescued.len(), "node evicted by certificate; its jobs re-queued");
+                        eviction::event_detail(detail, Ok(&rescued))
                     }
                     Err(e) => {
                         tracing::error!(%subject, error = %e, "evicted node's leases not revoked; lease expiry will rescue them");
+                        eviction::event_detail(detail, Err(e.to_string()))
                     }
-                }
+                };
                 self.client.forget_direct(&subject);
                 let ev = LifecycleEvent::new(EventKind::NodeEvicted, now)
                     .node(node_of(&subject))

@@ -30,10 +30,17 @@ pub fn api_view(s: MeshStatus) -> jobmesh_api::views::MeshView {
                 heard: m.heard,
                 down_votes: m.down_votes,
                 evicted_by: m.evicted_by,
+                down_voters: m.down_voters,
+                observers: m.observers,
+                observer_count: m.observer_count,
+                bytes_in: m.bytes_in,
+                bytes_out: m.bytes_out,
             })
             .collect(),
         bytes_in: s.bytes_in,
         bytes_out: s.bytes_out,
+        outsider_bytes_in: s.outsider_bytes_in,
+        outsider_bytes_out: s.outsider_bytes_out,
         refused_inputs: s.refused_inputs,
         bans: s.bans,
         outsider_connections: s.outsider_connections,
@@ -131,26 +138,34 @@ pub async fn run(config: Config, verb: MeshVerb, json: bool) -> anyhow::Result<(
                 status.bytes_out
             )?;
             outln!(
-                "{:<54} {:<10} {:>15} {:>7} {:>8} {:>5}  evicted by",
+                "{:<54} {:<10} {:>15} {:>7} {:>8} {:>5} {:>10} {:>10}  down voters / evicted by",
                 "peer",
                 "state",
                 "incarnation",
                 "phi",
                 "rtt ms",
-                "downs"
+                "downs",
+                "in B",
+                "out B"
             )?;
             for m in &status.members {
                 let phi = m.phi.map_or("-".into(), |p| format!("{p:.2}"));
                 let rtt = m.rtt_ms.map_or("-".into(), |r| format!("{r:.2}"));
                 outln!(
-                    "{:<54} {:<10} {:>15} {:>7} {:>8} {:>5}  {}",
+                    "{:<54} {:<10} {:>15} {:>7} {:>8} {:>5} {:>10} {:>10}  {}",
                     m.peer,
                     m.state,
                     m.incarnation,
                     phi,
                     rtt,
                     m.down_votes,
-                    m.evicted_by.join(",")
+                    m.bytes_in,
+                    m.bytes_out,
+                    if m.evicted_by.is_empty() {
+                        m.down_voters.join(",")
+                    } else {
+                        m.evicted_by.join(",")
+                    }
                 )?;
             }
         }
