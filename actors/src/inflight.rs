@@ -133,6 +133,15 @@ impl InFlight {
         self.slots().iter().filter(|s| s.is_some()).count()
     }
 
+    /// Per slot, the job running there and when its worker was handed it (the node's
+    /// presence row says what each worker runs).
+    pub fn by_slot(&self) -> Vec<Option<(JobId, Millis)>> {
+        self.slots()
+            .iter()
+            .map(|s| s.as_ref().map(|r| (r.lease.job, r.started_at)))
+            .collect()
+    }
+
     /// The leases of every running attempt.
     pub fn leases(&self) -> Vec<Lease> {
         self.slots()

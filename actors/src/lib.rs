@@ -43,6 +43,7 @@ mod node;
 mod node_supervisor;
 mod periodic;
 mod prefetch;
+mod presence;
 mod progress;
 pub mod restart;
 mod voter;

@@ -99,6 +99,9 @@ pub struct Node {
     fatal: watch::Receiver<Option<String>>,
     /// Wakes this node's periodic task when the node changed the store's schedules.
     periodic: Arc<Notify>,
+    /// Fired when the node stops claiming at shutdown: the presence writer deletes the
+    /// node's row then (a child of `close`).
+    serving: CancellationToken,
 }
 
 impl Node {
@@ -203,6 +206,11 @@ impl Node {
             close.clone(),
         );
         let models_task = crate::models::start(ctx.clone(), close.clone());
+        // The row goes in before `start` returns, so a caller sees this node serve its
+        // queues at once.
+        crate::presence::announce(&ctx, now).await;
+        let serving = close.child_token();
+        let presence_task = crate::presence::start(ctx.clone(), now, serving.clone());
         let mut writers = vec![
             sink_task,
             completer_task,
@@ -210,6 +218,7 @@ impl Node {
             progress_task,
             gate_task,
             models_task,
+            presence_task,
         ];
         writers.extend(
             wakeups::start(
@@ -230,6 +239,7 @@ impl Node {
             writers: Mutex::new(writers),
             fatal,
             periodic,
+            serving,
         })
     }
 
@@ -472,6 +482,8 @@ impl Node {
     /// running attempts finish for up to `grace` (then fails them as retryable so they
     /// run again at once), stops the actors and flushes completions and events.
     pub async fn shutdown(self, grace: Duration) -> Result<(), NodeError> {
+        // No longer a server of its queues: its presence row goes now, not after the grace.
+        self.serving.cancel();
         let released = ractor::call_t!(self.dispatcher, DispatchMsg::Drain, 10_000).unwrap_or(0);
         if released > 0 {
             tracing::info!(released, "released jobs claimed but not started");

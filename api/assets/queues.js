@@ -1,4 +1,5 @@
-// Queues: counts by state, oldest available job, throughput, pause and resume.
+// Queues: counts by state, oldest available job, throughput, the live nodes serving
+// each, pause and resume.
 
 import {h, put, table, badge, num, duration, ago} from './dom.js';
 import {api} from './api.js';
@@ -10,9 +11,15 @@ function allowed(me, queue) {
   return me.may.operate && (!me.queues.length || me.queues.includes(queue));
 }
 
-/** A queue with runnable jobs that nobody finished for a minute, not paused. */
+/** A queue with jobs to run (now or later) and no node whose presence is fresh serving it. */
+function unserved(q) {
+  const waiting = (q.counts.available || 0) + (q.counts.scheduled || 0) + (q.counts.retryable || 0);
+  return waiting > 0 && !(q.served_by || []).length;
+}
+
+/** A served queue with runnable jobs that nobody finished for a minute, not paused. */
 function stalled(q) {
-  return !q.paused && (q.counts.available || 0) > 0 && !(q.counts.running > 0) &&
+  return !q.paused && !unserved(q) && (q.counts.available || 0) > 0 && !(q.counts.running > 0) &&
     q.throughput.finished === 0 && (q.oldest_available_age_ms || 0) > STALL_MS;
 }
 
@@ -36,7 +43,11 @@ export async function render(main, {me}) {
     const cols = [
       ['Queue', q => h('a', {href: `#/jobs?queue=${encodeURIComponent(q.name)}`, class: 'queue-name'}, q.name)],
       ['State', q => [q.paused ? badge('paused') : badge('active', 'x-'),
-        stalled(q) ? h('span', {class: 'warn stalled', title: 'Jobs have waited over a minute, none ran or finished in the last minute: is any node serving this queue? (The API cannot tell which queues nodes serve; this is inferred.)'}, ' ⚠ no progress') : null]],
+        unserved(q) ? h('span', {class: 'warn unserved', title: 'No node whose presence is fresh (written within three of its refresh intervals) claims from this queue: its jobs wait until one does.'}, ' ⚠ no live node serves this queue') : null,
+        stalled(q) ? h('span', {class: 'warn stalled', title: 'Jobs have waited over a minute and none ran or finished in the last minute, though a live node serves this queue.'}, ' ⚠ no progress') : null]],
+      ['Served by', q => (q.served_by || []).length
+        ? (q.served_by || []).map((n, i) => [i ? ', ' : '', h('span', {class: 'mono'}, n)])
+        : h('span', {class: 'muted'}, 'none'), 'hide-narrow'],
       ['Available', q => num(q.counts.available || 0), 'num'],
       ['Running', q => num(q.counts.running || 0), 'num'],
       ['Scheduled', q => num((q.counts.scheduled || 0) + (q.counts.retryable || 0) + (q.counts.waiting || 0)), 'num hide-narrow'],

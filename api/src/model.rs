@@ -468,6 +468,11 @@ pub struct QueueView {
     /// (mean over the nodes that took its jobs); absent before any did.
     #[serde(default)]
     pub predicted_wait_ms: Option<f64>,
+    /// The nodes serving it now: those whose presence row names it and is fresh (written
+    /// within three of its refresh intervals). Empty while it holds available,
+    /// scheduled or retryable jobs: no live node will run them.
+    #[serde(default)]
+    pub served_by: Vec<String>,
 }
 
 /// Queues, by name.

@@ -3,6 +3,7 @@
 //! milliseconds since the Unix epoch, durations milliseconds, as in [`crate::model`].
 
 use jobmesh::store::activity::{NodeRecord, NodeState, WorkerRecord, WorkerState};
+use jobmesh::store::presence::CurrentJob;
 use jobmesh::store::{Attempt, AttemptOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -153,6 +154,9 @@ pub enum NodeStateView {
     Evicted,
     /// Left cleanly.
     Left,
+    /// Its presence row lapsed while the record says it is up: it stopped refreshing
+    /// without leaving (killed, hung, or cut off from the store).
+    Lost,
 }
 
 impl From<NodeState> for NodeStateView {
@@ -162,6 +166,7 @@ impl From<NodeState> for NodeStateView {
             NodeState::Suspected => NodeStateView::Suspected,
             NodeState::Evicted => NodeStateView::Evicted,
             NodeState::Left => NodeStateView::Left,
+            NodeState::Lost => NodeStateView::Lost,
         }
     }
 }
@@ -203,6 +208,34 @@ pub struct WorkerView {
     pub last_event_at: Option<i64>,
     /// When its live heartbeat expires (ms), where the store keeps heartbeats.
     pub heartbeat_until: Option<i64>,
+    /// The job it ran at its node's last presence refresh, while that job still runs
+    /// (absent for a token whose queues do not include the job's).
+    #[serde(default)]
+    pub current_job: Option<CurrentJobView>,
+}
+
+/// A worker's current job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CurrentJobView {
+    /// The job's id (`#/jobs/{id}` on the dashboard).
+    pub id: i64,
+    /// Its kind.
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// When the worker was handed it (ms).
+    pub started_at: i64,
+}
+
+impl From<CurrentJob> for CurrentJobView {
+    fn from(j: CurrentJob) -> Self {
+        CurrentJobView {
+            id: j.id.0,
+            kind: j.kind,
+            queue: j.queue,
+            started_at: j.started_at.0,
+        }
+    }
 }
 
 impl From<WorkerRecord> for WorkerView {
@@ -214,6 +247,7 @@ impl From<WorkerRecord> for WorkerView {
             crashes: w.crashes,
             last_event_at: w.last_event_at.map(|t| t.0),
             heartbeat_until: w.heartbeat_until.map(|t| t.0),
+            current_job: w.current_job.map(Into::into),
         }
     }
 }
@@ -231,6 +265,22 @@ pub struct NodeView {
     pub heartbeat_until: Option<i64>,
     /// Its workers.
     pub workers: Vec<WorkerView>,
+    /// Its worker slots (`workers.concurrency`), from its presence row.
+    #[serde(default)]
+    pub slots: Option<u32>,
+    /// Jobs running under its leases now.
+    #[serde(default)]
+    pub running: u32,
+    /// The queues it serves, from its presence row (those the token may see).
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Its last heartbeat (ms): when it last wrote its presence row, on every backend.
+    #[serde(default)]
+    pub last_heartbeat: Option<i64>,
+    /// Until when that heartbeat counts (ms); past it the node is `lost` unless it left
+    /// or was evicted.
+    #[serde(default)]
+    pub heartbeat_fresh_until: Option<i64>,
 }
 
 impl From<NodeRecord> for NodeView {
@@ -241,6 +291,11 @@ impl From<NodeRecord> for NodeView {
             last_seen: n.last_seen.map(|t| t.0),
             heartbeat_until: n.heartbeat_until.map(|t| t.0),
             workers: n.workers.into_iter().map(Into::into).collect(),
+            slots: n.slots,
+            running: n.running,
+            queues: n.queues,
+            last_heartbeat: n.seen_at.map(|t| t.0),
+            heartbeat_fresh_until: n.fresh_until.map(|t| t.0),
         }
     }
 }
@@ -268,4 +323,8 @@ pub struct NodeList {
     pub events_read: usize,
     /// The most events read.
     pub events_window: u32,
+    /// Whether the running jobs read reached their bound (10000): more may run, and the
+    /// `running` counts then miss them.
+    #[serde(default)]
+    pub running_truncated: bool,
 }

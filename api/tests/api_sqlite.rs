@@ -14,5 +14,6 @@ async fn fresh() -> jobmesh::store::SharedStore {
 
 api_suite!(fresh);
 views_suite!(fresh);
+presence_suite!(fresh);
 session_suite!(fresh);
 history_suite!(fresh);

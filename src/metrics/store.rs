@@ -520,6 +520,28 @@ impl Activity for MeteredStore {
 }
 
 #[async_trait]
+impl crate::store::NodePresence for MeteredStore {
+    async fn announce(&self, p: &crate::store::presence::Presence) -> Result<(), StoreError> {
+        self.seen(self.inner.announce(p).await)
+    }
+
+    async fn withdraw(&self, node: &NodeId, started_at: Millis) -> Result<bool, StoreError> {
+        self.seen(self.inner.withdraw(node, started_at).await)
+    }
+
+    async fn presences(&self) -> Result<Vec<crate::store::presence::Presence>, StoreError> {
+        self.seen(self.inner.presences().await)
+    }
+
+    async fn running_jobs(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::store::presence::RunningJob>, StoreError> {
+        self.seen(self.inner.running_jobs(limit).await)
+    }
+}
+
+#[async_trait]
 impl Insights for MeteredStore {
     async fn finish_timings(
         &self,

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::presence::CurrentJob;
 use super::{Counts, StoreError};
 use crate::clock::Millis;
 use crate::event::{EventKind, StoredEvent};
@@ -75,6 +76,10 @@ pub enum NodeState {
     Evicted,
     /// Left cleanly.
     Left,
+    /// Its presence row lapsed while the record says it is up: it stopped refreshing
+    /// without leaving (killed, hung, or cut off from the store). See
+    /// [`super::presence::with_presence`].
+    Lost,
 }
 
 /// Where a worker is in its life.
@@ -105,6 +110,24 @@ pub struct WorkerRecord {
     pub last_event_at: Option<Millis>,
     /// When its live heartbeat expires, where the backend keeps heartbeats.
     pub heartbeat_until: Option<Millis>,
+    /// The job its slot ran at its node's last presence refresh, while it still runs
+    /// (see [`super::presence::with_presence`]).
+    pub current_job: Option<CurrentJob>,
+}
+
+impl WorkerRecord {
+    /// A worker with no events read yet: running, nothing counted.
+    pub fn new(id: WorkerId) -> Self {
+        WorkerRecord {
+            worker: id,
+            state: WorkerState::Running,
+            restarts: 0,
+            crashes: 0,
+            last_event_at: None,
+            heartbeat_until: None,
+            current_job: None,
+        }
+    }
 }
 
 /// A node as the record shows it.
@@ -120,6 +143,35 @@ pub struct NodeRecord {
     pub heartbeat_until: Option<Millis>,
     /// Its workers, by id.
     pub workers: Vec<WorkerRecord>,
+    /// The queues it serves, from its presence row (empty without one).
+    pub queues: Vec<String>,
+    /// Its worker slots, from its presence row.
+    pub slots: Option<u32>,
+    /// Its last heartbeat: when it last wrote its presence row.
+    pub seen_at: Option<Millis>,
+    /// Until when that row is fresh; past it the node is [`NodeState::Lost`] unless it
+    /// left or was evicted.
+    pub fresh_until: Option<Millis>,
+    /// Jobs running under its leases now.
+    pub running: u32,
+}
+
+impl NodeRecord {
+    /// A node with nothing read yet: up, no workers.
+    pub fn new(id: NodeId) -> Self {
+        NodeRecord {
+            node: id,
+            state: NodeState::Up,
+            last_seen: None,
+            heartbeat_until: None,
+            workers: Vec::new(),
+            queues: Vec::new(),
+            slots: None,
+            seen_at: None,
+            fresh_until: None,
+            running: 0,
+        }
+    }
 }
 
 /// The node a worker id names (`<node>/w<slot>`), for workers known only by their
@@ -135,24 +187,13 @@ fn node_of_worker(worker: &WorkerId) -> NodeId {
 }
 
 fn entry<'a>(nodes: &'a mut BTreeMap<NodeId, NodeRecord>, id: &NodeId) -> &'a mut NodeRecord {
-    nodes.entry(id.clone()).or_insert_with(|| NodeRecord {
-        node: id.clone(),
-        state: NodeState::Up,
-        last_seen: None,
-        heartbeat_until: None,
-        workers: Vec::new(),
-    })
+    nodes
+        .entry(id.clone())
+        .or_insert_with(|| NodeRecord::new(id.clone()))
 }
 
 fn new_worker(id: &WorkerId) -> WorkerRecord {
-    WorkerRecord {
-        worker: id.clone(),
-        state: WorkerState::Running,
-        restarts: 0,
-        crashes: 0,
-        last_event_at: None,
-        heartbeat_until: None,
-    }
+    WorkerRecord::new(id.clone())
 }
 
 /// Nodes and workers as `events` (oldest first) and `live` heartbeats show them, by id.

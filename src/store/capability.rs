@@ -11,6 +11,7 @@ use super::history::JobHistory;
 use super::limits::JobLimits;
 use super::periodic::PeriodicTicks;
 use super::periodic_schedules::PeriodicSchedules;
+use super::presence::{Presence, RunningJob};
 use super::queues::QueueControl;
 use super::retention;
 use super::tokens::ApiTokens;
@@ -232,11 +233,37 @@ pub trait Heartbeats: Send + Sync + 'static {
     async fn live_members(&self) -> Result<LiveMembers, StoreError>;
 }
 
+/// Node presence (see [`super::presence`]): each node's periodic row of the queues it
+/// serves, its slots and what they run, and the jobs running now by node. Every backend
+/// keeps it in its SQL record (redis_postgres: in Postgres), so a lapsed row is a
+/// liveness signal on every backend, with or without a mesh.
+#[async_trait]
+pub trait NodePresence: Send + Sync + 'static {
+    /// Writes `presence` as its node's row, replacing the last (a node calls this when it
+    /// starts and every `presence.every`), and deletes rows not refreshed since
+    /// `presence.seen_at` minus [`super::presence::FORGET_AFTER`]. A row that fails [`Presence::check`] is
+    /// [`StoreError::Invalid`] and nothing is written.
+    async fn announce(&self, presence: &Presence) -> Result<(), StoreError>;
+
+    /// Deletes `node`'s row if it is the one its run started at `started_at` wrote (a
+    /// node stopping gracefully); whether a row was deleted.
+    async fn withdraw(&self, node: &NodeId, started_at: Millis) -> Result<bool, StoreError>;
+
+    /// Every row, by node id, at most [`super::presence::MAX_PRESENCES`] (a scan of the
+    /// small table).
+    async fn presences(&self) -> Result<Vec<Presence>, StoreError>;
+
+    /// Jobs running now, at most `limit` (capped at [`super::presence::MAX_RUNNING`]),
+    /// read from the running jobs' partial lease index, so the cost grows with the jobs
+    /// running, not with the table.
+    async fn running_jobs(&self, limit: u32) -> Result<Vec<RunningJob>, StoreError>;
+}
+
 /// Everything a node needs of a store: the capabilities every backend has (the HTTP
 /// API's [`ApiTokens`] among them, since the API serves on every backend, queue pause,
 /// the cluster-wide [`JobLimits`], the read-side views [`JobHistory`] and [`Activity`],
-/// the periodic tick record, the periodic schedules ([`PeriodicSchedules`]) and
-/// the [`AuditLog`] of operator actions, and bulk actions),
+/// the periodic tick record, the periodic schedules ([`PeriodicSchedules`]),
+/// the [`AuditLog`] of operator actions, bulk actions and [`NodePresence`]),
 /// and accessors for the optional ones.
 pub trait Store:
     JobQueue
@@ -254,6 +281,7 @@ pub trait Store:
     + BulkActions
     + super::Insights
     + super::ModelStore
+    + NodePresence
 {
     /// The backend's name (`sqlite`, `postgres`, `redis+postgres`).
     fn backend(&self) -> &'static str;

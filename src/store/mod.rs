@@ -51,6 +51,9 @@ pub mod periodic_schedules;
 /// The production system of record: Postgres, with `FOR UPDATE SKIP LOCKED` claims,
 /// batched completion and LISTEN/NOTIFY wake-ups.
 pub mod postgres;
+/// Node presence: the queues each node serves, its slots and last heartbeat, and the
+/// jobs running now by node.
+pub mod presence;
 mod progress;
 /// Pausing and resuming queues.
 pub mod queues;
@@ -73,7 +76,8 @@ pub use activity::{Activity, LiveMembers, NodeRecord, fold_members};
 pub use audit::{Actor, AuditContext, AuditLog};
 pub use bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 pub use capability::{
-    EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, MAX_POST_BYTES, Store, WakeupSource,
+    EventLog, Heartbeats, JobAdmin, JobQueue, Leadership, MAX_POST_BYTES, NodePresence, Store,
+    WakeupSource,
 };
 pub use error::{BackendError, StoreError};
 pub(crate) use event_log::{EventPage, EventRow, fill_events};

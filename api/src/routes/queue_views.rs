@@ -1,12 +1,13 @@
 //! What `GET /api/v1/queues` shows of each queue beyond its counts: the pause, the age
-//! of its oldest available job and its throughput over the last minute.
+//! of its oldest available job, its throughput over the last minute and the live nodes
+//! serving it.
 //!
 //! Costs: the counts, the oldest available job of each queue with some (one skip scan
 //! of the claim index each: a seek per distinct priority present, not per job) and the
 //! last minute's finishes (the finished-jobs indexes the purge uses) are read by the
 //! maintenance leader and posted, and served here to every caller for
-//! `api.counts_max_age` ([`crate::counts`]); only the paused set
-//! (one small table) is read per request, so a pause shows at once.
+//! `api.counts_max_age` ([`crate::counts`]); only the paused set and the nodes' presence
+//! rows (two small tables) are read per request, so a pause or a lost node shows at once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<Queu
         .into_iter()
         .map(|p| (p.queue, p.paused_at))
         .collect();
+    let served = jobmesh::store::presence::served_by(&state.store.presences().await?, now);
     // Predictions are a view: without them the counts still answer.
     let predictions = match state.predictions.get(&*state.store).await {
         Ok(p) => Some(p),
@@ -89,6 +91,10 @@ pub(crate) async fn queue_list(state: &AppState, caller: &Caller) -> Result<Queu
                 per_second: total as f64 * 1000.0 / window_ms as f64,
             },
             predicted_wait_ms: predictions.as_ref().and_then(|p| p.queue_wait_ms(name)),
+            served_by: served
+                .get(name)
+                .map(|nodes| nodes.iter().map(|n| n.0.clone()).collect())
+                .unwrap_or_default(),
         });
     }
     Ok(QueueList {

@@ -317,6 +317,7 @@ pub mod grouped;
 pub mod history;
 pub mod periodic;
 pub mod predictions;
+pub mod presence;
 pub mod session;
 pub mod suite;
 pub mod views;

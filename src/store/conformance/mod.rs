@@ -32,6 +32,7 @@ mod limits;
 mod models;
 mod pages;
 mod periodic;
+mod presence;
 mod queues;
 mod running;
 mod schedules;
@@ -51,6 +52,7 @@ pub use limits::*;
 pub use models::*;
 pub use pages::*;
 pub use periodic::*;
+pub use presence::*;
 pub use queues::*;
 pub use running::*;
 pub use schedules::*;
@@ -187,7 +189,8 @@ macro_rules! store_conformance_tests {
             one_key_does_not_starve_the_others,
             trace_export_covers_every_attempt,
             models_are_saved_per_node, models_hostile_input_stores_nothing,
-            saved_models_are_purged_after_their_retention);
+            saved_models_are_purged_after_their_retention,
+            presence_serves_queues_and_lapses);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_claimers() {
             $crate::store::conformance::concurrent_claimers($make().await).await;

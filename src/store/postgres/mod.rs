@@ -82,6 +82,7 @@ mod listing;
 mod models;
 mod periodic;
 mod periodic_schedules;
+mod presence;
 mod progress;
 mod queues;
 mod ready;

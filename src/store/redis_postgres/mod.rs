@@ -74,6 +74,7 @@ mod models;
 mod outbox;
 mod periodic;
 mod periodic_schedules;
+mod presence;
 mod queues;
 mod reconciler;
 mod relay;

@@ -80,6 +80,7 @@ mod periodic;
 mod periodic_schedules;
 #[cfg(test)]
 mod plans;
+mod presence;
 mod progress;
 mod queues;
 mod rescue;
