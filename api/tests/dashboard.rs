@@ -16,6 +16,8 @@ mod browser;
 mod common;
 #[path = "dashboard_steps/insights.rs"]
 mod insights;
+#[path = "dashboard_steps/nodes.rs"]
+mod nodes;
 
 use std::path::PathBuf;
 
@@ -361,6 +363,7 @@ async fn the_dashboard_in_a_real_browser() {
     // The cluster-wide views: latency from the store, the workflow graph, dead letters
     // by reason, the count an action by filter touches.
     insights::cluster_views(&b, &h, &admin).await;
+    nodes::presence_views(&b, &h, &admin).await;
 
     // The admin pages, live: an action taken through the API while the audit log is
     // open appears in it without a reload; the token list names every token.

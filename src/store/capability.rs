@@ -294,10 +294,11 @@ pub trait Store:
     }
 
     /// The live-member registry, where the backend keeps one (the production mode's
-    /// Redis). SQLite and Postgres keep none, because nothing decides on it (an absent
-    /// node is detected by its lapsed leases in the store and by the mesh's votes), and a
-    /// table written by every node every round would only add write load to the system
-    /// of record.
+    /// Redis). SQLite and Postgres keep none: nothing decides on it (an absent node is
+    /// detected by its lapsed leases in the store and by the mesh's votes). What
+    /// operators see of a node's liveness on every backend is its presence row
+    /// ([`NodePresence`], one small upsert per node every 5 s), which no runtime decision
+    /// reads either.
     fn heartbeats(&self) -> Option<&dyn Heartbeats> {
         None
     }

@@ -36,7 +36,10 @@ pub async fn presence_views(b: &Browser, h: &Harness, admin: &str) {
     .await;
     let served = text_of(b, "tr[data-queue=\"default\"]").await;
     assert!(!served.contains(WARNING), "default is served: {served}");
-    assert!(served.contains("api-test"), "served by the harness node: {served}");
+    assert!(
+        served.contains("api-test"),
+        "served by the harness node: {served}"
+    );
     shot(b, "queues-unserved").await;
 
     // 2. A worker running a job shows it, as a link, from the node's next presence
