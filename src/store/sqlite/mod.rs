@@ -198,7 +198,10 @@ impl SqliteStore {
 /// waiting out the busy timeout. So the writer's connection and the migrations happen
 /// under an exclusive `flock` of the database file, which SQLite's own (`fcntl`) locks
 /// do not see: the next opener finds the file in WAL and the migrations applied.
-struct OpeningLock(std::fs::File);
+struct OpeningLock {
+    /// The locked file: the lock lasts as long as it is open.
+    _file: std::fs::File,
+}
 
 impl OpeningLock {
     async fn take(path: &Path) -> Result<OpeningLock, StoreError> {
@@ -213,7 +216,7 @@ impl OpeningLock {
             .write(true)
             .open(path)
             .map_err(cannot_lock)?;
-        tokio::task::spawn_blocking(move || file.lock().map(|()| OpeningLock(file)))
+        tokio::task::spawn_blocking(move || file.lock().map(|()| OpeningLock { _file: file }))
             .await
             .map_err(|e| cannot_lock(std::io::Error::other(e)))?
             .map_err(cannot_lock)
