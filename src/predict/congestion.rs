@@ -16,13 +16,19 @@
 //! the mean is better than either (on the tuning seeds 1-10: 0.97 s MAE against
 //! 1.06 s for the first alone and 1.17 s for the second). The baselines: the last wait seen (for the wait estimate) and a
 //! queue-length threshold (for breach alarms).
+//!
+//! A live node does not see arrivals as they happen: it reads each queue's waiting jobs
+//! from the store and counts the jobs it takes ([`FluidQueue::set_backlog`],
+//! [`FluidQueue::on_taken`]); a replayed trace feeds every event as above.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 mod baselines;
+mod fed;
 pub use baselines::{LastWait, QueueLengthThreshold};
+pub use fed::MAX_READ_GAP_MS;
 
 /// A congestion predictor: the model and its baselines alike. Events come in time order.
 pub trait CongestionPredictor {
@@ -145,6 +151,12 @@ struct QueueState {
     pending: std::collections::BTreeMap<i64, Vec<Option<[f64; 2]>>>,
     /// Smoothed absolute errors (ms) of the two on the jobs that started.
     errors: [f64; 2],
+    /// The store's last word on the jobs waiting, for a queue a live node reads from
+    /// the store ([`FluidQueue::set_backlog`]); `None` for one fed only its events. Not
+    /// persisted (it is about jobs waiting now, and the saved format stays as it was):
+    /// a resumed node reads the store again.
+    #[serde(skip)]
+    fed: Option<fed::Fed>,
 }
 
 impl QueueState {
@@ -208,7 +220,8 @@ impl FluidQueue {
         self.queues.keys().map(String::as_str)
     }
 
-    /// Backlog and running jobs of `queue` as counted from its events.
+    /// Backlog and running jobs of `queue` as counted from its events (and, for a
+    /// queue read from the store, its last read).
     pub fn backlog(&self, queue: &str) -> Option<(f64, f64)> {
         self.queues.get(queue).map(|q| (q.backlog, q.running))
     }
@@ -316,9 +329,10 @@ impl CongestionPredictor for FluidQueue {
         }
         let estimate = self.estimate_now(q, now_ms)?;
         // The learned part: the queue's own record of how wrong the estimate and the
-        // last wait were on the jobs that started decides which one answers.
+        // last wait were on the jobs that started decides which one answers (never for
+        // a queue read from the store: see [`fed`]).
         match q.last_wait {
-            Some(last) if q.errors[1] < SWITCH * q.errors[0] => Some(last),
+            Some(last) if q.fed.is_none() && q.errors[1] < SWITCH * q.errors[0] => Some(last),
             _ => Some(estimate),
         }
     }
@@ -330,11 +344,13 @@ impl FluidQueue {
     /// former alone while nobody waits).
     fn estimate_now(&self, q: &QueueState, now_ms: i64) -> Option<f64> {
         let ahead = self.queueing_wait(q, now_ms, 0)?;
-        let head = q
-            .pending
-            .first_key_value()
-            .filter(|_| q.backlog >= 1.0)
-            .map(|(&since, _)| (now_ms - since).max(0) as f64);
+        // The head as the store last read it, else as the node's own arrivals say.
+        let head = match q.fed {
+            Some(fed) => fed.oldest_ms,
+            None => q.pending.first_key_value().map(|(&since, _)| since),
+        }
+        .filter(|_| q.backlog >= 1.0)
+        .map(|since| (now_ms - since).max(0) as f64);
         Some(head.map_or(ahead, |head| 0.5 * (ahead + head)))
     }
 

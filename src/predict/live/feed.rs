@@ -7,8 +7,10 @@
 //! only call [`LiveFeed`]'s methods where the event happens.
 //!
 //! What the node cannot see it does not make up: the congestion model learns a job's
-//! arrival when this node takes it (with the time it became available, so its wait is
-//! exact) rather than when another process enqueued it; a retry's time since the job's
+//! wait when this node takes it (from the time it became available, so it is exact),
+//! and the jobs waiting from the store, which the node reads every second
+//! ([`FluidQueue::set_backlog`](crate::predict::congestion::FluidQueue::set_backlog)),
+//! rather than when another process enqueued them; a retry's time since the job's
 //! first failure is exact when the failure happened here and counted from the job's
 //! creation otherwise (an upper bound); heartbeats are the mesh's business and are not
 //! fed (a heartbeat fed once and then never again would read as a silent node).
@@ -79,6 +81,13 @@ impl FeedState {
     pub fn running(&self) -> usize {
         self.running.len()
     }
+
+    /// When job `job` first failed, if its failure was applied here and it has not
+    /// finished since: the time its retries' "time since the first failure" is
+    /// learned from.
+    pub fn first_failure(&self, job: i64) -> Option<i64> {
+        self.first_failures.get(&job).copied()
+    }
 }
 
 /// Forgets the oldest half of `map` (by the time `at` gives) when it is full.
@@ -116,9 +125,7 @@ pub fn payload_bytes(payload: &serde_json::Value) -> u64 {
 /// kind's retry budget.
 pub fn started(m: &mut LiveModels, f: &mut FeedState, job: &Job, now_ms: i64) {
     let available = job.run_at.0.max(job.created_at.0).min(now_ms);
-    m.congestion.on_enqueue(&job.queue, available);
-    m.congestion
-        .on_start(&job.queue, now_ms, (now_ms - available) as f64);
+    m.congestion.on_taken(&job.queue, available, now_ms);
     if job.attempt <= 1 {
         m.retry.observe_first(&job.kind, now_ms);
     }
@@ -285,6 +292,19 @@ impl LiveFeed {
         }
         let mut f = self.state();
         finished(&mut self.models.lock(), &mut f, c, applied);
+    }
+
+    /// The store read at `at_ms` that `waiting` jobs wait on `queue`, the oldest
+    /// available since `oldest_ms` (see
+    /// [`FluidQueue::set_backlog`](crate::predict::congestion::FluidQueue::set_backlog)).
+    pub fn backlog(&self, queue: &str, waiting: u64, oldest_ms: Option<i64>, at_ms: i64) {
+        if !self.on {
+            return;
+        }
+        self.models
+            .lock()
+            .congestion
+            .set_backlog(queue, waiting, oldest_ms, at_ms);
     }
 
     /// See [`restarted`].
@@ -466,7 +486,7 @@ pub(crate) mod tests {
             run_at: Millis(0),
         };
         finished(&mut m, &mut f, &done(1, 1, 0, 30_000, timeout), true);
-        assert_eq!(f.first_failures.get(&1), Some(&30_000));
+        assert_eq!(f.first_failure(1), Some(30_000));
         // A failed attempt teaches no duration.
         let key = DurationKey {
             kind: "email.send",
