@@ -219,12 +219,15 @@ async fn extend(ctx: &Ctx, now: Millis) -> Result<bool, StoreError> {
     if leases.is_empty() {
         return Ok(false);
     }
+    let asked = std::time::Instant::now();
     match ctx
         .store
         .extend_leases(&leases, now.plus(ctx.lease()))
         .await
     {
         Ok(kept) => {
+            // How long renewals take is one of the node's own failure signals.
+            ctx.feed.renewed(asked.elapsed().as_secs_f64() * 1000.0);
             for (lease, kept) in leases.iter().zip(kept) {
                 if !kept {
                     ctx.inflight.interrupt(lease.job, Some(lease.token));

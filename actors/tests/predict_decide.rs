@@ -68,6 +68,54 @@ fn teach_hopeless(models: &SharedModels, class: &str) {
     }
 }
 
+/// Teaches the retry model that retries of `fail` jobs failing with `class` succeed
+/// only from ten minutes after the job's first failure on, at any attempt.
+fn teach_late_success(models: &SharedModels, class: &str) {
+    let mut m = models.lock();
+    let now = now_ms();
+    for i in 0..20 {
+        for since in [
+            0, 20_000, 45_000, 90_000, 200_000, 400_000, 800_000, 1_500_000, 3_000_000,
+        ] {
+            for attempt in [2, 3, 4, 6, 10] {
+                m.retry
+                    .observe_retry("fail", class, attempt, since, since >= 600_000, now - i);
+            }
+        }
+    }
+}
+
+/// The delay given to the first retry of a `fail` job failing with "smtp down" on a
+/// node whose retry model learned that such retries succeed only ten minutes after the
+/// first failure, with the learned retry on or off.
+async fn first_retry_delay(learned: bool) -> i64 {
+    let (store, _dir) = store().await;
+    let retry = RetryPolicy {
+        learned,
+        ..RetryPolicy::default()
+    };
+    let node = node_with("late", &store, workers(2), retry).await;
+    teach_late_success(&node.models(), "smtp_down");
+    let mut events = node.subscribe();
+    let job = NewJob::new("fail", json!({"message": "smtp down: 10.0.0.1:25"}));
+    let id = node.submit(vec![job]).await.unwrap()[0].id();
+    let e = next_event(&mut events, EventKind::JobRetryScheduled).await;
+    assert_eq!((e.job, e.attempt), (Some(id), Some(1)));
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+    e.detail["run_at"].as_i64().unwrap() - e.at.0
+}
+
+#[tokio::test]
+async fn a_retry_waits_into_the_time_retries_were_seen_to_succeed() {
+    // Learned: the first retry waits the ten minutes (less the few ms between the
+    // decision and the event), not a second.
+    let delay = first_retry_delay(true).await;
+    assert!((590_000..=660_000).contains(&delay), "{delay} ms");
+    // Off: the polynomial's first delay, a second plus up to 10 % jitter.
+    let delay = first_retry_delay(false).await;
+    assert!((900..=1_100).contains(&delay), "{delay} ms");
+}
+
 #[tokio::test]
 async fn a_hopeless_error_class_is_dead_lettered_early_with_the_reason() {
     let (store, _dir) = store().await;
@@ -290,6 +338,12 @@ async fn a_predicted_breach_is_announced_with_advice_and_counted() {
     let text = node.metrics().encode();
     assert!(
         text.contains("jobmesh_queue_breach_predicted_total{queue=\"default\"} 1"),
+        "{text}"
+    );
+    // The node's failure score, as the claim gate's checks (every 500 ms, the first at
+    // the start) see it: nothing went wrong here.
+    assert!(
+        text.contains("jobmesh_node_failure_score{node=\"breach\"} 0.0"),
         "{text}"
     );
     node.shutdown(Duration::from_secs(5)).await.unwrap();

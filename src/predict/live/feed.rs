@@ -1,5 +1,6 @@
 //! The feed: what a node's own lifecycle (an attempt handed to a worker, an attempt's
-//! applied completion, a worker restart, store errors) teaches its live models, online,
+//! applied completion, a lease renewal, a worker restart, store errors) teaches its
+//! live models, online,
 //! as it happens (no second pass over the store).
 //!
 //! Each mapping is a plain function of the models, the feed's small memory of attempts
@@ -47,6 +48,8 @@ struct Started {
     /// When the job first failed, where known.
     first_failure_ms: Option<i64>,
     started_ms: i64,
+    /// The node's lease renewals (count, total ms) when it started.
+    renewals: (u64, f64),
 }
 
 /// The feed's memory: attempts running here, when each job failed first, and the node's
@@ -57,6 +60,8 @@ pub struct FeedState {
     node: String,
     running: HashMap<i64, Started>,
     first_failures: HashMap<i64, i64>,
+    /// The node's lease renewal calls so far: how many, and their total latency (ms).
+    renewals: (u64, f64),
     /// This node's own duration model.
     pub own_duration: SketchDuration,
 }
@@ -68,6 +73,7 @@ impl FeedState {
             node: node.into(),
             running: HashMap::new(),
             first_failures: HashMap::new(),
+            renewals: (0, 0.0),
             own_duration,
         }
     }
@@ -148,8 +154,24 @@ pub fn started(m: &mut LiveModels, f: &mut FeedState, job: &Job, now_ms: i64) {
             previous_class,
             first_failure_ms,
             started_ms: now_ms,
+            renewals: f.renewals,
         },
     );
+}
+
+/// The node renewed its leases in one store call that took `latency_ms`.
+pub fn renewed(f: &mut FeedState, latency_ms: f64) {
+    if latency_ms.is_finite() && latency_ms >= 0.0 {
+        f.renewals.0 += 1;
+        f.renewals.1 += latency_ms;
+    }
+}
+
+/// The mean latency (ms) of the renewals made between `since` and `now` (the node's
+/// renewal counts at two times), if there were any.
+fn renew_mean(since: (u64, f64), now: (u64, f64)) -> Option<f64> {
+    let n = now.0.checked_sub(since.0).filter(|n| *n > 0)?;
+    Some((now.1 - since.1).max(0.0) / n as f64)
 }
 
 /// The store applied `c`: the attempt's run time, outcome and error teach every model.
@@ -194,7 +216,8 @@ pub fn finished(m: &mut LiveModels, f: &mut FeedState, c: &Completion, applied: 
             failed: !succeeded,
             timed_out: class.as_deref() == Some("timeout"),
             duration_ms: run_ms,
-            renew_ms: None,
+            // The renewals made while it ran (each call renews every lease held here).
+            renew_ms: renew_mean(s.renewals, f.renewals),
         },
     );
     if let (Some(prev), Some(first)) = (&s.previous_class, s.first_failure_ms) {
@@ -305,6 +328,14 @@ impl LiveFeed {
             .lock()
             .congestion
             .set_backlog(queue, waiting, oldest_ms, at_ms);
+    }
+
+    /// See [`renewed`].
+    pub fn renewed(&self, latency_ms: f64) {
+        if !self.on {
+            return;
+        }
+        renewed(&mut self.state(), latency_ms);
     }
 
     /// See [`restarted`].
@@ -494,6 +525,50 @@ pub(crate) mod tests {
             payload_bytes: 12,
         };
         assert_eq!(m.duration.predict(key, 0), None);
+    }
+
+    #[test]
+    fn slow_lease_renewals_while_attempts_run_raise_the_node_score_against_its_peers() {
+        // Three nodes run the same attempts; n1's renewals take 500 ms, the others' 5 ms.
+        let run = |node: &str, renew_ms: f64| {
+            let mut m = LiveModels::default();
+            let mut f = FeedState::new(node, SketchDuration::new(SketchSettings::default()));
+            for i in 0..50 {
+                let t = i * 1_000;
+                started(&mut m, &mut f, &job(i, 1, t, t, None), t);
+                renewed(&mut f, renew_ms);
+                finished(&mut m, &mut f, &done(i, 1, t, t + 200, ok()), true);
+            }
+            (m, f)
+        };
+        let (mut a, fa) = run("n1", 500.0);
+        let saved: Vec<_> = ["n2", "n3"]
+            .into_iter()
+            .map(|node| {
+                let (b, fb) = run(node, 5.0);
+                crate::store::SavedModels {
+                    node: node.into(),
+                    saved_at: Millis(50_000),
+                    body: crate::predict::live::persist::encode(&b, &fb, 50_000),
+                }
+            })
+            .collect();
+        crate::predict::live::persist::from_peers(
+            &mut a,
+            &fa.own_duration,
+            "n1",
+            &saved,
+            50_000,
+            60_000,
+        );
+        assert!(
+            a.failure.score("n1", 50_000) > 1.0,
+            "{}",
+            a.failure.score("n1", 50_000)
+        );
+        // An attempt during which no renewal was made says nothing of them.
+        assert_eq!(renew_mean((3, 30.0), (3, 30.0)), None);
+        assert_eq!(renew_mean((3, 30.0), (5, 130.0)), Some(50.0));
     }
 
     #[test]
