@@ -37,6 +37,14 @@ pub const MAX_REMEMBERED: usize = 65_536;
 /// must not jump past every threshold because a pool retried in a tight loop.
 pub const MAX_STORE_ERRORS_PER_TICK: u64 = 16;
 
+/// Lease renewals faster than this (ms) count as this fast: the failure model compares
+/// a node's renewal latency with its peers' as a ratio, and among fast renewals a ratio
+/// says nothing of a node's health (1 ms against 5 ms is noise on a local store, not a
+/// node five times slower). 15 ms is the healthy latency the model was tuned on (the
+/// generated traces'); a node renewing in 200 ms while its peers take 15 scores above
+/// the drain threshold on this signal alone.
+pub const RENEW_FLOOR_MS: f64 = 15.0;
+
 /// What the feed remembers of an attempt between its start and its finish.
 #[derive(Debug, Clone)]
 struct Started {
@@ -168,10 +176,10 @@ pub fn renewed(f: &mut FeedState, latency_ms: f64) {
 }
 
 /// The mean latency (ms) of the renewals made between `since` and `now` (the node's
-/// renewal counts at two times), if there were any.
+/// renewal counts at two times), if there were any, at least [`RENEW_FLOOR_MS`].
 fn renew_mean(since: (u64, f64), now: (u64, f64)) -> Option<f64> {
     let n = now.0.checked_sub(since.0).filter(|n| *n > 0)?;
-    Some((now.1 - since.1).max(0.0) / n as f64)
+    Some(((now.1 - since.1).max(0.0) / n as f64).max(RENEW_FLOOR_MS))
 }
 
 /// The store applied `c`: the attempt's run time, outcome and error teach every model.
@@ -569,6 +577,7 @@ pub(crate) mod tests {
         // An attempt during which no renewal was made says nothing of them.
         assert_eq!(renew_mean((3, 30.0), (3, 30.0)), None);
         assert_eq!(renew_mean((3, 30.0), (5, 130.0)), Some(50.0));
+        assert_eq!(renew_mean((3, 30.0), (5, 32.0)), Some(RENEW_FLOOR_MS));
     }
 
     #[test]
