@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 mod baselines;
 mod fed;
+mod peers;
 pub use baselines::{LastWait, QueueLengthThreshold};
 pub use fed::MAX_READ_GAP_MS;
 
@@ -157,6 +158,18 @@ struct QueueState {
     /// a resumed node reads the store again.
     #[serde(skip)]
     fed: Option<fed::Fed>,
+    /// The other nodes' workers on this queue (see [`peers`]); never saved.
+    #[serde(skip)]
+    peer_servers: f64,
+}
+
+impl QueueState {
+    /// This node's share of the queue's workers: the share of a backlog read from the
+    /// store that its own workers will take.
+    fn share(&self) -> f64 {
+        let own = self.servers.0.max(1.0);
+        own / (own + self.peer_servers.max(0.0))
+    }
 }
 
 impl QueueState {
@@ -226,9 +239,10 @@ impl FluidQueue {
         self.queues.get(queue).map(|q| (q.backlog, q.running))
     }
 
-    /// The most jobs of `queue` seen running at once lately: the workers it has.
+    /// The most jobs of `queue` seen running at once lately: the workers it has (this
+    /// node's and, where the model holds them, the other nodes').
     pub fn servers(&self, queue: &str) -> Option<f64> {
-        self.queues.get(queue).map(|q| q.servers.0)
+        self.queues.get(queue).map(|q| q.servers.0 + q.peer_servers)
     }
 
     /// Workers `queue` would need to hold `slo_ms` for a job enqueued at
@@ -245,7 +259,7 @@ impl FluidQueue {
         // Keep up with arrivals, and drain the backlog within the SLO.
         let steady = lambda * mean;
         let drain = (q.backlog + lambda * horizon_ms as f64) * mean / slo_ms.max(1.0);
-        Some(steady.max(drain).ceil().max(servers))
+        Some(steady.max(drain).ceil().max(servers + q.peer_servers))
     }
 }
 
@@ -364,15 +378,17 @@ impl FluidQueue {
         if horizon_ms <= 0 {
             // Now the state says it: a free worker takes the job at once; else it waits
             // for the jobs ahead of it and one more to finish.
+            // (This node's workers take their share of the jobs ahead, the other
+            // nodes' the rest: see [`peers`].)
             return Some(if q.backlog < 1.0 && q.running < servers {
                 0.0
             } else {
-                (q.backlog + 1.0) / mu
+                (q.backlog + 1.0) / mu * q.share()
             });
         }
         let h = horizon_ms as f64;
         let ahead = (q.backlog + (lambda - mu) * h).max(0.0);
-        let fluid = ahead / mu;
+        let fluid = ahead / mu * q.share();
         let rho = lambda / mu;
         let kingman = if rho < 0.98 {
             (rho / (1.0 - rho)) * ((1.0 + cs2) / 2.0) * mean / servers

@@ -9,9 +9,9 @@
 //!
 //! What the node cannot see it does not make up: the congestion model learns a job's
 //! wait when this node takes it (from the time it became available, so it is exact),
-//! and the jobs waiting from the store, which the node reads every second
+//! and how many jobs wait from the store, which the node reads every second
 //! ([`FluidQueue::set_backlog`](crate::predict::congestion::FluidQueue::set_backlog)),
-//! rather than when another process enqueued them; a retry's time since the job's
+//! not from enqueues other processes made; a retry's time since the job's
 //! first failure is exact when the failure happened here and counted from the job's
 //! creation otherwise (an upper bound); heartbeats are the mesh's business and are not
 //! fed (a heartbeat fed once and then never again would read as a silent node).

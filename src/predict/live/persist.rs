@@ -9,8 +9,10 @@
 //! [`crate::predict::duration::SketchDuration::merge`]), and its failure model adopts
 //! each other node's own state from that node's row while the row is fresh
 //! ([`NodeScore::adopt_peers`]) and its retry model adds the fresh rows' retry counts and
-//! budget windows to its own ([`PosteriorRetry::adopt_peers`]); the congestion model
-//! does not merge and stays each node's own.
+//! budget windows to its own ([`PosteriorRetry::adopt_peers`]) and its congestion model
+//! takes the fresh rows' workers per queue, to share a backlog read from the store
+//! with them ([`FluidQueue::adopt_peers`]); the rest of the congestion model is each
+//! node's own.
 
 use serde::{Deserialize, Serialize};
 
@@ -179,8 +181,8 @@ pub(super) fn adopt_fresh(
 /// What node `node` takes from the saved rows at each save round, into `models`: its
 /// view of the durations (`own` merged with the other nodes'), and, from the rows saved
 /// within `max_age_ms` before `now_ms`, the other nodes' own failure states (see
-/// [`adopt_fresh`]) and retry counts (in place of those taken before). Each row is
-/// decoded once. Returns how many peers the failure model knows.
+/// [`adopt_fresh`]), retry counts and workers per queue (in place of those taken
+/// before). Each row is decoded once. Returns how many peers the failure model knows.
 pub fn from_peers(
     models: &mut LiveModels,
     own: &SketchDuration,
@@ -195,6 +197,9 @@ pub fn from_peers(
     models.duration = view;
     models.retry.adopt_peers(
         fresh(&peers, now_ms, max_age_ms).map(|(row, snap)| (row.saved_at.0, &snap.retry)),
+    );
+    models.congestion.adopt_peers(
+        fresh(&peers, now_ms, max_age_ms).map(|(row, snap)| (row.saved_at.0, &snap.congestion)),
     );
     adopt_fresh(&mut models.failure, node, &peers, now_ms, max_age_ms)
 }
