@@ -4,12 +4,14 @@
 //! the known nodes would drain too, and says so in its log and in the event of the
 //! change), and applies each change: the dispatcher stops claiming and gives back what
 //! it claimed but did not start (or claims again), a `node.gate_closed` /
-//! `node.gate_opened` event with the reason, and the metrics.
+//! `node.gate_opened` event with the reason, and the metrics. The score of each check
+//! is kept for the metrics (`jobmesh_node_failure_score`).
 //!
 //! It runs as one task per node, so changes are applied one at a time, in order: a
 //! closing is answered by the dispatcher (with how many jobs it gave back) before the
 //! next change is looked at.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +56,9 @@ pub(crate) struct GateLink {
     /// The voter's latest judgement; `None` while the node has no mesh.
     quorum: watch::Sender<Option<QuorumSeen>>,
     status: Mutex<ClaimGateStatus>,
+    /// This node's failure score at the last check (the bits of an `f64`; `u64::MAX`
+    /// before the first): the metrics show it.
+    score: AtomicU64,
 }
 
 impl GateLink {
@@ -67,6 +72,7 @@ impl GateLink {
         let link = Self {
             quorum,
             status: Mutex::new(status),
+            score: AtomicU64::new(u64::MAX),
         };
         (link, rx)
     }
@@ -81,6 +87,19 @@ impl GateLink {
             *current = Some(seen);
             changed
         });
+    }
+
+    /// This node's failure score as the last check saw it; `None` before the first
+    /// (or with the live models off).
+    pub(crate) fn failure_score(&self) -> Option<f64> {
+        let bits = self.score.load(Ordering::Relaxed);
+        (bits != u64::MAX).then(|| f64::from_bits(bits))
+    }
+
+    fn set_failure_score(&self, score: f64) {
+        if score.is_finite() {
+            self.score.store(score.to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// The gate now.
@@ -138,6 +157,7 @@ pub(crate) fn start(
                 }
                 _ = check.tick(), if scored => {
                     let (votes, score) = failure_votes(&ctx);
+                    ctx.gate.set_failure_score(score);
                     if votes.held_off() != held_off {
                         held_off = votes.held_off();
                         log_hold_off(&votes, score);

@@ -41,6 +41,15 @@ impl QueueSlo {
         *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
     }
 
+    /// The queues that have a wait SLO.
+    pub fn queues(&self) -> Vec<String> {
+        self.get()
+            .iter()
+            .filter(|(_, p)| p.wait_slo.is_some())
+            .map(|(q, _)| q.clone())
+            .collect()
+    }
+
     fn get(&self) -> Arc<BTreeMap<String, QueuePolicy>> {
         self.policies
             .read()
@@ -59,11 +68,18 @@ impl Ctx {
         retryable: bool,
         now: Millis,
     ) -> Outcome {
-        self.failure_outcome_of(
+        // Where the feed saw the job's first failure, the decision asks the model about
+        // the time it learned from.
+        let first_failure = self
+            .retry
+            .learned
+            .then(|| self.feed.state().first_failure(job.id.0).map(Millis))
+            .flatten();
+        self.decide_failure(
             &job.kind,
             attempt,
             job.max_attempts,
-            job.created_at,
+            (job.created_at, first_failure),
             error,
             retryable,
             now,
@@ -82,11 +98,36 @@ impl Ctx {
         retryable: bool,
         now: Millis,
     ) -> Outcome {
+        self.decide_failure(
+            kind,
+            attempt,
+            max_attempts,
+            (created_at, None),
+            error,
+            retryable,
+            now,
+        )
+    }
+
+    /// The decision of a failed attempt; `(created_at, first_failure)` as in
+    /// [`Failure`].
+    #[allow(clippy::too_many_arguments)]
+    fn decide_failure(
+        &self,
+        kind: &str,
+        attempt: u32,
+        max_attempts: u32,
+        (created_at, first_failure): (Millis, Option<Millis>),
+        error: String,
+        retryable: bool,
+        now: Millis,
+    ) -> Outcome {
         let failure = Failure {
             kind,
             attempt,
             max_attempts,
             created_at,
+            first_failure,
             error,
             retryable,
         };

@@ -5,7 +5,9 @@
 //! (a crashed node's). Own leases are renewed first, a failed renewal is retried on the
 //! next round, and after a store outage rescues wait out a grace ([`RescueGate`]), so
 //! leases that ran out while nobody could renew them are not taken from live holders.
-//! Every round also warns of predicted breaches of the queues' wait SLOs.
+//! Every round also warns of predicted breaches of the queues' wait SLOs, after telling
+//! the congestion model how many jobs wait on each queue (every
+//! [`BACKLOG_EVERY`](crate::models::BACKLOG_EVERY)).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub(crate) struct MaintenanceState {
     /// When queue-counts rounds are due (see [`queue_stats`]).
     counts: CountsRounds,
     rescue: RescueGate,
+    /// When the jobs waiting on the queues are next read for the congestion model.
+    next_backlog: Millis,
 }
 
 /// Leader-lease role of the node that purges and counts the queues for the metrics.
@@ -63,6 +67,7 @@ impl Actor for Maintenance {
             next_purge: ctx.now(),
             counts: CountsRounds::new(counts_interval(&ctx), every, ctx.now()),
             rescue: RescueGate::new(rescue_grace(longest_lease(&ctx)), silence(every), ctx.now()),
+            next_backlog: ctx.now(),
             ctx,
             dispatcher,
         })
@@ -119,6 +124,10 @@ impl Actor for Maintenance {
             s.dispatcher.cast(DispatchMsg::Wake).ok();
         }
         heartbeat(ctx).await;
+        if now >= s.next_backlog {
+            let took = crate::models::read_backlogs(ctx).await;
+            s.next_backlog = now.plus(crate::models::BACKLOG_EVERY.max(took * 10));
+        }
         ctx.warn_breaches().await;
         if let Some(retention) = &ctx.retention
             && now >= s.next_purge
@@ -210,12 +219,15 @@ async fn extend(ctx: &Ctx, now: Millis) -> Result<bool, StoreError> {
     if leases.is_empty() {
         return Ok(false);
     }
+    let asked = std::time::Instant::now();
     match ctx
         .store
         .extend_leases(&leases, now.plus(ctx.lease()))
         .await
     {
         Ok(kept) => {
+            // How long renewals take is one of the node's own failure signals.
+            ctx.feed.renewed(asked.elapsed().as_secs_f64() * 1000.0);
             for (lease, kept) in leases.iter().zip(kept) {
                 if !kept {
                     ctx.inflight.interrupt(lease.job, Some(lease.token));

@@ -94,6 +94,16 @@ impl Collector for NodeCollector {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(v).encode(family.encode_family(&node)?)?;
         }
+        if let Some(score) = ctx.gate.failure_score() {
+            let mut family = encoder.encode_descriptor(
+                "jobmesh_node_failure_score",
+                "This node's failure score at the claim gate's last check (0 is healthy; \
+                 above the entry threshold and confirmed, the node drains)",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(score).encode(family.encode_family(&node)?)?;
+        }
         encode_gate(&mut encoder, &ctx)
     }
 }

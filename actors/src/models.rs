@@ -1,7 +1,8 @@
 //! The node's live models at the edges: resumed from the store when the node starts,
-//! fed with store errors (counted by the metered store) every second, saved every
+//! fed with store errors (counted by the metered store) every second and with the jobs
+//! waiting on each queue (read by the maintenance rounds, see [`read_backlogs`]), saved every
 //! `[predict] save_interval` (then merged with the other nodes' saved durations, and
-//! the other nodes' own failure states adopted) and once more at graceful shutdown. A
+//! the other nodes' own failure states and retry counts adopted) and once more at graceful shutdown. A
 //! node whose failure score rose while the others' saved states predate the rise asks
 //! every node to save now, and every node answers such a request at its next tick, so
 //! the rise is acted on within seconds (see [`ask_peers`]).
@@ -17,7 +18,7 @@ use jobmesh::config::PredictSection;
 use jobmesh::job::RetryPolicy;
 use jobmesh::metrics::{ErrorKind, Metrics};
 use jobmesh::predict::live::{FeedState, LiveFeed, LiveModels, SharedModels, persist};
-use jobmesh::store::{SharedStore, StoreError};
+use jobmesh::store::{JobFilter, SharedStore, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +78,80 @@ pub(crate) async fn resume(
     LiveFeed::new(SharedModels::new(models), state)
 }
 
+/// How often the maintenance rounds read the jobs waiting on each queue (unless a read
+/// takes longer than a tenth of this: then ten reads' time).
+pub(crate) const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Most queues read per round: those with a wait SLO first, then those this node took
+/// jobs from.
+const MAX_BACKLOG_QUEUES: usize = 64;
+
+/// Most waiting jobs counted per queue: past it the wait predicted is already far over
+/// any SLO a queue model serves, and a bigger count costs a store more than it tells.
+const BACKLOG_CAP: u64 = 100_000;
+
+/// The queues whose waiting jobs the congestion model is told of: those with a wait
+/// SLO (their warnings and admission rest on it), then those the model knows (this
+/// node took jobs from them), at most [`MAX_BACKLOG_QUEUES`].
+fn backlog_queues(ctx: &Ctx) -> Vec<String> {
+    let mut queues = ctx.slo.queues();
+    let known: Vec<String> = {
+        let models = ctx.models.lock();
+        let mut k: Vec<String> = models.congestion.queues().map(str::to_owned).collect();
+        k.sort();
+        k
+    };
+    for q in known {
+        if !queues.contains(&q) {
+            queues.push(q);
+        }
+    }
+    queues.truncate(MAX_BACKLOG_QUEUES);
+    queues
+}
+
+/// Reads from the store how many jobs wait on each queue of [`backlog_queues`] and when
+/// the oldest became available, and tells the congestion model (a count from the
+/// per-state counts where the backend keeps them, the oldest from the claim index);
+/// how long the reads took. With the feed off nothing is read. A failed read leaves
+/// the queue's last one in place (the metered store counts the error).
+pub(crate) async fn read_backlogs(ctx: &Ctx) -> Duration {
+    let started = Instant::now();
+    if !ctx.feed.is_on() {
+        return Duration::ZERO;
+    }
+    for queue in backlog_queues(ctx) {
+        let filter = JobFilter {
+            queues: vec![queue.clone()],
+            ..JobFilter::default()
+        };
+        let waiting = match ctx
+            .store
+            .count_jobs(&filter, &["available"], BACKLOG_CAP)
+            .await
+        {
+            Ok(n) => n.min(BACKLOG_CAP),
+            Err(e) => {
+                tracing::debug!(error = %e, queue, "counting the jobs waiting failed");
+                continue;
+            }
+        };
+        let oldest = if waiting == 0 {
+            None
+        } else {
+            match ctx.store.oldest_available(&queue).await {
+                Ok(oldest) => oldest.map(|m| m.0),
+                Err(e) => {
+                    tracing::debug!(error = %e, queue, "reading the oldest waiting job failed");
+                    continue;
+                }
+            }
+        };
+        ctx.feed.backlog(&queue, waiting, oldest, ctx.now().0);
+    }
+    started.elapsed()
+}
+
 fn node_errors(metrics: &Metrics) -> u64 {
     NODE_ERROR_KINDS
         .iter()
@@ -92,8 +167,8 @@ fn node_errors(metrics: &Metrics) -> u64 {
 }
 
 /// Saves the node's own models, then merges the other nodes' saved durations into its
-/// view and adopts the other nodes' own failure states (those saved within
-/// [`PredictSection::peer_max_age`]). Does nothing with the feed off.
+/// view and adopts the other nodes' own failure states and retry counts (those saved
+/// within [`PredictSection::peer_max_age`]). Does nothing with the feed off.
 pub(crate) async fn save(ctx: &Ctx) -> Result<(), StoreError> {
     if !ctx.feed.is_on() {
         return Ok(());
@@ -111,18 +186,17 @@ pub(crate) async fn save(ctx: &Ctx) -> Result<(), StoreError> {
     // next save).
     let state = ctx.feed.state();
     let mut models = ctx.models.lock();
-    let (view, peers) = persist::from_peers(
+    let peers = persist::from_peers(
+        &mut models,
         &state.own_duration,
-        &mut models.failure,
         &ctx.node.0,
         &saved,
         ctx.now().0,
         ctx.predict.peer_max_age_ms(),
     );
-    models.duration = view;
     tracing::debug!(
         peers,
-        "saved models; adopted the other nodes' failure states"
+        "saved models; adopted the other nodes' failure states and retry counts"
     );
     Ok(())
 }

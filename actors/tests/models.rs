@@ -1,7 +1,7 @@
 //! The node's live models on real stores: a running node learns from the attempts it
 //! runs (durations, retries, waits), saves its models at graceful shutdown, and a node
 //! restarted under the same name resumes them; another node sees the first one's
-//! durations merged into its own view. SQLite in a temporary directory, and the
+//! durations merged into its own view, and its retry counts added to its own. SQLite in a temporary directory, and the
 //! machine's Postgres (`JOBMESH_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) in a fresh schema.
 
@@ -115,6 +115,21 @@ async fn resumes_and_merges(store: SharedStore) {
             .is_some(),
         "b sees a's durations"
     );
+    {
+        // And a's retry counts and budget window beside its own (none): the nodes decide
+        // retries from what both saw, and share one budget.
+        let m = node_b.models();
+        let m = m.lock();
+        assert_eq!(m.retry.keys().count(), 0, "b retried nothing itself");
+        let (_, n) = m
+            .retry
+            .success_probability("fail", "smtp_down", 2, 0)
+            .expect("b sees a's retries");
+        assert!(n > FLAKY as f64 - 0.1, "{n}");
+        let now = jobmesh::clock::Clock::now(&jobmesh::clock::SystemClock).0;
+        let budget = m.retry.budget_use("fail", now).expect("a's budget window");
+        assert!(budget.firsts >= FLAKY as f64, "{budget:?}");
+    }
     node_b.save_models().await.unwrap();
     let saved = store.load_models().await.unwrap();
     assert_eq!(saved.len(), 2);

@@ -1,6 +1,7 @@
 //! The predictors where the node decides, on a real node and store: each test feeds the
-//! node's models itself (as the node's own events would) and checks the decision that
-//! follows; each fails when the decision ignores the model.
+//! node's models itself (as the node's own events would) or holds jobs in the store for
+//! the node to read, and checks the decision that follows; each fails when the decision
+//! ignores the model.
 
 mod common;
 
@@ -14,6 +15,7 @@ use jobmesh::job::{JobState, NewJob, RetryPolicy};
 use jobmesh::predict::duration::DurationKey;
 use jobmesh::predict::policy::congestion::{Admission, QueuePolicy};
 use jobmesh::predict::{CongestionPredictor, DurationPredictor, RetryPredictor, SharedModels};
+use jobmesh::store::AuditContext;
 use jobmesh_actors::{Node, NodeError, NodeOptions};
 use serde_json::json;
 
@@ -64,6 +66,54 @@ fn teach_hopeless(models: &SharedModels, class: &str) {
             }
         }
     }
+}
+
+/// Teaches the retry model that retries of `fail` jobs failing with `class` succeed
+/// only from ten minutes after the job's first failure on, at any attempt.
+fn teach_late_success(models: &SharedModels, class: &str) {
+    let mut m = models.lock();
+    let now = now_ms();
+    for i in 0..20 {
+        for since in [
+            0, 20_000, 45_000, 90_000, 200_000, 400_000, 800_000, 1_500_000, 3_000_000,
+        ] {
+            for attempt in [2, 3, 4, 6, 10] {
+                m.retry
+                    .observe_retry("fail", class, attempt, since, since >= 600_000, now - i);
+            }
+        }
+    }
+}
+
+/// The delay given to the first retry of a `fail` job failing with "smtp down" on a
+/// node whose retry model learned that such retries succeed only ten minutes after the
+/// first failure, with the learned retry on or off.
+async fn first_retry_delay(learned: bool) -> i64 {
+    let (store, _dir) = store().await;
+    let retry = RetryPolicy {
+        learned,
+        ..RetryPolicy::default()
+    };
+    let node = node_with("late", &store, workers(2), retry).await;
+    teach_late_success(&node.models(), "smtp_down");
+    let mut events = node.subscribe();
+    let job = NewJob::new("fail", json!({"message": "smtp down: 10.0.0.1:25"}));
+    let id = node.submit(vec![job]).await.unwrap()[0].id();
+    let e = next_event(&mut events, EventKind::JobRetryScheduled).await;
+    assert_eq!((e.job, e.attempt), (Some(id), Some(1)));
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+    e.detail["run_at"].as_i64().unwrap() - e.at.0
+}
+
+#[tokio::test]
+async fn a_retry_waits_into_the_time_retries_were_seen_to_succeed() {
+    // Learned: the first retry waits the ten minutes (less the few ms between the
+    // decision and the event), not a second.
+    let delay = first_retry_delay(true).await;
+    assert!((590_000..=660_000).contains(&delay), "{delay} ms");
+    // Off: the polynomial's first delay, a second plus up to 10 % jitter.
+    let delay = first_retry_delay(false).await;
+    assert!((900..=1_100).contains(&delay), "{delay} ms");
 }
 
 #[tokio::test]
@@ -196,24 +246,45 @@ async fn a_learned_timeout_stops_a_hang_long_before_the_default() {
     node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
-/// Feeds `queue` of `models` half a minute of two workers taking jobs of 500 ms as they
-/// come, then a burst of `backlog` jobs arriving in the last ten seconds.
-fn overload(models: &SharedModels, queue: &str, backlog: usize) {
-    let mut m = models.lock();
-    let now = now_ms();
-    let mut t = now - 70_000;
-    for _ in 0..60 {
-        for _ in 0..2 {
-            m.congestion.on_enqueue(queue, t);
-            m.congestion.on_start(queue, t, 0.0);
+/// Teaches `queue` of `models` a minute of two workers taking jobs of 500 ms as they
+/// came (the service it gets), then holds `backlog` jobs waiting in the store: the
+/// queue is paused (as the node's first claim would not be) and `backlog` jobs are
+/// stored. Returns once the node has read them (its maintenance rounds read the jobs
+/// waiting every second); the model is never told of them by hand.
+async fn overload(node: &Node, store: &jobmesh::store::SharedStore, queue: &str, backlog: usize) {
+    {
+        let models = node.models();
+        let mut m = models.lock();
+        let now = now_ms();
+        let mut t = now - 70_000;
+        for _ in 0..60 {
+            for _ in 0..2 {
+                m.congestion.on_taken(queue, t, t);
+            }
+            t += 500;
+            m.congestion.on_finish(queue, t, 500.0);
+            m.congestion.on_finish(queue, t, 500.0);
         }
-        t += 500;
-        m.congestion.on_finish(queue, t, 500.0);
-        m.congestion.on_finish(queue, t, 500.0);
     }
-    for i in 0..backlog {
-        m.congestion
-            .on_enqueue(queue, now - 10_000 + (i * 10_000 / backlog) as i64);
+    store
+        .pause_queue(&AuditContext::system(), queue, SystemClock.now())
+        .await
+        .unwrap();
+    let mut job = NewJob::new("noop", json!({}));
+    job.queue = queue.to_string();
+    node.submit(vec![job; backlog]).await.unwrap();
+    // Polled: the round that reads the store emits nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = node.models().lock().congestion.backlog(queue).map(|b| b.0);
+        if seen == Some(backlog as f64) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not read the backlog: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -233,7 +304,7 @@ async fn a_predicted_breach_is_announced_with_advice_and_counted() {
     let (store, _dir) = store().await;
     let node = node_with("breach", &store, workers(2), RetryPolicy::default()).await;
     let mut events = node.subscribe();
-    overload(&node.models(), "default", 400);
+    overload(&node, &store, "default", 400).await;
     node.set_queue_policies(slo(30, Admission::Off)).unwrap();
     let e = next_event(&mut events, EventKind::QueueBreachPredicted).await;
     assert_eq!(e.detail["queue"], "default");
@@ -269,6 +340,57 @@ async fn a_predicted_breach_is_announced_with_advice_and_counted() {
         text.contains("jobmesh_queue_breach_predicted_total{queue=\"default\"} 1"),
         "{text}"
     );
+    // The node's failure score, as the claim gate's checks (every 500 ms, the first at
+    // the start) see it: nothing went wrong here.
+    assert!(
+        text.contains("jobmesh_node_failure_score{node=\"breach\"} 0.0"),
+        "{text}"
+    );
+    node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// 200 sleeps of 200-500 ms (350 ms on average) into two workers: 35 s of work, so the
+/// jobs near the end of the queue wait far past an SLO of 5 s. The model is taught
+/// nothing by hand: the node reads the jobs waiting from the store, and warns while no
+/// job has yet waited 5 s (the first to do so starts 5 s after the submit). Without the
+/// read it would only see the waits of the jobs it takes, short until they pass the SLO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_in_the_store_is_warned_of_before_any_job_waits_past_the_slo() {
+    const JOBS: usize = 200;
+    const SLO_MS: i64 = 5_000;
+    let (store, _dir) = store().await;
+    let node = node_with("backlog", &store, workers(2), RetryPolicy::default()).await;
+    node.set_queue_policies(slo(5, Admission::Off)).unwrap();
+    let mut events = node.subscribe();
+    let jobs: Vec<NewJob> = (0..JOBS)
+        .map(|i| NewJob::new("sleep", json!({"ms": 200 + (i * 37) % 300})))
+        .collect();
+    let submitted = now_ms();
+    node.submit(jobs).await.unwrap();
+    let e = next_event(&mut events, EventKind::QueueBreachPredicted).await;
+    let waiting = store
+        .count_jobs(
+            &jobmesh::store::JobFilter::default(),
+            &["available"],
+            JOBS as u64,
+        )
+        .await
+        .unwrap();
+    assert!(
+        e.at.0 < submitted + SLO_MS,
+        "warned {} ms after the submit: {e:?}",
+        e.at.0 - submitted
+    );
+    assert_eq!(e.detail["queue"], "default");
+    let predicted = e.detail["predicted_wait_ms"].as_f64().unwrap();
+    assert!(predicted > SLO_MS as f64, "{e:?}");
+    assert!(e.detail["more_workers"].as_u64().unwrap() >= 1, "{e:?}");
+    // The breach is real: the last of the jobs still waiting then starts after the 200
+    // ms each of those ahead of it takes at least, two at a time.
+    assert!(
+        waiting as i64 * 200 / 2 > 2 * SLO_MS,
+        "{waiting} jobs waiting at the warning"
+    );
     node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -276,7 +398,7 @@ async fn a_predicted_breach_is_announced_with_advice_and_counted() {
 async fn admission_rejects_or_defers_low_priority_jobs_when_the_breach_is_certain() {
     let (store, _dir) = store().await;
     let node = node_with("admission", &store, workers(2), RetryPolicy::default()).await;
-    overload(&node.models(), "default", 400);
+    overload(&node, &store, "default", 400).await;
     node.set_queue_policies(slo(30, Admission::Reject)).unwrap();
     let mut low = NewJob::new("noop", json!({}));
     low.priority = -1;
@@ -287,11 +409,8 @@ async fn admission_rejects_or_defers_low_priority_jobs_when_the_breach_is_certai
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    // Normal priority passes. (Due in an hour: were it run now, the node's feed would
-    // teach the model a free worker and no wait, and the overload taught above would
-    // no longer be certain for the deferral below.)
-    let mut normal = NewJob::new("noop", json!({}));
-    normal.run_at = Some(jobmesh::clock::Millis(SystemClock.now().0 + 3_600_000));
+    // Normal priority passes.
+    let normal = NewJob::new("noop", json!({}));
     let id = node.submit(vec![normal]).await.unwrap()[0].id();
     assert!(store.get_job(id).await.unwrap().is_some());
     // Deferred: stored, to run once the backlog is predicted to have drained.

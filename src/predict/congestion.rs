@@ -16,13 +16,20 @@
 //! the mean is better than either (on the tuning seeds 1-10: 0.97 s MAE against
 //! 1.06 s for the first alone and 1.17 s for the second). The baselines: the last wait seen (for the wait estimate) and a
 //! queue-length threshold (for breach alarms).
+//!
+//! A live node does not see arrivals as they happen: it reads each queue's waiting jobs
+//! from the store and counts the jobs it takes ([`FluidQueue::set_backlog`],
+//! [`FluidQueue::on_taken`]); a replayed trace feeds every event as above.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 mod baselines;
+mod fed;
+mod peers;
 pub use baselines::{LastWait, QueueLengthThreshold};
+pub use fed::MAX_READ_GAP_MS;
 
 /// A congestion predictor: the model and its baselines alike. Events come in time order.
 pub trait CongestionPredictor {
@@ -145,6 +152,24 @@ struct QueueState {
     pending: std::collections::BTreeMap<i64, Vec<Option<[f64; 2]>>>,
     /// Smoothed absolute errors (ms) of the two on the jobs that started.
     errors: [f64; 2],
+    /// The store's last word on the jobs waiting, for a queue a live node reads from
+    /// the store ([`FluidQueue::set_backlog`]); `None` for one fed only its events. Not
+    /// persisted (it is about jobs waiting now, and the saved format stays as it was):
+    /// a resumed node reads the store again.
+    #[serde(skip)]
+    fed: Option<fed::Fed>,
+    /// The other nodes' workers on this queue (see [`peers`]); never saved.
+    #[serde(skip)]
+    peer_servers: f64,
+}
+
+impl QueueState {
+    /// This node's share of the queue's workers: the share of a backlog read from the
+    /// store that its own workers will take.
+    fn share(&self) -> f64 {
+        let own = self.servers.0.max(1.0);
+        own / (own + self.peer_servers.max(0.0))
+    }
 }
 
 impl QueueState {
@@ -208,14 +233,16 @@ impl FluidQueue {
         self.queues.keys().map(String::as_str)
     }
 
-    /// Backlog and running jobs of `queue` as counted from its events.
+    /// Backlog and running jobs of `queue` as counted from its events (and, for a
+    /// queue read from the store, its last read).
     pub fn backlog(&self, queue: &str) -> Option<(f64, f64)> {
         self.queues.get(queue).map(|q| (q.backlog, q.running))
     }
 
-    /// The most jobs of `queue` seen running at once lately: the workers it has.
+    /// The most jobs of `queue` seen running at once lately: the workers it has (this
+    /// node's and, where the model holds them, the other nodes').
     pub fn servers(&self, queue: &str) -> Option<f64> {
-        self.queues.get(queue).map(|q| q.servers.0)
+        self.queues.get(queue).map(|q| q.servers.0 + q.peer_servers)
     }
 
     /// Workers `queue` would need to hold `slo_ms` for a job enqueued at
@@ -232,7 +259,7 @@ impl FluidQueue {
         // Keep up with arrivals, and drain the backlog within the SLO.
         let steady = lambda * mean;
         let drain = (q.backlog + lambda * horizon_ms as f64) * mean / slo_ms.max(1.0);
-        Some(steady.max(drain).ceil().max(servers))
+        Some(steady.max(drain).ceil().max(servers + q.peer_servers))
     }
 }
 
@@ -316,9 +343,10 @@ impl CongestionPredictor for FluidQueue {
         }
         let estimate = self.estimate_now(q, now_ms)?;
         // The learned part: the queue's own record of how wrong the estimate and the
-        // last wait were on the jobs that started decides which one answers.
+        // last wait were on the jobs that started decides which one answers (never for
+        // a queue read from the store: see [`fed`]).
         match q.last_wait {
-            Some(last) if q.errors[1] < SWITCH * q.errors[0] => Some(last),
+            Some(last) if q.fed.is_none() && q.errors[1] < SWITCH * q.errors[0] => Some(last),
             _ => Some(estimate),
         }
     }
@@ -330,11 +358,13 @@ impl FluidQueue {
     /// former alone while nobody waits).
     fn estimate_now(&self, q: &QueueState, now_ms: i64) -> Option<f64> {
         let ahead = self.queueing_wait(q, now_ms, 0)?;
-        let head = q
-            .pending
-            .first_key_value()
-            .filter(|_| q.backlog >= 1.0)
-            .map(|(&since, _)| (now_ms - since).max(0) as f64);
+        // The head as the store last read it, else as the node's own arrivals say.
+        let head = match q.fed {
+            Some(fed) => fed.oldest_ms,
+            None => q.pending.first_key_value().map(|(&since, _)| since),
+        }
+        .filter(|_| q.backlog >= 1.0)
+        .map(|since| (now_ms - since).max(0) as f64);
         Some(head.map_or(ahead, |head| 0.5 * (ahead + head)))
     }
 
@@ -348,15 +378,17 @@ impl FluidQueue {
         if horizon_ms <= 0 {
             // Now the state says it: a free worker takes the job at once; else it waits
             // for the jobs ahead of it and one more to finish.
+            // (This node's workers take their share of the jobs ahead, the other
+            // nodes' the rest: see [`peers`].)
             return Some(if q.backlog < 1.0 && q.running < servers {
                 0.0
             } else {
-                (q.backlog + 1.0) / mu
+                (q.backlog + 1.0) / mu * q.share()
             });
         }
         let h = horizon_ms as f64;
         let ahead = (q.backlog + (lambda - mu) * h).max(0.0);
-        let fluid = ahead / mu;
+        let fluid = ahead / mu * q.share();
         let rho = lambda / mu;
         let kingman = if rho < 0.98 {
             (rho / (1.0 - rho)) * ((1.0 + cs2) / 2.0) * mean / servers

@@ -8,13 +8,16 @@
 //! gives up. A retry budget per kind (retries at most a share of first attempts over a
 //! window, plus a small floor) keeps a failing dependency from being hammered whatever
 //! the posteriors say. The baseline is the policy shipped today: `attempt^4` seconds
-//! with jitter, up to 25 attempts.
+//! with jitter, up to 25 attempts. A node's model adds the other nodes' counts to its
+//! own when asked ([`PosteriorRetry::adopt_peers`]).
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::job::RetryPolicy;
+
+mod peers;
 
 /// Upper bounds (exclusive, ms) of the time-since-first-failure buckets; the last
 /// bucket is open.
@@ -218,6 +221,9 @@ pub struct PosteriorRetry {
     s: PosteriorSettings,
     posteriors: HashMap<String, HashMap<String, [[Beta; N_TIME]; N_ATTEMPT]>>,
     budgets: HashMap<String, Budget>,
+    /// The other nodes' counts (see [`peers`]); never saved.
+    #[serde(skip)]
+    peers: peers::PeerCounts,
 }
 
 impl PosteriorRetry {
@@ -227,6 +233,7 @@ impl PosteriorRetry {
             s,
             posteriors: HashMap::new(),
             budgets: HashMap::new(),
+            peers: peers::PeerCounts::default(),
         }
     }
 
@@ -258,14 +265,16 @@ impl PosteriorRetry {
         b
     }
 
-    /// Whether the budget of `kind` allows one more retry at `now_ms` (and counts it).
+    /// Whether the budget of `kind` allows one more retry at `now_ms` (and counts it),
+    /// counting the other nodes' first attempts and retries too.
     fn spend(&mut self, kind: &str, now_ms: i64) -> bool {
         let (ratio, floor) = (self.s.budget_ratio, self.s.budget_floor);
+        let (peer_firsts, peer_retries) = self.peer_budget(kind);
         let b = self.budget(kind, now_ms);
         let (firsts, retries) = b
             .slots
             .iter()
-            .fold((0.0, 0.0), |(f, r), s| (f + s.1, r + s.2));
+            .fold((peer_firsts, peer_retries), |(f, r), s| (f + s.1, r + s.2));
         if retries + 1.0 > ratio * firsts + floor {
             return false;
         }
@@ -275,8 +284,8 @@ impl PosteriorRetry {
         true
     }
 
-    /// The (kind, error class) pairs learned so far (a snapshot accessor for operators'
-    /// views).
+    /// The (kind, error class) pairs this node learned so far (a snapshot accessor for
+    /// operators' views).
     pub fn keys(&self) -> impl Iterator<Item = (&str, &str)> {
         self.posteriors.iter().flat_map(|(kind, classes)| {
             classes
@@ -291,8 +300,28 @@ impl PosteriorRetry {
     }
 
     /// The retry budget of `kind` at `now_ms` without spending from it: first attempts
-    /// and retries in the window, and the retries it allows (a snapshot accessor).
+    /// and retries in the window (this node's and the other nodes' it holds), and the
+    /// retries it allows (a snapshot accessor).
     pub fn budget_use(&self, kind: &str, now_ms: i64) -> Option<BudgetUse> {
+        let own = self.budget_use_own(kind, now_ms);
+        let (firsts, retries) = self.peer_budget(kind);
+        if own.is_none() && firsts + retries <= 0.0 {
+            return None;
+        }
+        let own = own.unwrap_or(BudgetUse {
+            firsts: 0.0,
+            retries: 0.0,
+            allowed: self.s.budget_floor,
+        });
+        Some(BudgetUse {
+            firsts: own.firsts + firsts,
+            retries: own.retries + retries,
+            allowed: own.allowed + self.s.budget_ratio * firsts,
+        })
+    }
+
+    /// [`Self::budget_use`] of this node's own counts alone.
+    fn budget_use_own(&self, kind: &str, now_ms: i64) -> Option<BudgetUse> {
         let b = self.budgets.get(kind)?;
         let window = self.s.budget_window_ms;
         let (firsts, retries) = b
@@ -317,7 +346,7 @@ impl PosteriorRetry {
         attempt: u32,
         since_first_failure_ms: i64,
     ) -> Option<(f64, f64)> {
-        let b = self.posteriors.get(kind)?.get(error_class)?[attempt_bucket(attempt)]
+        let b = self.buckets(kind, error_class)?[attempt_bucket(attempt)]
             [time_bucket(since_first_failure_ms)];
         Some((b.mean(), b.n()))
     }
@@ -402,10 +431,8 @@ impl PosteriorRetry {
         let since = (f.now_ms - f.first_failure_ms).max(0);
         let next = f.attempt.saturating_add(1);
         let s = self.s;
-        let buckets = self
-            .posteriors
-            .get(f.kind)
-            .and_then(|m| m.get(f.error_class));
+        let buckets = self.buckets(f.kind, f.error_class);
+        let buckets = buckets.as_ref();
         let mut best = (f64::INFINITY, CANDIDATE_DELAYS_MS[0]);
         let mut hopeless = may_give_up && buckets.is_some() && f.attempt >= 2;
         let mut observations = f64::INFINITY;

@@ -1,5 +1,6 @@
 //! The feed: what a node's own lifecycle (an attempt handed to a worker, an attempt's
-//! applied completion, a worker restart, store errors) teaches its live models, online,
+//! applied completion, a lease renewal, a worker restart, store errors) teaches its
+//! live models, online,
 //! as it happens (no second pass over the store).
 //!
 //! Each mapping is a plain function of the models, the feed's small memory of attempts
@@ -7,8 +8,10 @@
 //! only call [`LiveFeed`]'s methods where the event happens.
 //!
 //! What the node cannot see it does not make up: the congestion model learns a job's
-//! arrival when this node takes it (with the time it became available, so its wait is
-//! exact) rather than when another process enqueued it; a retry's time since the job's
+//! wait when this node takes it (from the time it became available, so it is exact),
+//! and how many jobs wait from the store, which the node reads every second
+//! ([`FluidQueue::set_backlog`](crate::predict::congestion::FluidQueue::set_backlog)),
+//! not from enqueues other processes made; a retry's time since the job's
 //! first failure is exact when the failure happened here and counted from the job's
 //! creation otherwise (an upper bound); heartbeats are the mesh's business and are not
 //! fed (a heartbeat fed once and then never again would read as a silent node).
@@ -34,6 +37,14 @@ pub const MAX_REMEMBERED: usize = 65_536;
 /// must not jump past every threshold because a pool retried in a tight loop.
 pub const MAX_STORE_ERRORS_PER_TICK: u64 = 16;
 
+/// Lease renewals faster than this (ms) count as this fast: the failure model compares
+/// a node's renewal latency with its peers' as a ratio, and among fast renewals a ratio
+/// says nothing of a node's health (1 ms against 5 ms is noise on a local store, not a
+/// node five times slower). 15 ms is the healthy latency the model was tuned on (the
+/// generated traces'); a node renewing in 200 ms while its peers take 15 scores above
+/// the drain threshold on this signal alone.
+pub const RENEW_FLOOR_MS: f64 = 15.0;
+
 /// What the feed remembers of an attempt between its start and its finish.
 #[derive(Debug, Clone)]
 struct Started {
@@ -45,6 +56,8 @@ struct Started {
     /// When the job first failed, where known.
     first_failure_ms: Option<i64>,
     started_ms: i64,
+    /// The node's lease renewals (count, total ms) when it started.
+    renewals: (u64, f64),
 }
 
 /// The feed's memory: attempts running here, when each job failed first, and the node's
@@ -55,6 +68,8 @@ pub struct FeedState {
     node: String,
     running: HashMap<i64, Started>,
     first_failures: HashMap<i64, i64>,
+    /// The node's lease renewal calls so far: how many, and their total latency (ms).
+    renewals: (u64, f64),
     /// This node's own duration model.
     pub own_duration: SketchDuration,
 }
@@ -66,6 +81,7 @@ impl FeedState {
             node: node.into(),
             running: HashMap::new(),
             first_failures: HashMap::new(),
+            renewals: (0, 0.0),
             own_duration,
         }
     }
@@ -78,6 +94,13 @@ impl FeedState {
     /// Attempts remembered as running.
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// When job `job` first failed, if its failure was applied here and it has not
+    /// finished since: the time its retries' "time since the first failure" is
+    /// learned from.
+    pub fn first_failure(&self, job: i64) -> Option<i64> {
+        self.first_failures.get(&job).copied()
     }
 }
 
@@ -116,9 +139,7 @@ pub fn payload_bytes(payload: &serde_json::Value) -> u64 {
 /// kind's retry budget.
 pub fn started(m: &mut LiveModels, f: &mut FeedState, job: &Job, now_ms: i64) {
     let available = job.run_at.0.max(job.created_at.0).min(now_ms);
-    m.congestion.on_enqueue(&job.queue, available);
-    m.congestion
-        .on_start(&job.queue, now_ms, (now_ms - available) as f64);
+    m.congestion.on_taken(&job.queue, available, now_ms);
     if job.attempt <= 1 {
         m.retry.observe_first(&job.kind, now_ms);
     }
@@ -141,8 +162,24 @@ pub fn started(m: &mut LiveModels, f: &mut FeedState, job: &Job, now_ms: i64) {
             previous_class,
             first_failure_ms,
             started_ms: now_ms,
+            renewals: f.renewals,
         },
     );
+}
+
+/// The node renewed its leases in one store call that took `latency_ms`.
+pub fn renewed(f: &mut FeedState, latency_ms: f64) {
+    if latency_ms.is_finite() && latency_ms >= 0.0 {
+        f.renewals.0 += 1;
+        f.renewals.1 += latency_ms;
+    }
+}
+
+/// The mean latency (ms) of the renewals made between `since` and `now` (the node's
+/// renewal counts at two times), if there were any, at least [`RENEW_FLOOR_MS`].
+fn renew_mean(since: (u64, f64), now: (u64, f64)) -> Option<f64> {
+    let n = now.0.checked_sub(since.0).filter(|n| *n > 0)?;
+    Some(((now.1 - since.1).max(0.0) / n as f64).max(RENEW_FLOOR_MS))
 }
 
 /// The store applied `c`: the attempt's run time, outcome and error teach every model.
@@ -187,7 +224,8 @@ pub fn finished(m: &mut LiveModels, f: &mut FeedState, c: &Completion, applied: 
             failed: !succeeded,
             timed_out: class.as_deref() == Some("timeout"),
             duration_ms: run_ms,
-            renew_ms: None,
+            // The renewals made while it ran (each call renews every lease held here).
+            renew_ms: renew_mean(s.renewals, f.renewals),
         },
     );
     if let (Some(prev), Some(first)) = (&s.previous_class, s.first_failure_ms) {
@@ -285,6 +323,27 @@ impl LiveFeed {
         }
         let mut f = self.state();
         finished(&mut self.models.lock(), &mut f, c, applied);
+    }
+
+    /// The store read at `at_ms` that `waiting` jobs wait on `queue`, the oldest
+    /// available since `oldest_ms` (see
+    /// [`FluidQueue::set_backlog`](crate::predict::congestion::FluidQueue::set_backlog)).
+    pub fn backlog(&self, queue: &str, waiting: u64, oldest_ms: Option<i64>, at_ms: i64) {
+        if !self.on {
+            return;
+        }
+        self.models
+            .lock()
+            .congestion
+            .set_backlog(queue, waiting, oldest_ms, at_ms);
+    }
+
+    /// See [`renewed`].
+    pub fn renewed(&self, latency_ms: f64) {
+        if !self.on {
+            return;
+        }
+        renewed(&mut self.state(), latency_ms);
     }
 
     /// See [`restarted`].
@@ -466,7 +525,7 @@ pub(crate) mod tests {
             run_at: Millis(0),
         };
         finished(&mut m, &mut f, &done(1, 1, 0, 30_000, timeout), true);
-        assert_eq!(f.first_failures.get(&1), Some(&30_000));
+        assert_eq!(f.first_failure(1), Some(30_000));
         // A failed attempt teaches no duration.
         let key = DurationKey {
             kind: "email.send",
@@ -474,6 +533,51 @@ pub(crate) mod tests {
             payload_bytes: 12,
         };
         assert_eq!(m.duration.predict(key, 0), None);
+    }
+
+    #[test]
+    fn slow_lease_renewals_while_attempts_run_raise_the_node_score_against_its_peers() {
+        // Three nodes run the same attempts; n1's renewals take 500 ms, the others' 5 ms.
+        let run = |node: &str, renew_ms: f64| {
+            let mut m = LiveModels::default();
+            let mut f = FeedState::new(node, SketchDuration::new(SketchSettings::default()));
+            for i in 0..50 {
+                let t = i * 1_000;
+                started(&mut m, &mut f, &job(i, 1, t, t, None), t);
+                renewed(&mut f, renew_ms);
+                finished(&mut m, &mut f, &done(i, 1, t, t + 200, ok()), true);
+            }
+            (m, f)
+        };
+        let (mut a, fa) = run("n1", 500.0);
+        let saved: Vec<_> = ["n2", "n3"]
+            .into_iter()
+            .map(|node| {
+                let (b, fb) = run(node, 5.0);
+                crate::store::SavedModels {
+                    node: node.into(),
+                    saved_at: Millis(50_000),
+                    body: crate::predict::live::persist::encode(&b, &fb, 50_000),
+                }
+            })
+            .collect();
+        crate::predict::live::persist::from_peers(
+            &mut a,
+            &fa.own_duration,
+            "n1",
+            &saved,
+            50_000,
+            60_000,
+        );
+        assert!(
+            a.failure.score("n1", 50_000) > 1.0,
+            "{}",
+            a.failure.score("n1", 50_000)
+        );
+        // An attempt during which no renewal was made says nothing of them.
+        assert_eq!(renew_mean((3, 30.0), (3, 30.0)), None);
+        assert_eq!(renew_mean((3, 30.0), (5, 130.0)), Some(50.0));
+        assert_eq!(renew_mean((3, 30.0), (5, 32.0)), Some(RENEW_FLOOR_MS));
     }
 
     #[test]

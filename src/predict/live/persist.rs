@@ -8,8 +8,11 @@
 //! its view merges the other nodes' saved durations into its own (sketches add up,
 //! [`crate::predict::duration::SketchDuration::merge`]), and its failure model adopts
 //! each other node's own state from that node's row while the row is fresh
-//! ([`NodeScore::adopt_peers`]); the retry and congestion models do not merge and stay
-//! each node's own.
+//! ([`NodeScore::adopt_peers`]) and its retry model adds the fresh rows' retry counts and
+//! budget windows to its own ([`PosteriorRetry::adopt_peers`]) and its congestion model
+//! takes the fresh rows' workers per queue, to share a backlog read from the store
+//! with them ([`FluidQueue::adopt_peers`]); the rest of the congestion model is each
+//! node's own.
 
 use serde::{Deserialize, Serialize};
 
@@ -144,6 +147,18 @@ pub fn merged_durations(own: &SketchDuration, node: &str, saved: &[SavedModels])
     view
 }
 
+/// The rows of `peers` saved within `max_age_ms` before `now_ms` (an older row is a
+/// node that stopped saving).
+fn fresh<'a, 'b>(
+    peers: &'b [(&'a SavedModels, Snapshot)],
+    now_ms: i64,
+    max_age_ms: i64,
+) -> impl Iterator<Item = &'b (&'a SavedModels, Snapshot)> {
+    peers
+        .iter()
+        .filter(move |(row, _)| now_ms.saturating_sub(row.saved_at.0) <= max_age_ms)
+}
+
 /// Into `failure`, the own state of every node other than `node` whose row was saved
 /// within `max_age_ms` before `now_ms` (an older row is a node that stopped saving: it
 /// is not adopted, and a peer adopted before is forgotten), in place of the peers
@@ -155,34 +170,38 @@ pub(super) fn adopt_fresh(
     now_ms: i64,
     max_age_ms: i64,
 ) -> usize {
-    let fresh = peers
-        .iter()
-        .filter(|(row, _)| now_ms.saturating_sub(row.saved_at.0) <= max_age_ms)
-        .map(|(row, snap)| PeerModel {
-            node: &row.node,
-            saved_at_ms: row.saved_at.0,
-            model: &snap.failure,
-        });
+    let fresh = fresh(peers, now_ms, max_age_ms).map(|(row, snap)| PeerModel {
+        node: &row.node,
+        saved_at_ms: row.saved_at.0,
+        model: &snap.failure,
+    });
     failure.adopt_peers(node, fresh)
 }
 
-/// What node `node` takes from the saved rows at each save round: its view of the
-/// durations (`own` merged with the other nodes'), and, into `failure`, the other
-/// nodes' own failure states while their rows are fresh (see [`adopt_fresh`]). Each
-/// row is decoded once. Returns the view and how many peers the failure model knows.
+/// What node `node` takes from the saved rows at each save round, into `models`: its
+/// view of the durations (`own` merged with the other nodes'), and, from the rows saved
+/// within `max_age_ms` before `now_ms`, the other nodes' own failure states (see
+/// [`adopt_fresh`]), retry counts and workers per queue (in place of those taken
+/// before). Each row is decoded once. Returns how many peers the failure model knows.
 pub fn from_peers(
+    models: &mut LiveModels,
     own: &SketchDuration,
-    failure: &mut NodeScore,
     node: &str,
     saved: &[SavedModels],
     now_ms: i64,
     max_age_ms: i64,
-) -> (SketchDuration, usize) {
+) -> usize {
     let peers = peer_snapshots(node, saved);
     let mut view = own.clone();
     merge_into(&mut view, &peers);
-    let known = adopt_fresh(failure, node, &peers, now_ms, max_age_ms);
-    (view, known)
+    models.duration = view;
+    models.retry.adopt_peers(
+        fresh(&peers, now_ms, max_age_ms).map(|(row, snap)| (row.saved_at.0, &snap.retry)),
+    );
+    models.congestion.adopt_peers(
+        fresh(&peers, now_ms, max_age_ms).map(|(row, snap)| (row.saved_at.0, &snap.congestion)),
+    );
+    adopt_fresh(&mut models.failure, node, &peers, now_ms, max_age_ms)
 }
 
 /// What a node starting under the name `node` at `now_ms` resumes from the saved rows:
@@ -215,14 +234,7 @@ pub fn resume(
         }
         None => models.duration.clone(),
     };
-    (models.duration, _) = from_peers(
-        &own_duration,
-        &mut models.failure,
-        node,
-        saved,
-        now_ms,
-        max_age_ms,
-    );
+    from_peers(&mut models, &own_duration, node, saved, now_ms, max_age_ms);
     (models, FeedState::new(node, own_duration))
 }
 
@@ -339,14 +351,7 @@ mod tests {
         let stale_peers = Predictions::from_saved(&saved, 10_000, 30_000.0, 100);
         // What the node itself computes at a save round with the same rows.
         let (mut me, feed) = resume("a", &saved[..1], 10_000, 3_000);
-        from_peers(
-            &feed.own_duration,
-            &mut me.failure,
-            "a",
-            &saved,
-            10_000,
-            3_000,
-        );
+        from_peers(&mut me, &feed.own_duration, "a", &saved, 10_000, 3_000);
         assert_eq!(score(&with_peers, "a"), me.failure.score("a", 10_000));
         assert!(
             score(&with_peers, "a") > score(&alone, "a"),
@@ -368,15 +373,7 @@ mod tests {
             row_at("c", 5_000, ran("c", false)),
             row_at("d", 7_000, ran("d", false)),
         ];
-        let (view, known) = from_peers(
-            &feed.own_duration,
-            &mut me.failure,
-            "a",
-            &saved,
-            10_000,
-            3_000,
-        );
-        me.duration = view;
+        let known = from_peers(&mut me, &feed.own_duration, "a", &saved, 10_000, 3_000);
         // b and d saved within 3 s; c is a stopped node's row; a's own row is skipped.
         assert_eq!(known, 2);
         let mut nodes: Vec<&str> = me.failure.nodes().collect();
@@ -384,14 +381,7 @@ mod tests {
         assert_eq!(nodes, ["a", "b", "d"]);
         assert_eq!(me.failure.score("a", 0), before, "own state kept");
         // Next round, d has stopped saving: forgotten.
-        let (_, known) = from_peers(
-            &feed.own_duration,
-            &mut me.failure,
-            "a",
-            &saved,
-            10_001,
-            3_000,
-        );
+        let known = from_peers(&mut me, &feed.own_duration, "a", &saved, 10_001, 3_000);
         assert_eq!(known, 1);
         // What a saves holds only its own state.
         let snap = decode(&encode(&me, &feed, 10_001)).unwrap();

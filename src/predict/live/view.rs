@@ -3,10 +3,11 @@
 //! numbers computed from every node's saved [`Snapshot`] at one instant.
 //!
 //! Durations are the merge of every node's sketches. The failure score of a node is its
-//! own model's. Retry posteriors, budgets and queue waits are per node (those models do
-//! not merge); a queue's cluster-wide predicted wait is the mean of the nodes'
-//! predictions (each node learned it from the jobs it took, so each is an estimate of
-//! the same wait).
+//! own model's. Retry posteriors, budgets and queue waits are shown per node, as each
+//! node saved its own; a node's queue waits count the other nodes' workers as the node
+//! does (see [`crate::predict::congestion`]); a queue's cluster-wide predicted wait is
+//! the mean of the nodes' predictions (each node learned it from the jobs it took and
+//! the backlog in the store, so each is an estimate of the same wait).
 //!
 //! The breach probability of a queue's wait SLO is `exp(-slo / predicted wait)`: the
 //! wait of a job that has to wait is close to exponential in a busy multi-server queue
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::predict::congestion::CongestionPredictor;
+use crate::predict::congestion::{CongestionPredictor, FluidQueue};
 use crate::predict::duration::{DurationKey, DurationPredictor, SketchDuration};
 use crate::predict::failure::FailurePredictor;
 use crate::store::SavedModels;
@@ -197,6 +198,17 @@ impl Predictions {
             let mut failure = snap.failure.clone();
             adopt_fresh(&mut failure, &row.node, &readable, now_ms, peer_max_age_ms);
             let score = failure.score(&row.node, now_ms);
+            // Each node's waits with the other nodes' workers, as the node itself has
+            // them after a save round.
+            let mut congestion = snap.congestion.clone();
+            congestion.adopt_peers(
+                readable
+                    .iter()
+                    .filter(|(r, _)| {
+                        r.node != row.node && now_ms.saturating_sub(r.saved_at.0) <= peer_max_age_ms
+                    })
+                    .map(|(r, s)| (r.saved_at.0, &s.congestion)),
+            );
             match &mut durations {
                 None => durations = Some(snap.duration.clone()),
                 Some(d) => {
@@ -205,7 +217,7 @@ impl Predictions {
                     }
                 }
             }
-            out.add_node(&row.node, row.saved_at.0, snap, score, now_ms);
+            out.add_node(&row.node, row.saved_at.0, snap, &congestion, score, now_ms);
         }
         out.nodes.sort_by(|a, b| a.node.cmp(&b.node));
         if let Some(d) = durations {
@@ -226,6 +238,7 @@ impl Predictions {
         node: &str,
         saved_at_ms: i64,
         snap: &Snapshot,
+        congestion: &FluidQueue,
         failure_score: f64,
         now_ms: i64,
     ) {
@@ -263,10 +276,10 @@ impl Predictions {
                 });
             }
         }
-        for queue in snap.congestion.queues() {
+        for queue in congestion.queues() {
             let waits: Vec<Option<f64>> = HORIZONS_MIN
                 .iter()
-                .map(|m| snap.congestion.predict_wait(queue, now_ms, m * 60_000))
+                .map(|m| congestion.predict_wait(queue, now_ms, m * 60_000))
                 .collect();
             if waits.iter().any(Option::is_none) {
                 // Nothing finished on it yet: no service time, no prediction.
@@ -282,10 +295,7 @@ impl Predictions {
                     .collect(),
                 breach: HORIZONS_MIN
                     .iter()
-                    .map(|m| {
-                        snap.congestion
-                            .predict_breach(queue, now_ms, m * 60_000, self.slo_ms)
-                    })
+                    .map(|m| congestion.predict_breach(queue, now_ms, m * 60_000, self.slo_ms))
                     .collect(),
                 wait_ms,
             });

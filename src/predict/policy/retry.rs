@@ -29,9 +29,14 @@ pub struct Failure<'a> {
     /// Attempts the job may make.
     pub max_attempts: u32,
     /// When the job was enqueued: the model's "time since the first failure" is
-    /// measured from here for later attempts (the job holds no first-failure time; for
-    /// a job run soon after its enqueue the two differ by one wait and one run).
+    /// measured from here for later attempts whose first failure is not known (the job
+    /// holds no first-failure time; for a job run soon after its enqueue the two differ
+    /// by one wait and one run).
     pub created_at: Millis,
+    /// When the job first failed, where the node knows it (the feed's record of the
+    /// failures applied here, [`FeedState::first_failure`](crate::predict::live::FeedState::first_failure)):
+    /// the time the model learned its retries from, so it is asked about the same.
+    pub first_failure: Option<Millis>,
     /// The error, as the handler gave it (redacted here).
     pub error: String,
     /// Whether the error allows a retry at all.
@@ -53,6 +58,7 @@ pub fn decide(
         attempt,
         max_attempts,
         created_at,
+        first_failure,
         error,
         retryable,
     } = failure;
@@ -64,7 +70,7 @@ pub fn decide(
     let first_failure_ms = if attempt <= 1 {
         now.0
     } else {
-        created_at.0.min(now.0)
+        first_failure.unwrap_or(created_at).0.min(now.0)
     };
     let advice = models.retry.advise(
         FailedAttempt {
@@ -119,6 +125,7 @@ mod tests {
             attempt,
             max_attempts: 25,
             created_at: Millis(NOW.0 - 5_000),
+            first_failure: None,
             error: error.into(),
             retryable: true,
         }
@@ -172,6 +179,29 @@ mod tests {
         );
         // Enqueued 5 s ago: success comes from 10 min after the first failure on.
         assert!(delay_of(&o) >= 595_000, "{o:?}");
+    }
+
+    #[test]
+    fn the_time_since_the_first_failure_is_the_one_the_feed_learned_from() {
+        let mut m = LiveModels::default();
+        teach(&mut m, "smtp_down", true);
+        let mut rng = StdRng::seed_from_u64(1);
+        // Enqueued an hour ago, failed first 5 s ago: retries succeed from 10 min after
+        // the first failure, not after the enqueue (which would retry at once).
+        let f = Failure {
+            created_at: Millis(NOW.0 - 3_600_000),
+            first_failure: Some(Millis(NOW.0 - 5_000)),
+            ..failure(2, "smtp down")
+        };
+        let o = decide(&mut m, &learned(false), f.clone(), NOW, &mut rng);
+        assert!(delay_of(&o) >= 595_000, "{o:?}");
+        // Without it, the enqueue stands in.
+        let unknown = Failure {
+            first_failure: None,
+            ..f
+        };
+        let o = decide(&mut m, &learned(false), unknown, NOW, &mut rng);
+        assert!(delay_of(&o) < 595_000, "{o:?}");
     }
 
     #[test]
