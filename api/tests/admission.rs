@@ -77,9 +77,34 @@ async fn a_low_priority_enqueue_is_refused_with_503_while_the_breach_is_certain(
             m.congestion.on_finish("default", t, 500.0);
             m.congestion.on_finish("default", t, 500.0);
         }
-        for i in 0..400 {
-            m.congestion.on_enqueue("default", now - 10_000 + i * 25);
-        }
+    }
+    // Then 400 jobs wait in the store (the queue paused, so none starts): the node's
+    // maintenance rounds read them (every second) and its model waits behind them.
+    node.store()
+        .pause_queue(
+            &jobmesh::store::AuditContext::system(),
+            "default",
+            SystemClock.now(),
+        )
+        .await
+        .unwrap();
+    node.submit(vec![jobmesh::job::NewJob::new("noop", json!({})); 400])
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while node
+        .models()
+        .lock()
+        .congestion
+        .backlog("default")
+        .map(|b| b.0)
+        != Some(400.0)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not read the backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     node.set_queue_policies(BTreeMap::from([(
         "default".to_string(),
@@ -133,7 +158,7 @@ async fn a_low_priority_enqueue_is_refused_with_503_while_the_breach_is_certain(
         .get("default")
         .map(|c| c.values().sum::<u64>())
         .unwrap_or(0);
-    assert_eq!(stored, 0, "a refused job is not stored");
+    assert_eq!(stored, 400, "a refused job is not stored");
     // Normal priority is admitted.
     let r = post(json!({"kind": "noop", "payload": {}})).await.unwrap();
     assert_eq!(r.status().as_u16(), 201);
