@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::body::QueryParams;
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::Problem;
 use crate::state::AppState;
 
 /// The length of an interval.
@@ -82,14 +82,7 @@ pub async fn incidents(
 ) -> Result<Json<IncidentsView>, Problem> {
     caller.require(Scope::Read)?;
     caller.require_all_queues("the incident history")?;
-    let minutes = p.minutes.unwrap_or(60);
-    if !(1..=60).contains(&minutes) {
-        return Err(Problem::field(
-            ProblemKind::InvalidField,
-            "minutes",
-            format!("minutes {minutes}: 1 to 60"),
-        ));
-    }
+    let minutes = super::throughput::minutes_back(p.minutes)?;
     let store = state.store.clone();
     let read = state
         .incidents

@@ -88,14 +88,7 @@ pub async fn throughput(
             format!("interval {interval}: 10 or 60 (seconds)"),
         ));
     }
-    let minutes = p.minutes.unwrap_or(60);
-    if !(1..=60).contains(&minutes) {
-        return Err(Problem::field(
-            ProblemKind::InvalidField,
-            "minutes",
-            format!("minutes {minutes}: 1 to 60"),
-        ));
-    }
+    let minutes = minutes_back(p.minutes)?;
     if let Some(q) = &p.queue {
         jobmesh::job::check_queue_name(q)
             .map_err(|m| Problem::field(ProblemKind::InvalidField, "queue", m))?;
@@ -142,4 +135,17 @@ pub async fn throughput(
         queue: p.queue,
         read_at: now,
     }))
+}
+
+/// The `minutes` parameter of the hour's views: 1 to 60, default 60.
+pub(crate) fn minutes_back(asked: Option<u32>) -> Result<u32, Problem> {
+    let minutes = asked.unwrap_or(60);
+    if !(1..=60).contains(&minutes) {
+        return Err(Problem::field(
+            ProblemKind::InvalidField,
+            "minutes",
+            format!("minutes {minutes}: 1 to 60"),
+        ));
+    }
+    Ok(minutes)
 }

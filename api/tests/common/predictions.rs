@@ -125,5 +125,44 @@ pub async fn predictions_show_what_a_node_learned(store: SharedStore) {
     // A finished job has none.
     let (_, view) = h.get(&format!("/api/v1/jobs/{}", ids[0]), &all).await;
     assert!(view["eta"].is_null(), "{view}");
+
+    // The ETA of a running job: from its start, a median run later (never before now),
+    // with no wait.
+    let (_, operator) = h.token(&[Scope::Operate], &[]).await;
+    let before = SystemClock.now().0;
+    let (status, body) = h
+        .post("/api/v1/jobs", &all, &job("sleep", json!({"ms": 60_000})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let long = body["id"].as_i64().unwrap();
+    h.wait_state(long, JobState::Running).await;
+    let (status, view) = h.get(&format!("/api/v1/jobs/{long}"), &all).await;
+    let asked = SystemClock.now().0;
+    assert_eq!(status, 200, "{view}");
+    let eta = &view["eta"];
+    let start = eta["start_at_ms"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a running job's ETA: {view}"));
+    assert!(
+        (before..=asked).contains(&start),
+        "started at {start}, between {before} and {asked}: {view}"
+    );
+    assert!(
+        eta["wait_ms"].is_null(),
+        "a running job waits no more: {view}"
+    );
+    let finish = eta["finish_at_ms"].as_i64().unwrap();
+    assert!(
+        finish >= start + p50 as i64 - 1 && finish + 1 >= before,
+        "finish {finish} from start {start} and p50 {p50}: {view}"
+    );
+    let (status, body) = h
+        .post(
+            &format!("/api/v1/jobs/{long}/cancel"),
+            &operator,
+            &json!({}),
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{status}: {body}");
     h.stop().await;
 }

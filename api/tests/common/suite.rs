@@ -646,6 +646,7 @@ pub async fn openapi_lists_every_route(store: SharedStore) {
         ("/api/v1/jobs/bulk/{action}/count", "post"),
         ("/api/v1/stats/latency", "get"),
         ("/api/v1/stats/throughput", "get"),
+        ("/api/v1/stats/incidents", "get"),
         ("/api/v1/dlq/groups", "get"),
         ("/api/v1/predictions", "get"),
         ("/metrics", "get"),
