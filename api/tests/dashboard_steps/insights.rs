@@ -110,6 +110,17 @@ pub async fn run_in_the_past(store: &SharedStore) {
         .unwrap();
 }
 
+/// Waits until `script` returns an array (not null) and gives its numbers.
+async fn numbers(b: &Browser, what: &str, script: &str) -> Vec<f64> {
+    b.wait(what, || async {
+        b.exec(script, json!([]))
+            .await
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_f64().unwrap()).collect())
+    })
+    .await
+}
+
 pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
     let base = &h.base;
     let store = &h.store;
@@ -144,18 +155,13 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
     // before the browser first opened the Overview) are in its chart, read from the
     // store (their events are older than the page's read: the live count leaves them
     // out).
-    let totals: Vec<f64> = b
-        .wait("the last hour in the throughput chart", || async {
-            b.exec(
-                "const d = document.querySelector('#throughput')?.dataset; \
-                 return d && d.history === 'loaded' ? [+d.enqueued, +d.succeeded, +d.failed] : null",
-                json!([]),
-            )
-            .await
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_f64().unwrap()).collect())
-        })
-        .await;
+    let totals = numbers(
+        b,
+        "the last hour in the throughput chart",
+        "const d = document.querySelector('#throughput')?.dataset; \
+         return d && d.history === 'loaded' ? [+d.enqueued, +d.succeeded, +d.failed] : null",
+    )
+    .await;
     assert!(
         totals[0] >= 42.0 && totals[1] >= 35.0 && totals[2] >= 7.0,
         "enqueued, succeeded, failed in the chart's hour: {totals:?}"
@@ -163,18 +169,13 @@ pub async fn cluster_views(b: &Browser, h: &Harness, admin: &str) {
     b.find("#throughput svg.chart").await;
     // Rescues and restarts of the hour from the store's events, as a chart and as the
     // cards' rates.
-    let incidents: Vec<f64> = b
-        .wait("the hour's incidents on the overview", || async {
-            b.exec(
-                "const d = document.querySelector('#incidents')?.dataset; \
-                 return d && d.rescued !== undefined ? [+d.rescued, +d.crashed, +d.restarted] : null",
-                json!([]),
-            )
-            .await
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_f64().unwrap()).collect())
-        })
-        .await;
+    let incidents = numbers(
+        b,
+        "the hour's incidents on the overview",
+        "const d = document.querySelector('#incidents')?.dataset; \
+         return d && d.rescued !== undefined ? [+d.rescued, +d.crashed, +d.restarted] : null",
+    )
+    .await;
     assert!(
         incidents[0] >= 2.0 && incidents[1] >= 1.0 && incidents[2] >= 1.0,
         "rescued, crashed, restarted in the incidents chart: {incidents:?}"

@@ -94,12 +94,12 @@ impl FluidQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::predict::congestion::CongestionPredictor;
 
     /// Two workers on 500 ms jobs for a minute, each job taken as it came.
-    fn steady(m: &mut FluidQueue, until: i64) {
+    pub(in crate::predict::congestion) fn steady(m: &mut FluidQueue, until: i64) {
         let mut t = until - 60_000;
         while t < until {
             for _ in 0..2 {

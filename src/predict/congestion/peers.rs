@@ -51,15 +51,7 @@ mod tests {
     /// Two workers on 500 ms jobs for a minute until `until`.
     fn busy(until: i64) -> FluidQueue {
         let mut m = FluidQueue::default();
-        let mut t = until - 60_000;
-        while t < until {
-            for _ in 0..2 {
-                m.on_taken("q", t, t);
-            }
-            t += 500;
-            m.on_finish("q", t, 500.0);
-            m.on_finish("q", t, 500.0);
-        }
+        super::super::fed::tests::steady(&mut m, until);
         m
     }
 
