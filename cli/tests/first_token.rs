@@ -101,15 +101,19 @@ fn node_args(sandbox: &Sandbox, port: u16) -> Vec<String> {
     ]
 }
 
-/// `jobmesh node --api` run by `script` on a pseudo-terminal.
+/// `jobmesh node --api` run by `script` on a pseudo-terminal. `script` runs the line
+/// through `$SHELL` (`/bin/sh` when unset, as under CI); `exec` makes the node the
+/// terminal's foreground process itself, so Ctrl-C reaches the node and no shell that
+/// would die of it.
 fn in_terminal(sandbox: &Sandbox, port: u16) -> Command {
-    let mut line = String::from(env!("CARGO_BIN_EXE_jobmesh"));
+    let mut line = format!("exec {}", env!("CARGO_BIN_EXE_jobmesh"));
     for a in node_args(sandbox, port) {
         line.push(' ');
         line.push_str(&format!("'{a}'"));
     }
     let mut c = Command::new("script");
     c.args(["-qfec", &line, "/dev/null"])
+        .env_remove("SHELL")
         .current_dir(sandbox.dir.path());
     c
 }

@@ -113,6 +113,7 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         jobmesh::config::Backend::Sqlite => format!("sqlite {}", config.sqlite_path().display()),
         other => format!("{other:?}"),
     };
+    let stop = StopSignal::listen()?;
     say(format_args!(
         "jobmesh node `{node_id}` running on {where_} with {} workers on queues [{}]; Ctrl-C to stop",
         config.workers.concurrency,
@@ -120,13 +121,18 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
     ));
     if args.exit_when_idle {
         tokio::select! {
-            r = wait_idle(&node, &*store, &config.workers.queues, &node_id) => r?,
+            r = wait_idle(&node, &*store, &config.workers.queues, &node_id) => {
+                r?;
+                say(format_args!("no jobs left to run; stopping"));
+            }
+            _ = stop.wait() => say(format_args!(
+                "stopping before the queues ran dry: waiting up to {SHUTDOWN_GRACE:?} for running jobs"
+            )),
             why = node.failed() => return fail(node, api, why).await,
         }
-        say(format_args!("no jobs left to run; stopping"));
     } else {
         tokio::select! {
-            _ = wait_for_signal() => {}
+            _ = stop.wait() => {}
             why = node.failed() => return fail(node, api, why).await,
         }
         say(format_args!(
@@ -256,18 +262,41 @@ async fn fail(node: Node, api: Option<jobmesh_api::ApiServer>, why: String) -> a
     anyhow::bail!("node failed: {why}")
 }
 
-pub(crate) async fn wait_for_signal() {
+/// Ctrl-C and SIGTERM, caught from the moment [`StopSignal::listen`] returns: a node
+/// listens before it prints "Ctrl-C to stop", so a signal sent on reading that line is
+/// never lost to the default action (which would kill the node without its shutdown).
+pub(crate) struct StopSignal {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    /// Installs the handlers now.
+    pub(crate) fn listen() -> anyhow::Result<StopSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignal {
+                int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+                term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignal {})
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves at the first Ctrl-C or SIGTERM.
+    pub(crate) async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// A retry due within this long still keeps `--exit-when-idle` up: it is this node's
