@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use jobmesh::clock::Millis;
 use jobmesh::job::RescueGate;
+use jobmesh::metrics::finished_window::FinishedWindow;
 use jobmesh::metrics::posted_counts::{self, PostedCounts};
 use jobmesh::store::StoreError;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -41,6 +42,8 @@ pub(crate) struct MaintenanceState {
     next_purge: Millis,
     /// When queue-counts rounds are due (see [`queue_stats`]).
     counts: CountsRounds,
+    /// The last minute's finishes, read a few seconds at a time while this node leads.
+    finished: FinishedWindow,
     rescue: RescueGate,
     /// When the jobs waiting on the queues are next read for the congestion model.
     next_backlog: Millis,
@@ -66,6 +69,7 @@ impl Actor for Maintenance {
             last_extend: ctx.now(),
             next_purge: ctx.now(),
             counts: CountsRounds::new(counts_interval(&ctx), every, ctx.now()),
+            finished: FinishedWindow::new(posted_counts::FINISHED_WINDOW),
             rescue: RescueGate::new(rescue_grace(longest_lease(&ctx)), silence(every), ctx.now()),
             next_backlog: ctx.now(),
             ctx,
@@ -143,7 +147,7 @@ impl Actor for Maintenance {
         }
         if s.counts.due(now) {
             s.counts.started(now);
-            queue_stats(ctx, &mut s.counts, now).await;
+            queue_stats(ctx, &mut s.counts, &mut s.finished, now).await;
         }
         Ok(())
     }
@@ -265,7 +269,12 @@ fn lead_ttl(ctx: &Ctx) -> Duration {
 /// minute's finishes if this node holds (or takes) the maintenance leader lease: into
 /// the metrics, and posted in the store for the HTTP API to serve. A node that does
 /// not lead serves none, so a scrape of any node never costs a COUNT.
-async fn queue_stats(ctx: &Ctx, rounds: &mut CountsRounds, now: Millis) {
+async fn queue_stats(
+    ctx: &Ctx,
+    rounds: &mut CountsRounds,
+    finished: &mut FinishedWindow,
+    now: Millis,
+) {
     let stats = &ctx.metrics.queue_stats;
     match ctx
         .store
@@ -275,7 +284,7 @@ async fn queue_stats(ctx: &Ctx, rounds: &mut CountsRounds, now: Millis) {
         Ok(true) => {
             rounds.led(true);
             let started = std::time::Instant::now();
-            match PostedCounts::read(&*ctx.store, now, posted_counts::FINISHED_WINDOW).await {
+            match PostedCounts::read_with(&*ctx.store, now, finished).await {
                 Ok(mut counts) => {
                     rounds.read(now, started.elapsed());
                     counts.fresh_within_ms = rounds.fresh_within().as_millis() as u64;

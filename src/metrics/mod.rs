@@ -14,6 +14,7 @@
 //! cached ([`QueueStats`]): a scrape runs no store query. The leader also posts them in the
 //! store for the HTTP API ([`posted_counts`]).
 
+pub mod finished_window;
 mod histogram;
 mod labels;
 pub mod posted_counts;

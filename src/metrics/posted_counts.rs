@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::QueueSnapshot;
+use super::finished_window::FinishedWindow;
 use crate::clock::Millis;
 use crate::store::{Counts, Store, StoreError};
 
@@ -48,19 +49,29 @@ pub struct PostedCounts {
 
 impl PostedCounts {
     /// Reads the counts from `store` as of `now`: the snapshot, then the finishes of
-    /// the `window` before it (the leader posts [`FINISHED_WINDOW`]).
+    /// the `window` before it, all of them (a reader with no leader to serve it).
     pub async fn read(
         store: &dyn Store,
         now: Millis,
         window: Duration,
     ) -> Result<Self, StoreError> {
+        Self::read_with(store, now, &mut FinishedWindow::recount(window)).await
+    }
+
+    /// Reads the counts from `store` as of `now`: the snapshot, then the finishes of
+    /// `finished`'s window, reading only what it has not settled yet (the leader keeps
+    /// one across its rounds and posts [`FINISHED_WINDOW`]).
+    pub async fn read_with(
+        store: &dyn Store,
+        now: Millis,
+        finished: &mut FinishedWindow,
+    ) -> Result<Self, StoreError> {
         let snapshot = QueueSnapshot::read(store, now).await?;
-        let since = Millis(now.0.saturating_sub(window.as_millis() as i64));
-        let finished = store.finished_since(since).await?;
+        let counts = finished.read(store, now).await?;
         Ok(Self {
             snapshot,
-            finished,
-            window_ms: window.as_millis() as u64,
+            finished: counts,
+            window_ms: finished.window_ms(),
             fresh_within_ms: 0,
         })
     }

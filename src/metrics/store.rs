@@ -35,8 +35,8 @@ use crate::store::throughput::ThroughputRow;
 use crate::store::tokens::{ApiToken, NewApiToken, Reservation, StoredAnswer, TokenHash, TokenId};
 use crate::store::{
     Activity, ApiTokens, AuditContext, AuditLog, CancelOutcome, Counts, DeadLetter, EnqueueOutcome,
-    EventLog, Heartbeats, JobAdmin, JobFilter, JobHistory, JobQueue, Leadership, QueueControl,
-    Redrive, RescuedJob, SharedStore, Store, StoreError, WakeupSource,
+    EventLog, FinishedSlice, Heartbeats, JobAdmin, JobFilter, JobHistory, JobQueue, Leadership,
+    QueueControl, Redrive, RescuedJob, SharedStore, Store, StoreError, WakeupSource,
 };
 
 /// A store whose calls are recorded in [`Metrics`].
@@ -510,8 +510,13 @@ impl Activity for MeteredStore {
         self.seen(self.inner.oldest_available(queue).await)
     }
 
-    async fn finished_since(&self, since: Millis) -> Result<Counts, StoreError> {
-        self.seen(self.inner.finished_since(since).await)
+    async fn finished_slices(
+        &self,
+        from: Millis,
+        to: Millis,
+        slice_ms: i64,
+    ) -> Result<Vec<FinishedSlice>, StoreError> {
+        self.seen(self.inner.finished_slices(from, to, slice_ms).await)
     }
 
     async fn member_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {

@@ -33,6 +33,51 @@ macro_rules! member_kinds_sql {
 }
 pub(crate) use member_kinds_sql;
 
+/// The jobs finished in one slice of a range, by queue and final state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedSlice {
+    /// The slice's start: `from + k * slice_ms`.
+    pub start: Millis,
+    /// Its finishes per queue and final state.
+    pub counts: Counts,
+}
+
+/// Refuses a range of [`Activity::finished_slices`] that no read could mean: a slice
+/// that is not positive or a range that ends before it starts.
+pub(crate) fn check_slices(from: Millis, to: Millis, slice_ms: i64) -> Result<(), StoreError> {
+    if slice_ms <= 0 {
+        return Err(StoreError::Invalid(format!(
+            "finished slices of {slice_ms} ms; they must be positive"
+        )));
+    }
+    if to.0 < from.0 {
+        return Err(StoreError::Invalid(format!(
+            "finished range ends ({}) before it starts ({})",
+            to.0, from.0
+        )));
+    }
+    Ok(())
+}
+
+/// Rows `(slice index from `from`, queue, state, count)` as [`FinishedSlice`]s in time
+/// order; a row whose state this version cannot read is skipped (with a warning).
+pub(crate) fn finished_slices(
+    rows: impl IntoIterator<Item = (i64, String, String, i64)>,
+    from: Millis,
+    slice_ms: i64,
+) -> Vec<FinishedSlice> {
+    let mut by: BTreeMap<i64, Vec<(String, String, i64)>> = BTreeMap::new();
+    for (index, queue, state, n) in rows {
+        by.entry(index).or_default().push((queue, state, n));
+    }
+    by.into_iter()
+        .map(|(index, rows)| FinishedSlice {
+            start: Millis(from.0.saturating_add(index.saturating_mul(slice_ms))),
+            counts: super::columns::counts(rows),
+        })
+        .collect()
+}
+
 /// What the record says about queues, nodes and workers lately. Every backend has it,
 /// so [`super::Store`] requires it.
 #[async_trait]
@@ -43,11 +88,18 @@ pub trait Activity: Send + Sync + 'static {
     /// distinct priorities (at most 201), not with the number of jobs.
     async fn oldest_available(&self, queue: &str) -> Result<Option<Millis>, StoreError>;
 
-    /// Jobs that finished (succeeded, discarded, cancelled) at or after `since`, by queue
-    /// and final state. Read from the finished-jobs indexes the retention purge uses,
-    /// so its cost grows with the jobs finished since then, not with the table. A
-    /// failed attempt that will be retried is not a finish.
-    async fn finished_since(&self, since: Millis) -> Result<Counts, StoreError>;
+    /// Jobs that finished (succeeded, discarded, cancelled) in `[from, to)`, by queue and
+    /// final state, in slices of `slice_ms` from `from`: only slices with some, in time
+    /// order. Read from the finished-jobs indexes the retention purge uses, so its cost
+    /// grows with the jobs finished in the range, not with the table. A failed attempt
+    /// that will be retried is not a finish. A range [`check_slices`] refuses is
+    /// [`StoreError::Invalid`].
+    async fn finished_slices(
+        &self,
+        from: Millis,
+        to: Millis,
+        slice_ms: i64,
+    ) -> Result<Vec<FinishedSlice>, StoreError>;
 
     /// The newest `limit` node and worker events (kinds `node.*` and `worker.*`), oldest
     /// first, from their own partial index.

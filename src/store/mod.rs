@@ -72,7 +72,7 @@ pub mod throughput;
 pub mod tokens;
 mod wakeup;
 
-pub use activity::{Activity, LiveMembers, NodeRecord, fold_members};
+pub use activity::{Activity, FinishedSlice, LiveMembers, NodeRecord, fold_members};
 pub use audit::{Actor, AuditContext, AuditLog};
 pub use bulk::{BulkAction, BulkActions, BulkOutcome, BulkTarget};
 pub use capability::{

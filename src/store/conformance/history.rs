@@ -138,21 +138,100 @@ pub async fn queue_activity(s: &dyn Store) {
     ])
     .await
     .unwrap();
-    let finished = s.finished_since(t).await.unwrap();
-    let q = &finished["q"];
+    let end = Millis(i64::MAX);
+    let slices = s.finished_slices(t, end, 1).await.unwrap();
+    assert_eq!(slices.len(), 2, "one slice per finishing time: {slices:?}");
+    assert_eq!(
+        (slices[0].start, slices[1].start),
+        (t, t.plus(ms(1))),
+        "{slices:?}"
+    );
+    assert_eq!(slices[0].counts["q"].get(&JobState::Succeeded), Some(&1));
+    assert_eq!(slices[1].counts["q"].get(&JobState::Discarded), Some(&1));
+    let whole = s.finished_slices(t, end, 1_000).await.unwrap();
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    let q = &whole[0].counts["q"];
     assert_eq!(
         (q.get(&JobState::Succeeded), q.get(&JobState::Discarded)),
         (Some(&1), Some(&1)),
-        "{finished:?}"
+        "{whole:?}"
     );
-    assert!(!finished.contains_key("other"));
-    let finished = s.finished_since(t.plus(ms(1))).await.unwrap();
-    assert_eq!(
-        finished["q"].get(&JobState::Succeeded),
-        None,
-        "{finished:?}"
+    assert!(!whole[0].counts.contains_key("other"));
+    // The range is half-open: a finish at `to` is not in it.
+    let before = s.finished_slices(t, t.plus(ms(1)), 1_000).await.unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].counts["q"].get(&JobState::Discarded), None);
+    let later = s.finished_slices(t.plus(ms(1)), end, 1_000).await.unwrap();
+    assert_eq!(later[0].counts["q"].get(&JobState::Succeeded), None);
+    assert!(
+        s.finished_slices(t.plus(ms(2)), end, 1)
+            .await
+            .unwrap()
+            .is_empty()
     );
-    assert!(s.finished_since(t.plus(ms(2))).await.unwrap().is_empty());
+    assert!(matches!(
+        s.finished_slices(t, end, 0).await,
+        Err(crate::store::StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.finished_slices(t.plus(ms(1)), t, 1).await,
+        Err(crate::store::StoreError::Invalid(_))
+    ));
+}
+
+/// The maintenance leader's last minute of finishes, read a few seconds at a time
+/// across rounds, says what a recount of the window says at every round while jobs
+/// finish between the rounds (and some land in slices settled since the last round).
+pub async fn finished_window_matches_a_recount(s: &dyn Store) {
+    use crate::metrics::finished_window::FinishedWindow;
+    use std::time::Duration;
+    let window = Duration::from_secs(60);
+    let mut kept = FinishedWindow::new(window);
+    let mut now = T0.plus(ms(100_000));
+    for round in 0..40_i64 {
+        // A few jobs finish at times spread over the last seconds before `now`.
+        let queue = if round % 3 == 0 { "a" } else { "b" };
+        let claimed = {
+            let mut jobs = Vec::new();
+            for _ in 0..3 {
+                let mut j = job("k");
+                j.queue = queue.into();
+                jobs.push(j);
+            }
+            ids(s, jobs, Millis(now.0 - 8_000)).await;
+            s.claim(&from_queue(queue, 3, Millis(now.0 - 7_000)))
+                .await
+                .unwrap()
+        };
+        let outcomes = claimed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let at = Millis(now.0 - i as i64 * 1_700);
+                if i == 2 {
+                    done(c, Outcome::Discard { error: "no".into() }, at)
+                } else {
+                    ok(c, at)
+                }
+            })
+            .collect();
+        s.complete(outcomes).await.unwrap();
+        let got = kept.read(s, now).await.unwrap();
+        let all = FinishedWindow::recount(window).read(s, now).await.unwrap();
+        // The recount's window starts to the millisecond, the kept one at the first
+        // whole second in it: compare from the same start.
+        let start = Millis((now.0 - 60_000 + 999).div_euclid(1_000) * 1_000);
+        let mut exact = crate::store::Counts::new();
+        for slice in s
+            .finished_slices(start, Millis(i64::MAX), i64::MAX)
+            .await
+            .unwrap()
+        {
+            exact = slice.counts;
+        }
+        assert_eq!(got, exact, "round {round} at {now:?} (recount {all:?})");
+        now = Millis(now.0 + 2_300 + (round % 4) * 900);
+    }
 }
 
 /// Node and worker events come back newest `limit`, in log order, whether or not they

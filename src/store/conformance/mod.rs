@@ -164,6 +164,7 @@ macro_rules! store_conformance_tests {
             retention_and_leader_lease, listing_and_events, hostile_input_is_refused,
             nul_in_results_is_scrubbed, api_tokens, idempotent_answers, paused_queue_is_not_claimed,
             pause_is_per_queue, attempts_and_timeline, queue_activity,
+            finished_window_matches_a_recount,
             member_events_are_the_newest_window,
             periodic_tick_enqueues_once, periodic_marks_are_per_schedule,
             periodic_hostile_input_stores_nothing,

@@ -9,9 +9,11 @@ use super::PostgresStore;
 use crate::clock::Millis;
 use crate::event::StoredEvent;
 use crate::job::JobId;
-use crate::store::activity::{Activity, member_kinds_sql};
+use crate::store::activity::{
+    Activity, FinishedSlice, check_slices, finished_slices, member_kinds_sql,
+};
 use crate::store::history::{Attempt, JobHistory, MAX_HISTORY, attempt_from_row};
-use crate::store::{Counts, EventRow, StoreError, skip_undecodable};
+use crate::store::{EventRow, StoreError, skip_undecodable};
 
 /// A `lifecycle_events` row as Postgres returns it (the detail as text, parsed row by
 /// row: one unreadable detail must not fail the read).
@@ -116,17 +118,27 @@ impl Activity for PostgresStore {
         Ok(oldest.map(Millis))
     }
 
-    async fn finished_since(&self, since: Millis) -> Result<Counts, StoreError> {
-        // jobs_finished (finished_at) WHERE state IN (the final states), migration 0004.
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT queue, state, count(*) FROM jobs
-             WHERE state IN ('succeeded', 'discarded', 'cancelled') AND finished_at >= $1
-             GROUP BY queue, state",
+    async fn finished_slices(
+        &self,
+        from: Millis,
+        to: Millis,
+        slice_ms: i64,
+    ) -> Result<Vec<FinishedSlice>, StoreError> {
+        check_slices(from, to, slice_ms)?;
+        // jobs_finished (finished_at, state, queue) WHERE state IN (the final states),
+        // migration 0019: an index-only scan of the range.
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT (finished_at - $1) / $3, queue, state, count(*) FROM jobs
+             WHERE state IN ('succeeded', 'discarded', 'cancelled')
+               AND finished_at >= $1 AND finished_at < $2
+             GROUP BY 1, 2, 3",
         )
-        .bind(since.0)
+        .bind(from.0)
+        .bind(to.0)
+        .bind(slice_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(crate::store::columns::counts(rows))
+        Ok(finished_slices(rows, from, slice_ms))
     }
 
     async fn member_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {

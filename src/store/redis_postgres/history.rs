@@ -9,12 +9,12 @@ use super::RedisPostgresStore;
 use crate::clock::Millis;
 use crate::event::StoredEvent;
 use crate::job::JobId;
-use crate::store::activity::Activity;
+use crate::store::activity::{Activity, FinishedSlice};
 use crate::store::history::{Attempt, JobHistory};
 use crate::store::incidents::IncidentRow;
 use crate::store::insights::{DeadLetterGroups, FinishTiming, Insights, JobBrief, Link};
 use crate::store::throughput::ThroughputRow;
-use crate::store::{Counts, JobFilter, StoreError};
+use crate::store::{JobFilter, StoreError};
 
 #[async_trait]
 impl JobHistory for RedisPostgresStore {
@@ -33,8 +33,13 @@ impl Activity for RedisPostgresStore {
         self.shared.pg.oldest_available(queue).await
     }
 
-    async fn finished_since(&self, since: Millis) -> Result<Counts, StoreError> {
-        self.shared.pg.finished_since(since).await
+    async fn finished_slices(
+        &self,
+        from: Millis,
+        to: Millis,
+        slice_ms: i64,
+    ) -> Result<Vec<FinishedSlice>, StoreError> {
+        self.shared.pg.finished_slices(from, to, slice_ms).await
     }
 
     async fn member_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {

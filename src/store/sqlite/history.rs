@@ -8,9 +8,11 @@ use super::SqliteStore;
 use crate::clock::Millis;
 use crate::event::StoredEvent;
 use crate::job::JobId;
-use crate::store::activity::{Activity, member_kinds_sql};
+use crate::store::activity::{
+    Activity, FinishedSlice, check_slices, finished_slices, member_kinds_sql,
+};
 use crate::store::history::{Attempt, AttemptRow, JobHistory, MAX_HISTORY, attempt_from_row};
-use crate::store::{Counts, EventRow, StoreError, skip_undecodable};
+use crate::store::{EventRow, StoreError, skip_undecodable};
 
 /// A `lifecycle_events` row as SQLite returns it.
 type EventTuple = (
@@ -77,16 +79,19 @@ impl JobHistory for SqliteStore {
     }
 }
 
-/// Jobs finished at or after `?1` per queue and state, read from the partial indexes
-/// `jobs_finished` and `jobs_dead` alone (see the module notes of `sqlite` on `INDEXED
-/// BY`; each repeats its index's predicate word for word, as SQLite needs to use it).
-pub(super) const FINISHED_SINCE: &str = "SELECT queue, state, count(*) FROM (
-         SELECT queue, state FROM jobs INDEXED BY jobs_finished
-         WHERE state IN ('succeeded', 'cancelled') AND finished_at >= ?1
+/// Jobs finished in `[?1, ?2)` per slice of `?3` ms, queue and state, read from the
+/// partial indexes `jobs_finished` and `jobs_dead` alone (see the module notes of
+/// `sqlite` on `INDEXED BY`; each repeats its index's predicate word for word, as SQLite
+/// needs to use it, and the dead branch names its state as a literal so that its index,
+/// which does not hold the state, covers the read).
+pub(super) const FINISHED_SLICES: &str =
+    "SELECT (finished_at - ?1) / ?3, queue, state, count(*) FROM (
+         SELECT finished_at, queue, state FROM jobs INDEXED BY jobs_finished
+         WHERE state IN ('succeeded', 'cancelled') AND finished_at >= ?1 AND finished_at < ?2
          UNION ALL
-         SELECT queue, state FROM jobs INDEXED BY jobs_dead
-         WHERE state = 'discarded' AND finished_at >= ?1
-     ) GROUP BY queue, state";
+         SELECT finished_at, queue, 'discarded' AS state FROM jobs INDEXED BY jobs_dead
+         WHERE state = 'discarded' AND finished_at >= ?1 AND finished_at < ?2
+     ) GROUP BY 1, 2, 3";
 
 #[async_trait]
 impl Activity for SqliteStore {
@@ -115,12 +120,20 @@ impl Activity for SqliteStore {
         Ok(oldest.map(Millis))
     }
 
-    async fn finished_since(&self, since: Millis) -> Result<Counts, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(FINISHED_SINCE)
-            .bind(since.0)
+    async fn finished_slices(
+        &self,
+        from: Millis,
+        to: Millis,
+        slice_ms: i64,
+    ) -> Result<Vec<FinishedSlice>, StoreError> {
+        check_slices(from, to, slice_ms)?;
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(FINISHED_SLICES)
+            .bind(from.0)
+            .bind(to.0)
+            .bind(slice_ms)
             .fetch_all(&self.read)
             .await?;
-        Ok(crate::store::columns::counts(rows))
+        Ok(finished_slices(rows, from, slice_ms))
     }
 
     async fn member_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {

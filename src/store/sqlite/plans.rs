@@ -58,8 +58,8 @@ async fn due_jobs_leases_and_finished_jobs_are_found_through_their_partial_index
         (rescue::TAKE_BACK_REVOKED, "jobs_lease_node"),
         (retention::DUE_FINISHED, "jobs_finished"),
         (retention::DUE_DEAD, "jobs_dead"),
-        (history::FINISHED_SINCE, "jobs_finished"),
-        (history::FINISHED_SINCE, "jobs_dead"),
+        (history::FINISHED_SLICES, "jobs_finished"),
+        (history::FINISHED_SLICES, "jobs_dead"),
     ];
     for (sql, index) in cases {
         let lines = plan(&store, sql).await;
