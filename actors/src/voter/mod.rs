@@ -3,7 +3,9 @@
 //! probe results, and turns the core's outputs into gossip, probes and consequences: an
 //! eviction revokes the evicted node's leases in the store (fencing: its late
 //! completions are refused) so its jobs run again at once, and is recorded with its
-//! certificate and the jobs re-queued as a `node.evicted` event.
+//! certificate and the jobs re-queued as a `node.evicted` event. Once a second it also
+//! feeds the phi it computes for each member it monitors to the node's failure model
+//! (`jobmesh::predict::failure`, whose vitals explain how an observer's phi counts).
 //!
 //! Named for what it does in the domain: it probes, votes and applies certificates.
 //! (`membership` names the protocol core it drives; the Lifeguard score it keeps is its
