@@ -85,7 +85,9 @@ impl NodeScore {
             }
             // Its vitals (its host, what it observes of the others) count like its state,
             // and so does the time they were saved.
-            let vitals = self.peer_vitals.add(p.node, &p.model.vitals);
+            let vitals = self
+                .peer_vitals
+                .add(p.node, &p.model.vitals, self.vs.phi_cap);
             if state.is_some() || vitals {
                 self.peers_as_of = Some(
                     self.peers_as_of

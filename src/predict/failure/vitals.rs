@@ -280,8 +280,9 @@ pub(super) struct AdoptedVitals {
 
 impl AdoptedVitals {
     /// Adopts `peer`'s own host levels and its phi excesses about every subject it
-    /// observes (skipped when any number is not finite); whether it had any.
-    pub(super) fn add(&mut self, peer: &str, vitals: &Vitals) -> bool {
+    /// observes, each at most `phi_cap` as an honest node's are (skipped when any number
+    /// is not finite); whether it had any.
+    pub(super) fn add(&mut self, peer: &str, vitals: &Vitals, phi_cap: f64) -> bool {
         if !vitals.is_finite() {
             return false;
         }
@@ -292,6 +293,7 @@ impl AdoptedVitals {
         }
         // A row's word about its own node is no observation.
         for (subject, excess) in vitals.phi_excesses().filter(|(s, _)| *s != peer) {
+            let excess = excess.min(phi_cap);
             any = true;
             match self.phi.get_mut(subject) {
                 Some(v) => v.push(excess),
@@ -526,6 +528,22 @@ mod tests {
         // Without any observer's row (no mesh), nothing changes.
         adopt(&mut a, &[], 120_000);
         assert_eq!(a.score("a", 120_000), 0.0);
+    }
+
+    #[test]
+    fn non_finite_vitals_are_not_adopted() {
+        let members = ["a", "b", "c", "d"];
+        let mut b = observer("b", &members, "a", 5.0);
+        b.vitals.observed.get_mut("c").unwrap().value = f64::NAN;
+        let mut a = observer("a", &members, "-", 0.0);
+        let row = PeerModel {
+            node: "b",
+            saved_at_ms: 0,
+            model: &b,
+        };
+        a.adopt_peers("a", [row]);
+        assert!(a.peer_vitals.phi.is_empty());
+        assert_eq!(a.peers_as_of, None);
     }
 
     #[test]
