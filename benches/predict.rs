@@ -74,6 +74,23 @@ fn main() {
     time("failure: drain decision", |i| {
         black_box(f.should_drain(&nodes[(i % 50) as usize], i64::from(i)));
     });
+    // With vitals: every node's host sampled, and this node observing 50 members' phi.
+    for (n, node) in nodes.iter().enumerate() {
+        let host = NodeSignal::Host {
+            load_per_core: Some(0.1 * n as f64),
+            memory_used: Some(0.5),
+        };
+        f.observe(node, 0, host);
+    }
+    time("failure: observe a member's phi", |i| {
+        let phi = NodeSignal::Phi {
+            phi: f64::from(i % 7),
+        };
+        f.observe(&nodes[(i % 50) as usize], i64::from(i), phi);
+    });
+    time("failure: drain decision with vitals", |i| {
+        black_box(f.should_drain(&nodes[(i % 50) as usize], 400_000 + i64::from(i)));
+    });
 
     let mut r = PosteriorRetry::new(PosteriorSettings::default());
     for i in 0..100_000u32 {

@@ -1,5 +1,6 @@
 //! The node's live models at the edges: resumed from the store when the node starts,
-//! fed with store errors (counted by the metered store) every second and with the jobs
+//! fed with store errors (counted by the metered store) every second, with the node's
+//! host (load per core, memory in use) every five seconds and with the jobs
 //! waiting on each queue (read by the maintenance rounds, see [`read_backlogs`]), saved every
 //! `[predict] save_interval` (then merged with the other nodes' saved durations, and
 //! the other nodes' own failure states and retry counts adopted) and once more at graceful shutdown. A
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use jobmesh::config::PredictSection;
 use jobmesh::job::RetryPolicy;
 use jobmesh::metrics::{ErrorKind, Metrics};
-use jobmesh::predict::live::{FeedState, LiveFeed, LiveModels, SharedModels, persist};
+use jobmesh::predict::live::{FeedState, LiveFeed, LiveModels, SharedModels, host, persist};
 use jobmesh::store::{JobFilter, SharedStore, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,11 @@ use crate::context::Ctx;
 
 /// How often new store errors are fed.
 const ERRORS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the node's host (load per core, memory in use) is sampled for the failure
+/// model: the load average itself moves over a minute, and the model smooths over half
+/// of one.
+const HOST_EVERY: Duration = Duration::from_secs(5);
 
 /// The key of a node's request that every node save its models now (a post, see
 /// [`jobmesh::store::Leadership::post`]): posted by a node whose failure score rose
@@ -214,6 +220,8 @@ pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = node_errors(&ctx.metrics);
         let (mut saved_at, mut errors_at) = (Instant::now(), Instant::now());
+        let mut host_at: Option<Instant> = None;
+        let (root, cores) = (host::HostRoot::default(), host::cores());
         let mut asked_at: Option<Instant> = None;
         let mut answered = None;
         loop {
@@ -232,6 +240,10 @@ pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
                     .store_errors(errors.saturating_sub(seen), ctx.now().0);
                 seen = errors;
             }
+            if host_at.is_none_or(|t| t.elapsed() >= HOST_EVERY) {
+                host_at = Some(Instant::now());
+                sample_host(&ctx, &root, cores).await;
+            }
             if saved_at.elapsed() >= save_every || listening || wished {
                 saved_at = Instant::now();
                 if let Err(e) = save(&ctx).await {
@@ -240,6 +252,16 @@ pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// Samples the node's host off the runtime's threads (reads of virtual files, but reads)
+/// and feeds it.
+async fn sample_host(ctx: &Ctx, root: &host::HostRoot, cores: usize) {
+    let root = root.clone();
+    match tokio::task::spawn_blocking(move || host::read_sample(&root, cores)).await {
+        Ok(sample) => ctx.feed.host(sample, ctx.now().0),
+        Err(e) => tracing::debug!(error = %e, "sampling the host failed"),
+    }
 }
 
 /// While this node's failure score waits for fresher peer states

@@ -13,14 +13,26 @@
 //! each save round it adopts the other nodes' own states from their saved models
 //! ([`peers`]): the median it is measured against, and the kinds' levels, are then
 //! the cluster's.
+//!
+//! Beside its jobs, a node's vitals count the same way ([`vitals`]): its host's load
+//! per core and memory pressure, which the node samples itself, above the cluster's
+//! median; and the phi accrual its mesh observers compute for it, above what each
+//! observer sees of the other members, which a node learns of from its observers'
+//! saved models.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+mod baseline;
 mod peers;
+mod vitals;
 
+pub use baseline::HeartbeatTimeout;
 pub use peers::PeerModel;
+pub use vitals::{VitalSettings, Vitals};
+
+use vitals::{AdoptedVitals, VitalMedians};
 
 /// One thing learned about a node.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +56,20 @@ pub enum NodeSignal<'a> {
     StoreError,
     /// The node's heartbeat arrived.
     Heartbeat,
+    /// A sample of the node's host (each where the OS gives it).
+    Host {
+        /// Its load average (1 minute) per core.
+        load_per_core: Option<f64>,
+        /// The share of its memory in use (0 to 1): its cgroup's against the cgroup's
+        /// limit, else the machine's.
+        memory_used: Option<f64>,
+    },
+    /// The phi accrual this model's node computes, as a mesh observer, for the node:
+    /// how late its heartbeats are against their usual intervals.
+    Phi {
+        /// The phi sampled (the mesh suspects a member at 8 by default).
+        phi: f64,
+    },
 }
 
 /// A failure predictor: the model and its baseline alike.
@@ -56,52 +82,6 @@ pub trait FailurePredictor {
     fn should_drain(&mut self, node: &str, now_ms: i64) -> bool;
     /// The node's current score (higher is worse; what operators see).
     fn score(&self, node: &str, now_ms: i64) -> f64;
-}
-
-/// Baseline: a node is given up when no heartbeat came for `timeout_ms`.
-#[derive(Debug, Clone)]
-pub struct HeartbeatTimeout {
-    timeout_ms: i64,
-    last: HashMap<String, i64>,
-}
-
-impl HeartbeatTimeout {
-    /// Suspects a node `timeout_ms` after its last heartbeat.
-    pub fn new(timeout_ms: i64) -> Self {
-        Self {
-            timeout_ms,
-            last: HashMap::new(),
-        }
-    }
-
-    fn silent_for(&self, node: &str, now_ms: i64) -> i64 {
-        self.last.get(node).map_or(0, |t| now_ms - t)
-    }
-}
-
-impl FailurePredictor for HeartbeatTimeout {
-    fn name(&self) -> &'static str {
-        "heartbeat timeout"
-    }
-
-    fn observe(&mut self, node: &str, at_ms: i64, signal: NodeSignal<'_>) {
-        if matches!(signal, NodeSignal::Heartbeat) {
-            match self.last.get_mut(node) {
-                Some(t) => *t = (*t).max(at_ms),
-                None => {
-                    self.last.insert(node.to_owned(), at_ms);
-                }
-            }
-        }
-    }
-
-    fn should_drain(&mut self, node: &str, now_ms: i64) -> bool {
-        self.silent_for(node, now_ms) > self.timeout_ms
-    }
-
-    fn score(&self, node: &str, now_ms: i64) -> f64 {
-        self.silent_for(node, now_ms) as f64 / self.timeout_ms.max(1) as f64
-    }
 }
 
 /// Weights and thresholds of [`NodeScore`].
@@ -223,6 +203,19 @@ pub struct NodeScore {
     /// however many nodes there are.
     medians: [f64; SIGNALS],
     medians_at: Option<i64>,
+    /// Settings of the vitals (not saved: the running version's).
+    #[serde(skip)]
+    vs: VitalSettings,
+    /// Vitals learned here: saved beside the model, not in it (see [`Self::vitals`]),
+    /// so models saved before vitals existed still load.
+    #[serde(skip)]
+    vitals: Vitals,
+    /// The other nodes' vitals, adopted with their states.
+    #[serde(skip)]
+    peer_vitals: AdoptedVitals,
+    /// The vitals' medians, recomputed with `medians`.
+    #[serde(skip)]
+    vital_medians: VitalMedians,
 }
 
 impl NodeScore {
@@ -237,7 +230,28 @@ impl NodeScore {
             peers_as_of: None,
             medians: [0.0; SIGNALS],
             medians_at: None,
+            vs: VitalSettings::default(),
+            vitals: Vitals::default(),
+            peer_vitals: AdoptedVitals::default(),
+            vital_medians: VitalMedians::default(),
         }
+    }
+
+    /// This model with `vs` for the vitals.
+    pub fn with_vitals(mut self, vs: VitalSettings) -> Self {
+        self.vs = vs;
+        self
+    }
+
+    /// The vitals learned here (host samples, phi of the members this node observes):
+    /// saved beside the model.
+    pub fn vitals(&self) -> &Vitals {
+        &self.vitals
+    }
+
+    /// Puts back vitals saved beside this model (see [`Self::vitals`]).
+    pub fn set_vitals(&mut self, vitals: Vitals) {
+        self.vitals = vitals;
     }
 
     /// The nodes the model has a state for, observed or adopted (a snapshot accessor
@@ -366,13 +380,27 @@ impl FailurePredictor for NodeScore {
             }
             NodeSignal::Heartbeat => {
                 let n = self.node(node);
-                if n.last_heartbeat
-                    .is_some_and(|t| at_ms - t > s.heartbeat_timeout_ms)
-                {
+                let back = n
+                    .last_heartbeat
+                    .is_some_and(|t| at_ms - t > s.heartbeat_timeout_ms);
+                if back {
                     // Back after a silence: a restarted node starts from a clean slate.
                     *n = NodeState::default();
                 }
                 n.last_heartbeat = Some(n.last_heartbeat.map_or(at_ms, |t| t.max(at_ms)));
+                if back {
+                    self.vitals.forget_host(node);
+                }
+            }
+            NodeSignal::Host { .. } => {
+                // A node sampling its host is known (a peer that could take work over)
+                // before its first attempt ends.
+                self.node(node);
+                self.vitals.observe(&self.vs, node, at_ms, signal);
+            }
+            NodeSignal::Phi { .. } => {
+                // No state: the member observed has its own, adopted from its row.
+                self.vitals.observe(&self.vs, node, at_ms, signal);
             }
         }
     }
@@ -384,10 +412,17 @@ impl FailurePredictor for NodeScore {
             .is_none_or(|t| now_ms - t >= MEDIANS_EVERY_MS || now_ms < t)
         {
             self.medians = std::array::from_fn(|k| self.peer_median(k));
+            self.vitals
+                .forget_before(now_ms.saturating_sub(self.vs.forget_after_ms));
+            self.vital_medians = VitalMedians::compute(&self.vitals, &self.peer_vitals);
             self.medians_at = Some(now_ms);
         }
         let score = self.score(node, now_ms);
         let peers_as_of = self.peers_as_of;
+        if score > 0.0 && !self.nodes.contains_key(node) && !self.peers.contains_key(node) {
+            // Known only by its vitals (no attempt finished here yet): a state to drain.
+            self.node(node);
+        }
         let Some(n) = self.nodes.get_mut(node) else {
             return false;
         };
@@ -416,12 +451,26 @@ impl FailurePredictor for NodeScore {
     }
 
     fn score(&self, node: &str, now_ms: i64) -> f64 {
+        let vital_medians = if self.medians_at.is_some() {
+            self.vital_medians
+        } else {
+            VitalMedians::compute(&self.vitals, &self.peer_vitals)
+        };
+        // A member observed on the mesh may have no state here (it saves no models):
+        // its vitals still count.
+        let vitals = vitals::vitals_score(
+            &self.vs,
+            &self.vitals,
+            &self.peer_vitals,
+            &vital_medians,
+            node,
+        );
         let Some(n) = self.state(node) else {
-            return 0.0;
+            return vitals;
         };
         let s = self.s;
         let weights = [s.w_error, s.w_timeout, s.w_slow, s.w_renew];
-        let mut score = self.events_at(n, now_ms);
+        let mut score = vitals + self.events_at(n, now_ms);
         for (k, weight) in weights.iter().enumerate() {
             if n.seen[k] {
                 let median = if self.medians_at.is_some() {

@@ -5,13 +5,15 @@
 //! it. The lock is a plain mutex held only for an observation or a prediction (each
 //! well under 5 µs), never across an await.
 //!
-//! [`feed`] maps the node's lifecycle to observations, [`persist`] saves and resumes
+//! [`feed`] maps the node's lifecycle to observations ([`host`] reads the node's own
+//! load and memory for it), [`persist`] saves and resumes
 //! them (versioned, merged with the other nodes' where a model merges), [`view`] turns
 //! saved models into what operators read (`jobmesh predict show`, the API).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub mod feed;
+pub mod host;
 pub mod persist;
 pub mod view;
 

@@ -3,7 +3,9 @@
 //! probe results, and turns the core's outputs into gossip, probes and consequences: an
 //! eviction revokes the evicted node's leases in the store (fencing: its late
 //! completions are refused) so its jobs run again at once, and is recorded with its
-//! certificate and the jobs re-queued as a `node.evicted` event.
+//! certificate and the jobs re-queued as a `node.evicted` event. Once a second it also
+//! feeds the phi it computes for each member it monitors to the node's failure model
+//! (`jobmesh::predict::failure`, whose vitals explain how an observer's phi counts).
 //!
 //! Named for what it does in the domain: it probes, votes and applies certificates.
 //! (`membership` names the protocol core it drives; the Lifeguard score it keeps is its
@@ -185,7 +187,14 @@ pub(crate) struct VoterState<I> {
     members_told: Option<u64>,
     /// The core's count of votes received, as last added to the metrics.
     votes_counted: u64,
+    /// When the phi of the members observed was last fed to the failure model.
+    phi_fed: Option<Millis>,
 }
+
+/// How often the phi this node computes for each member it observes is fed to the
+/// failure model (which smooths it over half a minute): often enough to see late
+/// heartbeats at the default 500 ms interval, rarely enough to cost nothing.
+const PHI_EVERY_MS: i64 = 1_000;
 
 /// A member's subscription (or admission) makes this node announce itself at once, at most
 /// once per member per this long; others wait for the periodic announcement. Outsiders'
@@ -228,6 +237,7 @@ impl<I: Interceptor> Actor for Voter<I> {
             announced_for: std::collections::HashMap::new(),
             members_told: None,
             votes_counted: 0,
+            phi_fed: None,
         };
         let now = s.ctx.now();
         s.core.handle_tick(now);
@@ -263,7 +273,8 @@ impl<I: Interceptor> Actor for Voter<I> {
                     };
                     s.core.local_health(s.health);
                 }
-                s.core.handle_tick(now)
+                s.core.handle_tick(now);
+                s.feed_phi(now);
             }
             VoterMsg::Probed(peer, ok, rtt) => s.core.probe_result(peer, ok, rtt, now),
             VoterMsg::Mesh(MeshEvent::Message {
@@ -352,6 +363,34 @@ impl<I: Interceptor> VoterState<I> {
         self.announced_for.insert(peer, at);
         self.core.announce(now);
         true
+    }
+
+    /// Feeds the phi of every member this node monitors and has heard from to the
+    /// failure model, at most every [`PHI_EVERY_MS`] (a member not heard yet is in its
+    /// join grace: its silence is no evidence). While this node's own timers run late
+    /// (its local health above zero) nothing is fed: the lateness is its own, and would
+    /// raise every member alike anyway.
+    fn feed_phi(&mut self, now: Millis) {
+        if self
+            .phi_fed
+            .is_some_and(|t| now.0 - t.0 < PHI_EVERY_MS && now >= t)
+        {
+            return;
+        }
+        self.phi_fed = Some(now);
+        if self.health > 0 || !self.ctx.feed.is_on() {
+            return;
+        }
+        let core = &self.core;
+        let samples: Vec<(String, f64)> = core
+            .monitored()
+            .iter()
+            .filter(|p| core.heard(p))
+            .filter_map(|p| Some((p.to_string(), core.phi(p, now)?)))
+            .collect();
+        self.ctx
+            .feed
+            .phi(samples.iter().map(|(n, p)| (n.as_str(), *p)), now.0);
     }
 
     /// Tells the mesh who the members are (allowlist and current view), when it changed:

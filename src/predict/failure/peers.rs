@@ -14,10 +14,15 @@
 //! node whose row is no longer passed in, because it stopped saving, is forgotten); the
 //! node's own state, observed here, is never replaced by a copy from anyone's row, and
 //! only it is saved (the adopted maps are not serialized).
+//!
+//! With a peer's state come its vitals (see [`super::vitals`]): its own host levels, and
+//! how far above its baseline each member it observes on the mesh sits. The latter are
+//! kept per subject, so the evidence about a node (this one included) is its observers'
+//! lower median.
 
 use std::collections::{HashMap, HashSet};
 
-use super::{FailurePredictor, KindLevel, NodeScore, NodeState};
+use super::{AdoptedVitals, FailurePredictor, KindLevel, NodeScore, NodeState};
 
 /// One other node's saved failure model.
 #[derive(Debug, Clone, Copy)]
@@ -65,16 +70,25 @@ impl NodeScore {
     ) -> usize {
         self.peers.clear();
         self.peers_as_of = None;
+        self.peer_vitals = AdoptedVitals::default();
         let mut sums: HashMap<String, (KindLevel, usize)> = HashMap::new();
         let mut seen: HashSet<&str> = HashSet::new();
         for p in peers {
             if p.node == own || self.nodes.contains_key(p.node) || !seen.insert(p.node) {
                 continue;
             }
-            if let Some(state) = p.model.nodes.get(p.node).filter(|s| finite_state(s)) {
+            let state = p.model.nodes.get(p.node).filter(|s| finite_state(s));
+            if let Some(state) = state {
                 let mut state = state.clone();
                 state.above_since = None;
                 self.peers.insert(p.node.to_owned(), state);
+            }
+            // Its vitals (its host, what it observes of the others) count like its state,
+            // and so does the time they were saved.
+            let vitals = self
+                .peer_vitals
+                .add(p.node, &p.model.vitals, self.vs.phi_cap);
+            if state.is_some() || vitals {
                 self.peers_as_of = Some(
                     self.peers_as_of
                         .map_or(p.saved_at_ms, |t| t.min(p.saved_at_ms)),
@@ -107,6 +121,7 @@ impl NodeScore {
                 (kind, (mean, n))
             })
             .collect();
+        self.peer_vitals.finish();
         // The medians include the new peers from the next decision on.
         self.medians_at = None;
         self.peers.len()

@@ -14,7 +14,9 @@
 //! not from enqueues other processes made; a retry's time since the job's
 //! first failure is exact when the failure happened here and counted from the job's
 //! creation otherwise (an upper bound); heartbeats are the mesh's business and are not
-//! fed (a heartbeat fed once and then never again would read as a silent node).
+//! fed (a heartbeat fed once and then never again would read as a silent node), but
+//! the phi the mesh's voter computes for each member it observes is ([`phi`]), as is
+//! the node's own host, sampled every few seconds ([`host`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +28,7 @@ use crate::predict::failure::{FailurePredictor, NodeSignal};
 use crate::predict::retry::RetryPredictor;
 use crate::predict::trace::error_class;
 
+use super::host::HostSample;
 use super::{LiveModels, SharedModels};
 
 /// Most attempts remembered between start and finish, and most jobs remembered between
@@ -262,6 +265,26 @@ pub fn store_errors(m: &mut LiveModels, f: &FeedState, n: u64, now_ms: i64) {
     }
 }
 
+/// The node's host was sampled at `now_ms` (see [`super::host::read_sample`]).
+pub fn host(m: &mut LiveModels, f: &FeedState, sample: HostSample, now_ms: i64) {
+    if sample.load_per_core.is_none() && sample.memory_used.is_none() {
+        return;
+    }
+    let signal = NodeSignal::Host {
+        load_per_core: sample.load_per_core,
+        memory_used: sample.memory_used,
+    };
+    m.failure.observe(&f.node, now_ms, signal);
+}
+
+/// This node's voter computed `phi` for member `node` at `now_ms`. (The node's own name
+/// is refused: no node observes itself.)
+pub fn phi(m: &mut LiveModels, f: &FeedState, node: &str, phi: f64, now_ms: i64) {
+    if node != f.node {
+        m.failure.observe(node, now_ms, NodeSignal::Phi { phi });
+    }
+}
+
 /// The feed of one node: its [`SharedModels`] and the feed's memory, cloned into every
 /// actor that sees an event. Locks the memory, then the models (always in that order),
 /// for one event at a time. A feed that is off (`[predict] feed = false`) takes no
@@ -353,6 +376,27 @@ impl LiveFeed {
         }
         let f = self.state();
         restarted(&mut self.models.lock(), &f, now_ms);
+    }
+
+    /// See [`host`].
+    pub fn host(&self, sample: HostSample, now_ms: i64) {
+        if !self.on {
+            return;
+        }
+        let f = self.state();
+        host(&mut self.models.lock(), &f, sample, now_ms);
+    }
+
+    /// See [`phi`]: one sample per member observed, under one lock.
+    pub fn phi<'a>(&self, samples: impl IntoIterator<Item = (&'a str, f64)>, now_ms: i64) {
+        if !self.on {
+            return;
+        }
+        let f = self.state();
+        let mut m = self.models.lock();
+        for (node, p) in samples {
+            phi(&mut m, &f, node, p, now_ms);
+        }
     }
 
     /// See [`store_errors`].
@@ -578,6 +622,33 @@ pub(crate) mod tests {
         assert_eq!(renew_mean((3, 30.0), (3, 30.0)), None);
         assert_eq!(renew_mean((3, 30.0), (5, 130.0)), Some(50.0));
         assert_eq!(renew_mean((3, 30.0), (5, 32.0)), Some(RENEW_FLOOR_MS));
+    }
+
+    #[test]
+    fn host_samples_and_phi_reach_the_failure_model() {
+        let (mut m, f) = fresh();
+        // A sample with nothing in it (no /proc) teaches nothing.
+        host(&mut m, &f, HostSample::default(), 0);
+        assert_eq!(m.failure.nodes().count(), 0);
+        let sample = HostSample {
+            load_per_core: Some(0.3),
+            memory_used: Some(0.4),
+        };
+        host(&mut m, &f, sample, 0);
+        assert_eq!(m.failure.nodes().collect::<Vec<_>>(), ["n1"]);
+        for t in 0..60 {
+            for (n, p) in [("n2", 5.0), ("n3", 0.1), ("n4", 0.1), ("n1", 9.0)] {
+                phi(&mut m, &f, n, p, t * 1_000);
+            }
+        }
+        assert!(m.failure.score("n2", 60_000) > 1.6);
+        assert_eq!(m.failure.score("n3", 60_000), 0.0);
+        assert_eq!(
+            m.failure.score("n1", 60_000),
+            0.0,
+            "its own name is refused"
+        );
+        assert_eq!(m.failure.vitals().observed().count(), 3);
     }
 
     #[test]

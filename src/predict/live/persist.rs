@@ -4,7 +4,9 @@
 //!
 //! The blob is one version byte ([`MODELS_VERSION`]) followed by the bincode of a
 //! [`Snapshot`], as the mesh's wire messages are: a later format bumps the byte and
-//! keeps a reader for this one in [`decode`]. A node saves only what it learned itself;
+//! keeps a reader for this one in [`decode`]. Format 2 is format 1 followed by the
+//! failure model's vitals ([`Vitals`]: host samples, phi of the observed members),
+//! which format 1 lacks: its models load with none. A node saves only what it learned itself;
 //! its view merges the other nodes' saved durations into its own (sketches add up,
 //! [`crate::predict::duration::SketchDuration::merge`]), and its failure model adopts
 //! each other node's own state from that node's row while the row is fresh
@@ -18,14 +20,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::predict::congestion::FluidQueue;
 use crate::predict::duration::SketchDuration;
-use crate::predict::failure::{NodeScore, PeerModel};
+use crate::predict::failure::{NodeScore, PeerModel, Vitals};
 use crate::predict::retry::PosteriorRetry;
 use crate::store::SavedModels;
 
 use super::{FeedState, LiveModels};
 
 /// Version byte of the saved models' encoding.
-pub const MODELS_VERSION: u8 = 1;
+pub const MODELS_VERSION: u8 = 2;
+
+/// Version byte of the format before the failure model's vitals (still read).
+pub const MODELS_VERSION_1: u8 = 1;
 
 /// Largest blob decoded (the store refuses larger ones when they are saved).
 pub const MAX_MODELS_BYTES: usize = crate::store::MAX_SAVED_MODELS_BYTES;
@@ -37,7 +42,7 @@ pub struct Snapshot {
     pub saved_at_ms: i64,
     /// The node's own durations (not merged with the others').
     pub duration: SketchDuration,
-    /// The node's failure model.
+    /// The node's failure model (with its vitals, in format 2).
     pub failure: NodeScore,
     /// The node's retry model and budgets.
     pub retry: PosteriorRetry,
@@ -53,6 +58,32 @@ struct SnapshotRef<'a> {
     failure: &'a NodeScore,
     retry: &'a PosteriorRetry,
     congestion: &'a FluidQueue,
+    vitals: &'a Vitals,
+}
+
+/// What format 2 holds: format 1's [`Snapshot`], then the failure model's vitals.
+#[derive(Deserialize)]
+struct SnapshotV2 {
+    saved_at_ms: i64,
+    duration: SketchDuration,
+    failure: NodeScore,
+    retry: PosteriorRetry,
+    congestion: FluidQueue,
+    vitals: Vitals,
+}
+
+impl From<SnapshotV2> for Snapshot {
+    fn from(s: SnapshotV2) -> Self {
+        let mut failure = s.failure;
+        failure.set_vitals(s.vitals);
+        Self {
+            saved_at_ms: s.saved_at_ms,
+            duration: s.duration,
+            failure,
+            retry: s.retry,
+            congestion: s.congestion,
+        }
+    }
 }
 
 /// Why saved models could not be read.
@@ -62,7 +93,7 @@ pub enum ModelsError {
     #[error("saved models are empty")]
     Empty,
     /// Written by a version of jobmesh that used another format.
-    #[error("saved models have format {0}, this version reads format {MODELS_VERSION}")]
+    #[error("saved models have format {0}, this version reads formats 1 to {MODELS_VERSION}")]
     WrongVersion(u8),
     /// Larger than [`MAX_MODELS_BYTES`].
     #[error("saved models are larger than {MAX_MODELS_BYTES} bytes")]
@@ -85,6 +116,7 @@ pub fn encode(models: &LiveModels, feed: &FeedState, now_ms: i64) -> Vec<u8> {
         failure: &models.failure,
         retry: &models.retry,
         congestion: &models.congestion,
+        vitals: models.failure.vitals(),
     };
     let mut out = vec![MODELS_VERSION];
     // Encoding our own in-memory values into a Vec cannot fail; an empty body would be
@@ -99,19 +131,23 @@ pub fn encode(models: &LiveModels, feed: &FeedState, now_ms: i64) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, ModelsError> {
     let (&version, body) = bytes.split_first().ok_or(ModelsError::Empty)?;
     match version {
-        MODELS_VERSION => {
-            if body.len() > MAX_MODELS_BYTES {
-                return Err(ModelsError::TooLarge);
-            }
-            let (snap, used): (Snapshot, usize) = bincode::serde::decode_from_slice(body, config())
-                .map_err(|e| ModelsError::Undecodable(e.to_string()))?;
-            if used != body.len() {
-                return Err(ModelsError::Undecodable("trailing bytes".into()));
-            }
-            Ok(snap)
-        }
+        MODELS_VERSION => decode_body::<SnapshotV2>(body).map(Snapshot::from),
+        MODELS_VERSION_1 => decode_body::<Snapshot>(body),
         other => Err(ModelsError::WrongVersion(other)),
     }
+}
+
+/// The whole of `body` as a `T`.
+fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ModelsError> {
+    if body.len() > MAX_MODELS_BYTES {
+        return Err(ModelsError::TooLarge);
+    }
+    let (snap, used): (T, usize) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| ModelsError::Undecodable(e.to_string()))?;
+    if used != body.len() {
+        return Err(ModelsError::Undecodable("trailing bytes".into()));
+    }
+    Ok(snap)
 }
 
 /// The other nodes' rows (those of `node` itself skipped), decoded; a row that does not
@@ -309,6 +345,53 @@ mod tests {
             decode(&bytes[..bytes.len() / 2]),
             Err(ModelsError::Undecodable(_))
         ));
+    }
+
+    /// What format 1 wrote: the snapshot without the failure model's vitals.
+    fn encode_v1(models: &LiveModels, feed: &FeedState, now_ms: i64) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            saved_at_ms: i64,
+            duration: &'a SketchDuration,
+            failure: &'a NodeScore,
+            retry: &'a PosteriorRetry,
+            congestion: &'a FluidQueue,
+        }
+        let v1 = V1 {
+            saved_at_ms: now_ms,
+            duration: &feed.own_duration,
+            failure: &models.failure,
+            retry: &models.retry,
+            congestion: &models.congestion,
+        };
+        let mut out = vec![MODELS_VERSION_1];
+        out.extend(bincode::serde::encode_to_vec(&v1, config()).unwrap());
+        out
+    }
+
+    #[test]
+    fn models_saved_before_vitals_load_and_vitals_are_saved_now() {
+        let mut models = LiveModels::default();
+        models.failure.observe("a", 0, NodeSignal::Restart);
+        let feed = FeedState::new("a", models.duration.clone());
+        let old = decode(&encode_v1(&models, &feed, 0)).expect("format 1 still reads");
+        assert_eq!(old.failure.nodes().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(old.failure.score("a", 0), models.failure.score("a", 0));
+        assert!(old.failure.score("a", 0) > 0.0);
+        assert!(old.failure.vitals().is_empty());
+        // Format 2 keeps what the node observed of the mesh and of its host.
+        for (n, phi) in [("b", 5.0), ("c", 0.1), ("d", 0.1)] {
+            models.failure.observe(n, 0, NodeSignal::Phi { phi });
+        }
+        let signal = NodeSignal::Host {
+            load_per_core: Some(0.5),
+            memory_used: None,
+        };
+        models.failure.observe("a", 0, signal);
+        let snap = decode(&encode(&models, &feed, 0)).unwrap();
+        assert_eq!(snap.failure.vitals().observed().count(), 3);
+        assert!(snap.failure.score("b", 0) > 1.6);
+        assert_eq!(snap.failure.score("b", 0), models.failure.score("b", 0));
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! The node's own host as the failure model samples it ([`NodeSignal::Host`]): the load
+//! average per core (`/proc/loadavg` over the cores this process may use) and the share
+//! of memory in use, the node's cgroup's against its limit (cgroup v2 `memory.current`
+//! and `memory.max`) where it has one, else the machine's (`/proc/meminfo`,
+//! `MemAvailable` of `MemTotal`).
+//!
+//! The parsing is plain functions of the files' text, tested on fixed strings; only
+//! [`read_sample`] touches the file system. What the OS does not give (another OS, no
+//! `/proc`, a cgroup without a limit) is left out of the sample, not made up.
+//!
+//! [`NodeSignal::Host`]: crate::predict::failure::NodeSignal::Host
+
+use std::path::{Path, PathBuf};
+
+/// Why a host file's text could not be read as expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// A field the format always has is missing.
+    #[error("{file}: no {field}")]
+    Missing {
+        /// The file's name.
+        file: &'static str,
+        /// The field looked for.
+        field: &'static str,
+    },
+    /// A field is not a number.
+    #[error("{file}: {field} is not a number: {text:?}")]
+    NotANumber {
+        /// The file's name.
+        file: &'static str,
+        /// The field.
+        field: &'static str,
+        /// What it held.
+        text: String,
+    },
+}
+
+/// One sample of the host, each part where the OS gives it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HostSample {
+    /// Load average (1 minute) per core.
+    pub load_per_core: Option<f64>,
+    /// Share of memory in use, 0 to 1.
+    pub memory_used: Option<f64>,
+}
+
+fn number(file: &'static str, field: &'static str, text: &str) -> Result<f64, HostError> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| HostError::NotANumber {
+            file,
+            field,
+            text: text.chars().take(32).collect(),
+        })
+}
+
+/// The 1-minute load average of `/proc/loadavg` (`"0.52 0.58 0.59 1/467 12345"`).
+pub fn parse_loadavg(text: &str) -> Result<f64, HostError> {
+    let first = text.split_whitespace().next().ok_or(HostError::Missing {
+        file: "loadavg",
+        field: "1-minute load",
+    })?;
+    number("loadavg", "1-minute load", first)
+}
+
+/// The share of memory in use from `/proc/meminfo`: `1 - MemAvailable / MemTotal`.
+pub fn parse_meminfo(text: &str) -> Result<f64, HostError> {
+    let field = |name: &'static str| -> Result<f64, HostError> {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .ok_or(HostError::Missing {
+                file: "meminfo",
+                field: name,
+            })?;
+        let value = line.trim().trim_end_matches("kB");
+        number("meminfo", name, value)
+    };
+    let total = field("MemTotal")?;
+    let available = field("MemAvailable")?;
+    if total <= 0.0 {
+        return Err(HostError::NotANumber {
+            file: "meminfo",
+            field: "MemTotal",
+            text: "0".into(),
+        });
+    }
+    Ok((1.0 - available / total).clamp(0.0, 1.0))
+}
+
+/// The share of its limit a cgroup v2 uses, from its `memory.current` and `memory.max`
+/// (`None` when the limit is `max`: no limit, so the machine's memory is what counts).
+pub fn parse_cgroup_memory(current: &str, max: &str) -> Result<Option<f64>, HostError> {
+    let max = max.trim();
+    if max == "max" {
+        return Ok(None);
+    }
+    let limit = number("memory.max", "limit", max)?;
+    let used = number("memory.current", "usage", current)?;
+    if limit <= 0.0 {
+        return Ok(None);
+    }
+    Ok(Some((used / limit).clamp(0.0, 1.0)))
+}
+
+/// The process's cgroup v2 path from `/proc/self/cgroup` (its `0::/path` line).
+pub fn parse_cgroup_path(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::trim)
+}
+
+/// Where [`read_sample`] reads: `/` in production, a directory laid out like it in
+/// tests.
+#[derive(Debug, Clone)]
+pub struct HostRoot(PathBuf);
+
+impl Default for HostRoot {
+    fn default() -> Self {
+        Self(PathBuf::from("/"))
+    }
+}
+
+impl HostRoot {
+    /// Files under `root` instead of `/`.
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self(root.into())
+    }
+
+    fn read(&self, path: impl AsRef<Path>) -> Option<String> {
+        let rel = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
+        std::fs::read_to_string(self.0.join(rel)).ok()
+    }
+
+    /// The share of its limit the process's cgroup (v2) uses, where it has a limit:
+    /// its own cgroup's files, else those at the root of the cgroup mount (a
+    /// container's namespace shows its own cgroup there).
+    fn cgroup_memory(&self) -> Option<f64> {
+        let own = self
+            .read("/proc/self/cgroup")
+            .and_then(|t| parse_cgroup_path(&t).map(str::to_owned));
+        let dirs = own
+            .iter()
+            .map(|p| format!("/sys/fs/cgroup/{}", p.trim_start_matches('/')))
+            .chain(std::iter::once("/sys/fs/cgroup".to_owned()));
+        for dir in dirs {
+            let (Some(current), Some(max)) = (
+                self.read(format!("{dir}/memory.current")),
+                self.read(format!("{dir}/memory.max")),
+            ) else {
+                continue;
+            };
+            match parse_cgroup_memory(&current, &max) {
+                Ok(share) => return share,
+                Err(e) => tracing::debug!(error = %e, "cgroup memory unreadable"),
+            }
+        }
+        None
+    }
+}
+
+/// The host now, with `cores` the cores this process may use (from
+/// [`std::thread::available_parallelism`]). Blocking (small reads of virtual files).
+pub fn read_sample(root: &HostRoot, cores: usize) -> HostSample {
+    let load_per_core = root
+        .read("/proc/loadavg")
+        .and_then(|t| parse_loadavg(&t).ok())
+        .map(|l| l / cores.max(1) as f64);
+    let memory_used = root.cgroup_memory().or_else(|| {
+        root.read("/proc/meminfo")
+            .and_then(|t| parse_meminfo(&t).ok())
+    });
+    HostSample {
+        load_per_core,
+        memory_used,
+    }
+}
+
+/// The cores this process may use (1 where the OS does not say).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEMINFO: &str = "MemTotal:       16000000 kB\n\
+        MemFree:         1000000 kB\n\
+        MemAvailable:    4000000 kB\n\
+        Buffers:          200000 kB\n";
+
+    #[test]
+    fn loadavg_gives_the_one_minute_load() {
+        assert_eq!(parse_loadavg("0.52 0.58 0.59 1/467 12345\n"), Ok(0.52));
+        assert_eq!(parse_loadavg("12.00 3 1 9/9 1"), Ok(12.0));
+        assert!(matches!(parse_loadavg(""), Err(HostError::Missing { .. })));
+        assert!(matches!(
+            parse_loadavg("x 1 1"),
+            Err(HostError::NotANumber { .. })
+        ));
+    }
+
+    #[test]
+    fn meminfo_gives_the_share_not_available() {
+        assert_eq!(parse_meminfo(MEMINFO), Ok(0.75));
+        // MemAvailable is required: MemFree alone would count the page cache as used.
+        let no_available = "MemTotal: 100 kB\nMemFree: 10 kB\n";
+        assert_eq!(
+            parse_meminfo(no_available),
+            Err(HostError::Missing {
+                file: "meminfo",
+                field: "MemAvailable"
+            })
+        );
+        assert!(parse_meminfo("MemTotal: 0 kB\nMemAvailable: 0 kB\n").is_err());
+    }
+
+    #[test]
+    fn a_cgroup_limit_gives_the_share_and_no_limit_gives_none() {
+        assert_eq!(
+            parse_cgroup_memory("536870912\n", "1073741824\n"),
+            Ok(Some(0.5))
+        );
+        assert_eq!(parse_cgroup_memory("536870912\n", "max\n"), Ok(None));
+        assert!(parse_cgroup_memory("lots", "1024").is_err());
+        assert_eq!(
+            parse_cgroup_path("0::/system.slice/jobmesh.service\n"),
+            Some("/system.slice/jobmesh.service")
+        );
+        // A hybrid hierarchy: the v1 lines are not the v2 path.
+        assert_eq!(parse_cgroup_path("4:memory:/x\n0::/\n"), Some("/"));
+        assert_eq!(parse_cgroup_path("4:memory:/x\n"), None);
+    }
+
+    #[test]
+    fn a_sample_reads_the_cgroup_first_then_the_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |path: &str, text: &str| {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        put("proc/loadavg", "3.00 1 1 1/1 1\n");
+        put("proc/meminfo", MEMINFO);
+        let root = HostRoot::at(dir.path());
+        let s = read_sample(&root, 4);
+        assert_eq!(s.load_per_core, Some(0.75));
+        assert_eq!(s.memory_used, Some(0.75));
+        put("proc/self/cgroup", "0::/jobs\n");
+        put("sys/fs/cgroup/jobs/memory.current", "100\n");
+        put("sys/fs/cgroup/jobs/memory.max", "400\n");
+        assert_eq!(read_sample(&root, 4).memory_used, Some(0.25));
+        // No /proc at all: nothing made up.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            read_sample(&HostRoot::at(empty.path()), 4),
+            HostSample::default()
+        );
+    }
+}
