@@ -3,12 +3,18 @@
 //! generated traces of 3 h with a 1 h cycle (the tuning seeds are 1-10, the held-out
 //! ones 100-109):
 //!
-//! `cargo run -p jobmesh --example congestion_seeds -- FIRST LAST`
+//! `cargo run -p jobmesh --example congestion_seeds -- FIRST LAST [--correction] [--no-season]`
+//!
+//! `--correction` turns on the model's learned correction of the wait estimate (off by
+//! default, see `FluidSettings::correction`); `--no-season` tells the model the default
+//! day instead of the traces' cycle, so its season never completes on a 3 h trace
+//! (the model as it was before it had one).
 //!
 //! Runs only the congestion replay of `jobmesh predict eval` (default options, the
 //! model told the traces' 1 h cycle as `--season 1h` would), so a range of seeds takes
 //! seconds. Prints one line per seed and the mean.
 
+use jobmesh::predict::congestion::{FluidQueue, FluidSettings};
 use jobmesh::predict::eval::{self, EvalOptions};
 use jobmesh::predict::trace::generate::{GenConfig, generate};
 
@@ -16,16 +22,23 @@ use jobmesh::predict::trace::generate::{GenConfig, generate};
 const CYCLE_HOURS: f64 = 1.0;
 
 fn main() -> Result<(), String> {
+    let correction = std::env::args().any(|a| a == "--correction");
+    let no_season = std::env::args().any(|a| a == "--no-season");
     let args: Vec<u64> = std::env::args()
         .skip(1)
+        .filter(|a| a != "--correction" && a != "--no-season")
         .map(|a| a.parse().map_err(|e| format!("seed {a:?}: {e}")))
         .collect::<Result<_, _>>()?;
     let [first, last] = args[..] else {
-        return Err("usage: congestion_seeds FIRST LAST".into());
+        return Err("usage: congestion_seeds FIRST LAST [--correction] [--no-season]".into());
     };
-    let opts = EvalOptions {
-        season_ms: (CYCLE_HOURS * 3_600_000.0) as i64,
-        ..EvalOptions::default()
+    let opts = if no_season {
+        EvalOptions::default()
+    } else {
+        EvalOptions {
+            season_ms: (CYCLE_HOURS * 3_600_000.0) as i64,
+            ..EvalOptions::default()
+        }
     };
     let (mut model_sum, mut last_sum, mut wins, mut n) = (0.0, 0.0, 0, 0);
     // F1 at 1, 5, 15 min: model, then threshold.
@@ -42,7 +55,15 @@ fn main() -> Result<(), String> {
         })
         .0;
         let at = eval::split_at(&records, opts.split);
-        let (t, _) = eval::congestion::run(&records, at, opts, eval::congestion::lineup_for(opts));
+        let mut lineup = eval::congestion::lineup_for(opts);
+        if correction {
+            lineup[0].0 = Box::new(FluidQueue::new(FluidSettings {
+                season_ms: opts.season_ms,
+                correction: true,
+                ..FluidSettings::default()
+            }));
+        }
+        let (t, _) = eval::congestion::run(&records, at, opts, lineup);
         let row = |name: &str| t.rows.iter().find(|r| r.name == name);
         let mae = |name: &str| row(name).and_then(|r| r.values[t.main]).unwrap_or(f64::NAN);
         let f1 = |name: &str| -> [f64; 3] {

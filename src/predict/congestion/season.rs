@@ -28,6 +28,9 @@ pub struct Season {
     rate: Vec<f64>,
     /// Passes seen of each bucket (saturating).
     seen: Vec<u16>,
+    /// Buckets seen at least once: a full cycle when all were (kept, not counted on
+    /// each forecast, so a forecast stays O(1)).
+    filled: usize,
     /// Cumulative expected arrivals at the start of each bucket (`BUCKETS + 1` entries,
     /// the last the whole cycle's).
     prefix: Vec<f64>,
@@ -77,6 +80,7 @@ impl Season {
         let i = bucket.rem_euclid(BUCKETS as i64) as usize;
         let r = &mut self.rate[i];
         *r = if self.seen[i] == 0 {
+            self.filled += 1;
             rate
         } else {
             *r + CYCLE_ALPHA * (rate - *r)
@@ -96,7 +100,7 @@ impl Season {
 
     /// Whether every bucket was seen at least once: a full cycle.
     pub fn ready(&self) -> bool {
-        self.seen.len() == BUCKETS && self.seen.iter().all(|&s| s > 0)
+        self.filled == BUCKETS
     }
 
     /// The arrivals expected over `[from_ms, to_ms)` from the cycles seen, once a full
