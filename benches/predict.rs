@@ -8,7 +8,7 @@ use std::time::Instant;
 use jobmesh::clock::Millis;
 use jobmesh::job::{Completion, Job, JobId, Lease, LeaseToken, NodeId, Outcome, WorkerId};
 
-use jobmesh::predict::congestion::{CongestionPredictor, FluidQueue};
+use jobmesh::predict::congestion::{CongestionPredictor, FluidQueue, FluidSettings};
 use jobmesh::predict::duration::{DurationKey, DurationPredictor, SketchDuration, SketchSettings};
 use jobmesh::predict::failure::{FailurePredictor, NodeScore, NodeSignal, ScoreSettings};
 use jobmesh::predict::live::{FeedState, LiveFeed, LiveModels, SharedModels};
@@ -125,6 +125,21 @@ fn main() {
         c.on_finish(q, i * 10 + 9, 4.0);
     }
     time("congestion: predicted wait", |i| {
+        black_box(c.predict_wait(KINDS[(i % 8) as usize], 1_000_000, 300_000));
+    });
+    // The same with a season that completed (100 s cycles over the 1000 s fed): the
+    // forecast then looks up the season's window, O(1) per lookup.
+    let mut c = FluidQueue::new(FluidSettings {
+        season_ms: 100_000,
+        ..FluidSettings::default()
+    });
+    for i in 0..100_000i64 {
+        let q = KINDS[(i % 8) as usize];
+        c.on_enqueue(q, i * 10);
+        c.on_start(q, i * 10 + 5, 5.0);
+        c.on_finish(q, i * 10 + 9, 4.0);
+    }
+    time("congestion: predicted wait, seasonal", |i| {
         black_box(c.predict_wait(KINDS[(i % 8) as usize], 1_000_000, 300_000));
     });
 

@@ -1,58 +1,118 @@
-//! The congestion model's wait MAE against the last wait seen, seed by seed, on
+//! The congestion model's wait MAE against the last wait seen, and the breach alarms' F1
+//! of the model and the queue-length threshold at each horizon, seed by seed, on
 //! generated traces of 3 h with a 1 h cycle (the tuning seeds are 1-10, the held-out
 //! ones 100-109):
 //!
-//! `cargo run -p jobmesh --example congestion_seeds -- FIRST LAST`
+//! `cargo run -p jobmesh --example congestion_seeds -- FIRST LAST [--correction] [--no-season]`
 //!
-//! Runs only the congestion replay of `jobmesh predict eval` (default options), so a
-//! range of seeds takes seconds. Prints one line per seed and the mean.
+//! `--correction` turns on the model's learned correction of the wait estimate (off by
+//! default, see `FluidSettings::correction`); `--no-season` tells the model the default
+//! day instead of the traces' cycle, so its season never completes on a 3 h trace
+//! (the model as it was before it had one).
+//!
+//! Runs only the congestion replay of `jobmesh predict eval` (default options, the
+//! model told the traces' 1 h cycle as `--season 1h` would), so a range of seeds takes
+//! seconds. Prints one line per seed and the mean.
 
+use jobmesh::predict::congestion::{FluidQueue, FluidSettings};
 use jobmesh::predict::eval::{self, EvalOptions};
 use jobmesh::predict::trace::generate::{GenConfig, generate};
 
+/// The generated traces' cycle.
+const CYCLE_HOURS: f64 = 1.0;
+
 fn main() -> Result<(), String> {
+    let correction = std::env::args().any(|a| a == "--correction");
+    let no_season = std::env::args().any(|a| a == "--no-season");
     let args: Vec<u64> = std::env::args()
         .skip(1)
+        .filter(|a| a != "--correction" && a != "--no-season")
         .map(|a| a.parse().map_err(|e| format!("seed {a:?}: {e}")))
         .collect::<Result<_, _>>()?;
     let [first, last] = args[..] else {
-        return Err("usage: congestion_seeds FIRST LAST".into());
+        return Err("usage: congestion_seeds FIRST LAST [--correction] [--no-season]".into());
     };
-    let opts = EvalOptions::default();
+    let opts = if no_season {
+        EvalOptions::default()
+    } else {
+        EvalOptions {
+            season_ms: (CYCLE_HOURS * 3_600_000.0) as i64,
+            ..EvalOptions::default()
+        }
+    };
     let (mut model_sum, mut last_sum, mut wins, mut n) = (0.0, 0.0, 0, 0);
-    println!("seed  model MAE (s)  last wait MAE (s)  model wins");
+    // F1 at 1, 5, 15 min: model, then threshold.
+    let mut f1_sum = [[0.0; 3]; 2];
+    println!(
+        "seed  model MAE (s)  last wait MAE (s)  model wins  model F1@1m/5m/15m  threshold F1@1m/5m/15m"
+    );
     for seed in first..=last {
         let records = generate(GenConfig {
             seed,
             hours: 3.0,
-            cycle_hours: 1.0,
+            cycle_hours: CYCLE_HOURS,
             nodes: 6,
         })
         .0;
         let at = eval::split_at(&records, opts.split);
-        let (t, _) = eval::congestion::run(&records, at, opts, eval::congestion::lineup());
-        let mae = |name: &str| {
-            t.rows
-                .iter()
-                .find(|r| r.name == name)
-                .and_then(|r| r.values[t.main])
-                .unwrap_or(f64::NAN)
+        let mut lineup = eval::congestion::lineup_for(opts);
+        if correction {
+            lineup[0].0 = Box::new(FluidQueue::new(FluidSettings {
+                season_ms: opts.season_ms,
+                correction: true,
+                ..FluidSettings::default()
+            }));
+        }
+        let (t, _) = eval::congestion::run(&records, at, opts, lineup);
+        let row = |name: &str| t.rows.iter().find(|r| r.name == name);
+        let mae = |name: &str| row(name).and_then(|r| r.values[t.main]).unwrap_or(f64::NAN);
+        let f1 = |name: &str| -> [f64; 3] {
+            let mut out = [f64::NAN; 3];
+            if let Some(r) = row(name) {
+                for (h, o) in out.iter_mut().enumerate() {
+                    let col = t
+                        .metrics
+                        .iter()
+                        .position(|m| m.name == ["F1@1m", "F1@5m", "F1@15m"][h]);
+                    *o = col.and_then(|c| r.values[c]).unwrap_or(0.0);
+                }
+            }
+            out
         };
         let (model, last) = (mae(&t.rows[0].name), mae("last wait"));
+        let fm = f1(&t.rows[0].name);
+        let ft = f1("queue-length threshold");
         println!(
-            "{seed:>4}  {model:>13.3}  {last:>17.3}  {}",
-            if t.model_wins() { "yes" } else { "no" }
+            "{seed:>4}  {model:>13.3}  {last:>17.3}  {:>10}  {:>18}  {:>22}",
+            if t.model_wins() { "yes" } else { "no" },
+            format!("{:.3}/{:.3}/{:.3}", fm[0], fm[1], fm[2]),
+            format!("{:.3}/{:.3}/{:.3}", ft[0], ft[1], ft[2]),
         );
         model_sum += model;
         last_sum += last;
+        for h in 0..3 {
+            f1_sum[0][h] += fm[h];
+            f1_sum[1][h] += ft[h];
+        }
         wins += usize::from(t.model_wins());
         n += 1;
     }
     let n_f = f64::from(n.max(1));
+    let m = |k: usize| {
+        format!(
+            "{:.3}/{:.3}/{:.3}",
+            f1_sum[k][0] / n_f,
+            f1_sum[k][1] / n_f,
+            f1_sum[k][2] / n_f
+        )
+    };
     println!(
-        "mean  {:>13.3}  {:>17.3}  {wins} of {n}",
+        "mean  {:>13.3}  {:>17.3}  {:>10}  {:>18}  {:>22}",
         model_sum / n_f,
-        last_sum / n_f
+        last_sum / n_f,
+        format!("{wins} of {n}"),
+        m(0),
+        m(1)
     );
     Ok(())
 }

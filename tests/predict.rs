@@ -14,14 +14,26 @@ use jobmesh::predict::trace::generate::{GenConfig, generate};
 
 const HELD_OUT: std::ops::Range<u64> = 100..110;
 
+/// The generated traces' arrival cycle, which the congestion model is told (as
+/// `jobmesh predict eval --season 1h` would).
+const CYCLE_HOURS: f64 = 1.0;
+
 fn trace(seed: u64) -> Vec<TraceRecord> {
     generate(GenConfig {
         seed,
         hours: 3.0,
-        cycle_hours: 1.0,
+        cycle_hours: CYCLE_HOURS,
         nodes: 6,
     })
     .0
+}
+
+/// The evaluation's default options, with the traces' cycle.
+fn options() -> EvalOptions {
+    EvalOptions {
+        season_ms: (CYCLE_HOURS * 3_600_000.0) as i64,
+        ..EvalOptions::default()
+    }
 }
 
 fn show(seed: u64, t: &Table) -> String {
@@ -36,7 +48,7 @@ fn main_metric(t: &Table, name: &str) -> f64 {
 
 #[test]
 fn each_model_beats_its_baselines_on_held_out_seeds() {
-    let opts = EvalOptions::default();
+    let opts = options();
     let (mut model_mae, mut last_mae) = (0.0, 0.0);
     for seed in HELD_OUT {
         let records = trace(seed);
@@ -65,12 +77,12 @@ const NEVER_LOOKED_AT: std::ops::Range<u64> = 300..320;
 
 #[test]
 fn the_congestion_model_wins_on_seeds_no_version_was_shaped_on() {
-    let opts = EvalOptions::default();
+    let opts = options();
     let (mut model_mae, mut last_mae) = (0.0, 0.0);
     for seed in NEVER_LOOKED_AT {
         let records = trace(seed);
         let at = eval::split_at(&records, opts.split);
-        let (t, _) = eval::congestion::run(&records, at, opts, eval::congestion::lineup());
+        let (t, _) = eval::congestion::run(&records, at, opts, eval::congestion::lineup_for(opts));
         assert!(t.model_wins(), "{}", show(seed, &t));
         model_mae += main_metric(&t, &t.rows[0].name);
         last_mae += main_metric(&t, "last wait");
@@ -83,7 +95,7 @@ fn the_congestion_model_wins_on_seeds_no_version_was_shaped_on() {
 
 #[test]
 fn a_baseline_in_the_models_place_does_not_win() {
-    let opts = EvalOptions::default();
+    let opts = options();
     let records = trace(HELD_OUT.start);
     let at = eval::split_at(&records, opts.split);
 
@@ -108,7 +120,7 @@ fn a_baseline_in_the_models_place_does_not_win() {
     let t = eval::retry::run(&records, at, opts, r);
     assert!(!t.model_wins(), "{}", t.render());
 
-    let mut c = eval::congestion::lineup();
+    let mut c = eval::congestion::lineup_for(opts);
     c[0] = (Box::new(LastWait::default()), "model");
     let (t, _) = eval::congestion::run(&records, at, opts, c);
     assert!(!t.model_wins(), "{}", t.render());

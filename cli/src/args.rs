@@ -143,6 +143,10 @@ pub enum PredictVerb {
         /// The wait SLO of every queue, for congestion alarms.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         slo: Duration,
+        /// Length of the arrivals' cycle the congestion model learns: a day for a
+        /// store's export, the `--cycle` of a generated trace (the file does not say it).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        season: Duration,
         /// Also write an SVG of predicted against actual here.
         #[arg(long)]
         plot: Option<PathBuf>,

@@ -103,6 +103,11 @@ fn bad_traces_and_options_are_refused_with_the_reason() {
     assert!(err.contains("--split"), "{err}");
     let err = refused(
         d,
+        &["predict", "eval", "--trace", "t.jsonl", "--season", "10s"],
+    );
+    assert!(err.contains("--season"), "{err}");
+    let err = refused(
+        d,
         &["trace", "generate", "--nodes", "2", "--out", "x.jsonl"],
     );
     assert!(err.contains("--nodes"), "{err}");

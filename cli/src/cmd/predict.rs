@@ -40,6 +40,7 @@ pub async fn run(config: Config, verb: PredictVerb, json: bool) -> anyhow::Resul
             trace: path,
             split,
             slo,
+            season,
             plot: plot_path,
         } => {
             let file = std::fs::File::open(&path)
@@ -51,6 +52,7 @@ pub async fn run(config: Config, verb: PredictVerb, json: bool) -> anyhow::Resul
                 EvalOptions {
                     split,
                     slo_ms: slo.as_secs_f64() * 1000.0,
+                    season_ms: i64::try_from(season.as_millis()).unwrap_or(i64::MAX).max(1),
                     ..EvalOptions::default()
                 },
             )?;

@@ -49,8 +49,11 @@ impl FluidQueue {
             if unseen >= 1.0 {
                 q.fast.add(at_ms, s.fast_tau_ms, unseen);
                 q.slow.add(at_ms, s.slow_tau_ms, unseen);
+                q.season.add(at_ms, unseen, s.season_ms);
             }
         }
+        // A read with no new arrivals still closes the season's buckets that ended.
+        q.season.roll(at_ms, s.season_ms);
         q.fed = Some(Fed {
             waiting,
             oldest_ms: oldest_ms.filter(|_| waiting >= 1.0),
@@ -77,6 +80,7 @@ impl FluidQueue {
             None => {
                 q.fast.add(available_ms, s.fast_tau_ms, 1.0);
                 q.slow.add(available_ms, s.slow_tau_ms, 1.0);
+                q.season.add(available_ms, 1.0, s.season_ms);
             }
         }
         let waited = (at_ms - available_ms).max(0) as f64;
@@ -168,5 +172,55 @@ pub(super) mod tests {
             .fast
             .at(now + 1_000 + MAX_READ_GAP_MS + 1, 30_000.0);
         assert!((gap - kept).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_node_reading_the_store_learns_the_season_from_its_reads() {
+        // The live path: the store is read every second, two workers take a job each a
+        // second, and the arrivals (a day compressed to an hour: 1.5 a second for 45
+        // minutes, 3 for 15) are only seen as the reads' growth. Five minutes before
+        // the third rise, with nobody waiting, a job enqueued in 15 minutes is
+        // predicted to wait past a 30 s SLO only by the model that learned the cycle.
+        let hour = 3_600_000;
+        let seasonal = super::super::FluidSettings {
+            season_ms: hour,
+            ..super::super::FluidSettings::default()
+        };
+        let mut with = FluidQueue::new(seasonal);
+        let mut without = FluidQueue::default();
+        let now = 2 * hour + 40 * 60_000;
+        let mut waiting = std::collections::VecDeque::new();
+        let (mut next, mut running) = (0, 0);
+        for t in (1000..=now).step_by(1000) {
+            while next <= t {
+                waiting.push_back(next);
+                next += if next % hour < 45 * 60_000 { 666 } else { 333 };
+            }
+            for m in [&mut with, &mut without] {
+                for _ in 0..running {
+                    m.on_finish("q", t, 1000.0);
+                }
+                m.set_backlog("q", waiting.len() as u64, waiting.front().copied(), t);
+            }
+            running = 0;
+            while running < 2 {
+                let Some(available) = waiting.pop_front() else {
+                    break;
+                };
+                running += 1;
+                for m in [&mut with, &mut without] {
+                    m.on_taken("q", available, t);
+                }
+            }
+        }
+        let slo = 30_000.0;
+        assert!(waiting.len() < 2);
+        assert!(with.predict_breach("q", now, 15 * 60_000, slo));
+        assert!(!without.predict_breach("q", now, 15 * 60_000, slo));
+        // The wait of a job enqueued now is the state's, season or not.
+        assert_eq!(
+            with.predict_wait("q", now, 0),
+            without.predict_wait("q", now, 0)
+        );
     }
 }

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::plot::{Panel, Series};
 use super::{Better, EvalOptions, Metric, Row, Table};
-use crate::predict::congestion::{CongestionPredictor, FluidQueue, LastWait, QueueLengthThreshold};
+use crate::predict::congestion::{
+    CongestionPredictor, FluidQueue, FluidSettings, LastWait, QueueLengthThreshold,
+};
 use crate::predict::trace::{TraceOutcome, TraceRecord};
 
 const TICK_MS: i64 = 10_000;
@@ -32,10 +34,20 @@ fn plot_queue(records: &[TraceRecord], slo_ms: f64) -> Option<String> {
         .map(|(q, _)| q.to_owned())
 }
 
-/// The model and the baselines (the threshold one is fitted inside [`run`]).
+/// The model (with a day's cycle) and the baselines (the threshold one is fitted
+/// inside [`run`]).
 pub fn lineup() -> Vec<(Box<dyn CongestionPredictor>, &'static str)> {
+    lineup_for(EvalOptions::default())
+}
+
+/// The lineup with the model learning the cycle of `opts.season_ms`.
+pub fn lineup_for(opts: EvalOptions) -> Vec<(Box<dyn CongestionPredictor>, &'static str)> {
+    let settings = FluidSettings {
+        season_ms: opts.season_ms,
+        ..FluidSettings::default()
+    };
     vec![
-        (Box::new(FluidQueue::default()), "model"),
+        (Box::new(FluidQueue::new(settings)), "model"),
         (Box::new(LastWait::default()), "baseline"),
         (Box::new(QueueLengthThreshold::default()), "baseline"),
     ]
@@ -219,7 +231,7 @@ pub fn run(
             let (tp, fp, fne) = confusion[k][h];
             (tp + fp + fne > 0).then(|| 2.0 * tp as f64 / (2 * tp + fp + fne) as f64)
         };
-        values.push(f1(1));
+        values.extend((0..HORIZONS_MS.len()).map(f1));
         values.push(Some(onsets[k] as f64));
         rows.push(Row {
             name: p.name().to_string(),
@@ -244,7 +256,9 @@ pub fn run(
                 metric("recall@5m", Better::Higher),
                 metric("precision@15m", Better::Higher),
                 metric("recall@15m", Better::Higher),
+                metric("F1@1m", Better::Higher),
                 metric("F1@5m", Better::Higher),
+                metric("F1@15m", Better::Higher),
                 metric("alarms", Better::Lower),
             ],
             rows,
