@@ -131,6 +131,7 @@ fn main() {
     // forecast then looks up the season's window, O(1) per lookup.
     let mut c = FluidQueue::new(FluidSettings {
         season_ms: 100_000,
+        seasonal: true,
         ..FluidSettings::default()
     });
     for i in 0..100_000i64 {

@@ -6,9 +6,8 @@
 //! `cargo run -p jobmesh --example congestion_seeds -- FIRST LAST [--correction] [--no-season]`
 //!
 //! `--correction` turns on the model's learned correction of the wait estimate (off by
-//! default, see `FluidSettings::correction`); `--no-season` tells the model the default
-//! day instead of the traces' cycle, so its season never completes on a 3 h trace
-//! (the model as it was before it had one).
+//! default, see `FluidSettings::correction`); `--no-season` leaves the season off, as a
+//! live node and `predict eval` without `--season` do.
 //!
 //! Runs only the congestion replay of `jobmesh predict eval` (default options, the
 //! model told the traces' 1 h cycle as `--season 1h` would), so a range of seeds takes
@@ -36,7 +35,7 @@ fn main() -> Result<(), String> {
         EvalOptions::default()
     } else {
         EvalOptions {
-            season_ms: (CYCLE_HOURS * 3_600_000.0) as i64,
+            season_ms: Some((CYCLE_HOURS * 3_600_000.0) as i64),
             ..EvalOptions::default()
         }
     };
@@ -57,10 +56,12 @@ fn main() -> Result<(), String> {
         let at = eval::split_at(&records, opts.split);
         let mut lineup = eval::congestion::lineup_for(opts);
         if correction {
+            let d = FluidSettings::default();
             lineup[0].0 = Box::new(FluidQueue::new(FluidSettings {
-                season_ms: opts.season_ms,
+                season_ms: opts.season_ms.unwrap_or(d.season_ms),
+                seasonal: opts.season_ms.is_some(),
                 correction: true,
-                ..FluidSettings::default()
+                ..d
             }));
         }
         let (t, _) = eval::congestion::run(&records, at, opts, lineup);

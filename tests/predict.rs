@@ -31,7 +31,7 @@ fn trace(seed: u64) -> Vec<TraceRecord> {
 /// The evaluation's default options, with the traces' cycle.
 fn options() -> EvalOptions {
     EvalOptions {
-        season_ms: (CYCLE_HOURS * 3_600_000.0) as i64,
+        season_ms: Some((CYCLE_HOURS * 3_600_000.0) as i64),
         ..EvalOptions::default()
     }
 }

@@ -143,10 +143,11 @@ pub enum PredictVerb {
         /// The wait SLO of every queue, for congestion alarms.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         slo: Duration,
-        /// Length of the arrivals' cycle the congestion model learns: a day for a
-        /// store's export, the `--cycle` of a generated trace (the file does not say it).
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        season: Duration,
+        /// Length of the arrivals' cycle for the congestion model to learn (off unless
+        /// given, as on a live node): a day for a store's export, the `--cycle` of a
+        /// generated trace (the file does not say it).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        season: Option<Duration>,
         /// Also write an SVG of predicted against actual here.
         #[arg(long)]
         plot: Option<PathBuf>,

@@ -134,6 +134,13 @@ pub struct FluidSettings {
     /// Not in the saved format's settings: a node resumes with its own configuration.
     #[serde(skip, default = "day_ms")]
     pub season_ms: i64,
+    /// Whether the queues learn and use their season at all. Off by default: on the
+    /// tuning seeds 1-10 it moved the alarms' F1 at 5 and 15 minutes by a rounding
+    /// error, and on held-out seeds it lowered the F1 at 5 minutes (100-109: 0.353 to
+    /// 0.324; 300-319: 0.373 to 0.354), so a node does not pay for it.
+    /// `jobmesh predict eval --season` turns it on. Not saved, as `season_ms`.
+    #[serde(skip)]
+    pub seasonal: bool,
     /// Whether the wait estimate takes the learned correction (see [`correction`]).
     /// Off by default: it won on the tuning seeds 1-10 (0.967 s against 0.974 s mean
     /// wait MAE) but lost on held-out seeds 100-109 (2.140 s against 2.135 s, and seed
@@ -156,6 +163,7 @@ impl Default for FluidSettings {
             service_alpha: 0.05,
             servers_memory_ms: 600_000,
             season_ms: day_ms(),
+            seasonal: false,
             correction: false,
         }
     }
@@ -323,7 +331,7 @@ impl FluidQueue {
         // Short horizons keep the fast rate: over a minute it knows the current burst,
         // which the season cannot (on the tuning seeds the season at 1 min too lowered
         // the alarms' F1@1m from 0.497 to 0.480).
-        if horizon_ms <= self.s.fast_horizon_ms || !q.season.ready() {
+        if !self.s.seasonal || horizon_ms <= self.s.fast_horizon_ms || !q.season.ready() {
             return Forecast::Recent(recent);
         }
         // The scale: the recent rate over what the season says of the same recent
@@ -431,7 +439,9 @@ impl CongestionPredictor for FluidQueue {
         q.backlog += 1.0;
         q.fast.add(at_ms, s.fast_tau_ms, 1.0);
         q.slow.add(at_ms, s.slow_tau_ms, 1.0);
-        q.season.add(at_ms, 1.0, s.season_ms);
+        if s.seasonal {
+            q.season.add(at_ms, 1.0, s.season_ms);
+        }
     }
 
     fn on_start(&mut self, queue: &str, at_ms: i64, waited_ms: f64) {
@@ -665,6 +675,7 @@ mod tests {
         let arrivals = daily(now);
         let seasonal = FluidSettings {
             season_ms: HOUR,
+            seasonal: true,
             ..FluidSettings::default()
         };
         let mut with = FluidQueue::new(seasonal);

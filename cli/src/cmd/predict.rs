@@ -52,7 +52,8 @@ pub async fn run(config: Config, verb: PredictVerb, json: bool) -> anyhow::Resul
                 EvalOptions {
                     split,
                     slo_ms: slo.as_secs_f64() * 1000.0,
-                    season_ms: i64::try_from(season.as_millis()).unwrap_or(i64::MAX).max(1),
+                    season_ms: season
+                        .map(|s| i64::try_from(s.as_millis()).unwrap_or(i64::MAX).max(1)),
                     ..EvalOptions::default()
                 },
             )?;

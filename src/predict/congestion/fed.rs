@@ -49,11 +49,15 @@ impl FluidQueue {
             if unseen >= 1.0 {
                 q.fast.add(at_ms, s.fast_tau_ms, unseen);
                 q.slow.add(at_ms, s.slow_tau_ms, unseen);
-                q.season.add(at_ms, unseen, s.season_ms);
+                if s.seasonal {
+                    q.season.add(at_ms, unseen, s.season_ms);
+                }
             }
         }
         // A read with no new arrivals still closes the season's buckets that ended.
-        q.season.roll(at_ms, s.season_ms);
+        if s.seasonal {
+            q.season.roll(at_ms, s.season_ms);
+        }
         q.fed = Some(Fed {
             waiting,
             oldest_ms: oldest_ms.filter(|_| waiting >= 1.0),
@@ -80,7 +84,9 @@ impl FluidQueue {
             None => {
                 q.fast.add(available_ms, s.fast_tau_ms, 1.0);
                 q.slow.add(available_ms, s.slow_tau_ms, 1.0);
-                q.season.add(available_ms, 1.0, s.season_ms);
+                if s.seasonal {
+                    q.season.add(available_ms, 1.0, s.season_ms);
+                }
             }
         }
         let waited = (at_ms - available_ms).max(0) as f64;
@@ -184,6 +190,7 @@ pub(super) mod tests {
         let hour = 3_600_000;
         let seasonal = super::super::FluidSettings {
             season_ms: hour,
+            seasonal: true,
             ..super::super::FluidSettings::default()
         };
         let mut with = FluidQueue::new(seasonal);

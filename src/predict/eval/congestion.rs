@@ -40,11 +40,13 @@ pub fn lineup() -> Vec<(Box<dyn CongestionPredictor>, &'static str)> {
     lineup_for(EvalOptions::default())
 }
 
-/// The lineup with the model learning the cycle of `opts.season_ms`.
+/// The lineup with the model learning the cycle of `opts.season_ms`, if given.
 pub fn lineup_for(opts: EvalOptions) -> Vec<(Box<dyn CongestionPredictor>, &'static str)> {
+    let d = FluidSettings::default();
     let settings = FluidSettings {
-        season_ms: opts.season_ms,
-        ..FluidSettings::default()
+        season_ms: opts.season_ms.unwrap_or(d.season_ms),
+        seasonal: opts.season_ms.is_some(),
+        ..d
     };
     vec![
         (Box::new(FluidQueue::new(settings)), "model"),

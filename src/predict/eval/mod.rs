@@ -29,9 +29,10 @@ pub struct EvalOptions {
     pub heartbeat_timeout_ms: i64,
     /// Seed of the retry replay's draws.
     pub seed: u64,
-    /// Length of the arrivals' cycle the congestion model learns (ms): a day for a real
-    /// store's export, the `--cycle` of a generated trace (which its file does not say).
-    pub season_ms: i64,
+    /// Length of the arrivals' cycle the congestion model learns (ms), if it learns one
+    /// (`--season`: a day for a real store's export, the `--cycle` of a generated trace,
+    /// which its file does not say); none by default, as on a live node.
+    pub season_ms: Option<i64>,
 }
 
 impl Default for EvalOptions {
@@ -41,7 +42,7 @@ impl Default for EvalOptions {
             slo_ms: 30_000.0,
             heartbeat_timeout_ms: 10_000,
             seed: 1,
-            season_ms: 86_400_000,
+            season_ms: None,
         }
     }
 }
@@ -258,7 +259,7 @@ pub fn evaluate(records: &[TraceRecord], opts: EvalOptions) -> Result<Report, Ev
     if !(opts.slo_ms > 0.0 && opts.slo_ms.is_finite()) {
         return Err(EvalError::Option("--slo must be positive".into()));
     }
-    if opts.season_ms < 60_000 {
+    if opts.season_ms.is_some_and(|c| c < 60_000) {
         // Shorter cycles would cut the season into buckets of about a second or less.
         return Err(EvalError::Option("--season must be at least 1m".into()));
     }
