@@ -1,7 +1,8 @@
 //! The first start of a node with the API on a new store: in a terminal it prints an
 //! admin token once, which logs into the API; a second start prints none (a token
 //! exists); a start whose output is not a terminal creates nothing and says how to.
-//! The terminal is a real pseudo-terminal from util-linux `script`.
+//! The terminal is a real pseudo-terminal from util-linux `script`, on which Ctrl-C is
+//! typed as an operator types it: once to stop, twice to stop without waiting.
 
 mod common;
 
@@ -63,6 +64,27 @@ impl Running {
             child,
             lines,
             seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the process to exit; fails with what it printed at the deadline (a
+    /// node that ignored the Ctrl-C would otherwise hang the test).
+    fn exit_status(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            // Whatever the node prints on its way out, for the failure message.
+            while let Ok(line) = self.lines.try_recv() {
+                self.seen.push(line);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running {WAIT:?} after Ctrl-C; the output was:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -153,7 +175,7 @@ fn a_first_start_in_a_terminal_prints_an_admin_token_that_logs_in_and_only_once(
         .unwrap()
         .write_all(b"\x03")
         .unwrap();
-    let status = first.child.wait().unwrap();
+    let status = first.exit_status();
     assert!(status.success(), "{status}: {}", first.seen.join("\n"));
     drop(first);
 
@@ -193,4 +215,47 @@ fn a_first_start_without_a_terminal_creates_no_token_and_says_how_to() {
         &["token", "list"],
     );
     assert_eq!(list.trim(), "[]");
+}
+
+/// Ctrl-C once lets running jobs finish (up to the grace); Ctrl-C again while the node
+/// waits for them stops it at once, exit code 130, saying so. A node that ignored the
+/// second Ctrl-C would wait out its grace and exit 0.
+#[test]
+fn a_second_ctrl_c_while_the_node_waits_for_running_jobs_stops_it_at_once() {
+    let sandbox = Sandbox::with_config("twice", "");
+    common::succeeded(
+        sandbox.run(&["submit", "sleep", r#"{"ms": 600000}"#]),
+        &["submit"],
+    );
+    let port = free_port();
+    let mut node = Running::start(in_terminal(&sandbox, port));
+    node.until(|l| l.contains("Ctrl-C to stop"));
+    // The sleep job runs: the first Ctrl-C then has a job to wait for.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let running = common::succeeded(
+            sandbox.run(&["--json", "jobs", "list", "--state", "running"]),
+            &["jobs", "list"],
+        );
+        let jobs: Value = serde_json::from_str(&running).unwrap();
+        if jobs.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sleep job never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ctrl_c = |node: &mut Running| {
+        node.child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"\x03")
+            .unwrap();
+    };
+    ctrl_c(&mut node);
+    node.until(|l| l.contains("stopping: waiting up to"));
+    ctrl_c(&mut node);
+    node.until(|l| l.contains("stopped again: exiting"));
+    let status = node.exit_status();
+    assert_eq!(status.code(), Some(130), "{}", node.seen.join("\n"));
 }

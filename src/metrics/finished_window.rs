@@ -74,7 +74,9 @@ impl FinishedWindow {
         }
     }
 
-    /// The window's length (ms).
+    /// The window's length (ms), as posted. A kept window starts at its first whole
+    /// slice, so it spans up to a slice less (59-60 s of a minute: a rate over the
+    /// nominal length reads up to 1.7 % low); readers compare posts by this length.
     pub fn window_ms(&self) -> u64 {
         self.window_ms.max(0) as u64
     }

@@ -92,8 +92,8 @@ pub trait Activity: Send + Sync + 'static {
     /// final state, in slices of `slice_ms` from `from`: only slices with some, in time
     /// order. Read from the finished-jobs indexes the retention purge uses, so its cost
     /// grows with the jobs finished in the range, not with the table. A failed attempt
-    /// that will be retried is not a finish. A range [`check_slices`] refuses is
-    /// [`StoreError::Invalid`].
+    /// that will be retried is not a finish. A range that ends before it starts, or a
+    /// slice that is not positive, is [`StoreError::Invalid`].
     async fn finished_slices(
         &self,
         from: Millis,

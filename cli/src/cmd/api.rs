@@ -31,7 +31,7 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
     let server = ApiServer::start(store.clone(), registry, config.api.clone(), None)
         .await
         .context("starting the API")?;
-    let stop = crate::cmd::node::StopSignal::listen()?;
+    let mut stop = crate::cmd::node::StopSignal::listen()?;
     let _ = crate::output::outln!(
         "jobmesh API on http://{addr}/api/v1, dashboard on http://{addr}/ (no workers); Ctrl-C to stop",
         addr = server.local_addr()

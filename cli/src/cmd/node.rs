@@ -113,7 +113,14 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
         jobmesh::config::Backend::Sqlite => format!("sqlite {}", config.sqlite_path().display()),
         other => format!("{other:?}"),
     };
-    let stop = StopSignal::listen()?;
+    let mut stop = match StopSignal::listen() {
+        Ok(stop) => stop,
+        Err(e) => {
+            stop_api(api).await;
+            node.shutdown(SHUTDOWN_GRACE).await?;
+            return Err(e);
+        }
+    };
     say(format_args!(
         "jobmesh node `{node_id}` running on {where_} with {} workers on queues [{}]; Ctrl-C to stop",
         config.workers.concurrency,
@@ -139,8 +146,18 @@ pub async fn run(mut config: Config, args: NodeArgs) -> anyhow::Result<()> {
             "stopping: waiting up to {SHUTDOWN_GRACE:?} for running jobs"
         ));
     }
-    stop_api(api).await;
-    node.shutdown(SHUTDOWN_GRACE).await?;
+    // The handlers stay installed: a second Ctrl-C (or SIGTERM) while the node shuts
+    // down stops the process at once, as an operator who presses it twice means.
+    tokio::select! {
+        r = async {
+            stop_api(api).await;
+            node.shutdown(SHUTDOWN_GRACE).await
+        } => r?,
+        _ = stop.wait() => {
+            say(format_args!("stopped again: exiting without waiting for running jobs (their leases lapse and they run again)"));
+            std::process::exit(130);
+        }
+    }
     Ok(())
 }
 
@@ -287,8 +304,8 @@ impl StopSignal {
         Ok(StopSignal {})
     }
 
-    /// Resolves at the first Ctrl-C or SIGTERM.
-    pub(crate) async fn wait(mut self) {
+    /// Resolves at the next Ctrl-C or SIGTERM.
+    pub(crate) async fn wait(&mut self) {
         #[cfg(unix)]
         tokio::select! {
             _ = self.int.recv() => {}

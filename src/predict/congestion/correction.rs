@@ -17,6 +17,11 @@ pub const FEATURES: usize = 5;
 const FORGET: f64 = 0.999;
 /// Initial variance of the weights (features and residual in seconds).
 const PRIOR: f64 = 10.0;
+/// Largest trace of the weights' covariance before it is reset to the prior: forgetting
+/// divides it by [`FORGET`] at every update, so a direction the features never excite
+/// (a backlog always 0 on a queue that keeps up) would grow without bound, to infinity
+/// after some 700k starts, and then NaN weights.
+const MAX_TRACE: f64 = 1e6;
 /// Updates before the correction is applied.
 const MIN_UPDATES: u64 = 200;
 /// Residuals are clipped to this (s): least squares on the rare long waits would set
@@ -70,7 +75,8 @@ impl Correction {
         if self.updates < MIN_UPDATES {
             return 0.0;
         }
-        dot(&self.w, x) * 1000.0
+        let c = dot(&self.w, x) * 1000.0;
+        if c.is_finite() { c } else { 0.0 }
     }
 
     /// Learns that a job with features `x` had a residual of `residual_ms`.
@@ -96,6 +102,15 @@ impl Correction {
                 *p = (*p - ki * kj / denom) / FORGET;
             }
         }
+        let trace: f64 = (0..FEATURES).map(|i| self.p[i][i]).sum();
+        if !trace.is_finite() || trace > MAX_TRACE || self.w.iter().any(|w| !w.is_finite()) {
+            // Keep what was learned if it is a number; restart the covariance.
+            let w = self.w;
+            *self = Self::default();
+            if w.iter().all(|v| v.is_finite()) {
+                self.w = w;
+            }
+        }
         self.updates += 1;
     }
 }
@@ -117,5 +132,21 @@ mod tests {
         }
         let x = features(1200.0, 3.0, 0.5, 900.0);
         assert!((c.correct(&x) - 800.0).abs() < 50.0, "{}", c.correct(&x));
+    }
+
+    #[test]
+    fn a_direction_never_excited_does_not_wind_up_to_nan() {
+        let mut c = Correction::default();
+        // The backlog feature is always 0: forgetting alone would take its variance to
+        // infinity after about 700k updates.
+        for k in 0..800_000u64 {
+            let x = features(1000.0 + (k % 5) as f64 * 10.0, 0.0, 0.5, 900.0);
+            c.learn(&x, 300.0);
+        }
+        let x = features(1000.0, 0.0, 0.5, 900.0);
+        let got = c.correct(&x);
+        assert!(got.is_finite() && (got - 300.0).abs() < 100.0, "{got}");
+        let trace: f64 = (0..FEATURES).map(|i| c.p[i][i]).sum();
+        assert!(trace <= MAX_TRACE, "{trace}");
     }
 }
