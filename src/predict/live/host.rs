@@ -1,5 +1,5 @@
 //! The node's own host as the failure model samples it ([`NodeSignal::Host`]): the load
-//! average per core (`/proc/loadavg` over the cores this process may use) and the share
+//! average per core (`/proc/loadavg` over the machine's online CPUs) and the share
 //! of memory in use, the node's cgroup's against its limit where it has one, else the
 //! machine's (`/proc/meminfo`, `MemAvailable` of `MemTotal`).
 //!
@@ -9,6 +9,13 @@
 //! limit: a container doing file IO would read 95-99% used with nothing under
 //! pressure. Where `memory.stat` cannot be read the cgroup's memory is left out of the
 //! sample rather than counted with its cache.
+//!
+//! The load average is the whole machine's (a container sees the host's
+//! `/proc/loadavg`), so it is divided by the whole machine's CPUs: the `cpuN` lines of
+//! `/proc/stat`, not [`std::thread::available_parallelism`], which honours the
+//! cgroup's CPU quota and the affinity mask. A 2-CPU pod on a busy 64-core host would
+//! otherwise read the machine's load over 2 cores, 32 times too high. Only where
+//! `/proc/stat` cannot be read is `available_parallelism` the divisor.
 //!
 //! The parsing is plain functions of the files' text, tested on fixed strings; only
 //! [`read_sample`] touches the file system. What the OS does not give (another OS, no
@@ -141,6 +148,17 @@ enum CgroupMemory {
     Share(f64),
 }
 
+/// The machine's online CPUs from `/proc/stat`: its `cpuN` lines (the `cpu` line is
+/// their sum; offline CPUs have none). `None` where there is none.
+pub fn parse_stat_cpus(text: &str) -> Option<usize> {
+    let n = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("cpu")?.split(' ').next())
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .count();
+    (n > 0).then_some(n)
+}
+
 /// The process's cgroup v2 path from `/proc/self/cgroup` (its `0::/path` line).
 pub fn parse_cgroup_path(text: &str) -> Option<&str> {
     text.lines()
@@ -168,6 +186,14 @@ impl HostRoot {
     fn read(&self, path: impl AsRef<Path>) -> Option<String> {
         let rel = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
         std::fs::read_to_string(self.0.join(rel)).ok()
+    }
+
+    /// The machine's online CPUs (`/proc/stat`), else the cores this process may use
+    /// ([`std::thread::available_parallelism`]), else 1.
+    pub fn cores(&self) -> usize {
+        self.read("/proc/stat")
+            .and_then(|t| parse_stat_cpus(&t))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     /// The share of its limit the process's cgroup (v2) uses, where it has a limit:
@@ -207,8 +233,8 @@ impl HostRoot {
     }
 }
 
-/// The host now, with `cores` the cores this process may use (from
-/// [`std::thread::available_parallelism`]). Blocking (small reads of virtual files).
+/// The host now, with `cores` the machine's online CPUs (from [`HostRoot::cores`]: the
+/// load average is the machine's). Blocking (small reads of virtual files).
 pub fn read_sample(root: &HostRoot, cores: usize) -> HostSample {
     let load_per_core = root
         .read("/proc/loadavg")
@@ -227,9 +253,10 @@ pub fn read_sample(root: &HostRoot, cores: usize) -> HostSample {
     }
 }
 
-/// The cores this process may use (1 where the OS does not say).
+/// The machine's online CPUs, the divisor of its load average ([`HostRoot::cores`] at
+/// `/`).
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    HostRoot::default().cores()
 }
 
 #[cfg(test)]
@@ -324,6 +351,23 @@ mod tests {
     }
 
     #[test]
+    fn proc_stat_gives_the_online_cpus() {
+        let stat = "cpu  4705 356 584 3699 23 23 0 0 0 0\n\
+            cpu0 1393 280 134 1057 8 8 0 0 0 0\n\
+            cpu1 1110 76 150 904 5 5 0 0 0 0\n\
+            cpu3 1202 0 300 869 5 5 0 0 0 0\n\
+            intr 114930548 113199788 3 0 5 263 0 4\n\
+            ctxt 1990473\n\
+            btime 1062191376\n\
+            cpufreq 1\n\
+            procs_running 2\n";
+        // cpu2 offline: three lines, the sum line not counted.
+        assert_eq!(parse_stat_cpus(stat), Some(3));
+        assert_eq!(parse_stat_cpus("intr 1\n"), None);
+        assert_eq!(parse_stat_cpus(""), None);
+    }
+
+    #[test]
     fn a_sample_reads_the_cgroup_first_then_the_machine() {
         let dir = tempfile::tempdir().unwrap();
         let put = |path: &str, text: &str| {
@@ -334,7 +378,17 @@ mod tests {
         put("proc/loadavg", "3.00 1 1 1/1 1\n");
         put("proc/meminfo", MEMINFO);
         let root = HostRoot::at(dir.path());
-        let s = read_sample(&root, 4);
+        // No /proc/stat: the cores this process may use.
+        assert_eq!(
+            root.cores(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        put(
+            "proc/stat",
+            "cpu  1 1 1 1\ncpu0 1 1\ncpu1 1 1\ncpu2 1 1\ncpu3 1 1\n",
+        );
+        assert_eq!(root.cores(), 4);
+        let s = read_sample(&root, root.cores());
         assert_eq!(s.load_per_core, Some(0.75));
         assert_eq!(s.memory_used, Some(0.75));
         put("proc/self/cgroup", "0::/jobs\n");
