@@ -221,7 +221,10 @@ pub(crate) fn start(ctx: Arc<Ctx>, close: CancellationToken) -> JoinHandle<()> {
         let mut seen = node_errors(&ctx.metrics);
         let (mut saved_at, mut errors_at) = (Instant::now(), Instant::now());
         let mut host_at: Option<Instant> = None;
-        let (root, cores) = (host::HostRoot::default(), host::cores());
+        // The machine's online CPUs, not available_parallelism: the load average is the
+        // whole machine's, however few CPUs this process's cgroup may use.
+        let root = host::HostRoot::default();
+        let cores = root.cores();
         let mut asked_at: Option<Instant> = None;
         let mut answered = None;
         loop {

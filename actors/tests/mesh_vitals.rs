@@ -3,7 +3,9 @@
 //! it monitors to its node's failure model. One observer stops hearing one member (an
 //! injected fault on that observer's incoming traffic only, `jobmesh_actors::chaos`):
 //! the score that observer shows for the member rises past the drain threshold while the
-//! other members' stay at zero, and the other observers, who hear the member as usual, show nothing for it.
+//! other members' stay below it, and the other observers, who hear the member as usual,
+//! show it below the threshold too. (Below, not at zero: on a loaded machine a heartbeat
+//! may be late for anyone, and the test must not hang on the scheduler.)
 //! One observer is a single Down vote, far from a certificate: nothing is evicted.
 
 mod common;
@@ -72,9 +74,11 @@ async fn a_member_one_observer_hears_late_scores_there_and_nowhere_else() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let victim = &ids[N - 1];
+    let enter = ScoreSettings::default().enter;
     for n in &nodes {
         for id in &ids {
-            assert_eq!(score(n, id), 0.0, "{id} as {:?} shows it, before", n.id());
+            let s = score(n, id);
+            assert!(s < enter, "{id} at {s} as {:?} shows it, before", n.id());
         }
     }
 
@@ -87,7 +91,6 @@ async fn a_member_one_observer_hears_late_scores_there_and_nowhere_else() {
         .unwrap();
     // Smoothed over half a minute: past the drain threshold within about twenty seconds
     // of silence.
-    let enter = ScoreSettings::default().enter;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(90);
     while score(&nodes[0], victim) <= enter {
@@ -100,10 +103,16 @@ async fn a_member_one_observer_hears_late_scores_there_and_nowhere_else() {
     }
     eprintln!("past the drain threshold after {:?}", started.elapsed());
     for id in &ids[1..N - 1] {
-        assert_eq!(score(&nodes[0], id), 0.0, "{id}: heard as usual");
+        let s = score(&nodes[0], id);
+        assert!(s < enter, "{id} at {s}: heard as usual");
     }
     for n in &nodes[1..] {
-        assert_eq!(score(n, victim), 0.0, "{:?} hears it as usual", n.id());
+        let s = score(n, victim);
+        assert!(
+            s < enter,
+            "{:?} shows it at {s}, hearing it as usual",
+            n.id()
+        );
     }
 
     for n in nodes {

@@ -254,6 +254,13 @@ impl NodeScore {
         self.vitals = vitals;
     }
 
+    /// Drops the vitals a model resumed at `now_ms` cannot use: dated after `now_ms`
+    /// (saved by a clock that was ahead: they would not move until the clock caught
+    /// up) or not finite.
+    pub fn drop_unusable_vitals(&mut self, now_ms: i64) {
+        self.vitals.drop_unusable(now_ms);
+    }
+
     /// The nodes the model has a state for, observed or adopted (a snapshot accessor
     /// for operators' views).
     pub fn nodes(&self) -> impl Iterator<Item = &str> {
@@ -412,8 +419,10 @@ impl FailurePredictor for NodeScore {
             .is_none_or(|t| now_ms - t >= MEDIANS_EVERY_MS || now_ms < t)
         {
             self.medians = std::array::from_fn(|k| self.peer_median(k));
+            // Dated more than a half-life ahead of now: a clock that stepped back.
+            let ahead = now_ms.saturating_add(self.vs.half_life_ms.max(1.0) as i64);
             self.vitals
-                .forget_before(now_ms.saturating_sub(self.vs.forget_after_ms));
+                .forget_outside(now_ms.saturating_sub(self.vs.forget_after_ms), ahead);
             self.vital_medians = VitalMedians::compute(&self.vitals, &self.peer_vitals);
             self.medians_at = Some(now_ms);
         }

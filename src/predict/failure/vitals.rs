@@ -100,16 +100,30 @@ pub(super) struct Level {
 }
 
 impl Level {
-    /// A level starting from its first sample.
-    fn first(v: f64, at: i64) -> Self {
-        Self { value: v, at }
+    /// A level that starts warm: at 0 at `at`, then moved by its first sample `v` with
+    /// the weight no time since earns (none). A level rises over its half-life as any
+    /// moves: one late heartbeat or one loaded instant among the first samples is not
+    /// taken as if sustained for a half-life.
+    fn first(v: f64, at: i64, half_life_ms: f64) -> Self {
+        let mut l = Self { value: 0.0, at };
+        l.update(v, at, half_life_ms);
+        l
     }
 
     /// Moves toward `v` by the weight the time since the last sample earns: samples
-    /// taken at any rate smooth over the same half-life.
+    /// taken at any rate smooth over the same half-life. A sample dated more than a
+    /// half-life before the level's time (the clock stepped back, or the level came
+    /// from a clock that was ahead) re-dates the level at `at`: otherwise it would not
+    /// move again until the clock caught up, nor be forgotten. A sample less far back
+    /// moves nothing.
     fn update(&mut self, v: f64, at: i64, half_life_ms: f64) {
-        let dt = (at - self.at).max(0) as f64;
-        let w = 1.0 - (-dt / half_life_ms.max(1.0)).exp2();
+        let half_life_ms = half_life_ms.max(1.0);
+        let dt = at.saturating_sub(self.at);
+        if (dt as f64) < -half_life_ms {
+            self.at = at;
+            return;
+        }
+        let w = 1.0 - (-(dt.max(0) as f64) / half_life_ms).exp2();
         self.value += w * (v - self.value);
         self.at = self.at.max(at);
     }
@@ -177,7 +191,7 @@ impl Vitals {
                     let Some(v) = v else { continue };
                     match level {
                         Some(l) => l.update(v, at_ms, s.half_life_ms),
-                        None => *level = Some(Level::first(v, at_ms)),
+                        None => *level = Some(Level::first(v, at_ms, s.half_life_ms)),
                     }
                 }
             }
@@ -187,7 +201,7 @@ impl Vitals {
                     Some(l) => l.update(v, at_ms, s.half_life_ms),
                     None => {
                         self.observed
-                            .insert(node.to_owned(), Level::first(v, at_ms));
+                            .insert(node.to_owned(), Level::first(v, at_ms, s.half_life_ms));
                     }
                 }
             }
@@ -195,12 +209,25 @@ impl Vitals {
         }
     }
 
-    /// Forgets vitals last sampled before `before_ms`.
-    pub(super) fn forget_before(&mut self, before_ms: i64) {
-        self.observed.retain(|_, l| l.at >= before_ms);
+    /// Forgets vitals last sampled before `before_ms` or dated after `after_ms` (a
+    /// level from a clock that was ahead, no longer sampled: it would otherwise never
+    /// be forgotten).
+    pub(super) fn forget_outside(&mut self, before_ms: i64, after_ms: i64) {
+        self.retain(|l| (before_ms..=after_ms).contains(&l.at));
+    }
+
+    /// Drops what a resumed model cannot use: levels dated after `now_ms` (saved by a
+    /// clock that was ahead) and values that are not finite (a corrupt row).
+    pub(super) fn drop_unusable(&mut self, now_ms: i64) {
+        self.retain(|l| l.at <= now_ms && l.value.is_finite());
+    }
+
+    /// Keeps the levels `keep` accepts, and the nodes with a level left.
+    fn retain(&mut self, keep: impl Fn(&Level) -> bool) {
+        self.observed.retain(|_, l| keep(l));
         self.host.retain(|_, levels| {
             for level in levels.iter_mut() {
-                if level.is_some_and(|l| l.at < before_ms) {
+                if level.is_some_and(|l| !keep(&l)) {
                     *level = None;
                 }
             }
@@ -578,12 +605,135 @@ mod tests {
 
     #[test]
     fn levels_smooth_over_time_not_samples() {
-        let mut l = Level::first(0.0, 0);
+        let mut l = Level::first(0.0, 0, 30_000.0);
         l.update(1.0, 30_000, 30_000.0);
         assert!((l.value - 0.5).abs() < 1e-12);
         // A second sample at the same instant moves nothing.
         l.update(5.0, 30_000, 30_000.0);
         assert!((l.value - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_new_level_starts_warm() {
+        let mut l = Level::first(8.0, 1_000, 30_000.0);
+        assert_eq!((l.value, l.at), (0.0, 1_000));
+        l.update(8.0, 31_000, 30_000.0);
+        assert!((l.value - 4.0).abs() < 1e-12);
+        // One late heartbeat in a member's first sample accuses no one; the same phi
+        // sustained for a minute does.
+        let mut m = model();
+        for (n, phi) in [("a", 8.0), ("b", 0.0), ("c", 0.0)] {
+            m.observe(n, 0, NodeSignal::Phi { phi });
+        }
+        assert_eq!(m.score("a", 0), 0.0);
+        let t = feed_for(&mut m, &["a", "b", "c"], 5_000, 60, |n| NodeSignal::Phi {
+            phi: if n == "a" { 8.0 } else { 0.0 },
+        });
+        assert!(m.score("a", t) > ScoreSettings::default().enter);
+    }
+
+    #[test]
+    fn a_level_dated_in_the_future_is_re_dated_by_a_sample_well_before_it() {
+        let hl = 30_000.0;
+        // Less than a half-life back (samples out of order): nothing moves.
+        let mut l = Level {
+            value: 1.0,
+            at: 100_000,
+        };
+        l.update(5.0, 80_000, hl);
+        assert_eq!((l.value, l.at), (1.0, 100_000));
+        // More than a half-life back (the clock stepped back): re-dated, value kept,
+        // and the next sample moves it by the time since.
+        l.update(5.0, 10_000, hl);
+        assert_eq!((l.value, l.at), (1.0, 10_000));
+        l.update(5.0, 40_000, hl);
+        assert!((l.value - 3.0).abs() < 1e-12, "{}", l.value);
+        assert_eq!(l.at, 40_000);
+    }
+
+    #[test]
+    fn corrupt_times_do_not_overflow() {
+        let hl = 30_000.0;
+        let mut l = Level {
+            value: 1.0,
+            at: i64::MAX,
+        };
+        l.update(5.0, i64::MIN, hl);
+        assert_eq!((l.value, l.at), (1.0, i64::MIN));
+        l.update(5.0, i64::MAX, hl);
+        assert_eq!((l.value, l.at), (5.0, i64::MAX));
+        let mut m = model();
+        m.vitals.observed.insert(
+            "a".into(),
+            Level {
+                value: 1.0,
+                at: i64::MIN,
+            },
+        );
+        m.vitals.observed.insert(
+            "b".into(),
+            Level {
+                value: 1.0,
+                at: i64::MAX,
+            },
+        );
+        m.should_drain("a", 1_000_000);
+        assert!(m.vitals.observed.is_empty());
+    }
+
+    #[test]
+    fn a_level_dated_ahead_of_now_and_no_longer_sampled_is_forgotten() {
+        let mut m = model();
+        let now = 10_000_000;
+        let s = VitalSettings::default();
+        let ahead = now + s.half_life_ms as i64 + 1;
+        m.vitals.observed.insert(
+            "a".into(),
+            Level {
+                value: 3.0,
+                at: ahead,
+            },
+        );
+        m.vitals.observed.insert(
+            "b".into(),
+            Level {
+                value: 0.0,
+                at: now,
+            },
+        );
+        m.vitals.host.insert(
+            "a".into(),
+            [
+                Some(Level {
+                    value: 1.0,
+                    at: ahead,
+                }),
+                None,
+            ],
+        );
+        m.should_drain("b", now);
+        assert!(!m.vitals.observed.contains_key("a"));
+        assert!(m.vitals.observed.contains_key("b"));
+        assert!(m.vitals.host.is_empty());
+    }
+
+    #[test]
+    fn a_resumed_model_drops_levels_after_now_or_not_finite() {
+        let mut v = Vitals::default();
+        let at = |value, at| Level { value, at };
+        v.observed.insert("future".into(), at(1.0, 2_000));
+        v.observed.insert("nan".into(), at(f64::NAN, 0));
+        v.observed.insert("inf".into(), at(f64::INFINITY, 0));
+        v.observed.insert("ok".into(), at(1.0, 1_000));
+        v.host
+            .insert("x".into(), [Some(at(1.0, 2_000)), Some(at(0.5, 0))]);
+        v.host.insert("y".into(), [Some(at(f64::NAN, 0)), None]);
+        v.drop_unusable(1_000);
+        assert_eq!(v.observed().map(|(n, _)| n).collect::<Vec<_>>(), ["ok"]);
+        assert_eq!(v.host.len(), 1);
+        assert!(v.host["x"][0].is_none());
+        assert_eq!(v.host["x"][1].map(|l| l.value), Some(0.5));
+        assert!(v.is_finite());
     }
 
     #[test]

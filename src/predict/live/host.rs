@@ -1,8 +1,21 @@
 //! The node's own host as the failure model samples it ([`NodeSignal::Host`]): the load
-//! average per core (`/proc/loadavg` over the cores this process may use) and the share
-//! of memory in use, the node's cgroup's against its limit (cgroup v2 `memory.current`
-//! and `memory.max`) where it has one, else the machine's (`/proc/meminfo`,
-//! `MemAvailable` of `MemTotal`).
+//! average per core (`/proc/loadavg` over the machine's online CPUs) and the share
+//! of memory in use, the node's cgroup's against its limit where it has one, else the
+//! machine's (`/proc/meminfo`, `MemAvailable` of `MemTotal`).
+//!
+//! A cgroup's use is its working set, as the kubelet counts it: `memory.current` less
+//! the `inactive_file` of its `memory.stat` (floored at 0), of `memory.max`.
+//! `memory.current` alone counts the page cache, which the kernel lets grow up to the
+//! limit: a container doing file IO would read 95-99% used with nothing under
+//! pressure. Where `memory.stat` cannot be read the cgroup's memory is left out of the
+//! sample rather than counted with its cache.
+//!
+//! The load average is the whole machine's (a container sees the host's
+//! `/proc/loadavg`), so it is divided by the whole machine's CPUs: the `cpuN` lines of
+//! `/proc/stat`, not [`std::thread::available_parallelism`], which honours the
+//! cgroup's CPU quota and the affinity mask. A 2-CPU pod on a busy 64-core host would
+//! otherwise read the machine's load over 2 cores, 32 times too high. Only where
+//! `/proc/stat` cannot be read is `available_parallelism` the divisor.
 //!
 //! The parsing is plain functions of the files' text, tested on fixed strings; only
 //! [`read_sample`] touches the file system. What the OS does not give (another OS, no
@@ -90,19 +103,60 @@ pub fn parse_meminfo(text: &str) -> Result<f64, HostError> {
     Ok((1.0 - available / total).clamp(0.0, 1.0))
 }
 
-/// The share of its limit a cgroup v2 uses, from its `memory.current` and `memory.max`
-/// (`None` when the limit is `max`: no limit, so the machine's memory is what counts).
-pub fn parse_cgroup_memory(current: &str, max: &str) -> Result<Option<f64>, HostError> {
+/// The `inactive_file` bytes of a cgroup v2 `memory.stat` (`"anon 123\nfile 456\n..."`):
+/// page cache the kernel reclaims first, not in use.
+pub fn parse_inactive_file(stat: &str) -> Result<f64, HostError> {
+    let value = stat
+        .lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(' ')?;
+            (key == "inactive_file").then_some(value)
+        })
+        .ok_or(HostError::Missing {
+            file: "memory.stat",
+            field: "inactive_file",
+        })?;
+    number("memory.stat", "inactive_file", value)
+}
+
+/// The share of its limit a cgroup v2 uses, its working set: `memory.current` less the
+/// `inactive_file` of `memory.stat` (floored at 0), of `memory.max` (`None` when the
+/// limit is `max`: no limit, so the machine's memory is what counts).
+pub fn parse_cgroup_memory(current: &str, max: &str, stat: &str) -> Result<Option<f64>, HostError> {
     let max = max.trim();
     if max == "max" {
         return Ok(None);
     }
     let limit = number("memory.max", "limit", max)?;
-    let used = number("memory.current", "usage", current)?;
     if limit <= 0.0 {
         return Ok(None);
     }
-    Ok(Some((used / limit).clamp(0.0, 1.0)))
+    let current = number("memory.current", "usage", current)?;
+    let inactive = parse_inactive_file(stat)?;
+    let working_set = (current - inactive).max(0.0);
+    Ok(Some((working_set / limit).clamp(0.0, 1.0)))
+}
+
+/// What [`HostRoot::cgroup_memory`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CgroupMemory {
+    /// No cgroup v2 limit found: the machine's memory counts.
+    NoLimit,
+    /// A limit, but its use could not be read (no `memory.stat`): left out.
+    Unreadable,
+    /// The share of the limit in use.
+    Share(f64),
+}
+
+/// The machine's online CPUs from `/proc/stat`: its `cpuN` lines (the `cpu` line is
+/// their sum; offline CPUs have none). `None` where there is none.
+pub fn parse_stat_cpus(text: &str) -> Option<usize> {
+    let n = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("cpu")?.split(' ').next())
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .count();
+    (n > 0).then_some(n)
 }
 
 /// The process's cgroup v2 path from `/proc/self/cgroup` (its `0::/path` line).
@@ -134,10 +188,18 @@ impl HostRoot {
         std::fs::read_to_string(self.0.join(rel)).ok()
     }
 
+    /// The machine's online CPUs (`/proc/stat`), else the cores this process may use
+    /// ([`std::thread::available_parallelism`]), else 1.
+    pub fn cores(&self) -> usize {
+        self.read("/proc/stat")
+            .and_then(|t| parse_stat_cpus(&t))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
     /// The share of its limit the process's cgroup (v2) uses, where it has a limit:
     /// its own cgroup's files, else those at the root of the cgroup mount (a
     /// container's namespace shows its own cgroup there).
-    fn cgroup_memory(&self) -> Option<f64> {
+    fn cgroup_memory(&self) -> CgroupMemory {
         let own = self
             .read("/proc/self/cgroup")
             .and_then(|t| parse_cgroup_path(&t).map(str::to_owned));
@@ -152,35 +214,49 @@ impl HostRoot {
             ) else {
                 continue;
             };
-            match parse_cgroup_memory(&current, &max) {
-                Ok(share) => return share,
-                Err(e) => tracing::debug!(error = %e, "cgroup memory unreadable"),
+            if max.trim() == "max" {
+                return CgroupMemory::NoLimit;
+            }
+            // Without memory.stat the page cache cannot be told from use: counting it
+            // would read a cgroup doing file IO as full.
+            let stat = self.read(format!("{dir}/memory.stat")).unwrap_or_default();
+            match parse_cgroup_memory(&current, &max, &stat) {
+                Ok(Some(share)) => return CgroupMemory::Share(share),
+                Ok(None) => return CgroupMemory::NoLimit,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cgroup memory unreadable");
+                    return CgroupMemory::Unreadable;
+                }
             }
         }
-        None
+        CgroupMemory::NoLimit
     }
 }
 
-/// The host now, with `cores` the cores this process may use (from
-/// [`std::thread::available_parallelism`]). Blocking (small reads of virtual files).
+/// The host now, with `cores` the machine's online CPUs (from [`HostRoot::cores`]: the
+/// load average is the machine's). Blocking (small reads of virtual files).
 pub fn read_sample(root: &HostRoot, cores: usize) -> HostSample {
     let load_per_core = root
         .read("/proc/loadavg")
         .and_then(|t| parse_loadavg(&t).ok())
         .map(|l| l / cores.max(1) as f64);
-    let memory_used = root.cgroup_memory().or_else(|| {
-        root.read("/proc/meminfo")
-            .and_then(|t| parse_meminfo(&t).ok())
-    });
+    let memory_used = match root.cgroup_memory() {
+        CgroupMemory::Share(share) => Some(share),
+        CgroupMemory::Unreadable => None,
+        CgroupMemory::NoLimit => root
+            .read("/proc/meminfo")
+            .and_then(|t| parse_meminfo(&t).ok()),
+    };
     HostSample {
         load_per_core,
         memory_used,
     }
 }
 
-/// The cores this process may use (1 where the OS does not say).
+/// The machine's online CPUs, the divisor of its load average ([`HostRoot::cores`] at
+/// `/`).
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    HostRoot::default().cores()
 }
 
 #[cfg(test)]
@@ -221,11 +297,11 @@ mod tests {
     #[test]
     fn a_cgroup_limit_gives_the_share_and_no_limit_gives_none() {
         assert_eq!(
-            parse_cgroup_memory("536870912\n", "1073741824\n"),
+            parse_cgroup_memory("536870912\n", "1073741824\n", "inactive_file 0\n"),
             Ok(Some(0.5))
         );
-        assert_eq!(parse_cgroup_memory("536870912\n", "max\n"), Ok(None));
-        assert!(parse_cgroup_memory("lots", "1024").is_err());
+        assert_eq!(parse_cgroup_memory("536870912\n", "max\n", ""), Ok(None));
+        assert!(parse_cgroup_memory("lots", "1024", "inactive_file 0\n").is_err());
         assert_eq!(
             parse_cgroup_path("0::/system.slice/jobmesh.service\n"),
             Some("/system.slice/jobmesh.service")
@@ -233,6 +309,62 @@ mod tests {
         // A hybrid hierarchy: the v1 lines are not the v2 path.
         assert_eq!(parse_cgroup_path("4:memory:/x\n0::/\n"), Some("/"));
         assert_eq!(parse_cgroup_path("4:memory:/x\n"), None);
+    }
+
+    const MEMORY_STAT: &str = "anon 104857600\n\
+        file 943718400\n\
+        kernel 8388608\n\
+        active_anon 100000000\n\
+        inactive_anon 4857600\n\
+        active_file 104857600\n\
+        inactive_file 838860800\n\
+        unevictable 0\n";
+
+    #[test]
+    fn memory_stat_gives_the_inactive_file_and_the_working_set_leaves_it_out() {
+        assert_eq!(parse_inactive_file(MEMORY_STAT), Ok(838_860_800.0));
+        // `file` and `active_file` are not `inactive_file`.
+        assert_eq!(
+            parse_inactive_file("file 5\nactive_file 5\n"),
+            Err(HostError::Missing {
+                file: "memory.stat",
+                field: "inactive_file"
+            })
+        );
+        assert!(matches!(
+            parse_inactive_file("inactive_file x\n"),
+            Err(HostError::NotANumber { .. })
+        ));
+        // A 1 GiB limit filled by page cache: 1000 MiB current of which 800 MiB
+        // inactive file is a working set of 200 MiB, not 98%.
+        let share = parse_cgroup_memory("1048576000\n", "1073741824\n", MEMORY_STAT)
+            .unwrap()
+            .unwrap();
+        assert!((share - 200.0 / 1024.0).abs() < 1e-12, "{share}");
+        // More inactive file than current (the two are read apart): 0, not negative.
+        assert_eq!(
+            parse_cgroup_memory("100\n", "400\n", "inactive_file 300\n"),
+            Ok(Some(0.0))
+        );
+        // No inactive_file: an error, not the cache counted as used.
+        assert!(parse_cgroup_memory("100\n", "400\n", "anon 100\n").is_err());
+    }
+
+    #[test]
+    fn proc_stat_gives_the_online_cpus() {
+        let stat = "cpu  4705 356 584 3699 23 23 0 0 0 0\n\
+            cpu0 1393 280 134 1057 8 8 0 0 0 0\n\
+            cpu1 1110 76 150 904 5 5 0 0 0 0\n\
+            cpu3 1202 0 300 869 5 5 0 0 0 0\n\
+            intr 114930548 113199788 3 0 5 263 0 4\n\
+            ctxt 1990473\n\
+            btime 1062191376\n\
+            cpufreq 1\n\
+            procs_running 2\n";
+        // cpu2 offline: three lines, the sum line not counted.
+        assert_eq!(parse_stat_cpus(stat), Some(3));
+        assert_eq!(parse_stat_cpus("intr 1\n"), None);
+        assert_eq!(parse_stat_cpus(""), None);
     }
 
     #[test]
@@ -246,13 +378,34 @@ mod tests {
         put("proc/loadavg", "3.00 1 1 1/1 1\n");
         put("proc/meminfo", MEMINFO);
         let root = HostRoot::at(dir.path());
-        let s = read_sample(&root, 4);
+        // No /proc/stat: the cores this process may use.
+        assert_eq!(
+            root.cores(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        put(
+            "proc/stat",
+            "cpu  1 1 1 1\ncpu0 1 1\ncpu1 1 1\ncpu2 1 1\ncpu3 1 1\n",
+        );
+        assert_eq!(root.cores(), 4);
+        let s = read_sample(&root, root.cores());
         assert_eq!(s.load_per_core, Some(0.75));
         assert_eq!(s.memory_used, Some(0.75));
         put("proc/self/cgroup", "0::/jobs\n");
-        put("sys/fs/cgroup/jobs/memory.current", "100\n");
+        put("sys/fs/cgroup/jobs/memory.current", "300\n");
         put("sys/fs/cgroup/jobs/memory.max", "400\n");
+        // A limit but no memory.stat: memory left out, neither the cache counted nor
+        // the machine's taken for the cgroup's.
+        assert_eq!(read_sample(&root, 4).memory_used, None);
+        assert_eq!(read_sample(&root, 4).load_per_core, Some(0.75));
+        put(
+            "sys/fs/cgroup/jobs/memory.stat",
+            "anon 100\nactive_file 0\ninactive_file 200\n",
+        );
         assert_eq!(read_sample(&root, 4).memory_used, Some(0.25));
+        // No limit: the machine's.
+        put("sys/fs/cgroup/jobs/memory.max", "max\n");
+        assert_eq!(read_sample(&root, 4).memory_used, Some(0.75));
         // No /proc at all: nothing made up.
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(

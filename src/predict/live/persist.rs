@@ -264,6 +264,9 @@ pub fn resume(
     let own_duration = match own {
         Some(s) => {
             models.failure = s.failure;
+            // Levels dated after now (this node's clock was ahead when it saved, or
+            // stepped back since) would not move until the clock caught up.
+            models.failure.drop_unusable_vitals(now_ms);
             models.retry = s.retry;
             models.congestion = s.congestion;
             s.duration
@@ -380,18 +383,45 @@ mod tests {
         assert!(old.failure.score("a", 0) > 0.0);
         assert!(old.failure.vitals().is_empty());
         // Format 2 keeps what the node observed of the mesh and of its host.
-        for (n, phi) in [("b", 5.0), ("c", 0.1), ("d", 0.1)] {
-            models.failure.observe(n, 0, NodeSignal::Phi { phi });
+        let mut t = 0;
+        while t <= 120_000 {
+            for (n, phi) in [("b", 5.0), ("c", 0.1), ("d", 0.1)] {
+                models.failure.observe(n, t, NodeSignal::Phi { phi });
+            }
+            t += 5_000;
         }
         let signal = NodeSignal::Host {
             load_per_core: Some(0.5),
             memory_used: None,
         };
-        models.failure.observe("a", 0, signal);
-        let snap = decode(&encode(&models, &feed, 0)).unwrap();
+        models.failure.observe("a", t, signal);
+        let snap = decode(&encode(&models, &feed, t)).unwrap();
         assert_eq!(snap.failure.vitals().observed().count(), 3);
-        assert!(snap.failure.score("b", 0) > 1.6);
-        assert_eq!(snap.failure.score("b", 0), models.failure.score("b", 0));
+        assert!(snap.failure.score("b", t) > 1.6);
+        assert_eq!(snap.failure.score("b", t), models.failure.score("b", t));
+    }
+
+    #[test]
+    fn a_resumed_node_drops_its_vitals_dated_after_now() {
+        let mut models = LiveModels::default();
+        let now = 1_000_000;
+        // b and c sampled by a clock an hour ahead, d as now.
+        for (n, at) in [("b", now + 3_600_000), ("c", now + 3_600_000), ("d", now)] {
+            models.failure.observe(n, at, NodeSignal::Phi { phi: 1.0 });
+        }
+        let feed = FeedState::new("a", models.duration.clone());
+        let saved = vec![row_at("a", now, encode(&models, &feed, now))];
+        let (resumed, _) = resume("a", &saved, now, 1_000);
+        let kept: Vec<&str> = resumed
+            .failure
+            .vitals()
+            .observed()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(kept, ["d"]);
+        // Resumed once the clock has caught up, all are kept.
+        let (resumed, _) = resume("a", &saved, now + 3_600_000, 1_000);
+        assert_eq!(resumed.failure.vitals().observed().count(), 3);
     }
 
     #[test]
