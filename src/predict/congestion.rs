@@ -20,13 +20,13 @@
 //! Forecasts beyond the fast rate's horizon (the 5 and 15 min alarms) take the arrivals
 //! from the queue's season once it has seen a full cycle ([`FluidSettings::season_ms`],
 //! a day by default): the rate by phase of the cycle, scaled to the recent level (see
-//! [`season`]); before that, and for short horizons, the recent rate. With a season the
+//! `season`); before that, and for short horizons, the recent rate. With a season the
 //! fluid backlog is also restarted from an empty queue at a few points of the window,
 //! so a rise late in the window is not averaged away. On the tuning seeds 1-10 this
 //! moved the alarms' F1 at 5 and 15 min from 0.215 and 0.000 to 0.219 and 0.002: the
 //! breaches of the generated traces come from bursts and dying nodes, not the cycle.
 //!
-//! A learned correction of the estimate for a job arriving now ([`correction`]) is
+//! A learned correction of the estimate for a job arriving now (`correction`) is
 //! there, off by default ([`FluidSettings::correction`]).
 //!
 //! A live node does not see arrivals as they happen: it reads each queue's waiting jobs
@@ -130,7 +130,7 @@ pub struct FluidSettings {
     pub servers_memory_ms: i64,
     /// Length of the arrivals' cycle (a day; a generated trace's compressed day): once a
     /// queue was seen for a full cycle, its forecasts of arrivals beyond
-    /// `fast_horizon_ms` follow the rate by phase of the cycle (see [`season`]).
+    /// `fast_horizon_ms` follow the rate by phase of the cycle (see `season`).
     /// Not in the saved format's settings: a node resumes with its own configuration.
     #[serde(skip, default = "day_ms")]
     pub season_ms: i64,
@@ -141,7 +141,7 @@ pub struct FluidSettings {
     /// `jobmesh predict eval --season` turns it on. Not saved, as `season_ms`.
     #[serde(skip)]
     pub seasonal: bool,
-    /// Whether the wait estimate takes the learned correction (see [`correction`]).
+    /// Whether the wait estimate takes the learned correction (see `correction`).
     /// Off by default: it won on the tuning seeds 1-10 (0.967 s against 0.974 s mean
     /// wait MAE) but lost on held-out seeds 100-109 (2.140 s against 2.135 s, and seed
     /// 109 to the last wait). Not saved, as `season_ms`.

@@ -11,10 +11,10 @@
 //!
 //! A running node feeds only its own attempts, so its model alone knows one node. At
 //! each save round it adopts the other nodes' own states from their saved models
-//! ([`peers`]): the median it is measured against, and the kinds' levels, are then
+//! (`peers`): the median it is measured against, and the kinds' levels, are then
 //! the cluster's.
 //!
-//! Beside its jobs, a node's vitals count the same way ([`vitals`]): its host's load
+//! Beside its jobs, a node's vitals count the same way (`vitals`): its host's load
 //! per core and memory pressure, which the node samples itself, above the cluster's
 //! median; and the phi accrual its mesh observers compute for it, above what each
 //! observer sees of the other members, which a node learns of from its observers'

@@ -20,7 +20,7 @@
 //! 3. The evidence about a subject is the lower median of its observers' excesses: this
 //!    node's own (when it observes the subject) and those of the other nodes, adopted
 //!    from their saved models with their own states (`observed` is saved with the
-//!    model; [`NodeScore::adopt_peers`] keeps, per subject, the other observers'
+//!    model; [`NodeScore::adopt_peers`](super::NodeScore::adopt_peers) keeps, per subject, the other observers'
 //!    excesses). The lower median needs at least half of the observers (more than half
 //!    of an even number) to see the subject irregular, so one lying or confused
 //!    observer moves nothing. A node never observes itself: its own score learns of its

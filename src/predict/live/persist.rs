@@ -217,7 +217,7 @@ pub(super) fn adopt_fresh(
 /// What node `node` takes from the saved rows at each save round, into `models`: its
 /// view of the durations (`own` merged with the other nodes'), and, from the rows saved
 /// within `max_age_ms` before `now_ms`, the other nodes' own failure states (see
-/// [`adopt_fresh`]), retry counts and workers per queue (in place of those taken
+/// `adopt_fresh`), retry counts and workers per queue (in place of those taken
 /// before). Each row is decoded once. Returns how many peers the failure model knows.
 pub fn from_peers(
     models: &mut LiveModels,

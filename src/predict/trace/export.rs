@@ -1,7 +1,8 @@
 //! `jobmesh trace export`: a trace from any store, read through the capabilities every
-//! backend has ([`JobAdmin::list_jobs`] page by page, then each job's
-//! [`JobHistory::attempts`] and [`JobHistory::job_events`]), so a real cluster's record
-//! becomes a trace the evaluation can replay.
+//! backend has ([`JobAdmin::list_jobs`](crate::store::JobAdmin::list_jobs) page by
+//! page, then each job's [`JobHistory::attempts`](crate::store::JobHistory::attempts)
+//! and [`JobHistory::job_events`](crate::store::JobHistory::job_events)), so a real
+//! cluster's record becomes a trace the evaluation can replay.
 //!
 //! Per job, its finished attempts and its events are merged in time order: an attempt
 //! row becomes a record; `job.claimed` gives the node and start of an attempt that
