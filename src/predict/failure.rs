@@ -295,20 +295,36 @@ impl NodeScore {
 
     /// The median of signal `k` over the nodes that have it.
     fn peer_median(&self, k: usize) -> f64 {
-        let mut v: Vec<f64> = self
+        let v: Vec<f64> = self
             .nodes
             .values()
             .chain(self.peers.values())
             .filter(|n| n.seen[k])
             .map(|n| n.levels[k])
             .collect();
-        if v.is_empty() {
-            return 0.0;
-        }
-        let mid = v.len() / 2;
-        let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
-        *m
+        upper_median(v).unwrap_or(0.0)
     }
+}
+
+/// The median of `v` (the upper one of an even count), `None` when it is empty.
+fn upper_median(v: Vec<f64>) -> Option<f64> {
+    let mid = v.len() / 2;
+    nth_smallest(v, mid)
+}
+
+/// The median of `v` (the lower one of an even count), `None` when it is empty.
+fn lower_median(v: Vec<f64>) -> Option<f64> {
+    let mid = v.len().checked_sub(1)? / 2;
+    nth_smallest(v, mid)
+}
+
+/// The `n`th smallest of `v` (from 0) without sorting it.
+fn nth_smallest(mut v: Vec<f64>, n: usize) -> Option<f64> {
+    if n >= v.len() {
+        return None;
+    }
+    let (_, m, _) = v.select_nth_unstable_by(n, f64::total_cmp);
+    Some(*m)
 }
 
 impl FailurePredictor for NodeScore {

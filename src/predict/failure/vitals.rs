@@ -271,13 +271,11 @@ impl Vitals {
 
 /// The lower median of `values` (`None` with fewer than two).
 fn phi_baseline(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.collect();
+    let v: Vec<f64> = values.collect();
     if v.len() < 2 {
         return None;
     }
-    let mid = (v.len() - 1) / 2;
-    let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
-    Some(*m)
+    super::lower_median(v)
 }
 
 /// The lower median of `sorted` (ascending) with `extra` added, without building the
@@ -353,18 +351,13 @@ impl VitalMedians {
     /// The medians over `own` and `adopted` now.
     pub(super) fn compute(own: &Vitals, adopted: &AdoptedVitals) -> Self {
         let host = std::array::from_fn(|k| {
-            let mut v: Vec<f64> = own
-                .host
-                .values()
-                .chain(adopted.host.values())
-                .filter_map(|l| l[k].map(|l| l.value))
-                .collect();
-            if v.is_empty() {
-                return None;
-            }
-            let mid = v.len() / 2;
-            let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
-            Some(*m)
+            super::upper_median(
+                own.host
+                    .values()
+                    .chain(adopted.host.values())
+                    .filter_map(|l| l[k].map(|l| l.value))
+                    .collect(),
+            )
         });
         Self {
             host,
