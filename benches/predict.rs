@@ -117,32 +117,28 @@ fn main() {
         ));
     });
 
-    let mut c = FluidQueue::default();
-    for i in 0..100_000i64 {
-        let q = KINDS[(i % 8) as usize];
-        c.on_enqueue(q, i * 10);
-        c.on_start(q, i * 10 + 5, 5.0);
-        c.on_finish(q, i * 10 + 9, 4.0);
-    }
-    time("congestion: predicted wait", |i| {
-        black_box(c.predict_wait(KINDS[(i % 8) as usize], 1_000_000, 300_000));
-    });
-    // The same with a season that completed (100 s cycles over the 1000 s fed): the
+    // Plain, then with a season that completed (100 s cycles over the 1000 s fed): the
     // forecast then looks up the season's window, O(1) per lookup.
-    let mut c = FluidQueue::new(FluidSettings {
+    let seasonal = FluidSettings {
         season_ms: 100_000,
         seasonal: true,
         ..FluidSettings::default()
-    });
-    for i in 0..100_000i64 {
-        let q = KINDS[(i % 8) as usize];
-        c.on_enqueue(q, i * 10);
-        c.on_start(q, i * 10 + 5, 5.0);
-        c.on_finish(q, i * 10 + 9, 4.0);
+    };
+    for (name, settings) in [
+        ("congestion: predicted wait", FluidSettings::default()),
+        ("congestion: predicted wait, seasonal", seasonal),
+    ] {
+        let mut c = FluidQueue::new(settings);
+        for i in 0..100_000i64 {
+            let q = KINDS[(i % 8) as usize];
+            c.on_enqueue(q, i * 10);
+            c.on_start(q, i * 10 + 5, 5.0);
+            c.on_finish(q, i * 10 + 9, 4.0);
+        }
+        time(name, |i| {
+            black_box(c.predict_wait(KINDS[(i % 8) as usize], 1_000_000, 300_000));
+        });
     }
-    time("congestion: predicted wait, seasonal", |i| {
-        black_box(c.predict_wait(KINDS[(i % 8) as usize], 1_000_000, 300_000));
-    });
 
     live();
 }
