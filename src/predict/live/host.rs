@@ -214,9 +214,6 @@ impl HostRoot {
             ) else {
                 continue;
             };
-            if max.trim() == "max" {
-                return CgroupMemory::NoLimit;
-            }
             // Without memory.stat the page cache cannot be told from use: counting it
             // would read a cgroup doing file IO as full.
             let stat = self.read(format!("{dir}/memory.stat")).unwrap_or_default();
@@ -251,12 +248,6 @@ pub fn read_sample(root: &HostRoot, cores: usize) -> HostSample {
         load_per_core,
         memory_used,
     }
-}
-
-/// The machine's online CPUs, the divisor of its load average ([`HostRoot::cores`] at
-/// `/`).
-pub fn cores() -> usize {
-    HostRoot::default().cores()
 }
 
 #[cfg(test)]

@@ -61,28 +61,20 @@ struct SnapshotRef<'a> {
     vitals: &'a Vitals,
 }
 
-/// What format 2 holds: format 1's [`Snapshot`], then the failure model's vitals.
+/// What format 2 holds: format 1's [`Snapshot`], then the failure model's vitals
+/// (bincode writes a struct as its fields in order, so a nested snapshot reads the
+/// same bytes as [`SnapshotRef`]'s flat fields).
 #[derive(Deserialize)]
 struct SnapshotV2 {
-    saved_at_ms: i64,
-    duration: SketchDuration,
-    failure: NodeScore,
-    retry: PosteriorRetry,
-    congestion: FluidQueue,
+    snapshot: Snapshot,
     vitals: Vitals,
 }
 
 impl From<SnapshotV2> for Snapshot {
     fn from(s: SnapshotV2) -> Self {
-        let mut failure = s.failure;
-        failure.set_vitals(s.vitals);
-        Self {
-            saved_at_ms: s.saved_at_ms,
-            duration: s.duration,
-            failure,
-            retry: s.retry,
-            congestion: s.congestion,
-        }
+        let mut snapshot = s.snapshot;
+        snapshot.failure.set_vitals(s.vitals);
+        snapshot
     }
 }
 
