@@ -56,12 +56,9 @@ fn main() -> Result<(), String> {
         let at = eval::split_at(&records, opts.split);
         let mut lineup = eval::congestion::lineup_for(opts);
         if correction {
-            let d = FluidSettings::default();
             lineup[0].0 = Box::new(FluidQueue::new(FluidSettings {
-                season_ms: opts.season_ms.unwrap_or(d.season_ms),
-                seasonal: opts.season_ms.is_some(),
                 correction: true,
-                ..d
+                ..eval::congestion::model_settings(opts)
             }));
         }
         let (t, _) = eval::congestion::run(&records, at, opts, lineup);
@@ -86,8 +83,8 @@ fn main() -> Result<(), String> {
         println!(
             "{seed:>4}  {model:>13.3}  {last:>17.3}  {:>10}  {:>18}  {:>22}",
             if t.model_wins() { "yes" } else { "no" },
-            format!("{:.3}/{:.3}/{:.3}", fm[0], fm[1], fm[2]),
-            format!("{:.3}/{:.3}/{:.3}", ft[0], ft[1], ft[2]),
+            horizons(fm),
+            horizons(ft),
         );
         model_sum += model;
         last_sum += last;
@@ -99,14 +96,7 @@ fn main() -> Result<(), String> {
         n += 1;
     }
     let n_f = f64::from(n.max(1));
-    let m = |k: usize| {
-        format!(
-            "{:.3}/{:.3}/{:.3}",
-            f1_sum[k][0] / n_f,
-            f1_sum[k][1] / n_f,
-            f1_sum[k][2] / n_f
-        )
-    };
+    let m = |k: usize| horizons(f1_sum[k].map(|f| f / n_f));
     println!(
         "mean  {:>13.3}  {:>17.3}  {:>10}  {:>18}  {:>22}",
         model_sum / n_f,
@@ -116,4 +106,9 @@ fn main() -> Result<(), String> {
         m(1)
     );
     Ok(())
+}
+
+/// One figure per horizon (1, 5, 15 min), as `a/b/c`.
+fn horizons(f: [f64; 3]) -> String {
+    format!("{:.3}/{:.3}/{:.3}", f[0], f[1], f[2])
 }

@@ -34,22 +34,27 @@ fn plot_queue(records: &[TraceRecord], slo_ms: f64) -> Option<String> {
         .map(|(q, _)| q.to_owned())
 }
 
-/// The model (with a day's cycle) and the baselines (the threshold one is fitted
-/// inside [`run`]).
+/// The model (no season, as on a live node) and the baselines (the threshold one is
+/// fitted inside [`run`]).
 pub fn lineup() -> Vec<(Box<dyn CongestionPredictor>, &'static str)> {
     lineup_for(EvalOptions::default())
 }
 
-/// The lineup with the model learning the cycle of `opts.season_ms`, if given.
-pub fn lineup_for(opts: EvalOptions) -> Vec<(Box<dyn CongestionPredictor>, &'static str)> {
+/// The model's settings for `opts`: the defaults, learning the cycle of
+/// `opts.season_ms` if given.
+pub fn model_settings(opts: EvalOptions) -> FluidSettings {
     let d = FluidSettings::default();
-    let settings = FluidSettings {
+    FluidSettings {
         season_ms: opts.season_ms.unwrap_or(d.season_ms),
         seasonal: opts.season_ms.is_some(),
         ..d
-    };
+    }
+}
+
+/// The lineup with the model of [`model_settings`].
+pub fn lineup_for(opts: EvalOptions) -> Vec<(Box<dyn CongestionPredictor>, &'static str)> {
     vec![
-        (Box::new(FluidQueue::new(settings)), "model"),
+        (Box::new(FluidQueue::new(model_settings(opts))), "model"),
         (Box::new(LastWait::default()), "baseline"),
         (Box::new(QueueLengthThreshold::default()), "baseline"),
     ]
