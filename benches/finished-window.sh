@@ -3,14 +3,17 @@
 # minute's finishes (src/metrics/finished_window.rs): the recount of the whole minute
 # against the kept window's two reads (the slices settled since the last round, and the
 # open tail), at RATE jobs/s over the last minute.
-#   benches/finished-window.sh            (RATE=10000 BIN=target/debug/jobmesh REPEAT=5)
+#   benches/finished-window.sh            (RATE=10000 REPEAT=5; BIN: the debug build)
 # Every job goes through the rows versions of a drain (inserted available, updated to
 # running, updated to succeeded), and the table is not vacuumed, as in a busy minute.
 # Creates and drops the database jobmesh_fw on 127.0.0.1:5432 (user postgres, trust).
 # Prints the execution time of each statement per repeat (EXPLAIN ANALYZE), in ms.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/jobmesh}
+# The workspace's target directory, wherever cargo's configuration puts it.
+TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BIN=${BIN:-$TARGET/debug/jobmesh}
 RATE=${RATE:-10000}
 PG="-h 127.0.0.1 -U postgres"
 URL=postgres://postgres@127.0.0.1:5432/jobmesh_fw
